@@ -1,0 +1,23 @@
+// Package weft is a library for running a flannel-style VXLAN overlay network
+// for containers, and a set of example programs built on it.
+//
+// A node agent built with weft leases a per-node subnet, from etcd v3 or from
+// its Kubernetes Node object; builds the VXLAN datapath in the kernel and keeps
+// it matched to the leases of its peers; publishes subnet.env for the CNI
+// plugin; and hands out sticky pod IPs. It speaks flannel's formats (etcd
+// keys and values, node annotations, net-conf.json, subnet.env), so weft and
+// flannel nodes can share one cluster.
+//
+// The packages:
+//
+//   - lease: the contract. Network configuration, leases and their
+//     attributes, watch events, the subnet key codec, the subnet allocator and
+//     the Manager interface every lease source implements. Pure code, no I/O.
+//   - subnetenv: reads and writes subnet.env, atomically.
+//
+// Every long-lived piece of state has a desired form computed from its inputs
+// and an idempotent step that makes the world match it; events only trigger
+// that step. Writes that could clobber another node's data are conditional.
+// Malformed input is reported with the file or field that holds it and never
+// corrupts state.
+package weft

@@ -1,0 +1,21 @@
+// Package lease is the contract between a node's datapath and the source of
+// its subnet: the network configuration (net-conf.json), leases and their
+// attributes, the events a watch delivers, the subnet key codec, the subnet
+// Allocator, and the Manager interface that lease sources implement.
+//
+// The package is pure: it parses, formats and computes, and performs no I/O.
+// Package lease/etcd implements Manager on etcd v3 and package kube on
+// Kubernetes Node objects.
+//
+// Everything here speaks flannel's formats, so that weft and flannel nodes can
+// share one cluster:
+//
+//   - ParseConfig reads net-conf.json with flannel's field names and defaults.
+//   - Attrs marshals to the JSON value flannel stores under a subnet key.
+//   - Key's text form is flannel's etcd key suffix, such as 10.244.3.0-24.
+//
+// Addresses and prefixes are net/netip values throughout. Errors wrap the
+// sentinels declared here (ErrInvalidConfig, ErrInvalidKey, ErrInvalidAttrs,
+// ErrOutOfSubnets, ErrOutOfRange, ErrSubnetTaken, ErrLeaseLost) so that
+// callers can test them with errors.Is.
+package lease

@@ -1,0 +1,92 @@
+package lease
+
+import (
+	"slices"
+	"strconv"
+	"time"
+)
+
+// A Lease is a node's hold on a subnet key, with the attributes it
+// publishes there.
+type Lease struct {
+	Key   Key
+	Attrs Attrs
+	// Expiration is when the lease lapses unless renewed. The zero time means
+	// it never does: a reservation, which no other node is ever given.
+	Expiration time.Time
+}
+
+// IsReservation reports whether l never expires.
+func (l Lease) IsReservation() bool { return l.Expiration.IsZero() }
+
+// EventType says how a lease changed.
+type EventType uint8
+
+const (
+	// Added: a subnet key appeared.
+	Added EventType = iota + 1
+	// Changed: a known subnet key now has different attributes, for example a
+	// new VTEP MAC or public IP after a node was rebuilt. A renewal that only
+	// moves the expiration is not a change.
+	Changed
+	// Removed: a subnet key is gone (expired, released or deleted).
+	Removed
+)
+
+func (t EventType) String() string {
+	switch t {
+	case Added:
+		return "added"
+	case Changed:
+		return "changed"
+	case Removed:
+		return "removed"
+	}
+	return "EventType(" + strconv.Itoa(int(t)) + ")"
+}
+
+// An Event is one change to the set of leases.
+type Event struct {
+	Type EventType
+	// Lease is the lease after the change; for Removed, the lease as last seen.
+	Lease Lease
+	// Prev is the lease before a Changed event, and the zero Lease otherwise.
+	Prev Lease
+}
+
+// A Batch is one delivery from Manager.WatchLeases.
+type Batch struct {
+	// Snapshot marks the first batch of a watch: Events then holds one Added
+	// event per lease that exists (possibly none), and the receiver should
+	// replace whatever it knew. Every later batch is incremental.
+	Snapshot bool
+	Events   []Event
+}
+
+// Diff returns the events that turn the lease set before into after, ordered
+// by key. Each slice must hold at most one lease per key. Lease managers use
+// it after re-listing, for example when a watch's history was compacted away,
+// so that consumers see changed attributes and not only additions and
+// removals.
+func Diff(before, after []Lease) []Event {
+	old := make(map[Key]Lease, len(before))
+	for _, l := range before {
+		old[l.Key] = l
+	}
+	var events []Event
+	for _, l := range after {
+		prev, ok := old[l.Key]
+		switch {
+		case !ok:
+			events = append(events, Event{Type: Added, Lease: l})
+		case !prev.Attrs.Equal(l.Attrs):
+			events = append(events, Event{Type: Changed, Lease: l, Prev: prev})
+		}
+		delete(old, l.Key)
+	}
+	for _, l := range old {
+		events = append(events, Event{Type: Removed, Lease: l})
+	}
+	slices.SortFunc(events, func(a, b Event) int { return a.Lease.Key.Compare(b.Lease.Key) })
+	return events
+}

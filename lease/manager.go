@@ -1,0 +1,60 @@
+package lease
+
+import (
+	"context"
+	"errors"
+)
+
+// ErrLeaseLost means a node no longer holds the lease it had: the key expired,
+// was deleted, or is now held by another owner. A node that sees it must stop
+// routing the old subnet and acquire again.
+var ErrLeaseLost = errors.New("lease lost")
+
+// An AcquireRequest says what lease a node asks for.
+type AcquireRequest struct {
+	// Attrs are published with the lease. Attrs.Owner must be set to the
+	// node's stable identity; ownership checks compare it.
+	Attrs Attrs
+	// Previous is the subnet the node held before, for example as read back
+	// from subnet.env after a restart, or the zero Key. It is a preference,
+	// never a claim: a manager returns it only if no other node holds it.
+	Previous Key
+}
+
+// A Manager is a source of subnet leases: etcd (package lease/etcd) or the
+// Kubernetes Node objects (package kube). One Manager serves one node. Its
+// methods are safe for concurrent use.
+//
+// Methods that wait (Acquire, Keep and the watches) ride out conditions that
+// resolve themselves, such as an unreachable store or a PodCIDR not yet
+// assigned, by retrying until ctx is done. They return early only for errors
+// retrying cannot fix.
+type Manager interface {
+	// Config returns the network configuration in force.
+	Config(ctx context.Context) (Config, error)
+
+	// WatchConfig sends the configuration in force and then every change to
+	// it, in order, until ctx is done; then it returns ctx.Err(). A change
+	// that does not parse is logged and skipped, so the last good
+	// configuration stays in force.
+	WatchConfig(ctx context.Context, ch chan<- Config) error
+
+	// Acquire obtains a lease for this node, in this order of preference: a
+	// lease this node's owner already holds, then req.Previous if it is free
+	// and inside the configured range, then a free subnet from the range.
+	// It never takes a subnet another node holds.
+	Acquire(ctx context.Context, req AcquireRequest) (Lease, error)
+
+	// Keep holds l until ctx is done, renewing it before it expires, and
+	// then returns ctx.Err(). Every renewal is conditional on l still being
+	// this node's; if it is not, Keep returns an error matching ErrLeaseLost
+	// without writing anything.
+	Keep(ctx context.Context, l Lease) error
+
+	// WatchLeases sends the leases of all nodes, this one included: first a
+	// Batch with Snapshot set holding every current lease, then incremental
+	// batches, until ctx is done; then it returns ctx.Err(). Changes of
+	// attributes on a known subnet arrive as Changed events. A lease whose
+	// value does not parse is logged, naming its key, and skipped.
+	WatchLeases(ctx context.Context, ch chan<- Batch) error
+}
