@@ -1,4 +1,4 @@
-package weft_test
+package pins_test
 
 // These imports pin the dependency set in go.mod before the packages that use
 // them exist, and prove on every test run that the pinned versions of

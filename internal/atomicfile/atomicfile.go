@@ -1,0 +1,69 @@
+// Package atomicfile replaces files so that a reader sees either the old
+// content or the new, never a mix or an empty file, and a crash at any point
+// leaves one of the two in place.
+package atomicfile
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// Write replaces the file at path with data, with permissions perm whatever
+// the umask.
+//
+// It writes a temporary file in the same directory, syncs it, renames it over
+// path, and then syncs the directory so that the rename itself survives a
+// power loss. The directory must exist. If Write fails before the rename,
+// path is untouched and the temporary file is removed. A crash can leave the
+// temporary file, named "."+base(path)+".tmp" and a random suffix, behind; it
+// is never read.
+func Write(path string, data []byte, perm fs.FileMode) (err error) {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	f, err := os.CreateTemp(dir, "."+base+".tmp")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+			err = fmt.Errorf("write %s: %w", path, err)
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	if err := f.Chmod(perm); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return SyncDir(dir)
+}
+
+// SyncDir flushes a directory's entries to disk, making a preceding create,
+// rename or remove in it durable.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync directory %s: %w", dir, err)
+	}
+	return nil
+}

@@ -1,0 +1,135 @@
+package atomicfile
+
+import (
+	"bytes"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+)
+
+func TestWriteCreatesAndReplaces(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "f")
+	old := syscall.Umask(0o077)
+	defer syscall.Umask(old)
+
+	for _, content := range []string{"first\n", "second, longer\n", ""} {
+		if err := Write(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != content {
+			t.Errorf("content = %q, want %q", got, content)
+		}
+		st, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != 0o644 {
+			t.Errorf("mode = %v despite umask, want 0644", st.Mode().Perm())
+		}
+	}
+	assertOnlyFiles(t, dir, "f")
+}
+
+func TestWriteMissingDirectory(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "missing", "f")
+	err := Write(path, []byte("x"), 0o644)
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("err = %v, want fs.ErrNotExist", err)
+	}
+}
+
+func TestWriteFailureLeavesOldFileAndNoTemp(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "f")
+	if err := Write(path, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Renaming a file over a non-empty directory fails after the temporary
+	// file is written, exercising the cleanup path.
+	target := filepath.Join(dir, "d")
+	if err := os.MkdirAll(filepath.Join(target, "child"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := Write(target, []byte("new"), 0o644); err == nil {
+		t.Fatal("Write over a non-empty directory succeeded")
+	}
+	assertOnlyFiles(t, dir, "d", "f")
+	if got, _ := os.ReadFile(path); string(got) != "old" {
+		t.Errorf("unrelated file changed: %q", got)
+	}
+}
+
+// TestConcurrentReaders rewrites a file 1,000 times while readers read it in
+// a loop; no reader may ever see a missing, empty or torn file.
+func TestConcurrentReaders(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	a := bytes.Repeat([]byte("a"), 64<<10)
+	b := bytes.Repeat([]byte("b"), 32<<10)
+	if err := Write(path, a, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	var bad sync.Map
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				got, err := os.ReadFile(path)
+				if err != nil || !(bytes.Equal(got, a) || bytes.Equal(got, b)) {
+					bad.Store(len(got), err)
+				}
+			}
+		}()
+	}
+	for i := range 1000 {
+		content := a
+		if i%2 == 0 {
+			content = b
+		}
+		if err := Write(path, content, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(done)
+	wg.Wait()
+	bad.Range(func(k, v any) bool {
+		t.Errorf("reader saw a file of %v bytes (err %v)", k, v)
+		return true
+	})
+}
+
+func assertOnlyFiles(t *testing.T, dir string, want ...string) {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range entries {
+		got = append(got, e.Name())
+	}
+	if len(got) != len(want) {
+		t.Fatalf("directory holds %q, want %q", got, want)
+	}
+	for i := range got {
+		if got[i] != want[i] {
+			t.Fatalf("directory holds %q, want %q", got, want)
+		}
+	}
+}
