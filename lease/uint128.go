@@ -110,7 +110,7 @@ func ones(n uint) u128 {
 	return u128{lo: ^uint64(0) >> (64 - n)}
 }
 
-func (u u128) or(v u128) u128  { return u128{u.hi | v.hi, u.lo | v.lo} }
+func (u u128) or(v u128) u128     { return u128{u.hi | v.hi, u.lo | v.lo} }
 func (u u128) andNot(v u128) u128 { return u128{u.hi &^ v.hi, u.lo &^ v.lo} }
 
 func (u u128) bitLen() int {
