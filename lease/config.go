@@ -317,10 +317,11 @@ func decodeBackend(c *Config, raw json.RawMessage) error {
 // so that one set of rules validates both.
 type family struct {
 	enableName, netName, lenName, minName, maxName string
-	bits                                           int // address bits
-	maxLen                                         int // longest subnet: room for a network, gateway and pod address
-	defaultLen                                     int // SubnetLen for networks of length defaultLen-2 or shorter
-	is4                                            bool
+
+	bits       int // address bits
+	maxLen     int // longest subnet: room for a network, gateway and pod address
+	defaultLen int // SubnetLen for networks of length defaultLen-2 or shorter
+	is4        bool
 
 	exampleNet, exampleAddr, article, wrongFamily string
 }
