@@ -6,6 +6,7 @@ import (
 	"math/big"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -328,4 +329,51 @@ func ExampleAllocator() {
 	// <nil>
 	// subnet is taken: 10.244.200.0/24 overlaps a subnet in use
 	// true
+}
+
+func TestSortSpans(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(11, 12))
+	for _, tc := range []struct {
+		n    int
+		bits uint
+	}{{10, 16}, {600, 8}, {5000, 16}, {5000, 40}, {3000, 126}} {
+		in := make([]span, tc.n)
+		for i := range in {
+			v := u128{rnd.Uint64(), rnd.Uint64()}.and(ones(tc.bits))
+			in[i] = span{v, v.add(u128{lo: uint64(i)})}
+		}
+		want := slices.Clone(in)
+		slices.SortStableFunc(want, func(x, y span) int { return x.first.cmp(y.first) })
+		got := sortSpans(slices.Clone(in), ones(tc.bits))
+		for i := range got {
+			if got[i].first != want[i].first {
+				t.Fatalf("n=%d bits=%d: position %d has %v, want %v", tc.n, tc.bits, i, got[i].first, want[i].first)
+			}
+		}
+	}
+}
+
+// TestAllocatorManyTaken checks the radix-sorted build path (many taken
+// subnets) against brute force.
+func TestAllocatorManyTaken(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(13, 14))
+	r := Range{pfx("10.0.1.0/24"), pfx("10.15.255.0/24")}
+	var taken []netip.Prefix
+	for range 1500 {
+		a := netip.AddrFrom4([4]byte{10, byte(rnd.IntN(17)), byte(rnd.IntN(256)), byte(rnd.IntN(256))})
+		taken = append(taken, netip.PrefixFrom(a, 21+rnd.IntN(10)).Masked())
+	}
+	a, err := NewAllocator(r, taken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := bruteFree(r, taken)
+	if got := a.FreeLen().Int64(); got != int64(len(want)) {
+		t.Fatalf("FreeLen = %d, want %d", got, len(want))
+	}
+	for p := range bruteFree(r, nil) {
+		if err := a.CheckFree(p); (err == nil) != want[p] {
+			t.Fatalf("CheckFree(%s) = %v, want free=%v", p, err, want[p])
+		}
+	}
 }

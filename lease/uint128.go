@@ -111,7 +111,16 @@ func ones(n uint) u128 {
 }
 
 func (u u128) or(v u128) u128     { return u128{u.hi | v.hi, u.lo | v.lo} }
+func (u u128) and(v u128) u128    { return u128{u.hi & v.hi, u.lo & v.lo} }
 func (u u128) andNot(v u128) u128 { return u128{u.hi &^ v.hi, u.lo &^ v.lo} }
+
+// byteAt returns byte i of u, counting from the least significant.
+func (u u128) byteAt(i uint) byte {
+	if i < 8 {
+		return byte(u.lo >> (8 * i))
+	}
+	return byte(u.hi >> (8 * (i - 8)))
+}
 
 func (u u128) bitLen() int {
 	if u.hi != 0 {
