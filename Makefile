@@ -1,0 +1,49 @@
+# weft's build entry points. Every target covers the root module and any
+# nested module (such as a test module that needs dependencies the library
+# must not carry).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+GO ?= go
+# staticcheck runs through `go run` at this pinned version, so lint needs no
+# installed tool.
+STATICCHECK_VERSION ?= v0.8.2
+# Benchmarks: a regexp for -bench, and -benchtime.
+BENCH ?= .
+BENCHTIME ?= 1s
+# Fuzzing: how long each fuzz target runs under `make fuzz`.
+FUZZTIME ?= 30s
+
+MODULES := $(shell find . -name go.mod -not -path './.git/*' -exec dirname {} \; | sort)
+
+.PHONY: test bench lint fuzz
+
+## test: run every test with the race detector, in every module.
+test:
+	@for m in $(MODULES); do \
+		echo "== go test -race $$m"; \
+		(cd $$m && $(GO) test -race ./...); \
+	done
+
+## bench: run the benchmarks and print them as one table.
+bench:
+	@$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -benchmem ./... | $(GO) run ./internal/benchtable
+
+## lint: gofmt, go vet and staticcheck, in every module.
+lint:
+	@unformatted=$$(gofmt -l $(MODULES)); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	@for m in $(MODULES); do \
+		echo "== vet and staticcheck $$m"; \
+		(cd $$m && $(GO) vet ./... && $(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...); \
+	done
+
+## fuzz: run each fuzz target for FUZZTIME; new failures land in testdata/fuzz.
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+		for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "== $$pkg $$target"; \
+			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
