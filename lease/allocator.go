@@ -30,7 +30,8 @@ type Range struct {
 }
 
 // IsValid reports whether r is a non-empty range: First and Last are masked
-// prefixes of the same family and length, and First is not above Last.
+// prefixes of the same family and length, First is not above Last, and the
+// range holds fewer than 2^128 subnets.
 func (r Range) IsValid() bool {
 	f, l := r.First, r.Last
 	if !f.IsValid() || !l.IsValid() || f.Bits() == 0 || f.Bits() != l.Bits() ||
@@ -40,7 +41,9 @@ func (r Range) IsValid() bool {
 	if !f.Addr().Is4() && (!isPlain6(f.Addr()) || !isPlain6(l.Addr())) {
 		return false
 	}
-	return f.Addr().Compare(l.Addr()) <= 0
+	// Every /128 of the IPv6 space would be 2^128 subnets, one more than the
+	// allocator's 128-bit counts can hold.
+	return f.Addr().Compare(l.Addr()) <= 0 && r.span() != ones(128)
 }
 
 // Contains reports whether p is one of r's subnets.
@@ -79,6 +82,9 @@ func (r Range) String() string {
 // between with a running count. Building it costs O(n log n) in the number of
 // taken subnets; Pick and CheckFree cost O(log n), whatever the size of the
 // range, so an IPv6 range with 2^64 candidates is as cheap as an IPv4 /16.
+//
+// Pick may be called concurrently only with a nil or per-goroutine
+// *rand.Rand, since a *rand.Rand is not safe for concurrent use.
 type Allocator struct {
 	r     Range
 	is4   bool
@@ -105,7 +111,7 @@ type freeSegment struct {
 // retained.
 func NewAllocator(r Range, taken []netip.Prefix) (*Allocator, error) {
 	if !r.IsValid() {
-		return nil, fmt.Errorf("lease: allocator needs a valid range, got %v..%v", r.First, r.Last)
+		return nil, fmt.Errorf("lease: allocator range %v..%v is not valid: First and Last must be masked prefixes of one family and length, with First not above Last", r.First, r.Last)
 	}
 	a := &Allocator{
 		r:     r,

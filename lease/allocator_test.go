@@ -27,13 +27,20 @@ func TestRange(t *testing.T) {
 		{Range{pfx("0.0.0.0/0"), pfx("0.0.0.0/0")}, false, 0},
 		{Range{pfx("fd00:0:0:1::/64"), pfx("fd00:0:0:ffff::/64")}, true, 65535},
 		{Range{pfx("::ffff:10.0.0.0/120"), pfx("::ffff:10.0.1.0/120")}, false, 0},
+		// 2^128 subnets cannot be counted in 128 bits; one fewer can.
+		{Range{pfx("::/128"), pfx("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128")}, false, 0},
+		{Range{pfx("::/128"), pfx("ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe/128")}, true, -1},
 	}
 	for _, tt := range tests {
 		if got := tt.r.IsValid(); got != tt.valid {
 			t.Errorf("%v.IsValid() = %v, want %v", tt.r, got, tt.valid)
 		}
-		if got := tt.r.Len(); got.Cmp(big.NewInt(tt.len)) != 0 {
-			t.Errorf("%v.Len() = %v, want %d", tt.r, got, tt.len)
+		wantLen := big.NewInt(tt.len)
+		if tt.len == -1 {
+			wantLen = new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), 128), big.NewInt(1))
+		}
+		if got := tt.r.Len(); got.Cmp(wantLen) != 0 {
+			t.Errorf("%v.Len() = %v, want %v", tt.r, got, wantLen)
 		}
 	}
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"reflect"
 )
 
 // ErrInvalidAttrs is wrapped by every error Attrs.UnmarshalJSON returns.
@@ -54,6 +55,14 @@ func (a Attrs) MarshalJSON() ([]byte, error) {
 		BackendData:   nonNull(a.BackendData),
 		BackendV6Data: nonNull(a.BackendV6Data),
 		Owner:         a.Owner,
+	}
+	for _, d := range []struct {
+		name string
+		raw  json.RawMessage
+	}{{"BackendData", w.BackendData}, {"BackendV6Data", w.BackendV6Data}} {
+		if len(d.raw) > 0 && !json.Valid(d.raw) {
+			return nil, fmt.Errorf("%w: %s is not valid JSON", ErrInvalidAttrs, d.name)
+		}
 	}
 	if a.PublicIP.IsValid() {
 		if !a.PublicIP.Is4() {
@@ -137,6 +146,20 @@ func nonNull(raw json.RawMessage) json.RawMessage {
 	return raw
 }
 
+// Validate reports whether a describes a reachable peer: it has a public
+// address and a backend type. UnmarshalJSON accepts any well-formed value, so
+// that a lease source can decode first and then skip, with a warning naming
+// the key, a lease that is well-formed but unusable.
+func (a Attrs) Validate() error {
+	if !a.PublicIP.IsValid() && !a.PublicIPv6.IsValid() {
+		return fmt.Errorf("%w: neither PublicIP nor PublicIPv6 is set", ErrInvalidAttrs)
+	}
+	if a.BackendType == "" {
+		return fmt.Errorf("%w: BackendType is empty", ErrInvalidAttrs)
+	}
+	return nil
+}
+
 // Equal reports whether a and b carry the same information. Backend data is
 // compared as compacted JSON, so whitespace differences do not count.
 func (a Attrs) Equal(b Attrs) bool {
@@ -148,13 +171,29 @@ func (a Attrs) Equal(b Attrs) bool {
 		jsonEqual(a.BackendV6Data, b.BackendV6Data)
 }
 
+// jsonEqual compares two JSON values by meaning: object key order,
+// whitespace and string escaping do not count. Byte comparison would report a
+// change whenever a writer reorders keys or escapes differently (encoding/json
+// writes "&" as "\u0026"), and every such false change would reach the
+// datapath as a Changed event.
 func jsonEqual(x, y json.RawMessage) bool {
 	if bytes.Equal(x, y) {
 		return true
 	}
-	var cx, cy bytes.Buffer
-	if json.Compact(&cx, x) != nil || json.Compact(&cy, y) != nil {
-		return false
+	vx, okx := decodeJSONValue(x)
+	vy, oky := decodeJSONValue(y)
+	return okx && oky && reflect.DeepEqual(vx, vy)
+}
+
+func decodeJSONValue(raw json.RawMessage) (any, bool) {
+	if len(raw) == 0 {
+		return nil, true
 	}
-	return bytes.Equal(cx.Bytes(), cy.Bytes())
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber() // compare numbers as written, without float rounding
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, false
+	}
+	return v, true
 }

@@ -167,6 +167,28 @@ func TestAttrsUnmarshalErrors(t *testing.T) {
 	}
 }
 
+func TestAttrsValidate(t *testing.T) {
+	ok := []Attrs{
+		{PublicIP: netip.MustParseAddr("10.0.0.1"), BackendType: "vxlan"},
+		{PublicIPv6: netip.MustParseAddr("fd00::1"), BackendType: "vxlan"},
+	}
+	for _, a := range ok {
+		if err := a.Validate(); err != nil {
+			t.Errorf("Validate(%+v) = %v", a, err)
+		}
+	}
+	bad := map[string]Attrs{
+		"neither PublicIP nor PublicIPv6": {BackendType: "vxlan"},
+		"BackendType is empty":            {PublicIP: netip.MustParseAddr("10.0.0.1")},
+	}
+	for want, a := range bad {
+		err := a.Validate()
+		if !errors.Is(err, ErrInvalidAttrs) || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate(%+v) = %v, want ErrInvalidAttrs saying %q", a, err, want)
+		}
+	}
+}
+
 func TestAttrsEqual(t *testing.T) {
 	base := Attrs{
 		PublicIP:    netip.MustParseAddr("10.0.0.1"),
@@ -174,10 +196,30 @@ func TestAttrsEqual(t *testing.T) {
 		BackendData: json.RawMessage(`{"VNI":1,"VtepMAC":"0e:00:00:00:00:01"}`),
 		Owner:       "a",
 	}
-	same := base
-	same.BackendData = json.RawMessage("{\"VNI\": 1,\n \"VtepMAC\": \"0e:00:00:00:00:01\"}")
-	if !base.Equal(same) {
-		t.Error("whitespace in backend data made attrs unequal")
+	for _, data := range []string{
+		"{\"VNI\": 1,\n \"VtepMAC\": \"0e:00:00:00:00:01\"}", // whitespace
+		`{"VtepMAC":"0e:00:00:00:00:01","VNI":1}`,            // key order
+		`{"VNI":1,"VtepMAC":"0e:00:00:00:00:0\u0031"}`,       // escaping
+	} {
+		same := base
+		same.BackendData = json.RawMessage(data)
+		if !base.Equal(same) || !same.Equal(base) {
+			t.Errorf("backend data %s compares unequal to %s", data, base.BackendData)
+		}
+	}
+	// encoding/json escapes '&' when it re-encodes raw data; a value must
+	// still equal itself after a round trip.
+	amp := Attrs{PublicIP: base.PublicIP, BackendType: "vxlan", BackendData: json.RawMessage(`{"&0":0}`)}
+	out, err := json.Marshal(amp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Attrs
+	if err := json.Unmarshal(out, &back); err != nil {
+		t.Fatal(err)
+	}
+	if !back.Equal(amp) {
+		t.Errorf("round trip through %s made attrs unequal", out)
 	}
 	for name, mutate := range map[string]func(*Attrs){
 		"PublicIP":      func(a *Attrs) { a.PublicIP = netip.MustParseAddr("10.0.0.2") },
@@ -185,6 +227,8 @@ func TestAttrsEqual(t *testing.T) {
 		"BackendType":   func(a *Attrs) { a.BackendType = "host-gw" },
 		"BackendData":   func(a *Attrs) { a.BackendData = json.RawMessage(`{"VNI":1,"VtepMAC":"0e:00:00:00:00:02"}`) },
 		"BackendV6Data": func(a *Attrs) { a.BackendV6Data = json.RawMessage(`{}`) },
+		"VNI number":    func(a *Attrs) { a.BackendData = json.RawMessage(`{"VNI":1.0,"VtepMAC":"0e:00:00:00:00:01"}`) },
+		"extra field":   func(a *Attrs) { a.BackendData = json.RawMessage(`{"VNI":1,"VtepMAC":"0e:00:00:00:00:01","X":null}`) },
 		"Owner":         func(a *Attrs) { a.Owner = "b" },
 	} {
 		other := base

@@ -231,7 +231,7 @@ func lookupField(name string) *fieldSpec {
 func boolField(name string, field func(*Config) *bool) func(*Config, json.RawMessage) error {
 	return func(c *Config, raw json.RawMessage) error {
 		if err := json.Unmarshal(raw, field(c)); err != nil {
-			return &ConfigError{Field: name, Value: string(raw), Reason: "must be true or false"}
+			return &ConfigError{Field: name, Value: abbreviate(raw), Reason: "must be true or false"}
 		}
 		return nil
 	}
@@ -240,7 +240,7 @@ func boolField(name string, field func(*Config) *bool) func(*Config, json.RawMes
 func decodeString(name string, raw json.RawMessage, example string) (string, error) {
 	var s string
 	if err := json.Unmarshal(raw, &s); err != nil {
-		return "", &ConfigError{Field: name, Value: string(raw), Reason: fmt.Sprintf("must be a string such as %q", example)}
+		return "", &ConfigError{Field: name, Value: abbreviate(raw), Reason: fmt.Sprintf("must be a string such as %q", example)}
 	}
 	return s, nil
 }
@@ -277,6 +277,8 @@ func addrField(fam *family, name string, field func(*Config) *netip.Addr) func(*
 			return &ConfigError{Field: name, Value: fmt.Sprintf("%q", s), Reason: fmt.Sprintf("is not an IP address such as %q", fam.exampleAddr), Err: err}
 		case !fam.owns(a):
 			return &ConfigError{Field: name, Value: s, Reason: "is not " + fam.article}
+		case a.IsUnspecified():
+			return nil // flannel reads 0.0.0.0 (and ::) as "use the default"
 		}
 		*field(c) = a
 		return nil
@@ -287,7 +289,7 @@ func lenField(fam *family, field func(*Config) *int) func(*Config, json.RawMessa
 	return func(c *Config, raw json.RawMessage) error {
 		var n int
 		if err := json.Unmarshal(raw, &n); err != nil || n < 0 || n > fam.bits {
-			return &ConfigError{Field: fam.lenName, Value: string(raw), Reason: fmt.Sprintf("must be a whole number from 0 (the default) to %d", fam.maxLen)}
+			return &ConfigError{Field: fam.lenName, Value: abbreviate(raw), Reason: fmt.Sprintf("must be a whole number from 0 (the default) to %d", fam.maxLen)}
 		}
 		*field(c) = n
 		return nil
@@ -297,7 +299,7 @@ func lenField(fam *family, field func(*Config) *int) func(*Config, json.RawMessa
 func decodeBackend(c *Config, raw json.RawMessage) error {
 	var b struct{ Type json.RawMessage }
 	if err := json.Unmarshal(raw, &b); err != nil || raw[0] != '{' {
-		return &ConfigError{Field: "Backend", Value: string(raw), Reason: `must be a JSON object such as {"Type": "vxlan"}`}
+		return &ConfigError{Field: "Backend", Value: abbreviate(raw), Reason: `must be a JSON object such as {"Type": "vxlan"}`}
 	}
 	c.Backend = raw
 	if len(b.Type) == 0 || bytes.Equal(b.Type, jsonNull) {
@@ -313,6 +315,15 @@ func decodeBackend(c *Config, raw json.RawMessage) error {
 	return nil
 }
 
+// abbreviate shortens a raw value for an error message.
+func abbreviate(raw json.RawMessage) string {
+	const max = 40
+	if len(raw) <= max {
+		return string(raw)
+	}
+	return string(raw[:max]) + "..."
+}
+
 // family holds what differs between the IPv4 and IPv6 halves of a Config,
 // so that one set of rules validates both.
 type family struct {
@@ -324,6 +335,7 @@ type family struct {
 	is4        bool
 
 	exampleNet, exampleAddr, article, wrongFamily string
+	defaultNote, disableHint                      string // for "Network is required"
 }
 
 var ipv4Family = &family{
@@ -331,6 +343,7 @@ var ipv4Family = &family{
 	bits: 32, maxLen: 30, defaultLen: 24, is4: true,
 	exampleNet: "10.244.0.0/16", exampleAddr: "10.244.1.0", article: "an IPv4 address",
 	wrongFamily: "is not an IPv4 network; put IPv6 networks in IPv6Network",
+	defaultNote: " (the default)", disableHint: `, or set "EnableIPv4": false for an IPv6-only network`,
 }
 
 var ipv6Family = &family{
@@ -381,10 +394,10 @@ func (c *Config) complete() error {
 func (f familyView) complete() error {
 	network := *f.network
 	if !network.IsValid() {
-		return &ConfigError{Field: f.netName, Reason: fmt.Sprintf("is required when %s is true; set it to the pod network, e.g. %q", f.enableName, f.exampleNet)}
+		return &ConfigError{Field: f.netName, Reason: fmt.Sprintf("is required when %s is true%s; set it to the pod network, e.g. %q%s", f.enableName, f.defaultNote, f.exampleNet, f.disableHint)}
 	}
 	switch n := *f.subnetLen; {
-	case n == 0 && network.Bits() > f.maxLen-2:
+	case network.Bits() > f.maxLen-2:
 		return &ConfigError{Field: f.netName, Value: network.String(), Reason: fmt.Sprintf("is too small; it must be /%d or larger to hold four /%d subnets", f.maxLen-2, f.maxLen)}
 	case n == 0 && network.Bits() <= f.defaultLen-2:
 		*f.subnetLen = f.defaultLen

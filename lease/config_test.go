@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -77,6 +78,14 @@ func TestParseConfigDefaults(t *testing.T) {
 				Unknown: []string{"Networks", "SubnetLength"}},
 		},
 		{
+			"0.0.0.0 and :: mean default, as in flannel", `{"EnableIPv6": true, "Network": "10.5.0.0/16", "SubnetMin": "0.0.0.0", "SubnetMax": "0.0.0.0",
+				"IPv6Network": "fd00:10::/48", "IPv6SubnetMin": "::", "IPv6SubnetMax": "::"}`,
+			Config{EnableIPv4: true, EnableIPv6: true, Network: pfx("10.5.0.0/16"), SubnetLen: 24,
+				SubnetMin: addr("10.5.1.0"), SubnetMax: addr("10.5.255.0"),
+				IPv6Network: pfx("fd00:10::/48"), IPv6SubnetLen: 64,
+				IPv6SubnetMin: addr("fd00:10:0:1::"), IPv6SubnetMax: addr("fd00:10:0:ffff::"), BackendType: "vxlan"},
+		},
+		{
 			"ipv6 only", `{"EnableIPv4": false, "EnableIPv6": true, "IPv6Network": "fd00:10::/48"}`,
 			Config{EnableIPv6: true, IPv6Network: pfx("fd00:10::/48"), IPv6SubnetLen: 64,
 				IPv6SubnetMin: addr("fd00:10:0:1::"), IPv6SubnetMax: addr("fd00:10:0:ffff::"), BackendType: "vxlan"},
@@ -135,7 +144,10 @@ func TestParseConfigErrors(t *testing.T) {
 		{`{"Network": "10.0.0.0/8"`, "", `net-conf.json: is not valid JSON: unexpected EOF`},
 		{`{"Network": "10.0.0.0/8"} {}`, "", `net-conf.json: has data after the closing brace of the JSON object`},
 		{`{"Network": "10.0.0.0/8"} x`, "", `net-conf.json: has data after the closing brace of the JSON object`},
-		{`{}`, "Network", `net-conf.json: Network is required when EnableIPv4 is true; set it to the pod network, e.g. "10.244.0.0/16"`},
+		{`{}`, "Network", `net-conf.json: Network is required when EnableIPv4 is true (the default); set it to the pod network, e.g. "10.244.0.0/16", or set "EnableIPv4": false for an IPv6-only network`},
+		{`{"EnableIPv6": true, "IPv6Network": "fd00::/48"}`, "Network", `net-conf.json: Network is required when EnableIPv4 is true (the default); set it to the pod network, e.g. "10.244.0.0/16", or set "EnableIPv4": false for an IPv6-only network`},
+		{`{"Network": "10.1.4.0/29", "SubnetLen": 30}`, "Network", `net-conf.json: Network 10.1.4.0/29 is too small; it must be /28 or larger to hold four /30 subnets`},
+		{`{"Network": "10.1.0.0/16", "Backend": "` + strings.Repeat("x", 60) + `"}`, "Backend", `net-conf.json: Backend "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx... must be a JSON object such as {"Type": "vxlan"}`},
 		{`{"EnableIPv4": false}`, "EnableIPv4", `net-conf.json: EnableIPv4 false and EnableIPv6 false leave no network to run; set one of them to true`},
 		{`{"EnableIPv4": "yes"}`, "EnableIPv4", `net-conf.json: EnableIPv4 "yes" must be true or false`},
 		{`{"Network": "10.0.0.0/8", "network": "10.1.0.0/16"}`, "Network", `net-conf.json: Network is given twice (as "Network" and "network"); keep one`},
@@ -166,6 +178,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{`{"EnableIPv4": false, "EnableIPv6": true, "IPv6Network": "::ffff:10.0.0.0/104"}`, "IPv6Network", `net-conf.json: IPv6Network ::ffff:10.0.0.0/104 is not an IPv6 network; put IPv4 networks in Network`},
 		{`{"EnableIPv4": false, "EnableIPv6": true, "IPv6Network": "fd00::1/48"}`, "IPv6Network", `net-conf.json: IPv6Network fd00::1/48 has host bits set; use fd00::/48`},
 		{`{"EnableIPv4": false, "EnableIPv6": true, "IPv6Network": "fd00::/125"}`, "IPv6Network", `net-conf.json: IPv6Network fd00::/125 is too small; it must be /124 or larger to hold four /126 subnets`},
+		{`{"EnableIPv4": false, "EnableIPv6": true, "IPv6Network": "fd00::/125", "IPv6SubnetLen": 126}`, "IPv6Network", `net-conf.json: IPv6Network fd00::/125 is too small; it must be /124 or larger to hold four /126 subnets`},
 		{`{"EnableIPv4": false, "EnableIPv6": true, "IPv6Network": "fd00::/48", "IPv6SubnetLen": 127}`, "IPv6SubnetLen", `net-conf.json: IPv6SubnetLen 127 is too long; at most 126, so that a subnet holds a gateway and pods`},
 		{`{"EnableIPv4": false, "EnableIPv6": true, "IPv6Network": "fd00::/48", "IPv6SubnetLen": 49}`, "IPv6SubnetLen", `net-conf.json: IPv6SubnetLen 49 is too short for IPv6Network fd00::/48; use at least 50 so that the network holds four subnets`},
 		{`{"EnableIPv4": false, "EnableIPv6": true, "IPv6Network": "fd00::/48", "IPv6SubnetMin": "fd00:0:0:1::1"}`, "IPv6SubnetMin", `net-conf.json: IPv6SubnetMin fd00:0:0:1::1 is not aligned to /64; use fd00:0:0:1::`},
@@ -185,7 +198,9 @@ func TestParseConfigErrors(t *testing.T) {
 			t.Errorf("ParseConfig(%s): error does not match ErrInvalidConfig", tt.in)
 		}
 		var ce *ConfigError
-		if !errors.As(err, &ce) || ce.Field != tt.field {
+		if !errors.As(err, &ce) {
+			t.Errorf("ParseConfig(%s): error %T is not a *ConfigError", tt.in, err)
+		} else if ce.Field != tt.field {
 			t.Errorf("ParseConfig(%s): error field = %q, want %q", tt.in, ce.Field, tt.field)
 		}
 	}

@@ -12,12 +12,11 @@ type Lease struct {
 	Key   Key
 	Attrs Attrs
 	// Expiration is when the lease lapses unless renewed. The zero time means
-	// it never does: a reservation, which no other node is ever given.
+	// it does not lapse: an etcd reservation, which no other node is ever
+	// given, or a lease whose life is tied to something else, such as a
+	// Kubernetes Node.
 	Expiration time.Time
 }
-
-// IsReservation reports whether l never expires.
-func (l Lease) IsReservation() bool { return l.Expiration.IsZero() }
 
 // EventType says how a lease changed.
 type EventType uint8

@@ -59,14 +59,3 @@ func TestEventTypeString(t *testing.T) {
 		}
 	}
 }
-
-func TestIsReservation(t *testing.T) {
-	l := testLease("10.0.1.0-24", "192.0.2.1")
-	if !l.IsReservation() {
-		t.Error("lease without expiration is not a reservation")
-	}
-	l.Expiration = time.Now()
-	if l.IsReservation() {
-		t.Error("expiring lease is a reservation")
-	}
-}

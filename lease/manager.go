@@ -28,7 +28,8 @@ type AcquireRequest struct {
 // Methods that wait (Acquire, Keep and the watches) ride out conditions that
 // resolve themselves, such as an unreachable store or a PodCIDR not yet
 // assigned, by retrying until ctx is done. They return early only for errors
-// retrying cannot fix.
+// retrying cannot fix. The watches send on a channel the caller owns; a
+// Manager never closes it.
 type Manager interface {
 	// Config returns the network configuration in force.
 	Config(ctx context.Context) (Config, error)
@@ -39,22 +40,31 @@ type Manager interface {
 	// configuration stays in force.
 	WatchConfig(ctx context.Context, ch chan<- Config) error
 
-	// Acquire obtains a lease for this node, in this order of preference: a
-	// lease this node's owner already holds, then req.Previous if it is free
-	// and inside the configured range, then a free subnet from the range.
-	// It never takes a subnet another node holds.
+	// Acquire obtains a lease for this node, in this order of preference:
+	//
+	//  1. a lease this node already holds: one whose Attrs.Owner is
+	//     req.Attrs.Owner, or, for a lease written by flannel (which has no
+	//     Owner), one whose PublicIP is req.Attrs.PublicIP;
+	//  2. req.Previous, if no lease exists for it and it lies in the
+	//     configured range;
+	//  3. a free subnet of the configured range.
+	//
+	// It never takes a subnet another node holds, and publishes req.Attrs
+	// on the lease it returns.
 	Acquire(ctx context.Context, req AcquireRequest) (Lease, error)
 
 	// Keep holds l until ctx is done, renewing it before it expires, and
-	// then returns ctx.Err(). Every renewal is conditional on l still being
-	// this node's; if it is not, Keep returns an error matching ErrLeaseLost
-	// without writing anything.
+	// then returns ctx.Err(). Each renewal reads the lease as stored and is
+	// conditional on it being unchanged since that read and still owned by
+	// l.Attrs.Owner; if it is gone or owned by another node, Keep returns an
+	// error matching ErrLeaseLost without writing anything.
 	Keep(ctx context.Context, l Lease) error
 
 	// WatchLeases sends the leases of all nodes, this one included: first a
 	// Batch with Snapshot set holding every current lease, then incremental
 	// batches, until ctx is done; then it returns ctx.Err(). Changes of
 	// attributes on a known subnet arrive as Changed events. A lease whose
-	// value does not parse is logged, naming its key, and skipped.
+	// value does not parse, or whose Attrs fail Validate, is logged, naming
+	// its key, and skipped.
 	WatchLeases(ctx context.Context, ch chan<- Batch) error
 }
