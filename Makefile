@@ -26,9 +26,11 @@ test:
 		(cd $$m && $(GO) test -race ./...); \
 	done
 
-## bench: run the benchmarks and print them as one table.
+## bench: run the benchmarks of every module and print them as one table.
 bench:
-	@$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -benchmem ./... | $(GO) run ./internal/benchtable
+	@for m in $(MODULES); do \
+		(cd $$m && $(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -benchmem ./...); \
+	done | $(GO) run ./internal/benchtable
 
 ## lint: gofmt, go vet and staticcheck, in every module.
 lint:
@@ -39,11 +41,16 @@ lint:
 		(cd $$m && $(GO) vet ./... && $(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...); \
 	done
 
-## fuzz: run each fuzz target for FUZZTIME; new failures land in testdata/fuzz.
+## fuzz: run each fuzz target of every module for FUZZTIME; a failing input
+## is saved under the package's testdata/fuzz and then fails `make test`.
 fuzz:
-	@for pkg in $$($(GO) list ./...); do \
-		for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
-			echo "== $$pkg $$target"; \
-			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	@for m in $(MODULES); do \
+		cd $(CURDIR)/$$m; \
+		for pkg in $$($(GO) list ./...); do \
+			listing=$$($(GO) test -list '^Fuzz' $$pkg); \
+			for target in $$(grep '^Fuzz' <<<"$$listing" || true); do \
+				echo "== $$pkg $$target"; \
+				$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $$pkg; \
+			done; \
 		done; \
 	done

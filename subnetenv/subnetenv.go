@@ -232,7 +232,8 @@ func isFamily(a netip.Addr, is4 bool) bool {
 func Parse(data []byte) (File, error) {
 	var f File
 	seen := make(map[string]int) // known key -> line
-	for i, line := range strings.Split(string(data), "\n") {
+	text := strings.TrimPrefix(string(data), "\uFEFF") // a byte-order mark from an editor
+	for i, line := range strings.Split(text, "\n") {
 		n := i + 1
 		line = strings.TrimSuffix(line, "\r")
 		if t := strings.TrimSpace(line); t == "" || t[0] == '#' {
@@ -287,7 +288,7 @@ var parsers = map[string]func(f *File, value string) string{
 	KeyIPv6Subnet:  prefixParser(func(f *File) *netip.Prefix { return &f.IPv6Subnet }, false, "fd00:10:244:3::1/64"),
 	KeyMTU: func(f *File, v string) string {
 		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 {
+		if err != nil || n <= 0 || v != strconv.Itoa(n) { // no sign, no leading zeros
 			return "is not a positive whole number such as 1450"
 		}
 		f.MTU = n

@@ -18,8 +18,25 @@ import (
 // power loss. The directory must exist. If Write fails before the rename,
 // path is untouched and the temporary file is removed. A crash can leave the
 // temporary file, named "."+base(path)+".tmp" and a random suffix, behind; it
-// is never read.
-func Write(path string, data []byte, perm fs.FileMode) (err error) {
+// is never read. If path is a symbolic link, the link itself is replaced.
+func Write(path string, data []byte, perm fs.FileMode) error {
+	return write(path, data, perm, osOps())
+}
+
+// fsOps are the durability-critical calls Write makes, gathered so that a
+// test can check their order and inject the failures a real file system
+// rarely produces (an fsync returning EIO, say).
+type fsOps struct {
+	syncFile func(*os.File) error
+	rename   func(oldpath, newpath string) error
+	syncDir  func(dir string) error
+}
+
+func osOps() fsOps {
+	return fsOps{syncFile: (*os.File).Sync, rename: os.Rename, syncDir: SyncDir}
+}
+
+func write(path string, data []byte, perm fs.FileMode, ops fsOps) (err error) {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
@@ -42,16 +59,16 @@ func Write(path string, data []byte, perm fs.FileMode) (err error) {
 	if err := f.Chmod(perm); err != nil {
 		return err
 	}
-	if err := f.Sync(); err != nil {
+	if err := ops.syncFile(f); err != nil {
 		return err
 	}
 	if err := f.Close(); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := ops.rename(tmp, path); err != nil {
 		return err
 	}
-	return SyncDir(dir)
+	return ops.syncDir(dir)
 }
 
 // SyncDir flushes a directory's entries to disk, making a preceding create,

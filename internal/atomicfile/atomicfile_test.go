@@ -3,9 +3,11 @@ package atomicfile
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -132,4 +134,65 @@ func assertOnlyFiles(t *testing.T, dir string, want ...string) {
 			t.Fatalf("directory holds %q, want %q", got, want)
 		}
 	}
+}
+
+// TestWriteOrder checks the sequence that makes Write durable: the data is
+// complete and synced before the rename, and the directory is synced after
+// it. The kill -9 tests cannot see a missing fsync, because the page cache
+// survives a process crash; only a power loss would show it.
+func TestWriteOrder(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "f")
+	data := []byte("complete content\n")
+	var log []string
+	ops := osOps()
+	sync, rename, syncDir := ops.syncFile, ops.rename, ops.syncDir
+	ops.syncFile = func(f *os.File) error {
+		got, err := os.ReadFile(f.Name())
+		if err != nil || !bytes.Equal(got, data) {
+			t.Errorf("at fsync the temp file holds %q, %v", got, err)
+		}
+		if filepath.Dir(f.Name()) != filepath.Clean(dir) {
+			t.Errorf("temp file %s is not in the target's directory", f.Name())
+		}
+		log = append(log, "fsync file")
+		return sync(f)
+	}
+	ops.rename = func(o, n string) error {
+		log = append(log, "rename")
+		return rename(o, n)
+	}
+	ops.syncDir = func(d string) error {
+		if _, err := os.Stat(path); err != nil {
+			t.Errorf("directory synced before the rename: %v", err)
+		}
+		log = append(log, "fsync dir")
+		return syncDir(d)
+	}
+	if err := write(path, data, 0o644, ops); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(log); got != "[fsync file rename fsync dir]" {
+		t.Errorf("calls = %s", got)
+	}
+}
+
+// TestWriteSyncFailure injects an fsync error: the target must keep its old
+// content and the temporary file must be gone.
+func TestWriteSyncFailure(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "f")
+	if err := Write(path, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ops := osOps()
+	ops.syncFile = func(*os.File) error { return syscall.EIO }
+	err := write(path, []byte("new"), 0o644, ops)
+	if !errors.Is(err, syscall.EIO) || !strings.Contains(err.Error(), path) {
+		t.Fatalf("err = %v, want EIO naming %s", err, path)
+	}
+	if got, _ := os.ReadFile(path); string(got) != "old" {
+		t.Errorf("content after failed write = %q", got)
+	}
+	assertOnlyFiles(t, dir, "f")
 }

@@ -56,13 +56,7 @@ func parse(r io.Reader, failures io.Writer) (rows []row, units, header []string,
 				header = append(header, line)
 			}
 		case strings.HasPrefix(fields[0], "Benchmark") && len(fields) >= 4 && len(fields)%2 == 0:
-			name := strings.TrimPrefix(fields[0], "Benchmark")
-			if i := strings.LastIndexByte(name, '-'); i > 0 {
-				if _, err := strconv.Atoi(name[i+1:]); err == nil {
-					name = name[:i] // drop the GOMAXPROCS suffix
-				}
-			}
-			rw := row{pkg: pkg, name: name, values: map[string]string{}}
+			rw := row{pkg: pkg, name: strings.TrimPrefix(fields[0], "Benchmark"), values: map[string]string{}}
 			for i := 2; i+1 < len(fields); i += 2 {
 				unit := fields[i+1]
 				rw.values[unit] = format(fields[i], unit)
@@ -77,7 +71,33 @@ func parse(r io.Reader, failures io.Writer) (rows []row, units, header []string,
 			fmt.Fprintln(failures, line)
 		}
 	}
+	trimProcsSuffix(rows)
 	return rows, units, header, failed, sc.Err()
+}
+
+// trimProcsSuffix drops the "-N" GOMAXPROCS suffix go test appends to every
+// benchmark name. It trims only when all names carry the same numeric
+// suffix: with GOMAXPROCS=1 there is none, and a name like "size-1024" must
+// then survive.
+func trimProcsSuffix(rows []row) {
+	suffix := ""
+	for i, r := range rows {
+		j := strings.LastIndexByte(r.name, '-')
+		if j < 0 {
+			return
+		}
+		if _, err := strconv.Atoi(r.name[j+1:]); err != nil {
+			return
+		}
+		if i == 0 {
+			suffix = r.name[j:]
+		} else if r.name[j:] != suffix {
+			return
+		}
+	}
+	for i := range rows {
+		rows[i].name = strings.TrimSuffix(rows[i].name, suffix)
+	}
 }
 
 // format makes ns/op and B/op readable; other units pass through.

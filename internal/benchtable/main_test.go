@@ -41,6 +41,28 @@ func TestParseAndRender(t *testing.T) {
 	}
 }
 
+func TestProcsSuffix(t *testing.T) {
+	for _, tc := range []struct {
+		in   []string
+		want []string
+	}{
+		{[]string{"A-2", "B/size-1024-2"}, []string{"A", "B/size-1024"}},
+		{[]string{"A", "B/size-1024"}, []string{"A", "B/size-1024"}}, // GOMAXPROCS=1: no suffix
+		{[]string{"A/size-16", "B/size-1024"}, []string{"A/size-16", "B/size-1024"}},
+	} {
+		rows := make([]row, len(tc.in))
+		for i, n := range tc.in {
+			rows[i].name = n
+		}
+		trimProcsSuffix(rows)
+		for i := range rows {
+			if rows[i].name != tc.want[i] {
+				t.Errorf("%q: got %q, want %q", tc.in, rows[i].name, tc.want[i])
+			}
+		}
+	}
+}
+
 func TestFailuresAreReported(t *testing.T) {
 	var failures bytes.Buffer
 	_, _, _, failed, _ := parse(strings.NewReader("--- FAIL: BenchmarkX\nFAIL\tpkg\t0.1s\n"), &failures)
