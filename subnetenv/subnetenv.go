@@ -231,7 +231,7 @@ func isFamily(a netip.Addr, is4 bool) bool {
 // rules. Errors are *Error with Path empty.
 func Parse(data []byte) (File, error) {
 	var f File
-	seen := make(map[string]int) // known key -> line
+	seen := make(map[string]int)                       // known key -> line
 	text := strings.TrimPrefix(string(data), "\uFEFF") // a byte-order mark from an editor
 	for i, line := range strings.Split(text, "\n") {
 		n := i + 1
