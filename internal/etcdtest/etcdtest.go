@@ -1,0 +1,227 @@
+// Package etcdtest runs a real etcd server for tests: by default an embedded
+// one (go.etcd.io/etcd/server/v3/embed), or, when the environment variable
+// WEFT_ETCD_BINARY names an etcd executable, that binary as a child process,
+// so the same tests run against older releases such as Debian's etcd 3.4.
+//
+// Servers listen on 127.0.0.1 on ports picked at random, use fast election
+// ticks, keep their data in a per-test directory, and are stopped and removed
+// by t.Cleanup on every path. A server can be stopped and restarted on the
+// same ports and data, and a Proxy in front of it can cut clients off, to
+// produce the faults lease managers must survive.
+package etcdtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+)
+
+// BinaryEnv names the environment variable that selects an external etcd
+// binary instead of the embedded server.
+const BinaryEnv = "WEFT_ETCD_BINARY"
+
+// A Server is one single-member etcd cluster.
+type Server struct {
+	t          testing.TB
+	dir        string
+	clientURL  url.URL
+	peerURL    url.URL
+	binary     string
+	mu         sync.Mutex
+	embedded   *embed.Etcd
+	process    *exec.Cmd
+	processErr chan error
+}
+
+// Start starts a server and registers its teardown with t.Cleanup.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	s := &Server{
+		t:         t,
+		dir:       t.TempDir(),
+		clientURL: url.URL{Scheme: "http", Host: freeAddr(t)},
+		peerURL:   url.URL{Scheme: "http", Host: freeAddr(t)},
+		binary:    os.Getenv(BinaryEnv),
+	}
+	t.Cleanup(s.Stop)
+	if err := s.start(); err != nil {
+		t.Fatalf("etcdtest: start: %v", err)
+	}
+	return s
+}
+
+// Endpoint returns the client URL, e.g. "http://127.0.0.1:40123".
+func (s *Server) Endpoint() string { return s.clientURL.String() }
+
+// Addr returns the client address, e.g. "127.0.0.1:40123".
+func (s *Server) Addr() string { return s.clientURL.Host }
+
+// External reports whether the server is an external binary rather than the
+// embedded server.
+func (s *Server) External() bool { return s.binary != "" }
+
+// Client returns a client of the server, closed by t.Cleanup.
+func (s *Server) Client(t testing.TB) *clientv3.Client {
+	return NewClient(t, s.Endpoint())
+}
+
+// NewClient returns a client of the given endpoints, closed by t.Cleanup.
+// It logs nothing: etcd's client logs every reconnect, which the fault tests
+// cause on purpose.
+func NewClient(t testing.TB, endpoints ...string) *clientv3.Client {
+	t.Helper()
+	c, err := clientv3.New(clientv3.Config{
+		Endpoints:   endpoints,
+		DialTimeout: 5 * time.Second,
+		Logger:      zap.NewNop(),
+	})
+	if err != nil {
+		t.Fatalf("etcdtest: client: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func (s *Server) start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.binary != "" {
+		return s.startProcess()
+	}
+	return s.startEmbedded()
+}
+
+func (s *Server) startEmbedded() error {
+	cfg := embed.NewConfig()
+	cfg.Name = "weft-test"
+	cfg.Dir = filepath.Join(s.dir, "data")
+	cfg.ListenClientUrls = []url.URL{s.clientURL}
+	cfg.AdvertiseClientUrls = []url.URL{s.clientURL}
+	cfg.ListenPeerUrls = []url.URL{s.peerURL}
+	cfg.AdvertisePeerUrls = []url.URL{s.peerURL}
+	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	cfg.TickMs = 10
+	cfg.ElectionMs = 50
+	cfg.LogLevel = "error"
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+	case err := <-e.Err():
+		e.Close()
+		return err
+	case <-time.After(30 * time.Second):
+		e.Close()
+		return errors.New("embedded etcd not ready after 30s")
+	}
+	s.embedded = e
+	return nil
+}
+
+func (s *Server) startProcess() error {
+	cmd := exec.Command(s.binary,
+		"--name", "weft-test",
+		"--data-dir", filepath.Join(s.dir, "data"),
+		"--listen-client-urls", s.clientURL.String(),
+		"--advertise-client-urls", s.clientURL.String(),
+		"--listen-peer-urls", s.peerURL.String(),
+		"--initial-advertise-peer-urls", s.peerURL.String(),
+		"--initial-cluster", "weft-test="+s.peerURL.String(),
+		"--heartbeat-interval", "10",
+		"--election-timeout", "50",
+		"--log-level", "error",
+	)
+	logFile, err := os.Create(filepath.Join(s.dir, "etcd.log"))
+	if err != nil {
+		return err
+	}
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return err
+	}
+	logFile.Close()
+	s.process = cmd
+	s.processErr = make(chan error, 1)
+	go func() { s.processErr <- cmd.Wait() }()
+
+	// Ready when a read succeeds.
+	c, err := clientv3.New(clientv3.Config{Endpoints: []string{s.Endpoint()}, DialTimeout: time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, err := c.Get(ctx, "health")
+		cancel()
+		if err == nil {
+			return nil
+		}
+		select {
+		case werr := <-s.processErr:
+			log, _ := os.ReadFile(filepath.Join(s.dir, "etcd.log"))
+			return fmt.Errorf("%s exited: %v\n%s", s.binary, werr, log)
+		default:
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not ready after 30s: %v", s.binary, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Stop stops the server. It is safe to call more than once.
+func (s *Server) Stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.embedded != nil {
+		s.embedded.Close()
+		<-s.embedded.Server.StopNotify()
+		s.embedded = nil
+	}
+	if s.process != nil {
+		s.process.Process.Kill()
+		<-s.processErr
+		s.process = nil
+	}
+}
+
+// Restart stops the server and starts it again on the same ports and data.
+func (s *Server) Restart() {
+	s.t.Helper()
+	s.Stop()
+	if err := s.start(); err != nil {
+		s.t.Fatalf("etcdtest: restart: %v", err)
+	}
+}
+
+// freeAddr returns a 127.0.0.1 address with a port that was free a moment
+// ago. The server binds it shortly after; the window for another process to
+// take it is small, and a collision fails the start loudly.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("etcdtest: %v", err)
+	}
+	defer l.Close()
+	return "127.0.0.1:" + strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+}
