@@ -1,0 +1,288 @@
+package etcd
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/weftnet/weft/lease"
+)
+
+func TestAcquireNewSubnet(t *testing.T) {
+	e := newEnv(t, testConfig)
+	m := e.manager("node-a")
+	l, err := m.Acquire(ctxFor(t, 10*time.Second), lease.AcquireRequest{Attrs: attrsFor(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := lease.ParseConfig([]byte(testConfig))
+	if !cfg.IPv4Range().Contains(l.Key.IPv4) || l.Key.IPv6.IsValid() {
+		t.Fatalf("acquired %v outside %v", l.Key, cfg.IPv4Range())
+	}
+	if l.Attrs.Owner != "node-a" || l.Expiration.IsZero() {
+		t.Errorf("lease %+v: want owner node-a and an expiration", l)
+	}
+	kv := e.get(subnetPath(l.Key))
+	if kv == nil || kv.Lease == 0 {
+		t.Fatalf("stored %+v, want a key attached to an etcd lease", kv)
+	}
+	var stored lease.Attrs
+	if err := json.Unmarshal([]byte(kv.Value), &stored); err != nil || !stored.Equal(l.Attrs) {
+		t.Errorf("stored value %s (%v), want %+v", kv.Value, err, l.Attrs)
+	}
+	ttl, err := e.admin.TimeToLive(ctxFor(t, 5*time.Second), clientv3.LeaseID(kv.Lease))
+	if err != nil || ttl.GrantedTTL != 2 {
+		t.Errorf("etcd lease TTL %+v, %v; want granted 2s", ttl, err)
+	}
+}
+
+// TestAcquireKeepsOwnLease restarts a node (a new Manager and client): it gets
+// the subnet it holds back, whatever it asks for as previous.
+func TestAcquireKeepsOwnLease(t *testing.T) {
+	e := newEnv(t, testConfig)
+	first, err := e.manager("node-a").Acquire(ctxFor(t, 10*time.Second), lease.AcquireRequest{Attrs: attrsFor(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := mustKey(t, "10.244.77.0-24")
+	if other == first.Key {
+		other = mustKey(t, "10.244.78.0-24")
+	}
+	again, err := e.manager("node-a").Acquire(ctxFor(t, 10*time.Second), lease.AcquireRequest{Attrs: attrsFor(1), Previous: other})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Key != first.Key {
+		t.Errorf("restarted node got %v, want its own %v", again.Key, first.Key)
+	}
+	if e.get(subnetPath(other)) != nil {
+		t.Errorf("restarted node also created %v", other)
+	}
+}
+
+// TestAcquireAdoptsFlannelLease: a key written by flanneld (no owner) is
+// matched by public IP, and then carries the owner.
+func TestAcquireAdoptsFlannelLease(t *testing.T) {
+	e := newEnv(t, testConfig)
+	k := mustKey(t, "10.244.9.0-24")
+	g, err := e.admin.Grant(ctxFor(t, 5*time.Second), 60)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.put(subnetPath(k), `{"PublicIP":"198.18.0.1","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"5a:9d:8e:3f:21:c4"}}`, clientv3.WithLease(g.ID))
+	// Another flannel node's key, with a different public IP, is not ours.
+	e.put(subnetPath(mustKey(t, "10.244.10.0-24")), `{"PublicIP":"198.18.0.99","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"5a:9d:8e:3f:21:c5"}}`, clientv3.WithLease(g.ID))
+
+	l, err := e.manager("node-a").Acquire(ctxFor(t, 10*time.Second), lease.AcquireRequest{Attrs: attrsFor(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Key != k {
+		t.Fatalf("got %v, want the flannel lease %v with this node's public IP", l.Key, k)
+	}
+	var stored lease.Attrs
+	json.Unmarshal([]byte(e.get(subnetPath(k)).Value), &stored)
+	if stored.Owner != "node-a" {
+		t.Errorf("adopted key has owner %q", stored.Owner)
+	}
+}
+
+func TestAcquirePrevious(t *testing.T) {
+	e := newEnv(t, testConfig)
+	prev := mustKey(t, "10.244.42.0-24")
+	l, err := e.manager("node-a").Acquire(ctxFor(t, 10*time.Second), lease.AcquireRequest{Attrs: attrsFor(1), Previous: prev})
+	if err != nil || l.Key != prev {
+		t.Fatalf("got %v, %v; want the free previous subnet %v", l.Key, err, prev)
+	}
+
+	// Taken by someone else, outside the network, misaligned, or of the
+	// wrong shape: a new subnet instead.
+	for _, p := range []string{"10.244.42.0-24", "10.99.1.0-24", "10.244.0.0-24", "10.244.42.0-24&fd00::-64", "10.244.40.0-22"} {
+		node := "node-" + p
+		l, err := e.manager(node).Acquire(ctxFor(t, 10*time.Second), lease.AcquireRequest{Attrs: attrsFor(2), Previous: mustKey(t, p)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.Key.String() == p {
+			t.Errorf("previous %s was granted although it is not free or not in range", p)
+		}
+		if l.Key == prev {
+			t.Errorf("%s was given the subnet node-a holds", node)
+		}
+	}
+}
+
+// TestReservation: a key with no etcd lease is kept by its owner, renewed
+// by no one, and never given to another node.
+func TestReservation(t *testing.T) {
+	e := newEnv(t, `{"Network": "10.244.0.0/22"}`) // 3 subnets: .1, .2, .3
+	res := mustKey(t, "10.244.2.0-24")
+	a := attrsFor(1)
+	a.Owner = "node-res"
+	raw, _ := json.Marshal(a)
+	e.put(subnetPath(res), string(raw))
+
+	// Other nodes fill the network and never get the reservation.
+	for i := 2; i <= 3; i++ {
+		l, err := e.manager(fmt.Sprint("node-", i)).Acquire(ctxFor(t, 10*time.Second), lease.AcquireRequest{Attrs: attrsFor(i), Previous: res})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.Key == res {
+			t.Fatalf("node-%d was given the reservation", i)
+		}
+	}
+
+	// Its owner gets it and it stays a reservation.
+	m := e.manager("node-res")
+	l, err := m.Acquire(ctxFor(t, 10*time.Second), lease.AcquireRequest{Attrs: attrsFor(1)})
+	if err != nil || l.Key != res || !l.Expiration.IsZero() {
+		t.Fatalf("owner got %+v, %v; want the reservation with no expiration", l, err)
+	}
+	if kv := e.get(subnetPath(res)); kv == nil || kv.Lease != 0 {
+		t.Fatalf("reservation now %+v, want no etcd lease", kv)
+	}
+	// Keeping it for several TTLs neither expires nor renews it.
+	before := e.get(subnetPath(res))
+	ctx := ctxFor(t, 2*testTTL)
+	if err := m.Keep(ctx, l); !errors.Is(err, ctx.Err()) || ctx.Err() == nil {
+		t.Fatalf("Keep of a reservation returned %v", err)
+	}
+	if after := e.get(subnetPath(res)); *after != *before {
+		t.Errorf("reservation changed while kept: %+v -> %+v", before, after)
+	}
+}
+
+// TestAcquireWaitsForConfig: no config is a condition to wait out, not an
+// error; the log says what to do.
+func TestAcquireWaitsForConfig(t *testing.T) {
+	e := newEnv(t, "")
+	m := e.manager("node-a")
+	done := make(chan error, 1)
+	go func() {
+		_, err := m.Acquire(ctxFor(t, 20*time.Second), lease.AcquireRequest{Attrs: attrsFor(1)})
+		done <- err
+	}()
+	waitFor(t, 5*time.Second, "a log line about the missing config", func() bool {
+		return contains(e.logs.String(), "no network config in etcd at /coreos.com/network/config: write one, e.g. etcdctl put")
+	})
+	select {
+	case err := <-done:
+		t.Fatalf("Acquire returned %v before the config existed", err)
+	default:
+	}
+	e.put(testPrefix+"/config", testConfig)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestAcquireFullNetworkWaits: a full network is logged plainly and waited
+// out; a lease that lapses frees a subnet.
+func TestAcquireFullNetworkWaits(t *testing.T) {
+	e := newEnv(t, `{"Network": "10.244.0.0/23", "SubnetLen": 25}`) // 3 subnets
+	g, err := e.admin.Grant(ctxFor(t, 5*time.Second), 60)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, k := range []string{"10.244.0.128-25", "10.244.1.0-25", "10.244.1.128-25"} {
+		a := attrsFor(10 + i)
+		a.Owner = fmt.Sprint("other-", i)
+		raw, _ := json.Marshal(a)
+		e.put(subnetPath(mustKey(t, k)), string(raw), clientv3.WithLease(g.ID))
+	}
+	m := e.manager("node-a")
+	done := make(chan lease.Lease, 1)
+	go func() {
+		l, err := m.Acquire(ctxFor(t, 20*time.Second), lease.AcquireRequest{Attrs: attrsFor(1)})
+		if err != nil {
+			t.Error(err)
+		}
+		done <- l
+	}()
+	waitFor(t, 5*time.Second, "an out-of-subnets log line", func() bool {
+		return contains(e.logs.String(), "out of subnets: all 3 /25 subnets from 10.244.0.128 to 10.244.1.128 are taken")
+	})
+	if _, err := e.admin.Delete(ctxFor(t, 5*time.Second), subnetPath(mustKey(t, "10.244.1.0-25"))); err != nil {
+		t.Fatal(err)
+	}
+	if l := <-done; l.Key != mustKey(t, "10.244.1.0-25") {
+		t.Errorf("got %v, want the freed subnet", l.Key)
+	}
+}
+
+// TestMalformedValuesStillTaken: a key whose value is garbage still holds
+// its subnet.
+func TestMalformedValuesStillTaken(t *testing.T) {
+	e := newEnv(t, `{"Network": "10.244.0.0/22"}`)
+	e.put(subnetPath(mustKey(t, "10.244.1.0-24")), "{garbage")
+	e.put(subnetPath(mustKey(t, "10.244.2.0-24")), `{"PublicIP":"10.0.0.1"}`) // no backend type
+	e.put(testPrefix+"/subnets/not-a-key", "x")
+	l, err := e.manager("node-a").Acquire(ctxFor(t, 10*time.Second), lease.AcquireRequest{Attrs: attrsFor(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Key != mustKey(t, "10.244.3.0-24") {
+		t.Fatalf("got %v; the only subnet without a key is 10.244.3.0/24", l.Key)
+	}
+	if !contains(e.logs.String(), "key=/coreos.com/network/subnets/not-a-key") {
+		t.Errorf("no warning names the bad key; logs:\n%s", e.logs.String())
+	}
+}
+
+// TestConcurrentAcquirers: 200 nodes, each with its own client, acquire at
+// once. Each gets a distinct subnet, no one fails, and no key is written
+// twice.
+func TestConcurrentAcquirers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("200 clients")
+	}
+	e := newEnv(t, testConfig)
+	const n = 200
+	managers := make([]*Manager, n)
+	for i := range managers {
+		managers[i] = e.manager(fmt.Sprint("node-", i))
+		managers[i].ttl = time.Minute // outlive the test's checks
+	}
+	leases := make([]lease.Lease, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range managers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			leases[i], errs[i] = managers[i].Acquire(ctxFor(t, 60*time.Second), lease.AcquireRequest{Attrs: attrsFor(i)})
+		}()
+	}
+	close(start)
+	wg.Wait()
+	seen := map[lease.Key]int{}
+	for i, l := range leases {
+		if errs[i] != nil {
+			t.Fatalf("node-%d: %v", i, errs[i])
+		}
+		if j, dup := seen[l.Key]; dup {
+			t.Fatalf("node-%d and node-%d both got %v", i, j, l.Key)
+		}
+		seen[l.Key] = i
+	}
+	resp, err := e.admin.Get(ctxFor(t, 10*time.Second), testPrefix+"/subnets/", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Kvs) != n {
+		t.Fatalf("%d keys stored, want %d", len(resp.Kvs), n)
+	}
+	for _, kv := range resp.Kvs {
+		if kv.Version != 1 {
+			t.Errorf("%s was written %d times", kv.Key, kv.Version)
+		}
+	}
+}

@@ -1,0 +1,30 @@
+// Package etcd implements lease.Manager on etcd v3, in flannel's key layout,
+// so that weft and flanneld nodes can share one etcd-backed network.
+//
+// The layout under the prefix (default /coreos.com/network):
+//
+//	<prefix>/config                 net-conf.json
+//	<prefix>/subnets/10.244.3.0-24  {"PublicIP":"198.18.0.7",...,"WeftOwner":"node-a"}
+//
+// A subnet key is attached to an etcd lease with the configured TTL (24h by
+// default). A key without an etcd lease is a reservation: it never expires,
+// no other node is ever given it, and this package never deletes it.
+//
+// What this package promises:
+//
+//   - A node never takes or keeps a subnet another node holds. Every write is
+//     an etcd transaction conditional on the key not existing (a create) or on
+//     its revision being the one this node last saw (a renewal). A renewal
+//     that finds the key gone or owned by someone else writes nothing and
+//     reports lease.ErrLeaseLost.
+//   - Acquire costs one Range to list every lease and the config, one
+//     LeaseGrant and one Txn. A lost race is answered inside the same Txn with
+//     a fresh listing, so retries cost no extra reads.
+//   - WatchLeases lists, then watches from the listing's revision + 1 with
+//     WithRequireLeader and progress notifications, resuming after every
+//     disconnect from the last revision seen. When etcd has compacted that
+//     revision away, it lists again and sends the difference, attribute
+//     changes included.
+//   - Malformed values are skipped with a warning naming the key; they never
+//     stop a watch. Their subnets still count as taken.
+package etcd

@@ -1,0 +1,156 @@
+package etcd
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/weftnet/weft/internal/etcdtest"
+	"github.com/weftnet/weft/lease"
+)
+
+const (
+	testPrefix = "/coreos.com/network"
+	testConfig = `{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}`
+	testTTL    = 2 * time.Second
+)
+
+// logBuffer collects log output so tests can assert what was logged.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// env is one etcd server with the network config written.
+type env struct {
+	t      *testing.T
+	server *etcdtest.Server
+	admin  *clientv3.Client
+	logs   *logBuffer
+}
+
+func newEnv(t *testing.T, config string) *env {
+	t.Helper()
+	s := etcdtest.Start(t)
+	e := &env{t: t, server: s, admin: s.Client(t), logs: &logBuffer{}}
+	if config != "" {
+		e.put(testPrefix+"/config", config)
+	}
+	return e
+}
+
+func ctxFor(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func (e *env) put(key, value string, opts ...clientv3.OpOption) {
+	e.t.Helper()
+	if _, err := e.admin.Put(ctxFor(e.t, 10*time.Second), key, value, opts...); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// get returns the stored key-value, or nil.
+func (e *env) get(key string) *kvSnapshot {
+	e.t.Helper()
+	resp, err := e.admin.Get(ctxFor(e.t, 10*time.Second), key)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil
+	}
+	kv := resp.Kvs[0]
+	return &kvSnapshot{Value: string(kv.Value), Lease: kv.Lease, ModRevision: kv.ModRevision, CreateRevision: kv.CreateRevision, Version: kv.Version}
+}
+
+type kvSnapshot struct {
+	Value                                      string
+	Lease, ModRevision, CreateRevision, Version int64
+}
+
+// manager returns a Manager for node with its own client to endpoint (the
+// server's unless given), short TTL, and logs captured in e.logs.
+func (e *env) manager(node string, endpoint ...string) *Manager {
+	e.t.Helper()
+	if len(endpoint) == 0 {
+		endpoint = []string{e.server.Endpoint()}
+	}
+	m, err := New(Options{
+		Endpoints:   endpoint,
+		Node:        node,
+		TTL:         testTTL,
+		RenewMargin: testTTL / 2,
+		Logger:      slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test_node", node),
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { m.Close() })
+	return m
+}
+
+// attrsFor returns the attributes node i publishes.
+func attrsFor(i int) lease.Attrs {
+	return lease.Attrs{
+		PublicIP:    netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)}),
+		BackendType: "vxlan",
+		BackendData: json.RawMessage(fmt.Sprintf(`{"VNI":1,"VtepMAC":"0e:00:00:00:%02x:%02x"}`, byte(i>>8), byte(i))),
+	}
+}
+
+func mustKey(t *testing.T, s string) lease.Key {
+	t.Helper()
+	k, err := lease.ParseKey(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func subnetPath(k lease.Key) string { return testPrefix + "/subnets/" + k.String() }
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// keepAsync runs Keep in the background; the returned channel yields its
+// result.
+func keepAsync(ctx context.Context, m *Manager, l lease.Lease) <-chan error {
+	done := make(chan error, 1)
+	go func() { done <- m.Keep(ctx, l) }()
+	return done
+}
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }

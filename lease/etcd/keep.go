@@ -1,0 +1,226 @@
+package etcd
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/weftnet/weft/lease"
+)
+
+// Keep implements lease.Manager.
+//
+// It renews l every TTL-RenewMargin with a Txn that moves the key to a fresh
+// etcd lease only if the key's revision is still the one this node last
+// wrote. Between renewals it watches the key, so a deletion, an expiry seen
+// after a partition, or a write by another owner is reported at once rather
+// than at the next renewal. A reservation is never renewed, only watched.
+//
+// Keep does not give up a lease on its own clock: while etcd is out of
+// reach it keeps retrying, and the node keeps its subnet (edge autonomy).
+// Once etcd answers, the first renewal or watch event tells whether the key
+// is still this node's.
+func (m *Manager) Keep(ctx context.Context, l lease.Lease) error {
+	path := m.keyPath(l.Key)
+	attrs := l.Attrs
+	attrs.Owner = m.node
+	value, err := json.Marshal(attrs)
+	if err != nil {
+		return fmt.Errorf("etcd: keep %s: %w", l.Key, err)
+	}
+
+	renewEvery := m.ttl - m.margin
+	h, ok := m.getHeld(l.Key)
+	nextRenew := time.Now().Add(renewEvery)
+	if !ok {
+		// Not written by this Manager, e.g. after a restart of the caller
+		// with a lease it saved: learn the key's state, and renew at once
+		// since its age is unknown.
+		if h, err = m.verify(ctx, path); err != nil {
+			return err
+		}
+		m.setHeld(l.Key, h)
+		nextRenew = time.Now()
+	}
+
+	// The watch is replaced after each break; stopWatch ends the current one.
+	stopWatch := func() {}
+	defer func() { stopWatch() }()
+	watchFrom := func(rev int64) clientv3.WatchChan {
+		stopWatch()
+		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+		stopWatch = cancel
+		return m.client.Watch(wctx, path, clientv3.WithRev(rev))
+	}
+	watch := watchFrom(h.rev + 1)
+
+	renewRetry := m.retrier("renew lease " + l.Key.String())
+	watchRetry := m.retrier("watch own lease " + l.Key.String())
+	timer := time.NewTimer(time.Until(nextRenew))
+	defer timer.Stop()
+	if h.id == 0 {
+		timer.Stop() // a reservation does not expire
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+
+		case <-timer.C:
+			nh, err := m.renew(ctx, path, value, h)
+			switch {
+			case errors.Is(err, lease.ErrLeaseLost):
+				return m.lost(l.Key, err)
+			case err != nil:
+				// Unreachable or slow: try again soon; the lease has a
+				// margin of RenewMargin before it lapses.
+				if werr := renewRetry.fail(ctx, err); werr != nil {
+					return werr
+				}
+				timer.Reset(0)
+			default:
+				renewRetry.ok()
+				h = nh
+				m.setHeld(l.Key, h)
+				m.log.Debug("renewed lease", "subnet", l.Key, "revision", h.rev)
+				timer.Reset(renewEvery)
+			}
+
+		case resp, open := <-watch:
+			if open && resp.Err() == nil {
+				watchRetry.ok()
+				for _, ev := range resp.Events {
+					if err := m.checkOwnEvent(ev, &h); err != nil {
+						return m.lost(l.Key, err)
+					}
+				}
+				m.setHeld(l.Key, h)
+				continue
+			}
+			// The watch ended: the stream broke (etcd restarted, no
+			// leader) or the revision was compacted. Read the key to
+			// catch up, then watch again from where that read left off.
+			var cause error = errors.New("watch channel closed")
+			if open {
+				cause = resp.Err()
+			}
+			nh, err := m.verify(ctx, path)
+			switch {
+			case errors.Is(err, lease.ErrLeaseLost):
+				return m.lost(l.Key, err)
+			case err != nil:
+				if werr := watchRetry.fail(ctx, fmt.Errorf("%v; then %w", cause, err)); werr != nil {
+					return werr
+				}
+				nh = h
+			}
+			if nh.rev > h.rev {
+				h = nh
+				m.setHeld(l.Key, h)
+			}
+			watch = watchFrom(h.rev + 1)
+		}
+	}
+}
+
+// checkOwnEvent applies one watch event on this node's key: a deletion or
+// another owner's write is a loss; this node's own write moves the revision.
+func (m *Manager) checkOwnEvent(ev *clientv3.Event, h *heldLease) error {
+	if ev.Type == clientv3.EventTypeDelete {
+		return fmt.Errorf("%w: %s was deleted or expired at revision %d", lease.ErrLeaseLost, ev.Kv.Key, ev.Kv.ModRevision)
+	}
+	if err := m.checkOwner(ev.Kv); err != nil {
+		return err
+	}
+	if ev.Kv.ModRevision > h.rev {
+		*h = heldLease{rev: ev.Kv.ModRevision, id: clientv3.LeaseID(ev.Kv.Lease)}
+	}
+	return nil
+}
+
+// checkOwner returns a loss unless kv names this node as its owner.
+func (m *Manager) checkOwner(kv *mvccpb.KeyValue) error {
+	var stored lease.Attrs
+	if err := json.Unmarshal(kv.Value, &stored); err != nil {
+		return fmt.Errorf("%w: %s now holds a value that does not parse: %v", lease.ErrLeaseLost, kv.Key, err)
+	}
+	if stored.Owner != m.node {
+		return fmt.Errorf("%w: %s is now held by %q (public IP %s)", lease.ErrLeaseLost, kv.Key, stored.Owner, stored.PublicIP)
+	}
+	return nil
+}
+
+// verify reads this node's key and returns its state, or a loss if it is
+// gone or someone else's.
+func (m *Manager) verify(ctx context.Context, path string) (heldLease, error) {
+	resp, err := m.client.Get(ctx, path)
+	if err != nil {
+		return heldLease{}, fmt.Errorf("read %s: %w", path, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return heldLease{}, fmt.Errorf("%w: %s no longer exists (expired or deleted)", lease.ErrLeaseLost, path)
+	}
+	kv := resp.Kvs[0]
+	if err := m.checkOwner(kv); err != nil {
+		return heldLease{}, err
+	}
+	return heldLease{rev: kv.ModRevision, id: clientv3.LeaseID(kv.Lease)}, nil
+}
+
+// renew moves the key to a fresh etcd lease, conditional on its revision
+// being h.rev. If the condition fails it inspects the key: gone or another
+// owner's is a loss; still this node's (its own earlier write, whose reply
+// was lost) is adopted and the renewal retried.
+func (m *Manager) renew(ctx context.Context, path string, value []byte, h heldLease) (heldLease, error) {
+	for attempt := 0; attempt < 3; attempt++ {
+		g, err := m.client.Grant(ctx, m.ttlSeconds())
+		if err != nil {
+			return h, fmt.Errorf("grant etcd lease: %w", err)
+		}
+		resp, err := m.client.Txn(ctx).
+			If(clientv3.Compare(clientv3.ModRevision(path), "=", h.rev)).
+			Then(clientv3.OpPut(path, string(value), clientv3.WithLease(g.ID))).
+			Else(clientv3.OpGet(path)).
+			Commit()
+		if err != nil {
+			// The Txn may have been applied even though the reply was
+			// lost, so the new grant may now carry the key: never revoke
+			// it here. The next attempt's compare sorts it out.
+			return h, fmt.Errorf("renew %s: %w", path, err)
+		}
+		if resp.Succeeded {
+			if h.id != 0 {
+				m.revokeQuietly(h.id) // the key has left it
+			}
+			return heldLease{rev: resp.Header.Revision, id: g.ID}, nil
+		}
+		m.revokeQuietly(g.ID) // the Txn did not apply: nothing uses it
+		kvs := resp.Responses[0].GetResponseRange().Kvs
+		if len(kvs) == 0 {
+			return h, fmt.Errorf("%w: %s no longer exists (expired or deleted)", lease.ErrLeaseLost, path)
+		}
+		if err := m.checkOwner(kvs[0]); err != nil {
+			return h, err
+		}
+		h = heldLease{rev: kvs[0].ModRevision, id: clientv3.LeaseID(kvs[0].Lease)}
+	}
+	return h, fmt.Errorf("renew %s: the key kept changing under this node's own name", path)
+}
+
+// lost logs the loss of a lease once and forgets it.
+func (m *Manager) lost(k lease.Key, err error) error {
+	m.mu.Lock()
+	delete(m.held, k)
+	m.mu.Unlock()
+	m.log.Warn("lease lost", "subnet", k, "err", err)
+	return err
+}
+
+// isCompacted reports whether err says a revision was compacted away.
+func isCompacted(err error) bool { return errors.Is(err, rpctypes.ErrCompacted) }

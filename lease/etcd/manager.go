@@ -1,0 +1,322 @@
+package etcd
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/client/pkg/v3/transport"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+
+	"github.com/weftnet/weft/lease"
+)
+
+// Defaults for Options.
+const (
+	DefaultPrefix      = "/coreos.com/network"
+	DefaultTTL         = 24 * time.Hour
+	DefaultRenewMargin = time.Hour
+	DefaultDialTimeout = 5 * time.Second
+)
+
+// ErrNoConfig means there is no network configuration under the prefix yet.
+var ErrNoConfig = errors.New("no network config in etcd")
+
+// Options configure a Manager. Node is required; every other field has a
+// documented default.
+type Options struct {
+	// Client is an existing client to use. When set, Endpoints, the TLS
+	// files, the credentials and DialTimeout are ignored, and Close leaves
+	// the client open.
+	Client *clientv3.Client
+
+	// Endpoints are the etcd client URLs, e.g. "https://10.0.0.1:2379".
+	Endpoints []string
+	// CAFile, CertFile and KeyFile enable TLS: the CA to verify the
+	// servers, and the client certificate and key. All are optional.
+	CAFile, CertFile, KeyFile string
+	// Username and Password authenticate to etcd when set.
+	Username, Password string
+	// DialTimeout bounds the initial connection. Default 5s.
+	DialTimeout time.Duration
+
+	// Prefix is where the network lives. Default "/coreos.com/network".
+	Prefix string
+	// Node is this node's stable identity, written as each lease's owner.
+	// It must survive restarts and reboots: a hostname, a machine ID or a
+	// Kubernetes node name. Required.
+	Node string
+	// TTL is the life of a lease that is not renewed. Default 24h; at
+	// least 2s. etcd counts it in whole seconds.
+	TTL time.Duration
+	// RenewMargin is how long before expiry a lease is renewed. Default 1h;
+	// it must be shorter than TTL.
+	RenewMargin time.Duration
+	// Logger receives one line per state change. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// A Manager is a lease.Manager on etcd v3. It is safe for concurrent use.
+type Manager struct {
+	client    *clientv3.Client
+	ownClient bool
+	prefix    string
+	node      string
+	ttl       time.Duration
+	margin    time.Duration
+	log       *slog.Logger
+
+	mu   sync.Mutex
+	held map[lease.Key]heldLease // what this Manager last wrote for its own leases
+}
+
+// heldLease is what a renewal must compare against: the revision this node
+// last wrote the key at, and the etcd lease the key is attached to.
+type heldLease struct {
+	rev int64
+	id  clientv3.LeaseID // 0 for a reservation
+}
+
+var _ lease.Manager = (*Manager)(nil)
+
+// New returns a Manager. It connects lazily: an unreachable etcd is not an
+// error here, and the Manager's methods wait for it.
+func New(opts Options) (*Manager, error) {
+	if opts.Node == "" {
+		return nil, errors.New("etcd: Options.Node is required: set it to a stable node identity such as the hostname")
+	}
+	if opts.Prefix == "" {
+		opts.Prefix = DefaultPrefix
+	}
+	if opts.TTL == 0 {
+		opts.TTL = DefaultTTL
+	}
+	if opts.RenewMargin == 0 {
+		opts.RenewMargin = DefaultRenewMargin
+	}
+	if opts.TTL < 2*time.Second {
+		return nil, fmt.Errorf("etcd: Options.TTL %v is too short; use at least 2s", opts.TTL)
+	}
+	if opts.RenewMargin >= opts.TTL {
+		return nil, fmt.Errorf("etcd: Options.RenewMargin %v must be shorter than TTL %v", opts.RenewMargin, opts.TTL)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	m := &Manager{
+		client: opts.Client,
+		prefix: strings.TrimRight(opts.Prefix, "/"),
+		node:   opts.Node,
+		ttl:    opts.TTL,
+		margin: opts.RenewMargin,
+		log:    opts.Logger.With("component", "lease/etcd", "node", opts.Node),
+		held:   map[lease.Key]heldLease{},
+	}
+	if m.client == nil {
+		c, err := newClient(opts)
+		if err != nil {
+			return nil, err
+		}
+		m.client, m.ownClient = c, true
+	}
+	return m, nil
+}
+
+func newClient(opts Options) (*clientv3.Client, error) {
+	if len(opts.Endpoints) == 0 {
+		return nil, errors.New("etcd: Options.Endpoints is empty: name at least one etcd client URL")
+	}
+	var tlsConfig *tls.Config
+	if opts.CAFile != "" || opts.CertFile != "" || opts.KeyFile != "" {
+		info := transport.TLSInfo{CertFile: opts.CertFile, KeyFile: opts.KeyFile, TrustedCAFile: opts.CAFile}
+		var err error
+		if tlsConfig, err = info.ClientConfig(); err != nil {
+			return nil, fmt.Errorf("etcd: TLS files (CA %q, cert %q, key %q): %w", opts.CAFile, opts.CertFile, opts.KeyFile, err)
+		}
+	}
+	timeout := opts.DialTimeout
+	if timeout == 0 {
+		timeout = DefaultDialTimeout
+	}
+	c, err := clientv3.New(clientv3.Config{
+		Endpoints:   opts.Endpoints,
+		TLS:         tlsConfig,
+		Username:    opts.Username,
+		Password:    opts.Password,
+		DialTimeout: timeout,
+		Logger:      zap.NewNop(), // this package logs what matters through slog
+		DialOptions: []grpc.DialOption{
+			// gRPC's default reconnect backoff grows to two minutes; an
+			// agent should be back within seconds of etcd returning.
+			grpc.WithConnectParams(grpc.ConnectParams{
+				Backoff:           backoff.Config{BaseDelay: 500 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 10 * time.Second},
+				MinConnectTimeout: 5 * time.Second,
+			}),
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("etcd: client for %v: %w", opts.Endpoints, err)
+	}
+	return c, nil
+}
+
+// Close releases the client if New created it. It does not touch any lease.
+func (m *Manager) Close() error {
+	if m.ownClient {
+		return m.client.Close()
+	}
+	return nil
+}
+
+func (m *Manager) configKey() string     { return m.prefix + "/config" }
+func (m *Manager) subnetsPrefix() string { return m.prefix + "/subnets/" }
+func (m *Manager) keyPath(k lease.Key) string {
+	return m.subnetsPrefix() + k.String()
+}
+
+// record is one subnet key as read from etcd.
+type record struct {
+	key       lease.Key
+	attrs     lease.Attrs
+	attrsErr  error // the value did not decode; the subnet still counts as taken
+	etcdLease clientv3.LeaseID
+	modRev    int64
+	createRev int64
+}
+
+// parseKV reads a key under subnets/. It fails only when the key's name is
+// not a subnet key; a bad value is kept in attrsErr.
+func (m *Manager) parseKV(kv *mvccpb.KeyValue) (record, error) {
+	name := strings.TrimPrefix(string(kv.Key), m.subnetsPrefix())
+	k, err := lease.ParseKey(name)
+	if err != nil {
+		return record{}, err
+	}
+	r := record{key: k, etcdLease: clientv3.LeaseID(kv.Lease), modRev: kv.ModRevision, createRev: kv.CreateRevision}
+	if err := json.Unmarshal(kv.Value, &r.attrs); err != nil {
+		r.attrsErr = err
+	} else if err := r.attrs.Validate(); err != nil {
+		r.attrsErr = err
+	}
+	return r, nil
+}
+
+// parseListing splits a listing of the whole prefix into the raw config and
+// the subnet records. Keys that are not subnet keys are logged and skipped.
+func (m *Manager) parseListing(kvs []*mvccpb.KeyValue) (config []byte, hasConfig bool, records []record) {
+	for _, kv := range kvs {
+		switch key := string(kv.Key); {
+		case key == m.configKey():
+			config, hasConfig = kv.Value, true
+		case strings.HasPrefix(key, m.subnetsPrefix()):
+			r, err := m.parseKV(kv)
+			if err != nil {
+				m.log.Warn("skipping etcd key that is not a subnet key", "key", key, "err", err)
+				continue
+			}
+			records = append(records, r)
+		}
+	}
+	return config, hasConfig, records
+}
+
+// leaseOf converts a record with a good value into a lease.
+func leaseOf(r record) lease.Lease { return lease.Lease{Key: r.key, Attrs: r.attrs} }
+
+// parseConfig parses the config value, naming the key in errors.
+func (m *Manager) parseConfig(raw []byte, ok bool) (lease.Config, error) {
+	if !ok {
+		return lease.Config{}, fmt.Errorf("%w at %s: write one, e.g. etcdctl put %s '{\"Network\": \"10.244.0.0/16\", \"Backend\": {\"Type\": \"vxlan\"}}'",
+			ErrNoConfig, m.configKey(), m.configKey())
+	}
+	c, err := lease.ParseConfig(raw)
+	if err != nil {
+		return lease.Config{}, fmt.Errorf("etcd key %s: %w", m.configKey(), err)
+	}
+	return c, nil
+}
+
+// Config returns the network configuration stored at <prefix>/config.
+func (m *Manager) Config(ctx context.Context) (lease.Config, error) {
+	resp, err := m.client.Get(ctx, m.configKey())
+	if err != nil {
+		return lease.Config{}, fmt.Errorf("etcd: read %s: %w", m.configKey(), err)
+	}
+	if len(resp.Kvs) == 0 {
+		return m.parseConfig(nil, false)
+	}
+	return m.parseConfig(resp.Kvs[0].Value, true)
+}
+
+// retrier paces retries of a failing operation with capped, jittered
+// exponential backoff, and logs only when the failure changes or recovers,
+// so that a long outage costs two log lines, not one per attempt.
+type retrier struct {
+	log      *slog.Logger
+	what     string
+	delay    time.Duration
+	lastErr  string
+	failures int
+}
+
+const (
+	retryMin = 100 * time.Millisecond
+	retryMax = 10 * time.Second
+)
+
+// fail records err and waits before the next attempt. It returns ctx.Err()
+// if ctx ends first.
+func (r *retrier) fail(ctx context.Context, err error) error {
+	r.failures++
+	if msg := err.Error(); msg != r.lastErr {
+		r.log.Warn(r.what+" failed; retrying", "err", err, "attempt", r.failures)
+		r.lastErr = msg
+	}
+	if r.delay == 0 {
+		r.delay = retryMin
+	} else {
+		r.delay = min(2*r.delay, retryMax)
+	}
+	wait := r.delay/2 + rand.N(r.delay/2+1)
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// ok records success, logging recovery after failures.
+func (r *retrier) ok() {
+	if r.failures > 0 {
+		r.log.Info(r.what+" recovered", "after_attempts", r.failures)
+	}
+	*r = retrier{log: r.log, what: r.what}
+}
+
+func (m *Manager) retrier(what string) *retrier { return &retrier{log: m.log, what: what} }
+
+// sleepCtx waits d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

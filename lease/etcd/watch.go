@@ -1,0 +1,248 @@
+package etcd
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/weftnet/weft/lease"
+)
+
+// WatchLeases implements lease.Manager.
+//
+// It lists <prefix>/subnets/ and sends the listing as a snapshot, then
+// watches from the listing's revision + 1. A broken watch is resumed from the
+// last revision it delivered, so no event is lost across disconnects and
+// server restarts. If etcd has compacted that revision away, WatchLeases
+// lists again and sends the difference from what it had sent, so attribute
+// changes made meanwhile arrive as Changed events. A renewal that rewrites a
+// lease with equal attributes sends nothing.
+func (m *Manager) WatchLeases(ctx context.Context, ch chan<- lease.Batch) error {
+	view := map[lease.Key]lease.Lease{} // what the receiver has been told
+	snapshot := true
+	retry := m.retrier("watch leases")
+	for {
+		// List, and send the difference from the view (everything, the
+		// first time).
+		resp, err := m.client.Get(ctx, m.subnetsPrefix(), clientv3.WithPrefix())
+		if err != nil {
+			if werr := retry.fail(ctx, fmt.Errorf("list %s: %w", m.subnetsPrefix(), err)); werr != nil {
+				return werr
+			}
+			continue
+		}
+		retry.ok()
+		var listed []lease.Lease
+		for _, kv := range resp.Kvs {
+			if l, ok := m.peerLease(kv.Key, kv.Value); ok {
+				listed = append(listed, l)
+			}
+		}
+		before := make([]lease.Lease, 0, len(view))
+		for _, l := range view {
+			before = append(before, l)
+		}
+		events := lease.Diff(before, listed)
+		clear(view)
+		for _, l := range listed {
+			view[l.Key] = l
+		}
+		if snapshot || len(events) > 0 {
+			if err := send(ctx, ch, lease.Batch{Snapshot: snapshot, Events: events}); err != nil {
+				return err
+			}
+		}
+		snapshot = false
+
+		// Watch from just after the listing until the watch can no longer
+		// be resumed.
+		if err := m.watchFrom(ctx, resp.Header.Revision+1, view, ch); err != nil {
+			return err
+		}
+	}
+}
+
+// watchFrom watches subnets from rev, applying events to view and sending
+// them, and resuming after every break. It returns nil when rev has been
+// compacted away and the caller must list again, or ctx.Err().
+func (m *Manager) watchFrom(ctx context.Context, rev int64, view map[lease.Key]lease.Lease, ch chan<- lease.Batch) error {
+	retry := m.retrier("watch leases")
+	for {
+		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+		w := m.client.Watch(wctx, m.subnetsPrefix(), clientv3.WithPrefix(), clientv3.WithRev(rev), clientv3.WithProgressNotify())
+		var cause error
+		for resp := range w {
+			if err := resp.Err(); err != nil {
+				cause = err
+				break
+			}
+			retry.ok()
+			if resp.Header != nil && resp.Header.Revision >= rev {
+				rev = resp.Header.Revision + 1 // progress notifications move it too
+			}
+			if events := m.apply(view, resp.Events); len(events) > 0 {
+				if err := send(ctx, ch, lease.Batch{Events: events}); err != nil {
+					cancel()
+					return err
+				}
+			}
+		}
+		cancel()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if isCompacted(cause) {
+			m.log.Info("lease watch fell behind a compaction; listing again", "revision", rev)
+			return nil
+		}
+		if cause == nil {
+			cause = errors.New("watch channel closed")
+		}
+		if err := retry.fail(ctx, fmt.Errorf("watch %s from revision %d: %w", m.subnetsPrefix(), rev, cause)); err != nil {
+			return err
+		}
+	}
+}
+
+// apply turns raw watch events into lease events against view, updating it.
+// A put whose value does not parse removes the lease, as a listing would
+// not include it.
+func (m *Manager) apply(view map[lease.Key]lease.Lease, evs []*clientv3.Event) []lease.Event {
+	var out []lease.Event
+	for _, ev := range evs {
+		var l lease.Lease
+		ok := false
+		if ev.Type == clientv3.EventTypePut {
+			l, ok = m.peerLease(ev.Kv.Key, ev.Kv.Value)
+		} else {
+			k, err := lease.ParseKey(string(bytes.TrimPrefix(ev.Kv.Key, []byte(m.subnetsPrefix()))))
+			if err != nil {
+				continue
+			}
+			l.Key = k
+		}
+		prev, known := view[l.Key]
+		switch {
+		case ok && !known:
+			out = append(out, lease.Event{Type: lease.Added, Lease: l})
+		case ok && !prev.Attrs.Equal(l.Attrs):
+			out = append(out, lease.Event{Type: lease.Changed, Lease: l, Prev: prev})
+		case !ok && known:
+			out = append(out, lease.Event{Type: lease.Removed, Lease: prev})
+			delete(view, l.Key)
+			continue
+		}
+		if ok {
+			view[l.Key] = l
+		}
+	}
+	return out
+}
+
+// peerLease decodes a subnet key and value for a watcher, logging and
+// skipping what is malformed.
+func (m *Manager) peerLease(key, value []byte) (lease.Lease, bool) {
+	name := string(bytes.TrimPrefix(key, []byte(m.subnetsPrefix())))
+	k, err := lease.ParseKey(name)
+	if err != nil {
+		m.log.Warn("skipping etcd key that is not a subnet key", "key", string(key), "err", err)
+		return lease.Lease{}, false
+	}
+	var l lease.Lease
+	l.Key = k
+	if err := l.Attrs.UnmarshalJSON(value); err != nil {
+		m.log.Warn("skipping lease with a malformed value", "key", string(key), "err", err)
+		return lease.Lease{}, false
+	}
+	if err := l.Attrs.Validate(); err != nil {
+		m.log.Warn("skipping lease that names no reachable peer", "key", string(key), "err", err)
+		return lease.Lease{}, false
+	}
+	return l, true
+}
+
+func send(ctx context.Context, ch chan<- lease.Batch, b lease.Batch) error {
+	select {
+	case ch <- b:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// WatchConfig implements lease.Manager. It sends the config at
+// <prefix>/config, then each change. A missing config is waited for; a
+// change that does not parse, or a deletion, is logged and skipped, leaving
+// the last good config in force.
+func (m *Manager) WatchConfig(ctx context.Context, ch chan<- lease.Config) error {
+	var last []byte
+	retry := m.retrier("watch network config")
+	for {
+		resp, err := m.client.Get(ctx, m.configKey())
+		if err != nil {
+			if werr := retry.fail(ctx, fmt.Errorf("read %s: %w", m.configKey(), err)); werr != nil {
+				return werr
+			}
+			continue
+		}
+		retry.ok()
+		deliver := func(raw []byte) error {
+			if bytes.Equal(raw, last) {
+				return nil
+			}
+			c, err := m.parseConfig(raw, true)
+			if err != nil {
+				m.log.Error("ignoring invalid network config; the last good one stays in force", "err", err)
+				last = raw
+				return nil
+			}
+			last = raw
+			select {
+			case ch <- c:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		if len(resp.Kvs) == 0 {
+			_, err := m.parseConfig(nil, false)
+			m.log.Warn("waiting for the network config", "err", err)
+		} else if err := deliver(resp.Kvs[0].Value); err != nil {
+			return err
+		}
+
+		rev := resp.Header.Revision + 1
+		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+		var cause error
+		for wresp := range m.client.Watch(wctx, m.configKey(), clientv3.WithRev(rev), clientv3.WithProgressNotify()) {
+			if cause = wresp.Err(); cause != nil {
+				break
+			}
+			for _, ev := range wresp.Events {
+				if ev.Type == clientv3.EventTypeDelete {
+					m.log.Error("network config was deleted; the last good one stays in force", "key", m.configKey())
+					continue
+				}
+				if err := deliver(ev.Kv.Value); err != nil {
+					cancel()
+					return err
+				}
+			}
+		}
+		cancel()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if cause == nil {
+			cause = errors.New("watch channel closed")
+		}
+		if !isCompacted(cause) {
+			if werr := retry.fail(ctx, fmt.Errorf("watch %s: %w", m.configKey(), cause)); werr != nil {
+				return werr
+			}
+		}
+	}
+}
