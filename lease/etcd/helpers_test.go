@@ -88,7 +88,7 @@ func (e *env) get(key string) *kvSnapshot {
 }
 
 type kvSnapshot struct {
-	Value                                      string
+	Value                                       string
 	Lease, ModRevision, CreateRevision, Version int64
 }
 
