@@ -40,6 +40,7 @@ type Server struct {
 	clientURL  url.URL
 	peerURL    url.URL
 	binary     string
+	front      *Proxy // what clients dial; cut on Stop so clients see the server die
 	mu         sync.Mutex
 	embedded   *embed.Etcd
 	process    *exec.Cmd
@@ -60,14 +61,15 @@ func Start(t testing.TB) *Server {
 	if err := s.start(); err != nil {
 		t.Fatalf("etcdtest: start: %v", err)
 	}
+	s.front = NewProxy(t, s.clientURL.Host)
 	return s
 }
 
-// Endpoint returns the client URL, e.g. "http://127.0.0.1:40123".
-func (s *Server) Endpoint() string { return s.clientURL.String() }
+// Endpoint returns the URL clients dial, e.g. "http://127.0.0.1:40123".
+func (s *Server) Endpoint() string { return s.front.Endpoint() }
 
-// Addr returns the client address, e.g. "127.0.0.1:40123".
-func (s *Server) Addr() string { return s.clientURL.Host }
+// Addr returns the address clients dial, e.g. "127.0.0.1:40123".
+func (s *Server) Addr() string { return s.front.l.Addr().String() }
 
 // External reports whether the server is an external binary rather than the
 // embedded server.
@@ -162,7 +164,7 @@ func (s *Server) startProcess() error {
 	go func() { s.processErr <- cmd.Wait() }()
 
 	// Ready when a read succeeds.
-	c, err := clientv3.New(clientv3.Config{Endpoints: []string{s.Endpoint()}, DialTimeout: time.Second, Logger: zap.NewNop()})
+	c, err := clientv3.New(clientv3.Config{Endpoints: []string{s.clientURL.String()}, DialTimeout: time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		return err
 	}
@@ -188,10 +190,16 @@ func (s *Server) startProcess() error {
 	}
 }
 
-// Stop stops the server. It is safe to call more than once.
+// Stop stops the server, dropping every client connection at once as a
+// crashed server would. It is safe to call more than once.
 func (s *Server) Stop() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.front != nil {
+		// Without this the embedded server waits out its request timeout
+		// (over five seconds) for open watch streams to end.
+		s.front.Cut()
+	}
 	if s.embedded != nil {
 		s.embedded.Close()
 		<-s.embedded.Server.StopNotify()
@@ -211,6 +219,7 @@ func (s *Server) Restart() {
 	if err := s.start(); err != nil {
 		s.t.Fatalf("etcdtest: restart: %v", err)
 	}
+	s.front.Heal()
 }
 
 // freeAddr returns a 127.0.0.1 address with a port that was free a moment

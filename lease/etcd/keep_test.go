@@ -1,0 +1,160 @@
+package etcd
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/weftnet/weft/lease"
+)
+
+// TestKeepRenews keeps a lease for several TTLs: the key survives, moves to
+// fresh etcd leases, and the etcd leases it left are revoked.
+func TestKeepRenews(t *testing.T) {
+	e := newEnv(t, testConfig)
+	m := e.manager("node-a")
+	l, err := m.Acquire(ctxFor(t, 10*time.Second), lease.AcquireRequest{Attrs: attrsFor(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := e.get(subnetPath(l.Key))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := keepAsync(ctx, m, l)
+	time.Sleep(3 * testTTL)
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Keep returned %v, want context.Canceled", err)
+	}
+	now := e.get(subnetPath(l.Key))
+	if now == nil {
+		t.Fatal("key lapsed while kept")
+	}
+	if now.Lease == first.Lease || now.CreateRevision != first.CreateRevision || now.Value != first.Value {
+		t.Errorf("after renewals %+v, first %+v: want a new etcd lease, same key and value", now, first)
+	}
+	if ttl, err := e.admin.TimeToLive(ctxFor(t, 5*time.Second), clientv3.LeaseID(first.Lease)); err != nil || ttl.TTL != -1 {
+		t.Errorf("the first etcd lease is still alive (TTL %d, %v); renewals should revoke what they leave", ttl.TTL, err)
+	}
+}
+
+// TestKeepReportsLossAtOnce: a deleted key or one rewritten by another owner
+// is reported within a second, not at the next renewal, and Keep writes
+// nothing afterwards.
+func TestKeepReportsLossAtOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		change func(e *env, path string)
+		want   string
+	}{
+		{"deleted", func(e *env, path string) {
+			if _, err := e.admin.Delete(ctxFor(e.t, 5*time.Second), path); err != nil {
+				e.t.Fatal(err)
+			}
+		}, "was deleted or expired"},
+		{"taken over", func(e *env, path string) {
+			a := attrsFor(2)
+			a.Owner = "node-b"
+			raw, _ := json.Marshal(a)
+			e.put(path, string(raw))
+		}, `is now held by "node-b"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, testConfig)
+			m := e.manager("node-a")
+			m.margin = time.Second / 2 // renew only every 1.5s: loss must be seen sooner
+			l, err := m.Acquire(ctxFor(t, 10*time.Second), lease.AcquireRequest{Attrs: attrsFor(1)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := keepAsync(ctxFor(t, 20*time.Second), m, l)
+			time.Sleep(100 * time.Millisecond)
+			path := subnetPath(l.Key)
+			tc.change(e, path)
+			after := e.get(path)
+			changedAt := time.Now()
+			select {
+			case err := <-done:
+				if !errors.Is(err, lease.ErrLeaseLost) || !contains(err.Error(), tc.want) {
+					t.Fatalf("Keep returned %v, want ErrLeaseLost saying %q", err, tc.want)
+				}
+				if d := time.Since(changedAt); d > time.Second {
+					t.Errorf("loss reported after %v", d)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("Keep did not report the loss")
+			}
+			time.Sleep(2 * testTTL)
+			if got := e.get(path); (got == nil) != (after == nil) || got != nil && *got != *after {
+				t.Errorf("key changed after the loss: %+v -> %+v", after, got)
+			}
+			if !contains(e.logs.String(), "lease lost") {
+				t.Error("the loss was not logged")
+			}
+		})
+	}
+}
+
+// TestKeepAdoptsLeaseFromEarlierRun: Keep with a lease this Manager did not
+// acquire (the caller restarted and kept it) reads the key, renews it, and
+// keeps it. Another node cannot do the same.
+func TestKeepAdoptsLeaseFromEarlierRun(t *testing.T) {
+	e := newEnv(t, testConfig)
+	l, err := e.manager("node-a").Acquire(ctxFor(t, 10*time.Second), lease.AcquireRequest{Attrs: attrsFor(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := e.manager("node-a")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := keepAsync(ctx, m, l)
+	time.Sleep(2 * testTTL)
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatal(err)
+	}
+	if e.get(subnetPath(l.Key)) == nil {
+		t.Fatal("adopted lease lapsed")
+	}
+	before := e.get(subnetPath(l.Key))
+	err = e.manager("node-b").Keep(ctxFor(t, 5*time.Second), l)
+	if !errors.Is(err, lease.ErrLeaseLost) || !contains(err.Error(), `held by "node-a"`) {
+		t.Fatalf("node-b keeping node-a's lease: %v", err)
+	}
+	if after := e.get(subnetPath(l.Key)); *after != *before {
+		t.Errorf("node-b's refused Keep wrote: %+v -> %+v", before, after)
+	}
+}
+
+// TestKeepAcrossServerRestart: etcd restarts while a lease is kept; the
+// lease survives and renewals resume.
+func TestKeepAcrossServerRestart(t *testing.T) {
+	e := newEnv(t, testConfig)
+	m := e.manager("node-a")
+	l, err := m.Acquire(ctxFor(t, 10*time.Second), lease.AcquireRequest{Attrs: attrsFor(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := keepAsync(ctx, m, l)
+	time.Sleep(testTTL / 2)
+	e.server.Restart()
+	before := e.get(subnetPath(l.Key))
+	time.Sleep(3 * testTTL)
+	select {
+	case err := <-done:
+		t.Fatalf("Keep ended across a restart: %v", err)
+	default:
+	}
+	cancel()
+	<-done
+	after := e.get(subnetPath(l.Key))
+	if before == nil || after == nil {
+		t.Fatalf("lease lapsed across the restart: %+v then %+v", before, after)
+	}
+	if after.ModRevision <= before.ModRevision {
+		t.Errorf("no renewal after the restart (revision %d then %d)", before.ModRevision, after.ModRevision)
+	}
+}
