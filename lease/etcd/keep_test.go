@@ -158,3 +158,40 @@ func TestKeepAcrossServerRestart(t *testing.T) {
 		t.Errorf("no renewal after the restart (revision %d then %d)", before.ModRevision, after.ModRevision)
 	}
 }
+
+// TestRenewIsConditional drives renew directly with a stale view, the race
+// Keep's watch usually wins: the key was taken over after this node's last
+// write. The renewal must fail as a loss and leave the key alone. A stale
+// view of a key that is still this node's (its own write whose reply was
+// lost) is adopted and the renewal goes through.
+func TestRenewIsConditional(t *testing.T) {
+	e := newEnv(t, testConfig)
+	m := e.manager("node-a")
+	l, err := m.Acquire(ctxFor(t, 10*time.Second), lease.AcquireRequest{Attrs: attrsFor(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := subnetPath(l.Key)
+	h, _ := m.getHeld(l.Key)
+	value, _ := json.Marshal(l.Attrs)
+
+	// Still ours, written again behind the Manager's back.
+	e.put(path, string(value))
+	nh, err := m.renew(ctxFor(t, 5*time.Second), path, value, h)
+	if err != nil || nh.rev <= h.rev || nh.id == 0 {
+		t.Fatalf("renew over this node's own newer write: %+v, %v", nh, err)
+	}
+
+	// Taken over by node-b.
+	other := attrsFor(2)
+	other.Owner = "node-b"
+	raw, _ := json.Marshal(other)
+	e.put(path, string(raw))
+	before := e.get(path)
+	if _, err := m.renew(ctxFor(t, 5*time.Second), path, value, nh); !errors.Is(err, lease.ErrLeaseLost) {
+		t.Fatalf("renew over node-b's write: %v, want ErrLeaseLost", err)
+	}
+	if after := e.get(path); *after != *before {
+		t.Errorf("renew wrote over node-b: %+v -> %+v", before, after)
+	}
+}
