@@ -113,18 +113,17 @@ func (m *Manager) watchFrom(ctx context.Context, rev int64, view map[lease.Key]l
 func (m *Manager) apply(view map[lease.Key]lease.Lease, evs []*clientv3.Event) []lease.Event {
 	var out []lease.Event
 	for _, ev := range evs {
+		k, err := lease.ParseKey(string(bytes.TrimPrefix(ev.Kv.Key, []byte(m.subnetsPrefix()))))
+		if err != nil {
+			m.log.Warn("skipping etcd key that is not a subnet key", "key", string(ev.Kv.Key), "err", err)
+			continue
+		}
 		var l lease.Lease
 		ok := false
 		if ev.Type == clientv3.EventTypePut {
-			l, ok = m.peerLease(ev.Kv.Key, ev.Kv.Value)
-		} else {
-			k, err := lease.ParseKey(string(bytes.TrimPrefix(ev.Kv.Key, []byte(m.subnetsPrefix()))))
-			if err != nil {
-				continue
-			}
-			l.Key = k
+			l, ok = m.peerValue(k, ev.Kv.Key, ev.Kv.Value)
 		}
-		prev, known := view[l.Key]
+		prev, known := view[k]
 		switch {
 		case ok && !known:
 			out = append(out, lease.Event{Type: lease.Added, Lease: l})
@@ -132,27 +131,31 @@ func (m *Manager) apply(view map[lease.Key]lease.Lease, evs []*clientv3.Event) [
 			out = append(out, lease.Event{Type: lease.Changed, Lease: l, Prev: prev})
 		case !ok && known:
 			out = append(out, lease.Event{Type: lease.Removed, Lease: prev})
-			delete(view, l.Key)
+			delete(view, k)
 			continue
 		}
 		if ok {
-			view[l.Key] = l
+			view[k] = l
 		}
 	}
 	return out
 }
 
-// peerLease decodes a subnet key and value for a watcher, logging and
-// skipping what is malformed.
+// peerLease decodes a listed subnet key and value for a watcher, logging
+// and skipping what is malformed.
 func (m *Manager) peerLease(key, value []byte) (lease.Lease, bool) {
-	name := string(bytes.TrimPrefix(key, []byte(m.subnetsPrefix())))
-	k, err := lease.ParseKey(name)
+	k, err := lease.ParseKey(string(bytes.TrimPrefix(key, []byte(m.subnetsPrefix()))))
 	if err != nil {
 		m.log.Warn("skipping etcd key that is not a subnet key", "key", string(key), "err", err)
 		return lease.Lease{}, false
 	}
-	var l lease.Lease
-	l.Key = k
+	return m.peerValue(k, key, value)
+}
+
+// peerValue decodes the value of subnet key k, logging and skipping it if
+// it is malformed or names no reachable peer.
+func (m *Manager) peerValue(k lease.Key, key, value []byte) (lease.Lease, bool) {
+	l := lease.Lease{Key: k}
 	if err := l.Attrs.UnmarshalJSON(value); err != nil {
 		m.log.Warn("skipping lease with a malformed value", "key", string(key), "err", err)
 		return lease.Lease{}, false

@@ -1,0 +1,277 @@
+package etcd
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/weftnet/weft/internal/etcdtest"
+	"github.com/weftnet/weft/lease"
+)
+
+// collector runs WatchLeases and records every batch.
+type collector struct {
+	mu      sync.Mutex
+	batches []lease.Batch
+	done    chan error
+	cancel  context.CancelFunc
+}
+
+func watchLeases(t *testing.T, m *Manager) *collector {
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &collector{done: make(chan error, 1), cancel: cancel}
+	ch := make(chan lease.Batch)
+	go func() { c.done <- m.WatchLeases(ctx, ch) }()
+	go func() {
+		for {
+			select {
+			case b := <-ch:
+				c.mu.Lock()
+				c.batches = append(c.batches, b)
+				c.mu.Unlock()
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-c.done; err != context.Canceled {
+			t.Errorf("WatchLeases returned %v, want context.Canceled", err)
+		}
+	})
+	return c
+}
+
+func (c *collector) all() []lease.Batch {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]lease.Batch(nil), c.batches...)
+}
+
+// events returns every event after the first (snapshot) batch.
+func (c *collector) events() []lease.Event {
+	var out []lease.Event
+	for i, b := range c.all() {
+		if i > 0 {
+			out = append(out, b.Events...)
+		}
+	}
+	return out
+}
+
+func (c *collector) waitEvents(t *testing.T, n int) []lease.Event {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for len(c.events()) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %d events; have %+v", n, c.events())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return c.events()
+}
+
+// putLease writes a lease value for owner directly, as another node would.
+func (e *env) putLease(k lease.Key, i int, owner string) lease.Lease {
+	a := attrsFor(i)
+	a.Owner = owner
+	raw, _ := json.Marshal(a)
+	e.put(subnetPath(k), string(raw))
+	return lease.Lease{Key: k, Attrs: a}
+}
+
+func sameEvents(t *testing.T, got, want []lease.Event) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("got %d events %+v, want %d %+v", len(got), got, len(want), want)
+	}
+	for i := range got {
+		g, w := got[i], want[i]
+		if g.Type != w.Type || g.Lease.Key != w.Lease.Key || !g.Lease.Attrs.Equal(w.Lease.Attrs) || g.Prev.Key != w.Prev.Key || !g.Prev.Attrs.Equal(w.Prev.Attrs) {
+			t.Fatalf("event %d: got %v %v %+v (prev %+v), want %v %v %+v (prev %+v)", i, g.Type, g.Lease.Key, g.Lease.Attrs, g.Prev.Attrs, w.Type, w.Lease.Key, w.Lease.Attrs, w.Prev.Attrs)
+		}
+	}
+}
+
+func TestWatchLeasesEvents(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testConfig)
+	owner := e.manager("node-a")
+	la, err := owner.Acquire(ctxFor(t, 10*time.Second), lease.AcquireRequest{Attrs: attrsFor(1), Previous: mustKey(t, "10.244.1.0-24")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keepDone := keepAsync(ctxFor(t, 60*time.Second), owner, la) // renewals must not show up as events
+	lb := e.putLease(mustKey(t, "10.244.2.0-24"), 2, "node-b")
+	e.put(subnetPath(mustKey(t, "10.244.3.0-24")), "{not json")
+	e.put(testPrefix+"/subnets/garbage", "{}")
+
+	c := watchLeases(t, e.manager("watcher"))
+	waitFor(t, 10*time.Second, "the snapshot", func() bool { return len(c.all()) >= 1 })
+	snap := c.all()[0]
+	if !snap.Snapshot {
+		t.Fatal("first batch is not a snapshot")
+	}
+	sameEvents(t, snap.Events, []lease.Event{{Type: lease.Added, Lease: la}, {Type: lease.Added, Lease: lb}})
+	for _, key := range []string{"subnets/10.244.3.0-24", "subnets/garbage"} {
+		if !contains(e.logs.String(), key) {
+			t.Errorf("no warning names %s", key)
+		}
+	}
+
+	lc := e.putLease(mustKey(t, "10.244.4.0-24"), 4, "node-c")
+	lbMoved := e.putLease(lb.Key, 22, "node-b")                        // new MAC and public IP on a known subnet
+	e.put(subnetPath(mustKey(t, "10.244.3.0-24")), `{"PublicIP":"x"}`) // still malformed: nothing
+	if _, err := e.admin.Delete(ctxFor(t, 5*time.Second), subnetPath(lc.Key)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * testTTL)              // node-a renews meanwhile
+	e.put(subnetPath(lb.Key), "{broken") // a known lease turning malformed is removed
+	got := c.waitEvents(t, 4)
+	sameEvents(t, got, []lease.Event{
+		{Type: lease.Added, Lease: lc},
+		{Type: lease.Changed, Lease: lbMoved, Prev: lb},
+		{Type: lease.Removed, Lease: lc},
+		{Type: lease.Removed, Lease: lbMoved},
+	})
+	for _, b := range c.all()[1:] {
+		if b.Snapshot {
+			t.Error("a later batch is marked as a snapshot")
+		}
+	}
+	select {
+	case err := <-keepDone:
+		t.Fatalf("node-a's Keep ended: %v", err)
+	default:
+	}
+}
+
+// TestWatchLeasesResumes: events written while the watcher is cut off, and
+// across a server restart, all arrive, once each, without a new snapshot.
+func TestWatchLeasesResumes(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testConfig)
+	link := etcdtest.NewProxy(t, e.server.Addr())
+	c := watchLeases(t, e.manager("watcher", link.Endpoint()))
+	waitFor(t, 10*time.Second, "the snapshot", func() bool { return len(c.all()) >= 1 })
+
+	var want []lease.Event
+	add := func(i int) {
+		l := e.putLease(mustKey(t, fmt.Sprintf("10.244.%d.0-24", i)), i, fmt.Sprint("node-", i))
+		want = append(want, lease.Event{Type: lease.Added, Lease: l})
+	}
+	add(1)
+	link.Cut()
+	add(2)
+	add(3)
+	link.Heal()
+	c.waitEvents(t, 3)
+	e.server.Restart()
+	add(4)
+	add(5)
+	sameEvents(t, c.waitEvents(t, 5), want)
+	time.Sleep(500 * time.Millisecond)
+	sameEvents(t, c.events(), want) // and nothing more
+	for _, b := range c.all()[1:] {
+		if b.Snapshot {
+			t.Error("resuming sent a second snapshot")
+		}
+	}
+}
+
+// TestWatchLeasesCompaction: while the watcher is cut off, a lease is added,
+// one changes its attributes, one is removed, and etcd compacts past it all.
+// On return the watcher lists again and sends exactly that difference.
+func TestWatchLeasesCompaction(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testConfig)
+	p := e.putLease(mustKey(t, "10.244.1.0-24"), 1, "node-p")
+	q := e.putLease(mustKey(t, "10.244.2.0-24"), 2, "node-q")
+	r := e.putLease(mustKey(t, "10.244.3.0-24"), 3, "node-r")
+	link := etcdtest.NewProxy(t, e.server.Addr())
+	c := watchLeases(t, e.manager("watcher", link.Endpoint()))
+	waitFor(t, 10*time.Second, "the snapshot", func() bool { return len(c.all()) >= 1 })
+	sameEvents(t, c.all()[0].Events, []lease.Event{{Type: lease.Added, Lease: p}, {Type: lease.Added, Lease: q}, {Type: lease.Added, Lease: r}})
+
+	link.Cut()
+	s := e.putLease(mustKey(t, "10.244.4.0-24"), 4, "node-s")
+	qMoved := e.putLease(q.Key, 12, "node-q")
+	if _, err := e.admin.Delete(ctxFor(t, 5*time.Second), subnetPath(r.Key)); err != nil {
+		t.Fatal(err)
+	}
+	e.putLease(p.Key, 1, "node-p") // a rewrite with equal attributes: no event
+	resp, err := e.admin.Get(ctxFor(t, 5*time.Second), "anything")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.admin.Compact(ctxFor(t, 5*time.Second), resp.Header.Revision); err != nil {
+		t.Fatal(err)
+	}
+	link.Heal()
+
+	// The difference, ordered by key.
+	sameEvents(t, c.waitEvents(t, 3), []lease.Event{
+		{Type: lease.Changed, Lease: qMoved, Prev: q},
+		{Type: lease.Removed, Lease: r},
+		{Type: lease.Added, Lease: s},
+	})
+	if !contains(e.logs.String(), "lease watch fell behind a compaction; listing again") {
+		t.Error("the watcher did not go through the compaction path")
+	}
+}
+
+func TestWatchConfig(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testConfig)
+	m := e.manager("node-a")
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan lease.Config, 10)
+	done := make(chan error, 1)
+	go func() { done <- m.WatchConfig(ctx, ch) }()
+	next := func() lease.Config {
+		t.Helper()
+		select {
+		case c := <-ch:
+			return c
+		case <-time.After(10 * time.Second):
+			t.Fatal("no config delivered")
+		}
+		return lease.Config{}
+	}
+	if c := next(); c.Network != netip.MustParsePrefix("10.244.0.0/16") {
+		t.Fatalf("initial config %+v", c)
+	}
+	// Seed 003: the network is widened while nodes run.
+	e.put(testPrefix+"/config", `{"Network": "10.0.0.0/8", "Backend": {"Type": "vxlan"}}`)
+	if c := next(); c.Network != netip.MustParsePrefix("10.0.0.0/8") || c.IPv4Range().Len().Int64() != 65535 {
+		t.Fatalf("widened config %+v", c)
+	}
+	e.put(testPrefix+"/config", `{"Network": "10.0.0.0/8", "SubnetLen": 99}`)
+	if _, err := e.admin.Delete(ctxFor(t, 5*time.Second), testPrefix+"/config"); err != nil {
+		t.Fatal(err)
+	}
+	e.put(testPrefix+"/config", `{"Network": "10.0.0.0/8", "SubnetLen": 20}`)
+	if c := next(); c.SubnetLen != 20 {
+		t.Fatalf("config after a bad one: %+v", c)
+	}
+	select {
+	case c := <-ch:
+		t.Fatalf("extra config delivered: %+v", c)
+	case <-time.After(200 * time.Millisecond):
+	}
+	logs := e.logs.String()
+	for _, want := range []string{"ignoring invalid network config", "SubnetLen 99", "network config was deleted"} {
+		if !contains(logs, want) {
+			t.Errorf("logs lack %q", want)
+		}
+	}
+	cancel()
+	if err := <-done; err != context.Canceled {
+		t.Errorf("WatchConfig returned %v", err)
+	}
+}
