@@ -14,17 +14,34 @@ BENCH ?= .
 BENCHTIME ?= 1s
 # Fuzzing: how long each fuzz target runs under `make fuzz`.
 FUZZTIME ?= 30s
+# Tests mostly wait on real servers and timers, not on the CPU, so more run
+# at once than there are cores.
+TESTFLAGS ?= -race -parallel 8
+# Debian's etcd 3.4 (package etcd-server). When installed, the etcd lease
+# manager's suite runs a second time against it as a separate process;
+# WEFT_REQUIRE_OLD_ETCD=1 (set by .ci/run) makes its absence an error.
+OLD_ETCD ?= /usr/bin/etcd
 
 MODULES := $(shell find . -name go.mod -not -path './.git/*' -exec dirname {} \; | sort)
 
 .PHONY: test bench lint fuzz
 
-## test: run every test with the race detector, in every module.
+## test: run every test with the race detector, in every module, then the
+## etcd suites again against an old etcd server when one is installed.
 test:
 	@for m in $(MODULES); do \
-		echo "== go test -race $$m"; \
-		(cd $$m && $(GO) test -race ./...); \
+		echo "== go test $(TESTFLAGS) $$m"; \
+		(cd $$m && $(GO) test $(TESTFLAGS) ./...); \
 	done
+	@if [ -x "$(OLD_ETCD)" ]; then \
+		echo "== lease/etcd against $(OLD_ETCD): $$($(OLD_ETCD) --version | head -1)"; \
+		WEFT_ETCD_BINARY=$(OLD_ETCD) $(GO) test $(TESTFLAGS) ./internal/etcdtest ./lease/etcd; \
+	elif [ -n "$${WEFT_REQUIRE_OLD_ETCD:-}" ]; then \
+		echo "WEFT_REQUIRE_OLD_ETCD is set but $(OLD_ETCD) is missing: apt-get install etcd-server"; \
+		exit 1; \
+	else \
+		echo "== skipping the etcd 3.4 pass: $(OLD_ETCD) is not installed (apt-get install etcd-server)"; \
+	fi
 
 ## bench: run the benchmarks of every module and print them as one table.
 bench:

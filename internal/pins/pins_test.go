@@ -8,8 +8,6 @@ package pins_test
 import (
 	_ "github.com/vishvananda/netlink"
 	_ "github.com/vishvananda/netns"
-	_ "go.etcd.io/etcd/client/v3"
-	_ "go.etcd.io/etcd/server/v3/embed"
 	_ "golang.org/x/sync/errgroup"
 	_ "k8s.io/client-go/kubernetes"
 )

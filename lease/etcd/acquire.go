@@ -1,6 +1,7 @@
 package etcd
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -118,9 +119,14 @@ func (m *Manager) Acquire(ctx context.Context, req lease.AcquireRequest) (lease.
 // plan chooses what to write, in the order lease.Manager.Acquire documents.
 func (m *Manager) plan(cfg lease.Config, records []record, prev lease.Key, mine lease.Attrs) (plan, error) {
 	var own *record
+	hints := ownershipHints(m.node, mine)
 	for i := range records {
 		r := &records[i]
-		if !m.owns(r.attrs, mine) {
+		if !mentionsAny(r.value, hints) {
+			continue // cannot be this node's; skip decoding it
+		}
+		var stored lease.Attrs
+		if err := json.Unmarshal(r.value, &stored); err != nil || !m.owns(stored, mine) {
 			continue
 		}
 		if !fits(cfg, r.key) {
@@ -162,6 +168,36 @@ func (m *Manager) plan(cfg lease.Config, records []record, prev lease.Key, mine 
 		}
 	}
 	return plan{key: k, how: howNew}, nil
+}
+
+// ownershipHints returns byte strings one of which a value must contain to
+// be this node's: its owner name or its public addresses, JSON-encoded as
+// encoding/json writes them. A value spelling them with other escapes is not
+// recognised as this node's, and the node then takes a new subnet: a waste,
+// never a theft.
+func ownershipHints(node string, mine lease.Attrs) [][]byte {
+	var hints [][]byte
+	add := func(s string) {
+		b, _ := json.Marshal(s)
+		hints = append(hints, b)
+	}
+	add(node)
+	if mine.PublicIP.IsValid() {
+		add(mine.PublicIP.String())
+	}
+	if mine.PublicIPv6.IsValid() {
+		add(mine.PublicIPv6.String())
+	}
+	return hints
+}
+
+func mentionsAny(value []byte, hints [][]byte) bool {
+	for _, h := range hints {
+		if bytes.Contains(value, h) {
+			return true
+		}
+	}
+	return false
 }
 
 // owns reports whether a stored value belongs to this node: it names this

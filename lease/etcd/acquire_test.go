@@ -14,6 +14,7 @@ import (
 )
 
 func TestAcquireNewSubnet(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, testConfig)
 	m := e.manager("node-a")
 	l, err := m.Acquire(ctxFor(t, 10*time.Second), lease.AcquireRequest{Attrs: attrsFor(1)})
@@ -44,6 +45,7 @@ func TestAcquireNewSubnet(t *testing.T) {
 // TestAcquireKeepsOwnLease restarts a node (a new Manager and client): it gets
 // the subnet it holds back, whatever it asks for as previous.
 func TestAcquireKeepsOwnLease(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, testConfig)
 	first, err := e.manager("node-a").Acquire(ctxFor(t, 10*time.Second), lease.AcquireRequest{Attrs: attrsFor(1)})
 	if err != nil {
@@ -68,6 +70,7 @@ func TestAcquireKeepsOwnLease(t *testing.T) {
 // TestAcquireAdoptsFlannelLease: a key written by flanneld (no owner) is
 // matched by public IP, and then carries the owner.
 func TestAcquireAdoptsFlannelLease(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, testConfig)
 	k := mustKey(t, "10.244.9.0-24")
 	g, err := e.admin.Grant(ctxFor(t, 5*time.Second), 60)
@@ -93,6 +96,7 @@ func TestAcquireAdoptsFlannelLease(t *testing.T) {
 }
 
 func TestAcquirePrevious(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, testConfig)
 	prev := mustKey(t, "10.244.42.0-24")
 	l, err := e.manager("node-a").Acquire(ctxFor(t, 10*time.Second), lease.AcquireRequest{Attrs: attrsFor(1), Previous: prev})
@@ -120,6 +124,7 @@ func TestAcquirePrevious(t *testing.T) {
 // TestReservation: a key with no etcd lease is kept by its owner, renewed
 // by no one, and never given to another node.
 func TestReservation(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, `{"Network": "10.244.0.0/22"}`) // 3 subnets: .1, .2, .3
 	res := mustKey(t, "10.244.2.0-24")
 	a := attrsFor(1)
@@ -161,6 +166,7 @@ func TestReservation(t *testing.T) {
 // TestAcquireWaitsForConfig: no config is a condition to wait out, not an
 // error; the log says what to do.
 func TestAcquireWaitsForConfig(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, "")
 	m := e.manager("node-a")
 	done := make(chan error, 1)
@@ -185,6 +191,7 @@ func TestAcquireWaitsForConfig(t *testing.T) {
 // TestAcquireFullNetworkWaits: a full network is logged plainly and waited
 // out; a lease that lapses frees a subnet.
 func TestAcquireFullNetworkWaits(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, `{"Network": "10.244.0.0/23", "SubnetLen": 25}`) // 3 subnets
 	g, err := e.admin.Grant(ctxFor(t, 5*time.Second), 60)
 	if err != nil {
@@ -219,6 +226,7 @@ func TestAcquireFullNetworkWaits(t *testing.T) {
 // TestMalformedValuesStillTaken: a key whose value is garbage still holds
 // its subnet.
 func TestMalformedValuesStillTaken(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, `{"Network": "10.244.0.0/22"}`)
 	e.put(subnetPath(mustKey(t, "10.244.1.0-24")), "{garbage")
 	e.put(subnetPath(mustKey(t, "10.244.2.0-24")), `{"PublicIP":"10.0.0.1"}`) // no backend type
@@ -239,6 +247,7 @@ func TestMalformedValuesStillTaken(t *testing.T) {
 // once. Each gets a distinct subnet, no one fails, and no key is written
 // twice.
 func TestConcurrentAcquirers(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("200 clients")
 	}

@@ -15,6 +15,7 @@ import (
 // TestKeepRenews keeps a lease for several TTLs: the key survives, moves to
 // fresh etcd leases, and the etcd leases it left are revoked.
 func TestKeepRenews(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, testConfig)
 	m := e.manager("node-a")
 	l, err := m.Acquire(ctxFor(t, 10*time.Second), lease.AcquireRequest{Attrs: attrsFor(1)})
@@ -45,6 +46,7 @@ func TestKeepRenews(t *testing.T) {
 // is reported within a second, not at the next renewal, and Keep writes
 // nothing afterwards.
 func TestKeepReportsLossAtOnce(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name   string
 		change func(e *env, path string)
@@ -102,6 +104,7 @@ func TestKeepReportsLossAtOnce(t *testing.T) {
 // acquire (the caller restarted and kept it) reads the key, renews it, and
 // keeps it. Another node cannot do the same.
 func TestKeepAdoptsLeaseFromEarlierRun(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, testConfig)
 	l, err := e.manager("node-a").Acquire(ctxFor(t, 10*time.Second), lease.AcquireRequest{Attrs: attrsFor(1)})
 	if err != nil {
@@ -131,6 +134,7 @@ func TestKeepAdoptsLeaseFromEarlierRun(t *testing.T) {
 // TestKeepAcrossServerRestart: etcd restarts while a lease is kept; the
 // lease survives and renewals resume.
 func TestKeepAcrossServerRestart(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, testConfig)
 	m := e.manager("node-a")
 	l, err := m.Acquire(ctxFor(t, 10*time.Second), lease.AcquireRequest{Attrs: attrsFor(1)})
@@ -165,6 +169,7 @@ func TestKeepAcrossServerRestart(t *testing.T) {
 // view of a key that is still this node's (its own write whose reply was
 // lost) is adopted and the renewal goes through.
 func TestRenewIsConditional(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, testConfig)
 	m := e.manager("node-a")
 	l, err := m.Acquire(ctxFor(t, 10*time.Second), lease.AcquireRequest{Attrs: attrsFor(1)})

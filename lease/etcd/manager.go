@@ -3,7 +3,6 @@ package etcd
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -185,31 +184,25 @@ func (m *Manager) keyPath(k lease.Key) string {
 	return m.subnetsPrefix() + k.String()
 }
 
-// record is one subnet key as read from etcd.
+// record is one subnet key as read from etcd. Its value is kept raw: most
+// callers need only the subnet, and decoding thousands of values would
+// dominate Acquire.
 type record struct {
 	key       lease.Key
-	attrs     lease.Attrs
-	attrsErr  error // the value did not decode; the subnet still counts as taken
+	value     []byte
 	etcdLease clientv3.LeaseID
 	modRev    int64
-	createRev int64
 }
 
 // parseKV reads a key under subnets/. It fails only when the key's name is
-// not a subnet key; a bad value is kept in attrsErr.
+// not a subnet key; the value is not looked at.
 func (m *Manager) parseKV(kv *mvccpb.KeyValue) (record, error) {
 	name := strings.TrimPrefix(string(kv.Key), m.subnetsPrefix())
 	k, err := lease.ParseKey(name)
 	if err != nil {
 		return record{}, err
 	}
-	r := record{key: k, etcdLease: clientv3.LeaseID(kv.Lease), modRev: kv.ModRevision, createRev: kv.CreateRevision}
-	if err := json.Unmarshal(kv.Value, &r.attrs); err != nil {
-		r.attrsErr = err
-	} else if err := r.attrs.Validate(); err != nil {
-		r.attrsErr = err
-	}
-	return r, nil
+	return record{key: k, value: kv.Value, etcdLease: clientv3.LeaseID(kv.Lease), modRev: kv.ModRevision}, nil
 }
 
 // parseListing splits a listing of the whole prefix into the raw config and
@@ -230,9 +223,6 @@ func (m *Manager) parseListing(kvs []*mvccpb.KeyValue) (config []byte, hasConfig
 	}
 	return config, hasConfig, records
 }
-
-// leaseOf converts a record with a good value into a lease.
-func leaseOf(r record) lease.Lease { return lease.Lease{Key: r.key, Attrs: r.attrs} }
 
 // parseConfig parses the config value, naming the key in errors.
 func (m *Manager) parseConfig(raw []byte, ok bool) (lease.Config, error) {
