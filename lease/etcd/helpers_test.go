@@ -131,6 +131,25 @@ func mustKey(t *testing.T, s string) lease.Key {
 	return k
 }
 
+// reserve writes a reservation (a key with no etcd lease) for owner and
+// returns a check that it is unchanged, byte for byte and revision for
+// revision.
+func (e *env) reserve(key, owner string) func() {
+	e.t.Helper()
+	a := attrsFor(250)
+	a.Owner = owner
+	raw, _ := json.Marshal(a)
+	path := subnetPath(mustKey(e.t, key))
+	e.put(path, string(raw))
+	before := e.get(path)
+	return func() {
+		e.t.Helper()
+		if after := e.get(path); after == nil || *after != *before {
+			e.t.Errorf("reservation %s changed: %+v -> %+v", key, before, after)
+		}
+	}
+}
+
 func subnetPath(k lease.Key) string { return testPrefix + "/subnets/" + k.String() }
 
 // waitFor polls cond until it holds or the deadline passes.

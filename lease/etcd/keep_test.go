@@ -136,6 +136,7 @@ func TestKeepAdoptsLeaseFromEarlierRun(t *testing.T) {
 func TestKeepAcrossServerRestart(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, testConfig)
+	reservationIntact := e.reserve("10.244.250.0-24", "node-r")
 	m := e.manager("node-a")
 	l, err := m.Acquire(ctxFor(t, 10*time.Second), lease.AcquireRequest{Attrs: attrsFor(1)})
 	if err != nil {
@@ -161,6 +162,7 @@ func TestKeepAcrossServerRestart(t *testing.T) {
 	if after.ModRevision <= before.ModRevision {
 		t.Errorf("no renewal after the restart (revision %d then %d)", before.ModRevision, after.ModRevision)
 	}
+	reservationIntact()
 }
 
 // TestRenewIsConditional drives renew directly with a stale view, the race
