@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
@@ -40,7 +41,8 @@ type Server struct {
 	clientURL  url.URL
 	peerURL    url.URL
 	binary     string
-	front      *Proxy // what clients dial; cut on Stop so clients see the server die
+	tls        *TLSFiles // nil for plain HTTP
+	front      *Proxy    // what clients dial; cut on Stop so clients see the server die
 	mu         sync.Mutex
 	embedded   *embed.Etcd
 	process    *exec.Cmd
@@ -50,12 +52,29 @@ type Server struct {
 // Start starts a server and registers its teardown with t.Cleanup.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	return start(t, false)
+}
+
+// StartTLS starts a server that serves clients over TLS only and requires a
+// client certificate. TLS returns the files.
+func StartTLS(t testing.TB) *Server {
+	t.Helper()
+	return start(t, true)
+}
+
+func start(t testing.TB, useTLS bool) *Server {
+	t.Helper()
 	s := &Server{
 		t:         t,
 		dir:       t.TempDir(),
 		clientURL: url.URL{Scheme: "http", Host: freeAddr(t)},
 		peerURL:   url.URL{Scheme: "http", Host: freeAddr(t)},
 		binary:    os.Getenv(BinaryEnv),
+	}
+	if useTLS {
+		files := newTLSFiles(t, s.dir)
+		s.tls = &files
+		s.clientURL.Scheme = "https"
 	}
 	t.Cleanup(s.Stop)
 	if err := s.start(); err != nil {
@@ -66,7 +85,11 @@ func Start(t testing.TB) *Server {
 }
 
 // Endpoint returns the URL clients dial, e.g. "http://127.0.0.1:40123".
-func (s *Server) Endpoint() string { return s.front.Endpoint() }
+func (s *Server) Endpoint() string { return s.clientURL.Scheme + "://" + s.Addr() }
+
+// TLS returns the certificate files of a server started with StartTLS, or
+// nil.
+func (s *Server) TLS() *TLSFiles { return s.tls }
 
 // Addr returns the address clients dial, e.g. "127.0.0.1:40123".
 func (s *Server) Addr() string { return s.front.l.Addr().String() }
@@ -75,9 +98,23 @@ func (s *Server) Addr() string { return s.front.l.Addr().String() }
 // embedded server.
 func (s *Server) External() bool { return s.binary != "" }
 
-// Client returns a client of the server, closed by t.Cleanup.
+// Client returns a client of the server, closed by t.Cleanup. For a TLS
+// server it presents the client certificate.
 func (s *Server) Client(t testing.TB) *clientv3.Client {
-	return NewClient(t, s.Endpoint())
+	t.Helper()
+	if s.tls == nil {
+		return NewClient(t, s.Endpoint())
+	}
+	tlsConfig, err := transport.TLSInfo{CertFile: s.tls.ClientCert, KeyFile: s.tls.ClientKey, TrustedCAFile: s.tls.CA}.ClientConfig()
+	if err != nil {
+		t.Fatalf("etcdtest: %v", err)
+	}
+	c, err := clientv3.New(clientv3.Config{Endpoints: []string{s.Endpoint()}, TLS: tlsConfig, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatalf("etcdtest: client: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }
 
 // NewClient returns a client of the given endpoints, closed by t.Cleanup.
@@ -115,6 +152,12 @@ func (s *Server) startEmbedded() error {
 	cfg.ListenPeerUrls = []url.URL{s.peerURL}
 	cfg.AdvertisePeerUrls = []url.URL{s.peerURL}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	if s.tls != nil {
+		cfg.ClientTLSInfo = transport.TLSInfo{
+			CertFile: s.tls.ServerCert, KeyFile: s.tls.ServerKey,
+			TrustedCAFile: s.tls.CA, ClientCertAuth: true,
+		}
+	}
 	cfg.TickMs = 10
 	cfg.ElectionMs = 50
 	cfg.LogLevel = "error"
@@ -137,18 +180,23 @@ func (s *Server) startEmbedded() error {
 }
 
 func (s *Server) startProcess() error {
-	cmd := exec.Command(s.binary,
+	args := []string{
 		"--name", "weft-test",
 		"--data-dir", filepath.Join(s.dir, "data"),
 		"--listen-client-urls", s.clientURL.String(),
 		"--advertise-client-urls", s.clientURL.String(),
 		"--listen-peer-urls", s.peerURL.String(),
 		"--initial-advertise-peer-urls", s.peerURL.String(),
-		"--initial-cluster", "weft-test="+s.peerURL.String(),
+		"--initial-cluster", "weft-test=" + s.peerURL.String(),
 		"--heartbeat-interval", "10",
 		"--election-timeout", "50",
 		"--log-level", "error",
-	)
+	}
+	if s.tls != nil {
+		args = append(args, "--cert-file", s.tls.ServerCert, "--key-file", s.tls.ServerKey,
+			"--trusted-ca-file", s.tls.CA, "--client-cert-auth")
+	}
+	cmd := exec.Command(s.binary, args...)
 	logFile, err := os.Create(filepath.Join(s.dir, "etcd.log"))
 	if err != nil {
 		return err
@@ -164,7 +212,15 @@ func (s *Server) startProcess() error {
 	go func() { s.processErr <- cmd.Wait() }()
 
 	// Ready when a read succeeds.
-	c, err := clientv3.New(clientv3.Config{Endpoints: []string{s.clientURL.String()}, DialTimeout: time.Second, Logger: zap.NewNop()})
+	cfg := clientv3.Config{Endpoints: []string{s.clientURL.String()}, DialTimeout: time.Second, Logger: zap.NewNop()}
+	if s.tls != nil {
+		tlsConfig, err := transport.TLSInfo{CertFile: s.tls.ClientCert, KeyFile: s.tls.ClientKey, TrustedCAFile: s.tls.CA}.ClientConfig()
+		if err != nil {
+			return err
+		}
+		cfg.TLS = tlsConfig
+	}
+	c, err := clientv3.New(cfg)
 	if err != nil {
 		return err
 	}
