@@ -1,7 +1,7 @@
-// Package vxlan will hold the overlay datapath: the VTEP device with a MAC
-// that is stable across restarts, and a reconciler that owns every route,
-// neighbour and FDB entry on it, computed from the leases of the node's
-// peers.
+// Package vxlan is weft's overlay datapath: the VXLAN device (flannel.<VNI>)
+// and the routes, neighbours and FDB entries that carry traffic to each
+// peer's subnet.
 //
-// Not yet implemented: the package has no API yet.
+// So far it parses the vxlan settings of net-conf.json's Backend object;
+// the device and the reconciler follow.
 package vxlan
