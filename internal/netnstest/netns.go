@@ -1,0 +1,125 @@
+package netnstest
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"runtime"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// A Namespace is a named network namespace created for one test.
+type Namespace struct {
+	Name   string
+	Handle netns.NsHandle
+	nl     *netlink.Handle
+}
+
+// NewNamespace creates a named namespace with loopback up, removed by
+// t.Cleanup. The name is prefix plus a random suffix, so that parallel tests
+// and packages never collide.
+func NewNamespace(t testing.TB, prefix string) *Namespace {
+	t.Helper()
+	name := prefix + "-" + randomSuffix()
+	ns, err := newNamed(name)
+	if err != nil {
+		t.Fatalf("netnstest: create namespace %s: %v", name, err)
+	}
+	n := &Namespace{Name: name, Handle: ns}
+	t.Cleanup(func() {
+		if n.nl != nil {
+			n.nl.Close()
+		}
+		n.Handle.Close()
+		if err := netns.DeleteNamed(name); err != nil {
+			t.Errorf("netnstest: delete namespace %s: %v", name, err)
+		}
+	})
+	if n.nl, err = netlink.NewHandleAt(ns); err != nil {
+		t.Fatalf("netnstest: netlink handle in %s: %v", name, err)
+	}
+	lo, err := n.nl.LinkByName("lo")
+	if err != nil {
+		t.Fatalf("netnstest: %v", err)
+	}
+	if err := n.nl.LinkSetUp(lo); err != nil {
+		t.Fatalf("netnstest: loopback up in %s: %v", name, err)
+	}
+	return n
+}
+
+// newNamed creates a named namespace without leaving the calling thread in
+// it: netns.NewNamed switches the thread, so it runs on a locked thread that
+// is switched back.
+func newNamed(name string) (netns.NsHandle, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		return netns.None(), err
+	}
+	defer orig.Close()
+	ns, err := netns.NewNamed(name)
+	if serr := netns.Set(orig); serr != nil {
+		// The thread is stuck in the wrong namespace; LockOSThread without
+		// a matching unlock makes the runtime discard it.
+		runtime.LockOSThread()
+		return netns.None(), fmt.Errorf("restore namespace: %w", serr)
+	}
+	return ns, err
+}
+
+// Netlink returns a netlink handle bound to the namespace. It is closed with
+// the namespace.
+func (n *Namespace) Netlink() *netlink.Handle { return n.nl }
+
+// Do runs f on a thread switched into the namespace. Sockets f opens stay
+// in the namespace after Do returns.
+func (n *Namespace) Do(f func() error) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		return err
+	}
+	defer orig.Close()
+	if err := netns.Set(n.Handle); err != nil {
+		return err
+	}
+	ferr := f()
+	if err := netns.Set(orig); err != nil {
+		runtime.LockOSThread() // never reuse a thread left in the wrong namespace
+		return fmt.Errorf("restore namespace: %w", err)
+	}
+	return ferr
+}
+
+// AddrAdd adds addr to the named link.
+func (n *Namespace) AddrAdd(t testing.TB, link string, addr netip.Prefix) {
+	t.Helper()
+	l, err := n.nl.LinkByName(link)
+	if err != nil {
+		t.Fatalf("netnstest: %s in %s: %v", link, n.Name, err)
+	}
+	a, err := netlink.ParseAddr(addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if addr.Addr().Is6() {
+		a.Flags |= unix.IFA_F_NODAD // usable at once, without waiting for duplicate address detection
+	}
+	if err := n.nl.AddrAdd(l, a); err != nil {
+		t.Fatalf("netnstest: add %s to %s in %s: %v", addr, link, n.Name, err)
+	}
+}
+
+func randomSuffix() string {
+	var b [4]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

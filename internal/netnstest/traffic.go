@@ -1,0 +1,92 @@
+package netnstest
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+)
+
+// An Echo is a UDP echo server bound inside a namespace.
+type Echo struct {
+	conn *net.UDPConn
+	Addr netip.AddrPort
+}
+
+// ListenEcho starts a UDP echo server on addr (port 0 picks one) inside the
+// namespace, stopped by t.Cleanup.
+func (n *Namespace) ListenEcho(t testing.TB, addr netip.Addr) *Echo {
+	t.Helper()
+	var conn *net.UDPConn
+	err := n.Do(func() error {
+		var err error
+		conn, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr, 0)))
+		return err
+	})
+	if err != nil {
+		t.Fatalf("netnstest: listen on %s in %s: %v", addr, n.Name, err)
+	}
+	e := &Echo{conn: conn, Addr: conn.LocalAddr().(*net.UDPAddr).AddrPort()}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 65536)
+		for {
+			k, from, err := conn.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			conn.WriteToUDPAddrPort(buf[:k], from)
+		}
+	}()
+	t.Cleanup(func() {
+		conn.Close()
+		<-done
+	})
+	return e
+}
+
+// Exchange sends payload from src (an address in the namespace) to an echo
+// server at dst and waits up to timeout for the echo. It returns nil only
+// if the same bytes came back from dst.
+func (n *Namespace) Exchange(src netip.Addr, dst netip.AddrPort, payload []byte, timeout time.Duration) error {
+	var conn *net.UDPConn
+	err := n.Do(func() error {
+		var err error
+		conn, err = net.DialUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, 0)), net.UDPAddrFromAddrPort(dst))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("dial %s from %s in %s: %w", dst, src, n.Name, err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(timeout))
+	if _, err := conn.Write(payload); err != nil {
+		return fmt.Errorf("send to %s: %w", dst, err)
+	}
+	buf := make([]byte, len(payload)+1)
+	k, err := conn.Read(buf)
+	if err != nil {
+		return fmt.Errorf("no echo from %s within %v: %w", dst, timeout, err)
+	}
+	if !bytes.Equal(buf[:k], payload) {
+		return errors.New("echo differs from what was sent")
+	}
+	return nil
+}
+
+// WaitExchange retries Exchange until it succeeds or the deadline passes,
+// for paths that take a moment to settle (neighbour resolution, DAD).
+func (n *Namespace) WaitExchange(src netip.Addr, dst netip.AddrPort, deadline time.Duration) error {
+	end := time.Now().Add(deadline)
+	var err error
+	for time.Now().Before(end) {
+		if err = n.Exchange(src, dst, []byte("weft "+src.String()+" -> "+dst.String()), 200*time.Millisecond); err == nil {
+			return nil
+		}
+	}
+	return err
+}
