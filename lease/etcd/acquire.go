@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -11,16 +12,16 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/weftnet/weft/lease"
 )
 
-// maxRaces bounds how many create races Acquire loses before giving up. Each
-// lost race comes with a fresh listing, so a node only loses again if another
-// node picks the same free subnet in the same instant; 32 losses in a row do
-// not happen short of a bug.
-const maxRaces = 32
+// raceWarning is how many lost create races in a row are logged as a sign
+// of heavy contention (many nodes acquiring at once). Acquire keeps trying:
+// contention resolves itself.
+const raceWarning = 32
 
 // How Acquire obtained a lease, for the log.
 const (
@@ -38,14 +39,21 @@ type plan struct {
 	reservation bool  // keep the key free of an etcd lease
 }
 
+// A listing is what Acquire knows of the prefix: keys as of revision rev.
+type listing struct {
+	kvs []*mvccpb.KeyValue
+	rev int64
+}
+
 // Acquire implements lease.Manager. req.Attrs.Owner is set to Options.Node.
 //
 // It lists the prefix once, then writes one key with a Txn: a renewal of a
 // key this node owns, conditional on its revision, or a create, conditional
-// on the key not existing. A lost race returns a fresh listing in the same
-// Txn and Acquire tries again. A missing or invalid config, an unreachable
-// etcd and a full network are waited out, with one log line per change of
-// condition.
+// on no key holding the new subnets (see createConditions). A lost race
+// returns the keys written since the listing in the same Txn and Acquire
+// tries again. A missing or invalid config, an unreachable etcd, heavy
+// contention and a full network are waited out, with one log line per
+// change of condition.
 func (m *Manager) Acquire(ctx context.Context, req lease.AcquireRequest) (lease.Lease, error) {
 	attrs := req.Attrs
 	attrs.Owner = m.node
@@ -58,11 +66,11 @@ func (m *Manager) Acquire(ctx context.Context, req lease.AcquireRequest) (lease.
 	}
 
 	var (
-		retry   = m.retrier("acquire")
-		listing []*mvccpb.KeyValue
-		listed  bool
-		grant   clientv3.LeaseID // granted once, reused across races
-		races   int
+		retry  = m.retrier("acquire")
+		known  listing
+		listed bool
+		grant  clientv3.LeaseID // granted once, reused across races
+		races  int
 	)
 	defer func() {
 		// A grant no written key uses would live on, empty, for a TTL.
@@ -72,37 +80,48 @@ func (m *Manager) Acquire(ctx context.Context, req lease.AcquireRequest) (lease.
 	}()
 	for {
 		if !listed {
-			resp, err := m.client.Get(ctx, m.prefix+"/", clientv3.WithPrefix())
+			rctx, cancel := m.request(ctx)
+			resp, err := m.client.Get(rctx, m.prefix+"/", clientv3.WithPrefix())
+			cancel()
 			if err != nil {
 				if werr := retry.fail(ctx, fmt.Errorf("list %s: %w", m.prefix, err)); werr != nil {
 					return lease.Lease{}, werr
 				}
 				continue
 			}
-			listing, listed = resp.Kvs, true
+			known, listed = listing{resp.Kvs, resp.Header.Revision}, true
 		}
-		rawConfig, hasConfig, records := m.parseListing(listing)
+		rawConfig, hasConfig, records := m.parseListing(known.kvs)
 		cfg, err := m.parseConfig(rawConfig, hasConfig)
 		if err == nil {
 			var p plan
 			if p, err = m.plan(cfg, records, req.Previous, attrs); err == nil {
 				var l lease.Lease
 				var won bool
-				l, won, listing, err = m.write(ctx, p, attrs, value, &grant)
+				var fresh listing
+				l, won, fresh, err = m.write(ctx, p, known.rev, attrs, value, &grant)
 				switch {
 				case err == nil && won:
 					retry.ok()
 					return l, nil
-				case err == nil:
+				case err == nil && p.how != howKept:
+					// Another node created a key in the way between our
+					// listing and our write; the Txn returned what was
+					// written since. Keys deleted meanwhile still look
+					// taken, which only errs on the safe side.
+					known = listing{append(known.kvs, fresh.kvs...), fresh.rev}
 					races++
-					if races >= maxRaces {
-						return lease.Lease{}, fmt.Errorf("etcd: acquire: lost %d races for a free subnet in a row", races)
+					if races%raceWarning == 0 {
+						m.log.Warn("many nodes are acquiring at once; still trying", "lost_races", races)
 					}
-					// Another node took the subnet between our listing and
-					// our write. Spread the retries of nodes that collided.
-					if err := sleepCtx(ctx, time.Duration(rand.N(10*races+1))*time.Millisecond); err != nil {
+					// Spread the retries of nodes that collided.
+					if err := sleepCtx(ctx, time.Duration(rand.N(min(10*races, 1000)+1))*time.Millisecond); err != nil {
 						return lease.Lease{}, err
 					}
+					continue
+				case err == nil:
+					// This node's own key changed under it: list afresh.
+					listed = false
 					continue
 				}
 			}
@@ -130,7 +149,11 @@ func (m *Manager) plan(cfg lease.Config, records []record, prev lease.Key, mine 
 			continue
 		}
 		if !fits(cfg, r.key) {
-			m.log.Info("own lease no longer fits the network config; it will lapse", "subnet", r.key, "network", cfg.Network, "ipv6_network", cfg.IPv6Network)
+			if r.etcdLease == 0 {
+				m.log.Info("own reservation does not fit the network config; leaving it in place", "subnet", r.key, "network", cfg.Network, "ipv6_network", cfg.IPv6Network)
+			} else {
+				m.log.Info("own lease no longer fits the network config; it will lapse", "subnet", r.key, "network", cfg.Network, "ipv6_network", cfg.IPv6Network)
+			}
 			continue
 		}
 		if own == nil || better(r, own, prev) {
@@ -252,46 +275,82 @@ func takenOf(records []record, v4 bool) []netip.Prefix {
 }
 
 // write carries out a plan in one Txn. It reports whether the write won; if
-// it lost, it returns the fresh listing the Txn read instead. *grant holds
-// the etcd lease to attach, granted on first use; on a win it is handed over
-// and zeroed so the caller does not revoke it.
-func (m *Manager) write(ctx context.Context, p plan, attrs lease.Attrs, value []byte, grant *clientv3.LeaseID) (lease.Lease, bool, []*mvccpb.KeyValue, error) {
+// it lost, it returns the subnet keys modified since listRev, which the Txn
+// read instead. *grant holds the etcd lease to attach, granted on first use;
+// on a win it is handed over and zeroed so the caller does not revoke it.
+func (m *Manager) write(ctx context.Context, p plan, listRev int64, attrs lease.Attrs, value []byte, grant *clientv3.LeaseID) (lease.Lease, bool, listing, error) {
 	path := m.keyPath(p.key)
 	var putOpts []clientv3.OpOption
 	if !p.reservation {
 		if *grant == 0 {
-			g, err := m.client.Grant(ctx, m.ttlSeconds())
+			rctx, cancel := m.request(ctx)
+			g, err := m.client.Grant(rctx, m.ttlSeconds())
+			cancel()
 			if err != nil {
-				return lease.Lease{}, false, nil, fmt.Errorf("grant etcd lease: %w", err)
+				return lease.Lease{}, false, listing{}, fmt.Errorf("grant etcd lease: %w", err)
 			}
 			*grant = g.ID
 		}
 		putOpts = append(putOpts, clientv3.WithLease(*grant))
 	}
-	cond := clientv3.Compare(clientv3.CreateRevision(path), "=", 0)
-	if p.how == howKept {
-		cond = clientv3.Compare(clientv3.ModRevision(path), "=", p.existingRev)
+	conds := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(path), "=", p.existingRev)}
+	if p.how != howKept {
+		conds = m.createConditions(p.key, listRev)
 	}
-	resp, err := m.client.Txn(ctx).
-		If(cond).
+	rctx, cancel := m.request(ctx)
+	resp, err := m.client.Txn(rctx).
+		If(conds...).
 		Then(clientv3.OpPut(path, string(value), putOpts...)).
-		Else(clientv3.OpGet(m.prefix+"/", clientv3.WithPrefix())).
+		Else(clientv3.OpGet(m.subnetsPrefix(), clientv3.WithPrefix(), clientv3.WithMinModRev(listRev+1))).
 		Commit()
+	cancel()
 	if err != nil {
-		return lease.Lease{}, false, nil, fmt.Errorf("write %s: %w", path, err)
+		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			*grant = 0 // gone (e.g. etcd restored from a backup): grant anew
+		}
+		return lease.Lease{}, false, listing{}, fmt.Errorf("write %s: %w", path, err)
 	}
 	if !resp.Succeeded {
-		return lease.Lease{}, false, resp.Responses[0].GetResponseRange().Kvs, nil
+		return lease.Lease{}, false, listing{resp.Responses[0].GetResponseRange().Kvs, resp.Header.Revision}, nil
 	}
 	h := heldLease{rev: resp.Header.Revision}
 	l := lease.Lease{Key: p.key, Attrs: attrs}
 	if !p.reservation {
-		h.id, *grant = *grant, 0
-		l.Expiration = time.Now().Add(m.ttl)
+		h.id, h.ours, h.renewedAt = *grant, true, time.Now()
+		*grant = 0
+		l.Expiration = h.renewedAt.Add(m.ttl)
 	}
 	m.setHeld(p.key, h)
 	m.log.Info("acquired lease", "subnet", p.key, "how", p.how, "reservation", p.reservation)
-	return l, true, nil, nil
+	return l, true, listing{}, nil
+}
+
+// createConditions make creating key safe: no key may hold any of its
+// subnets. etcd compares keys, not subnets, so:
+//
+//   - the key itself must not exist (this covers IPv6-only keys, which all
+//     start "0.0.0.0-0&");
+//   - no dual-stack key may share its IPv4 subnet: none may start with
+//     "<IPv4 part>&";
+//   - for a dual-stack key, no subnet key may have been created since the
+//     listing, because another node's key could hold the same IPv6 subnet
+//     under a different IPv4 one, and a key cannot be found by its IPv6
+//     part. Renewals do not change a key's creation revision, so they do
+//     not get in the way.
+//
+// Keys of another length that overlap (possible only while nodes disagree
+// about SubnetLen during a config change) are excluded by the listing but
+// not by these conditions.
+func (m *Manager) createConditions(k lease.Key, listRev int64) []clientv3.Cmp {
+	conds := []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(m.keyPath(k)), "=", 0)}
+	if k.IPv4.IsValid() {
+		v4 := m.keyPath(lease.Key{IPv4: k.IPv4}) + "&"
+		conds = append(conds, clientv3.Compare(clientv3.CreateRevision(v4), "=", 0).WithPrefix())
+		if k.IPv6.IsValid() {
+			conds = append(conds, clientv3.Compare(clientv3.CreateRevision(m.subnetsPrefix()), "<", listRev+1).WithPrefix())
+		}
+	}
+	return conds
 }
 
 func (m *Manager) ttlSeconds() int64 { return int64(math.Ceil(m.ttl.Seconds())) }

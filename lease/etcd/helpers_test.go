@@ -21,7 +21,10 @@ import (
 const (
 	testPrefix = "/coreos.com/network"
 	testConfig = `{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}`
-	testTTL    = 2 * time.Second
+	// testTTL is short enough for tests that wait for expiry, and long
+	// enough that renewals every testTTL/2 survive a loaded 2-core machine
+	// running suites in parallel.
+	testTTL = 4 * time.Second
 )
 
 // logBuffer collects log output so tests can assert what was logged.
@@ -151,6 +154,19 @@ func (e *env) reserve(key, owner string) func() {
 }
 
 func subnetPath(k lease.Key) string { return testPrefix + "/subnets/" + k.String() }
+
+// expire revokes the etcd lease of the key at path, which is what the server
+// does when its TTL runs out.
+func (e *env) expire(path string) {
+	e.t.Helper()
+	kv := e.get(path)
+	if kv == nil || kv.Lease == 0 {
+		e.t.Fatalf("expire %s: no key with a lease (%+v)", path, kv)
+	}
+	if _, err := e.admin.Revoke(ctxFor(e.t, 5*time.Second), clientv3.LeaseID(kv.Lease)); err != nil {
+		e.t.Fatal(err)
+	}
+}
 
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {

@@ -18,9 +18,14 @@ import (
 //
 // It renews l every TTL-RenewMargin with a Txn that moves the key to a fresh
 // etcd lease only if the key's revision is still the one this node last
-// wrote. Between renewals it watches the key, so a deletion, an expiry seen
+// saw. Between renewals it watches the key, so a deletion, an expiry seen
 // after a partition, or a write by another owner is reported at once rather
-// than at the next renewal. A reservation is never renewed, only watched.
+// than at the next renewal.
+//
+// A reservation (a key with no etcd lease) is never renewed, only watched.
+// Keep follows the key if an operator turns a lease into a reservation or
+// back: it never attaches a lease to a key that has none, and it starts
+// renewing a key that gained one.
 //
 // Keep does not give up a lease on its own clock: while etcd is out of
 // reach it keeps retrying, and the node keeps its subnet (edge autonomy).
@@ -34,20 +39,53 @@ func (m *Manager) Keep(ctx context.Context, l lease.Lease) error {
 	if err != nil {
 		return fmt.Errorf("etcd: keep %s: %w", l.Key, err)
 	}
+	renewRetry := m.retrier("renew lease " + l.Key.String())
+	watchRetry := m.retrier("watch own lease " + l.Key.String())
 
-	renewEvery := m.ttl - m.margin
-	h, ok := m.getHeld(l.Key)
-	nextRenew := time.Now().Add(renewEvery)
-	if !ok {
-		// Not written by this Manager, e.g. after a restart of the caller
-		// with a lease it saved: learn the key's state, and renew at once
-		// since its age is unknown.
-		if h, err = m.verify(ctx, path); err != nil {
-			return err
+	h, known := m.getHeld(l.Key)
+	watchRev := h.rev + 1
+	if !known {
+		// Not written by this Manager, e.g. the caller restarted with a
+		// lease it saved: learn the key's state. renewedAt stays zero, so
+		// a leased key is renewed at once, its age being unknown.
+		for {
+			h, watchRev, err = m.verify(ctx, path)
+			if err == nil {
+				break
+			}
+			if errors.Is(err, lease.ErrLeaseLost) {
+				return m.lost(l.Key, err)
+			}
+			if werr := renewRetry.fail(ctx, err); werr != nil {
+				return werr
+			}
 		}
 		m.setHeld(l.Key, h)
-		nextRenew = time.Now()
 	}
+
+	renewEvery := m.ttl - m.margin
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	// arm schedules the next renewal from h: none for a reservation, else
+	// RenewMargin before the lease this Manager attached runs out, or at
+	// once if its age is unknown.
+	arm := func() {
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		if h.id == 0 {
+			return
+		}
+		due := time.Now()
+		if !h.renewedAt.IsZero() {
+			due = h.renewedAt.Add(renewEvery)
+		}
+		timer.Reset(time.Until(due))
+	}
+	arm()
 
 	// The watch is replaced after each break; stopWatch ends the current one.
 	stopWatch := func() {}
@@ -58,15 +96,9 @@ func (m *Manager) Keep(ctx context.Context, l lease.Lease) error {
 		stopWatch = cancel
 		return m.client.Watch(wctx, path, clientv3.WithRev(rev))
 	}
-	watch := watchFrom(h.rev + 1)
+	watch := watchFrom(watchRev)
+	delivered := false // whether the current watch has delivered anything
 
-	renewRetry := m.retrier("renew lease " + l.Key.String())
-	watchRetry := m.retrier("watch own lease " + l.Key.String())
-	timer := time.NewTimer(time.Until(nextRenew))
-	defer timer.Stop()
-	if h.id == 0 {
-		timer.Stop() // a reservation does not expire
-	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -78,39 +110,52 @@ func (m *Manager) Keep(ctx context.Context, l lease.Lease) error {
 			case errors.Is(err, lease.ErrLeaseLost):
 				return m.lost(l.Key, err)
 			case err != nil:
-				// Unreachable or slow: try again soon; the lease has a
-				// margin of RenewMargin before it lapses.
+				// Unreachable or slow: try again soon; the lease has
+				// RenewMargin to spare before it lapses.
 				if werr := renewRetry.fail(ctx, err); werr != nil {
 					return werr
 				}
 				timer.Reset(0)
 			default:
 				renewRetry.ok()
+				if nh.id != 0 {
+					m.log.Debug("renewed lease", "subnet", l.Key, "revision", nh.rev)
+				}
 				h = nh
 				m.setHeld(l.Key, h)
-				m.log.Debug("renewed lease", "subnet", l.Key, "revision", h.rev)
-				timer.Reset(renewEvery)
+				arm()
 			}
 
 		case resp, open := <-watch:
 			if open && resp.Err() == nil {
+				delivered = true
 				watchRetry.ok()
+				before := h
 				for _, ev := range resp.Events {
 					if err := m.checkOwnEvent(ev, &h); err != nil {
 						return m.lost(l.Key, err)
 					}
 				}
 				m.setHeld(l.Key, h)
+				if h.id != before.id {
+					arm()
+				}
 				continue
 			}
 			// The watch ended: the stream broke (etcd restarted, no
-			// leader) or the revision was compacted. Read the key to
-			// catch up, then watch again from where that read left off.
-			var cause error = errors.New("watch channel closed")
+			// leader) or the revision was compacted. Pause if it ended
+			// without delivering anything, then read the key to catch up
+			// and watch again from the revision of that read.
+			cause := errors.New("watch channel closed")
 			if open {
 				cause = resp.Err()
 			}
-			nh, err := m.verify(ctx, path)
+			if !delivered {
+				if werr := watchRetry.fail(ctx, cause); werr != nil {
+					return werr
+				}
+			}
+			nh, rev, err := m.verify(ctx, path)
 			switch {
 			case errors.Is(err, lease.ErrLeaseLost):
 				return m.lost(l.Key, err)
@@ -118,19 +163,32 @@ func (m *Manager) Keep(ctx context.Context, l lease.Lease) error {
 				if werr := watchRetry.fail(ctx, fmt.Errorf("%v; then %w", cause, err)); werr != nil {
 					return werr
 				}
-				nh = h
-			}
-			if nh.rev > h.rev {
-				h = nh
+				rev = h.rev + 1
+			case nh.rev != h.rev:
+				before := h
+				h = adopt(h, nh)
 				m.setHeld(l.Key, h)
+				if h.id != before.id {
+					arm()
+				}
 			}
-			watch = watchFrom(h.rev + 1)
+			watch, delivered = watchFrom(rev), false
 		}
 	}
 }
 
+// adopt moves h to a newer state of the key, as seen by a read or a watch.
+// A changed etcd lease is not one this Manager granted, and its age is
+// unknown.
+func adopt(h, seen heldLease) heldLease {
+	if seen.id == h.id {
+		seen.ours, seen.renewedAt = h.ours, h.renewedAt
+	}
+	return seen
+}
+
 // checkOwnEvent applies one watch event on this node's key: a deletion or
-// another owner's write is a loss; this node's own write moves the revision.
+// another owner's write is a loss; any other write moves h along.
 func (m *Manager) checkOwnEvent(ev *clientv3.Event, h *heldLease) error {
 	if ev.Type == clientv3.EventTypeDelete {
 		return fmt.Errorf("%w: %s was deleted or expired at revision %d", lease.ErrLeaseLost, ev.Kv.Key, ev.Kv.ModRevision)
@@ -139,7 +197,7 @@ func (m *Manager) checkOwnEvent(ev *clientv3.Event, h *heldLease) error {
 		return err
 	}
 	if ev.Kv.ModRevision > h.rev {
-		*h = heldLease{rev: ev.Kv.ModRevision, id: clientv3.LeaseID(ev.Kv.Lease)}
+		*h = adopt(*h, heldLease{rev: ev.Kv.ModRevision, id: clientv3.LeaseID(ev.Kv.Lease)})
 	}
 	return nil
 }
@@ -156,38 +214,44 @@ func (m *Manager) checkOwner(kv *mvccpb.KeyValue) error {
 	return nil
 }
 
-// verify reads this node's key and returns its state, or a loss if it is
-// gone or someone else's.
-func (m *Manager) verify(ctx context.Context, path string) (heldLease, error) {
-	resp, err := m.client.Get(ctx, path)
+// verify reads this node's key and returns its state and the revision to
+// watch from, or a loss if it is gone or someone else's.
+func (m *Manager) verify(ctx context.Context, path string) (heldLease, int64, error) {
+	rctx, cancel := m.request(ctx)
+	defer cancel()
+	resp, err := m.client.Get(rctx, path)
 	if err != nil {
-		return heldLease{}, fmt.Errorf("read %s: %w", path, err)
+		return heldLease{}, 0, fmt.Errorf("read %s: %w", path, err)
 	}
 	if len(resp.Kvs) == 0 {
-		return heldLease{}, fmt.Errorf("%w: %s no longer exists (expired or deleted)", lease.ErrLeaseLost, path)
+		return heldLease{}, 0, fmt.Errorf("%w: %s no longer exists (expired or deleted)", lease.ErrLeaseLost, path)
 	}
 	kv := resp.Kvs[0]
 	if err := m.checkOwner(kv); err != nil {
-		return heldLease{}, err
+		return heldLease{}, 0, err
 	}
-	return heldLease{rev: kv.ModRevision, id: clientv3.LeaseID(kv.Lease)}, nil
+	return heldLease{rev: kv.ModRevision, id: clientv3.LeaseID(kv.Lease)}, resp.Header.Revision + 1, nil
 }
 
 // renew moves the key to a fresh etcd lease, conditional on its revision
 // being h.rev. If the condition fails it inspects the key: gone or another
-// owner's is a loss; still this node's (its own earlier write, whose reply
-// was lost) is adopted and the renewal retried.
+// owner's is a loss; still this node's is adopted and, unless it has become
+// a reservation, the renewal retried.
 func (m *Manager) renew(ctx context.Context, path string, value []byte, h heldLease) (heldLease, error) {
 	for attempt := 0; attempt < 3; attempt++ {
-		g, err := m.client.Grant(ctx, m.ttlSeconds())
+		rctx, cancel := m.request(ctx)
+		g, err := m.client.Grant(rctx, m.ttlSeconds())
+		cancel()
 		if err != nil {
 			return h, fmt.Errorf("grant etcd lease: %w", err)
 		}
-		resp, err := m.client.Txn(ctx).
+		rctx, cancel = m.request(ctx)
+		resp, err := m.client.Txn(rctx).
 			If(clientv3.Compare(clientv3.ModRevision(path), "=", h.rev)).
 			Then(clientv3.OpPut(path, string(value), clientv3.WithLease(g.ID))).
 			Else(clientv3.OpGet(path)).
 			Commit()
+		cancel()
 		if err != nil {
 			// The Txn may have been applied even though the reply was
 			// lost, so the new grant may now carry the key: never revoke
@@ -195,10 +259,10 @@ func (m *Manager) renew(ctx context.Context, path string, value []byte, h heldLe
 			return h, fmt.Errorf("renew %s: %w", path, err)
 		}
 		if resp.Succeeded {
-			if h.id != 0 {
-				m.revokeQuietly(h.id) // the key has left it
+			if h.ours {
+				m.revokeQuietly(h.id) // granted by this Manager for this key alone, which has left it
 			}
-			return heldLease{rev: resp.Header.Revision, id: g.ID}, nil
+			return heldLease{rev: resp.Header.Revision, id: g.ID, ours: true, renewedAt: time.Now()}, nil
 		}
 		m.revokeQuietly(g.ID) // the Txn did not apply: nothing uses it
 		kvs := resp.Responses[0].GetResponseRange().Kvs
@@ -208,7 +272,10 @@ func (m *Manager) renew(ctx context.Context, path string, value []byte, h heldLe
 		if err := m.checkOwner(kvs[0]); err != nil {
 			return h, err
 		}
-		h = heldLease{rev: kvs[0].ModRevision, id: clientv3.LeaseID(kvs[0].Lease)}
+		h = adopt(h, heldLease{rev: kvs[0].ModRevision, id: clientv3.LeaseID(kvs[0].Lease)})
+		if h.id == 0 {
+			return h, nil // now a reservation: it must not get a lease back
+		}
 	}
 	return h, fmt.Errorf("renew %s: the key kept changing under this node's own name", path)
 }

@@ -25,7 +25,11 @@ func TestKeepRenews(t *testing.T) {
 	first := e.get(subnetPath(l.Key))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := keepAsync(ctx, m, l)
-	time.Sleep(3 * testTTL)
+	waitFor(t, 3*testTTL, "two renewals", func() bool {
+		kv := e.get(subnetPath(l.Key))
+		return kv != nil && kv.ModRevision >= first.ModRevision+2
+	})
+	time.Sleep(testTTL / 2) // past the first lease's TTL too
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("Keep returned %v, want context.Canceled", err)
@@ -67,7 +71,7 @@ func TestKeepReportsLossAtOnce(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, testConfig)
 			m := e.manager("node-a")
-			m.margin = time.Second / 2 // renew only every 1.5s: loss must be seen sooner
+			m.margin = time.Second // renew only every 3s: loss must be seen sooner
 			l, err := m.Acquire(ctxFor(t, 10*time.Second), lease.AcquireRequest{Attrs: attrsFor(1)})
 			if err != nil {
 				t.Fatal(err)
@@ -89,7 +93,7 @@ func TestKeepReportsLossAtOnce(t *testing.T) {
 			case <-time.After(5 * time.Second):
 				t.Fatal("Keep did not report the loss")
 			}
-			time.Sleep(2 * testTTL)
+			time.Sleep(testTTL)
 			if got := e.get(path); (got == nil) != (after == nil) || got != nil && *got != *after {
 				t.Errorf("key changed after the loss: %+v -> %+v", after, got)
 			}
@@ -111,15 +115,16 @@ func TestKeepAdoptsLeaseFromEarlierRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := e.manager("node-a")
+	first := e.get(subnetPath(l.Key))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := keepAsync(ctx, m, l)
-	time.Sleep(2 * testTTL)
+	waitFor(t, testTTL, "a renewal of the adopted lease", func() bool {
+		kv := e.get(subnetPath(l.Key))
+		return kv != nil && kv.ModRevision > first.ModRevision
+	})
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatal(err)
-	}
-	if e.get(subnetPath(l.Key)) == nil {
-		t.Fatal("adopted lease lapsed")
 	}
 	before := e.get(subnetPath(l.Key))
 	err = e.manager("node-b").Keep(ctxFor(t, 5*time.Second), l)
@@ -144,10 +149,16 @@ func TestKeepAcrossServerRestart(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := keepAsync(ctx, m, l)
-	time.Sleep(testTTL / 2)
+	time.Sleep(testTTL / 4)
 	e.server.Restart()
 	before := e.get(subnetPath(l.Key))
-	time.Sleep(3 * testTTL)
+	if before == nil {
+		t.Fatal("lease lapsed across the restart")
+	}
+	waitFor(t, 2*testTTL, "two renewals after the restart", func() bool {
+		kv := e.get(subnetPath(l.Key))
+		return kv != nil && kv.ModRevision >= before.ModRevision+2
+	})
 	select {
 	case err := <-done:
 		t.Fatalf("Keep ended across a restart: %v", err)
@@ -155,13 +166,6 @@ func TestKeepAcrossServerRestart(t *testing.T) {
 	}
 	cancel()
 	<-done
-	after := e.get(subnetPath(l.Key))
-	if before == nil || after == nil {
-		t.Fatalf("lease lapsed across the restart: %+v then %+v", before, after)
-	}
-	if after.ModRevision <= before.ModRevision {
-		t.Errorf("no renewal after the restart (revision %d then %d)", before.ModRevision, after.ModRevision)
-	}
 	reservationIntact()
 }
 
@@ -182,8 +186,12 @@ func TestRenewIsConditional(t *testing.T) {
 	h, _ := m.getHeld(l.Key)
 	value, _ := json.Marshal(l.Attrs)
 
-	// Still ours, written again behind the Manager's back.
-	e.put(path, string(value))
+	// Still ours, written again (with a lease) behind the Manager's back.
+	g, err := e.admin.Grant(ctxFor(t, 5*time.Second), 60)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.put(path, string(value), clientv3.WithLease(g.ID))
 	nh, err := m.renew(ctxFor(t, 5*time.Second), path, value, h)
 	if err != nil || nh.rev <= h.rev || nh.id == 0 {
 		t.Fatalf("renew over this node's own newer write: %+v, %v", nh, err)

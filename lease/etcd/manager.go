@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"path"
 	"strings"
 	"sync"
 	"time"
@@ -27,6 +28,9 @@ const (
 	DefaultTTL         = 24 * time.Hour
 	DefaultRenewMargin = time.Hour
 	DefaultDialTimeout = 5 * time.Second
+	// DefaultRequestTimeout bounds each etcd request, so that an outage
+	// is noticed and logged instead of waited out in silence.
+	DefaultRequestTimeout = 10 * time.Second
 )
 
 // ErrNoConfig means there is no network configuration under the prefix yet.
@@ -49,8 +53,12 @@ type Options struct {
 	Username, Password string
 	// DialTimeout bounds the initial connection. Default 5s.
 	DialTimeout time.Duration
+	// RequestTimeout bounds each etcd request; a request that times out is
+	// logged and retried. Default 10s.
+	RequestTimeout time.Duration
 
-	// Prefix is where the network lives. Default "/coreos.com/network".
+	// Prefix is where the network lives. Default "/coreos.com/network". It
+	// is cleaned as flannel's path.Join cleans it ("/a//b/" is "/a/b").
 	Prefix string
 	// Node is this node's stable identity, written as each lease's owner.
 	// It must survive restarts and reboots: a hostname, a machine ID or a
@@ -74,6 +82,7 @@ type Manager struct {
 	node      string
 	ttl       time.Duration
 	margin    time.Duration
+	timeout   time.Duration // per request
 	log       *slog.Logger
 
 	mu   sync.Mutex
@@ -81,10 +90,17 @@ type Manager struct {
 }
 
 // heldLease is what a renewal must compare against: the revision this node
-// last wrote the key at, and the etcd lease the key is attached to.
+// last saw the key at, and the etcd lease the key is attached to.
 type heldLease struct {
 	rev int64
 	id  clientv3.LeaseID // 0 for a reservation
+	// ours says this Manager granted id, so revoking it can only affect
+	// this key. A lease found on the key may carry other nodes' keys too
+	// (an operator may attach several keys to one lease): never revoke it.
+	ours bool
+	// renewedAt is when this Manager last attached a fresh lease; zero if
+	// unknown, which makes Keep renew at once.
+	renewedAt time.Time
 }
 
 var _ lease.Manager = (*Manager)(nil)
@@ -97,6 +113,12 @@ func New(opts Options) (*Manager, error) {
 	}
 	if opts.Prefix == "" {
 		opts.Prefix = DefaultPrefix
+	}
+	if p := path.Clean(opts.Prefix); p == "/" || p == "." {
+		return nil, fmt.Errorf("etcd: Options.Prefix %q names no directory; use e.g. %q", opts.Prefix, DefaultPrefix)
+	}
+	if opts.RequestTimeout == 0 {
+		opts.RequestTimeout = DefaultRequestTimeout
 	}
 	if opts.TTL == 0 {
 		opts.TTL = DefaultTTL
@@ -114,13 +136,14 @@ func New(opts Options) (*Manager, error) {
 		opts.Logger = slog.Default()
 	}
 	m := &Manager{
-		client: opts.Client,
-		prefix: strings.TrimRight(opts.Prefix, "/"),
-		node:   opts.Node,
-		ttl:    opts.TTL,
-		margin: opts.RenewMargin,
-		log:    opts.Logger.With("component", "lease/etcd", "node", opts.Node),
-		held:   map[lease.Key]heldLease{},
+		client:  opts.Client,
+		prefix:  path.Clean(opts.Prefix),
+		timeout: opts.RequestTimeout,
+		node:    opts.Node,
+		ttl:     opts.TTL,
+		margin:  opts.RenewMargin,
+		log:     opts.Logger.With("component", "lease/etcd", "node", opts.Node),
+		held:    map[lease.Key]heldLease{},
 	}
 	if m.client == nil {
 		c, err := newClient(opts)
@@ -237,9 +260,17 @@ func (m *Manager) parseConfig(raw []byte, ok bool) (lease.Config, error) {
 	return c, nil
 }
 
+// request returns a context for one etcd request, bounded by the request
+// timeout.
+func (m *Manager) request(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, m.timeout)
+}
+
 // Config returns the network configuration stored at <prefix>/config.
 func (m *Manager) Config(ctx context.Context) (lease.Config, error) {
-	resp, err := m.client.Get(ctx, m.configKey())
+	rctx, cancel := m.request(ctx)
+	defer cancel()
+	resp, err := m.client.Get(rctx, m.configKey())
 	if err != nil {
 		return lease.Config{}, fmt.Errorf("etcd: read %s: %w", m.configKey(), err)
 	}

@@ -27,7 +27,9 @@ func (m *Manager) WatchLeases(ctx context.Context, ch chan<- lease.Batch) error 
 	for {
 		// List, and send the difference from the view (everything, the
 		// first time).
-		resp, err := m.client.Get(ctx, m.subnetsPrefix(), clientv3.WithPrefix())
+		rctx, cancel := m.request(ctx)
+		resp, err := m.client.Get(rctx, m.subnetsPrefix(), clientv3.WithPrefix())
+		cancel()
 		if err != nil {
 			if werr := retry.fail(ctx, fmt.Errorf("list %s: %w", m.subnetsPrefix(), err)); werr != nil {
 				return werr
@@ -80,9 +82,7 @@ func (m *Manager) watchFrom(ctx context.Context, rev int64, view map[lease.Key]l
 				break
 			}
 			retry.ok()
-			if resp.Header != nil && resp.Header.Revision >= rev {
-				rev = resp.Header.Revision + 1 // progress notifications move it too
-			}
+			rev = resumeRevision(rev, resp)
 			if events := m.apply(view, resp.Events); len(events) > 0 {
 				if err := send(ctx, ch, lease.Batch{Events: events}); err != nil {
 					cancel()
@@ -105,6 +105,23 @@ func (m *Manager) watchFrom(ctx context.Context, rev int64, view map[lease.Key]l
 			return err
 		}
 	}
+}
+
+// resumeRevision returns the revision to resume a watch from after resp,
+// given the one it would resume from before. A response with events moves it
+// just past its last event; only an event-free response (a progress
+// notification) may move it to its header's revision. The header does not
+// bound the events: a watcher catching up gets events in chunks, each
+// stamped with the store's current revision, so resuming from a header
+// would skip the rest of the backlog.
+func resumeRevision(rev int64, resp clientv3.WatchResponse) int64 {
+	if n := len(resp.Events); n > 0 {
+		return max(rev, resp.Events[n-1].Kv.ModRevision+1)
+	}
+	if resp.Header != nil && resp.Header.Revision >= rev {
+		return resp.Header.Revision + 1
+	}
+	return rev
 }
 
 // apply turns raw watch events into lease events against view, updating it.
@@ -184,14 +201,15 @@ func (m *Manager) WatchConfig(ctx context.Context, ch chan<- lease.Config) error
 	var last []byte
 	retry := m.retrier("watch network config")
 	for {
-		resp, err := m.client.Get(ctx, m.configKey())
+		rctx, cancel := m.request(ctx)
+		resp, err := m.client.Get(rctx, m.configKey())
+		cancel()
 		if err != nil {
 			if werr := retry.fail(ctx, fmt.Errorf("read %s: %w", m.configKey(), err)); werr != nil {
 				return werr
 			}
 			continue
 		}
-		retry.ok()
 		deliver := func(raw []byte) error {
 			if bytes.Equal(raw, last) {
 				return nil
@@ -224,6 +242,7 @@ func (m *Manager) WatchConfig(ctx context.Context, ch chan<- lease.Config) error
 			if cause = wresp.Err(); cause != nil {
 				break
 			}
+			retry.ok() // only a working watch resets the backoff
 			for _, ev := range wresp.Events {
 				if ev.Type == clientv3.EventTypeDelete {
 					m.log.Error("network config was deleted; the last good one stays in force", "key", m.configKey())
