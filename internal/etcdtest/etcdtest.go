@@ -20,6 +20,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -37,6 +38,8 @@ const BinaryEnv = "WEFT_ETCD_BINARY"
 // A Server is one single-member etcd cluster.
 type Server struct {
 	t          testing.TB
+	name       string // member name
+	cluster    string // initial cluster: name=peerURL,...
 	dir        string
 	clientURL  url.URL
 	peerURL    url.URL
@@ -64,24 +67,55 @@ func StartTLS(t testing.TB) *Server {
 
 func start(t testing.TB, useTLS bool) *Server {
 	t.Helper()
-	s := &Server{
-		t:         t,
-		dir:       t.TempDir(),
-		clientURL: url.URL{Scheme: "http", Host: freeAddr(t)},
-		peerURL:   url.URL{Scheme: "http", Host: freeAddr(t)},
-		binary:    os.Getenv(BinaryEnv),
-	}
+	s := newMember(t, "weft-test")
+	s.cluster = s.name + "=" + s.peerURL.String()
 	if useTLS {
 		files := newTLSFiles(t, s.dir)
 		s.tls = &files
 		s.clientURL.Scheme = "https"
 	}
-	t.Cleanup(s.Stop)
 	if err := s.start(); err != nil {
 		t.Fatalf("etcdtest: start: %v", err)
 	}
-	s.front = NewProxy(t, s.clientURL.Host)
 	return s
+}
+
+func newMember(t testing.TB, name string) *Server {
+	s := &Server{
+		t:         t,
+		name:      name,
+		dir:       t.TempDir(),
+		clientURL: url.URL{Scheme: "http", Host: freeAddr(t)},
+		peerURL:   url.URL{Scheme: "http", Host: freeAddr(t)},
+		binary:    os.Getenv(BinaryEnv),
+	}
+	s.front = NewProxy(t, s.clientURL.Host)
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// StartCluster starts an n-member cluster. Stopping a majority of its
+// members leaves the rest without a leader, which is how tests produce
+// "no leader" for watches that require one.
+func StartCluster(t testing.TB, n int) []*Server {
+	t.Helper()
+	members := make([]*Server, n)
+	var peers []string
+	for i := range members {
+		members[i] = newMember(t, fmt.Sprintf("m%d", i))
+		peers = append(peers, members[i].name+"="+members[i].peerURL.String())
+	}
+	errs := make(chan error, n)
+	for _, m := range members {
+		m.cluster = strings.Join(peers, ",")
+		go func() { errs <- m.start() }() // members wait for each other
+	}
+	for range members {
+		if err := <-errs; err != nil {
+			t.Fatalf("etcdtest: start cluster: %v", err)
+		}
+	}
+	return members
 }
 
 // Endpoint returns the URL clients dial, e.g. "http://127.0.0.1:40123".
@@ -145,13 +179,13 @@ func (s *Server) start() error {
 
 func (s *Server) startEmbedded() error {
 	cfg := embed.NewConfig()
-	cfg.Name = "weft-test"
+	cfg.Name = s.name
 	cfg.Dir = filepath.Join(s.dir, "data")
 	cfg.ListenClientUrls = []url.URL{s.clientURL}
 	cfg.AdvertiseClientUrls = []url.URL{s.clientURL}
 	cfg.ListenPeerUrls = []url.URL{s.peerURL}
 	cfg.AdvertisePeerUrls = []url.URL{s.peerURL}
-	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	cfg.InitialCluster = s.cluster
 	if s.tls != nil {
 		cfg.ClientTLSInfo = transport.TLSInfo{
 			CertFile: s.tls.ServerCert, KeyFile: s.tls.ServerKey,
@@ -181,13 +215,13 @@ func (s *Server) startEmbedded() error {
 
 func (s *Server) startProcess() error {
 	args := []string{
-		"--name", "weft-test",
+		"--name", s.name,
 		"--data-dir", filepath.Join(s.dir, "data"),
 		"--listen-client-urls", s.clientURL.String(),
 		"--advertise-client-urls", s.clientURL.String(),
 		"--listen-peer-urls", s.peerURL.String(),
 		"--initial-advertise-peer-urls", s.peerURL.String(),
-		"--initial-cluster", "weft-test=" + s.peerURL.String(),
+		"--initial-cluster", s.cluster,
 		"--heartbeat-interval", "10",
 		"--election-timeout", "50",
 		"--log-level", "error",
