@@ -13,7 +13,10 @@
 //   - lease: the contract. Network configuration, leases and their
 //     attributes, watch events, the subnet key codec, the subnet allocator and
 //     the Manager interface every lease source implements. Pure code, no I/O.
+//   - lease/etcd: the Manager on etcd v3, in flannel's key layout, with
+//     ownership-safe conditional writes.
 //   - subnetenv: reads and writes subnet.env, atomically.
+//   - vxlan: the datapath (so far, the vxlan backend settings).
 //
 // Every long-lived piece of state has a desired form computed from its inputs
 // and an idempotent step that makes the world match it; events only trigger

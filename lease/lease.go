@@ -11,10 +11,11 @@ import (
 type Lease struct {
 	Key   Key
 	Attrs Attrs
-	// Expiration is when the lease lapses unless renewed. The zero time means
-	// it does not lapse: an etcd reservation, which no other node is ever
-	// given, or a lease whose life is tied to something else, such as a
-	// Kubernetes Node.
+	// Expiration is when the lease lapses unless renewed, where the source
+	// reports it. The zero time means it does not lapse (an etcd
+	// reservation, or a lease tied to a Kubernetes Node) or that the source
+	// does not say: lease/etcd reports it for the node's own lease only, as
+	// learning it for every peer would cost a request per lease.
 	Expiration time.Time
 }
 
