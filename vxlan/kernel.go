@@ -1,0 +1,293 @@
+package vxlan
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+
+	"golang.org/x/sys/unix"
+)
+
+// The kernel objects the datapath owns, in the form the reconciler compares
+// and the rtconn writes. Each has a key that identifies it and a value the
+// reconciler checks.
+
+// nexthop is a nexthop object: via gw on dev, onlink when the gateway is
+// not on a connected network (the VXLAN case).
+type nexthop struct {
+	id     uint32
+	gw     netip.Addr
+	dev    int
+	onlink bool
+	proto  uint8
+}
+
+const nexthopCreate = unix.NLM_F_CREATE | unix.NLM_F_REPLACE
+
+func (n nexthop) addRequest() request {
+	body := make([]byte, 8) // struct nhmsg
+	body[0] = family(n.gw)
+	body[2] = n.proto
+	if n.onlink {
+		binary.NativeEndian.PutUint32(body[4:], unix.RTNH_F_ONLINK)
+	}
+	body = attr(body, unix.NHA_ID, u32(n.id))
+	body = attr(body, unix.NHA_OIF, u32(uint32(n.dev)))
+	body = attr(body, unix.NHA_GATEWAY, addrBytes(n.gw))
+	return request{typ: unix.RTM_NEWNEXTHOP, flags: nexthopCreate, body: body, what: fmt.Sprintf("nexthop %d via %s", n.id, n.gw)}
+}
+
+func deleteNexthopRequest(id uint32) request {
+	body := attr(make([]byte, 8), unix.NHA_ID, u32(id))
+	return request{typ: unix.RTM_DELNEXTHOP, body: body, what: fmt.Sprintf("delete nexthop %d", id)}
+}
+
+func parseNexthop(data []byte) (nexthop, bool) {
+	if len(data) < 8 {
+		return nexthop{}, false
+	}
+	a := parseAttrs(data[8:])
+	n := nexthop{proto: data[2], onlink: binary.NativeEndian.Uint32(data[4:8])&unix.RTNH_F_ONLINK != 0}
+	if v := a[unix.NHA_ID]; len(v) == 4 {
+		n.id = binary.NativeEndian.Uint32(v)
+	}
+	if v := a[unix.NHA_OIF]; len(v) == 4 {
+		n.dev = int(binary.NativeEndian.Uint32(v))
+	}
+	n.gw = addrFrom(a[unix.NHA_GATEWAY])
+	return n, n.id != 0
+}
+
+// route is a unicast route in the main table: to dst through nexthop nhid,
+// or, without nexthop objects, via gw on dev.
+type route struct {
+	dst    netip.Prefix
+	nhid   uint32
+	gw     netip.Addr
+	dev    int
+	onlink bool
+	proto  uint8
+}
+
+func rtmsg(dst netip.Prefix, proto uint8, scope uint8) []byte {
+	b := make([]byte, unix.SizeofRtMsg)
+	b[0] = family(dst.Addr())
+	b[1] = uint8(dst.Bits())
+	b[4] = unix.RT_TABLE_MAIN
+	b[5] = proto
+	b[6] = scope
+	b[7] = unix.RTN_UNICAST
+	return b
+}
+
+func (r route) addRequest() request {
+	body := rtmsg(r.dst, r.proto, unix.RT_SCOPE_UNIVERSE)
+	body = attr(body, unix.RTA_DST, addrBytes(r.dst.Addr()))
+	if r.nhid != 0 {
+		body = attr(body, rtaNHID, u32(r.nhid))
+	} else {
+		if r.onlink {
+			binary.NativeEndian.PutUint32(body[8:], unix.RTNH_F_ONLINK)
+		}
+		body = attr(body, unix.RTA_GATEWAY, addrBytes(r.gw))
+		body = attr(body, unix.RTA_OIF, u32(uint32(r.dev)))
+	}
+	return request{typ: unix.RTM_NEWROUTE, flags: unix.NLM_F_CREATE | unix.NLM_F_REPLACE, body: body, what: "route " + r.dst.String()}
+}
+
+func (r route) deleteRequest() request {
+	body := rtmsg(r.dst, 0, unix.RT_SCOPE_NOWHERE)
+	body = attr(body, unix.RTA_DST, addrBytes(r.dst.Addr()))
+	return request{typ: unix.RTM_DELROUTE, body: body, what: "delete route " + r.dst.String()}
+}
+
+// parseRoute reads a route from a dump; ok is false for routes outside the
+// main table or without a destination address.
+func parseRoute(data []byte) (r route, ok bool) {
+	if len(data) < unix.SizeofRtMsg {
+		return route{}, false
+	}
+	a := parseAttrs(data[unix.SizeofRtMsg:])
+	table := uint32(data[4])
+	if v := a[unix.RTA_TABLE]; len(v) == 4 {
+		table = binary.NativeEndian.Uint32(v)
+	}
+	if table != unix.RT_TABLE_MAIN || data[7] != unix.RTN_UNICAST {
+		return route{}, false
+	}
+	dst := addrFrom(a[unix.RTA_DST])
+	if !dst.IsValid() {
+		return route{}, false // a default route: never ours
+	}
+	r = route{
+		dst:    netip.PrefixFrom(dst, int(data[1])),
+		proto:  data[5],
+		gw:     addrFrom(a[unix.RTA_GATEWAY]),
+		onlink: binary.NativeEndian.Uint32(data[8:12])&unix.RTNH_F_ONLINK != 0,
+	}
+	if v := a[unix.RTA_OIF]; len(v) == 4 {
+		r.dev = int(binary.NativeEndian.Uint32(v))
+	}
+	if v := a[rtaNHID]; len(v) == 4 {
+		r.nhid = binary.NativeEndian.Uint32(v)
+	}
+	return r, true
+}
+
+// neigh is a permanent neighbour entry: ip is at mac on dev.
+type neigh struct {
+	ip    netip.Addr
+	mac   MAC
+	dev   int
+	state uint16
+}
+
+func ndmsg(fam uint8, dev int, state uint16, flags uint8) []byte {
+	b := make([]byte, 12)
+	b[0] = fam
+	binary.NativeEndian.PutUint32(b[4:], uint32(dev))
+	binary.NativeEndian.PutUint16(b[8:], state)
+	b[10] = flags
+	return b
+}
+
+func (n neigh) addRequest() request {
+	body := ndmsg(family(n.ip), n.dev, unix.NUD_PERMANENT, 0)
+	body = attr(body, unix.NDA_DST, addrBytes(n.ip))
+	body = attr(body, unix.NDA_LLADDR, n.mac[:])
+	return request{typ: unix.RTM_NEWNEIGH, flags: unix.NLM_F_CREATE | unix.NLM_F_REPLACE, body: body, what: fmt.Sprintf("neighbour %s lladdr %s", n.ip, n.mac)}
+}
+
+func (n neigh) deleteRequest() request {
+	body := attr(ndmsg(family(n.ip), n.dev, 0, 0), unix.NDA_DST, addrBytes(n.ip))
+	return request{typ: unix.RTM_DELNEIGH, body: body, what: "delete neighbour " + n.ip.String()}
+}
+
+func parseNeigh(data []byte) (neigh, bool) {
+	if len(data) < 12 {
+		return neigh{}, false
+	}
+	a := parseAttrs(data[12:])
+	n := neigh{
+		ip:    addrFrom(a[unix.NDA_DST]),
+		dev:   int(binary.NativeEndian.Uint32(data[4:8])),
+		state: binary.NativeEndian.Uint16(data[8:10]),
+	}
+	copy(n.mac[:], a[unix.NDA_LLADDR])
+	return n, n.ip.IsValid()
+}
+
+// fdb is a forwarding database entry of the VXLAN device: frames for mac go
+// to the VTEP at dst.
+type fdb struct {
+	mac   MAC
+	dst   netip.Addr
+	dev   int
+	state uint16
+	self  bool
+}
+
+func (f fdb) addRequest() request {
+	body := ndmsg(unix.AF_BRIDGE, f.dev, unix.NUD_PERMANENT, unix.NTF_SELF)
+	body = attr(body, unix.NDA_LLADDR, f.mac[:])
+	body = attr(body, unix.NDA_DST, addrBytes(f.dst))
+	return request{typ: unix.RTM_NEWNEIGH, flags: unix.NLM_F_CREATE | unix.NLM_F_REPLACE, body: body, what: fmt.Sprintf("fdb %s dst %s", f.mac, f.dst)}
+}
+
+func (f fdb) deleteRequest() request {
+	body := ndmsg(unix.AF_BRIDGE, f.dev, 0, unix.NTF_SELF)
+	body = attr(body, unix.NDA_LLADDR, f.mac[:])
+	if f.dst.IsValid() {
+		body = attr(body, unix.NDA_DST, addrBytes(f.dst))
+	}
+	return request{typ: unix.RTM_DELNEIGH, body: body, what: fmt.Sprintf("delete fdb %s dst %s", f.mac, f.dst)}
+}
+
+func parseFDB(data []byte) (fdb, bool) {
+	if len(data) < 12 || data[0] != unix.AF_BRIDGE {
+		return fdb{}, false
+	}
+	a := parseAttrs(data[12:])
+	f := fdb{
+		dst:   addrFrom(a[unix.NDA_DST]),
+		dev:   int(binary.NativeEndian.Uint32(data[4:8])),
+		state: binary.NativeEndian.Uint16(data[8:10]),
+		self:  data[10]&unix.NTF_SELF != 0,
+	}
+	if len(a[unix.NDA_LLADDR]) != 6 {
+		return fdb{}, false
+	}
+	copy(f.mac[:], a[unix.NDA_LLADDR])
+	return f, true
+}
+
+// kernelState is what the kernel holds that the datapath owns or must
+// clean: nexthops and routes tagged with its protocol or on its device,
+// and the neighbour and FDB entries of its device.
+type kernelState struct {
+	nexthops map[uint32]nexthop     // by id
+	routes   map[netip.Prefix]route // by destination
+	neighs   map[netip.Addr]neigh   // by IP
+	fdbs     map[MAC][]fdb          // by MAC; a MAC may have several remotes
+}
+
+// list dumps the kernel state relevant to device dev of the given family.
+// With nexthops false it skips the nexthop table (kernels before 5.3).
+func (c *rtconn) list(fam uint8, dev int, proto uint8, withNexthops bool) (kernelState, error) {
+	st := kernelState{
+		nexthops: map[uint32]nexthop{},
+		routes:   map[netip.Prefix]route{},
+		neighs:   map[netip.Addr]neigh{},
+		fdbs:     map[MAC][]fdb{},
+	}
+	if withNexthops {
+		if err := c.dump(unix.RTM_GETNEXTHOP, make([]byte, 8), func(_ uint16, data []byte) error {
+			if n, ok := parseNexthop(data); ok && (n.proto == proto || n.dev == dev) && family(n.gw) == fam {
+				st.nexthops[n.id] = n
+			}
+			return nil
+		}); err != nil {
+			return st, fmt.Errorf("list nexthops: %w", err)
+		}
+	}
+	// Routes on the device, and routes carrying the datapath's protocol
+	// (direct routes leave through the underlay): two filtered dumps, so
+	// that the kernel does not send every route of a large table.
+	for _, filter := range []struct {
+		proto uint8
+		oif   int
+	}{{0, dev}, {proto, 0}} {
+		body := make([]byte, unix.SizeofRtMsg)
+		body[0] = fam
+		body[4] = unix.RT_TABLE_MAIN
+		body[5] = filter.proto
+		if filter.oif != 0 {
+			body = attr(body, unix.RTA_OIF, u32(uint32(filter.oif)))
+		}
+		if err := c.dump(unix.RTM_GETROUTE, body, func(_ uint16, data []byte) error {
+			if r, ok := parseRoute(data); ok && (r.proto == proto || r.dev == dev) {
+				st.routes[r.dst] = r
+			}
+			return nil
+		}); err != nil {
+			return st, fmt.Errorf("list routes: %w", err)
+		}
+	}
+	if err := c.dump(unix.RTM_GETNEIGH, ndmsg(fam, dev, 0, 0), func(_ uint16, data []byte) error {
+		if n, ok := parseNeigh(data); ok && n.dev == dev {
+			st.neighs[n.ip] = n
+		}
+		return nil
+	}); err != nil {
+		return st, fmt.Errorf("list neighbours: %w", err)
+	}
+	if err := c.dump(unix.RTM_GETNEIGH, ndmsg(unix.AF_BRIDGE, dev, 0, 0), func(_ uint16, data []byte) error {
+		if f, ok := parseFDB(data); ok && f.dev == dev {
+			st.fdbs[f.mac] = append(st.fdbs[f.mac], f)
+		}
+		return nil
+	}); err != nil {
+		return st, fmt.Errorf("list fdb: %w", err)
+	}
+	return st, nil
+}
