@@ -273,7 +273,10 @@ func (c *rtconn) list(fam uint8, dev int, proto uint8, withNexthops bool) (kerne
 			return st, fmt.Errorf("list routes: %w", err)
 		}
 	}
-	if err := c.dump(unix.RTM_GETNEIGH, ndmsg(fam, dev, 0, 0), func(_ uint16, data []byte) error {
+	// Strict checking wants the device as NDA_IFINDEX for neighbours, but in
+	// the header for the bridge family's FDB dump.
+	neighFilter := attr(ndmsg(fam, 0, 0, 0), unix.NDA_IFINDEX, u32(uint32(dev)))
+	if err := c.dump(unix.RTM_GETNEIGH, neighFilter, func(_ uint16, data []byte) error {
 		if n, ok := parseNeigh(data); ok && n.dev == dev {
 			st.neighs[n.ip] = n
 		}
