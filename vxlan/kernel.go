@@ -46,15 +46,17 @@ func parseNexthop(data []byte) (nexthop, bool) {
 	if len(data) < 8 {
 		return nexthop{}, false
 	}
-	a := parseAttrs(data[8:])
 	n := nexthop{proto: data[2], onlink: binary.NativeEndian.Uint32(data[4:8])&unix.RTNH_F_ONLINK != 0}
-	if v := a[unix.NHA_ID]; len(v) == 4 {
-		n.id = binary.NativeEndian.Uint32(v)
-	}
-	if v := a[unix.NHA_OIF]; len(v) == 4 {
-		n.dev = int(binary.NativeEndian.Uint32(v))
-	}
-	n.gw = addrFrom(a[unix.NHA_GATEWAY])
+	forEachAttr(data[8:], func(typ uint16, v []byte) {
+		switch {
+		case typ == unix.NHA_ID && len(v) == 4:
+			n.id = binary.NativeEndian.Uint32(v)
+		case typ == unix.NHA_OIF && len(v) == 4:
+			n.dev = int(binary.NativeEndian.Uint32(v))
+		case typ == unix.NHA_GATEWAY:
+			n.gw = addrFrom(v)
+		}
+	})
 	return n, n.id != 0
 }
 
@@ -107,30 +109,28 @@ func parseRoute(data []byte) (r route, ok bool) {
 	if len(data) < unix.SizeofRtMsg {
 		return route{}, false
 	}
-	a := parseAttrs(data[unix.SizeofRtMsg:])
 	table := uint32(data[4])
-	if v := a[unix.RTA_TABLE]; len(v) == 4 {
-		table = binary.NativeEndian.Uint32(v)
+	var dst netip.Addr
+	forEachAttr(data[unix.SizeofRtMsg:], func(typ uint16, v []byte) {
+		switch {
+		case typ == unix.RTA_TABLE && len(v) == 4:
+			table = binary.NativeEndian.Uint32(v)
+		case typ == unix.RTA_DST:
+			dst = addrFrom(v)
+		case typ == unix.RTA_GATEWAY:
+			r.gw = addrFrom(v)
+		case typ == unix.RTA_OIF && len(v) == 4:
+			r.dev = int(binary.NativeEndian.Uint32(v))
+		case typ == rtaNHID && len(v) == 4:
+			r.nhid = binary.NativeEndian.Uint32(v)
+		}
+	})
+	if table != unix.RT_TABLE_MAIN || data[7] != unix.RTN_UNICAST || !dst.IsValid() {
+		return route{}, false // another table, or a default route: never ours
 	}
-	if table != unix.RT_TABLE_MAIN || data[7] != unix.RTN_UNICAST {
-		return route{}, false
-	}
-	dst := addrFrom(a[unix.RTA_DST])
-	if !dst.IsValid() {
-		return route{}, false // a default route: never ours
-	}
-	r = route{
-		dst:    netip.PrefixFrom(dst, int(data[1])),
-		proto:  data[5],
-		gw:     addrFrom(a[unix.RTA_GATEWAY]),
-		onlink: binary.NativeEndian.Uint32(data[8:12])&unix.RTNH_F_ONLINK != 0,
-	}
-	if v := a[unix.RTA_OIF]; len(v) == 4 {
-		r.dev = int(binary.NativeEndian.Uint32(v))
-	}
-	if v := a[rtaNHID]; len(v) == 4 {
-		r.nhid = binary.NativeEndian.Uint32(v)
-	}
+	r.dst = netip.PrefixFrom(dst, int(data[1]))
+	r.proto = data[5]
+	r.onlink = binary.NativeEndian.Uint32(data[8:12])&unix.RTNH_F_ONLINK != 0
 	return r, true
 }
 
@@ -167,13 +167,18 @@ func parseNeigh(data []byte) (neigh, bool) {
 	if len(data) < 12 {
 		return neigh{}, false
 	}
-	a := parseAttrs(data[12:])
 	n := neigh{
-		ip:    addrFrom(a[unix.NDA_DST]),
 		dev:   int(binary.NativeEndian.Uint32(data[4:8])),
 		state: binary.NativeEndian.Uint16(data[8:10]),
 	}
-	copy(n.mac[:], a[unix.NDA_LLADDR])
+	forEachAttr(data[12:], func(typ uint16, v []byte) {
+		switch typ {
+		case unix.NDA_DST:
+			n.ip = addrFrom(v)
+		case unix.NDA_LLADDR:
+			copy(n.mac[:], v)
+		}
+	})
 	return n, n.ip.IsValid()
 }
 
@@ -207,24 +212,28 @@ func parseFDB(data []byte) (fdb, bool) {
 	if len(data) < 12 || data[0] != unix.AF_BRIDGE {
 		return fdb{}, false
 	}
-	a := parseAttrs(data[12:])
 	f := fdb{
-		dst:   addrFrom(a[unix.NDA_DST]),
 		dev:   int(binary.NativeEndian.Uint32(data[4:8])),
 		state: binary.NativeEndian.Uint16(data[8:10]),
 		self:  data[10]&unix.NTF_SELF != 0,
 	}
-	if len(a[unix.NDA_LLADDR]) != 6 {
-		return fdb{}, false
-	}
-	copy(f.mac[:], a[unix.NDA_LLADDR])
-	return f, true
+	macLen := 0
+	forEachAttr(data[12:], func(typ uint16, v []byte) {
+		switch typ {
+		case unix.NDA_DST:
+			f.dst = addrFrom(v)
+		case unix.NDA_LLADDR:
+			macLen = copy(f.mac[:], v)
+		}
+	})
+	return f, macLen == 6
 }
 
 // kernelState is what the kernel holds that the datapath owns or must
 // clean: nexthops and routes tagged with its protocol or on its device,
 // and the neighbour and FDB entries of its device.
 type kernelState struct {
+	allIDs   map[uint32]bool        // every nexthop id in the namespace, ours or not
 	nexthops map[uint32]nexthop     // by id
 	routes   map[netip.Prefix]route // by destination
 	neighs   map[netip.Addr]neigh   // by IP
@@ -235,6 +244,7 @@ type kernelState struct {
 // With nexthops false it skips the nexthop table (kernels before 5.3).
 func (c *rtconn) list(fam uint8, dev int, proto uint8, withNexthops bool) (kernelState, error) {
 	st := kernelState{
+		allIDs:   map[uint32]bool{},
 		nexthops: map[uint32]nexthop{},
 		routes:   map[netip.Prefix]route{},
 		neighs:   map[netip.Addr]neigh{},
@@ -242,7 +252,12 @@ func (c *rtconn) list(fam uint8, dev int, proto uint8, withNexthops bool) (kerne
 	}
 	if withNexthops {
 		if err := c.dump(unix.RTM_GETNEXTHOP, make([]byte, 8), func(_ uint16, data []byte) error {
-			if n, ok := parseNexthop(data); ok && (n.proto == proto || n.dev == dev) && family(n.gw) == fam {
+			n, ok := parseNexthop(data)
+			if !ok {
+				return nil
+			}
+			st.allIDs[n.id] = true
+			if (n.proto == proto || n.dev == dev) && family(n.gw) == fam {
 				st.nexthops[n.id] = n
 			}
 			return nil
@@ -250,28 +265,20 @@ func (c *rtconn) list(fam uint8, dev int, proto uint8, withNexthops bool) (kerne
 			return st, fmt.Errorf("list nexthops: %w", err)
 		}
 	}
-	// Routes on the device, and routes carrying the datapath's protocol
-	// (direct routes leave through the underlay): two filtered dumps, so
-	// that the kernel does not send every route of a large table.
-	for _, filter := range []struct {
-		proto uint8
-		oif   int
-	}{{0, dev}, {proto, 0}} {
-		body := make([]byte, unix.SizeofRtMsg)
-		body[0] = fam
-		body[4] = unix.RT_TABLE_MAIN
-		body[5] = filter.proto
-		if filter.oif != 0 {
-			body = attr(body, unix.RTA_OIF, u32(uint32(filter.oif)))
+	// One dump of the main table, kept to routes on the device or carrying
+	// the datapath's protocol (direct routes leave through the underlay).
+	// The kernel's own filters (RTA_OIF, rtm_protocol) would need two dumps
+	// that both return every peer's route.
+	body := make([]byte, unix.SizeofRtMsg)
+	body[0] = fam
+	body[4] = unix.RT_TABLE_MAIN
+	if err := c.dump(unix.RTM_GETROUTE, body, func(_ uint16, data []byte) error {
+		if r, ok := parseRoute(data); ok && (r.proto == proto || r.dev == dev) {
+			st.routes[r.dst] = r
 		}
-		if err := c.dump(unix.RTM_GETROUTE, body, func(_ uint16, data []byte) error {
-			if r, ok := parseRoute(data); ok && (r.proto == proto || r.dev == dev) {
-				st.routes[r.dst] = r
-			}
-			return nil
-		}); err != nil {
-			return st, fmt.Errorf("list routes: %w", err)
-		}
+		return nil
+	}); err != nil {
+		return st, fmt.Errorf("list routes: %w", err)
 	}
 	// Strict checking wants the device as NDA_IFINDEX for neighbours, but in
 	// the header for the bridge family's FDB dump.

@@ -61,6 +61,7 @@ type Reconciler struct {
 	conn     *rtconn
 	peers    map[netip.Prefix]Peer   // desired
 	ids      map[netip.Prefix]uint32 // nexthop id of each peer's route
+	idOwner  map[uint32]netip.Prefix // the reverse of ids
 	ownIDs   map[uint32]bool         // nexthop ids known to be ours
 	usedIDs  map[uint32]bool         // every nexthop id in the namespace, as last listed
 	status   map[netip.Prefix]PeerStatus
@@ -129,6 +130,7 @@ func NewReconciler(cfg ReconcilerConfig) (*Reconciler, error) {
 		conn:    conn,
 		peers:   map[netip.Prefix]Peer{},
 		ids:     map[netip.Prefix]uint32{},
+		idOwner: map[uint32]netip.Prefix{},
 		ownIDs:  map[uint32]bool{},
 		usedIDs: map[uint32]bool{},
 		status:  map[netip.Prefix]PeerStatus{},
@@ -197,10 +199,11 @@ func (r *Reconciler) objects(p Peer, id uint32) desired {
 }
 
 // nexthopID returns the id for p's nexthop: the one it has, one of ours
-// already in the kernel for the same gateway (after a restart), or a new
-// one no nexthop in the namespace uses. New ids start from a hash of the
-// subnet, so that they are stable across restarts in the common case.
-func (r *Reconciler) nexthopID(p Peer, existing map[uint32]nexthop) uint32 {
+// already in the kernel for the same gateway (after a restart; byGateway
+// indexes them), or a new one no nexthop in the namespace uses. New ids
+// start from a hash of the subnet, so that they are stable across restarts
+// in the common case.
+func (r *Reconciler) nexthopID(p Peer, byGateway map[nhTarget]uint32) uint32 {
 	if !r.nexthops {
 		return 0
 	}
@@ -208,11 +211,11 @@ func (r *Reconciler) nexthopID(p Peer, existing map[uint32]nexthop) uint32 {
 		return id
 	}
 	// Its id, if any, turned out to belong to a nexthop that is not ours.
-	delete(r.ids, p.Subnet)
+	r.setID(p.Subnet, 0)
 	want := r.objects(p, 1).nh
-	for id, n := range existing {
-		if r.ownIDs[id] && n.gw == want.gw && n.dev == want.dev && !r.idTaken(id, p.Subnet) {
-			r.ids[p.Subnet] = id
+	if id, ok := byGateway[nhTarget{want.gw, want.dev}]; ok && r.ownIDs[id] {
+		if _, taken := r.idOwner[id]; !taken {
+			r.setID(p.Subnet, id)
 			return id
 		}
 	}
@@ -220,22 +223,34 @@ func (r *Reconciler) nexthopID(p Peer, existing map[uint32]nexthop) uint32 {
 	h.Write(p.Subnet.Addr().AsSlice())
 	h.Write([]byte{byte(p.Subnet.Bits())})
 	id := h.Sum32() | 0x10000000 // keep clear of small ids other software starts from
-	for r.usedIDs[id] || r.idTaken(id, p.Subnet) || id == 0 {
+	for {
+		_, taken := r.idOwner[id]
+		if !taken && !r.usedIDs[id] && id != 0 {
+			break
+		}
 		id++
 	}
-	r.ids[p.Subnet] = id
+	r.setID(p.Subnet, id)
 	r.usedIDs[id] = true
 	return id
 }
 
-// idTaken reports whether another peer already has id.
-func (r *Reconciler) idTaken(id uint32, subnet netip.Prefix) bool {
-	for s, other := range r.ids {
-		if other == id && s != subnet {
-			return true
-		}
+// nhTarget identifies a nexthop by where it leads.
+type nhTarget struct {
+	gw  netip.Addr
+	dev int
+}
+
+// setID records subnet's nexthop id; 0 forgets it.
+func (r *Reconciler) setID(subnet netip.Prefix, id uint32) {
+	if old, ok := r.ids[subnet]; ok {
+		delete(r.idOwner, old)
+		delete(r.ids, subnet)
 	}
-	return false
+	if id != 0 {
+		r.ids[subnet] = id
+		r.idOwner[id] = subnet
+	}
 }
 
 // Sync lists the kernel state of the device and applies the difference from
@@ -250,13 +265,13 @@ func (r *Reconciler) Sync() (SyncResult, error) {
 	if err != nil {
 		return SyncResult{}, fmt.Errorf("vxlan: %w", err)
 	}
+	byGateway := map[nhTarget]uint32{}
 	if r.nexthops {
-		if err := r.listAllNexthopIDs(); err != nil {
-			return SyncResult{}, fmt.Errorf("vxlan: %w", err)
-		}
+		r.usedIDs = st.allIDs
 		for id, n := range st.nexthops {
 			if n.proto == r.cfg.RouteProtocol {
 				r.ownIDs[id] = true
+				byGateway[nhTarget{n.gw, n.dev}] = id
 			}
 		}
 	}
@@ -288,7 +303,7 @@ func (r *Reconciler) Sync() (SyncResult, error) {
 	keepFDB := map[MAC]netip.Addr{}
 	for _, s := range subnets {
 		p := r.peers[s]
-		d := r.objects(p, r.nexthopID(p, st.nexthops))
+		d := r.objects(p, r.nexthopID(p, byGateway))
 		if d.nh.id != 0 {
 			keepNH[d.nh.id] = true
 			if have, ok := st.nexthops[d.nh.id]; !ok {
@@ -374,7 +389,7 @@ func (r *Reconciler) Sync() (SyncResult, error) {
 	for s := range r.status {
 		if _, ok := r.peers[s]; !ok {
 			delete(r.status, s)
-			delete(r.ids, s)
+			r.setID(s, 0)
 		}
 	}
 	for _, s := range subnets {
@@ -401,16 +416,6 @@ func (r *Reconciler) nexthopAdd(n nexthop) request {
 		req.flags = unix.NLM_F_CREATE | unix.NLM_F_EXCL
 	}
 	return req
-}
-
-func (r *Reconciler) listAllNexthopIDs() error {
-	clear(r.usedIDs)
-	return r.conn.dump(unix.RTM_GETNEXTHOP, make([]byte, 8), func(_ uint16, data []byte) error {
-		if n, ok := parseNexthop(data); ok {
-			r.usedIDs[n.id] = true
-		}
-		return nil
-	})
 }
 
 func (r *Reconciler) recordRepair(what, why string) {
@@ -499,7 +504,7 @@ func (r *Reconciler) RemovePeer(subnet netip.Prefix) error {
 	if d.neigh != nil {
 		reqs = append(reqs, d.neigh.deleteRequest(), d.fdb.deleteRequest())
 	}
-	delete(r.ids, subnet)
+	r.setID(subnet, 0)
 	delete(r.ownIDs, id)
 	delete(r.usedIDs, id)
 	delete(r.status, subnet)

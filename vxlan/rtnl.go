@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"runtime"
+	"strings"
 	"syscall"
+	"unsafe"
 
-	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -23,11 +25,13 @@ const nlaTypeMask = 0x3fff
 // pipelined: a batch of requests goes out in as few sendmsg calls as the
 // socket buffer allows, and the acknowledgements are matched back by
 // sequence number. That is what makes programming thousands of peers cost
-// little more than the kernel's own work.
+// little more than the kernel's own work. Replies are read into one reused
+// buffer and walked in place, without allocating per message.
 type rtconn struct {
-	sock *nl.NetlinkSocket
+	fd   int
 	seq  uint32
-	buf  []byte
+	buf  []byte // outgoing
+	rbuf []byte // incoming
 }
 
 // batchChunk is how many requests go out before their acknowledgements are
@@ -36,32 +40,89 @@ type rtconn struct {
 const batchChunk = 512
 
 func dialRoute(ns netns.NsHandle) (*rtconn, error) {
-	cur, err := netns.Get()
-	if err != nil {
-		return nil, err
-	}
-	defer cur.Close()
-	target := ns
-	if !ns.IsOpen() {
-		target = cur
-	}
-	s, err := nl.GetNetlinkSocketAt(target, cur, unix.NETLINK_ROUTE)
+	fd, err := socketAt(ns)
 	if err != nil {
 		return nil, fmt.Errorf("netlink socket: %w", err)
 	}
-	fd := s.GetFd()
-	// Acknowledgements without the request echoed back, and errors with
-	// the kernel's explanation.
-	unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_CAP_ACK, 1)
-	unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_EXT_ACK, 1)
-	unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_GET_STRICT_CHK, 1)
+	// Acknowledgements without the request echoed back, errors with the
+	// kernel's explanation, and dumps filtered in the kernel.
+	for _, opt := range []int{unix.NETLINK_CAP_ACK, unix.NETLINK_EXT_ACK, unix.NETLINK_GET_STRICT_CHK} {
+		if err := unix.SetsockoptInt(fd, unix.SOL_NETLINK, opt, 1); err != nil {
+			unix.Close(fd)
+			return nil, fmt.Errorf("netlink socket option %d: %w", opt, err)
+		}
+	}
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20); err != nil {
 		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 8<<20)
 	}
-	return &rtconn{sock: s}, nil
+	// A kernel that never answers must not hang the caller forever.
+	tv := unix.Timeval{Sec: 30}
+	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("netlink bind: %w", err)
+	}
+	return &rtconn{fd: fd, rbuf: make([]byte, 1<<20)}, nil
 }
 
-func (c *rtconn) close() { c.sock.Close() }
+// socketAt opens a netlink socket in ns (the caller's namespace if ns is not
+// open). A socket belongs to the namespace it was created in, so the thread
+// switches there just for the socket call.
+func socketAt(ns netns.NsHandle) (int, error) {
+	open := func() (int, error) {
+		return unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
+	}
+	if !ns.IsOpen() {
+		return open()
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		return -1, err
+	}
+	defer orig.Close()
+	if err := netns.Set(ns); err != nil {
+		return -1, err
+	}
+	fd, err := open()
+	if serr := netns.Set(orig); serr != nil {
+		runtime.LockOSThread() // never hand back a thread left in the wrong namespace
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+		return -1, fmt.Errorf("restore namespace: %w", serr)
+	}
+	return fd, err
+}
+
+func (c *rtconn) close() { unix.Close(c.fd) }
+
+// recv reads one datagram and calls f with each message in it.
+func (c *rtconn) recv(f func(h *unix.NlMsghdr, data []byte)) error {
+	for {
+		n, _, err := unix.Recvfrom(c.fd, c.rbuf, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("netlink receive: %w", err)
+		}
+		b := c.rbuf[:n]
+		for len(b) >= unix.SizeofNlMsghdr {
+			h := (*unix.NlMsghdr)(unsafe.Pointer(&b[0]))
+			l := int(h.Len)
+			if l < unix.SizeofNlMsghdr || l > len(b) {
+				return errors.New("netlink receive: malformed message")
+			}
+			f(h, b[unix.SizeofNlMsghdr:l])
+			b = b[min(nlmAlign(l), len(b)):]
+		}
+		return nil
+	}
+}
+
+func nlmAlign(n int) int { return (n + 3) &^ 3 }
 
 // A request is one netlink message to send: its type, flags and body (the
 // fixed header followed by attributes).
@@ -97,25 +158,24 @@ func (c *rtconn) exec(reqs []request) ([]error, error) {
 		}
 		pending := len(chunk)
 		for pending > 0 {
-			msgs, _, err := c.sock.Receive()
-			if err != nil {
-				return nil, fmt.Errorf("netlink receive: %w", err)
-			}
-			for _, m := range msgs {
-				if m.Header.Type != unix.NLMSG_ERROR {
-					continue
+			err := c.recv(func(h *unix.NlMsghdr, data []byte) {
+				if h.Type != unix.NLMSG_ERROR || len(data) < 4 {
+					return
 				}
-				i := int(m.Header.Seq - first)
+				i := int(h.Seq - first)
 				if i < 0 || i >= len(chunk) {
-					continue // not ours (a stale reply)
+					return // not ours (a stale reply)
 				}
 				pending--
-				if code := int32(binary.NativeEndian.Uint32(m.Data[:4])); code != 0 {
+				if code := int32(binary.NativeEndian.Uint32(data[:4])); code != 0 {
 					if errs == nil {
 						errs = make([]error, len(reqs))
 					}
-					errs[start+i] = fmt.Errorf("%s: %w%s", chunk[i].what, syscall.Errno(-code), extAck(m))
+					errs[start+i] = fmt.Errorf("%s: %w%s", chunk[i].what, syscall.Errno(-code), extAck(h, data))
 				}
+			})
+			if err != nil {
+				return nil, err
 			}
 		}
 	}
@@ -124,7 +184,7 @@ func (c *rtconn) exec(reqs []request) ([]error, error) {
 
 func (c *rtconn) send(b []byte) error {
 	for len(b) > 0 {
-		n, err := unix.Write(c.sock.GetFd(), b)
+		n, err := unix.Write(c.fd, b)
 		if err == unix.EINTR {
 			continue
 		}
@@ -155,51 +215,54 @@ func (c *rtconn) dump(typ uint16, body []byte, f func(typ uint16, data []byte) e
 }
 
 func (c *rtconn) readDump(seq uint32, f func(uint16, []byte) error) (interrupted bool, err error) {
-	var ferr error
-	for {
-		msgs, _, err := c.sock.Receive()
-		if err != nil {
-			return false, fmt.Errorf("netlink receive: %w", err)
-		}
-		for _, m := range msgs {
-			if m.Header.Seq != seq {
-				continue
+	var ferr, kerr error
+	done := false
+	for !done {
+		err := c.recv(func(h *unix.NlMsghdr, data []byte) {
+			if h.Seq != seq || done {
+				return
 			}
-			if m.Header.Flags&unix.NLM_F_DUMP_INTR != 0 {
+			if h.Flags&unix.NLM_F_DUMP_INTR != 0 {
 				interrupted = true
 			}
-			switch m.Header.Type {
+			switch h.Type {
 			case unix.NLMSG_DONE:
-				return interrupted, ferr
+				done = true
 			case unix.NLMSG_ERROR:
-				if code := int32(binary.NativeEndian.Uint32(m.Data[:4])); code != 0 {
-					return false, fmt.Errorf("netlink dump: %w%s", syscall.Errno(-code), extAck(m))
+				done = true
+				if len(data) >= 4 {
+					if code := int32(binary.NativeEndian.Uint32(data[:4])); code != 0 {
+						kerr = fmt.Errorf("netlink dump: %w%s", syscall.Errno(-code), extAck(h, data))
+					}
 				}
-				return interrupted, ferr
 			default:
 				if ferr == nil {
-					ferr = f(m.Header.Type, m.Data)
+					ferr = f(h.Type, data)
 				}
 			}
+		})
+		if err != nil {
+			return false, err
 		}
 	}
+	if kerr != nil {
+		return false, kerr
+	}
+	return interrupted, ferr
 }
 
-// extAck returns the kernel's extended error message, if any, as ": msg".
-func extAck(m syscall.NetlinkMessage) string {
-	if m.Header.Flags&unix.NLM_F_ACK_TLVS == 0 || len(m.Data) < 4+unix.SizeofNlMsghdr {
+// extAck returns the kernel's extended error message, if any, as " (msg)".
+func extAck(h *unix.NlMsghdr, data []byte) string {
+	if h.Flags&unix.NLM_F_ACK_TLVS == 0 || len(data) < 4+unix.SizeofNlMsghdr {
 		return ""
 	}
-	attrs, err := nl.ParseRouteAttr(m.Data[4+unix.SizeofNlMsghdr:])
-	if err != nil {
-		return ""
-	}
-	for _, a := range attrs {
-		if a.Attr.Type == unix.NLMSGERR_ATTR_MSG {
-			return " (" + nl.BytesToString(a.Value) + ")"
+	msg := ""
+	forEachAttr(data[4+unix.SizeofNlMsghdr:], func(typ uint16, v []byte) {
+		if typ == unix.NLMSGERR_ATTR_MSG {
+			msg = " (" + strings.TrimRight(string(v), "\x00") + ")"
 		}
-	}
-	return ""
+	})
+	return msg
 }
 
 func appendMsg(b []byte, typ, flags uint16, seq uint32, body []byte) []byte {
@@ -238,16 +301,16 @@ func family(a netip.Addr) uint8 {
 	return unix.AF_INET6
 }
 
-func parseAttrs(b []byte) map[uint16][]byte {
-	attrs, err := nl.ParseRouteAttr(b)
-	if err != nil {
-		return nil
+// forEachAttr calls f with each attribute in b, without allocating.
+func forEachAttr(b []byte, f func(typ uint16, value []byte)) {
+	for len(b) >= 4 {
+		l := int(binary.NativeEndian.Uint16(b[0:2]))
+		if l < 4 || l > len(b) {
+			return
+		}
+		f(binary.NativeEndian.Uint16(b[2:4])&nlaTypeMask, b[4:l])
+		b = b[min((l+3)&^3, len(b)):]
 	}
-	m := make(map[uint16][]byte, len(attrs))
-	for _, a := range attrs {
-		m[a.Attr.Type&nlaTypeMask] = a.Value
-	}
-	return m
 }
 
 func addrFrom(b []byte) netip.Addr {
