@@ -1,0 +1,358 @@
+package vxlan
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// DefaultResyncInterval is how often a Datapath reconciles with nothing
+// prompting it. Kernel notifications trigger a reconcile within
+// milliseconds; the periodic one is the backstop for anything they miss.
+const DefaultResyncInterval = 30 * time.Second
+
+// settle is how long a Datapath waits after a notification for more to
+// arrive before reconciling, so that a burst costs one pass.
+const settle = 50 * time.Millisecond
+
+// DatapathConfig configures a Datapath.
+type DatapathConfig struct {
+	// Namespace to program; the zero value means the caller's.
+	Namespace netns.NsHandle
+	// Device describes the VTEP.
+	Device DeviceConfig
+	// Subnet is this node's subnet: its network address is put on the
+	// device. Network is the overlay network: other addresses inside it are
+	// removed from the device.
+	Subnet, Network netip.Prefix
+	// RouteProtocol tags owned routes and nexthops. Default 157.
+	RouteProtocol uint8
+	// ResyncInterval is the period of unprompted reconciles. Default 30s.
+	ResyncInterval time.Duration
+	// Logger gets one line per change and per repair. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// A Datapath keeps one VTEP device and its peers' routes, neighbours and
+// FDB entries as desired. Run reconciles on every change of the desired
+// state, on every kernel notification that departs from it (so drift is
+// repaired within moments), and periodically. A deleted device is created
+// again, with the same MAC, and every peer replayed.
+type Datapath struct {
+	cfg  DatapathConfig
+	nl   *netlink.Handle
+	log  *slog.Logger
+	kick chan struct{}
+
+	mu      sync.Mutex
+	dev     Device
+	rec     *Reconciler
+	peers   map[netip.Prefix]Peer
+	synced  bool  // the last reconcile succeeded
+	lastErr error // of the last reconcile
+	repairs []Repair
+}
+
+// DatapathStatus is what a Datapath reports for status output.
+type DatapathStatus struct {
+	Device     Device
+	Synced     bool
+	Err        string
+	Repairs    []Repair // device repairs; peer repairs are in Reconciler
+	Reconciler Status
+}
+
+// NewDatapath creates or corrects the device and programs no peers yet.
+func NewDatapath(cfg DatapathConfig) (*Datapath, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.ResyncInterval == 0 {
+		cfg.ResyncInterval = DefaultResyncInterval
+	}
+	if !cfg.Subnet.IsValid() || !cfg.Network.IsValid() {
+		return nil, errors.New("vxlan: DatapathConfig needs Subnet and Network")
+	}
+	var (
+		h   *netlink.Handle
+		err error
+	)
+	if cfg.Namespace.IsOpen() {
+		h, err = netlink.NewHandleAt(cfg.Namespace)
+	} else {
+		h, err = netlink.NewHandle()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("vxlan: netlink handle: %w", err)
+	}
+	d := &Datapath{
+		cfg:   cfg,
+		nl:    h,
+		log:   cfg.Logger.With("component", "vxlan"),
+		kick:  make(chan struct{}, 1),
+		peers: map[netip.Prefix]Peer{},
+	}
+	if err := d.reconcile(); err != nil {
+		d.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// Close releases the Datapath's sockets. The device, routes and entries stay
+// in place, so that a restarting agent does not drop traffic.
+func (d *Datapath) Close() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.rec != nil {
+		d.rec.Close()
+	}
+	d.nl.Close()
+}
+
+// Device returns the device as last ensured.
+func (d *Datapath) Device() Device {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.dev
+}
+
+// SetPeers replaces the desired peers; Run reconciles soon after.
+func (d *Datapath) SetPeers(peers []Peer) error {
+	want := make(map[netip.Prefix]Peer, len(peers))
+	for _, p := range peers {
+		if err := p.validate(d.cfg.Device.Local.Is6()); err != nil {
+			return fmt.Errorf("vxlan: %w", err)
+		}
+		want[p.Subnet] = p
+	}
+	d.mu.Lock()
+	d.peers = want
+	d.mu.Unlock()
+	d.trigger()
+	return nil
+}
+
+// SetPeer adds or changes one peer and programs it at once. If the write
+// fails, Run's next reconcile retries it.
+func (d *Datapath) SetPeer(p Peer) error {
+	if err := p.validate(d.cfg.Device.Local.Is6()); err != nil {
+		return fmt.Errorf("vxlan: %w", err)
+	}
+	d.mu.Lock()
+	d.peers[p.Subnet] = p
+	rec := d.rec
+	d.mu.Unlock()
+	if err := rec.SetPeer(p); err != nil {
+		d.trigger()
+		return err
+	}
+	return nil
+}
+
+// RemovePeer removes one peer at once.
+func (d *Datapath) RemovePeer(subnet netip.Prefix) error {
+	d.mu.Lock()
+	delete(d.peers, subnet)
+	rec := d.rec
+	d.mu.Unlock()
+	if err := rec.RemovePeer(subnet); err != nil {
+		d.trigger()
+		return err
+	}
+	return nil
+}
+
+// SetSubnet moves the node to a new subnet (after a lease was lost) or a
+// new network; Run re-addresses the device soon after.
+func (d *Datapath) SetSubnet(subnet, network netip.Prefix) {
+	d.mu.Lock()
+	d.cfg.Subnet, d.cfg.Network = subnet, network
+	d.mu.Unlock()
+	d.trigger()
+}
+
+// Status reports the device, whether the datapath has converged, and the
+// repairs made.
+func (d *Datapath) Status() DatapathStatus {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := DatapathStatus{Device: d.dev, Synced: d.synced, Repairs: slices.Clone(d.repairs)}
+	if d.lastErr != nil {
+		s.Err = d.lastErr.Error()
+	}
+	if d.rec != nil {
+		s.Reconciler = d.rec.Status()
+	}
+	return s
+}
+
+// Synced reports whether the last reconcile completed without error.
+func (d *Datapath) Synced() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.synced
+}
+
+func (d *Datapath) trigger() {
+	select {
+	case d.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Reconcile makes the kernel match the desired state now: device, address,
+// peers.
+func (d *Datapath) Reconcile() error { return d.reconcile() }
+
+func (d *Datapath) reconcile() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	err := d.reconcileLocked()
+	d.synced, d.lastErr = err == nil, err
+	return err
+}
+
+func (d *Datapath) reconcileLocked() error {
+	dev, changes, err := EnsureDevice(d.nl, d.cfg.Device)
+	if err != nil {
+		return err
+	}
+	for _, c := range changes {
+		d.noteRepair(dev.Name, c)
+	}
+	if d.rec == nil || dev.Index != d.dev.Index {
+		// A new device (first run, or re-created): a new reconciler, which
+		// replays every peer onto it.
+		if d.rec != nil {
+			d.rec.Close()
+		}
+		rec, err := NewReconciler(ReconcilerConfig{
+			Namespace: d.cfg.Namespace, Device: dev.Index, IPv6: d.cfg.Device.Local.Is6(),
+			Underlay: d.cfg.Device.Underlay, RouteProtocol: d.cfg.RouteProtocol, Logger: d.cfg.Logger,
+		})
+		if err != nil {
+			return err
+		}
+		d.rec = rec
+	}
+	d.dev = dev
+	addrChanges, err := EnsureAddress(d.nl, dev.Index, d.cfg.Subnet, d.cfg.Network)
+	if err != nil {
+		return err
+	}
+	for _, c := range addrChanges {
+		d.noteRepair(dev.Name, c)
+	}
+	peers := make([]Peer, 0, len(d.peers))
+	for _, p := range d.peers {
+		peers = append(peers, p)
+	}
+	if err := d.rec.SetPeers(peers); err != nil {
+		return err
+	}
+	_, err = d.rec.Sync()
+	return err
+}
+
+func (d *Datapath) noteRepair(what, why string) {
+	d.log.Info("device changed", "device", what, "change", why)
+	d.repairs = append(d.repairs, Repair{Time: time.Now(), What: what, Why: why})
+	if len(d.repairs) > maxRepairs {
+		d.repairs = slices.Delete(d.repairs, 0, len(d.repairs)-maxRepairs)
+	}
+}
+
+// Run reconciles until ctx is done. It listens to the kernel's link,
+// neighbour, route and nexthop notifications in the namespace and
+// reconciles shortly after any that departs from the desired state, after
+// every change of desired state, and every ResyncInterval. A failed
+// reconcile is retried with backoff and logged when its error changes.
+func (d *Datapath) Run(ctx context.Context) error {
+	n, err := subscribe(d.cfg.Namespace, d.cfg.Device.Local.Is6())
+	if err != nil {
+		return fmt.Errorf("vxlan: %w", err)
+	}
+	defer n.close()
+	readerDone := make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		for ctx.Err() == nil {
+			err := n.read(func(typ uint16, data []byte) {
+				if !d.expected(typ, data) {
+					d.trigger()
+				}
+			})
+			if err != nil {
+				// Lost notifications: anything may have changed.
+				d.trigger()
+				if !errors.Is(err, errOverrun) {
+					d.log.Warn("kernel notifications failed; relying on periodic resync", "err", err)
+					time.Sleep(time.Second)
+				}
+			}
+		}
+	}()
+	defer func() { <-readerDone }()
+
+	resync := time.NewTicker(d.cfg.ResyncInterval)
+	defer resync.Stop()
+	settleTimer := time.NewTimer(time.Hour)
+	settleTimer.Stop()
+	pending := false
+	retryDelay := time.Duration(0)
+	var lastErr string
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-d.kick:
+			if !pending {
+				pending = true
+				settleTimer.Reset(settle)
+			}
+			continue
+		case <-settleTimer.C:
+			pending = false
+		case <-resync.C:
+		}
+		if err := d.reconcile(); err != nil {
+			if err.Error() != lastErr {
+				d.log.Error("datapath reconcile failed; retrying", "err", err)
+				lastErr = err.Error()
+			}
+			retryDelay = min(max(2*retryDelay, 100*time.Millisecond), 10*time.Second)
+			pending = true
+			settleTimer.Reset(retryDelay)
+			continue
+		}
+		if lastErr != "" {
+			d.log.Info("datapath reconcile recovered")
+			lastErr = ""
+		}
+		retryDelay = 0
+	}
+}
+
+// expected reports whether a notification leaves things as desired.
+func (d *Datapath) expected(typ uint16, data []byte) bool {
+	d.mu.Lock()
+	dev, rec := d.dev, d.rec
+	d.mu.Unlock()
+	switch typ {
+	case unix.RTM_NEWLINK, unix.RTM_DELLINK:
+		// Any change to the device (MTU, MAC, state, deletion), or a link
+		// appearing under its name, is checked against the config.
+		return linkIndex(data) != dev.Index && linkName(data) != dev.Name
+	}
+	return rec == nil || rec.expected(typ, data)
+}

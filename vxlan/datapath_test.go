@@ -1,0 +1,161 @@
+package vxlan
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/weftnet/weft/internal/netnstest"
+)
+
+// dpNode is a simulated host running a Datapath.
+type dpNode struct {
+	*node
+	dp *Datapath
+}
+
+// newDatapaths starts a Datapath on each of count hosts, each with the
+// others as peers, with periodic resync effectively off: every repair the
+// tests see comes from a kernel notification.
+func newDatapaths(t *testing.T, count int) []*dpNode {
+	t.Helper()
+	seg := netnstest.NewSegment(t, count)
+	var nodes []*dpNode
+	for _, h := range seg.Hosts {
+		dp, err := NewDatapath(DatapathConfig{
+			Namespace:      h.Handle,
+			Device:         hostDeviceConfig(t, h, false),
+			Subnet:         netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 244, byte(h.Index), 0}), 24),
+			Network:        netip.MustParsePrefix("10.244.0.0/16"),
+			ResyncInterval: time.Hour,
+			Logger:         quietLog,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(dp.Close)
+		n := &dpNode{node: &node{host: h, dev: dp.Device(), subnet: dp.cfg.Subnet}, dp: dp}
+		nodes = append(nodes, n)
+	}
+	for _, n := range nodes {
+		var peers []Peer
+		for _, o := range nodes {
+			if o != n {
+				peers = append(peers, o.peer())
+			}
+		}
+		if err := n.dp.SetPeers(peers); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- n.dp.Run(ctx) }()
+		t.Cleanup(func() {
+			cancel()
+			if err := <-done; err != context.Canceled {
+				t.Errorf("Run returned %v", err)
+			}
+		})
+	}
+	return nodes
+}
+
+func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestDatapathRepairsDriftOnItsOwn injects drift and waits for the running
+// Datapath to notice (through kernel notifications, the periodic resync
+// being an hour away) and repair it.
+func TestDatapathRepairsDriftOnItsOwn(t *testing.T) {
+	t.Parallel()
+	nodes := newDatapaths(t, 2)
+	a, b := nodes[0], nodes[1]
+	waitUntil(t, 5*time.Second, "both datapaths to converge", func() bool { return a.dp.Synced() && b.dp.Synced() })
+	requireMesh(t, []*node{a.node, b.node})
+	bMAC := b.dev.MAC.String()
+
+	for _, tc := range []struct {
+		name   string
+		inject []string
+		check  []string // command whose output must come to contain want
+		want   string
+	}{
+		{"neighbour with a wrong MAC (seed 001)",
+			[]string{"ip", "neigh", "replace", "10.244.2.0", "lladdr", "0e:de:ad:be:ef:01", "nud", "permanent", "dev", "flannel.1"},
+			[]string{"ip", "neigh", "show", "10.244.2.0", "dev", "flannel.1"}, "lladdr " + bMAC + " PERMANENT"},
+		{"route deleted",
+			[]string{"ip", "route", "del", "10.244.2.0/24"},
+			[]string{"ip", "route", "show", "10.244.2.0/24"}, "proto 157"},
+		{"FDB entry pointing elsewhere",
+			[]string{"bridge", "fdb", "replace", bMAC, "dev", "flannel.1", "dst", "172.30.0.99", "self", "permanent"},
+			[]string{"bridge", "fdb", "show", "dev", "flannel.1"}, bMAC + " dst 172.30.0.2 self permanent"},
+		{"MTU changed",
+			[]string{"ip", "link", "set", "flannel.1", "mtu", "1300"},
+			[]string{"ip", "link", "show", "flannel.1"}, "mtu 1450"},
+		{"device MAC changed",
+			[]string{"ip", "link", "set", "flannel.1", "address", "0e:11:22:33:44:55"},
+			[]string{"ip", "neigh", "show", "10.244.2.0", "dev", "flannel.1"}, "lladdr " + bMAC + " PERMANENT"},
+	} {
+		before := len(a.dp.Status().Repairs) + len(a.dp.Status().Reconciler.Repairs)
+		ip(t, a.node, tc.inject...)
+		waitUntil(t, 5*time.Second, tc.name+" to be repaired", func() bool {
+			return strings.Contains(ip(t, a.node, tc.check...), tc.want)
+		})
+		waitUntil(t, 5*time.Second, tc.name+" to show in Status", func() bool {
+			st := a.dp.Status()
+			return len(st.Repairs)+len(st.Reconciler.Repairs) > before
+		})
+		if err := overlayReachable(t, a.node, b.node, 5*time.Second); err != nil {
+			t.Fatalf("%s: traffic after the repair: %v", tc.name, err)
+		}
+	}
+	if got := a.dp.Device().MAC; got != a.dev.MAC {
+		t.Errorf("device MAC %s after repairs, want %s", got, a.dev.MAC)
+	}
+}
+
+// TestDatapathRecreatesDeletedDevice deletes the device under a running
+// Datapath: it comes back with the same MAC and every peer replayed.
+func TestDatapathRecreatesDeletedDevice(t *testing.T) {
+	t.Parallel()
+	nodes := newDatapaths(t, 3)
+	a := nodes[0]
+	waitUntil(t, 5*time.Second, "convergence", func() bool { return a.dp.Synced() })
+	oldIndex := a.dp.Device().Index
+	ip(t, a.node, "ip", "link", "del", "flannel.1")
+	waitUntil(t, 5*time.Second, "the device to come back with its peers", func() bool {
+		dev := a.dp.Device()
+		st := a.dp.Status().Reconciler
+		return dev.Index != oldIndex && a.dp.Synced() && len(st.Peers) == 2 && st.Peers[0].Programmed && st.Peers[1].Programmed
+	})
+	if dev := a.dp.Device(); dev.MAC != a.dev.MAC {
+		t.Errorf("re-created device has MAC %s, want %s", dev.MAC, a.dev.MAC)
+	}
+	for _, n := range nodes {
+		n.dev = n.dp.Device()
+	}
+	requireMesh(t, []*node{nodes[0].node, nodes[1].node, nodes[2].node})
+}
+
+// TestDatapathSetSubnet moves a node to a new subnet: the device is
+// re-addressed and the old address removed.
+func TestDatapathSetSubnet(t *testing.T) {
+	t.Parallel()
+	nodes := newDatapaths(t, 1)
+	a := nodes[0]
+	a.dp.SetSubnet(netip.MustParsePrefix("10.244.99.0/24"), netip.MustParsePrefix("10.244.0.0/16"))
+	waitUntil(t, 5*time.Second, "the new address", func() bool {
+		out := ip(t, a.node, "ip", "-4", "addr", "show", "dev", "flannel.1")
+		return strings.Contains(out, "10.244.99.0/32") && !strings.Contains(out, "10.244.1.0/32")
+	})
+}
