@@ -16,7 +16,8 @@
 //   - lease/etcd: the Manager on etcd v3, in flannel's key layout, with
 //     ownership-safe conditional writes.
 //   - subnetenv: reads and writes subnet.env, atomically.
-//   - vxlan: the datapath (so far, the vxlan backend settings).
+//   - vxlan: the datapath: the VTEP device and a reconciler that owns its
+//     routes, neighbours and FDB entries and repairs drift.
 //
 // Every long-lived piece of state has a desired form computed from its inputs
 // and an idempotent step that makes the world match it; events only trigger

@@ -11,4 +11,14 @@
 // through nexthop objects, which the kernel inserts an order of magnitude
 // faster than routes with their own onlink gateways, and requests are
 // pipelined over one netlink socket per namespace.
+//
+// A Datapath ties these together for one device and keeps them true: it
+// reconciles when the desired peers change, when a kernel notification
+// shows drift (a deleted route, seed 001's stale permanent neighbour, a
+// changed MTU or MAC, a deleted device, which it re-creates with the same
+// MAC), and periodically. Status reports what is programmed and every
+// repair with its reason.
+//
+// All netlink work happens in a namespace given in the configuration, so an
+// embedder or a test can point the datapath at any namespace.
 package vxlan

@@ -377,3 +377,78 @@ func TestDirectRouting(t *testing.T) {
 		t.Errorf("after switching to VXLAN: %s", out)
 	}
 }
+
+// TestWithoutNexthops forces the fallback for kernels before 5.3: routes
+// carry their own onlink gateway. Traffic flows, a resync writes nothing,
+// and drift is repaired the same way.
+func TestWithoutNexthops(t *testing.T) {
+	t.Parallel()
+	nodes := newNodes(t, 2, false)
+	for _, n := range nodes {
+		n.rec.nexthops = false
+	}
+	meshAll(t, nodes)
+	requireMesh(t, nodes)
+	a := nodes[0]
+	if out := ip(t, a, "ip", "route", "show", "10.244.2.0/24"); strings.Contains(out, "nhid") || !strings.Contains(out, "via 10.244.2.0 dev flannel.1 proto 157 onlink") {
+		t.Errorf("fallback route: %s", out)
+	}
+	if out := ip(t, a, "ip", "nexthop"); strings.TrimSpace(out) != "" {
+		t.Errorf("nexthops created in fallback mode:\n%s", out)
+	}
+	if res, err := a.rec.Sync(); err != nil || res.Writes != 0 {
+		t.Fatalf("resync: %+v, %v", res, err)
+	}
+	ip(t, a, "ip", "route", "del", "10.244.2.0/24")
+	if res, err := a.rec.Sync(); err != nil || res.Repairs != 1 {
+		t.Fatalf("repair: %+v, %v", res, err)
+	}
+	requireMesh(t, nodes)
+}
+
+// TestDualStack runs the IPv4 and the IPv6 datapath side by side in the
+// same namespaces, as a dual-stack node does: flannel.1 carries the IPv4
+// peers and flannel-v6.1 the IPv6 ones, and neither disturbs the other.
+func TestDualStack(t *testing.T) {
+	t.Parallel()
+	seg := netnstest.NewSegment(t, 2)
+	var v4, v6 []*node
+	for _, h := range seg.Hosts {
+		for _, ipv6 := range []bool{false, true} {
+			cfg := hostDeviceConfig(t, h, ipv6)
+			dev, _, err := EnsureDevice(h.Netlink(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			subnet := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 244, byte(h.Index), 0}), 24)
+			network := netip.MustParsePrefix("10.244.0.0/16")
+			if ipv6 {
+				subnet = netip.PrefixFrom(netip.AddrFrom16([16]byte{0xfd, 0, 0x10, 0x24, 0, 0, 0, byte(h.Index)}), 64)
+				network = netip.MustParsePrefix("fd00:1024::/48")
+			}
+			if _, err := EnsureAddress(h.Netlink(), dev.Index, subnet, network); err != nil {
+				t.Fatal(err)
+			}
+			rec, err := NewReconciler(ReconcilerConfig{Namespace: h.Handle, Device: dev.Index, IPv6: ipv6, Underlay: cfg.Underlay, Logger: quietLog})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(rec.Close)
+			n := &node{host: h, dev: dev, under: cfg.Underlay, subnet: subnet, rec: rec, ipv6: ipv6}
+			if ipv6 {
+				v6 = append(v6, n)
+			} else {
+				v4 = append(v4, n)
+			}
+		}
+	}
+	meshAll(t, v4)
+	meshAll(t, v6)
+	requireMesh(t, v4)
+	requireMesh(t, v6)
+	for _, n := range append(v4, v6...) {
+		if res, err := n.rec.Sync(); err != nil || res.Writes != 0 {
+			t.Errorf("host %d ipv6=%v: resync beside the other family: %+v, %v", n.host.Index, n.ipv6, res, err)
+		}
+	}
+}
