@@ -6,8 +6,6 @@ package pins_test
 // in a test file, they are never linked into a consumer's binary. Remove each
 // line once a package of ours imports the dependency.
 import (
-	_ "github.com/vishvananda/netlink"
-	_ "github.com/vishvananda/netns"
 	_ "golang.org/x/sync/errgroup"
 	_ "k8s.io/client-go/kubernetes"
 )
