@@ -53,13 +53,18 @@ type Datapath struct {
 	log  *slog.Logger
 	kick chan struct{}
 
-	mu      sync.Mutex
-	dev     Device
-	rec     *Reconciler
-	peers   map[netip.Prefix]Peer
-	synced  bool  // the last reconcile succeeded
-	lastErr error // of the last reconcile
-	repairs []Repair
+	mu    sync.Mutex
+	dev   Device
+	rec   *Reconciler
+	peers map[netip.Prefix]Peer
+	// peersKnown is set by the first SetPeers. Until then the datapath
+	// leaves peer state alone: a restarting agent keeps routing to the
+	// peers it programmed before while it learns them again (edge
+	// autonomy), instead of clearing them as strays.
+	peersKnown bool
+	synced     bool  // the last reconcile, with peers known, succeeded
+	lastErr    error // of the last reconcile
+	repairs    []Repair
 }
 
 // DatapathStatus is what a Datapath reports for status output.
@@ -71,7 +76,8 @@ type DatapathStatus struct {
 	Reconciler Status
 }
 
-// NewDatapath creates or corrects the device and programs no peers yet.
+// NewDatapath creates or corrects the device and its address. It leaves
+// routes, neighbours and FDB entries as they are until the first SetPeers.
 func NewDatapath(cfg DatapathConfig) (*Datapath, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -126,7 +132,9 @@ func (d *Datapath) Device() Device {
 	return d.dev
 }
 
-// SetPeers replaces the desired peers; Run reconciles soon after.
+// SetPeers replaces the desired peers; Run reconciles soon after. A peer
+// whose subnet overlaps this node's own is skipped with a warning: routing
+// it to the overlay would take this node's pods' traffic away from them.
 func (d *Datapath) SetPeers(peers []Peer) error {
 	want := make(map[netip.Prefix]Peer, len(peers))
 	for _, p := range peers {
@@ -136,7 +144,13 @@ func (d *Datapath) SetPeers(peers []Peer) error {
 		want[p.Subnet] = p
 	}
 	d.mu.Lock()
-	d.peers = want
+	for s := range want {
+		if s.Overlaps(d.cfg.Subnet) {
+			d.log.Warn("ignoring a peer that overlaps this node's subnet", "peer", s, "own", d.cfg.Subnet)
+			delete(want, s)
+		}
+	}
+	d.peers, d.peersKnown = want, true
 	d.mu.Unlock()
 	d.trigger()
 	return nil
@@ -149,10 +163,13 @@ func (d *Datapath) SetPeer(p Peer) error {
 		return fmt.Errorf("vxlan: %w", err)
 	}
 	d.mu.Lock()
+	defer d.mu.Unlock()
+	if p.Subnet.Overlaps(d.cfg.Subnet) {
+		d.log.Warn("ignoring a peer that overlaps this node's subnet", "peer", p.Subnet, "own", d.cfg.Subnet)
+		return nil
+	}
 	d.peers[p.Subnet] = p
-	rec := d.rec
-	d.mu.Unlock()
-	if err := rec.SetPeer(p); err != nil {
+	if err := d.rec.SetPeer(p); err != nil {
 		d.trigger()
 		return err
 	}
@@ -162,10 +179,9 @@ func (d *Datapath) SetPeer(p Peer) error {
 // RemovePeer removes one peer at once.
 func (d *Datapath) RemovePeer(subnet netip.Prefix) error {
 	d.mu.Lock()
+	defer d.mu.Unlock()
 	delete(d.peers, subnet)
-	rec := d.rec
-	d.mu.Unlock()
-	if err := rec.RemovePeer(subnet); err != nil {
+	if err := d.rec.RemovePeer(subnet); err != nil {
 		d.trigger()
 		return err
 	}
@@ -218,7 +234,7 @@ func (d *Datapath) reconcile() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	err := d.reconcileLocked()
-	d.synced, d.lastErr = err == nil, err
+	d.synced, d.lastErr = err == nil && d.peersKnown, err
 	return err
 }
 
@@ -238,7 +254,8 @@ func (d *Datapath) reconcileLocked() error {
 		}
 		rec, err := NewReconciler(ReconcilerConfig{
 			Namespace: d.cfg.Namespace, Device: dev.Index, IPv6: d.cfg.Device.Local.Is6(),
-			Underlay: d.cfg.Device.Underlay, RouteProtocol: d.cfg.RouteProtocol, Logger: d.cfg.Logger,
+			Underlay: d.cfg.Device.Underlay, Learning: d.cfg.Device.Learning,
+			RouteProtocol: d.cfg.RouteProtocol, Logger: d.cfg.Logger,
 		})
 		if err != nil {
 			return err
@@ -252,6 +269,9 @@ func (d *Datapath) reconcileLocked() error {
 	}
 	for _, c := range addrChanges {
 		d.noteRepair(dev.Name, c)
+	}
+	if !d.peersKnown {
+		return nil
 	}
 	peers := make([]Peer, 0, len(d.peers))
 	for _, p := range d.peers {
@@ -303,6 +323,9 @@ func (d *Datapath) Run(ctx context.Context) error {
 		}
 	}()
 	defer func() { <-readerDone }()
+	// Whatever changed before the subscription existed goes unnoticed by
+	// it: reconcile once now.
+	d.trigger()
 
 	resync := time.NewTicker(d.cfg.ResyncInterval)
 	defer resync.Stop()
@@ -352,7 +375,9 @@ func (d *Datapath) expected(typ uint16, data []byte) bool {
 	case unix.RTM_NEWLINK, unix.RTM_DELLINK:
 		// Any change to the device (MTU, MAC, state, deletion), or a link
 		// appearing under its name, is checked against the config.
-		return linkIndex(data) != dev.Index && linkName(data) != dev.Name
+		// The underlay's MTU decides the device's.
+		i := linkIndex(data)
+		return i != dev.Index && i != d.cfg.Device.Underlay && linkName(data) != dev.Name
 	}
 	return rec == nil || rec.expected(typ, data)
 }

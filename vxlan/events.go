@@ -116,17 +116,17 @@ func (r *Reconciler) expected(typ uint16, data []byte) bool {
 	switch typ {
 	case unix.RTM_NEWROUTE, unix.RTM_DELROUTE:
 		rt, ok := parseRoute(data)
-		if !ok || (rt.dev != r.cfg.Device && rt.proto != r.cfg.RouteProtocol) || rt.proto == unix.RTPROT_KERNEL {
+		if !ok || data[0] != r.fam || (rt.dev != r.cfg.Device && rt.proto != r.cfg.RouteProtocol) || rt.proto == unix.RTPROT_KERNEL {
 			return true
 		}
 		p, want := r.peers[rt.dst]
 		if typ == unix.RTM_DELROUTE {
-			return !want
+			return !want || rt.metric != r.metric
 		}
 		return want && routeMatches(rt, r.objects(p, r.ids[p.Subnet]).route)
 	case unix.RTM_NEWNEXTHOP, unix.RTM_DELNEXTHOP:
 		n, ok := parseNexthop(data)
-		if !ok || (n.dev != r.cfg.Device && n.proto != r.cfg.RouteProtocol) {
+		if !ok || data[0] != r.fam || (n.dev != r.cfg.Device && n.proto != r.cfg.RouteProtocol) {
 			return true
 		}
 		subnet, want := r.idOwner[n.id]
@@ -137,12 +137,15 @@ func (r *Reconciler) expected(typ uint16, data []byte) bool {
 	case unix.RTM_NEWNEIGH, unix.RTM_DELNEIGH:
 		if len(data) > 0 && data[0] == unix.AF_BRIDGE {
 			f, ok := parseFDB(data)
-			if !ok || f.dev != r.cfg.Device {
+			if !ok || f.dev != r.cfg.Device || r.cfg.Learning && f.state&unix.NUD_PERMANENT == 0 {
 				return true
 			}
 			for _, p := range r.peers {
 				if !p.Direct && p.VtepMAC == f.mac {
-					return typ == unix.RTM_NEWNEIGH && f.dst == p.PublicIP && f.state&unix.NUD_PERMANENT != 0
+					if typ == unix.RTM_DELNEIGH {
+						return f.dst != p.PublicIP || !f.isDefault()
+					}
+					return f.dst == p.PublicIP && f.isDefault() && f.state&unix.NUD_PERMANENT != 0
 				}
 			}
 			return typ == unix.RTM_DELNEIGH

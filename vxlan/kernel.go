@@ -61,14 +61,25 @@ func parseNexthop(data []byte) (nexthop, bool) {
 }
 
 // route is a unicast route in the main table: to dst through nexthop nhid,
-// or, without nexthop objects, via gw on dev.
+// or, without nexthop objects, via gw on dev. metric is the route's
+// priority; routes to one destination with different metrics are distinct.
 type route struct {
 	dst    netip.Prefix
+	metric uint32
 	nhid   uint32
 	gw     netip.Addr
 	dev    int
 	onlink bool
 	proto  uint8
+}
+
+// defaultMetric is the priority the kernel gives a route that names none:
+// 0 for IPv4, 1024 for IPv6. The datapath's routes use it explicitly.
+func defaultMetric(ipv6 bool) uint32 {
+	if ipv6 {
+		return 1024
+	}
+	return 0
 }
 
 func rtmsg(dst netip.Prefix, proto uint8, scope uint8) []byte {
@@ -82,9 +93,17 @@ func rtmsg(dst netip.Prefix, proto uint8, scope uint8) []byte {
 	return b
 }
 
-func (r route) addRequest() request {
+// addRequest writes the route. With replace false the kernel refuses to
+// overwrite a route to the same destination and metric, which is how the
+// datapath avoids taking over a route it does not own.
+func (r route) addRequest(replace bool) request {
+	flags := uint16(unix.NLM_F_CREATE | unix.NLM_F_EXCL)
+	if replace {
+		flags = unix.NLM_F_CREATE | unix.NLM_F_REPLACE
+	}
 	body := rtmsg(r.dst, r.proto, unix.RT_SCOPE_UNIVERSE)
 	body = attr(body, unix.RTA_DST, addrBytes(r.dst.Addr()))
+	body = attr(body, unix.RTA_PRIORITY, u32(r.metric))
 	if r.nhid != 0 {
 		body = attr(body, rtaNHID, u32(r.nhid))
 	} else {
@@ -94,17 +113,31 @@ func (r route) addRequest() request {
 		body = attr(body, unix.RTA_GATEWAY, addrBytes(r.gw))
 		body = attr(body, unix.RTA_OIF, u32(uint32(r.dev)))
 	}
-	return request{typ: unix.RTM_NEWROUTE, flags: unix.NLM_F_CREATE | unix.NLM_F_REPLACE, body: body, what: "route " + r.dst.String()}
+	return request{typ: unix.RTM_NEWROUTE, flags: flags, body: body, what: "route " + r.dst.String()}
 }
 
+// deleteRequest deletes exactly this route: the kernel matches the
+// protocol, metric and nexthop given, so another program's route to the
+// same destination is never taken instead.
 func (r route) deleteRequest() request {
-	body := rtmsg(r.dst, 0, unix.RT_SCOPE_NOWHERE)
+	body := rtmsg(r.dst, r.proto, unix.RT_SCOPE_NOWHERE)
 	body = attr(body, unix.RTA_DST, addrBytes(r.dst.Addr()))
+	body = attr(body, unix.RTA_PRIORITY, u32(r.metric))
+	if r.nhid != 0 {
+		body = attr(body, rtaNHID, u32(r.nhid))
+	} else {
+		if r.gw.IsValid() {
+			body = attr(body, unix.RTA_GATEWAY, addrBytes(r.gw))
+		}
+		if r.dev != 0 {
+			body = attr(body, unix.RTA_OIF, u32(uint32(r.dev)))
+		}
+	}
 	return request{typ: unix.RTM_DELROUTE, body: body, what: "delete route " + r.dst.String()}
 }
 
-// parseRoute reads a route from a dump; ok is false for routes outside the
-// main table or without a destination address.
+// parseRoute reads a route from a dump or notification; ok is false for
+// routes outside the main table, of another type, or without a destination.
 func parseRoute(data []byte) (r route, ok bool) {
 	if len(data) < unix.SizeofRtMsg {
 		return route{}, false
@@ -121,6 +154,8 @@ func parseRoute(data []byte) (r route, ok bool) {
 			r.gw = addrFrom(v)
 		case typ == unix.RTA_OIF && len(v) == 4:
 			r.dev = int(binary.NativeEndian.Uint32(v))
+		case typ == unix.RTA_PRIORITY && len(v) == 4:
+			r.metric = binary.NativeEndian.Uint32(v)
 		case typ == rtaNHID && len(v) == 4:
 			r.nhid = binary.NativeEndian.Uint32(v)
 		}
@@ -183,14 +218,22 @@ func parseNeigh(data []byte) (neigh, bool) {
 }
 
 // fdb is a forwarding database entry of the VXLAN device: frames for mac go
-// to the VTEP at dst.
+// to the VTEP at dst. port, vni and ifindex are zero when the entry uses the
+// device's defaults, as the datapath's entries do.
 type fdb struct {
-	mac   MAC
-	dst   netip.Addr
-	dev   int
-	state uint16
-	self  bool
+	mac     MAC
+	dst     netip.Addr
+	dev     int
+	state   uint16
+	self    bool
+	port    uint16
+	vni     uint32
+	ifindex int
 }
+
+// isDefault reports whether the entry sends to dst with the device's port,
+// VNI and interface.
+func (f fdb) isDefault() bool { return f.port == 0 && f.vni == 0 && f.ifindex == 0 }
 
 func (f fdb) addRequest() request {
 	body := ndmsg(unix.AF_BRIDGE, f.dev, unix.NUD_PERMANENT, unix.NTF_SELF)
@@ -199,11 +242,22 @@ func (f fdb) addRequest() request {
 	return request{typ: unix.RTM_NEWNEIGH, flags: unix.NLM_F_CREATE | unix.NLM_F_REPLACE, body: body, what: fmt.Sprintf("fdb %s dst %s", f.mac, f.dst)}
 }
 
+// deleteRequest deletes exactly this remote of the entry: the kernel
+// matches destination, port, VNI and interface.
 func (f fdb) deleteRequest() request {
 	body := ndmsg(unix.AF_BRIDGE, f.dev, 0, unix.NTF_SELF)
 	body = attr(body, unix.NDA_LLADDR, f.mac[:])
 	if f.dst.IsValid() {
 		body = attr(body, unix.NDA_DST, addrBytes(f.dst))
+	}
+	if f.port != 0 {
+		body = attr(body, unix.NDA_PORT, binary.BigEndian.AppendUint16(nil, f.port))
+	}
+	if f.vni != 0 {
+		body = attr(body, unix.NDA_VNI, u32(f.vni))
+	}
+	if f.ifindex != 0 {
+		body = attr(body, unix.NDA_IFINDEX, u32(uint32(f.ifindex)))
 	}
 	return request{typ: unix.RTM_DELNEIGH, body: body, what: fmt.Sprintf("delete fdb %s dst %s", f.mac, f.dst)}
 }
@@ -219,11 +273,17 @@ func parseFDB(data []byte) (fdb, bool) {
 	}
 	macLen := 0
 	forEachAttr(data[12:], func(typ uint16, v []byte) {
-		switch typ {
-		case unix.NDA_DST:
+		switch {
+		case typ == unix.NDA_DST:
 			f.dst = addrFrom(v)
-		case unix.NDA_LLADDR:
+		case typ == unix.NDA_LLADDR:
 			macLen = copy(f.mac[:], v)
+		case typ == unix.NDA_PORT && len(v) == 2:
+			f.port = binary.BigEndian.Uint16(v)
+		case typ == unix.NDA_VNI && len(v) == 4:
+			f.vni = binary.NativeEndian.Uint32(v)
+		case typ == unix.NDA_IFINDEX && len(v) == 4:
+			f.ifindex = int(binary.NativeEndian.Uint32(v))
 		}
 	})
 	return f, macLen == 6
@@ -233,11 +293,11 @@ func parseFDB(data []byte) (fdb, bool) {
 // clean: nexthops and routes tagged with its protocol or on its device,
 // and the neighbour and FDB entries of its device.
 type kernelState struct {
-	allIDs   map[uint32]bool        // every nexthop id in the namespace, ours or not
-	nexthops map[uint32]nexthop     // by id
-	routes   map[netip.Prefix]route // by destination
-	neighs   map[netip.Addr]neigh   // by IP
-	fdbs     map[MAC][]fdb          // by MAC; a MAC may have several remotes
+	allIDs   map[uint32]bool          // every nexthop id in the namespace, ours or not
+	nexthops map[uint32]nexthop       // by id
+	routes   map[netip.Prefix][]route // by destination; metrics tell them apart
+	neighs   map[netip.Addr]neigh     // by IP
+	fdbs     map[MAC][]fdb            // by MAC; a MAC may have several remotes
 }
 
 // list dumps the kernel state relevant to device dev of the given family.
@@ -246,7 +306,7 @@ func (c *rtconn) list(fam uint8, dev int, proto uint8, withNexthops bool) (kerne
 	st := kernelState{
 		allIDs:   map[uint32]bool{},
 		nexthops: map[uint32]nexthop{},
-		routes:   map[netip.Prefix]route{},
+		routes:   map[netip.Prefix][]route{},
 		neighs:   map[netip.Addr]neigh{},
 		fdbs:     map[MAC][]fdb{},
 	}
@@ -274,7 +334,7 @@ func (c *rtconn) list(fam uint8, dev int, proto uint8, withNexthops bool) (kerne
 	body[4] = unix.RT_TABLE_MAIN
 	if err := c.dump(unix.RTM_GETROUTE, body, func(_ uint16, data []byte) error {
 		if r, ok := parseRoute(data); ok && (r.proto == proto || r.dev == dev) {
-			st.routes[r.dst] = r
+			st.routes[r.dst] = append(st.routes[r.dst], r)
 		}
 		return nil
 	}); err != nil {

@@ -27,14 +27,16 @@ type ReconcilerConfig struct {
 	// Namespace is the network namespace to program. The zero value means
 	// the namespace of the calling thread when NewReconciler runs.
 	Namespace netns.NsHandle
-	// Device is the index of the VTEP device; its peers' routes,
-	// neighbours and FDB entries are the reconciler's to own.
+	// Device is the index of the VTEP device.
 	Device int
 	// IPv6 selects the IPv6 datapath (flannel-v6.<VNI>).
 	IPv6 bool
 	// Underlay is the index of the underlay interface, needed only for
 	// peers with Direct set.
 	Underlay int
+	// Learning says the device learns FDB entries itself (Config.Learning);
+	// the reconciler then leaves entries it did not make permanent alone.
+	Learning bool
 	// RouteProtocol tags owned routes and nexthops. Default 157.
 	RouteProtocol uint8
 	// Logger receives a line for every repair of drift. Default
@@ -42,31 +44,41 @@ type ReconcilerConfig struct {
 	Logger *slog.Logger
 }
 
-// A Reconciler makes the kernel's routes, neighbours and FDB entries for one
-// VTEP device match a desired set of peers. It owns everything on the
-// device: what no peer needs is removed and what is wrong is corrected.
+// A Reconciler makes the kernel's routes, nexthops, neighbours and FDB
+// entries for one VTEP device match a desired set of peers.
 //
-// Two paths write: Sync computes the full difference between the desired
-// peers and a listing of the kernel and applies only that, for start-up and
-// periodic resync; SetPeer and RemovePeer apply one peer's change directly,
-// for events, without listing. A failed write of either is repaired by the
-// next Sync. A Reconciler is safe for concurrent use.
+// What it owns: every neighbour and FDB entry on the device, every nexthop
+// on the device or tagged with its protocol, and every main-table route on
+// the device or tagged with its protocol. What no peer needs among those is
+// removed and what is wrong is corrected. Everything else is left alone: a
+// route another program made to a peer's subnet is reported as a conflict,
+// never overwritten, and deletes name protocol, metric and nexthop so the
+// kernel cannot match another program's route.
+//
+// Two paths write: Sync lists the kernel and applies only the difference
+// from the desired peers, for start-up and periodic resync; SetPeer and
+// RemovePeer apply one peer's change directly, for events. A failed write
+// of either is repaired by the next Sync. A Reconciler is safe for
+// concurrent use.
 type Reconciler struct {
 	cfg      ReconcilerConfig
 	fam      uint8
+	metric   uint32
 	log      *slog.Logger
 	nexthops bool // the kernel has nexthop objects (Linux 5.3 and later)
 
 	mu       sync.Mutex
 	conn     *rtconn
+	closed   bool
 	peers    map[netip.Prefix]Peer   // desired
 	ids      map[netip.Prefix]uint32 // nexthop id of each peer's route
 	idOwner  map[uint32]netip.Prefix // the reverse of ids
-	ownIDs   map[uint32]bool         // nexthop ids known to be ours
+	ownIDs   map[uint32]bool         // nexthops known to be ours: listed with our protocol, or created by us since
 	usedIDs  map[uint32]bool         // every nexthop id in the namespace, as last listed
 	status   map[netip.Prefix]PeerStatus
 	repairs  []Repair
 	lastSync SyncResult
+	syncs    int
 }
 
 // PeerStatus is what the reconciler last programmed for a peer.
@@ -75,7 +87,7 @@ type PeerStatus struct {
 	NexthopID uint32 // 0 without nexthop objects
 	// Programmed is true once every object of the peer is in the kernel.
 	Programmed bool
-	// Err is the last write error for the peer, "" if none.
+	// Err is the last write error or conflict for the peer, "" if none.
 	Err string
 }
 
@@ -84,7 +96,7 @@ type PeerStatus struct {
 type Repair struct {
 	Time time.Time
 	What string // the object, e.g. "neighbour 10.244.9.0"
-	Why  string // e.g. "lladdr 0e:00:00:00:00:09, want 0e:00:00:00:00:01"
+	Why  string // e.g. "lladdr 0e:00:00:00:00:09 state 0x80, want 0e:00:00:00:00:01 permanent"
 }
 
 // SyncResult reports one Sync.
@@ -105,6 +117,7 @@ type Status struct {
 	Peers    []PeerStatus
 	Repairs  []Repair // most recent last, at most 256
 	LastSync SyncResult
+	Syncs    int // Sync calls so far
 }
 
 // NewReconciler returns a Reconciler for cfg.Device with no peers. It does
@@ -126,6 +139,7 @@ func NewReconciler(cfg ReconcilerConfig) (*Reconciler, error) {
 	r := &Reconciler{
 		cfg:     cfg,
 		fam:     unix.AF_INET,
+		metric:  defaultMetric(cfg.IPv6),
 		log:     cfg.Logger.With("component", "vxlan", "device", cfg.Device),
 		conn:    conn,
 		peers:   map[netip.Prefix]Peer{},
@@ -146,12 +160,16 @@ func NewReconciler(cfg ReconcilerConfig) (*Reconciler, error) {
 	return r, nil
 }
 
-// Close releases the netlink socket. The kernel state stays as it is.
+// Close releases the netlink socket; later calls fail. The kernel state
+// stays as it is.
 func (r *Reconciler) Close() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.closed = true
 	r.conn.close()
 }
+
+var errReconcilerClosed = errors.New("vxlan: reconciler is closed")
 
 // SetPeers replaces the desired set of peers. It does not write: call Sync.
 func (r *Reconciler) SetPeers(peers []Peer) error {
@@ -187,9 +205,9 @@ func (r *Reconciler) objects(p Peer, id uint32) desired {
 	}
 	if id != 0 {
 		d.nh = nexthop{id: id, gw: gw, dev: dev, onlink: onlink, proto: proto}
-		d.route = route{dst: p.Subnet, nhid: id, proto: proto}
+		d.route = route{dst: p.Subnet, metric: r.metric, nhid: id, proto: proto}
 	} else {
-		d.route = route{dst: p.Subnet, gw: gw, dev: dev, onlink: onlink, proto: proto}
+		d.route = route{dst: p.Subnet, metric: r.metric, gw: gw, dev: dev, onlink: onlink, proto: proto}
 	}
 	if !p.Direct {
 		d.neigh = &neigh{ip: p.gateway(), mac: p.VtepMAC, dev: r.cfg.Device, state: unix.NUD_PERMANENT}
@@ -210,10 +228,10 @@ func (r *Reconciler) nexthopID(p Peer, byGateway map[nhTarget]uint32) uint32 {
 	if id, ok := r.ids[p.Subnet]; ok && (r.ownIDs[id] || !r.usedIDs[id]) {
 		return id
 	}
-	// Its id, if any, turned out to belong to a nexthop that is not ours.
+	// Its id, if any, now belongs to a nexthop that is not ours.
 	r.setID(p.Subnet, 0)
 	want := r.objects(p, 1).nh
-	if id, ok := byGateway[nhTarget{want.gw, want.dev}]; ok && r.ownIDs[id] {
+	if id, ok := byGateway[nhTarget{want.gw, want.dev}]; ok {
 		if _, taken := r.idOwner[id]; !taken {
 			r.setID(p.Subnet, id)
 			return id
@@ -231,7 +249,6 @@ func (r *Reconciler) nexthopID(p Peer, byGateway map[nhTarget]uint32) uint32 {
 		id++
 	}
 	r.setID(p.Subnet, id)
-	r.usedIDs[id] = true
 	return id
 }
 
@@ -253,13 +270,50 @@ func (r *Reconciler) setID(subnet netip.Prefix, id uint32) {
 	}
 }
 
+// nexthopAdd writes n, replacing it in place when the id is known to be
+// ours and creating it exclusively otherwise, so that a nexthop another
+// program created with the id meanwhile is never overwritten.
+func (r *Reconciler) nexthopAdd(n nexthop) request {
+	req := n.addRequest()
+	if !r.ownIDs[n.id] {
+		req.flags = unix.NLM_F_CREATE | unix.NLM_F_EXCL
+	}
+	return req
+}
+
+// fdbPlan decides, for the sorted peers, which remote each VTEP MAC gets.
+// Peers sharing a MAC and public IP (one node holding two leases while it
+// moves) share the entry; a peer whose MAC another peer already sends
+// elsewhere is a conflict: one MAC can go to only one place.
+func fdbPlan(subnets []netip.Prefix, peers map[netip.Prefix]Peer) (dst map[MAC]netip.Addr, conflict map[netip.Prefix]string) {
+	dst = map[MAC]netip.Addr{}
+	owner := map[MAC]netip.Prefix{}
+	conflict = map[netip.Prefix]string{}
+	for _, s := range subnets {
+		p := peers[s]
+		if p.Direct {
+			continue
+		}
+		if d, ok := dst[p.VtepMAC]; ok && d != p.PublicIP {
+			conflict[s] = fmt.Sprintf("VTEP MAC %s is also peer %s's, at %s; FDB entry left pointing there", p.VtepMAC, owner[p.VtepMAC], d)
+			continue
+		}
+		dst[p.VtepMAC], owner[p.VtepMAC] = p.PublicIP, s
+	}
+	return dst, conflict
+}
+
 // Sync lists the kernel state of the device and applies the difference from
 // the desired peers: missing objects are added, wrong ones replaced and
-// stray ones removed. Writes that fail are reported in the error and in
-// Status, and are retried by the next Sync.
+// stray ones removed. Writes that fail, and conflicts with objects the
+// reconciler does not own, are reported in the error and in Status and
+// retried by the next Sync.
 func (r *Reconciler) Sync() (SyncResult, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.closed {
+		return SyncResult{}, errReconcilerClosed
+	}
 	start := time.Now()
 	st, err := r.conn.list(r.fam, r.cfg.Device, r.cfg.RouteProtocol, r.nexthops)
 	if err != nil {
@@ -268,6 +322,7 @@ func (r *Reconciler) Sync() (SyncResult, error) {
 	byGateway := map[nhTarget]uint32{}
 	if r.nexthops {
 		r.usedIDs = st.allIDs
+		clear(r.ownIDs) // ownership is what the kernel says now, not what it said before
 		for id, n := range st.nexthops {
 			if n.proto == r.cfg.RouteProtocol {
 				r.ownIDs[id] = true
@@ -276,31 +331,34 @@ func (r *Reconciler) Sync() (SyncResult, error) {
 		}
 	}
 
-	var reqs []request
-	var why []string // parallel to reqs: "" for a programmed change, else the drift repaired
-	var owner []netip.Prefix
+	var (
+		reqs  []request
+		why   []string       // parallel to reqs: "" for a programmed change, else the drift repaired
+		owner []netip.Prefix // parallel to reqs: the peer a write is for, if any
+	)
 	add := func(req request, reason string, subnet netip.Prefix) {
 		reqs = append(reqs, req)
 		why = append(why, reason)
 		owner = append(owner, subnet)
 	}
-	// A missing object of a peer this reconciler had programmed is drift;
-	// one of a peer it had not is news.
+	// A change to an object of a peer this reconciler had programmed as it
+	// is now desired is drift; anything else is news.
 	drift := func(subnet netip.Prefix, reason string) string {
 		if st, ok := r.status[subnet]; ok && st.Programmed && st.Peer == r.peers[subnet] {
 			return reason
 		}
 		return ""
 	}
+	mine := func(rt route) bool { return rt.proto == r.cfg.RouteProtocol || rt.dev == r.cfg.Device }
 
 	subnets := make([]netip.Prefix, 0, len(r.peers))
 	for s := range r.peers {
 		subnets = append(subnets, s)
 	}
 	slices.SortFunc(subnets, netip.Prefix.Compare)
+	wantFDB, conflicts := fdbPlan(subnets, r.peers)
 	keepNH := map[uint32]bool{}
 	keepNeigh := map[netip.Addr]bool{}
-	keepFDB := map[MAC]netip.Addr{}
 	for _, s := range subnets {
 		p := r.peers[s]
 		d := r.objects(p, r.nexthopID(p, byGateway))
@@ -312,10 +370,24 @@ func (r *Reconciler) Sync() (SyncResult, error) {
 				add(r.nexthopAdd(d.nh), drift(s, fmt.Sprintf("via %s dev %d onlink=%v proto %d", have.gw, have.dev, have.onlink, have.proto)), s)
 			}
 		}
-		if have, ok := st.routes[s]; !ok {
-			add(d.route.addRequest(), drift(s, "missing"), s)
-		} else if !routeMatches(have, d.route) {
-			add(d.route.addRequest(), drift(s, describeRoute(have)), s)
+		// The peer's route: ours at the default metric, replaced in place
+		// if wrong; other routes of ours to the subnet are strays; a
+		// route of another program at our metric blocks us (the kernel
+		// refuses the exclusive create) and shows as a conflict.
+		var ours *route
+		for i, rt := range st.routes[s] {
+			switch {
+			case rt.metric == r.metric && mine(rt):
+				ours = &st.routes[s][i]
+			case mine(rt):
+				add(rt.deleteRequest(), drift(s, "second route to a peer ("+describeRoute(rt)+")"), s)
+			}
+		}
+		switch {
+		case ours == nil:
+			add(d.route.addRequest(false), drift(s, "missing"), s)
+		case !routeMatches(*ours, d.route):
+			add(d.route.addRequest(true), drift(s, describeRoute(*ours)), s)
 		}
 		if d.neigh != nil {
 			keepNeigh[d.neigh.ip] = true
@@ -325,34 +397,56 @@ func (r *Reconciler) Sync() (SyncResult, error) {
 				add(d.neigh.addRequest(), drift(s, fmt.Sprintf("lladdr %s state %#x, want %s permanent", have.mac, have.state, d.neigh.mac)), s)
 			}
 		}
-		if d.fdb != nil {
-			keepFDB[d.fdb.mac] = d.fdb.dst
-			entries := st.fdbs[d.fdb.mac]
-			ok := false
-			for _, e := range entries {
-				if e.dst == d.fdb.dst && e.self && e.state&unix.NUD_PERMANENT != 0 {
-					ok = true
-				} else {
-					add(e.deleteRequest(), fmt.Sprintf("extra remote %s for %s", e.dst, e.mac), s)
-				}
-			}
-			if !ok {
-				add(d.fdb.addRequest(), drift(s, "missing"), s)
+	}
+	// FDB entries: per MAC, the one remote the plan says, with the
+	// device's defaults; every other entry on the device goes (learned
+	// ones excepted when the device learns).
+	for mac, entries := range st.fdbs {
+		want, wanted := wantFDB[mac]
+		for _, e := range entries {
+			switch {
+			case wanted && e.dst == want && e.isDefault() && e.self && e.state&unix.NUD_PERMANENT != 0:
+			case r.cfg.Learning && e.state&unix.NUD_PERMANENT == 0:
+			case wanted:
+				add(e.deleteRequest(), fmt.Sprintf("remote %s port %d vni %d for %s, want %s", e.dst, e.port, e.vni, mac, want), netip.Prefix{})
+			default:
+				add(e.deleteRequest(), "not a peer's MAC", netip.Prefix{})
 			}
 		}
 	}
-	// Stray objects: owned by the device or tagged as ours, wanted by no
-	// peer. Deleting a nexthop also deletes the routes that use it.
-	for dst, rt := range st.routes {
-		if _, want := r.peers[dst]; want || rt.proto == unix.RTPROT_KERNEL {
+	for _, s := range subnets {
+		p := r.peers[s]
+		if p.Direct || conflicts[s] != "" || wantFDB[p.VtepMAC] != p.PublicIP {
 			continue
 		}
-		add(rt.deleteRequest(), "not a peer's ("+describeRoute(rt)+")", netip.Prefix{})
+		present := false
+		for _, e := range st.fdbs[p.VtepMAC] {
+			if e.dst == p.PublicIP && e.isDefault() && e.self && e.state&unix.NUD_PERMANENT != 0 {
+				present = true
+			}
+		}
+		if !present {
+			want := *r.objects(p, 0).fdb
+			add(want.addRequest(), drift(s, "missing or wrong"), s)
+			// A MAC shared by two leases of one node gets one write.
+			st.fdbs[p.VtepMAC] = append(st.fdbs[p.VtepMAC], want)
+		}
+	}
+	// Stray routes, nexthops and neighbours: the datapath's, wanted by no
+	// peer. Deleting a nexthop also deletes the routes that use it.
+	for dst, routes := range st.routes {
+		if _, want := r.peers[dst]; want {
+			continue
+		}
+		for _, rt := range routes {
+			if mine(rt) && rt.proto != unix.RTPROT_KERNEL {
+				add(rt.deleteRequest(), "not a peer's ("+describeRoute(rt)+")", netip.Prefix{})
+			}
+		}
 	}
 	for id, n := range st.nexthops {
-		if !keepNH[id] && (n.proto == r.cfg.RouteProtocol || n.dev == r.cfg.Device) {
+		if !keepNH[id] {
 			add(deleteNexthopRequest(id), fmt.Sprintf("not a peer's (via %s)", n.gw), netip.Prefix{})
-			delete(r.ownIDs, id)
 		}
 	}
 	for ip, n := range st.neighs {
@@ -360,26 +454,28 @@ func (r *Reconciler) Sync() (SyncResult, error) {
 			add(n.deleteRequest(), fmt.Sprintf("not a peer's (lladdr %s)", n.mac), netip.Prefix{})
 		}
 	}
-	for mac, entries := range st.fdbs {
-		if _, want := keepFDB[mac]; want {
-			continue
-		}
-		for _, e := range entries {
-			add(e.deleteRequest(), "not a peer's MAC", netip.Prefix{})
-		}
-	}
 
 	errs, err := r.conn.exec(reqs)
 	if err != nil {
 		return SyncResult{}, fmt.Errorf("vxlan: %w", err)
 	}
+	r.lastSync.Time = start
 	res := SyncResult{Time: start, Peers: len(r.peers), Writes: len(reqs)}
 	failed := map[netip.Prefix]string{}
+	for s, c := range conflicts {
+		failed[s] = c
+	}
 	for i, req := range reqs {
 		if errs != nil && errs[i] != nil {
+			if req.typ == unix.RTM_NEWROUTE && errors.Is(errs[i], unix.EEXIST) {
+				errs[i] = fmt.Errorf("%w: another program's route to %s is in the way", errs[i], owner[i])
+			}
 			res.Errors++
 			failed[owner[i]] = errs[i].Error()
 			continue
+		}
+		if req.typ == unix.RTM_NEWNEXTHOP {
+			r.ownIDs[r.ids[owner[i]]] = true
 		}
 		if why[i] != "" {
 			res.Repairs++
@@ -396,26 +492,20 @@ func (r *Reconciler) Sync() (SyncResult, error) {
 		msg := failed[s]
 		r.status[s] = PeerStatus{Peer: r.peers[s], NexthopID: r.ids[s], Programmed: msg == "", Err: msg}
 	}
-	for id := range keepNH {
-		r.ownIDs[id] = true
-	}
 	res.Duration = time.Since(start)
 	r.lastSync = res
-	if res.Errors > 0 {
-		return res, fmt.Errorf("vxlan: sync: %d of %d writes failed; first: %s", res.Errors, res.Writes, firstErr(errs))
+	r.syncs++
+	if res.Errors > 0 || len(conflicts) > 0 {
+		first := firstErr(errs)
+		if first == nil {
+			for _, c := range conflicts {
+				first = errors.New(c)
+				break
+			}
+		}
+		return res, fmt.Errorf("vxlan: sync: %d of %d writes failed, %d conflicts; first: %v", res.Errors, res.Writes, len(conflicts), first)
 	}
 	return res, nil
-}
-
-// nexthopAdd writes n, replacing it in place when the id is known to be
-// ours and creating it exclusively otherwise, so that a nexthop of other
-// software that happens to have the id is never overwritten.
-func (r *Reconciler) nexthopAdd(n nexthop) request {
-	req := n.addRequest()
-	if !r.ownIDs[n.id] {
-		req.flags = unix.NLM_F_CREATE | unix.NLM_F_EXCL
-	}
-	return req
 }
 
 func (r *Reconciler) recordRepair(what, why string) {
@@ -439,7 +529,7 @@ func firstErr(errs []error) error {
 // through a nexthop object also reports the nexthop's gateway and device,
 // so only the id counts then.
 func routeMatches(have, want route) bool {
-	if have.proto != want.proto {
+	if have.proto != want.proto || have.metric != want.metric {
 		return false
 	}
 	if want.nhid != 0 {
@@ -450,44 +540,116 @@ func routeMatches(have, want route) bool {
 
 func describeRoute(rt route) string {
 	if rt.nhid != 0 {
-		return fmt.Sprintf("nhid %d proto %d", rt.nhid, rt.proto)
+		return fmt.Sprintf("nhid %d proto %d metric %d", rt.nhid, rt.proto, rt.metric)
 	}
-	return fmt.Sprintf("via %s dev %d proto %d", rt.gw, rt.dev, rt.proto)
+	return fmt.Sprintf("via %s dev %d proto %d metric %d", rt.gw, rt.dev, rt.proto, rt.metric)
 }
 
-// SetPeer programs one peer at once, adding it or replacing what it had,
-// without listing the kernel: the path for watch events, a handful of
-// netlink writes. If its VTEP MAC changed, the old FDB entry is removed.
+// SetPeer programs one peer at once, adding it or changing what it had,
+// without listing the kernel: the path for watch events, a few netlink
+// writes. Only what changed is written. A new nexthop is created on its own
+// first, so that if another program holds its id no route ever points at
+// that program's nexthop.
 func (r *Reconciler) SetPeer(p Peer) error {
 	if err := p.validate(r.cfg.IPv6); err != nil {
 		return fmt.Errorf("vxlan: %w", err)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.closed {
+		return errReconcilerClosed
+	}
 	old, had := r.peers[p.Subnet]
+	prev := r.status[p.Subnet]
+	fresh := !had || !prev.Programmed
 	r.peers[p.Subnet] = p
-	d := r.objects(p, r.nexthopID(p, nil))
+
+	id := r.nexthopID(p, nil)
+	d := r.objects(p, id)
+	if id != 0 && (fresh || !r.ownIDs[id] || r.objects(old, id).nh != d.nh) {
+		errs, err := r.conn.exec([]request{r.nexthopAdd(d.nh)})
+		if err != nil {
+			return r.failPeer(p, id, err)
+		}
+		e := firstErr(errs)
+		if errors.Is(e, unix.EEXIST) && !r.ownIDs[id] {
+			// Another program took the id since the last listing.
+			r.usedIDs[id] = true
+			id = r.nexthopID(p, nil)
+			d = r.objects(p, id)
+			if errs, err = r.conn.exec([]request{r.nexthopAdd(d.nh)}); err == nil {
+				e = firstErr(errs)
+			} else {
+				e = err
+			}
+		}
+		if e != nil {
+			return r.failPeer(p, id, e)
+		}
+		r.ownIDs[id] = true
+	}
+
 	var reqs []request
-	if d.nh.id != 0 {
-		reqs = append(reqs, r.nexthopAdd(d.nh))
+	if fresh || !routeMatches(r.objects(old, id).route, d.route) || old.Direct != p.Direct {
+		// Replace only a route this reconciler wrote; an exclusive create
+		// is refused if another program's route is in the way.
+		reqs = append(reqs, d.route.addRequest(!fresh))
 	}
-	reqs = append(reqs, d.route.addRequest())
-	if d.neigh != nil {
-		reqs = append(reqs, d.neigh.addRequest(), d.fdb.addRequest())
+	if d.neigh != nil && (fresh || old.Direct || old.VtepMAC != p.VtepMAC) {
+		reqs = append(reqs, d.neigh.addRequest())
 	}
-	if had && !old.Direct && (old.VtepMAC != p.VtepMAC || p.Direct) {
-		reqs = append(reqs, r.objects(old, 0).fdb.deleteRequest())
+	if d.fdb != nil && (fresh || old.Direct || old.VtepMAC != p.VtepMAC || old.PublicIP != p.PublicIP) {
+		if other, ok := r.fdbOwner(p.VtepMAC, p.Subnet); ok && other.PublicIP != p.PublicIP {
+			return r.failPeer(p, id, fmt.Errorf("VTEP MAC %s is also peer %s's, at %s", p.VtepMAC, other.Subnet, other.PublicIP))
+		}
+		reqs = append(reqs, d.fdb.addRequest())
+	}
+	if had && !old.Direct && (p.Direct || old.VtepMAC != p.VtepMAC || old.PublicIP != p.PublicIP) {
+		if _, shared := r.fdbOwner(old.VtepMAC, p.Subnet); !shared {
+			reqs = append(reqs, r.objects(old, 0).fdb.deleteRequest())
+		}
 		if p.Direct {
 			reqs = append(reqs, r.objects(old, 0).neigh.deleteRequest())
 		}
 	}
-	return r.apply(p.Subnet, reqs, d.nh.id)
+	errs, err := r.conn.exec(reqs)
+	if err != nil {
+		return r.failPeer(p, id, err)
+	}
+	for i, e := range errs {
+		if e != nil && !(reqs[i].typ == unix.RTM_DELNEIGH && errors.Is(e, unix.ENOENT)) {
+			return r.failPeer(p, id, e)
+		}
+	}
+	r.status[p.Subnet] = PeerStatus{Peer: p, NexthopID: id, Programmed: true}
+	return nil
 }
 
-// RemovePeer removes one peer's objects at once, without listing.
+// fdbOwner returns another desired peer than subnet whose VTEP MAC is mac.
+func (r *Reconciler) fdbOwner(mac MAC, subnet netip.Prefix) (Peer, bool) {
+	for s, o := range r.peers {
+		if s != subnet && !o.Direct && o.VtepMAC == mac {
+			return o, true
+		}
+	}
+	return Peer{}, false
+}
+
+func (r *Reconciler) failPeer(p Peer, id uint32, err error) error {
+	r.status[p.Subnet] = PeerStatus{Peer: p, NexthopID: id, Err: err.Error()}
+	return fmt.Errorf("vxlan: program peer %s: %w", p.Subnet, err)
+}
+
+// RemovePeer removes one peer's objects at once, without listing. It
+// deletes only what is the datapath's: its nexthop if known to be ours (which
+// takes the route along), else the route by protocol, metric and nexthop,
+// and the FDB entry only if no remaining peer uses it.
 func (r *Reconciler) RemovePeer(subnet netip.Prefix) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.closed {
+		return errReconcilerClosed
+	}
 	p, ok := r.peers[subnet]
 	if !ok {
 		return nil
@@ -496,17 +658,19 @@ func (r *Reconciler) RemovePeer(subnet netip.Prefix) error {
 	id := r.ids[subnet]
 	d := r.objects(p, id)
 	var reqs []request
-	if id != 0 {
-		reqs = append(reqs, deleteNexthopRequest(id)) // takes the route with it
+	if id != 0 && r.ownIDs[id] {
+		reqs = append(reqs, deleteNexthopRequest(id))
+		delete(r.ownIDs, id)
 	} else {
 		reqs = append(reqs, d.route.deleteRequest())
 	}
 	if d.neigh != nil {
-		reqs = append(reqs, d.neigh.deleteRequest(), d.fdb.deleteRequest())
+		reqs = append(reqs, d.neigh.deleteRequest())
+		if _, shared := r.fdbOwner(p.VtepMAC, subnet); !shared {
+			reqs = append(reqs, d.fdb.deleteRequest())
+		}
 	}
 	r.setID(subnet, 0)
-	delete(r.ownIDs, id)
-	delete(r.usedIDs, id)
 	delete(r.status, subnet)
 	errs, err := r.conn.exec(reqs)
 	if err != nil {
@@ -521,30 +685,11 @@ func (r *Reconciler) RemovePeer(subnet netip.Prefix) error {
 	return nil
 }
 
-// apply runs one peer's requests and records the outcome.
-func (r *Reconciler) apply(subnet netip.Prefix, reqs []request, id uint32) error {
-	errs, err := r.conn.exec(reqs)
-	if err != nil {
-		return fmt.Errorf("vxlan: %w", err)
-	}
-	st := PeerStatus{Peer: r.peers[subnet], NexthopID: id, Programmed: true}
-	if e := firstErr(errs); e != nil && !errors.Is(e, unix.ENOENT) {
-		st.Programmed, st.Err = false, e.Error()
-		r.status[subnet] = st
-		return fmt.Errorf("vxlan: program peer %s: %w", subnet, e)
-	}
-	if id != 0 {
-		r.ownIDs[id] = true
-	}
-	r.status[subnet] = st
-	return nil
-}
-
 // Status returns what is programmed for each peer and the recent repairs.
 func (r *Reconciler) Status() Status {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	s := Status{Device: r.cfg.Device, IPv6: r.cfg.IPv6, Nexthops: r.nexthops, LastSync: r.lastSync, Repairs: slices.Clone(r.repairs)}
+	s := Status{Device: r.cfg.Device, IPv6: r.cfg.IPv6, Nexthops: r.nexthops, LastSync: r.lastSync, Syncs: r.syncs, Repairs: slices.Clone(r.repairs)}
 	for _, ps := range r.status {
 		s.Peers = append(s.Peers, ps)
 	}

@@ -96,7 +96,14 @@ func socketAt(ns netns.NsHandle) (int, error) {
 	return fd, err
 }
 
-func (c *rtconn) close() { unix.Close(c.fd) }
+// close closes the socket. Later calls fail with errClosed instead of
+// reaching whatever socket reuses the descriptor number.
+func (c *rtconn) close() {
+	if c.fd >= 0 {
+		unix.Close(c.fd)
+		c.fd = -1
+	}
+}
 
 // recv reads one datagram and calls f with each message in it.
 func (c *rtconn) recv(f func(h *unix.NlMsghdr, data []byte)) error {
@@ -133,18 +140,23 @@ type request struct {
 	what  string // for errors, e.g. "route 10.244.3.0/24"
 }
 
+// nextSeq returns the next sequence number. It wraps through zero, which
+// netlink allows, so that the offsets exec computes stay contiguous.
 func (c *rtconn) nextSeq() uint32 {
 	c.seq++
-	if c.seq == 0 {
-		c.seq = 1
-	}
 	return c.seq
 }
+
+// errClosed is returned by a connection used after close.
+var errClosed = errors.New("netlink connection is closed")
 
 // exec sends reqs in pipelined chunks and returns one error per request (nil
 // for success). The error slice is nil when every request succeeded. A
 // socket-level failure is returned as the second result.
 func (c *rtconn) exec(reqs []request) ([]error, error) {
+	if c.fd < 0 {
+		return nil, errClosed
+	}
 	var errs []error
 	for start := 0; start < len(reqs); start += batchChunk {
 		chunk := reqs[start:min(start+batchChunk, len(reqs))]
@@ -182,8 +194,13 @@ func (c *rtconn) exec(reqs []request) ([]error, error) {
 	return errs, nil
 }
 
+// send writes one datagram. Netlink delivers a datagram whole or not at
+// all, so a short write is an error, never something to resume.
 func (c *rtconn) send(b []byte) error {
-	for len(b) > 0 {
+	if c.fd < 0 {
+		return errClosed
+	}
+	for {
 		n, err := unix.Write(c.fd, b)
 		if err == unix.EINTR {
 			continue
@@ -191,9 +208,11 @@ func (c *rtconn) send(b []byte) error {
 		if err != nil {
 			return fmt.Errorf("netlink send: %w", err)
 		}
-		b = b[n:]
+		if n != len(b) {
+			return fmt.Errorf("netlink send: wrote %d of %d bytes", n, len(b))
+		}
+		return nil
 	}
-	return nil
 }
 
 // dump sends a dump request and calls f with the body of each reply.
