@@ -32,7 +32,8 @@ type DatapathConfig struct {
 	Device DeviceConfig
 	// Subnet is this node's subnet: its network address is put on the
 	// device. Network is the overlay network: other addresses inside it are
-	// removed from the device.
+	// removed from the device. Both may be left zero until the node has a
+	// lease; SetSubnet supplies them.
 	Subnet, Network netip.Prefix
 	// RouteProtocol tags owned routes and nexthops. Default 157.
 	RouteProtocol uint8
@@ -62,9 +63,13 @@ type Datapath struct {
 	// peers it programmed before while it learns them again (edge
 	// autonomy), instead of clearing them as strays.
 	peersKnown bool
-	synced     bool  // the last reconcile, with peers known, succeeded
-	lastErr    error // of the last reconcile
-	repairs    []Repair
+	// gen counts changes of desired state; syncedGen is the gen the last
+	// successful reconcile applied. Synced needs them equal, so that a
+	// caller never sees "synced" for a state not yet applied.
+	gen, syncedGen uint64
+	synced         bool  // the last reconcile, with peers known, succeeded
+	lastErr        error // of the last reconcile
+	repairs        []Repair
 }
 
 // DatapathStatus is what a Datapath reports for status output.
@@ -85,8 +90,8 @@ func NewDatapath(cfg DatapathConfig) (*Datapath, error) {
 	if cfg.ResyncInterval == 0 {
 		cfg.ResyncInterval = DefaultResyncInterval
 	}
-	if !cfg.Subnet.IsValid() || !cfg.Network.IsValid() {
-		return nil, errors.New("vxlan: DatapathConfig needs Subnet and Network")
+	if cfg.Subnet.IsValid() != cfg.Network.IsValid() {
+		return nil, errors.New("vxlan: DatapathConfig needs both Subnet and Network, or neither")
 	}
 	var (
 		h   *netlink.Handle
@@ -145,12 +150,13 @@ func (d *Datapath) SetPeers(peers []Peer) error {
 	}
 	d.mu.Lock()
 	for s := range want {
-		if s.Overlaps(d.cfg.Subnet) {
+		if d.cfg.Subnet.IsValid() && s.Overlaps(d.cfg.Subnet) {
 			d.log.Warn("ignoring a peer that overlaps this node's subnet", "peer", s, "own", d.cfg.Subnet)
 			delete(want, s)
 		}
 	}
 	d.peers, d.peersKnown = want, true
+	d.gen++
 	d.mu.Unlock()
 	d.trigger()
 	return nil
@@ -164,7 +170,7 @@ func (d *Datapath) SetPeer(p Peer) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if p.Subnet.Overlaps(d.cfg.Subnet) {
+	if d.cfg.Subnet.IsValid() && p.Subnet.Overlaps(d.cfg.Subnet) {
 		d.log.Warn("ignoring a peer that overlaps this node's subnet", "peer", p.Subnet, "own", d.cfg.Subnet)
 		return nil
 	}
@@ -193,6 +199,12 @@ func (d *Datapath) RemovePeer(subnet netip.Prefix) error {
 func (d *Datapath) SetSubnet(subnet, network netip.Prefix) {
 	d.mu.Lock()
 	d.cfg.Subnet, d.cfg.Network = subnet, network
+	d.gen++
+	for s := range d.peers {
+		if s.Overlaps(subnet) {
+			delete(d.peers, s) // this node's own subnet now, not a peer's
+		}
+	}
 	d.mu.Unlock()
 	d.trigger()
 }
@@ -212,11 +224,12 @@ func (d *Datapath) Status() DatapathStatus {
 	return s
 }
 
-// Synced reports whether the last reconcile completed without error.
+// Synced reports whether the current desired state (peers and subnet) has
+// been applied by a reconcile that completed without error.
 func (d *Datapath) Synced() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.synced
+	return d.synced && d.syncedGen == d.gen
 }
 
 func (d *Datapath) trigger() {
@@ -235,6 +248,9 @@ func (d *Datapath) reconcile() error {
 	defer d.mu.Unlock()
 	err := d.reconcileLocked()
 	d.synced, d.lastErr = err == nil && d.peersKnown, err
+	if err == nil {
+		d.syncedGen = d.gen
+	}
 	return err
 }
 
@@ -263,12 +279,14 @@ func (d *Datapath) reconcileLocked() error {
 		d.rec = rec
 	}
 	d.dev = dev
-	addrChanges, err := EnsureAddress(d.nl, dev.Index, d.cfg.Subnet, d.cfg.Network)
-	if err != nil {
-		return err
-	}
-	for _, c := range addrChanges {
-		d.noteRepair(dev.Name, c)
+	if d.cfg.Subnet.IsValid() {
+		addrChanges, err := EnsureAddress(d.nl, dev.Index, d.cfg.Subnet, d.cfg.Network)
+		if err != nil {
+			return err
+		}
+		for _, c := range addrChanges {
+			d.noteRepair(dev.Name, c)
+		}
 	}
 	if !d.peersKnown {
 		return nil

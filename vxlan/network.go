@@ -1,0 +1,457 @@
+package vxlan
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/weftnet/weft/lease"
+)
+
+// BackendData is the vxlan backend's part of a lease, flannel's
+// {"VNI":1,"VtepMAC":"0e:..."}: what peers need to reach this node's VTEP.
+type BackendData struct {
+	VNI     int
+	VtepMAC MAC
+}
+
+// NetworkConfig configures a Network.
+type NetworkConfig struct {
+	// Manager is the lease source. Required.
+	Manager lease.Manager
+	// Node is this node's stable identity: the leases' owner and the seed of
+	// its VTEP MACs. Required.
+	Node string
+	// PublicIP and PublicIPv6 are the underlay addresses peers send VXLAN
+	// packets to, for the families the network config enables. Each must be
+	// an address of an interface in the namespace.
+	PublicIP, PublicIPv6 netip.Addr
+	// Namespace to program; the zero value means the caller's.
+	Namespace netns.NsHandle
+	// Previous is the subnet held before a restart (read from subnet.env),
+	// asked for again if it is still free.
+	Previous lease.Key
+	// ResyncInterval is the datapath's periodic reconcile. Default 30s.
+	ResyncInterval time.Duration
+	// Logger receives one line per state change. Default slog.Default().
+	Logger *slog.Logger
+	// OnLease is called with every lease the node obtains, the first one
+	// included, once the device carries its address: where an agent
+	// rewrites subnet.env. It must not block for long.
+	OnLease func(lease.Lease)
+	// OnConfig is called with the network config in force and each change
+	// of it: where an agent rewrites FLANNEL_NETWORK.
+	OnConfig func(lease.Config)
+}
+
+// A Network runs a node's overlay: it acquires and keeps the node's lease,
+// builds the VXLAN devices for the families the config enables, and keeps
+// every peer's lease programmed. It is the loop an agent embeds.
+type Network struct {
+	cfg NetworkConfig
+	log *slog.Logger
+
+	mu      sync.Mutex
+	netConf lease.Config
+	backend Config
+	own     lease.Lease
+	hasOwn  bool
+	leases  map[lease.Key]lease.Lease // every lease, as watched
+	watched bool                      // the first snapshot has arrived
+	v4, v6  *Datapath
+	onLink  map[int]netip.Prefix // underlay connected prefixes, for DirectRouting
+}
+
+// NewNetwork checks cfg. It touches nothing until Run.
+func NewNetwork(cfg NetworkConfig) (*Network, error) {
+	if cfg.Manager == nil {
+		return nil, errors.New("vxlan: NetworkConfig.Manager is required")
+	}
+	if cfg.Node == "" {
+		return nil, errors.New("vxlan: NetworkConfig.Node is required: a stable node identity")
+	}
+	if !cfg.PublicIP.IsValid() && !cfg.PublicIPv6.IsValid() {
+		return nil, errors.New("vxlan: NetworkConfig needs PublicIP or PublicIPv6")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Network{cfg: cfg, log: cfg.Logger.With("component", "network"), leases: map[lease.Key]lease.Lease{}}, nil
+}
+
+// Run brings the overlay up and keeps it until ctx is done: it waits for
+// the network config, creates the devices, acquires the lease (with the
+// VTEP MACs in its attributes), watches every lease and programs the peers,
+// and keeps the lease, acquiring a new one if it is lost. It returns
+// ctx.Err() when ctx is done, or an error that retrying cannot fix (a
+// config for another backend, a public IP on no interface). The devices,
+// routes and lease are left in place, so that a restart does not drop
+// traffic.
+func (n *Network) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	configs := make(chan lease.Config, 1)
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return n.cfg.Manager.WatchConfig(ctx, configs) })
+
+	var netConf lease.Config
+	select {
+	case netConf = <-configs:
+	case <-ctx.Done():
+		return n.wait(g)
+	}
+	backend, err := ParseConfig(netConf.Backend)
+	if err != nil {
+		cancel()
+		g.Wait()
+		return err
+	}
+	n.mu.Lock()
+	n.netConf, n.backend = netConf, backend
+	n.mu.Unlock()
+	if n.cfg.OnConfig != nil {
+		n.cfg.OnConfig(netConf)
+	}
+
+	attrs := lease.Attrs{PublicIP: n.cfg.PublicIP, PublicIPv6: n.cfg.PublicIPv6, BackendType: "vxlan"}
+	for _, fam := range []struct {
+		on     bool
+		ipv6   bool
+		public netip.Addr
+		dp     **Datapath
+		data   *json.RawMessage
+	}{
+		{netConf.EnableIPv4, false, n.cfg.PublicIP, &n.v4, &attrs.BackendData},
+		{netConf.EnableIPv6, true, n.cfg.PublicIPv6, &n.v6, &attrs.BackendV6Data},
+	} {
+		if !fam.on {
+			continue
+		}
+		dp, mac, err := n.newDatapath(backend, fam.public, fam.ipv6)
+		if err != nil {
+			cancel()
+			g.Wait()
+			return err
+		}
+		n.mu.Lock()
+		*fam.dp = dp
+		n.mu.Unlock()
+		*fam.data, _ = json.Marshal(BackendData{VNI: backend.VNI, VtepMAC: mac})
+		g.Go(func() error { defer dp.Close(); return dp.Run(ctx) })
+	}
+
+	g.Go(func() error {
+		for {
+			select {
+			case c := <-configs:
+				n.applyConfig(c)
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	})
+	g.Go(func() error { return n.watchPeers(ctx) })
+	g.Go(func() error {
+		return lease.Hold(ctx, n.cfg.Manager, lease.AcquireRequest{Attrs: attrs, Previous: n.cfg.Previous}, n.setOwn)
+	})
+	return n.wait(g)
+}
+
+func (n *Network) wait(g *errgroup.Group) error {
+	err := g.Wait()
+	if errors.Is(err, context.Canceled) {
+		return context.Canceled
+	}
+	return err
+}
+
+// newDatapath creates one family's device, with its deterministic MAC.
+func (n *Network) newDatapath(backend Config, public netip.Addr, ipv6 bool) (*Datapath, MAC, error) {
+	if !public.IsValid() {
+		fam := "IPv4"
+		if ipv6 {
+			fam = "IPv6"
+		}
+		return nil, MAC{}, fmt.Errorf("vxlan: the network config enables %s but the node has no %s public IP", fam, fam)
+	}
+	under, onLink, err := n.underlay(public)
+	if err != nil {
+		return nil, MAC{}, err
+	}
+	n.mu.Lock()
+	if n.onLink == nil {
+		n.onLink = map[int]netip.Prefix{}
+	}
+	n.onLink[under] = onLink
+	n.mu.Unlock()
+	seed := n.cfg.Node
+	if ipv6 {
+		seed += " ipv6" // a different MAC on each device, as flannel's
+	}
+	mac := DeriveMAC(seed, backend.VNI)
+	dp, err := NewDatapath(DatapathConfig{
+		Namespace: n.cfg.Namespace,
+		Device: DeviceConfig{
+			VNI: backend.VNI, Port: backend.Port, GBP: backend.GBP, Learning: backend.Learning,
+			Local: public, Underlay: under, MAC: mac, MTU: backend.MTU,
+		},
+		ResyncInterval: n.cfg.ResyncInterval,
+		Logger:         n.cfg.Logger,
+	})
+	return dp, mac, err
+}
+
+// underlay finds the interface holding addr, and the prefix it is on.
+func (n *Network) underlay(addr netip.Addr) (int, netip.Prefix, error) {
+	var h *netlink.Handle
+	var err error
+	if n.cfg.Namespace.IsOpen() {
+		h, err = netlink.NewHandleAt(n.cfg.Namespace)
+	} else {
+		h, err = netlink.NewHandle()
+	}
+	if err != nil {
+		return 0, netip.Prefix{}, fmt.Errorf("vxlan: %w", err)
+	}
+	defer h.Close()
+	addrs, err := h.AddrList(nil, netlink.FAMILY_ALL)
+	if err != nil {
+		return 0, netip.Prefix{}, fmt.Errorf("vxlan: list addresses: %w", err)
+	}
+	for _, a := range addrs {
+		ip, _ := netip.AddrFromSlice(a.IP)
+		if ip.Unmap() == addr {
+			ones, _ := a.Mask.Size()
+			return a.LinkIndex, netip.PrefixFrom(addr, ones).Masked(), nil
+		}
+	}
+	return 0, netip.Prefix{}, fmt.Errorf("vxlan: public IP %s is not an address of any interface; set it to the node's underlay address", addr)
+}
+
+// setOwn takes a new lease of this node's: the devices are re-addressed,
+// the peers recomputed without it, and the caller told.
+func (n *Network) setOwn(l lease.Lease) {
+	n.mu.Lock()
+	n.own, n.hasOwn = l, true
+	conf := n.netConf
+	n.mu.Unlock()
+	if n.v4 != nil {
+		n.v4.SetSubnet(l.Key.IPv4, conf.Network)
+	}
+	if n.v6 != nil {
+		n.v6.SetSubnet(l.Key.IPv6, conf.IPv6Network)
+	}
+	n.pushPeers()
+	n.log.Info("holding lease", "subnet", l.Key)
+	if n.cfg.OnLease != nil {
+		n.cfg.OnLease(l)
+	}
+}
+
+func (n *Network) applyConfig(c lease.Config) {
+	n.mu.Lock()
+	old := n.netConf
+	n.netConf = c
+	own, hasOwn := n.own, n.hasOwn
+	n.mu.Unlock()
+	if hasOwn && (c.Network != old.Network || c.IPv6Network != old.IPv6Network) {
+		n.log.Info("network config changed", "network", c.Network, "was", old.Network)
+		if n.v4 != nil {
+			n.v4.SetSubnet(own.Key.IPv4, c.Network)
+		}
+		if n.v6 != nil {
+			n.v6.SetSubnet(own.Key.IPv6, c.IPv6Network)
+		}
+	}
+	if n.cfg.OnConfig != nil {
+		n.cfg.OnConfig(c)
+	}
+}
+
+// watchPeers keeps the datapaths' peers equal to the watched leases:
+// the snapshot sets the whole set, later events change one peer each.
+func (n *Network) watchPeers(ctx context.Context) error {
+	batches := make(chan lease.Batch, 16)
+	done := make(chan error, 1)
+	go func() { done <- n.cfg.Manager.WatchLeases(ctx, batches) }()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case b := <-batches:
+			n.mu.Lock()
+			if b.Snapshot {
+				clear(n.leases)
+			}
+			for _, e := range b.Events {
+				if e.Type == lease.Removed {
+					delete(n.leases, e.Lease.Key)
+				} else {
+					n.leases[e.Lease.Key] = e.Lease
+				}
+			}
+			first := !n.watched
+			n.watched = true
+			n.mu.Unlock()
+			if b.Snapshot || first {
+				n.pushPeers()
+				continue
+			}
+			for _, e := range b.Events {
+				n.applyEvent(e)
+			}
+		}
+	}
+}
+
+// pushPeers gives each datapath the full set of peers, from the watched
+// leases, once the first snapshot has arrived.
+func (n *Network) pushPeers() {
+	n.mu.Lock()
+	if !n.watched {
+		n.mu.Unlock()
+		return
+	}
+	var v4, v6 []Peer
+	for _, l := range n.leases {
+		if p, ok := n.peerFor(l, false); ok {
+			v4 = append(v4, p)
+		}
+		if p, ok := n.peerFor(l, true); ok {
+			v6 = append(v6, p)
+		}
+	}
+	d4, d6 := n.v4, n.v6
+	n.mu.Unlock()
+	for _, x := range []struct {
+		dp    *Datapath
+		peers []Peer
+	}{{d4, v4}, {d6, v6}} {
+		if x.dp != nil {
+			if err := x.dp.SetPeers(x.peers); err != nil {
+				n.log.Error("could not set peers", "err", err)
+			}
+		}
+	}
+}
+
+// applyEvent programs one lease change on the fast path.
+func (n *Network) applyEvent(e lease.Event) {
+	for _, ipv6 := range []bool{false, true} {
+		n.mu.Lock()
+		dp := n.v4
+		subnet := e.Lease.Key.IPv4
+		if ipv6 {
+			dp, subnet = n.v6, e.Lease.Key.IPv6
+		}
+		p, ok := n.peerFor(e.Lease, ipv6)
+		n.mu.Unlock()
+		if dp == nil || !subnet.IsValid() {
+			continue
+		}
+		var err error
+		switch {
+		case e.Type != lease.Removed && ok:
+			err = dp.SetPeer(p)
+		default:
+			err = dp.RemovePeer(subnet)
+		}
+		if err != nil {
+			n.log.Warn("peer change not programmed yet; the next resync retries it", "subnet", subnet, "err", err)
+		}
+	}
+}
+
+// peerFor converts a lease into a peer of one family's datapath. It skips,
+// with a warning naming the lease, what it cannot use. n.mu must be held.
+func (n *Network) peerFor(l lease.Lease, ipv6 bool) (Peer, bool) {
+	if n.hasOwn && l.Key == n.own.Key || l.Attrs.Owner == n.cfg.Node {
+		return Peer{}, false
+	}
+	subnet, public, raw := l.Key.IPv4, l.Attrs.PublicIP, l.Attrs.BackendData
+	if ipv6 {
+		subnet, public, raw = l.Key.IPv6, l.Attrs.PublicIPv6, l.Attrs.BackendV6Data
+	}
+	if !subnet.IsValid() {
+		return Peer{}, false
+	}
+	if l.Attrs.BackendType != "vxlan" {
+		n.log.Warn("skipping peer of another backend", "lease", l.Key, "backend", l.Attrs.BackendType)
+		return Peer{}, false
+	}
+	var data BackendData
+	if err := json.Unmarshal(raw, &data); err != nil || data.VtepMAC.IsZero() || !public.IsValid() {
+		n.log.Warn("skipping peer without a usable VTEP", "lease", l.Key, "ipv6", ipv6, "backend_data", string(raw))
+		return Peer{}, false
+	}
+	if data.VNI != n.backend.VNI {
+		n.log.Warn("skipping peer on another VNI", "lease", l.Key, "vni", data.VNI, "want", n.backend.VNI)
+		return Peer{}, false
+	}
+	p := Peer{Subnet: subnet, PublicIP: public, VtepMAC: data.VtepMAC}
+	if n.backend.DirectRouting {
+		for _, onLink := range n.onLink {
+			if onLink.Contains(public) {
+				p.Direct = true
+			}
+		}
+	}
+	return p, true
+}
+
+// Lease returns the lease the node holds, if any yet.
+func (n *Network) Lease() (lease.Lease, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.own, n.hasOwn
+}
+
+// Ready reports whether the node holds a lease and every datapath has
+// converged on the watched peers; if not, why not.
+func (n *Network) Ready() (bool, string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	switch {
+	case n.v4 == nil && n.v6 == nil:
+		return false, "waiting for the network config"
+	case !n.hasOwn:
+		return false, "waiting for a lease"
+	case !n.watched:
+		return false, "waiting for the peer list"
+	case n.v4 != nil && !n.v4.Synced(), n.v6 != nil && !n.v6.Synced():
+		return false, "programming the datapath"
+	}
+	return true, ""
+}
+
+// MTU returns the MTU pods should use: the smallest of the devices'.
+func (n *Network) MTU() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	mtu := 0
+	for _, dp := range []*Datapath{n.v4, n.v6} {
+		if dp != nil {
+			if m := dp.Device().MTU; mtu == 0 || m < mtu {
+				mtu = m
+			}
+		}
+	}
+	return mtu
+}
+
+// Datapaths returns the IPv4 and IPv6 datapaths, nil where disabled or not
+// created yet, for status output.
+func (n *Network) Datapaths() (v4, v6 *Datapath) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.v4, n.v6
+}

@@ -1,0 +1,183 @@
+package vxlan_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/weftnet/weft/internal/etcdtest"
+	"github.com/weftnet/weft/internal/netnstest"
+	"github.com/weftnet/weft/lease"
+	"github.com/weftnet/weft/lease/etcd"
+	"github.com/weftnet/weft/vxlan"
+)
+
+// agent is one simulated host running vxlan.Network against etcd.
+type agent struct {
+	host   *netnstest.Host
+	net    *vxlan.Network
+	mu     sync.Mutex
+	leases []lease.Lease
+}
+
+func (a *agent) leaseHistory() []lease.Lease {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]lease.Lease(nil), a.leases...)
+}
+
+func (a *agent) current() lease.Lease {
+	h := a.leaseHistory()
+	return h[len(h)-1]
+}
+
+func startAgents(t *testing.T, n int) ([]*agent, *etcdtest.Server) {
+	t.Helper()
+	srv := etcdtest.Start(t)
+	admin := srv.Client(t)
+	if _, err := admin.Put(context.Background(), "/coreos.com/network/config", `{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}`); err != nil {
+		t.Fatal(err)
+	}
+	seg := netnstest.NewSegment(t, n)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var agents []*agent
+	for _, h := range seg.Hosts {
+		m, err := etcd.New(etcd.Options{Endpoints: []string{srv.Endpoint()}, Node: h.Name, TTL: 10 * time.Second, RenewMargin: 5 * time.Second, Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { m.Close() })
+		a := &agent{host: h}
+		a.net, err = vxlan.NewNetwork(vxlan.NetworkConfig{
+			Manager: m, Node: h.Name, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet,
+			OnLease: func(l lease.Lease) {
+				a.mu.Lock()
+				a.leases = append(a.leases, l)
+				a.mu.Unlock()
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- a.net.Run(ctx) }()
+		t.Cleanup(func() {
+			cancel()
+			if err := <-done; err != context.Canceled {
+				t.Errorf("Run returned %v", err)
+			}
+		})
+		agents = append(agents, a)
+	}
+	return agents, srv
+}
+
+func waitReady(t *testing.T, agents []*agent) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for _, a := range agents {
+		for {
+			ok, why := a.net.Ready()
+			if ok {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s not ready: %s", a.host.Name, why)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+// reach sends UDP between two agents' overlay addresses.
+func reach(t *testing.T, from, to *agent) error {
+	t.Helper()
+	echo := to.host.ListenEcho(t, to.current().Key.IPv4.Addr())
+	return from.host.WaitExchange(from.current().Key.IPv4.Addr(), echo.Addr, 5*time.Second)
+}
+
+// TestNetworkEndToEnd runs the whole loop on three hosts: each leases a
+// subnet from etcd, builds its device, learns the others from the watch,
+// and traffic flows between every pair.
+func TestNetworkEndToEnd(t *testing.T) {
+	t.Parallel()
+	agents, _ := startAgents(t, 3)
+	waitReady(t, agents)
+	seen := map[lease.Key]bool{}
+	for _, a := range agents {
+		l := a.current()
+		if seen[l.Key] {
+			t.Fatalf("two hosts hold %v", l.Key)
+		}
+		seen[l.Key] = true
+		if a.net.MTU() != 1450 {
+			t.Errorf("MTU %d", a.net.MTU())
+		}
+	}
+	for _, from := range agents {
+		for _, to := range agents {
+			if from != to {
+				if err := reach(t, from, to); err != nil {
+					t.Fatalf("%s -> %s: %v", from.host.Name, to.host.Name, err)
+				}
+			}
+		}
+	}
+}
+
+// TestNetworkLeaseLost has another node take one host's subnet (as after a
+// partition longer than the TTL): the host acquires a new subnet,
+// re-addresses its device, tells its embedder, and the other hosts route to
+// the new subnet.
+func TestNetworkLeaseLost(t *testing.T) {
+	t.Parallel()
+	agents, srv := startAgents(t, 3)
+	waitReady(t, agents)
+	a := agents[0]
+	old := a.current().Key
+	intruder := `{"PublicIP":"172.30.0.99","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:00:00:00:00:99"},"WeftOwner":"intruder"}`
+	if _, err := srv.Client(t).Put(context.Background(), "/coreos.com/network/subnets/"+old.String(), intruder); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for len(a.leaseHistory()) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("no new lease after the old one was deleted")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	waitReady(t, agents)
+	if now := a.current().Key; now == old {
+		t.Fatalf("host kept %v, which the intruder holds", now)
+	}
+	if got := a.host.Namespace.Netlink(); got == nil {
+		t.Fatal("no netlink handle")
+	}
+	for _, other := range agents[1:] {
+		if err := reach(t, other, a); err != nil {
+			t.Fatalf("%s -> %s's new subnet: %v", other.host.Name, a.host.Name, err)
+		}
+		if err := reach(t, a, other); err != nil {
+			t.Fatalf("%s -> %s: %v", a.host.Name, other.host.Name, err)
+		}
+	}
+	// The device carries only the new address.
+	link, err := a.host.Netlink().LinkByName("flannel.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs, err := a.host.Netlink().AddrList(link, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ad := range addrs {
+		if ip, _ := netip.AddrFromSlice(ad.IP); ip == old.IPv4.Addr() {
+			t.Errorf("device still has the lost subnet's address %s", ip)
+		}
+	}
+}
