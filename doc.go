@@ -17,7 +17,11 @@
 //     ownership-safe conditional writes.
 //   - subnetenv: reads and writes subnet.env, atomically.
 //   - vxlan: the datapath: the VTEP device and a reconciler that owns its
-//     routes, neighbours and FDB entries and repairs drift.
+//     routes, neighbours and FDB entries and repairs drift; and Network,
+//     the run loop that ties a lease.Manager to it.
+//
+// examples/sandbox shows it all on one machine: go run ./examples/sandbox,
+// as root.
 //
 // Every long-lived piece of state has a desired form computed from its inputs
 // and an idempotent step that makes the world match it; events only trigger

@@ -22,7 +22,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
@@ -31,13 +30,26 @@ import (
 	"go.uber.org/zap"
 )
 
+// T is the part of testing.TB the harness uses. A *testing.T satisfies it;
+// so can a program, such as the sandbox, that drives the harness outside a
+// test.
+type T interface {
+	Helper()
+	Cleanup(func())
+	Errorf(format string, args ...any)
+	Fatalf(format string, args ...any)
+	Fatal(args ...any)
+	Skip(args ...any)
+	TempDir() string
+}
+
 // BinaryEnv names the environment variable that selects an external etcd
 // binary instead of the embedded server.
 const BinaryEnv = "WEFT_ETCD_BINARY"
 
 // A Server is one single-member etcd cluster.
 type Server struct {
-	t          testing.TB
+	t          T
 	name       string // member name
 	cluster    string // initial cluster: name=peerURL,...
 	dir        string
@@ -53,19 +65,19 @@ type Server struct {
 }
 
 // Start starts a server and registers its teardown with t.Cleanup.
-func Start(t testing.TB) *Server {
+func Start(t T) *Server {
 	t.Helper()
 	return start(t, false)
 }
 
 // StartTLS starts a server that serves clients over TLS only and requires a
 // client certificate. TLS returns the files.
-func StartTLS(t testing.TB) *Server {
+func StartTLS(t T) *Server {
 	t.Helper()
 	return start(t, true)
 }
 
-func start(t testing.TB, useTLS bool) *Server {
+func start(t T, useTLS bool) *Server {
 	t.Helper()
 	s := newMember(t, "weft-test")
 	s.cluster = s.name + "=" + s.peerURL.String()
@@ -80,7 +92,7 @@ func start(t testing.TB, useTLS bool) *Server {
 	return s
 }
 
-func newMember(t testing.TB, name string) *Server {
+func newMember(t T, name string) *Server {
 	s := &Server{
 		t:         t,
 		name:      name,
@@ -97,7 +109,7 @@ func newMember(t testing.TB, name string) *Server {
 // StartCluster starts an n-member cluster. Stopping a majority of its
 // members leaves the rest without a leader, which is how tests produce
 // "no leader" for watches that require one.
-func StartCluster(t testing.TB, n int) []*Server {
+func StartCluster(t T, n int) []*Server {
 	t.Helper()
 	members := make([]*Server, n)
 	var peers []string
@@ -134,7 +146,7 @@ func (s *Server) External() bool { return s.binary != "" }
 
 // Client returns a client of the server, closed by t.Cleanup. For a TLS
 // server it presents the client certificate.
-func (s *Server) Client(t testing.TB) *clientv3.Client {
+func (s *Server) Client(t T) *clientv3.Client {
 	t.Helper()
 	if s.tls == nil {
 		return NewClient(t, s.Endpoint())
@@ -154,7 +166,7 @@ func (s *Server) Client(t testing.TB) *clientv3.Client {
 // NewClient returns a client of the given endpoints, closed by t.Cleanup.
 // It logs nothing: etcd's client logs every reconnect, which the fault tests
 // cause on purpose.
-func NewClient(t testing.TB, endpoints ...string) *clientv3.Client {
+func NewClient(t T, endpoints ...string) *clientv3.Client {
 	t.Helper()
 	c, err := clientv3.New(clientv3.Config{
 		Endpoints:   endpoints,
@@ -315,7 +327,7 @@ func (s *Server) Restart() {
 // freeAddr returns a 127.0.0.1 address with a port that was free a moment
 // ago. The server binds it shortly after; the window for another process to
 // take it is small, and a collision fails the start loudly.
-func freeAddr(t testing.TB) string {
+func freeAddr(t T) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"io"
 	"net"
 	"sync"
-	"testing"
 )
 
 // A Proxy forwards TCP connections to a server and can cut them off, as a
@@ -22,7 +21,7 @@ type Proxy struct {
 
 // NewProxy starts a proxy on 127.0.0.1 to target (host:port), stopped by
 // t.Cleanup.
-func NewProxy(t testing.TB, target string) *Proxy {
+func NewProxy(t T, target string) *Proxy {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

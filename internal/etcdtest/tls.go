@@ -11,7 +11,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"testing"
 	"time"
 )
 
@@ -25,7 +24,7 @@ type TLSFiles struct {
 }
 
 // newTLSFiles writes a fresh CA and certificates under dir.
-func newTLSFiles(t testing.TB, dir string) TLSFiles {
+func newTLSFiles(t T, dir string) TLSFiles {
 	t.Helper()
 	caKey := newKey(t)
 	caTmpl := &x509.Certificate{
@@ -76,7 +75,7 @@ func newTLSFiles(t testing.TB, dir string) TLSFiles {
 	return f
 }
 
-func newKey(t testing.TB) *ecdsa.PrivateKey {
+func newKey(t T) *ecdsa.PrivateKey {
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -84,7 +83,7 @@ func newKey(t testing.TB) *ecdsa.PrivateKey {
 	return k
 }
 
-func writePEM(t testing.TB, path, typ string, der []byte) {
+func writePEM(t T, path, typ string, der []byte) {
 	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
 	}

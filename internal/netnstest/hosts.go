@@ -3,7 +3,6 @@ package netnstest
 import (
 	"fmt"
 	"net/netip"
-	"testing"
 
 	"github.com/vishvananda/netlink"
 )
@@ -30,7 +29,7 @@ type Segment struct {
 
 // NewSegment creates n hosts on one L2 segment. Everything is removed by
 // t.Cleanup.
-func NewSegment(t testing.TB, n int) *Segment {
+func NewSegment(t T, n int) *Segment {
 	t.Helper()
 	RequirePrivileged(t)
 	if n < 1 || n > 250 {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/netip"
 	"runtime"
-	"testing"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -23,7 +22,7 @@ type Namespace struct {
 // NewNamespace creates a named namespace with loopback up, removed by
 // t.Cleanup. The name is prefix plus a random suffix, so that parallel tests
 // and packages never collide.
-func NewNamespace(t testing.TB, prefix string) *Namespace {
+func NewNamespace(t T, prefix string) *Namespace {
 	t.Helper()
 	name := prefix + "-" + randomSuffix()
 	ns, err := newNamed(name)
@@ -100,7 +99,7 @@ func (n *Namespace) Do(f func() error) error {
 }
 
 // AddrAdd adds addr to the named link.
-func (n *Namespace) AddrAdd(t testing.TB, link string, addr netip.Prefix) {
+func (n *Namespace) AddrAdd(t T, link string, addr netip.Prefix) {
 	t.Helper()
 	l, err := n.nl.LinkByName(link)
 	if err != nil {

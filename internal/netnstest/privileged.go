@@ -9,8 +9,20 @@ package netnstest
 
 import (
 	"os"
-	"testing"
 )
+
+// T is the part of testing.TB the harness uses. A *testing.T satisfies it;
+// so can a program, such as the sandbox, that drives the harness outside a
+// test.
+type T interface {
+	Helper()
+	Cleanup(func())
+	Errorf(format string, args ...any)
+	Fatalf(format string, args ...any)
+	Fatal(args ...any)
+	Skip(args ...any)
+	TempDir() string
+}
 
 // RequireEnv names the environment variable that turns a privileged test's
 // skip into a failure. .ci/run sets it, so CI cannot pass by skipping.
@@ -18,7 +30,7 @@ const RequireEnv = "WEFT_REQUIRE_PRIVILEGED"
 
 // RequirePrivileged skips t unless the process is root, the only condition
 // under which it may skip. With WEFT_REQUIRE_PRIVILEGED set it fails instead.
-func RequirePrivileged(t testing.TB) {
+func RequirePrivileged(t T) {
 	t.Helper()
 	if os.Geteuid() == 0 {
 		return

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"testing"
 	"time"
 )
 
@@ -18,7 +17,7 @@ type Echo struct {
 
 // ListenEcho starts a UDP echo server on addr (port 0 picks one) inside the
 // namespace, stopped by t.Cleanup.
-func (n *Namespace) ListenEcho(t testing.TB, addr netip.Addr) *Echo {
+func (n *Namespace) ListenEcho(t T, addr netip.Addr) *Echo {
 	t.Helper()
 	var conn *net.UDPConn
 	err := n.Do(func() error {

@@ -1,0 +1,246 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/weftnet/weft/internal/etcdtest"
+	"github.com/weftnet/weft/internal/netnstest"
+	"github.com/weftnet/weft/lease/etcd"
+	"github.com/weftnet/weft/vxlan"
+)
+
+const netConf = `{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}`
+
+// host is one simulated machine running the agent loop.
+type host struct {
+	*netnstest.Host
+	net  *vxlan.Network
+	pods []*pod
+}
+
+// pod is a namespace on its host's cni0 bridge.
+type pod struct {
+	ns   *netnstest.Namespace
+	name string
+	addr netip.Addr
+}
+
+func run(ctx context.Context, e *env, o options) error {
+	if o.hosts < 2 || o.hosts > 200 || o.pods < 1 || o.pods > 20 {
+		return errors.New("--hosts must be 2 to 200 and --pods 1 to 20")
+	}
+	if o.timeout == 0 {
+		o.timeout = 30 * time.Second
+	}
+	start := time.Now()
+	var srv *etcdtest.Server
+	var seg *netnstest.Segment
+	if err := e.harness(func() {
+		srv = etcdtest.Start(e)
+		seg = netnstest.NewSegment(e, o.hosts)
+	}); err != nil {
+		return err
+	}
+	admin := srv.Client(e)
+	if _, err := admin.Put(ctx, etcd.DefaultPrefix+"/config", netConf); err != nil {
+		return fmt.Errorf("write the network config: %w", err)
+	}
+	fmt.Fprintf(o.out, "weft sandbox: %d hosts, etcd at %s, network config %s\n", o.hosts, srv.Endpoint(), netConf)
+
+	// The agents.
+	agentCtx, stopAgents := context.WithCancel(ctx)
+	e.Cleanup(stopAgents)
+	hosts := make([]*host, len(seg.Hosts))
+	for i, h := range seg.Hosts {
+		m, err := etcd.New(etcd.Options{Endpoints: []string{srv.Endpoint()}, Node: h.Name, Logger: o.log.With("host", h.Name)})
+		if err != nil {
+			return err
+		}
+		e.Cleanup(func() { m.Close() })
+		n, err := vxlan.NewNetwork(vxlan.NetworkConfig{
+			Manager: m, Node: h.Name, PublicIP: h.Addr.Addr(), Namespace: h.Handle,
+			Logger: o.log.With("host", h.Name),
+		})
+		if err != nil {
+			return err
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if err := n.Run(agentCtx); err != nil && !errors.Is(err, context.Canceled) {
+				fmt.Fprintf(os.Stderr, "sandbox: agent on %s: %v\n", h.Name, err)
+			}
+		}()
+		e.Cleanup(func() { stopAgents(); <-done })
+		hosts[i] = &host{Host: h, net: n}
+	}
+	if err := waitReady(ctx, hosts, o.timeout); err != nil {
+		return err
+	}
+	converged := time.Since(start)
+
+	// Pods, on a bridge addressed from each host's subnet.
+	for _, h := range hosts {
+		if err := e.harness(func() { addPods(e, h, o.pods) }); err != nil {
+			return err
+		}
+	}
+
+	// Real packets from every pod to every pod on another host.
+	type result struct {
+		from, to *pod
+		fromHost *host
+		toHost   *host
+		rtt      time.Duration
+		err      error
+	}
+	var results []result
+	failures := 0
+	for _, a := range hosts {
+		for _, b := range hosts {
+			if a == b {
+				continue
+			}
+			for _, pa := range a.pods {
+				for _, pb := range b.pods {
+					var r result
+					r.from, r.to, r.fromHost, r.toHost = pa, pb, a, b
+					err := e.harness(func() {
+						echo := pb.ns.ListenEcho(e, pb.addr)
+						t0 := time.Now()
+						r.err = pa.ns.WaitExchange(pa.addr, echo.Addr, 5*time.Second)
+						r.rtt = time.Since(t0)
+					})
+					if err != nil {
+						return err
+					}
+					if r.err != nil {
+						failures++
+					}
+					results = append(results, r)
+				}
+			}
+		}
+	}
+
+	fmt.Fprintln(o.out)
+	tw := tabwriter.NewWriter(o.out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "HOST\tUNDERLAY\tSUBNET\tVTEP MAC\tPEERS\tDEVICE MTU")
+	for _, h := range hosts {
+		l, _ := h.net.Lease()
+		v4, _ := h.net.Datapaths()
+		st := v4.Status()
+		programmed := 0
+		for _, p := range st.Reconciler.Peers {
+			if p.Programmed {
+				programmed++
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\n", h.Name, h.Addr.Addr(), l.Key.IPv4, st.Device.MAC, programmed, st.Device.MTU)
+	}
+	tw.Flush()
+	fmt.Fprintln(o.out)
+	tw = tabwriter.NewWriter(o.out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "FROM POD\tTO POD\tRESULT")
+	for _, r := range results {
+		res := fmt.Sprintf("ok, UDP echo in %s", r.rtt.Round(10*time.Microsecond))
+		if r.err != nil {
+			res = "FAILED: " + r.err.Error()
+		}
+		fmt.Fprintf(tw, "%s %s\t%s %s\t%s\n", r.from.name, r.from.addr, r.to.name, r.to.addr, res)
+	}
+	tw.Flush()
+	fmt.Fprintf(o.out, "\nconverged in %s; %d of %d pod pairs reached each other over VXLAN; total %s\n",
+		converged.Round(time.Millisecond), len(results)-failures, len(results), time.Since(start).Round(time.Millisecond))
+	if failures > 0 {
+		return fmt.Errorf("%d of %d pod pairs could not reach each other", failures, len(results))
+	}
+
+	if o.keep {
+		fmt.Fprintf(o.out, "\nleft up for inspection; press Ctrl-C to tear down. For example:\n")
+		h := hosts[0]
+		fmt.Fprintf(o.out, "  ip -n %s route show proto 157\n  ip -n %s neigh show dev flannel.1\n  bridge -n %s fdb show dev flannel.1\n  ip -n %s nexthop\n", h.Name, h.Name, h.Name, h.Name)
+		fmt.Fprintf(o.out, "  etcdctl --endpoints %s get --prefix /coreos.com/network\n", srv.Endpoint())
+		<-ctx.Done()
+	}
+	return nil
+}
+
+func waitReady(ctx context.Context, hosts []*host, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for _, h := range hosts {
+		for {
+			ok, why := h.net.Ready()
+			if ok {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s not ready after %s: %s", h.Name, timeout, why)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+// addPods gives h a cni0 bridge holding its subnet's first address, turns
+// on forwarding, and adds n pod namespaces on the bridge, each with the
+// next address and a default route via the bridge.
+func addPods(e *env, h *host, n int) {
+	l, _ := h.net.Lease()
+	subnet := l.Key.IPv4
+	nl := h.Netlink()
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "cni0"}}
+	if err := nl.LinkAdd(br); err != nil {
+		e.Fatalf("%s: cni0: %v", h.Name, err)
+	}
+	gw := subnet.Addr().Next()
+	h.AddrAdd(e, "cni0", netip.PrefixFrom(gw, subnet.Bits()))
+	if err := nl.LinkSetUp(br); err != nil {
+		e.Fatalf("%s: cni0 up: %v", h.Name, err)
+	}
+	if err := h.Do(func() error { return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644) }); err != nil {
+		e.Fatalf("%s: enable forwarding: %v", h.Name, err)
+	}
+	addr := gw
+	for i := range n {
+		addr = addr.Next()
+		p := &pod{ns: netnstest.NewNamespace(e, "weft-pod"), name: fmt.Sprintf("h%d/pod%d", h.Index, i+1), addr: addr}
+		veth := &netlink.Veth{
+			LinkAttrs:     netlink.LinkAttrs{Name: fmt.Sprintf("veth%d", i), MasterIndex: br.Index},
+			PeerName:      "eth0",
+			PeerNamespace: netlink.NsFd(p.ns.Handle),
+		}
+		if err := nl.LinkAdd(veth); err != nil {
+			e.Fatalf("%s: pod veth: %v", h.Name, err)
+		}
+		if err := nl.LinkSetUp(veth); err != nil {
+			e.Fatalf("%s: %v", h.Name, err)
+		}
+		pnl := p.ns.Netlink()
+		eth, err := pnl.LinkByName("eth0")
+		if err != nil {
+			e.Fatalf("%s: %v", p.name, err)
+		}
+		if err := pnl.LinkSetUp(eth); err != nil {
+			e.Fatalf("%s: %v", p.name, err)
+		}
+		p.ns.AddrAdd(e, "eth0", netip.PrefixFrom(addr, subnet.Bits()))
+		if err := pnl.RouteAdd(&netlink.Route{Gw: gw.AsSlice(), LinkIndex: eth.Attrs().Index}); err != nil {
+			e.Fatalf("%s: default route: %v", p.name, err)
+		}
+		h.pods = append(h.pods, p)
+	}
+}
