@@ -45,8 +45,11 @@ type NetworkConfig struct {
 	// Logger receives one line per state change. Default slog.Default().
 	Logger *slog.Logger
 	// OnLease is called with every lease the node obtains, the first one
-	// included, once the device carries its address: where an agent
-	// rewrites subnet.env. It must not block for long.
+	// included, once the datapath has converged on it (the device carries
+	// its address and the peers are programmed): where an agent writes
+	// subnet.env, so that pods never start on a subnet the node cannot
+	// route yet. A lease replaced before it converged is never announced.
+	// Calls come from one goroutine at a time, in order.
 	OnLease func(lease.Lease)
 	// OnConfig is called with the network config in force and each change
 	// of it: where an agent rewrites FLANNEL_NETWORK.
@@ -69,6 +72,10 @@ type Network struct {
 	watched bool                      // the first snapshot has arrived
 	v4, v6  *Datapath
 	onLink  map[int]netip.Prefix // underlay connected prefixes, for DirectRouting
+
+	runCtx   context.Context
+	leaseGen uint64     // counts leases obtained; an announcement is for one of them
+	announce sync.Mutex // serialises OnLease calls
 }
 
 // NewNetwork checks cfg. It touches nothing until Run.
@@ -101,6 +108,9 @@ func (n *Network) Run(ctx context.Context) error {
 	defer cancel()
 	configs := make(chan lease.Config, 1)
 	g, ctx := errgroup.WithContext(ctx)
+	n.mu.Lock()
+	n.runCtx = ctx
+	n.mu.Unlock()
 	g.Go(func() error { return n.cfg.Manager.WatchConfig(ctx, configs) })
 
 	var netConf lease.Config
@@ -242,6 +252,8 @@ func (n *Network) underlay(addr netip.Addr) (int, netip.Prefix, error) {
 func (n *Network) setOwn(l lease.Lease) {
 	n.mu.Lock()
 	n.own, n.hasOwn = l, true
+	n.leaseGen++
+	gen, ctx := n.leaseGen, n.runCtx
 	conf := n.netConf
 	n.mu.Unlock()
 	if n.v4 != nil {
@@ -253,7 +265,35 @@ func (n *Network) setOwn(l lease.Lease) {
 	n.pushPeers()
 	n.log.Info("holding lease", "subnet", l.Key)
 	if n.cfg.OnLease != nil {
-		n.cfg.OnLease(l)
+		// Announce once converged, without holding up Keep, which must
+		// start renewing at once.
+		go n.announceWhenReady(ctx, gen, l)
+	}
+}
+
+// announceWhenReady calls OnLease for lease gen once the node is ready on
+// it, unless a newer lease came first or ctx ended.
+func (n *Network) announceWhenReady(ctx context.Context, gen uint64, l lease.Lease) {
+	n.announce.Lock()
+	defer n.announce.Unlock()
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		n.mu.Lock()
+		current := n.leaseGen == gen
+		n.mu.Unlock()
+		if !current {
+			return
+		}
+		if ok, _ := n.Ready(); ok {
+			n.cfg.OnLease(l)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 	}
 }
 

@@ -77,13 +77,15 @@ func startAgents(t *testing.T, n int) ([]*agent, *etcdtest.Server) {
 	return agents, srv
 }
 
+// waitReady waits until every agent is ready and has announced its lease
+// through OnLease.
 func waitReady(t *testing.T, agents []*agent) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for _, a := range agents {
 		for {
 			ok, why := a.net.Ready()
-			if ok {
+			if l, held := a.net.Lease(); ok && held && len(a.leaseHistory()) > 0 && a.current().Key == l.Key {
 				break
 			}
 			if time.Now().After(deadline) {

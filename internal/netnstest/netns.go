@@ -5,7 +5,12 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/netip"
+	"os"
 	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -20,11 +25,14 @@ type Namespace struct {
 }
 
 // NewNamespace creates a named namespace with loopback up, removed by
-// t.Cleanup. The name is prefix plus a random suffix, so that parallel tests
-// and packages never collide.
+// t.Cleanup. The name is prefix, the process ID and a random suffix, so that
+// parallel tests and packages never collide, and so that namespaces left by
+// a process that died before its cleanups ran (a panic in a parallel test)
+// can be recognised and removed by the next run.
 func NewNamespace(t T, prefix string) *Namespace {
 	t.Helper()
-	name := prefix + "-" + randomSuffix()
+	removeStaleOnce.Do(removeStale)
+	name := fmt.Sprintf("%s-%d-%s", prefix, os.Getpid(), randomSuffix())
 	ns, err := newNamed(name)
 	if err != nil {
 		t.Fatalf("netnstest: create namespace %s: %v", name, err)
@@ -116,6 +124,35 @@ func (n *Namespace) AddrAdd(t T, link string, addr netip.Prefix) {
 		t.Fatalf("netnstest: add %s to %s in %s: %v", addr, link, n.Name, err)
 	}
 }
+
+// removeStaleOnce runs removeStale once per process: the first namespace a
+// process makes sweeps up after processes that are gone.
+var removeStaleOnce sync.Once
+
+// removeStale deletes weft test namespaces whose creating process no longer
+// exists.
+func removeStale() {
+	entries, err := os.ReadDir(netnsDir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		parts := strings.Split(e.Name(), "-")
+		if len(parts) < 4 || parts[0] != "weft" {
+			continue
+		}
+		pid, err := strconv.Atoi(parts[len(parts)-2])
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); err == syscall.ESRCH {
+			netns.DeleteNamed(e.Name())
+		}
+	}
+}
+
+// netnsDir is where named namespaces live.
+const netnsDir = "/run/netns"
 
 func randomSuffix() string {
 	var b [4]byte

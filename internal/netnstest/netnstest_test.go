@@ -1,7 +1,9 @@
 package netnstest
 
 import (
+	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -44,5 +46,24 @@ func TestSegment(t *testing.T) {
 		if _, err := os.Stat("/run/netns/" + n); !os.IsNotExist(err) {
 			t.Errorf("namespace %s still exists after cleanup (%v)", n, err)
 		}
+	}
+}
+
+// TestRemoveStale: a namespace named by a process that no longer exists is
+// swept; one of a live process (this one) is not.
+func TestRemoveStale(t *testing.T) {
+	RequirePrivileged(t)
+	dead := fmt.Sprintf("weft-h9-%d-%s", 1<<22+7, randomSuffix()) // above pid_max's default: never alive
+	if out, err := exec.Command("ip", "netns", "add", dead).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v %s", err, out)
+	}
+	alive := NewNamespace(t, "weft-live")
+	removeStale()
+	if _, err := os.Stat("/run/netns/" + dead); !os.IsNotExist(err) {
+		exec.Command("ip", "netns", "del", dead).Run()
+		t.Errorf("stale namespace %s survived (%v)", dead, err)
+	}
+	if _, err := os.Stat("/run/netns/" + alive.Name); err != nil {
+		t.Errorf("live namespace %s was swept: %v", alive.Name, err)
 	}
 }

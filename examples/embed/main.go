@@ -1,0 +1,91 @@
+// Command embed is a minimal custom network agent built on weft: it leases
+// a subnet from etcd, runs the VXLAN overlay, and writes subnet.env for the
+// CNI plugin whenever the lease or the network changes.
+//
+//	embed -etcd http://10.0.0.1:2379 -node $(hostname) -public-ip 10.0.0.5
+package main
+
+import (
+	"context"
+	"flag"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+
+	"github.com/vishvananda/netns"
+
+	"github.com/weftnet/weft/lease"
+	"github.com/weftnet/weft/lease/etcd"
+	"github.com/weftnet/weft/subnetenv"
+	"github.com/weftnet/weft/vxlan"
+)
+
+type options struct {
+	etcd, node, subnetFile string
+	publicIP               netip.Addr
+	ns                     netns.NsHandle // zero: this process's namespace
+}
+
+func main() {
+	var o options
+	var ip string
+	flag.StringVar(&o.etcd, "etcd", "http://127.0.0.1:2379", "etcd endpoint")
+	flag.StringVar(&o.node, "node", "", "stable node identity (default: hostname)")
+	flag.StringVar(&ip, "public-ip", "", "this node's underlay address")
+	flag.StringVar(&o.subnetFile, "subnet-file", subnetenv.DefaultPath, "where to write subnet.env")
+	flag.Parse()
+	if o.node == "" {
+		o.node, _ = os.Hostname()
+	}
+	var err error
+	if o.publicIP, err = netip.ParseAddr(ip); err != nil {
+		slog.Error("-public-ip is required", "err", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o); err != nil && ctx.Err() == nil {
+		slog.Error("agent stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, o options) error {
+	// Read the previous subnet, so a restart keeps it if it is still free.
+	var prev lease.Key
+	if f, err := subnetenv.Read(o.subnetFile); err == nil {
+		prev = lease.Key{IPv4: f.Subnet, IPv6: f.IPv6Subnet}
+	}
+	m, err := etcd.New(etcd.Options{Endpoints: []string{o.etcd}, Node: o.node})
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+
+	var mu sync.Mutex
+	var held lease.Lease
+	var conf lease.Config
+	var n *vxlan.Network
+	write := func() { // subnet.env follows the lease and the network config
+		mu.Lock()
+		defer mu.Unlock()
+		if held.Key.IsValid() && conf.Network.IsValid() {
+			f := subnetenv.File{Network: conf.Network, Subnet: held.Key.IPv4, MTU: n.MTU(), IPMasq: false}
+			if err := subnetenv.Write(o.subnetFile, f); err != nil {
+				slog.Error("write subnet.env", "err", err)
+			}
+		}
+	}
+	n, err = vxlan.NewNetwork(vxlan.NetworkConfig{
+		Manager: m, Node: o.node, PublicIP: o.publicIP, Namespace: o.ns, Previous: prev,
+		OnLease:  func(l lease.Lease) { mu.Lock(); held = l; mu.Unlock(); write() },
+		OnConfig: func(c lease.Config) { mu.Lock(); conf = c; mu.Unlock(); write() },
+	})
+	if err != nil {
+		return err
+	}
+	return n.Run(ctx)
+}
