@@ -97,7 +97,7 @@ func NewDatapath(cfg DatapathConfig) (*Datapath, error) {
 		h   *netlink.Handle
 		err error
 	)
-	if cfg.Namespace.IsOpen() {
+	if inNamespace(cfg.Namespace) {
 		h, err = netlink.NewHandleAt(cfg.Namespace)
 	} else {
 		h, err = netlink.NewHandle()

@@ -224,7 +224,7 @@ func (n *Network) newDatapath(backend Config, public netip.Addr, ipv6 bool) (*Da
 func (n *Network) underlay(addr netip.Addr) (int, netip.Prefix, error) {
 	var h *netlink.Handle
 	var err error
-	if n.cfg.Namespace.IsOpen() {
+	if inNamespace(n.cfg.Namespace) {
 		h, err = netlink.NewHandleAt(n.cfg.Namespace)
 	} else {
 		h, err = netlink.NewHandle()

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netns"
+
 	"github.com/weftnet/weft/internal/netnstest"
 )
 
@@ -451,4 +453,19 @@ func TestDualStack(t *testing.T) {
 			t.Errorf("host %d ipv6=%v: resync beside the other family: %+v, %v", n.host.Index, n.ipv6, res, err)
 		}
 	}
+}
+
+// TestZeroNamespaceIsTheCallers: the zero NsHandle is descriptor 0, which
+// NsHandle.IsOpen calls open; it must mean the caller's namespace, not an
+// attempt to enter stdin.
+func TestZeroNamespaceIsTheCallers(t *testing.T) {
+	var zero netns.NsHandle
+	if inNamespace(zero) || inNamespace(netns.None()) {
+		t.Fatal("the zero or None handle is taken for a namespace to enter")
+	}
+	c, err := dialRoute(zero)
+	if err != nil {
+		t.Fatalf("dial in the caller's namespace: %v", err)
+	}
+	c.close()
 }

@@ -72,7 +72,7 @@ func socketAt(ns netns.NsHandle) (int, error) {
 	open := func() (int, error) {
 		return unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
 	}
-	if !ns.IsOpen() {
+	if !inNamespace(ns) {
 		return open()
 	}
 	runtime.LockOSThread()
@@ -98,6 +98,12 @@ func socketAt(ns netns.NsHandle) (int, error) {
 
 // close closes the socket. Later calls fail with errClosed instead of
 // reaching whatever socket reuses the descriptor number.
+// inNamespace reports whether ns names a namespace to switch to. The zero
+// NsHandle, documented as "the caller's namespace", is descriptor 0, which
+// NsHandle.IsOpen reports as open; it and netns.None() both mean the
+// caller's namespace.
+func inNamespace(ns netns.NsHandle) bool { return ns.IsOpen() && ns != 0 }
+
 func (c *rtconn) close() {
 	if c.fd >= 0 {
 		unix.Close(c.fd)

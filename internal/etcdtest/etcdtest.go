@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/exec"
@@ -28,6 +29,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 )
 
 // T is the part of testing.TB the harness uses. A *testing.T satisfies it;
@@ -56,8 +58,9 @@ type Server struct {
 	clientURL  url.URL
 	peerURL    url.URL
 	binary     string
-	tls        *TLSFiles // nil for plain HTTP
-	front      *Proxy    // what clients dial; cut on Stop so clients see the server die
+	tls        *TLSFiles                // nil for plain HTTP
+	front      *Proxy                   // what clients dial; cut on Stop so clients see the server die; nil for StartIn
+	in         func(func() error) error // runs the start inside a namespace, for StartIn
 	mu         sync.Mutex
 	embedded   *embed.Etcd
 	process    *exec.Cmd
@@ -90,6 +93,54 @@ func start(t T, useTLS bool) *Server {
 		t.Fatalf("etcdtest: start: %v", err)
 	}
 	return s
+}
+
+// StartIn starts an embedded server whose listeners live in another network
+// namespace, at host (an address of that namespace): do runs a function on
+// a thread inside it (netnstest's Namespace.Do). Programs running in that
+// namespace's segment, such as agents started with ip netns exec, reach it
+// at Endpoint; the test reaches it with NewClientIn. It has no front proxy,
+// so Stop is graceful rather than abrupt.
+func StartIn(t T, do func(func() error) error, host netip.Addr) *Server {
+	t.Helper()
+	s := &Server{
+		t:         t,
+		name:      "weft-test",
+		dir:       t.TempDir(),
+		clientURL: url.URL{Scheme: "http", Host: net.JoinHostPort(host.String(), "2379")},
+		peerURL:   url.URL{Scheme: "http", Host: net.JoinHostPort(host.String(), "2380")},
+		in:        do,
+	}
+	s.cluster = s.name + "=" + s.peerURL.String()
+	t.Cleanup(s.Stop)
+	if err := s.start(); err != nil {
+		t.Fatalf("etcdtest: start in namespace: %v", err)
+	}
+	return s
+}
+
+// NewClientIn returns a client that reaches endpoints from inside a
+// namespace: every connection's socket is created there by do.
+func NewClientIn(t T, do func(func() error) error, endpoints ...string) *clientv3.Client {
+	t.Helper()
+	dial := func(ctx context.Context, addr string) (net.Conn, error) {
+		var c net.Conn
+		err := do(func() error {
+			var err error
+			c, err = (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+			return err
+		})
+		return c, err
+	}
+	c, err := clientv3.New(clientv3.Config{
+		Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
+		DialOptions: []grpc.DialOption{grpc.WithContextDialer(dial)},
+	})
+	if err != nil {
+		t.Fatalf("etcdtest: client: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }
 
 func newMember(t T, name string) *Server {
@@ -133,12 +184,17 @@ func StartCluster(t T, n int) []*Server {
 // Endpoint returns the URL clients dial, e.g. "http://127.0.0.1:40123".
 func (s *Server) Endpoint() string { return s.clientURL.Scheme + "://" + s.Addr() }
 
+// Addr returns the address clients dial, e.g. "127.0.0.1:40123".
+func (s *Server) Addr() string {
+	if s.front == nil {
+		return s.clientURL.Host
+	}
+	return s.front.l.Addr().String()
+}
+
 // TLS returns the certificate files of a server started with StartTLS, or
 // nil.
 func (s *Server) TLS() *TLSFiles { return s.tls }
-
-// Addr returns the address clients dial, e.g. "127.0.0.1:40123".
-func (s *Server) Addr() string { return s.front.l.Addr().String() }
 
 // External reports whether the server is an external binary rather than the
 // embedded server.
@@ -183,7 +239,10 @@ func NewClient(t T, endpoints ...string) *clientv3.Client {
 func (s *Server) start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.binary != "" {
+	switch {
+	case s.in != nil:
+		return s.in(s.startEmbedded)
+	case s.binary != "":
 		return s.startProcess()
 	}
 	return s.startEmbedded()
@@ -321,7 +380,9 @@ func (s *Server) Restart() {
 	if err := s.start(); err != nil {
 		s.t.Fatalf("etcdtest: restart: %v", err)
 	}
-	s.front.Heal()
+	if s.front != nil {
+		s.front.Heal()
+	}
 }
 
 // freeAddr returns a 127.0.0.1 address with a port that was free a moment

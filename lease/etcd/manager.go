@@ -299,6 +299,9 @@ const (
 // fail records err and waits before the next attempt. It returns ctx.Err()
 // if ctx ends first.
 func (r *retrier) fail(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err() // shutting down: not a failure to report
+	}
 	r.failures++
 	if msg := err.Error(); msg != r.lastErr {
 		r.log.Warn(r.what+" failed; retrying", "err", err, "attempt", r.failures)

@@ -1,0 +1,219 @@
+// Command flanneld is a flannel-compatible node agent built on weft: the
+// same flags, FLANNELD_* environment variables, etcd keys, subnet.env and
+// VXLAN datapath as flannel's flanneld, so weft and flannel nodes can share
+// one cluster.
+//
+// This version runs in etcd mode. It writes subnet.env only once the
+// datapath has converged on the node's lease, rewrites it when the lease or
+// the network changes, serves /healthz and /readyz, and on SIGTERM stops
+// leaving the device, routes and lease in place so that a restart does not
+// drop traffic.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/weftnet/weft/lease"
+	"github.com/weftnet/weft/lease/etcd"
+	"github.com/weftnet/weft/subnetenv"
+	"github.com/weftnet/weft/vxlan"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	c, err := parseFlags(os.Args[1:], os.Getenv, os.Stderr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "flanneld:", err)
+		os.Exit(2)
+	}
+	if c.version {
+		fmt.Println("flanneld (weft)", version)
+		return
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := run(ctx, c, log); err != nil && !errors.Is(err, context.Canceled) {
+		log.Error("flanneld stopped", "err", err)
+		os.Exit(1)
+	}
+	log.Info("flanneld stopped; device, routes and lease left in place")
+}
+
+// agent is the running daemon's state, for the health endpoints.
+type agent struct {
+	cfg config
+	log *slog.Logger
+	net *vxlan.Network
+
+	mu      sync.Mutex
+	held    lease.Lease
+	netConf lease.Config
+	written bool   // subnet.env matches the lease and config
+	lastErr string // of the last subnet.env write
+}
+
+func run(ctx context.Context, c config, log *slog.Logger) error {
+	if c.kubeSubnetMgr {
+		return errors.New("--kube-subnet-mgr is not implemented in weft's flanneld yet; run it in etcd mode")
+	}
+	publicIP, err := publicAddr(c)
+	if err != nil {
+		return err
+	}
+	var prev lease.Key
+	if f, err := subnetenv.Read(c.subnetFile); err == nil {
+		prev = lease.Key{IPv4: f.Subnet, IPv6: f.IPv6Subnet}
+	}
+	m, err := etcd.New(etcd.Options{
+		Endpoints: strings.Split(c.etcdEndpoints, ","), Prefix: c.etcdPrefix,
+		CAFile: c.etcdCAFile, CertFile: c.etcdCertfile, KeyFile: c.etcdKeyfile,
+		Username: c.etcdUsername, Password: c.etcdPassword,
+		Node: c.node, RenewMargin: time.Duration(c.renewMargin) * time.Minute, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	a := &agent{cfg: c, log: log}
+	a.net, err = vxlan.NewNetwork(vxlan.NetworkConfig{
+		Manager: m, Node: c.node, PublicIP: publicIP, Previous: prev,
+		ResyncInterval: c.resync, Logger: log,
+		OnLease:  func(l lease.Lease) { a.update(func() { a.held = l }) },
+		OnConfig: func(nc lease.Config) { a.update(func() { a.netConf = nc }) },
+	})
+	if err != nil {
+		return err
+	}
+	if c.healthzPort > 0 {
+		srv, err := a.serveHealth(net.JoinHostPort(c.healthzIP, fmt.Sprint(c.healthzPort)))
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+	}
+	log.Info("flanneld starting", "version", version, "node", c.node, "public_ip", publicIP, "etcd", c.etcdEndpoints)
+	return a.net.Run(ctx)
+}
+
+// update applies a change and rewrites subnet.env if it now differs.
+func (a *agent) update(change func()) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	change()
+	if !a.held.Key.IsValid() || !a.netConf.Network.IsValid() && !a.netConf.IPv6Network.IsValid() {
+		return
+	}
+	f := subnetenv.File{MTU: a.net.MTU(), IPMasq: a.cfg.ipMasq}
+	if a.held.Key.IPv4.IsValid() {
+		f.Network, f.Subnet = a.netConf.Network, a.held.Key.IPv4
+	}
+	if a.held.Key.IPv6.IsValid() {
+		f.IPv6Network, f.IPv6Subnet = a.netConf.IPv6Network, a.held.Key.IPv6
+	}
+	if old, err := subnetenv.Read(a.cfg.subnetFile); err == nil && old == f {
+		a.written = true
+		return
+	}
+	if err := subnetenv.Write(a.cfg.subnetFile, f); err != nil {
+		a.written, a.lastErr = false, err.Error()
+		a.log.Error("could not write subnet.env", "err", err)
+		return
+	}
+	a.written, a.lastErr = true, ""
+	a.log.Info("wrote subnet.env", "path", a.cfg.subnetFile, "subnet", f.Subnet, "ipv6_subnet", f.IPv6Subnet, "network", f.Network, "mtu", f.MTU)
+}
+
+// ready reports whether subnet.env is written and the datapath converged,
+// and if not, why not.
+func (a *agent) ready() (bool, string) {
+	if ok, why := a.net.Ready(); !ok {
+		return false, why
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	switch {
+	case a.lastErr != "":
+		return false, "cannot write subnet.env: " + a.lastErr
+	case !a.written:
+		return false, "subnet.env not written yet"
+	}
+	return true, ""
+}
+
+func (a *agent) serveHealth(addr string) (*http.Server, error) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if ok, why := a.ready(); !ok {
+			http.Error(w, "not ready: "+why, http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--healthz-ip/--healthz-port %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(l)
+	return srv, nil
+}
+
+// publicAddr picks the address the node advertises: --public-ip, else the
+// first IPv4 address of --iface, else of the interface with the default
+// route. It must be an address of a local interface: VXLAN packets leave
+// from it.
+func publicAddr(c config) (netip.Addr, error) {
+	if c.publicIP != "" {
+		a, err := netip.ParseAddr(c.publicIP)
+		if err != nil {
+			return netip.Addr{}, fmt.Errorf("--public-ip %q is not an IP address", c.publicIP)
+		}
+		return a, nil
+	}
+	var link netlink.Link
+	var err error
+	if c.iface != "" {
+		if link, err = netlink.LinkByName(c.iface); err != nil {
+			return netip.Addr{}, fmt.Errorf("--iface %q: %w", c.iface, err)
+		}
+	} else {
+		routes, err := netlink.RouteList(nil, netlink.FAMILY_V4)
+		if err != nil {
+			return netip.Addr{}, err
+		}
+		for _, r := range routes {
+			if r.Dst == nil || r.Dst.String() == "0.0.0.0/0" {
+				if link, err = netlink.LinkByIndex(r.LinkIndex); err == nil {
+					break
+				}
+			}
+		}
+		if link == nil {
+			return netip.Addr{}, errors.New("no default route to pick an interface from; set --iface or --public-ip")
+		}
+	}
+	addrs, err := netlink.AddrList(link, netlink.FAMILY_V4)
+	if err != nil || len(addrs) == 0 {
+		return netip.Addr{}, fmt.Errorf("interface %s has no IPv4 address; set --public-ip", link.Attrs().Name)
+	}
+	a, _ := netip.AddrFromSlice(addrs[0].IP)
+	return a.Unmap(), nil
+}
