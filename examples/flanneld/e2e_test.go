@@ -55,7 +55,7 @@ func startDaemon(t *testing.T, bin string, h *netnstest.Host, etcdURL, subnetFil
 	d := &daemon{host: h, out: &syncBuffer{}, subnetFile: subnetFile, done: make(chan error, 1)}
 	d.cmd = exec.Command("ip", "netns", "exec", h.Name, bin,
 		"--etcd-endpoints", etcdURL, "--iface", netnstest.Underlay, "--subnet-file", subnetFile,
-		"--healthz-ip", h.Addr.Addr().String(), "--healthz-port", "8471", "--node-name", h.Name)
+		"--healthz-ip", h.Addr.Addr().String(), "--healthz-port", "8471", "--node-name", h.Name, "--ip-masq")
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -148,8 +148,13 @@ func TestFlanneldEndToEnd(t *testing.T) {
 		}
 		envs[i] = f
 	}
-	if envs[0].Subnet == envs[1].Subnet || envs[0].MTU != 1450 || envs[0].Network.String() != "10.244.0.0/16" {
+	if envs[0].Subnet == envs[1].Subnet || envs[0].MTU != 1450 || envs[0].Network.String() != "10.244.0.0/16" || !envs[0].IPMasq {
 		t.Fatalf("subnet.env files %+v", envs)
+	}
+	for _, d := range ds {
+		if n := masqRuleCount(int(d.host.Handle), false); n != 4 {
+			t.Errorf("%s: %d masquerade rules, want 4", d.host.Name, n)
+		}
 	}
 	reach := func() error {
 		echo := ds[1].host.ListenEcho(t, envs[1].Subnet.Addr())

@@ -5,9 +5,10 @@
 //
 // This version runs in etcd mode. It writes subnet.env only once the
 // datapath has converged on the node's lease, rewrites it when the lease or
-// the network changes, serves /healthz and /readyz, and on SIGTERM stops
-// leaving the device, routes and lease in place so that a restart does not
-// drop traffic.
+// the network changes, keeps flannel's masquerade rules (--ip-masq) in an
+// nftables table of its own without needing any binary, serves /healthz
+// and /readyz, and on SIGTERM stops leaving the device, routes and lease in
+// place so that a restart does not drop traffic.
 package main
 
 import (
@@ -109,6 +110,9 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 		defer srv.Close()
 	}
 	log.Info("flanneld starting", "version", version, "node", c.node, "public_ip", publicIP, "etcd", c.etcdEndpoints)
+	if c.ipMasq {
+		go a.resyncMasq(ctx)
+	}
 	return a.net.Run(ctx)
 }
 
@@ -127,6 +131,7 @@ func (a *agent) update(change func()) {
 	if a.held.Key.IPv6.IsValid() {
 		f.IPv6Network, f.IPv6Subnet = a.netConf.IPv6Network, a.held.Key.IPv6
 	}
+	a.ensureMasq(f, true)
 	if old, err := subnetenv.Read(a.cfg.subnetFile); err == nil && old == f {
 		a.written = true
 		return
@@ -138,6 +143,53 @@ func (a *agent) update(change func()) {
 	}
 	a.written, a.lastErr = true, ""
 	a.log.Info("wrote subnet.env", "path", a.cfg.subnetFile, "subnet", f.Subnet, "ipv6_subnet", f.IPv6Subnet, "network", f.Network, "mtu", f.MTU)
+}
+
+// ensureMasq applies the --ip-masq rules for f's networks. With force
+// false it re-applies only if a table has lost rules: the periodic resync,
+// silent when nothing drifted.
+func (a *agent) ensureMasq(f subnetenv.File, force bool) {
+	if !a.cfg.ipMasq {
+		return
+	}
+	for _, fam := range []struct {
+		network, subnet netip.Prefix
+		ipv6            bool
+	}{{f.Network, f.Subnet, false}, {f.IPv6Network, f.IPv6Subnet, true}} {
+		if !fam.subnet.IsValid() {
+			continue
+		}
+		if !force && masqRuleCount(-1, fam.ipv6) == len(masqRules(fam.network, fam.subnet)) {
+			continue
+		}
+		if err := applyMasq(-1, fam.network, fam.subnet); err != nil {
+			a.log.Error("could not apply the masquerade rules; retrying at the next resync", "err", err)
+			continue
+		}
+		if force {
+			a.log.Info("masquerade rules applied", "network", fam.network, "subnet", fam.subnet)
+		} else {
+			a.log.Warn("masquerade rules were changed from outside; restored", "network", fam.network)
+		}
+	}
+}
+
+// resyncMasq checks the masquerade rules every resync interval.
+func (a *agent) resyncMasq(ctx context.Context) {
+	t := time.NewTicker(a.cfg.resync)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			a.mu.Lock()
+			if f, err := subnetenv.Read(a.cfg.subnetFile); err == nil && a.written {
+				a.ensureMasq(f, false)
+			}
+			a.mu.Unlock()
+		}
+	}
 }
 
 // ready reports whether subnet.env is written and the datapath converged,

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+)
+
+// masqTable is the nftables table --ip-masq owns, in the ip and ip6
+// families. Everything in it is rebuilt on each apply; nothing outside it
+// is touched.
+const masqTable = "weft"
+
+// masqRules are flannel's masquerade rules for one family, in order:
+//
+//	saddr in network, daddr in network          return      (pod to pod)
+//	saddr in network, daddr not multicast       masquerade  (pod to outside)
+//	saddr not in network, daddr in this subnet  return      (to local pods)
+//	saddr not in network, daddr in network      masquerade  (outside to remote pods)
+//
+// Masquerading is fully random, as flannel's --random-fully.
+func masqRules(network, subnet netip.Prefix) [][]expr.Any {
+	multicast := netip.MustParsePrefix("224.0.0.0/4")
+	if network.Addr().Is6() {
+		multicast = netip.MustParsePrefix("ff00::/8")
+	}
+	ret := &expr.Verdict{Kind: expr.VerdictReturn}
+	masq := &expr.Masq{FullyRandom: true}
+	return [][]expr.Any{
+		join(match(true, network, true), match(false, network, true), ret),
+		join(match(true, network, true), match(false, multicast, false), masq),
+		join(match(true, network, false), match(false, subnet, true), ret),
+		join(match(true, network, false), match(false, network, true), masq),
+	}
+}
+
+func join(parts ...any) []expr.Any {
+	var out []expr.Any
+	for _, p := range parts {
+		switch v := p.(type) {
+		case []expr.Any:
+			out = append(out, v...)
+		case expr.Any:
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// match loads the source (or destination) address, masks it to p's length
+// and compares it with p: equal if in is true, else not equal.
+func match(source bool, p netip.Prefix, in bool) []expr.Any {
+	off, n := uint32(16), uint32(4) // IPv4 destination
+	if source {
+		off = 12
+	}
+	if p.Addr().Is6() {
+		off, n = 24, 16
+		if source {
+			off = 8
+		}
+	}
+	mask := netip.PrefixFrom(p.Addr(), p.Bits()).Masked()
+	maskBytes := make([]byte, n)
+	for i := 0; i < p.Bits(); i++ {
+		maskBytes[i/8] |= 0x80 >> (i % 8)
+	}
+	op := expr.CmpOpEq
+	if !in {
+		op = expr.CmpOpNeq
+	}
+	return []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: n, Mask: maskBytes, Xor: make([]byte, n)},
+		&expr.Cmp{Op: op, Register: 1, Data: mask.Addr().AsSlice()},
+	}
+}
+
+// applyMasq makes the masquerade table for network (and this node's subnet
+// in it) exactly the rules above, in one transaction: the table and chain
+// are created if missing, emptied, and filled, so the result is the same
+// however often it runs and whatever was there. nsFD selects the network
+// namespace (-1: this process's).
+func applyMasq(nsFD int, network, subnet netip.Prefix) error {
+	var opts []nftables.ConnOption
+	if nsFD >= 0 {
+		opts = append(opts, nftables.WithNetNSFd(nsFD))
+	}
+	c, err := nftables.New(opts...)
+	if err != nil {
+		return fmt.Errorf("nftables: %w", err)
+	}
+	fam := nftables.TableFamilyIPv4
+	if network.Addr().Is6() {
+		fam = nftables.TableFamilyIPv6
+	}
+	table := c.AddTable(&nftables.Table{Name: masqTable, Family: fam})
+	chain := c.AddChain(&nftables.Chain{
+		Name: "postrouting", Table: table, Type: nftables.ChainTypeNAT,
+		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource,
+	})
+	c.FlushChain(chain)
+	for _, exprs := range masqRules(network, subnet) {
+		c.AddRule(&nftables.Rule{Table: table, Chain: chain, Exprs: exprs})
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("nftables: masquerade rules for %s: %w", network, err)
+	}
+	return nil
+}
+
+// masqRuleCount returns how many rules the masquerade chain holds, -1 if the
+// table or chain is missing: a cheap check for the periodic resync.
+func masqRuleCount(nsFD int, ipv6 bool) int {
+	var opts []nftables.ConnOption
+	if nsFD >= 0 {
+		opts = append(opts, nftables.WithNetNSFd(nsFD))
+	}
+	c, err := nftables.New(opts...)
+	if err != nil {
+		return -1
+	}
+	fam := nftables.TableFamilyIPv4
+	if ipv6 {
+		fam = nftables.TableFamilyIPv6
+	}
+	tables, err := c.ListTablesOfFamily(fam)
+	if err != nil {
+		return -1
+	}
+	for _, t := range tables {
+		if t.Name == masqTable {
+			rules, err := c.GetRules(t, &nftables.Chain{Name: "postrouting"})
+			if err != nil {
+				return -1
+			}
+			return len(rules)
+		}
+	}
+	return -1
+}
