@@ -161,7 +161,7 @@ func (a Attrs) Validate() error {
 }
 
 // Equal reports whether a and b carry the same information. Backend data is
-// compared as compacted JSON, so whitespace differences do not count.
+// compared by meaning: key order, whitespace and escaping do not count.
 func (a Attrs) Equal(b Attrs) bool {
 	return a.PublicIP == b.PublicIP &&
 		a.PublicIPv6 == b.PublicIPv6 &&

@@ -290,6 +290,7 @@ func lenField(fam *family, field func(*Config) *int) func(*Config, json.RawMessa
 		var n int
 		if err := json.Unmarshal(raw, &n); err != nil || n < 0 || n > fam.bits {
 			return &ConfigError{Field: fam.lenName, Value: abbreviate(raw), Reason: fmt.Sprintf("must be a whole number from 0 (the default) to %d", fam.maxLen)}
+
 		}
 		*field(c) = n
 		return nil

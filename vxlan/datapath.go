@@ -175,11 +175,7 @@ func (d *Datapath) SetPeer(p Peer) error {
 		return nil
 	}
 	d.peers[p.Subnet] = p
-	if err := d.rec.SetPeer(p); err != nil {
-		d.trigger()
-		return err
-	}
-	return nil
+	return d.applied(d.rec.SetPeer(p))
 }
 
 // RemovePeer removes one peer at once.
@@ -187,9 +183,21 @@ func (d *Datapath) RemovePeer(subnet netip.Prefix) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	delete(d.peers, subnet)
-	if err := d.rec.RemovePeer(subnet); err != nil {
+	return d.applied(d.rec.RemovePeer(subnet))
+}
+
+// applied records a fast-path change: the desired state moved on, and it is
+// in the kernel only if the write succeeded on top of a synced state. A
+// failure leaves Synced false until a reconcile repairs it. d.mu is held.
+func (d *Datapath) applied(err error) error {
+	wasSynced := d.synced && d.syncedGen == d.gen
+	d.gen++
+	if err != nil {
 		d.trigger()
 		return err
+	}
+	if wasSynced {
+		d.syncedGen = d.gen
 	}
 	return nil
 }
@@ -335,7 +343,10 @@ func (d *Datapath) Run(ctx context.Context) error {
 				d.trigger()
 				if !errors.Is(err, errOverrun) {
 					d.log.Warn("kernel notifications failed; relying on periodic resync", "err", err)
-					time.Sleep(time.Second)
+					select {
+					case <-ctx.Done():
+					case <-time.After(time.Second):
+					}
 				}
 			}
 		}

@@ -14,8 +14,8 @@
 //
 // A Datapath ties these together for one device and keeps them true: it
 // reconciles when the desired peers change, when a kernel notification
-// shows drift (a deleted route, seed 001's stale permanent neighbour, a
-// changed MTU or MAC, a deleted device, which it re-creates with the same
+// shows drift (a deleted route, a permanent neighbour entry with a stale
+// MAC, a changed MTU or MAC, a deleted device, which it re-creates with the same
 // MAC), and periodically. Status reports what is programmed and every
 // repair with its reason.
 //

@@ -143,9 +143,9 @@ func (r *Reconciler) expected(typ uint16, data []byte) bool {
 			for _, p := range r.peers {
 				if !p.Direct && p.VtepMAC == f.mac {
 					if typ == unix.RTM_DELNEIGH {
-						return f.dst != p.PublicIP || !f.isDefault()
+						return !f.sendsTo(p.PublicIP)
 					}
-					return f.dst == p.PublicIP && f.isDefault() && f.state&unix.NUD_PERMANENT != 0
+					return f.sendsTo(p.PublicIP)
 				}
 			}
 			return typ == unix.RTM_DELNEIGH

@@ -231,9 +231,12 @@ type fdb struct {
 	ifindex int
 }
 
-// isDefault reports whether the entry sends to dst with the device's port,
-// VNI and interface.
-func (f fdb) isDefault() bool { return f.port == 0 && f.vni == 0 && f.ifindex == 0 }
+// sendsTo reports whether the entry is one the datapath writes: a
+// permanent entry of the device itself that sends to dst with the device's
+// port, VNI and interface.
+func (f fdb) sendsTo(dst netip.Addr) bool {
+	return f.dst == dst && f.port == 0 && f.vni == 0 && f.ifindex == 0 && f.self && f.state&unix.NUD_PERMANENT != 0
+}
 
 func (f fdb) addRequest() request {
 	body := ndmsg(unix.AF_BRIDGE, f.dev, unix.NUD_PERMANENT, unix.NTF_SELF)

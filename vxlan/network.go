@@ -76,6 +76,10 @@ type Network struct {
 	runCtx   context.Context
 	leaseGen uint64     // counts leases obtained; an announcement is for one of them
 	announce sync.Mutex // serialises OnLease calls
+	// push serialises every change of the datapaths' peers: a full set
+	// computed from the leases must not be applied after a newer per-peer
+	// change it did not include, or that peer would be dropped.
+	push sync.Mutex
 }
 
 // NewNetwork checks cfg. It touches nothing until Run.
@@ -312,9 +316,20 @@ func (n *Network) applyConfig(c lease.Config) {
 			n.v6.SetSubnet(own.Key.IPv6, c.IPv6Network)
 		}
 	}
+	if c.EnableIPv4 != old.EnableIPv4 || c.EnableIPv6 != old.EnableIPv6 || c.BackendType != old.BackendType || !bytesEqualJSON(c.Backend, old.Backend) {
+		n.log.Warn("network config changed in a way that needs a restart to take effect (families or backend); running with the old settings",
+			"enable_ipv4", c.EnableIPv4, "enable_ipv6", c.EnableIPv6, "backend", string(c.Backend))
+	}
 	if n.cfg.OnConfig != nil {
 		n.cfg.OnConfig(c)
 	}
+}
+
+// bytesEqualJSON compares two raw backend objects by what they parse to.
+func bytesEqualJSON(a, b json.RawMessage) bool {
+	ca, erra := ParseConfig(a)
+	cb, errb := ParseConfig(b)
+	return erra == nil && errb == nil && ca == cb
 }
 
 // watchPeers keeps the datapaths' peers equal to the watched leases:
@@ -328,6 +343,7 @@ func (n *Network) watchPeers(ctx context.Context) error {
 		case err := <-done:
 			return err
 		case b := <-batches:
+			n.push.Lock()
 			n.mu.Lock()
 			if b.Snapshot {
 				clear(n.leases)
@@ -339,16 +355,16 @@ func (n *Network) watchPeers(ctx context.Context) error {
 					n.leases[e.Lease.Key] = e.Lease
 				}
 			}
-			first := !n.watched
 			n.watched = true
 			n.mu.Unlock()
-			if b.Snapshot || first {
-				n.pushPeers()
-				continue
+			if b.Snapshot {
+				n.pushPeersLocked()
+			} else {
+				for _, e := range b.Events {
+					n.applyEvent(e)
+				}
 			}
-			for _, e := range b.Events {
-				n.applyEvent(e)
-			}
+			n.push.Unlock()
 		}
 	}
 }
@@ -356,6 +372,13 @@ func (n *Network) watchPeers(ctx context.Context) error {
 // pushPeers gives each datapath the full set of peers, from the watched
 // leases, once the first snapshot has arrived.
 func (n *Network) pushPeers() {
+	n.push.Lock()
+	defer n.push.Unlock()
+	n.pushPeersLocked()
+}
+
+// pushPeersLocked is pushPeers with n.push held.
+func (n *Network) pushPeersLocked() {
 	n.mu.Lock()
 	if !n.watched {
 		n.mu.Unlock()

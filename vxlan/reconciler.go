@@ -79,6 +79,7 @@ type Reconciler struct {
 	repairs  []Repair
 	lastSync SyncResult
 	syncs    int
+	repaired int // repairs ever made; repairs keeps only the latest
 }
 
 // PeerStatus is what the reconciler last programmed for a peer.
@@ -116,6 +117,7 @@ type Status struct {
 	Nexthops bool // routes use nexthop objects
 	Peers    []PeerStatus
 	Repairs  []Repair // most recent last, at most 256
+	Repaired int      // repairs ever made
 	LastSync SyncResult
 	Syncs    int // Sync calls so far
 }
@@ -405,7 +407,7 @@ func (r *Reconciler) Sync() (SyncResult, error) {
 		want, wanted := wantFDB[mac]
 		for _, e := range entries {
 			switch {
-			case wanted && e.dst == want && e.isDefault() && e.self && e.state&unix.NUD_PERMANENT != 0:
+			case wanted && e.sendsTo(want):
 			case r.cfg.Learning && e.state&unix.NUD_PERMANENT == 0:
 			case wanted:
 				add(e.deleteRequest(), fmt.Sprintf("remote %s port %d vni %d for %s, want %s", e.dst, e.port, e.vni, mac, want), netip.Prefix{})
@@ -421,7 +423,7 @@ func (r *Reconciler) Sync() (SyncResult, error) {
 		}
 		present := false
 		for _, e := range st.fdbs[p.VtepMAC] {
-			if e.dst == p.PublicIP && e.isDefault() && e.self && e.state&unix.NUD_PERMANENT != 0 {
+			if e.sendsTo(p.PublicIP) {
 				present = true
 			}
 		}
@@ -459,7 +461,6 @@ func (r *Reconciler) Sync() (SyncResult, error) {
 	if err != nil {
 		return SyncResult{}, fmt.Errorf("vxlan: %w", err)
 	}
-	r.lastSync.Time = start
 	res := SyncResult{Time: start, Peers: len(r.peers), Writes: len(reqs)}
 	failed := map[netip.Prefix]string{}
 	for s, c := range conflicts {
@@ -510,6 +511,7 @@ func (r *Reconciler) Sync() (SyncResult, error) {
 
 func (r *Reconciler) recordRepair(what, why string) {
 	r.log.Info("repaired datapath drift", "object", what, "was", why)
+	r.repaired++
 	r.repairs = append(r.repairs, Repair{Time: time.Now(), What: what, Why: why})
 	if len(r.repairs) > maxRepairs {
 		r.repairs = slices.Delete(r.repairs, 0, len(r.repairs)-maxRepairs)
@@ -689,7 +691,7 @@ func (r *Reconciler) RemovePeer(subnet netip.Prefix) error {
 func (r *Reconciler) Status() Status {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	s := Status{Device: r.cfg.Device, IPv6: r.cfg.IPv6, Nexthops: r.nexthops, LastSync: r.lastSync, Syncs: r.syncs, Repairs: slices.Clone(r.repairs)}
+	s := Status{Device: r.cfg.Device, IPv6: r.cfg.IPv6, Nexthops: r.nexthops, LastSync: r.lastSync, Syncs: r.syncs, Repaired: r.repaired, Repairs: slices.Clone(r.repairs)}
 	for _, ps := range r.status {
 		s.Peers = append(s.Peers, ps)
 	}

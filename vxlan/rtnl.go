@@ -96,14 +96,14 @@ func socketAt(ns netns.NsHandle) (int, error) {
 	return fd, err
 }
 
-// close closes the socket. Later calls fail with errClosed instead of
-// reaching whatever socket reuses the descriptor number.
 // inNamespace reports whether ns names a namespace to switch to. The zero
 // NsHandle, documented as "the caller's namespace", is descriptor 0, which
 // NsHandle.IsOpen reports as open; it and netns.None() both mean the
 // caller's namespace.
 func inNamespace(ns netns.NsHandle) bool { return ns.IsOpen() && ns != 0 }
 
+// close closes the socket. Later calls fail with errClosed instead of
+// reaching whatever socket reuses the descriptor number.
 func (c *rtconn) close() {
 	if c.fd >= 0 {
 		unix.Close(c.fd)

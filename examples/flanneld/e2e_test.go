@@ -79,7 +79,11 @@ func startDaemon(t *testing.T, bin string, h *netnstest.Host, etcdURL, subnetFil
 }
 
 // readyz asks a daemon's /readyz from inside its namespace.
-func (d *daemon) readyz() (int, string) {
+func (d *daemon) readyz() (int, string) { return d.get("/readyz") }
+
+// get fetches a path from the daemon's health server, from inside its
+// namespace.
+func (d *daemon) get(path string) (int, string) {
 	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			var c net.Conn
@@ -91,7 +95,7 @@ func (d *daemon) readyz() (int, string) {
 			return c, err
 		},
 	}}
-	resp, err := client.Get("http://" + d.host.Addr.Addr().String() + ":8471/readyz")
+	resp, err := client.Get("http://" + d.host.Addr.Addr().String() + ":8471" + path)
 	if err != nil {
 		return 0, err.Error()
 	}
@@ -154,6 +158,12 @@ func TestFlanneldEndToEnd(t *testing.T) {
 	for _, d := range ds {
 		if n := masqRuleCount(int(d.host.Handle), false); n != 4 {
 			t.Errorf("%s: %d masquerade rules, want 4", d.host.Name, n)
+		}
+		code, body := d.get("/metrics")
+		for _, want := range []string{"weft_ready 1", `weft_peers{family="ipv4"} 1`, "weft_lease_losses_total 0", "weft_etcd_errors_total", "weft_reconcile_duration_seconds", "weft_datapath_repairs_total"} {
+			if code != http.StatusOK || !strings.Contains(body, want) {
+				t.Errorf("%s /metrics lacks %q (status %d)", d.host.Name, want, code)
+			}
 		}
 	}
 	reach := func() error {

@@ -7,7 +7,7 @@
 // datapath has converged on the node's lease, rewrites it when the lease or
 // the network changes, keeps flannel's masquerade rules (--ip-masq) in an
 // nftables table of its own without needing any binary, serves /healthz
-// and /readyz, and on SIGTERM stops leaving the device, routes and lease in
+// and /readyz and Prometheus /metrics on --healthz-port, and on SIGTERM stops leaving the device, routes and lease in
 // place so that a restart does not drop traffic.
 package main
 
@@ -26,6 +26,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/vishvananda/netlink"
 
 	"github.com/weftnet/weft/lease"
@@ -59,9 +61,10 @@ func main() {
 
 // agent is the running daemon's state, for the health endpoints.
 type agent struct {
-	cfg config
-	log *slog.Logger
-	net *vxlan.Network
+	cfg     config
+	log     *slog.Logger
+	net     *vxlan.Network
+	manager *etcd.Manager
 
 	mu      sync.Mutex
 	held    lease.Lease
@@ -92,7 +95,7 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 		return err
 	}
 	defer m.Close()
-	a := &agent{cfg: c, log: log}
+	a := &agent{cfg: c, log: log, manager: m}
 	a.net, err = vxlan.NewNetwork(vxlan.NetworkConfig{
 		Manager: m, Node: c.node, PublicIP: publicIP, Previous: prev,
 		ResyncInterval: c.resync, Logger: log,
@@ -196,6 +199,9 @@ func (a *agent) resyncMasq(ctx context.Context) {
 // and if not, why not.
 func (a *agent) ready() (bool, string) {
 	if ok, why := a.net.Ready(); !ok {
+		if cond := a.manager.Stats().Condition; cond != "" {
+			why += ": " + cond
+		}
 		return false, why
 	}
 	a.mu.Lock()
@@ -211,6 +217,9 @@ func (a *agent) ready() (bool, string) {
 
 func (a *agent) serveHealth(addr string) (*http.Server, error) {
 	mux := http.NewServeMux()
+	reg := prometheus.NewRegistry()
+	a.registerMetrics(reg, a.manager)
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if ok, why := a.ready(); !ok {

@@ -3,7 +3,8 @@
 // WEFT_ETCD_BINARY names an etcd executable, that binary as a child process,
 // so the same tests run against older releases such as Debian's etcd 3.4.
 //
-// Servers listen on 127.0.0.1 on ports picked at random, use fast election
+// Servers listen on 127.0.0.1 on ports picked at random (StartIn: on an
+// address of another namespace, ports 2379 and 2380), use fast election
 // ticks, keep their data in a per-test directory, and are stopped and removed
 // by t.Cleanup on every path. A server can be stopped and restarted on the
 // same ports and data, and a Proxy in front of it can cut clients off, to

@@ -81,11 +81,15 @@ func (n *Namespace) Exchange(src netip.Addr, dst netip.AddrPort, payload []byte,
 // for paths that take a moment to settle (neighbour resolution, DAD).
 func (n *Namespace) WaitExchange(src netip.Addr, dst netip.AddrPort, deadline time.Duration) error {
 	end := time.Now().Add(deadline)
-	var err error
-	for time.Now().Before(end) {
-		if err = n.Exchange(src, dst, []byte("weft "+src.String()+" -> "+dst.String()), 200*time.Millisecond); err == nil {
+	payload := []byte("weft " + src.String() + " -> " + dst.String())
+	for {
+		err := n.Exchange(src, dst, payload, 200*time.Millisecond)
+		if err == nil {
 			return nil
 		}
+		if time.Now().After(end) {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond) // an immediate failure (ICMP refused) must not spin
 	}
-	return err
 }

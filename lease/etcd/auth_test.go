@@ -28,7 +28,7 @@ func TestTLS(t *testing.T) {
 	newManager := func(node, ca, cert, key string) (*Manager, error) {
 		m, err := New(Options{
 			Endpoints: []string{s.Endpoint()}, Node: node,
-			CAFile: ca, CertFile: cert, KeyFile: key,
+			CAFile: ca, CertFile: cert, KeyFile: key, RequestTimeout: 500 * time.Millisecond,
 			Logger: slog.New(slog.NewTextHandler(logs, nil)),
 		})
 		if err == nil {

@@ -119,6 +119,7 @@ func (m *Manager) Keep(ctx context.Context, l lease.Lease) error {
 			default:
 				renewRetry.ok()
 				if nh.id != 0 {
+					m.renewals.Add(1)
 					m.log.Debug("renewed lease", "subnet", l.Key, "revision", nh.rev)
 				}
 				h = nh
@@ -282,6 +283,7 @@ func (m *Manager) renew(ctx context.Context, path string, value []byte, h heldLe
 
 // lost logs the loss of a lease once and forgets it.
 func (m *Manager) lost(k lease.Key, err error) error {
+	m.losses.Add(1)
 	m.mu.Lock()
 	delete(m.held, k)
 	m.mu.Unlock()

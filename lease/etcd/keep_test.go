@@ -41,6 +41,9 @@ func TestKeepRenews(t *testing.T) {
 	if now.Lease == first.Lease || now.CreateRevision != first.CreateRevision || now.Value != first.Value {
 		t.Errorf("after renewals %+v, first %+v: want a new etcd lease, same key and value", now, first)
 	}
+	if st := m.Stats(); st.Renewals < 2 || st.Losses != 0 || st.Condition != "" {
+		t.Errorf("Stats after two renewals: %+v", st)
+	}
 	if ttl, err := e.admin.TimeToLive(ctxFor(t, 5*time.Second), clientv3.LeaseID(first.Lease)); err != nil || ttl.TTL != -1 {
 		t.Errorf("the first etcd lease is still alive (TTL %d, %v); renewals should revoke what they leave", ttl.TTL, err)
 	}
@@ -99,6 +102,9 @@ func TestKeepReportsLossAtOnce(t *testing.T) {
 			}
 			if !contains(e.logs.String(), "lease lost") {
 				t.Error("the loss was not logged")
+			}
+			if st := m.Stats(); st.Losses != 1 {
+				t.Errorf("Stats after a loss: %+v", st)
 			}
 		})
 	}

@@ -8,8 +8,10 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"path"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -87,6 +89,50 @@ type Manager struct {
 
 	mu   sync.Mutex
 	held map[lease.Key]heldLease // what this Manager last wrote for its own leases
+
+	// Counters and current conditions, for Stats.
+	renewals, losses, errs atomic.Int64
+	condMu                 sync.Mutex
+	conditions             map[string]string // by operation: why it is failing now
+}
+
+// Stats are a Manager's counters since New, for metrics, and its current
+// condition, for readiness output.
+type Stats struct {
+	Renewals int64 // successful renewals of this node's lease
+	Losses   int64 // leases lost (expired, deleted or taken)
+	Errors   int64 // failed etcd requests, each retried
+	// Condition says why etcd requests are failing right now, e.g.
+	// "etcd unreachable: context deadline exceeded"; "" when they are not.
+	Condition string
+}
+
+// setCondition records why operation what is failing, or clears it.
+func (m *Manager) setCondition(what, cond string) {
+	m.condMu.Lock()
+	defer m.condMu.Unlock()
+	if cond == "" {
+		delete(m.conditions, what)
+		return
+	}
+	if m.conditions == nil {
+		m.conditions = map[string]string{}
+	}
+	m.conditions[what] = cond
+}
+
+// Stats returns the counters and the current condition.
+func (m *Manager) Stats() Stats {
+	st := Stats{Renewals: m.renewals.Load(), Losses: m.losses.Load(), Errors: m.errs.Load()}
+	m.condMu.Lock()
+	defer m.condMu.Unlock()
+	var conds []string
+	for _, c := range m.conditions {
+		conds = append(conds, c)
+	}
+	slices.Sort(conds)
+	st.Condition = strings.Join(slices.Compact(conds), "; ")
+	return st
 }
 
 // heldLease is what a renewal must compare against: the revision this node
@@ -284,6 +330,7 @@ func (m *Manager) Config(ctx context.Context) (lease.Config, error) {
 // exponential backoff, and logs only when the failure changes or recovers,
 // so that a long outage costs two log lines, not one per attempt.
 type retrier struct {
+	m        *Manager
 	log      *slog.Logger
 	what     string
 	delay    time.Duration
@@ -303,6 +350,12 @@ func (r *retrier) fail(ctx context.Context, err error) error {
 		return ctx.Err() // shutting down: not a failure to report
 	}
 	r.failures++
+	r.m.errs.Add(1)
+	cond := "etcd unreachable: " + err.Error()
+	if errors.Is(err, ErrNoConfig) || errors.Is(err, lease.ErrInvalidConfig) || errors.Is(err, lease.ErrOutOfSubnets) {
+		cond = err.Error() // etcd answered; the trouble is what it holds
+	}
+	r.m.setCondition(r.what, cond)
 	if msg := err.Error(); msg != r.lastErr {
 		r.log.Warn(r.what+" failed; retrying", "err", err, "attempt", r.failures)
 		r.lastErr = msg
@@ -327,11 +380,12 @@ func (r *retrier) fail(ctx context.Context, err error) error {
 func (r *retrier) ok() {
 	if r.failures > 0 {
 		r.log.Info(r.what+" recovered", "after_attempts", r.failures)
+		r.m.setCondition(r.what, "")
 	}
-	*r = retrier{log: r.log, what: r.what}
+	*r = retrier{m: r.m, log: r.log, what: r.what}
 }
 
-func (m *Manager) retrier(what string) *retrier { return &retrier{log: m.log, what: what} }
+func (m *Manager) retrier(what string) *retrier { return &retrier{m: m, log: m.log, what: what} }
 
 // sleepCtx waits d or until ctx ends.
 func sleepCtx(ctx context.Context, d time.Duration) error {

@@ -224,6 +224,9 @@ func TestAcquireLogsOutage(t *testing.T) {
 	if !contains(e.logs.String(), "acquire failed; retrying") || !contains(e.logs.String(), "context deadline exceeded") {
 		t.Errorf("the outage was not logged:\n%s", e.logs)
 	}
+	if st := m.Stats(); st.Errors == 0 || !contains(st.Condition, "etcd unreachable") {
+		t.Errorf("Stats during the outage: %+v", st)
+	}
 }
 
 // TestAcquireFindsOwnKeyAfterPublicIPChange: a node that comes back with a
