@@ -159,3 +159,24 @@ func TestDatapathSetSubnet(t *testing.T) {
 		return strings.Contains(out, "10.244.99.0/32") && !strings.Contains(out, "10.244.1.0/32")
 	})
 }
+
+// TestFailedWriteIsRetried: a peer whose route another program holds cannot
+// be programmed; the running Datapath keeps retrying, and programs it as
+// soon as the way is clear, with no further prompting.
+func TestFailedWriteIsRetried(t *testing.T) {
+	t.Parallel()
+	nodes := newDatapaths(t, 2)
+	a, b := nodes[0], nodes[1]
+	waitUntil(t, 5*time.Second, "convergence", func() bool { return a.dp.Synced() })
+	// Another program replaces the peer's route with its own.
+	ip(t, a.node, "ip", "route", "replace", b.subnet.String(), "via", "172.30.0.99", "dev", "eth0", "proto", "static")
+	waitUntil(t, 5*time.Second, "the conflict to show", func() bool {
+		st := a.dp.Status()
+		return !a.dp.Synced() && len(st.Reconciler.Peers) == 1 && strings.Contains(st.Reconciler.Peers[0].Err, "in the way")
+	})
+	ip(t, a.node, "ip", "route", "del", b.subnet.String(), "proto", "static")
+	waitUntil(t, 15*time.Second, "the retry to program the peer", func() bool { return a.dp.Synced() })
+	if err := overlayReachable(t, a.node, b.node, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+}

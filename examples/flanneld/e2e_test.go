@@ -202,4 +202,25 @@ func TestFlanneldEndToEnd(t *testing.T) {
 	if err := reach(); err != nil {
 		t.Fatalf("traffic after the restart: %v", err)
 	}
+
+	// Another node takes the subnet (as after a partition longer than the
+	// TTL): the daemon moves to a new subnet and rewrites subnet.env.
+	intruder := `{"PublicIP":"172.30.0.99","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:00:00:00:00:99"},"WeftOwner":"intruder"}`
+	key := "/coreos.com/network/subnets/" + strings.Replace(envs[0].Subnet.String(), "/", "-", 1)
+	if _, err := admin.Put(context.Background(), key, intruder); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "subnet.env to move to a new subnet", func() bool {
+		f, err := subnetenv.Read(d.subnetFile)
+		return err == nil && f.Subnet != envs[0].Subnet
+	})
+	waitFor(t, 20*time.Second, "ready on the new subnet", func() bool { code, _ := again.readyz(); return code == http.StatusOK })
+	moved, _ := subnetenv.Read(d.subnetFile)
+	echo := d.host.ListenEcho(t, moved.Subnet.Addr())
+	if err := ds[1].host.WaitExchange(envs[1].Subnet.Addr(), echo.Addr, 10*time.Second); err != nil {
+		t.Fatalf("traffic to the new subnet %v: %v", moved.Subnet, err)
+	}
+	if _, body := again.get("/metrics"); !strings.Contains(body, "weft_lease_losses_total 1") {
+		t.Errorf("the loss is not counted:\n%s", body)
+	}
 }

@@ -113,17 +113,18 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 		defer srv.Close()
 	}
 	log.Info("flanneld starting", "version", version, "node", c.node, "public_ip", publicIP, "etcd", c.etcdEndpoints)
-	if c.ipMasq {
-		go a.resyncMasq(ctx)
-	}
+	go a.resync(ctx)
 	return a.net.Run(ctx)
 }
 
-// update applies a change and rewrites subnet.env if it now differs.
+// update applies a change (nil for none) and rewrites subnet.env if it
+// now differs from the file, which covers an MTU that followed the underlay.
 func (a *agent) update(change func()) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	change()
+	if change != nil {
+		change()
+	}
 	if !a.held.Key.IsValid() || !a.netConf.Network.IsValid() && !a.netConf.IPv6Network.IsValid() {
 		return
 	}
@@ -177,8 +178,10 @@ func (a *agent) ensureMasq(f subnetenv.File, force bool) {
 	}
 }
 
-// resyncMasq checks the masquerade rules every resync interval.
-func (a *agent) resyncMasq(ctx context.Context) {
+// resync re-checks, every resync interval, what the daemon keeps outside
+// the datapath: subnet.env (its MTU follows the underlay's) and the
+// masquerade rules. It is silent when nothing changed.
+func (a *agent) resync(ctx context.Context) {
 	t := time.NewTicker(a.cfg.resync)
 	defer t.Stop()
 	for {
@@ -186,6 +189,10 @@ func (a *agent) resyncMasq(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			if ok, _ := a.net.Ready(); !ok {
+				continue // subnet.env waits for convergence
+			}
+			a.update(nil)
 			a.mu.Lock()
 			if f, err := subnetenv.Read(a.cfg.subnetFile); err == nil && a.written {
 				a.ensureMasq(f, false)
