@@ -116,14 +116,20 @@ func (r *Reconciler) expected(typ uint16, data []byte) bool {
 	switch typ {
 	case unix.RTM_NEWROUTE, unix.RTM_DELROUTE:
 		rt, ok := parseRoute(data)
-		if !ok || data[0] != r.fam || (rt.dev != r.cfg.Device && rt.proto != r.cfg.RouteProtocol) || rt.proto == unix.RTPROT_KERNEL {
+		if !ok || data[0] != r.fam || rt.proto == unix.RTPROT_KERNEL {
 			return true
 		}
+		mine := rt.dev == r.cfg.Device || rt.proto == r.cfg.RouteProtocol
 		p, want := r.peers[rt.dst]
 		if typ == unix.RTM_DELROUTE {
-			return !want || rt.metric != r.metric
+			return !(want && mine && rt.metric == r.metric)
 		}
-		return want && routeMatches(rt, r.objects(p, r.ids[p.Subnet]).route)
+		if want {
+			// Another program's route to a peer's subnet may have
+			// replaced ours without any deletion being announced.
+			return routeMatches(rt, r.objects(p, r.ids[p.Subnet]).route)
+		}
+		return !mine
 	case unix.RTM_NEWNEXTHOP, unix.RTM_DELNEXTHOP:
 		n, ok := parseNexthop(data)
 		if !ok || data[0] != r.fam || (n.dev != r.cfg.Device && n.proto != r.cfg.RouteProtocol) {
