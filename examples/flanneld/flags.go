@@ -32,6 +32,7 @@ type config struct {
 	healthzIP     string
 	healthzPort   int
 	renewMargin   int // minutes, as flannel
+	leaseTTL      time.Duration
 	node          string
 	resync        time.Duration
 	version       bool
@@ -59,6 +60,7 @@ func parseFlags(args []string, env func(string) string, stderr io.Writer) (confi
 	fs.StringVar(&c.healthzIP, "healthz-ip", "0.0.0.0", "the IP address for the healthz and readyz server to listen on")
 	fs.IntVar(&c.healthzPort, "healthz-port", 0, "the port for the healthz and readyz server; 0 disables it")
 	fs.IntVar(&c.renewMargin, "subnet-lease-renew-margin", 60, "subnet lease renewal margin, in minutes")
+	fs.DurationVar(&c.leaseTTL, "subnet-lease-ttl", 24*time.Hour, "life of a subnet lease that is not renewed (a weft extension; flannel fixes it at 24h)")
 	fs.StringVar(&c.node, "node-name", "", "stable identity of this node, the lease owner and VTEP MAC seed (default: NODE_NAME, then the hostname)")
 	fs.DurationVar(&c.resync, "resync-interval", 30*time.Second, "period of the datapath's unprompted reconcile")
 	fs.BoolVar(&c.version, "version", false, "print the version and exit")

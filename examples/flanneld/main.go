@@ -89,7 +89,7 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 		Endpoints: strings.Split(c.etcdEndpoints, ","), Prefix: c.etcdPrefix,
 		CAFile: c.etcdCAFile, CertFile: c.etcdCertfile, KeyFile: c.etcdKeyfile,
 		Username: c.etcdUsername, Password: c.etcdPassword,
-		Node: c.node, RenewMargin: time.Duration(c.renewMargin) * time.Minute, Logger: log,
+		Node: c.node, TTL: c.leaseTTL, RenewMargin: renewMargin(c), Logger: log,
 	})
 	if err != nil {
 		return err
@@ -115,6 +115,16 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 	log.Info("flanneld starting", "version", version, "node", c.node, "public_ip", publicIP, "etcd", c.etcdEndpoints)
 	go a.resync(ctx)
 	return a.net.Run(ctx)
+}
+
+// renewMargin is --subnet-lease-renew-margin, kept below a short
+// --subnet-lease-ttl so that tests can run with a TTL of seconds.
+func renewMargin(c config) time.Duration {
+	m := time.Duration(c.renewMargin) * time.Minute
+	if m >= c.leaseTTL {
+		m = c.leaseTTL / 2
+	}
+	return m
 }
 
 // update applies a change (nil for none) and rewrites subnet.env if it
