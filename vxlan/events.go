@@ -146,13 +146,12 @@ func (r *Reconciler) expected(typ uint16, data []byte) bool {
 			if !ok || f.dev != r.cfg.Device || r.cfg.Learning && f.state&unix.NUD_PERMANENT == 0 {
 				return true
 			}
-			for _, p := range r.peers {
-				if !p.Direct && p.VtepMAC == f.mac {
-					if typ == unix.RTM_DELNEIGH {
-						return !f.sendsTo(p.PublicIP)
-					}
-					return f.sendsTo(p.PublicIP)
+			for s := range r.byMAC[f.mac] {
+				p := r.peers[s]
+				if typ == unix.RTM_DELNEIGH {
+					return !f.sendsTo(p.PublicIP)
 				}
+				return f.sendsTo(p.PublicIP)
 			}
 			return typ == unix.RTM_DELNEIGH
 		}
@@ -160,10 +159,9 @@ func (r *Reconciler) expected(typ uint16, data []byte) bool {
 		if !ok || n.dev != r.cfg.Device || n.state&unix.NUD_NOARP != 0 {
 			return true
 		}
-		for _, p := range r.peers {
-			if !p.Direct && p.gateway() == n.ip {
-				return typ == unix.RTM_NEWNEIGH && n.mac == p.VtepMAC && n.state == unix.NUD_PERMANENT
-			}
+		if s, ok := r.byGW[n.ip]; ok {
+			p := r.peers[s]
+			return typ == unix.RTM_NEWNEIGH && n.mac == p.VtepMAC && n.state == unix.NUD_PERMANENT
 		}
 		return typ == unix.RTM_DELNEIGH
 	}

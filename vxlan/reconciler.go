@@ -70,11 +70,13 @@ type Reconciler struct {
 	mu       sync.Mutex
 	conn     *rtconn
 	closed   bool
-	peers    map[netip.Prefix]Peer   // desired
-	ids      map[netip.Prefix]uint32 // nexthop id of each peer's route
-	idOwner  map[uint32]netip.Prefix // the reverse of ids
-	ownIDs   map[uint32]bool         // nexthops known to be ours: listed with our protocol, or created by us since
-	usedIDs  map[uint32]bool         // every nexthop id in the namespace, as last listed
+	peers    map[netip.Prefix]Peer         // desired
+	byGW     map[netip.Addr]netip.Prefix   // desired peers by gateway (their neighbour's IP)
+	byMAC    map[MAC]map[netip.Prefix]bool // desired VXLAN peers by VTEP MAC
+	ids      map[netip.Prefix]uint32       // nexthop id of each peer's route
+	idOwner  map[uint32]netip.Prefix       // the reverse of ids
+	ownIDs   map[uint32]bool               // nexthops known to be ours: listed with our protocol, or created by us since
+	usedIDs  map[uint32]bool               // every nexthop id in the namespace, as last listed
 	status   map[netip.Prefix]PeerStatus
 	repairs  []Repair
 	lastSync SyncResult
@@ -145,6 +147,8 @@ func NewReconciler(cfg ReconcilerConfig) (*Reconciler, error) {
 		log:     cfg.Logger.With("component", "vxlan", "device", cfg.Device),
 		conn:    conn,
 		peers:   map[netip.Prefix]Peer{},
+		byGW:    map[netip.Addr]netip.Prefix{},
+		byMAC:   map[MAC]map[netip.Prefix]bool{},
 		ids:     map[netip.Prefix]uint32{},
 		idOwner: map[uint32]netip.Prefix{},
 		ownIDs:  map[uint32]bool{},
@@ -184,8 +188,49 @@ func (r *Reconciler) SetPeers(peers []Peer) error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.peers = want
+	r.peers = map[netip.Prefix]Peer{}
+	clear(r.byGW)
+	clear(r.byMAC)
+	for _, p := range want {
+		r.index(p)
+	}
 	return nil
+}
+
+// index adds p to the desired peers and their indexes; unindex removes
+// it. The indexes keep the notification filter and the FDB sharing checks
+// O(1) per event, which matters when a sync's own writes send tens of
+// thousands of notifications.
+func (r *Reconciler) index(p Peer) {
+	r.peers[p.Subnet] = p
+	if p.Direct {
+		return
+	}
+	r.byGW[p.gateway()] = p.Subnet
+	if r.byMAC[p.VtepMAC] == nil {
+		r.byMAC[p.VtepMAC] = map[netip.Prefix]bool{}
+	}
+	r.byMAC[p.VtepMAC][p.Subnet] = true
+}
+
+func (r *Reconciler) unindex(subnet netip.Prefix) {
+	p, ok := r.peers[subnet]
+	if !ok {
+		return
+	}
+	delete(r.peers, subnet)
+	if p.Direct {
+		return
+	}
+	if r.byGW[p.gateway()] == subnet {
+		delete(r.byGW, p.gateway())
+	}
+	if m := r.byMAC[p.VtepMAC]; m != nil {
+		delete(m, subnet)
+		if len(m) == 0 {
+			delete(r.byMAC, p.VtepMAC)
+		}
+	}
 }
 
 // desired is the set of kernel objects a peer needs.
@@ -564,7 +609,8 @@ func (r *Reconciler) SetPeer(p Peer) error {
 	old, had := r.peers[p.Subnet]
 	prev := r.status[p.Subnet]
 	fresh := !had || !prev.Programmed
-	r.peers[p.Subnet] = p
+	r.unindex(p.Subnet)
+	r.index(p)
 
 	id := r.nexthopID(p, nil)
 	d := r.objects(p, id)
@@ -629,9 +675,9 @@ func (r *Reconciler) SetPeer(p Peer) error {
 
 // fdbOwner returns another desired peer than subnet whose VTEP MAC is mac.
 func (r *Reconciler) fdbOwner(mac MAC, subnet netip.Prefix) (Peer, bool) {
-	for s, o := range r.peers {
-		if s != subnet && !o.Direct && o.VtepMAC == mac {
-			return o, true
+	for s := range r.byMAC[mac] {
+		if s != subnet {
+			return r.peers[s], true
 		}
 	}
 	return Peer{}, false
@@ -656,7 +702,7 @@ func (r *Reconciler) RemovePeer(subnet netip.Prefix) error {
 	if !ok {
 		return nil
 	}
-	delete(r.peers, subnet)
+	r.unindex(subnet)
 	id := r.ids[subnet]
 	d := r.objects(p, id)
 	var reqs []request

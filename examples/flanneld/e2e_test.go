@@ -45,7 +45,7 @@ func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return 
 
 // cluster is a segment whose first host runs etcd; the others run flanneld.
 type cluster struct {
-	t     *testing.T
+	t     testing.TB
 	bin   string
 	seg   *netnstest.Segment
 	srv   *etcdtest.Server
@@ -69,7 +69,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func newCluster(t *testing.T, hosts int, config string) *cluster {
+func newCluster(t testing.TB, hosts int, config string) *cluster {
 	t.Helper()
 	netnstest.RequirePrivileged(t)
 	buildOnce.Do(func() {
@@ -108,7 +108,7 @@ func (c *cluster) host(i int) *netnstest.Host { return c.seg.Hosts[i] }
 
 // daemon is a flanneld process inside a simulated host.
 type daemon struct {
-	t          *testing.T
+	t          testing.TB
 	host       *netnstest.Host
 	cmd        *exec.Cmd
 	out        *syncBuffer
@@ -196,13 +196,13 @@ func (d *daemon) env() subnetenv.File {
 
 // reach sends UDP from one daemon's overlay address to an echo on
 // another's, which only the VXLAN path can carry.
-func reach(t *testing.T, from, to *daemon) error {
+func reach(t testing.TB, from, to *daemon) error {
 	t.Helper()
 	echo := to.host.ListenEcho(t, to.env().Subnet.Addr())
 	return from.host.WaitExchange(from.env().Subnet.Addr(), echo.Addr, 10*time.Second)
 }
 
-func ipOut(t *testing.T, h *netnstest.Host, args ...string) string {
+func ipOut(t testing.TB, h *netnstest.Host, args ...string) string {
 	t.Helper()
 	out, err := exec.Command(args[0], append([]string{"-n", h.Name}, args[1:]...)...).CombinedOutput()
 	if err != nil {
@@ -211,7 +211,7 @@ func ipOut(t *testing.T, h *netnstest.Host, args ...string) string {
 	return string(out)
 }
 
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {
