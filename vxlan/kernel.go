@@ -25,7 +25,7 @@ type nexthop struct {
 const nexthopCreate = unix.NLM_F_CREATE | unix.NLM_F_REPLACE
 
 func (n nexthop) addRequest() request {
-	body := make([]byte, 8) // struct nhmsg
+	body := make([]byte, 8, 48) // struct nhmsg, then room for the attributes
 	body[0] = family(n.gw)
 	body[2] = n.proto
 	if n.onlink {
@@ -34,12 +34,12 @@ func (n nexthop) addRequest() request {
 	body = attr(body, unix.NHA_ID, u32(n.id))
 	body = attr(body, unix.NHA_OIF, u32(uint32(n.dev)))
 	body = attr(body, unix.NHA_GATEWAY, addrBytes(n.gw))
-	return request{typ: unix.RTM_NEWNEXTHOP, flags: nexthopCreate, body: body, what: fmt.Sprintf("nexthop %d via %s", n.id, n.gw)}
+	return request{typ: unix.RTM_NEWNEXTHOP, flags: nexthopCreate, body: body}
 }
 
 func deleteNexthopRequest(id uint32) request {
-	body := attr(make([]byte, 8), unix.NHA_ID, u32(id))
-	return request{typ: unix.RTM_DELNEXTHOP, body: body, what: fmt.Sprintf("delete nexthop %d", id)}
+	body := attr(make([]byte, 8, 16), unix.NHA_ID, u32(id))
+	return request{typ: unix.RTM_DELNEXTHOP, body: body}
 }
 
 func parseNexthop(data []byte) (nexthop, bool) {
@@ -83,7 +83,7 @@ func defaultMetric(ipv6 bool) uint32 {
 }
 
 func rtmsg(dst netip.Prefix, proto uint8, scope uint8) []byte {
-	b := make([]byte, unix.SizeofRtMsg)
+	b := make([]byte, unix.SizeofRtMsg, unix.SizeofRtMsg+64)
 	b[0] = family(dst.Addr())
 	b[1] = uint8(dst.Bits())
 	b[4] = unix.RT_TABLE_MAIN
@@ -113,7 +113,7 @@ func (r route) addRequest(replace bool) request {
 		body = attr(body, unix.RTA_GATEWAY, addrBytes(r.gw))
 		body = attr(body, unix.RTA_OIF, u32(uint32(r.dev)))
 	}
-	return request{typ: unix.RTM_NEWROUTE, flags: flags, body: body, what: "route " + r.dst.String()}
+	return request{typ: unix.RTM_NEWROUTE, flags: flags, body: body}
 }
 
 // deleteRequest deletes exactly this route: the kernel matches the
@@ -133,7 +133,7 @@ func (r route) deleteRequest() request {
 			body = attr(body, unix.RTA_OIF, u32(uint32(r.dev)))
 		}
 	}
-	return request{typ: unix.RTM_DELROUTE, body: body, what: "delete route " + r.dst.String()}
+	return request{typ: unix.RTM_DELROUTE, body: body}
 }
 
 // parseRoute reads a route from a dump or notification; ok is false for
@@ -178,7 +178,7 @@ type neigh struct {
 }
 
 func ndmsg(fam uint8, dev int, state uint16, flags uint8) []byte {
-	b := make([]byte, 12)
+	b := make([]byte, 12, 64)
 	b[0] = fam
 	binary.NativeEndian.PutUint32(b[4:], uint32(dev))
 	binary.NativeEndian.PutUint16(b[8:], state)
@@ -190,12 +190,12 @@ func (n neigh) addRequest() request {
 	body := ndmsg(family(n.ip), n.dev, unix.NUD_PERMANENT, 0)
 	body = attr(body, unix.NDA_DST, addrBytes(n.ip))
 	body = attr(body, unix.NDA_LLADDR, n.mac[:])
-	return request{typ: unix.RTM_NEWNEIGH, flags: unix.NLM_F_CREATE | unix.NLM_F_REPLACE, body: body, what: fmt.Sprintf("neighbour %s lladdr %s", n.ip, n.mac)}
+	return request{typ: unix.RTM_NEWNEIGH, flags: unix.NLM_F_CREATE | unix.NLM_F_REPLACE, body: body}
 }
 
 func (n neigh) deleteRequest() request {
 	body := attr(ndmsg(family(n.ip), n.dev, 0, 0), unix.NDA_DST, addrBytes(n.ip))
-	return request{typ: unix.RTM_DELNEIGH, body: body, what: "delete neighbour " + n.ip.String()}
+	return request{typ: unix.RTM_DELNEIGH, body: body}
 }
 
 func parseNeigh(data []byte) (neigh, bool) {
@@ -242,7 +242,7 @@ func (f fdb) addRequest() request {
 	body := ndmsg(unix.AF_BRIDGE, f.dev, unix.NUD_PERMANENT, unix.NTF_SELF)
 	body = attr(body, unix.NDA_LLADDR, f.mac[:])
 	body = attr(body, unix.NDA_DST, addrBytes(f.dst))
-	return request{typ: unix.RTM_NEWNEIGH, flags: unix.NLM_F_CREATE | unix.NLM_F_REPLACE, body: body, what: fmt.Sprintf("fdb %s dst %s", f.mac, f.dst)}
+	return request{typ: unix.RTM_NEWNEIGH, flags: unix.NLM_F_CREATE | unix.NLM_F_REPLACE, body: body}
 }
 
 // deleteRequest deletes exactly this remote of the entry: the kernel
@@ -262,7 +262,7 @@ func (f fdb) deleteRequest() request {
 	if f.ifindex != 0 {
 		body = attr(body, unix.NDA_IFINDEX, u32(uint32(f.ifindex)))
 	}
-	return request{typ: unix.RTM_DELNEIGH, body: body, what: fmt.Sprintf("delete fdb %s dst %s", f.mac, f.dst)}
+	return request{typ: unix.RTM_DELNEIGH, body: body}
 }
 
 func parseFDB(data []byte) (fdb, bool) {

@@ -22,6 +22,9 @@ const DefaultRouteProtocol = 157
 // maxRepairs bounds the repair history Status returns.
 const maxRepairs = 256
 
+// syncChunk is how many planned writes Sync collects before sending them.
+const syncChunk = 4096
+
 // ReconcilerConfig configures a Reconciler.
 type ReconcilerConfig struct {
 	// Namespace is the network namespace to program. The zero value means
@@ -378,15 +381,57 @@ func (r *Reconciler) Sync() (SyncResult, error) {
 		}
 	}
 
+	// Writes go out in chunks as they are planned, so that programming tens
+	// of thousands of peers never holds all their requests at once.
 	var (
-		reqs  []request
-		why   []string       // parallel to reqs: "" for a programmed change, else the drift repaired
-		owner []netip.Prefix // parallel to reqs: the peer a write is for, if any
+		reqs     []request
+		why      []string       // parallel to reqs: "" for a programmed change, else the drift repaired
+		owner    []netip.Prefix // parallel to reqs: the peer a write is for, if any
+		res      = SyncResult{Time: start, Peers: len(r.peers)}
+		failed   = map[netip.Prefix]string{}
+		firstErr error
+		sockErr  error
 	)
+	flush := func() {
+		if len(reqs) == 0 || sockErr != nil {
+			return
+		}
+		errs, err := r.conn.exec(reqs)
+		if err != nil {
+			sockErr = err
+			return
+		}
+		res.Writes += len(reqs)
+		for i, req := range reqs {
+			if errs != nil && errs[i] != nil {
+				e := errs[i]
+				if req.typ == unix.RTM_NEWROUTE && errors.Is(e, unix.EEXIST) {
+					e = fmt.Errorf("%w: another program's route to %s is in the way", e, owner[i])
+				}
+				res.Errors++
+				failed[owner[i]] = e.Error()
+				if firstErr == nil {
+					firstErr = e
+				}
+				continue
+			}
+			if req.typ == unix.RTM_NEWNEXTHOP {
+				r.ownIDs[r.ids[owner[i]]] = true
+			}
+			if why[i] != "" {
+				res.Repairs++
+				r.recordRepair(req.describe(), why[i])
+			}
+		}
+		reqs, why, owner = reqs[:0], why[:0], owner[:0]
+	}
 	add := func(req request, reason string, subnet netip.Prefix) {
 		reqs = append(reqs, req)
 		why = append(why, reason)
 		owner = append(owner, subnet)
+		if len(reqs) == syncChunk {
+			flush()
+		}
 	}
 	// A change to an object of a peer this reconciler had programmed as it
 	// is now desired is drift; anything else is news.
@@ -502,31 +547,12 @@ func (r *Reconciler) Sync() (SyncResult, error) {
 		}
 	}
 
-	errs, err := r.conn.exec(reqs)
-	if err != nil {
-		return SyncResult{}, fmt.Errorf("vxlan: %w", err)
+	flush()
+	if sockErr != nil {
+		return SyncResult{}, fmt.Errorf("vxlan: %w", sockErr)
 	}
-	res := SyncResult{Time: start, Peers: len(r.peers), Writes: len(reqs)}
-	failed := map[netip.Prefix]string{}
 	for s, c := range conflicts {
 		failed[s] = c
-	}
-	for i, req := range reqs {
-		if errs != nil && errs[i] != nil {
-			if req.typ == unix.RTM_NEWROUTE && errors.Is(errs[i], unix.EEXIST) {
-				errs[i] = fmt.Errorf("%w: another program's route to %s is in the way", errs[i], owner[i])
-			}
-			res.Errors++
-			failed[owner[i]] = errs[i].Error()
-			continue
-		}
-		if req.typ == unix.RTM_NEWNEXTHOP {
-			r.ownIDs[r.ids[owner[i]]] = true
-		}
-		if why[i] != "" {
-			res.Repairs++
-			r.recordRepair(req.what, why[i])
-		}
 	}
 	for s := range r.status {
 		if _, ok := r.peers[s]; !ok {
@@ -542,7 +568,7 @@ func (r *Reconciler) Sync() (SyncResult, error) {
 	r.lastSync = res
 	r.syncs++
 	if res.Errors > 0 || len(conflicts) > 0 {
-		first := firstErr(errs)
+		first := firstErr
 		if first == nil {
 			for _, c := range conflicts {
 				first = errors.New(c)

@@ -138,12 +138,44 @@ func (c *rtconn) recv(f func(h *unix.NlMsghdr, data []byte)) error {
 func nlmAlign(n int) int { return (n + 3) &^ 3 }
 
 // A request is one netlink message to send: its type, flags and body (the
-// fixed header followed by attributes).
+// fixed header followed by attributes). Its description for errors and
+// logs is derived from the body when needed, so that programming thousands
+// of peers formats no strings.
 type request struct {
 	typ   uint16
 	flags uint16
 	body  []byte
-	what  string // for errors, e.g. "route 10.244.3.0/24"
+}
+
+// describe names the object a request writes, e.g. "route 10.244.3.0/24".
+func (r request) describe() string {
+	op := ""
+	switch r.typ {
+	case unix.RTM_DELROUTE, unix.RTM_DELNEXTHOP, unix.RTM_DELNEIGH:
+		op = "delete "
+	}
+	switch r.typ {
+	case unix.RTM_NEWNEXTHOP, unix.RTM_DELNEXTHOP:
+		n, _ := parseNexthop(r.body)
+		if n.gw.IsValid() {
+			return fmt.Sprintf("%snexthop %d via %s", op, n.id, n.gw)
+		}
+		return fmt.Sprintf("%snexthop %d", op, n.id)
+	case unix.RTM_NEWROUTE, unix.RTM_DELROUTE:
+		rt, _ := parseRoute(r.body)
+		return op + "route " + rt.dst.String()
+	case unix.RTM_NEWNEIGH, unix.RTM_DELNEIGH:
+		if len(r.body) > 0 && r.body[0] == unix.AF_BRIDGE {
+			f, _ := parseFDB(r.body)
+			return fmt.Sprintf("%sfdb %s dst %s", op, f.mac, f.dst)
+		}
+		n, _ := parseNeigh(r.body)
+		if op == "" {
+			return fmt.Sprintf("neighbour %s lladdr %s", n.ip, n.mac)
+		}
+		return op + "neighbour " + n.ip.String()
+	}
+	return fmt.Sprintf("netlink message type %d", r.typ)
 }
 
 // nextSeq returns the next sequence number. It wraps through zero, which
@@ -189,7 +221,7 @@ func (c *rtconn) exec(reqs []request) ([]error, error) {
 					if errs == nil {
 						errs = make([]error, len(reqs))
 					}
-					errs[start+i] = fmt.Errorf("%s: %w%s", chunk[i].what, syscall.Errno(-code), extAck(h, data))
+					errs[start+i] = fmt.Errorf("%s: %w%s", chunk[i].describe(), syscall.Errno(-code), extAck(h, data))
 				}
 			})
 			if err != nil {
