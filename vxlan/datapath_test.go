@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/internal/netnstest"
+	"github.com/weftnet/weft/internal/testutil"
 )
 
 // dpNode is a simulated host running a Datapath.
@@ -64,13 +65,7 @@ func newDatapaths(t *testing.T, count int) []*dpNode {
 
 func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.WaitFor(t, d, what, cond)
 }
 
 // TestDatapathRepairsDriftOnItsOwn injects drift and waits for the running

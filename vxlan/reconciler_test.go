@@ -47,28 +47,36 @@ func newNodes(t *testing.T, count int, ipv6 bool) []*node {
 	seg := netnstest.NewSegment(t, count)
 	var nodes []*node
 	for _, h := range seg.Hosts {
-		cfg := hostDeviceConfig(t, h, ipv6)
-		dev, _, err := EnsureDevice(h.Netlink(), cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		subnet := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 244, byte(h.Index), 0}), 24)
-		network := netip.MustParsePrefix("10.244.0.0/16")
-		if ipv6 {
-			subnet = netip.PrefixFrom(netip.AddrFrom16([16]byte{0xfd, 0, 0x10, 0x24, 0, 0, 0, byte(h.Index)}), 64)
-			network = netip.MustParsePrefix("fd00:1024::/48")
-		}
-		if _, err := EnsureAddress(h.Netlink(), dev.Index, subnet, network); err != nil {
-			t.Fatal(err)
-		}
-		rec, err := NewReconciler(ReconcilerConfig{Namespace: h.Handle, Device: dev.Index, IPv6: ipv6, Underlay: cfg.Underlay, Logger: quietLog})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(rec.Close)
-		nodes = append(nodes, &node{host: h, dev: dev, under: cfg.Underlay, subnet: subnet, rec: rec, ipv6: ipv6})
+		nodes = append(nodes, newNode(t, h, ipv6))
 	}
 	return nodes
+}
+
+// newNode builds the datapath of one family on host h: its VTEP, its
+// subnet's address (10.244.<i>.0/24 or fd00:1024:0:<i>::/64) and a
+// reconciler with no peers.
+func newNode(t *testing.T, h *netnstest.Host, ipv6 bool) *node {
+	t.Helper()
+	cfg := hostDeviceConfig(t, h, ipv6)
+	dev, _, err := EnsureDevice(h.Netlink(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subnet := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 244, byte(h.Index), 0}), 24)
+	network := netip.MustParsePrefix("10.244.0.0/16")
+	if ipv6 {
+		subnet = netip.PrefixFrom(netip.AddrFrom16([16]byte{0xfd, 0, 0x10, 0x24, 0, 0, 0, byte(h.Index)}), 64)
+		network = netip.MustParsePrefix("fd00:1024::/48")
+	}
+	if _, err := EnsureAddress(h.Netlink(), dev.Index, subnet, network); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := NewReconciler(ReconcilerConfig{Namespace: h.Handle, Device: dev.Index, IPv6: ipv6, Underlay: cfg.Underlay, Logger: quietLog})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rec.Close)
+	return &node{host: h, dev: dev, under: cfg.Underlay, subnet: subnet, rec: rec, ipv6: ipv6}
 }
 
 // meshAll gives every node all the others as peers and syncs.
@@ -416,33 +424,8 @@ func TestDualStack(t *testing.T) {
 	seg := netnstest.NewSegment(t, 2)
 	var v4, v6 []*node
 	for _, h := range seg.Hosts {
-		for _, ipv6 := range []bool{false, true} {
-			cfg := hostDeviceConfig(t, h, ipv6)
-			dev, _, err := EnsureDevice(h.Netlink(), cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			subnet := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 244, byte(h.Index), 0}), 24)
-			network := netip.MustParsePrefix("10.244.0.0/16")
-			if ipv6 {
-				subnet = netip.PrefixFrom(netip.AddrFrom16([16]byte{0xfd, 0, 0x10, 0x24, 0, 0, 0, byte(h.Index)}), 64)
-				network = netip.MustParsePrefix("fd00:1024::/48")
-			}
-			if _, err := EnsureAddress(h.Netlink(), dev.Index, subnet, network); err != nil {
-				t.Fatal(err)
-			}
-			rec, err := NewReconciler(ReconcilerConfig{Namespace: h.Handle, Device: dev.Index, IPv6: ipv6, Underlay: cfg.Underlay, Logger: quietLog})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(rec.Close)
-			n := &node{host: h, dev: dev, under: cfg.Underlay, subnet: subnet, rec: rec, ipv6: ipv6}
-			if ipv6 {
-				v6 = append(v6, n)
-			} else {
-				v4 = append(v4, n)
-			}
-		}
+		v4 = append(v4, newNode(t, h, false))
+		v6 = append(v6, newNode(t, h, true))
 	}
 	meshAll(t, v4)
 	meshAll(t, v6)

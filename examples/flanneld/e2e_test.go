@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/weftnet/weft/internal/etcdtest"
 	"github.com/weftnet/weft/internal/netnstest"
+	"github.com/weftnet/weft/internal/testutil"
 	"github.com/weftnet/weft/subnetenv"
 )
 
@@ -29,19 +29,6 @@ import (
 // listens inside another namespace on the segment.
 
 const netConf16 = `{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}`
-
-// syncBuffer collects a process's output.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // cluster is a segment whose first host runs etcd; the others run flanneld.
 type cluster struct {
@@ -111,7 +98,7 @@ type daemon struct {
 	t          testing.TB
 	host       *netnstest.Host
 	cmd        *exec.Cmd
-	out        *syncBuffer
+	out        *testutil.SyncBuffer
 	subnetFile string
 	done       chan error
 }
@@ -119,7 +106,7 @@ type daemon struct {
 // start runs flanneld on h with its subnet.env in the cluster's directory.
 func (c *cluster) start(h *netnstest.Host, extra ...string) *daemon {
 	c.t.Helper()
-	d := &daemon{t: c.t, host: h, out: &syncBuffer{}, subnetFile: filepath.Join(c.dir, h.Name, "subnet.env"), done: make(chan error, 1)}
+	d := &daemon{t: c.t, host: h, out: &testutil.SyncBuffer{}, subnetFile: filepath.Join(c.dir, h.Name, "subnet.env"), done: make(chan error, 1)}
 	args := append([]string{"netns", "exec", h.Name, c.bin,
 		"--etcd-endpoints", c.srv.Endpoint(), "--iface", netnstest.Underlay, "--subnet-file", d.subnetFile,
 		"--healthz-ip", h.Addr.Addr().String(), "--healthz-port", "8471", "--node-name", h.Name, "--resync-interval", "2s"}, extra...)
@@ -213,13 +200,7 @@ func ipOut(t testing.TB, h *netnstest.Host, args ...string) string {
 
 func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testutil.WaitFor(t, d, what, cond)
 }
 
 func keyOf(p netip.Prefix) string {

@@ -31,20 +31,12 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+
+	"github.com/weftnet/weft/internal/testutil"
 )
 
-// T is the part of testing.TB the harness uses. A *testing.T satisfies it;
-// so can a program, such as the sandbox, that drives the harness outside a
-// test.
-type T interface {
-	Helper()
-	Cleanup(func())
-	Errorf(format string, args ...any)
-	Fatalf(format string, args ...any)
-	Fatal(args ...any)
-	Skip(args ...any)
-	TempDir() string
-}
+// T is the part of testing.TB the harness uses; see testutil.T.
+type T = testutil.T
 
 // BinaryEnv names the environment variable that selects an external etcd
 // binary instead of the embedded server.

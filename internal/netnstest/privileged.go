@@ -9,20 +9,12 @@ package netnstest
 
 import (
 	"os"
+
+	"github.com/weftnet/weft/internal/testutil"
 )
 
-// T is the part of testing.TB the harness uses. A *testing.T satisfies it;
-// so can a program, such as the sandbox, that drives the harness outside a
-// test.
-type T interface {
-	Helper()
-	Cleanup(func())
-	Errorf(format string, args ...any)
-	Fatalf(format string, args ...any)
-	Fatal(args ...any)
-	Skip(args ...any)
-	TempDir() string
-}
+// T is the part of testing.TB the harness uses; see testutil.T.
+type T = testutil.T
 
 // RequireEnv names the environment variable that turns a privileged test's
 // skip into a failure. .ci/run sets it, so CI cannot pass by skipping.

@@ -1,20 +1,19 @@
 package etcd
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/weftnet/weft/internal/etcdtest"
+	"github.com/weftnet/weft/internal/testutil"
 	"github.com/weftnet/weft/lease"
 )
 
@@ -28,22 +27,7 @@ const (
 )
 
 // logBuffer collects log output so tests can assert what was logged.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type logBuffer = testutil.SyncBuffer
 
 // env is one etcd server with the network config written.
 type env struct {
@@ -168,16 +152,9 @@ func (e *env) expire(path string) {
 	}
 }
 
-// waitFor polls cond until it holds or the deadline passes.
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.WaitFor(t, d, what, cond)
 }
 
 // keepAsync runs Keep in the background; the returned channel yields its

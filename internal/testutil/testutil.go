@@ -1,0 +1,54 @@
+// Package testutil holds the small pieces several test harnesses and test
+// packages share.
+package testutil
+
+import (
+	"bytes"
+	"sync"
+	"time"
+)
+
+// T is the part of testing.TB the harnesses use. A *testing.T or
+// *testing.B satisfies it; so can a program, such as the sandbox, that
+// drives a harness outside a test.
+type T interface {
+	Helper()
+	Cleanup(func())
+	Errorf(format string, args ...any)
+	Fatalf(format string, args ...any)
+	Fatal(args ...any)
+	Skip(args ...any)
+	TempDir() string
+}
+
+// WaitFor polls cond every 20ms until it holds, failing t if d passes
+// first.
+func WaitFor(t T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// SyncBuffer is a bytes.Buffer safe for concurrent writers, for collecting
+// logs and process output that tests then inspect.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
