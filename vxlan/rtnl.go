@@ -5,13 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"runtime"
 	"strings"
 	"syscall"
 	"unsafe"
 
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/weftnet/weft/internal/netnsutil"
 )
 
 // rtaNHID is RTA_NH_ID, the route attribute naming a nexthop object; it is
@@ -66,7 +67,7 @@ func dialRoute(ns netns.NsHandle) (*rtconn, error) {
 }
 
 // socketAt opens a netlink socket in ns (the caller's namespace if ns is not
-// open). A socket belongs to the namespace it was created in, so the thread
+// set). A socket belongs to the namespace it was created in, so the thread
 // switches there just for the socket call.
 func socketAt(ns netns.NsHandle) (int, error) {
 	open := func() (int, error) {
@@ -75,32 +76,22 @@ func socketAt(ns netns.NsHandle) (int, error) {
 	if !inNamespace(ns) {
 		return open()
 	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
+	fd := -1
+	err := netnsutil.Do(ns, func() error {
+		var err error
+		fd, err = open()
+		return err
+	})
+	if err != nil && fd >= 0 {
+		unix.Close(fd)
 		return -1, err
-	}
-	defer orig.Close()
-	if err := netns.Set(ns); err != nil {
-		return -1, err
-	}
-	fd, err := open()
-	if serr := netns.Set(orig); serr != nil {
-		runtime.LockOSThread() // never hand back a thread left in the wrong namespace
-		if fd >= 0 {
-			unix.Close(fd)
-		}
-		return -1, fmt.Errorf("restore namespace: %w", serr)
 	}
 	return fd, err
 }
 
-// inNamespace reports whether ns names a namespace to switch to. The zero
-// NsHandle, documented as "the caller's namespace", is descriptor 0, which
-// NsHandle.IsOpen reports as open; it and netns.None() both mean the
-// caller's namespace.
-func inNamespace(ns netns.NsHandle) bool { return ns.IsOpen() && ns != 0 }
+// inNamespace reports whether ns names a namespace to switch to; the zero
+// handle means the caller's (see netnsutil.InOther).
+func inNamespace(ns netns.NsHandle) bool { return netnsutil.InOther(ns) }
 
 // close closes the socket. Later calls fail with errClosed instead of
 // reaching whatever socket reuses the descriptor number.

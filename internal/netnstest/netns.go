@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,6 +14,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/weftnet/weft/internal/netnsutil"
 )
 
 // A Namespace is a named network namespace created for one test.
@@ -61,23 +62,20 @@ func NewNamespace(t T, prefix string) *Namespace {
 }
 
 // newNamed creates a named namespace without leaving the calling thread in
-// it: netns.NewNamed switches the thread, so it runs on a locked thread that
-// is switched back.
+// it: netns.NewNamed switches the thread, so it runs inside netnsutil.Do,
+// which switches back.
 func newNamed(name string) (netns.NsHandle, error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
+	cur, err := netns.Get()
 	if err != nil {
 		return netns.None(), err
 	}
-	defer orig.Close()
-	ns, err := netns.NewNamed(name)
-	if serr := netns.Set(orig); serr != nil {
-		// The thread is stuck in the wrong namespace; LockOSThread without
-		// a matching unlock makes the runtime discard it.
-		runtime.LockOSThread()
-		return netns.None(), fmt.Errorf("restore namespace: %w", serr)
-	}
+	defer cur.Close()
+	var ns netns.NsHandle
+	err = netnsutil.Do(cur, func() error {
+		var err error
+		ns, err = netns.NewNamed(name)
+		return err
+	})
 	return ns, err
 }
 
@@ -87,24 +85,7 @@ func (n *Namespace) Netlink() *netlink.Handle { return n.nl }
 
 // Do runs f on a thread switched into the namespace. Sockets f opens stay
 // in the namespace after Do returns.
-func (n *Namespace) Do(f func() error) error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		return err
-	}
-	defer orig.Close()
-	if err := netns.Set(n.Handle); err != nil {
-		return err
-	}
-	ferr := f()
-	if err := netns.Set(orig); err != nil {
-		runtime.LockOSThread() // never reuse a thread left in the wrong namespace
-		return fmt.Errorf("restore namespace: %w", err)
-	}
-	return ferr
-}
+func (n *Namespace) Do(f func() error) error { return netnsutil.Do(n.Handle, f) }
 
 // AddrAdd adds addr to the named link.
 func (n *Namespace) AddrAdd(t T, link string, addr netip.Prefix) {
