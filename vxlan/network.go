@@ -68,8 +68,8 @@ type Network struct {
 	backend Config
 	own     lease.Lease
 	hasOwn  bool
-	leases  map[lease.Key]lease.Lease // every lease, as watched
-	watched bool                      // the first snapshot has arrived
+	leases  map[lease.Key]peerEntry // every watched lease, decoded
+	watched bool                    // the first snapshot has arrived
 	v4, v6  *Datapath
 	onLink  map[int]netip.Prefix // underlay connected prefixes, for DirectRouting
 
@@ -96,7 +96,7 @@ func NewNetwork(cfg NetworkConfig) (*Network, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Network{cfg: cfg, log: cfg.Logger.With("component", "network"), leases: map[lease.Key]lease.Lease{}}, nil
+	return &Network{cfg: cfg, log: cfg.Logger.With("component", "network"), leases: map[lease.Key]peerEntry{}}, nil
 }
 
 // Run brings the overlay up and keeps it until ctx is done: it waits for
@@ -352,7 +352,7 @@ func (n *Network) watchPeers(ctx context.Context) error {
 				if e.Type == lease.Removed {
 					delete(n.leases, e.Lease.Key)
 				} else {
-					n.leases[e.Lease.Key] = e.Lease
+					n.leases[e.Lease.Key] = n.entryFor(e.Lease)
 				}
 			}
 			n.watched = true
@@ -385,12 +385,15 @@ func (n *Network) pushPeersLocked() {
 		return
 	}
 	var v4, v6 []Peer
-	for _, l := range n.leases {
-		if p, ok := n.peerFor(l, false); ok {
-			v4 = append(v4, p)
+	for k, e := range n.leases {
+		if n.isOwn(k, e.owner) {
+			continue
 		}
-		if p, ok := n.peerFor(l, true); ok {
-			v6 = append(v6, p)
+		if e.has4 {
+			v4 = append(v4, e.v4)
+		}
+		if e.has6 {
+			v6 = append(v6, e.v6)
 		}
 	}
 	d4, d6 := n.v4, n.v6
@@ -416,7 +419,12 @@ func (n *Network) applyEvent(e lease.Event) {
 		if ipv6 {
 			dp, subnet = n.v6, e.Lease.Key.IPv6
 		}
-		p, ok := n.peerFor(e.Lease, ipv6)
+		entry, known := n.leases[e.Lease.Key]
+		p, ok := entry.v4, entry.has4
+		if ipv6 {
+			p, ok = entry.v6, entry.has6
+		}
+		ok = ok && known && !n.isOwn(e.Lease.Key, entry.owner)
 		n.mu.Unlock()
 		if dp == nil || !subnet.IsValid() {
 			continue
@@ -434,17 +442,38 @@ func (n *Network) applyEvent(e lease.Event) {
 	}
 }
 
+// peerEntry is what the datapaths need of one watched lease: the peer it
+// gives each family. It is decoded once, when the lease arrives, so that a
+// full push of the peers (at the first snapshot, and whenever this node's
+// own lease changes) decodes no JSON and keeps no copy of the lease.
+type peerEntry struct {
+	owner      string
+	v4, v6     Peer
+	has4, has6 bool
+}
+
+// isOwn reports whether a watched lease is this node's. n.mu must be held.
+func (n *Network) isOwn(k lease.Key, owner string) bool {
+	return n.hasOwn && k == n.own.Key || owner == n.cfg.Node
+}
+
+// entryFor decodes a lease into its peers, warning once, naming the lease,
+// about what it cannot use. n.mu must be held.
+func (n *Network) entryFor(l lease.Lease) peerEntry {
+	e := peerEntry{owner: l.Attrs.Owner}
+	e.v4, e.has4 = n.peerFor(l, false)
+	e.v6, e.has6 = n.peerFor(l, true)
+	return e
+}
+
 // peerFor converts a lease into a peer of one family's datapath. It skips,
 // with a warning naming the lease, what it cannot use. n.mu must be held.
 func (n *Network) peerFor(l lease.Lease, ipv6 bool) (Peer, bool) {
-	if n.hasOwn && l.Key == n.own.Key || l.Attrs.Owner == n.cfg.Node {
-		return Peer{}, false
-	}
 	subnet, public, raw := l.Key.IPv4, l.Attrs.PublicIP, l.Attrs.BackendData
 	if ipv6 {
 		subnet, public, raw = l.Key.IPv6, l.Attrs.PublicIPv6, l.Attrs.BackendV6Data
 	}
-	if !subnet.IsValid() {
+	if !subnet.IsValid() || (ipv6 && n.v6 == nil) || (!ipv6 && n.v4 == nil) {
 		return Peer{}, false
 	}
 	if l.Attrs.BackendType != "vxlan" {
