@@ -146,14 +146,15 @@ func (r *Reconciler) expected(typ uint16, data []byte) bool {
 			if !ok || f.dev != r.cfg.Device || r.cfg.Learning && f.state&unix.NUD_PERMANENT == 0 {
 				return true
 			}
-			for s := range r.byMAC[f.mac] {
-				p := r.peers[s]
-				if typ == unix.RTM_DELNEIGH {
-					return !f.sendsTo(p.PublicIP)
-				}
-				return f.sendsTo(p.PublicIP)
+			subnets := r.byMAC[f.mac]
+			if len(subnets) == 0 {
+				return typ == unix.RTM_DELNEIGH
 			}
-			return typ == unix.RTM_DELNEIGH
+			p := r.peers[subnets[0]]
+			if typ == unix.RTM_DELNEIGH {
+				return !f.sendsTo(p.PublicIP)
+			}
+			return f.sendsTo(p.PublicIP)
 		}
 		n, ok := parseNeigh(data)
 		if !ok || n.dev != r.cfg.Device || n.state&unix.NUD_NOARP != 0 {

@@ -73,13 +73,13 @@ type Reconciler struct {
 	mu       sync.Mutex
 	conn     *rtconn
 	closed   bool
-	peers    map[netip.Prefix]Peer         // desired
-	byGW     map[netip.Addr]netip.Prefix   // desired peers by gateway (their neighbour's IP)
-	byMAC    map[MAC]map[netip.Prefix]bool // desired VXLAN peers by VTEP MAC
-	ids      map[netip.Prefix]uint32       // nexthop id of each peer's route
-	idOwner  map[uint32]netip.Prefix       // the reverse of ids
-	ownIDs   map[uint32]bool               // nexthops known to be ours: listed with our protocol, or created by us since
-	usedIDs  map[uint32]bool               // every nexthop id in the namespace, as last listed
+	peers    map[netip.Prefix]Peer       // desired
+	byGW     map[netip.Addr]netip.Prefix // desired peers by gateway (their neighbour's IP)
+	byMAC    map[MAC][]netip.Prefix      // desired VXLAN peers by VTEP MAC; almost always one, so a slice, not a set
+	ids      map[netip.Prefix]uint32     // nexthop id of each peer's route
+	idOwner  map[uint32]netip.Prefix     // the reverse of ids
+	ownIDs   map[uint32]bool             // nexthops known to be ours: listed with our protocol, or created by us since
+	usedIDs  map[uint32]bool             // every nexthop id in the namespace, as last listed
 	status   map[netip.Prefix]PeerStatus
 	repairs  []Repair
 	lastSync SyncResult
@@ -151,7 +151,7 @@ func NewReconciler(cfg ReconcilerConfig) (*Reconciler, error) {
 		conn:    conn,
 		peers:   map[netip.Prefix]Peer{},
 		byGW:    map[netip.Addr]netip.Prefix{},
-		byMAC:   map[MAC]map[netip.Prefix]bool{},
+		byMAC:   map[MAC][]netip.Prefix{},
 		ids:     map[netip.Prefix]uint32{},
 		idOwner: map[uint32]netip.Prefix{},
 		ownIDs:  map[uint32]bool{},
@@ -210,10 +210,9 @@ func (r *Reconciler) index(p Peer) {
 		return
 	}
 	r.byGW[p.gateway()] = p.Subnet
-	if r.byMAC[p.VtepMAC] == nil {
-		r.byMAC[p.VtepMAC] = map[netip.Prefix]bool{}
+	if subnets := r.byMAC[p.VtepMAC]; !slices.Contains(subnets, p.Subnet) {
+		r.byMAC[p.VtepMAC] = append(subnets, p.Subnet)
 	}
-	r.byMAC[p.VtepMAC][p.Subnet] = true
 }
 
 func (r *Reconciler) unindex(subnet netip.Prefix) {
@@ -228,11 +227,11 @@ func (r *Reconciler) unindex(subnet netip.Prefix) {
 	if r.byGW[p.gateway()] == subnet {
 		delete(r.byGW, p.gateway())
 	}
-	if m := r.byMAC[p.VtepMAC]; m != nil {
-		delete(m, subnet)
-		if len(m) == 0 {
-			delete(r.byMAC, p.VtepMAC)
-		}
+	subnets := slices.DeleteFunc(r.byMAC[p.VtepMAC], func(s netip.Prefix) bool { return s == subnet })
+	if len(subnets) == 0 {
+		delete(r.byMAC, p.VtepMAC)
+	} else {
+		r.byMAC[p.VtepMAC] = subnets
 	}
 }
 
@@ -701,7 +700,7 @@ func (r *Reconciler) SetPeer(p Peer) error {
 
 // fdbOwner returns another desired peer than subnet whose VTEP MAC is mac.
 func (r *Reconciler) fdbOwner(mac MAC, subnet netip.Prefix) (Peer, bool) {
-	for s := range r.byMAC[mac] {
+	for _, s := range r.byMAC[mac] {
 		if s != subnet {
 			return r.peers[s], true
 		}

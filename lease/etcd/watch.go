@@ -5,6 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -37,20 +40,12 @@ func (m *Manager) WatchLeases(ctx context.Context, ch chan<- lease.Batch) error 
 			continue
 		}
 		retry.ok()
-		var listed []lease.Lease
-		for _, kv := range resp.Kvs {
-			if l, ok := m.peerLease(kv.Key, kv.Value); ok {
-				listed = append(listed, l)
-			}
-		}
-		before := make([]lease.Lease, 0, len(view))
-		for _, l := range view {
-			before = append(before, l)
-		}
-		events := lease.Diff(before, listed)
-		clear(view)
-		for _, l := range listed {
-			view[l.Key] = l
+		rev := resp.Header.Revision
+		var events []lease.Event
+		if snapshot {
+			events = m.snapshot(resp.Kvs, view)
+		} else {
+			events = m.relist(resp.Kvs, view)
 		}
 		if snapshot || len(events) > 0 {
 			if err := send(ctx, ch, lease.Batch{Snapshot: snapshot, Events: events}); err != nil {
@@ -61,10 +56,49 @@ func (m *Manager) WatchLeases(ctx context.Context, ch chan<- lease.Batch) error 
 
 		// Watch from just after the listing until the watch can no longer
 		// be resumed.
-		if err := m.watchFrom(ctx, resp.Header.Revision+1, view, ch); err != nil {
+		if err := m.watchFrom(ctx, rev+1, view, ch); err != nil {
 			return err
 		}
 	}
+}
+
+// snapshot decodes the first listing into one Added event per usable lease,
+// in key order, and records them in view. It decodes straight into the
+// events, sized once, rather than through Diff: at tens of thousands of
+// leases the intermediate copies would set the agent's peak memory.
+func (m *Manager) snapshot(kvs []*mvccpb.KeyValue, view map[lease.Key]lease.Lease) []lease.Event {
+	events := make([]lease.Event, 0, len(kvs))
+	for _, kv := range kvs {
+		if l, ok := m.peerLease(kv.Key, kv.Value); ok {
+			events = append(events, lease.Event{Type: lease.Added, Lease: l})
+			view[l.Key] = l
+		}
+	}
+	// etcd lists in byte order of the key, which is not the address order
+	// Diff promises.
+	slices.SortFunc(events, func(a, b lease.Event) int { return a.Lease.Key.Compare(b.Lease.Key) })
+	return events
+}
+
+// relist decodes a listing made after a compaction and returns how it
+// differs from view, which it replaces.
+func (m *Manager) relist(kvs []*mvccpb.KeyValue, view map[lease.Key]lease.Lease) []lease.Event {
+	listed := make([]lease.Lease, 0, len(kvs))
+	for _, kv := range kvs {
+		if l, ok := m.peerLease(kv.Key, kv.Value); ok {
+			listed = append(listed, l)
+		}
+	}
+	before := make([]lease.Lease, 0, len(view))
+	for _, l := range view {
+		before = append(before, l)
+	}
+	events := lease.Diff(before, listed)
+	clear(view)
+	for _, l := range listed {
+		view[l.Key] = l
+	}
+	return events
 }
 
 // watchFrom watches subnets from rev, applying events to view and sending
