@@ -73,6 +73,9 @@ type Network struct {
 	v4, v6  *Datapath
 	onLink  map[int]netip.Prefix // underlay connected prefixes, for DirectRouting
 
+	leased     chan struct{} // closed when the first lease is obtained
+	leasedOnce sync.Once
+
 	runCtx   context.Context
 	leaseGen uint64     // counts leases obtained; an announcement is for one of them
 	announce sync.Mutex // serialises OnLease calls
@@ -96,7 +99,7 @@ func NewNetwork(cfg NetworkConfig) (*Network, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Network{cfg: cfg, log: cfg.Logger.With("component", "network"), leases: map[lease.Key]peerEntry{}}, nil
+	return &Network{cfg: cfg, log: cfg.Logger.With("component", "network"), leases: map[lease.Key]peerEntry{}, leased: make(chan struct{})}, nil
 }
 
 // Run brings the overlay up and keeps it until ctx is done: it waits for
@@ -266,6 +269,7 @@ func (n *Network) setOwn(l lease.Lease) {
 	if n.v6 != nil {
 		n.v6.SetSubnet(l.Key.IPv6, conf.IPv6Network)
 	}
+	n.leasedOnce.Do(func() { close(n.leased) })
 	n.pushPeers()
 	n.log.Info("holding lease", "subnet", l.Key)
 	if n.cfg.OnLease != nil {
@@ -335,6 +339,16 @@ func bytesEqualJSON(a, b json.RawMessage) bool {
 // watchPeers keeps the datapaths' peers equal to the watched leases:
 // the snapshot sets the whole set, later events change one peer each.
 func (n *Network) watchPeers(ctx context.Context) error {
+	// Start once the lease is held. Acquiring and watching each begin by
+	// listing every subnet; at tens of thousands of leases, doing both at
+	// once sets the agent's peak memory. Nothing is lost by waiting: the
+	// node is not ready without its lease, and the peers' routes already
+	// in the kernel are left alone until the first snapshot.
+	select {
+	case <-n.leased:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 	batches := make(chan lease.Batch, 16)
 	done := make(chan error, 1)
 	go func() { done <- n.cfg.Manager.WatchLeases(ctx, batches) }()

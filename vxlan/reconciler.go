@@ -191,11 +191,11 @@ func (r *Reconciler) SetPeers(peers []Peer) error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.peers = map[netip.Prefix]Peer{}
+	r.peers = want
 	clear(r.byGW)
 	clear(r.byMAC)
 	for _, p := range want {
-		r.index(p)
+		r.index(p) // its write to r.peers is a no-op here
 	}
 	return nil
 }

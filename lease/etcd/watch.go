@@ -24,7 +24,7 @@ import (
 // changes made meanwhile arrive as Changed events. A renewal that rewrites a
 // lease with equal attributes sends nothing.
 func (m *Manager) WatchLeases(ctx context.Context, ch chan<- lease.Batch) error {
-	view := map[lease.Key]lease.Lease{} // what the receiver has been told
+	view := leaseView{} // what the receiver has been told
 	snapshot := true
 	retry := m.retrier("watch leases")
 	for {
@@ -62,16 +62,22 @@ func (m *Manager) WatchLeases(ctx context.Context, ch chan<- lease.Batch) error 
 	}
 }
 
+// leaseView holds what a watcher has sent of each lease. Peers' leases
+// carry no expiration (see lease.Lease), so the attributes are all there is
+// to keep; at tens of thousands of leases the view is among the agent's
+// largest structures.
+type leaseView map[lease.Key]lease.Attrs
+
 // snapshot decodes the first listing into one Added event per usable lease,
 // in key order, and records them in view. It decodes straight into the
 // events, sized once, rather than through Diff: at tens of thousands of
 // leases the intermediate copies would set the agent's peak memory.
-func (m *Manager) snapshot(kvs []*mvccpb.KeyValue, view map[lease.Key]lease.Lease) []lease.Event {
+func (m *Manager) snapshot(kvs []*mvccpb.KeyValue, view leaseView) []lease.Event {
 	events := make([]lease.Event, 0, len(kvs))
 	for _, kv := range kvs {
 		if l, ok := m.peerLease(kv.Key, kv.Value); ok {
 			events = append(events, lease.Event{Type: lease.Added, Lease: l})
-			view[l.Key] = l
+			view[l.Key] = l.Attrs
 		}
 	}
 	// etcd lists in byte order of the key, which is not the address order
@@ -82,7 +88,7 @@ func (m *Manager) snapshot(kvs []*mvccpb.KeyValue, view map[lease.Key]lease.Leas
 
 // relist decodes a listing made after a compaction and returns how it
 // differs from view, which it replaces.
-func (m *Manager) relist(kvs []*mvccpb.KeyValue, view map[lease.Key]lease.Lease) []lease.Event {
+func (m *Manager) relist(kvs []*mvccpb.KeyValue, view leaseView) []lease.Event {
 	listed := make([]lease.Lease, 0, len(kvs))
 	for _, kv := range kvs {
 		if l, ok := m.peerLease(kv.Key, kv.Value); ok {
@@ -90,13 +96,13 @@ func (m *Manager) relist(kvs []*mvccpb.KeyValue, view map[lease.Key]lease.Lease)
 		}
 	}
 	before := make([]lease.Lease, 0, len(view))
-	for _, l := range view {
-		before = append(before, l)
+	for k, a := range view {
+		before = append(before, lease.Lease{Key: k, Attrs: a})
 	}
 	events := lease.Diff(before, listed)
 	clear(view)
 	for _, l := range listed {
-		view[l.Key] = l
+		view[l.Key] = l.Attrs
 	}
 	return events
 }
@@ -104,7 +110,7 @@ func (m *Manager) relist(kvs []*mvccpb.KeyValue, view map[lease.Key]lease.Lease)
 // watchFrom watches subnets from rev, applying events to view and sending
 // them, and resuming after every break. It returns nil when rev has been
 // compacted away and the caller must list again, or ctx.Err().
-func (m *Manager) watchFrom(ctx context.Context, rev int64, view map[lease.Key]lease.Lease, ch chan<- lease.Batch) error {
+func (m *Manager) watchFrom(ctx context.Context, rev int64, view leaseView, ch chan<- lease.Batch) error {
 	retry := m.retrier("watch leases")
 	for {
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
@@ -161,7 +167,7 @@ func resumeRevision(rev int64, resp clientv3.WatchResponse) int64 {
 // apply turns raw watch events into lease events against view, updating it.
 // A put whose value does not parse removes the lease, as a listing would
 // not include it.
-func (m *Manager) apply(view map[lease.Key]lease.Lease, evs []*clientv3.Event) []lease.Event {
+func (m *Manager) apply(view leaseView, evs []*clientv3.Event) []lease.Event {
 	var out []lease.Event
 	for _, ev := range evs {
 		k, err := lease.ParseKey(string(bytes.TrimPrefix(ev.Kv.Key, []byte(m.subnetsPrefix()))))
@@ -174,7 +180,8 @@ func (m *Manager) apply(view map[lease.Key]lease.Lease, evs []*clientv3.Event) [
 		if ev.Type == clientv3.EventTypePut {
 			l, ok = m.peerValue(k, ev.Kv.Key, ev.Kv.Value)
 		}
-		prev, known := view[k]
+		prevAttrs, known := view[k]
+		prev := lease.Lease{Key: k, Attrs: prevAttrs}
 		switch {
 		case ok && !known:
 			out = append(out, lease.Event{Type: lease.Added, Lease: l})
@@ -186,7 +193,7 @@ func (m *Manager) apply(view map[lease.Key]lease.Lease, evs []*clientv3.Event) [
 			continue
 		}
 		if ok {
-			view[k] = l
+			view[k] = l.Attrs
 		}
 	}
 	return out
