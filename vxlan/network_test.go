@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -181,5 +182,75 @@ func TestNetworkLeaseLost(t *testing.T) {
 		if ip, _ := netip.AddrFromSlice(ad.IP); ip == old.IPv4.Addr() {
 			t.Errorf("device still has the lost subnet's address %s", ip)
 		}
+	}
+}
+
+// orderSpy wraps a real lease manager to record whether the first lease was
+// held before the lease watch began.
+type orderSpy struct {
+	lease.Manager
+	acquired     atomic.Bool
+	watchedFirst atomic.Bool // WatchLeases was called with no lease yet
+	watched      atomic.Bool
+}
+
+func (s *orderSpy) Acquire(ctx context.Context, req lease.AcquireRequest) (lease.Lease, error) {
+	l, err := s.Manager.Acquire(ctx, req)
+	if err == nil {
+		s.acquired.Store(true)
+	}
+	return l, err
+}
+
+func (s *orderSpy) WatchLeases(ctx context.Context, ch chan<- lease.Batch) error {
+	if !s.acquired.Load() {
+		s.watchedFirst.Store(true)
+	}
+	s.watched.Store(true)
+	return s.Manager.WatchLeases(ctx, ch)
+}
+
+// TestNetworkWatchesAfterLease checks that Network lists the peers only
+// once its own lease is held, so that the two full listings of the subnets
+// are never in memory together at startup.
+func TestNetworkWatchesAfterLease(t *testing.T) {
+	t.Parallel()
+	srv := etcdtest.Start(t)
+	if _, err := srv.Client(t).Put(context.Background(), "/coreos.com/network/config", `{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}`); err != nil {
+		t.Fatal(err)
+	}
+	h := netnstest.NewSegment(t, 1).Hosts[0]
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	m, err := etcd.New(etcd.Options{Endpoints: []string{srv.Endpoint()}, Node: h.Name, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	spy := &orderSpy{Manager: m}
+	n, err := vxlan.NewNetwork(vxlan.NetworkConfig{Manager: spy, Node: h.Name, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != context.Canceled {
+			t.Errorf("Run returned %v", err)
+		}
+	}()
+	deadline := time.Now().Add(15 * time.Second)
+	for ok, why := n.Ready(); !ok; ok, why = n.Ready() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready: %s", why)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !spy.watched.Load() {
+		t.Fatal("ready without watching the leases")
+	}
+	if spy.watchedFirst.Load() {
+		t.Error("the lease watch began before the lease was held")
 	}
 }
