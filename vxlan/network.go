@@ -403,11 +403,11 @@ func (n *Network) pushPeersLocked() {
 		if n.isOwn(k, e.owner) {
 			continue
 		}
-		if e.has4 {
-			v4 = append(v4, e.v4)
+		if p, ok := e.peer(k, false); ok {
+			v4 = append(v4, p)
 		}
-		if e.has6 {
-			v6 = append(v6, e.v6)
+		if p, ok := e.peer(k, true); ok {
+			v6 = append(v6, p)
 		}
 	}
 	d4, d6 := n.v4, n.v6
@@ -434,10 +434,7 @@ func (n *Network) applyEvent(e lease.Event) {
 			dp, subnet = n.v6, e.Lease.Key.IPv6
 		}
 		entry, known := n.leases[e.Lease.Key]
-		p, ok := entry.v4, entry.has4
-		if ipv6 {
-			p, ok = entry.v6, entry.has6
-		}
+		p, ok := entry.peer(e.Lease.Key, ipv6)
 		ok = ok && known && !n.isOwn(e.Lease.Key, entry.owner)
 		n.mu.Unlock()
 		if dp == nil || !subnet.IsValid() {
@@ -459,11 +456,33 @@ func (n *Network) applyEvent(e lease.Event) {
 // peerEntry is what the datapaths need of one watched lease: the peer it
 // gives each family. It is decoded once, when the lease arrives, so that a
 // full push of the peers (at the first snapshot, and whenever this node's
-// own lease changes) decodes no JSON and keeps no copy of the lease.
+// own lease changes) decodes no JSON and keeps no copy of the lease. It
+// leaves out the subnets, which the map's key holds: there is one entry per
+// node in the cluster.
 type peerEntry struct {
-	owner      string
-	v4, v6     Peer
-	has4, has6 bool
+	owner  string
+	v4, v6 remote
+}
+
+// remote is one family's peer of a lease, less its subnet.
+type remote struct {
+	public netip.Addr
+	mac    MAC
+	direct bool
+	ok     bool // the lease gives a usable peer of this family
+}
+
+func remoteOf(p Peer, ok bool) remote {
+	return remote{public: p.PublicIP, mac: p.VtepMAC, direct: p.Direct, ok: ok}
+}
+
+// peer returns the peer e gives the family, for the lease with key k.
+func (e peerEntry) peer(k lease.Key, ipv6 bool) (Peer, bool) {
+	r, subnet := e.v4, k.IPv4
+	if ipv6 {
+		r, subnet = e.v6, k.IPv6
+	}
+	return Peer{Subnet: subnet, PublicIP: r.public, VtepMAC: r.mac, Direct: r.direct}, r.ok
 }
 
 // isOwn reports whether a watched lease is this node's. n.mu must be held.
@@ -475,8 +494,8 @@ func (n *Network) isOwn(k lease.Key, owner string) bool {
 // about what it cannot use. n.mu must be held.
 func (n *Network) entryFor(l lease.Lease) peerEntry {
 	e := peerEntry{owner: l.Attrs.Owner}
-	e.v4, e.has4 = n.peerFor(l, false)
-	e.v6, e.has6 = n.peerFor(l, true)
+	e.v4 = remoteOf(n.peerFor(l, false))
+	e.v6 = remoteOf(n.peerFor(l, true))
 	return e
 }
 
