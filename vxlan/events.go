@@ -160,8 +160,7 @@ func (r *Reconciler) expected(typ uint16, data []byte) bool {
 		if !ok || n.dev != r.cfg.Device || n.state&unix.NUD_NOARP != 0 {
 			return true
 		}
-		if s, ok := r.byGW[n.ip]; ok {
-			p := r.peers[s]
+		if p, ok := r.peerByGateway(n.ip); ok {
 			return typ == unix.RTM_NEWNEIGH && n.mac == p.VtepMAC && n.state == unix.NUD_PERMANENT
 		}
 		return typ == unix.RTM_DELNEIGH

@@ -73,13 +73,13 @@ type Reconciler struct {
 	mu       sync.Mutex
 	conn     *rtconn
 	closed   bool
-	peers    map[netip.Prefix]Peer       // desired
-	byGW     map[netip.Addr]netip.Prefix // desired peers by gateway (their neighbour's IP)
-	byMAC    map[MAC][]netip.Prefix      // desired VXLAN peers by VTEP MAC; almost always one, so a slice, not a set
-	ids      map[netip.Prefix]uint32     // nexthop id of each peer's route
-	idOwner  map[uint32]netip.Prefix     // the reverse of ids
-	ownIDs   map[uint32]bool             // nexthops known to be ours: listed with our protocol, or created by us since
-	usedIDs  map[uint32]bool             // every nexthop id in the namespace, as last listed
+	peers    map[netip.Prefix]Peer   // desired
+	gwBits   map[int]int             // desired VXLAN peers by subnet length, for peerByGateway
+	byMAC    map[MAC][]netip.Prefix  // desired VXLAN peers by VTEP MAC; almost always one, so a slice, not a set
+	ids      map[netip.Prefix]uint32 // nexthop id of each peer's route
+	idOwner  map[uint32]netip.Prefix // the reverse of ids
+	ownIDs   map[uint32]bool         // nexthops known to be ours: listed with our protocol, or created by us since
+	usedIDs  map[uint32]bool         // every nexthop id in the namespace, as last listed
 	status   map[netip.Prefix]PeerStatus
 	repairs  []Repair
 	lastSync SyncResult
@@ -150,7 +150,7 @@ func NewReconciler(cfg ReconcilerConfig) (*Reconciler, error) {
 		log:     cfg.Logger.With("component", "vxlan", "device", cfg.Device),
 		conn:    conn,
 		peers:   map[netip.Prefix]Peer{},
-		byGW:    map[netip.Addr]netip.Prefix{},
+		gwBits:  map[int]int{},
 		byMAC:   map[MAC][]netip.Prefix{},
 		ids:     map[netip.Prefix]uint32{},
 		idOwner: map[uint32]netip.Prefix{},
@@ -192,7 +192,7 @@ func (r *Reconciler) SetPeers(peers []Peer) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.peers = want
-	clear(r.byGW)
+	clear(r.gwBits)
 	clear(r.byMAC)
 	for _, p := range want {
 		r.index(p) // its write to r.peers is a no-op here
@@ -209,10 +209,24 @@ func (r *Reconciler) index(p Peer) {
 	if p.Direct {
 		return
 	}
-	r.byGW[p.gateway()] = p.Subnet
+	r.gwBits[p.Subnet.Bits()]++
 	if subnets := r.byMAC[p.VtepMAC]; !slices.Contains(subnets, p.Subnet) {
 		r.byMAC[p.VtepMAC] = append(subnets, p.Subnet)
 	}
+}
+
+// peerByGateway returns the desired VXLAN peer whose gateway (the address
+// its neighbour entry is for) is ip. A peer's gateway is its subnet's first
+// address, so the peer is found by its subnet for each length in use
+// (almost always one), without an index of its own: one entry per node in
+// the cluster would cost more than the lookups.
+func (r *Reconciler) peerByGateway(ip netip.Addr) (Peer, bool) {
+	for bits := range r.gwBits {
+		if p, ok := r.peers[netip.PrefixFrom(ip, bits)]; ok && !p.Direct {
+			return p, true
+		}
+	}
+	return Peer{}, false
 }
 
 func (r *Reconciler) unindex(subnet netip.Prefix) {
@@ -224,8 +238,8 @@ func (r *Reconciler) unindex(subnet netip.Prefix) {
 	if p.Direct {
 		return
 	}
-	if r.byGW[p.gateway()] == subnet {
-		delete(r.byGW, p.gateway())
+	if r.gwBits[subnet.Bits()]--; r.gwBits[subnet.Bits()] == 0 {
+		delete(r.gwBits, subnet.Bits())
 	}
 	subnets := slices.DeleteFunc(r.byMAC[p.VtepMAC], func(s netip.Prefix) bool { return s == subnet })
 	if len(subnets) == 0 {
