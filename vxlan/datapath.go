@@ -54,10 +54,13 @@ type Datapath struct {
 	log  *slog.Logger
 	kick chan struct{}
 
-	mu    sync.Mutex
-	dev   Device
-	rec   *Reconciler
-	peers map[netip.Prefix]Peer
+	mu  sync.Mutex
+	dev Device
+	// rec holds the desired peers as well as programming them: one copy
+	// of the peer set, which at tens of thousands of nodes is among the
+	// agent's largest structures. A new device gets a new reconciler,
+	// which takes the set over from the old one.
+	rec *Reconciler
 	// peersKnown is set by the first SetPeers. Until then the datapath
 	// leaves peer state alone: a restarting agent keeps routing to the
 	// peers it programmed before while it learns them again (edge
@@ -106,11 +109,10 @@ func NewDatapath(cfg DatapathConfig) (*Datapath, error) {
 		return nil, fmt.Errorf("vxlan: netlink handle: %w", err)
 	}
 	d := &Datapath{
-		cfg:   cfg,
-		nl:    h,
-		log:   cfg.Logger.With("component", "vxlan"),
-		kick:  make(chan struct{}, 1),
-		peers: map[netip.Prefix]Peer{},
+		cfg:  cfg,
+		nl:   h,
+		log:  cfg.Logger.With("component", "vxlan"),
+		kick: make(chan struct{}, 1),
 	}
 	if err := d.reconcile(); err != nil {
 		d.Close()
@@ -141,23 +143,30 @@ func (d *Datapath) Device() Device {
 // whose subnet overlaps this node's own is skipped with a warning: routing
 // it to the overlay would take this node's pods' traffic away from them.
 func (d *Datapath) SetPeers(peers []Peer) error {
-	want := make(map[netip.Prefix]Peer, len(peers))
 	for _, p := range peers {
 		if err := p.validate(d.cfg.Device.Local.Is6()); err != nil {
 			return fmt.Errorf("vxlan: %w", err)
 		}
-		want[p.Subnet] = p
 	}
 	d.mu.Lock()
-	for s := range want {
-		if d.cfg.Subnet.IsValid() && s.Overlaps(d.cfg.Subnet) {
-			d.log.Warn("ignoring a peer that overlaps this node's subnet", "peer", s, "own", d.cfg.Subnet)
-			delete(want, s)
-		}
+	if own := d.cfg.Subnet; own.IsValid() && slices.ContainsFunc(peers, func(p Peer) bool { return p.Subnet.Overlaps(own) }) {
+		peers = slices.DeleteFunc(slices.Clone(peers), func(p Peer) bool {
+			if p.Subnet.Overlaps(own) {
+				d.log.Warn("ignoring a peer that overlaps this node's subnet", "peer", p.Subnet, "own", own)
+				return true
+			}
+			return false
+		})
 	}
-	d.peers, d.peersKnown = want, true
-	d.gen++
+	err := d.rec.SetPeers(peers)
+	if err == nil {
+		d.peersKnown = true
+		d.gen++
+	}
 	d.mu.Unlock()
+	if err != nil {
+		return err
+	}
 	d.trigger()
 	return nil
 }
@@ -174,7 +183,6 @@ func (d *Datapath) SetPeer(p Peer) error {
 		d.log.Warn("ignoring a peer that overlaps this node's subnet", "peer", p.Subnet, "own", d.cfg.Subnet)
 		return nil
 	}
-	d.peers[p.Subnet] = p
 	return d.applied(d.rec.SetPeer(p))
 }
 
@@ -182,7 +190,6 @@ func (d *Datapath) SetPeer(p Peer) error {
 func (d *Datapath) RemovePeer(subnet netip.Prefix) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	delete(d.peers, subnet)
 	return d.applied(d.rec.RemovePeer(subnet))
 }
 
@@ -208,10 +215,9 @@ func (d *Datapath) SetSubnet(subnet, network netip.Prefix) {
 	d.mu.Lock()
 	d.cfg.Subnet, d.cfg.Network = subnet, network
 	d.gen++
-	for s := range d.peers {
-		if s.Overlaps(subnet) {
-			delete(d.peers, s) // this node's own subnet now, not a peer's
-		}
+	if subnet.IsValid() {
+		// A peer in this node's own subnet now is one no longer.
+		d.rec.forget(func(p Peer) bool { return p.Subnet.Overlaps(subnet) })
 	}
 	d.mu.Unlock()
 	d.trigger()
@@ -272,10 +278,8 @@ func (d *Datapath) reconcileLocked() error {
 	}
 	if d.rec == nil || dev.Index != d.dev.Index {
 		// A new device (first run, or re-created): a new reconciler, which
-		// replays every peer onto it.
-		if d.rec != nil {
-			d.rec.Close()
-		}
+		// takes the desired peers over and replays them onto it. Until it
+		// exists, the old one keeps them.
 		rec, err := NewReconciler(ReconcilerConfig{
 			Namespace: d.cfg.Namespace, Device: dev.Index, IPv6: d.cfg.Device.Local.Is6(),
 			Underlay: d.cfg.Device.Underlay, Learning: d.cfg.Device.Learning,
@@ -283,6 +287,10 @@ func (d *Datapath) reconcileLocked() error {
 		})
 		if err != nil {
 			return err
+		}
+		if d.rec != nil {
+			rec.takePeers(d.rec)
+			d.rec.Close()
 		}
 		d.rec = rec
 	}
@@ -298,13 +306,6 @@ func (d *Datapath) reconcileLocked() error {
 	}
 	if !d.peersKnown {
 		return nil
-	}
-	peers := make([]Peer, 0, len(d.peers))
-	for _, p := range d.peers {
-		peers = append(peers, p)
-	}
-	if err := d.rec.SetPeers(peers); err != nil {
-		return err
 	}
 	_, err = d.rec.Sync()
 	return err

@@ -339,6 +339,36 @@ func TestOwnSubnetIsNotAPeer(t *testing.T) {
 	}
 }
 
+// A node that moves into a subnet a peer held (the peer's lease lapsed
+// and this node was given it) stops routing that subnet to the overlay.
+// SetPeers leaves the caller's slice as it was.
+func TestMovingIntoAPeerSubnetDropsThePeer(t *testing.T) {
+	t.Parallel()
+	nodes := newDatapaths(t, 2)
+	a, b := nodes[0], nodes[1]
+	waitUntil(t, 5*time.Second, "convergence", func() bool { return a.dp.Synced() })
+	if out := ip(t, a.node, "ip", "route", "show", b.subnet.String()); !strings.Contains(out, "proto 157") {
+		t.Fatalf("no overlay route to the peer before the move: %q", out)
+	}
+	a.dp.SetSubnet(b.subnet, netip.MustParsePrefix("10.244.0.0/16"))
+	waitUntil(t, 5*time.Second, "the peer's route to go", func() bool {
+		out := ip(t, a.node, "ip", "route", "show", b.subnet.String())
+		return a.dp.Synced() && !strings.Contains(out, "proto 157") && len(a.dp.Status().Reconciler.Peers) == 0
+	})
+
+	peers := []Peer{b.peer()}
+	if err := a.dp.SetPeers(peers); err != nil {
+		t.Fatal(err)
+	}
+	if peers[0] != b.peer() {
+		t.Errorf("SetPeers changed the caller's slice: %+v", peers)
+	}
+	waitUntil(t, 5*time.Second, "convergence", func() bool { return a.dp.Synced() })
+	if n := len(a.dp.Status().Reconciler.Peers); n != 0 {
+		t.Errorf("%d peers after SetPeers with only the node's own subnet, want 0", n)
+	}
+}
+
 // With learning on, learned FDB entries are the kernel's: the datapath
 // neither deletes them nor resyncs over them.
 func TestLearnedEntriesLeftAlone(t *testing.T) {

@@ -200,6 +200,30 @@ func (r *Reconciler) SetPeers(peers []Peer) error {
 	return nil
 }
 
+// forget drops the desired peers drop selects, leaving their kernel state
+// for the next Sync to remove as strays.
+func (r *Reconciler) forget(drop func(Peer) bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for s, p := range r.peers {
+		if drop(p) {
+			r.unindex(s)
+		}
+	}
+}
+
+// takePeers moves old's desired peers to r, which has none yet, leaving
+// old with none.
+func (r *Reconciler) takePeers(old *Reconciler) {
+	old.mu.Lock()
+	peers, byMAC, gwBits := old.peers, old.byMAC, old.gwBits
+	old.peers, old.byMAC, old.gwBits = map[netip.Prefix]Peer{}, map[MAC][]netip.Prefix{}, map[int]int{}
+	old.mu.Unlock()
+	r.mu.Lock()
+	r.peers, r.byMAC, r.gwBits = peers, byMAC, gwBits
+	r.mu.Unlock()
+}
+
 // index adds p to the desired peers and their indexes; unindex removes
 // it. The indexes keep the notification filter and the FDB sharing checks
 // O(1) per event, which matters when a sync's own writes send tens of
