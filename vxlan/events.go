@@ -42,7 +42,7 @@ func subscribe(ns netns.NsHandle, ipv6 bool) (*notifier, error) {
 	// Wake up regularly so that the reader notices when it should stop.
 	tv := unix.NsecToTimeval(int64(250 * time.Millisecond))
 	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
-	return &notifier{fd: fd, rbuf: make([]byte, 1<<20)}, nil
+	return &notifier{fd: fd, rbuf: make([]byte, recvBufferSize)}, nil
 }
 
 func (n *notifier) close() { unix.Close(n.fd) }
@@ -55,11 +55,12 @@ var errOverrun = errors.New("netlink notifications overran the socket buffer")
 // returns nil after a quiet receive timeout too, so that the caller can
 // check whether to stop.
 func (n *notifier) read(f func(typ uint16, data []byte)) error {
-	k, _, err := unix.Recvfrom(n.fd, n.rbuf, 0)
+	k, _, err := unix.Recvfrom(n.fd, n.rbuf, unix.MSG_TRUNC)
 	switch {
 	case err == unix.EAGAIN || err == unix.EINTR:
 		return nil
-	case err == unix.ENOBUFS:
+	case err == unix.ENOBUFS, err == nil && k > len(n.rbuf):
+		// A notification cut short is as good as one dropped.
 		return errOverrun
 	case err != nil:
 		return fmt.Errorf("netlink receive: %w", err)

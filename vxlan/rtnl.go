@@ -63,7 +63,7 @@ func dialRoute(ns netns.NsHandle) (*rtconn, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("netlink bind: %w", err)
 	}
-	return &rtconn{fd: fd, rbuf: make([]byte, 1<<20)}, nil
+	return &rtconn{fd: fd, rbuf: make([]byte, recvBufferSize)}, nil
 }
 
 // socketAt opens a netlink socket in ns (the caller's namespace if ns is not
@@ -102,15 +102,25 @@ func (c *rtconn) close() {
 	}
 }
 
+// recvBufferSize bounds one netlink datagram. The kernel builds dump
+// datagrams of at most 32 KiB, and every other message is one small skb,
+// so this holds any datagram with room to spare; the buffers live as long
+// as their sockets, so a larger one would only cost memory. A datagram
+// that did not fit would be reported, not silently cut.
+const recvBufferSize = 64 << 10
+
 // recv reads one datagram and calls f with each message in it.
 func (c *rtconn) recv(f func(h *unix.NlMsghdr, data []byte)) error {
 	for {
-		n, _, err := unix.Recvfrom(c.fd, c.rbuf, 0)
+		n, _, err := unix.Recvfrom(c.fd, c.rbuf, unix.MSG_TRUNC)
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
 			return fmt.Errorf("netlink receive: %w", err)
+		}
+		if n > len(c.rbuf) {
+			return fmt.Errorf("netlink receive: a %d-byte datagram overflowed the %d-byte buffer", n, len(c.rbuf))
 		}
 		b := c.rbuf[:n]
 		for len(b) >= unix.SizeofNlMsghdr {
