@@ -235,7 +235,7 @@ func TestFlanneldEndToEnd(t *testing.T) {
 			t.Errorf("%s: %d masquerade rules, want 4", d.host.Name, n)
 		}
 		code, body := d.get("/metrics")
-		for _, want := range []string{"weft_ready 1", `weft_peers{family="ipv4"} 1`, "weft_lease_losses_total 0", "weft_etcd_errors_total", "weft_reconcile_duration_seconds", "weft_datapath_repairs_total"} {
+		for _, want := range []string{"weft_ready 1", `weft_peers{family="ipv4"} 1`, "weft_lease_losses_total 0", "weft_etcd_errors_total", "weft_reconcile_duration_seconds", "weft_datapath_repairs_total", "process_resident_memory_bytes", "go_gc_heap_live_bytes"} {
 			if code != http.StatusOK || !strings.Contains(body, want) {
 				t.Errorf("%s /metrics lacks %q (status %d)", d.host.Name, want, code)
 			}

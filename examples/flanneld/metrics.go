@@ -2,6 +2,7 @@ package main
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/weftnet/weft/lease/etcd"
 	"github.com/weftnet/weft/vxlan"
@@ -11,6 +12,13 @@ import (
 // packages' own status when scraped, so nothing on a hot path does extra
 // work for them.
 func (a *agent) registerMetrics(reg *prometheus.Registry, m *etcd.Manager) {
+	// The process's memory and CPU, and the Go runtime's, with the
+	// collector's own figures (go_gc_heap_live_bytes, go_gc_heap_goal_bytes):
+	// RSS alone does not say whether memory is live or awaiting collection.
+	reg.MustRegister(
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(collectors.MetricsGC)),
+	)
 	gauge := func(name, help string, f func() float64) {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
 	}
