@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/vishvananda/netns"
@@ -151,7 +153,9 @@ func (r *Reconciler) expected(typ uint16, data []byte) bool {
 			if len(subnets) == 0 {
 				return typ == unix.RTM_DELNEIGH
 			}
-			p := r.peers[subnets[0]]
+			// Sync gives a shared MAC to the first of its peers in
+			// subnet order (fdbPlan); expect what it would write.
+			p := r.peers[slices.MinFunc(subnets, netip.Prefix.Compare)]
 			if typ == unix.RTM_DELNEIGH {
 				return !f.sendsTo(p.PublicIP)
 			}

@@ -341,9 +341,10 @@ func bytesEqualJSON(a, b json.RawMessage) bool {
 func (n *Network) watchPeers(ctx context.Context) error {
 	// Start once the lease is held. Acquiring and watching each begin by
 	// listing every subnet; at tens of thousands of leases, doing both at
-	// once sets the agent's peak memory. Nothing is lost by waiting: the
-	// node is not ready without its lease, and the peers' routes already
-	// in the kernel are left alone until the first snapshot.
+	// once sets the agent's peak memory. The cost of waiting: while no
+	// lease can be had (no free subnet, etcd unreachable), the routes a
+	// previous run programmed stay as they were, including any to nodes
+	// gone since. The node is not ready meanwhile either way.
 	select {
 	case <-n.leased:
 	case <-ctx.Done():

@@ -669,8 +669,11 @@ func (r *Reconciler) SetPeer(p Peer) error {
 	if r.closed {
 		return errReconcilerClosed
 	}
-	old, had := r.peers[p.Subnet]
-	prev := r.status[p.Subnet]
+	// Compare with what this reconciler last wrote for the subnet, not
+	// with the desired peer: SetPeers may have changed that without a
+	// Sync having programmed it yet.
+	prev, had := r.status[p.Subnet]
+	old := prev.Peer
 	fresh := !had || !prev.Programmed
 	r.unindex(p.Subnet)
 	r.index(p)

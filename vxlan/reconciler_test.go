@@ -452,3 +452,30 @@ func TestZeroNamespaceIsTheCallers(t *testing.T) {
 	}
 	c.close()
 }
+
+// TestSetPeerAfterUnsyncedSetPeers: SetPeers changes a peer but no Sync has
+// programmed the change when SetPeer changes it again. SetPeer must write
+// against what the kernel holds, not against the unprogrammed desired
+// state, so that nothing is left for the next Sync to find as drift.
+func TestSetPeerAfterUnsyncedSetPeers(t *testing.T) {
+	t.Parallel()
+	nodes := newNodes(t, 2, false)
+	meshAll(t, nodes)
+	a, b := nodes[0], nodes[1]
+	moved := b.peer()
+	moved.VtepMAC = DeriveMAC("rebuilt", 1)
+	if err := a.rec.SetPeers([]Peer{moved}); err != nil {
+		t.Fatal(err)
+	}
+	moved.PublicIP = netip.MustParseAddr("172.30.0.77")
+	if err := a.rec.SetPeer(moved); err != nil {
+		t.Fatal(err)
+	}
+	neigh := ip(t, a, "ip", "neigh", "show", "dev", "flannel.1", moved.gateway().String())
+	if !strings.Contains(neigh, moved.VtepMAC.String()) {
+		t.Errorf("neighbour after SetPeer: %q, want lladdr %s", neigh, moved.VtepMAC)
+	}
+	if res, err := a.rec.Sync(); err != nil || res.Writes != 0 {
+		t.Errorf("Sync after SetPeer: %+v, %v; want nothing left to do", res, err)
+	}
+}
