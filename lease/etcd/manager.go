@@ -365,15 +365,7 @@ func (r *retrier) fail(ctx context.Context, err error) error {
 	} else {
 		r.delay = min(2*r.delay, retryMax)
 	}
-	wait := r.delay/2 + rand.N(r.delay/2+1)
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return sleepCtx(ctx, r.delay/2+rand.N(r.delay/2+1))
 }
 
 // ok records success, logging recovery after failures.
