@@ -103,6 +103,14 @@ type daemon struct {
 	done       chan error
 }
 
+// startTwo starts flanneld on hosts 1 and 2 and waits until both are ready.
+func (c *cluster) startTwo() (a, b *daemon) {
+	a, b = c.start(c.host(1)), c.start(c.host(2))
+	a.waitReady()
+	b.waitReady()
+	return a, b
+}
+
 // start runs flanneld on h with its subnet.env in the cluster's directory.
 func (c *cluster) start(h *netnstest.Host, extra ...string) *daemon {
 	c.t.Helper()
@@ -187,6 +195,17 @@ func reach(t testing.TB, from, to *daemon) error {
 	t.Helper()
 	echo := to.host.ListenEcho(t, to.env().Subnet.Addr())
 	return from.host.WaitExchange(from.env().Subnet.Addr(), echo.Addr, 10*time.Second)
+}
+
+// reachPairs fails the test unless each pair's first daemon reaches the
+// second over the overlay.
+func reachPairs(t testing.TB, pairs [][2]*daemon) {
+	t.Helper()
+	for _, pair := range pairs {
+		if err := reach(t, pair[0], pair[1]); err != nil {
+			t.Fatalf("%s -> %s: %v", pair[0].host.Name, pair[1].host.Name, err)
+		}
+	}
 }
 
 func ipOut(t testing.TB, h *netnstest.Host, args ...string) string {
@@ -325,11 +344,7 @@ func TestSeed000(t *testing.T) {
 	if err != nil || len(resp.Kvs) != 1 || !strings.Contains(string(resp.Kvs[0].Value), bHost.Name) {
 		t.Fatalf("S's key is not B's: %v %v", resp, err)
 	}
-	for _, pair := range [][2]*daemon{{b, cc}, {cc, b}, {a, cc}, {cc, a}} {
-		if err := reach(t, pair[0], pair[1]); err != nil {
-			t.Fatalf("%s -> %s: %v", pair[0].host.Name, pair[1].host.Name, err)
-		}
-	}
+	reachPairs(t, [][2]*daemon{{b, cc}, {cc, b}, {a, cc}, {cc, a}})
 }
 
 // TestSeed001: a wrong permanent neighbour entry for a peer is corrected at
@@ -337,9 +352,7 @@ func TestSeed000(t *testing.T) {
 func TestSeed001(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, 2, netConf16)
-	a, b := c.start(c.host(1)), c.start(c.host(2))
-	a.waitReady()
-	b.waitReady()
+	a, b := c.startTwo()
 	gw := b.env().Subnet.Addr().String()
 	right := ipOut(t, a.host, "ip", "neigh", "show", gw, "dev", "flannel.1")
 	ipOut(t, a.host, "ip", "neigh", "replace", gw, "lladdr", "0e:de:ad:be:ef:01", "nud", "permanent", "dev", "flannel.1")
@@ -360,9 +373,7 @@ func TestSeed001(t *testing.T) {
 func TestSeed002MAC(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, 2, netConf16)
-	a, b := c.start(c.host(1)), c.start(c.host(2))
-	a.waitReady()
-	b.waitReady()
+	a, b := c.startTwo()
 	link := func() string { return ipOut(t, a.host, "ip", "-br", "link", "show", "flannel.1") }
 	before := strings.Fields(link())[2]
 	peerState := func() string {
@@ -404,9 +415,7 @@ func TestSeed002MAC(t *testing.T) {
 func TestSeed003(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, 3, netConf16)
-	a, b := c.start(c.host(1)), c.start(c.host(2))
-	a.waitReady()
-	b.waitReady()
+	a, b := c.startTwo()
 	ea, eb := a.env(), b.env()
 	c.putConfig(`{"Network": "10.0.0.0/8", "SubnetMin": "10.245.0.0", "Backend": {"Type": "vxlan"}}`)
 	for _, d := range []*daemon{a, b} {
@@ -423,11 +432,7 @@ func TestSeed003(t *testing.T) {
 	if old := netip.MustParsePrefix("10.244.0.0/16"); old.Overlaps(n.env().Subnet) {
 		t.Fatalf("new node got %v inside the old /16", n.env().Subnet)
 	}
-	for _, pair := range [][2]*daemon{{a, n}, {n, b}} {
-		if err := reach(t, pair[0], pair[1]); err != nil {
-			t.Fatalf("%s -> %s: %v", pair[0].host.Name, pair[1].host.Name, err)
-		}
-	}
+	reachPairs(t, [][2]*daemon{{a, n}, {n, b}})
 }
 
 // TestRestartContinuity: a continuous flow to a node loses at most a few
@@ -435,9 +440,7 @@ func TestSeed003(t *testing.T) {
 func TestRestartContinuity(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, 2, netConf16)
-	a, b := c.start(c.host(1)), c.start(c.host(2))
-	a.waitReady()
-	b.waitReady()
+	a, b := c.startTwo()
 	echo := a.host.ListenEcho(t, a.env().Subnet.Addr())
 	src := b.env().Subnet.Addr()
 	var sent, lost int

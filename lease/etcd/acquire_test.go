@@ -17,10 +17,7 @@ func TestAcquireNewSubnet(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, testConfig)
 	m := e.manager("node-a")
-	l, err := m.Acquire(ctxFor(t, 10*time.Second), lease.AcquireRequest{Attrs: attrsFor(1)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := mustAcquire(t, m, 1)
 	cfg, _ := lease.ParseConfig([]byte(testConfig))
 	if !cfg.IPv4Range().Contains(l.Key.IPv4) || l.Key.IPv6.IsValid() {
 		t.Fatalf("acquired %v outside %v", l.Key, cfg.IPv4Range())
@@ -47,10 +44,7 @@ func TestAcquireNewSubnet(t *testing.T) {
 func TestAcquireKeepsOwnLease(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, testConfig)
-	first, err := e.manager("node-a").Acquire(ctxFor(t, 10*time.Second), lease.AcquireRequest{Attrs: attrsFor(1)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	first := mustAcquire(t, e.manager("node-a"), 1)
 	other := mustKey(t, "10.244.77.0-24")
 	if other == first.Key {
 		other = mustKey(t, "10.244.78.0-24")
@@ -81,10 +75,7 @@ func TestAcquireAdoptsFlannelLease(t *testing.T) {
 	// Another flannel node's key, with a different public IP, is not ours.
 	e.put(subnetPath(mustKey(t, "10.244.10.0-24")), `{"PublicIP":"198.18.0.99","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"5a:9d:8e:3f:21:c5"}}`, clientv3.WithLease(g.ID))
 
-	l, err := e.manager("node-a").Acquire(ctxFor(t, 10*time.Second), lease.AcquireRequest{Attrs: attrsFor(1)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := mustAcquire(t, e.manager("node-a"), 1)
 	if l.Key != k {
 		t.Fatalf("got %v, want the flannel lease %v with this node's public IP", l.Key, k)
 	}
@@ -231,10 +222,7 @@ func TestMalformedValuesStillTaken(t *testing.T) {
 	e.put(subnetPath(mustKey(t, "10.244.1.0-24")), "{garbage")
 	e.put(subnetPath(mustKey(t, "10.244.2.0-24")), `{"PublicIP":"10.0.0.1"}`) // no backend type
 	e.put(testPrefix+"/subnets/not-a-key", "x")
-	l, err := e.manager("node-a").Acquire(ctxFor(t, 10*time.Second), lease.AcquireRequest{Attrs: attrsFor(1)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := mustAcquire(t, e.manager("node-a"), 1)
 	if l.Key != mustKey(t, "10.244.3.0-24") {
 		t.Fatalf("got %v; the only subnet without a key is 10.244.3.0/24", l.Key)
 	}

@@ -166,3 +166,14 @@ func keepAsync(ctx context.Context, m *Manager, l lease.Lease) <-chan error {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// mustAcquire acquires a lease for m with attrsFor(i), failing the test if
+// it cannot.
+func mustAcquire(t *testing.T, m *Manager, i int) lease.Lease {
+	t.Helper()
+	l, err := m.Acquire(ctxFor(t, 10*time.Second), lease.AcquireRequest{Attrs: attrsFor(i)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}

@@ -76,10 +76,7 @@ func TestReadsFlannelKeys(t *testing.T) {
 	if err != nil || l.Key.String() != "10.244.2.0-24&fd00:10:244:2::-64" {
 		t.Fatalf("weft node with flannel's public IP got %v, %v", l.Key, err)
 	}
-	fresh, err := e.manager("host-new").Acquire(ctxFor(t, 10*time.Second), lease.AcquireRequest{Attrs: attrsFor(50)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	fresh := mustAcquire(t, e.manager("host-new"), 50)
 	for key := range want {
 		k := mustKey(t, key)
 		if k.IPv4.IsValid() && k.IPv4.Overlaps(fresh.Key.IPv4) || k.IPv6.IsValid() && k.IPv6.Overlaps(fresh.Key.IPv6) {
@@ -107,10 +104,7 @@ type flannelLeaseAttrs struct {
 func TestWritesFlannelShape(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, testConfig)
-	l, err := e.manager("node-a").Acquire(ctxFor(t, 10*time.Second), lease.AcquireRequest{Attrs: attrsFor(7)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := mustAcquire(t, e.manager("node-a"), 7)
 	value := e.get(subnetPath(l.Key)).Value
 	var fl flannelLeaseAttrs
 	if err := json.Unmarshal([]byte(value), &fl); err != nil {

@@ -18,10 +18,7 @@ func TestKeepRenews(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, testConfig)
 	m := e.manager("node-a")
-	l, err := m.Acquire(ctxFor(t, 10*time.Second), lease.AcquireRequest{Attrs: attrsFor(1)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := mustAcquire(t, m, 1)
 	first := e.get(subnetPath(l.Key))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := keepAsync(ctx, m, l)
@@ -75,10 +72,7 @@ func TestKeepReportsLossAtOnce(t *testing.T) {
 			e := newEnv(t, testConfig)
 			m := e.manager("node-a")
 			m.margin = time.Second // renew only every 3s: loss must be seen sooner
-			l, err := m.Acquire(ctxFor(t, 10*time.Second), lease.AcquireRequest{Attrs: attrsFor(1)})
-			if err != nil {
-				t.Fatal(err)
-			}
+			l := mustAcquire(t, m, 1)
 			done := keepAsync(ctxFor(t, 20*time.Second), m, l)
 			time.Sleep(100 * time.Millisecond)
 			path := subnetPath(l.Key)
@@ -116,10 +110,7 @@ func TestKeepReportsLossAtOnce(t *testing.T) {
 func TestKeepAdoptsLeaseFromEarlierRun(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, testConfig)
-	l, err := e.manager("node-a").Acquire(ctxFor(t, 10*time.Second), lease.AcquireRequest{Attrs: attrsFor(1)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := mustAcquire(t, e.manager("node-a"), 1)
 	m := e.manager("node-a")
 	first := e.get(subnetPath(l.Key))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -133,7 +124,7 @@ func TestKeepAdoptsLeaseFromEarlierRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := e.get(subnetPath(l.Key))
-	err = e.manager("node-b").Keep(ctxFor(t, 5*time.Second), l)
+	err := e.manager("node-b").Keep(ctxFor(t, 5*time.Second), l)
 	if !errors.Is(err, lease.ErrLeaseLost) || !contains(err.Error(), `held by "node-a"`) {
 		t.Fatalf("node-b keeping node-a's lease: %v", err)
 	}
@@ -149,10 +140,7 @@ func TestKeepAcrossServerRestart(t *testing.T) {
 	e := newEnv(t, testConfig)
 	reservationIntact := e.reserve("10.244.250.0-24", "node-r")
 	m := e.manager("node-a")
-	l, err := m.Acquire(ctxFor(t, 10*time.Second), lease.AcquireRequest{Attrs: attrsFor(1)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := mustAcquire(t, m, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := keepAsync(ctx, m, l)
 	time.Sleep(testTTL / 4)
@@ -184,10 +172,7 @@ func TestRenewIsConditional(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, testConfig)
 	m := e.manager("node-a")
-	l, err := m.Acquire(ctxFor(t, 10*time.Second), lease.AcquireRequest{Attrs: attrsFor(1)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := mustAcquire(t, m, 1)
 	path := subnetPath(l.Key)
 	h, _ := m.getHeld(l.Key)
 	value, _ := json.Marshal(l.Attrs)

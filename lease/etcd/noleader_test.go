@@ -22,10 +22,7 @@ func TestNoLeader(t *testing.T) {
 	e.put(testPrefix+"/config", testConfig)
 
 	owner := e.manager("node-a") // members[0] only
-	la, err := owner.Acquire(ctxFor(t, 10*time.Second), lease.AcquireRequest{Attrs: attrsFor(1)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	la := mustAcquire(t, owner, 1)
 	keepDone := keepAsync(ctxFor(t, 60*time.Second), owner, la)
 	c := watchLeases(t, e.manager("watcher"))
 	waitFor(t, 10*time.Second, "the snapshot", func() bool { return len(c.all()) >= 1 })

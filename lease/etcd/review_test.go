@@ -156,10 +156,7 @@ func TestKeepFollowsReservationChanges(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, testConfig)
 	m := e.manager("node-a")
-	l, err := m.Acquire(ctxFor(t, 10*time.Second), lease.AcquireRequest{Attrs: attrsFor(1)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := mustAcquire(t, m, 1)
 	path := subnetPath(l.Key)
 	done := keepAsync(ctxFor(t, 60*time.Second), m, l)
 
@@ -191,10 +188,7 @@ func TestKeepAgainSoonAfter(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, testConfig)
 	m := e.manager("node-a")
-	l, err := m.Acquire(ctxFor(t, 10*time.Second), lease.AcquireRequest{Attrs: attrsFor(1)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := mustAcquire(t, m, 1)
 	time.Sleep(testTTL * 3 / 4) // past the renewal point, before expiry
 	ctx, cancel := context.WithTimeout(context.Background(), testTTL)
 	defer cancel()
@@ -234,10 +228,7 @@ func TestAcquireLogsOutage(t *testing.T) {
 func TestAcquireFindsOwnKeyAfterPublicIPChange(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, testConfig)
-	first, err := e.manager("node-a").Acquire(ctxFor(t, 10*time.Second), lease.AcquireRequest{Attrs: attrsFor(1)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	first := mustAcquire(t, e.manager("node-a"), 1)
 	moved := attrsFor(77)
 	again, err := e.manager("node-a").Acquire(ctxFor(t, 10*time.Second), lease.AcquireRequest{Attrs: moved})
 	if err != nil || again.Key != first.Key {

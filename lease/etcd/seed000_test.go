@@ -22,10 +22,7 @@ func TestSeed000StolenSubnet(t *testing.T) {
 	a := e.manager("host-a", link.Endpoint())
 	b := e.manager("host-b")
 
-	held, err := a.Acquire(ctxFor(t, 10*time.Second), lease.AcquireRequest{Attrs: attrsFor(1)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	held := mustAcquire(t, a, 1)
 	s := held.Key
 	keepA := keepAsync(ctxFor(t, 60*time.Second), a, held)
 
@@ -89,10 +86,7 @@ func TestSeed000ByteIdentical(t *testing.T) {
 	e := newEnv(t, testConfig)
 	link := etcdtest.NewProxy(t, e.server.Addr())
 	a := e.manager("host-a", link.Endpoint())
-	held, err := a.Acquire(ctxFor(t, 10*time.Second), lease.AcquireRequest{Attrs: attrsFor(1)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	held := mustAcquire(t, a, 1)
 	keepA := keepAsync(ctxFor(t, 60*time.Second), a, held)
 	link.Cut()
 	e.expire(subnetPath(held.Key)) // what the TTL would do, without the wait
