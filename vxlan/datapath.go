@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -73,6 +74,17 @@ type Datapath struct {
 	synced         bool  // the last reconcile, with peers known, succeeded
 	lastErr        error // of the last reconcile
 	repairs        []Repair
+
+	// filter is dev and rec for the notification filter, which must not
+	// wait for d.mu: a reconcile holds it across a sync, and a blocked
+	// filter lets the sync's own notifications overrun the socket.
+	filter atomic.Pointer[notificationFilter]
+}
+
+// notificationFilter is what the notification filter checks against.
+type notificationFilter struct {
+	dev Device
+	rec *Reconciler
 }
 
 // DatapathStatus is what a Datapath reports for status output.
@@ -295,6 +307,7 @@ func (d *Datapath) reconcileLocked() error {
 		d.rec = rec
 	}
 	d.dev = dev
+	d.filter.Store(&notificationFilter{dev: dev, rec: d.rec})
 	if d.cfg.Subnet.IsValid() {
 		addrChanges, err := EnsureAddress(d.nl, dev.Index, d.cfg.Subnet, d.cfg.Network)
 		if err != nil {
@@ -398,9 +411,11 @@ func (d *Datapath) Run(ctx context.Context) error {
 
 // expected reports whether a notification leaves things as desired.
 func (d *Datapath) expected(typ uint16, data []byte) bool {
-	d.mu.Lock()
-	dev, rec := d.dev, d.rec
-	d.mu.Unlock()
+	var dev Device
+	var rec *Reconciler
+	if f := d.filter.Load(); f != nil {
+		dev, rec = f.dev, f.rec
+	}
 	switch typ {
 	case unix.RTM_NEWLINK, unix.RTM_DELLINK:
 		// Any change to the device (MTU, MAC, state, deletion), or a link

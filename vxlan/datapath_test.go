@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/weftnet/weft/internal/netnstest"
 	"github.com/weftnet/weft/internal/testutil"
 )
@@ -174,4 +176,37 @@ func TestFailedWriteIsRetried(t *testing.T) {
 	if err := overlayReachable(t, a.node, b.node, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestFilterNeverWaitsForWrites: the notification filter answers while a
+// reconcile holds the datapath and a sync holds the reconciler's writer
+// lock, as both do across their netlink round trips. Were it made to wait,
+// the notifications a large sync causes would back up and overrun the
+// socket, and every large sync would cost a second, verifying one.
+func TestFilterNeverWaitsForWrites(t *testing.T) {
+	t.Parallel()
+	nodes := newDatapaths(t, 2)
+	n, other := nodes[0], nodes[1]
+	waitUntil(t, 10*time.Second, "sync", func() bool { return n.dp.Synced() })
+	rec := n.dp.filter.Load().rec
+	peer := other.peer()
+	ours := rec.objects(peer, rec.peers.id(peer.Subnet)).route.addRequest(true).body
+	foreign := route{dst: peer.Subnet, metric: rec.metric, gw: peer.PublicIP, dev: n.dp.cfg.Device.Underlay, proto: 4}.addRequest(false).body
+
+	n.dp.mu.Lock()
+	rec.write.Lock()
+	answers := make(chan [2]bool, 1)
+	go func() {
+		answers <- [2]bool{n.dp.expected(unix.RTM_NEWROUTE, ours), n.dp.expected(unix.RTM_NEWROUTE, foreign)}
+	}()
+	select {
+	case got := <-answers:
+		if got != [2]bool{true, false} {
+			t.Errorf("expected(our route, another's route in its place) = %v, want [true false]", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("the notification filter waited for the writers")
+	}
+	rec.write.Unlock()
+	n.dp.mu.Unlock()
 }

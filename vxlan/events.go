@@ -4,8 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net/netip"
-	"slices"
 	"time"
 
 	"github.com/vishvananda/netns"
@@ -123,14 +121,14 @@ func (r *Reconciler) expected(typ uint16, data []byte) bool {
 			return true
 		}
 		mine := rt.dev == r.cfg.Device || rt.proto == r.cfg.RouteProtocol
-		p, want := r.peers[rt.dst]
+		p, want := r.peers.wanted(rt.dst)
 		if typ == unix.RTM_DELROUTE {
 			return !(want && mine && rt.metric == r.metric)
 		}
 		if want {
 			// Another program's route to a peer's subnet may have
 			// replaced ours without any deletion being announced.
-			return routeMatches(rt, r.objects(p, r.ids[p.Subnet]).route)
+			return routeMatches(rt, r.objects(p, r.peers.id(p.Subnet)).route)
 		}
 		return !mine
 	case unix.RTM_NEWNEXTHOP, unix.RTM_DELNEXTHOP:
@@ -138,24 +136,24 @@ func (r *Reconciler) expected(typ uint16, data []byte) bool {
 		if !ok || data[0] != r.fam || (n.dev != r.cfg.Device && n.proto != r.cfg.RouteProtocol) {
 			return true
 		}
-		subnet, want := r.idOwner[n.id]
+		subnet, owned := r.peers.idOwner[n.id]
 		if typ == unix.RTM_DELNEXTHOP {
-			return !want
+			return !owned
 		}
-		return want && n == r.objects(r.peers[subnet], n.id).nh
+		p, want := r.peers.wanted(subnet)
+		return owned && want && n == r.objects(p, n.id).nh
 	case unix.RTM_NEWNEIGH, unix.RTM_DELNEIGH:
 		if len(data) > 0 && data[0] == unix.AF_BRIDGE {
 			f, ok := parseFDB(data)
 			if !ok || f.dev != r.cfg.Device || r.cfg.Learning && f.state&unix.NUD_PERMANENT == 0 {
 				return true
 			}
-			subnets := r.byMAC[f.mac]
-			if len(subnets) == 0 {
-				return typ == unix.RTM_DELNEIGH
-			}
 			// Sync gives a shared MAC to the first of its peers in
 			// subnet order (fdbPlan); expect what it would write.
-			p := r.peers[slices.MinFunc(subnets, netip.Prefix.Compare)]
+			p, ok := r.peers.fdbHolder(f.mac)
+			if !ok {
+				return typ == unix.RTM_DELNEIGH
+			}
 			if typ == unix.RTM_DELNEIGH {
 				return !f.sendsTo(p.PublicIP)
 			}
@@ -165,7 +163,7 @@ func (r *Reconciler) expected(typ uint16, data []byte) bool {
 		if !ok || n.dev != r.cfg.Device || n.state&unix.NUD_NOARP != 0 {
 			return true
 		}
-		if p, ok := r.peerByGateway(n.ip); ok {
+		if p, ok := r.peers.byGateway(n.ip); ok {
 			return typ == unix.RTM_NEWNEIGH && n.mac == p.VtepMAC && n.state == unix.NUD_PERMANENT
 		}
 		return typ == unix.RTM_DELNEIGH

@@ -1,9 +1,11 @@
 package vxlan
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"slices"
 
 	"golang.org/x/sys/unix"
 )
@@ -295,31 +297,79 @@ func parseFDB(data []byte) (fdb, bool) {
 // kernelState is what the kernel holds that the datapath owns or must
 // clean: nexthops and routes tagged with its protocol or on its device,
 // and the neighbour and FDB entries of its device.
+//
+// A listing holds an entry per peer for each kind of object, so it is
+// built for memory: maps are sized once from the expected number of peers,
+// and the objects that can come several to a key are grouped in one slice
+// rather than a slice per key.
 type kernelState struct {
-	allIDs   map[uint32]bool          // every nexthop id in the namespace, ours or not
-	nexthops map[uint32]nexthop       // by id
-	routes   map[netip.Prefix][]route // by destination; metrics tell them apart
-	neighs   map[netip.Addr]neigh     // by IP
-	fdbs     map[MAC][]fdb            // by MAC; a MAC may have several remotes
+	otherIDs map[uint32]bool              // every nexthop id in the namespace without our protocol
+	nexthops map[uint32]nexthop           // by id
+	routes   grouped[netip.Prefix, route] // by destination; metrics tell them apart
+	neighs   map[netip.Addr]neigh         // by IP
+	fdbs     grouped[MAC, fdb]            // by MAC; a MAC may have several remotes
 }
 
-// list dumps the kernel state relevant to device dev of the given family.
-// With nexthops false it skips the nexthop table (kernels before 5.3).
-func (c *rtconn) list(fam uint8, dev int, proto uint8, withNexthops bool) (kernelState, error) {
-	st := kernelState{
-		allIDs:   map[uint32]bool{},
-		nexthops: map[uint32]nexthop{},
-		routes:   map[netip.Prefix][]route{},
-		neighs:   map[netip.Addr]neigh{},
-		fdbs:     map[MAC][]fdb{},
+// listingSize counts the objects of a listing.
+type listingSize struct{ nexthops, routes, neighs, fdbs int }
+
+func (st kernelState) size() listingSize {
+	return listingSize{len(st.nexthops), len(st.routes.all), len(st.neighs), len(st.fdbs.all)}
+}
+
+// grouped holds values by key, several to a key, in one slice sorted so
+// that each key's values are adjacent.
+type grouped[K comparable, V any] struct {
+	all  []V
+	span map[K][2]int32 // each key's values: all[span[0]:span[1]]
+}
+
+// groupBy sorts values by cmp, which must order them by key first, and
+// indexes them by key.
+func groupBy[K comparable, V any](values []V, key func(V) K, cmp func(a, b V) int) grouped[K, V] {
+	slices.SortFunc(values, cmp)
+	g := grouped[K, V]{all: values, span: make(map[K][2]int32, len(values))}
+	for i := 0; i < len(values); {
+		k, j := key(values[i]), i+1
+		for j < len(values) && key(values[j]) == k {
+			j++
+		}
+		g.span[k] = [2]int32{int32(i), int32(j)}
+		i = j
 	}
+	return g
+}
+
+// get returns k's values; the caller must not append to them.
+func (g grouped[K, V]) get(k K) []V {
+	sp, ok := g.span[k]
+	if !ok {
+		return nil
+	}
+	return g.all[sp[0]:sp[1]:sp[1]]
+}
+
+// list dumps the kernel state relevant to device dev of the given family,
+// sized for a listing like last (that of the previous list, or the zero
+// value). With nexthops false it skips the nexthop table (kernels before
+// 5.3).
+func (c *rtconn) list(fam uint8, dev int, proto uint8, withNexthops bool, last listingSize) (kernelState, error) {
+	st := kernelState{
+		otherIDs: map[uint32]bool{},
+		nexthops: make(map[uint32]nexthop, last.nexthops),
+		neighs:   make(map[netip.Addr]neigh, last.neighs),
+	}
+	routes := make([]route, 0, last.routes)
+	fdbs := make([]fdb, 0, last.fdbs)
 	if withNexthops {
 		if err := c.dump(unix.RTM_GETNEXTHOP, make([]byte, 8), func(_ uint16, data []byte) error {
 			n, ok := parseNexthop(data)
 			if !ok {
 				return nil
 			}
-			st.allIDs[n.id] = true
+			if n.proto != proto {
+				st.otherIDs[n.id] = true
+			}
 			if (n.proto == proto || n.dev == dev) && family(n.gw) == fam {
 				st.nexthops[n.id] = n
 			}
@@ -337,7 +387,7 @@ func (c *rtconn) list(fam uint8, dev int, proto uint8, withNexthops bool) (kerne
 	body[4] = unix.RT_TABLE_MAIN
 	if err := c.dump(unix.RTM_GETROUTE, body, func(_ uint16, data []byte) error {
 		if r, ok := parseRoute(data); ok && (r.proto == proto || r.dev == dev) {
-			st.routes[r.dst] = append(st.routes[r.dst], r)
+			routes = append(routes, r)
 		}
 		return nil
 	}); err != nil {
@@ -356,11 +406,17 @@ func (c *rtconn) list(fam uint8, dev int, proto uint8, withNexthops bool) (kerne
 	}
 	if err := c.dump(unix.RTM_GETNEIGH, ndmsg(unix.AF_BRIDGE, dev, 0, 0), func(_ uint16, data []byte) error {
 		if f, ok := parseFDB(data); ok && f.dev == dev {
-			st.fdbs[f.mac] = append(st.fdbs[f.mac], f)
+			fdbs = append(fdbs, f)
 		}
 		return nil
 	}); err != nil {
 		return st, fmt.Errorf("list fdb: %w", err)
 	}
+	st.routes = groupBy(routes, func(r route) netip.Prefix { return r.dst }, func(a, b route) int {
+		return a.dst.Compare(b.dst)
+	})
+	st.fdbs = groupBy(fdbs, func(f fdb) MAC { return f.mac }, func(a, b fdb) int {
+		return bytes.Compare(a.mac[:], b.mac[:])
+	})
 	return st, nil
 }

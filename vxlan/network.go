@@ -361,7 +361,9 @@ func (n *Network) watchPeers(ctx context.Context) error {
 			n.push.Lock()
 			n.mu.Lock()
 			if b.Snapshot {
-				clear(n.leases)
+				// Sized once: growing to one entry per node leaves
+				// each smaller table behind as garbage.
+				n.leases = make(map[lease.Key]peerEntry, len(b.Events))
 			}
 			for _, e := range b.Events {
 				if e.Type == lease.Removed {
@@ -483,7 +485,12 @@ func (e peerEntry) peer(k lease.Key, ipv6 bool) (Peer, bool) {
 	if ipv6 {
 		r, subnet = e.v6, k.IPv6
 	}
-	return Peer{Subnet: subnet, PublicIP: r.public, VtepMAC: r.mac, Direct: r.direct}, r.ok
+	return r.peerAt(subnet), r.ok
+}
+
+// peerAt returns the peer r gives at subnet.
+func (r remote) peerAt(subnet netip.Prefix) Peer {
+	return Peer{Subnet: subnet, PublicIP: r.public, VtepMAC: r.mac, Direct: r.direct}
 }
 
 // isOwn reports whether a watched lease is this node's. n.mu must be held.

@@ -70,17 +70,18 @@ type Reconciler struct {
 	log      *slog.Logger
 	nexthops bool // the kernel has nexthop objects (Linux 5.3 and later)
 
+	// write serializes everything that writes the kernel or changes the
+	// desired peers, and is held across netlink round trips; mu guards
+	// the state below and is held only briefly, so that the notification
+	// filter and Status never wait for the kernel. Lock order: write, mu.
+	write    sync.Mutex
 	mu       sync.Mutex
-	conn     *rtconn
+	conn     *rtconn     // used under write
+	listed   listingSize // of the last listing, to size the next; used under write
 	closed   bool
-	peers    map[netip.Prefix]Peer   // desired
-	gwBits   map[int]int             // desired VXLAN peers by subnet length, for peerByGateway
-	byMAC    map[MAC][]netip.Prefix  // desired VXLAN peers by VTEP MAC; almost always one, so a slice, not a set
-	ids      map[netip.Prefix]uint32 // nexthop id of each peer's route
-	idOwner  map[uint32]netip.Prefix // the reverse of ids
-	ownIDs   map[uint32]bool         // nexthops known to be ours: listed with our protocol, or created by us since
-	usedIDs  map[uint32]bool         // every nexthop id in the namespace, as last listed
-	status   map[netip.Prefix]PeerStatus
+	peers    peerTable       // the desired peers, their nexthop ids and what was written for them
+	ownIDs   map[uint32]bool // nexthops known to be ours: listed with our protocol, or created by us since
+	otherIDs map[uint32]bool // nexthops known to be another program's
 	repairs  []Repair
 	lastSync SyncResult
 	syncs    int
@@ -144,19 +145,14 @@ func NewReconciler(cfg ReconcilerConfig) (*Reconciler, error) {
 		return nil, fmt.Errorf("vxlan: %w", err)
 	}
 	r := &Reconciler{
-		cfg:     cfg,
-		fam:     unix.AF_INET,
-		metric:  defaultMetric(cfg.IPv6),
-		log:     cfg.Logger.With("component", "vxlan", "device", cfg.Device),
-		conn:    conn,
-		peers:   map[netip.Prefix]Peer{},
-		gwBits:  map[int]int{},
-		byMAC:   map[MAC][]netip.Prefix{},
-		ids:     map[netip.Prefix]uint32{},
-		idOwner: map[uint32]netip.Prefix{},
-		ownIDs:  map[uint32]bool{},
-		usedIDs: map[uint32]bool{},
-		status:  map[netip.Prefix]PeerStatus{},
+		cfg:      cfg,
+		fam:      unix.AF_INET,
+		metric:   defaultMetric(cfg.IPv6),
+		log:      cfg.Logger.With("component", "vxlan", "device", cfg.Device),
+		conn:     conn,
+		peers:    newPeerTable(),
+		ownIDs:   map[uint32]bool{},
+		otherIDs: map[uint32]bool{},
 	}
 	if cfg.IPv6 {
 		r.fam = unix.AF_INET6
@@ -172,6 +168,8 @@ func NewReconciler(cfg ReconcilerConfig) (*Reconciler, error) {
 // Close releases the netlink socket; later calls fail. The kernel state
 // stays as it is.
 func (r *Reconciler) Close() {
+	r.write.Lock()
+	defer r.write.Unlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.closed = true
@@ -182,95 +180,48 @@ var errReconcilerClosed = errors.New("vxlan: reconciler is closed")
 
 // SetPeers replaces the desired set of peers. It does not write: call Sync.
 func (r *Reconciler) SetPeers(peers []Peer) error {
-	want := make(map[netip.Prefix]Peer, len(peers))
 	for _, p := range peers {
 		if err := p.validate(r.cfg.IPv6); err != nil {
 			return fmt.Errorf("vxlan: %w", err)
 		}
-		want[p.Subnet] = p
 	}
+	r.write.Lock()
+	defer r.write.Unlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.peers = want
-	clear(r.gwBits)
-	clear(r.byMAC)
-	for _, p := range want {
-		r.index(p) // its write to r.peers is a no-op here
-	}
+	r.peers.wantOnly(peers)
 	return nil
 }
 
 // forget drops the desired peers drop selects, leaving their kernel state
 // for the next Sync to remove as strays.
 func (r *Reconciler) forget(drop func(Peer) bool) {
+	r.write.Lock()
+	defer r.write.Unlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for s, p := range r.peers {
-		if drop(p) {
-			r.unindex(s)
+	for s := range r.peers.recs {
+		if p, ok := r.peers.wanted(s); ok && drop(p) {
+			r.peers.unwant(s)
 		}
 	}
 }
 
 // takePeers moves old's desired peers to r, which has none yet, leaving
-// old with none.
+// old with none. What old wrote is not carried over: r starts by listing.
 func (r *Reconciler) takePeers(old *Reconciler) {
+	old.write.Lock()
 	old.mu.Lock()
-	peers, byMAC, gwBits := old.peers, old.byMAC, old.gwBits
-	old.peers, old.byMAC, old.gwBits = map[netip.Prefix]Peer{}, map[MAC][]netip.Prefix{}, map[int]int{}
+	t := old.peers
+	old.peers = newPeerTable()
 	old.mu.Unlock()
+	old.write.Unlock()
+	t.dropWrites()
+	r.write.Lock()
 	r.mu.Lock()
-	r.peers, r.byMAC, r.gwBits = peers, byMAC, gwBits
+	r.peers = t
 	r.mu.Unlock()
-}
-
-// index adds p to the desired peers and their indexes; unindex removes
-// it. The indexes keep the notification filter and the FDB sharing checks
-// O(1) per event, which matters when a sync's own writes send tens of
-// thousands of notifications.
-func (r *Reconciler) index(p Peer) {
-	r.peers[p.Subnet] = p
-	if p.Direct {
-		return
-	}
-	r.gwBits[p.Subnet.Bits()]++
-	if subnets := r.byMAC[p.VtepMAC]; !slices.Contains(subnets, p.Subnet) {
-		r.byMAC[p.VtepMAC] = append(subnets, p.Subnet)
-	}
-}
-
-// peerByGateway returns the desired VXLAN peer whose gateway (the address
-// its neighbour entry is for) is ip. A peer's gateway is its subnet's first
-// address, so the peer is found by its subnet for each length in use
-// (almost always one), without an index of its own: one entry per node in
-// the cluster would cost more than the lookups.
-func (r *Reconciler) peerByGateway(ip netip.Addr) (Peer, bool) {
-	for bits := range r.gwBits {
-		if p, ok := r.peers[netip.PrefixFrom(ip, bits)]; ok && !p.Direct {
-			return p, true
-		}
-	}
-	return Peer{}, false
-}
-
-func (r *Reconciler) unindex(subnet netip.Prefix) {
-	p, ok := r.peers[subnet]
-	if !ok {
-		return
-	}
-	delete(r.peers, subnet)
-	if p.Direct {
-		return
-	}
-	if r.gwBits[subnet.Bits()]--; r.gwBits[subnet.Bits()] == 0 {
-		delete(r.gwBits, subnet.Bits())
-	}
-	subnets := slices.DeleteFunc(r.byMAC[p.VtepMAC], func(s netip.Prefix) bool { return s == subnet })
-	if len(subnets) == 0 {
-		delete(r.byMAC, p.VtepMAC)
-	} else {
-		r.byMAC[p.VtepMAC] = subnets
-	}
+	r.write.Unlock()
 }
 
 // desired is the set of kernel objects a peer needs.
@@ -312,15 +263,15 @@ func (r *Reconciler) nexthopID(p Peer, byGateway map[nhTarget]uint32) uint32 {
 	if !r.nexthops {
 		return 0
 	}
-	if id, ok := r.ids[p.Subnet]; ok && (r.ownIDs[id] || !r.usedIDs[id]) {
+	if id := r.peers.id(p.Subnet); id != 0 && !r.otherIDs[id] {
 		return id
 	}
 	// Its id, if any, now belongs to a nexthop that is not ours.
-	r.setID(p.Subnet, 0)
+	r.peers.setID(p.Subnet, 0)
 	want := r.objects(p, 1).nh
 	if id, ok := byGateway[nhTarget{want.gw, want.dev}]; ok {
-		if _, taken := r.idOwner[id]; !taken {
-			r.setID(p.Subnet, id)
+		if _, taken := r.peers.idOwner[id]; !taken {
+			r.peers.setID(p.Subnet, id)
 			return id
 		}
 	}
@@ -329,13 +280,13 @@ func (r *Reconciler) nexthopID(p Peer, byGateway map[nhTarget]uint32) uint32 {
 	h.Write([]byte{byte(p.Subnet.Bits())})
 	id := h.Sum32() | 0x10000000 // keep clear of small ids other software starts from
 	for {
-		_, taken := r.idOwner[id]
-		if !taken && !r.usedIDs[id] && id != 0 {
+		_, taken := r.peers.idOwner[id]
+		if !taken && !r.ownIDs[id] && !r.otherIDs[id] && id != 0 {
 			break
 		}
 		id++
 	}
-	r.setID(p.Subnet, id)
+	r.peers.setID(p.Subnet, id)
 	return id
 }
 
@@ -343,18 +294,6 @@ func (r *Reconciler) nexthopID(p Peer, byGateway map[nhTarget]uint32) uint32 {
 type nhTarget struct {
 	gw  netip.Addr
 	dev int
-}
-
-// setID records subnet's nexthop id; 0 forgets it.
-func (r *Reconciler) setID(subnet netip.Prefix, id uint32) {
-	if old, ok := r.ids[subnet]; ok {
-		delete(r.idOwner, old)
-		delete(r.ids, subnet)
-	}
-	if id != 0 {
-		r.ids[subnet] = id
-		r.idOwner[id] = subnet
-	}
 }
 
 // nexthopAdd writes n, replacing it in place when the id is known to be
@@ -368,48 +307,37 @@ func (r *Reconciler) nexthopAdd(n nexthop) request {
 	return req
 }
 
-// fdbPlan decides, for the sorted peers, which remote each VTEP MAC gets.
-// Peers sharing a MAC and public IP (one node holding two leases while it
-// moves) share the entry; a peer whose MAC another peer already sends
-// elsewhere is a conflict: one MAC can go to only one place.
-func fdbPlan(subnets []netip.Prefix, peers map[netip.Prefix]Peer) (dst map[MAC]netip.Addr, conflict map[netip.Prefix]string) {
-	dst = map[MAC]netip.Addr{}
-	owner := map[MAC]netip.Prefix{}
-	conflict = map[netip.Prefix]string{}
-	for _, s := range subnets {
-		p := peers[s]
-		if p.Direct {
-			continue
-		}
-		if d, ok := dst[p.VtepMAC]; ok && d != p.PublicIP {
-			conflict[s] = fmt.Sprintf("VTEP MAC %s is also peer %s's, at %s; FDB entry left pointing there", p.VtepMAC, owner[p.VtepMAC], d)
-			continue
-		}
-		dst[p.VtepMAC], owner[p.VtepMAC] = p.PublicIP, s
-	}
-	return dst, conflict
-}
-
 // Sync lists the kernel state of the device and applies the difference from
 // the desired peers: missing objects are added, wrong ones replaced and
 // stray ones removed. Writes that fail, and conflicts with objects the
 // reconciler does not own, are reported in the error and in Status and
 // retried by the next Sync.
 func (r *Reconciler) Sync() (SyncResult, error) {
+	// The writer lock holds the desired peers still for the whole Sync;
+	// the state lock is let go while the kernel is listed and written, so
+	// that the notification filter keeps draining the notifications the
+	// writes cause. Were it blocked, a large sync would overrun the
+	// notification socket and cost a second, verifying sync.
+	r.write.Lock()
+	defer r.write.Unlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
 		return SyncResult{}, errReconcilerClosed
 	}
 	start := time.Now()
-	st, err := r.conn.list(r.fam, r.cfg.Device, r.cfg.RouteProtocol, r.nexthops)
+	r.mu.Unlock()
+	st, err := r.conn.list(r.fam, r.cfg.Device, r.cfg.RouteProtocol, r.nexthops, r.listed)
+	r.mu.Lock()
 	if err != nil {
 		return SyncResult{}, fmt.Errorf("vxlan: %w", err)
 	}
+	r.listed = st.size()
 	byGateway := map[nhTarget]uint32{}
 	if r.nexthops {
-		r.usedIDs = st.allIDs
-		clear(r.ownIDs) // ownership is what the kernel says now, not what it said before
+		// Ownership is what the kernel says now, not what it said before.
+		r.otherIDs = st.otherIDs
+		clear(r.ownIDs)
 		for id, n := range st.nexthops {
 			if n.proto == r.cfg.RouteProtocol {
 				r.ownIDs[id] = true
@@ -424,7 +352,7 @@ func (r *Reconciler) Sync() (SyncResult, error) {
 		reqs     []request
 		why      []string       // parallel to reqs: "" for a programmed change, else the drift repaired
 		owner    []netip.Prefix // parallel to reqs: the peer a write is for, if any
-		res      = SyncResult{Time: start, Peers: len(r.peers)}
+		res      = SyncResult{Time: start}
 		failed   = map[netip.Prefix]string{}
 		firstErr error
 		sockErr  error
@@ -433,7 +361,9 @@ func (r *Reconciler) Sync() (SyncResult, error) {
 		if len(reqs) == 0 || sockErr != nil {
 			return
 		}
+		r.mu.Unlock()
 		errs, err := r.conn.exec(reqs)
+		r.mu.Lock()
 		if err != nil {
 			sockErr = err
 			return
@@ -453,7 +383,7 @@ func (r *Reconciler) Sync() (SyncResult, error) {
 				continue
 			}
 			if req.typ == unix.RTM_NEWNEXTHOP {
-				r.ownIDs[r.ids[owner[i]]] = true
+				r.ownIDs[r.peers.id(owner[i])] = true
 			}
 			if why[i] != "" {
 				res.Repairs++
@@ -473,26 +403,19 @@ func (r *Reconciler) Sync() (SyncResult, error) {
 	// A change to an object of a peer this reconciler had programmed as it
 	// is now desired is drift; anything else is news.
 	drift := func(subnet netip.Prefix, reason string) string {
-		if st, ok := r.status[subnet]; ok && st.Programmed && st.Peer == r.peers[subnet] {
+		if r.peers.writtenAsWanted(subnet) {
 			return reason
 		}
 		return ""
 	}
 	mine := func(rt route) bool { return rt.proto == r.cfg.RouteProtocol || rt.dev == r.cfg.Device }
 
-	subnets := make([]netip.Prefix, 0, len(r.peers))
-	for s := range r.peers {
-		subnets = append(subnets, s)
-	}
-	slices.SortFunc(subnets, netip.Prefix.Compare)
-	wantFDB, conflicts := fdbPlan(subnets, r.peers)
-	keepNH := map[uint32]bool{}
-	keepNeigh := map[netip.Addr]bool{}
+	subnets := r.peers.wantedSubnets()
+	res.Peers = len(subnets)
 	for _, s := range subnets {
-		p := r.peers[s]
+		p, _ := r.peers.wanted(s)
 		d := r.objects(p, r.nexthopID(p, byGateway))
 		if d.nh.id != 0 {
-			keepNH[d.nh.id] = true
 			if have, ok := st.nexthops[d.nh.id]; !ok {
 				add(r.nexthopAdd(d.nh), drift(s, "missing"), s)
 			} else if have != d.nh {
@@ -504,10 +427,11 @@ func (r *Reconciler) Sync() (SyncResult, error) {
 		// route of another program at our metric blocks us (the kernel
 		// refuses the exclusive create) and shows as a conflict.
 		var ours *route
-		for i, rt := range st.routes[s] {
+		routes := st.routes.get(s)
+		for i, rt := range routes {
 			switch {
 			case rt.metric == r.metric && mine(rt):
-				ours = &st.routes[s][i]
+				ours = &routes[i]
 			case mine(rt):
 				add(rt.deleteRequest(), drift(s, "second route to a peer ("+describeRoute(rt)+")"), s)
 			}
@@ -519,7 +443,6 @@ func (r *Reconciler) Sync() (SyncResult, error) {
 			add(d.route.addRequest(true), drift(s, describeRoute(*ours)), s)
 		}
 		if d.neigh != nil {
-			keepNeigh[d.neigh.ip] = true
 			if have, ok := st.neighs[d.neigh.ip]; !ok {
 				add(d.neigh.addRequest(), drift(s, "missing"), s)
 			} else if have.mac != d.neigh.mac || have.state != unix.NUD_PERMANENT {
@@ -527,12 +450,17 @@ func (r *Reconciler) Sync() (SyncResult, error) {
 			}
 		}
 	}
-	// FDB entries: per MAC, the one remote the plan says, with the
-	// device's defaults; every other entry on the device goes (learned
-	// ones excepted when the device learns).
-	for mac, entries := range st.fdbs {
-		want, wanted := wantFDB[mac]
-		for _, e := range entries {
+	// FDB entries: per MAC, the one remote of the first peer in subnet
+	// order with that MAC (others with the same MAC and public IP, one node
+	// holding two leases while it moves, share the entry; others with
+	// another public IP are in conflict: a MAC can go to only one place),
+	// with the device's defaults. Every other entry on the device goes
+	// (learned ones excepted when the device learns).
+	conflicts := map[netip.Prefix]string{}
+	for mac, sp := range st.fdbs.span {
+		holder, wanted := r.peers.fdbHolder(mac)
+		want := holder.PublicIP
+		for _, e := range st.fdbs.all[sp[0]:sp[1]] {
 			switch {
 			case wanted && e.sendsTo(want):
 			case r.cfg.Learning && e.state&unix.NUD_PERMANENT == 0:
@@ -544,42 +472,47 @@ func (r *Reconciler) Sync() (SyncResult, error) {
 		}
 	}
 	for _, s := range subnets {
-		p := r.peers[s]
-		if p.Direct || conflicts[s] != "" || wantFDB[p.VtepMAC] != p.PublicIP {
+		p, _ := r.peers.wanted(s)
+		if p.Direct {
 			continue
 		}
+		holder, _ := r.peers.fdbHolder(p.VtepMAC)
+		if holder.PublicIP != p.PublicIP {
+			conflicts[s] = fmt.Sprintf("VTEP MAC %s is also peer %s's, at %s; FDB entry left pointing there", p.VtepMAC, holder.Subnet, holder.PublicIP)
+			continue
+		}
+		if holder.Subnet != s {
+			continue // the holder's entry serves both
+		}
 		present := false
-		for _, e := range st.fdbs[p.VtepMAC] {
+		for _, e := range st.fdbs.get(p.VtepMAC) {
 			if e.sendsTo(p.PublicIP) {
 				present = true
 			}
 		}
 		if !present {
-			want := *r.objects(p, 0).fdb
-			add(want.addRequest(), drift(s, "missing or wrong"), s)
-			// A MAC shared by two leases of one node gets one write.
-			st.fdbs[p.VtepMAC] = append(st.fdbs[p.VtepMAC], want)
+			add(r.objects(p, 0).fdb.addRequest(), drift(s, "missing or wrong"), s)
 		}
 	}
 	// Stray routes, nexthops and neighbours: the datapath's, wanted by no
 	// peer. Deleting a nexthop also deletes the routes that use it.
-	for dst, routes := range st.routes {
-		if _, want := r.peers[dst]; want {
+	for dst, sp := range st.routes.span {
+		if _, want := r.peers.wanted(dst); want {
 			continue
 		}
-		for _, rt := range routes {
+		for _, rt := range st.routes.all[sp[0]:sp[1]] {
 			if mine(rt) && rt.proto != unix.RTPROT_KERNEL {
 				add(rt.deleteRequest(), "not a peer's ("+describeRoute(rt)+")", netip.Prefix{})
 			}
 		}
 	}
 	for id, n := range st.nexthops {
-		if !keepNH[id] {
+		if _, want := r.peers.wanted(r.peers.idOwner[id]); !want {
 			add(deleteNexthopRequest(id), fmt.Sprintf("not a peer's (via %s)", n.gw), netip.Prefix{})
 		}
 	}
 	for ip, n := range st.neighs {
-		if !keepNeigh[ip] && n.state&unix.NUD_NOARP == 0 {
+		if _, want := r.peers.byGateway(ip); !want && n.state&unix.NUD_NOARP == 0 {
 			add(n.deleteRequest(), fmt.Sprintf("not a peer's (lladdr %s)", n.mac), netip.Prefix{})
 		}
 	}
@@ -591,15 +524,14 @@ func (r *Reconciler) Sync() (SyncResult, error) {
 	for s, c := range conflicts {
 		failed[s] = c
 	}
-	for s := range r.status {
-		if _, ok := r.peers[s]; !ok {
-			delete(r.status, s)
-			r.setID(s, 0)
+	for s, rec := range r.peers.recs {
+		if !rec.want.ok {
+			r.peers.forget(s)
 		}
 	}
 	for _, s := range subnets {
-		msg := failed[s]
-		r.status[s] = PeerStatus{Peer: r.peers[s], NexthopID: r.ids[s], Programmed: msg == "", Err: msg}
+		p, _ := r.peers.wanted(s)
+		r.peers.setWritten(p, r.peers.id(s), failed[s])
 	}
 	res.Duration = time.Since(start)
 	r.lastSync = res
@@ -664,6 +596,8 @@ func (r *Reconciler) SetPeer(p Peer) error {
 	if err := p.validate(r.cfg.IPv6); err != nil {
 		return fmt.Errorf("vxlan: %w", err)
 	}
+	r.write.Lock()
+	defer r.write.Unlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
@@ -672,11 +606,9 @@ func (r *Reconciler) SetPeer(p Peer) error {
 	// Compare with what this reconciler last wrote for the subnet, not
 	// with the desired peer: SetPeers may have changed that without a
 	// Sync having programmed it yet.
-	prev, had := r.status[p.Subnet]
-	old := prev.Peer
-	fresh := !had || !prev.Programmed
-	r.unindex(p.Subnet)
-	r.index(p)
+	old, state := r.peers.lastWritten(p.Subnet)
+	had, fresh := state != notWritten, state != written
+	r.peers.want(p)
 
 	id := r.nexthopID(p, nil)
 	d := r.objects(p, id)
@@ -688,7 +620,7 @@ func (r *Reconciler) SetPeer(p Peer) error {
 		e := firstErr(errs)
 		if errors.Is(e, unix.EEXIST) && !r.ownIDs[id] {
 			// Another program took the id since the last listing.
-			r.usedIDs[id] = true
+			r.otherIDs[id] = true
 			id = r.nexthopID(p, nil)
 			d = r.objects(p, id)
 			if errs, err = r.conn.exec([]request{r.nexthopAdd(d.nh)}); err == nil {
@@ -713,13 +645,13 @@ func (r *Reconciler) SetPeer(p Peer) error {
 		reqs = append(reqs, d.neigh.addRequest())
 	}
 	if d.fdb != nil && (fresh || old.Direct || old.VtepMAC != p.VtepMAC || old.PublicIP != p.PublicIP) {
-		if other, ok := r.fdbOwner(p.VtepMAC, p.Subnet); ok && other.PublicIP != p.PublicIP {
+		if other, ok := r.peers.macSharer(p.VtepMAC, p.Subnet); ok && other.PublicIP != p.PublicIP {
 			return r.failPeer(p, id, fmt.Errorf("VTEP MAC %s is also peer %s's, at %s", p.VtepMAC, other.Subnet, other.PublicIP))
 		}
 		reqs = append(reqs, d.fdb.addRequest())
 	}
 	if had && !old.Direct && (p.Direct || old.VtepMAC != p.VtepMAC || old.PublicIP != p.PublicIP) {
-		if _, shared := r.fdbOwner(old.VtepMAC, p.Subnet); !shared {
+		if _, shared := r.peers.macSharer(old.VtepMAC, p.Subnet); !shared {
 			reqs = append(reqs, r.objects(old, 0).fdb.deleteRequest())
 		}
 		if p.Direct {
@@ -735,22 +667,12 @@ func (r *Reconciler) SetPeer(p Peer) error {
 			return r.failPeer(p, id, e)
 		}
 	}
-	r.status[p.Subnet] = PeerStatus{Peer: p, NexthopID: id, Programmed: true}
+	r.peers.setWritten(p, id, "")
 	return nil
 }
 
-// fdbOwner returns another desired peer than subnet whose VTEP MAC is mac.
-func (r *Reconciler) fdbOwner(mac MAC, subnet netip.Prefix) (Peer, bool) {
-	for _, s := range r.byMAC[mac] {
-		if s != subnet {
-			return r.peers[s], true
-		}
-	}
-	return Peer{}, false
-}
-
 func (r *Reconciler) failPeer(p Peer, id uint32, err error) error {
-	r.status[p.Subnet] = PeerStatus{Peer: p, NexthopID: id, Err: err.Error()}
+	r.peers.setWritten(p, id, err.Error())
 	return fmt.Errorf("vxlan: program peer %s: %w", p.Subnet, err)
 }
 
@@ -759,17 +681,19 @@ func (r *Reconciler) failPeer(p Peer, id uint32, err error) error {
 // takes the route along), else the route by protocol, metric and nexthop,
 // and the FDB entry only if no remaining peer uses it.
 func (r *Reconciler) RemovePeer(subnet netip.Prefix) error {
+	r.write.Lock()
+	defer r.write.Unlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
 		return errReconcilerClosed
 	}
-	p, ok := r.peers[subnet]
+	p, ok := r.peers.wanted(subnet)
 	if !ok {
 		return nil
 	}
-	r.unindex(subnet)
-	id := r.ids[subnet]
+	r.peers.unwant(subnet)
+	id := r.peers.id(subnet)
 	d := r.objects(p, id)
 	var reqs []request
 	if id != 0 && r.ownIDs[id] {
@@ -780,12 +704,11 @@ func (r *Reconciler) RemovePeer(subnet netip.Prefix) error {
 	}
 	if d.neigh != nil {
 		reqs = append(reqs, d.neigh.deleteRequest())
-		if _, shared := r.fdbOwner(p.VtepMAC, subnet); !shared {
+		if _, shared := r.peers.macSharer(p.VtepMAC, subnet); !shared {
 			reqs = append(reqs, d.fdb.deleteRequest())
 		}
 	}
-	r.setID(subnet, 0)
-	delete(r.status, subnet)
+	r.peers.forget(subnet)
 	errs, err := r.conn.exec(reqs)
 	if err != nil {
 		return fmt.Errorf("vxlan: %w", err)
@@ -804,9 +727,6 @@ func (r *Reconciler) Status() Status {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s := Status{Device: r.cfg.Device, IPv6: r.cfg.IPv6, Nexthops: r.nexthops, LastSync: r.lastSync, Syncs: r.syncs, Repaired: r.repaired, Repairs: slices.Clone(r.repairs)}
-	for _, ps := range r.status {
-		s.Peers = append(s.Peers, ps)
-	}
-	slices.SortFunc(s.Peers, func(a, b PeerStatus) int { return a.Peer.Subnet.Compare(b.Peer.Subnet) })
+	s.Peers = r.peers.statuses()
 	return s
 }

@@ -253,6 +253,12 @@ func TestFlanneldEndToEnd(t *testing.T) {
 		if n := masqRuleCount(int(d.host.Handle), false); n != 4 {
 			t.Errorf("%s: %d masquerade rules, want 4", d.host.Name, n)
 		}
+		// Ready means converged on the peers known then; the other
+		// daemon's lease may arrive a moment later.
+		waitFor(t, 10*time.Second, "the peer to be programmed", func() bool {
+			_, body := d.get("/metrics")
+			return strings.Contains(body, `weft_peers{family="ipv4"} 1`)
+		})
 		code, body := d.get("/metrics")
 		for _, want := range []string{"weft_ready 1", `weft_peers{family="ipv4"} 1`, "weft_lease_losses_total 0", "weft_etcd_errors_total", "weft_reconcile_duration_seconds", "weft_datapath_repairs_total", "process_resident_memory_bytes", "go_gc_heap_live_bytes"} {
 			if code != http.StatusOK || !strings.Contains(body, want) {

@@ -24,15 +24,22 @@ import (
 // changes made meanwhile arrive as Changed events. A renewal that rewrites a
 // lease with equal attributes sends nothing.
 func (m *Manager) WatchLeases(ctx context.Context, ch chan<- lease.Batch) error {
-	view := leaseView{} // what the receiver has been told
-	snapshot := true
+	var view leaseView // what the receiver has been told; nil until the snapshot
 	retry := m.retrier("watch leases")
 	for {
 		// List, and send the difference from the view (everything, the
 		// first time).
-		rctx, cancel := m.request(ctx)
-		resp, err := m.client.Get(rctx, m.subnetsPrefix(), clientv3.WithPrefix())
-		cancel()
+		snapshot := view == nil
+		var (
+			events []lease.Event
+			rev    int64
+			err    error
+		)
+		if snapshot {
+			events, view, rev, err = m.snapshot(ctx)
+		} else {
+			events, rev, err = m.relist(ctx, view)
+		}
 		if err != nil {
 			if werr := retry.fail(ctx, fmt.Errorf("list %s: %w", m.subnetsPrefix(), err)); werr != nil {
 				return werr
@@ -40,19 +47,11 @@ func (m *Manager) WatchLeases(ctx context.Context, ch chan<- lease.Batch) error 
 			continue
 		}
 		retry.ok()
-		rev := resp.Header.Revision
-		var events []lease.Event
-		if snapshot {
-			events = m.snapshot(resp.Kvs, view)
-		} else {
-			events = m.relist(resp.Kvs, view)
-		}
 		if snapshot || len(events) > 0 {
 			if err := send(ctx, ch, lease.Batch{Snapshot: snapshot, Events: events}); err != nil {
 				return err
 			}
 		}
-		snapshot = false
 
 		// Watch from just after the listing until the watch can no longer
 		// be resumed.
@@ -68,32 +67,58 @@ func (m *Manager) WatchLeases(ctx context.Context, ch chan<- lease.Batch) error 
 // largest structures.
 type leaseView map[lease.Key]lease.Attrs
 
-// snapshot decodes the first listing into one Added event per usable lease,
-// in key order, and records them in view. It decodes straight into the
-// events, sized once, rather than through Diff: at tens of thousands of
-// leases the intermediate copies would set the agent's peak memory.
-func (m *Manager) snapshot(kvs []*mvccpb.KeyValue, view leaseView) []lease.Event {
-	events := make([]lease.Event, 0, len(kvs))
-	for _, kv := range kvs {
-		if l, ok := m.peerLease(kv.Key, kv.Value); ok {
-			events = append(events, lease.Event{Type: lease.Added, Lease: l})
-			view[l.Key] = l.Attrs
+// snapshot lists the subnets into one Added event per usable lease, in key
+// order, and returns them with the view they make and the revision listed.
+// It decodes page by page straight into the events, sized once, rather than
+// through Diff: at tens of thousands of leases the intermediate copies
+// would set the agent's peak memory.
+func (m *Manager) snapshot(ctx context.Context) ([]lease.Event, leaseView, int64, error) {
+	var (
+		events []lease.Event
+		view   leaseView
+	)
+	rev, err := m.listPaged(ctx, m.subnetsPrefix(), func(kvs []*mvccpb.KeyValue, total int64) {
+		if view == nil {
+			// Sized once: growing to tens of thousands of entries
+			// leaves each smaller table behind as garbage.
+			events = make([]lease.Event, 0, total)
+			view = make(leaseView, total)
 		}
+		for _, kv := range kvs {
+			if l, ok := m.peerLease(kv.Key, kv.Value); ok {
+				events = append(events, lease.Event{Type: lease.Added, Lease: l})
+				view[l.Key] = l.Attrs
+			}
+		}
+	})
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	if view == nil {
+		view = leaseView{}
 	}
 	// etcd lists in byte order of the key, which is not the address order
 	// Diff promises.
 	slices.SortFunc(events, func(a, b lease.Event) int { return a.Lease.Key.Compare(b.Lease.Key) })
-	return events
+	return events, view, rev, nil
 }
 
-// relist decodes a listing made after a compaction and returns how it
-// differs from view, which it replaces.
-func (m *Manager) relist(kvs []*mvccpb.KeyValue, view leaseView) []lease.Event {
-	listed := make([]lease.Lease, 0, len(kvs))
-	for _, kv := range kvs {
-		if l, ok := m.peerLease(kv.Key, kv.Value); ok {
-			listed = append(listed, l)
+// relist lists the subnets again after a compaction and returns how they
+// differ from view, which it replaces, and the revision listed.
+func (m *Manager) relist(ctx context.Context, view leaseView) ([]lease.Event, int64, error) {
+	var listed []lease.Lease
+	rev, err := m.listPaged(ctx, m.subnetsPrefix(), func(kvs []*mvccpb.KeyValue, total int64) {
+		if listed == nil {
+			listed = make([]lease.Lease, 0, total)
 		}
+		for _, kv := range kvs {
+			if l, ok := m.peerLease(kv.Key, kv.Value); ok {
+				listed = append(listed, l)
+			}
+		}
+	})
+	if err != nil {
+		return nil, 0, err
 	}
 	before := make([]lease.Lease, 0, len(view))
 	for k, a := range view {
@@ -104,7 +129,7 @@ func (m *Manager) relist(kvs []*mvccpb.KeyValue, view leaseView) []lease.Event {
 	for _, l := range listed {
 		view[l.Key] = l.Attrs
 	}
-	return events
+	return events, rev, nil
 }
 
 // watchFrom watches subnets from rev, applying events to view and sending

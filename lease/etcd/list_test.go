@@ -1,0 +1,144 @@
+package etcd
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/weftnet/weft/lease"
+)
+
+// putLeases writes n leases, 10.<i/256>.<i%256>.0/24 for i < n, under
+// 10.0.0.0/8, in transactions of 100.
+func (e *env) putLeases(n int) []lease.Lease {
+	e.t.Helper()
+	var all []lease.Lease
+	var ops []clientv3.Op
+	for i := range n {
+		k := lease.Key{IPv4: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 0}), 24)}
+		a := attrsFor(i)
+		raw, err := a.MarshalJSON()
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		ops = append(ops, clientv3.OpPut(subnetPath(k), string(raw)))
+		all = append(all, lease.Lease{Key: k, Attrs: a})
+		if len(ops) == 100 || i == n-1 {
+			if _, err := e.admin.Txn(ctxFor(e.t, 10*time.Second)).Then(ops...).Commit(); err != nil {
+				e.t.Fatal(err)
+			}
+			ops = ops[:0]
+		}
+	}
+	return all
+}
+
+// TestListPagedOneRevision: a listing of more keys than one page holds is
+// complete and reads one revision, whatever is written between pages.
+func TestListPagedOneRevision(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, `{"Network": "10.0.0.0/8", "Backend": {"Type": "vxlan"}}`)
+	n := 2*listPage + 17
+	want := e.putLeases(n)
+	m := e.manager("lister")
+
+	var keys []string
+	pages, totals := 0, map[int64]bool{}
+	rev, err := m.listPaged(ctxFor(t, 30*time.Second), m.subnetsPrefix(), func(kvs []*mvccpb.KeyValue, total int64) {
+		pages++
+		totals[total] = true
+		for _, kv := range kvs {
+			keys = append(keys, string(kv.Key))
+		}
+		// Between pages: a new key, a deleted one and a changed one. The
+		// listing must not see any of them.
+		if pages == 1 {
+			e.put(testPrefix+"/subnets/10.255.255.0-24", "{}")
+			if _, err := e.admin.Delete(ctxFor(t, 5*time.Second), subnetPath(want[n-1].Key)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pages != 3 {
+		t.Errorf("%d pages, want 3", pages)
+	}
+	if len(totals) != 1 || !totals[int64(n)] {
+		t.Errorf("totals %v, want only %d", totals, n)
+	}
+	if len(keys) != n {
+		t.Fatalf("listed %d keys, want %d", len(keys), n)
+	}
+	seen := map[string]bool{}
+	for i, k := range keys {
+		if seen[k] {
+			t.Fatalf("key %s listed twice", k)
+		}
+		seen[k] = true
+		if i > 0 && keys[i-1] >= k {
+			t.Fatalf("keys out of order: %s before %s", keys[i-1], k)
+		}
+	}
+	for _, l := range want {
+		if !seen[subnetPath(l.Key)] {
+			t.Errorf("%s not listed", l.Key)
+		}
+	}
+	// The revision returned is the one listed, so a watch from rev+1 sees
+	// exactly the writes made during the listing.
+	w := e.admin.Watch(ctxFor(t, 10*time.Second), m.subnetsPrefix(), clientv3.WithPrefix(), clientv3.WithRev(rev+1))
+	resp := <-w
+	if len(resp.Events) != 2 || resp.Events[0].Type != clientv3.EventTypePut || resp.Events[1].Type != clientv3.EventTypeDelete {
+		t.Errorf("events after rev %d: %v, want the put and the delete made during the listing", rev, resp.Events)
+	}
+}
+
+// TestListPagedCompacted: a compaction of the listing's revision between
+// pages fails the listing with ErrCompacted rather than mixing revisions.
+func TestListPagedCompacted(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, `{"Network": "10.0.0.0/8", "Backend": {"Type": "vxlan"}}`)
+	e.putLeases(listPage + 1)
+	m := e.manager("lister")
+	pages := 0
+	_, err := m.listPaged(ctxFor(t, 30*time.Second), m.subnetsPrefix(), func([]*mvccpb.KeyValue, int64) {
+		pages++
+		e.put(testPrefix+"/subnets/10.255.255.0-24", fmt.Sprint(pages))
+		resp, err := e.admin.Get(ctxFor(t, 5*time.Second), "x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.admin.Compact(ctxFor(t, 5*time.Second), resp.Header.Revision); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if !errors.Is(err, rpctypes.ErrCompacted) {
+		t.Fatalf("err = %v after %d pages, want ErrCompacted", err, pages)
+	}
+	if pages != 1 {
+		t.Errorf("%d pages delivered, want 1", pages)
+	}
+}
+
+// TestWatchLeasesSnapshotPaged: a snapshot larger than a page holds every
+// lease, in address order.
+func TestWatchLeasesSnapshotPaged(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, `{"Network": "10.0.0.0/8", "Backend": {"Type": "vxlan"}}`)
+	want := e.putLeases(listPage + 500)
+	c := watchLeases(t, e.manager("watcher"))
+	waitFor(t, 15*time.Second, "the snapshot", func() bool { return len(c.all()) >= 1 })
+	var events []lease.Event
+	for _, l := range want {
+		events = append(events, lease.Event{Type: lease.Added, Lease: l})
+	}
+	sameEvents(t, c.all()[0].Events, events)
+}

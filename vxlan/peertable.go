@@ -1,0 +1,338 @@
+package vxlan
+
+import (
+	"net/netip"
+	"slices"
+)
+
+// peerTable is what a Reconciler keeps per subnet: the peer it wants there,
+// the nexthop id of the subnet's route, and what it last wrote for the
+// subnet. It holds one record per node in the cluster, so the record is
+// kept small: the subnet is the map key, and the peer last written is kept
+// apart, in a map that is almost always empty, only while it differs from
+// the peer wanted. At 20,000 peers this is several megabytes less than a
+// map each for the desired peers, their status and their ids.
+//
+// peerTable is not safe for concurrent use; the Reconciler's mutex guards it.
+type peerTable struct {
+	recs    map[netip.Prefix]peerRec
+	idOwner map[uint32]netip.Prefix // the subnet whose record holds each nexthop id
+	// wrote holds, for a subnet whose last write was of another peer than
+	// the one now wanted (or whose peer is no longer wanted), that peer.
+	wrote map[netip.Prefix]remote
+	errs  map[netip.Prefix]string // the last write error or conflict, for records in writeFailed
+	// Indexes of the wanted VXLAN peers, so that the notification filter
+	// and the FDB sharing checks are O(1) per event, which matters when a
+	// sync's own writes send tens of thousands of notifications.
+	gwBits map[int]int // by subnet length, for byGateway
+	// byMAC holds, by VTEP MAC, a subnet of a peer with that MAC, and
+	// sharedMAC the others. A MAC is almost always one peer's: a slice per
+	// MAC would be an allocation per node in the cluster.
+	byMAC     map[MAC]netip.Prefix
+	sharedMAC map[MAC][]netip.Prefix
+}
+
+// peerRec is one subnet's record. want.ok says a peer is wanted there.
+type peerRec struct {
+	want  remote
+	id    uint32 // nexthop id of the subnet's route; 0 if none assigned
+	state writeState
+}
+
+// writeState is what the last write for a subnet achieved.
+type writeState uint8
+
+const (
+	notWritten  writeState = iota // nothing written for the subnet yet
+	written                       // every object of the peer last written is in the kernel
+	writeFailed                   // the last write failed or conflicted; the reason is in errs
+)
+
+func newPeerTable() peerTable {
+	return peerTable{
+		recs:      map[netip.Prefix]peerRec{},
+		idOwner:   map[uint32]netip.Prefix{},
+		wrote:     map[netip.Prefix]remote{},
+		errs:      map[netip.Prefix]string{},
+		gwBits:    map[int]int{},
+		byMAC:     map[MAC]netip.Prefix{},
+		sharedMAC: map[MAC][]netip.Prefix{},
+	}
+}
+
+// wanted returns the peer wanted at subnet.
+func (t *peerTable) wanted(subnet netip.Prefix) (Peer, bool) {
+	rec := t.recs[subnet]
+	return rec.want.peerAt(subnet), rec.want.ok
+}
+
+// wantedSubnets returns the subnets of the wanted peers, sorted.
+func (t *peerTable) wantedSubnets() []netip.Prefix {
+	subnets := make([]netip.Prefix, 0, len(t.recs))
+	for s, rec := range t.recs {
+		if rec.want.ok {
+			subnets = append(subnets, s)
+		}
+	}
+	slices.SortFunc(subnets, netip.Prefix.Compare)
+	return subnets
+}
+
+// lastWritten returns the peer last written at subnet and how that went.
+func (t *peerTable) lastWritten(subnet netip.Prefix) (Peer, writeState) {
+	rec := t.recs[subnet]
+	if rec.state == notWritten {
+		return Peer{}, notWritten
+	}
+	if w, ok := t.wrote[subnet]; ok {
+		return w.peerAt(subnet), rec.state
+	}
+	return rec.want.peerAt(subnet), rec.state
+}
+
+// writtenAsWanted reports whether the kernel was last made to hold exactly
+// the peer now wanted at subnet.
+func (t *peerTable) writtenAsWanted(subnet netip.Prefix) bool {
+	rec := t.recs[subnet]
+	_, differs := t.wrote[subnet]
+	return rec.want.ok && rec.state == written && !differs
+}
+
+// want makes p the peer wanted at its subnet.
+func (t *peerTable) want(p Peer) {
+	rec := t.recs[p.Subnet]
+	if rec.want.ok {
+		t.unindex(p.Subnet, rec.want)
+	}
+	t.keepWritten(p.Subnet, rec)
+	rec.want = remoteOf(p, true)
+	t.recs[p.Subnet] = rec
+	if w, ok := t.wrote[p.Subnet]; ok && w == rec.want {
+		delete(t.wrote, p.Subnet)
+	}
+	t.index(p.Subnet, rec.want)
+}
+
+// unwant stops wanting a peer at subnet. What was written there is kept
+// until forgotten, so that it can be removed.
+func (t *peerTable) unwant(subnet netip.Prefix) {
+	rec, ok := t.recs[subnet]
+	if !ok || !rec.want.ok {
+		return
+	}
+	t.unindex(subnet, rec.want)
+	t.keepWritten(subnet, rec)
+	rec.want = remote{}
+	t.put(subnet, rec)
+}
+
+// keepWritten saves what rec says was written at subnet before its wanted
+// peer changes.
+func (t *peerTable) keepWritten(subnet netip.Prefix, rec peerRec) {
+	if _, ok := t.wrote[subnet]; !ok && rec.state != notWritten && rec.want.ok {
+		t.wrote[subnet] = rec.want
+	}
+}
+
+// wantOnly makes peers the whole set of wanted peers.
+func (t *peerTable) wantOnly(peers []Peer) {
+	if len(t.recs) == 0 && len(peers) > 0 {
+		// The first full set, usually of every node in the cluster: sized
+		// once, rather than grown through a series of tables.
+		t.recs = make(map[netip.Prefix]peerRec, len(peers))
+		t.idOwner = make(map[uint32]netip.Prefix, len(peers))
+		t.byMAC = make(map[MAC]netip.Prefix, len(peers))
+	}
+	for s, rec := range t.recs {
+		if rec.want.ok {
+			t.keepWritten(s, rec)
+			rec.want = remote{}
+			t.recs[s] = rec
+		}
+	}
+	clear(t.gwBits)
+	clear(t.byMAC)
+	clear(t.sharedMAC)
+	for _, p := range peers {
+		t.want(p)
+	}
+	for s, rec := range t.recs {
+		t.put(s, rec) // drops the records left empty
+	}
+}
+
+// setWritten records the outcome of writing p with nexthop id: written if
+// err is "", else writeFailed with err as the reason.
+func (t *peerTable) setWritten(p Peer, id uint32, err string) {
+	t.setID(p.Subnet, id)
+	rec := t.recs[p.Subnet]
+	rec.state = written
+	delete(t.errs, p.Subnet)
+	if err != "" {
+		rec.state = writeFailed
+		t.errs[p.Subnet] = err
+	}
+	if w := remoteOf(p, true); w != rec.want {
+		t.wrote[p.Subnet] = w
+	} else {
+		delete(t.wrote, p.Subnet)
+	}
+	t.recs[p.Subnet] = rec
+}
+
+// forget drops what is known of writes at subnet, and its nexthop id: the
+// subnet's objects are gone, or will be removed as strays.
+func (t *peerTable) forget(subnet netip.Prefix) {
+	t.setID(subnet, 0)
+	rec, ok := t.recs[subnet]
+	if !ok {
+		return
+	}
+	rec.state = notWritten
+	delete(t.wrote, subnet)
+	delete(t.errs, subnet)
+	t.put(subnet, rec)
+}
+
+// dropWrites forgets every write and nexthop id, keeping the wanted peers.
+func (t *peerTable) dropWrites() {
+	for s, rec := range t.recs {
+		t.put(s, peerRec{want: rec.want})
+	}
+	clear(t.idOwner)
+	clear(t.wrote)
+	clear(t.errs)
+}
+
+// id returns subnet's nexthop id, 0 if none.
+func (t *peerTable) id(subnet netip.Prefix) uint32 { return t.recs[subnet].id }
+
+// setID records subnet's nexthop id; 0 forgets it.
+func (t *peerTable) setID(subnet netip.Prefix, id uint32) {
+	rec, ok := t.recs[subnet]
+	if !ok && id == 0 {
+		return
+	}
+	if rec.id != 0 {
+		delete(t.idOwner, rec.id)
+	}
+	rec.id = id
+	if id != 0 {
+		t.idOwner[id] = subnet
+	}
+	t.put(subnet, rec)
+}
+
+// put stores rec, or deletes it when it holds nothing.
+func (t *peerTable) put(subnet netip.Prefix, rec peerRec) {
+	if rec == (peerRec{}) {
+		delete(t.recs, subnet)
+		return
+	}
+	t.recs[subnet] = rec
+}
+
+func (t *peerTable) index(subnet netip.Prefix, w remote) {
+	if w.direct {
+		return
+	}
+	t.gwBits[subnet.Bits()]++
+	switch first, ok := t.byMAC[w.mac]; {
+	case !ok:
+		t.byMAC[w.mac] = subnet
+	case first != subnet && !slices.Contains(t.sharedMAC[w.mac], subnet):
+		t.sharedMAC[w.mac] = append(t.sharedMAC[w.mac], subnet)
+	}
+}
+
+func (t *peerTable) unindex(subnet netip.Prefix, w remote) {
+	if w.direct {
+		return
+	}
+	if t.gwBits[subnet.Bits()]--; t.gwBits[subnet.Bits()] == 0 {
+		delete(t.gwBits, subnet.Bits())
+	}
+	shared := slices.DeleteFunc(t.sharedMAC[w.mac], func(s netip.Prefix) bool { return s == subnet })
+	if t.byMAC[w.mac] == subnet {
+		if len(shared) == 0 {
+			delete(t.byMAC, w.mac)
+		} else {
+			t.byMAC[w.mac], shared = shared[0], shared[1:]
+		}
+	}
+	if len(shared) == 0 {
+		delete(t.sharedMAC, w.mac)
+	} else {
+		t.sharedMAC[w.mac] = shared
+	}
+}
+
+// withMAC calls f with the subnet of each wanted VXLAN peer whose VTEP MAC
+// is mac, until f returns false.
+func (t *peerTable) withMAC(mac MAC, f func(netip.Prefix) bool) {
+	first, ok := t.byMAC[mac]
+	if !ok || !f(first) {
+		return
+	}
+	for _, s := range t.sharedMAC[mac] {
+		if !f(s) {
+			return
+		}
+	}
+}
+
+// byGateway returns the wanted VXLAN peer whose gateway (the address its
+// neighbour entry is for) is ip. A peer's gateway is its subnet's first
+// address, so the peer is found by its subnet for each length in use
+// (almost always one), without an index of its own: one entry per node in
+// the cluster would cost more than the lookups.
+func (t *peerTable) byGateway(ip netip.Addr) (Peer, bool) {
+	for bits := range t.gwBits {
+		s := netip.PrefixFrom(ip, bits)
+		if rec := t.recs[s]; rec.want.ok && !rec.want.direct {
+			return rec.want.peerAt(s), true
+		}
+	}
+	return Peer{}, false
+}
+
+// macSharer returns another wanted VXLAN peer than subnet's whose VTEP MAC
+// is mac.
+func (t *peerTable) macSharer(mac MAC, subnet netip.Prefix) (p Peer, ok bool) {
+	t.withMAC(mac, func(s netip.Prefix) bool {
+		if s != subnet {
+			p, ok = t.wanted(s)
+		}
+		return !ok
+	})
+	return p, ok
+}
+
+// fdbHolder returns the wanted peer Sync gives the FDB entry of mac: the
+// first in subnet order of those that share it (see fdbPlan).
+func (t *peerTable) fdbHolder(mac MAC) (Peer, bool) {
+	holder, ok := t.byMAC[mac]
+	if !ok {
+		return Peer{}, false
+	}
+	for _, s := range t.sharedMAC[mac] {
+		if s.Compare(holder) < 0 {
+			holder = s
+		}
+	}
+	return t.wanted(holder)
+}
+
+// statuses returns the status of every subnet written to, sorted.
+func (t *peerTable) statuses() []PeerStatus {
+	var out []PeerStatus
+	for s, rec := range t.recs {
+		if rec.state == notWritten {
+			continue
+		}
+		p, _ := t.lastWritten(s)
+		out = append(out, PeerStatus{Peer: p, NexthopID: rec.id, Programmed: rec.state == written, Err: t.errs[s]})
+	}
+	slices.SortFunc(out, func(a, b PeerStatus) int { return a.Peer.Subnet.Compare(b.Peer.Subnet) })
+	return out
+}

@@ -1,0 +1,170 @@
+package vxlan
+
+import (
+	"net/netip"
+	"testing"
+)
+
+func tpeer(subnet string, public string, mac byte, direct bool) Peer {
+	return Peer{Subnet: netip.MustParsePrefix(subnet), PublicIP: netip.MustParseAddr(public), VtepMAC: MAC{0x0e, 0, 0, 0, 0, mac}, Direct: direct}
+}
+
+// checkTable asserts what t says about subnet s.
+func checkTable(t *testing.T, tb *peerTable, s netip.Prefix, wantPeer Peer, wanted bool, wrote Peer, state writeState, asWanted bool) {
+	t.Helper()
+	if p, ok := tb.wanted(s); ok != wanted || (wanted && p != wantPeer) {
+		t.Errorf("wanted(%s) = %v, %v; want %v, %v", s, p, ok, wantPeer, wanted)
+	}
+	if p, st := tb.lastWritten(s); st != state || (st != notWritten && p != wrote) {
+		t.Errorf("lastWritten(%s) = %v, %v; want %v, %v", s, p, st, wrote, state)
+	}
+	if got := tb.writtenAsWanted(s); got != asWanted {
+		t.Errorf("writtenAsWanted(%s) = %v, want %v", s, got, asWanted)
+	}
+}
+
+// TestPeerTableLifecycle walks one subnet through every transition: wanted,
+// written, changed, changed back, failed, unwanted and forgotten.
+func TestPeerTableLifecycle(t *testing.T) {
+	tb := newPeerTable()
+	p1 := tpeer("10.244.1.0/24", "192.0.2.1", 1, false)
+	p2 := tpeer("10.244.1.0/24", "192.0.2.1", 2, false) // a new VTEP MAC
+	s := p1.Subnet
+
+	checkTable(t, &tb, s, Peer{}, false, Peer{}, notWritten, false)
+	tb.want(p1)
+	checkTable(t, &tb, s, p1, true, Peer{}, notWritten, false)
+	tb.setWritten(p1, 7, "")
+	checkTable(t, &tb, s, p1, true, p1, written, true)
+	if tb.id(s) != 7 || tb.idOwner[7] != s {
+		t.Errorf("id %d, owner of 7 %v", tb.id(s), tb.idOwner[7])
+	}
+	tb.want(p2)
+	checkTable(t, &tb, s, p2, true, p1, written, false)
+	tb.want(p1)
+	checkTable(t, &tb, s, p1, true, p1, written, true)
+	if len(tb.wrote) != 0 {
+		t.Errorf("wrote kept %v for a peer written as wanted", tb.wrote)
+	}
+	tb.want(p2)
+	tb.setWritten(p2, 8, "boom")
+	checkTable(t, &tb, s, p2, true, p2, writeFailed, false)
+	if _, ok := tb.idOwner[7]; ok || tb.idOwner[8] != s {
+		t.Errorf("idOwner %v after the id moved from 7 to 8", tb.idOwner)
+	}
+	if st := tb.statuses(); len(st) != 1 || st[0] != (PeerStatus{Peer: p2, NexthopID: 8, Err: "boom"}) {
+		t.Errorf("statuses %+v", st)
+	}
+	tb.unwant(s)
+	checkTable(t, &tb, s, Peer{}, false, p2, writeFailed, false)
+	if len(tb.statuses()) != 1 {
+		t.Error("an unwanted subnet's writes left the status before being forgotten")
+	}
+	tb.forget(s)
+	checkTable(t, &tb, s, Peer{}, false, Peer{}, notWritten, false)
+	if len(tb.recs)+len(tb.idOwner)+len(tb.wrote)+len(tb.errs)+len(tb.byMAC)+len(tb.sharedMAC)+len(tb.gwBits) != 0 {
+		t.Errorf("forgotten table not empty: %+v", tb)
+	}
+}
+
+// TestPeerTableWantOnly: replacing the set keeps what was written for
+// subnets no longer wanted (until forgotten), drops records that hold
+// nothing, and rebuilds the indexes.
+func TestPeerTableWantOnly(t *testing.T) {
+	tb := newPeerTable()
+	a := tpeer("10.244.1.0/24", "192.0.2.1", 1, false)
+	b := tpeer("10.244.2.0/24", "192.0.2.2", 2, false)
+	c := tpeer("10.244.3.0/24", "192.0.2.3", 3, false)
+	tb.wantOnly([]Peer{a, b})
+	tb.setWritten(a, 1, "")
+	tb.wantOnly([]Peer{c})
+	checkTable(t, &tb, a.Subnet, Peer{}, false, a, written, false)
+	checkTable(t, &tb, b.Subnet, Peer{}, false, Peer{}, notWritten, false)
+	checkTable(t, &tb, c.Subnet, c, true, Peer{}, notWritten, false)
+	if _, ok := tb.recs[b.Subnet]; ok {
+		t.Error("a record that holds nothing was kept")
+	}
+	if _, ok := tb.fdbHolder(a.VtepMAC); ok {
+		t.Error("an unwanted peer's MAC is still indexed")
+	}
+	if p, ok := tb.fdbHolder(c.VtepMAC); !ok || p != c {
+		t.Errorf("fdbHolder(c) = %v, %v", p, ok)
+	}
+	if got := tb.wantedSubnets(); len(got) != 1 || got[0] != c.Subnet {
+		t.Errorf("wantedSubnets %v, want [%s]", got, c.Subnet)
+	}
+	// Wanted again: written as wanted once more, with nothing kept aside.
+	tb.wantOnly([]Peer{a, c, c})
+	checkTable(t, &tb, a.Subnet, a, true, a, written, true)
+	if got := tb.wantedSubnets(); len(got) != 2 || tb.gwBits[24] != 2 {
+		t.Errorf("wantedSubnets %v, gwBits %v after a duplicate", got, tb.gwBits)
+	}
+	tb.dropWrites()
+	checkTable(t, &tb, a.Subnet, a, true, Peer{}, notWritten, false)
+	if tb.id(a.Subnet) != 0 || len(tb.idOwner) != 0 {
+		t.Error("dropWrites kept a nexthop id")
+	}
+}
+
+// TestPeerTableSharedMAC: one node holding two leases while it moves shows
+// one MAC on two subnets; the first in subnet order holds the FDB entry,
+// and the next takes over when it goes.
+func TestPeerTableSharedMAC(t *testing.T) {
+	tb := newPeerTable()
+	hi := tpeer("10.244.9.0/24", "192.0.2.1", 1, false)
+	lo := tpeer("10.244.2.0/24", "192.0.2.1", 1, false)
+	mid := tpeer("10.244.5.0/24", "192.0.2.7", 1, false)
+	for _, p := range []Peer{hi, lo, mid} {
+		tb.want(p)
+	}
+	if p, _ := tb.fdbHolder(hi.VtepMAC); p != lo {
+		t.Errorf("holder %v, want the lowest subnet %v", p, lo)
+	}
+	if p, ok := tb.macSharer(hi.VtepMAC, lo.Subnet); !ok || p.Subnet == lo.Subnet {
+		t.Errorf("macSharer(lo) = %v, %v", p, ok)
+	}
+	tb.unwant(lo.Subnet)
+	if p, _ := tb.fdbHolder(hi.VtepMAC); p != mid {
+		t.Errorf("holder %v after the lowest went, want %v", p, mid)
+	}
+	tb.unwant(hi.Subnet)
+	if p, ok := tb.macSharer(hi.VtepMAC, mid.Subnet); ok {
+		t.Errorf("macSharer found %v with one peer left", p)
+	}
+	tb.unwant(mid.Subnet)
+	if len(tb.byMAC)+len(tb.sharedMAC) != 0 {
+		t.Errorf("MAC index not empty: %v %v", tb.byMAC, tb.sharedMAC)
+	}
+}
+
+// TestPeerTableByGateway: a VXLAN peer is found by its gateway (its
+// subnet's first address) whatever its subnet length; a direct peer, which
+// has no neighbour entry, is not.
+func TestPeerTableByGateway(t *testing.T) {
+	tb := newPeerTable()
+	p24 := tpeer("10.244.1.0/24", "192.0.2.1", 1, false)
+	p26 := tpeer("10.245.0.64/26", "192.0.2.2", 2, false)
+	direct := tpeer("10.244.7.0/24", "192.0.2.3", 3, true)
+	for _, p := range []Peer{p24, p26, direct} {
+		tb.want(p)
+	}
+	for _, tc := range []struct {
+		ip   string
+		want Peer
+		ok   bool
+	}{
+		{"10.244.1.0", p24, true},
+		{"10.245.0.64", p26, true},
+		{"10.244.1.1", Peer{}, false},
+		{"10.244.7.0", Peer{}, false},
+		{"10.9.9.9", Peer{}, false},
+	} {
+		if p, ok := tb.byGateway(netip.MustParseAddr(tc.ip)); ok != tc.ok || p != tc.want {
+			t.Errorf("byGateway(%s) = %v, %v; want %v, %v", tc.ip, p, ok, tc.want, tc.ok)
+		}
+	}
+	tb.unwant(p26.Subnet)
+	if _, ok := tb.gwBits[26]; ok {
+		t.Error("a subnet length no peer uses is still searched")
+	}
+}
