@@ -37,7 +37,18 @@ type peerRec struct {
 	want  remote
 	id    uint32 // nexthop id of the subnet's route; 0 if none assigned
 	state writeState
+	seen  seenObjects // what the Sync in progress has found in the kernel
 }
+
+// seenObjects flags the kinds of a peer's objects a Sync found as wanted.
+type seenObjects uint8
+
+const (
+	seenNexthop seenObjects = 1 << iota
+	seenRoute
+	seenNeighbour
+	seenFDB
+)
 
 // writeState is what the last write for a subnet achieved.
 type writeState uint8
@@ -194,6 +205,32 @@ func (t *peerTable) forget(subnet netip.Prefix) {
 	t.put(subnet, rec)
 }
 
+// markSeen flags one of subnet's objects as found.
+func (t *peerTable) markSeen(subnet netip.Prefix, what seenObjects) {
+	if rec, ok := t.recs[subnet]; ok {
+		rec.seen |= what
+		t.recs[subnet] = rec
+	}
+}
+
+// seen reports whether one of subnet's objects was found.
+func (t *peerTable) seen(subnet netip.Prefix, what seenObjects) bool {
+	return t.recs[subnet].seen&what != 0
+}
+
+// unsee clears a kind of flag of every record; with what = ^0, all.
+func (t *peerTable) unsee(what seenObjects) {
+	for s, rec := range t.recs {
+		if rec.seen&what != 0 {
+			rec.seen &^= what
+			t.recs[s] = rec
+		}
+	}
+}
+
+// clearSeen clears every record's flags, for a new Sync.
+func (t *peerTable) clearSeen() { t.unsee(^seenObjects(0)) }
+
 // dropWrites forgets every write and nexthop id, keeping the wanted peers.
 func (t *peerTable) dropWrites() {
 	for s, rec := range t.recs {
@@ -225,7 +262,7 @@ func (t *peerTable) setID(subnet netip.Prefix, id uint32) {
 
 // put stores rec, or deletes it when it holds nothing.
 func (t *peerTable) put(subnet netip.Prefix, rec peerRec) {
-	if rec == (peerRec{}) {
+	if rec.want == (remote{}) && rec.id == 0 && rec.state == notWritten {
 		delete(t.recs, subnet)
 		return
 	}

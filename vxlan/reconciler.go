@@ -76,8 +76,7 @@ type Reconciler struct {
 	// filter and Status never wait for the kernel. Lock order: write, mu.
 	write    sync.Mutex
 	mu       sync.Mutex
-	conn     *rtconn     // used under write
-	listed   listingSize // of the last listing, to size the next; used under write
+	conn     *rtconn // used under write
 	closed   bool
 	peers    peerTable       // the desired peers, their nexthop ids and what was written for them
 	ownIDs   map[uint32]bool // nexthops known to be ours: listed with our protocol, or created by us since
@@ -158,7 +157,7 @@ func NewReconciler(cfg ReconcilerConfig) (*Reconciler, error) {
 		r.fam = unix.AF_INET6
 	}
 	// Nexthop objects arrived in Linux 5.3; older kernels reject the dump.
-	r.nexthops = conn.dump(unix.RTM_GETNEXTHOP, make([]byte, 8), func(uint16, []byte) error { return nil }) == nil
+	r.nexthops = conn.dump(unix.RTM_GETNEXTHOP, make([]byte, 8), func() {}, func(uint16, []byte) error { return nil }) == nil
 	if !r.nexthops {
 		r.log.Info("kernel has no nexthop objects; using per-route gateways, which are slower to program")
 	}
@@ -224,12 +223,14 @@ func (r *Reconciler) takePeers(old *Reconciler) {
 	r.write.Unlock()
 }
 
-// desired is the set of kernel objects a peer needs.
+// desired is the set of kernel objects a peer needs. It holds no pointers,
+// so that working it out allocates nothing: Sync does so for every peer.
 type desired struct {
 	nh    nexthop
 	route route
-	neigh *neigh
-	fdb   *fdb
+	encap bool // a VXLAN peer, which has the neighbour and FDB entries below
+	neigh neigh
+	fdb   fdb
 }
 
 // objects returns what peer p needs, given its nexthop id (0 without
@@ -248,8 +249,9 @@ func (r *Reconciler) objects(p Peer, id uint32) desired {
 		d.route = route{dst: p.Subnet, metric: r.metric, gw: gw, dev: dev, onlink: onlink, proto: proto}
 	}
 	if !p.Direct {
-		d.neigh = &neigh{ip: p.gateway(), mac: p.VtepMAC, dev: r.cfg.Device, state: unix.NUD_PERMANENT}
-		d.fdb = &fdb{mac: p.VtepMAC, dst: p.PublicIP, dev: r.cfg.Device, state: unix.NUD_PERMANENT, self: true}
+		d.encap = true
+		d.neigh = neigh{ip: p.gateway(), mac: p.VtepMAC, dev: r.cfg.Device, state: unix.NUD_PERMANENT}
+		d.fdb = fdb{mac: p.VtepMAC, dst: p.PublicIP, dev: r.cfg.Device, state: unix.NUD_PERMANENT, self: true}
 	}
 	return d
 }
@@ -305,248 +307,6 @@ func (r *Reconciler) nexthopAdd(n nexthop) request {
 		req.flags = unix.NLM_F_CREATE | unix.NLM_F_EXCL
 	}
 	return req
-}
-
-// Sync lists the kernel state of the device and applies the difference from
-// the desired peers: missing objects are added, wrong ones replaced and
-// stray ones removed. Writes that fail, and conflicts with objects the
-// reconciler does not own, are reported in the error and in Status and
-// retried by the next Sync.
-func (r *Reconciler) Sync() (SyncResult, error) {
-	// The writer lock holds the desired peers still for the whole Sync;
-	// the state lock is let go while the kernel is listed and written, so
-	// that the notification filter keeps draining the notifications the
-	// writes cause. Were it blocked, a large sync would overrun the
-	// notification socket and cost a second, verifying sync.
-	r.write.Lock()
-	defer r.write.Unlock()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed {
-		return SyncResult{}, errReconcilerClosed
-	}
-	start := time.Now()
-	r.mu.Unlock()
-	st, err := r.conn.list(r.fam, r.cfg.Device, r.cfg.RouteProtocol, r.nexthops, r.listed)
-	r.mu.Lock()
-	if err != nil {
-		return SyncResult{}, fmt.Errorf("vxlan: %w", err)
-	}
-	r.listed = st.size()
-	byGateway := map[nhTarget]uint32{}
-	if r.nexthops {
-		// Ownership is what the kernel says now, not what it said before.
-		r.otherIDs = st.otherIDs
-		clear(r.ownIDs)
-		for id, n := range st.nexthops {
-			if n.proto == r.cfg.RouteProtocol {
-				r.ownIDs[id] = true
-				byGateway[nhTarget{n.gw, n.dev}] = id
-			}
-		}
-	}
-
-	// Writes go out in chunks as they are planned, so that programming tens
-	// of thousands of peers never holds all their requests at once.
-	var (
-		reqs     []request
-		why      []string       // parallel to reqs: "" for a programmed change, else the drift repaired
-		owner    []netip.Prefix // parallel to reqs: the peer a write is for, if any
-		res      = SyncResult{Time: start}
-		failed   = map[netip.Prefix]string{}
-		firstErr error
-		sockErr  error
-	)
-	flush := func() {
-		if len(reqs) == 0 || sockErr != nil {
-			return
-		}
-		r.mu.Unlock()
-		errs, err := r.conn.exec(reqs)
-		r.mu.Lock()
-		if err != nil {
-			sockErr = err
-			return
-		}
-		res.Writes += len(reqs)
-		for i, req := range reqs {
-			if errs != nil && errs[i] != nil {
-				e := errs[i]
-				if req.typ == unix.RTM_NEWROUTE && errors.Is(e, unix.EEXIST) {
-					e = fmt.Errorf("%w: another program's route to %s is in the way", e, owner[i])
-				}
-				res.Errors++
-				failed[owner[i]] = e.Error()
-				if firstErr == nil {
-					firstErr = e
-				}
-				continue
-			}
-			if req.typ == unix.RTM_NEWNEXTHOP {
-				r.ownIDs[r.peers.id(owner[i])] = true
-			}
-			if why[i] != "" {
-				res.Repairs++
-				r.recordRepair(req.describe(), why[i])
-			}
-		}
-		reqs, why, owner = reqs[:0], why[:0], owner[:0]
-	}
-	add := func(req request, reason string, subnet netip.Prefix) {
-		reqs = append(reqs, req)
-		why = append(why, reason)
-		owner = append(owner, subnet)
-		if len(reqs) == syncChunk {
-			flush()
-		}
-	}
-	// A change to an object of a peer this reconciler had programmed as it
-	// is now desired is drift; anything else is news.
-	drift := func(subnet netip.Prefix, reason string) string {
-		if r.peers.writtenAsWanted(subnet) {
-			return reason
-		}
-		return ""
-	}
-	mine := func(rt route) bool { return rt.proto == r.cfg.RouteProtocol || rt.dev == r.cfg.Device }
-
-	subnets := r.peers.wantedSubnets()
-	res.Peers = len(subnets)
-	for _, s := range subnets {
-		p, _ := r.peers.wanted(s)
-		d := r.objects(p, r.nexthopID(p, byGateway))
-		if d.nh.id != 0 {
-			if have, ok := st.nexthops[d.nh.id]; !ok {
-				add(r.nexthopAdd(d.nh), drift(s, "missing"), s)
-			} else if have != d.nh {
-				add(r.nexthopAdd(d.nh), drift(s, fmt.Sprintf("via %s dev %d onlink=%v proto %d", have.gw, have.dev, have.onlink, have.proto)), s)
-			}
-		}
-		// The peer's route: ours at the default metric, replaced in place
-		// if wrong; other routes of ours to the subnet are strays; a
-		// route of another program at our metric blocks us (the kernel
-		// refuses the exclusive create) and shows as a conflict.
-		var ours *route
-		routes := st.routes.get(s)
-		for i, rt := range routes {
-			switch {
-			case rt.metric == r.metric && mine(rt):
-				ours = &routes[i]
-			case mine(rt):
-				add(rt.deleteRequest(), drift(s, "second route to a peer ("+describeRoute(rt)+")"), s)
-			}
-		}
-		switch {
-		case ours == nil:
-			add(d.route.addRequest(false), drift(s, "missing"), s)
-		case !routeMatches(*ours, d.route):
-			add(d.route.addRequest(true), drift(s, describeRoute(*ours)), s)
-		}
-		if d.neigh != nil {
-			if have, ok := st.neighs[d.neigh.ip]; !ok {
-				add(d.neigh.addRequest(), drift(s, "missing"), s)
-			} else if have.mac != d.neigh.mac || have.state != unix.NUD_PERMANENT {
-				add(d.neigh.addRequest(), drift(s, fmt.Sprintf("lladdr %s state %#x, want %s permanent", have.mac, have.state, d.neigh.mac)), s)
-			}
-		}
-	}
-	// FDB entries: per MAC, the one remote of the first peer in subnet
-	// order with that MAC (others with the same MAC and public IP, one node
-	// holding two leases while it moves, share the entry; others with
-	// another public IP are in conflict: a MAC can go to only one place),
-	// with the device's defaults. Every other entry on the device goes
-	// (learned ones excepted when the device learns).
-	conflicts := map[netip.Prefix]string{}
-	for mac, sp := range st.fdbs.span {
-		holder, wanted := r.peers.fdbHolder(mac)
-		want := holder.PublicIP
-		for _, e := range st.fdbs.all[sp[0]:sp[1]] {
-			switch {
-			case wanted && e.sendsTo(want):
-			case r.cfg.Learning && e.state&unix.NUD_PERMANENT == 0:
-			case wanted:
-				add(e.deleteRequest(), fmt.Sprintf("remote %s port %d vni %d for %s, want %s", e.dst, e.port, e.vni, mac, want), netip.Prefix{})
-			default:
-				add(e.deleteRequest(), "not a peer's MAC", netip.Prefix{})
-			}
-		}
-	}
-	for _, s := range subnets {
-		p, _ := r.peers.wanted(s)
-		if p.Direct {
-			continue
-		}
-		holder, _ := r.peers.fdbHolder(p.VtepMAC)
-		if holder.PublicIP != p.PublicIP {
-			conflicts[s] = fmt.Sprintf("VTEP MAC %s is also peer %s's, at %s; FDB entry left pointing there", p.VtepMAC, holder.Subnet, holder.PublicIP)
-			continue
-		}
-		if holder.Subnet != s {
-			continue // the holder's entry serves both
-		}
-		present := false
-		for _, e := range st.fdbs.get(p.VtepMAC) {
-			if e.sendsTo(p.PublicIP) {
-				present = true
-			}
-		}
-		if !present {
-			add(r.objects(p, 0).fdb.addRequest(), drift(s, "missing or wrong"), s)
-		}
-	}
-	// Stray routes, nexthops and neighbours: the datapath's, wanted by no
-	// peer. Deleting a nexthop also deletes the routes that use it.
-	for dst, sp := range st.routes.span {
-		if _, want := r.peers.wanted(dst); want {
-			continue
-		}
-		for _, rt := range st.routes.all[sp[0]:sp[1]] {
-			if mine(rt) && rt.proto != unix.RTPROT_KERNEL {
-				add(rt.deleteRequest(), "not a peer's ("+describeRoute(rt)+")", netip.Prefix{})
-			}
-		}
-	}
-	for id, n := range st.nexthops {
-		if _, want := r.peers.wanted(r.peers.idOwner[id]); !want {
-			add(deleteNexthopRequest(id), fmt.Sprintf("not a peer's (via %s)", n.gw), netip.Prefix{})
-		}
-	}
-	for ip, n := range st.neighs {
-		if _, want := r.peers.byGateway(ip); !want && n.state&unix.NUD_NOARP == 0 {
-			add(n.deleteRequest(), fmt.Sprintf("not a peer's (lladdr %s)", n.mac), netip.Prefix{})
-		}
-	}
-
-	flush()
-	if sockErr != nil {
-		return SyncResult{}, fmt.Errorf("vxlan: %w", sockErr)
-	}
-	for s, c := range conflicts {
-		failed[s] = c
-	}
-	for s, rec := range r.peers.recs {
-		if !rec.want.ok {
-			r.peers.forget(s)
-		}
-	}
-	for _, s := range subnets {
-		p, _ := r.peers.wanted(s)
-		r.peers.setWritten(p, r.peers.id(s), failed[s])
-	}
-	res.Duration = time.Since(start)
-	r.lastSync = res
-	r.syncs++
-	if res.Errors > 0 || len(conflicts) > 0 {
-		first := firstErr
-		if first == nil {
-			for _, c := range conflicts {
-				first = errors.New(c)
-				break
-			}
-		}
-		return res, fmt.Errorf("vxlan: sync: %d of %d writes failed, %d conflicts; first: %v", res.Errors, res.Writes, len(conflicts), first)
-	}
-	return res, nil
 }
 
 func (r *Reconciler) recordRepair(what, why string) {
@@ -641,10 +401,10 @@ func (r *Reconciler) SetPeer(p Peer) error {
 		// is refused if another program's route is in the way.
 		reqs = append(reqs, d.route.addRequest(!fresh))
 	}
-	if d.neigh != nil && (fresh || old.Direct || old.VtepMAC != p.VtepMAC) {
+	if d.encap && (fresh || old.Direct || old.VtepMAC != p.VtepMAC) {
 		reqs = append(reqs, d.neigh.addRequest())
 	}
-	if d.fdb != nil && (fresh || old.Direct || old.VtepMAC != p.VtepMAC || old.PublicIP != p.PublicIP) {
+	if d.encap && (fresh || old.Direct || old.VtepMAC != p.VtepMAC || old.PublicIP != p.PublicIP) {
 		if other, ok := r.peers.macSharer(p.VtepMAC, p.Subnet); ok && other.PublicIP != p.PublicIP {
 			return r.failPeer(p, id, fmt.Errorf("VTEP MAC %s is also peer %s's, at %s", p.VtepMAC, other.Subnet, other.PublicIP))
 		}
@@ -702,7 +462,7 @@ func (r *Reconciler) RemovePeer(subnet netip.Prefix) error {
 	} else {
 		reqs = append(reqs, d.route.deleteRequest())
 	}
-	if d.neigh != nil {
+	if d.encap {
 		reqs = append(reqs, d.neigh.deleteRequest())
 		if _, shared := r.peers.macSharer(p.VtepMAC, subnet); !shared {
 			reqs = append(reqs, d.fdb.deleteRequest())

@@ -256,8 +256,11 @@ func (c *rtconn) send(b []byte) error {
 
 // dump sends a dump request and calls f with the body of each reply.
 // An interrupted dump (the table changed under it) is retried.
-func (c *rtconn) dump(typ uint16, body []byte, f func(typ uint16, data []byte) error) error {
+func (c *rtconn) dump(typ uint16, body []byte, restart func(), f func(typ uint16, data []byte) error) error {
 	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			restart()
+		}
 		seq := c.nextSeq()
 		if err := c.send(appendMsg(c.buf[:0], typ, unix.NLM_F_REQUEST|unix.NLM_F_DUMP, seq, body)); err != nil {
 			return err
