@@ -1,7 +1,30 @@
-// Package kube will hold the lease.Manager on Kubernetes Node objects: the
-// subnet from the Node's PodCIDRs, the attributes in flannel's node
-// annotations, and diagnostics for a PodCIDR that is missing or outside the
-// network.
+// Package kube is a lease.Manager on Kubernetes Node objects, compatible
+// with flannel's kube subnet manager: a node's subnet is its
+// spec.podCIDR(s), and what peers need to reach it (public IPs, backend
+// type and data) is published in flannel's node annotations.
 //
-// Not yet implemented: the package has no API yet.
+// What it promises:
+//
+//   - A PodCIDR that is not assigned yet is a wait, not an error: Acquire
+//     watches the Node, logs one actionable message at most once a minute,
+//     and reports "waiting for PodCIDR" through Stats until one arrives.
+//   - A PodCIDR outside the configured Network is reported naming both
+//     CIDRs, and waited out in the same way: either can be fixed without a
+//     restart.
+//   - Every write is a patch of the fields this package owns, carrying the
+//     resourceVersion it was computed from; a conflict is re-read and
+//     retried, never overwritten blindly.
+//   - Peers come from one shared informer through a per-node work queue and
+//     are handled level-based: whatever the sequence of updates, each node
+//     ends up reported as its latest state says. The IPv4 and IPv6 parts of
+//     a node are compared independently, so a change of one family alone is
+//     never lost.
+//   - A node with malformed annotations is skipped with a warning naming it
+//     and the annotation; nodes not marked kube-subnet-manager=true are not
+//     peers yet.
+//   - With Options.AssignPodCIDRs, the agent assigns its own node a free
+//     PodCIDR, safely against other agents doing the same at once (see
+//     Allocate).
+//
+// A consumer of this package does not link the etcd client.
 package kube

@@ -377,8 +377,19 @@ func (n *Network) watchPeers(ctx context.Context) error {
 			if b.Snapshot {
 				n.pushPeersLocked()
 			} else {
+				// A lease replaced by another with a subnet in common
+				// (a node whose IPv6 PodCIDR alone changed comes as a
+				// Removed and an Added event) keeps that subnet's peer
+				// programmed throughout: the Added event's SetPeer
+				// writes only what differs.
+				kept := map[netip.Prefix]bool{}
 				for _, e := range b.Events {
-					n.applyEvent(e)
+					if e.Type != lease.Removed {
+						kept[e.Lease.Key.IPv4], kept[e.Lease.Key.IPv6] = true, true
+					}
+				}
+				for _, e := range b.Events {
+					n.applyEvent(e, kept)
 				}
 			}
 			n.push.Unlock()
@@ -428,7 +439,7 @@ func (n *Network) pushPeersLocked() {
 }
 
 // applyEvent programs one lease change on the fast path.
-func (n *Network) applyEvent(e lease.Event) {
+func (n *Network) applyEvent(e lease.Event, kept map[netip.Prefix]bool) {
 	for _, ipv6 := range []bool{false, true} {
 		n.mu.Lock()
 		dp := n.v4
@@ -447,6 +458,7 @@ func (n *Network) applyEvent(e lease.Event) {
 		switch {
 		case e.Type != lease.Removed && ok:
 			err = dp.SetPeer(p)
+		case e.Type == lease.Removed && kept[subnet]:
 		default:
 			err = dp.RemovePeer(subnet)
 		}

@@ -4,11 +4,14 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netlink"
 
 	"github.com/weftnet/weft/internal/etcdtest"
 	"github.com/weftnet/weft/internal/netnstest"
@@ -253,4 +256,106 @@ func TestNetworkWatchesAfterLease(t *testing.T) {
 	if spy.watchedFirst.Load() {
 		t.Error("the lease watch began before the lease was held")
 	}
+}
+
+// scriptedWatch wraps a real lease manager but for WatchLeases, whose
+// batches the test sends.
+type scriptedWatch struct {
+	lease.Manager
+	batches chan lease.Batch
+}
+
+func (s *scriptedWatch) WatchLeases(ctx context.Context, ch chan<- lease.Batch) error {
+	for {
+		select {
+		case b := <-s.batches:
+			select {
+			case ch <- b:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// TestNetworkOneFamilyChange: a peer whose IPv6 subnet alone changes comes
+// (from the kube lease manager) as a Removed and an Added event in one
+// batch. Its IPv6 route moves; its IPv4 route is never touched.
+func TestNetworkOneFamilyChange(t *testing.T) {
+	t.Parallel()
+	srv := etcdtest.Start(t)
+	if _, err := srv.Client(t).Put(context.Background(), "/coreos.com/network/config",
+		`{"Network": "10.244.0.0/16", "EnableIPv6": true, "IPv6Network": "fd00:10:244::/56", "Backend": {"Type": "vxlan"}}`); err != nil {
+		t.Fatal(err)
+	}
+	h := netnstest.NewSegment(t, 1).Hosts[0]
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	m, err := etcd.New(etcd.Options{Endpoints: []string{srv.Endpoint()}, Node: h.Name, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	script := &scriptedWatch{Manager: m, batches: make(chan lease.Batch)}
+	n, err := vxlan.NewNetwork(vxlan.NetworkConfig{Manager: script, Node: h.Name, PublicIP: h.Addr.Addr(), PublicIPv6: h.Addr6.Addr(), Namespace: h.Handle, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != context.Canceled {
+			t.Errorf("Run returned %v", err)
+		}
+	}()
+
+	peer := func(v6 string) lease.Lease {
+		return lease.Lease{
+			Key: lease.Key{IPv4: netip.MustParsePrefix("10.244.200.0/24"), IPv6: netip.MustParsePrefix(v6)},
+			Attrs: lease.Attrs{PublicIP: netip.MustParseAddr("172.30.9.9"), PublicIPv6: netip.MustParseAddr("fd30::99"), BackendType: "vxlan", Owner: "peer",
+				BackendData: []byte(`{"VNI":1,"VtepMAC":"0e:00:00:00:00:99"}`), BackendV6Data: []byte(`{"VNI":1,"VtepMAC":"0e:00:00:00:00:98"}`)},
+		}
+	}
+	before, after := peer("fd00:10:244:c8::/64"), peer("fd00:10:244:c9::/64")
+	script.batches <- lease.Batch{Snapshot: true, Events: []lease.Event{{Type: lease.Added, Lease: before}}}
+	routeTo := func(dst netip.Prefix, family int) bool {
+		routes, err := h.Netlink().RouteListFiltered(family, &netlink.Route{Dst: netipNet(dst)}, netlink.RT_FILTER_DST)
+		return err == nil && len(routes) > 0
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for !routeTo(before.Key.IPv4, netlink.FAMILY_V4) || !routeTo(before.Key.IPv6, netlink.FAMILY_V6) {
+		if time.Now().After(deadline) {
+			t.Fatal("the peer's routes did not appear")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	updates, stop := make(chan netlink.RouteUpdate, 256), make(chan struct{})
+	defer close(stop)
+	if err := netlink.RouteSubscribeAt(h.Handle, updates, stop); err != nil {
+		t.Fatal(err)
+	}
+	script.batches <- lease.Batch{Events: []lease.Event{{Type: lease.Removed, Lease: before}, {Type: lease.Added, Lease: after}}}
+	for !routeTo(after.Key.IPv6, netlink.FAMILY_V6) || routeTo(before.Key.IPv6, netlink.FAMILY_V6) {
+		if time.Now().After(deadline) {
+			t.Fatal("the IPv6 route did not move")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for len(updates) > 0 {
+		u := <-updates
+		if u.Dst != nil && u.Dst.String() == before.Key.IPv4.String() {
+			t.Errorf("the IPv4 route was touched: %+v", u)
+		}
+	}
+	if !routeTo(before.Key.IPv4, netlink.FAMILY_V4) {
+		t.Error("the IPv4 route is gone")
+	}
+}
+
+func netipNet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }

@@ -1,0 +1,249 @@
+package kube
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/weftnet/weft/lease"
+)
+
+// listPage is how many Nodes one request of a full listing returns.
+const listPage = 500
+
+// Allocate gives this node a free PodCIDR of each family conf enables, for
+// clusters whose kube-controller-manager does not allocate them (it runs
+// without --allocate-node-cidrs). It returns the node's PodCIDRs: those it
+// already has, if any, else the ones it assigned. previous is preferred if
+// it is free.
+//
+// Agents on many nodes may allocate at once, and a PodCIDR, once set, can
+// never be changed (the API server makes it write-once), so a CIDR must
+// never be written to two nodes. Allocate makes sure of it in three steps:
+//
+//  1. It claims a CIDR no node holds or claims, by annotating its own node
+//     (pod-cidr-claim), conditional on the node's resourceVersion.
+//  2. It lists every node again, a consistent read from etcd. If another
+//     node holds or claims a CIDR overlapping its claim, it withdraws the
+//     claim and starts over after a random delay.
+//  3. Only then does it write spec.podCIDR(s).
+//
+// If two agents claim the same CIDR at once, each lists after its own claim
+// is stored, so at least one of them sees the other's claim and withdraws:
+// no CIDR is written twice. Both may withdraw, and then retry at random
+// times. A claim left by an agent that stopped between steps 1 and 3 is
+// taken up again by its next run.
+//
+// The write of spec needs RBAC "patch" on nodes, beyond flannel's role.
+func (m *Manager) Allocate(ctx context.Context, conf lease.Config, previous lease.Key) (lease.Key, error) {
+	for attempt := 0; ; attempt++ {
+		node, err := m.getNode(ctx)
+		if err != nil {
+			return lease.Key{}, err
+		}
+		if have, err := podCIDRs(node); err != nil || have.IsValid() {
+			return have, err
+		}
+		claim, err := m.parseClaim(node)
+		if err != nil || !claim.IsValid() || inNetwork(claim, conf) != nil {
+			// No usable claim of an earlier run: make one.
+			taken, err := m.takenCIDRs(ctx, "")
+			if err != nil {
+				return lease.Key{}, err
+			}
+			if claim, err = pickFree(conf, taken, previous); err != nil {
+				m.setCondition("acquire", "cannot assign a PodCIDR: "+err.Error())
+				return lease.Key{}, err
+			}
+			if err := m.setClaim(ctx, node.ResourceVersion, claim); err != nil {
+				if apierrors.IsConflict(err) {
+					continue
+				}
+				return lease.Key{}, err
+			}
+		}
+		// Contested? Only a listing made after the claim was stored tells.
+		taken, err := m.takenCIDRs(ctx, m.node)
+		if err != nil {
+			return lease.Key{}, err
+		}
+		if overlapsAny(claim, taken) {
+			m.log.Info("another node claimed or holds the PodCIDR this node claimed; trying another", "claim", claim)
+			if node, err = m.getNode(ctx); err == nil {
+				err = m.setClaim(ctx, node.ResourceVersion, lease.Key{})
+			}
+			if err != nil && !apierrors.IsConflict(err) {
+				return lease.Key{}, err
+			}
+			if err := sleep(ctx, time.Duration(rand.N(100+100*min(attempt, 20)))*time.Millisecond); err != nil {
+				return lease.Key{}, err
+			}
+			continue
+		}
+		if err := m.writePodCIDRs(ctx, claim); err != nil {
+			if apierrors.IsConflict(err) || apierrors.IsInvalid(err) {
+				continue // the node changed, maybe given a PodCIDR meanwhile: look again
+			}
+			return lease.Key{}, err
+		}
+		m.log.Info("assigned this node a PodCIDR", "subnets", claim)
+		return claim, nil
+	}
+}
+
+// parseClaim reads this node's pod-cidr-claim annotation.
+func (m *Manager) parseClaim(node *corev1.Node) (lease.Key, error) {
+	v, ok := node.Annotations[m.ann.key(annPodCIDRClaim)]
+	if !ok || v == "" {
+		return lease.Key{}, nil
+	}
+	var k lease.Key
+	for _, s := range strings.Split(v, ",") {
+		p, err := netip.ParsePrefix(strings.TrimSpace(s))
+		if err != nil || p != p.Masked() {
+			return lease.Key{}, &annotationError{m.ann.key(annPodCIDRClaim), v, "not a list of CIDRs"}
+		}
+		if p.Addr().Is4() {
+			k.IPv4 = p
+		} else {
+			k.IPv6 = p
+		}
+	}
+	return k, nil
+}
+
+// setClaim writes this node's claim, or removes it for the zero Key,
+// conditional on rv.
+func (m *Manager) setClaim(ctx context.Context, rv string, claim lease.Key) error {
+	var v *string
+	if claim.IsValid() {
+		var parts []string
+		for _, p := range []netip.Prefix{claim.IPv4, claim.IPv6} {
+			if p.IsValid() {
+				parts = append(parts, p.String())
+			}
+		}
+		v = ptr(strings.Join(parts, ","))
+	}
+	return m.patchMeta(ctx, rv, map[string]any{"annotations": map[string]any{m.ann.key(annPodCIDRClaim): v}})
+}
+
+// takenCIDRs lists every node but skip, a page at a time and consistently
+// (not from the informer's cache, which may lag), and returns the PodCIDRs
+// they hold and claim.
+func (m *Manager) takenCIDRs(ctx context.Context, skip string) ([]netip.Prefix, error) {
+	var taken []netip.Prefix
+	opts := metav1.ListOptions{Limit: listPage}
+	for {
+		rctx, cancel := m.request(ctx)
+		list, err := m.client.CoreV1().Nodes().List(rctx, opts)
+		cancel()
+		if err != nil {
+			m.apiError("list nodes", err)
+			return nil, fmt.Errorf("kube: list nodes: %w", err)
+		}
+		for i := range list.Items {
+			n := &list.Items[i]
+			if n.Name == skip {
+				continue
+			}
+			for _, s := range append(append([]string{n.Spec.PodCIDR}, n.Spec.PodCIDRs...), strings.Split(n.Annotations[m.ann.key(annPodCIDRClaim)], ",")...) {
+				if p, err := netip.ParsePrefix(strings.TrimSpace(s)); err == nil {
+					taken = append(taken, p.Masked())
+				}
+			}
+		}
+		if list.Continue == "" {
+			m.apiOK("list nodes")
+			return taken, nil
+		}
+		opts.Continue = list.Continue
+	}
+}
+
+// pickFree chooses a free subnet of each family conf enables: previous's
+// if it is free, else one at random.
+func pickFree(conf lease.Config, taken []netip.Prefix, previous lease.Key) (lease.Key, error) {
+	var k lease.Key
+	for _, f := range []struct {
+		r    lease.Range
+		prev netip.Prefix
+		dst  *netip.Prefix
+	}{{conf.IPv4Range(), previous.IPv4, &k.IPv4}, {conf.IPv6Range(), previous.IPv6, &k.IPv6}} {
+		if !f.r.IsValid() {
+			continue
+		}
+		a, err := lease.NewAllocator(f.r, taken)
+		if err != nil {
+			return lease.Key{}, err
+		}
+		if f.prev.IsValid() && a.CheckFree(f.prev) == nil {
+			*f.dst = f.prev
+			continue
+		}
+		p, err := a.Pick(nil)
+		if err != nil {
+			return lease.Key{}, err
+		}
+		*f.dst = p
+	}
+	return k, nil
+}
+
+// overlapsAny reports whether a subnet of k overlaps one of taken.
+func overlapsAny(k lease.Key, taken []netip.Prefix) bool {
+	for _, t := range taken {
+		for _, p := range []netip.Prefix{k.IPv4, k.IPv6} {
+			if p.IsValid() && p.Overlaps(t) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// writePodCIDRs sets spec.podCIDR and spec.podCIDRs, IPv4 first as the API
+// server wants for dual-stack.
+func (m *Manager) writePodCIDRs(ctx context.Context, k lease.Key) error {
+	var cidrs []string
+	for _, p := range []netip.Prefix{k.IPv4, k.IPv6} {
+		if p.IsValid() {
+			cidrs = append(cidrs, p.String())
+		}
+	}
+	body, err := json.Marshal(map[string]any{"spec": map[string]any{"podCIDR": cidrs[0], "podCIDRs": cidrs}})
+	if err != nil {
+		return err
+	}
+	rctx, cancel := m.request(ctx)
+	defer cancel()
+	if _, err := m.client.CoreV1().Nodes().Patch(rctx, m.node, types.MergePatchType, body, metav1.PatchOptions{}); err != nil {
+		if !apierrors.IsConflict(err) && !apierrors.IsInvalid(err) {
+			m.apiError("patch node spec", err)
+		}
+		return fmt.Errorf("kube: set the PodCIDRs of node %s: %w", m.node, err)
+	}
+	m.apiOK("patch node spec")
+	return nil
+}
+
+// sleep waits d or until ctx is done.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+	}
+	return nil
+}

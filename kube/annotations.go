@@ -1,0 +1,150 @@
+package kube
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/weftnet/weft/lease"
+)
+
+// DefaultAnnotationPrefix is flannel's annotation prefix.
+const DefaultAnnotationPrefix = "flannel.alpha.coreos.com"
+
+// Annotation names, joined to the prefix by annotations.key.
+const (
+	annBackendType       = "backend-type"
+	annBackendData       = "backend-data"
+	annBackendV6Data     = "backend-v6-data"
+	annPublicIP          = "public-ip"
+	annPublicIPv6        = "public-ipv6"
+	annSubnetManager     = "kube-subnet-manager"
+	annPublicIPOverwrite = "public-ip-overwrite"
+	annPublicIPv6Overwr  = "public-ipv6-overwrite"
+	annNodePublicIP      = "node-public-ip"
+	annNodePublicIPv6    = "node-public-ipv6"
+	annPodCIDRClaim      = "pod-cidr-claim" // weft's own: see Allocate
+)
+
+// annotations builds annotation keys for one prefix. The same builder
+// serves reads and writes, so a custom prefix can never be written one way
+// and read another.
+type annotations struct{ prefix string }
+
+// key returns the annotation key for name. flannel's default prefix is a
+// DNS name, joined with "/" ("flannel.alpha.coreos.com/backend-data"); a
+// prefix that already holds a "/" (a key can hold only one) is joined
+// with "-" ("example.com/net-backend-data").
+func (a annotations) key(name string) string {
+	if strings.Contains(a.prefix, "/") {
+		return a.prefix + "-" + name
+	}
+	return a.prefix + "/" + name
+}
+
+// owned lists the annotations this package writes on its own node.
+func (a annotations) owned() []string {
+	return []string{a.key(annBackendType), a.key(annBackendData), a.key(annBackendV6Data),
+		a.key(annPublicIP), a.key(annPublicIPv6), a.key(annSubnetManager)}
+}
+
+// read lists every annotation this package reads, to keep in the informer's
+// cache: the rest of a Node's annotations are dropped there.
+func (a annotations) read() []string {
+	return append(a.owned(), a.key(annPublicIPOverwrite), a.key(annPublicIPv6Overwr),
+		a.key(annNodePublicIP), a.key(annNodePublicIPv6), a.key(annPodCIDRClaim))
+}
+
+// encode returns the annotations that publish attrs, as a merge patch
+// wants them: a family the node does not run (no public IP of it) has its
+// annotations removed (nil), so that a family turned off stops being
+// advertised.
+func (a annotations) encode(attrs lease.Attrs) map[string]*string {
+	m := map[string]*string{
+		a.key(annBackendType):   ptr(attrs.BackendType),
+		a.key(annSubnetManager): ptr("true"),
+	}
+	for _, f := range []struct {
+		public, data string
+		addr         netip.Addr
+		raw          json.RawMessage
+	}{
+		{annPublicIP, annBackendData, attrs.PublicIP, attrs.BackendData},
+		{annPublicIPv6, annBackendV6Data, attrs.PublicIPv6, attrs.BackendV6Data},
+	} {
+		m[a.key(f.public)], m[a.key(f.data)] = nil, nil
+		if f.addr.IsValid() {
+			m[a.key(f.public)] = ptr(f.addr.String())
+			m[a.key(f.data)] = ptr("null")
+			if len(f.raw) > 0 {
+				m[a.key(f.data)] = ptr(string(f.raw))
+			}
+		}
+	}
+	return m
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// annotationError names the annotation that is wrong and why.
+type annotationError struct {
+	key, value, why string
+}
+
+func (e *annotationError) Error() string {
+	return fmt.Sprintf("annotation %s=%q: %s", e.key, e.value, e.why)
+}
+
+// decode reads the attributes a node publishes, the overwrite annotations
+// applied: a public-ip-overwrite (or its IPv6 form) replaces the address
+// peers send to. The owner is the node's name. It fails naming the first
+// malformed annotation.
+func (a annotations) decode(node string, ann map[string]string) (lease.Attrs, error) {
+	attrs := lease.Attrs{BackendType: ann[a.key(annBackendType)], Owner: node}
+	for _, f := range []struct {
+		name, overwrite string
+		dst             *netip.Addr
+		v6              bool
+	}{
+		{annPublicIP, annPublicIPOverwrite, &attrs.PublicIP, false},
+		{annPublicIPv6, annPublicIPv6Overwr, &attrs.PublicIPv6, true},
+	} {
+		for _, name := range []string{f.name, f.overwrite} {
+			v, ok := ann[a.key(name)]
+			if !ok || v == "" {
+				continue
+			}
+			addr, err := netip.ParseAddr(v)
+			if err != nil || addr.Is4() == f.v6 || addr.Zone() != "" {
+				fam := "an IPv4"
+				if f.v6 {
+					fam = "an IPv6"
+				}
+				return lease.Attrs{}, &annotationError{a.key(name), v, "not " + fam + " address"}
+			}
+			*f.dst = addr // the overwrite, read second, wins
+		}
+	}
+	for _, f := range []struct {
+		name string
+		dst  *json.RawMessage
+	}{
+		{annBackendData, &attrs.BackendData},
+		{annBackendV6Data, &attrs.BackendV6Data},
+	} {
+		v, ok := ann[a.key(f.name)]
+		if !ok || v == "" || v == "null" {
+			continue
+		}
+		var obj map[string]json.RawMessage
+		if err := json.Unmarshal([]byte(v), &obj); err != nil {
+			return lease.Attrs{}, &annotationError{a.key(f.name), v, "not a JSON object: " + err.Error()}
+		}
+		*f.dst = json.RawMessage(v)
+	}
+	if err := attrs.Validate(); err != nil {
+		return lease.Attrs{}, fmt.Errorf("annotations %s and %s: %w", a.key(annPublicIP), a.key(annBackendType), err)
+	}
+	return attrs, nil
+}

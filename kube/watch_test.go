@@ -1,0 +1,147 @@
+package kube
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/weftnet/weft/internal/testutil"
+	"github.com/weftnet/weft/lease"
+)
+
+const dualNetConf = `{"Network": "10.244.0.0/16", "EnableIPv6": true, "IPv6Network": "fd00:10:244::/56", "Backend": {"Type": "vxlan"}}`
+
+// peerNode is a node that publishes a dual-stack lease, as weft or flannel
+// would.
+func peerNode(name string, i int) *corev1.Node {
+	a := annotations{DefaultAnnotationPrefix}
+	n := nodeWith(name, "", cidr4(i), cidr6(i))
+	n.Annotations = map[string]string{}
+	for k, v := range a.encode(lease.Attrs{PublicIP: mustAddr("192.0.2." + itoa(i)), PublicIPv6: mustAddr("2001:db8::" + itoa(i)),
+		BackendType: "vxlan", BackendData: []byte(`{"VNI":1}`), BackendV6Data: []byte(`{"VNI":1}`)}) {
+		if v != nil {
+			n.Annotations[k] = *v
+		}
+	}
+	return n
+}
+
+func itoa(i int) string {
+	return strings.TrimLeft(string([]byte{byte('0' + i/100), byte('0' + i/10%10), byte('0' + i%10)}), "0")
+}
+func cidr4(i int) string { return "10.244." + itoa(i) + ".0/24" }
+func cidr6(i int) string { return "fd00:10:244:" + itoa(i) + "::/64" }
+
+type batches struct {
+	mu  sync.Mutex
+	all []lease.Batch
+}
+
+func (b *batches) get() []lease.Batch {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]lease.Batch(nil), b.all...)
+}
+
+func watch(t *testing.T, m *Manager) *batches {
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan lease.Batch)
+	b := &batches{}
+	done := make(chan error, 1)
+	go func() { done <- m.WatchLeases(ctx, ch) }()
+	go func() {
+		for {
+			select {
+			case x := <-ch:
+				b.mu.Lock()
+				b.all = append(b.all, x)
+				b.mu.Unlock()
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != context.Canceled {
+			t.Errorf("WatchLeases returned %v", err)
+		}
+	})
+	return b
+}
+
+// next waits for the batch after the first n and returns its events.
+func (b *batches) next(t *testing.T, n int) []lease.Event {
+	t.Helper()
+	testutil.WaitFor(t, 10*time.Second, "a batch", func() bool { return len(b.get()) > n })
+	return b.get()[n].Events
+}
+
+func describe(events []lease.Event) string {
+	var s []string
+	for _, e := range events {
+		s = append(s, e.Type.String()+" "+e.Lease.Key.String())
+	}
+	return strings.Join(s, ", ")
+}
+
+func TestWatchLeases(t *testing.T) {
+	notYet := nodeWith("not-yet", "", cidr4(3), cidr6(3)) // no kube-subnet-manager annotation
+	bad := peerNode("bad", 4)
+	bad.Annotations["flannel.alpha.coreos.com/backend-data"] = `{"VNI":`
+	e := newFakeEnv(t, dualNetConf, peerNode("self", 1), peerNode("a", 2), notYet, bad)
+	b := watch(t, e.m)
+
+	snap := b.next(t, 0)
+	if !b.get()[0].Snapshot || describe(snap) != "added 10.244.1.0-24&fd00:10:244:1::-64, added 10.244.2.0-24&fd00:10:244:2::-64" {
+		t.Fatalf("snapshot: %s", describe(snap))
+	}
+	if !strings.Contains(e.logs.String(), "peer=bad") || !strings.Contains(e.logs.String(), "backend-data") {
+		t.Errorf("no warning names the malformed node and annotation:\n%s", e.logs)
+	}
+
+	steps := []struct {
+		what   string
+		change func()
+		want   string
+	}{
+		{"a new public IP", func() {
+			e.update(t, "a", func(n *corev1.Node) { n.Annotations["flannel.alpha.coreos.com/public-ip"] = "192.0.2.99" })
+		}, "changed 10.244.2.0-24&fd00:10:244:2::-64"},
+		{"only the IPv6 PodCIDR changes", func() {
+			// PodCIDRs are write-once in a real API server, but a node
+			// re-created under the same name gets new ones.
+			e.update(t, "a", func(n *corev1.Node) { n.Spec.PodCIDRs = []string{cidr4(2), cidr6(22)} })
+		}, "removed 10.244.2.0-24&fd00:10:244:2::-64, added 10.244.2.0-24&fd00:10:244:22::-64"},
+		{"a node joins the subnet manager", func() {
+			e.update(t, "not-yet", func(n *corev1.Node) { n.Annotations = peerNode("not-yet", 3).Annotations })
+		}, "added 10.244.3.0-24&fd00:10:244:3::-64"},
+		{"the malformed node is fixed", func() {
+			e.update(t, "bad", func(n *corev1.Node) { n.Annotations["flannel.alpha.coreos.com/backend-data"] = `{"VNI":1}` })
+		}, "added 10.244.4.0-24&fd00:10:244:4::-64"},
+		{"a node is deleted", func() {
+			if err := e.client.CoreV1().Nodes().Delete(context.Background(), "a", metav1.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}, "removed 10.244.2.0-24&fd00:10:244:22::-64"},
+	}
+	for _, s := range steps {
+		n := len(b.get())
+		s.change()
+		if got := describe(b.next(t, n)); got != s.want {
+			t.Errorf("%s: %s, want %s", s.what, got, s.want)
+		}
+	}
+	// An update that changes nothing of a lease sends nothing.
+	n := len(b.get())
+	e.update(t, "self", func(n *corev1.Node) { n.Labels = map[string]string{"x": "y"} })
+	e.update(t, "self", func(n *corev1.Node) { n.Annotations["flannel.alpha.coreos.com/public-ip"] = "192.0.2.50" })
+	if got := describe(b.next(t, n)); got != "changed 10.244.1.0-24&fd00:10:244:1::-64" {
+		t.Errorf("after a label change and an address change: %s", got)
+	}
+}
