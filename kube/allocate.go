@@ -227,6 +227,9 @@ func (m *Manager) writePodCIDRs(ctx context.Context, k lease.Key) error {
 	rctx, cancel := m.request(ctx)
 	defer cancel()
 	if _, err := m.client.CoreV1().Nodes().Patch(rctx, m.node, types.MergePatchType, body, metav1.PatchOptions{}); err != nil {
+		if apierrors.IsForbidden(err) {
+			err = fmt.Errorf("%w (assigning PodCIDRs needs RBAC \"patch\" on nodes: see examples/manifests/rbac-allocator.yaml)", err)
+		}
 		if !apierrors.IsConflict(err) && !apierrors.IsInvalid(err) {
 			m.apiError("patch node spec", err)
 		}
