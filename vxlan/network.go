@@ -40,6 +40,12 @@ type NetworkConfig struct {
 	// Previous is the subnet held before a restart (read from subnet.env),
 	// asked for again if it is still free.
 	Previous lease.Key
+	// VtepMAC and VtepMACv6 are the MACs of the IPv4 and IPv6 devices. The
+	// zero value, the default, derives them from Node and the VNI, so that
+	// they survive restarts and reboots (DeriveMAC). Set them to keep MACs
+	// published earlier, for example by flannel in a node's annotations, so
+	// that peers' entries stay valid.
+	VtepMAC, VtepMACv6 MAC
 	// ResyncInterval is the datapath's periodic reconcile. Default 30s.
 	ResyncInterval time.Duration
 	// Logger receives one line per state change. Default slog.Default().
@@ -215,6 +221,12 @@ func (n *Network) newDatapath(backend Config, public netip.Addr, ipv6 bool) (*Da
 		seed += " ipv6" // a different MAC on each device, as flannel's
 	}
 	mac := DeriveMAC(seed, backend.VNI)
+	switch {
+	case !ipv6 && n.cfg.VtepMAC != MAC{}:
+		mac = n.cfg.VtepMAC
+	case ipv6 && n.cfg.VtepMACv6 != MAC{}:
+		mac = n.cfg.VtepMACv6
+	}
 	dp, err := NewDatapath(DatapathConfig{
 		Namespace: n.cfg.Namespace,
 		Device: DeviceConfig{

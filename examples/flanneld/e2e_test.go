@@ -104,11 +104,25 @@ type daemon struct {
 }
 
 // startTwo starts flanneld on hosts 1 and 2 and waits until both are ready.
+// Ready means converged on the peers known then, so each also waits for
+// the other's lease, which may arrive a moment later, to be programmed.
 func (c *cluster) startTwo() (a, b *daemon) {
 	a, b = c.start(c.host(1)), c.start(c.host(2))
-	a.waitReady()
-	b.waitReady()
+	for _, d := range []*daemon{a, b} {
+		d.waitReady()
+		d.waitPeers(1)
+	}
 	return a, b
+}
+
+// waitPeers waits until the daemon has programmed n IPv4 peers.
+func (d *daemon) waitPeers(n int) {
+	d.t.Helper()
+	want := fmt.Sprintf(`weft_peers{family="ipv4"} %d`, n)
+	waitFor(d.t, 10*time.Second, d.host.Name+" to program its peers", func() bool {
+		_, body := d.get("/metrics")
+		return strings.Contains(body, want)
+	})
 }
 
 // start runs flanneld on h with its subnet.env in the cluster's directory.
@@ -253,12 +267,7 @@ func TestFlanneldEndToEnd(t *testing.T) {
 		if n := masqRuleCount(int(d.host.Handle), false); n != 4 {
 			t.Errorf("%s: %d masquerade rules, want 4", d.host.Name, n)
 		}
-		// Ready means converged on the peers known then; the other
-		// daemon's lease may arrive a moment later.
-		waitFor(t, 10*time.Second, "the peer to be programmed", func() bool {
-			_, body := d.get("/metrics")
-			return strings.Contains(body, `weft_peers{family="ipv4"} 1`)
-		})
+		d.waitPeers(1)
 		code, body := d.get("/metrics")
 		for _, want := range []string{"weft_ready 1", `weft_peers{family="ipv4"} 1`, "weft_lease_losses_total 0", "weft_etcd_errors_total", "weft_reconcile_duration_seconds", "weft_datapath_repairs_total", "process_resident_memory_bytes", "go_gc_heap_live_bytes"} {
 			if code != http.StatusOK || !strings.Contains(body, want) {
@@ -450,25 +459,33 @@ func TestRestartContinuity(t *testing.T) {
 	echo := a.host.ListenEcho(t, a.env().Subnet.Addr())
 	src := b.env().Subnet.Addr()
 	var sent, lost int
+	var lostAt []time.Time
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		for end := time.Now().Add(4 * time.Second); time.Now().Before(end); {
 			sent++
-			if b.host.Exchange(src, echo.Addr, []byte("tick"), 100*time.Millisecond) != nil {
+			if at := time.Now(); b.host.Exchange(src, echo.Addr, []byte("tick"), 100*time.Millisecond) != nil {
 				lost++
+				lostAt = append(lostAt, at)
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
 	}()
 	time.Sleep(500 * time.Millisecond)
+	stopped := time.Now()
 	if err := a.stop(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	a = c.start(a.host)
 	a.waitReady()
+	ready := time.Since(stopped)
 	<-done
-	t.Logf("%d of %d packets lost across a daemon restart", lost, sent)
+	var when []string
+	for _, at := range lostAt {
+		when = append(when, at.Sub(stopped).Round(time.Millisecond).String())
+	}
+	t.Logf("%d of %d packets lost across a daemon restart (ready again %v after the stop); lost at %v from the stop", lost, sent, ready.Round(time.Millisecond), when)
 	if sent < 100 || lost > 2 {
 		t.Errorf("lost %d of %d packets", lost, sent)
 	}

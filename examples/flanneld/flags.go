@@ -22,20 +22,22 @@ type config struct {
 	etcdUsername  string
 	etcdPassword  string
 	kubeSubnetMgr bool
-	kubeconfig    string
-	kubeAPIURL    string
-	netConfPath   string
-	iface         string
-	publicIP      string
-	subnetFile    string
-	ipMasq        bool
-	healthzIP     string
-	healthzPort   int
-	renewMargin   int // minutes, as flannel
-	leaseTTL      time.Duration
-	node          string
-	resync        time.Duration
-	version       bool
+	// kubeAssignPodCIDRs: a weft extension; see kube.Options.AssignPodCIDRs.
+	kubeAssignPodCIDRs bool
+	kubeconfig         string
+	kubeAPIURL         string
+	netConfPath        string
+	iface              string
+	publicIP           string
+	subnetFile         string
+	ipMasq             bool
+	healthzIP          string
+	healthzPort        int
+	renewMargin        int // minutes, as flannel
+	leaseTTL           time.Duration
+	node               string
+	resync             time.Duration
+	version            bool
 }
 
 func parseFlags(args []string, env func(string) string, stderr io.Writer) (config, error) {
@@ -50,6 +52,7 @@ func parseFlags(args []string, env func(string) string, stderr io.Writer) (confi
 	fs.StringVar(&c.etcdUsername, "etcd-username", "", "username for BasicAuth to etcd")
 	fs.StringVar(&c.etcdPassword, "etcd-password", "", "password for BasicAuth to etcd")
 	fs.BoolVar(&c.kubeSubnetMgr, "kube-subnet-mgr", false, "contact the Kubernetes API for subnet assignment instead of etcd")
+	fs.BoolVar(&c.kubeAssignPodCIDRs, "kube-assign-pod-cidrs", false, "kube mode: give this node a free PodCIDR when it has none, for clusters whose kube-controller-manager does not allocate them (a weft extension; needs RBAC patch on nodes)")
 	fs.StringVar(&c.kubeconfig, "kubeconfig-file", "", "kubeconfig file location (kube mode)")
 	fs.StringVar(&c.kubeAPIURL, "kube-api-url", "", "Kubernetes API server URL (kube mode)")
 	fs.StringVar(&c.netConfPath, "net-config-path", "/etc/kube-flannel/net-conf.json", "path to the network configuration file (kube mode)")

@@ -3,7 +3,9 @@
 // VXLAN datapath as flannel's flanneld, so weft and flannel nodes can share
 // one cluster.
 //
-// This version runs in etcd mode. It writes subnet.env only once the
+// It runs in etcd mode, or with --kube-subnet-mgr on the Kubernetes API
+// (the node's PodCIDR and flannel's node annotations; see package kube and
+// examples/manifests). It writes subnet.env only once the
 // datapath has converged on the node's lease, rewrites it when the lease or
 // the network changes, keeps flannel's masquerade rules (--ip-masq) in an
 // nftables table of its own without needing any binary, serves /healthz
@@ -21,7 +23,6 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -31,7 +32,6 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/weftnet/weft/lease"
-	"github.com/weftnet/weft/lease/etcd"
 	"github.com/weftnet/weft/subnetenv"
 	"github.com/weftnet/weft/vxlan"
 )
@@ -61,50 +61,24 @@ func main() {
 
 // agent is the running daemon's state, for the health endpoints.
 type agent struct {
-	cfg     config
-	log     *slog.Logger
-	net     *vxlan.Network
-	manager *etcd.Manager
+	cfg config
+	log *slog.Logger
+	src *source
 
-	mu      sync.Mutex
-	held    lease.Lease
-	netConf lease.Config
-	written bool   // subnet.env matches the lease and config
-	lastErr string // of the last subnet.env write
+	mu       sync.Mutex
+	net      *vxlan.Network
+	starting string               // why there is no Network yet
+	reg      *prometheus.Registry // the metrics, when served
+	held     lease.Lease
+	netConf  lease.Config
+	written  bool   // subnet.env matches the lease and config
+	lastErr  string // of the last subnet.env write
 }
 
 func run(ctx context.Context, c config, log *slog.Logger) error {
-	if c.kubeSubnetMgr {
-		return errors.New("--kube-subnet-mgr is not implemented in weft's flanneld yet; run it in etcd mode")
-	}
-	publicIP, err := publicAddr(c)
-	if err != nil {
-		return err
-	}
-	var prev lease.Key
-	if f, err := subnetenv.Read(c.subnetFile); err == nil {
-		prev = lease.Key{IPv4: f.Subnet, IPv6: f.IPv6Subnet}
-	}
-	m, err := etcd.New(etcd.Options{
-		Endpoints: strings.Split(c.etcdEndpoints, ","), Prefix: c.etcdPrefix,
-		CAFile: c.etcdCAFile, CertFile: c.etcdCertfile, KeyFile: c.etcdKeyfile,
-		Username: c.etcdUsername, Password: c.etcdPassword,
-		Node: c.node, TTL: c.leaseTTL, RenewMargin: renewMargin(c), Logger: log,
-	})
-	if err != nil {
-		return err
-	}
-	defer m.Close()
-	a := &agent{cfg: c, log: log, manager: m}
-	a.net, err = vxlan.NewNetwork(vxlan.NetworkConfig{
-		Manager: m, Node: c.node, PublicIP: publicIP, Previous: prev,
-		ResyncInterval: c.resync, Logger: log,
-		OnLease:  func(l lease.Lease) { a.update(func() { a.held = l }) },
-		OnConfig: func(nc lease.Config) { a.update(func() { a.netConf = nc }) },
-	})
-	if err != nil {
-		return err
-	}
+	a := &agent{cfg: c, log: log, starting: "starting"}
+	// The health server comes first, so that a node waiting for the API
+	// server or its Node says so.
 	if c.healthzPort > 0 {
 		srv, err := a.serveHealth(net.JoinHostPort(c.healthzIP, fmt.Sprint(c.healthzPort)))
 		if err != nil {
@@ -112,9 +86,45 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 		}
 		defer srv.Close()
 	}
-	log.Info("flanneld starting", "version", version, "node", c.node, "public_ip", publicIP, "etcd", c.etcdEndpoints)
+	var err error
+	if c.kubeSubnetMgr {
+		a.src, err = newKubeSource(ctx, c, log, func(why string) { a.update(func() { a.starting = why }) })
+	} else {
+		a.src, err = newEtcdSource(c, log)
+	}
+	if err != nil {
+		return err
+	}
+	defer a.src.close()
+	if a.reg != nil {
+		a.src.metrics(a.reg)
+	}
+	nc := a.src.netCfg
+	if c.publicIP != "" || !nc.PublicIP.IsValid() {
+		if nc.PublicIP, err = publicAddr(c); err != nil {
+			return err
+		}
+	}
+	nc.Manager, nc.Node, nc.ResyncInterval, nc.Logger = a.src, c.node, c.resync, log
+	nc.OnLease = func(l lease.Lease) {
+		a.update(func() { a.held = l })
+		a.src.networkUp()
+	}
+	nc.OnConfig = func(conf lease.Config) { a.update(func() { a.netConf = conf }) }
+	n, err := vxlan.NewNetwork(nc)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.net = n
+	a.mu.Unlock()
+	mode := "etcd " + c.etcdEndpoints
+	if c.kubeSubnetMgr {
+		mode = "kube"
+	}
+	log.Info("flanneld starting", "version", version, "node", c.node, "public_ip", nc.PublicIP, "mode", mode)
 	go a.resync(ctx)
-	return a.net.Run(ctx)
+	return n.Run(ctx)
 }
 
 // renewMargin is --subnet-lease-renew-margin, kept below a short
@@ -215,8 +225,14 @@ func (a *agent) resync(ctx context.Context) {
 // ready reports whether subnet.env is written and the datapath converged,
 // and if not, why not.
 func (a *agent) ready() (bool, string) {
-	if ok, why := a.net.Ready(); !ok {
-		if cond := a.manager.Stats().Condition; cond != "" {
+	a.mu.Lock()
+	n, src, starting := a.net, a.src, a.starting
+	a.mu.Unlock()
+	if n == nil {
+		return false, starting
+	}
+	if ok, why := n.Ready(); !ok {
+		if cond := src.condition(); cond != "" {
 			why += ": " + cond
 		}
 		return false, why
@@ -235,7 +251,7 @@ func (a *agent) ready() (bool, string) {
 func (a *agent) serveHealth(addr string) (*http.Server, error) {
 	mux := http.NewServeMux()
 	reg := prometheus.NewRegistry()
-	a.registerMetrics(reg, a.manager)
+	a.registerMetrics(reg)
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {

@@ -4,14 +4,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/weftnet/weft/lease/etcd"
 	"github.com/weftnet/weft/vxlan"
 )
 
 // registerMetrics exposes the agent's state. Every metric reads the
 // packages' own status when scraped, so nothing on a hot path does extra
 // work for them.
-func (a *agent) registerMetrics(reg *prometheus.Registry, m *etcd.Manager) {
+// The lease source's counters are registered when it exists.
+func (a *agent) registerMetrics(reg *prometheus.Registry) {
+	a.reg = reg
 	// The process's memory and CPU, and the Go runtime's, with the
 	// collector's own figures (go_gc_heap_live_bytes, go_gc_heap_goal_bytes):
 	// RSS alone does not say whether memory is live or awaiting collection.
@@ -22,18 +23,12 @@ func (a *agent) registerMetrics(reg *prometheus.Registry, m *etcd.Manager) {
 	gauge := func(name, help string, f func() float64) {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
 	}
-	counter := func(name, help string, f func() float64) {
-		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f))
-	}
 	gauge("weft_ready", "1 when subnet.env is written and the datapath has converged.", func() float64 {
 		if ok, _ := a.ready(); ok {
 			return 1
 		}
 		return 0
 	})
-	counter("weft_lease_renewals_total", "Renewals of this node's lease.", func() float64 { return float64(m.Stats().Renewals) })
-	counter("weft_lease_losses_total", "Leases this node lost (expired, deleted or taken).", func() float64 { return float64(m.Stats().Losses) })
-	counter("weft_etcd_errors_total", "Failed etcd requests, each retried.", func() float64 { return float64(m.Stats().Errors) })
 
 	for _, fam := range []struct {
 		label string
@@ -43,7 +38,13 @@ func (a *agent) registerMetrics(reg *prometheus.Registry, m *etcd.Manager) {
 		{"ipv6", func(_, v6 *vxlan.Datapath) *vxlan.Datapath { return v6 }},
 	} {
 		status := func() (vxlan.Status, bool) {
-			dp := fam.pick(a.net.Datapaths())
+			a.mu.Lock()
+			n := a.net
+			a.mu.Unlock()
+			if n == nil {
+				return vxlan.Status{}, false
+			}
+			dp := fam.pick(n.Datapaths())
 			if dp == nil {
 				return vxlan.Status{}, false
 			}
