@@ -85,7 +85,7 @@ func BenchmarkDaemon(b *testing.B) {
 				// fixture's 2s would put a full resync in the way of about
 				// one event in fifty.
 				d := c.start(h, "--resync-interval", "30s")
-				waitFor(b, 5*time.Minute, "convergence", func() bool { code, _ := d.readyz(); return code == http.StatusOK })
+				waitFor(b, 5*time.Minute, "convergence", func() bool { code, _ := d.Readyz(); return code == http.StatusOK })
 				converge = append(converge, time.Since(start).Seconds())
 
 				// New peers, one at a time: lease written -> route in the
@@ -128,9 +128,9 @@ func BenchmarkDaemon(b *testing.B) {
 				slices.Sort(lat)
 				p50 = append(p50, lat[len(lat)/2])
 				p99 = append(p99, lat[len(lat)*99/100])
-				rss = append(rss, peakRSS(d.cmd.Process.Pid))
+				rss = append(rss, peakRSS(d.Cmd.Process.Pid))
 				close(done)
-				d.stop(syscallTERM)
+				d.Stop(syscallTERM)
 			}
 			b.ReportMetric(mean(converge), "converge-s")
 			b.ReportMetric(mean(rss), "peak-rss-MiB")

@@ -2,22 +2,19 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/weftnet/weft/internal/daemontest"
 	"github.com/weftnet/weft/internal/etcdtest"
 	"github.com/weftnet/weft/internal/netnstest"
 	"github.com/weftnet/weft/internal/testutil"
@@ -40,40 +37,16 @@ type cluster struct {
 	dir   string
 }
 
-// The binary is built once per test process, into a directory TestMain
-// removes.
-var (
-	buildOnce sync.Once
-	built     string
-	buildErr  error
-)
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if built != "" {
-		os.RemoveAll(filepath.Dir(built))
-	}
+	daemontest.RemoveBuilt()
 	os.Exit(code)
 }
 
 func newCluster(t testing.TB, hosts int, config string) *cluster {
 	t.Helper()
 	netnstest.RequirePrivileged(t)
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "weft-flanneld-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		built = filepath.Join(dir, "flanneld")
-		if out, err := exec.Command("go", "build", "-ldflags", "-X main.version=e2e", "-o", built, ".").CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	c := &cluster{t: t, bin: built, seg: netnstest.NewSegment(t, hosts+1), dir: t.TempDir()}
+	c := &cluster{t: t, bin: daemontest.Flanneld(t), seg: netnstest.NewSegment(t, hosts+1), dir: t.TempDir()}
 	ctl := c.seg.Hosts[0]
 	c.srv = etcdtest.StartIn(t, ctl.Do, ctl.Addr.Addr())
 	c.admin = etcdtest.NewClientIn(t, ctl.Do, c.srv.Endpoint())
@@ -94,14 +67,7 @@ func (c *cluster) putConfig(config string) {
 func (c *cluster) host(i int) *netnstest.Host { return c.seg.Hosts[i] }
 
 // daemon is a flanneld process inside a simulated host.
-type daemon struct {
-	t          testing.TB
-	host       *netnstest.Host
-	cmd        *exec.Cmd
-	out        *testutil.SyncBuffer
-	subnetFile string
-	done       chan error
-}
+type daemon = daemontest.Daemon
 
 // startTwo starts flanneld on hosts 1 and 2 and waits until both are ready.
 // Ready means converged on the peers known then, so each also waits for
@@ -109,106 +75,18 @@ type daemon struct {
 func (c *cluster) startTwo() (a, b *daemon) {
 	a, b = c.start(c.host(1)), c.start(c.host(2))
 	for _, d := range []*daemon{a, b} {
-		d.waitReady()
-		d.waitPeers(1)
+		d.WaitReady()
+		d.WaitPeers(1)
 	}
 	return a, b
 }
 
-// waitPeers waits until the daemon has programmed n IPv4 peers.
-func (d *daemon) waitPeers(n int) {
-	d.t.Helper()
-	want := fmt.Sprintf(`weft_peers{family="ipv4"} %d`, n)
-	waitFor(d.t, 10*time.Second, d.host.Name+" to program its peers", func() bool {
-		_, body := d.get("/metrics")
-		return strings.Contains(body, want)
-	})
-}
-
-// start runs flanneld on h with its subnet.env in the cluster's directory.
+// start runs flanneld on h against the cluster's etcd, with its
+// subnet.env in the cluster's directory.
 func (c *cluster) start(h *netnstest.Host, extra ...string) *daemon {
 	c.t.Helper()
-	d := &daemon{t: c.t, host: h, out: &testutil.SyncBuffer{}, subnetFile: filepath.Join(c.dir, h.Name, "subnet.env"), done: make(chan error, 1)}
-	args := append([]string{"netns", "exec", h.Name, c.bin,
-		"--etcd-endpoints", c.srv.Endpoint(), "--iface", netnstest.Underlay, "--subnet-file", d.subnetFile,
-		"--healthz-ip", h.Addr.Addr().String(), "--healthz-port", "8471", "--node-name", h.Name, "--resync-interval", "2s"}, extra...)
-	d.cmd = exec.Command("ip", args...)
-	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
-	if err := d.cmd.Start(); err != nil {
-		c.t.Fatal(err)
-	}
-	go func() { d.done <- d.cmd.Wait() }()
-	c.t.Cleanup(func() {
-		d.stop(syscall.SIGTERM)
-		if c.t.Failed() {
-			c.t.Logf("flanneld on %s:\n%s", h.Name, d.out)
-		}
-	})
-	return d
-}
-
-// stop signals the daemon and waits for it to exit, killing it after 10s.
-// It returns the exit error; stopping a stopped daemon returns nil.
-func (d *daemon) stop(sig syscall.Signal) error {
-	if d.cmd.ProcessState != nil {
-		return nil
-	}
-	d.cmd.Process.Signal(sig)
-	select {
-	case err := <-d.done:
-		return err
-	case <-time.After(10 * time.Second):
-		d.cmd.Process.Kill()
-		return <-d.done
-	}
-}
-
-// get fetches a path from the daemon's health server, from inside its
-// namespace.
-func (d *daemon) get(path string) (int, string) {
-	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			var c net.Conn
-			err := d.host.Do(func() error {
-				var err error
-				c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
-				return err
-			})
-			return c, err
-		},
-	}}
-	resp, err := client.Get("http://" + d.host.Addr.Addr().String() + ":8471" + path)
-	if err != nil {
-		return 0, err.Error()
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, strings.TrimSpace(string(body))
-}
-
-func (d *daemon) readyz() (int, string) { return d.get("/readyz") }
-
-func (d *daemon) waitReady() {
-	d.t.Helper()
-	waitFor(d.t, 30*time.Second, d.host.Name+" ready", func() bool { code, _ := d.readyz(); return code == http.StatusOK })
-}
-
-// env reads the daemon's subnet.env.
-func (d *daemon) env() subnetenv.File {
-	d.t.Helper()
-	f, err := subnetenv.Read(d.subnetFile)
-	if err != nil {
-		d.t.Fatal(err)
-	}
-	return f
-}
-
-// reach sends UDP from one daemon's overlay address to an echo on
-// another's, which only the VXLAN path can carry.
-func reach(t testing.TB, from, to *daemon) error {
-	t.Helper()
-	echo := to.host.ListenEcho(t, to.env().Subnet.Addr())
-	return from.host.WaitExchange(from.env().Subnet.Addr(), echo.Addr, 10*time.Second)
+	args := append([]string{"--etcd-endpoints", c.srv.Endpoint(), "--resync-interval", "2s"}, extra...)
+	return daemontest.Start(c.t, h, c.bin, filepath.Join(c.dir, h.Name, "subnet.env"), args...)
 }
 
 // reachPairs fails the test unless each pair's first daemon reaches the
@@ -216,8 +94,8 @@ func reach(t testing.TB, from, to *daemon) error {
 func reachPairs(t testing.TB, pairs [][2]*daemon) {
 	t.Helper()
 	for _, pair := range pairs {
-		if err := reach(t, pair[0], pair[1]); err != nil {
-			t.Fatalf("%s -> %s: %v", pair[0].host.Name, pair[1].host.Name, err)
+		if err := daemontest.Reach(t, pair[0], pair[1]); err != nil {
+			t.Fatalf("%s -> %s: %v", pair[0].Host.Name, pair[1].Host.Name, err)
 		}
 	}
 }
@@ -249,51 +127,51 @@ func TestFlanneldEndToEnd(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, 2, "")
 	a, b := c.start(c.host(1), "--ip-masq"), c.start(c.host(2), "--ip-masq")
-	waitFor(t, 10*time.Second, "readyz to answer", func() bool { code, _ := a.readyz(); return code != 0 })
-	if code, body := a.readyz(); code != http.StatusServiceUnavailable || !strings.Contains(body, "waiting for the network config") {
+	waitFor(t, 10*time.Second, "readyz to answer", func() bool { code, _ := a.Readyz(); return code != 0 })
+	if code, body := a.Readyz(); code != http.StatusServiceUnavailable || !strings.Contains(body, "waiting for the network config") {
 		t.Errorf("readyz without a config: %d %q", code, body)
 	}
-	if _, err := os.Stat(a.subnetFile); !os.IsNotExist(err) {
+	if _, err := os.Stat(a.SubnetFile); !os.IsNotExist(err) {
 		t.Errorf("subnet.env written before the datapath converged: %v", err)
 	}
 	c.putConfig(netConf16)
-	a.waitReady()
-	b.waitReady()
-	ea, eb := a.env(), b.env()
+	a.WaitReady()
+	b.WaitReady()
+	ea, eb := a.Env(), b.Env()
 	if ea.Subnet == eb.Subnet || ea.MTU != 1450 || ea.Network.String() != "10.244.0.0/16" || !ea.IPMasq {
 		t.Fatalf("subnet.env files %+v %+v", ea, eb)
 	}
 	for _, d := range []*daemon{a, b} {
-		if n := masqRuleCount(int(d.host.Handle), false); n != 4 {
-			t.Errorf("%s: %d masquerade rules, want 4", d.host.Name, n)
+		if n := masqRuleCount(int(d.Host.Handle), false); n != 4 {
+			t.Errorf("%s: %d masquerade rules, want 4", d.Host.Name, n)
 		}
-		d.waitPeers(1)
-		code, body := d.get("/metrics")
+		d.WaitPeers(1)
+		code, body := d.Get("/metrics")
 		for _, want := range []string{"weft_ready 1", `weft_peers{family="ipv4"} 1`, "weft_lease_losses_total 0", "weft_etcd_errors_total", "weft_reconcile_duration_seconds", "weft_datapath_repairs_total", "process_resident_memory_bytes", "go_gc_heap_live_bytes"} {
 			if code != http.StatusOK || !strings.Contains(body, want) {
-				t.Errorf("%s /metrics lacks %q (status %d)", d.host.Name, want, code)
+				t.Errorf("%s /metrics lacks %q (status %d)", d.Host.Name, want, code)
 			}
 		}
 	}
-	if err := reach(t, a, b); err != nil {
+	if err := daemontest.Reach(t, a, b); err != nil {
 		t.Fatalf("overlay traffic between the daemons: %v", err)
 	}
 
 	// SIGTERM: a clean exit that leaves the datapath and lease in place.
-	if err := a.stop(syscall.SIGTERM); err != nil {
+	if err := a.Stop(syscall.SIGTERM); err != nil {
 		t.Fatalf("exit after SIGTERM: %v", err)
 	}
-	if routes := ipOut(t, a.host, "ip", "route", "show", "proto", "157"); !strings.Contains(routes, eb.Subnet.String()) {
+	if routes := ipOut(t, a.Host, "ip", "route", "show", "proto", "157"); !strings.Contains(routes, eb.Subnet.String()) {
 		t.Fatalf("routes after SIGTERM: %s", routes)
 	}
-	if err := reach(t, a, b); err != nil {
+	if err := daemontest.Reach(t, a, b); err != nil {
 		t.Fatalf("traffic with the daemon stopped: %v", err)
 	}
 
 	// A restart reads its subnet back and keeps it.
-	a = c.start(a.host)
-	a.waitReady()
-	if got := a.env().Subnet; got != ea.Subnet {
+	a = c.start(a.Host)
+	a.WaitReady()
+	if got := a.Env().Subnet; got != ea.Subnet {
 		t.Fatalf("after a restart: subnet %v, want %v", got, ea.Subnet)
 	}
 
@@ -303,14 +181,14 @@ func TestFlanneldEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 20*time.Second, "subnet.env to move to a new subnet", func() bool {
-		f, err := subnetenv.Read(a.subnetFile)
+		f, err := subnetenv.Read(a.SubnetFile)
 		return err == nil && f.Subnet != ea.Subnet
 	})
-	a.waitReady()
-	if err := reach(t, b, a); err != nil {
+	a.WaitReady()
+	if err := daemontest.Reach(t, b, a); err != nil {
 		t.Fatalf("traffic to the new subnet: %v", err)
 	}
-	if _, body := a.get("/metrics"); !strings.Contains(body, "weft_lease_losses_total 1") {
+	if _, body := a.Get("/metrics"); !strings.Contains(body, "weft_lease_losses_total 1") {
 		t.Errorf("the loss is not counted")
 	}
 }
@@ -324,11 +202,11 @@ func TestSeed000(t *testing.T) {
 	c := newCluster(t, 3, netConf16)
 	ttl := []string{"--subnet-lease-ttl", "3s"}
 	a, cc := c.start(c.host(1), ttl...), c.start(c.host(3), ttl...)
-	a.waitReady()
-	cc.waitReady()
-	s := a.env()
+	a.WaitReady()
+	cc.WaitReady()
+	s := a.Env()
 
-	a.stop(syscall.SIGKILL) // offline
+	a.Stop(syscall.SIGKILL) // offline
 	waitFor(t, 15*time.Second, "A's lease to expire", func() bool {
 		resp, err := c.admin.Get(context.Background(), keyOf(s.Subnet))
 		return err == nil && len(resp.Kvs) == 0
@@ -340,19 +218,19 @@ func TestSeed000(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := c.start(bHost, ttl...)
-	b.waitReady()
-	if got := b.env().Subnet; got != s.Subnet {
+	b.WaitReady()
+	if got := b.Env().Subnet; got != s.Subnet {
 		t.Fatalf("B got %v, want the lapsed %v", got, s.Subnet)
 	}
 
-	a = c.start(a.host, ttl...) // back, with S in its subnet.env
+	a = c.start(a.Host, ttl...) // back, with S in its subnet.env
 	waitFor(t, 20*time.Second, "A to rewrite subnet.env", func() bool {
-		f, err := subnetenv.Read(a.subnetFile)
+		f, err := subnetenv.Read(a.SubnetFile)
 		return err == nil && f.Subnet != s.Subnet
 	})
-	a.waitReady()
+	a.WaitReady()
 	time.Sleep(2 * time.Second) // past A's first renewals
-	if got := b.env().Subnet; got != s.Subnet {
+	if got := b.Env().Subnet; got != s.Subnet {
 		t.Fatalf("B lost its subnet: %v", got)
 	}
 	resp, err := c.admin.Get(context.Background(), keyOf(s.Subnet))
@@ -368,16 +246,16 @@ func TestSeed001(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, 2, netConf16)
 	a, b := c.startTwo()
-	gw := b.env().Subnet.Addr().String()
-	right := ipOut(t, a.host, "ip", "neigh", "show", gw, "dev", "flannel.1")
-	ipOut(t, a.host, "ip", "neigh", "replace", gw, "lladdr", "0e:de:ad:be:ef:01", "nud", "permanent", "dev", "flannel.1")
+	gw := b.Env().Subnet.Addr().String()
+	right := ipOut(t, a.Host, "ip", "neigh", "show", gw, "dev", "flannel.1")
+	ipOut(t, a.Host, "ip", "neigh", "replace", gw, "lladdr", "0e:de:ad:be:ef:01", "nud", "permanent", "dev", "flannel.1")
 	waitFor(t, 5*time.Second, "the neighbour entry to be corrected", func() bool {
-		return ipOut(t, a.host, "ip", "neigh", "show", gw, "dev", "flannel.1") == right
+		return ipOut(t, a.Host, "ip", "neigh", "show", gw, "dev", "flannel.1") == right
 	})
-	if err := reach(t, a, b); err != nil {
+	if err := daemontest.Reach(t, a, b); err != nil {
 		t.Fatal(err)
 	}
-	if _, body := a.get("/metrics"); !strings.Contains(body, `weft_datapath_repairs_total{family="ipv4"} 1`) {
+	if _, body := a.Get("/metrics"); !strings.Contains(body, `weft_datapath_repairs_total{family="ipv4"} 1`) {
 		t.Errorf("the repair is not counted")
 	}
 }
@@ -389,25 +267,25 @@ func TestSeed002MAC(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, 2, netConf16)
 	a, b := c.startTwo()
-	link := func() string { return ipOut(t, a.host, "ip", "-br", "link", "show", "flannel.1") }
+	link := func() string { return ipOut(t, a.Host, "ip", "-br", "link", "show", "flannel.1") }
 	before := strings.Fields(link())[2]
 	peerState := func() string {
-		return ipOut(t, b.host, "ip", "neigh", "show", "dev", "flannel.1") + ipOut(t, b.host, "bridge", "fdb", "show", "dev", "flannel.1")
+		return ipOut(t, b.Host, "ip", "neigh", "show", "dev", "flannel.1") + ipOut(t, b.Host, "bridge", "fdb", "show", "dev", "flannel.1")
 	}
 	peerBefore := peerState()
-	_, metricsBefore := b.get("/metrics")
+	_, metricsBefore := b.Get("/metrics")
 
-	a.stop(syscall.SIGKILL)
-	ipOut(t, a.host, "ip", "link", "del", "flannel.1")
-	a = c.start(a.host)
-	a.waitReady()
+	a.Stop(syscall.SIGKILL)
+	ipOut(t, a.Host, "ip", "link", "del", "flannel.1")
+	a = c.start(a.Host)
+	a.WaitReady()
 	if after := strings.Fields(link())[2]; after != before {
 		t.Fatalf("VTEP MAC %s after the restart, was %s", after, before)
 	}
 	if got := peerState(); got != peerBefore {
 		t.Fatalf("the peer's entries changed:\n%s\nwas\n%s", got, peerBefore)
 	}
-	_, metricsAfter := b.get("/metrics")
+	_, metricsAfter := b.Get("/metrics")
 	repairs := func(m string) string {
 		for _, l := range strings.Split(m, "\n") {
 			if strings.HasPrefix(l, "weft_datapath_repairs_total") {
@@ -419,7 +297,7 @@ func TestSeed002MAC(t *testing.T) {
 	if repairs(metricsAfter) != repairs(metricsBefore) {
 		t.Errorf("the peer wrote: %q then %q", repairs(metricsBefore), repairs(metricsAfter))
 	}
-	if err := reach(t, b, a); err != nil {
+	if err := daemontest.Reach(t, b, a); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -431,21 +309,21 @@ func TestSeed003(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, 3, netConf16)
 	a, b := c.startTwo()
-	ea, eb := a.env(), b.env()
+	ea, eb := a.Env(), b.Env()
 	c.putConfig(`{"Network": "10.0.0.0/8", "SubnetMin": "10.245.0.0", "Backend": {"Type": "vxlan"}}`)
 	for _, d := range []*daemon{a, b} {
-		waitFor(t, 10*time.Second, d.host.Name+"'s FLANNEL_NETWORK", func() bool {
-			f, err := subnetenv.Read(d.subnetFile)
+		waitFor(t, 10*time.Second, d.Host.Name+"'s FLANNEL_NETWORK", func() bool {
+			f, err := subnetenv.Read(d.SubnetFile)
 			return err == nil && f.Network.String() == "10.0.0.0/8"
 		})
 	}
-	if a.env().Subnet != ea.Subnet || b.env().Subnet != eb.Subnet {
-		t.Fatalf("subnets changed: %v %v, were %v %v", a.env().Subnet, b.env().Subnet, ea.Subnet, eb.Subnet)
+	if a.Env().Subnet != ea.Subnet || b.Env().Subnet != eb.Subnet {
+		t.Fatalf("subnets changed: %v %v, were %v %v", a.Env().Subnet, b.Env().Subnet, ea.Subnet, eb.Subnet)
 	}
 	n := c.start(c.host(3))
-	n.waitReady()
-	if old := netip.MustParsePrefix("10.244.0.0/16"); old.Overlaps(n.env().Subnet) {
-		t.Fatalf("new node got %v inside the old /16", n.env().Subnet)
+	n.WaitReady()
+	if old := netip.MustParsePrefix("10.244.0.0/16"); old.Overlaps(n.Env().Subnet) {
+		t.Fatalf("new node got %v inside the old /16", n.Env().Subnet)
 	}
 	reachPairs(t, [][2]*daemon{{a, n}, {n, b}})
 }
@@ -456,8 +334,8 @@ func TestRestartContinuity(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, 2, netConf16)
 	a, b := c.startTwo()
-	echo := a.host.ListenEcho(t, a.env().Subnet.Addr())
-	src := b.env().Subnet.Addr()
+	echo := a.Host.ListenEcho(t, a.Env().Subnet.Addr())
+	src := b.Env().Subnet.Addr()
 	var sent, lost int
 	var lostAt []time.Time
 	done := make(chan struct{})
@@ -465,7 +343,7 @@ func TestRestartContinuity(t *testing.T) {
 		defer close(done)
 		for end := time.Now().Add(4 * time.Second); time.Now().Before(end); {
 			sent++
-			if at := time.Now(); b.host.Exchange(src, echo.Addr, []byte("tick"), 100*time.Millisecond) != nil {
+			if at := time.Now(); b.Host.Exchange(src, echo.Addr, []byte("tick"), 100*time.Millisecond) != nil {
 				lost++
 				lostAt = append(lostAt, at)
 			}
@@ -474,11 +352,11 @@ func TestRestartContinuity(t *testing.T) {
 	}()
 	time.Sleep(500 * time.Millisecond)
 	stopped := time.Now()
-	if err := a.stop(syscall.SIGTERM); err != nil {
+	if err := a.Stop(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	a = c.start(a.host)
-	a.waitReady()
+	a = c.start(a.Host)
+	a.WaitReady()
 	ready := time.Since(stopped)
 	<-done
 	var when []string

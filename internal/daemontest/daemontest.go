@@ -1,0 +1,181 @@
+// Package daemontest runs the example flanneld as a separate process inside
+// a simulated host (a network namespace of package netnstest), for
+// end-to-end tests in any module of the repository: the binary is built
+// once per test process from this source tree.
+package daemontest
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/weftnet/weft/internal/netnstest"
+	"github.com/weftnet/weft/internal/testutil"
+	"github.com/weftnet/weft/subnetenv"
+)
+
+// HealthPort is the port every daemon's health server listens on, at its
+// host's underlay address.
+const HealthPort = 8471
+
+var (
+	buildOnce sync.Once
+	built     string
+	buildErr  error
+)
+
+// Flanneld builds examples/flanneld once per test process, with version
+// "e2e", and returns the binary's path. Call RemoveBuilt from TestMain.
+func Flanneld(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		_, self, _, _ := runtime.Caller(0)
+		root := filepath.Join(filepath.Dir(self), "..", "..")
+		dir, err := os.MkdirTemp("", "weft-flanneld-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		built = filepath.Join(dir, "flanneld")
+		cmd := exec.Command("go", "build", "-ldflags", "-X main.version=e2e", "-o", built, "./examples/flanneld")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build ./examples/flanneld: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return built
+}
+
+// RemoveBuilt removes the binary Flanneld built, if any.
+func RemoveBuilt() {
+	if built != "" {
+		os.RemoveAll(filepath.Dir(built))
+	}
+}
+
+// A Daemon is a flanneld process inside a simulated host.
+type Daemon struct {
+	T          testing.TB
+	Host       *netnstest.Host
+	Cmd        *exec.Cmd
+	Out        *testutil.SyncBuffer // its stdout and stderr
+	SubnetFile string
+	done       chan error
+}
+
+// Start runs bin in h with args after the common ones (--iface, the health
+// server at h's address, --node-name h.Name, --subnet-file subnetFile). The
+// daemon is stopped with SIGTERM at the end of the test, and its output
+// logged if the test failed.
+func Start(t testing.TB, h *netnstest.Host, bin, subnetFile string, args ...string) *Daemon {
+	t.Helper()
+	d := &Daemon{T: t, Host: h, Out: &testutil.SyncBuffer{}, SubnetFile: subnetFile, done: make(chan error, 1)}
+	all := append([]string{"netns", "exec", h.Name, bin,
+		"--iface", netnstest.Underlay, "--subnet-file", subnetFile, "--node-name", h.Name,
+		"--healthz-ip", h.Addr.Addr().String(), "--healthz-port", fmt.Sprint(HealthPort)}, args...)
+	d.Cmd = exec.Command("ip", all...)
+	d.Cmd.Stdout, d.Cmd.Stderr = d.Out, d.Out
+	if err := d.Cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.done <- d.Cmd.Wait() }()
+	t.Cleanup(func() {
+		d.Stop(syscall.SIGTERM)
+		if t.Failed() {
+			t.Logf("flanneld on %s:\n%s", h.Name, d.Out)
+		}
+	})
+	return d
+}
+
+// Stop signals the daemon and waits for it to exit, killing it after 10s.
+// It returns the exit error; stopping a stopped daemon returns nil.
+func (d *Daemon) Stop(sig syscall.Signal) error {
+	if d.Cmd.ProcessState != nil {
+		return nil
+	}
+	d.Cmd.Process.Signal(sig)
+	select {
+	case err := <-d.done:
+		return err
+	case <-time.After(10 * time.Second):
+		d.Cmd.Process.Kill()
+		return <-d.done
+	}
+}
+
+// Get fetches a path from the daemon's health server, from inside its
+// namespace, and returns the status (0 if the request failed) and body.
+func (d *Daemon) Get(path string) (int, string) {
+	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			var c net.Conn
+			err := d.Host.Do(func() error {
+				var err error
+				c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
+				return err
+			})
+			return c, err
+		},
+	}}
+	resp, err := client.Get(fmt.Sprintf("http://%s:%d%s", d.Host.Addr.Addr(), HealthPort, path))
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, strings.TrimSpace(string(body))
+}
+
+// Readyz fetches /readyz.
+func (d *Daemon) Readyz() (int, string) { return d.Get("/readyz") }
+
+// WaitReady waits up to 30s for /readyz to answer 200.
+func (d *Daemon) WaitReady() {
+	d.T.Helper()
+	testutil.WaitFor(d.T, 30*time.Second, d.Host.Name+" ready", func() bool { code, _ := d.Readyz(); return code == http.StatusOK })
+}
+
+// WaitPeers waits until the daemon has programmed n IPv4 peers. Ready
+// means converged on the peers known then; another node's lease may arrive
+// a moment later.
+func (d *Daemon) WaitPeers(n int) {
+	d.T.Helper()
+	want := fmt.Sprintf(`weft_peers{family="ipv4"} %d`, n)
+	testutil.WaitFor(d.T, 10*time.Second, d.Host.Name+" to program its peers", func() bool {
+		_, body := d.Get("/metrics")
+		return strings.Contains(body, want)
+	})
+}
+
+// Env reads the daemon's subnet.env.
+func (d *Daemon) Env() subnetenv.File {
+	d.T.Helper()
+	f, err := subnetenv.Read(d.SubnetFile)
+	if err != nil {
+		d.T.Fatal(err)
+	}
+	return f
+}
+
+// Reach sends UDP from one daemon's overlay address to an echo on
+// another's, which only the VXLAN path can carry.
+func Reach(t testing.TB, from, to *Daemon) error {
+	t.Helper()
+	echo := to.Host.ListenEcho(t, to.Env().Subnet.Addr())
+	return from.Host.WaitExchange(from.Env().Subnet.Addr(), echo.Addr, 10*time.Second)
+}

@@ -1,0 +1,200 @@
+package apitest_test
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/weftnet/weft/internal/daemontest"
+	"github.com/weftnet/weft/internal/netnstest"
+	"github.com/weftnet/weft/internal/testutil"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	daemontest.RemoveBuilt()
+	os.Exit(code)
+}
+
+// proxyIn forwards TCP connections made to h's address, port 6443, inside
+// h's namespace, to target in the test's own namespace, where the
+// in-process kube-apiserver listens. It returns the address to dial.
+func proxyIn(t *testing.T, h *netnstest.Host, target string) string {
+	t.Helper()
+	addr := net.JoinHostPort(h.Addr.Addr().String(), "6443")
+	var l net.Listener
+	if err := h.Do(func() error {
+		var err error
+		l, err = net.Listen("tcp", addr)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var open []net.Conn
+	track := func(c net.Conn) {
+		mu.Lock()
+		open = append(open, c)
+		mu.Unlock()
+	}
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		for _, c := range open {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			in, err := l.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", target)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			track(in)
+			track(out)
+			wg.Add(2)
+			go func() { defer wg.Done(); io.Copy(out, in); out.Close() }()
+			go func() { defer wg.Done(); io.Copy(in, out); in.Close() }()
+		}
+	}()
+	return addr
+}
+
+// kubeconfig writes a kubeconfig for server that authenticates as the
+// admin and acts as user (impersonation), trusting the test server's CA
+// under its own name.
+func kubeconfig(t *testing.T, admin *rest.Config, server, user string, groups ...string) string {
+	t.Helper()
+	u, err := url.Parse(admin.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := admin.TLSClientConfig.CAData
+	if len(ca) == 0 {
+		if ca, err = os.ReadFile(admin.TLSClientConfig.CAFile); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := clientcmdapi.NewConfig()
+	name := admin.TLSClientConfig.ServerName // the loopback config's own name
+	if name == "" {
+		name = u.Hostname()
+	}
+	cfg.Clusters["test"] = &clientcmdapi.Cluster{Server: "https://" + server, CertificateAuthorityData: ca, TLSServerName: name}
+	cfg.AuthInfos["test"] = &clientcmdapi.AuthInfo{Token: admin.BearerToken, Impersonate: user, ImpersonateGroups: groups}
+	cfg.Contexts["test"] = &clientcmdapi.Context{Cluster: "test", AuthInfo: "test"}
+	cfg.CurrentContext = "test"
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestFlanneldKubeMode is seed 004 with processes: two flanneld daemons in
+// kube mode, as the service account of examples/manifests, talk to a real
+// kube-apiserver. One node has no PodCIDR: its daemon does not exit, it
+// answers /readyz with "waiting for PodCIDR" and logs the fix. Once the
+// PodCIDR is assigned, it proceeds without a restart: both write
+// subnet.env, set NetworkUnavailable=False, and carry traffic between
+// their pods' subnets over VXLAN.
+func TestFlanneldKubeMode(t *testing.T) {
+	netnstest.RequirePrivileged(t)
+	c := newCluster(t)
+	bin := daemontest.Flanneld(t)
+	seg := netnstest.NewSegment(t, 3)
+	ctl, h1, h2 := seg.Hosts[0], seg.Hosts[1], seg.Hosts[2]
+	target, err := url.Parse(c.srv.Admin.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := proxyIn(t, ctl, target.Host)
+	for _, f := range []string{"namespace.yaml", "rbac.yaml"} {
+		apply(t, c.admin, f)
+	}
+	kc := kubeconfig(t, c.srv.Admin, server, "system:serviceaccount:kube-flannel:flannel",
+		"system:serviceaccounts", "system:serviceaccounts:kube-flannel", "system:authenticated")
+	s := c.scope(t, "e2e", `{"Network": "10.120.0.0/16", "Backend": {"Type": "vxlan"}}`)
+	s.createNode(h1.Name, "10.120.1.0/24")
+	s.createNode(h2.Name)
+
+	dir := t.TempDir()
+	start := func(h *netnstest.Host) *daemontest.Daemon {
+		return daemontest.Start(t, h, bin, filepath.Join(dir, h.Name, "subnet.env"),
+			"--kube-subnet-mgr", "--kubeconfig-file", kc, "--net-config-path", s.netConf, "--resync-interval", "2s")
+	}
+	a, b := start(h1), start(h2)
+	a.WaitReady()
+	testutil.WaitFor(t, 20*time.Second, "the waiting node to say why", func() bool {
+		code, body := b.Readyz()
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "waiting for PodCIDR")
+	})
+	for _, want := range []string{"has no PodCIDR yet", "--allocate-node-cidrs=true", "kubectl patch node " + h2.Name} {
+		if !strings.Contains(b.Out.String(), want) {
+			t.Errorf("the waiting daemon's log lacks %q", want)
+		}
+	}
+	if b.Cmd.ProcessState != nil {
+		t.Fatalf("the daemon without a PodCIDR exited: %v", b.Cmd.ProcessState)
+	}
+
+	s.patchNode(h2.Name, `{"spec":{"podCIDR":"10.120.2.0/24","podCIDRs":["10.120.2.0/24"]}}`)
+	b.WaitReady()
+	a.WaitPeers(1)
+	b.WaitPeers(1)
+	if got := b.Env().Subnet.String(); got != "10.120.2.0/24" {
+		t.Errorf("subnet.env of the late node: %s", got)
+	}
+	for _, pair := range [][2]*daemontest.Daemon{{a, b}, {b, a}} {
+		if err := daemontest.Reach(t, pair[0], pair[1]); err != nil {
+			t.Fatalf("%s -> %s: %v", pair[0].Host.Name, pair[1].Host.Name, err)
+		}
+	}
+	for _, h := range []*netnstest.Host{h1, h2} {
+		testutil.WaitFor(t, 20*time.Second, h.Name+"'s NetworkUnavailable=False", func() bool {
+			for _, cond := range s.node(h.Name).Status.Conditions {
+				if cond.Type == corev1.NodeNetworkUnavailable && cond.Status == corev1.ConditionFalse {
+					return true
+				}
+			}
+			return false
+		})
+	}
+	_, metrics := a.Get("/metrics")
+	if !strings.Contains(metrics, "weft_apiserver_errors_total 0") {
+		t.Errorf("metrics lack weft_apiserver_errors_total 0:\n%s", grep(metrics, "weft_"))
+	}
+}
+
+func grep(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return fmt.Sprint(out)
+}
