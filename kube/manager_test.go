@@ -2,6 +2,9 @@ package kube
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -10,8 +13,11 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
+	clienttesting "k8s.io/client-go/testing"
 
 	"github.com/weftnet/weft/internal/testutil"
 	"github.com/weftnet/weft/lease"
@@ -136,4 +142,87 @@ func TestAcquireOutsideNetwork(t *testing.T) {
 	if err := <-done; err != context.Canceled {
 		t.Errorf("Acquire returned %v after cancel", err)
 	}
+}
+
+var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func writeNetConf(t testing.TB, conf string) string {
+	path := filepath.Join(t.TempDir(), "net-conf.json")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestPublishRetriesConflicts: a patch refused for a conflict (the node
+// changed since it was read) is computed again from a fresh read, and
+// every patch carries the resourceVersion it was computed from. The fake
+// clientset does not check resourceVersions, so the conflict is injected.
+func TestPublishRetriesConflicts(t *testing.T) {
+	n := nodeWith("self", "10.244.7.0/24")
+	n.ResourceVersion = "7" // as a real API server sets; the fake leaves it as given
+	e := newFakeEnv(t, testNetConf, n)
+	var patches []string
+	conflicts := 1
+	e.client.PrependReactor("patch", "nodes", func(a clienttesting.Action) (bool, runtime.Object, error) {
+		p := a.(clienttesting.PatchAction)
+		patches = append(patches, string(p.GetPatch()))
+		if conflicts > 0 {
+			conflicts--
+			return true, nil, apierrors.NewConflict(corev1.Resource("nodes"), "self", errors.New("the object has been modified"))
+		}
+		return false, nil, nil
+	})
+	l, err := e.m.Acquire(ctxFor(t, 30*time.Second), lease.AcquireRequest{Attrs: testAttrs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(patches) != 2 {
+		t.Fatalf("%d patches, want 2 (one refused, one retried): %v", len(patches), patches)
+	}
+	for _, p := range patches {
+		var body struct {
+			Metadata struct {
+				ResourceVersion string            `json:"resourceVersion"`
+				Annotations     map[string]string `json:"annotations"`
+			} `json:"metadata"`
+		}
+		if err := json.Unmarshal([]byte(p), &body); err != nil || body.Metadata.ResourceVersion == "" {
+			t.Errorf("patch without a resourceVersion precondition: %s", p)
+		}
+		if _, ok := body.Metadata.Annotations["flannel.alpha.coreos.com/public-ip"]; !ok || len(body.Metadata.Annotations) > 6 {
+			t.Errorf("patch %s does not carry exactly the owned annotations", p)
+		}
+	}
+	if l.Key.IPv4.String() != "10.244.7.0/24" {
+		t.Errorf("lease %v", l.Key)
+	}
+	n, _ = e.client.CoreV1().Nodes().Get(context.Background(), "self", metav1.GetOptions{})
+	if n.Annotations["flannel.alpha.coreos.com/public-ip"] != "192.0.2.1" {
+		t.Errorf("annotations %v", n.Annotations)
+	}
+}
+
+// TestHints reads node-public-ip and the published backend data.
+func TestHints(t *testing.T) {
+	n := nodeWith("self", "10.244.7.0/24")
+	n.Annotations = map[string]string{
+		"flannel.alpha.coreos.com/node-public-ip": "192.0.2.44",
+		"flannel.alpha.coreos.com/backend-data":   `{"VNI":1,"VtepMAC":"0e:aa:bb:cc:dd:ee"}`,
+	}
+	e := newFakeEnv(t, testNetConf, n)
+	h, err := e.m.Hints(ctxFor(t, 10*time.Second))
+	if err != nil || h.PublicIP != mustAddr("192.0.2.44") || string(h.BackendData) != n.Annotations["flannel.alpha.coreos.com/backend-data"] || h.PublicIPv6.IsValid() || h.BackendV6Data != nil {
+		t.Errorf("hints %+v, %v", h, err)
+	}
+	e.update(t, "self", func(n *corev1.Node) { n.Annotations["flannel.alpha.coreos.com/node-public-ipv6"] = "192.0.2.1" })
+	if _, err := e.m.Hints(ctxFor(t, 10*time.Second)); err == nil || !strings.Contains(err.Error(), "node-public-ipv6") {
+		t.Errorf("a v4 address in node-public-ipv6: %v", err)
+	}
+}
+
+func ctxFor(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
 }

@@ -140,6 +140,10 @@ func TestFlanneldKubeMode(t *testing.T) {
 	s := c.scope(t, "e2e", `{"Network": "10.120.0.0/16", "Backend": {"Type": "vxlan"}}`)
 	s.createNode(h1.Name, "10.120.1.0/24")
 	s.createNode(h2.Name)
+	// h1's Node already publishes a VTEP MAC (as after flannel ran there):
+	// the daemon keeps it.
+	const annotatedMAC = "0e:11:22:33:44:55"
+	s.patchNode(h1.Name, `{"metadata":{"annotations":{"flannel.alpha.coreos.com/backend-data":"{\"VNI\":1,\"VtepMAC\":\"`+annotatedMAC+`\"}"}}}`)
 
 	dir := t.TempDir()
 	start := func(h *netnstest.Host) *daemontest.Daemon {
@@ -182,6 +186,12 @@ func TestFlanneldKubeMode(t *testing.T) {
 			}
 			return false
 		})
+	}
+	if link, err := h1.Netlink().LinkByName("flannel.1"); err != nil || link.Attrs().HardwareAddr.String() != annotatedMAC {
+		t.Errorf("h1's VTEP: %v, want the annotated MAC %s", link, annotatedMAC)
+	}
+	if !strings.Contains(a.Out.String(), "keeping the VTEP MAC the node's annotations publish") {
+		t.Error("no log line says the annotated MAC is kept")
 	}
 	_, metrics := a.Get("/metrics")
 	if !strings.Contains(metrics, "weft_apiserver_errors_total 0") {
