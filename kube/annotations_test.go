@@ -86,6 +86,7 @@ func TestDecodeAnnotations(t *testing.T) {
 		{"bad public ip", with(annPublicIP, "192.0.2"), "", "flannel.alpha.coreos.com/public-ip"},
 		{"v6 in the v4 field", with(annPublicIP, "2001:db8::1"), "", "not an IPv4 address"},
 		{"bad overwrite", with(annPublicIPOverwrite, "x"), "", "public-ip-overwrite"},
+		{"v4 in the v6 overwrite", with(annPublicIPv6Overwr, "192.0.2.9"), "", "public-ipv6-overwrite"},
 		{"backend data not JSON", with(annBackendData, `{"VNI":1,`), "", "backend-data"},
 		{"backend data not an object", with(annBackendData, `[1]`), "", "not a JSON object"},
 		{"null backend data", with(annBackendData, "null"), "192.0.2.7", ""},
@@ -137,4 +138,17 @@ func FuzzDecodeAnnotations(f *testing.F) {
 			t.Fatalf("round trip: %+v, %v; want %+v", back, err, attrs)
 		}
 	})
+}
+
+// TestDecodeIPv6Overwrite: the IPv6 overwrite replaces the IPv6 public IP
+// peers see, and leaves the IPv4 one alone.
+func TestDecodeIPv6Overwrite(t *testing.T) {
+	a := annotations{DefaultAnnotationPrefix}
+	got, err := a.decode("n", map[string]string{
+		a.key(annBackendType): "vxlan", a.key(annPublicIP): "192.0.2.7", a.key(annPublicIPv6): "2001:db8::7",
+		a.key(annPublicIPv6Overwr): "2001:db8::99",
+	})
+	if err != nil || got.PublicIPv6 != netip.MustParseAddr("2001:db8::99") || got.PublicIP != netip.MustParseAddr("192.0.2.7") {
+		t.Errorf("decode = %+v, %v", got, err)
+	}
 }

@@ -226,3 +226,49 @@ func ctxFor(t *testing.T, d time.Duration) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// TestWatchConfigFile: net-conf.json is sent, then each change of it; a
+// broken file is logged naming it, and the last good config stays.
+func TestWatchConfigFile(t *testing.T) {
+	e := newFakeEnv(t, testNetConf)
+	ch := make(chan lease.Config, 4)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.m.WatchConfig(ctx, ch) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != context.Canceled {
+			t.Errorf("WatchConfig returned %v", err)
+		}
+	}()
+	next := func() lease.Config {
+		t.Helper()
+		select {
+		case c := <-ch:
+			return c
+		case <-time.After(10 * time.Second):
+			t.Fatal("no config sent")
+			return lease.Config{}
+		}
+	}
+	if c := next(); c.Network.String() != "10.244.0.0/16" {
+		t.Fatalf("first config %v", c.Network)
+	}
+	if err := os.WriteFile(e.m.confPath, []byte(`{"Network": "10.244.0.0/`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 10*time.Second, "the broken file to be logged", func() bool {
+		return strings.Contains(e.logs.String(), "cannot use the network config") && strings.Contains(e.logs.String(), e.m.confPath)
+	})
+	if err := os.WriteFile(e.m.confPath, []byte(`{"Network": "10.0.0.0/8"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if c := next(); c.Network.String() != "10.0.0.0/8" {
+		t.Fatalf("changed config %v", c.Network)
+	}
+	select {
+	case c := <-ch:
+		t.Errorf("an extra config was sent: %v", c.Network)
+	case <-time.After(200 * time.Millisecond):
+	}
+}
