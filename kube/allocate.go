@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/weftnet/weft/internal/ctxutil"
 	"github.com/weftnet/weft/lease"
 )
 
@@ -84,7 +85,7 @@ func (m *Manager) Allocate(ctx context.Context, conf lease.Config, previous leas
 			if err != nil && !apierrors.IsConflict(err) {
 				return lease.Key{}, err
 			}
-			if err := sleep(ctx, time.Duration(rand.N(100+100*min(attempt, 20)))*time.Millisecond); err != nil {
+			if err := ctxutil.Sleep(ctx, time.Duration(rand.N(100+100*min(attempt, 20)))*time.Millisecond); err != nil {
 				return lease.Key{}, err
 			}
 			continue
@@ -236,17 +237,5 @@ func (m *Manager) writePodCIDRs(ctx context.Context, k lease.Key) error {
 		return fmt.Errorf("kube: set the PodCIDRs of node %s: %w", m.node, err)
 	}
 	m.apiOK("patch node spec")
-	return nil
-}
-
-// sleep waits d or until ctx is done.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-	}
 	return nil
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +18,7 @@ import (
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/weftnet/weft/internal/condition"
 	"github.com/weftnet/weft/lease"
 )
 
@@ -89,8 +89,8 @@ type Manager struct {
 	published lease.Attrs // what the last Acquire published, for Keep to restore
 
 	losses, errs atomic.Int64
-	condMu       sync.Mutex
-	conditions   map[string]string // by operation: why it is waiting or failing now
+	conditions   condition.Set // by operation: why it is waiting or failing now
+	logMu        sync.Mutex    // guards lastLog and skipped
 	lastLog      map[string]time.Time
 	skipped      map[string]string // nodes skipped as malformed, with why, to warn once per problem
 }
@@ -130,7 +130,7 @@ func New(opts Options) (*Manager, error) {
 		timeout: opts.RequestTimeout, assign: opts.AssignPodCIDRs, ann: annotations{opts.AnnotationPrefix},
 		log:  opts.Logger.With("component", "kube", "node", opts.NodeName),
 		stop: make(chan struct{}), ownNode: make(chan struct{}, 1),
-		conditions: map[string]string{}, lastLog: map[string]time.Time{}, skipped: map[string]string{},
+		lastLog: map[string]time.Time{}, skipped: map[string]string{},
 	}, nil
 }
 
@@ -152,40 +152,23 @@ type Stats struct {
 
 // Stats returns the counters and the current condition.
 func (m *Manager) Stats() Stats {
-	st := Stats{Losses: m.losses.Load(), Errors: m.errs.Load()}
-	m.condMu.Lock()
-	defer m.condMu.Unlock()
-	var conds []string
-	for _, c := range m.conditions {
-		conds = append(conds, c)
-	}
-	slices.Sort(conds)
-	st.Condition = strings.Join(slices.Compact(conds), "; ")
-	return st
+	return Stats{Losses: m.losses.Load(), Errors: m.errs.Load(), Condition: m.conditions.String()}
 }
 
 // setCondition records why operation what is waiting or failing, or clears
 // it with "".
-func (m *Manager) setCondition(what, cond string) {
-	m.condMu.Lock()
-	defer m.condMu.Unlock()
-	if cond == "" {
-		delete(m.conditions, what)
-		return
-	}
-	m.conditions[what] = cond
-}
+func (m *Manager) setCondition(what, cond string) { m.conditions.Set(what, cond) }
 
 // logEvery logs msg at most once per interval for key, so that a
 // condition waited out for hours costs a line a minute, not one per retry.
 func (m *Manager) logEvery(key string, interval time.Duration, level slog.Level, msg string, args ...any) {
-	m.condMu.Lock()
+	m.logMu.Lock()
 	last, ok := m.lastLog[key]
 	due := !ok || time.Since(last) >= interval
 	if due {
 		m.lastLog[key] = time.Now()
 	}
-	m.condMu.Unlock()
+	m.logMu.Unlock()
 	if due {
 		m.log.Log(context.Background(), level, msg, args...)
 	}
@@ -193,9 +176,9 @@ func (m *Manager) logEvery(key string, interval time.Duration, level slog.Level,
 
 // forgetLog lets the next logEvery for key log at once: the condition ended.
 func (m *Manager) forgetLog(key string) {
-	m.condMu.Lock()
+	m.logMu.Lock()
 	delete(m.lastLog, key)
-	m.condMu.Unlock()
+	m.logMu.Unlock()
 }
 
 // apiError counts a failed request and makes it the current condition.

@@ -10,6 +10,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 
+	"github.com/weftnet/weft/internal/ctxutil"
 	"github.com/weftnet/weft/lease"
 )
 
@@ -74,7 +75,7 @@ func (m *Manager) WatchLeases(ctx context.Context, ch chan<- lease.Batch) error 
 		}
 	}
 	sortEvents(snapshot)
-	if err := send(ctx, ch, lease.Batch{Snapshot: true, Events: snapshot}); err != nil {
+	if err := ctxutil.Send(ctx, ch, lease.Batch{Snapshot: true, Events: snapshot}); err != nil {
 		return m.closedOr(err)
 	}
 
@@ -94,7 +95,7 @@ func (m *Manager) WatchLeases(ctx context.Context, ch chan<- lease.Batch) error 
 			queue.Done(name)
 		}
 		if len(events) > 0 {
-			if err := send(ctx, ch, lease.Batch{Events: events}); err != nil {
+			if err := ctxutil.Send(ctx, ch, lease.Batch{Events: events}); err != nil {
 				return m.closedOr(err)
 			}
 		}
@@ -118,9 +119,9 @@ func (m *Manager) nodeEvents(name string, conf lease.Config, view map[string]lea
 		view[name] = cur
 	} else {
 		delete(view, name)
-		m.condMu.Lock()
+		m.logMu.Lock()
 		delete(m.skipped, name)
-		m.condMu.Unlock()
+		m.logMu.Unlock()
 	}
 	switch {
 	case had && has && prev.Key == cur.Key:
@@ -157,14 +158,14 @@ func (m *Manager) leaseOf(n *corev1.Node, conf lease.Config) (lease.Lease, bool)
 	if err == nil && !key.IsValid() {
 		return lease.Lease{}, false // none of the families in use here
 	}
-	m.condMu.Lock()
+	m.logMu.Lock()
 	was, warned := m.skipped[n.Name]
 	if err != nil {
 		m.skipped[n.Name] = err.Error()
 	} else {
 		delete(m.skipped, n.Name)
 	}
-	m.condMu.Unlock()
+	m.logMu.Unlock()
 	if err != nil {
 		if !warned || was != err.Error() {
 			m.log.Warn("skipping a peer node with a malformed lease", "peer", n.Name, "err", err)
@@ -177,14 +178,4 @@ func (m *Manager) leaseOf(n *corev1.Node, conf lease.Config) (lease.Lease, bool)
 // sortEvents orders events by key, as lease.Diff does.
 func sortEvents(events []lease.Event) {
 	slices.SortFunc(events, func(a, b lease.Event) int { return a.Lease.Key.Compare(b.Lease.Key) })
-}
-
-// send delivers b unless ctx ends first.
-func send(ctx context.Context, ch chan<- lease.Batch, b lease.Batch) error {
-	select {
-	case ch <- b:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

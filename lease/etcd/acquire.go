@@ -15,6 +15,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/weftnet/weft/internal/ctxutil"
 	"github.com/weftnet/weft/lease"
 )
 
@@ -115,7 +116,7 @@ func (m *Manager) Acquire(ctx context.Context, req lease.AcquireRequest) (lease.
 						m.log.Warn("many nodes are acquiring at once; still trying", "lost_races", races)
 					}
 					// Spread the retries of nodes that collided.
-					if err := sleepCtx(ctx, time.Duration(rand.N(min(10*races, 1000)+1))*time.Millisecond); err != nil {
+					if err := ctxutil.Sleep(ctx, time.Duration(rand.N(min(10*races, 1000)+1))*time.Millisecond); err != nil {
 						return lease.Lease{}, err
 					}
 					continue

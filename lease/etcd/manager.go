@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"path"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,6 +20,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 
+	"github.com/weftnet/weft/internal/condition"
+	"github.com/weftnet/weft/internal/ctxutil"
 	"github.com/weftnet/weft/lease"
 )
 
@@ -92,8 +93,7 @@ type Manager struct {
 
 	// Counters and current conditions, for Stats.
 	renewals, losses, errs atomic.Int64
-	condMu                 sync.Mutex
-	conditions             map[string]string // by operation: why it is failing now
+	conditions             condition.Set // by operation: why it is failing now
 }
 
 // Stats are a Manager's counters since New, for metrics, and its current
@@ -108,31 +108,11 @@ type Stats struct {
 }
 
 // setCondition records why operation what is failing, or clears it.
-func (m *Manager) setCondition(what, cond string) {
-	m.condMu.Lock()
-	defer m.condMu.Unlock()
-	if cond == "" {
-		delete(m.conditions, what)
-		return
-	}
-	if m.conditions == nil {
-		m.conditions = map[string]string{}
-	}
-	m.conditions[what] = cond
-}
+func (m *Manager) setCondition(what, cond string) { m.conditions.Set(what, cond) }
 
 // Stats returns the counters and the current condition.
 func (m *Manager) Stats() Stats {
-	st := Stats{Renewals: m.renewals.Load(), Losses: m.losses.Load(), Errors: m.errs.Load()}
-	m.condMu.Lock()
-	defer m.condMu.Unlock()
-	var conds []string
-	for _, c := range m.conditions {
-		conds = append(conds, c)
-	}
-	slices.Sort(conds)
-	st.Condition = strings.Join(slices.Compact(conds), "; ")
-	return st
+	return Stats{Renewals: m.renewals.Load(), Losses: m.losses.Load(), Errors: m.errs.Load(), Condition: m.conditions.String()}
 }
 
 // heldLease is what a renewal must compare against: the revision this node
@@ -365,7 +345,7 @@ func (r *retrier) fail(ctx context.Context, err error) error {
 	} else {
 		r.delay = min(2*r.delay, retryMax)
 	}
-	return sleepCtx(ctx, r.delay/2+rand.N(r.delay/2+1))
+	return ctxutil.Sleep(ctx, r.delay/2+rand.N(r.delay/2+1))
 }
 
 // ok records success, logging recovery after failures.
@@ -378,15 +358,3 @@ func (r *retrier) ok() {
 }
 
 func (m *Manager) retrier(what string) *retrier { return &retrier{m: m, log: m.log, what: what} }
-
-// sleepCtx waits d or until ctx ends.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}

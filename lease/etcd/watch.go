@@ -11,6 +11,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/weftnet/weft/internal/ctxutil"
 	"github.com/weftnet/weft/lease"
 )
 
@@ -48,7 +49,7 @@ func (m *Manager) WatchLeases(ctx context.Context, ch chan<- lease.Batch) error 
 		}
 		retry.ok()
 		if snapshot || len(events) > 0 {
-			if err := send(ctx, ch, lease.Batch{Snapshot: snapshot, Events: events}); err != nil {
+			if err := ctxutil.Send(ctx, ch, lease.Batch{Snapshot: snapshot, Events: events}); err != nil {
 				return err
 			}
 		}
@@ -149,7 +150,7 @@ func (m *Manager) watchFrom(ctx context.Context, rev int64, view leaseView, ch c
 			retry.ok()
 			rev = resumeRevision(rev, resp)
 			if events := m.apply(view, resp.Events); len(events) > 0 {
-				if err := send(ctx, ch, lease.Batch{Events: events}); err != nil {
+				if err := ctxutil.Send(ctx, ch, lease.Batch{Events: events}); err != nil {
 					cancel()
 					return err
 				}
@@ -248,15 +249,6 @@ func (m *Manager) peerValue(k lease.Key, key, value []byte) (lease.Lease, bool) 
 		return lease.Lease{}, false
 	}
 	return l, true
-}
-
-func send(ctx context.Context, ch chan<- lease.Batch, b lease.Batch) error {
-	select {
-	case ch <- b:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // WatchConfig implements lease.Manager. It sends the config at
