@@ -3,14 +3,12 @@ package kube
 import (
 	"context"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/weftnet/weft/internal/testutil"
+	"github.com/weftnet/weft/internal/leasetest"
 	"github.com/weftnet/weft/lease"
 )
 
@@ -37,51 +35,6 @@ func itoa(i int) string {
 func cidr4(i int) string { return "10.244." + itoa(i) + ".0/24" }
 func cidr6(i int) string { return "fd00:10:244:" + itoa(i) + "::/64" }
 
-type batches struct {
-	mu  sync.Mutex
-	all []lease.Batch
-}
-
-func (b *batches) get() []lease.Batch {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return append([]lease.Batch(nil), b.all...)
-}
-
-func watch(t *testing.T, m *Manager) *batches {
-	ctx, cancel := context.WithCancel(context.Background())
-	ch := make(chan lease.Batch)
-	b := &batches{}
-	done := make(chan error, 1)
-	go func() { done <- m.WatchLeases(ctx, ch) }()
-	go func() {
-		for {
-			select {
-			case x := <-ch:
-				b.mu.Lock()
-				b.all = append(b.all, x)
-				b.mu.Unlock()
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != context.Canceled {
-			t.Errorf("WatchLeases returned %v", err)
-		}
-	})
-	return b
-}
-
-// next waits for the batch after the first n and returns its events.
-func (b *batches) next(t *testing.T, n int) []lease.Event {
-	t.Helper()
-	testutil.WaitFor(t, 10*time.Second, "a batch", func() bool { return len(b.get()) > n })
-	return b.get()[n].Events
-}
-
 func describe(events []lease.Event) string {
 	var s []string
 	for _, e := range events {
@@ -95,10 +48,10 @@ func TestWatchLeases(t *testing.T) {
 	bad := peerNode("bad", 4)
 	bad.Annotations["flannel.alpha.coreos.com/backend-data"] = `{"VNI":`
 	e := newFakeEnv(t, dualNetConf, peerNode("self", 1), peerNode("a", 2), notYet, bad)
-	b := watch(t, e.m)
+	b := leasetest.Watch(t, e.m)
 
-	snap := b.next(t, 0)
-	if !b.get()[0].Snapshot || describe(snap) != "added 10.244.1.0-24&fd00:10:244:1::-64, added 10.244.2.0-24&fd00:10:244:2::-64" {
+	snap := b.Snapshot(t).Events
+	if !b.Batches()[0].Snapshot || describe(snap) != "added 10.244.1.0-24&fd00:10:244:1::-64, added 10.244.2.0-24&fd00:10:244:2::-64" {
 		t.Fatalf("snapshot: %s", describe(snap))
 	}
 	if !strings.Contains(e.logs.String(), "peer=bad") || !strings.Contains(e.logs.String(), "backend-data") {
@@ -131,17 +84,17 @@ func TestWatchLeases(t *testing.T) {
 		}, "removed 10.244.2.0-24&fd00:10:244:22::-64"},
 	}
 	for _, s := range steps {
-		n := len(b.get())
+		n := len(b.Batches())
 		s.change()
-		if got := describe(b.next(t, n)); got != s.want {
+		if got := describe(b.Batch(t, n).Events); got != s.want {
 			t.Errorf("%s: %s, want %s", s.what, got, s.want)
 		}
 	}
 	// An update that changes nothing of a lease sends nothing.
-	n := len(b.get())
+	n := len(b.Batches())
 	e.update(t, "self", func(n *corev1.Node) { n.Labels = map[string]string{"x": "y"} })
 	e.update(t, "self", func(n *corev1.Node) { n.Annotations["flannel.alpha.coreos.com/public-ip"] = "192.0.2.50" })
-	if got := describe(b.next(t, n)); got != "changed 10.244.1.0-24&fd00:10:244:1::-64" {
+	if got := describe(b.Batch(t, n).Events); got != "changed 10.244.1.0-24&fd00:10:244:1::-64" {
 		t.Errorf("after a label change and an address change: %s", got)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/weftnet/weft/internal/leasetest"
 	"github.com/weftnet/weft/internal/testutil"
 	"github.com/weftnet/weft/kube"
 	"github.com/weftnet/weft/kube/apitest"
@@ -128,64 +129,6 @@ func acquire(t *testing.T, m *kube.Manager, i int) lease.Lease {
 	return l
 }
 
-// watcher collects a WatchLeases.
-type watcher struct {
-	mu      sync.Mutex
-	batches []lease.Batch
-}
-
-func watch(t *testing.T, m *kube.Manager) *watcher {
-	ctx, cancel := context.WithCancel(context.Background())
-	w := &watcher{}
-	ch := make(chan lease.Batch)
-	done := make(chan error, 1)
-	go func() { done <- m.WatchLeases(ctx, ch) }()
-	go func() {
-		for {
-			select {
-			case b := <-ch:
-				w.mu.Lock()
-				w.batches = append(w.batches, b)
-				w.mu.Unlock()
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; !errors.Is(err, context.Canceled) {
-			t.Errorf("WatchLeases returned %v", err)
-		}
-	})
-	return w
-}
-
-// leases replays the batches into the set of leases they describe.
-func (w *watcher) leases() map[lease.Key]lease.Attrs {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	out := map[lease.Key]lease.Attrs{}
-	for _, b := range w.batches {
-		if b.Snapshot {
-			clear(out)
-		}
-		for _, e := range b.Events {
-			if e.Type == lease.Removed {
-				delete(out, e.Lease.Key)
-			} else {
-				out[e.Lease.Key] = e.Lease.Attrs
-			}
-		}
-	}
-	return out
-}
-
-func (w *watcher) waitFor(t *testing.T, what string, cond func(map[lease.Key]lease.Attrs) bool) {
-	t.Helper()
-	testutil.WaitFor(t, 20*time.Second, what, func() bool { return cond(w.leases()) })
-}
-
 func mustKey(t *testing.T, s string) lease.Key {
 	k, err := lease.ParseKey(s)
 	if err != nil {
@@ -259,12 +202,12 @@ func TestKube(t *testing.T) {
 					t.Errorf("annotation %s%s%s missing: %v", s.prefix, sep, k, n.Annotations)
 				}
 			}
-			peer := watch(t, s.manager(name+"-peer", c.srv.Admin))
-			peer.waitFor(t, "the lease to be seen", func(m map[lease.Key]lease.Attrs) bool { return m[la.Key].Equal(la.Attrs) })
+			peer := leasetest.Watch(t, s.manager(name+"-peer", c.srv.Admin))
+			peer.WaitLeases(t, "the lease to be seen", func(m map[lease.Key]lease.Attrs) bool { return m[la.Key].Equal(la.Attrs) })
 
 			// An admin's overwrite: peers see it.
 			s.patchNode(name+"-a", fmt.Sprintf(`{"metadata":{"annotations":{%q:"203.0.113.5"}}}`, s.prefix+sep+"public-ip-overwrite"))
-			peer.waitFor(t, "the overwrite to be seen", func(m map[lease.Key]lease.Attrs) bool {
+			peer.WaitLeases(t, "the overwrite to be seen", func(m map[lease.Key]lease.Attrs) bool {
 				return m[la.Key].PublicIP == netip.MustParseAddr("203.0.113.5")
 			})
 
@@ -299,32 +242,32 @@ func TestKube(t *testing.T) {
 		s.createNode("peers-self", "10.104.1.0/24")
 		self := s.manager("peers-self", c.srv.Admin)
 		acquire(t, self, 1)
-		w := watch(t, self)
+		w := leasetest.Watch(t, self)
 		s.createNode("peers-b", "10.104.2.0/24")
 		mb := s.manager("peers-b", c.srv.Admin)
 		lb := acquire(t, mb, 2)
-		w.waitFor(t, "peer b", func(m map[lease.Key]lease.Attrs) bool { return len(m) == 2 && m[lb.Key].Equal(lb.Attrs) })
+		w.WaitLeases(t, "peer b", func(m map[lease.Key]lease.Attrs) bool { return len(m) == 2 && m[lb.Key].Equal(lb.Attrs) })
 
 		// Updated: b publishes a new public IP.
 		moved := attrsFor(22)
 		if _, err := mb.Acquire(ctxFor(t, 30*time.Second), lease.AcquireRequest{Attrs: moved}); err != nil {
 			t.Fatal(err)
 		}
-		w.waitFor(t, "b's new address", func(m map[lease.Key]lease.Attrs) bool { return m[lb.Key].PublicIP == moved.PublicIP })
+		w.WaitLeases(t, "b's new address", func(m map[lease.Key]lease.Attrs) bool { return m[lb.Key].PublicIP == moved.PublicIP })
 
 		// Not yet a peer, then a peer.
 		s.createNode("peers-c", "10.104.3.0/24")
 		s.patchNode("peers-c", fmt.Sprintf(`{"metadata":{"annotations":{%q:"vxlan",%q:"192.0.2.3"}}}`, s.key("backend-type"), s.key("public-ip")), "status")
 		time.Sleep(500 * time.Millisecond)
-		if _, ok := w.leases()[mustKey(t, "10.104.3.0-24")]; ok {
+		if _, ok := w.Leases()[mustKey(t, "10.104.3.0-24")]; ok {
 			t.Fatal("a node without kube-subnet-manager is a peer")
 		}
 		s.patchNode("peers-c", fmt.Sprintf(`{"metadata":{"annotations":{%q:"true"}}}`, s.key("kube-subnet-manager")), "status")
-		w.waitFor(t, "c to join", func(m map[lease.Key]lease.Attrs) bool { _, ok := m[mustKey(t, "10.104.3.0-24")]; return ok })
+		w.WaitLeases(t, "c to join", func(m map[lease.Key]lease.Attrs) bool { _, ok := m[mustKey(t, "10.104.3.0-24")]; return ok })
 
 		// Malformed: skipped, with a warning naming it; then fixed.
 		s.patchNode("peers-c", fmt.Sprintf(`{"metadata":{"annotations":{%q:"not-an-ip"}}}`, s.key("public-ip")), "status")
-		w.waitFor(t, "c to be dropped", func(m map[lease.Key]lease.Attrs) bool { _, ok := m[mustKey(t, "10.104.3.0-24")]; return !ok })
+		w.WaitLeases(t, "c to be dropped", func(m map[lease.Key]lease.Attrs) bool { _, ok := m[mustKey(t, "10.104.3.0-24")]; return !ok })
 		if !strings.Contains(s.logs.String(), "peer=peers-c") || !strings.Contains(s.logs.String(), "not-an-ip") {
 			t.Errorf("no warning names the node and the value:\n%s", s.logs)
 		}
@@ -333,7 +276,7 @@ func TestKube(t *testing.T) {
 		if err := c.admin.CoreV1().Nodes().Delete(ctxFor(t, 10*time.Second), "peers-b", metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		w.waitFor(t, "b to go", func(m map[lease.Key]lease.Attrs) bool { _, ok := m[lb.Key]; return !ok && len(m) == 1 })
+		w.WaitLeases(t, "b to go", func(m map[lease.Key]lease.Attrs) bool { _, ok := m[lb.Key]; return !ok && len(m) == 1 })
 	})
 
 	// Dual-stack: a node re-created with a new IPv6 PodCIDR and the same
@@ -354,8 +297,8 @@ func TestKube(t *testing.T) {
 		if la.Key != mustKey(t, "10.105.1.0-24&fd00:105:0:1::-64") {
 			t.Fatalf("dual-stack lease %v", la.Key)
 		}
-		w := watch(t, s.manager("dual-self", c.srv.Admin))
-		w.waitFor(t, "a", func(m map[lease.Key]lease.Attrs) bool { _, ok := m[la.Key]; return ok })
+		w := leasetest.Watch(t, s.manager("dual-self", c.srv.Admin))
+		w.WaitLeases(t, "a", func(m map[lease.Key]lease.Attrs) bool { _, ok := m[la.Key]; return ok })
 
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
@@ -380,7 +323,7 @@ func TestKube(t *testing.T) {
 		if la2.Key != mustKey(t, "10.105.1.0-24&fd00:105:0:2::-64") {
 			t.Fatalf("lease after re-creation %v", la2.Key)
 		}
-		w.waitFor(t, "the new IPv6 subnet", func(m map[lease.Key]lease.Attrs) bool {
+		w.WaitLeases(t, "the new IPv6 subnet", func(m map[lease.Key]lease.Attrs) bool {
 			_, old := m[la.Key]
 			_, cur := m[la2.Key]
 			return !old && cur

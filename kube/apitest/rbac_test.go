@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 
+	"github.com/weftnet/weft/internal/leasetest"
 	"github.com/weftnet/weft/internal/testutil"
 	"github.com/weftnet/weft/kube"
 	"github.com/weftnet/weft/lease"
@@ -148,8 +149,8 @@ func TestShippedRBAC(t *testing.T) {
 
 	a := s.manager("rbac-a", asSA)
 	la := acquire(t, a, 1)
-	w := watch(t, a)
-	w.waitFor(t, "the node's own lease", func(m map[lease.Key]lease.Attrs) bool { _, ok := m[la.Key]; return ok })
+	w := leasetest.Watch(t, a)
+	w.WaitLeases(t, "the node's own lease", func(m map[lease.Key]lease.Attrs) bool { _, ok := m[la.Key]; return ok })
 	ctx, cancel := context.WithCancel(context.Background())
 	kept := make(chan error, 1)
 	go func() { kept <- a.Keep(ctx, la) }()

@@ -38,9 +38,9 @@ func TestReadsFlannelKeys(t *testing.T) {
 	e.loadDump("testdata/flannel/etcd-dump.json")
 
 	c := watchLeases(t, e.manager("watcher"))
-	waitFor(t, 10*time.Second, "the snapshot", func() bool { return len(c.all()) >= 1 })
+	waitFor(t, 10*time.Second, "the snapshot", func() bool { return len(c.Batches()) >= 1 })
 	got := map[string]lease.Attrs{}
-	for _, ev := range c.all()[0].Events {
+	for _, ev := range c.Batches()[0].Events {
 		got[ev.Lease.Key.String()] = ev.Lease.Attrs
 	}
 	want := map[string]struct {

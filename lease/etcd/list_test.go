@@ -135,10 +135,10 @@ func TestWatchLeasesSnapshotPaged(t *testing.T) {
 	e := newEnv(t, `{"Network": "10.0.0.0/8", "Backend": {"Type": "vxlan"}}`)
 	want := e.putLeases(listPage + 500)
 	c := watchLeases(t, e.manager("watcher"))
-	waitFor(t, 15*time.Second, "the snapshot", func() bool { return len(c.all()) >= 1 })
+	waitFor(t, 15*time.Second, "the snapshot", func() bool { return len(c.Batches()) >= 1 })
 	var events []lease.Event
 	for _, l := range want {
 		events = append(events, lease.Event{Type: lease.Added, Lease: l})
 	}
-	sameEvents(t, c.all()[0].Events, events)
+	sameEvents(t, c.Batches()[0].Events, events)
 }

@@ -25,12 +25,12 @@ func TestNoLeader(t *testing.T) {
 	la := mustAcquire(t, owner, 1)
 	keepDone := keepAsync(ctxFor(t, 60*time.Second), owner, la)
 	c := watchLeases(t, e.manager("watcher"))
-	waitFor(t, 10*time.Second, "the snapshot", func() bool { return len(c.all()) >= 1 })
+	waitFor(t, 10*time.Second, "the snapshot", func() bool { return len(c.Batches()) >= 1 })
 
 	var want []lease.Event
 	x := e.putLease(mustKey(t, "10.244.201.0-24"), 201, "node-x")
 	want = append(want, lease.Event{Type: lease.Added, Lease: x})
-	c.waitEvents(t, 1)
+	c.WaitEvents(t, 1)
 
 	members[1].Stop()
 	members[2].Stop()
@@ -43,10 +43,10 @@ func TestNoLeader(t *testing.T) {
 
 	y := e.putLease(mustKey(t, "10.244.202.0-24"), 202, "node-y")
 	want = append(want, lease.Event{Type: lease.Added, Lease: y})
-	sameEvents(t, c.waitEvents(t, 2), want)
+	sameEvents(t, c.WaitEvents(t, 2), want)
 	time.Sleep(300 * time.Millisecond)
-	sameEvents(t, c.events(), want)
-	for _, b := range c.all()[1:] {
+	sameEvents(t, c.Events(), want)
+	for _, b := range c.Batches()[1:] {
 		if b.Snapshot {
 			t.Error("resuming after the leader came back sent a second snapshot")
 		}

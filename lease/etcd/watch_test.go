@@ -5,76 +5,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/weftnet/weft/internal/etcdtest"
+	"github.com/weftnet/weft/internal/leasetest"
 	"github.com/weftnet/weft/lease"
 )
 
-// collector runs WatchLeases and records every batch.
-type collector struct {
-	mu      sync.Mutex
-	batches []lease.Batch
-	done    chan error
-	cancel  context.CancelFunc
-}
-
-func watchLeases(t *testing.T, m *Manager) *collector {
-	ctx, cancel := context.WithCancel(context.Background())
-	c := &collector{done: make(chan error, 1), cancel: cancel}
-	ch := make(chan lease.Batch)
-	go func() { c.done <- m.WatchLeases(ctx, ch) }()
-	go func() {
-		for {
-			select {
-			case b := <-ch:
-				c.mu.Lock()
-				c.batches = append(c.batches, b)
-				c.mu.Unlock()
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-c.done; err != context.Canceled {
-			t.Errorf("WatchLeases returned %v, want context.Canceled", err)
-		}
-	})
-	return c
-}
-
-func (c *collector) all() []lease.Batch {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]lease.Batch(nil), c.batches...)
-}
-
-// events returns every event after the first (snapshot) batch.
-func (c *collector) events() []lease.Event {
-	var out []lease.Event
-	for i, b := range c.all() {
-		if i > 0 {
-			out = append(out, b.Events...)
-		}
-	}
-	return out
-}
-
-func (c *collector) waitEvents(t *testing.T, n int) []lease.Event {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for len(c.events()) < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %d events; have %+v", n, c.events())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return c.events()
-}
+// watchLeases runs m.WatchLeases for the rest of the test.
+func watchLeases(t *testing.T, m *Manager) *leasetest.Watcher { return leasetest.Watch(t, m) }
 
 // putLease writes a lease value for owner directly, as another node would.
 func (e *env) putLease(k lease.Key, i int, owner string) lease.Lease {
@@ -112,8 +52,8 @@ func TestWatchLeasesEvents(t *testing.T) {
 	e.put(testPrefix+"/subnets/garbage", "{}")
 
 	c := watchLeases(t, e.manager("watcher"))
-	waitFor(t, 10*time.Second, "the snapshot", func() bool { return len(c.all()) >= 1 })
-	snap := c.all()[0]
+	waitFor(t, 10*time.Second, "the snapshot", func() bool { return len(c.Batches()) >= 1 })
+	snap := c.Batches()[0]
 	if !snap.Snapshot {
 		t.Fatal("first batch is not a snapshot")
 	}
@@ -132,14 +72,14 @@ func TestWatchLeasesEvents(t *testing.T) {
 	}
 	time.Sleep(2 * testTTL)              // node-a renews meanwhile
 	e.put(subnetPath(lb.Key), "{broken") // a known lease turning malformed is removed
-	got := c.waitEvents(t, 4)
+	got := c.WaitEvents(t, 4)
 	sameEvents(t, got, []lease.Event{
 		{Type: lease.Added, Lease: lc},
 		{Type: lease.Changed, Lease: lbMoved, Prev: lb},
 		{Type: lease.Removed, Lease: lc},
 		{Type: lease.Removed, Lease: lbMoved},
 	})
-	for _, b := range c.all()[1:] {
+	for _, b := range c.Batches()[1:] {
 		if b.Snapshot {
 			t.Error("a later batch is marked as a snapshot")
 		}
@@ -158,7 +98,7 @@ func TestWatchLeasesResumes(t *testing.T) {
 	e := newEnv(t, testConfig)
 	link := etcdtest.NewProxy(t, e.server.Addr())
 	c := watchLeases(t, e.manager("watcher", link.Endpoint()))
-	waitFor(t, 10*time.Second, "the snapshot", func() bool { return len(c.all()) >= 1 })
+	waitFor(t, 10*time.Second, "the snapshot", func() bool { return len(c.Batches()) >= 1 })
 
 	var want []lease.Event
 	add := func(i int) {
@@ -170,14 +110,14 @@ func TestWatchLeasesResumes(t *testing.T) {
 	add(2)
 	add(3)
 	link.Heal()
-	c.waitEvents(t, 3)
+	c.WaitEvents(t, 3)
 	e.server.Restart()
 	add(4)
 	add(5)
-	sameEvents(t, c.waitEvents(t, 5), want)
+	sameEvents(t, c.WaitEvents(t, 5), want)
 	time.Sleep(500 * time.Millisecond)
-	sameEvents(t, c.events(), want) // and nothing more
-	for _, b := range c.all()[1:] {
+	sameEvents(t, c.Events(), want) // and nothing more
+	for _, b := range c.Batches()[1:] {
 		if b.Snapshot {
 			t.Error("resuming sent a second snapshot")
 		}
@@ -196,9 +136,9 @@ func TestWatchLeasesCompaction(t *testing.T) {
 	r := e.putLease(mustKey(t, "10.244.3.0-24"), 3, "node-r")
 	link := etcdtest.NewProxy(t, e.server.Addr())
 	c := watchLeases(t, e.manager("watcher", link.Endpoint()))
-	waitFor(t, 10*time.Second, "the snapshot", func() bool { return len(c.all()) >= 1 })
+	waitFor(t, 10*time.Second, "the snapshot", func() bool { return len(c.Batches()) >= 1 })
 	var keys []string
-	for _, ev := range c.all()[0].Events {
+	for _, ev := range c.Batches()[0].Events {
 		keys = append(keys, ev.Lease.Key.String())
 	}
 	if got := fmt.Sprint(keys); got != "[10.244.1.0-24 10.244.2.0-24 10.244.3.0-24 10.244.250.0-24]" {
@@ -222,7 +162,7 @@ func TestWatchLeasesCompaction(t *testing.T) {
 	link.Heal()
 
 	// The difference, ordered by key.
-	sameEvents(t, c.waitEvents(t, 3), []lease.Event{
+	sameEvents(t, c.WaitEvents(t, 3), []lease.Event{
 		{Type: lease.Changed, Lease: qMoved, Prev: q},
 		{Type: lease.Removed, Lease: r},
 		{Type: lease.Added, Lease: s},

@@ -1,0 +1,112 @@
+// Package leasetest runs a lease.Manager's WatchLeases in tests and keeps
+// what it sends, for every lease source's tests to assert on alike.
+package leasetest
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/weftnet/weft/internal/testutil"
+	"github.com/weftnet/weft/lease"
+)
+
+// A Watcher records the batches of one WatchLeases.
+type Watcher struct {
+	mu      sync.Mutex
+	batches []lease.Batch
+}
+
+// Watch runs m.WatchLeases until the end of the test, which then checks
+// that it returned context.Canceled.
+func Watch(t testing.TB, m lease.Manager) *Watcher {
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &Watcher{}
+	ch := make(chan lease.Batch)
+	done := make(chan error, 1)
+	go func() { done <- m.WatchLeases(ctx, ch) }()
+	go func() {
+		for {
+			select {
+			case b := <-ch:
+				w.mu.Lock()
+				w.batches = append(w.batches, b)
+				w.mu.Unlock()
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Errorf("WatchLeases returned %v, want context.Canceled", err)
+		}
+	})
+	return w
+}
+
+// Batches returns every batch so far.
+func (w *Watcher) Batches() []lease.Batch {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]lease.Batch(nil), w.batches...)
+}
+
+// Snapshot waits up to 15s for the first batch and returns it.
+func (w *Watcher) Snapshot(t testing.TB) lease.Batch {
+	t.Helper()
+	return w.Batch(t, 0)
+}
+
+// Batch waits up to 15s for batch i (0 is the snapshot) and returns it.
+func (w *Watcher) Batch(t testing.TB, i int) lease.Batch {
+	t.Helper()
+	testutil.WaitFor(t, 15*time.Second, "a batch", func() bool { return len(w.Batches()) > i })
+	return w.Batches()[i]
+}
+
+// Events returns every event after the snapshot.
+func (w *Watcher) Events() []lease.Event {
+	var out []lease.Event
+	for i, b := range w.Batches() {
+		if i > 0 {
+			out = append(out, b.Events...)
+		}
+	}
+	return out
+}
+
+// WaitEvents waits up to 15s for n events after the snapshot and returns
+// all there are.
+func (w *Watcher) WaitEvents(t testing.TB, n int) []lease.Event {
+	t.Helper()
+	testutil.WaitFor(t, 15*time.Second, "events", func() bool { return len(w.Events()) >= n })
+	return w.Events()
+}
+
+// Leases replays the batches into the set of leases they describe.
+func (w *Watcher) Leases() map[lease.Key]lease.Attrs {
+	out := map[lease.Key]lease.Attrs{}
+	for _, b := range w.Batches() {
+		if b.Snapshot {
+			clear(out)
+		}
+		for _, e := range b.Events {
+			if e.Type == lease.Removed {
+				delete(out, e.Lease.Key)
+			} else {
+				out[e.Lease.Key] = e.Lease.Attrs
+			}
+		}
+	}
+	return out
+}
+
+// WaitLeases waits up to 20s for the leases to satisfy cond.
+func (w *Watcher) WaitLeases(t testing.TB, what string, cond func(map[lease.Key]lease.Attrs) bool) {
+	t.Helper()
+	testutil.WaitFor(t, 20*time.Second, what, func() bool { return cond(w.Leases()) })
+}
