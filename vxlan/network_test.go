@@ -230,19 +230,7 @@ func TestNetworkWatchesAfterLease(t *testing.T) {
 	}
 	t.Cleanup(func() { m.Close() })
 	spy := &orderSpy{Manager: m}
-	n, err := vxlan.NewNetwork(vxlan.NetworkConfig{Manager: spy, Node: h.Name, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != context.Canceled {
-			t.Errorf("Run returned %v", err)
-		}
-	}()
+	n := runNetwork(t, vxlan.NetworkConfig{Manager: spy, Node: h.Name, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet})
 	deadline := time.Now().Add(15 * time.Second)
 	for ok, why := n.Ready(); !ok; ok, why = n.Ready() {
 		if time.Now().After(deadline) {
@@ -298,19 +286,7 @@ func TestNetworkOneFamilyChange(t *testing.T) {
 	}
 	t.Cleanup(func() { m.Close() })
 	script := &scriptedWatch{Manager: m, batches: make(chan lease.Batch)}
-	n, err := vxlan.NewNetwork(vxlan.NetworkConfig{Manager: script, Node: h.Name, PublicIP: h.Addr.Addr(), PublicIPv6: h.Addr6.Addr(), Namespace: h.Handle, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != context.Canceled {
-			t.Errorf("Run returned %v", err)
-		}
-	}()
+	runNetwork(t, vxlan.NetworkConfig{Manager: script, Node: h.Name, PublicIP: h.Addr.Addr(), PublicIPv6: h.Addr6.Addr(), Namespace: h.Handle, Logger: quiet})
 
 	peer := func(v6 string) lease.Lease {
 		return lease.Lease{
@@ -358,4 +334,24 @@ func TestNetworkOneFamilyChange(t *testing.T) {
 
 func netipNet(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
+
+// runNetwork runs a Network until the end of the test, which then checks
+// that Run returned context.Canceled.
+func runNetwork(t *testing.T, cfg vxlan.NetworkConfig) *vxlan.Network {
+	t.Helper()
+	n, err := vxlan.NewNetwork(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != context.Canceled {
+			t.Errorf("Run returned %v", err)
+		}
+	})
+	return n
 }
