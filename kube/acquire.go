@@ -195,7 +195,7 @@ func (m *Manager) patchMeta(ctx context.Context, rv string, meta map[string]any)
 	}
 	rctx, cancel := m.request(ctx)
 	defer cancel()
-	_, err = m.client.CoreV1().Nodes().Patch(rctx, m.node, types.MergePatchType, body, metav1.PatchOptions{}, "status")
+	_, err = m.nodes.Patch(rctx, m.node, types.MergePatchType, body, metav1.PatchOptions{}, "status")
 	if err != nil && !apierrors.IsConflict(err) {
 		m.apiError("patch node", err)
 		return fmt.Errorf("kube: patch node %s: %w", m.node, err)
@@ -209,7 +209,7 @@ func (m *Manager) patchMeta(ctx context.Context, rv string, meta map[string]any)
 func (m *Manager) getNode(ctx context.Context) (*corev1.Node, error) {
 	rctx, cancel := m.request(ctx)
 	defer cancel()
-	n, err := m.client.CoreV1().Nodes().Get(rctx, m.node, metav1.GetOptions{})
+	n, err := m.nodes.Get(rctx, m.node, metav1.GetOptions{})
 	if err != nil {
 		if !apierrors.IsNotFound(err) {
 			m.apiError("get node", err)

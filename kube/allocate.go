@@ -146,7 +146,7 @@ func (m *Manager) takenCIDRs(ctx context.Context, skip string) ([]netip.Prefix, 
 	opts := metav1.ListOptions{Limit: listPage}
 	for {
 		rctx, cancel := m.request(ctx)
-		list, err := m.client.CoreV1().Nodes().List(rctx, opts)
+		list, err := m.nodes.List(rctx, opts)
 		cancel()
 		if err != nil {
 			m.apiError("list nodes", err)
@@ -227,7 +227,7 @@ func (m *Manager) writePodCIDRs(ctx context.Context, k lease.Key) error {
 	}
 	rctx, cancel := m.request(ctx)
 	defer cancel()
-	if _, err := m.client.CoreV1().Nodes().Patch(rctx, m.node, types.MergePatchType, body, metav1.PatchOptions{}); err != nil {
+	if _, err := m.nodes.Patch(rctx, m.node, types.MergePatchType, body, metav1.PatchOptions{}); err != nil {
 		if apierrors.IsForbidden(err) {
 			err = fmt.Errorf("%w (assigning PodCIDRs needs RBAC \"patch\" on nodes: see examples/manifests/rbac-allocator.yaml)", err)
 		}

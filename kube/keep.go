@@ -127,7 +127,7 @@ func (m *Manager) setNetworkCondition(ctx context.Context) error {
 	}
 	rctx, cancel := m.request(ctx)
 	defer cancel()
-	if _, err := m.client.CoreV1().Nodes().Patch(rctx, m.node, types.StrategicMergePatchType, body, metav1.PatchOptions{}, "status"); err != nil {
+	if _, err := m.nodes.Patch(rctx, m.node, types.StrategicMergePatchType, body, metav1.PatchOptions{}, "status"); err != nil {
 		m.apiError("patch node status", err)
 		return fmt.Errorf("kube: set NetworkUnavailable=False on node %s: %w", m.node, err)
 	}

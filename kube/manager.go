@@ -13,8 +13,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 
@@ -36,11 +36,12 @@ const (
 	waitLogInterval = time.Minute
 )
 
-// Options configure a Manager. Client is required; every other field has a
+// Options configure a Manager. Nodes is required; every other field has a
 // documented default.
 type Options struct {
-	// Client talks to the API server. Required.
-	Client kubernetes.Interface
+	// Nodes is the API server's Nodes resource: NewNodeClient(config), or
+	// a clientset's CoreV1().Nodes(). Required.
+	Nodes NodeClient
 	// NodeName is this node's Node object. Default: the NODE_NAME
 	// environment variable, which flannel's DaemonSet sets from
 	// spec.nodeName.
@@ -68,7 +69,7 @@ type Options struct {
 // A Manager is a lease.Manager on this node's Node object and its peers'.
 // It is safe for concurrent use. Close stops its informer.
 type Manager struct {
-	client   kubernetes.Interface
+	nodes    NodeClient
 	node     string
 	confPath string
 	poll     time.Duration
@@ -98,8 +99,8 @@ type Manager struct {
 // New returns a Manager. It starts nothing until a method needs the
 // informer.
 func New(opts Options) (*Manager, error) {
-	if opts.Client == nil {
-		return nil, errors.New("kube: Options.Client is required")
+	if opts.Nodes == nil {
+		return nil, errors.New("kube: Options.Nodes is required")
 	}
 	if opts.NodeName == "" {
 		opts.NodeName = os.Getenv("NODE_NAME")
@@ -126,7 +127,7 @@ func New(opts Options) (*Manager, error) {
 		opts.Logger = slog.Default()
 	}
 	return &Manager{
-		client: opts.Client, node: opts.NodeName, confPath: opts.NetConfPath, poll: opts.ConfigPollInterval,
+		nodes: opts.Nodes, node: opts.NodeName, confPath: opts.NetConfPath, poll: opts.ConfigPollInterval,
 		timeout: opts.RequestTimeout, assign: opts.AssignPodCIDRs, ann: annotations{opts.AnnotationPrefix},
 		log:  opts.Logger.With("component", "kube", "node", opts.NodeName),
 		stop: make(chan struct{}), ownNode: make(chan struct{}, 1),
@@ -201,9 +202,17 @@ func (m *Manager) request(ctx context.Context) (context.Context, context.CancelF
 // memory.
 func (m *Manager) start() {
 	m.startOnce.Do(func() {
-		f := informers.NewSharedInformerFactoryWithOptions(m.client, 0, informers.WithTransform(m.trim))
-		nodes := f.Core().V1().Nodes()
-		m.informer, m.lister = nodes.Informer(), nodes.Lister()
+		lw := &cache.ListWatch{
+			ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+				return m.nodes.List(ctx, opts)
+			},
+			WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+				return m.nodes.Watch(ctx, opts)
+			},
+		}
+		m.informer = cache.NewSharedIndexInformer(cache.ToListWatcherWithWatchListSemantics(lw, m.nodes), &corev1.Node{}, 0, cache.Indexers{})
+		m.informer.SetTransform(m.trim)
+		m.lister = corelisters.NewNodeLister(m.informer.GetIndexer())
 		m.informer.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
 			m.apiError("watch nodes", err)
 		})
@@ -212,7 +221,7 @@ func (m *Manager) start() {
 			UpdateFunc: func(_, obj any) { m.nodeEvent(obj) },
 			DeleteFunc: func(obj any) { m.nodeEvent(obj) },
 		})
-		f.Start(m.stop)
+		go m.informer.RunWithContext(m.stopCtx())
 	})
 }
 
@@ -229,6 +238,16 @@ func (m *Manager) nodeEvent(obj any) {
 		default:
 		}
 	}
+}
+
+// stopCtx returns a context done when the Manager is closed.
+func (m *Manager) stopCtx() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-m.stop
+		cancel()
+	}()
+	return ctx
 }
 
 // errClosed is returned by methods of a closed Manager.

@@ -43,7 +43,7 @@ func newFakeEnv(t *testing.T, netConf string, nodes ...*corev1.Node) *fakeEnv {
 	for _, n := range nodes {
 		e.create(t, n)
 	}
-	m, err := New(Options{Client: e.client, NodeName: "self", NetConfPath: path, ConfigPollInterval: 20 * time.Millisecond,
+	m, err := New(Options{Nodes: fakeNodes{e.client.CoreV1().Nodes()}, NodeName: "self", NetConfPath: path, ConfigPollInterval: 20 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(e.logs, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -272,3 +272,9 @@ func TestWatchConfigFile(t *testing.T) {
 	case <-time.After(200 * time.Millisecond):
 	}
 }
+
+// fakeNodes is the fake clientset's Nodes, which cannot stream lists
+// through watches.
+type fakeNodes struct{ NodeClient }
+
+func (fakeNodes) IsWatchListSemanticsUnSupported() bool { return true }

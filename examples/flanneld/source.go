@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/weftnet/weft/kube"
@@ -76,12 +75,12 @@ func newKubeSource(ctx context.Context, c config, log *slog.Logger, status func(
 		return nil, fmt.Errorf("--kubeconfig-file %q / --kube-api-url %q: %w", c.kubeconfig, c.kubeAPIURL, err)
 	}
 	rc.UserAgent = "weft-flanneld/" + version
-	client, err := kubernetes.NewForConfig(rc)
+	nodes, err := kube.NewNodeClient(rc)
 	if err != nil {
 		return nil, err
 	}
 	m, err := kube.New(kube.Options{
-		Client: client, NodeName: c.node, NetConfPath: c.netConfPath, AssignPodCIDRs: c.kubeAssignPodCIDRs, Logger: log,
+		Nodes: nodes, NodeName: c.node, NetConfPath: c.netConfPath, AssignPodCIDRs: c.kubeAssignPodCIDRs, Logger: log,
 	})
 	if err != nil {
 		return nil, err

@@ -68,7 +68,7 @@ func ctxFor(t *testing.T, d time.Duration) context.Context {
 func (s *scope) manager(node string, config *rest.Config, opts ...func(*kube.Options)) *kube.Manager {
 	s.t.Helper()
 	o := kube.Options{
-		Client: kubernetes.NewForConfigOrDie(config), NodeName: node, NetConfPath: s.netConf,
+		Nodes: nodeClient(s.t, config), NodeName: node, NetConfPath: s.netConf,
 		AnnotationPrefix: s.prefix, ConfigPollInterval: 50 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(s.logs, nil)).With("test_node", node),
 	}
@@ -369,4 +369,14 @@ func TestKube(t *testing.T) {
 			seen[k.IPv4] = i
 		}
 	})
+}
+
+// nodeClient is the lease manager's own light client, for config.
+func nodeClient(t *testing.T, config *rest.Config) kube.NodeClient {
+	t.Helper()
+	c, err := kube.NewNodeClient(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
