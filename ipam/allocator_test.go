@@ -1,0 +1,314 @@
+package ipam
+
+import (
+	"errors"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// clock is a settable time for hint expiry.
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time          { return c.t }
+func (c *clock) advance(d time.Duration) { c.t = c.t.Add(d) }
+
+func newAllocator(t *testing.T, c *clock, ranges ...string) *Allocator {
+	t.Helper()
+	var rs []Range
+	for _, r := range ranges {
+		rs = append(rs, Range{Subnet: netip.MustParsePrefix(r)})
+	}
+	a, err := New(Config{Dir: filepath.Join(t.TempDir(), "cbr0"), Ranges: rs, HintTTL: time.Hour, Now: c.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func reopen(t *testing.T, a *Allocator, c *clock, ranges ...string) *Allocator {
+	t.Helper()
+	var rs []Range
+	for _, r := range ranges {
+		rs = append(rs, Range{Subnet: netip.MustParsePrefix(r)})
+	}
+	b, err := New(Config{Dir: a.s.dir, Ranges: rs, HintTTL: time.Hour, Now: c.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func att(id string) Attachment { return Attachment{ContainerID: id, IfName: "eth0"} }
+
+func pod(name string) Pod { return Pod{Namespace: "default", Name: name, UID: "uid-" + name} }
+
+func must(t *testing.T, a *Allocator, at Attachment, p Pod) string {
+	t.Helper()
+	ips, err := a.Allocate(at, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s []string
+	for _, ip := range ips {
+		s = append(s, ip.Address.String())
+	}
+	return strings.Join(s, ",")
+}
+
+func TestAllocateRoundRobin(t *testing.T) {
+	c := &clock{time.Unix(1e9, 0)}
+	a := newAllocator(t, c, "10.1.0.0/29") // .2-.6 usable: .1 is the gateway, .7 the broadcast
+	var got []string
+	for _, id := range []string{"c1", "c2", "c3"} {
+		got = append(got, must(t, a, att(id), Pod{}))
+	}
+	if strings.Join(got, " ") != "10.1.0.2/29 10.1.0.3/29 10.1.0.4/29" {
+		t.Fatalf("first three: %v", got)
+	}
+	// Round-robin: a released IP is not the next one handed out.
+	if err := a.Release(att("c1")); err != nil {
+		t.Fatal(err)
+	}
+	if got := must(t, a, att("c4"), Pod{}); got != "10.1.0.5/29" {
+		t.Errorf("after releasing .2: %s, want .5 (round-robin from the last)", got)
+	}
+	// A repeated ADD returns the same reservation.
+	if got := must(t, a, att("c2"), Pod{}); got != "10.1.0.3/29" {
+		t.Errorf("repeated ADD: %s", got)
+	}
+	must(t, a, att("c5"), Pod{}) // .6
+	must(t, a, att("c6"), Pod{}) // wraps to .2
+	_, err := a.Allocate(att("c7"), Pod{})
+	if !errors.Is(err, ErrExhausted) || !strings.Contains(err.Error(), "no IP addresses available in range 10.1.0.0/29") {
+		t.Errorf("exhausted: %v", err)
+	}
+	ips, _ := a.Allocate(att("c2"), Pod{})
+	if ips[0].Gateway != netip.MustParseAddr("10.1.0.1") {
+		t.Errorf("gateway %v", ips[0].Gateway)
+	}
+}
+
+// TestStickyRestart is seed 002's second half: a pod restarted under the
+// same namespace and name gets its IP back, after a DEL and a new
+// sandbox, and after a reboot (a new sandbox with no DEL).
+func TestStickyRestart(t *testing.T) {
+	c := &clock{time.Unix(1e9, 0)}
+	a := newAllocator(t, c, "10.1.0.0/24")
+	web := must(t, a, att("web-1"), pod("web"))
+	must(t, a, att("db-1"), pod("db"))
+	if err := a.Release(att("web-1")); err != nil {
+		t.Fatal(err)
+	}
+	// Others come and go meanwhile, round-robin past web's IP.
+	for _, id := range []string{"x1", "x2", "x3"} {
+		must(t, a, att(id), Pod{})
+	}
+	if got := must(t, a, att("web-2"), pod("web")); got != web {
+		t.Errorf("after DEL and ADD: %s, want %s", got, web)
+	}
+	// Reboot: the old sandbox is never deleted.
+	if got := must(t, a, att("web-3"), pod("web")); got != web {
+		t.Errorf("after a reboot: %s, want %s", got, web)
+	}
+	if got, _ := a.Lookup(att("web-2")); len(got) != 0 {
+		t.Errorf("the old sandbox still holds %v", got)
+	}
+}
+
+// A pod never takes another pod's live IP, even if it remembers it: once
+// its hint gave way to another container, it gets another IP.
+func TestStickyNeverStealsLive(t *testing.T) {
+	c := &clock{time.Unix(1e9, 0)}
+	a := newAllocator(t, c, "10.1.0.0/29") // .2-.6
+	if got := must(t, a, att("web-1"), pod("web")); got != "10.1.0.2/29" {
+		t.Fatalf("web: %s", got)
+	}
+	a.Release(att("web-1"))
+	for _, id := range []string{"a1", "a2", "a3", "a4"} {
+		if got := must(t, a, att(id), Pod{}); got == "10.1.0.2/29" {
+			t.Fatalf("%s took web's remembered IP while others were free", id)
+		}
+	}
+	if got := must(t, a, att("a5"), Pod{}); got != "10.1.0.2/29" {
+		t.Fatalf("a5 got %s; the hint should have given way", got)
+	}
+	a.Release(att("a1"))
+	if got := must(t, a, att("web-2"), pod("web")); got != "10.1.0.3/29" {
+		t.Errorf("web-2 got %s, want the free .3, not a5's .2", got)
+	}
+}
+
+// Remembered IPs are passed over while others are free, and the oldest
+// gives way when none is: stickiness never exhausts a range.
+func TestHintsGiveWay(t *testing.T) {
+	c := &clock{time.Unix(1e9, 0)}
+	a := newAllocator(t, c, "10.1.0.0/29") // 5 usable
+	names := []string{"p1", "p2", "p3", "p4", "p5"}
+	ips := map[string]string{}
+	for _, n := range names {
+		ips[n] = must(t, a, att(n+"-1"), pod(n))
+	}
+	for _, n := range names[:3] {
+		c.advance(time.Minute)
+		if err := a.Release(att(n + "-1")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Three free IPs, all remembered: a new pod takes the oldest (p1's).
+	if got := must(t, a, att("new-1"), pod("new")); got != ips["p1"] {
+		t.Errorf("full of hints: got %s, want the oldest hint %s", got, ips["p1"])
+	}
+	// p2 still gets its own back; p1 gets what is left.
+	if got := must(t, a, att("p2-2"), pod("p2")); got != ips["p2"] {
+		t.Errorf("p2: %s, want %s", got, ips["p2"])
+	}
+	if got := must(t, a, att("p1-2"), pod("p1")); got != ips["p3"] {
+		t.Errorf("p1 after losing its hint: %s, want the last free %s", got, ips["p3"])
+	}
+	u, err := a.Usage()
+	if err != nil || u[0].Size != 5 || u[0].Reserved != 5 || u[0].Free() != 0 {
+		t.Errorf("usage %+v, %v", u, err)
+	}
+}
+
+func TestHintExpiry(t *testing.T) {
+	c := &clock{time.Unix(1e9, 0)}
+	a := newAllocator(t, c, "10.1.0.0/24")
+	web := must(t, a, att("web-1"), pod("web"))
+	a.Release(att("web-1"))
+	c.advance(2 * time.Hour) // past the hour's TTL
+	if n, err := a.GC(nil); err != nil || n != 0 {
+		t.Fatalf("GC: %d, %v", n, err)
+	}
+	if _, err := os.Stat(a.s.recordPath(pod("web"))); !os.IsNotExist(err) {
+		t.Errorf("an expired hint's record is still there: %v", err)
+	}
+	a.s.setLastReserved(0, netip.MustParseAddr("10.1.0.9"))
+	if got := must(t, a, att("web-2"), pod("web")); got == web {
+		t.Errorf("an expired hint still gave %s", got)
+	}
+}
+
+// Dual-stack: one IP per family; a failure in the second rolls the first
+// back.
+func TestDualStackRollback(t *testing.T) {
+	c := &clock{time.Unix(1e9, 0)}
+	a := newAllocator(t, c, "10.1.0.0/24", "fd00:1::/126") // IPv6: ::2 and ::3 only
+	if got := must(t, a, att("c1"), Pod{}); got != "10.1.0.2/24,fd00:1::2/126" {
+		t.Fatalf("dual-stack: %s", got)
+	}
+	must(t, a, att("c2"), Pod{})
+	if _, err := a.Allocate(att("c3"), pod("c3")); !errors.Is(err, ErrExhausted) || !strings.Contains(err.Error(), "fd00:1::/126") {
+		t.Fatalf("IPv6 exhausted: %v", err)
+	}
+	reserved, _ := a.s.reservations()
+	if len(reserved) != 4 {
+		t.Errorf("%d reservations after the rollback, want 4: %v", len(reserved), reserved)
+	}
+	if r, _ := a.s.record(pod("c3")); r != nil {
+		t.Errorf("a record was written for the failed ADD: %+v", r)
+	}
+}
+
+// The node's subnet changes: reservations and hints outside the new range
+// are dropped; the pod gets an IP in the new one.
+func TestSubnetChange(t *testing.T) {
+	c := &clock{time.Unix(1e9, 0)}
+	a := newAllocator(t, c, "10.1.0.0/24")
+	must(t, a, att("web-1"), pod("web"))
+	must(t, a, att("c2"), Pod{})
+	a.Release(att("web-1"))
+	b := reopen(t, a, c, "10.2.0.0/24")
+	if got := must(t, b, att("web-2"), pod("web")); got != "10.2.0.2/24" {
+		t.Errorf("in the new subnet: %s", got)
+	}
+	reserved, _ := b.s.reservations()
+	if len(reserved) != 1 {
+		t.Errorf("reservations after the change: %v", reserved)
+	}
+	r, _ := b.s.record(pod("web"))
+	if r == nil || len(r.IPs) != 1 || r.IPs[0] != netip.MustParseAddr("10.2.0.2") {
+		t.Errorf("record after the change: %+v", r)
+	}
+}
+
+func TestGCAndRelease(t *testing.T) {
+	c := &clock{time.Unix(1e9, 0)}
+	a := newAllocator(t, c, "10.1.0.0/24")
+	for _, id := range []string{"c1", "c2", "c3"} {
+		must(t, a, att(id), pod(id))
+	}
+	n, err := a.GC([]Attachment{att("c2")})
+	if err != nil || n != 2 {
+		t.Fatalf("GC released %d, %v; want 2", n, err)
+	}
+	if got, _ := a.Lookup(att("c2")); len(got) != 1 {
+		t.Errorf("GC released a valid attachment")
+	}
+	// Release of nothing, twice, and of a container never seen.
+	for _, at := range []Attachment{att("c1"), att("c1"), att("never")} {
+		if err := a.Release(at); err != nil {
+			t.Errorf("Release(%v): %v", at, err)
+		}
+	}
+	// GC kept the pods' hints.
+	if got := must(t, a, att("c1-2"), pod("c1")); got != "10.1.0.2/24" {
+		t.Errorf("after GC, c1's pod got %s", got)
+	}
+}
+
+// Crash debris: an empty or garbage reservation file (its writer died, or
+// a power loss emptied it) is reclaimed; a stale temporary file is
+// removed.
+func TestReclaimDebris(t *testing.T) {
+	c := &clock{time.Unix(1e9, 0)}
+	a := newAllocator(t, c, "10.1.0.0/29")
+	for ip, content := range map[string]string{"10.1.0.2": "", "10.1.0.3": "\x00\x00\x00", "10.1.0.4": "c-old\r\neth0"} {
+		if err := os.WriteFile(filepath.Join(a.s.dir, ip), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.WriteFile(filepath.Join(a.s.dir, ".last_reserved_ip.0.tmp123"), []byte("x"), 0o644)
+	if got := must(t, a, att("c1"), Pod{}); got != "10.1.0.2/29" {
+		t.Errorf("got %s, want the reclaimed .2", got)
+	}
+	reserved, _ := a.s.reservations()
+	if len(reserved) != 2 || reserved[netip.MustParseAddr("10.1.0.4")] != att("c-old") {
+		t.Errorf("reservations %v", reserved)
+	}
+	if _, err := os.Stat(filepath.Join(a.s.dir, ".last_reserved_ip.0.tmp123")); !os.IsNotExist(err) {
+		t.Error("a stale temporary file was left")
+	}
+}
+
+func TestRangeDefaults(t *testing.T) {
+	for _, tc := range []struct {
+		subnet, start, end, gw string
+		size                   uint64
+		err                    string
+	}{
+		{subnet: "10.244.3.0/24", start: "10.244.3.1", end: "10.244.3.254", gw: "10.244.3.1", size: 253},
+		{subnet: "10.244.3.1/24", start: "10.244.3.1", end: "10.244.3.254", gw: "10.244.3.1", size: 253}, // FLANNEL_SUBNET's form
+		{subnet: "fd00::/64", start: "fd00::1", end: "fd00::ffff:ffff:ffff:ffff", gw: "fd00::1", size: 1<<64 - 2},
+		{subnet: "fd00::/120", start: "fd00::1", end: "fd00::ff", gw: "fd00::1", size: 254},
+		{subnet: "10.0.0.0/31", err: "holds no address but the gateway"},
+	} {
+		r, err := Range{Subnet: netip.MustParsePrefix(tc.subnet)}.withDefaults()
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%s: %v, want %q", tc.subnet, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || r.Start.String() != tc.start || r.End.String() != tc.end || r.Gateway.String() != tc.gw || r.size() != tc.size {
+			t.Errorf("%s: %+v size %d, %v", tc.subnet, r, r.size(), err)
+		}
+	}
+	if _, err := (Range{Subnet: netip.MustParsePrefix("10.0.0.0/24"), Start: netip.MustParseAddr("10.0.1.5")}).withDefaults(); err == nil || !strings.Contains(err.Error(), "rangeStart 10.0.1.5 is outside subnet 10.0.0.0/24") {
+		t.Errorf("start outside: %v", err)
+	}
+}

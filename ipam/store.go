@@ -1,0 +1,198 @@
+package ipam
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/weftnet/weft/internal/atomicfile"
+)
+
+// The store's layout is host-local's, so that a node can switch between
+// host-local and weft without losing a reservation: in the network's
+// directory, one file per reserved IP, named by the IP, holding
+// "<container ID>\r\n<interface>"; a file "lock" that both flock; and
+// "last_reserved_ip.<range index>". weft adds its pod records in a
+// subdirectory: host-local walks it too when it looks a container up, but
+// nothing there can ever read as a reservation.
+const (
+	lockFile         = "lock"
+	lastReservedFile = "last_reserved_ip."
+	recordDir        = "weft-pods"
+	lineBreak        = "\r\n"
+)
+
+// A Reservation is one reserved IP and the attachment holding it.
+type Reservation struct {
+	IP         netip.Addr
+	Attachment Attachment
+}
+
+// An Attachment is one interface of one container: what a reservation
+// belongs to, in CNI's terms.
+type Attachment struct {
+	ContainerID string
+	IfName      string
+}
+
+// store is one network's directory. Its methods, but for open and lock,
+// must be called with the lock held.
+type store struct {
+	dir string
+}
+
+// processLocks keeps one mutex per directory within this process, beside
+// the flock between processes: goroutines then queue on the mutex rather
+// than each blocking a thread in flock.
+var processLocks sync.Map // cleaned dir -> *sync.Mutex
+
+// openStore makes the network's directory if needed.
+func openStore(dir string) (*store, error) {
+	dir = filepath.Clean(dir)
+	if err := os.MkdirAll(filepath.Join(dir, recordDir), 0o755); err != nil {
+		return nil, fmt.Errorf("ipam: data directory: %w", err)
+	}
+	return &store{dir: dir}, nil
+}
+
+// lock takes the process mutex and the flock on the directory's lock file,
+// as host-local does, and returns the unlock.
+func (s *store) lock() (func(), error) {
+	mu, _ := processLocks.LoadOrStore(s.dir, &sync.Mutex{})
+	mu.(*sync.Mutex).Lock()
+	f, err := os.OpenFile(filepath.Join(s.dir, lockFile), os.O_RDONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		mu.(*sync.Mutex).Unlock()
+		return nil, fmt.Errorf("ipam: lock: %w", err)
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		mu.(*sync.Mutex).Unlock()
+		return nil, fmt.Errorf("ipam: lock %s: %w", f.Name(), err)
+	}
+	return func() {
+		f.Close() // releases the flock
+		mu.(*sync.Mutex).Unlock()
+	}, nil
+}
+
+// reservations reads every reservation. A file named by an IP that holds no
+// attachment (empty or garbage: a writer died between creating and
+// writing it, or a power loss emptied it) is removed, as no live
+// attachment can be holding it: writers hold the lock from create to
+// fsync.
+func (s *store) reservations() (map[netip.Addr]Attachment, error) {
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, fmt.Errorf("ipam: %w", err)
+	}
+	out := make(map[netip.Addr]Attachment, len(entries))
+	for _, e := range entries {
+		ip, err := netip.ParseAddr(e.Name())
+		if err != nil || e.IsDir() {
+			s.removeStaleTemp(e)
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(s.dir, e.Name()))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("ipam: %w", err)
+		}
+		a, ok := parseReservation(data)
+		if !ok {
+			if err := os.Remove(filepath.Join(s.dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("ipam: reclaim %s: %w", e.Name(), err)
+			}
+			continue
+		}
+		out[ip] = a
+	}
+	return out, nil
+}
+
+// removeStaleTemp removes a temporary file atomicfile left behind when the
+// process writing it died: nothing reads it, and only the lock holder
+// writes.
+func (s *store) removeStaleTemp(e fs.DirEntry) {
+	if !e.IsDir() && strings.HasPrefix(e.Name(), ".") && strings.Contains(e.Name(), ".tmp") {
+		os.Remove(filepath.Join(s.dir, e.Name()))
+	}
+}
+
+// parseReservation reads "<container ID>\r\n<interface>", or a bare
+// container ID, as host-local wrote before it recorded interfaces.
+func parseReservation(data []byte) (Attachment, bool) {
+	id, ifname, _ := strings.Cut(strings.TrimSpace(string(data)), lineBreak)
+	id = strings.TrimSpace(id)
+	if id == "" || strings.ContainsAny(id, "\x00\n") || strings.ContainsAny(ifname, "\x00\r\n") {
+		return Attachment{}, false
+	}
+	return Attachment{ContainerID: id, IfName: ifname}, true
+}
+
+// reserve creates ip's file for a, exclusively, and syncs it. It reports
+// false if the IP is already taken.
+func (s *store) reserve(ip netip.Addr, a Attachment) (bool, error) {
+	path := filepath.Join(s.dir, ip.String())
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if errors.Is(err, fs.ErrExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("ipam: reserve %s: %w", ip, err)
+	}
+	_, err = f.WriteString(strings.TrimSpace(a.ContainerID) + lineBreak + a.IfName)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+		return false, fmt.Errorf("ipam: reserve %s: %w", ip, err)
+	}
+	return true, nil
+}
+
+// release removes ip's reservation; one already gone is not an error.
+func (s *store) release(ip netip.Addr) error {
+	if err := os.Remove(filepath.Join(s.dir, ip.String())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("ipam: release %s: %w", ip, err)
+	}
+	return nil
+}
+
+// lastReserved returns the last IP reserved in range index i, if known.
+func (s *store) lastReserved(i int) netip.Addr {
+	data, err := os.ReadFile(filepath.Join(s.dir, fmt.Sprint(lastReservedFile, i)))
+	if err != nil {
+		return netip.Addr{}
+	}
+	ip, _ := netip.ParseAddr(string(bytes.TrimSpace(data)))
+	return ip
+}
+
+// setLastReserved records the last IP reserved in range index i.
+func (s *store) setLastReserved(i int, ip netip.Addr) error {
+	if err := atomicfile.Write(filepath.Join(s.dir, fmt.Sprint(lastReservedFile, i)), []byte(ip.String()), 0o644); err != nil {
+		return fmt.Errorf("ipam: %w", err)
+	}
+	return nil
+}
