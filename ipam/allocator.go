@@ -12,6 +12,8 @@ import (
 // next sandbox, by default.
 const DefaultHintTTL = 24 * time.Hour
 
+var errNoRanges = errors.New("ipam: no address ranges: set ranges, or a subnet file with FLANNEL_SUBNET")
+
 // ErrExhausted is matched by the error Allocate returns when a range has no
 // address left.
 var ErrExhausted = errors.New("no IP addresses available")
@@ -22,7 +24,9 @@ type Config struct {
 	// default /var/lib/cni/networks/<name>, as host-local's. Required.
 	Dir string
 	// Ranges are the address ranges, at most one per family, in the order
-	// results list them. Required.
+	// results list them. Allocate and Usage need at least one; Release,
+	// GC and Lookup work without, so that a DEL succeeds even when the
+	// node's subnet can no longer be read.
 	Ranges []Range
 	// HintTTL is how long after its pod released them a pod's IPs are kept
 	// for it. Default DefaultHintTTL. A hint never causes exhaustion: when
@@ -48,15 +52,14 @@ func New(cfg Config) (*Allocator, error) {
 	if cfg.Dir == "" {
 		return nil, errors.New("ipam: Config.Dir is required")
 	}
-	if len(cfg.Ranges) == 0 {
-		return nil, errors.New("ipam: no ranges: set ranges or the subnet file")
-	}
 	a := &Allocator{ttl: cfg.HintTTL, now: cfg.Now}
 	if a.ttl <= 0 {
 		a.ttl = DefaultHintTTL
 	}
 	if a.now == nil {
-		a.now = time.Now
+		// UTC: records need no time zone, and loading one costs every
+		// plugin run a file read.
+		a.now = func() time.Time { return time.Now().UTC() }
 	}
 	families := map[bool]bool{}
 	for _, r := range cfg.Ranges {
@@ -101,6 +104,9 @@ type IP struct {
 func (a *Allocator) Allocate(at Attachment, p Pod) ([]IP, error) {
 	if at.ContainerID == "" {
 		return nil, errors.New("ipam: no container ID")
+	}
+	if len(a.ranges) == 0 {
+		return nil, errNoRanges
 	}
 	unlock, err := a.s.lock()
 	if err != nil {
@@ -195,6 +201,15 @@ func (a *Allocator) load() (*state, error) {
 	kept := records[:0]
 	for _, r := range records {
 		ips := slices.DeleteFunc(slices.Clone(r.IPs), func(ip netip.Addr) bool { return !a.inRanges(ip) })
+		if r.Released.IsZero() && !holdsAny(reserved, r) {
+			// Its attachment was released (DEL leaves records alone, so
+			// that it costs no more than host-local's): the hint's TTL
+			// starts now.
+			r.Released = now
+			if err := a.s.putRecord(r); err != nil {
+				return nil, err
+			}
+		}
 		switch {
 		case r.expired(now, a.ttl) || len(ips) == 0 && !r.Released.IsZero():
 			if err := a.s.deleteRecord(r.pod()); err != nil {
@@ -212,7 +227,22 @@ func (a *Allocator) load() (*state, error) {
 	return &state{reserved: reserved, records: kept}, nil
 }
 
+// inRanges reports whether ip lies in a current range; with no ranges
+// known (a DEL or GC without the node's subnet), every IP does, so that
+// nothing is dropped for want of knowing.
+func holdsAny(reserved map[netip.Addr]Attachment, r *Record) bool {
+	for _, ip := range r.IPs {
+		if h, ok := reserved[ip]; ok && h.ContainerID == r.ContainerID && h.IfName == r.IfName {
+			return true
+		}
+	}
+	return false
+}
+
 func (a *Allocator) inRanges(ip netip.Addr) bool {
+	if len(a.ranges) == 0 {
+		return true
+	}
 	for _, r := range a.ranges {
 		if r.contains(ip) {
 			return true
@@ -299,8 +329,9 @@ func (a *Allocator) pick(st *state, i int, r Range, at Attachment, p Pod, rec *R
 }
 
 // Release frees the IPs attachment at holds. The pod's record stays, so
-// its next sandbox gets the same IPs back within the hint TTL. Nothing
-// held is not an error.
+// its next sandbox gets the same IPs back within the hint TTL, which
+// starts when the store is next read (Release itself touches only the
+// reservations, as host-local's DEL does). Nothing held is not an error.
 func (a *Allocator) Release(at Attachment) error {
 	unlock, err := a.s.lock()
 	if err != nil {
@@ -314,23 +345,6 @@ func (a *Allocator) Release(at Attachment) error {
 	for ip, holder := range reserved {
 		if holder == at || holder.ContainerID == at.ContainerID && holder.IfName == "" {
 			if err := a.s.release(ip); err != nil {
-				return err
-			}
-		}
-	}
-	return a.markReleased(func(r *Record) bool { return r.ContainerID == at.ContainerID && r.IfName == at.IfName })
-}
-
-// markReleased starts the hint TTL of the records match selects.
-func (a *Allocator) markReleased(match func(*Record) bool) error {
-	records, err := a.s.records()
-	if err != nil {
-		return err
-	}
-	for _, r := range records {
-		if match(r) && r.Released.IsZero() {
-			r.Released = a.now()
-			if err := a.s.putRecord(r); err != nil {
 				return err
 			}
 		}
@@ -356,7 +370,6 @@ func (a *Allocator) GC(valid []Attachment) (int, error) {
 		return 0, err
 	}
 	released := 0
-	gone := map[Attachment]bool{}
 	for ip, holder := range st.reserved {
 		if keep[holder] || holder.IfName == "" && keepsContainer(valid, holder.ContainerID) {
 			continue
@@ -364,10 +377,9 @@ func (a *Allocator) GC(valid []Attachment) (int, error) {
 		if err := a.s.release(ip); err != nil {
 			return released, err
 		}
-		gone[holder] = true
 		released++
 	}
-	return released, a.markReleased(func(r *Record) bool { return gone[Attachment{r.ContainerID, r.IfName}] })
+	return released, nil
 }
 
 func keepsContainer(valid []Attachment, id string) bool {
@@ -416,6 +428,9 @@ func (a *Allocator) Usage() ([]Usage, error) {
 		return nil, err
 	}
 	defer unlock()
+	if len(a.ranges) == 0 {
+		return nil, errNoRanges
+	}
 	st, err := a.load()
 	if err != nil {
 		return nil, err

@@ -180,6 +180,14 @@ func TestHintExpiry(t *testing.T) {
 	a := newAllocator(t, c, "10.1.0.0/24")
 	web := must(t, a, att("web-1"), pod("web"))
 	a.Release(att("web-1"))
+	// The TTL starts when the store is next read after the release (a
+	// DEL touches only reservations).
+	if _, err := a.Usage(); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := a.s.record(pod("web")); r == nil || !r.Released.Equal(c.now()) {
+		t.Fatalf("record after the release was noticed: %+v", r)
+	}
 	c.advance(2 * time.Hour) // past the hour's TTL
 	if n, err := a.GC(nil); err != nil || n != 0 {
 		t.Fatalf("GC: %d, %v", n, err)
@@ -310,5 +318,28 @@ func TestRangeDefaults(t *testing.T) {
 	}
 	if _, err := (Range{Subnet: netip.MustParsePrefix("10.0.0.0/24"), Start: netip.MustParseAddr("10.0.1.5")}).withDefaults(); err == nil || !strings.Contains(err.Error(), "rangeStart 10.0.1.5 is outside subnet 10.0.0.0/24") {
 		t.Errorf("start outside: %v", err)
+	}
+}
+
+// Without ranges (the subnet file is gone), Release and GC still work and
+// drop nothing for being outside an unknown range.
+func TestNoRanges(t *testing.T) {
+	c := &clock{time.Unix(1e9, 0)}
+	a := newAllocator(t, c, "10.1.0.0/24")
+	must(t, a, att("c1"), pod("c1"))
+	must(t, a, att("c2"), Pod{})
+	b := reopen(t, a, c)
+	if _, err := b.Allocate(att("c3"), Pod{}); err == nil || !strings.Contains(err.Error(), "FLANNEL_SUBNET") {
+		t.Errorf("Allocate without ranges: %v", err)
+	}
+	if n, err := b.GC([]Attachment{att("c1"), att("c2")}); err != nil || n != 0 {
+		t.Errorf("GC without ranges released %d, %v", n, err)
+	}
+	if err := b.Release(att("c1")); err != nil {
+		t.Fatal(err)
+	}
+	reserved, _ := b.s.reservations()
+	if len(reserved) != 1 {
+		t.Errorf("after releasing c1 without ranges: %v", reserved)
 	}
 }
