@@ -4,7 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -32,7 +35,7 @@ type Config struct {
 	// for it. Default DefaultHintTTL. A hint never causes exhaustion: when
 	// a range is otherwise full, the oldest hint is given up.
 	HintTTL time.Duration
-	// Now returns the time. Default time.Now.
+	// Now returns the time. Default time.Now, in UTC.
 	Now func() time.Time
 }
 
@@ -40,6 +43,11 @@ type Config struct {
 // gives a pod restarted under the same namespace and name the IPs it had.
 // Every method takes the store's lock, so Allocators in any number of
 // processes may share one directory.
+//
+// The common operations cost a few small files whatever the number of
+// reservations: which IPs are taken, and which are remembered for a pod,
+// are names in two directory listings; only the pod's own record and the
+// files of the IPs it looks at are read.
 type Allocator struct {
 	s      *store
 	ranges []Range
@@ -99,8 +107,8 @@ type IP struct {
 // others are free, and taking the oldest remembered one when none is.
 // If a later range fails, the IPs this call reserved are released.
 //
-// Reservations and records outside the current ranges (the node's subnet
-// changed) are dropped first.
+// When the ranges differ from those of the last call (the node's subnet
+// changed), reservations and records outside them are dropped first.
 func (a *Allocator) Allocate(at Attachment, p Pod) ([]IP, error) {
 	if at.ContainerID == "" {
 		return nil, errors.New("ipam: no container ID")
@@ -113,132 +121,327 @@ func (a *Allocator) Allocate(at Attachment, p Pod) ([]IP, error) {
 		return nil, err
 	}
 	defer unlock()
-	st, err := a.load()
+	if err := a.followRanges(); err != nil {
+		return nil, err
+	}
+	taken, err := a.s.taken()
+	if err != nil {
+		return nil, err
+	}
+	marked, err := a.s.markers()
 	if err != nil {
 		return nil, err
 	}
 	var rec *Record
 	if p.IsValid() {
-		for _, r := range st.records {
-			if r.Namespace == p.Namespace && r.Name == p.Name {
-				rec = r
-			}
+		if rec, err = a.s.record(p); err != nil {
+			return nil, err
 		}
 	}
-
-	var out []IP
-	var made []netip.Addr // reserved by this call, for the rollback
-	rollback := func(err error) ([]IP, error) {
-		for _, ip := range made {
-			a.s.release(ip)
-		}
+	held, err := a.held(at, p, rec, taken)
+	if err != nil {
 		return nil, err
 	}
+
+	// Choose first, then write the pod's record, then reserve: the
+	// record is the intent, so that an ADD killed after it and retried
+	// finds its choice again instead of reserving a second IP.
+	chosen := make([]netip.Addr, len(a.ranges))
 	for i, r := range a.ranges {
-		ip, fresh, err := a.pick(st, i, r, at, p, rec)
-		if err != nil {
-			return rollback(err)
+		if ip := held[i]; ip.IsValid() {
+			chosen[i] = ip
+			continue
 		}
-		if fresh {
-			ok, err := a.s.reserve(ip, at)
-			if err == nil && !ok {
-				err = fmt.Errorf("ipam: %s was taken while the store was locked: is another program writing %s without its lock?", ip, a.s.dir)
-			}
-			if err != nil {
-				return rollback(err)
-			}
-			made = append(made, ip)
-			st.reserved[ip] = at
-			if err := a.s.setLastReserved(i, ip); err != nil {
-				return rollback(err)
-			}
+		if chosen[i], err = a.pick(i, r, rec, p, taken, marked); err != nil {
+			return nil, err
 		}
-		out = append(out, IP{Address: netip.PrefixFrom(ip, r.Subnet.Bits()), Gateway: r.Gateway})
+		taken[chosen[i]] = true
 	}
 	if p.IsValid() {
 		now := a.now()
-		if rec == nil {
-			rec = &Record{Namespace: p.Namespace, Name: p.Name, Created: now}
+		next := &Record{Namespace: p.Namespace, Name: p.Name, UID: p.UID, Created: now,
+			ContainerID: at.ContainerID, IfName: at.IfName, Updated: now, IPs: chosen}
+		if rec != nil {
+			next.Created = rec.Created
 		}
-		rec.UID, rec.ContainerID, rec.IfName, rec.Updated, rec.Released = p.UID, at.ContainerID, at.IfName, now, time.Time{}
-		rec.IPs = rec.IPs[:0]
-		for _, ip := range out {
-			rec.IPs = append(rec.IPs, ip.Address.Addr())
+		if err := a.s.putRecord(next, rec); err != nil {
+			return nil, err
 		}
-		if err := a.s.putRecord(rec); err != nil {
-			return rollback(err)
+	}
+	var made []netip.Addr // reserved by this call, for the rollback
+	for i, ip := range chosen {
+		if ip == held[i] {
+			continue
+		}
+		ok, err := a.s.reserve(ip, at)
+		if err == nil && !ok {
+			err = fmt.Errorf("ipam: %s was taken while the store was locked: is another program writing %s without its lock?", ip, a.s.dir)
+		}
+		if err != nil {
+			for _, ip := range made {
+				a.s.release(ip)
+			}
+			a.restoreRecord(p, rec)
+			return nil, err
+		}
+		made = append(made, ip)
+		if err := a.s.setLastReserved(i, ip); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]IP, len(chosen))
+	for i, ip := range chosen {
+		out[i] = IP{Address: netip.PrefixFrom(ip, a.ranges[i].Subnet.Bits()), Gateway: a.ranges[i].Gateway}
+	}
+	return out, nil
+}
+
+// restoreRecord puts p's record back as it was before a failed Allocate,
+// so that the pod is remembered by the IPs it had.
+func (a *Allocator) restoreRecord(p Pod, old *Record) {
+	if !p.IsValid() {
+		return
+	}
+	cur, err := a.s.record(p)
+	if err != nil || cur == nil {
+		return
+	}
+	if old == nil {
+		a.s.deleteRecord(cur)
+		return
+	}
+	a.s.putRecord(old, cur)
+}
+
+// held returns, per range, the IP attachment at already holds, if any:
+// through the pod's record when it names at (a repeated ADD, or one
+// retried after a crash: the record is written before the reservations),
+// else, for an ADD without a pod, by reading every reservation, as
+// host-local does.
+func (a *Allocator) held(at Attachment, p Pod, rec *Record, taken map[netip.Addr]bool) ([]netip.Addr, error) {
+	out := make([]netip.Addr, len(a.ranges))
+	var candidates []netip.Addr
+	switch {
+	case rec != nil && rec.attachment() == at:
+		candidates = rec.IPs
+	case !p.IsValid():
+		reserved, err := a.s.reservations()
+		if err != nil {
+			return nil, err
+		}
+		for ip, h := range reserved {
+			if h == at {
+				candidates = append(candidates, ip)
+			}
+		}
+	}
+	for _, ip := range candidates {
+		if !taken[ip] {
+			continue
+		}
+		h, ok, err := a.s.holder(ip)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			delete(taken, ip) // reclaimed debris
+			continue
+		}
+		for i, r := range a.ranges {
+			if h == at && r.contains(ip) {
+				out[i] = ip
+			}
 		}
 	}
 	return out, nil
 }
 
-// state is the store as read under the lock.
-type state struct {
-	reserved map[netip.Addr]Attachment
-	records  []*Record
-}
+// pick chooses a fresh IP of range i. See Allocate for the order of
+// preference.
+func (a *Allocator) pick(i int, r Range, rec *Record, p Pod, taken, marked map[netip.Addr]bool) (netip.Addr, error) {
+	for _, ip := range recordIPs(rec) {
+		if !r.contains(ip) {
+			continue
+		}
+		if !taken[ip] {
+			return ip, nil
+		}
+		h, ok, err := a.s.holder(ip)
+		if err != nil {
+			return netip.Addr{}, err
+		}
+		if !ok {
+			return ip, nil // debris, reclaimed
+		}
+		if h == rec.attachment() {
+			// The pod's previous sandbox, gone without a DEL: the
+			// reservation moves to the new one.
+			if err := a.s.release(ip); err != nil {
+				return netip.Addr{}, err
+			}
+			delete(taken, ip)
+			return ip, nil
+		}
+	}
 
-// load reads the store, dropping what lies outside the current ranges and
-// the hints that have expired.
-func (a *Allocator) load() (*state, error) {
+	// Round-robin, passing over other pods' remembered IPs. At most
+	// len(taken)+len(marked) candidates are unusable, so a scan of one
+	// more than that finds a free, unremembered one if there is any, even
+	// in a range too large to scan whole.
+	limit := min(r.size(), uint64(len(taken)+len(marked))+1)
+	var oldest netip.Addr
+	var oldestRec *Record
+	ip := a.s.lastReserved(i)
+	for n := uint64(0); n < limit; {
+		ip = r.next(ip)
+		if ip == r.Gateway {
+			continue
+		}
+		n++
+		if taken[ip] {
+			continue
+		}
+		if !marked[ip] {
+			return ip, nil
+		}
+		h, err := a.hint(ip, p)
+		if err != nil {
+			return netip.Addr{}, err
+		}
+		if h == nil {
+			return ip, nil
+		}
+		if oldestRec == nil || h.since().Before(oldestRec.since()) {
+			oldest, oldestRec = ip, h
+		}
+	}
+	if oldestRec != nil {
+		// Every free IP is remembered for another pod: the oldest hint
+		// gives way, so that stickiness never exhausts a range.
+		next := *oldestRec
+		next.IPs = slices.DeleteFunc(slices.Clone(oldestRec.IPs), func(x netip.Addr) bool { return x == oldest })
+		if err := a.s.putRecord(&next, oldestRec); err != nil {
+			return netip.Addr{}, err
+		}
+		return oldest, nil
+	}
+	// Full, by names: reclaim debris, if any, the slow way.
 	reserved, err := a.s.reservations()
 	if err != nil {
+		return netip.Addr{}, err
+	}
+	for ip := range taken {
+		if _, ok := reserved[ip]; !ok && r.contains(ip) {
+			delete(taken, ip)
+			return ip, nil
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("ipam: %w in range %s", ErrExhausted, r.Subnet)
+}
+
+// hint returns the record that remembers free IP ip for another pod than
+// p, or nil if none does (an expired one is deleted on the way).
+func (a *Allocator) hint(ip netip.Addr, p Pod) (*Record, error) {
+	h, err := a.s.hintFor(ip)
+	if err != nil || h == nil {
 		return nil, err
 	}
-	for ip := range reserved {
-		if !a.inRanges(ip) {
+	if p.IsValid() && h.Namespace == p.Namespace && h.Name == p.Name {
+		return nil, nil
+	}
+	if h.Released.IsZero() {
+		// Its pod's attachment does not hold this IP (it is free): the
+		// release was not seen yet. The TTL starts now.
+		h.Released = a.now()
+		if err := a.s.putRecordLazily(h); err != nil {
+			return nil, err
+		}
+	}
+	if h.expired(a.now(), a.ttl) {
+		return nil, a.s.deleteRecord(h)
+	}
+	return h, nil
+}
+
+// rangesFile keeps the ranges of the last Allocate, to notice a change of
+// the node's subnet without reading every reservation each time.
+const rangesFile = "ranges"
+
+// followRanges drops the reservations and hints outside the current
+// ranges, if those changed since the last call.
+func (a *Allocator) followRanges() error {
+	var parts []string
+	for _, r := range a.ranges {
+		parts = append(parts, fmt.Sprintf("%s %s %s %s", r.Subnet, r.Start, r.End, r.Gateway))
+	}
+	want := strings.Join(parts, "\n")
+	path := filepath.Join(a.s.dir, recordDir, rangesFile)
+	if data, err := os.ReadFile(path); err == nil && string(data) == want {
+		return nil
+	}
+	if _, err := a.sweep(nil); err != nil {
+		return err
+	}
+	return os.WriteFile(path, []byte(want), 0o644)
+}
+
+// sweep reads the whole store: it releases the reservations outside the
+// ranges and, when valid is not nil, those of attachments not in it;
+// it drops hints that expired or lie outside the ranges, starts the TTL of
+// records whose attachment no longer holds their IPs, and repairs
+// markers. It returns how many reservations it released.
+func (a *Allocator) sweep(valid map[Attachment]bool) (int, error) {
+	reserved, err := a.s.reservations()
+	if err != nil {
+		return 0, err
+	}
+	released := 0
+	for ip, h := range reserved {
+		keep := a.inRanges(ip)
+		if keep && valid != nil {
+			keep = valid[h] || h.IfName == "" && valid[Attachment{ContainerID: h.ContainerID, IfName: "*"}]
+		}
+		if !keep {
 			if err := a.s.release(ip); err != nil {
-				return nil, err
+				return released, err
 			}
 			delete(reserved, ip)
+			released++
 		}
 	}
 	records, err := a.s.records()
 	if err != nil {
-		return nil, err
+		return released, err
 	}
 	now := a.now()
-	kept := records[:0]
 	for _, r := range records {
-		ips := slices.DeleteFunc(slices.Clone(r.IPs), func(ip netip.Addr) bool { return !a.inRanges(ip) })
-		if r.Released.IsZero() && !holdsAny(reserved, r) {
-			// Its attachment was released (DEL leaves records alone, so
-			// that it costs no more than host-local's): the hint's TTL
-			// starts now.
-			r.Released = now
-			if err := a.s.putRecord(r); err != nil {
-				return nil, err
-			}
+		next := *r
+		next.IPs = slices.DeleteFunc(slices.Clone(r.IPs), func(ip netip.Addr) bool { return !a.inRanges(ip) })
+		holds := false
+		for _, ip := range next.IPs {
+			holds = holds || reserved[ip] == r.attachment()
+		}
+		if !holds && next.Released.IsZero() {
+			next.Released = now
 		}
 		switch {
-		case r.expired(now, a.ttl) || len(ips) == 0 && !r.Released.IsZero():
-			if err := a.s.deleteRecord(r.pod()); err != nil {
-				return nil, err
-			}
-			continue
-		case len(ips) != len(r.IPs):
-			r.IPs = ips
-			if err := a.s.putRecord(r); err != nil {
-				return nil, err
-			}
+		case next.expired(now, a.ttl) || len(next.IPs) == 0 && !holds:
+			err = a.s.deleteRecord(r)
+		case len(next.IPs) != len(r.IPs) || !next.Released.Equal(r.Released):
+			err = a.s.putRecord(&next, r)
+		default:
+			err = a.s.syncMarkers(r, nil)
 		}
-		kept = append(kept, r)
+		if err != nil {
+			return released, err
+		}
 	}
-	return &state{reserved: reserved, records: kept}, nil
+	return released, nil
 }
 
 // inRanges reports whether ip lies in a current range; with no ranges
 // known (a DEL or GC without the node's subnet), every IP does, so that
 // nothing is dropped for want of knowing.
-func holdsAny(reserved map[netip.Addr]Attachment, r *Record) bool {
-	for _, ip := range r.IPs {
-		if h, ok := reserved[ip]; ok && h.ContainerID == r.ContainerID && h.IfName == r.IfName {
-			return true
-		}
-	}
-	return false
-}
-
 func (a *Allocator) inRanges(ip netip.Addr) bool {
 	if len(a.ranges) == 0 {
 		return true
@@ -251,99 +454,45 @@ func (a *Allocator) inRanges(ip netip.Addr) bool {
 	return false
 }
 
-// pick chooses range i's IP for at: fresh is false when at already holds
-// it. See Allocate for the order of preference.
-func (a *Allocator) pick(st *state, i int, r Range, at Attachment, p Pod, rec *Record) (ip netip.Addr, fresh bool, err error) {
-	for ip, holder := range st.reserved {
-		if holder == at && r.contains(ip) {
-			return ip, false, nil
-		}
-	}
-	if rec != nil {
-		for _, ip := range rec.IPs {
-			if !r.contains(ip) {
-				continue
-			}
-			holder, taken := st.reserved[ip]
-			switch {
-			case !taken:
-				return ip, true, nil
-			case holder.ContainerID == rec.ContainerID && holder.IfName == rec.IfName:
-				// The pod's previous sandbox, gone without a DEL: the
-				// reservation moves to the new one.
-				if err := a.s.release(ip); err != nil {
-					return netip.Addr{}, false, err
-				}
-				delete(st.reserved, ip)
-				return ip, true, nil
-			}
-		}
-	}
-
-	// Round-robin, passing over other pods' remembered IPs. Among the
-	// candidates, at most len(reserved)+len(hinted) are unusable, so a
-	// scan of one more than that finds a free, unremembered one if there
-	// is any, even in a range too large to scan whole.
-	hinted := map[netip.Addr]*Record{}
-	for _, other := range st.records {
-		if p.IsValid() && other.Namespace == p.Namespace && other.Name == p.Name {
-			continue
-		}
-		for _, ip := range other.IPs {
-			if r.contains(ip) {
-				hinted[ip] = other
-			}
-		}
-	}
-	limit := min(r.size(), uint64(len(st.reserved)+len(hinted))+1)
-	var oldest netip.Addr
-	ip = a.s.lastReserved(i)
-	for n := uint64(0); n < limit; {
-		ip = r.next(ip)
-		if ip == r.Gateway {
-			continue
-		}
-		n++
-		if _, taken := st.reserved[ip]; taken {
-			continue
-		}
-		h, remembered := hinted[ip]
-		if !remembered {
-			return ip, true, nil
-		}
-		if !oldest.IsValid() || h.since().Before(hinted[oldest].since()) {
-			oldest = ip
-		}
-	}
-	if oldest.IsValid() {
-		// Every free IP is remembered for another pod: the oldest hint
-		// gives way, so that stickiness never exhausts a range.
-		h := hinted[oldest]
-		h.IPs = slices.DeleteFunc(h.IPs, func(ip netip.Addr) bool { return ip == oldest })
-		if err := a.s.putRecord(h); err != nil {
-			return netip.Addr{}, false, err
-		}
-		return oldest, true, nil
-	}
-	return netip.Addr{}, false, fmt.Errorf("ipam: %w in range %s", ErrExhausted, r.Subnet)
-}
-
-// Release frees the IPs attachment at holds. The pod's record stays, so
-// its next sandbox gets the same IPs back within the hint TTL, which
-// starts when the store is next read (Release itself touches only the
-// reservations, as host-local's DEL does). Nothing held is not an error.
-func (a *Allocator) Release(at Attachment) error {
+// Release frees the IPs attachment at holds. With the pod p known, it
+// looks only at the IPs the pod's record names; otherwise, or if they do
+// not match, it reads every reservation, as host-local's DEL does. The
+// pod's record stays, so its next sandbox gets the same IPs back within
+// the hint TTL, which starts when the store next sees the IPs free.
+// Nothing held is not an error.
+func (a *Allocator) Release(at Attachment, p Pod) error {
 	unlock, err := a.s.lock()
 	if err != nil {
 		return err
 	}
 	defer unlock()
+	if p.IsValid() {
+		rec, err := a.s.record(p)
+		if err != nil {
+			return err
+		}
+		if rec != nil && rec.attachment() == at {
+			for _, ip := range rec.IPs {
+				if h, ok, err := a.s.holder(ip); err != nil {
+					return err
+				} else if ok && h == at {
+					if err := a.s.release(ip); err != nil {
+						return err
+					}
+				}
+			}
+			// The record stays as it is: the hint's TTL starts when an
+			// Allocate or a sweep next sees the IPs free, which keeps a
+			// DEL as cheap as host-local's.
+			return nil
+		}
+	}
 	reserved, err := a.s.reservations()
 	if err != nil {
 		return err
 	}
-	for ip, holder := range reserved {
-		if holder == at || holder.ContainerID == at.ContainerID && holder.IfName == "" {
+	for ip, h := range reserved {
+		if h == at || h.ContainerID == at.ContainerID && h.IfName == "" {
 			if err := a.s.release(ip); err != nil {
 				return err
 			}
@@ -364,26 +513,11 @@ func (a *Allocator) GC(valid []Attachment) (int, error) {
 	keep := map[Attachment]bool{}
 	for _, at := range valid {
 		keep[at] = true
+		// A reservation host-local wrote before it recorded interfaces
+		// names only the container.
+		keep[Attachment{ContainerID: at.ContainerID, IfName: "*"}] = true
 	}
-	st, err := a.load()
-	if err != nil {
-		return 0, err
-	}
-	released := 0
-	for ip, holder := range st.reserved {
-		if keep[holder] || holder.IfName == "" && keepsContainer(valid, holder.ContainerID) {
-			continue
-		}
-		if err := a.s.release(ip); err != nil {
-			return released, err
-		}
-		released++
-	}
-	return released, nil
-}
-
-func keepsContainer(valid []Attachment, id string) bool {
-	return slices.ContainsFunc(valid, func(at Attachment) bool { return at.ContainerID == id })
+	return a.sweep(keep)
 }
 
 // Lookup returns the IPs attachment at holds, in range order, for CNI's
@@ -400,8 +534,8 @@ func (a *Allocator) Lookup(at Attachment) ([]IP, error) {
 	}
 	var out []IP
 	for _, r := range a.ranges {
-		for ip, holder := range reserved {
-			if holder == at && r.contains(ip) {
+		for ip, h := range reserved {
+			if h == at && r.contains(ip) {
 				out = append(out, IP{Address: netip.PrefixFrom(ip, r.Subnet.Bits()), Gateway: r.Gateway})
 			}
 		}
@@ -409,12 +543,12 @@ func (a *Allocator) Lookup(at Attachment) ([]IP, error) {
 	return out, nil
 }
 
-// Usage is how full each range is.
+// Usage is how full a range is.
 type Usage struct {
 	Range     Range
 	Size      uint64 // addresses the range hands out, at most MaxUint64
 	Reserved  int
-	Remembers int // free addresses remembered for a released pod
+	Remembers int // free addresses remembered for a pod
 }
 
 // Free returns the addresses left, counting remembered ones as free (a
@@ -423,34 +557,36 @@ func (u Usage) Free() uint64 { return u.Size - uint64(u.Reserved) }
 
 // Usage reports each range's use, for CNI's STATUS.
 func (a *Allocator) Usage() ([]Usage, error) {
+	if len(a.ranges) == 0 {
+		return nil, errNoRanges
+	}
 	unlock, err := a.s.lock()
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	if len(a.ranges) == 0 {
-		return nil, errNoRanges
+	if _, err := a.sweep(nil); err != nil {
+		return nil, err
 	}
-	st, err := a.load()
+	taken, err := a.s.taken()
+	if err != nil {
+		return nil, err
+	}
+	marked, err := a.s.markers()
 	if err != nil {
 		return nil, err
 	}
 	var out []Usage
 	for _, r := range a.ranges {
 		u := Usage{Range: r, Size: r.size()}
-		for ip := range st.reserved {
+		for ip := range taken {
 			if r.contains(ip) {
 				u.Reserved++
 			}
 		}
-		for _, rec := range st.records {
-			if rec.Released.IsZero() {
-				continue
-			}
-			for _, ip := range rec.IPs {
-				if _, taken := st.reserved[ip]; !taken && r.contains(ip) {
-					u.Remembers++
-				}
+		for ip := range marked {
+			if !taken[ip] && r.contains(ip) {
+				u.Remembers++
 			}
 		}
 		out = append(out, u)

@@ -70,7 +70,7 @@ func TestAllocateRoundRobin(t *testing.T) {
 		t.Fatalf("first three: %v", got)
 	}
 	// Round-robin: a released IP is not the next one handed out.
-	if err := a.Release(att("c1")); err != nil {
+	if err := a.Release(att("c1"), Pod{}); err != nil {
 		t.Fatal(err)
 	}
 	if got := must(t, a, att("c4"), Pod{}); got != "10.1.0.5/29" {
@@ -100,7 +100,7 @@ func TestStickyRestart(t *testing.T) {
 	a := newAllocator(t, c, "10.1.0.0/24")
 	web := must(t, a, att("web-1"), pod("web"))
 	must(t, a, att("db-1"), pod("db"))
-	if err := a.Release(att("web-1")); err != nil {
+	if err := a.Release(att("web-1"), Pod{}); err != nil {
 		t.Fatal(err)
 	}
 	// Others come and go meanwhile, round-robin past web's IP.
@@ -127,7 +127,7 @@ func TestStickyNeverStealsLive(t *testing.T) {
 	if got := must(t, a, att("web-1"), pod("web")); got != "10.1.0.2/29" {
 		t.Fatalf("web: %s", got)
 	}
-	a.Release(att("web-1"))
+	a.Release(att("web-1"), Pod{})
 	for _, id := range []string{"a1", "a2", "a3", "a4"} {
 		if got := must(t, a, att(id), Pod{}); got == "10.1.0.2/29" {
 			t.Fatalf("%s took web's remembered IP while others were free", id)
@@ -136,7 +136,7 @@ func TestStickyNeverStealsLive(t *testing.T) {
 	if got := must(t, a, att("a5"), Pod{}); got != "10.1.0.2/29" {
 		t.Fatalf("a5 got %s; the hint should have given way", got)
 	}
-	a.Release(att("a1"))
+	a.Release(att("a1"), Pod{})
 	if got := must(t, a, att("web-2"), pod("web")); got != "10.1.0.3/29" {
 		t.Errorf("web-2 got %s, want the free .3, not a5's .2", got)
 	}
@@ -154,7 +154,7 @@ func TestHintsGiveWay(t *testing.T) {
 	}
 	for _, n := range names[:3] {
 		c.advance(time.Minute)
-		if err := a.Release(att(n + "-1")); err != nil {
+		if err := a.Release(att(n+"-1"), Pod{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -179,7 +179,7 @@ func TestHintExpiry(t *testing.T) {
 	c := &clock{time.Unix(1e9, 0)}
 	a := newAllocator(t, c, "10.1.0.0/24")
 	web := must(t, a, att("web-1"), pod("web"))
-	a.Release(att("web-1"))
+	a.Release(att("web-1"), Pod{})
 	// The TTL starts when the store is next read after the release (a
 	// DEL touches only reservations).
 	if _, err := a.Usage(); err != nil {
@@ -229,7 +229,7 @@ func TestSubnetChange(t *testing.T) {
 	a := newAllocator(t, c, "10.1.0.0/24")
 	must(t, a, att("web-1"), pod("web"))
 	must(t, a, att("c2"), Pod{})
-	a.Release(att("web-1"))
+	a.Release(att("web-1"), Pod{})
 	b := reopen(t, a, c, "10.2.0.0/24")
 	if got := must(t, b, att("web-2"), pod("web")); got != "10.2.0.2/24" {
 		t.Errorf("in the new subnet: %s", got)
@@ -259,7 +259,7 @@ func TestGCAndRelease(t *testing.T) {
 	}
 	// Release of nothing, twice, and of a container never seen.
 	for _, at := range []Attachment{att("c1"), att("c1"), att("never")} {
-		if err := a.Release(at); err != nil {
+		if err := a.Release(at, Pod{}); err != nil {
 			t.Errorf("Release(%v): %v", at, err)
 		}
 	}
@@ -335,7 +335,7 @@ func TestNoRanges(t *testing.T) {
 	if n, err := b.GC([]Attachment{att("c1"), att("c2")}); err != nil || n != 0 {
 		t.Errorf("GC without ranges released %d, %v", n, err)
 	}
-	if err := b.Release(att("c1")); err != nil {
+	if err := b.Release(att("c1"), Pod{}); err != nil {
 		t.Fatal(err)
 	}
 	reserved, _ := b.s.reservations()

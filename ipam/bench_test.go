@@ -32,7 +32,7 @@ func BenchmarkAllocateRelease(b *testing.B) {
 				if _, err := a.Allocate(att(c), pod(c)); err != nil {
 					b.Fatal(err)
 				}
-				if err := a.Release(att(c)); err != nil {
+				if err := a.Release(att(c), pod(c)); err != nil {
 					b.Fatal(err)
 				}
 			}

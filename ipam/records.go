@@ -42,12 +42,16 @@ type Record struct {
 	IfName      string    `json:"ifname"`
 	Created     time.Time `json:"created"`
 	Updated     time.Time `json:"updated"`
-	// Released is when the last attachment was released; the zero time
-	// while it holds its IPs. A hint expires a TTL after it.
+	// Released is when the last attachment was seen released; the zero
+	// time while it holds its IPs. A hint expires a TTL after it.
 	Released time.Time `json:"released,omitzero"`
 }
 
 func (r *Record) pod() Pod { return Pod{Namespace: r.Namespace, Name: r.Name, UID: r.UID} }
+
+func (r *Record) attachment() Attachment {
+	return Attachment{ContainerID: r.ContainerID, IfName: r.IfName}
+}
 
 // since returns when the record became a hint: when its pod released its
 // IPs, or, for a pod still holding them, when it last took them.
@@ -64,61 +68,138 @@ func (r *Record) expired(now time.Time, ttl time.Duration) bool {
 	return !r.Released.IsZero() && now.Sub(r.Released) >= ttl
 }
 
-// recordPath returns the file of p's record. Names are hashed rather than
-// joined: a namespace and a name may each be 253 bytes, and a file name at
-// most 255, and no separator is safe in both.
-func (s *store) recordPath(p Pod) string {
+// Records live in recordDir, named by a hash of namespace and name: a
+// namespace and a name may each be 253 bytes, a file name at most 255,
+// and no separator is safe in both. Beside each, for each of its IPs, a
+// marker: a symbolic link "ip-<IP>" to the record, so that whether an IP
+// is remembered for a pod is a name in a directory listing, not a read of
+// every record.
+const markerPrefix = "ip-"
+
+func recordName(p Pod) string {
 	sum := sha256.Sum256([]byte(p.Namespace + "\x00" + p.Name))
-	return filepath.Join(s.dir, recordDir, hex.EncodeToString(sum[:]))
+	return hex.EncodeToString(sum[:])
 }
+
+func isRecordName(name string) bool {
+	if len(name) != 2*sha256.Size {
+		return false
+	}
+	_, err := hex.DecodeString(name)
+	return err == nil
+}
+
+func (s *store) recordPath(p Pod) string { return filepath.Join(s.dir, recordDir, recordName(p)) }
 
 // record reads p's record, or returns nil if there is none.
 func (s *store) record(p Pod) (*Record, error) {
-	data, err := os.ReadFile(s.recordPath(p))
+	r, err := s.readRecord(recordName(p))
+	if r != nil && (r.Namespace != p.Namespace || r.Name != p.Name) {
+		return nil, nil // a hash collision, practically impossible: no record
+	}
+	return r, err
+}
+
+// readRecord reads the record in file name, or returns nil if there is no
+// readable one.
+func (s *store) readRecord(name string) (*Record, error) {
+	data, err := os.ReadFile(filepath.Join(s.dir, recordDir, name))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("ipam: pod record of %s: %w", p, err)
+		return nil, fmt.Errorf("ipam: pod record %s: %w", name, err)
 	}
 	var r Record
-	if err := json.Unmarshal(data, &r); err != nil || r.Namespace != p.Namespace || r.Name != p.Name {
-		// A crash cannot tear a record (it is replaced atomically), so
-		// this is damage from outside: forget it rather than fail.
+	if err := json.Unmarshal(data, &r); err != nil || r.Name == "" {
+		// Records are replaced atomically, so this is damage from
+		// outside (or a lazy write lost to a power cut): forget it.
 		return nil, nil
 	}
 	return &r, nil
 }
 
-// records reads every pod record. Unreadable ones are skipped, and stale
-// temporary files of interrupted writes removed.
+// records reads every pod record, removing stale temporary files of
+// interrupted writes.
 func (s *store) records() ([]*Record, error) {
 	dir := filepath.Join(s.dir, recordDir)
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("ipam: %w", err)
 	}
-	out := make([]*Record, 0, len(entries))
+	var out []*Record
 	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), ".") {
-			os.Remove(filepath.Join(dir, e.Name()))
-			continue
-		}
-		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
-		if err != nil {
-			continue
-		}
-		var r Record
-		if json.Unmarshal(data, &r) == nil && r.Name != "" {
-			out = append(out, &r)
+		switch name := e.Name(); {
+		case strings.HasPrefix(name, "."):
+			os.Remove(filepath.Join(dir, name))
+		case isRecordName(name):
+			r, err := s.readRecord(name)
+			if err != nil {
+				return nil, err
+			}
+			if r != nil {
+				out = append(out, r)
+			}
 		}
 	}
 	return out, nil
 }
 
-// putRecord writes r atomically (temporary file, fsync, rename, directory
-// fsync).
-func (s *store) putRecord(r *Record) error {
+// markers lists the IPs that have a marker.
+func (s *store) markers() (map[netip.Addr]bool, error) {
+	f, err := os.Open(filepath.Join(s.dir, recordDir))
+	if err != nil {
+		return nil, fmt.Errorf("ipam: %w", err)
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return nil, fmt.Errorf("ipam: %w", err)
+	}
+	out := map[netip.Addr]bool{}
+	for _, n := range names {
+		if ip, err := netip.ParseAddr(strings.TrimPrefix(n, markerPrefix)); err == nil && strings.HasPrefix(n, markerPrefix) {
+			out[ip] = true
+		}
+	}
+	return out, nil
+}
+
+// hintFor returns the record ip is remembered for, following its marker,
+// or nil. A marker whose record is gone or no longer lists ip is removed.
+func (s *store) hintFor(ip netip.Addr) (*Record, error) {
+	path := filepath.Join(s.dir, recordDir, markerPrefix+ip.String())
+	target, err := os.Readlink(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ipam: %w", err)
+	}
+	r, err := s.readRecord(filepath.Base(target))
+	if err != nil {
+		return nil, err
+	}
+	for _, rip := range recordIPs(r) {
+		if rip == ip {
+			return r, nil
+		}
+	}
+	os.Remove(path)
+	return nil, nil
+}
+
+func recordIPs(r *Record) []netip.Addr {
+	if r == nil {
+		return nil
+	}
+	return r.IPs
+}
+
+// putRecord writes r durably (temporary file, fsync, rename, directory
+// fsync) and points the markers of its IPs at it, removing those of the
+// IPs old had and r has not. old is r as it was, nil if new.
+func (s *store) putRecord(r, old *Record) error {
 	data, err := json.Marshal(r)
 	if err != nil {
 		return err
@@ -126,13 +207,78 @@ func (s *store) putRecord(r *Record) error {
 	if err := atomicfile.Write(s.recordPath(r.pod()), data, 0o644); err != nil {
 		return fmt.Errorf("ipam: pod record of %s: %w", r.pod(), err)
 	}
+	return s.syncMarkers(r, old)
+}
+
+// putRecordLazily replaces r's file atomically but without waiting for the
+// disk: for changes a power cut may lose (the time a hint's TTL starts).
+func (s *store) putRecordLazily(r *Record) error {
+	data, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	path := s.recordPath(r.pod())
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
+	if err != nil {
+		return fmt.Errorf("ipam: pod record of %s: %w", r.pod(), err)
+	}
+	_, err = tmp.Write(data)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("ipam: pod record of %s: %w", r.pod(), err)
+	}
 	return nil
 }
 
-// deleteRecord removes p's record.
-func (s *store) deleteRecord(p Pod) error {
-	if err := os.Remove(s.recordPath(p)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("ipam: pod record of %s: %w", p, err)
+// syncMarkers makes the markers of r's IPs point at r and removes those of
+// old's IPs that r no longer has.
+func (s *store) syncMarkers(r, old *Record) error {
+	dir := filepath.Join(s.dir, recordDir)
+	target := recordName(r.pod())
+	for _, ip := range recordIPs(old) {
+		if !containsAddr(r.IPs, ip) {
+			os.Remove(filepath.Join(dir, markerPrefix+ip.String()))
+		}
+	}
+	for _, ip := range r.IPs {
+		path := filepath.Join(dir, markerPrefix+ip.String())
+		if cur, err := os.Readlink(path); err == nil && cur == target {
+			continue
+		}
+		os.Remove(path)
+		if err := os.Symlink(target, path); err != nil {
+			return fmt.Errorf("ipam: marker of %s: %w", ip, err)
+		}
 	}
 	return nil
+}
+
+// deleteRecord removes r and its markers.
+func (s *store) deleteRecord(r *Record) error {
+	dir := filepath.Join(s.dir, recordDir)
+	for _, ip := range r.IPs {
+		path := filepath.Join(dir, markerPrefix+ip.String())
+		if cur, err := os.Readlink(path); err == nil && cur == recordName(r.pod()) {
+			os.Remove(path)
+		}
+	}
+	if err := os.Remove(s.recordPath(r.pod())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("ipam: pod record of %s: %w", r.pod(), err)
+	}
+	return nil
+}
+
+func containsAddr(s []netip.Addr, a netip.Addr) bool {
+	for _, x := range s {
+		if x == a {
+			return true
+		}
+	}
+	return false
 }

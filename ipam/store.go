@@ -12,8 +12,6 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/weftnet/weft/internal/atomicfile"
 )
 
 // The store's layout is host-local's, so that a node can switch between
@@ -126,6 +124,46 @@ func (s *store) reservations() (map[netip.Addr]Attachment, error) {
 	return out, nil
 }
 
+// taken lists the reserved IPs by name alone: one directory read, however
+// many reservations. Their holders are read only where needed (holder).
+func (s *store) taken() (map[netip.Addr]bool, error) {
+	f, err := os.Open(s.dir)
+	if err != nil {
+		return nil, fmt.Errorf("ipam: %w", err)
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return nil, fmt.Errorf("ipam: %w", err)
+	}
+	out := make(map[netip.Addr]bool, len(names))
+	for _, n := range names {
+		if ip, err := netip.ParseAddr(n); err == nil {
+			out[ip] = true
+		}
+	}
+	return out, nil
+}
+
+// holder reads ip's reservation: ok is false if there is none. A file that
+// holds no attachment (see reservations) is removed and reported as none.
+func (s *store) holder(ip netip.Addr) (a Attachment, ok bool, err error) {
+	path := filepath.Join(s.dir, ip.String())
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Attachment{}, false, nil
+	}
+	if err != nil {
+		return Attachment{}, false, fmt.Errorf("ipam: %w", err)
+	}
+	if a, ok = parseReservation(data); !ok {
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return Attachment{}, false, fmt.Errorf("ipam: reclaim %s: %w", ip, err)
+		}
+	}
+	return a, ok, nil
+}
+
 // removeStaleTemp removes a temporary file atomicfile left behind when the
 // process writing it died: nothing reads it, and only the lock holder
 // writes.
@@ -189,9 +227,12 @@ func (s *store) lastReserved(i int) netip.Addr {
 	return ip
 }
 
-// setLastReserved records the last IP reserved in range index i.
+// setLastReserved records the last IP reserved in range index i. It is
+// where the round-robin goes on from, nothing more: a file lost or torn by
+// a power cut only makes it start over earlier. So it is written in place
+// without waiting for the disk, as host-local, which shares it, does.
 func (s *store) setLastReserved(i int, ip netip.Addr) error {
-	if err := atomicfile.Write(filepath.Join(s.dir, fmt.Sprint(lastReservedFile, i)), []byte(ip.String()), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(s.dir, fmt.Sprint(lastReservedFile, i)), []byte(ip.String()), 0o644); err != nil {
 		return fmt.Errorf("ipam: %w", err)
 	}
 	return nil

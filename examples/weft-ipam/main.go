@@ -196,7 +196,7 @@ func cmdDel(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	if err := a.Release(attachment(args)); err != nil {
+	if err := a.Release(attachment(args), podOf(args.Args)); err != nil {
 		return types.NewError(types.ErrIOFailure, err.Error(), "")
 	}
 	return nil
