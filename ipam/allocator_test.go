@@ -343,3 +343,52 @@ func TestNoRanges(t *testing.T) {
 		t.Errorf("after releasing c1 without ranges: %v", reserved)
 	}
 }
+
+// Markers follow the records: each remembered IP has one pointing at its
+// pod's record; an IP a pod no longer has loses its marker; a marker whose
+// record is gone is dropped when met, and GC repairs what is missing.
+func TestMarkers(t *testing.T) {
+	c := &clock{time.Unix(1e9, 0)}
+	a := newAllocator(t, c, "10.1.0.0/24")
+	must(t, a, att("web-1"), pod("web"))
+	must(t, a, att("db-1"), pod("db"))
+	marked := func() map[netip.Addr]bool {
+		t.Helper()
+		m, err := a.s.markers()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	web, db := netip.MustParseAddr("10.1.0.2"), netip.MustParseAddr("10.1.0.3")
+	if m := marked(); len(m) != 2 || !m[web] || !m[db] {
+		t.Fatalf("markers %v", m)
+	}
+	if r, err := a.s.hintFor(web); err != nil || r == nil || r.Name != "web" {
+		t.Errorf("web's marker leads to %+v, %v", r, err)
+	}
+	// A marker pointing at a record that does not list the IP is stale.
+	os.Remove(filepath.Join(a.s.dir, recordDir, markerPrefix+db.String()))
+	os.Symlink(recordName(pod("web")), filepath.Join(a.s.dir, recordDir, markerPrefix+db.String()))
+	if r, _ := a.s.hintFor(db); r != nil {
+		t.Errorf("a stale marker leads to %+v", r)
+	}
+	if marked()[db] {
+		t.Error("the stale marker was not removed")
+	}
+	// GC puts it back.
+	if _, err := a.GC([]Attachment{att("web-1"), att("db-1")}); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := a.s.hintFor(db); r == nil || r.Name != "db" {
+		t.Errorf("after GC, db's marker leads to %+v", r)
+	}
+	// A record deleted (expired) takes its markers along.
+	a.Release(att("db-1"), pod("db"))
+	a.Usage() // sees it released: the TTL starts
+	c.advance(2 * time.Hour)
+	a.Usage()
+	if marked()[db] {
+		t.Error("an expired record's marker is still there")
+	}
+}
