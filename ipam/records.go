@@ -210,6 +210,20 @@ func (s *store) putRecord(r, old *Record) error {
 	return s.syncMarkers(r, old)
 }
 
+// putRecordDeferSync is putRecord but for the final directory sync, which
+// it returns for the caller to run at the same time as others.
+func (s *store) putRecordDeferSync(r, old *Record) (func() error, error) {
+	data, err := json.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	sync, err := atomicfile.WriteDeferSync(s.recordPath(r.pod()), data, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("ipam: pod record of %s: %w", r.pod(), err)
+	}
+	return sync, s.syncMarkers(r, old)
+}
+
 // putRecordLazily replaces r's file atomically but without waiting for the
 // disk: for changes a power cut may lose (the time a hint's TTL starts).
 func (s *store) putRecordLazily(r *Record) error {

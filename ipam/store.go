@@ -187,26 +187,41 @@ func parseReservation(data []byte) (Attachment, bool) {
 // reserve creates ip's file for a, exclusively, and syncs it. It reports
 // false if the IP is already taken.
 func (s *store) reserve(ip netip.Addr, a Attachment) (bool, error) {
+	sync, ok, err := s.reserveDeferSync(ip, a)
+	if ok {
+		err = sync()
+	}
+	return ok && err == nil, err
+}
+
+// reserveDeferSync creates ip's file for a, exclusively, and returns the
+// sync that makes it durable, for the caller to run (with others at the
+// same time). It reports false if the IP is already taken.
+func (s *store) reserveDeferSync(ip netip.Addr, a Attachment) (sync func() error, ok bool, err error) {
 	path := filepath.Join(s.dir, ip.String())
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 	if errors.Is(err, fs.ErrExist) {
-		return false, nil
+		return nil, false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("ipam: reserve %s: %w", ip, err)
+		return nil, false, fmt.Errorf("ipam: reserve %s: %w", ip, err)
 	}
-	_, err = f.WriteString(strings.TrimSpace(a.ContainerID) + lineBreak + a.IfName)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if _, err := f.WriteString(strings.TrimSpace(a.ContainerID) + lineBreak + a.IfName); err != nil {
+		f.Close()
 		os.Remove(path)
-		return false, fmt.Errorf("ipam: reserve %s: %w", ip, err)
+		return nil, false, fmt.Errorf("ipam: reserve %s: %w", ip, err)
 	}
-	return true, nil
+	return func() error {
+		err := f.Sync()
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			os.Remove(path)
+			return fmt.Errorf("ipam: reserve %s: %w", ip, err)
+		}
+		return nil
+	}, true, nil
 }
 
 // release removes ip's reservation; one already gone is not an error.

@@ -23,6 +23,21 @@ func Write(path string, data []byte, perm fs.FileMode) error {
 	return write(path, data, perm, osOps())
 }
 
+// WriteDeferSync is Write but for the final sync of the directory, which it
+// returns for the caller to run: a caller that makes several files durable
+// can run their syncs at the same time, and the file system commits them
+// together. Until that sync returns, a power loss may undo the rename,
+// leaving the old file whole; the new one is never torn.
+func WriteDeferSync(path string, data []byte, perm fs.FileMode) (syncDir func() error, err error) {
+	var dir string
+	ops := osOps()
+	ops.syncDir = func(d string) error { dir = d; return nil }
+	if err := write(path, data, perm, ops); err != nil {
+		return nil, err
+	}
+	return func() error { return SyncDir(dir) }, nil
+}
+
 // fsOps are the durability-critical calls Write makes, gathered so that a
 // test can check their order and inject the failures a real file system
 // rarely produces (an fsync returning EIO, say).
