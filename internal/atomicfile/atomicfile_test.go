@@ -196,3 +196,33 @@ func TestWriteSyncFailure(t *testing.T) {
 	}
 	assertOnlyFiles(t, dir, "f")
 }
+
+// WriteDeferSync replaces the file at once and leaves only the directory
+// sync to the caller.
+func TestWriteDeferSync(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "f")
+	if err := Write(path, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sync, err := WriteDeferSync(path, []byte("new"), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(path); string(got) != "new" {
+		t.Errorf("before the sync: %q, want the new content already in place", got)
+	}
+	if err := sync(); err != nil {
+		t.Errorf("sync: %v", err)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Errorf("directory holds %d entries, want just the file", len(entries))
+	}
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v", fi.Mode())
+	}
+	if _, err := WriteDeferSync(filepath.Join(dir, "missing", "f"), nil, 0o644); err == nil {
+		t.Error("no error for a missing directory")
+	}
+}
