@@ -184,16 +184,6 @@ func parseReservation(data []byte) (Attachment, bool) {
 	return Attachment{ContainerID: id, IfName: ifname}, true
 }
 
-// reserve creates ip's file for a, exclusively, and syncs it. It reports
-// false if the IP is already taken.
-func (s *store) reserve(ip netip.Addr, a Attachment) (bool, error) {
-	sync, ok, err := s.reserveDeferSync(ip, a)
-	if ok {
-		err = sync()
-	}
-	return ok && err == nil, err
-}
-
 // reserveDeferSync creates ip's file for a, exclusively, and returns the
 // sync that makes it durable, for the caller to run (with others at the
 // same time). It reports false if the IP is already taken.
