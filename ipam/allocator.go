@@ -124,11 +124,7 @@ func (a *Allocator) Allocate(at Attachment, p Pod) ([]IP, error) {
 	if err := a.followRanges(); err != nil {
 		return nil, err
 	}
-	taken, err := a.s.taken()
-	if err != nil {
-		return nil, err
-	}
-	marked, err := a.s.markers()
+	taken, marked, err := a.names()
 	if err != nil {
 		return nil, err
 	}
@@ -239,6 +235,18 @@ func (a *Allocator) restoreRecord(p Pod, old *Record) {
 		return
 	}
 	a.s.putRecord(old, cur)
+}
+
+// names lists the taken IPs and the remembered ones: two directory
+// listings, no file read.
+func (a *Allocator) names() (taken, marked map[netip.Addr]bool, err error) {
+	if taken, err = a.s.taken(); err != nil {
+		return nil, nil, err
+	}
+	if marked, err = a.s.markers(); err != nil {
+		return nil, nil, err
+	}
+	return taken, marked, nil
 }
 
 // held returns, per range, the IP attachment at already holds, if any:
@@ -596,11 +604,7 @@ func (a *Allocator) Usage() ([]Usage, error) {
 	if _, err := a.sweep(nil); err != nil {
 		return nil, err
 	}
-	taken, err := a.s.taken()
-	if err != nil {
-		return nil, err
-	}
-	marked, err := a.s.markers()
+	taken, marked, err := a.names()
 	if err != nil {
 		return nil, err
 	}
