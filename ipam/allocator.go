@@ -104,7 +104,8 @@ type IP struct {
 // re-created without a DEL, after a reboot); it never takes another pod's
 // live IP. Otherwise the range is searched round-robin from its last
 // reserved IP, passing over the IPs other pods are remembered by while
-// others are free, and taking the oldest remembered one when none is.
+// others are free, and taking the oldest remembered one (the first in
+// round-robin order: the one handed out longest ago) when none is.
 // If a later range fails, the IPs this call reserved are released.
 //
 // When the ranges differ from those of the last call (the node's subnet
@@ -164,11 +165,11 @@ func (a *Allocator) Allocate(at Attachment, p Pod) ([]IP, error) {
 		if rec != nil {
 			next.Created = rec.Created
 		}
-		sync, err := a.s.putRecordDeferSync(next, rec)
+		recordSyncs, err := a.s.putRecordDeferSync(next, rec)
 		if err != nil {
 			return nil, err
 		}
-		syncs = append(syncs, sync)
+		syncs = append(syncs, recordSyncs...)
 	}
 	var made []netip.Addr // reserved by this call, for the rollback
 	fail := func(err error) ([]IP, error) {
@@ -320,46 +321,53 @@ func (a *Allocator) pick(i int, r Range, rec *Record, p Pod, taken, marked map[n
 		}
 	}
 
-	// Round-robin, passing over other pods' remembered IPs. At most
-	// len(taken)+len(marked) candidates are unusable, so a scan of one
-	// more than that finds a free, unremembered one if there is any, even
-	// in a range too large to scan whole.
+	// Round-robin, passing over other pods' remembered IPs: by names
+	// alone, no file read. At most len(taken)+len(marked) candidates are
+	// unusable, so a scan of one more than that finds a free,
+	// unremembered one if there is any, even in a range too large to scan
+	// whole.
 	limit := min(r.size(), uint64(len(taken)+len(marked))+1)
-	var oldest netip.Addr
-	var oldestRec *Record
-	ip := a.s.lastReserved(i)
+	start := a.s.lastReserved(i)
+	ip := start
+	var remembered []netip.Addr // free but remembered, in round-robin order
 	for n := uint64(0); n < limit; {
 		ip = r.next(ip)
 		if ip == r.Gateway {
 			continue
 		}
 		n++
-		if taken[ip] {
-			continue
-		}
-		if !marked[ip] {
+		switch {
+		case taken[ip]:
+		case !marked[ip]:
 			return ip, nil
+		default:
+			remembered = append(remembered, ip)
 		}
+	}
+	// Every free IP is remembered. The first in round-robin order is the
+	// one handed out longest ago, the oldest hint: unless its marker is
+	// stale, or its hint expired or is this pod's own, it gives way, so
+	// that stickiness never exhausts a range. One record is read.
+	if len(remembered) > 0 {
+		ip := remembered[0]
 		h, err := a.hint(ip, p)
 		if err != nil {
 			return netip.Addr{}, err
 		}
-		if h == nil {
-			return ip, nil
+		if h != nil {
+			// The write need not be durable: if a power cut loses it,
+			// the hint comes back for an IP another container now
+			// holds, which the hint's pod never takes.
+			next := *h
+			next.IPs = slices.DeleteFunc(slices.Clone(h.IPs), func(x netip.Addr) bool { return x == ip })
+			if err := a.s.putRecordLazily(&next); err != nil {
+				return netip.Addr{}, err
+			}
+			if err := a.s.syncMarkers(&next, h); err != nil {
+				return netip.Addr{}, err
+			}
 		}
-		if oldestRec == nil || h.since().Before(oldestRec.since()) {
-			oldest, oldestRec = ip, h
-		}
-	}
-	if oldestRec != nil {
-		// Every free IP is remembered for another pod: the oldest hint
-		// gives way, so that stickiness never exhausts a range.
-		next := *oldestRec
-		next.IPs = slices.DeleteFunc(slices.Clone(oldestRec.IPs), func(x netip.Addr) bool { return x == oldest })
-		if err := a.s.putRecord(&next, oldestRec); err != nil {
-			return netip.Addr{}, err
-		}
-		return oldest, nil
+		return ip, nil
 	}
 	// Full, by names: reclaim debris, if any, the slow way.
 	reserved, err := a.s.reservations()

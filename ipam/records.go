@@ -53,15 +53,6 @@ func (r *Record) attachment() Attachment {
 	return Attachment{ContainerID: r.ContainerID, IfName: r.IfName}
 }
 
-// since returns when the record became a hint: when its pod released its
-// IPs, or, for a pod still holding them, when it last took them.
-func (r *Record) since() time.Time {
-	if !r.Released.IsZero() {
-		return r.Released
-	}
-	return r.Updated
-}
-
 // expired reports whether the record's IPs stopped being a hint: its pod
 // released them ttl or longer ago.
 func (r *Record) expired(now time.Time, ttl time.Duration) bool {
@@ -210,18 +201,57 @@ func (s *store) putRecord(r, old *Record) error {
 	return s.syncMarkers(r, old)
 }
 
-// putRecordDeferSync is putRecord but for the final directory sync, which
-// it returns for the caller to run at the same time as others.
-func (s *store) putRecordDeferSync(r, old *Record) (func() error, error) {
+// putRecordDeferSync is putRecord but for the syncs it can leave to the
+// caller, to run at the same time as others. A new record (old is nil) is
+// created in place, exclusively: there is no old version for a torn write
+// to lose, and a torn new one reads as no record. So it needs no temporary
+// file and no rename, and both its syncs can wait: the file's and the
+// directory's. A replaced record goes through a synced temporary file and
+// a rename, and leaves the directory's sync.
+func (s *store) putRecordDeferSync(r, old *Record) ([]func() error, error) {
 	data, err := json.Marshal(r)
 	if err != nil {
 		return nil, err
 	}
-	sync, err := atomicfile.WriteDeferSync(s.recordPath(r.pod()), data, 0o644)
+	path := s.recordPath(r.pod())
+	var syncs []func() error
+	if old == nil {
+		syncs, err = createDeferSync(path, data)
+	}
+	if old != nil || errors.Is(err, fs.ErrExist) {
+		// An unreadable file is in the way, or this is a replacement.
+		var sync func() error
+		sync, err = atomicfile.WriteDeferSync(path, data, 0o644)
+		syncs = []func() error{sync}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("ipam: pod record of %s: %w", r.pod(), err)
 	}
-	return sync, s.syncMarkers(r, old)
+	return syncs, s.syncMarkers(r, old)
+}
+
+// createDeferSync creates path exclusively with data and returns the syncs
+// of the file and of its directory.
+func createDeferSync(path string, data []byte) ([]func() error, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		os.Remove(path)
+		return nil, err
+	}
+	return []func() error{
+		func() error {
+			err := f.Sync()
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			return err
+		},
+		func() error { return atomicfile.SyncDir(filepath.Dir(path)) },
+	}, nil
 }
 
 // putRecordLazily replaces r's file atomically but without waiting for the

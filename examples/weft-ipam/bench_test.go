@@ -13,17 +13,29 @@ import (
 // (ext4 here). weft fsyncs every reservation and record; host-local 1.1.1
 // fsyncs nothing. Each ADD is of a pod (CNI_ARGS with its namespace and
 // name), so weft also writes its record; 20 other pods hold IPs meanwhile,
-// as on a busy node.
+// as on a busy node. "new" pods each have a name of their own, as most do
+// (a Deployment's); "restart" pods cycle through 50 names, as restarted
+// and StatefulSet pods do.
 func BenchmarkAddDel(b *testing.B) {
 	for _, fs := range []struct{ name, dir string }{{"tmpfs", "/dev/shm"}, {"disk", os.TempDir()}} {
 		for _, plugin := range []string{"weft-ipam", "host-local"} {
-			b.Run(fs.name+"/"+plugin, func(b *testing.B) {
+			for _, pods := range []string{"new", "restart"} {
+				b.Run(fs.name+"/"+pods+"/"+plugin, func(b *testing.B) { benchAddDel(b, fs.dir, plugin, pods == "new") })
+			}
+		}
+	}
+}
+
+func benchAddDel(b *testing.B, dir, plugin string, newPods bool) {
+	{
+		{
+			{
 				if plugin == "host-local" {
 					if _, err := os.Stat(hostLocal); err != nil {
 						b.Skipf("%s is missing: apt-get install containernetworking-plugins", hostLocal)
 					}
 				}
-				root, err := os.MkdirTemp(fs.dir, "weft-ipam-bench-")
+				root, err := os.MkdirTemp(dir, "weft-ipam-bench-")
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -46,11 +58,14 @@ func BenchmarkAddDel(b *testing.B) {
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
 					c := fmt.Sprintf("c%d", i%50)
+					if newPods {
+						c = fmt.Sprintf("c%d", i)
+					}
 					run("ADD", c)
 					run("DEL", c)
 				}
 				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pairs/s")
-			})
+			}
 		}
 	}
 }
