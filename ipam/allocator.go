@@ -143,21 +143,43 @@ func (a *Allocator) Allocate(at Attachment, p Pod) ([]IP, error) {
 	// Choose first, then write the pod's record, then reserve: the
 	// record is the intent, so that an ADD killed after it and retried
 	// finds its choice again instead of reserving a second IP.
+	// Nothing is changed until every range has its IP: a range that
+	// fails leaves the store as it was.
 	chosen := make([]netip.Addr, len(a.ranges))
+	var choices []choice
 	for i, r := range a.ranges {
 		if ip := held[i]; ip.IsValid() {
 			chosen[i] = ip
 			continue
 		}
-		if chosen[i], err = a.pick(i, r, rec, p, taken, marked); err != nil {
+		c, err := a.pick(i, r, rec, at, p, taken, marked)
+		if err != nil {
 			return nil, err
 		}
-		taken[chosen[i]] = true
+		chosen[i] = c.ip
+		taken[c.ip] = true
+		choices = append(choices, c)
+	}
+	for _, c := range choices {
+		if err := a.apply(c); err != nil {
+			return nil, err
+		}
 	}
 	// The files are written in that order, and then made durable
 	// together: their syncs run at once, so that the file system commits
 	// them in one go rather than one after the other.
-	var syncs []func() error
+	var pend []pending
+	var made []netip.Addr // reserved by this call, for the rollback
+	fail := func(err error) ([]IP, error) {
+		for _, p := range pend {
+			p.abort()
+		}
+		for _, ip := range made {
+			a.s.release(ip)
+		}
+		a.restoreRecord(p, rec)
+		return nil, err
+	}
 	if p.IsValid() {
 		now := a.now()
 		next := &Record{Namespace: p.Namespace, Name: p.Name, UID: p.UID, Created: now,
@@ -165,25 +187,17 @@ func (a *Allocator) Allocate(at Attachment, p Pod) ([]IP, error) {
 		if rec != nil {
 			next.Created = rec.Created
 		}
-		recordSyncs, err := a.s.putRecordDeferSync(next, rec)
+		recordPend, err := a.s.putRecordDeferSync(next, rec)
 		if err != nil {
-			return nil, err
+			return fail(err)
 		}
-		syncs = append(syncs, recordSyncs...)
-	}
-	var made []netip.Addr // reserved by this call, for the rollback
-	fail := func(err error) ([]IP, error) {
-		for _, ip := range made {
-			a.s.release(ip)
-		}
-		a.restoreRecord(p, rec)
-		return nil, err
+		pend = append(pend, recordPend...)
 	}
 	for i, ip := range chosen {
 		if ip == held[i] {
 			continue
 		}
-		sync, ok, err := a.s.reserveDeferSync(ip, at)
+		w, ok, err := a.s.reserveDeferSync(ip, at)
 		if err == nil && !ok {
 			err = fmt.Errorf("ipam: %s was taken while the store was locked: is another program writing %s without its lock?", ip, a.s.dir)
 		}
@@ -191,12 +205,13 @@ func (a *Allocator) Allocate(at Attachment, p Pod) ([]IP, error) {
 			return fail(err)
 		}
 		made = append(made, ip)
-		syncs = append(syncs, sync)
+		pend = append(pend, w)
 		if err := a.s.setLastReserved(i, ip); err != nil {
 			return fail(err)
 		}
 	}
-	if err := syncAll(syncs); err != nil {
+	if err := syncAll(pend); err != nil {
+		pend = nil // each sync closed its file, whatever it returned
 		return fail(err)
 	}
 	out := make([]IP, len(chosen))
@@ -206,14 +221,15 @@ func (a *Allocator) Allocate(at Attachment, p Pod) ([]IP, error) {
 	return out, nil
 }
 
-// syncAll runs the syncs at the same time and returns the first error.
-func syncAll(syncs []func() error) error {
-	errs := make(chan error, len(syncs))
-	for _, s := range syncs {
-		go func() { errs <- s() }()
+// syncAll runs the pending syncs at the same time and returns the first
+// error.
+func syncAll(pend []pending) error {
+	errs := make(chan error, len(pend))
+	for _, p := range pend {
+		go func() { errs <- p.sync() }()
 	}
 	var first error
-	for range syncs {
+	for range pend {
 		if err := <-errs; err != nil && first == nil {
 			first = err
 		}
@@ -261,7 +277,10 @@ func (a *Allocator) held(at Attachment, p Pod, rec *Record, taken map[netip.Addr
 	switch {
 	case rec != nil && rec.attachment() == at:
 		candidates = rec.IPs
-	case !p.IsValid():
+	case !p.IsValid() || rec != nil && rec.ContainerID == at.ContainerID || rec == nil && a.s.hasRecordFile(p):
+		// No pod; or another interface of the same container (the
+		// record names one attachment); or a record that cannot be read:
+		// find at's reservations the slow way.
 		reserved, err := a.s.reservations()
 		if err != nil {
 			return nil, err
@@ -293,31 +312,36 @@ func (a *Allocator) held(at Attachment, p Pod, rec *Record, taken map[netip.Addr
 	return out, nil
 }
 
+// A choice is an IP pick chose and what taking it involves, applied only
+// once every range has an IP, so that a failed ADD changes nothing.
+type choice struct {
+	ip       netip.Addr
+	takeover bool    // release the reservation of the pod's previous sandbox
+	evict    *Record // remove ip from this hint
+}
+
 // pick chooses a fresh IP of range i. See Allocate for the order of
 // preference.
-func (a *Allocator) pick(i int, r Range, rec *Record, p Pod, taken, marked map[netip.Addr]bool) (netip.Addr, error) {
-	for _, ip := range recordIPs(rec) {
-		if !r.contains(ip) {
-			continue
-		}
-		if !taken[ip] {
-			return ip, nil
-		}
-		h, ok, err := a.s.holder(ip)
-		if err != nil {
-			return netip.Addr{}, err
-		}
-		if !ok {
-			return ip, nil // debris, reclaimed
-		}
-		if h == rec.attachment() {
-			// The pod's previous sandbox, gone without a DEL: the
-			// reservation moves to the new one.
-			if err := a.s.release(ip); err != nil {
-				return netip.Addr{}, err
+func (a *Allocator) pick(i int, r Range, rec *Record, at Attachment, p Pod, taken, marked map[netip.Addr]bool) (choice, error) {
+	if rec != nil && !rec.expired(a.now(), a.ttl) {
+		for _, ip := range rec.IPs {
+			if !r.contains(ip) {
+				continue
 			}
-			delete(taken, ip)
-			return ip, nil
+			if !taken[ip] {
+				return choice{ip: ip}, nil
+			}
+			h, ok, err := a.s.holder(ip)
+			if err != nil {
+				return choice{}, err
+			}
+			if !ok {
+				delete(taken, ip) // debris, reclaimed
+				return choice{ip: ip}, nil
+			}
+			if a.previousSandbox(h, at, rec, p) {
+				return choice{ip: ip, takeover: true}, nil
+			}
 		}
 	}
 
@@ -327,8 +351,7 @@ func (a *Allocator) pick(i int, r Range, rec *Record, p Pod, taken, marked map[n
 	// unremembered one if there is any, even in a range too large to scan
 	// whole.
 	limit := min(r.size(), uint64(len(taken)+len(marked))+1)
-	start := a.s.lastReserved(i)
-	ip := start
+	ip := a.s.lastReserved(i)
 	var remembered []netip.Addr // free but remembered, in round-robin order
 	for n := uint64(0); n < limit; {
 		ip = r.next(ip)
@@ -339,7 +362,7 @@ func (a *Allocator) pick(i int, r Range, rec *Record, p Pod, taken, marked map[n
 		switch {
 		case taken[ip]:
 		case !marked[ip]:
-			return ip, nil
+			return choice{ip: ip}, nil
 		default:
 			remembered = append(remembered, ip)
 		}
@@ -352,35 +375,58 @@ func (a *Allocator) pick(i int, r Range, rec *Record, p Pod, taken, marked map[n
 		ip := remembered[0]
 		h, err := a.hint(ip, p)
 		if err != nil {
-			return netip.Addr{}, err
+			return choice{}, err
 		}
-		if h != nil {
-			// The write need not be durable: if a power cut loses it,
-			// the hint comes back for an IP another container now
-			// holds, which the hint's pod never takes.
-			next := *h
-			next.IPs = slices.DeleteFunc(slices.Clone(h.IPs), func(x netip.Addr) bool { return x == ip })
-			if err := a.s.putRecordLazily(&next); err != nil {
-				return netip.Addr{}, err
-			}
-			if err := a.s.syncMarkers(&next, h); err != nil {
-				return netip.Addr{}, err
-			}
-		}
-		return ip, nil
+		return choice{ip: ip, evict: h}, nil
 	}
 	// Full, by names: reclaim debris, if any, the slow way.
 	reserved, err := a.s.reservations()
 	if err != nil {
-		return netip.Addr{}, err
+		return choice{}, err
 	}
 	for ip := range taken {
 		if _, ok := reserved[ip]; !ok && r.contains(ip) {
 			delete(taken, ip)
-			return ip, nil
+			h, err := a.hint(ip, p)
+			if err != nil {
+				return choice{}, err
+			}
+			return choice{ip: ip, evict: h}, nil
 		}
 	}
-	return netip.Addr{}, fmt.Errorf("ipam: %w in range %s", ErrExhausted, r.Subnet)
+	return choice{}, fmt.Errorf("ipam: %w in range %s", ErrExhausted, r.Subnet)
+}
+
+// previousSandbox reports whether holder h of one of the pod's remembered
+// IPs is a sandbox of the same pod that is gone without a DEL, as after a
+// reboot, whose reservation at may take over: the attachment the record
+// names last, of another container than at (a second interface of one
+// sandbox is not a previous sandbox), and of the same pod, not one
+// deleted and re-created under the name while its sandbox may still run.
+func (a *Allocator) previousSandbox(h, at Attachment, rec *Record, p Pod) bool {
+	return h == rec.attachment() && h.ContainerID != at.ContainerID &&
+		(rec.UID == "" || p.UID == "" || rec.UID == p.UID)
+}
+
+// apply carries out what taking c involves.
+func (a *Allocator) apply(c choice) error {
+	if c.takeover {
+		if err := a.s.release(c.ip); err != nil {
+			return err
+		}
+	}
+	if c.evict != nil {
+		// The write need not be durable: if a power cut loses it, the
+		// hint comes back for an IP another container now holds, which
+		// the hint's pod never takes.
+		next := *c.evict
+		next.IPs = slices.DeleteFunc(slices.Clone(c.evict.IPs), func(x netip.Addr) bool { return x == c.ip })
+		if err := a.s.putRecordLazily(&next); err != nil {
+			return err
+		}
+		return a.s.syncMarkers(&next, c.evict)
+	}
+	return nil
 }
 
 // hint returns the record that remembers free IP ip for another pod than
@@ -394,8 +440,14 @@ func (a *Allocator) hint(ip netip.Addr, p Pod) (*Record, error) {
 		return nil, nil
 	}
 	if h.Released.IsZero() {
-		// Its pod's attachment does not hold this IP (it is free): the
-		// release was not seen yet. The TTL starts now.
+		holds, err := a.holdsAny(h)
+		if err != nil {
+			return nil, err
+		}
+		if holds {
+			return h, nil // a live pod, missing this IP (an ADD cut short)
+		}
+		// Its release was not seen: the TTL starts now.
 		h.Released = a.now()
 		if err := a.s.putRecordLazily(h); err != nil {
 			return nil, err
@@ -407,8 +459,23 @@ func (a *Allocator) hint(ip netip.Addr, p Pod) (*Record, error) {
 	return h, nil
 }
 
-// rangesFile keeps the ranges of the last Allocate, to notice a change of
-// the node's subnet without reading every reservation each time.
+// holdsAny reports whether r's attachment holds any of r's IPs.
+func (a *Allocator) holdsAny(r *Record) (bool, error) {
+	for _, ip := range r.IPs {
+		h, ok, err := a.s.holder(ip)
+		if err != nil {
+			return false, err
+		}
+		if ok && h == r.attachment() {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// rangesFile keeps the ranges of the last sweep, to notice a change of
+// the node's subnet without reading every reservation each time; its time
+// is when the store was last swept.
 const rangesFile = "ranges"
 
 // followRanges drops the reservations and hints outside the current
@@ -420,14 +487,24 @@ func (a *Allocator) followRanges() error {
 	}
 	want := strings.Join(parts, "\n")
 	path := filepath.Join(a.s.dir, recordDir, rangesFile)
-	if data, err := os.ReadFile(path); err == nil && string(data) == want {
-		return nil
+	fi, err := os.Stat(path)
+	if err == nil && time.Since(fi.ModTime()) < min(a.ttl, maxSweepInterval) {
+		if data, err := os.ReadFile(path); err == nil && string(data) == want {
+			return nil
+		}
 	}
+	// The ranges changed, or the store was not swept for a while:
+	// expired hints and debris go, and the records of pods released
+	// without the pod known start their TTL.
 	if _, err := a.sweep(nil); err != nil {
 		return err
 	}
 	return os.WriteFile(path, []byte(want), 0o644)
 }
+
+// maxSweepInterval bounds how long an Allocate goes without sweeping the
+// store (rangesFile's time says when it last did).
+const maxSweepInterval = time.Hour
 
 // sweep reads the whole store: it releases the reservations outside the
 // ranges and, when valid is not nil, those of attachments not in it;
@@ -465,8 +542,11 @@ func (a *Allocator) sweep(valid map[Attachment]bool) (int, error) {
 		for _, ip := range next.IPs {
 			holds = holds || reserved[ip] == r.attachment()
 		}
-		if !holds && next.Released.IsZero() {
+		switch {
+		case !holds && next.Released.IsZero():
 			next.Released = now
+		case holds:
+			next.Released = time.Time{} // live again
 		}
 		switch {
 		case next.expired(now, a.ttl) || len(next.IPs) == 0 && !holds:
@@ -502,8 +582,8 @@ func (a *Allocator) inRanges(ip netip.Addr) bool {
 // looks only at the IPs the pod's record names; otherwise, or if they do
 // not match, it reads every reservation, as host-local's DEL does. The
 // pod's record stays, so its next sandbox gets the same IPs back within
-// the hint TTL, which starts when the store next sees the IPs free.
-// Nothing held is not an error.
+// the hint TTL, which starts now (or, without the pod, when the store
+// next sees its IPs free). Nothing held is not an error.
 func (a *Allocator) Release(at Attachment, p Pod) error {
 	unlock, err := a.s.lock()
 	if err != nil {
@@ -525,10 +605,10 @@ func (a *Allocator) Release(at Attachment, p Pod) error {
 					}
 				}
 			}
-			// The record stays as it is: the hint's TTL starts when an
-			// Allocate or a sweep next sees the IPs free, which keeps a
-			// DEL as cheap as host-local's.
-			return nil
+			// The hint's TTL starts now. The write need not be durable:
+			// lost, the TTL starts at the next sweep instead.
+			rec.Released = a.now()
+			return a.s.putRecordLazily(rec)
 		}
 	}
 	reserved, err := a.s.reservations()
@@ -581,6 +661,14 @@ func (a *Allocator) Lookup(at Attachment) ([]IP, error) {
 		for ip, h := range reserved {
 			if h == at && r.contains(ip) {
 				out = append(out, IP{Address: netip.PrefixFrom(ip, r.Subnet.Bits()), Gateway: r.Gateway})
+			}
+		}
+	}
+	if len(a.ranges) == 0 {
+		// The ranges are unknown (no subnet file): every IP held.
+		for ip, h := range reserved {
+			if h == at {
+				out = append(out, IP{Address: netip.PrefixFrom(ip, ip.BitLen())})
 			}
 		}
 	}

@@ -82,6 +82,12 @@ func isRecordName(name string) bool {
 
 func (s *store) recordPath(p Pod) string { return filepath.Join(s.dir, recordDir, recordName(p)) }
 
+// hasRecordFile reports whether p has a record file, readable or not.
+func (s *store) hasRecordFile(p Pod) bool {
+	_, err := os.Lstat(s.recordPath(p))
+	return err == nil
+}
+
 // record reads p's record, or returns nil if there is none.
 func (s *store) record(p Pod) (*Record, error) {
 	r, err := s.readRecord(recordName(p))
@@ -128,9 +134,13 @@ func (s *store) records() ([]*Record, error) {
 			if err != nil {
 				return nil, err
 			}
-			if r != nil {
-				out = append(out, r)
+			if r == nil {
+				// Unreadable: a new record whose writer died before it
+				// wrote, or damage. It remembers nothing.
+				os.Remove(filepath.Join(dir, name))
+				continue
 			}
+			out = append(out, r)
 		}
 	}
 	return out, nil
@@ -208,31 +218,41 @@ func (s *store) putRecord(r, old *Record) error {
 // file and no rename, and both its syncs can wait: the file's and the
 // directory's. A replaced record goes through a synced temporary file and
 // a rename, and leaves the directory's sync.
-func (s *store) putRecordDeferSync(r, old *Record) ([]func() error, error) {
+func (s *store) putRecordDeferSync(r, old *Record) ([]pending, error) {
 	data, err := json.Marshal(r)
 	if err != nil {
 		return nil, err
 	}
 	path := s.recordPath(r.pod())
-	var syncs []func() error
+	dirSync := pending{sync: func() error { return atomicfile.SyncDir(filepath.Dir(path)) }, abort: func() {}}
+	var pend []pending
 	if old == nil {
-		syncs, err = createDeferSync(path, data)
+		var f *os.File
+		if f, err = createWith(path, data); err == nil {
+			pend = []pending{fileSync(f), dirSync}
+		}
 	}
 	if old != nil || errors.Is(err, fs.ErrExist) {
 		// An unreadable file is in the way, or this is a replacement.
-		var sync func() error
-		sync, err = atomicfile.WriteDeferSync(path, data, 0o644)
-		syncs = []func() error{sync}
+		if _, err = atomicfile.WriteDeferSync(path, data, 0o644); err == nil {
+			pend = []pending{dirSync}
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("ipam: pod record of %s: %w", r.pod(), err)
 	}
-	return syncs, s.syncMarkers(r, old)
+	if err := s.syncMarkers(r, old); err != nil {
+		for _, p := range pend {
+			p.abort()
+		}
+		return nil, err
+	}
+	return pend, nil
 }
 
-// createDeferSync creates path exclusively with data and returns the syncs
-// of the file and of its directory.
-func createDeferSync(path string, data []byte) ([]func() error, error) {
+// createWith creates path exclusively with data and returns it open, for
+// its sync.
+func createWith(path string, data []byte) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return nil, err
@@ -242,16 +262,7 @@ func createDeferSync(path string, data []byte) ([]func() error, error) {
 		os.Remove(path)
 		return nil, err
 	}
-	return []func() error{
-		func() error {
-			err := f.Sync()
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-			return err
-		},
-		func() error { return atomicfile.SyncDir(filepath.Dir(path)) },
-	}, nil
+	return f, nil
 }
 
 // putRecordLazily replaces r's file atomically but without waiting for the
@@ -286,8 +297,10 @@ func (s *store) syncMarkers(r, old *Record) error {
 	dir := filepath.Join(s.dir, recordDir)
 	target := recordName(r.pod())
 	for _, ip := range recordIPs(old) {
-		if !containsAddr(r.IPs, ip) {
-			os.Remove(filepath.Join(dir, markerPrefix+ip.String()))
+		path := filepath.Join(dir, markerPrefix+ip.String())
+		// Only this record's: another may remember the IP too.
+		if cur, err := os.Readlink(path); err == nil && cur == target && !containsAddr(r.IPs, ip) {
+			os.Remove(path)
 		}
 	}
 	for _, ip := range r.IPs {

@@ -184,34 +184,46 @@ func parseReservation(data []byte) (Attachment, bool) {
 	return Attachment{ContainerID: id, IfName: ifname}, true
 }
 
-// reserveDeferSync creates ip's file for a, exclusively, and returns the
-// sync that makes it durable, for the caller to run (with others at the
-// same time). It reports false if the IP is already taken.
-func (s *store) reserveDeferSync(ip netip.Addr, a Attachment) (sync func() error, ok bool, err error) {
+// A pending write is written but not yet durable: exactly one of sync,
+// which makes it durable (and closes what it holds open), and abort,
+// which gives it up, must be called.
+type pending struct {
+	sync  func() error
+	abort func()
+}
+
+// fileSync is the pending sync of an open file f, which abort closes.
+func fileSync(f *os.File) pending {
+	return pending{
+		sync: func() error {
+			err := f.Sync()
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			return err
+		},
+		abort: func() { f.Close() },
+	}
+}
+
+// reserveDeferSync creates ip's file for a, exclusively, and returns its
+// pending sync, for the caller to run with others at the same time. It
+// reports false if the IP is already taken.
+func (s *store) reserveDeferSync(ip netip.Addr, a Attachment) (p pending, ok bool, err error) {
 	path := filepath.Join(s.dir, ip.String())
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 	if errors.Is(err, fs.ErrExist) {
-		return nil, false, nil
+		return pending{}, false, nil
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("ipam: reserve %s: %w", ip, err)
+		return pending{}, false, fmt.Errorf("ipam: reserve %s: %w", ip, err)
 	}
 	if _, err := f.WriteString(strings.TrimSpace(a.ContainerID) + lineBreak + a.IfName); err != nil {
 		f.Close()
 		os.Remove(path)
-		return nil, false, fmt.Errorf("ipam: reserve %s: %w", ip, err)
+		return pending{}, false, fmt.Errorf("ipam: reserve %s: %w", ip, err)
 	}
-	return func() error {
-		err := f.Sync()
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			os.Remove(path)
-			return fmt.Errorf("ipam: reserve %s: %w", ip, err)
-		}
-		return nil
-	}, true, nil
+	return fileSync(f), true, nil
 }
 
 // release removes ip's reservation; one already gone is not an error.
