@@ -1,6 +1,7 @@
 package ipam
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
 	"math/bits"
@@ -93,8 +94,8 @@ func (r Range) next(ip netip.Addr) netip.Addr {
 // size returns how many addresses r hands out, at most MaxUint64.
 func (r Range) size() uint64 {
 	s, e := r.Start.As16(), r.End.As16()
-	sHi, sLo := be64(s[:8]), be64(s[8:])
-	eHi, eLo := be64(e[:8]), be64(e[8:])
+	sHi, sLo := binary.BigEndian.Uint64(s[:8]), binary.BigEndian.Uint64(s[8:])
+	eHi, eLo := binary.BigEndian.Uint64(e[:8]), binary.BigEndian.Uint64(e[8:])
 	lo, borrow := bits.Sub64(eLo, sLo, 0)
 	hi, _ := bits.Sub64(eHi, sHi, borrow)
 	if hi != 0 || lo == math.MaxUint64 {
@@ -105,14 +106,6 @@ func (r Range) size() uint64 {
 		n--
 	}
 	return n
-}
-
-func be64(b []byte) uint64 {
-	var v uint64
-	for _, x := range b {
-		v = v<<8 | uint64(x)
-	}
-	return v
 }
 
 // RangesFromSubnetEnv returns the ranges of the subnets in flannel's

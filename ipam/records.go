@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -299,7 +300,7 @@ func (s *store) syncMarkers(r, old *Record) error {
 	for _, ip := range recordIPs(old) {
 		path := filepath.Join(dir, markerPrefix+ip.String())
 		// Only this record's: another may remember the IP too.
-		if cur, err := os.Readlink(path); err == nil && cur == target && !containsAddr(r.IPs, ip) {
+		if cur, err := os.Readlink(path); err == nil && cur == target && !slices.Contains(r.IPs, ip) {
 			os.Remove(path)
 		}
 	}
@@ -329,13 +330,4 @@ func (s *store) deleteRecord(r *Record) error {
 		return fmt.Errorf("ipam: pod record of %s: %w", r.pod(), err)
 	}
 	return nil
-}
-
-func containsAddr(s []netip.Addr, a netip.Addr) bool {
-	for _, x := range s {
-		if x == a {
-			return true
-		}
-	}
-	return false
 }

@@ -76,6 +76,7 @@ type Manager struct {
 	timeout  time.Duration
 	assign   bool
 	ann      annotations
+	kept     []string // the annotations trim keeps: ann.read(), built once for every node event
 	log      *slog.Logger
 
 	startOnce sync.Once
@@ -129,6 +130,7 @@ func New(opts Options) (*Manager, error) {
 	return &Manager{
 		nodes: opts.Nodes, node: opts.NodeName, confPath: opts.NetConfPath, poll: opts.ConfigPollInterval,
 		timeout: opts.RequestTimeout, assign: opts.AssignPodCIDRs, ann: annotations{opts.AnnotationPrefix},
+		kept: annotations{opts.AnnotationPrefix}.read(),
 		log:  opts.Logger.With("component", "kube", "node", opts.NodeName),
 		stop: make(chan struct{}), ownNode: make(chan struct{}, 1),
 		lastLog: map[string]time.Time{}, skipped: map[string]string{},
@@ -300,7 +302,7 @@ func (m *Manager) trim(obj any) (any, error) {
 		ObjectMeta: metav1.ObjectMeta{Name: n.Name, UID: n.UID, ResourceVersion: n.ResourceVersion},
 		Spec:       corev1.NodeSpec{PodCIDR: n.Spec.PodCIDR, PodCIDRs: n.Spec.PodCIDRs},
 	}
-	for _, k := range m.ann.read() {
+	for _, k := range m.kept {
 		if v, ok := n.Annotations[k]; ok {
 			if out.Annotations == nil {
 				out.Annotations = map[string]string{}

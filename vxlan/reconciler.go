@@ -167,15 +167,23 @@ func NewReconciler(cfg ReconcilerConfig) (*Reconciler, error) {
 // Close releases the netlink socket; later calls fail. The kernel state
 // stays as it is.
 func (r *Reconciler) Close() {
-	r.write.Lock()
-	defer r.write.Unlock()
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	defer r.lockWriter()()
 	r.closed = true
 	r.conn.close()
 }
 
 var errReconcilerClosed = errors.New("vxlan: reconciler is closed")
+
+// lockWriter takes the writer lock and then the state lock, the order
+// every writer uses, and returns what releases both.
+func (r *Reconciler) lockWriter() func() {
+	r.write.Lock()
+	r.mu.Lock()
+	return func() {
+		r.mu.Unlock()
+		r.write.Unlock()
+	}
+}
 
 // SetPeers replaces the desired set of peers. It does not write: call Sync.
 func (r *Reconciler) SetPeers(peers []Peer) error {
@@ -184,10 +192,7 @@ func (r *Reconciler) SetPeers(peers []Peer) error {
 			return fmt.Errorf("vxlan: %w", err)
 		}
 	}
-	r.write.Lock()
-	defer r.write.Unlock()
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	defer r.lockWriter()()
 	r.peers.wantOnly(peers)
 	return nil
 }
@@ -195,10 +200,7 @@ func (r *Reconciler) SetPeers(peers []Peer) error {
 // forget drops the desired peers drop selects, leaving their kernel state
 // for the next Sync to remove as strays.
 func (r *Reconciler) forget(drop func(Peer) bool) {
-	r.write.Lock()
-	defer r.write.Unlock()
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	defer r.lockWriter()()
 	for s := range r.peers.recs {
 		if p, ok := r.peers.wanted(s); ok && drop(p) {
 			r.peers.unwant(s)
@@ -209,18 +211,13 @@ func (r *Reconciler) forget(drop func(Peer) bool) {
 // takePeers moves old's desired peers to r, which has none yet, leaving
 // old with none. What old wrote is not carried over: r starts by listing.
 func (r *Reconciler) takePeers(old *Reconciler) {
-	old.write.Lock()
-	old.mu.Lock()
+	unlockOld := old.lockWriter()
 	t := old.peers
 	old.peers = newPeerTable()
-	old.mu.Unlock()
-	old.write.Unlock()
+	unlockOld()
 	t.dropWrites()
-	r.write.Lock()
-	r.mu.Lock()
+	defer r.lockWriter()()
 	r.peers = t
-	r.mu.Unlock()
-	r.write.Unlock()
 }
 
 // desired is the set of kernel objects a peer needs. It holds no pointers,
@@ -356,10 +353,7 @@ func (r *Reconciler) SetPeer(p Peer) error {
 	if err := p.validate(r.cfg.IPv6); err != nil {
 		return fmt.Errorf("vxlan: %w", err)
 	}
-	r.write.Lock()
-	defer r.write.Unlock()
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	defer r.lockWriter()()
 	if r.closed {
 		return errReconcilerClosed
 	}
@@ -441,10 +435,7 @@ func (r *Reconciler) failPeer(p Peer, id uint32, err error) error {
 // takes the route along), else the route by protocol, metric and nexthop,
 // and the FDB entry only if no remaining peer uses it.
 func (r *Reconciler) RemovePeer(subnet netip.Prefix) error {
-	r.write.Lock()
-	defer r.write.Unlock()
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	defer r.lockWriter()()
 	if r.closed {
 		return errReconcilerClosed
 	}

@@ -28,10 +28,7 @@ func (r *Reconciler) Sync() (SyncResult, error) {
 	// notification filter keeps draining the notifications the writes
 	// cause. Were it blocked, a large sync would overrun the notification
 	// socket and cost a second, verifying sync.
-	r.write.Lock()
-	defer r.write.Unlock()
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	defer r.lockWriter()()
 	if r.closed {
 		return SyncResult{}, errReconcilerClosed
 	}
