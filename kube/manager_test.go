@@ -221,11 +221,7 @@ func TestHints(t *testing.T) {
 	}
 }
 
-func ctxFor(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
+var ctxFor = testutil.Context
 
 // TestWatchConfigFile: net-conf.json is sent, then each change of it; a
 // broken file is logged naming it, and the last good config stays.

@@ -218,17 +218,7 @@ func (s *orderSpy) WatchLeases(ctx context.Context, ch chan<- lease.Batch) error
 // are never in memory together at startup.
 func TestNetworkWatchesAfterLease(t *testing.T) {
 	t.Parallel()
-	srv := etcdtest.Start(t)
-	if _, err := srv.Client(t).Put(context.Background(), "/coreos.com/network/config", `{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}`); err != nil {
-		t.Fatal(err)
-	}
-	h := netnstest.NewSegment(t, 1).Hosts[0]
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	m, err := etcd.New(etcd.Options{Endpoints: []string{srv.Endpoint()}, Node: h.Name, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
+	h, m, quiet := oneHost(t, `{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}`)
 	spy := &orderSpy{Manager: m}
 	n := runNetwork(t, vxlan.NetworkConfig{Manager: spy, Node: h.Name, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet})
 	deadline := time.Now().Add(15 * time.Second)
@@ -273,18 +263,7 @@ func (s *scriptedWatch) WatchLeases(ctx context.Context, ch chan<- lease.Batch) 
 // batch. Its IPv6 route moves; its IPv4 route is never touched.
 func TestNetworkOneFamilyChange(t *testing.T) {
 	t.Parallel()
-	srv := etcdtest.Start(t)
-	if _, err := srv.Client(t).Put(context.Background(), "/coreos.com/network/config",
-		`{"Network": "10.244.0.0/16", "EnableIPv6": true, "IPv6Network": "fd00:10:244::/56", "Backend": {"Type": "vxlan"}}`); err != nil {
-		t.Fatal(err)
-	}
-	h := netnstest.NewSegment(t, 1).Hosts[0]
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	m, err := etcd.New(etcd.Options{Endpoints: []string{srv.Endpoint()}, Node: h.Name, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
+	h, m, quiet := oneHost(t, `{"Network": "10.244.0.0/16", "EnableIPv6": true, "IPv6Network": "fd00:10:244::/56", "Backend": {"Type": "vxlan"}}`)
 	script := &scriptedWatch{Manager: m, batches: make(chan lease.Batch)}
 	runNetwork(t, vxlan.NetworkConfig{Manager: script, Node: h.Name, PublicIP: h.Addr.Addr(), PublicIPv6: h.Addr6.Addr(), Namespace: h.Handle, Logger: quiet})
 
@@ -354,4 +333,22 @@ func runNetwork(t *testing.T, cfg vxlan.NetworkConfig) *vxlan.Network {
 		}
 	})
 	return n
+}
+
+// oneHost starts an etcd holding config, one simulated host, and an etcd
+// lease manager for it, closed at the end of the test.
+func oneHost(t *testing.T, config string) (*netnstest.Host, *etcd.Manager, *slog.Logger) {
+	t.Helper()
+	srv := etcdtest.Start(t)
+	if _, err := srv.Client(t).Put(context.Background(), "/coreos.com/network/config", config); err != nil {
+		t.Fatal(err)
+	}
+	h := netnstest.NewSegment(t, 1).Hosts[0]
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	m, err := etcd.New(etcd.Options{Endpoints: []string{srv.Endpoint()}, Node: h.Name, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return h, m, quiet
 }

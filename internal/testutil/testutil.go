@@ -4,6 +4,7 @@ package testutil
 
 import (
 	"bytes"
+	"context"
 	"sync"
 	"time"
 )
@@ -19,6 +20,14 @@ type T interface {
 	Fatal(args ...any)
 	Skip(args ...any)
 	TempDir() string
+}
+
+// Context returns a context that times out after d and is cancelled when
+// the test ends.
+func Context(t T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
 }
 
 // WaitFor polls cond every 20ms until it holds, failing t if d passes

@@ -7,15 +7,14 @@
 package apitest
 
 import (
-	"net/url"
 	"testing"
 	"time"
 
-	"go.etcd.io/etcd/server/v3/embed"
-	"go.uber.org/zap"
 	"k8s.io/apiserver/pkg/storage/storagebackend"
 	"k8s.io/client-go/rest"
 	kubeapiservertesting "k8s.io/kubernetes/cmd/kube-apiserver/app/testing"
+
+	"github.com/weftnet/weft/internal/etcdtest"
 )
 
 // DefaultFlags are the kube-apiserver flags Start passes before the caller's
@@ -45,7 +44,10 @@ type Server struct {
 // apiserver is stopped first, then etcd; their directories are removed).
 func Start(t testing.TB, flags ...string) *Server {
 	t.Helper()
-	endpoint := StartEtcd(t)
+	// The etcd of weft's other tests: embedded, unless WEFT_ETCD_BINARY
+	// names a binary, which the Makefile sets only for the etcd suites of
+	// the root module.
+	endpoint := etcdtest.Start(t).Endpoint()
 
 	storage := storagebackend.NewDefaultConfig("/registry", nil) // etcd is this server's alone
 	storage.Transport.ServerList = []string{endpoint}
@@ -72,44 +74,4 @@ func (s *Server) As(user string, groups ...string) *rest.Config {
 	c := rest.CopyConfig(s.Admin)
 	c.Impersonate = rest.ImpersonationConfig{UserName: user, Groups: groups}
 	return c
-}
-
-// StartEtcd starts a single-member embedded etcd that keeps its data in a
-// directory of t.TempDir and serves plain HTTP on a random port of
-// 127.0.0.1. It returns the client URL; t.Cleanup stops the server.
-func StartEtcd(t testing.TB) string {
-	t.Helper()
-	cfg := embed.NewConfig()
-	cfg.Name = "apitest"
-	cfg.Dir = t.TempDir()
-	// Port 0 on both: the kernel picks, and the client URL is read back
-	// from the listener. A single member never dials its own peer URL.
-	local := url.URL{Scheme: "http", Host: "127.0.0.1:0"}
-	cfg.ListenClientUrls = []url.URL{local}
-	cfg.AdvertiseClientUrls = []url.URL{local}
-	cfg.ListenPeerUrls = []url.URL{local}
-	cfg.AdvertisePeerUrls = []url.URL{local}
-	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
-	cfg.TickMs = 10
-	cfg.ElectionMs = 50
-	cfg.LogLevel = "error"
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
-	e, err := embed.StartEtcd(cfg)
-	if err != nil {
-		t.Fatalf("apitest: start etcd: %v", err)
-	}
-	t.Cleanup(func() {
-		begin := time.Now()
-		e.Close()
-		<-e.Server.StopNotify()
-		t.Logf("apitest: etcd stopped in %v", time.Since(begin))
-	})
-	select {
-	case <-e.Server.ReadyNotify():
-	case err := <-e.Err():
-		t.Fatalf("apitest: etcd: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("apitest: embedded etcd not ready after 30s")
-	}
-	return "http://" + e.Clients[0].Addr().String()
 }

@@ -58,11 +58,7 @@ func (c *cluster) scope(t *testing.T, name, netConf string) *scope {
 	return &scope{t: t, c: c, prefix: name + ".weft.test", netConf: path, logs: &testutil.SyncBuffer{}}
 }
 
-func ctxFor(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
+var ctxFor = testutil.Context
 
 // manager returns a kube.Manager for node, as config's user.
 func (s *scope) manager(node string, config *rest.Config, opts ...func(*kube.Options)) *kube.Manager {

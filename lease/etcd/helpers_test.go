@@ -47,11 +47,7 @@ func newEnv(t *testing.T, config string) *env {
 	return e
 }
 
-func ctxFor(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
+var ctxFor = testutil.Context
 
 func (e *env) put(key, value string, opts ...clientv3.OpOption) {
 	e.t.Helper()
