@@ -333,6 +333,8 @@ func (s *Server) startProcess() error {
 		}
 		select {
 		case werr := <-s.processErr:
+			// Gone, and its exit taken: Stop must not wait for it.
+			s.process = nil
 			log, _ := os.ReadFile(filepath.Join(s.dir, "etcd.log"))
 			return fmt.Errorf("%s exited: %v\n%s", s.binary, werr, log)
 		default:

@@ -2,6 +2,9 @@ package etcdtest
 
 import (
 	"context"
+	"fmt"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 )
@@ -47,5 +50,52 @@ func TestProxyCutAndHeal(t *testing.T) {
 	resp, err := s.Client(t).Get(ctx, "k")
 	if err != nil || string(resp.Kvs[0].Value) != "3" {
 		t.Fatalf("server holds %v, %v", resp.Kvs, err)
+	}
+}
+
+// fakeT records a harness's failure and runs its cleanups, for testing the
+// harness's own failure paths.
+type fakeT struct {
+	dir      string
+	failed   string
+	cleanups []func()
+}
+
+func (f *fakeT) Helper()                        {}
+func (f *fakeT) Cleanup(c func())               { f.cleanups = append(f.cleanups, c) }
+func (f *fakeT) Errorf(format string, a ...any) { f.failed = fmt.Sprintf(format, a...) }
+func (f *fakeT) Fatalf(format string, a ...any) {
+	f.failed = fmt.Sprintf(format, a...)
+	runtime.Goexit()
+}
+func (f *fakeT) Fatal(a ...any)  { f.failed = fmt.Sprint(a...); runtime.Goexit() }
+func (f *fakeT) Skip(a ...any)   { runtime.Goexit() }
+func (f *fakeT) TempDir() string { return f.dir }
+
+// An external etcd that exits at once fails the start, with its output,
+// and the teardown does not wait for an exit already seen.
+func TestProcessExitingAtStart(t *testing.T) {
+	t.Setenv(BinaryEnv, "/bin/false")
+	f := &fakeT{dir: t.TempDir()}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		Start(f)
+	}()
+	<-done
+	if !strings.Contains(f.failed, "exited") {
+		t.Errorf("start failure %q, want the exit reported", f.failed)
+	}
+	cleaned := make(chan struct{})
+	go func() {
+		for i := len(f.cleanups) - 1; i >= 0; i-- {
+			f.cleanups[i]()
+		}
+		close(cleaned)
+	}()
+	select {
+	case <-cleaned:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the teardown hangs waiting for a process that already exited")
 	}
 }
