@@ -166,14 +166,11 @@ func (a *Allocator) Allocate(at Attachment, p Pod) ([]IP, error) {
 		}
 	}
 	// The files are written in that order, and then made durable
-	// together: their syncs run at once, so that the file system commits
-	// them in one go rather than one after the other.
-	var pend []pending
+	// together, in one commit of the file system's journal.
+	var batch syncBatch
 	var made []netip.Addr // reserved by this call, for the rollback
 	fail := func(err error) ([]IP, error) {
-		for _, p := range pend {
-			p.abort()
-		}
+		batch.abort()
 		for _, ip := range made {
 			a.s.release(ip)
 		}
@@ -187,17 +184,15 @@ func (a *Allocator) Allocate(at Attachment, p Pod) ([]IP, error) {
 		if rec != nil {
 			next.Created = rec.Created
 		}
-		recordPend, err := a.s.putRecordDeferSync(next, rec)
-		if err != nil {
+		if err := a.s.putRecordBatch(&batch, next, rec); err != nil {
 			return fail(err)
 		}
-		pend = append(pend, recordPend...)
 	}
 	for i, ip := range chosen {
 		if ip == held[i] {
 			continue
 		}
-		w, ok, err := a.s.reserveDeferSync(ip, at)
+		ok, err := a.s.reserve(&batch, ip, at)
 		if err == nil && !ok {
 			err = fmt.Errorf("ipam: %s was taken while the store was locked: is another program writing %s without its lock?", ip, a.s.dir)
 		}
@@ -205,13 +200,11 @@ func (a *Allocator) Allocate(at Attachment, p Pod) ([]IP, error) {
 			return fail(err)
 		}
 		made = append(made, ip)
-		pend = append(pend, w)
 		if err := a.s.setLastReserved(i, ip); err != nil {
 			return fail(err)
 		}
 	}
-	if err := syncAll(pend); err != nil {
-		pend = nil // each sync closed its file, whatever it returned
+	if err := batch.sync(); err != nil {
 		return fail(err)
 	}
 	out := make([]IP, len(chosen))
@@ -219,22 +212,6 @@ func (a *Allocator) Allocate(at Attachment, p Pod) ([]IP, error) {
 		out[i] = IP{Address: netip.PrefixFrom(ip, a.ranges[i].Subnet.Bits()), Gateway: a.ranges[i].Gateway}
 	}
 	return out, nil
-}
-
-// syncAll runs the pending syncs at the same time and returns the first
-// error.
-func syncAll(pend []pending) error {
-	errs := make(chan error, len(pend))
-	for _, p := range pend {
-		go func() { errs <- p.sync() }()
-	}
-	var first error
-	for range pend {
-		if err := <-errs; err != nil && first == nil {
-			first = err
-		}
-	}
-	return first
 }
 
 // restoreRecord puts p's record back as it was before a failed Allocate,
@@ -256,7 +233,7 @@ func (a *Allocator) restoreRecord(p Pod, old *Record) {
 
 // names lists the taken IPs and the remembered ones: two directory
 // listings, no file read.
-func (a *Allocator) names() (taken, marked map[netip.Addr]bool, err error) {
+func (a *Allocator) names() (taken map[netip.Addr]bool, marked map[netip.Addr][]string, err error) {
 	if taken, err = a.s.taken(); err != nil {
 		return nil, nil, err
 	}
@@ -316,13 +293,13 @@ func (a *Allocator) held(at Attachment, p Pod, rec *Record, taken map[netip.Addr
 // once every range has an IP, so that a failed ADD changes nothing.
 type choice struct {
 	ip       netip.Addr
-	takeover bool    // release the reservation of the pod's previous sandbox
-	evict    *Record // remove ip from this hint
+	takeover bool      // release the reservation of the pod's previous sandbox
+	evict    []*Record // remove ip from these hints
 }
 
 // pick chooses a fresh IP of range i. See Allocate for the order of
 // preference.
-func (a *Allocator) pick(i int, r Range, rec *Record, at Attachment, p Pod, taken, marked map[netip.Addr]bool) (choice, error) {
+func (a *Allocator) pick(i int, r Range, rec *Record, at Attachment, p Pod, taken map[netip.Addr]bool, marked map[netip.Addr][]string) (choice, error) {
 	if rec != nil && !rec.expired(a.now(), a.ttl) {
 		for _, ip := range rec.IPs {
 			if !r.contains(ip) {
@@ -361,7 +338,7 @@ func (a *Allocator) pick(i int, r Range, rec *Record, at Attachment, p Pod, take
 		n++
 		switch {
 		case taken[ip]:
-		case !marked[ip]:
+		case len(marked[ip]) == 0:
 			return choice{ip: ip}, nil
 		default:
 			remembered = append(remembered, ip)
@@ -373,7 +350,7 @@ func (a *Allocator) pick(i int, r Range, rec *Record, at Attachment, p Pod, take
 	// that stickiness never exhausts a range. One record is read.
 	if len(remembered) > 0 {
 		ip := remembered[0]
-		h, err := a.hint(ip, p)
+		h, err := a.hints(ip, p, marked[ip])
 		if err != nil {
 			return choice{}, err
 		}
@@ -387,7 +364,7 @@ func (a *Allocator) pick(i int, r Range, rec *Record, at Attachment, p Pod, take
 	for ip := range taken {
 		if _, ok := reserved[ip]; !ok && r.contains(ip) {
 			delete(taken, ip)
-			h, err := a.hint(ip, p)
+			h, err := a.hints(ip, p, marked[ip])
 			if err != nil {
 				return choice{}, err
 			}
@@ -415,48 +392,59 @@ func (a *Allocator) apply(c choice) error {
 			return err
 		}
 	}
-	if c.evict != nil {
+	for _, h := range c.evict {
 		// The write need not be durable: if a power cut loses it, the
 		// hint comes back for an IP another container now holds, which
 		// the hint's pod never takes.
-		next := *c.evict
-		next.IPs = slices.DeleteFunc(slices.Clone(c.evict.IPs), func(x netip.Addr) bool { return x == c.ip })
+		next := *h
+		next.IPs = slices.DeleteFunc(slices.Clone(h.IPs), func(x netip.Addr) bool { return x == c.ip })
 		if err := a.s.putRecordLazily(&next); err != nil {
 			return err
 		}
-		return a.s.syncMarkers(&next, c.evict)
+		if err := a.s.syncMarkers(&next, h); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
-// hint returns the record that remembers free IP ip for another pod than
-// p, or nil if none does (an expired one is deleted on the way).
-func (a *Allocator) hint(ip netip.Addr, p Pod) (*Record, error) {
-	h, err := a.s.hintFor(ip)
-	if err != nil || h == nil {
+// hints returns the records that remember free IP ip for other pods than
+// p, of those its markers name (records). Expired ones are deleted on the
+// way.
+func (a *Allocator) hints(ip netip.Addr, p Pod, records []string) ([]*Record, error) {
+	all, err := a.s.hintsFor(ip, records)
+	if err != nil {
 		return nil, err
 	}
-	if p.IsValid() && h.Namespace == p.Namespace && h.Name == p.Name {
-		return nil, nil
-	}
-	if h.Released.IsZero() {
-		holds, err := a.holdsAny(h)
-		if err != nil {
-			return nil, err
+	var out []*Record
+	for _, h := range all {
+		if p.IsValid() && h.Namespace == p.Namespace && h.Name == p.Name {
+			continue
 		}
-		if holds {
-			return h, nil // a live pod, missing this IP (an ADD cut short)
+		if h.Released.IsZero() {
+			holds, err := a.holdsAny(h)
+			if err != nil {
+				return nil, err
+			}
+			if holds {
+				out = append(out, h) // a live pod, missing this IP (an ADD cut short)
+				continue
+			}
+			// Its release was not seen: the TTL starts now.
+			h.Released = a.now()
+			if err := a.s.putRecordLazily(h); err != nil {
+				return nil, err
+			}
 		}
-		// Its release was not seen: the TTL starts now.
-		h.Released = a.now()
-		if err := a.s.putRecordLazily(h); err != nil {
-			return nil, err
+		if h.expired(a.now(), a.ttl) {
+			if err := a.s.deleteRecord(h); err != nil {
+				return nil, err
+			}
+			continue
 		}
+		out = append(out, h)
 	}
-	if h.expired(a.now(), a.ttl) {
-		return nil, a.s.deleteRecord(h)
-	}
-	return h, nil
+	return out, nil
 }
 
 // holdsAny reports whether r's attachment holds any of r's IPs.
@@ -535,6 +523,7 @@ func (a *Allocator) sweep(valid map[Attachment]bool) (int, error) {
 		return released, err
 	}
 	now := a.now()
+	kept := make(map[string]*Record, len(records)) // by file name
 	for _, r := range records {
 		next := *r
 		next.IPs = slices.DeleteFunc(slices.Clone(r.IPs), func(ip netip.Addr) bool { return !a.inRanges(ip) })
@@ -553,14 +542,16 @@ func (a *Allocator) sweep(valid map[Attachment]bool) (int, error) {
 			err = a.s.deleteRecord(r)
 		case len(next.IPs) != len(r.IPs) || !next.Released.Equal(r.Released):
 			err = a.s.putRecord(&next, r)
+			kept[recordName(r.pod())] = &next
 		default:
 			err = a.s.syncMarkers(r, nil)
+			kept[recordName(r.pod())] = r
 		}
 		if err != nil {
 			return released, err
 		}
 	}
-	return released, nil
+	return released, a.s.pruneMarkers(kept)
 }
 
 // inRanges reports whether ip lies in a current range; with no ranges
@@ -605,10 +596,8 @@ func (a *Allocator) Release(at Attachment, p Pod) error {
 					}
 				}
 			}
-			// The hint's TTL starts now. The write need not be durable:
-			// lost, the TTL starts at the next sweep instead.
-			rec.Released = a.now()
-			return a.s.putRecordLazily(rec)
+			// The hint's TTL starts now.
+			return a.s.markReleased(rec, a.now())
 		}
 	}
 	reserved, err := a.s.reservations()

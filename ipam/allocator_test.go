@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -344,15 +345,16 @@ func TestNoRanges(t *testing.T) {
 	}
 }
 
-// Markers follow the records: each remembered IP has one pointing at its
-// pod's record; an IP a pod no longer has loses its marker; a marker whose
-// record is gone is dropped when met, and GC repairs what is missing.
+// Markers follow the records: each remembered IP has one naming its pod's
+// record, a hard link to it (no inode of its own); an IP a pod no longer
+// has loses its marker; a stale marker is dropped when met, and GC repairs
+// what is missing and prunes what names nothing.
 func TestMarkers(t *testing.T) {
 	c := &clock{time.Unix(1e9, 0)}
 	a := newAllocator(t, c, "10.1.0.0/24")
 	must(t, a, att("web-1"), pod("web"))
 	must(t, a, att("db-1"), pod("db"))
-	marked := func() map[netip.Addr]bool {
+	marked := func() map[netip.Addr][]string {
 		t.Helper()
 		m, err := a.s.markers()
 		if err != nil {
@@ -360,35 +362,93 @@ func TestMarkers(t *testing.T) {
 		}
 		return m
 	}
+	dir := filepath.Join(a.s.dir, recordDir)
 	web, db := netip.MustParseAddr("10.1.0.2"), netip.MustParseAddr("10.1.0.3")
-	if m := marked(); len(m) != 2 || !m[web] || !m[db] {
+	webRec, dbRec := recordName(pod("web")), recordName(pod("db"))
+	if m := marked(); len(m) != 2 || !slices.Equal(m[web], []string{webRec}) || !slices.Equal(m[db], []string{dbRec}) {
 		t.Fatalf("markers %v", m)
 	}
-	if r, err := a.s.hintFor(web); err != nil || r == nil || r.Name != "web" {
+	marker, _ := os.Lstat(filepath.Join(dir, markerName(web, webRec)))
+	record, _ := os.Lstat(filepath.Join(dir, webRec))
+	if marker == nil || record == nil || !os.SameFile(marker, record) {
+		t.Errorf("web's marker is not a hard link to its record: %v, %v", marker, record)
+	}
+	if r, err := a.s.hintsFor(web, marked()[web]); err != nil || len(r) != 1 || r[0].Name != "web" {
 		t.Errorf("web's marker leads to %+v, %v", r, err)
 	}
-	// A marker pointing at a record that does not list the IP is stale.
-	os.Remove(filepath.Join(a.s.dir, recordDir, markerPrefix+db.String()))
-	os.Symlink(recordName(pod("web")), filepath.Join(a.s.dir, recordDir, markerPrefix+db.String()))
-	if r, _ := a.s.hintFor(db); r != nil {
+	// A marker naming a record that does not list the IP is stale.
+	stale := markerName(db, webRec)
+	os.Link(filepath.Join(dir, webRec), filepath.Join(dir, stale))
+	if r, _ := a.s.hintsFor(db, []string{webRec}); len(r) != 0 {
 		t.Errorf("a stale marker leads to %+v", r)
 	}
-	if marked()[db] {
-		t.Error("the stale marker was not removed")
+	if _, err := os.Lstat(filepath.Join(dir, stale)); !os.IsNotExist(err) {
+		t.Errorf("the stale marker was not removed: %v", err)
 	}
-	// GC puts it back.
+	// GC puts a lost marker back, and prunes stale ones and names of an
+	// older layout.
+	os.Remove(filepath.Join(dir, markerName(db, dbRec)))
+	os.Link(filepath.Join(dir, webRec), filepath.Join(dir, stale))
+	os.Symlink(webRec, filepath.Join(dir, markerPrefix+web.String()))
 	if _, err := a.GC([]Attachment{att("web-1"), att("db-1")}); err != nil {
 		t.Fatal(err)
 	}
-	if r, _ := a.s.hintFor(db); r == nil || r.Name != "db" {
-		t.Errorf("after GC, db's marker leads to %+v", r)
+	if m := marked(); len(m) != 2 || !slices.Equal(m[db], []string{dbRec}) || !slices.Equal(m[web], []string{webRec}) {
+		t.Errorf("after GC, markers %v", m)
+	}
+	for _, name := range []string{stale, markerPrefix + web.String()} {
+		if _, err := os.Lstat(filepath.Join(dir, name)); !os.IsNotExist(err) {
+			t.Errorf("GC left %s: %v", name, err)
+		}
 	}
 	// A record deleted (expired) takes its markers along.
 	a.Release(att("db-1"), pod("db"))
 	a.Usage() // sees it released: the TTL starts
 	c.advance(2 * time.Hour)
 	a.Usage()
-	if marked()[db] {
+	if len(marked()[db]) != 0 {
 		t.Error("an expired record's marker is still there")
+	}
+}
+
+// A DEL records the release without rewriting the record (which would
+// cost a new file): it stamps the file's modification time, which reads
+// back as Released. A release at the very time of the ADD still reads as
+// one, and the pod's next ADD makes the record live again.
+func TestReleaseStampsRecord(t *testing.T) {
+	c := &clock{time.Unix(1e9, 0)}
+	a := newAllocator(t, c, "10.1.0.0/24")
+	stat := func() (os.FileInfo, []byte) {
+		t.Helper()
+		fi, err := os.Stat(a.s.recordPath(pod("web")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := os.ReadFile(a.s.recordPath(pod("web")))
+		return fi, data
+	}
+	must(t, a, att("web-1"), pod("web"))
+	written, content := stat()
+	if r, _ := a.s.record(pod("web")); r == nil || !r.Released.IsZero() || !written.ModTime().Equal(r.Updated) {
+		t.Fatalf("a live record: %+v, modified %v", r, written.ModTime())
+	}
+	c.advance(time.Minute)
+	if err := a.Release(att("web-1"), pod("web")); err != nil {
+		t.Fatal(err)
+	}
+	released, after := stat()
+	if !os.SameFile(written, released) || string(after) != string(content) {
+		t.Errorf("the DEL rewrote the record: %s", after)
+	}
+	if r, _ := a.s.record(pod("web")); r == nil || !r.Released.Equal(c.now()) {
+		t.Errorf("released record: %+v, want Released %v", r, c.now())
+	}
+	must(t, a, att("web-2"), pod("web"))
+	if r, _ := a.s.record(pod("web")); r == nil || !r.Released.IsZero() {
+		t.Errorf("after the next ADD: %+v, want live", r)
+	}
+	a.Release(att("web-2"), pod("web")) // at the time of the ADD
+	if r, _ := a.s.record(pod("web")); r == nil || r.Released.IsZero() {
+		t.Errorf("a release at the ADD's time reads as none: %+v", r)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/netip"
 	"os"
@@ -45,6 +46,12 @@ type Record struct {
 	Updated     time.Time `json:"updated"`
 	// Released is when the last attachment was seen released; the zero
 	// time while it holds its IPs. A hint expires a TTL after it.
+	//
+	// A DEL does not rewrite the record to set it, which would cost a
+	// new file: it sets the file's modification time instead (see
+	// markReleased), which every write of a record sets to Updated. A
+	// record read from a file modified after Updated has that time as
+	// Released, unless it says otherwise.
 	Released time.Time `json:"released,omitzero"`
 }
 
@@ -63,10 +70,31 @@ func (r *Record) expired(now time.Time, ttl time.Duration) bool {
 // Records live in recordDir, named by a hash of namespace and name: a
 // namespace and a name may each be 253 bytes, a file name at most 255,
 // and no separator is safe in both. Beside each, for each of its IPs, a
-// marker: a symbolic link "ip-<IP>" to the record, so that whether an IP
-// is remembered for a pod is a name in a directory listing, not a read of
-// every record.
+// marker named "ip-<IP>-<record's name>", so that which IPs are
+// remembered, and for whom, is a directory listing rather than a read of
+// every record. A marker is a hard link to its record as it was when the
+// marker was made: a link costs no inode, where a file or a symbolic link
+// costs an allocation, the most expensive step of an ADD on ext4. Only a
+// marker's name is ever read.
 const markerPrefix = "ip-"
+
+func markerName(ip netip.Addr, record string) string {
+	return markerPrefix + ip.String() + "-" + record
+}
+
+// parseMarker reads a marker's name; ok is false for any other name.
+func parseMarker(name string) (ip netip.Addr, record string, ok bool) {
+	rest, ok := strings.CutPrefix(name, markerPrefix)
+	if !ok {
+		return netip.Addr{}, "", false
+	}
+	addr, record, ok := strings.Cut(rest, "-") // no IP's text holds a '-'
+	if !ok || !isRecordName(record) {
+		return netip.Addr{}, "", false
+	}
+	ip, err := netip.ParseAddr(addr)
+	return ip, record, err == nil
+}
 
 func recordName(p Pod) string {
 	sum := sha256.Sum256([]byte(p.Namespace + "\x00" + p.Name))
@@ -101,7 +129,7 @@ func (s *store) record(p Pod) (*Record, error) {
 // readRecord reads the record in file name, or returns nil if there is no
 // readable one.
 func (s *store) readRecord(name string) (*Record, error) {
-	data, err := os.ReadFile(filepath.Join(s.dir, recordDir, name))
+	data, modTime, err := readFileAndTime(filepath.Join(s.dir, recordDir, name))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -114,7 +142,40 @@ func (s *store) readRecord(name string) (*Record, error) {
 		// outside (or a lazy write lost to a power cut): forget it.
 		return nil, nil
 	}
+	if r.Released.IsZero() && modTime.After(r.Updated) {
+		r.Released = modTime.UTC()
+	}
 	return &r, nil
+}
+
+// readFileAndTime reads the file at path and its modification time.
+func readFileAndTime(path string) ([]byte, time.Time, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	data, err := io.ReadAll(f)
+	return data, fi.ModTime(), err
+}
+
+// markReleased records that r's attachment released its IPs at now, as
+// its file's modification time: one change of the file's metadata, where
+// a rewrite would cost a new file and a rename. A time not after Updated
+// would read as no release, so it is moved just past it. A power cut may
+// lose the change; the release is then seen again, later, by the sweep.
+func (s *store) markReleased(r *Record, now time.Time) error {
+	if !now.After(r.Updated) {
+		now = r.Updated.Add(time.Nanosecond)
+	}
+	if err := os.Chtimes(s.recordPath(r.pod()), time.Time{}, now); err != nil {
+		return fmt.Errorf("ipam: pod record of %s: %w", r.pod(), err)
+	}
+	return nil
 }
 
 // records reads every pod record, removing stale temporary files of
@@ -147,8 +208,23 @@ func (s *store) records() ([]*Record, error) {
 	return out, nil
 }
 
-// markers lists the IPs that have a marker.
-func (s *store) markers() (map[netip.Addr]bool, error) {
+// markers lists the marked IPs, each with the names of the records that
+// remember it.
+func (s *store) markers() (map[netip.Addr][]string, error) {
+	names, err := s.recordDirNames()
+	if err != nil {
+		return nil, err
+	}
+	out := map[netip.Addr][]string{}
+	for _, n := range names {
+		if ip, record, ok := parseMarker(n); ok {
+			out[ip] = append(out[ip], record)
+		}
+	}
+	return out, nil
+}
+
+func (s *store) recordDirNames() ([]string, error) {
 	f, err := os.Open(filepath.Join(s.dir, recordDir))
 	if err != nil {
 		return nil, fmt.Errorf("ipam: %w", err)
@@ -158,37 +234,26 @@ func (s *store) markers() (map[netip.Addr]bool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ipam: %w", err)
 	}
-	out := map[netip.Addr]bool{}
-	for _, n := range names {
-		if ip, err := netip.ParseAddr(strings.TrimPrefix(n, markerPrefix)); err == nil && strings.HasPrefix(n, markerPrefix) {
-			out[ip] = true
-		}
-	}
-	return out, nil
+	return names, nil
 }
 
-// hintFor returns the record ip is remembered for, following its marker,
-// or nil. A marker whose record is gone or no longer lists ip is removed.
-func (s *store) hintFor(ip netip.Addr) (*Record, error) {
-	path := filepath.Join(s.dir, recordDir, markerPrefix+ip.String())
-	target, err := os.Readlink(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("ipam: %w", err)
-	}
-	r, err := s.readRecord(filepath.Base(target))
-	if err != nil {
-		return nil, err
-	}
-	for _, rip := range recordIPs(r) {
-		if rip == ip {
-			return r, nil
+// hintsFor returns the records that remember ip, of those its markers
+// name (records). A marker whose record is gone or no longer lists ip is
+// removed.
+func (s *store) hintsFor(ip netip.Addr, records []string) ([]*Record, error) {
+	var out []*Record
+	for _, name := range records {
+		r, err := s.readRecord(name)
+		if err != nil {
+			return nil, err
 		}
+		if slices.Contains(recordIPs(r), ip) {
+			out = append(out, r)
+			continue
+		}
+		os.Remove(filepath.Join(s.dir, recordDir, markerName(ip, name)))
 	}
-	os.Remove(path)
-	return nil, nil
+	return out, nil
 }
 
 func recordIPs(r *Record) []netip.Addr {
@@ -206,64 +271,46 @@ func (s *store) putRecord(r, old *Record) error {
 	if err != nil {
 		return err
 	}
-	if err := atomicfile.Write(s.recordPath(r.pod()), data, 0o644); err != nil {
+	path := s.recordPath(r.pod())
+	syncDir, err := atomicfile.WriteDeferSync(path, data, 0o644, r.Updated)
+	if err == nil {
+		err = syncDir()
+	}
+	if err != nil {
 		return fmt.Errorf("ipam: pod record of %s: %w", r.pod(), err)
 	}
 	return s.syncMarkers(r, old)
 }
 
-// putRecordDeferSync is putRecord but for the syncs it can leave to the
-// caller, to run at the same time as others. A new record (old is nil) is
+// putRecordBatch is putRecord but for the syncs it can leave to batch b,
+// to be made durable with the reservations. A new record (old is nil) is
 // created in place, exclusively: there is no old version for a torn write
 // to lose, and a torn new one reads as no record. So it needs no temporary
 // file and no rename, and both its syncs can wait: the file's and the
 // directory's. A replaced record goes through a synced temporary file and
 // a rename, and leaves the directory's sync.
-func (s *store) putRecordDeferSync(r, old *Record) ([]pending, error) {
+func (s *store) putRecordBatch(b *syncBatch, r, old *Record) error {
 	data, err := json.Marshal(r)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	path := s.recordPath(r.pod())
-	dirSync := pending{sync: func() error { return atomicfile.SyncDir(filepath.Dir(path)) }, abort: func() {}}
-	var pend []pending
 	if old == nil {
 		var f *os.File
 		if f, err = createWith(path, data); err == nil {
-			pend = []pending{fileSync(f), dirSync}
+			b.addFile(f)
+			err = os.Chtimes(path, time.Time{}, r.Updated)
 		}
 	}
 	if old != nil || errors.Is(err, fs.ErrExist) {
 		// An unreadable file is in the way, or this is a replacement.
-		if _, err = atomicfile.WriteDeferSync(path, data, 0o644); err == nil {
-			pend = []pending{dirSync}
-		}
+		_, err = atomicfile.WriteDeferSync(path, data, 0o644, r.Updated)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("ipam: pod record of %s: %w", r.pod(), err)
+		return fmt.Errorf("ipam: pod record of %s: %w", r.pod(), err)
 	}
-	if err := s.syncMarkers(r, old); err != nil {
-		for _, p := range pend {
-			p.abort()
-		}
-		return nil, err
-	}
-	return pend, nil
-}
-
-// createWith creates path exclusively with data and returns it open, for
-// its sync.
-func createWith(path string, data []byte) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		os.Remove(path)
-		return nil, err
-	}
-	return f, nil
+	b.addDir(filepath.Dir(path))
+	return s.syncMarkers(r, old)
 }
 
 // putRecordLazily replaces r's file atomically but without waiting for the
@@ -283,6 +330,9 @@ func (s *store) putRecordLazily(r *Record) error {
 		err = cerr
 	}
 	if err == nil {
+		err = os.Chtimes(tmp.Name(), time.Time{}, r.Updated)
+	}
+	if err == nil {
 		err = os.Rename(tmp.Name(), path)
 	}
 	if err != nil {
@@ -292,25 +342,19 @@ func (s *store) putRecordLazily(r *Record) error {
 	return nil
 }
 
-// syncMarkers makes the markers of r's IPs point at r and removes those of
-// old's IPs that r no longer has.
+// syncMarkers gives each of r's IPs its marker and removes the markers of
+// old's IPs that r no longer has. r's file must exist.
 func (s *store) syncMarkers(r, old *Record) error {
 	dir := filepath.Join(s.dir, recordDir)
-	target := recordName(r.pod())
+	name := recordName(r.pod())
 	for _, ip := range recordIPs(old) {
-		path := filepath.Join(dir, markerPrefix+ip.String())
-		// Only this record's: another may remember the IP too.
-		if cur, err := os.Readlink(path); err == nil && cur == target && !slices.Contains(r.IPs, ip) {
-			os.Remove(path)
+		if !slices.Contains(r.IPs, ip) {
+			os.Remove(filepath.Join(dir, markerName(ip, name)))
 		}
 	}
 	for _, ip := range r.IPs {
-		path := filepath.Join(dir, markerPrefix+ip.String())
-		if cur, err := os.Readlink(path); err == nil && cur == target {
-			continue
-		}
-		os.Remove(path)
-		if err := os.Symlink(target, path); err != nil {
+		err := os.Link(filepath.Join(dir, name), filepath.Join(dir, markerName(ip, name)))
+		if err != nil && !errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("ipam: marker of %s: %w", ip, err)
 		}
 	}
@@ -320,14 +364,32 @@ func (s *store) syncMarkers(r, old *Record) error {
 // deleteRecord removes r and its markers.
 func (s *store) deleteRecord(r *Record) error {
 	dir := filepath.Join(s.dir, recordDir)
+	name := recordName(r.pod())
 	for _, ip := range r.IPs {
-		path := filepath.Join(dir, markerPrefix+ip.String())
-		if cur, err := os.Readlink(path); err == nil && cur == recordName(r.pod()) {
-			os.Remove(path)
-		}
+		os.Remove(filepath.Join(dir, markerName(ip, name)))
 	}
-	if err := os.Remove(s.recordPath(r.pod())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("ipam: pod record of %s: %w", r.pod(), err)
+	}
+	return nil
+}
+
+// pruneMarkers removes every marker that names no record of records (by
+// file name) listing its IP, and any other "ip-" name (debris of an older
+// layout).
+func (s *store) pruneMarkers(records map[string]*Record) error {
+	names, err := s.recordDirNames()
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if !strings.HasPrefix(n, markerPrefix) {
+			continue
+		}
+		if ip, record, ok := parseMarker(n); ok && slices.Contains(recordIPs(records[record]), ip) {
+			continue
+		}
+		os.Remove(filepath.Join(s.dir, recordDir, n))
 	}
 	return nil
 }

@@ -8,10 +8,13 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/weftnet/weft/internal/atomicfile"
 )
 
 // The store's layout is host-local's, so that a node can switch between
@@ -184,46 +187,95 @@ func parseReservation(data []byte) (Attachment, bool) {
 	return Attachment{ContainerID: id, IfName: ifname}, true
 }
 
-// A pending write is written but not yet durable: exactly one of sync,
-// which makes it durable (and closes what it holds open), and abort,
-// which gives it up, must be called.
-type pending struct {
-	sync  func() error
-	abort func()
+// A syncBatch makes a set of written files and directory entries durable
+// together. Its sync first starts the writeback of every file and waits
+// for it, so that the blocks of all of them are allocated, and the
+// directory entries made, in the file system's running transaction; the
+// first fsync then commits that one transaction, and the others find
+// their changes committed already. One journal commit for an ADD, in the
+// process's own thread, instead of one per file, each on a thread of its
+// own.
+type syncBatch struct {
+	files []*os.File
+	dirs  []string
 }
 
-// fileSync is the pending sync of an open file f, which abort closes.
-func fileSync(f *os.File) pending {
-	return pending{
-		sync: func() error {
-			err := f.Sync()
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-			return err
-		},
-		abort: func() { f.Close() },
+// addFile adds f, written and open; the batch closes it.
+func (b *syncBatch) addFile(f *os.File) { b.files = append(b.files, f) }
+
+// addDir adds directory dir, for the entries made or removed in it.
+func (b *syncBatch) addDir(dir string) {
+	if !slices.Contains(b.dirs, dir) {
+		b.dirs = append(b.dirs, dir)
 	}
 }
 
-// reserveDeferSync creates ip's file for a, exclusively, and returns its
-// pending sync, for the caller to run with others at the same time. It
-// reports false if the IP is already taken.
-func (s *store) reserveDeferSync(ip netip.Addr, a Attachment) (p pending, ok bool, err error) {
+// abort gives the batch up, closing its files.
+func (b *syncBatch) abort() {
+	for _, f := range b.files {
+		f.Close()
+	}
+	b.files, b.dirs = nil, nil
+}
+
+// sync makes the batch durable and closes its files, whatever it returns.
+func (b *syncBatch) sync() error {
+	defer b.abort()
+	for _, flags := range []int{unix.SYNC_FILE_RANGE_WRITE, unix.SYNC_FILE_RANGE_WAIT_BEFORE | unix.SYNC_FILE_RANGE_WRITE | unix.SYNC_FILE_RANGE_WAIT_AFTER} {
+		for _, f := range b.files {
+			// Only an ordering hint: fsync below is what makes the data
+			// durable, so a file system without it loses nothing.
+			unix.SyncFileRange(int(f.Fd()), 0, 0, flags)
+		}
+	}
+	for _, f := range b.files {
+		if err := f.Sync(); err != nil {
+			return fmt.Errorf("ipam: sync %s: %w", f.Name(), err)
+		}
+	}
+	for _, f := range b.files {
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("ipam: %w", err)
+		}
+	}
+	b.files = nil
+	for _, d := range b.dirs {
+		if err := atomicfile.SyncDir(d); err != nil {
+			return fmt.Errorf("ipam: %w", err)
+		}
+	}
+	return nil
+}
+
+// reserve creates ip's file for a, exclusively, and adds it and its
+// directory to b. It reports false if the IP is already taken.
+func (s *store) reserve(b *syncBatch, ip netip.Addr, a Attachment) (ok bool, err error) {
 	path := filepath.Join(s.dir, ip.String())
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	f, err := createWith(path, []byte(strings.TrimSpace(a.ContainerID)+lineBreak+a.IfName))
 	if errors.Is(err, fs.ErrExist) {
-		return pending{}, false, nil
+		return false, nil
 	}
 	if err != nil {
-		return pending{}, false, fmt.Errorf("ipam: reserve %s: %w", ip, err)
+		return false, fmt.Errorf("ipam: reserve %s: %w", ip, err)
 	}
-	if _, err := f.WriteString(strings.TrimSpace(a.ContainerID) + lineBreak + a.IfName); err != nil {
+	b.addFile(f)
+	b.addDir(s.dir)
+	return true, nil
+}
+
+// createWith creates path exclusively with data and returns it open, for
+// its sync. On failure no file is left.
+func createWith(path string, data []byte) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := f.Write(data); err != nil {
 		f.Close()
 		os.Remove(path)
-		return pending{}, false, fmt.Errorf("ipam: reserve %s: %w", ip, err)
+		return nil, err
 	}
-	return fileSync(f), true, nil
+	return f, nil
 }
 
 // release removes ip's reservation; one already gone is not an error.
@@ -247,9 +299,24 @@ func (s *store) lastReserved(i int) netip.Addr {
 // setLastReserved records the last IP reserved in range index i. It is
 // where the round-robin goes on from, nothing more: a file lost or torn by
 // a power cut only makes it start over earlier. So it is written in place
-// without waiting for the disk, as host-local, which shares it, does.
+// without waiting for the disk, as host-local, which shares it, does; and
+// overwritten rather than truncated first, which on ext4 frees and
+// reallocates its block on every ADD (a fifth of an ADD's file system
+// time, measured).
 func (s *store) setLastReserved(i int, ip netip.Addr) error {
-	if err := os.WriteFile(filepath.Join(s.dir, fmt.Sprint(lastReservedFile, i)), []byte(ip.String()), 0o644); err != nil {
+	f, err := os.OpenFile(filepath.Join(s.dir, fmt.Sprint(lastReservedFile, i)), os.O_WRONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		return fmt.Errorf("ipam: %w", err)
+	}
+	text := ip.String()
+	_, err = f.WriteAt([]byte(text), 0)
+	if err == nil {
+		err = f.Truncate(int64(len(text)))
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return fmt.Errorf("ipam: %w", err)
 	}
 	return nil

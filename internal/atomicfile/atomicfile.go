@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // Write replaces the file at path with data, with permissions perm whatever
@@ -25,13 +26,15 @@ func Write(path string, data []byte, perm fs.FileMode) error {
 
 // WriteDeferSync is Write but for the final sync of the directory, which it
 // returns for the caller to run: a caller that makes several files durable
-// can run their syncs at the same time, and the file system commits them
-// together. Until that sync returns, a power loss may undo the rename,
-// leaving the old file whole; the new one is never torn.
-func WriteDeferSync(path string, data []byte, perm fs.FileMode) (syncDir func() error, err error) {
+// can run their syncs together. Until that sync returns, a power loss may
+// undo the rename, leaving the old file whole; the new one is never torn.
+// Unless modTime is zero, it becomes the file's modification time, set
+// before the file's sync so that it is as durable as the content.
+func WriteDeferSync(path string, data []byte, perm fs.FileMode, modTime time.Time) (syncDir func() error, err error) {
 	var dir string
 	ops := osOps()
 	ops.syncDir = func(d string) error { dir = d; return nil }
+	ops.modTime = modTime
 	if err := write(path, data, perm, ops); err != nil {
 		return nil, err
 	}
@@ -45,6 +48,7 @@ type fsOps struct {
 	syncFile func(*os.File) error
 	rename   func(oldpath, newpath string) error
 	syncDir  func(dir string) error
+	modTime  time.Time // if not zero, set before syncFile
 }
 
 func osOps() fsOps {
@@ -73,6 +77,11 @@ func write(path string, data []byte, perm fs.FileMode, ops fsOps) (err error) {
 	}
 	if err := f.Chmod(perm); err != nil {
 		return err
+	}
+	if !ops.modTime.IsZero() {
+		if err := os.Chtimes(tmp, time.Time{}, ops.modTime); err != nil {
+			return err
+		}
 	}
 	if err := ops.syncFile(f); err != nil {
 		return err

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 )
 
 func TestWriteCreatesAndReplaces(t *testing.T) {
@@ -205,7 +206,8 @@ func TestWriteDeferSync(t *testing.T) {
 	if err := Write(path, []byte("old"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	sync, err := WriteDeferSync(path, []byte("new"), 0o600)
+	stamp := time.Date(2001, 9, 9, 1, 46, 40, 123456789, time.UTC)
+	sync, err := WriteDeferSync(path, []byte("new"), 0o600, stamp)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,10 +221,10 @@ func TestWriteDeferSync(t *testing.T) {
 	if len(entries) != 1 {
 		t.Errorf("directory holds %d entries, want just the file", len(entries))
 	}
-	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
-		t.Errorf("mode %v", fi.Mode())
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 || !fi.ModTime().Equal(stamp) {
+		t.Errorf("mode %v, modification time %v, want 0600 and %v", fi.Mode(), fi.ModTime(), stamp)
 	}
-	if _, err := WriteDeferSync(filepath.Join(dir, "missing", "f"), nil, 0o644); err == nil {
+	if _, err := WriteDeferSync(filepath.Join(dir, "missing", "f"), nil, 0o644, time.Time{}); err == nil {
 		t.Error("no error for a missing directory")
 	}
 }
