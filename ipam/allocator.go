@@ -165,6 +165,13 @@ func (a *Allocator) Allocate(at Attachment, p Pod) ([]IP, error) {
 			return nil, err
 		}
 	}
+	// A pod that gets the IPs its record lists, under the same UID (a
+	// restart, the common case), keeps its record: only the attachment
+	// changes, and that is recorded below by a hard link to the
+	// reservation, where a rewrite would cost a new file and a second
+	// journal commit (its temporary file must be durable before its
+	// rename). Any other pod's record is written first, as the intent.
+	keep := p.IsValid() && rec != nil && rec.UID == p.UID && slices.Equal(chosen, rec.IPs) && rec.releaseOnlyStamped()
 	// The files are written in that order, and then made durable
 	// together, in one commit of the file system's journal.
 	var batch syncBatch
@@ -174,10 +181,13 @@ func (a *Allocator) Allocate(at Attachment, p Pod) ([]IP, error) {
 		for _, ip := range made {
 			a.s.release(ip)
 		}
+		if keep {
+			a.s.removeAttachment(p) // the restored record names the attachment
+		}
 		a.restoreRecord(p, rec)
 		return nil, err
 	}
-	if p.IsValid() {
+	if p.IsValid() && !keep {
 		now := a.now()
 		next := &Record{Namespace: p.Namespace, Name: p.Name, UID: p.UID, Created: now,
 			ContainerID: at.ContainerID, IfName: at.IfName, Updated: now, IPs: chosen}
@@ -187,6 +197,7 @@ func (a *Allocator) Allocate(at Attachment, p Pod) ([]IP, error) {
 		if err := a.s.putRecordBatch(&batch, next, rec); err != nil {
 			return fail(err)
 		}
+		a.s.removeAttachment(p) // the record names the attachment now
 	}
 	for i, ip := range chosen {
 		if ip == held[i] {
@@ -201,6 +212,14 @@ func (a *Allocator) Allocate(at Attachment, p Pod) ([]IP, error) {
 		}
 		made = append(made, ip)
 		if err := a.s.setLastReserved(i, ip); err != nil {
+			return fail(err)
+		}
+	}
+	if keep {
+		if err := a.s.setAttachment(&batch, p, chosen[0]); err != nil {
+			return fail(err)
+		}
+		if err := a.s.markLive(rec); err != nil {
 			return fail(err)
 		}
 	}
@@ -252,9 +271,11 @@ func (a *Allocator) held(at Attachment, p Pod, rec *Record, taken map[netip.Addr
 	out := make([]netip.Addr, len(a.ranges))
 	var candidates []netip.Addr
 	switch {
-	case rec != nil && rec.attachment() == at:
+	case rec != nil && (rec.attachment() == at || rec.ContainerID != at.ContainerID):
+		// The pod's own IPs: at holds them after a repeated ADD, or
+		// after one cut short before it recorded at as the attachment.
 		candidates = rec.IPs
-	case !p.IsValid() || rec != nil && rec.ContainerID == at.ContainerID || rec == nil && a.s.hasRecordFile(p):
+	case !p.IsValid() || rec != nil || a.s.hasRecordFile(p):
 		// No pod; or another interface of the same container (the
 		// record names one attachment); or a record that cannot be read:
 		// find at's reservations the slow way.
@@ -551,7 +572,7 @@ func (a *Allocator) sweep(valid map[Attachment]bool) (int, error) {
 			return released, err
 		}
 	}
-	return released, a.s.pruneMarkers(kept)
+	return released, a.s.pruneLinks(kept)
 }
 
 // inRanges reports whether ip lies in a current range; with no ranges

@@ -452,3 +452,71 @@ func TestReleaseStampsRecord(t *testing.T) {
 		t.Errorf("a release at the ADD's time reads as none: %+v", r)
 	}
 }
+
+// A restart that gets the pod's IPs back keeps the record as it is: the
+// new attachment is a hard link to its reservation, which the record's
+// readers see and a reboot's takeover follows.
+func TestRestartKeepsRecord(t *testing.T) {
+	c := &clock{time.Unix(1e9, 0)}
+	a := newAllocator(t, c, "10.1.0.0/24")
+	first := must(t, a, att("c1"), pod("db-0"))
+	path := a.s.recordPath(pod("db-0"))
+	before, _ := os.Stat(path)
+	content, _ := os.ReadFile(path)
+	a.Release(att("c1"), pod("db-0"))
+	c.advance(time.Minute)
+	if got := must(t, a, att("c2"), pod("db-0")); got != first {
+		t.Fatalf("restart: %s, want %s", got, first)
+	}
+	after, _ := os.Stat(path)
+	if data, _ := os.ReadFile(path); !os.SameFile(before, after) || string(data) != string(content) {
+		t.Errorf("the restart rewrote the record: %s", data)
+	}
+	r, err := a.s.record(pod("db-0"))
+	if err != nil || r == nil || r.attachment() != att("c2") || !r.Released.IsZero() {
+		t.Fatalf("record after the restart: %+v, %v; want live, attached to c2", r, err)
+	}
+	// A reboot: c2 never got its DEL. c3 takes its IP over, as the
+	// sandbox the record names last.
+	if got := must(t, a, att("c3"), pod("db-0")); got != first {
+		t.Errorf("after a reboot: %s, want %s", got, first)
+	}
+	if got, _ := a.Lookup(att("c2")); len(got) != 0 {
+		t.Errorf("c2 still holds %v", got)
+	}
+	// Expired, the record takes its attachment link along.
+	a.Release(att("c3"), pod("db-0"))
+	c.advance(2 * time.Hour)
+	if _, err := a.GC(nil); err != nil {
+		t.Fatal(err)
+	}
+	names, _ := a.s.recordDirNames()
+	for _, n := range names {
+		if strings.HasPrefix(n, attachmentPrefix) {
+			t.Errorf("%s outlived its record", n)
+		}
+	}
+}
+
+// An ADD killed after it reserved but before it recorded the attachment
+// finds its reservation when retried, and makes no second one.
+func TestRestartCutShort(t *testing.T) {
+	c := &clock{time.Unix(1e9, 0)}
+	a := newAllocator(t, c, "10.1.0.0/24")
+	first := must(t, a, att("c1"), pod("db-0"))
+	a.Release(att("c1"), pod("db-0"))
+	var b syncBatch
+	if ok, err := a.s.reserve(&b, netip.MustParsePrefix(first).Addr(), att("c2")); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	b.abort()
+	if got := must(t, a, att("c2"), pod("db-0")); got != first {
+		t.Errorf("retried ADD: %s, want %s", got, first)
+	}
+	if reserved, _ := a.s.reservations(); len(reserved) != 1 {
+		t.Errorf("reservations %v, want one", reserved)
+	}
+	if r, _ := a.s.record(pod("db-0")); r == nil || r.attachment() != att("c2") {
+		t.Errorf("record %+v, want attached to c2", r)
+	}
+}

@@ -39,11 +39,15 @@ type Record struct {
 	Name      string       `json:"name"`
 	UID       string       `json:"uid,omitempty"`
 	IPs       []netip.Addr `json:"ips"`
-	// ContainerID and IfName are the pod's last attachment.
+	// ContainerID and IfName are the pod's last attachment. A restart
+	// that keeps the pod's IPs records its attachment beside the record
+	// rather than rewriting it (see setAttachment); a record read has it
+	// here either way.
 	ContainerID string    `json:"containerID"`
 	IfName      string    `json:"ifname"`
 	Created     time.Time `json:"created"`
-	Updated     time.Time `json:"updated"`
+	// Updated is when the record was last written.
+	Updated time.Time `json:"updated"`
 	// Released is when the last attachment was seen released; the zero
 	// time while it holds its IPs. A hint expires a TTL after it.
 	//
@@ -53,9 +57,16 @@ type Record struct {
 	// record read from a file modified after Updated has that time as
 	// Released, unless it says otherwise.
 	Released time.Time `json:"released,omitzero"`
+
+	stamped bool // Released was read from the file's modification time
 }
 
 func (r *Record) pod() Pod { return Pod{Namespace: r.Namespace, Name: r.Name, UID: r.UID} }
+
+// releaseOnlyStamped reports whether the record itself says nothing of a
+// release: it is live, or its release is only stamped on its file, which
+// markLive can undo without rewriting it.
+func (r *Record) releaseOnlyStamped() bool { return r.Released.IsZero() || r.stamped }
 
 func (r *Record) attachment() Attachment {
 	return Attachment{ContainerID: r.ContainerID, IfName: r.IfName}
@@ -143,7 +154,12 @@ func (s *store) readRecord(name string) (*Record, error) {
 		return nil, nil
 	}
 	if r.Released.IsZero() && modTime.After(r.Updated) {
-		r.Released = modTime.UTC()
+		r.Released, r.stamped = modTime.UTC(), true
+	}
+	if data, err := os.ReadFile(filepath.Join(s.dir, recordDir, attachmentName(name))); err == nil {
+		if a, ok := parseReservation(data); ok {
+			r.ContainerID, r.IfName = a.ContainerID, a.IfName
+		}
 	}
 	return &r, nil
 }
@@ -161,6 +177,53 @@ func readFileAndTime(path string) ([]byte, time.Time, error) {
 	}
 	data, err := io.ReadAll(f)
 	return data, fi.ModTime(), err
+}
+
+// markLive undoes markReleased: the record's pod holds its IPs again.
+func (s *store) markLive(r *Record) error {
+	if !r.stamped {
+		return nil
+	}
+	if err := os.Chtimes(s.recordPath(r.pod()), time.Time{}, r.Updated); err != nil {
+		return fmt.Errorf("ipam: pod record of %s: %w", r.pod(), err)
+	}
+	return nil
+}
+
+// A record's attachment link, "at-<record's name>", is a hard link to the
+// reservation file of the first IP the pod's last ADD holds, and so holds
+// that attachment in the reservation's own format. It names the pod's
+// last attachment, overriding the record's, so that a restart, which
+// changes only that, costs a link and a rename instead of a rewrite of
+// the record. An ADD that writes the record removes it.
+const attachmentPrefix = "at-"
+
+func attachmentName(record string) string { return attachmentPrefix + record }
+
+// setAttachment points p's attachment link at ip's reservation file,
+// atomically, and adds the directory to b.
+func (s *store) setAttachment(b *syncBatch, p Pod, ip netip.Addr) error {
+	dir := filepath.Join(s.dir, recordDir)
+	link := filepath.Join(dir, attachmentName(recordName(p)))
+	tmp := filepath.Join(dir, "."+attachmentName(recordName(p))+".tmp")
+	os.Remove(tmp) // debris of a writer that died here
+	err := os.Link(filepath.Join(s.dir, ip.String()), tmp)
+	if err == nil {
+		if err = os.Rename(tmp, link); err != nil {
+			os.Remove(tmp)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("ipam: attachment of %s: %w", p, err)
+	}
+	b.addDir(dir)
+	return nil
+}
+
+// removeAttachment removes p's attachment link: its record names the
+// attachment again.
+func (s *store) removeAttachment(p Pod) {
+	os.Remove(filepath.Join(s.dir, recordDir, attachmentName(recordName(p))))
 }
 
 // markReleased records that r's attachment released its IPs at now, as
@@ -368,25 +431,32 @@ func (s *store) deleteRecord(r *Record) error {
 	for _, ip := range r.IPs {
 		os.Remove(filepath.Join(dir, markerName(ip, name)))
 	}
+	os.Remove(filepath.Join(dir, attachmentName(name)))
 	if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("ipam: pod record of %s: %w", r.pod(), err)
 	}
 	return nil
 }
 
-// pruneMarkers removes every marker that names no record of records (by
-// file name) listing its IP, and any other "ip-" name (debris of an older
-// layout).
-func (s *store) pruneMarkers(records map[string]*Record) error {
+// pruneLinks removes every marker that names no record of records (by
+// file name) listing its IP, every attachment link of a record not in
+// records, and any other "ip-" name (debris of an older layout).
+func (s *store) pruneLinks(records map[string]*Record) error {
 	names, err := s.recordDirNames()
 	if err != nil {
 		return err
 	}
 	for _, n := range names {
-		if !strings.HasPrefix(n, markerPrefix) {
-			continue
-		}
-		if ip, record, ok := parseMarker(n); ok && slices.Contains(recordIPs(records[record]), ip) {
+		switch {
+		case strings.HasPrefix(n, markerPrefix):
+			if ip, record, ok := parseMarker(n); ok && slices.Contains(recordIPs(records[record]), ip) {
+				continue
+			}
+		case strings.HasPrefix(n, attachmentPrefix):
+			if records[strings.TrimPrefix(n, attachmentPrefix)] != nil {
+				continue
+			}
+		default:
 			continue
 		}
 		os.Remove(filepath.Join(s.dir, recordDir, n))
