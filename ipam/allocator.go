@@ -125,7 +125,7 @@ func (a *Allocator) Allocate(at Attachment, p Pod) ([]IP, error) {
 	if err := a.followRanges(); err != nil {
 		return nil, err
 	}
-	taken, marked, err := a.names()
+	taken, marked, spares, err := a.names()
 	if err != nil {
 		return nil, err
 	}
@@ -194,7 +194,7 @@ func (a *Allocator) Allocate(at Attachment, p Pod) ([]IP, error) {
 		if rec != nil {
 			next.Created = rec.Created
 		}
-		if err := a.s.putRecordBatch(&batch, next, rec); err != nil {
+		if err := a.s.putRecordBatch(&batch, next, rec, spares); err != nil {
 			return fail(err)
 		}
 		a.s.removeAttachment(p) // the record names the attachment now
@@ -252,14 +252,14 @@ func (a *Allocator) restoreRecord(p Pod, old *Record) {
 
 // names lists the taken IPs and the remembered ones: two directory
 // listings, no file read.
-func (a *Allocator) names() (taken map[netip.Addr]bool, marked map[netip.Addr][]string, err error) {
+func (a *Allocator) names() (taken map[netip.Addr]bool, marked map[netip.Addr][]string, spares []string, err error) {
 	if taken, err = a.s.taken(); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	if marked, err = a.s.markers(); err != nil {
-		return nil, nil, err
+	if marked, spares, err = a.s.index(); err != nil {
+		return nil, nil, nil, err
 	}
-	return taken, marked, nil
+	return taken, marked, spares, nil
 }
 
 // held returns, per range, the IP attachment at already holds, if any:
@@ -710,7 +710,7 @@ func (a *Allocator) Usage() ([]Usage, error) {
 	if _, err := a.sweep(nil); err != nil {
 		return nil, err
 	}
-	taken, marked, err := a.names()
+	taken, marked, _, err := a.names()
 	if err != nil {
 		return nil, err
 	}

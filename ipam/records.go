@@ -148,9 +148,10 @@ func (s *store) readRecord(name string) (*Record, error) {
 		return nil, fmt.Errorf("ipam: pod record %s: %w", name, err)
 	}
 	var r Record
-	if err := json.Unmarshal(data, &r); err != nil || r.Name == "" {
-		// Records are replaced atomically, so this is damage from
-		// outside (or a lazy write lost to a power cut): forget it.
+	if err := json.Unmarshal(data, &r); err != nil || r.Name == "" || recordName(r.pod()) != name {
+		// Records are replaced atomically, so this is a new record torn
+		// by a power cut, damage from outside, or a lazy write lost to a
+		// power cut: forget it.
 		return nil, nil
 	}
 	if r.Released.IsZero() && modTime.After(r.Updated) {
@@ -274,17 +275,26 @@ func (s *store) records() ([]*Record, error) {
 // markers lists the marked IPs, each with the names of the records that
 // remember it.
 func (s *store) markers() (map[netip.Addr][]string, error) {
+	marked, _, err := s.index()
+	return marked, err
+}
+
+// index reads the record directory's listing: the marked IPs, each with
+// the names of the records that remember it, and the spare files.
+func (s *store) index() (marked map[netip.Addr][]string, spares []string, err error) {
 	names, err := s.recordDirNames()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	out := map[netip.Addr][]string{}
+	marked = map[netip.Addr][]string{}
 	for _, n := range names {
 		if ip, record, ok := parseMarker(n); ok {
-			out[ip] = append(out[ip], record)
+			marked[ip] = append(marked[ip], record)
+		} else if strings.HasPrefix(n, sparePrefix) {
+			spares = append(spares, n)
 		}
 	}
-	return out, nil
+	return marked, spares, nil
 }
 
 func (s *store) recordDirNames() ([]string, error) {
@@ -347,12 +357,12 @@ func (s *store) putRecord(r, old *Record) error {
 
 // putRecordBatch is putRecord but for the syncs it can leave to batch b,
 // to be made durable with the reservations. A new record (old is nil) is
-// created in place, exclusively: there is no old version for a torn write
-// to lose, and a torn new one reads as no record. So it needs no temporary
-// file and no rename, and both its syncs can wait: the file's and the
-// directory's. A replaced record goes through a synced temporary file and
-// a rename, and leaves the directory's sync.
-func (s *store) putRecordBatch(b *syncBatch, r, old *Record) error {
+// written into one of spares (see fillSpare), or created in place,
+// exclusively: there is no old version for a torn write to lose, and a
+// torn new one reads as no record. So both its syncs can wait: the
+// file's and the directory's. A replaced record goes through a synced
+// temporary file and a rename, and leaves the directory's sync.
+func (s *store) putRecordBatch(b *syncBatch, r, old *Record, spares []string) error {
 	data, err := json.Marshal(r)
 	if err != nil {
 		return err
@@ -360,9 +370,13 @@ func (s *store) putRecordBatch(b *syncBatch, r, old *Record) error {
 	path := s.recordPath(r.pod())
 	if old == nil {
 		var f *os.File
-		if f, err = createWith(path, data); err == nil {
+		if f, err = s.fillSpare(spares, path, data, r.Updated); f != nil {
 			b.addFile(f)
-			err = os.Chtimes(path, time.Time{}, r.Updated)
+		} else if err == nil {
+			if f, err = createWith(path, data); err == nil {
+				b.addFile(f)
+				err = os.Chtimes(path, time.Time{}, r.Updated)
+			}
 		}
 	}
 	if old != nil || errors.Is(err, fs.ErrExist) {

@@ -285,6 +285,9 @@ func createWith(path string, data []byte) (*os.File, error) {
 
 // release removes ip's reservation; one already gone is not an error.
 func (s *store) release(ip netip.Addr) error {
+	if kept, exists := s.keepAsSpare(ip); kept || !exists {
+		return nil
+	}
 	if err := os.Remove(filepath.Join(s.dir, ip.String())); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("ipam: release %s: %w", ip, err)
 	}
