@@ -4,11 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/weftnet/weft/internal/atomicfile"
 )
 
 // DefaultHintTTL is how long a released pod's IPs stay reserved for its
@@ -130,12 +131,13 @@ func (a *Allocator) Allocate(at Attachment, p Pod) ([]IP, error) {
 		return nil, err
 	}
 	var rec *Record
+	var recFile bool // a file, readable or not
 	if p.IsValid() {
-		if rec, err = a.s.record(p); err != nil {
+		if rec, recFile, err = a.s.recordFile(p); err != nil {
 			return nil, err
 		}
 	}
-	held, err := a.held(at, p, rec, taken)
+	held, err := a.held(at, p, rec, recFile, taken)
 	if err != nil {
 		return nil, err
 	}
@@ -267,7 +269,7 @@ func (a *Allocator) names() (taken map[netip.Addr]bool, marked map[netip.Addr][]
 // retried after a crash: the record is written before the reservations),
 // else, for an ADD without a pod, by reading every reservation, as
 // host-local does.
-func (a *Allocator) held(at Attachment, p Pod, rec *Record, taken map[netip.Addr]bool) ([]netip.Addr, error) {
+func (a *Allocator) held(at Attachment, p Pod, rec *Record, recFile bool, taken map[netip.Addr]bool) ([]netip.Addr, error) {
 	out := make([]netip.Addr, len(a.ranges))
 	var candidates []netip.Addr
 	switch {
@@ -275,7 +277,7 @@ func (a *Allocator) held(at Attachment, p Pod, rec *Record, taken map[netip.Addr
 		// The pod's own IPs: at holds them after a repeated ADD, or
 		// after one cut short before it recorded at as the attachment.
 		candidates = rec.IPs
-	case !p.IsValid() || rec != nil || a.s.hasRecordFile(p):
+	case !p.IsValid() || recFile:
 		// No pod; or another interface of the same container (the
 		// record names one attachment); or a record that cannot be read:
 		// find at's reservations the slow way.
@@ -414,15 +416,9 @@ func (a *Allocator) apply(c choice) error {
 		}
 	}
 	for _, h := range c.evict {
-		// The write need not be durable: if a power cut loses it, the
-		// hint comes back for an IP another container now holds, which
-		// the hint's pod never takes.
 		next := *h
 		next.IPs = slices.DeleteFunc(slices.Clone(h.IPs), func(x netip.Addr) bool { return x == c.ip })
-		if err := a.s.putRecordLazily(&next); err != nil {
-			return err
-		}
-		if err := a.s.syncMarkers(&next, h); err != nil {
+		if err := a.s.putRecord(&next, h); err != nil {
 			return err
 		}
 	}
@@ -453,7 +449,7 @@ func (a *Allocator) hints(ip netip.Addr, p Pod, records []string) ([]*Record, er
 			}
 			// Its release was not seen: the TTL starts now.
 			h.Released = a.now()
-			if err := a.s.putRecordLazily(h); err != nil {
+			if err := a.s.putRecord(h, h); err != nil {
 				return nil, err
 			}
 		}
@@ -496,11 +492,9 @@ func (a *Allocator) followRanges() error {
 	}
 	want := strings.Join(parts, "\n")
 	path := filepath.Join(a.s.dir, recordDir, rangesFile)
-	fi, err := os.Stat(path)
-	if err == nil && time.Since(fi.ModTime()) < min(a.ttl, maxSweepInterval) {
-		if data, err := os.ReadFile(path); err == nil && string(data) == want {
-			return nil
-		}
+	data, swept, err := readFileAndTime(path)
+	if err == nil && time.Since(swept) < min(a.ttl, maxSweepInterval) && string(data) == want {
+		return nil
 	}
 	// The ranges changed, or the store was not swept for a while:
 	// expired hints and debris go, and the records of pods released
@@ -508,7 +502,7 @@ func (a *Allocator) followRanges() error {
 	if _, err := a.sweep(nil); err != nil {
 		return err
 	}
-	return os.WriteFile(path, []byte(want), 0o644)
+	return atomicfile.Write(path, []byte(want), 0o644)
 }
 
 // maxSweepInterval bounds how long an Allocate goes without sweeping the

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/weftnet/weft/internal/atomicfile"
 )
 
@@ -122,37 +124,43 @@ func isRecordName(name string) bool {
 
 func (s *store) recordPath(p Pod) string { return filepath.Join(s.dir, recordDir, recordName(p)) }
 
-// hasRecordFile reports whether p has a record file, readable or not.
-func (s *store) hasRecordFile(p Pod) bool {
-	_, err := os.Lstat(s.recordPath(p))
-	return err == nil
-}
-
 // record reads p's record, or returns nil if there is none.
 func (s *store) record(p Pod) (*Record, error) {
-	r, err := s.readRecord(recordName(p))
-	if r != nil && (r.Namespace != p.Namespace || r.Name != p.Name) {
-		return nil, nil // a hash collision, practically impossible: no record
-	}
+	r, _, err := s.recordFile(p)
 	return r, err
+}
+
+// recordFile is record, and also reports whether p has a record file,
+// readable or not.
+func (s *store) recordFile(p Pod) (r *Record, file bool, err error) {
+	r, file, err = s.readRecordFile(recordName(p))
+	if r != nil && (r.Namespace != p.Namespace || r.Name != p.Name) {
+		return nil, true, nil // a hash collision, practically impossible: no record
+	}
+	return r, file, err
 }
 
 // readRecord reads the record in file name, or returns nil if there is no
 // readable one.
 func (s *store) readRecord(name string) (*Record, error) {
+	r, _, err := s.readRecordFile(name)
+	return r, err
+}
+
+// readRecordFile is readRecord, and also reports whether the file exists.
+func (s *store) readRecordFile(name string) (*Record, bool, error) {
 	data, modTime, err := readFileAndTime(filepath.Join(s.dir, recordDir, name))
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+		return nil, false, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("ipam: pod record %s: %w", name, err)
+		return nil, false, fmt.Errorf("ipam: pod record %s: %w", name, err)
 	}
 	var r Record
 	if err := json.Unmarshal(data, &r); err != nil || r.Name == "" || recordName(r.pod()) != name {
 		// Records are replaced atomically, so this is a new record torn
-		// by a power cut, damage from outside, or a lazy write lost to a
-		// power cut: forget it.
-		return nil, nil
+		// by a power cut, or damage from outside: forget it.
+		return nil, true, nil
 	}
 	if r.Released.IsZero() && modTime.After(r.Updated) {
 		r.Released, r.stamped = modTime.UTC(), true
@@ -162,7 +170,7 @@ func (s *store) readRecord(name string) (*Record, error) {
 			r.ContainerID, r.IfName = a.ContainerID, a.IfName
 		}
 	}
-	return &r, nil
+	return &r, true, nil
 }
 
 // readFileAndTime reads the file at path and its modification time.
@@ -224,7 +232,9 @@ func (s *store) setAttachment(b *syncBatch, p Pod, ip netip.Addr) error {
 // removeAttachment removes p's attachment link: its record names the
 // attachment again.
 func (s *store) removeAttachment(p Pod) {
-	os.Remove(filepath.Join(s.dir, recordDir, attachmentName(recordName(p))))
+	// Not os.Remove, which tries rmdir too when the link is missing, as
+	// it mostly is.
+	unix.Unlink(filepath.Join(s.dir, recordDir, attachmentName(recordName(p))))
 }
 
 // markReleased records that r's attachment released its IPs at now, as
@@ -388,35 +398,6 @@ func (s *store) putRecordBatch(b *syncBatch, r, old *Record, spares []string) er
 	}
 	b.addDir(filepath.Dir(path))
 	return s.syncMarkers(r, old)
-}
-
-// putRecordLazily replaces r's file atomically but without waiting for the
-// disk: for changes a power cut may lose (the time a hint's TTL starts).
-func (s *store) putRecordLazily(r *Record) error {
-	data, err := json.Marshal(r)
-	if err != nil {
-		return err
-	}
-	path := s.recordPath(r.pod())
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
-	if err != nil {
-		return fmt.Errorf("ipam: pod record of %s: %w", r.pod(), err)
-	}
-	_, err = tmp.Write(data)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chtimes(tmp.Name(), time.Time{}, r.Updated)
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("ipam: pod record of %s: %w", r.pod(), err)
-	}
-	return nil
 }
 
 // syncMarkers gives each of r's IPs its marker and removes the markers of

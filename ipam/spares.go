@@ -62,7 +62,7 @@ func (s *store) fillSpare(spares []string, path string, data []byte, modTime tim
 			continue
 		}
 		_, err = f.WriteAt(data, 0)
-		if err == nil {
+		if err == nil && fi.Size() > int64(len(data)) {
 			err = f.Truncate(int64(len(data)))
 		}
 		if err == nil {
