@@ -10,10 +10,22 @@
 //     and weft, either way, without losing a reservation. Pod records live
 //     in a subdirectory host-local never takes for a reservation.
 //   - Crash safety: a reservation is created exclusively (O_EXCL), written
-//     and fsynced under the lock; every other file is replaced atomically
-//     (temporary file, fsync, rename, directory fsync). An empty or
-//     garbage reservation, left by a writer that died, is reclaimed, never
-//     held forever.
+//     and fsynced under the lock; a record is replaced atomically
+//     (temporary file, fsync, rename, directory fsync), and a new one,
+//     having no old content to lose, is made durable after it is in
+//     place. An empty or garbage reservation, left by a writer that died,
+//     is reclaimed, never held forever; a torn new record reads as none.
+//     Two things a power cut may lose, by design, each harmless: the
+//     round-robin position (last_reserved_ip, written in place without a
+//     sync, as host-local writes it) and the time a DEL stamps on a
+//     record, which the sweep then notices later.
+//   - Cost: on disk, creating a file is the most expensive step of an
+//     ADD, so the store creates few. Beside each record are hard links:
+//     "ip-<IP>-<record>" for each IP it remembers, and "at-<record>" to
+//     the reservation of its last ADD when that ADD did not rewrite the
+//     record (a restart). A DEL stamps its release on the record's
+//     modification time and keeps the reservation's file as a spare for
+//     the next new record. An ADD's fsyncs wait for one journal commit.
 //   - Concurrency: every operation holds a flock on the directory's lock
 //     file against other processes (host-local included) and a mutex
 //     within the process.
