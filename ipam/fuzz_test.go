@@ -26,3 +26,28 @@ func FuzzParseReservation(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseMarker: any name in the record directory either parses to an
+// IP and a record name that print back to the same name, or is not a
+// marker; never a panic.
+func FuzzParseMarker(f *testing.F) {
+	rec := recordName(Pod{Namespace: "default", Name: "web"})
+	for _, s := range []string{
+		"ip-10.1.0.2-" + rec, "ip-fd00::2-" + rec, "ip-10.1.0.2", "ip--" + rec, "ip-10.1.0.2-" + rec[1:],
+		"ip-::ffff:10.1.0.2-" + rec, "ip-fe80::1%eth0-" + rec, "at-" + rec, ".spare-10.1.0.2", rec, "",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		ip, record, ok := parseMarker(name)
+		if !ok {
+			return
+		}
+		if !ip.IsValid() || !isRecordName(record) {
+			t.Fatalf("%q: accepted %v, %q", name, ip, record)
+		}
+		if back := markerName(ip, record); back != name {
+			t.Fatalf("%q parses to %v, %q, which names %q", name, ip, record, back)
+		}
+	})
+}

@@ -106,7 +106,11 @@ func parseMarker(name string) (ip netip.Addr, record string, ok bool) {
 		return netip.Addr{}, "", false
 	}
 	ip, err := netip.ParseAddr(addr)
-	return ip, record, err == nil
+	if err != nil || ip.String() != addr || strings.ToLower(record) != record {
+		// Not a name weft makes: markerName could not remove it.
+		return netip.Addr{}, "", false
+	}
+	return ip, record, true
 }
 
 func recordName(p Pod) string {
