@@ -162,8 +162,14 @@ func (a *Allocator) Allocate(at Attachment, p Pod) ([]IP, error) {
 		taken[c.ip] = true
 		choices = append(choices, c)
 	}
+	// What applying the choices changed, undone if the ADD fails.
+	var undo []func()
+	latest := map[string]*Record{} // evicted records as rewritten, by name
 	for _, c := range choices {
-		if err := a.apply(c); err != nil {
+		if err := a.apply(c, latest, &undo); err != nil {
+			for _, f := range slices.Backward(undo) {
+				f()
+			}
 			return nil, err
 		}
 	}
@@ -187,6 +193,9 @@ func (a *Allocator) Allocate(at Attachment, p Pod) ([]IP, error) {
 			a.s.removeAttachment(p) // the restored record names the attachment
 		}
 		a.restoreRecord(p, rec)
+		for _, f := range slices.Backward(undo) {
+			f()
+		}
 		return nil, err
 	}
 	if p.IsValid() && !keep {
@@ -218,6 +227,10 @@ func (a *Allocator) Allocate(at Attachment, p Pod) ([]IP, error) {
 		}
 	}
 	if keep {
+		// Markers a kill left missing, which no rewrite repairs here.
+		if err := a.s.linkMissingMarkers(rec, marked); err != nil {
+			return fail(err)
+		}
 		if err := a.s.setAttachment(&batch, p, chosen[0]); err != nil {
 			return fail(err)
 		}
@@ -316,19 +329,26 @@ func (a *Allocator) held(at Attachment, p Pod, rec *Record, recFile bool, taken 
 // once every range has an IP, so that a failed ADD changes nothing.
 type choice struct {
 	ip       netip.Addr
-	takeover bool      // release the reservation of the pod's previous sandbox
-	evict    []*Record // remove ip from these hints
+	takeover *Attachment // release the reservation of this, the pod's previous sandbox
+	evict    []*Record   // remove ip from these hints
 }
 
 // pick chooses a fresh IP of range i. See Allocate for the order of
 // preference.
 func (a *Allocator) pick(i int, r Range, rec *Record, at Attachment, p Pod, taken map[netip.Addr]bool, marked map[netip.Addr][]string) (choice, error) {
-	if rec != nil && !rec.expired(a.now(), a.ttl) {
+	if rec != nil {
+		// An expired record no longer keeps a free IP for its pod. But
+		// its previous sandbox still holding the IP shows that the pod
+		// never released it, whatever the record's time says.
+		expired := rec.expired(a.now(), a.ttl)
 		for _, ip := range rec.IPs {
 			if !r.contains(ip) {
 				continue
 			}
 			if !taken[ip] {
+				if expired {
+					continue
+				}
 				return choice{ip: ip}, nil
 			}
 			h, ok, err := a.s.holder(ip)
@@ -337,10 +357,13 @@ func (a *Allocator) pick(i int, r Range, rec *Record, at Attachment, p Pod, take
 			}
 			if !ok {
 				delete(taken, ip) // debris, reclaimed
+				if expired {
+					continue
+				}
 				return choice{ip: ip}, nil
 			}
 			if a.previousSandbox(h, at, rec, p) {
-				return choice{ip: ip, takeover: true}, nil
+				return choice{ip: ip, takeover: &h}, nil
 			}
 		}
 	}
@@ -408,19 +431,30 @@ func (a *Allocator) previousSandbox(h, at Attachment, rec *Record, p Pod) bool {
 		(rec.UID == "" || p.UID == "" || rec.UID == p.UID)
 }
 
-// apply carries out what taking c involves.
-func (a *Allocator) apply(c choice) error {
-	if c.takeover {
+// apply carries out what taking c involves, adding to undo how to take
+// it back. latest holds the records evicted so far, as rewritten: two
+// ranges may evict two IPs of one record.
+func (a *Allocator) apply(c choice, latest map[string]*Record, undo *[]func()) error {
+	if c.takeover != nil {
 		if err := a.s.release(c.ip); err != nil {
 			return err
 		}
+		ip, holder := c.ip, *c.takeover
+		*undo = append(*undo, func() { a.s.restoreReservation(ip, holder) })
 	}
 	for _, h := range c.evict {
-		next := *h
-		next.IPs = slices.DeleteFunc(slices.Clone(h.IPs), func(x netip.Addr) bool { return x == c.ip })
-		if err := a.s.putRecord(&next, h); err != nil {
+		name := recordName(h.pod())
+		cur := h
+		if l := latest[name]; l != nil {
+			cur = l
+		}
+		next := *cur
+		next.IPs = slices.DeleteFunc(slices.Clone(cur.IPs), func(x netip.Addr) bool { return x == c.ip })
+		if err := a.s.putRecord(&next, cur); err != nil {
 			return err
 		}
+		latest[name] = &next
+		*undo = append(*undo, func() { a.s.putRecord(cur, &next) })
 	}
 	return nil
 }

@@ -166,7 +166,7 @@ func (s *store) readRecordFile(name string) (*Record, bool, error) {
 		// by a power cut, or damage from outside: forget it.
 		return nil, true, nil
 	}
-	if r.Released.IsZero() && modTime.After(r.Updated) {
+	if r.Released.IsZero() && stamped(modTime, r.Updated) {
 		r.Released, r.stamped = modTime.UTC(), true
 	}
 	if data, err := os.ReadFile(filepath.Join(s.dir, recordDir, attachmentName(name))); err == nil {
@@ -233,6 +233,22 @@ func (s *store) setAttachment(b *syncBatch, p Pod, ip netip.Addr) error {
 	return nil
 }
 
+// linkMissingMarkers gives each of r's IPs its marker where marked (the
+// listing) shows none.
+func (s *store) linkMissingMarkers(r *Record, marked map[netip.Addr][]string) error {
+	name := recordName(r.pod())
+	for _, ip := range r.IPs {
+		if slices.Contains(marked[ip], name) {
+			continue
+		}
+		dir := filepath.Join(s.dir, recordDir)
+		if err := os.Link(filepath.Join(dir, name), filepath.Join(dir, markerName(ip, name))); err != nil && !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("ipam: marker of %s: %w", ip, err)
+		}
+	}
+	return nil
+}
+
 // removeAttachment removes p's attachment link: its record names the
 // attachment again.
 func (s *store) removeAttachment(p Pod) {
@@ -241,14 +257,22 @@ func (s *store) removeAttachment(p Pod) {
 	unix.Unlink(filepath.Join(s.dir, recordDir, attachmentName(recordName(p))))
 }
 
+// stamped reports whether a record file modified at modTime and written
+// at updated was stamped by markReleased since. Whole seconds are
+// compared: a file system may keep no finer times (ext4 with small
+// inodes), and truncate both.
+func stamped(modTime, updated time.Time) bool {
+	return modTime.Truncate(time.Second).After(updated.Truncate(time.Second))
+}
+
 // markReleased records that r's attachment released its IPs at now, as
 // its file's modification time: one change of the file's metadata, where
-// a rewrite would cost a new file and a rename. A time not after Updated
-// would read as no release, so it is moved just past it. A power cut may
+// a rewrite would cost a new file and a rename. A time in Updated's second
+// would read as no release, so it is moved to the next. A power cut may
 // lose the change; the release is then seen again, later, by the sweep.
 func (s *store) markReleased(r *Record, now time.Time) error {
-	if !now.After(r.Updated) {
-		now = r.Updated.Add(time.Nanosecond)
+	if next := r.Updated.Truncate(time.Second).Add(time.Second); now.Before(next) {
+		now = next
 	}
 	if err := os.Chtimes(s.recordPath(r.pod()), time.Time{}, now); err != nil {
 		return fmt.Errorf("ipam: pod record of %s: %w", r.pod(), err)
@@ -267,6 +291,7 @@ func (s *store) records() ([]*Record, error) {
 	var out []*Record
 	for _, e := range entries {
 		switch name := e.Name(); {
+		case strings.HasPrefix(name, sparePrefix):
 		case strings.HasPrefix(name, "."):
 			os.Remove(filepath.Join(dir, name))
 		case isRecordName(name):
@@ -439,12 +464,14 @@ func (s *store) deleteRecord(r *Record) error {
 
 // pruneLinks removes every marker that names no record of records (by
 // file name) listing its IP, every attachment link of a record not in
-// records, and any other "ip-" name (debris of an older layout).
+// records, any other "ip-" name (debris of an older layout), and the
+// spares beyond maxSpares.
 func (s *store) pruneLinks(records map[string]*Record) error {
 	names, err := s.recordDirNames()
 	if err != nil {
 		return err
 	}
+	spares := 0
 	for _, n := range names {
 		switch {
 		case strings.HasPrefix(n, markerPrefix):
@@ -453,6 +480,10 @@ func (s *store) pruneLinks(records map[string]*Record) error {
 			}
 		case strings.HasPrefix(n, attachmentPrefix):
 			if records[strings.TrimPrefix(n, attachmentPrefix)] != nil {
+				continue
+			}
+		case strings.HasPrefix(n, sparePrefix):
+			if spares++; spares <= maxSpares {
 				continue
 			}
 		default:

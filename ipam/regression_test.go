@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -147,5 +148,149 @@ func TestMarkerOfAnotherRecordStays(t *testing.T) {
 	a.s.setLastReserved(0, netip.MustParseAddr("10.1.0.1"))
 	if got := must(t, a, att("n1"), Pod{}); got == "10.1.0.2/29" {
 		t.Error("a new container took p's remembered .2 while .4 was free")
+	}
+}
+
+// Regressions found in the review of the store's links and spares.
+
+// A restart that keeps its record repairs a marker a kill left missing.
+func TestKeptRecordRepairsMarkers(t *testing.T) {
+	c := &clock{time.Unix(1e9, 0)}
+	a := newAllocator(t, c, "10.1.0.0/24")
+	web := must(t, a, att("web-1"), pod("web")) // .2
+	// As a kill between the record's rename and its markers leaves it.
+	os.Remove(filepath.Join(a.s.dir, recordDir, markerName(netip.MustParsePrefix(web).Addr(), recordName(pod("web")))))
+	must(t, a, att("web-1"), pod("web")) // the runtime retries
+	if m, _ := a.s.markers(); len(m) == 0 {
+		t.Errorf("the retried ADD left %s without a marker", web)
+	}
+	a.Release(att("web-1"), pod("web"))
+	a.s.setLastReserved(0, netip.MustParseAddr("10.1.0.1"))
+	if got := must(t, a, att("n1"), Pod{}); got == web {
+		t.Errorf("n1 took web's remembered %s while .3 was free", got)
+	}
+}
+
+// Release frees the IP even when the record directory is gone, which
+// leaves no spare to keep the file as.
+func TestReleaseWithoutRecordDir(t *testing.T) {
+	c := &clock{time.Unix(1e9, 0)}
+	a := newAllocator(t, c, "10.1.0.0/24")
+	must(t, a, att("c1"), Pod{})
+	os.RemoveAll(filepath.Join(a.s.dir, recordDir))
+	if err := a.Release(att("c1"), Pod{}); err != nil {
+		t.Fatalf("Release: %v", err)
+	}
+	if got, _ := a.Lookup(att("c1")); len(got) != 0 {
+		t.Errorf("c1 still holds %v", got)
+	}
+}
+
+// A file system that keeps whole seconds (ext4 with 128-byte inodes)
+// truncates the record's time and the DEL's stamp alike: a release in the
+// second of the ADD still reads as one, and a live record as live.
+func TestCoarseTimestamps(t *testing.T) {
+	c := &clock{time.Unix(1e9, 5e8)}
+	a := newAllocator(t, c, "10.1.0.0/24")
+	path := a.s.recordPath(pod("web"))
+	truncate := func() {
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.Chtimes(path, time.Time{}, fi.ModTime().Truncate(time.Second))
+	}
+	must(t, a, att("web-1"), pod("web"))
+	truncate()
+	if r, _ := a.s.record(pod("web")); r == nil || !r.Released.IsZero() {
+		t.Fatalf("a live record reads %+v", r)
+	}
+	c.advance(300 * time.Millisecond) // the same second
+	a.Release(att("web-1"), pod("web"))
+	truncate()
+	if r, _ := a.s.record(pod("web")); r == nil || r.Released.IsZero() {
+		t.Errorf("a DEL 300ms after the ADD reads as none: %+v", r)
+	}
+}
+
+// A record that reads as released long ago (copied without its times, or
+// touched) while its sandbox still holds its IP: the pod never released
+// it, and after a reboot its new sandbox takes it over, leaking nothing.
+func TestHeldIPOutranksTheRecordsTime(t *testing.T) {
+	c := &clock{time.Unix(1e9, 0)}
+	a := newAllocator(t, c, "10.1.0.0/24")
+	first := must(t, a, att("c1"), pod("web"))
+	r, _ := a.s.record(pod("web"))
+	os.Chtimes(a.s.recordPath(pod("web")), time.Time{}, r.Updated.Add(time.Minute))
+	c.advance(2 * time.Hour) // past the TTL; the pod ran all along
+	if got := must(t, a, att("c2"), pod("web")); got != first {
+		t.Errorf("after a reboot: %s, want %s", got, first)
+	}
+	if got, _ := a.Lookup(att("c1")); len(got) != 0 {
+		t.Errorf("the dead sandbox c1 still holds %v", got)
+	}
+}
+
+// A power cut that undoes a DEL's move of a reservation to the spares and
+// the next ADD's rename of that spare, but keeps the record written into
+// it, leaves the reservation's name over a record's text. That is debris,
+// reclaimed, not a reservation of a container named `{"namespace"...`.
+func TestRecordTextInAReservation(t *testing.T) {
+	c := &clock{time.Unix(1e9, 0)}
+	a := newAllocator(t, c, "10.1.0.0/24")
+	web := must(t, a, att("web-1"), pod("web"))
+	x := filepath.Join(a.s.dir, netip.MustParsePrefix(web).Addr().String())
+	old, _ := os.ReadFile(x)
+	a.Release(att("web-1"), pod("web"))
+	must(t, a, att("db-1"), pod("db")) // its record goes into the spare
+	rec, _ := os.ReadFile(a.s.recordPath(pod("db")))
+	os.Remove(a.s.recordPath(pod("db")))
+	os.WriteFile(x, rec[:len(old)], 0o644) // the data survived, not the size
+	if got := must(t, a, att("web-2"), pod("web")); got != web {
+		t.Errorf("web after the power cut got %s, want its %s", got, web)
+	}
+	reserved, _ := a.s.reservations()
+	for ip, h := range reserved {
+		if strings.HasPrefix(h.ContainerID, "{") {
+			t.Errorf("%s held by %q", ip, h.ContainerID)
+		}
+	}
+}
+
+// Two ranges that evict two IPs of one hint in one ADD: the second
+// eviction starts from the first's result, so the hint keeps neither.
+func TestTwoEvictionsOfOneHint(t *testing.T) {
+	c := &clock{time.Unix(1e9, 0)}
+	a, err := New(Config{Dir: filepath.Join(t.TempDir(), "cbr0"), Now: c.now, HintTTL: time.Hour, Ranges: []Range{
+		{Subnet: netip.MustParsePrefix("10.1.0.0/24"), Start: netip.MustParseAddr("10.1.0.2"), End: netip.MustParseAddr("10.1.0.3")},
+		{Subnet: netip.MustParsePrefix("fd00:1::/126")},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(t, a, att("q1"), pod("q")) // .2, ::2
+	must(t, a, att("f1"), Pod{})    // .3, ::3
+	a.Release(att("q1"), pod("q"))
+	if got := must(t, a, att("p1"), pod("p")); got != "10.1.0.2/24,fd00:1::2/126" {
+		t.Fatalf("p got %s, want q's hints", got)
+	}
+	if r, _ := a.s.record(pod("q")); r != nil && len(r.IPs) != 0 {
+		t.Errorf("q still remembers %v, which p holds", r.IPs)
+	}
+}
+
+// A takeover is undone when the ADD fails later: the previous sandbox
+// keeps its IP.
+func TestFailedAddUndoesTakeover(t *testing.T) {
+	c := &clock{time.Unix(1e9, 0)}
+	a := newAllocator(t, c, "10.1.0.0/24")
+	web := must(t, a, att("web-1"), pod("web"))
+	os.Remove(filepath.Join(a.s.dir, "last_reserved_ip.0"))
+	os.Mkdir(filepath.Join(a.s.dir, "last_reserved_ip.0"), 0o755) // fails the next ADD late
+	if _, err := a.Allocate(att("web-2"), pod("web")); err == nil {
+		t.Fatal("want an error writing last_reserved_ip")
+	}
+	if got, _ := a.Lookup(att("web-1")); len(got) != 1 || got[0].Address.String() != web {
+		t.Errorf("after a failed takeover web-1 holds %v, want %s", got, web)
 	}
 }

@@ -1,6 +1,7 @@
 package ipam
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -71,7 +72,7 @@ func TestSpares(t *testing.T) {
 
 	// A record torn in a spare by a power cut: the spare's old content,
 	// or another pod's record, reads as no record, and the sweep removes
-	// it with the spares left over.
+	// it. It keeps maxSpares spares.
 	os.WriteFile(a.s.recordPath(pod("y")), []byte("c9\r\neth0"), 0o644)
 	if r, _ := a.s.record(pod("y")); r != nil {
 		t.Errorf("a reservation's text reads as a record: %+v", r)
@@ -81,17 +82,18 @@ func TestSpares(t *testing.T) {
 	if r, _ := a.s.readRecord(recordName(pod("web"))); r != nil {
 		t.Errorf("db's record under web's name reads as %+v", r)
 	}
-	must(t, a, att("z-1"), Pod{})
-	a.Release(att("z-1"), Pod{})
-	if len(spares()) == 0 {
-		t.Fatal("no spare to sweep")
+	for i := range maxSpares + 4 {
+		must(t, a, att(fmt.Sprint("z-", i)), Pod{}) // released by the GC: spares
 	}
 	if _, err := a.GC([]Attachment{att("db-1")}); err != nil {
 		t.Fatal(err)
 	}
+	if n := len(spares()); n != maxSpares {
+		t.Errorf("%d spares after the sweep, want %d", n, maxSpares)
+	}
 	names, _ := a.s.recordDirNames()
 	for _, n := range names {
-		if strings.HasPrefix(n, ".") || n == recordName(pod("y")) || n == recordName(pod("web")) {
+		if strings.HasPrefix(n, ".") && !strings.HasPrefix(n, sparePrefix) || n == recordName(pod("y")) || n == recordName(pod("web")) {
 			t.Errorf("the sweep left %s", n)
 		}
 	}

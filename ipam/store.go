@@ -181,7 +181,9 @@ func (s *store) removeStaleTemp(e fs.DirEntry) {
 func parseReservation(data []byte) (Attachment, bool) {
 	id, ifname, _ := strings.Cut(strings.TrimSpace(string(data)), lineBreak)
 	id = strings.TrimSpace(id)
-	if id == "" || strings.ContainsAny(id, "\x00\n") || strings.ContainsAny(ifname, "\x00\r\n") {
+	// "{": no container ID starts so, but a record does, written into a
+	// spare whose rename a power cut undid (see fillSpare).
+	if id == "" || id[0] == '{' || strings.ContainsAny(id, "\x00\n") || strings.ContainsAny(ifname, "\x00\r\n") {
 		return Attachment{}, false
 	}
 	return Attachment{ContainerID: id, IfName: ifname}, true
@@ -283,9 +285,21 @@ func createWith(path string, data []byte) (*os.File, error) {
 	return f, nil
 }
 
+// restoreReservation puts back the reservation of ip for a, which a
+// failed ADD released, if no one took the IP since. Best effort: a
+// failure leaves the IP free, which the previous sandbox's pod takes
+// back on its next ADD.
+func (s *store) restoreReservation(ip netip.Addr, a Attachment) {
+	var b syncBatch
+	if ok, err := s.reserve(&b, ip, a); ok && err == nil {
+		b.sync()
+	}
+	b.abort()
+}
+
 // release removes ip's reservation; one already gone is not an error.
 func (s *store) release(ip netip.Addr) error {
-	if kept, exists := s.keepAsSpare(ip); kept || !exists {
+	if s.keepAsSpare(ip) {
 		return nil
 	}
 	if err := os.Remove(filepath.Join(s.dir, ip.String())); err != nil && !errors.Is(err, fs.ErrNotExist) {
