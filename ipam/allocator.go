@@ -725,7 +725,9 @@ type Usage struct {
 // hint gives way when it must).
 func (u Usage) Free() uint64 { return u.Size - uint64(u.Reserved) }
 
-// Usage reports each range's use, for CNI's STATUS.
+// Usage reports each range's use, for CNI's STATUS. Runtimes call that
+// every few seconds, so it reads two directory listings; like Allocate, it
+// sweeps the store only when the ranges changed or an hour has passed.
 func (a *Allocator) Usage() ([]Usage, error) {
 	if len(a.ranges) == 0 {
 		return nil, errNoRanges
@@ -735,7 +737,7 @@ func (a *Allocator) Usage() ([]Usage, error) {
 		return nil, err
 	}
 	defer unlock()
-	if _, err := a.sweep(nil); err != nil {
+	if err := a.followRanges(); err != nil {
 		return nil, err
 	}
 	taken, marked, _, err := a.names()

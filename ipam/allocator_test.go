@@ -181,9 +181,9 @@ func TestHintExpiry(t *testing.T) {
 	a := newAllocator(t, c, "10.1.0.0/24")
 	web := must(t, a, att("web-1"), pod("web"))
 	a.Release(att("web-1"), Pod{})
-	// The TTL starts when the store is next read after the release (a
-	// DEL touches only reservations).
-	if _, err := a.Usage(); err != nil {
+	// Without the pod, a DEL touches only reservations: the TTL starts
+	// when the store is next swept.
+	if _, err := a.sweep(nil); err != nil {
 		t.Fatal(err)
 	}
 	if r, _ := a.s.record(pod("web")); r == nil || !r.Released.Equal(c.now()) {
@@ -403,9 +403,8 @@ func TestMarkers(t *testing.T) {
 	}
 	// A record deleted (expired) takes its markers along.
 	a.Release(att("db-1"), pod("db"))
-	a.Usage() // sees it released: the TTL starts
 	c.advance(2 * time.Hour)
-	a.Usage()
+	a.sweep(nil)
 	if len(marked()[db]) != 0 {
 		t.Error("an expired record's marker is still there")
 	}
