@@ -115,17 +115,11 @@ func (a *Allocator) Allocate(at Attachment, p Pod) ([]IP, error) {
 	if at.ContainerID == "" {
 		return nil, errors.New("ipam: no container ID")
 	}
-	if len(a.ranges) == 0 {
-		return nil, errNoRanges
-	}
-	unlock, err := a.s.lock()
+	unlock, err := a.lockInRanges()
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	if err := a.followRanges(); err != nil {
-		return nil, err
-	}
 	taken, marked, spares, err := a.names()
 	if err != nil {
 		return nil, err
@@ -512,6 +506,23 @@ func (a *Allocator) holdsAny(r *Record) (bool, error) {
 	return false, nil
 }
 
+// lockInRanges takes the store's lock for a call that needs the ranges,
+// and first sweeps the store if they changed or an hour has passed (see
+// followRanges). It returns the unlock.
+func (a *Allocator) lockInRanges() (unlock func(), err error) {
+	if len(a.ranges) == 0 {
+		return nil, errNoRanges
+	}
+	if unlock, err = a.s.lock(); err != nil {
+		return nil, err
+	}
+	if err := a.followRanges(); err != nil {
+		unlock()
+		return nil, err
+	}
+	return unlock, nil
+}
+
 // rangesFile keeps the ranges of the last sweep, to notice a change of
 // the node's subnet without reading every reservation each time; its time
 // is when the store was last swept.
@@ -729,17 +740,11 @@ func (u Usage) Free() uint64 { return u.Size - uint64(u.Reserved) }
 // every few seconds, so it reads two directory listings; like Allocate, it
 // sweeps the store only when the ranges changed or an hour has passed.
 func (a *Allocator) Usage() ([]Usage, error) {
-	if len(a.ranges) == 0 {
-		return nil, errNoRanges
-	}
-	unlock, err := a.s.lock()
+	unlock, err := a.lockInRanges()
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	if err := a.followRanges(); err != nil {
-		return nil, err
-	}
 	taken, marked, _, err := a.names()
 	if err != nil {
 		return nil, err

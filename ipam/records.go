@@ -241,10 +241,19 @@ func (s *store) linkMissingMarkers(r *Record, marked map[netip.Addr][]string) er
 		if slices.Contains(marked[ip], name) {
 			continue
 		}
-		dir := filepath.Join(s.dir, recordDir)
-		if err := os.Link(filepath.Join(dir, name), filepath.Join(dir, markerName(ip, name))); err != nil && !errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("ipam: marker of %s: %w", ip, err)
+		if err := s.linkMarker(ip, name); err != nil {
+			return err
 		}
+	}
+	return nil
+}
+
+// linkMarker gives ip its marker for the record in file name; one already
+// there is not an error.
+func (s *store) linkMarker(ip netip.Addr, name string) error {
+	dir := filepath.Join(s.dir, recordDir)
+	if err := os.Link(filepath.Join(dir, name), filepath.Join(dir, markerName(ip, name))); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("ipam: marker of %s: %w", ip, err)
 	}
 	return nil
 }
@@ -337,16 +346,7 @@ func (s *store) index() (marked map[netip.Addr][]string, spares []string, err er
 }
 
 func (s *store) recordDirNames() ([]string, error) {
-	f, err := os.Open(filepath.Join(s.dir, recordDir))
-	if err != nil {
-		return nil, fmt.Errorf("ipam: %w", err)
-	}
-	defer f.Close()
-	names, err := f.Readdirnames(-1)
-	if err != nil {
-		return nil, fmt.Errorf("ipam: %w", err)
-	}
-	return names, nil
+	return dirNames(filepath.Join(s.dir, recordDir))
 }
 
 // hintsFor returns the records that remember ip, of those its markers
@@ -440,9 +440,8 @@ func (s *store) syncMarkers(r, old *Record) error {
 		}
 	}
 	for _, ip := range r.IPs {
-		err := os.Link(filepath.Join(dir, name), filepath.Join(dir, markerName(ip, name)))
-		if err != nil && !errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("ipam: marker of %s: %w", ip, err)
+		if err := s.linkMarker(ip, name); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -91,18 +91,17 @@ func TestFailedAddChangesNothing(t *testing.T) {
 		t.Errorf("q's hint was given up for a failed ADD: %+v", r)
 	}
 
-	fds := func() int { e, _ := os.ReadDir("/proc/self/fd"); return len(e) }
 	os.Remove(filepath.Join(a.s.dir, "last_reserved_ip.0"))
 	os.Mkdir(filepath.Join(a.s.dir, "last_reserved_ip.0"), 0o755) // makes the next ADDs fail late
 	a.Release(att("a1"), Pod{})
 	a.Release(att("filler"), Pod{})
-	before := fds()
+	before := openFiles(t)
 	for i := range 10 {
 		if _, err := a.Allocate(att(fmt.Sprint("f", i)), pod(fmt.Sprint("f", i))); err == nil {
 			t.Fatal("want an error writing last_reserved_ip")
 		}
 	}
-	if after := fds(); after > before {
+	if after := openFiles(t); after > before {
 		t.Errorf("%d files left open by 10 failed ADDs", after-before)
 	}
 }

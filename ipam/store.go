@@ -130,14 +130,9 @@ func (s *store) reservations() (map[netip.Addr]Attachment, error) {
 // taken lists the reserved IPs by name alone: one directory read, however
 // many reservations. Their holders are read only where needed (holder).
 func (s *store) taken() (map[netip.Addr]bool, error) {
-	f, err := os.Open(s.dir)
+	names, err := dirNames(s.dir)
 	if err != nil {
-		return nil, fmt.Errorf("ipam: %w", err)
-	}
-	defer f.Close()
-	names, err := f.Readdirnames(-1)
-	if err != nil {
-		return nil, fmt.Errorf("ipam: %w", err)
+		return nil, err
 	}
 	out := make(map[netip.Addr]bool, len(names))
 	for _, n := range names {
@@ -146,6 +141,21 @@ func (s *store) taken() (map[netip.Addr]bool, error) {
 		}
 	}
 	return out, nil
+}
+
+// dirNames lists the names in dir, unsorted: no stat of each, as
+// os.ReadDir would make.
+func dirNames(dir string) ([]string, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("ipam: %w", err)
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return nil, fmt.Errorf("ipam: %w", err)
+	}
+	return names, nil
 }
 
 // holder reads ip's reservation: ok is false if there is none. A file that
@@ -299,9 +309,8 @@ func createWith(path string, data []byte) (*os.File, error) {
 func (s *store) restoreReservation(ip netip.Addr, a Attachment) {
 	var b syncBatch
 	if ok, err := s.reserve(&b, ip, a); ok && err == nil {
-		b.sync()
+		b.sync() // closes the file
 	}
-	b.abort()
 }
 
 // release removes ip's reservation; one already gone is not an error.

@@ -11,8 +11,7 @@ import (
 // first failure by name, and closes its files whatever it returns.
 func TestSyncBatch(t *testing.T) {
 	dir := t.TempDir()
-	fds := func() int { e, _ := os.ReadDir("/proc/self/fd"); return len(e) }
-	before := fds()
+	before := openFiles(t)
 	var b syncBatch
 	for _, name := range []string{"a", "b"} {
 		f, err := createWith(filepath.Join(dir, name), []byte(name))
@@ -29,7 +28,7 @@ func TestSyncBatch(t *testing.T) {
 	if err := b.sync(); err != nil {
 		t.Fatal(err)
 	}
-	if after := fds(); after != before {
+	if after := openFiles(t); after != before {
 		t.Errorf("%d files left open by a sync", after-before)
 	}
 
@@ -42,10 +41,20 @@ func TestSyncBatch(t *testing.T) {
 	if err := b.sync(); err == nil || !strings.Contains(err.Error(), "gone") {
 		t.Errorf("sync of a missing directory: %v, want an error naming it", err)
 	}
-	if after := fds(); after != before {
+	if after := openFiles(t); after != before {
 		t.Errorf("%d files left open by a failed sync", after-before)
 	}
 	if _, err := createWith(filepath.Join(dir, "c"), nil); !os.IsExist(err) {
 		t.Errorf("createWith over an existing file: %v, want it to exist", err)
 	}
+}
+
+// openFiles counts this process's open file descriptors.
+func openFiles(t *testing.T) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(entries)
 }
