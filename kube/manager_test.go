@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	clienttesting "k8s.io/client-go/testing"
 
+	"github.com/weftnet/weft/internal/leasetest"
 	"github.com/weftnet/weft/internal/testutil"
 	"github.com/weftnet/weft/lease"
 )
@@ -227,27 +228,8 @@ var ctxFor = testutil.Context
 // broken file is logged naming it, and the last good config stays.
 func TestWatchConfigFile(t *testing.T) {
 	e := newFakeEnv(t, testNetConf)
-	ch := make(chan lease.Config, 4)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.m.WatchConfig(ctx, ch) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != context.Canceled {
-			t.Errorf("WatchConfig returned %v", err)
-		}
-	}()
-	next := func() lease.Config {
-		t.Helper()
-		select {
-		case c := <-ch:
-			return c
-		case <-time.After(10 * time.Second):
-			t.Fatal("no config sent")
-			return lease.Config{}
-		}
-	}
-	if c := next(); c.Network.String() != "10.244.0.0/16" {
+	w := leasetest.WatchConfig(t, e.m)
+	if c := w.Next(t); c.Network.String() != "10.244.0.0/16" {
 		t.Fatalf("first config %v", c.Network)
 	}
 	if err := os.WriteFile(e.m.confPath, []byte(`{"Network": "10.244.0.0/`), 0o644); err != nil {
@@ -259,11 +241,11 @@ func TestWatchConfigFile(t *testing.T) {
 	if err := os.WriteFile(e.m.confPath, []byte(`{"Network": "10.0.0.0/8"}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if c := next(); c.Network.String() != "10.0.0.0/8" {
+	if c := w.Next(t); c.Network.String() != "10.0.0.0/8" {
 		t.Fatalf("changed config %v", c.Network)
 	}
 	select {
-	case c := <-ch:
+	case c := <-w.C:
 		t.Errorf("an extra config was sent: %v", c.Network)
 	case <-time.After(200 * time.Millisecond):
 	}

@@ -110,3 +110,38 @@ func (w *Watcher) WaitLeases(t testing.TB, what string, cond func(map[lease.Key]
 	t.Helper()
 	testutil.WaitFor(t, 20*time.Second, what, func() bool { return cond(w.Leases()) })
 }
+
+// A ConfigWatcher receives what one WatchConfig sends.
+type ConfigWatcher struct {
+	// C carries the configs sent, for a test that checks none follows.
+	C <-chan lease.Config
+}
+
+// WatchConfig runs m.WatchConfig until the end of the test, which then
+// checks that it returned context.Canceled.
+func WatchConfig(t testing.TB, m lease.Manager) *ConfigWatcher {
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan lease.Config, 10)
+	done := make(chan error, 1)
+	go func() { done <- m.WatchConfig(ctx, ch) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Errorf("WatchConfig returned %v, want context.Canceled", err)
+		}
+	})
+	return &ConfigWatcher{C: ch}
+}
+
+// Next waits up to 10 seconds for the next config, and fails the test if
+// none comes.
+func (w *ConfigWatcher) Next(t testing.TB) lease.Config {
+	t.Helper()
+	select {
+	case c := <-w.C:
+		return c
+	case <-time.After(10 * time.Second):
+		t.Fatal("WatchConfig sent no config in 10s")
+		return lease.Config{}
+	}
+}

@@ -1,7 +1,6 @@
 package etcd
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/netip"
@@ -176,27 +175,13 @@ func TestWatchLeasesCompaction(t *testing.T) {
 func TestWatchConfig(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, testConfig)
-	m := e.manager("node-a")
-	ctx, cancel := context.WithCancel(context.Background())
-	ch := make(chan lease.Config, 10)
-	done := make(chan error, 1)
-	go func() { done <- m.WatchConfig(ctx, ch) }()
-	next := func() lease.Config {
-		t.Helper()
-		select {
-		case c := <-ch:
-			return c
-		case <-time.After(10 * time.Second):
-			t.Fatal("no config delivered")
-		}
-		return lease.Config{}
-	}
-	if c := next(); c.Network != netip.MustParsePrefix("10.244.0.0/16") {
+	w := leasetest.WatchConfig(t, e.manager("node-a"))
+	if c := w.Next(t); c.Network != netip.MustParsePrefix("10.244.0.0/16") {
 		t.Fatalf("initial config %+v", c)
 	}
 	// Seed 003: the network is widened while nodes run.
 	e.put(testPrefix+"/config", `{"Network": "10.0.0.0/8", "Backend": {"Type": "vxlan"}}`)
-	if c := next(); c.Network != netip.MustParsePrefix("10.0.0.0/8") || c.IPv4Range().Len().Int64() != 65535 {
+	if c := w.Next(t); c.Network != netip.MustParsePrefix("10.0.0.0/8") || c.IPv4Range().Len().Int64() != 65535 {
 		t.Fatalf("widened config %+v", c)
 	}
 	e.put(testPrefix+"/config", `{"Network": "10.0.0.0/8", "SubnetLen": 99}`)
@@ -204,11 +189,11 @@ func TestWatchConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.put(testPrefix+"/config", `{"Network": "10.0.0.0/8", "SubnetLen": 20}`)
-	if c := next(); c.SubnetLen != 20 {
+	if c := w.Next(t); c.SubnetLen != 20 {
 		t.Fatalf("config after a bad one: %+v", c)
 	}
 	select {
-	case c := <-ch:
+	case c := <-w.C:
 		t.Fatalf("extra config delivered: %+v", c)
 	case <-time.After(200 * time.Millisecond):
 	}
@@ -217,9 +202,5 @@ func TestWatchConfig(t *testing.T) {
 		if !contains(logs, want) {
 			t.Errorf("logs lack %q", want)
 		}
-	}
-	cancel()
-	if err := <-done; err != context.Canceled {
-		t.Errorf("WatchConfig returned %v", err)
 	}
 }
