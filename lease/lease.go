@@ -17,6 +17,34 @@ type Lease struct {
 	// does not say: lease/etcd reports it for the node's own lease only, as
 	// learning it for every peer would cost a request per lease.
 	Expiration time.Time
+	// Seniority orders leases by when they were established, so that every
+	// node resolves a conflict between two peers (overlapping subnets, a
+	// shared VTEP MAC) the same way, in favour of the older: lower is
+	// older. lease/etcd sets the key's create revision; kube sets the
+	// Node's creation time in Unix seconds. Zero means the source does not
+	// say, and ranks after every known value; ties are broken by Key.
+	Seniority int64
+}
+
+// Older reports whether l was established before o, by Seniority (zero
+// ranking last) and then by Key: the order in which conflicts between peers
+// are decided.
+func (l Lease) Older(o Lease) bool { return CompareSeniority(l.Seniority, l.Key, o.Seniority, o.Key) < 0 }
+
+// CompareSeniority compares two leases' seniorities and keys as Older
+// orders them, for callers that keep the two apart from a Lease.
+func CompareSeniority(sa int64, ka Key, sb int64, kb Key) int {
+	switch {
+	case sa == sb:
+		return ka.Compare(kb)
+	case sa == 0:
+		return 1
+	case sb == 0:
+		return -1
+	case sa < sb:
+		return -1
+	}
+	return 1
 }
 
 // EventType says how a lease changed.
@@ -25,9 +53,9 @@ type EventType uint8
 const (
 	// Added: a subnet key appeared.
 	Added EventType = iota + 1
-	// Changed: a known subnet key now has different attributes, for example a
-	// new VTEP MAC or public IP after a node was rebuilt. A renewal that only
-	// moves the expiration is not a change.
+	// Changed: a known subnet key now has different attributes or
+	// Seniority, for example a new VTEP MAC or public IP after a node was
+	// rebuilt. A renewal that only moves the expiration is not a change.
 	Changed
 	// Removed: a subnet key is gone (expired, released or deleted).
 	Removed
@@ -67,7 +95,8 @@ type Batch struct {
 // by key. Each slice must hold at most one lease per key. Lease managers use
 // it after re-listing, for example when a watch's history was compacted away,
 // so that consumers see changed attributes and not only additions and
-// removals.
+// removals. A lease whose Seniority changed (its key was deleted and
+// created again meanwhile) is Changed too.
 func Diff(before, after []Lease) []Event {
 	old := make(map[Key]Lease, len(before))
 	for _, l := range before {
@@ -79,7 +108,7 @@ func Diff(before, after []Lease) []Event {
 		switch {
 		case !ok:
 			events = append(events, Event{Type: Added, Lease: l})
-		case !prev.Attrs.Equal(l.Attrs):
+		case !prev.Attrs.Equal(l.Attrs) || prev.Seniority != l.Seniority:
 			events = append(events, Event{Type: Changed, Lease: l, Prev: prev})
 		}
 		delete(old, l.Key)

@@ -1,0 +1,595 @@
+package admit
+
+import (
+	"container/heap"
+	"fmt"
+	"net/netip"
+	"slices"
+
+	"github.com/weftnet/weft/lease"
+)
+
+// A Table holds every known lease and the facts of this node, and the
+// verdict on each candidate peer they give. See the package documentation
+// for the rules. The zero Table is not usable; call NewTable.
+type Table struct {
+	facts Facts
+	fams  [2]*family // IPv4, IPv6
+}
+
+// A Verdict is the judgement on one candidate peer.
+type Verdict struct {
+	Peer Peer
+	// Reason is the rule that rejects the peer, "" if it is admitted.
+	Reason Reason
+	// Detail says what is wrong and what to fix, naming the conflicting
+	// lease where there is one; "" if admitted.
+	Detail string
+}
+
+// Admitted reports whether the peer is admitted.
+func (v Verdict) Admitted() bool { return v.Reason == "" }
+
+// A Change is a change of the peer admitted at one subnet: what the
+// datapath must program.
+type Change struct {
+	IPv6   bool
+	Subnet netip.Prefix
+	// Admitted says a peer is admitted at Subnet now, which is Peer;
+	// false means none is any more, and the subnet's objects must go.
+	Admitted bool
+	Peer     Peer
+}
+
+// A Delta is what one call changed.
+type Delta struct {
+	// Changes are the admitted peers that changed, by family and subnet.
+	Changes []Change
+	// Verdicts are the candidates whose verdict is news: newly rejected,
+	// rejected for another reason, or admitted after being rejected. A
+	// new candidate that is admitted, or a candidate that went away, is
+	// not news.
+	Verdicts []Verdict
+}
+
+// NewTable returns a Table with no leases.
+func NewTable(f Facts) *Table {
+	t := &Table{facts: f.normalize()}
+	for i := range t.fams {
+		t.fams[i] = newFamily(i == 1)
+		t.fams[i].active = t.facts.network(i == 1).IsValid()
+	}
+	return t
+}
+
+// Compute returns the admitted peers and the verdicts that leases and facts
+// give, from scratch: what a Table holding them reports.
+func Compute(f Facts, leases []lease.Lease) (admitted []Peer, verdicts []Verdict) {
+	t := NewTable(f)
+	events := make([]lease.Event, len(leases))
+	for i, l := range leases {
+		events[i] = lease.Event{Type: lease.Added, Lease: l}
+	}
+	t.Apply(lease.Batch{Snapshot: true, Events: events})
+	return append(t.Admitted(false), t.Admitted(true)...), t.Verdicts()
+}
+
+// Facts returns the facts in force, normalised: lists masked, sorted and
+// without duplicates.
+func (t *Table) Facts() Facts { return t.facts }
+
+// SetFacts replaces the facts and recomputes every verdict. Facts equal to
+// those in force change nothing and cost nothing.
+func (t *Table) SetFacts(f Facts) Delta {
+	f = f.normalize()
+	if f.equal(t.facts) {
+		return Delta{}
+	}
+	t.facts = f
+	var d Delta
+	for i, fam := range t.fams {
+		fam.active = f.network(i == 1).IsValid()
+		fam.rebuild(&t.facts, &d)
+	}
+	d.sort()
+	return d
+}
+
+// Apply takes one batch of lease events, as a lease.Manager's WatchLeases
+// sends them. A snapshot replaces every lease and recomputes everything;
+// an incremental batch recomputes only the verdicts that can depend on the
+// leases it changes.
+func (t *Table) Apply(b lease.Batch) Delta {
+	var d Delta
+	for _, fam := range t.fams {
+		if b.Snapshot {
+			fam.replace(b.Events, &t.facts, &d)
+		} else {
+			fam.apply(b.Events, &t.facts, &d)
+		}
+	}
+	d.sort()
+	return d
+}
+
+// Admitted returns one family's admitted peers, sorted by subnet.
+func (t *Table) Admitted(ipv6 bool) []Peer {
+	f := t.fams[b2i(ipv6)]
+	out := make([]Peer, 0, len(f.admitted))
+	for _, c := range f.admitted {
+		out = append(out, c.peer)
+	}
+	slices.SortFunc(out, func(a, b Peer) int { return a.Subnet.Compare(b.Subnet) })
+	return out
+}
+
+// Len returns how many candidate peers the families in use hold, admitted
+// or not.
+func (t *Table) Len() int {
+	n := 0
+	for _, f := range t.fams {
+		if f.active {
+			for _, c := range f.cands {
+				if c.kind == peerKind {
+					n++
+				}
+			}
+		}
+	}
+	return n
+}
+
+// Verdicts returns the verdict on every candidate peer of the families in
+// use, sorted by family and subnet, then by rank.
+func (t *Table) Verdicts() []Verdict { return t.verdicts(false) }
+
+// Rejected returns the verdicts of the rejected candidates only, in the
+// order of Verdicts.
+func (t *Table) Rejected() []Verdict { return t.verdicts(true) }
+
+// RejectedCounts returns how many candidates each rule rejects now.
+func (t *Table) RejectedCounts() map[Reason]int {
+	counts := map[Reason]int{}
+	for _, f := range t.fams {
+		if f.active {
+			for _, c := range f.cands {
+				if c.kind == peerKind && !c.admitted {
+					counts[c.reason]++
+				}
+			}
+		}
+	}
+	return counts
+}
+
+func (t *Table) verdicts(rejectedOnly bool) []Verdict {
+	var cs []*cand
+	for _, f := range t.fams {
+		if f.active {
+			for _, c := range f.cands {
+				if c.kind == peerKind && !(rejectedOnly && c.admitted) {
+					cs = append(cs, c)
+				}
+			}
+		}
+	}
+	slices.SortFunc(cs, func(a, b *cand) int {
+		switch {
+		case a.peer.IPv6 != b.peer.IPv6:
+			return b2i(a.peer.IPv6) - b2i(b.peer.IPv6)
+		case bySubnet(a, b):
+			return -1
+		case bySubnet(b, a):
+			return 1
+		}
+		return 0
+	})
+	out := make([]Verdict, len(cs))
+	for i, c := range cs {
+		out[i] = c.verdict()
+	}
+	return out
+}
+
+func (c *cand) verdict() Verdict {
+	if c.admitted {
+		return Verdict{Peer: c.peer}
+	}
+	return Verdict{Peer: c.peer, Reason: c.reason, Detail: c.why}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (d *Delta) sort() {
+	slices.SortFunc(d.Changes, func(a, b Change) int {
+		if a.IPv6 != b.IPv6 {
+			return b2i(a.IPv6) - b2i(b.IPv6)
+		}
+		return a.Subnet.Compare(b.Subnet)
+	})
+	slices.SortStableFunc(d.Verdicts, func(a, b Verdict) int {
+		if a.Peer.IPv6 != b.Peer.IPv6 {
+			return b2i(a.Peer.IPv6) - b2i(b.Peer.IPv6)
+		}
+		if c := a.Peer.Subnet.Compare(b.Peer.Subnet); c != 0 {
+			return c
+		}
+		return a.Peer.Key.Compare(b.Peer.Key)
+	})
+}
+
+// pending is the verdict of a candidate queued to be judged. No pass ends
+// with one.
+const pending Reason = "pending"
+
+// conflictDetail says why c loses to o, and what to fix.
+func conflictDetail(c, o *cand, r Reason) string {
+	other := "lease " + o.peer.Key.String()
+	if o.peer.Owner != "" {
+		other += " of node " + o.peer.Owner
+	}
+	if o.kind == ownKind {
+		other = "this node's own lease " + o.peer.Key.String()
+	}
+	switch {
+	case r == ReasonSubnetConflict:
+		return fmt.Sprintf("subnet %s overlaps subnet %s of %s, which is older and wins on every node; delete the lease that is wrong", c.peer.Subnet, o.peer.Subnet, other)
+	case o.peer.VtepMAC == c.peer.VtepMAC:
+		return fmt.Sprintf("VtepMAC %s is also that of %s, at %s, which is older and wins on every node; each node's VTEP needs a MAC of its own", c.peer.VtepMAC, other, o.peer.PublicIP)
+	}
+	return fmt.Sprintf("PublicIP %s is also that of %s, which is older and wins on every node; each node needs an address of its own", c.peer.PublicIP, other)
+}
+
+// family is one family's candidates, their indexes and the admitted set.
+type family struct {
+	ipv6     bool
+	active   bool // the node runs the family: its candidates are judged
+	cands    map[lease.Key]*cand
+	subnets  subnetIndex
+	byMAC    multiIndex[MAC]
+	byIP     multiIndex[netip.Addr]
+	admitted map[netip.Prefix]*cand
+
+	// The pass in progress.
+	before map[netip.Prefix]*cand // the admitted peer at each touched subnet, before the pass
+	queue  candHeap
+	judged []*cand // candidates evaluated, whose verdicts may be news
+}
+
+func newFamily(ipv6 bool) *family {
+	return &family{
+		ipv6:     ipv6,
+		cands:    map[lease.Key]*cand{},
+		subnets:  newSubnetIndex(),
+		byMAC:    newMultiIndex[MAC](),
+		byIP:     newMultiIndex[netip.Addr](),
+		admitted: map[netip.Prefix]*cand{},
+		before:   map[netip.Prefix]*cand{},
+	}
+}
+
+// newCand decodes l's half of the family, if it has one, and classifies it.
+func (f *family) newCand(l lease.Lease, facts *Facts) (*cand, bool) {
+	d, ok := decode(l, f.ipv6)
+	if !ok {
+		return nil, false
+	}
+	c := &cand{decoded: d, fresh: true}
+	c.classify(facts)
+	return c, true
+}
+
+// classify works out what c is to this node and its static verdict.
+func (c *cand) classify(facts *Facts) {
+	c.kind, c.static, c.why = peerKind, "", ""
+	switch {
+	case facts.Own.IsValid() && c.peer.Key == facts.Own:
+		c.kind = ownKind
+	case facts.Node != "" && c.peer.Owner == facts.Node:
+		c.kind = selfKind
+	default:
+		c.static, c.why = c.decoded.static(facts)
+	}
+}
+
+func (f *family) index(c *cand) {
+	if !f.active || !c.eligible() {
+		return
+	}
+	f.subnets.insert(c)
+	f.byMAC.insert(c.peer.VtepMAC, c)
+	f.byIP.insert(c.peer.PublicIP, c)
+}
+
+func (f *family) unindex(c *cand) {
+	if !f.active || !c.eligible() {
+		return
+	}
+	f.subnets.delete(c)
+	f.byMAC.delete(c.peer.VtepMAC, c)
+	f.byIP.delete(c.peer.PublicIP, c)
+}
+
+// conflicting calls fn with every eligible candidate that conflicts with c
+// (an overlapping subnet, the same VTEP MAC or public IP, of another node),
+// until fn returns false. A candidate may be called more than once.
+func (f *family) conflicting(c *cand, fn func(o *cand, r Reason) bool) {
+	more := true
+	f.subnets.overlapping(c.peer.Subnet, func(o *cand) bool {
+		if o != c {
+			more = fn(o, ReasonSubnetConflict)
+		}
+		return more
+	})
+	for _, idx := range []func(func(*cand) bool){
+		func(g func(*cand) bool) { f.byMAC.each(c.peer.VtepMAC, g) },
+		func(g func(*cand) bool) { f.byIP.each(c.peer.PublicIP, g) },
+	} {
+		if !more {
+			return
+		}
+		idx(func(o *cand) bool {
+			if o != c && !o.peer.sameNode(&c.peer) {
+				more = fn(o, ReasonIdentityConflict)
+			}
+			return more
+		})
+	}
+}
+
+// evaluate decides c's verdict from the verdicts of those older than it,
+// which are final when it runs.
+func (f *family) evaluate(c *cand) {
+	if c.static != "" {
+		f.setVerdict(c, c.static, c.why)
+		return
+	}
+	var (
+		blocker *cand
+		reason  Reason
+	)
+	// The verdict names the oldest blocker, subnets first, so that it is
+	// the same however the table got here.
+	f.conflicting(c, func(o *cand, r Reason) bool {
+		if o.blocks(c) && (blocker == nil || r == ReasonSubnetConflict && reason != r || r == reason && o.older(blocker)) {
+			blocker, reason = o, r
+		}
+		return true
+	})
+	if blocker == nil {
+		f.setVerdict(c, "", "")
+		return
+	}
+	f.setVerdict(c, reason, conflictDetail(c, blocker, reason))
+}
+
+// setVerdict records c's verdict and keeps the admitted set in step.
+func (f *family) setVerdict(c *cand, reason Reason, why string) {
+	admit := reason == ""
+	if c.kind == peerKind {
+		f.judged = append(f.judged, c)
+	}
+	if admit == c.admitted && reason == c.reason {
+		if !admit {
+			c.why = why
+		}
+		return
+	}
+	f.touch(c.peer.Subnet)
+	c.admitted, c.reason = admit, reason
+	if !admit {
+		c.why = why
+	}
+	if admit {
+		f.admitted[c.peer.Subnet] = c
+	} else if f.admitted[c.peer.Subnet] == c {
+		delete(f.admitted, c.peer.Subnet)
+	}
+}
+
+// touch remembers what was admitted at s before the pass changed it.
+func (f *family) touch(s netip.Prefix) {
+	if _, ok := f.before[s]; !ok {
+		f.before[s] = f.admitted[s]
+	}
+}
+
+// push queues the candidates whose verdicts may depend on c's: the younger
+// ones it conflicts with (all of them, for this node's own lease).
+func (f *family) pushDependents(c *cand) {
+	f.conflicting(c, func(o *cand, _ Reason) bool {
+		if o.kind == peerKind && !o.gone && (c.kind == ownKind || c.older(o)) {
+			f.push(o)
+		}
+		return true
+	})
+}
+
+func (f *family) push(c *cand) {
+	if !c.queued {
+		c.queued = true
+		heap.Push(&f.queue, c)
+	}
+}
+
+// remove takes key's candidate out, if any, queueing what it may have
+// blocked. It returns the candidate removed.
+func (f *family) remove(key lease.Key) *cand {
+	c, ok := f.cands[key]
+	if !ok {
+		return nil
+	}
+	delete(f.cands, key)
+	f.unindex(c)
+	c.gone = true
+	if !f.active {
+		return c
+	}
+	blocked := c.kind == ownKind || c.admitted
+	if c.admitted {
+		f.touch(c.peer.Subnet)
+		c.admitted = false
+		if f.admitted[c.peer.Subnet] == c {
+			delete(f.admitted, c.peer.Subnet)
+		}
+	}
+	if blocked {
+		f.pushDependents(c)
+	}
+	return c
+}
+
+// insert adds a new candidate, replacing old (the same key's, or nil).
+func (f *family) insert(c, old *cand) {
+	if old != nil {
+		c.reported = old.reported // a changed lease is not news if its verdict is not
+	}
+	f.cands[c.peer.Key] = c
+	if !f.active {
+		return
+	}
+	f.index(c)
+	switch c.kind {
+	case ownKind:
+		f.pushDependents(c)
+	case peerKind:
+		c.admitted, c.reason = false, pending
+		f.push(c)
+	}
+}
+
+// apply applies incremental events: each changed candidate is judged again,
+// and so is every younger candidate whose verdict a change of verdict may
+// change, in rank order, so that each sees the final verdicts of the older.
+func (f *family) apply(events []lease.Event, facts *Facts, d *Delta) {
+	for _, e := range events {
+		old := f.remove(e.Lease.Key)
+		if e.Type == lease.Removed {
+			continue
+		}
+		if c, ok := f.newCand(e.Lease, facts); ok {
+			f.insert(c, old)
+		}
+	}
+	for f.queue.Len() > 0 {
+		c := heap.Pop(&f.queue).(*cand)
+		c.queued = false
+		if c.gone {
+			continue
+		}
+		was := c.admitted
+		f.evaluate(c)
+		if c.admitted != was {
+			f.pushDependents(c)
+		}
+	}
+	f.finish(d)
+}
+
+// replace makes events (a snapshot) the whole set of leases.
+func (f *family) replace(events []lease.Event, facts *Facts, d *Delta) {
+	old := f.cands
+	f.cands = make(map[lease.Key]*cand, len(events))
+	for _, e := range events {
+		if c, ok := f.newCand(e.Lease, facts); ok {
+			if o, had := old[c.peer.Key]; had {
+				c.reported = o.reported
+			}
+			f.cands[c.peer.Key] = c
+		}
+	}
+	for _, c := range old {
+		if c.admitted {
+			f.touch(c.peer.Subnet)
+		}
+		c.gone = true
+	}
+	f.admitted = map[netip.Prefix]*cand{}
+	f.judgeAll(facts, d, false)
+}
+
+// rebuild judges every candidate again under new facts.
+func (f *family) rebuild(facts *Facts, d *Delta) {
+	for s := range f.admitted {
+		f.touch(s)
+	}
+	clear(f.admitted)
+	f.judgeAll(facts, d, true)
+}
+
+// judgeAll indexes and judges every candidate from scratch, in rank order.
+func (f *family) judgeAll(facts *Facts, d *Delta, reclassify bool) {
+	f.subnets.clear()
+	f.byMAC.clear()
+	f.byIP.clear()
+	order := make([]*cand, 0, len(f.cands))
+	for _, c := range f.cands {
+		if reclassify {
+			c.classify(facts)
+		}
+		c.admitted, c.reason = false, pending
+		if !f.active {
+			continue
+		}
+		f.index(c)
+		if c.kind == peerKind {
+			order = append(order, c)
+		}
+	}
+	slices.SortFunc(order, func(a, b *cand) int {
+		if a.older(b) {
+			return -1
+		}
+		return 1
+	})
+	for _, c := range order {
+		f.evaluate(c)
+	}
+	f.finish(d)
+}
+
+// finish ends a pass: it turns the touched subnets into changes and the
+// judged candidates into news.
+func (f *family) finish(d *Delta) {
+	for s, was := range f.before {
+		now := f.admitted[s]
+		switch {
+		case now == was:
+		case now == nil:
+			d.Changes = append(d.Changes, Change{IPv6: f.ipv6, Subnet: s})
+		case was == nil || was.peer.PublicIP != now.peer.PublicIP || was.peer.VtepMAC != now.peer.VtepMAC:
+			d.Changes = append(d.Changes, Change{IPv6: f.ipv6, Subnet: s, Admitted: true, Peer: now.peer})
+		}
+	}
+	clear(f.before)
+	for _, c := range f.judged {
+		c.fresh = false
+		news := c.reason != c.reported.reason || c.reason != "" && c.why != c.reported.why
+		if c.gone || !news {
+			continue
+		}
+		c.reported.reason, c.reported.why = c.reason, c.why
+		d.Verdicts = append(d.Verdicts, c.verdict())
+	}
+	f.judged = f.judged[:0]
+}
+
+// candHeap orders candidates by rank, oldest first.
+type candHeap []*cand
+
+func (h candHeap) Len() int           { return len(h) }
+func (h candHeap) Less(i, j int) bool { return h[i].older(h[j]) }
+func (h candHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *candHeap) Push(x any)        { *h = append(*h, x.(*cand)) }
+func (h *candHeap) Pop() any {
+	old := *h
+	c := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return c
+}
