@@ -291,7 +291,7 @@ func (m *Manager) synced(ctx context.Context) error {
 }
 
 // trim keeps of a Node what this package reads: name, UID,
-// resourceVersion, the annotations it reads, the PodCIDRs, and for this
+// resourceVersion, creation time, the annotations it reads, the PodCIDRs, and for this
 // node alone its conditions.
 func (m *Manager) trim(obj any) (any, error) {
 	n, ok := obj.(*corev1.Node)
@@ -299,7 +299,7 @@ func (m *Manager) trim(obj any) (any, error) {
 		return obj, nil // a tombstone; its object was trimmed on the way in
 	}
 	out := &corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: n.Name, UID: n.UID, ResourceVersion: n.ResourceVersion},
+		ObjectMeta: metav1.ObjectMeta{Name: n.Name, UID: n.UID, ResourceVersion: n.ResourceVersion, CreationTimestamp: n.CreationTimestamp},
 		Spec:       corev1.NodeSpec{PodCIDR: n.Spec.PodCIDR, PodCIDRs: n.Spec.PodCIDRs},
 	}
 	for _, k := range m.kept {

@@ -125,7 +125,7 @@ func (m *Manager) nodeEvents(name string, conf lease.Config, view map[string]lea
 	}
 	switch {
 	case had && has && prev.Key == cur.Key:
-		if !prev.Attrs.Equal(cur.Attrs) {
+		if !prev.Attrs.Equal(cur.Attrs) || prev.Seniority != cur.Seniority {
 			return []lease.Event{{Type: lease.Changed, Lease: cur, Prev: prev}}
 		}
 		return nil
@@ -172,7 +172,10 @@ func (m *Manager) leaseOf(n *corev1.Node, conf lease.Config) (lease.Lease, bool)
 		}
 		return lease.Lease{}, false
 	}
-	return lease.Lease{Key: key, Attrs: attrs}, true
+	// The Node's creation time ranks its lease for peer admission: every
+	// node reads it alike, and the node's own credentials cannot change
+	// it, so a node that claims an older node's VTEP MAC or address loses.
+	return lease.Lease{Key: key, Attrs: attrs, Seniority: n.CreationTimestamp.Unix()}, true
 }
 
 // sortEvents orders events by key, as lease.Diff does.

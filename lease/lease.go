@@ -29,7 +29,9 @@ type Lease struct {
 // Older reports whether l was established before o, by Seniority (zero
 // ranking last) and then by Key: the order in which conflicts between peers
 // are decided.
-func (l Lease) Older(o Lease) bool { return CompareSeniority(l.Seniority, l.Key, o.Seniority, o.Key) < 0 }
+func (l Lease) Older(o Lease) bool {
+	return CompareSeniority(l.Seniority, l.Key, o.Seniority, o.Key) < 0
+}
 
 // CompareSeniority compares two leases' seniorities and keys as Older
 // orders them, for callers that keep the two apart from a Lease.

@@ -184,3 +184,52 @@ func BenchmarkOnePeerChange(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkRemove removes every one of N programmed peers at once: by one
+// Sync of the empty set (what a Network does with a mass removal), and by
+// RemovePeer for each (what it does with a few). Both must cost O(N): the
+// kernel flushes its whole FIB whenever a nexthop that a route still uses
+// is deleted, so each route goes before its nexthop.
+func BenchmarkRemove(b *testing.B) {
+	netnstest.RequirePrivileged(b)
+	for _, n := range []int{5000, 20000} {
+		peers := benchPeers(n)
+		for _, how := range []string{"sync", "each"} {
+			b.Run(fmt.Sprintf("peers=%d/%s", n, how), func(b *testing.B) {
+				bh := newBenchHost(b)
+				for b.Loop() {
+					b.StopTimer()
+					bh.reset()
+					rec := bh.reconciler()
+					if err := rec.SetPeers(peers); err != nil {
+						b.Fatal(err)
+					}
+					if _, err := rec.Sync(); err != nil {
+						b.Fatal(err)
+					}
+					b.StartTimer()
+					if how == "sync" {
+						if err := rec.SetPeers(nil); err != nil {
+							b.Fatal(err)
+						}
+						if _, err := rec.Sync(); err != nil {
+							b.Fatal(err)
+						}
+					} else {
+						for _, p := range peers {
+							if err := rec.RemovePeer(p.Subnet); err != nil {
+								b.Fatal(err)
+							}
+						}
+					}
+					b.StopTimer()
+					if st := rec.Status(); len(st.Peers) != 0 {
+						b.Fatalf("%d peers left", len(st.Peers))
+					}
+					rec.Close()
+					b.StartTimer()
+				}
+			})
+		}
+	}
+}

@@ -14,12 +14,21 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/weftnet/weft/lease/admit"
 )
 
 // DefaultResyncInterval is how often a Datapath reconciles with nothing
 // prompting it. Kernel notifications trigger a reconcile within
 // milliseconds; the periodic one is the backstop for anything they miss.
 const DefaultResyncInterval = 30 * time.Second
+
+// minPeerRetry and maxPeerRetry bound the backoff with which a Datapath
+// retries the peers the kernel refused.
+const (
+	minPeerRetry = 500 * time.Millisecond
+	maxPeerRetry = 30 * time.Second
+)
 
 // settle is how long a Datapath waits after a notification for more to
 // arrive before reconciling, so that a burst costs one pass.
@@ -73,7 +82,12 @@ type Datapath struct {
 	gen, syncedGen uint64
 	synced         bool  // the last reconcile, with peers known, succeeded
 	lastErr        error // of the last reconcile
+	failedPeers    int   // peers the last reconcile could not program, each retried
 	repairs        []Repair
+
+	// rejected lists the peers admission keeps out, for Status; set by
+	// the Network that owns the datapath before Run.
+	rejected func() []admit.Verdict
 
 	// filter is dev and rec for the notification filter, which must not
 	// wait for d.mu: a reconcile holds it across a sync, and a blocked
@@ -89,11 +103,19 @@ type notificationFilter struct {
 
 // DatapathStatus is what a Datapath reports for status output.
 type DatapathStatus struct {
-	Device     Device
-	Synced     bool
-	Err        string
-	Repairs    []Repair // device repairs; peer repairs are in Reconciler
-	Reconciler Status
+	Device Device
+	// Synced: the desired peers are applied, each programmed or failed.
+	Synced bool
+	Err    string // the last reconcile's error, "" if none
+	// FailedPeers counts the peers whose objects the kernel refused;
+	// Reconciler.Peers has each one's error.
+	FailedPeers int
+	Repairs     []Repair // device repairs; peer repairs are in Reconciler
+	Reconciler  Status
+	// Rejected are the peer leases of this family that admission keeps
+	// out, each with the rule and what to fix; see package lease/admit.
+	// Only a Datapath run by a Network has them.
+	Rejected []admit.Verdict
 }
 
 // NewDatapath creates or corrects the device and its address. It leaves
@@ -152,8 +174,9 @@ func (d *Datapath) Device() Device {
 }
 
 // SetPeers replaces the desired peers; Run reconciles soon after. A peer
-// whose subnet overlaps this node's own is skipped with a warning: routing
-// it to the overlay would take this node's pods' traffic away from them.
+// whose subnet overlaps this node's own is skipped: routing it to the
+// overlay would take this node's pods' traffic away from them. (A Network
+// never gives one: admission rejects it, and says so.)
 func (d *Datapath) SetPeers(peers []Peer) error {
 	for _, p := range peers {
 		if err := p.validate(d.cfg.Device.Local.Is6()); err != nil {
@@ -164,7 +187,7 @@ func (d *Datapath) SetPeers(peers []Peer) error {
 	if own := d.cfg.Subnet; own.IsValid() && slices.ContainsFunc(peers, func(p Peer) bool { return p.Subnet.Overlaps(own) }) {
 		peers = slices.DeleteFunc(slices.Clone(peers), func(p Peer) bool {
 			if p.Subnet.Overlaps(own) {
-				d.log.Warn("ignoring a peer that overlaps this node's subnet", "peer", p.Subnet, "own", own)
+				d.log.Debug("ignoring a peer that overlaps this node's subnet", "peer", p.Subnet, "own", own)
 				return true
 			}
 			return false
@@ -183,8 +206,10 @@ func (d *Datapath) SetPeers(peers []Peer) error {
 	return nil
 }
 
-// SetPeer adds or changes one peer and programs it at once. If the write
-// fails, Run's next reconcile retries it.
+// SetPeer adds or changes one peer and programs it at once. If the kernel
+// refuses the peer's objects, the error is a *PeerError: the peer is marked
+// failed and retried with backoff, and the datapath stays converged. Any
+// other failure leaves it unconverged until Run's next reconcile.
 func (d *Datapath) SetPeer(p Peer) error {
 	if err := p.validate(d.cfg.Device.Local.Is6()); err != nil {
 		return fmt.Errorf("vxlan: %w", err)
@@ -192,7 +217,7 @@ func (d *Datapath) SetPeer(p Peer) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.cfg.Subnet.IsValid() && p.Subnet.Overlaps(d.cfg.Subnet) {
-		d.log.Warn("ignoring a peer that overlaps this node's subnet", "peer", p.Subnet, "own", d.cfg.Subnet)
+		d.log.Debug("ignoring a peer that overlaps this node's subnet", "peer", p.Subnet, "own", d.cfg.Subnet)
 		return nil
 	}
 	return d.applied(d.rec.SetPeer(p))
@@ -206,19 +231,25 @@ func (d *Datapath) RemovePeer(subnet netip.Prefix) error {
 }
 
 // applied records a fast-path change: the desired state moved on, and it is
-// in the kernel only if the write succeeded on top of a synced state. A
-// failure leaves Synced false until a reconcile repairs it. d.mu is held.
+// applied if the write was made on top of a synced state, whether the
+// kernel took it or refused it as one peer's failure (which Run retries).
+// Any other failure leaves Synced false until a reconcile repairs it. d.mu
+// is held.
 func (d *Datapath) applied(err error) error {
 	wasSynced := d.synced && d.syncedGen == d.gen
 	d.gen++
-	if err != nil {
+	if err != nil && !isPeerFailure(err) {
 		d.trigger()
 		return err
+	}
+	if err != nil {
+		d.failedPeers = max(d.failedPeers, 1)
+		d.trigger()
 	}
 	if wasSynced {
 		d.syncedGen = d.gen
 	}
-	return nil
+	return err
 }
 
 // SetSubnet moves the node to a new subnet (after a lease was lost) or a
@@ -239,23 +270,35 @@ func (d *Datapath) SetSubnet(subnet, network netip.Prefix) {
 // repairs made.
 func (d *Datapath) Status() DatapathStatus {
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	s := DatapathStatus{Device: d.dev, Synced: d.synced, Repairs: slices.Clone(d.repairs)}
+	s := DatapathStatus{Device: d.dev, Synced: d.synced, FailedPeers: d.failedPeers, Repairs: slices.Clone(d.repairs)}
 	if d.lastErr != nil {
 		s.Err = d.lastErr.Error()
 	}
 	if d.rec != nil {
 		s.Reconciler = d.rec.Status()
 	}
+	rejected := d.rejected
+	d.mu.Unlock()
+	if rejected != nil {
+		s.Rejected = rejected()
+	}
 	return s
 }
 
 // Synced reports whether the current desired state (peers and subnet) has
-// been applied by a reconcile that completed without error.
+// been applied by a reconcile that completed without error: every peer is
+// programmed or marked failed (see FailedPeers).
 func (d *Datapath) Synced() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.synced && d.syncedGen == d.gen
+}
+
+// failed returns how many peers the last reconcile could not program.
+func (d *Datapath) failed() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.failedPeers
 }
 
 func (d *Datapath) trigger() {
@@ -272,18 +315,21 @@ func (d *Datapath) Reconcile() error { return d.reconcile() }
 func (d *Datapath) reconcile() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	err := d.reconcileLocked()
+	failed, err := d.reconcileLocked()
 	d.synced, d.lastErr = err == nil && d.peersKnown, err
 	if err == nil {
 		d.syncedGen = d.gen
+		d.failedPeers = failed
 	}
 	return err
 }
 
-func (d *Datapath) reconcileLocked() error {
+// reconcileLocked ensures the device, its address and its peers, and
+// returns how many peers the kernel refused.
+func (d *Datapath) reconcileLocked() (int, error) {
 	dev, changes, err := EnsureDevice(d.nl, d.cfg.Device)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	for _, c := range changes {
 		d.noteRepair(dev.Name, c)
@@ -298,7 +344,7 @@ func (d *Datapath) reconcileLocked() error {
 			RouteProtocol: d.cfg.RouteProtocol, Logger: d.cfg.Logger,
 		})
 		if err != nil {
-			return err
+			return 0, err
 		}
 		if d.rec != nil {
 			rec.takePeers(d.rec)
@@ -311,17 +357,17 @@ func (d *Datapath) reconcileLocked() error {
 	if d.cfg.Subnet.IsValid() {
 		addrChanges, err := EnsureAddress(d.nl, dev.Index, d.cfg.Subnet, d.cfg.Network)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		for _, c := range addrChanges {
 			d.noteRepair(dev.Name, c)
 		}
 	}
 	if !d.peersKnown {
-		return nil
+		return 0, nil
 	}
-	_, err = d.rec.Sync()
-	return err
+	res, err := d.rec.Sync()
+	return res.Failed, err
 }
 
 func (d *Datapath) noteRepair(what, why string) {
@@ -374,6 +420,12 @@ func (d *Datapath) Run(ctx context.Context) error {
 	defer resync.Stop()
 	settleTimer := time.NewTimer(time.Hour)
 	settleTimer.Stop()
+	// Peers the kernel refused are retried on a timer of their own, with
+	// backoff, so that one peer's failure costs a reconcile every few
+	// seconds at most, not one per kick.
+	peerTimer := time.NewTimer(time.Hour)
+	peerTimer.Stop()
+	peerDelay := time.Duration(0)
 	pending := false
 	retryDelay := time.Duration(0)
 	var lastErr string
@@ -389,9 +441,17 @@ func (d *Datapath) Run(ctx context.Context) error {
 			continue
 		case <-settleTimer.C:
 			pending = false
+		case <-peerTimer.C:
 		case <-resync.C:
 		}
-		if err := d.reconcile(); err != nil {
+		err := d.reconcile()
+		if d.failed() > 0 && err == nil {
+			peerDelay = min(max(2*peerDelay, minPeerRetry), maxPeerRetry)
+			peerTimer.Reset(peerDelay)
+		} else if err == nil {
+			peerDelay = 0
+		}
+		if err != nil {
 			if err.Error() != lastErr {
 				d.log.Error("datapath reconcile failed; retrying", "err", err)
 				lastErr = err.Error()

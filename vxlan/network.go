@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/weftnet/weft/lease"
+	"github.com/weftnet/weft/lease/admit"
 )
 
 // BackendData is the vxlan backend's part of a lease, flannel's
@@ -60,6 +61,13 @@ type NetworkConfig struct {
 	// OnConfig is called with the network config in force and each change
 	// of it: where an agent rewrites FLANNEL_NETWORK.
 	OnConfig func(lease.Config)
+	// Protected are prefixes no peer's subnet may overlap: the addresses
+	// the node needs to reach its control plane (etcd endpoints, the API
+	// server) and any others the embedder names. A peer lease whose
+	// subnet overlaps one is rejected, so that no lease can route them
+	// into the overlay. This node's subnet and the prefixes of its
+	// interfaces are always protected; nil adds nothing.
+	Protected []netip.Prefix
 }
 
 // A Network runs a node's overlay: it acquires and keeps the node's lease,
@@ -74,8 +82,11 @@ type Network struct {
 	backend Config
 	own     lease.Lease
 	hasOwn  bool
-	leases  map[lease.Key]peerEntry // every watched lease, decoded
-	watched bool                    // the first snapshot has arrived
+	// table judges every watched lease (see package lease/admit): only
+	// the peers it admits are programmed.
+	table   *admit.Table
+	local   localFacts // this node's addresses, as last read
+	watched bool       // the first snapshot has arrived
 	v4, v6  *Datapath
 	onLink  map[int]netip.Prefix // underlay connected prefixes, for DirectRouting
 
@@ -105,7 +116,7 @@ func NewNetwork(cfg NetworkConfig) (*Network, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Network{cfg: cfg, log: cfg.Logger.With("component", "network"), leases: map[lease.Key]peerEntry{}, leased: make(chan struct{})}, nil
+	return &Network{cfg: cfg, log: cfg.Logger.With("component", "network"), table: admit.NewTable(admit.Facts{}), leased: make(chan struct{})}, nil
 }
 
 // Run brings the overlay up and keeps it until ctx is done: it waits for
@@ -182,7 +193,9 @@ func (n *Network) Run(ctx context.Context) error {
 			}
 		}
 	})
+	n.refreshFacts()
 	g.Go(func() error { return n.watchPeers(ctx) })
+	g.Go(func() error { return n.watchLocal(ctx) })
 	g.Go(func() error {
 		return lease.Hold(ctx, n.cfg.Manager, lease.AcquireRequest{Attrs: attrs, Previous: n.cfg.Previous}, n.setOwn)
 	})
@@ -236,6 +249,9 @@ func (n *Network) newDatapath(backend Config, public netip.Addr, ipv6 bool) (*Da
 		ResyncInterval: n.cfg.ResyncInterval,
 		Logger:         n.cfg.Logger,
 	})
+	if err == nil {
+		dp.rejected = func() []admit.Verdict { return n.rejectedOf(ipv6) }
+	}
 	return dp, mac, err
 }
 
@@ -282,7 +298,7 @@ func (n *Network) setOwn(l lease.Lease) {
 		n.v6.SetSubnet(l.Key.IPv6, conf.IPv6Network)
 	}
 	n.leasedOnce.Do(func() { close(n.leased) })
-	n.pushPeers()
+	n.refreshFacts()
 	n.log.Info("holding lease", "subnet", l.Key)
 	if n.cfg.OnLease != nil {
 		// Announce once converged, without holding up Keep, which must
@@ -336,6 +352,7 @@ func (n *Network) applyConfig(c lease.Config) {
 		n.log.Warn("network config changed in a way that needs a restart to take effect (families or backend); running with the old settings",
 			"enable_ipv4", c.EnableIPv4, "enable_ipv6", c.EnableIPv6, "backend", string(c.Backend))
 	}
+	n.refreshFacts()
 	if n.cfg.OnConfig != nil {
 		n.cfg.OnConfig(c)
 	}
@@ -346,223 +363,6 @@ func bytesEqualJSON(a, b json.RawMessage) bool {
 	ca, erra := ParseConfig(a)
 	cb, errb := ParseConfig(b)
 	return erra == nil && errb == nil && ca == cb
-}
-
-// watchPeers keeps the datapaths' peers equal to the watched leases:
-// the snapshot sets the whole set, later events change one peer each.
-func (n *Network) watchPeers(ctx context.Context) error {
-	// Start once the lease is held. Acquiring and watching each begin by
-	// listing every subnet; at tens of thousands of leases, doing both at
-	// once sets the agent's peak memory. The cost of waiting: while no
-	// lease can be had (no free subnet, etcd unreachable), the routes a
-	// previous run programmed stay as they were, including any to nodes
-	// gone since. The node is not ready meanwhile either way.
-	select {
-	case <-n.leased:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	batches := make(chan lease.Batch, 16)
-	done := make(chan error, 1)
-	go func() { done <- n.cfg.Manager.WatchLeases(ctx, batches) }()
-	for {
-		select {
-		case err := <-done:
-			return err
-		case b := <-batches:
-			n.push.Lock()
-			n.mu.Lock()
-			if b.Snapshot {
-				// Sized once: growing to one entry per node leaves
-				// each smaller table behind as garbage.
-				n.leases = make(map[lease.Key]peerEntry, len(b.Events))
-			}
-			for _, e := range b.Events {
-				if e.Type == lease.Removed {
-					delete(n.leases, e.Lease.Key)
-				} else {
-					n.leases[e.Lease.Key] = n.entryFor(e.Lease)
-				}
-			}
-			n.watched = true
-			n.mu.Unlock()
-			if b.Snapshot {
-				n.pushPeersLocked()
-			} else {
-				// A lease replaced by another with a subnet in common
-				// (a node whose IPv6 PodCIDR alone changed comes as a
-				// Removed and an Added event) keeps that subnet's peer
-				// programmed throughout: the Added event's SetPeer
-				// writes only what differs.
-				kept := map[netip.Prefix]bool{}
-				for _, e := range b.Events {
-					if e.Type != lease.Removed {
-						kept[e.Lease.Key.IPv4], kept[e.Lease.Key.IPv6] = true, true
-					}
-				}
-				for _, e := range b.Events {
-					n.applyEvent(e, kept)
-				}
-			}
-			n.push.Unlock()
-		}
-	}
-}
-
-// pushPeers gives each datapath the full set of peers, from the watched
-// leases, once the first snapshot has arrived.
-func (n *Network) pushPeers() {
-	n.push.Lock()
-	defer n.push.Unlock()
-	n.pushPeersLocked()
-}
-
-// pushPeersLocked is pushPeers with n.push held.
-func (n *Network) pushPeersLocked() {
-	n.mu.Lock()
-	if !n.watched {
-		n.mu.Unlock()
-		return
-	}
-	var v4, v6 []Peer
-	for k, e := range n.leases {
-		if n.isOwn(k, e.owner) {
-			continue
-		}
-		if p, ok := e.peer(k, false); ok {
-			v4 = append(v4, p)
-		}
-		if p, ok := e.peer(k, true); ok {
-			v6 = append(v6, p)
-		}
-	}
-	d4, d6 := n.v4, n.v6
-	n.mu.Unlock()
-	for _, x := range []struct {
-		dp    *Datapath
-		peers []Peer
-	}{{d4, v4}, {d6, v6}} {
-		if x.dp != nil {
-			if err := x.dp.SetPeers(x.peers); err != nil {
-				n.log.Error("could not set peers", "err", err)
-			}
-		}
-	}
-}
-
-// applyEvent programs one lease change on the fast path.
-func (n *Network) applyEvent(e lease.Event, kept map[netip.Prefix]bool) {
-	for _, ipv6 := range []bool{false, true} {
-		n.mu.Lock()
-		dp := n.v4
-		subnet := e.Lease.Key.IPv4
-		if ipv6 {
-			dp, subnet = n.v6, e.Lease.Key.IPv6
-		}
-		entry, known := n.leases[e.Lease.Key]
-		p, ok := entry.peer(e.Lease.Key, ipv6)
-		ok = ok && known && !n.isOwn(e.Lease.Key, entry.owner)
-		n.mu.Unlock()
-		if dp == nil || !subnet.IsValid() {
-			continue
-		}
-		var err error
-		switch {
-		case e.Type != lease.Removed && ok:
-			err = dp.SetPeer(p)
-		case e.Type == lease.Removed && kept[subnet]:
-		default:
-			err = dp.RemovePeer(subnet)
-		}
-		if err != nil {
-			n.log.Warn("peer change not programmed yet; the next resync retries it", "subnet", subnet, "err", err)
-		}
-	}
-}
-
-// peerEntry is what the datapaths need of one watched lease: the peer it
-// gives each family. It is decoded once, when the lease arrives, so that a
-// full push of the peers (at the first snapshot, and whenever this node's
-// own lease changes) decodes no JSON and keeps no copy of the lease. It
-// leaves out the subnets, which the map's key holds: there is one entry per
-// node in the cluster.
-type peerEntry struct {
-	owner  string
-	v4, v6 remote
-}
-
-// remote is one family's peer of a lease, less its subnet.
-type remote struct {
-	public netip.Addr
-	mac    MAC
-	direct bool
-	ok     bool // the lease gives a usable peer of this family
-}
-
-func remoteOf(p Peer, ok bool) remote {
-	return remote{public: p.PublicIP, mac: p.VtepMAC, direct: p.Direct, ok: ok}
-}
-
-// peer returns the peer e gives the family, for the lease with key k.
-func (e peerEntry) peer(k lease.Key, ipv6 bool) (Peer, bool) {
-	r, subnet := e.v4, k.IPv4
-	if ipv6 {
-		r, subnet = e.v6, k.IPv6
-	}
-	return r.peerAt(subnet), r.ok
-}
-
-// peerAt returns the peer r gives at subnet.
-func (r remote) peerAt(subnet netip.Prefix) Peer {
-	return Peer{Subnet: subnet, PublicIP: r.public, VtepMAC: r.mac, Direct: r.direct}
-}
-
-// isOwn reports whether a watched lease is this node's. n.mu must be held.
-func (n *Network) isOwn(k lease.Key, owner string) bool {
-	return n.hasOwn && k == n.own.Key || owner == n.cfg.Node
-}
-
-// entryFor decodes a lease into its peers, warning once, naming the lease,
-// about what it cannot use. n.mu must be held.
-func (n *Network) entryFor(l lease.Lease) peerEntry {
-	e := peerEntry{owner: l.Attrs.Owner}
-	e.v4 = remoteOf(n.peerFor(l, false))
-	e.v6 = remoteOf(n.peerFor(l, true))
-	return e
-}
-
-// peerFor converts a lease into a peer of one family's datapath. It skips,
-// with a warning naming the lease, what it cannot use. n.mu must be held.
-func (n *Network) peerFor(l lease.Lease, ipv6 bool) (Peer, bool) {
-	subnet, public, raw := l.Key.IPv4, l.Attrs.PublicIP, l.Attrs.BackendData
-	if ipv6 {
-		subnet, public, raw = l.Key.IPv6, l.Attrs.PublicIPv6, l.Attrs.BackendV6Data
-	}
-	if !subnet.IsValid() || (ipv6 && n.v6 == nil) || (!ipv6 && n.v4 == nil) {
-		return Peer{}, false
-	}
-	if l.Attrs.BackendType != "vxlan" {
-		n.log.Warn("skipping peer of another backend", "lease", l.Key, "backend", l.Attrs.BackendType)
-		return Peer{}, false
-	}
-	var data BackendData
-	if err := json.Unmarshal(raw, &data); err != nil || data.VtepMAC.IsZero() || !public.IsValid() {
-		n.log.Warn("skipping peer without a usable VTEP", "lease", l.Key, "ipv6", ipv6, "backend_data", string(raw))
-		return Peer{}, false
-	}
-	if data.VNI != n.backend.VNI {
-		n.log.Warn("skipping peer on another VNI", "lease", l.Key, "vni", data.VNI, "want", n.backend.VNI)
-		return Peer{}, false
-	}
-	p := Peer{Subnet: subnet, PublicIP: public, VtepMAC: data.VtepMAC}
-	if n.backend.DirectRouting {
-		for _, onLink := range n.onLink {
-			if onLink.Contains(public) {
-				p.Direct = true
-			}
-		}
-	}
-	return p, true
 }
 
 // Lease returns the lease the node holds, if any yet.

@@ -101,9 +101,10 @@ func TestForeignRouteNotReplaced(t *testing.T) {
 	if err := a.rec.SetPeers([]Peer{b.peer()}); err != nil {
 		t.Fatal(err)
 	}
-	_, err := a.rec.Sync()
-	if err == nil || !strings.Contains(err.Error(), "another program's route") {
-		t.Fatalf("Sync with a route in the way: %v", err)
+	// One peer's conflict is that peer's failure, not the Sync's.
+	res, err := a.rec.Sync()
+	if err != nil || res.Failed != 1 {
+		t.Fatalf("Sync with a route in the way: %+v, %v; want 1 failed peer and no error", res, err)
 	}
 	if out := ip(t, a, "ip", "route", "show", b.subnet.String()); !strings.Contains(out, "via 172.30.0.99 dev eth0 proto static") {
 		t.Errorf("the other program's route became %q", out)
@@ -111,8 +112,8 @@ func TestForeignRouteNotReplaced(t *testing.T) {
 	if st := a.rec.Status().Peers[0]; st.Programmed || !strings.Contains(st.Err, "in the way") {
 		t.Errorf("peer status %+v, want a conflict", st)
 	}
-	if err := a.rec.SetPeer(b.peer()); err == nil {
-		t.Error("SetPeer over another program's route succeeded")
+	if err := a.rec.SetPeer(b.peer()); !isPeerFailure(err) {
+		t.Errorf("SetPeer over another program's route: %v, want a PeerError", err)
 	}
 	if out := ip(t, a, "ip", "route", "show", b.subnet.String()); !strings.Contains(out, "via 172.30.0.99") {
 		t.Errorf("SetPeer replaced the other program's route: %q", out)
@@ -248,8 +249,11 @@ func TestSharedMACSurvivesRemoval(t *testing.T) {
 	if err := a.rec.SetPeers([]Peer{b.peer(), clash}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.rec.Sync(); err == nil || !strings.Contains(err.Error(), "conflict") {
-		t.Fatalf("Sync with a MAC clash: %v", err)
+	if res, err := a.rec.Sync(); err != nil || res.Failed != 1 {
+		t.Fatalf("Sync with a MAC clash: %+v, %v; want 1 failed peer and no error", res, err)
+	}
+	if st := a.rec.Status().Peers; len(st) != 2 || !strings.Contains(st[1].Err, "also peer") || !st[0].Programmed {
+		t.Fatalf("statuses %+v, want the clash failed and the first programmed", st)
 	}
 	res, _ := a.rec.Sync()
 	if res.Writes != 0 {

@@ -32,6 +32,23 @@ type peerTable struct {
 	sharedMAC map[MAC][]netip.Prefix
 }
 
+// remote is a peer less its subnet, which the table's key holds.
+type remote struct {
+	public netip.Addr
+	mac    MAC
+	direct bool
+	ok     bool // a peer is wanted (or was written) here
+}
+
+func remoteOf(p Peer, ok bool) remote {
+	return remote{public: p.PublicIP, mac: p.VtepMAC, direct: p.Direct, ok: ok}
+}
+
+// peerAt returns the peer r gives at subnet.
+func (r remote) peerAt(subnet netip.Prefix) Peer {
+	return Peer{Subnet: subnet, PublicIP: r.public, VtepMAC: r.mac, Direct: r.direct}
+}
+
 // peerRec is one subnet's record. want.ok says a peer is wanted there.
 type peerRec struct {
 	want  remote

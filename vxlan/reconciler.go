@@ -112,7 +112,8 @@ type SyncResult struct {
 	Peers    int
 	Writes   int // netlink writes issued
 	Repairs  int // writes that corrected drift rather than programmed a change of peers
-	Errors   int
+	Errors   int // writes that failed
+	Failed   int // peers not wholly programmed: a write failed, or another program's object is in the way
 }
 
 // Status is a snapshot of the reconciler for status output.
@@ -421,19 +422,50 @@ func (r *Reconciler) SetPeer(p Peer) error {
 			return r.failPeer(p, id, e)
 		}
 	}
-	r.peers.setWritten(p, id, "")
+	r.noteWritten(p, id, "")
 	return nil
 }
 
 func (r *Reconciler) failPeer(p Peer, id uint32, err error) error {
-	r.peers.setWritten(p, id, err.Error())
-	return fmt.Errorf("vxlan: program peer %s: %w", p.Subnet, err)
+	r.noteWritten(p, id, err.Error())
+	return &PeerError{Subnet: p.Subnet, Err: err}
+}
+
+// A PeerError is the kernel's refusal of one peer's objects (another
+// program's route in the way, an FDB entry it will not take). It is that
+// peer's failure alone: the peer is marked failed in Status and retried,
+// and the datapath is still converged.
+type PeerError struct {
+	Subnet netip.Prefix
+	Err    error
+}
+
+func (e *PeerError) Error() string { return fmt.Sprintf("vxlan: program peer %s: %v", e.Subnet, e.Err) }
+func (e *PeerError) Unwrap() error { return e.Err }
+
+// isPeerFailure reports whether err is one peer's failure.
+func isPeerFailure(err error) bool {
+	var pe *PeerError
+	return errors.As(err, &pe)
+}
+
+// noteWritten records the outcome of writing p, logging a failure once per
+// distinct error and a recovery once.
+func (r *Reconciler) noteWritten(p Peer, id uint32, err string) {
+	prev := r.peers.errs[p.Subnet]
+	r.peers.setWritten(p, id, err)
+	switch {
+	case err != "" && err != prev:
+		r.log.Warn("the kernel refused a peer's routes or entries; retrying with backoff", "subnet", p.Subnet, "public_ip", p.PublicIP, "err", err)
+	case err == "" && prev != "":
+		r.log.Info("peer programmed after earlier failures", "subnet", p.Subnet)
+	}
 }
 
 // RemovePeer removes one peer's objects at once, without listing. It
-// deletes only what is the datapath's: its nexthop if known to be ours (which
-// takes the route along), else the route by protocol, metric and nexthop,
-// and the FDB entry only if no remaining peer uses it.
+// deletes only what is the datapath's: the route by protocol, metric and
+// nexthop, then its nexthop if known to be ours, and the FDB entry only if
+// no remaining peer uses it.
 func (r *Reconciler) RemovePeer(subnet netip.Prefix) error {
 	defer r.lockWriter()()
 	if r.closed {
@@ -446,12 +478,13 @@ func (r *Reconciler) RemovePeer(subnet netip.Prefix) error {
 	r.peers.unwant(subnet)
 	id := r.peers.id(subnet)
 	d := r.objects(p, id)
-	var reqs []request
+	// The route goes before its nexthop: deleting a nexthop that a
+	// route still uses makes the kernel flush its whole FIB, which at
+	// tens of thousands of peers turns a mass removal quadratic.
+	reqs := []request{d.route.deleteRequest()}
 	if id != 0 && r.ownIDs[id] {
 		reqs = append(reqs, deleteNexthopRequest(id))
 		delete(r.ownIDs, id)
-	} else {
-		reqs = append(reqs, d.route.deleteRequest())
 	}
 	if d.encap {
 		reqs = append(reqs, d.neigh.deleteRequest())

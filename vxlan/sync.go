@@ -11,9 +11,12 @@ import (
 
 // Sync lists the kernel state of the device and applies the difference from
 // the desired peers: missing objects are added, wrong ones replaced and
-// stray ones removed. Writes that fail, and conflicts with objects the
-// reconciler does not own, are reported in the error and in Status and
-// retried by the next Sync.
+// stray ones removed. A peer whose writes the kernel refuses, or whose
+// objects conflict with another program's, is that peer's failure alone:
+// it is counted in SyncResult.Failed and reported in Status, and the next
+// Sync retries it. Sync returns an error only when the device's own state
+// could not be read or cleaned: a failed listing, or a stray that would not
+// go.
 //
 // Each kind of object (nexthops, routes, neighbours, FDB entries) is
 // compared with the desired peers as the kernel lists it, one message at a
@@ -36,7 +39,7 @@ func (r *Reconciler) Sync() (SyncResult, error) {
 	s.subnets = r.peers.wantedSubnets()
 	s.res.Peers = len(s.subnets)
 	r.peers.clearSeen()
-	for _, step := range []func() error{s.nexthops, s.routes, s.neighbours, s.fdb} {
+	for _, step := range []func() error{s.nexthops, s.routes, s.strayNexthops, s.neighbours, s.fdb} {
 		if err := step(); err != nil {
 			return SyncResult{}, fmt.Errorf("vxlan: %w", err)
 		}
@@ -55,21 +58,17 @@ func (r *Reconciler) Sync() (SyncResult, error) {
 	}
 	for _, sub := range s.subnets {
 		p, _ := r.peers.wanted(sub)
-		r.peers.setWritten(p, r.peers.id(sub), s.failed[sub])
+		r.noteWritten(p, r.peers.id(sub), s.failed[sub])
+		if s.failed[sub] != "" {
+			s.res.Failed++
+		}
 	}
 	res := s.res
 	res.Duration = time.Since(res.Time)
 	r.lastSync = res
 	r.syncs++
-	if res.Errors > 0 || len(s.conflicts) > 0 {
-		first := s.firstErr
-		if first == nil {
-			for _, c := range s.conflicts {
-				first = errors.New(c)
-				break
-			}
-		}
-		return res, fmt.Errorf("vxlan: sync: %d of %d writes failed, %d conflicts; first: %v", res.Errors, res.Writes, len(s.conflicts), first)
+	if s.strayErrs > 0 {
+		return res, fmt.Errorf("vxlan: sync: %d of %d writes failed; first: %v", res.Errors, res.Writes, s.firstStrayErr)
 	}
 	return res, nil
 }
@@ -90,10 +89,16 @@ type syncPass struct {
 	owner   []netip.Prefix // parallel to reqs: the peer a write is for, if any
 	listing bool           // a dump is being read: no flushing
 
-	failed    map[netip.Prefix]string // peers whose writes failed, with why
-	conflicts map[netip.Prefix]string // peers in conflict with another peer's FDB entry
-	firstErr  error
-	sockErr   error
+	// Stray nexthops, deleted only once the routes through them are:
+	// deleting a nexthop a route still uses makes the kernel flush its
+	// whole FIB, once per nexthop.
+	strays []nexthop
+
+	failed        map[netip.Prefix]string // peers whose writes failed, with why
+	conflicts     map[netip.Prefix]string // peers in conflict with another peer's FDB entry
+	strayErrs     int                     // writes that failed to remove what no peer wants
+	firstStrayErr error
+	sockErr       error
 }
 
 func (s *syncPass) add(req request, why string, subnet netip.Prefix) {
@@ -136,11 +141,21 @@ func (s *syncPass) flush() {
 			if req.typ == unix.RTM_NEWROUTE && errors.Is(e, unix.EEXIST) {
 				e = fmt.Errorf("%w: another program's route to %s is in the way", e, s.owner[i])
 			}
-			s.res.Errors++
-			s.failed[s.owner[i]] = e.Error()
-			if s.firstErr == nil {
-				s.firstErr = e
+			if req.typ == unix.RTM_DELNEIGH && errors.Is(e, unix.ENOENT) ||
+				(req.typ == unix.RTM_DELROUTE || req.typ == unix.RTM_DELNEXTHOP) && (errors.Is(e, unix.ESRCH) || errors.Is(e, unix.ENOENT)) {
+				continue // gone already (a nexthop's deletion takes its routes along)
 			}
+			s.res.Errors++
+			if !s.owner[i].IsValid() {
+				// A stray that will not go is the device's
+				// problem, not one peer's.
+				s.strayErrs++
+				if s.firstStrayErr == nil {
+					s.firstStrayErr = fmt.Errorf("%s: %w", req.describe(), e)
+				}
+				continue
+			}
+			s.failed[s.owner[i]] = e.Error()
 			continue
 		}
 		if req.typ == unix.RTM_NEWNEXTHOP {
@@ -227,7 +242,7 @@ func (s *syncPass) nexthops() error {
 		sub, owned := r.peers.idOwner[n.id]
 		p, want := r.peers.wanted(sub)
 		if !owned || !want {
-			s.add(deleteNexthopRequest(n.id), fmt.Sprintf("not a peer's (via %s)", n.gw), netip.Prefix{})
+			s.strays = append(s.strays, n)
 			continue
 		}
 		r.peers.markSeen(sub, seenNexthop)
@@ -241,6 +256,16 @@ func (s *syncPass) nexthops() error {
 			s.add(r.nexthopAdd(r.objects(p, id).nh), s.drift(sub, "missing"), sub)
 		}
 	}
+	return nil
+}
+
+// strayNexthops deletes the nexthops no peer wants, after the routes
+// step has deleted the stray routes through them.
+func (s *syncPass) strayNexthops() error {
+	for _, n := range s.strays {
+		s.add(deleteNexthopRequest(n.id), fmt.Sprintf("not a peer's (via %s)", n.gw), netip.Prefix{})
+	}
+	s.strays = nil
 	return nil
 }
 

@@ -41,9 +41,18 @@ func mkLease(key, public, mac string, seniority int64, owner string) lease.Lease
 func TestStaticRules(t *testing.T) {
 	ok := func(l lease.Lease) lease.Lease { return l }
 	good := mkLease("10.244.3.0-24", "172.30.0.3", "0e:00:00:00:00:03", 10, "n3")
-	with := func(f func(*lease.Lease)) lease.Lease { l := good; l.Attrs.BackendData = append(json.RawMessage(nil), l.Attrs.BackendData...); f(&l); return l }
-	data := func(s string) lease.Lease { return with(func(l *lease.Lease) { l.Attrs.BackendData = json.RawMessage(s) }) }
-	public := func(s string) lease.Lease { return with(func(l *lease.Lease) { l.Attrs.PublicIP = netip.MustParseAddr(s) }) }
+	with := func(f func(*lease.Lease)) lease.Lease {
+		l := good
+		l.Attrs.BackendData = append(json.RawMessage(nil), l.Attrs.BackendData...)
+		f(&l)
+		return l
+	}
+	data := func(s string) lease.Lease {
+		return with(func(l *lease.Lease) { l.Attrs.BackendData = json.RawMessage(s) })
+	}
+	public := func(s string) lease.Lease {
+		return with(func(l *lease.Lease) { l.Attrs.PublicIP = netip.MustParseAddr(s) })
+	}
 	key := func(s string) lease.Lease {
 		return with(func(l *lease.Lease) { k, _ := lease.ParseKey(s); l.Key = k })
 	}

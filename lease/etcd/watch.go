@@ -63,10 +63,22 @@ func (m *Manager) WatchLeases(ctx context.Context, ch chan<- lease.Batch) error 
 }
 
 // leaseView holds what a watcher has sent of each lease. Peers' leases
-// carry no expiration (see lease.Lease), so the attributes are all there is
-// to keep; at tens of thousands of leases the view is among the agent's
-// largest structures.
-type leaseView map[lease.Key]lease.Attrs
+// carry no expiration (see lease.Lease), so the attributes and seniority
+// are all there is to keep; at tens of thousands of leases the view is
+// among the agent's largest structures.
+type leaseView map[lease.Key]viewed
+
+type viewed struct {
+	attrs     lease.Attrs
+	seniority int64
+}
+
+func (v leaseView) put(l lease.Lease) { v[l.Key] = viewed{l.Attrs, l.Seniority} }
+
+func (v leaseView) lease(k lease.Key) (lease.Lease, bool) {
+	e, ok := v[k]
+	return lease.Lease{Key: k, Attrs: e.attrs, Seniority: e.seniority}, ok
+}
 
 // snapshot lists the subnets into one Added event per usable lease, in key
 // order, and returns them with the view they make and the revision listed.
@@ -86,9 +98,9 @@ func (m *Manager) snapshot(ctx context.Context) ([]lease.Event, leaseView, int64
 			view = make(leaseView, total)
 		}
 		for _, kv := range kvs {
-			if l, ok := m.peerLease(kv.Key, kv.Value); ok {
+			if l, ok := m.peerLease(kv); ok {
 				events = append(events, lease.Event{Type: lease.Added, Lease: l})
-				view[l.Key] = l.Attrs
+				view.put(l)
 			}
 		}
 	})
@@ -113,7 +125,7 @@ func (m *Manager) relist(ctx context.Context, view leaseView) ([]lease.Event, in
 			listed = make([]lease.Lease, 0, total)
 		}
 		for _, kv := range kvs {
-			if l, ok := m.peerLease(kv.Key, kv.Value); ok {
+			if l, ok := m.peerLease(kv); ok {
 				listed = append(listed, l)
 			}
 		}
@@ -122,13 +134,14 @@ func (m *Manager) relist(ctx context.Context, view leaseView) ([]lease.Event, in
 		return nil, 0, err
 	}
 	before := make([]lease.Lease, 0, len(view))
-	for k, a := range view {
-		before = append(before, lease.Lease{Key: k, Attrs: a})
+	for k := range view {
+		l, _ := view.lease(k)
+		before = append(before, l)
 	}
 	events := lease.Diff(before, listed)
 	clear(view)
 	for _, l := range listed {
-		view[l.Key] = l.Attrs
+		view.put(l)
 	}
 	return events, rev, nil
 }
@@ -204,14 +217,13 @@ func (m *Manager) apply(view leaseView, evs []*clientv3.Event) []lease.Event {
 		var l lease.Lease
 		ok := false
 		if ev.Type == clientv3.EventTypePut {
-			l, ok = m.peerValue(k, ev.Kv.Key, ev.Kv.Value)
+			l, ok = m.peerValue(k, ev.Kv)
 		}
-		prevAttrs, known := view[k]
-		prev := lease.Lease{Key: k, Attrs: prevAttrs}
+		prev, known := view.lease(k)
 		switch {
 		case ok && !known:
 			out = append(out, lease.Event{Type: lease.Added, Lease: l})
-		case ok && !prev.Attrs.Equal(l.Attrs):
+		case ok && (!prev.Attrs.Equal(l.Attrs) || prev.Seniority != l.Seniority):
 			out = append(out, lease.Event{Type: lease.Changed, Lease: l, Prev: prev})
 		case !ok && known:
 			out = append(out, lease.Event{Type: lease.Removed, Lease: prev})
@@ -219,7 +231,7 @@ func (m *Manager) apply(view leaseView, evs []*clientv3.Event) []lease.Event {
 			continue
 		}
 		if ok {
-			view[k] = l.Attrs
+			view.put(l)
 		}
 	}
 	return out
@@ -227,25 +239,27 @@ func (m *Manager) apply(view leaseView, evs []*clientv3.Event) []lease.Event {
 
 // peerLease decodes a listed subnet key and value for a watcher, logging
 // and skipping what is malformed.
-func (m *Manager) peerLease(key, value []byte) (lease.Lease, bool) {
-	k, err := lease.ParseKey(string(bytes.TrimPrefix(key, []byte(m.subnetsPrefix()))))
+func (m *Manager) peerLease(kv *mvccpb.KeyValue) (lease.Lease, bool) {
+	k, err := lease.ParseKey(string(bytes.TrimPrefix(kv.Key, []byte(m.subnetsPrefix()))))
 	if err != nil {
-		m.log.Warn("skipping etcd key that is not a subnet key", "key", string(key), "err", err)
+		m.log.Warn("skipping etcd key that is not a subnet key", "key", string(kv.Key), "err", err)
 		return lease.Lease{}, false
 	}
-	return m.peerValue(k, key, value)
+	return m.peerValue(k, kv)
 }
 
 // peerValue decodes the value of subnet key k, logging and skipping it if
-// it is malformed or names no reachable peer.
-func (m *Manager) peerValue(k lease.Key, key, value []byte) (lease.Lease, bool) {
-	l := lease.Lease{Key: k}
-	if err := l.Attrs.UnmarshalJSON(value); err != nil {
-		m.log.Warn("skipping lease with a malformed value", "key", string(key), "err", err)
+// it is malformed or names no reachable peer. Its seniority is the key's
+// create revision: the same on every node, and kept across renewals and
+// changes of the value.
+func (m *Manager) peerValue(k lease.Key, kv *mvccpb.KeyValue) (lease.Lease, bool) {
+	l := lease.Lease{Key: k, Seniority: kv.CreateRevision}
+	if err := l.Attrs.UnmarshalJSON(kv.Value); err != nil {
+		m.log.Warn("skipping lease with a malformed value", "key", string(kv.Key), "err", err)
 		return lease.Lease{}, false
 	}
 	if err := l.Attrs.Validate(); err != nil {
-		m.log.Warn("skipping lease that names no reachable peer", "key", string(key), "err", err)
+		m.log.Warn("skipping lease that names no reachable peer", "key", string(kv.Key), "err", err)
 		return lease.Lease{}, false
 	}
 	return l, true

@@ -1,0 +1,322 @@
+package vxlan
+
+import (
+	"context"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/weftnet/weft/lease"
+	"github.com/weftnet/weft/lease/admit"
+)
+
+// bulkChanges is how many admitted peers one delta may change before they
+// are programmed as a whole set, by one reconcile that pipelines every
+// write, rather than one round trip each.
+const bulkChanges = 256
+
+// localSettle is how long the node's addresses must be quiet after a change
+// before admission reads them again.
+const localSettle = 100 * time.Millisecond
+
+// localFacts are what this node's interfaces say, for admission.
+type localFacts struct {
+	connected []netip.Prefix
+	addrs     []netip.Addr
+}
+
+// watchPeers feeds every watched lease through admission and programs the
+// peers it admits: the first snapshot as a whole set, later changes one
+// admitted peer each, or as a whole set when there are many.
+func (n *Network) watchPeers(ctx context.Context) error {
+	// Start once the lease is held. Acquiring and watching each begin by
+	// listing every subnet; at tens of thousands of leases, doing both at
+	// once sets the agent's peak memory. The cost of waiting: while no
+	// lease can be had (no free subnet, etcd unreachable), the routes a
+	// previous run programmed stay as they were, including any to nodes
+	// gone since. The node is not ready meanwhile either way.
+	select {
+	case <-n.leased:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	batches := make(chan lease.Batch, 16)
+	done := make(chan error, 1)
+	go func() { done <- n.cfg.Manager.WatchLeases(ctx, batches) }()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case b := <-batches:
+			n.push.Lock()
+			n.mu.Lock()
+			d := n.table.Apply(b)
+			first := !n.watched
+			n.watched = true
+			n.mu.Unlock()
+			n.report(d)
+			if first || b.Snapshot {
+				n.pushAllLocked()
+			} else {
+				n.program(d.Changes)
+			}
+			n.push.Unlock()
+		}
+	}
+}
+
+// refreshFacts reads this node's addresses and gives admission the facts
+// in force; whatever their change admits or rejects is programmed.
+func (n *Network) refreshFacts() {
+	local, err := n.readLocal()
+	n.push.Lock()
+	defer n.push.Unlock()
+	n.mu.Lock()
+	if err == nil {
+		n.local = local
+	}
+	d := n.table.SetFacts(n.factsLocked())
+	watched := n.watched
+	n.mu.Unlock()
+	if err != nil {
+		n.log.Warn("cannot list this node's addresses; admission keeps those it read last", "err", err)
+	}
+	n.report(d)
+	if watched {
+		n.program(d.Changes)
+	}
+}
+
+// factsLocked returns what admission needs to know of this node. n.mu is
+// held.
+func (n *Network) factsLocked() admit.Facts {
+	f := admit.Facts{
+		Node: n.cfg.Node, BackendType: "vxlan", VNI: n.backend.VNI,
+		Connected: n.local.connected, LocalAddrs: n.local.addrs, Protected: n.cfg.Protected,
+	}
+	if n.hasOwn {
+		f.Own = n.own.Key
+	}
+	if n.v4 != nil {
+		f.Network = n.netConf.Network
+	}
+	if n.v6 != nil {
+		f.IPv6Network = n.netConf.IPv6Network
+	}
+	return f
+}
+
+// readLocal lists the namespace's addresses: every one is this node's, and
+// the prefix of each, but those of the VXLAN devices, is a connected
+// network no peer may capture.
+func (n *Network) readLocal() (localFacts, error) {
+	var h *netlink.Handle
+	var err error
+	if inNamespace(n.cfg.Namespace) {
+		h, err = netlink.NewHandleAt(n.cfg.Namespace)
+	} else {
+		h, err = netlink.NewHandle()
+	}
+	if err != nil {
+		return localFacts{}, err
+	}
+	defer h.Close()
+	addrs, err := h.AddrList(nil, netlink.FAMILY_ALL)
+	if err != nil {
+		return localFacts{}, err
+	}
+	n.mu.Lock()
+	ours := map[int]bool{}
+	for _, dp := range []*Datapath{n.v4, n.v6} {
+		if dp != nil {
+			ours[dp.Device().Index] = true
+		}
+	}
+	n.mu.Unlock()
+	var lf localFacts
+	for _, a := range addrs {
+		ip, ok := netip.AddrFromSlice(a.IP)
+		if !ok || a.IPNet == nil {
+			continue
+		}
+		ip = ip.Unmap()
+		lf.addrs = append(lf.addrs, ip)
+		if ones, _ := a.Mask.Size(); !ours[a.LinkIndex] {
+			lf.connected = append(lf.connected, netip.PrefixFrom(ip, ones).Masked())
+		}
+	}
+	return lf, nil
+}
+
+// watchLocal reads the node's addresses again whenever the kernel says one
+// changed, and every resync interval in case a notification was lost.
+func (n *Network) watchLocal(ctx context.Context) error {
+	updates := make(chan netlink.AddrUpdate, 64)
+	opts := netlink.AddrSubscribeOptions{
+		ErrorCallback: func(err error) {
+			n.log.Warn("address notifications failed; relying on the periodic resync", "err", err)
+		},
+	}
+	if inNamespace(n.cfg.Namespace) {
+		ns := n.cfg.Namespace
+		opts.Namespace = &ns
+	}
+	if err := netlink.AddrSubscribeWithOptions(updates, ctx.Done(), opts); err != nil {
+		n.log.Warn("cannot subscribe to address changes; relying on the periodic resync", "err", err)
+		updates = nil
+	}
+	interval := n.cfg.ResyncInterval
+	if interval <= 0 {
+		interval = DefaultResyncInterval
+	}
+	resync := time.NewTicker(interval)
+	defer resync.Stop()
+	settleTimer := time.NewTimer(time.Hour)
+	settleTimer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case _, ok := <-updates:
+			if !ok {
+				updates = nil
+				continue
+			}
+			settleTimer.Reset(localSettle)
+		case <-settleTimer.C:
+			n.refreshFacts()
+		case <-resync.C:
+			n.refreshFacts()
+		}
+	}
+}
+
+// program applies admission's changes to the datapaths. Removals go first:
+// a peer replaced by one it shadowed (a /23 by a /24 at the same address)
+// shares its gateway, whose neighbour entry the removal deletes. n.push is
+// held.
+func (n *Network) program(changes []admit.Change) {
+	if len(changes) == 0 {
+		return
+	}
+	if len(changes) > bulkChanges {
+		n.pushAllLocked()
+		return
+	}
+	for _, admitted := range []bool{false, true} {
+		for _, c := range changes {
+			if c.Admitted != admitted {
+				continue
+			}
+			n.mu.Lock()
+			dp := n.datapath(c.IPv6)
+			p := n.toPeer(c.Peer)
+			n.mu.Unlock()
+			if dp == nil {
+				continue
+			}
+			var err error
+			if c.Admitted {
+				err = dp.SetPeer(p)
+			} else {
+				err = dp.RemovePeer(c.Subnet)
+			}
+			if err != nil && !isPeerFailure(err) {
+				n.log.Warn("peer change not programmed yet; the next reconcile retries it", "subnet", c.Subnet, "err", err)
+			}
+		}
+	}
+}
+
+// pushAllLocked gives each datapath the whole set of admitted peers. n.push
+// is held.
+func (n *Network) pushAllLocked() {
+	n.mu.Lock()
+	if !n.watched {
+		n.mu.Unlock()
+		return
+	}
+	var sets [2][]Peer
+	for i, dp := range []*Datapath{n.v4, n.v6} {
+		if dp == nil {
+			continue
+		}
+		admitted := n.table.Admitted(i == 1)
+		sets[i] = make([]Peer, len(admitted))
+		for j, p := range admitted {
+			sets[i][j] = n.toPeer(p)
+		}
+	}
+	d4, d6 := n.v4, n.v6
+	n.mu.Unlock()
+	for i, dp := range []*Datapath{d4, d6} {
+		if dp != nil {
+			if err := dp.SetPeers(sets[i]); err != nil {
+				n.log.Error("could not set peers", "err", err)
+			}
+		}
+	}
+}
+
+// datapath returns the family's datapath. n.mu is held.
+func (n *Network) datapath(ipv6 bool) *Datapath {
+	if ipv6 {
+		return n.v6
+	}
+	return n.v4
+}
+
+// toPeer turns an admitted peer into the datapath's: with DirectRouting,
+// a peer on one of the underlay's networks is routed to directly. n.mu is
+// held.
+func (n *Network) toPeer(p admit.Peer) Peer {
+	out := Peer{Subnet: p.Subnet, PublicIP: p.PublicIP, VtepMAC: MAC(p.VtepMAC)}
+	if n.backend.DirectRouting {
+		for _, onLink := range n.onLink {
+			if onLink.Contains(p.PublicIP) {
+				out.Direct = true
+			}
+		}
+	}
+	return out
+}
+
+// report logs what admission decided that is news: once per lease and
+// distinct reason.
+func (n *Network) report(d admit.Delta) {
+	for _, v := range d.Verdicts {
+		fam := "ipv4"
+		if v.Peer.IPv6 {
+			fam = "ipv6"
+		}
+		if v.Admitted() {
+			n.log.Info("admitted a peer lease that was rejected before", "lease", v.Peer.Key, "node", v.Peer.Owner, "family", fam)
+			continue
+		}
+		n.log.Warn("rejected a peer lease; it is not programmed", "lease", v.Peer.Key, "node", v.Peer.Owner,
+			"family", fam, "rule", v.Reason, "why", v.Detail)
+	}
+}
+
+// Rejected returns the verdicts on the peer leases admission rejects, by
+// family and subnet: none of them is programmed. See package lease/admit.
+func (n *Network) Rejected() []admit.Verdict {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.table.Rejected()
+}
+
+// RejectedCounts returns how many peer leases each admission rule rejects.
+func (n *Network) RejectedCounts() map[admit.Reason]int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.table.RejectedCounts()
+}
+
+// rejectedOf returns one family's rejected verdicts, for its datapath's
+// status.
+func (n *Network) rejectedOf(ipv6 bool) []admit.Verdict {
+	return slices.DeleteFunc(n.Rejected(), func(v admit.Verdict) bool { return v.Peer.IPv6 != ipv6 })
+}
