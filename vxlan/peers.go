@@ -300,6 +300,15 @@ func (n *Network) report(d admit.Delta) {
 	}
 }
 
+// Facts returns the facts admission judges peer leases by now: this node's
+// lease, networks, addresses and connected prefixes, and the protected
+// prefixes.
+func (n *Network) Facts() admit.Facts {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.table.Facts()
+}
+
 // Rejected returns the verdicts on the peer leases admission rejects, by
 // family and subnet: none of them is programmed. See package lease/admit.
 func (n *Network) Rejected() []admit.Verdict {

@@ -33,6 +33,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/weftnet/weft/lease"
+	"github.com/weftnet/weft/lease/admit"
 	"github.com/weftnet/weft/subnetenv"
 	"github.com/weftnet/weft/vxlan"
 )
@@ -118,6 +119,14 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 		}
 	}
 	nc.Manager, nc.Node, nc.ResyncInterval, nc.Logger = a.src, c.node, c.resync, log
+	// A peer lease over the control plane's address would cut the node
+	// off from the very store it must watch to see the lease go.
+	lookupCtx, cancelLookup := context.WithTimeout(ctx, 10*time.Second)
+	nc.Protected, err = admit.EndpointPrefixes(lookupCtx, a.src.endpoints, net.DefaultResolver.LookupNetIP)
+	cancelLookup()
+	if err != nil {
+		log.Warn("cannot resolve a control-plane endpoint; peer leases are kept off the others' addresses only", "err", err)
+	}
 	nc.OnLease = func(l lease.Lease) {
 		a.update(func() { a.held = l })
 		a.src.networkUp()

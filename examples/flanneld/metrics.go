@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/weftnet/weft/lease/admit"
 	"github.com/weftnet/weft/vxlan"
 )
 
@@ -29,6 +30,22 @@ func (a *agent) registerMetrics(reg *prometheus.Registry) {
 		}
 		return 0
 	})
+
+	// Peer leases admission rejects, by rule: none of them is programmed.
+	for _, reason := range admit.Reasons {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "weft_peers_rejected", Help: "Peer leases admission rejects now, by the rule that rejects them; see the log or the datapath status for each.",
+			ConstLabels: prometheus.Labels{"reason": string(reason)},
+		}, func() float64 {
+			a.mu.Lock()
+			n := a.net
+			a.mu.Unlock()
+			if n == nil {
+				return 0
+			}
+			return float64(n.RejectedCounts()[reason])
+		}))
+	}
 
 	for _, fam := range []struct {
 		label string
@@ -58,6 +75,18 @@ func (a *agent) registerMetrics(reg *prometheus.Registry) {
 			n := 0
 			for _, p := range st.Peers {
 				if p.Programmed {
+					n++
+				}
+			}
+			return float64(n)
+		}))
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "weft_peers_failed", Help: "Admitted peers whose routes or entries the kernel refused; each is retried with backoff.", ConstLabels: labels,
+		}, func() float64 {
+			st, _ := status()
+			n := 0
+			for _, p := range st.Peers {
+				if p.Err != "" {
 					n++
 				}
 			}

@@ -33,7 +33,10 @@ type source struct {
 	// netCfg completes the Network's config: the previous subnet, and in
 	// kube mode the hints of the node's annotations.
 	netCfg vxlan.NetworkConfig
-	close  func()
+	// endpoints are the control plane's URLs: no peer lease may route
+	// their addresses into the overlay.
+	endpoints []string
+	close     func()
 }
 
 // newEtcdSource is etcd mode: the previous subnet comes from subnet.env.
@@ -49,6 +52,7 @@ func newEtcdSource(c config, log *slog.Logger) (*source, error) {
 	}
 	s := &source{
 		Manager:   m,
+		endpoints: strings.Split(c.etcdEndpoints, ","),
 		condition: func() string { return m.Stats().Condition },
 		networkUp: func() {},
 		close:     func() { m.Close() },
@@ -101,6 +105,7 @@ func newKubeSource(ctx context.Context, c config, log *slog.Logger, status func(
 	}
 	s := &source{
 		Manager:   m,
+		endpoints: []string{rc.Host},
 		condition: func() string { return m.Stats().Condition },
 		networkUp: m.SetNetworkAvailable,
 		close:     m.Close,
