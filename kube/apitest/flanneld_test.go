@@ -1,12 +1,14 @@
 package apitest_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -207,4 +209,133 @@ func grep(s, sub string) string {
 		}
 	}
 	return fmt.Sprint(out)
+}
+
+// TestFlanneldKubeSpoofedAnnotations: a Node's own credentials can edit its
+// own annotations, so a compromised node can claim another node's VTEP MAC
+// or public IP there. Two flanneld daemons in kube mode run; a younger
+// Node then claims one daemon's MAC, then the other's address (as its
+// public-ip, then as a public-ip-overwrite). Every claim is rejected on
+// both daemons, by rule, while both stay ready, route only to each other,
+// and pass traffic; once the claims are withdrawn the node is a peer.
+func TestFlanneldKubeSpoofedAnnotations(t *testing.T) {
+	netnstest.RequirePrivileged(t)
+	c := newCluster(t)
+	bin := daemontest.Flanneld(t)
+	seg := netnstest.NewSegment(t, 3)
+	ctl, h1, h2 := seg.Hosts[0], seg.Hosts[1], seg.Hosts[2]
+	target, err := url.Parse(c.srv.Admin.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := proxyIn(t, ctl, target.Host)
+	for _, f := range []string{"namespace.yaml", "rbac.yaml"} {
+		apply(t, c.admin, f)
+	}
+	kc := kubeconfig(t, c.srv.Admin, server, "system:serviceaccount:kube-flannel:flannel",
+		"system:serviceaccounts", "system:serviceaccounts:kube-flannel", "system:authenticated")
+	s := c.scope(t, "spoof", `{"Network": "10.121.0.0/16", "Backend": {"Type": "vxlan"}}`)
+	s.createNode(h1.Name, "10.121.1.0/24")
+	s.createNode(h2.Name, "10.121.2.0/24")
+	dir := t.TempDir()
+	start := func(h *netnstest.Host) *daemontest.Daemon {
+		return daemontest.Start(t, h, bin, filepath.Join(dir, h.Name, "subnet.env"),
+			"--kube-subnet-mgr", "--kubeconfig-file", kc, "--net-config-path", s.netConf, "--resync-interval", "2s")
+	}
+	a, b := start(h1), start(h2)
+	for _, d := range []*daemontest.Daemon{a, b} {
+		d.WaitReady()
+		d.WaitPeers(1)
+	}
+	macOf := func(h *netnstest.Host) string {
+		link, err := h.Netlink().LinkByName("flannel.1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return link.Attrs().HardwareAddr.String()
+	}
+	// Seniority is the Node's creation time, in seconds: the spoofer is
+	// created in a later second than the honest nodes.
+	time.Sleep(1100 * time.Millisecond)
+	const spoofer = "spoofer-node"
+	s.createNode(spoofer, "10.121.9.0/24")
+	ann := func(kv map[string]string) {
+		t.Helper()
+		m := map[string]any{}
+		for k, v := range kv {
+			if v == "" {
+				m["flannel.alpha.coreos.com/"+k] = nil
+			} else {
+				m["flannel.alpha.coreos.com/"+k] = v
+			}
+		}
+		patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": m}})
+		s.patchNode(spoofer, string(patch))
+	}
+	bd := func(mac string) string { return `{"VNI":1,"VtepMAC":"` + mac + `"}` }
+
+	var lapses []string
+	var mu sync.Mutex
+	stop, sampled := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			for _, d := range []*daemontest.Daemon{a, b} {
+				if code, body := d.Readyz(); code != http.StatusOK {
+					mu.Lock()
+					lapses = append(lapses, d.Host.Name+": "+body)
+					mu.Unlock()
+				}
+			}
+		}
+	}()
+	// b sees its own address claimed as a local address (public-ip);
+	// everyone else, as another node's (identity-conflict).
+	for _, claim := range []struct {
+		name     string
+		ann      map[string]string
+		onA, onB string
+	}{
+		{"a's VTEP MAC", map[string]string{"kube-subnet-manager": "true", "backend-type": "vxlan", "public-ip": "172.30.0.77", "backend-data": bd(macOf(h1))}, "identity-conflict", "identity-conflict"},
+		{"b's public IP", map[string]string{"public-ip": h2.Addr.Addr().String(), "backend-data": bd("0e:00:00:00:77:01")}, "identity-conflict", "public-ip"},
+		{"b's public IP as an overwrite", map[string]string{"public-ip": "172.30.0.77", "public-ip-overwrite": h2.Addr.Addr().String()}, "identity-conflict", "public-ip"},
+	} {
+		ann(claim.ann)
+		for _, d := range []*daemontest.Daemon{a, b} {
+			want := `weft_peers_rejected{reason="` + claim.onA + `"} 1`
+			if d == b {
+				want = `weft_peers_rejected{reason="` + claim.onB + `"} 1`
+			}
+			testutil.WaitFor(t, 20*time.Second, claim.name+": "+d.Host.Name+" to reject it", func() bool {
+				_, body := d.Get("/metrics")
+				return strings.Contains(body, want)
+			})
+			if out, err := exec.Command("ip", "-n", d.Host.Name, "route", "show", "proto", "157").CombinedOutput(); err != nil || strings.Count(strings.TrimSpace(string(out)), "\n") != 0 || strings.Contains(string(out), "10.121.9.0") {
+				t.Errorf("%s: %s routes %q, want its one honest peer", claim.name, d.Host.Name, out)
+			}
+		}
+		for _, pair := range [][2]*daemontest.Daemon{{a, b}, {b, a}} {
+			if err := daemontest.Reach(t, pair[0], pair[1]); err != nil {
+				t.Fatalf("%s: %s -> %s: %v", claim.name, pair[0].Host.Name, pair[1].Host.Name, err)
+			}
+		}
+		if fdb, _ := exec.Command("bridge", "-n", h1.Name, "fdb", "show", "dev", "flannel.1").CombinedOutput(); strings.Contains(string(fdb), "172.30.0.77") {
+			t.Errorf("%s: an FDB entry points at the spoofer's address:\n%s", claim.name, fdb)
+		}
+	}
+	// Claims withdrawn: the node, with its own identity, is a peer.
+	ann(map[string]string{"public-ip": "172.30.0.77", "public-ip-overwrite": "", "backend-data": bd("0e:00:00:00:77:02")})
+	for _, d := range []*daemontest.Daemon{a, b} {
+		d.WaitPeers(2)
+	}
+	close(stop)
+	<-sampled
+	if len(lapses) > 0 {
+		t.Errorf("a daemon was not ready %d times; first: %s", len(lapses), lapses[0])
+	}
 }

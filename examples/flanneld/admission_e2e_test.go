@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestHostileKeysDaemon runs flanneld among hostile subnet keys written by
+// hand, as an operator's tool or an attacker would: one over half the
+// address space, one for etcd's own address, one with a broadcast VtepMAC,
+// one over another daemon's subnet and one with another daemon's VtepMAC.
+// Every daemon stays ready, counts each rejection by rule, programs only
+// its honest peer, and passes traffic; one started while the keys exist
+// writes subnet.env and passes traffic too; and etcd, whose address one
+// key names, stays reachable, so the keys' deletion is seen.
+func TestHostileKeysDaemon(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, 3, netConf16)
+	a, b := c.startTwo()
+	etcdAddr := c.host(0).Addr.Addr()
+	macOf := func(d *daemon) string {
+		out := ipOut(t, d.Host, "ip", "-br", "link", "show", "flannel.1")
+		return strings.Fields(out)[2]
+	}
+	value := func(public, mac string) string {
+		return fmt.Sprintf(`{"PublicIP":%q,"PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":%q}}`, public, mac)
+	}
+	aSub := a.Env().Subnet.Masked()
+	hostile := map[string]string{
+		"128.0.0.0-1":             value("172.30.0.77", "0e:00:00:00:77:01"),
+		etcdAddr.String() + "-32": value("172.30.0.77", "0e:00:00:00:77:02"),
+		"10.244.77.0-24":          value("172.30.0.77", "ff:ff:ff:ff:ff:ff"),
+		strings.Replace(aSub.String(), "/", "-", 1) + "&fd00:77::-64": `{"PublicIP":"172.30.0.77","PublicIPv6":"fd30::77","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:00:00:00:77:03"}}`,
+		"10.244.78.0-24": value("172.30.0.78", macOf(b)),
+	}
+
+	// Sample readiness from here to the end.
+	var lapses []string
+	var mu sync.Mutex
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			for _, d := range []*daemon{a, b} {
+				if code, body := d.Readyz(); code != http.StatusOK {
+					mu.Lock()
+					lapses = append(lapses, fmt.Sprintf("%s: %d %s", d.Host.Name, code, body))
+					mu.Unlock()
+				}
+			}
+		}
+	}()
+	for k, v := range hostile {
+		c.put(t, "/coreos.com/network/subnets/"+k, v)
+	}
+	wantMetrics := []string{
+		`weft_peers_rejected{reason="subnet"} 2`, // half the space, etcd's address: both outside the Network
+		`weft_peers_rejected{reason="vtep-mac"} 1`,
+		`weft_peers_rejected{reason="subnet-conflict"} 1`,
+		`weft_peers_rejected{reason="identity-conflict"} 1`,
+	}
+	for _, d := range []*daemon{a, b} {
+		waitFor(t, 10*time.Second, d.Host.Name+" to reject every hostile key", func() bool {
+			_, body := d.Get("/metrics")
+			for _, m := range wantMetrics {
+				if d == a && strings.Contains(m, "subnet-conflict") {
+					m = `weft_peers_rejected{reason="own-subnet"} 1` // a's own subnet
+				}
+				if !strings.Contains(body, m) {
+					return false
+				}
+			}
+			return true
+		})
+		d.WaitPeers(1)
+	}
+	reachPairs(t, [][2]*daemon{{a, b}, {b, a}})
+	for _, d := range []*daemon{a, b} {
+		if out := ipOut(t, d.Host, "ip", "route", "show", "proto", "157"); strings.Count(strings.TrimSpace(out), "\n") != 0 {
+			t.Errorf("%s routes more than its one honest peer:\n%s", d.Host.Name, out)
+		}
+		if !strings.Contains(d.Out.String(), "rejected a peer lease") {
+			t.Errorf("%s logged no rejection", d.Host.Name)
+		}
+	}
+
+	late := c.start(c.host(3))
+	late.WaitReady()
+	late.WaitPeers(2)
+	if late.Env().Subnet.Masked() == aSub {
+		t.Fatal("the late daemon took a's subnet")
+	}
+	reachPairs(t, [][2]*daemon{{late, a}, {a, late}, {late, b}, {b, late}})
+
+	// etcd stays reachable: the keys' deletion reaches every daemon.
+	for k := range hostile {
+		c.del(t, "/coreos.com/network/subnets/"+k)
+	}
+	for _, d := range []*daemon{a, b, late} {
+		waitFor(t, 10*time.Second, d.Host.Name+" to see the deletions", func() bool {
+			_, body := d.Get("/metrics")
+			return strings.Contains(body, "weft_peers_rejected{") && !containsNonZeroRejection(body)
+		})
+	}
+	reachPairs(t, [][2]*daemon{{a, b}, {b, late}})
+	close(stop)
+	<-sampled
+	if len(lapses) > 0 {
+		t.Errorf("a daemon was not ready %d times; first: %s", len(lapses), lapses[0])
+	}
+}
+
+func (c *cluster) put(t *testing.T, key, value string) {
+	t.Helper()
+	if _, err := c.admin.Put(context.Background(), key, value); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (c *cluster) del(t *testing.T, key string) {
+	t.Helper()
+	if _, err := c.admin.Delete(context.Background(), key); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// containsNonZeroRejection reports whether a metrics page counts any
+// rejected peer.
+func containsNonZeroRejection(body string) bool {
+	for _, line := range strings.Split(body, "\n") {
+		if strings.HasPrefix(line, "weft_peers_rejected{") && !strings.HasSuffix(line, " 0") {
+			return true
+		}
+	}
+	return false
+}
