@@ -153,20 +153,30 @@ func (n *Network) readLocal() (localFacts, error) {
 // watchLocal reads the node's addresses again whenever the kernel says one
 // changed, and every resync interval in case a notification was lost.
 func (n *Network) watchLocal(ctx context.Context) error {
-	updates := make(chan netlink.AddrUpdate, 64)
-	opts := netlink.AddrSubscribeOptions{
-		ErrorCallback: func(err error) {
-			n.log.Warn("address notifications failed; relying on the periodic resync", "err", err)
-		},
+	var updates chan netlink.AddrUpdate
+	failed := ""
+	subscribe := func() {
+		ch := make(chan netlink.AddrUpdate, 64)
+		opts := netlink.AddrSubscribeOptions{ErrorCallback: func(err error) {
+			if ctx.Err() == nil {
+				n.log.Debug("address notifications broke; subscribing again at the next resync", "err", err)
+			}
+		}}
+		if inNamespace(n.cfg.Namespace) {
+			ns := n.cfg.Namespace
+			opts.Namespace = &ns
+		}
+		if err := netlink.AddrSubscribeWithOptions(ch, ctx.Done(), opts); err != nil {
+			if err.Error() != failed {
+				n.log.Warn("cannot subscribe to address changes; relying on the periodic resync", "err", err)
+				failed = err.Error()
+			}
+			updates = nil
+			return
+		}
+		failed, updates = "", ch
 	}
-	if inNamespace(n.cfg.Namespace) {
-		ns := n.cfg.Namespace
-		opts.Namespace = &ns
-	}
-	if err := netlink.AddrSubscribeWithOptions(updates, ctx.Done(), opts); err != nil {
-		n.log.Warn("cannot subscribe to address changes; relying on the periodic resync", "err", err)
-		updates = nil
-	}
+	subscribe()
 	interval := n.cfg.ResyncInterval
 	if interval <= 0 {
 		interval = DefaultResyncInterval
@@ -181,13 +191,17 @@ func (n *Network) watchLocal(ctx context.Context) error {
 			return ctx.Err()
 		case _, ok := <-updates:
 			if !ok {
+				// The subscription broke: whatever it missed is read
+				// soon, and it is made again at the next resync.
 				updates = nil
-				continue
 			}
 			settleTimer.Reset(localSettle)
 		case <-settleTimer.C:
 			n.refreshFacts()
 		case <-resync.C:
+			if updates == nil {
+				subscribe()
+			}
 			n.refreshFacts()
 		}
 	}
