@@ -98,3 +98,20 @@ func TestWatchLeases(t *testing.T) {
 		t.Errorf("after a label change and an address change: %s", got)
 	}
 }
+
+// TestWatchLeasesSeniority: a Node's lease is as senior as the Node, by its
+// creation time, which every node reads alike.
+func TestWatchLeasesSeniority(t *testing.T) {
+	older, younger := peerNode("older", 2), peerNode("younger", 3)
+	older.CreationTimestamp = metav1.Unix(1_700_000_000, 0)
+	younger.CreationTimestamp = metav1.Unix(1_700_000_100, 0)
+	e := newFakeEnv(t, dualNetConf, peerNode("self", 1), older, younger)
+	b := leasetest.Watch(t, e.m)
+	got := map[string]int64{}
+	for _, ev := range b.Snapshot(t).Events {
+		got[ev.Lease.Attrs.Owner] = ev.Lease.Seniority
+	}
+	if got["older"] != 1_700_000_000 || got["younger"] != 1_700_000_100 {
+		t.Fatalf("seniorities %v, want the Nodes' creation times", got)
+	}
+}

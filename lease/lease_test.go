@@ -59,3 +59,36 @@ func TestEventTypeString(t *testing.T) {
 		}
 	}
 }
+
+// TestDiffSeniority: a key deleted and created again while nobody watched
+// (same attributes, new seniority) is a change.
+func TestDiffSeniority(t *testing.T) {
+	a := testLease("10.0.1.0-24", "192.0.2.1")
+	a.Seniority = 5
+	again := a
+	again.Seniority = 9
+	if ev := Diff([]Lease{a}, []Lease{again}); len(ev) != 1 || ev[0].Type != Changed || ev[0].Lease.Seniority != 9 {
+		t.Fatalf("Diff = %+v, want one Changed with the new seniority", ev)
+	}
+}
+
+func TestOlder(t *testing.T) {
+	k1, k2 := Key{IPv4: netip.MustParsePrefix("10.0.1.0/24")}, Key{IPv4: netip.MustParsePrefix("10.0.2.0/24")}
+	for _, tc := range []struct {
+		a, b Lease
+		want bool
+	}{
+		{Lease{Key: k2, Seniority: 1}, Lease{Key: k1, Seniority: 2}, true},
+		{Lease{Key: k1, Seniority: 2}, Lease{Key: k2, Seniority: 1}, false},
+		{Lease{Key: k1, Seniority: 3}, Lease{Key: k2, Seniority: 3}, true}, // ties by key
+		{Lease{Key: k2, Seniority: 3}, Lease{Key: k1, Seniority: 3}, false},
+		{Lease{Key: k2, Seniority: 1}, Lease{Key: k1}, true}, // unknown ranks last
+		{Lease{Key: k1}, Lease{Key: k2, Seniority: 1}, false},
+		{Lease{Key: k1}, Lease{Key: k2}, true},
+		{Lease{Key: k1, Seniority: 1}, Lease{Key: k1, Seniority: 1}, false},
+	} {
+		if got := tc.a.Older(tc.b); got != tc.want {
+			t.Errorf("%v(%d).Older(%v(%d)) = %v", tc.a.Key, tc.a.Seniority, tc.b.Key, tc.b.Seniority, got)
+		}
+	}
+}

@@ -257,10 +257,9 @@ func (n *Network) pushAllLocked() {
 		if dp == nil {
 			continue
 		}
-		admitted := n.table.Admitted(i == 1)
-		sets[i] = make([]Peer, len(admitted))
-		for j, p := range admitted {
-			sets[i][j] = n.toPeer(p)
+		sets[i] = make([]Peer, 0, n.table.Len())
+		for p := range n.table.AllAdmitted(i == 1) {
+			sets[i] = append(sets[i], n.toPeer(p))
 		}
 	}
 	d4, d6 := n.v4, n.v6

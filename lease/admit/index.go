@@ -4,70 +4,18 @@ import (
 	"net/netip"
 
 	"github.com/google/btree"
-
-	"github.com/weftnet/weft/lease"
 )
-
-// kind says what a candidate is to this node.
-type kind uint8
-
-const (
-	peerKind kind = iota // another node's: judged by the rules
-	ownKind              // this node's own lease: never a peer, and blocks every conflicting one
-	selfKind             // another lease this node owns (an old one): ignored
-)
-
-// cand is one family's half of a lease, with its verdict.
-type cand struct {
-	decoded
-	kind     kind
-	static   Reason // the first static rule that fails, or ""
-	why      string // what to fix, for static or the conflict found
-	reason   Reason // the verdict: "" when admitted
-	admitted bool
-
-	// reported is the verdict last returned in a Delta; a new candidate
-	// starts as admitted, so that only a rejection is news.
-	reported struct {
-		reason Reason
-		why    string
-	}
-	fresh  bool // inserted in the pass in progress
-	queued bool // in the pass's heap
-	gone   bool // removed from the table
-	pivot  bool // a search key, not a candidate
-}
-
-// eligible reports whether c takes part in conflicts: one that fails a
-// static rule never blocks another, and is never blocked.
-func (c *cand) eligible() bool {
-	return c.kind == ownKind || c.kind == peerKind && c.static == ""
-}
-
-// blocks reports whether o, a conflicting candidate, keeps c out: this
-// node's own lease always does; a peer does if it is admitted and older.
-func (o *cand) blocks(c *cand) bool {
-	return o != c && !o.gone && (o.kind == ownKind || o.admitted && o.older(c))
-}
-
-// older reports whether c ranks before o in the conflict order: this
-// node's own lease first, then by seniority and key.
-func (c *cand) older(o *cand) bool {
-	if (c.kind == ownKind) != (o.kind == ownKind) {
-		return c.kind == ownKind
-	}
-	return lease.CompareSeniority(c.peer.Seniority, c.peer.Key, o.peer.Seniority, o.peer.Key) < 0
-}
 
 // bySubnet orders candidates by subnet address, then length, with a search
 // key first among equal subnets, then by rank: those contained in a prefix
 // are then one run of the tree.
 func bySubnet(a, b *cand) bool {
-	if c := a.peer.Subnet.Addr().Compare(b.peer.Subnet.Addr()); c != 0 {
+	sa, sb := a.subnet(), b.subnet()
+	if c := sa.Addr().Compare(sb.Addr()); c != 0 {
 		return c < 0
 	}
-	if a.peer.Subnet.Bits() != b.peer.Subnet.Bits() {
-		return a.peer.Subnet.Bits() < b.peer.Subnet.Bits()
+	if sa.Bits() != sb.Bits() {
+		return sa.Bits() < sb.Bits()
 	}
 	if a.pivot != b.pivot {
 		return a.pivot
@@ -80,8 +28,9 @@ func bySubnet(a, b *cand) bool {
 // a run of the tree from s onwards, and those containing s are found by
 // looking up s cut to each shorter length in use.
 type subnetIndex struct {
-	tree *btree.BTreeG[*cand]
-	lens map[int]int // how many candidates have each subnet length
+	tree  *btree.BTreeG[*cand]
+	lens  map[int]int // how many candidates have each subnet length
+	pivot cand        // the search key, reused: a Table is used by one goroutine at a time
 }
 
 func newSubnetIndex() subnetIndex {
@@ -90,13 +39,13 @@ func newSubnetIndex() subnetIndex {
 
 func (x *subnetIndex) insert(c *cand) {
 	if _, replaced := x.tree.ReplaceOrInsert(c); !replaced {
-		x.lens[c.peer.Subnet.Bits()]++
+		x.lens[c.subnet().Bits()]++
 	}
 }
 
 func (x *subnetIndex) delete(c *cand) {
 	if _, ok := x.tree.Delete(c); ok {
-		bits := c.peer.Subnet.Bits()
+		bits := c.subnet().Bits()
 		if x.lens[bits]--; x.lens[bits] == 0 {
 			delete(x.lens, bits)
 		}
@@ -107,25 +56,39 @@ func (x *subnetIndex) delete(c *cand) {
 // returns false.
 func (x *subnetIndex) overlapping(s netip.Prefix, f func(*cand) bool) {
 	more := true
-	visit := func(from netip.Prefix, in func(netip.Prefix) bool) {
-		x.tree.AscendGreaterOrEqual(&cand{decoded: decoded{peer: Peer{Subnet: from}}, pivot: true}, func(c *cand) bool {
-			if !in(c.peer.Subnet) {
+	for bits := range x.lens {
+		if bits >= s.Bits() || !more {
+			continue
+		}
+		up := netip.PrefixFrom(s.Addr(), bits).Masked()
+		x.ascend(up, func(c *cand) bool {
+			if c.subnet() != up {
 				return false
 			}
 			more = f(c)
 			return more
 		})
 	}
-	for bits := range x.lens {
-		if bits >= s.Bits() || !more {
-			continue
-		}
-		up := netip.PrefixFrom(s.Addr(), bits).Masked()
-		visit(up, func(p netip.Prefix) bool { return p == up })
-	}
 	if more {
-		visit(s, func(p netip.Prefix) bool { return s.Contains(p.Addr()) })
+		x.ascend(s, func(c *cand) bool { return s.Contains(c.subnet().Addr()) && f(c) })
 	}
+}
+
+// exactly calls f with each candidate whose subnet is s, until f returns
+// false.
+func (x *subnetIndex) exactly(s netip.Prefix, f func(*cand) bool) {
+	x.ascend(s, func(c *cand) bool { return c.subnet() == s && f(c) })
+}
+
+// ascend calls f with the candidates from the first at subnet s on.
+func (x *subnetIndex) ascend(s netip.Prefix, f func(*cand) bool) {
+	x.pivot = cand{pivot: true, ipv6: s.Addr().Is6()}
+	if x.pivot.ipv6 {
+		x.pivot.key.IPv6 = s
+	} else {
+		x.pivot.key.IPv4 = s
+	}
+	x.tree.AscendGreaterOrEqual(&x.pivot, f)
 }
 
 func (x *subnetIndex) clear() {
@@ -141,8 +104,8 @@ type multiIndex[K comparable] struct {
 	more  map[K][]*cand
 }
 
-func newMultiIndex[K comparable]() multiIndex[K] {
-	return multiIndex[K]{first: map[K]*cand{}, more: map[K][]*cand{}}
+func newMultiIndex[K comparable](size int) multiIndex[K] {
+	return multiIndex[K]{first: make(map[K]*cand, size), more: map[K][]*cand{}}
 }
 
 func (x *multiIndex[K]) insert(k K, c *cand) {

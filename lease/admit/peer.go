@@ -25,12 +25,6 @@ type Peer struct {
 	Seniority int64  // the lease's
 }
 
-// sameNode reports whether p and o are two leases of one node: the same
-// owner, VTEP and address, as while a node moves from one subnet to another.
-func (p *Peer) sameNode(o *Peer) bool {
-	return p.Owner == o.Owner && p.VtepMAC == o.VtepMAC && p.PublicIP == o.PublicIP
-}
-
 // backendData is the vxlan backend's part of a lease, flannel's
 // {"VNI":1,"VtepMAC":"0e:..."}.
 type backendData struct {
@@ -38,18 +32,9 @@ type backendData struct {
 	VtepMAC string
 }
 
-// decoded is one family's half of a lease as far as it decodes, with what
-// Facts-free decoding found wrong.
-type decoded struct {
-	peer        Peer
-	backendType string
-	vni         int
-	err         string // why the backend data does not decode; "" if it does
-}
-
-// decode takes one family's half of l apart. It reports false if l has no
-// subnet of that family.
-func decode(l lease.Lease, ipv6 bool) (decoded, bool) {
+// decode takes one family's half of l apart, as far as it decodes, into a
+// candidate. It reports false if l has no subnet of that family.
+func decode(l lease.Lease, ipv6 bool) (*cand, bool) {
 	subnet, public, raw := l.Key.IPv4, l.Attrs.PublicIP, l.Attrs.BackendData
 	field := "BackendData"
 	if ipv6 {
@@ -57,29 +42,29 @@ func decode(l lease.Lease, ipv6 bool) (decoded, bool) {
 		field = "BackendV6Data"
 	}
 	if !subnet.IsValid() {
-		return decoded{}, false
+		return nil, false
 	}
-	d := decoded{
-		peer:        Peer{Key: l.Key, IPv6: ipv6, Subnet: subnet, PublicIP: public, Owner: l.Attrs.Owner, Seniority: l.Seniority},
-		backendType: l.Attrs.BackendType,
+	c := &cand{key: l.Key, public: public, owner: l.Attrs.Owner, seniority: l.Seniority, ipv6: ipv6}
+	if l.Attrs.BackendType != DefaultBackendType {
+		c.ext().otherBackend, c.x.backendType = true, l.Attrs.BackendType
 	}
 	var data backendData
 	switch err := json.Unmarshal(raw, &data); {
 	case len(raw) == 0:
-		d.err = field + " is missing"
+		c.ext().decodeErr = field + " is missing"
 	case err != nil:
-		d.err = fmt.Sprintf("%s %s is not a {\"VNI\":...,\"VtepMAC\":\"...\"} object", field, quoteShort(raw))
+		c.ext().decodeErr = fmt.Sprintf("%s %s is not a {\"VNI\":...,\"VtepMAC\":\"...\"} object", field, quoteShort(raw))
 	case data.VtepMAC == "":
-		d.err = field + " has no VtepMAC"
+		c.ext().decodeErr = field + " has no VtepMAC"
 	default:
 		hw, err := net.ParseMAC(data.VtepMAC)
 		if err != nil || len(hw) != 6 {
-			d.err = fmt.Sprintf("%s VtepMAC %q is not a 6-byte MAC address", field, data.VtepMAC)
+			c.ext().decodeErr = fmt.Sprintf("%s VtepMAC %q is not a 6-byte MAC address", field, data.VtepMAC)
 		}
-		copy(d.peer.VtepMAC[:], hw)
-		d.vni = data.VNI
+		copy(c.mac[:], hw)
+		c.vni = data.VNI
 	}
-	return d, true
+	return c, true
 }
 
 // quoteShort quotes raw for a message, cut to a length a log line can bear.
@@ -93,42 +78,44 @@ func quoteShort(raw []byte) string {
 
 // static applies the rules that depend on the lease and the facts alone,
 // returning the first that fails and what to fix, or "".
-func (d *decoded) static(f *Facts) (Reason, string) {
-	p := &d.peer
-	if want := f.backendType(); d.backendType != want {
-		return ReasonBackend, fmt.Sprintf("BackendType %q, but this network runs %q; set it to %q", d.backendType, want, want)
+func (c *cand) staticRules(f *Facts) (Reason, string) {
+	backendType := DefaultBackendType
+	if c.x != nil && c.x.otherBackend {
+		backendType = c.x.backendType
 	}
-	if d.err != "" {
-		return ReasonBackend, d.err + "; the node holding the lease must publish its VTEP"
+	if want := f.backendType(); backendType != want {
+		return ReasonBackend, fmt.Sprintf("BackendType %q, but this network runs %q; set it to %q", backendType, want, want)
 	}
-	if d.vni != f.VNI {
-		return ReasonBackend, fmt.Sprintf("VNI %d, but this network uses VNI %d; the Backend config of the two nodes differs", d.vni, f.VNI)
+	if c.x != nil && c.x.decodeErr != "" {
+		return ReasonBackend, c.x.decodeErr + "; the node holding the lease must publish its VTEP"
+	}
+	if c.vni != f.VNI {
+		return ReasonBackend, fmt.Sprintf("VNI %d, but this network uses VNI %d; the Backend config of the two nodes differs", c.vni, f.VNI)
 	}
 	switch {
-	case p.VtepMAC == MAC{}:
+	case c.mac == MAC{}:
 		return ReasonVtepMAC, "VtepMAC is all zeros; it must be the VTEP device's unicast MAC"
-	case p.VtepMAC[0]&1 != 0:
-		return ReasonVtepMAC, fmt.Sprintf("VtepMAC %s is a multicast or broadcast address; it must be the VTEP device's unicast MAC", p.VtepMAC)
+	case c.mac[0]&1 != 0:
+		return ReasonVtepMAC, fmt.Sprintf("VtepMAC %s is a multicast or broadcast address; it must be the VTEP device's unicast MAC", c.mac)
 	}
-	if why := badPublicIP(p.PublicIP, p.IPv6, f); why != "" {
+	if why := badPublicIP(c.public, c.ipv6, f); why != "" {
 		return ReasonPublicIP, why
 	}
-	network := f.network(p.IPv6)
-	switch {
-	case !network.Contains(p.Subnet.Addr()) || p.Subnet.Bits() <= network.Bits():
-		return ReasonSubnet, fmt.Sprintf("subnet %s is not a subnet of the Network %s; delete the lease", p.Subnet, network)
+	subnet, network := c.subnet(), f.network(c.ipv6)
+	if !network.Contains(subnet.Addr()) || subnet.Bits() <= network.Bits() {
+		return ReasonSubnet, fmt.Sprintf("subnet %s is not a subnet of the Network %s; delete the lease", subnet, network)
 	}
-	if own := ownHalf(f.Own, p.IPv6); own.IsValid() && own.Overlaps(p.Subnet) {
-		return ReasonOwnSubnet, fmt.Sprintf("subnet %s overlaps this node's subnet %s; delete the lease", p.Subnet, own)
+	if own := ownHalf(f.Own, c.ipv6); own.IsValid() && own.Overlaps(subnet) {
+		return ReasonOwnSubnet, fmt.Sprintf("subnet %s overlaps this node's subnet %s; delete the lease", subnet, own)
 	}
-	for _, c := range f.Connected {
-		if c.Overlaps(p.Subnet) {
-			return ReasonConnected, fmt.Sprintf("subnet %s overlaps %s, a network this node is connected to; routing it into the overlay would cut that network off", p.Subnet, c)
+	for _, p := range f.Connected {
+		if p.Overlaps(subnet) {
+			return ReasonConnected, fmt.Sprintf("subnet %s overlaps %s, a network this node is connected to; routing it into the overlay would cut that network off", subnet, p)
 		}
 	}
-	for _, c := range f.Protected {
-		if c.Overlaps(p.Subnet) {
-			return ReasonProtected, fmt.Sprintf("subnet %s overlaps %s, which the node needs to reach its control plane", p.Subnet, c)
+	for _, p := range f.Protected {
+		if p.Overlaps(subnet) {
+			return ReasonProtected, fmt.Sprintf("subnet %s overlaps %s, which the node needs to reach its control plane", subnet, p)
 		}
 	}
 	return "", ""

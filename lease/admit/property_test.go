@@ -20,7 +20,7 @@ func reference(f Facts, leases []lease.Lease) map[string]Reason {
 		if !f.network(ipv6).IsValid() {
 			continue
 		}
-		var accepted, peers []decoded
+		var accepted, peers []*cand
 		for _, l := range leases {
 			d, ok := decode(l, ipv6)
 			switch {
@@ -32,14 +32,14 @@ func reference(f Facts, leases []lease.Lease) map[string]Reason {
 				peers = append(peers, d)
 			}
 		}
-		slices.SortFunc(peers, func(a, b decoded) int {
-			return lease.CompareSeniority(a.peer.Seniority, a.peer.Key, b.peer.Seniority, b.peer.Key)
+		slices.SortFunc(peers, func(a, b *cand) int {
+			return lease.CompareSeniority(a.seniority, a.key, b.seniority, b.key)
 		})
 		for _, p := range peers {
-			r, _ := p.static(&f)
+			r, _ := p.staticRules(&f)
 			if r == "" {
 				for _, q := range accepted {
-					if q.peer.Subnet.Overlaps(p.peer.Subnet) {
+					if q.subnet().Overlaps(p.subnet()) {
 						r = ReasonSubnetConflict
 						break
 					}
@@ -47,7 +47,7 @@ func reference(f Facts, leases []lease.Lease) map[string]Reason {
 			}
 			if r == "" {
 				for _, q := range accepted {
-					if (q.peer.VtepMAC == p.peer.VtepMAC || q.peer.PublicIP == p.peer.PublicIP) && !q.peer.sameNode(&p.peer) {
+					if (q.mac == p.mac || q.public == p.public) && !q.sameNode(p) {
 						r = ReasonIdentityConflict
 						break
 					}
@@ -56,7 +56,7 @@ func reference(f Facts, leases []lease.Lease) map[string]Reason {
 			if r == "" {
 				accepted = append(accepted, p)
 			}
-			out[fmt.Sprint(ipv6, p.peer.Key)] = r
+			out[fmt.Sprint(ipv6, p.key)] = r
 		}
 	}
 	return out
@@ -120,7 +120,7 @@ func check(t testing.TB, tab *Table, leases map[lease.Key]lease.Lease, mirror ma
 			if p.Subnet.Overlaps(q.Subnet) {
 				t.Fatalf("admitted %v and %v overlap", p.Subnet, q.Subnet)
 			}
-			if (p.VtepMAC == q.VtepMAC || p.PublicIP == q.PublicIP) && !p.sameNode(&q) {
+			if (p.VtepMAC == q.VtepMAC || p.PublicIP == q.PublicIP) && (p.Owner != q.Owner || p.VtepMAC != q.VtepMAC || p.PublicIP != q.PublicIP) {
 				t.Fatalf("admitted %v and %v share an identity across nodes", p.Key, q.Key)
 			}
 		}

@@ -3,6 +3,7 @@ package admit
 import (
 	"container/heap"
 	"fmt"
+	"iter"
 	"net/netip"
 	"slices"
 
@@ -88,8 +89,9 @@ func (t *Table) SetFacts(f Facts) Delta {
 	t.facts = f
 	var d Delta
 	for i, fam := range t.fams {
+		was := fam.active
 		fam.active = f.network(i == 1).IsValid()
-		fam.rebuild(&t.facts, &d)
+		fam.rebuild(&t.facts, &d, was)
 	}
 	d.sort()
 	return d
@@ -113,14 +115,21 @@ func (t *Table) Apply(b lease.Batch) Delta {
 }
 
 // Admitted returns one family's admitted peers, sorted by subnet.
-func (t *Table) Admitted(ipv6 bool) []Peer {
-	f := t.fams[b2i(ipv6)]
-	out := make([]Peer, 0, len(f.admitted))
-	for _, c := range f.admitted {
-		out = append(out, c.peer)
+func (t *Table) Admitted(ipv6 bool) []Peer { return slices.Collect(t.AllAdmitted(ipv6)) }
+
+// AllAdmitted yields one family's admitted peers, in subnet order, without
+// collecting them: at tens of thousands of peers, a caller that converts
+// them is spared a copy. The table must not change during the iteration.
+func (t *Table) AllAdmitted(ipv6 bool) iter.Seq[Peer] {
+	return func(yield func(Peer) bool) {
+		f := t.fams[b2i(ipv6)]
+		if !f.active {
+			return
+		}
+		f.subnets.tree.Ascend(func(c *cand) bool {
+			return c.kind != peerKind || !c.admitted() || yield(c.peer())
+		})
 	}
-	slices.SortFunc(out, func(a, b Peer) int { return a.Subnet.Compare(b.Subnet) })
-	return out
 }
 
 // Len returns how many candidate peers the families in use hold, admitted
@@ -153,8 +162,8 @@ func (t *Table) RejectedCounts() map[Reason]int {
 	for _, f := range t.fams {
 		if f.active {
 			for _, c := range f.cands {
-				if c.kind == peerKind && !c.admitted {
-					counts[c.reason]++
+				if c.kind == peerKind && !c.admitted() {
+					counts[c.verdict.reason()]++
 				}
 			}
 		}
@@ -167,7 +176,7 @@ func (t *Table) verdicts(rejectedOnly bool) []Verdict {
 	for _, f := range t.fams {
 		if f.active {
 			for _, c := range f.cands {
-				if c.kind == peerKind && !(rejectedOnly && c.admitted) {
+				if c.kind == peerKind && !(rejectedOnly && c.admitted()) {
 					cs = append(cs, c)
 				}
 			}
@@ -175,8 +184,8 @@ func (t *Table) verdicts(rejectedOnly bool) []Verdict {
 	}
 	slices.SortFunc(cs, func(a, b *cand) int {
 		switch {
-		case a.peer.IPv6 != b.peer.IPv6:
-			return b2i(a.peer.IPv6) - b2i(b.peer.IPv6)
+		case a.ipv6 != b.ipv6:
+			return b2i(a.ipv6) - b2i(b.ipv6)
 		case bySubnet(a, b):
 			return -1
 		case bySubnet(b, a):
@@ -186,16 +195,9 @@ func (t *Table) verdicts(rejectedOnly bool) []Verdict {
 	})
 	out := make([]Verdict, len(cs))
 	for i, c := range cs {
-		out[i] = c.verdict()
+		out[i] = c.verdictOf()
 	}
 	return out
-}
-
-func (c *cand) verdict() Verdict {
-	if c.admitted {
-		return Verdict{Peer: c.peer}
-	}
-	return Verdict{Peer: c.peer, Reason: c.reason, Detail: c.why}
 }
 
 func b2i(b bool) int {
@@ -223,37 +225,32 @@ func (d *Delta) sort() {
 	})
 }
 
-// pending is the verdict of a candidate queued to be judged. No pass ends
-// with one.
-const pending Reason = "pending"
-
 // conflictDetail says why c loses to o, and what to fix.
 func conflictDetail(c, o *cand, r Reason) string {
-	other := "lease " + o.peer.Key.String()
-	if o.peer.Owner != "" {
-		other += " of node " + o.peer.Owner
+	other := "lease " + o.key.String()
+	if o.owner != "" {
+		other += " of node " + o.owner
 	}
 	if o.kind == ownKind {
-		other = "this node's own lease " + o.peer.Key.String()
+		other = "this node's own lease " + o.key.String()
 	}
 	switch {
 	case r == ReasonSubnetConflict:
-		return fmt.Sprintf("subnet %s overlaps subnet %s of %s, which is older and wins on every node; delete the lease that is wrong", c.peer.Subnet, o.peer.Subnet, other)
-	case o.peer.VtepMAC == c.peer.VtepMAC:
-		return fmt.Sprintf("VtepMAC %s is also that of %s, at %s, which is older and wins on every node; each node's VTEP needs a MAC of its own", c.peer.VtepMAC, other, o.peer.PublicIP)
+		return fmt.Sprintf("subnet %s overlaps subnet %s of %s, which is older and wins on every node; delete the lease that is wrong", c.subnet(), o.subnet(), other)
+	case o.mac == c.mac:
+		return fmt.Sprintf("VtepMAC %s is also that of %s, at %s, which is older and wins on every node; each node's VTEP needs a MAC of its own", c.mac, other, o.public)
 	}
-	return fmt.Sprintf("PublicIP %s is also that of %s, which is older and wins on every node; each node needs an address of its own", c.peer.PublicIP, other)
+	return fmt.Sprintf("PublicIP %s is also that of %s, which is older and wins on every node; each node needs an address of its own", c.public, other)
 }
 
-// family is one family's candidates, their indexes and the admitted set.
+// family is one family's candidates and their indexes.
 type family struct {
-	ipv6     bool
-	active   bool // the node runs the family: its candidates are judged
-	cands    map[lease.Key]*cand
-	subnets  subnetIndex
-	byMAC    multiIndex[MAC]
-	byIP     multiIndex[netip.Addr]
-	admitted map[netip.Prefix]*cand
+	ipv6    bool
+	active  bool // the node runs the family: its candidates are judged
+	cands   map[lease.Key]*cand
+	subnets subnetIndex // the eligible candidates, by subnet
+	byMAC   multiIndex[MAC]
+	byIP    multiIndex[[16]byte]
 
 	// The pass in progress.
 	before map[netip.Prefix]*cand // the admitted peer at each touched subnet, before the pass
@@ -263,37 +260,40 @@ type family struct {
 
 func newFamily(ipv6 bool) *family {
 	return &family{
-		ipv6:     ipv6,
-		cands:    map[lease.Key]*cand{},
-		subnets:  newSubnetIndex(),
-		byMAC:    newMultiIndex[MAC](),
-		byIP:     newMultiIndex[netip.Addr](),
-		admitted: map[netip.Prefix]*cand{},
-		before:   map[netip.Prefix]*cand{},
+		ipv6:    ipv6,
+		cands:   map[lease.Key]*cand{},
+		subnets: newSubnetIndex(),
+		byMAC:   newMultiIndex[MAC](0),
+		byIP:    newMultiIndex[[16]byte](0),
+		before:  map[netip.Prefix]*cand{},
 	}
 }
 
 // newCand decodes l's half of the family, if it has one, and classifies it.
 func (f *family) newCand(l lease.Lease, facts *Facts) (*cand, bool) {
-	d, ok := decode(l, f.ipv6)
+	c, ok := decode(l, f.ipv6)
 	if !ok {
 		return nil, false
 	}
-	c := &cand{decoded: d, fresh: true}
+	c.fresh = true
 	c.classify(facts)
 	return c, true
 }
 
 // classify works out what c is to this node and its static verdict.
 func (c *cand) classify(facts *Facts) {
-	c.kind, c.static, c.why = peerKind, "", ""
+	c.kind, c.static = peerKind, 0
 	switch {
-	case facts.Own.IsValid() && c.peer.Key == facts.Own:
+	case facts.Own.IsValid() && c.key == facts.Own:
 		c.kind = ownKind
-	case facts.Node != "" && c.peer.Owner == facts.Node:
+	case facts.Node != "" && c.owner == facts.Node:
 		c.kind = selfKind
 	default:
-		c.static, c.why = c.decoded.static(facts)
+		r, why := c.staticRules(facts)
+		c.static = codeOf(r)
+		if r != "" {
+			c.ext().why = why
+		}
 	}
 }
 
@@ -302,8 +302,8 @@ func (f *family) index(c *cand) {
 		return
 	}
 	f.subnets.insert(c)
-	f.byMAC.insert(c.peer.VtepMAC, c)
-	f.byIP.insert(c.peer.PublicIP, c)
+	f.byMAC.insert(c.mac, c)
+	f.byIP.insert(c.public.As16(), c)
 }
 
 func (f *family) unindex(c *cand) {
@@ -311,8 +311,8 @@ func (f *family) unindex(c *cand) {
 		return
 	}
 	f.subnets.delete(c)
-	f.byMAC.delete(c.peer.VtepMAC, c)
-	f.byIP.delete(c.peer.PublicIP, c)
+	f.byMAC.delete(c.mac, c)
+	f.byIP.delete(c.public.As16(), c)
 }
 
 // conflicting calls fn with every eligible candidate that conflicts with c
@@ -320,33 +320,31 @@ func (f *family) unindex(c *cand) {
 // until fn returns false. A candidate may be called more than once.
 func (f *family) conflicting(c *cand, fn func(o *cand, r Reason) bool) {
 	more := true
-	f.subnets.overlapping(c.peer.Subnet, func(o *cand) bool {
+	f.subnets.overlapping(c.subnet(), func(o *cand) bool {
 		if o != c {
 			more = fn(o, ReasonSubnetConflict)
 		}
 		return more
 	})
-	for _, idx := range []func(func(*cand) bool){
-		func(g func(*cand) bool) { f.byMAC.each(c.peer.VtepMAC, g) },
-		func(g func(*cand) bool) { f.byIP.each(c.peer.PublicIP, g) },
-	} {
-		if !more {
-			return
+	identity := func(o *cand) bool {
+		if o != c && !o.sameNode(c) {
+			more = fn(o, ReasonIdentityConflict)
 		}
-		idx(func(o *cand) bool {
-			if o != c && !o.peer.sameNode(&c.peer) {
-				more = fn(o, ReasonIdentityConflict)
-			}
-			return more
-		})
+		return more
+	}
+	if more {
+		f.byMAC.each(c.mac, identity)
+	}
+	if more {
+		f.byIP.each(c.public.As16(), identity)
 	}
 }
 
 // evaluate decides c's verdict from the verdicts of those older than it,
 // which are final when it runs.
 func (f *family) evaluate(c *cand) {
-	if c.static != "" {
-		f.setVerdict(c, c.static, c.why)
+	if c.static != 0 {
+		f.setVerdict(c, c.static, c.why())
 		return
 	}
 	var (
@@ -362,45 +360,52 @@ func (f *family) evaluate(c *cand) {
 		return true
 	})
 	if blocker == nil {
-		f.setVerdict(c, "", "")
+		f.setVerdict(c, 0, "")
 		return
 	}
-	f.setVerdict(c, reason, conflictDetail(c, blocker, reason))
+	f.setVerdict(c, codeOf(reason), conflictDetail(c, blocker, reason))
 }
 
-// setVerdict records c's verdict and keeps the admitted set in step.
-func (f *family) setVerdict(c *cand, reason Reason, why string) {
-	admit := reason == ""
+// setVerdict records c's verdict, remembering what was admitted at its
+// subnet before if that changes.
+func (f *family) setVerdict(c *cand, v code, why string) {
 	if c.kind == peerKind {
 		f.judged = append(f.judged, c)
 	}
-	if admit == c.admitted && reason == c.reason {
-		if !admit {
-			c.why = why
+	if c.admitted() != (v == 0) {
+		f.touch(c.subnet())
+	}
+	c.verdict = v
+	if v != 0 {
+		c.ext().why = why
+	} else if c.x != nil {
+		c.x.why = ""
+	}
+}
+
+// admittedAt returns the peer admitted at exactly s, if any.
+func (f *family) admittedAt(s netip.Prefix) *cand {
+	var found *cand
+	f.subnets.exactly(s, func(c *cand) bool {
+		if c.kind == peerKind && c.admitted() && !c.gone {
+			found = c
+			return false
 		}
-		return
-	}
-	f.touch(c.peer.Subnet)
-	c.admitted, c.reason = admit, reason
-	if !admit {
-		c.why = why
-	}
-	if admit {
-		f.admitted[c.peer.Subnet] = c
-	} else if f.admitted[c.peer.Subnet] == c {
-		delete(f.admitted, c.peer.Subnet)
-	}
+		return true
+	})
+	return found
 }
 
 // touch remembers what was admitted at s before the pass changed it.
 func (f *family) touch(s netip.Prefix) {
 	if _, ok := f.before[s]; !ok {
-		f.before[s] = f.admitted[s]
+		f.before[s] = f.admittedAt(s)
 	}
 }
 
-// push queues the candidates whose verdicts may depend on c's: the younger
-// ones it conflicts with (all of them, for this node's own lease).
+// pushDependents queues the candidates whose verdicts may depend on c's:
+// the younger ones it conflicts with (all of them, for this node's own
+// lease).
 func (f *family) pushDependents(c *cand) {
 	f.conflicting(c, func(o *cand, _ Reason) bool {
 		if o.kind == peerKind && !o.gone && (c.kind == ownKind || c.older(o)) {
@@ -425,19 +430,16 @@ func (f *family) remove(key lease.Key) *cand {
 		return nil
 	}
 	delete(f.cands, key)
-	f.unindex(c)
-	c.gone = true
 	if !f.active {
+		c.gone = true
 		return c
 	}
-	blocked := c.kind == ownKind || c.admitted
-	if c.admitted {
-		f.touch(c.peer.Subnet)
-		c.admitted = false
-		if f.admitted[c.peer.Subnet] == c {
-			delete(f.admitted, c.peer.Subnet)
-		}
+	blocked := c.kind == ownKind || c.kind == peerKind && c.admitted()
+	if c.kind == peerKind && c.admitted() {
+		f.touch(c.subnet())
 	}
+	f.unindex(c)
+	c.gone = true
 	if blocked {
 		f.pushDependents(c)
 	}
@@ -447,19 +449,29 @@ func (f *family) remove(key lease.Key) *cand {
 // insert adds a new candidate, replacing old (the same key's, or nil).
 func (f *family) insert(c, old *cand) {
 	if old != nil {
-		c.reported = old.reported // a changed lease is not news if its verdict is not
+		c.inherit(old)
 	}
-	f.cands[c.peer.Key] = c
+	f.cands[c.key] = c
 	if !f.active {
 		return
 	}
+	c.verdict = pending
 	f.index(c)
 	switch c.kind {
 	case ownKind:
 		f.pushDependents(c)
 	case peerKind:
-		c.admitted, c.reason = false, pending
 		f.push(c)
+	}
+}
+
+// inherit carries what was reported of old, the same lease's candidate
+// before a change, over to c: a changed lease is not news if its verdict
+// is not.
+func (c *cand) inherit(old *cand) {
+	c.reported = old.reported
+	if old.x != nil && old.x.reportedWhy != "" {
+		c.ext().reportedWhy = old.x.reportedWhy
 	}
 }
 
@@ -482,9 +494,9 @@ func (f *family) apply(events []lease.Event, facts *Facts, d *Delta) {
 		if c.gone {
 			continue
 		}
-		was := c.admitted
+		was := c.admitted()
 		f.evaluate(c)
-		if c.admitted != was {
+		if c.admitted() != was {
 			f.pushDependents(c)
 		}
 	}
@@ -493,46 +505,59 @@ func (f *family) apply(events []lease.Event, facts *Facts, d *Delta) {
 
 // replace makes events (a snapshot) the whole set of leases.
 func (f *family) replace(events []lease.Event, facts *Facts, d *Delta) {
+	if f.active {
+		for _, c := range f.cands {
+			if c.kind == peerKind && c.admitted() {
+				f.touch(c.subnet())
+			}
+		}
+	}
 	old := f.cands
-	f.cands = make(map[lease.Key]*cand, len(events))
+	n := 0
+	for _, e := range events {
+		if f.ipv6 && e.Lease.Key.IPv6.IsValid() || !f.ipv6 && e.Lease.Key.IPv4.IsValid() {
+			n++
+		}
+	}
+	f.cands = make(map[lease.Key]*cand, n)
 	for _, e := range events {
 		if c, ok := f.newCand(e.Lease, facts); ok {
-			if o, had := old[c.peer.Key]; had {
-				c.reported = o.reported
+			if o, had := old[c.key]; had {
+				c.inherit(o)
 			}
-			f.cands[c.peer.Key] = c
+			f.cands[c.key] = c
 		}
 	}
 	for _, c := range old {
-		if c.admitted {
-			f.touch(c.peer.Subnet)
-		}
 		c.gone = true
 	}
-	f.admitted = map[netip.Prefix]*cand{}
 	f.judgeAll(facts, d, false)
 }
 
 // rebuild judges every candidate again under new facts.
-func (f *family) rebuild(facts *Facts, d *Delta) {
-	for s := range f.admitted {
-		f.touch(s)
+func (f *family) rebuild(facts *Facts, d *Delta, wasActive bool) {
+	if wasActive {
+		for _, c := range f.cands {
+			if c.kind == peerKind && c.admitted() {
+				f.touch(c.subnet())
+			}
+		}
 	}
-	clear(f.admitted)
 	f.judgeAll(facts, d, true)
 }
 
 // judgeAll indexes and judges every candidate from scratch, in rank order.
 func (f *family) judgeAll(facts *Facts, d *Delta, reclassify bool) {
 	f.subnets.clear()
-	f.byMAC.clear()
-	f.byIP.clear()
+	// Sized once for every candidate: grown one by one, a map of tens of
+	// thousands ends up to twice the size it needs.
+	f.byMAC, f.byIP = newMultiIndex[MAC](len(f.cands)), newMultiIndex[[16]byte](len(f.cands))
 	order := make([]*cand, 0, len(f.cands))
 	for _, c := range f.cands {
 		if reclassify {
 			c.classify(facts)
 		}
-		c.admitted, c.reason = false, pending
+		c.verdict = pending
 		if !f.active {
 			continue
 		}
@@ -547,6 +572,7 @@ func (f *family) judgeAll(facts *Facts, d *Delta, reclassify bool) {
 		}
 		return 1
 	})
+	f.judged = slices.Grow(f.judged, len(order))
 	for _, c := range order {
 		f.evaluate(c)
 	}
@@ -556,27 +582,48 @@ func (f *family) judgeAll(facts *Facts, d *Delta, reclassify bool) {
 // finish ends a pass: it turns the touched subnets into changes and the
 // judged candidates into news.
 func (f *family) finish(d *Delta) {
+	d.Changes = slices.Grow(d.Changes, len(f.before))
 	for s, was := range f.before {
-		now := f.admitted[s]
+		now := f.admittedAt(s)
 		switch {
 		case now == was:
 		case now == nil:
 			d.Changes = append(d.Changes, Change{IPv6: f.ipv6, Subnet: s})
-		case was == nil || was.peer.PublicIP != now.peer.PublicIP || was.peer.VtepMAC != now.peer.VtepMAC:
-			d.Changes = append(d.Changes, Change{IPv6: f.ipv6, Subnet: s, Admitted: true, Peer: now.peer})
+		case was == nil || was.public != now.public || was.mac != now.mac:
+			d.Changes = append(d.Changes, Change{IPv6: f.ipv6, Subnet: s, Admitted: true, Peer: now.peer()})
 		}
 	}
-	clear(f.before)
+	// After a pass over many subnets, a cleared map would keep its room
+	// for them all, for as long as the table lives.
+	if len(f.before) > 1024 {
+		f.before = map[netip.Prefix]*cand{}
+	} else {
+		clear(f.before)
+	}
 	for _, c := range f.judged {
 		c.fresh = false
-		news := c.reason != c.reported.reason || c.reason != "" && c.why != c.reported.why
+		reportedWhy := ""
+		if c.x != nil {
+			reportedWhy = c.x.reportedWhy
+		}
+		news := c.verdict != c.reported || c.verdict != 0 && c.why() != reportedWhy
 		if c.gone || !news {
 			continue
 		}
-		c.reported.reason, c.reported.why = c.reason, c.why
-		d.Verdicts = append(d.Verdicts, c.verdict())
+		c.reported = c.verdict
+		if c.verdict != 0 {
+			c.ext().reportedWhy = c.why()
+		} else if c.x != nil {
+			c.x.reportedWhy = ""
+		}
+		d.Verdicts = append(d.Verdicts, c.verdictOf())
 	}
-	f.judged = f.judged[:0]
+	if cap(f.judged) > 1024 {
+		f.judged = nil
+	} else {
+		clear(f.judged)
+		f.judged = f.judged[:0]
+	}
 }
 
 // candHeap orders candidates by rank, oldest first.

@@ -204,3 +204,45 @@ func TestWatchConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestWatchLeasesSeniority: every lease carries its key's create revision,
+// which every node reads alike. A change of value keeps it; a key deleted
+// and created again is younger; a relist after compaction sends a changed
+// seniority as a Changed event.
+func TestWatchLeasesSeniority(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testConfig)
+	ka, kb := mustKey(t, "10.244.1.0-24"), mustKey(t, "10.244.2.0-24")
+	e.putLease(ka, 1, "node-a")
+	e.putLease(kb, 2, "node-b")
+	created := func(k lease.Key) int64 {
+		resp, err := e.admin.Get(ctxFor(t, 5*time.Second), subnetPath(k))
+		if err != nil || len(resp.Kvs) != 1 {
+			t.Fatalf("get %v: %v", k, err)
+		}
+		return resp.Kvs[0].CreateRevision
+	}
+	c := watchLeases(t, e.manager("watcher"))
+	snap := c.Snapshot(t)
+	for _, ev := range snap.Events {
+		if ev.Lease.Seniority == 0 || ev.Lease.Seniority != created(ev.Lease.Key) {
+			t.Fatalf("snapshot lease %v has seniority %d, want its create revision %d", ev.Lease.Key, ev.Lease.Seniority, created(ev.Lease.Key))
+		}
+	}
+	if !snap.Events[0].Lease.Older(snap.Events[1].Lease) {
+		t.Fatal("the first key written is not the older")
+	}
+	before := created(ka)
+	e.putLease(ka, 11, "node-a") // a new value on the same key
+	if _, err := e.admin.Delete(ctxFor(t, 5*time.Second), subnetPath(kb)); err != nil {
+		t.Fatal(err)
+	}
+	e.putLease(kb, 2, "node-b")
+	got := c.WaitEvents(t, 3)
+	if got[0].Type != lease.Changed || got[0].Lease.Seniority != before {
+		t.Errorf("a changed value: %v seniority %d, want Changed keeping %d", got[0].Type, got[0].Lease.Seniority, before)
+	}
+	if got[1].Type != lease.Removed || got[2].Type != lease.Added || got[2].Lease.Seniority != created(kb) || !got[0].Lease.Older(got[2].Lease) {
+		t.Errorf("a re-created key: %+v, want Removed then Added with its new create revision %d", got[1:], created(kb))
+	}
+}

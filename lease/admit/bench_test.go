@@ -1,0 +1,90 @@
+package admit
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"runtime"
+	"testing"
+
+	"github.com/weftnet/weft/lease"
+)
+
+// benchLeases returns n distinct honest leases in 10/8, each with its own
+// MAC and address, as flanneld's benchmarks write them.
+func benchLeases(n int) []lease.Event {
+	evs := make([]lease.Event, n)
+	for i := range evs {
+		j := i + 1
+		evs[i] = lease.Event{Type: lease.Added, Lease: lease.Lease{
+			Key:       lease.Key{IPv4: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(j >> 8), byte(j), 0}), 24)},
+			Seniority: int64(j),
+			Attrs: lease.Attrs{
+				PublicIP: netip.AddrFrom4([4]byte{172, 31, byte(j >> 8), byte(j)}), BackendType: "vxlan", Owner: fmt.Sprint("peer-", j),
+				BackendData: json.RawMessage(fmt.Sprintf(`{"VNI":1,"VtepMAC":"0e:00:00:%02x:%02x:%02x"}`, j>>16, byte(j>>8), byte(j))),
+			},
+		}}
+	}
+	return evs
+}
+
+var benchFacts = Facts{Node: "me", Own: lease.Key{IPv4: netip.MustParsePrefix("11.0.0.0/24")}, Network: netip.MustParsePrefix("10.0.0.0/7"), VNI: 1}
+
+// BenchmarkSnapshot judges a snapshot of N leases from scratch, and
+// reports the table's live heap per lease.
+func BenchmarkSnapshot(b *testing.B) {
+	for _, n := range []int{5000, 20000} {
+		b.Run(fmt.Sprintf("leases=%d", n), func(b *testing.B) {
+			evs := benchLeases(n)
+			var live float64
+			for b.Loop() {
+				var before, after runtime.MemStats
+				runtime.GC()
+				runtime.ReadMemStats(&before)
+				tab := NewTable(benchFacts)
+				tab.Apply(lease.Batch{Snapshot: true, Events: evs})
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				live = float64(after.HeapAlloc-before.HeapAlloc) / float64(n)
+				runtime.KeepAlive(tab)
+			}
+			b.ReportMetric(live, "live-B/lease")
+		})
+	}
+}
+
+// BenchmarkRemoveAll removes every one of N leases in one batch: the cost
+// must grow as N, not N².
+func BenchmarkRemoveAll(b *testing.B) {
+	for _, n := range []int{5000, 20000} {
+		b.Run(fmt.Sprintf("leases=%d", n), func(b *testing.B) {
+			evs := benchLeases(n)
+			gone := make([]lease.Event, n)
+			for i, e := range evs {
+				gone[i] = lease.Event{Type: lease.Removed, Lease: e.Lease}
+			}
+			for b.Loop() {
+				b.StopTimer()
+				tab := NewTable(benchFacts)
+				tab.Apply(lease.Batch{Snapshot: true, Events: evs})
+				b.StartTimer()
+				if d := tab.Apply(lease.Batch{Events: gone}); len(d.Changes) != n {
+					b.Fatalf("%d changes", len(d.Changes))
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkOneEvent adds and removes one lease beside N others.
+func BenchmarkOneEvent(b *testing.B) {
+	evs := benchLeases(20001)
+	tab := NewTable(benchFacts)
+	tab.Apply(lease.Batch{Snapshot: true, Events: evs[:20000]})
+	add := lease.Batch{Events: []lease.Event{evs[20000]}}
+	del := lease.Batch{Events: []lease.Event{{Type: lease.Removed, Lease: evs[20000].Lease}}}
+	for b.Loop() {
+		tab.Apply(add)
+		tab.Apply(del)
+	}
+}
