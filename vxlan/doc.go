@@ -19,6 +19,17 @@
 // MAC), and periodically. Status reports what is programmed and every
 // repair with its reason.
 //
+// A peer whose objects the kernel refuses is that peer's failure alone: it
+// is marked failed (PeerError, DatapathStatus.FailedPeers), retried with
+// backoff, and the datapath still counts as converged.
+//
+// Network is the loop an agent embeds: it holds the node's lease and feeds
+// every watched lease through peer admission (package lease/admit), so that
+// only admitted peers reach a Datapath. A lease that is malformed, out of
+// bounds or in conflict with an older peer is rejected, logged once per
+// reason and listed by Network.Rejected; it never affects another peer or
+// this node's readiness.
+//
 // All netlink work happens in a namespace given in the configuration, so an
 // embedder or a test can point the datapath at any namespace.
 package vxlan
