@@ -151,8 +151,3 @@ func (x *multiIndex[K]) each(k K, f func(*cand) bool) {
 		}
 	}
 }
-
-func (x *multiIndex[K]) clear() {
-	clear(x.first)
-	clear(x.more)
-}
