@@ -225,6 +225,70 @@ func (r *readiness) check(t *testing.T) {
 	}
 }
 
+// kernelWatch records every change the kernel reports to the honest
+// peers' routes, neighbours and FDB entries on a set of hosts: while only
+// hostile keys come and go, there must be none.
+type kernelWatch struct {
+	mu      sync.Mutex
+	touched []string
+	stop    chan struct{}
+}
+
+func watchKernel(t *testing.T, agents []*agent) *kernelWatch {
+	t.Helper()
+	w := &kernelWatch{stop: make(chan struct{})}
+	for _, a := range agents {
+		honest := honestPeers(t, agents, a)
+		subnets, gateways, macs := map[string]bool{}, map[string]bool{}, map[string]bool{}
+		for _, p := range honest {
+			subnets[p.Subnet.String()], gateways[p.Subnet.Addr().String()], macs[p.VtepMAC.String()] = true, true, true
+		}
+		routes := make(chan netlink.RouteUpdate, 1024)
+		neighs := make(chan netlink.NeighUpdate, 1024)
+		ns := a.host.Handle
+		if err := netlink.RouteSubscribeWithOptions(routes, w.stop, netlink.RouteSubscribeOptions{Namespace: &ns}); err != nil {
+			t.Fatal(err)
+		}
+		if err := netlink.NeighSubscribeWithOptions(neighs, w.stop, netlink.NeighSubscribeOptions{Namespace: &ns}); err != nil {
+			t.Fatal(err)
+		}
+		name := a.host.Name
+		note := func(what string) {
+			w.mu.Lock()
+			w.touched = append(w.touched, name+": "+what)
+			w.mu.Unlock()
+		}
+		go func() {
+			for u := range routes {
+				if u.Dst != nil && subnets[u.Dst.String()] {
+					note(fmt.Sprintf("route event %d for %s", u.Type, u.Dst))
+				}
+			}
+		}()
+		go func() {
+			for u := range neighs {
+				switch {
+				case u.Family == unix.AF_BRIDGE && macs[u.HardwareAddr.String()]:
+					note(fmt.Sprintf("fdb event %d for %s", u.Type, u.HardwareAddr))
+				case u.Family != unix.AF_BRIDGE && u.IP != nil && gateways[u.IP.String()] && u.State&unix.NUD_PERMANENT != 0:
+					note(fmt.Sprintf("neighbour event %d for %s", u.Type, u.IP))
+				}
+			}
+		}()
+	}
+	return w
+}
+
+func (w *kernelWatch) check(t *testing.T) {
+	t.Helper()
+	close(w.stop)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.touched) > 0 {
+		t.Errorf("the honest peers' kernel objects changed %d times, first: %s", len(w.touched), w.touched[0])
+	}
+}
+
 // rejected reports whether an agent rejects the lease with key k, and why.
 func rejected(a *agent, k string) (admit.Reason, bool) {
 	for _, v := range a.net.Rejected() {
@@ -290,6 +354,7 @@ func TestHostileLeases(t *testing.T) {
 			peerValue("172.30.0.77", "0e:00:00:00:77:0e"), admit.ReasonSubnetConflict},
 	}
 	ready := watchReadiness(agents)
+	kernel := watchKernel(t, agents)
 	mesh := func(stage string) {
 		t.Helper()
 		for _, a := range agents {
@@ -333,6 +398,7 @@ func TestHostileLeases(t *testing.T) {
 		testutil.WaitFor(t, 10*time.Second, "every rejection", func() bool { return len(a.net.Rejected()) == len(seen) })
 	}
 	ready.check(t)
+	kernel.check(t)
 	late := o.start(t, 3)
 	agents = append(agents, late)
 	waitReady(t, agents)
