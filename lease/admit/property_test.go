@@ -195,7 +195,7 @@ func randomFacts(r *rand.Rand) Facts {
 // step its verdicts equal the reference's and a fresh Table's, its deltas
 // add up to its admitted set, and the admitted set is conflict-free.
 func TestPropertyIncrementalEqualsScratch(t *testing.T) {
-	for seed := range uint64(300) {
+	for seed := range uint64(150) {
 		r := rand.New(rand.NewPCG(seed, 7))
 		tab := NewTable(randomFacts(r))
 		leases := map[lease.Key]lease.Lease{}
