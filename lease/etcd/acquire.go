@@ -168,12 +168,12 @@ func (m *Manager) plan(cfg lease.Config, records []record, prev lease.Key, mine 
 	var v4, v6 *lease.Allocator
 	var err error
 	if cfg.EnableIPv4 {
-		if v4, err = lease.NewAllocator(cfg.IPv4Range(), takenOf(records, true)); err != nil {
+		if v4, err = lease.NewAllocator(cfg.IPv4Range(), takenOf(records, true, cfg.Network)); err != nil {
 			return plan{}, err
 		}
 	}
 	if cfg.EnableIPv6 {
-		if v6, err = lease.NewAllocator(cfg.IPv6Range(), takenOf(records, false)); err != nil {
+		if v6, err = lease.NewAllocator(cfg.IPv6Range(), takenOf(records, false, cfg.IPv6Network)); err != nil {
 			return plan{}, err
 		}
 	}
@@ -260,15 +260,19 @@ func fits(cfg lease.Config, k lease.Key) bool {
 }
 
 // takenOf lists the subnets of one family that keys hold, whatever their
-// values: a subnet with a malformed value is still somebody's.
-func takenOf(records []record, v4 bool) []netip.Prefix {
+// values: a subnet with a malformed value is still somebody's. A key as
+// wide as the network or wider is nobody's: no node can route it, peer
+// admission rejects it everywhere (package lease/admit), and counting it
+// would let one hand-written key, 10.244.0.0-16 say, leave every new node
+// without a subnet.
+func takenOf(records []record, v4 bool, network netip.Prefix) []netip.Prefix {
 	out := make([]netip.Prefix, 0, len(records))
 	for _, r := range records {
 		p := r.key.IPv6
 		if v4 {
 			p = r.key.IPv4
 		}
-		if p.IsValid() {
+		if p.IsValid() && (!network.IsValid() || p.Bits() > network.Bits()) {
 			out = append(out, p)
 		}
 	}

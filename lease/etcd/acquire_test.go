@@ -231,6 +231,27 @@ func TestMalformedValuesStillTaken(t *testing.T) {
 	}
 }
 
+// TestNetworkWideKeysTakeNothing: a hand-written key as wide as the
+// network, or wider, is no node's subnet (admission rejects it everywhere)
+// and must not leave new nodes without one. A longer key still holds its
+// subnet.
+func TestNetworkWideKeysTakeNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, `{"Network": "10.244.0.0/22", "SubnetMin": "10.244.0.0"}`)
+	for _, k := range []string{"10.244.0.0-22", "10.0.0.0-8", "0.0.0.0-1"} {
+		e.put(subnetPath(mustKey(t, k)), `{"PublicIP":"172.30.0.77","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:00:00:00:77:01"}}`)
+	}
+	e.put(subnetPath(mustKey(t, "10.244.2.0-23")), "{garbage") // the upper half
+	seen := map[lease.Key]bool{}
+	for i := range 2 {
+		l := mustAcquire(t, e.manager(fmt.Sprint("node-", i)), 1+i)
+		if seen[l.Key] || !mustKey(t, "10.244.0.0-23").IPv4.Overlaps(l.Key.IPv4) {
+			t.Fatalf("node-%d got %v; want a distinct subnet of the lower half", i, l.Key)
+		}
+		seen[l.Key] = true
+	}
+}
+
 // TestConcurrentAcquirers: 200 nodes, each with its own client, acquire at
 // once. Each gets a distinct subnet, no one fails, and no key is written
 // twice.
