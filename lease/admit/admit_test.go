@@ -89,6 +89,7 @@ func TestStaticRules(t *testing.T) {
 		{"this node's address", public("172.30.0.1"), ReasonPublicIP, "own addresses"},
 		{"this node's VTEP address", public("10.244.1.0"), ReasonPublicIP, "own addresses"},
 		{"half the address space", key("128.0.0.0-1"), ReasonSubnet, "not a subnet of the Network"},
+		{"host bits set", with(func(l *lease.Lease) { l.Key.IPv4 = netip.MustParsePrefix("10.244.3.77/24") }), ReasonSubnet, "host bits"},
 		{"outside the network", key("10.245.3.0-24"), ReasonSubnet, "not a subnet"},
 		{"the network itself", key("10.244.0.0-16"), ReasonSubnet, "not a subnet"},
 		{"wider than the network", key("10.0.0.0-8"), ReasonSubnet, "not a subnet"},
@@ -312,4 +313,38 @@ func keys(ps []Peer) string {
 		s = append(s, p.Key.String())
 	}
 	return strings.Join(s, " ")
+}
+
+// TestWideConnectedNetwork: an underlay that holds the whole overlay network
+// (10.0.0.0/8 around 10.244.0.0/16) is the layout's intent, not a conflict;
+// a connected network inside the overlay's range still is.
+func TestWideConnectedNetwork(t *testing.T) {
+	f := baseFacts
+	f.Connected = []netip.Prefix{netip.MustParsePrefix("10.0.0.5/8"), netip.MustParsePrefix("10.244.250.1/24")}
+	_, v := Compute(f, []lease.Lease{
+		mkLease("10.244.3.0-24", "10.0.0.3", "0e:00:00:00:00:03", 1, "a"),
+		mkLease("10.244.250.0-24", "10.0.0.4", "0e:00:00:00:00:04", 2, "b"),
+	})
+	if len(v) != 2 || !v[0].Admitted() || v[1].Reason != ReasonConnected {
+		t.Fatalf("verdicts %+v", v)
+	}
+}
+
+// TestSharedIdentityCost: many leases on one subnet, MAC or address are
+// judged against the admitted peers only, so a snapshot of them costs
+// O(N log N) and flapping the one admitted costs O(N log N), not O(N^2).
+func TestSharedIdentityCost(t *testing.T) {
+	for _, mode := range []string{"subnet", "mac", "ip"} {
+		evs := sharedLeases(4000, mode)
+		tab := NewTable(benchFacts)
+		tab.Apply(lease.Batch{Snapshot: true, Events: evs})
+		if n := len(tab.Admitted(false)); n != 1 {
+			t.Fatalf("%s: %d admitted, want 1", mode, n)
+		}
+		// The oldest goes: the next takes its place.
+		d := tab.Apply(lease.Batch{Events: []lease.Event{{Type: lease.Removed, Lease: evs[0].Lease}}})
+		if adm := tab.Admitted(false); len(adm) != 1 || adm[0].Key != evs[1].Lease.Key || len(d.Changes) == 0 {
+			t.Fatalf("%s: after the oldest went, admitted %v", mode, keys(adm))
+		}
+	}
 }

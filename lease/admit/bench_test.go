@@ -88,3 +88,48 @@ func BenchmarkOneEvent(b *testing.B) {
 		tab.Apply(del)
 	}
 }
+
+// sharedLeases returns n leases, oldest first, that all share one subnet
+// (dual-stack keys with one IPv4 half), one VTEP MAC or one public IP: what
+// a hostile writer can make.
+func sharedLeases(n int, mode string) []lease.Event {
+	evs := benchLeases(n)
+	for i := range evs {
+		l := &evs[i].Lease
+		switch mode {
+		case "subnet":
+			l.Key = lease.Key{IPv4: netip.MustParsePrefix("10.0.1.0/24"), IPv6: netip.PrefixFrom(netip.AddrFrom16([16]byte{0xfd, 14: byte(i >> 8), 15: byte(i)}), 128)}
+		case "mac":
+			l.Attrs.BackendData = json.RawMessage(`{"VNI":1,"VtepMAC":"0e:00:00:00:00:01"}`)
+		case "ip":
+			l.Attrs.PublicIP = netip.MustParseAddr("172.31.0.1")
+		}
+	}
+	return evs
+}
+
+// BenchmarkSharedIdentity judges N leases that share one subnet, MAC or
+// address (snapshot), then removes and restores the one admitted (flap):
+// both must grow as N log N.
+func BenchmarkSharedIdentity(b *testing.B) {
+	for _, mode := range []string{"subnet", "mac", "ip"} {
+		for _, n := range []int{4000, 16000} {
+			evs := sharedLeases(n, mode)
+			b.Run(fmt.Sprintf("%s/leases=%d/snapshot", mode, n), func(b *testing.B) {
+				for b.Loop() {
+					NewTable(benchFacts).Apply(lease.Batch{Snapshot: true, Events: evs})
+				}
+			})
+			b.Run(fmt.Sprintf("%s/leases=%d/flap", mode, n), func(b *testing.B) {
+				tab := NewTable(benchFacts)
+				tab.Apply(lease.Batch{Snapshot: true, Events: evs})
+				del := lease.Batch{Events: []lease.Event{{Type: lease.Removed, Lease: evs[0].Lease}}}
+				add := lease.Batch{Events: []lease.Event{evs[0]}}
+				for b.Loop() {
+					tab.Apply(del)
+					tab.Apply(add)
+				}
+			})
+		}
+	}
+}

@@ -52,9 +52,10 @@ type cand struct {
 	kind      kind
 	static    code // the first static rule that fails, or 0
 	verdict   code // 0 when admitted
-	reported  code // the verdict last returned in a Delta; a new candidate starts as admitted, so that only a rejection is news
+	reported  code // the rule last returned in a Delta; a new candidate starts as admitted, so that only a rejection is news
 	fresh     bool // inserted in the pass in progress
 	queued    bool // in the pass's heap
+	shadowed  bool // in the family's shadowed index
 	gone      bool // removed from the table
 	pivot     bool // a search key, not a candidate
 	x         *extra
@@ -65,8 +66,8 @@ type extra struct {
 	otherBackend bool   // BackendType is not DefaultBackendType but backendType
 	backendType  string //
 	decodeErr    string // why the backend data does not decode
-	why          string // what to fix, for the verdict
-	reportedWhy  string // why, as last returned in a Delta
+	staticWhy    string // what to fix, when a static rule fails
+	reportedWhy  string // staticWhy as last reported
 }
 
 func (c *cand) ext() *extra {
@@ -83,11 +84,18 @@ func (c *cand) subnet() netip.Prefix {
 	return c.key.IPv4
 }
 
-func (c *cand) why() string {
+func (c *cand) staticWhy() string {
 	if c.x == nil {
 		return ""
 	}
-	return c.x.why
+	return c.x.staticWhy
+}
+
+func (c *cand) reportedWhy() string {
+	if c.x == nil {
+		return ""
+	}
+	return c.x.reportedWhy
 }
 
 func (c *cand) admitted() bool { return c.verdict == 0 }
@@ -95,13 +103,6 @@ func (c *cand) admitted() bool { return c.verdict == 0 }
 // peer returns the candidate as a Peer.
 func (c *cand) peer() Peer {
 	return Peer{Key: c.key, IPv6: c.ipv6, Subnet: c.subnet(), PublicIP: c.public, VtepMAC: c.mac, Owner: c.owner, Seniority: c.seniority}
-}
-
-func (c *cand) verdictOf() Verdict {
-	if c.admitted() {
-		return Verdict{Peer: c.peer()}
-	}
-	return Verdict{Peer: c.peer(), Reason: c.verdict.reason(), Detail: c.why()}
 }
 
 // sameNode reports whether c and o are two leases of one node: the same

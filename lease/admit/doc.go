@@ -33,9 +33,14 @@
 //     Owner, VtepMAC and PublicIP, as while a node moves subnets) may share
 //     both.
 //
-// Leases this node owns (Facts.Node) and its own lease (Facts.Own) are not
-// peers. They still count as the oldest of all in the overlap and identity
-// rules, so that no peer can claim this node's subnet, VtepMAC or address.
+// This node's own lease (Facts.Own) is not a peer. It counts as the oldest
+// of all in the overlap and identity rules, so that no peer can claim this
+// node's subnet, VtepMAC or address. Other leases this node owns
+// (Facts.Node, an old lease left to expire) are ignored.
+//
+// A connected prefix that holds the whole Network (an underlay 10.0.0.0/8
+// from which the overlay 10.244.0.0/16 was carved) does not count against
+// peers: routing peers out of it is the point of such a layout.
 //
 // # Conflicts
 //
@@ -49,8 +54,12 @@
 //
 // # Concurrency and cost
 //
-// A Table is not safe for concurrent use; its owner serialises calls. An
-// incremental Apply costs time in proportion to the leases it changes and
-// those they conflict with, not to the size of the table; SetFacts and a
-// snapshot recompute everything, in O(N log N).
+// A Table is not safe for concurrent use; its owner serialises calls.
+// Judging a candidate costs a few lookups among the admitted peers, which
+// never conflict with one another, however many leases share a subnet, a
+// MAC or an address. An incremental Apply judges again the leases it
+// changes and, when a verdict changes, those that conflict with it: its
+// cost is in proportion to them, O(k log N), not to the size of the table.
+// SetFacts and a snapshot judge everything, in O(N log N). A rejection's
+// detail (which older lease blocks it) is worked out when it is reported.
 package admit

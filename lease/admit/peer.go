@@ -102,6 +102,9 @@ func (c *cand) staticRules(f *Facts) (Reason, string) {
 		return ReasonPublicIP, why
 	}
 	subnet, network := c.subnet(), f.network(c.ipv6)
+	if subnet != subnet.Masked() {
+		return ReasonSubnet, fmt.Sprintf("subnet %s has host bits set; the subnet is %s", subnet, subnet.Masked())
+	}
 	if !network.Contains(subnet.Addr()) || subnet.Bits() <= network.Bits() {
 		return ReasonSubnet, fmt.Sprintf("subnet %s is not a subnet of the Network %s; delete the lease", subnet, network)
 	}
@@ -109,7 +112,11 @@ func (c *cand) staticRules(f *Facts) (Reason, string) {
 		return ReasonOwnSubnet, fmt.Sprintf("subnet %s overlaps this node's subnet %s; delete the lease", subnet, own)
 	}
 	for _, p := range f.Connected {
-		if p.Overlaps(subnet) {
+		// A connected network that holds the whole overlay network is one
+		// the overlay was carved out of on purpose (10.0.0.0/8 on the
+		// underlay, 10.244.0.0/16 for pods): peers are meant to be routed
+		// out of it.
+		if p.Overlaps(subnet) && !(p.Bits() <= network.Bits() && p.Contains(network.Addr())) {
 			return ReasonConnected, fmt.Sprintf("subnet %s overlaps %s, a network this node is connected to; routing it into the overlay would cut that network off", subnet, p)
 		}
 	}

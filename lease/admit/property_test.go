@@ -102,7 +102,7 @@ func check(t testing.TB, tab *Table, leases map[lease.Key]lease.Lease, mirror ma
 	}
 	for _, p := range inc {
 		m, ok := mirror[fmt.Sprint(p.IPv6, p.Subnet)]
-		if !ok || m.PublicIP != p.PublicIP || m.VtepMAC != p.VtepMAC {
+		if !ok || m != p {
 			t.Fatalf("deltas give %+v at %s, table %+v", m, p.Subnet, p)
 		}
 	}

@@ -47,9 +47,9 @@ type Delta struct {
 	// Changes are the admitted peers that changed, by family and subnet.
 	Changes []Change
 	// Verdicts are the candidates whose verdict is news: newly rejected,
-	// rejected for another reason, or admitted after being rejected. A
-	// new candidate that is admitted, or a candidate that went away, is
-	// not news.
+	// rejected by another rule, or admitted after being rejected. A new
+	// candidate that is admitted, a candidate that went away, or a
+	// rejection whose detail alone changed (another blocker) is not news.
 	Verdicts []Verdict
 }
 
@@ -126,8 +126,8 @@ func (t *Table) AllAdmitted(ipv6 bool) iter.Seq[Peer] {
 		if !f.active {
 			return
 		}
-		f.subnets.tree.Ascend(func(c *cand) bool {
-			return c.kind != peerKind || !c.admitted() || yield(c.peer())
+		f.blockers.subnets.tree.Ascend(func(c *cand) bool {
+			return c.kind != peerKind || yield(c.peer())
 		})
 	}
 }
@@ -172,30 +172,29 @@ func (t *Table) RejectedCounts() map[Reason]int {
 }
 
 func (t *Table) verdicts(rejectedOnly bool) []Verdict {
-	var cs []*cand
+	var out []Verdict
 	for _, f := range t.fams {
-		if f.active {
-			for _, c := range f.cands {
-				if c.kind == peerKind && !(rejectedOnly && c.admitted()) {
-					cs = append(cs, c)
-				}
+		if !f.active {
+			continue
+		}
+		var cs []*cand
+		for _, c := range f.cands {
+			if c.kind == peerKind && !(rejectedOnly && c.admitted()) {
+				cs = append(cs, c)
 			}
 		}
-	}
-	slices.SortFunc(cs, func(a, b *cand) int {
-		switch {
-		case a.ipv6 != b.ipv6:
-			return b2i(a.ipv6) - b2i(b.ipv6)
-		case bySubnet(a, b):
-			return -1
-		case bySubnet(b, a):
-			return 1
+		slices.SortFunc(cs, func(a, b *cand) int {
+			switch {
+			case bySubnet(a, b):
+				return -1
+			case bySubnet(b, a):
+				return 1
+			}
+			return 0
+		})
+		for _, c := range cs {
+			out = append(out, f.verdict(c))
 		}
-		return 0
-	})
-	out := make([]Verdict, len(cs))
-	for i, c := range cs {
-		out[i] = c.verdictOf()
 	}
 	return out
 }
@@ -243,14 +242,67 @@ func conflictDetail(c, o *cand, r Reason) string {
 	return fmt.Sprintf("PublicIP %s is also that of %s, which is older and wins on every node; each node needs an address of its own", c.public, other)
 }
 
-// family is one family's candidates and their indexes.
-type family struct {
-	ipv6    bool
-	active  bool // the node runs the family: its candidates are judged
-	cands   map[lease.Key]*cand
-	subnets subnetIndex // the eligible candidates, by subnet
+// index finds candidates by subnet, VTEP MAC and public IP.
+type index struct {
+	subnets subnetIndex
 	byMAC   multiIndex[MAC]
 	byIP    multiIndex[[16]byte]
+}
+
+func newIndex(size int) index {
+	return index{subnets: newSubnetIndex(), byMAC: newMultiIndex[MAC](size), byIP: newMultiIndex[[16]byte](size)}
+}
+
+func (x *index) add(c *cand) {
+	x.subnets.insert(c)
+	x.byMAC.insert(c.mac, c)
+	x.byIP.insert(c.public.As16(), c)
+}
+
+func (x *index) drop(c *cand) {
+	x.subnets.delete(c)
+	x.byMAC.delete(c.mac, c)
+	x.byIP.delete(c.public.As16(), c)
+}
+
+// conflicting calls fn with every candidate of the index that conflicts
+// with c (an overlapping subnet, or the same VTEP MAC or public IP as
+// another node's), subnets first, until fn returns false. A candidate may
+// be called more than once.
+func (x *index) conflicting(c *cand, fn func(o *cand, r Reason) bool) {
+	more := true
+	x.subnets.overlapping(c.subnet(), func(o *cand) bool {
+		if o != c {
+			more = fn(o, ReasonSubnetConflict)
+		}
+		return more
+	})
+	identity := func(o *cand) bool {
+		if o != c && !o.sameNode(c) {
+			more = fn(o, ReasonIdentityConflict)
+		}
+		return more
+	}
+	if more {
+		x.byMAC.each(c.mac, identity)
+	}
+	if more {
+		x.byIP.each(c.public.As16(), identity)
+	}
+}
+
+// family is one family's candidates and their indexes.
+type family struct {
+	ipv6   bool
+	active bool // the node runs the family: its candidates are judged
+	cands  map[lease.Key]*cand
+	// blockers holds the admitted peers and this node's own lease, by
+	// which a candidate is judged; shadowed holds the other eligible
+	// candidates. Each eligible candidate is in one of them. Blockers never
+	// conflict with one another, so judging costs a few lookups however
+	// many candidates share a subnet, a MAC or an address; both are
+	// searched for the candidates a change of verdict may affect.
+	blockers, shadowed index
 
 	// The pass in progress.
 	before map[netip.Prefix]*cand // the admitted peer at each touched subnet, before the pass
@@ -259,14 +311,7 @@ type family struct {
 }
 
 func newFamily(ipv6 bool) *family {
-	return &family{
-		ipv6:    ipv6,
-		cands:   map[lease.Key]*cand{},
-		subnets: newSubnetIndex(),
-		byMAC:   newMultiIndex[MAC](0),
-		byIP:    newMultiIndex[[16]byte](0),
-		before:  map[netip.Prefix]*cand{},
-	}
+	return &family{ipv6: ipv6, cands: map[lease.Key]*cand{}, blockers: newIndex(0), shadowed: newIndex(0), before: map[netip.Prefix]*cand{}}
 }
 
 // newCand decodes l's half of the family, if it has one, and classifies it.
@@ -283,6 +328,9 @@ func (f *family) newCand(l lease.Lease, facts *Facts) (*cand, bool) {
 // classify works out what c is to this node and its static verdict.
 func (c *cand) classify(facts *Facts) {
 	c.kind, c.static = peerKind, 0
+	if c.x != nil {
+		c.x.staticWhy = ""
+	}
 	switch {
 	case facts.Own.IsValid() && c.key == facts.Own:
 		c.kind = ownKind
@@ -292,102 +340,87 @@ func (c *cand) classify(facts *Facts) {
 		r, why := c.staticRules(facts)
 		c.static = codeOf(r)
 		if r != "" {
-			c.ext().why = why
+			c.ext().staticWhy = why
 		}
-	}
-}
-
-func (f *family) index(c *cand) {
-	if !f.active || !c.eligible() {
-		return
-	}
-	f.subnets.insert(c)
-	f.byMAC.insert(c.mac, c)
-	f.byIP.insert(c.public.As16(), c)
-}
-
-func (f *family) unindex(c *cand) {
-	if !f.active || !c.eligible() {
-		return
-	}
-	f.subnets.delete(c)
-	f.byMAC.delete(c.mac, c)
-	f.byIP.delete(c.public.As16(), c)
-}
-
-// conflicting calls fn with every eligible candidate that conflicts with c
-// (an overlapping subnet, the same VTEP MAC or public IP, of another node),
-// until fn returns false. A candidate may be called more than once.
-func (f *family) conflicting(c *cand, fn func(o *cand, r Reason) bool) {
-	more := true
-	f.subnets.overlapping(c.subnet(), func(o *cand) bool {
-		if o != c {
-			more = fn(o, ReasonSubnetConflict)
-		}
-		return more
-	})
-	identity := func(o *cand) bool {
-		if o != c && !o.sameNode(c) {
-			more = fn(o, ReasonIdentityConflict)
-		}
-		return more
-	}
-	if more {
-		f.byMAC.each(c.mac, identity)
-	}
-	if more {
-		f.byIP.each(c.public.As16(), identity)
 	}
 }
 
 // evaluate decides c's verdict from the verdicts of those older than it,
-// which are final when it runs.
+// which are final when it runs: the first static rule that fails, else
+// whether an older blocker overlaps it (subnet-conflict) or shares its
+// identity (identity-conflict).
 func (f *family) evaluate(c *cand) {
 	if c.static != 0 {
-		f.setVerdict(c, c.static, c.why())
+		f.setVerdict(c, c.static)
 		return
 	}
-	var (
-		blocker *cand
-		reason  Reason
-	)
-	// The verdict names the oldest blocker, subnets first, so that it is
-	// the same however the table got here.
-	f.conflicting(c, func(o *cand, r Reason) bool {
-		if o.blocks(c) && (blocker == nil || r == ReasonSubnetConflict && reason != r || r == reason && o.older(blocker)) {
-			blocker, reason = o, r
+	var v code
+	f.blockers.conflicting(c, func(o *cand, r Reason) bool {
+		if o.blocks(c) {
+			v = codeOf(r)
+			return false
 		}
 		return true
 	})
-	if blocker == nil {
-		f.setVerdict(c, 0, "")
-		return
-	}
-	f.setVerdict(c, codeOf(reason), conflictDetail(c, blocker, reason))
+	f.setVerdict(c, v)
 }
 
-// setVerdict records c's verdict, remembering what was admitted at its
-// subnet before if that changes.
-func (f *family) setVerdict(c *cand, v code, why string) {
+// verdict returns c's verdict, with what to fix: for a conflict, naming
+// the oldest blocker of its kind, worked out now rather than kept, so that
+// a change of blockers costs nothing until it is reported.
+func (f *family) verdict(c *cand) Verdict {
+	v := Verdict{Peer: c.peer(), Reason: c.verdict.reason()}
+	switch {
+	case c.admitted():
+	case c.static != 0:
+		v.Detail = c.staticWhy()
+	default:
+		var oldest *cand
+		f.blockers.conflicting(c, func(o *cand, r Reason) bool {
+			if r == v.Reason && o.blocks(c) && (oldest == nil || o.older(oldest)) {
+				oldest = o
+			}
+			return true
+		})
+		if oldest != nil {
+			v.Detail = conflictDetail(c, oldest, v.Reason)
+		}
+	}
+	return v
+}
+
+// setVerdict records c's verdict, keeping the blockers in step and
+// remembering what was admitted at its subnet before if that changes.
+func (f *family) setVerdict(c *cand, v code) {
 	if c.kind == peerKind {
 		f.judged = append(f.judged, c)
 	}
-	if c.admitted() != (v == 0) {
+	was := c.admitted()
+	if was != (v == 0) {
 		f.touch(c.subnet())
 	}
+	switch {
+	case was && v != 0:
+		f.blockers.drop(c)
+	case !was && v == 0 && c.shadowed:
+		f.shadowed.drop(c)
+		c.shadowed = false
+	}
 	c.verdict = v
-	if v != 0 {
-		c.ext().why = why
-	} else if c.x != nil {
-		c.x.why = ""
+	switch {
+	case !was && v == 0:
+		f.blockers.add(c)
+	case v != 0 && c.eligible() && !c.shadowed:
+		f.shadowed.add(c)
+		c.shadowed = true
 	}
 }
 
 // admittedAt returns the peer admitted at exactly s, if any.
 func (f *family) admittedAt(s netip.Prefix) *cand {
 	var found *cand
-	f.subnets.exactly(s, func(c *cand) bool {
-		if c.kind == peerKind && c.admitted() && !c.gone {
+	f.blockers.subnets.exactly(s, func(c *cand) bool {
+		if c.kind == peerKind {
 			found = c
 			return false
 		}
@@ -407,12 +440,14 @@ func (f *family) touch(s netip.Prefix) {
 // the younger ones it conflicts with (all of them, for this node's own
 // lease).
 func (f *family) pushDependents(c *cand) {
-	f.conflicting(c, func(o *cand, _ Reason) bool {
+	push := func(o *cand, _ Reason) bool {
 		if o.kind == peerKind && !o.gone && (c.kind == ownKind || c.older(o)) {
 			f.push(o)
 		}
 		return true
-	})
+	}
+	f.blockers.conflicting(c, push)
+	f.shadowed.conflicting(c, push)
 }
 
 func (f *family) push(c *cand) {
@@ -434,13 +469,19 @@ func (f *family) remove(key lease.Key) *cand {
 		c.gone = true
 		return c
 	}
-	blocked := c.kind == ownKind || c.kind == peerKind && c.admitted()
+	blocker := c.kind == ownKind || c.kind == peerKind && c.admitted()
 	if c.kind == peerKind && c.admitted() {
 		f.touch(c.subnet())
 	}
-	f.unindex(c)
+	if blocker {
+		f.blockers.drop(c)
+	}
+	if c.shadowed {
+		f.shadowed.drop(c)
+		c.shadowed = false
+	}
 	c.gone = true
-	if blocked {
+	if blocker {
 		f.pushDependents(c)
 	}
 	return c
@@ -449,29 +490,23 @@ func (f *family) remove(key lease.Key) *cand {
 // insert adds a new candidate, replacing old (the same key's, or nil).
 func (f *family) insert(c, old *cand) {
 	if old != nil {
-		c.inherit(old)
+		c.inherit(old) // a changed lease is not news if its verdict is not
 	}
 	f.cands[c.key] = c
 	if !f.active {
 		return
 	}
 	c.verdict = pending
-	f.index(c)
-	switch c.kind {
-	case ownKind:
+	switch {
+	case c.kind == ownKind:
+		f.blockers.add(c)
 		f.pushDependents(c)
-	case peerKind:
+	case c.kind == peerKind:
+		if c.eligible() {
+			f.shadowed.add(c)
+			c.shadowed = true
+		}
 		f.push(c)
-	}
-}
-
-// inherit carries what was reported of old, the same lease's candidate
-// before a change, over to c: a changed lease is not news if its verdict
-// is not.
-func (c *cand) inherit(old *cand) {
-	c.reported = old.reported
-	if old.x != nil && old.x.reportedWhy != "" {
-		c.ext().reportedWhy = old.x.reportedWhy
 	}
 }
 
@@ -548,21 +583,22 @@ func (f *family) rebuild(facts *Facts, d *Delta, wasActive bool) {
 
 // judgeAll indexes and judges every candidate from scratch, in rank order.
 func (f *family) judgeAll(facts *Facts, d *Delta, reclassify bool) {
-	f.subnets.clear()
 	// Sized once for every candidate: grown one by one, a map of tens of
 	// thousands ends up to twice the size it needs.
-	f.byMAC, f.byIP = newMultiIndex[MAC](len(f.cands)), newMultiIndex[[16]byte](len(f.cands))
+	f.blockers, f.shadowed = newIndex(len(f.cands)), newIndex(0)
 	order := make([]*cand, 0, len(f.cands))
 	for _, c := range f.cands {
 		if reclassify {
 			c.classify(facts)
 		}
-		c.verdict = pending
+		c.verdict, c.shadowed = pending, false
 		if !f.active {
 			continue
 		}
-		f.index(c)
-		if c.kind == peerKind {
+		switch c.kind {
+		case ownKind:
+			f.blockers.add(c)
+		case peerKind:
 			order = append(order, c)
 		}
 	}
@@ -589,7 +625,7 @@ func (f *family) finish(d *Delta) {
 		case now == was:
 		case now == nil:
 			d.Changes = append(d.Changes, Change{IPv6: f.ipv6, Subnet: s})
-		case was == nil || was.public != now.public || was.mac != now.mac:
+		case was == nil || was.peer() != now.peer():
 			d.Changes = append(d.Changes, Change{IPv6: f.ipv6, Subnet: s, Admitted: true, Peer: now.peer()})
 		}
 	}
@@ -602,27 +638,34 @@ func (f *family) finish(d *Delta) {
 	}
 	for _, c := range f.judged {
 		c.fresh = false
-		reportedWhy := ""
-		if c.x != nil {
-			reportedWhy = c.x.reportedWhy
-		}
-		news := c.verdict != c.reported || c.verdict != 0 && c.why() != reportedWhy
+		// A static fault is news again if what to fix changed (another
+		// bad address, say); a conflict only if its rule did.
+		news := c.verdict != c.reported || c.static != 0 && c.staticWhy() != c.reportedWhy()
 		if c.gone || !news {
 			continue
 		}
 		c.reported = c.verdict
-		if c.verdict != 0 {
-			c.ext().reportedWhy = c.why()
+		if c.static != 0 {
+			c.ext().reportedWhy = c.staticWhy()
 		} else if c.x != nil {
 			c.x.reportedWhy = ""
 		}
-		d.Verdicts = append(d.Verdicts, c.verdictOf())
+		d.Verdicts = append(d.Verdicts, f.verdict(c))
 	}
 	if cap(f.judged) > 1024 {
 		f.judged = nil
 	} else {
 		clear(f.judged)
 		f.judged = f.judged[:0]
+	}
+}
+
+// inherit carries what was reported of old, the same lease's candidate
+// before a change, over to c.
+func (c *cand) inherit(old *cand) {
+	c.reported = old.reported
+	if w := old.reportedWhy(); w != "" {
+		c.ext().reportedWhy = w
 	}
 }
 
