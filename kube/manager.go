@@ -94,7 +94,8 @@ type Manager struct {
 	conditions   condition.Set // by operation: why it is waiting or failing now
 	logMu        sync.Mutex    // guards lastLog and skipped
 	lastLog      map[string]time.Time
-	skipped      map[string]string // nodes skipped as malformed, with why, to warn once per problem
+	skipped      map[string]string    // nodes skipped as malformed, with why, to warn once per problem
+	shared       map[lease.Key]string // keys several nodes claim, with whom, to warn once per set
 }
 
 // New returns a Manager. It starts nothing until a method needs the
@@ -133,7 +134,7 @@ func New(opts Options) (*Manager, error) {
 		kept: annotations{opts.AnnotationPrefix}.read(),
 		log:  opts.Logger.With("component", "kube", "node", opts.NodeName),
 		stop: make(chan struct{}), ownNode: make(chan struct{}, 1),
-		lastLog: map[string]time.Time{}, skipped: map[string]string{},
+		lastLog: map[string]time.Time{}, skipped: map[string]string{}, shared: map[lease.Key]string{},
 	}, nil
 }
 

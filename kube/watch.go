@@ -3,6 +3,7 @@ package kube
 import (
 	"context"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -28,6 +29,13 @@ const maxBatch = 512
 // it now is compared with the one last sent. A node whose PodCIDR changes
 // is a Removed and an Added event in one batch; one deleted is a Removed
 // event.
+//
+// A lease source sends one lease per key, so that no node can displace
+// another by claiming its subnet: when several Nodes have the same
+// PodCIDRs (a misconfiguration, or a node that set its own), the lease of
+// the oldest Node, by creation time and then name, is the one sent, and
+// the others are warned about, naming every Node. When it goes, the next
+// oldest's is sent in its place.
 func (m *Manager) WatchLeases(ctx context.Context, ch chan<- lease.Batch) error {
 	if err := m.synced(ctx); err != nil {
 		return err
@@ -62,17 +70,19 @@ func (m *Manager) WatchLeases(ctx context.Context, ch chan<- lease.Batch) error 
 	// The snapshot is the cache as it is now; the queue already holds, or
 	// will, every node the handler is told of, and handling a node whose
 	// lease the snapshot already sent sends nothing.
-	view := map[string]lease.Lease{}
+	view := newNodeView()
 	nodes, err := m.lister.List(labels.Everything())
 	if err != nil {
 		return err
 	}
-	snapshot := make([]lease.Event, 0, len(nodes))
 	for _, n := range nodes {
 		if l, ok := m.leaseOf(n, conf); ok {
-			view[n.Name] = l
-			snapshot = append(snapshot, lease.Event{Type: lease.Added, Lease: l})
+			view.claim(n.Name, l)
 		}
+	}
+	snapshot := view.sendAll()
+	for k := range view.others {
+		m.warnShared(k, view)
 	}
 	sortEvents(snapshot)
 	if err := ctxutil.Send(ctx, ch, lease.Batch{Snapshot: true, Events: snapshot}); err != nil {
@@ -104,7 +114,7 @@ func (m *Manager) WatchLeases(ctx context.Context, ch chan<- lease.Batch) error 
 
 // nodeEvents compares node name's lease now with the one last sent,
 // records it in view, and returns the events that tell the difference.
-func (m *Manager) nodeEvents(name string, conf lease.Config, view map[string]lease.Lease) []lease.Event {
+func (m *Manager) nodeEvents(name string, conf lease.Config, view *nodeView) []lease.Event {
 	var cur lease.Lease
 	has := false
 	n, err := m.lister.Get(name)
@@ -114,29 +124,36 @@ func (m *Manager) nodeEvents(name string, conf lease.Config, view map[string]lea
 	case !apierrors.IsNotFound(err):
 		return nil // the cache answers only found or not
 	}
-	prev, had := view[name]
-	if has {
-		view[name] = cur
-	} else {
-		delete(view, name)
+	if !has {
 		m.logMu.Lock()
 		delete(m.skipped, name)
 		m.logMu.Unlock()
 	}
-	switch {
-	case had && has && prev.Key == cur.Key:
-		if !prev.Attrs.Equal(cur.Attrs) || prev.Seniority != cur.Seniority {
-			return []lease.Event{{Type: lease.Changed, Lease: cur, Prev: prev}}
-		}
-		return nil
-	case had && has:
-		return []lease.Event{{Type: lease.Removed, Lease: prev}, {Type: lease.Added, Lease: cur}}
-	case had:
-		return []lease.Event{{Type: lease.Removed, Lease: prev}}
-	case has:
-		return []lease.Event{{Type: lease.Added, Lease: cur}}
+	events, shared := view.update(name, cur, has)
+	for _, k := range shared {
+		m.warnShared(k, view)
 	}
-	return nil
+	return events
+}
+
+// warnShared warns, once per set of nodes, that several nodes have the
+// PodCIDRs of key k, naming the one whose lease is a peer.
+func (m *Manager) warnShared(k lease.Key, view *nodeView) {
+	names := view.claimants(k)
+	m.logMu.Lock()
+	defer m.logMu.Unlock()
+	was, warned := m.shared[k]
+	now := strings.Join(names, ",")
+	if len(names) < 2 {
+		delete(m.shared, k)
+		return
+	}
+	if warned && was == now {
+		return
+	}
+	m.shared[k] = now
+	m.log.Warn("several nodes have the same PodCIDRs; only the oldest Node is a peer, and the others are unreachable until their PodCIDRs are fixed",
+		"podcidrs", k, "peer", view.holders[k], "nodes", names)
 }
 
 // leaseOf returns the lease a node publishes, if it publishes a usable one.
@@ -175,7 +192,11 @@ func (m *Manager) leaseOf(n *corev1.Node, conf lease.Config) (lease.Lease, bool)
 	// The Node's creation time ranks its lease for peer admission: every
 	// node reads it alike, and the node's own credentials cannot change
 	// it, so a node that claims an older node's VTEP MAC or address loses.
-	return lease.Lease{Key: key, Attrs: attrs, Seniority: n.CreationTimestamp.Unix()}, true
+	l := lease.Lease{Key: key, Attrs: attrs}
+	if !n.CreationTimestamp.IsZero() {
+		l.Seniority = n.CreationTimestamp.Unix()
+	}
+	return l, true
 }
 
 // sortEvents orders events by key, as lease.Diff does.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -113,5 +114,63 @@ func TestWatchLeasesSeniority(t *testing.T) {
 	}
 	if got["older"] != 1_700_000_000 || got["younger"] != 1_700_000_100 {
 		t.Fatalf("seniorities %v, want the Nodes' creation times", got)
+	}
+}
+
+// TestWatchLeasesSharedPodCIDR: two Nodes with the same PodCIDRs (a
+// misconfiguration, or a node that set its own to another's) are one key.
+// The older Node's lease is the one sent, whichever comes first; the
+// younger neither displaces it nor, when deleted, takes it away; when the
+// older goes, the younger's is sent in its place; and the clash is warned
+// about, naming both.
+func TestWatchLeasesSharedPodCIDR(t *testing.T) {
+	victim, twin := peerNode("victim", 5), peerNode("twin", 66)
+	victim.CreationTimestamp = metav1.Unix(1_700_000_000, 0)
+	twin.CreationTimestamp = metav1.Unix(1_800_000_000, 0)
+	twin.Spec.PodCIDRs, twin.Spec.PodCIDR = victim.Spec.PodCIDRs, victim.Spec.PodCIDR
+	owners := func(events []lease.Event) string {
+		var s []string
+		for _, e := range events {
+			s = append(s, e.Type.String()+" "+e.Lease.Attrs.Owner)
+		}
+		return strings.Join(s, ", ")
+	}
+
+	// Both exist at the snapshot: one lease for the key, the older's.
+	e := newFakeEnv(t, dualNetConf, twin.DeepCopy(), victim.DeepCopy())
+	b := leasetest.Watch(t, e.m)
+	if got := owners(b.Snapshot(t).Events); got != "added victim" {
+		t.Fatalf("snapshot: %s, want only the older node's lease", got)
+	}
+	if !strings.Contains(e.logs.String(), "same PodCIDRs") || !strings.Contains(e.logs.String(), "twin") {
+		t.Errorf("no warning names both nodes:\n%s", e.logs)
+	}
+
+	// The younger comes later, and goes: nothing is sent.
+	e = newFakeEnv(t, dualNetConf, victim.DeepCopy())
+	b = leasetest.Watch(t, e.m)
+	b.Snapshot(t)
+	n := len(b.Batches())
+	e.create(t, twin.DeepCopy())
+	time.Sleep(300 * time.Millisecond) // time for the watch to handle it, were it to send anything
+	if err := e.client.CoreV1().Nodes().Delete(context.Background(), "twin", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	e.update(t, "victim", func(n *corev1.Node) { n.Annotations["flannel.alpha.coreos.com/public-ip"] = "192.0.2.55" })
+	if got := owners(b.Batch(t, n).Events); got != "changed victim" {
+		t.Fatalf("after the twin came and went: %s, want only the victim's own change", got)
+	}
+
+	// The older goes while the younger stays: the younger's is sent.
+	e.create(t, twin.DeepCopy())
+	time.Sleep(300 * time.Millisecond)
+	n = len(b.Batches())
+	if err := e.client.CoreV1().Nodes().Delete(context.Background(), "victim", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	got := b.Batch(t, n).Events
+	if owners(got) != "changed twin" || got[0].Prev.Attrs.Owner != "victim" {
+		t.Fatalf("after the older node went: %s, want the twin's lease in its place", owners(got))
 	}
 }

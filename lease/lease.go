@@ -84,7 +84,12 @@ type Event struct {
 	Prev Lease
 }
 
-// A Batch is one delivery from Manager.WatchLeases.
+// A Batch is one delivery from Manager.WatchLeases. A lease source keeps
+// one lease per key: a snapshot holds each key at most once, and an Added
+// event is for a key it has not sent or has since removed. Peer admission
+// (package lease/admit) takes a later lease for a key as replacing the
+// earlier, so a source whose store can hold two claims to one key (two
+// Nodes with one PodCIDR) sends the older claim's only.
 type Batch struct {
 	// Snapshot marks the first batch of a watch: Events then holds one Added
 	// event per lease that exists (possibly none), and the receiver should
