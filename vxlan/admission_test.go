@@ -586,3 +586,42 @@ func newRand(t *testing.T) *rand.Rand {
 	t.Logf("seed %d (set WEFT_SEED to replay)", seed)
 	return rand.New(rand.NewPCG(seed, 1))
 }
+
+// TestOneNodesLeasesMoveTogether: a node holding two leases (moving
+// subnets) publishes one VTEP MAC on both; when both move to a new address
+// in one batch, neither is refused for disagreeing with the other's old
+// address, and the FDB entry follows.
+func TestOneNodesLeasesMoveTogether(t *testing.T) {
+	t.Parallel()
+	h, m, quiet := oneHost(t, `{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}`)
+	script := &scriptedWatch{Manager: m, batches: make(chan lease.Batch)}
+	n := runNetwork(t, vxlan.NetworkConfig{Manager: script, Node: h.Name, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet})
+	leaseAt := func(subnet, public string) lease.Lease {
+		return lease.Lease{Key: lease.Key{IPv4: netip.MustParsePrefix(subnet)}, Seniority: 1, Attrs: lease.Attrs{
+			PublicIP: netip.MustParseAddr(public), BackendType: "vxlan", Owner: "mover",
+			BackendData: []byte(`{"VNI":1,"VtepMAC":"0e:00:00:00:bb:01"}`)}}
+	}
+	script.batches <- lease.Batch{Snapshot: true, Events: []lease.Event{
+		{Type: lease.Added, Lease: leaseAt("10.244.50.0/24", "172.30.9.1")},
+		{Type: lease.Added, Lease: leaseAt("10.244.51.0/24", "172.30.9.1")},
+	}}
+	fdbTo := func(ip string) bool {
+		_, ok := readKernel(t, h).fdb["0e:00:00:00:bb:01"]
+		return ok && readKernel(t, h).fdb["0e:00:00:00:bb:01"].String() == ip
+	}
+	testutil.WaitFor(t, 10*time.Second, "both leases programmed", func() bool { return len(readKernel(t, h).routes) == 2 && fdbTo("172.30.9.1") })
+	script.batches <- lease.Batch{Events: []lease.Event{
+		{Type: lease.Changed, Lease: leaseAt("10.244.50.0/24", "172.30.9.2")},
+		{Type: lease.Changed, Lease: leaseAt("10.244.51.0/24", "172.30.9.2")},
+	}}
+	testutil.WaitFor(t, 10*time.Second, "the FDB entry to follow", func() bool { return fdbTo("172.30.9.2") })
+	v4, _ := n.Datapaths()
+	for _, p := range v4.Status().Reconciler.Peers {
+		if p.Err != "" {
+			t.Errorf("peer %s failed: %s", p.Peer.Subnet, p.Err)
+		}
+	}
+	if len(n.Rejected()) != 0 {
+		t.Errorf("rejected %+v", n.Rejected())
+	}
+}

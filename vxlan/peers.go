@@ -70,9 +70,11 @@ func (n *Network) watchPeers(ctx context.Context) error {
 // refreshFacts reads this node's addresses and gives admission the facts
 // in force; whatever their change admits or rejects is programmed.
 func (n *Network) refreshFacts() {
-	local, err := n.readLocal()
+	// Read under n.push, so that of two refreshes the later read is the
+	// one applied last.
 	n.push.Lock()
 	defer n.push.Unlock()
+	local, err := n.readLocal()
 	n.mu.Lock()
 	if err == nil {
 		n.local = local
@@ -215,7 +217,10 @@ func (n *Network) program(changes []admit.Change) {
 	if len(changes) == 0 {
 		return
 	}
-	if len(changes) > bulkChanges {
+	if len(changes) > bulkChanges || sharesMAC(changes) {
+		// One node's leases that share a VTEP MAC, moved together, would
+		// each be refused in turn for disagreeing with the other's old
+		// address: a whole-set reconcile takes them at once.
 		n.pushAllLocked()
 		return
 	}
@@ -242,6 +247,22 @@ func (n *Network) program(changes []admit.Change) {
 			}
 		}
 	}
+}
+
+// sharesMAC reports whether two admitted peers in changes share a VTEP MAC.
+func sharesMAC(changes []admit.Change) bool {
+	seen := map[[2]any]bool{}
+	for _, c := range changes {
+		if !c.Admitted {
+			continue
+		}
+		k := [2]any{c.IPv6, c.Peer.VtepMAC}
+		if seen[k] {
+			return true
+		}
+		seen[k] = true
+	}
+	return false
 }
 
 // pushAllLocked gives each datapath the whole set of admitted peers. n.push
