@@ -91,11 +91,6 @@ func (x *subnetIndex) ascend(s netip.Prefix, f func(*cand) bool) {
 	x.tree.AscendGreaterOrEqual(&x.pivot, f)
 }
 
-func (x *subnetIndex) clear() {
-	x.tree.Clear(false)
-	clear(x.lens)
-}
-
 // multiIndex finds candidates by a value they usually hold alone (a VTEP
 // MAC, a public IP): the first in one map, any others in a second, so that
 // the common case costs no slice per candidate.
