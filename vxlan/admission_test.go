@@ -30,8 +30,10 @@ import (
 )
 
 // protectedAddr stands for the control plane's address inside the Network:
-// every agent of these tests protects it.
-var protectedAddr = netip.MustParsePrefix("10.244.200.7/32")
+// every agent of these tests protects it. It is in 10.244.0.0/24, which the
+// allocator never gives out (SubnetMin is the second subnet), as are the
+// hostile keys that must not overwrite an honest node's key.
+var protectedAddr = netip.MustParsePrefix("10.244.0.100/32")
 
 // overlay is a segment of simulated hosts and an etcd with the network
 // config, on which agents can be started one by one.
@@ -317,7 +319,7 @@ func TestHostileLeases(t *testing.T) {
 	a0, a1 := agents[0], agents[1]
 	sub0 := a0.current().Key.IPv4
 	k := func(p string) string { return "/coreos.com/network/subnets/" + p }
-	dummy := "10.244.250.1/24" // a connected network inside the overlay's range, on every host
+	dummy := "10.244.0.1/26" // a connected network inside the overlay's range, on every host
 	for _, h := range o.seg.Hosts {
 		d := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "weftdummy"}}
 		if err := h.Netlink().LinkAdd(d); err != nil {
@@ -333,18 +335,18 @@ func TestHostileLeases(t *testing.T) {
 		{"half the address space", "128.0.0.0-1", peerValue("172.30.0.77", "0e:00:00:00:77:01"), admit.ReasonSubnet},
 		{"outside the network", "10.245.3.0-24", peerValue("172.30.0.77", "0e:00:00:00:77:02"), admit.ReasonSubnet},
 		{"the underlay's subnet", "172.30.0.0-24", peerValue("172.30.0.77", "0e:00:00:00:77:03"), admit.ReasonSubnet},
-		{"the control plane's address", "10.244.200.7-32", peerValue("172.30.0.77", "0e:00:00:00:77:04"), admit.ReasonProtected},
-		{"a connected network", "10.244.250.0-24", peerValue("172.30.0.77", "0e:00:00:00:77:05"), admit.ReasonConnected},
-		{"multicast MAC", "10.244.77.0-24", peerValue("172.30.0.77", "01:00:5e:00:00:01"), admit.ReasonVtepMAC},
-		{"broadcast MAC", "10.244.77.0-24", peerValue("172.30.0.77", "ff:ff:ff:ff:ff:ff"), admit.ReasonVtepMAC},
-		{"another peer's MAC elsewhere", "10.244.77.0-24", peerValue("172.30.0.77", a1.vtepMAC(t)), admit.ReasonIdentityConflict},
-		{"another peer's MAC and address", "10.244.77.0-24", peerValue(a1.host.Addr.Addr().String(), a1.vtepMAC(t)), admit.ReasonIdentityConflict},
-		{"loopback", "10.244.77.0-24", peerValue("127.0.0.1", "0e:00:00:00:77:06"), admit.ReasonPublicIP},
-		{"multicast address", "10.244.77.0-24", peerValue("224.0.0.1", "0e:00:00:00:77:07"), admit.ReasonPublicIP},
-		{"admin-scoped multicast", "10.244.77.0-24", peerValue("239.1.1.1", "0e:00:00:00:77:08"), admit.ReasonPublicIP},
-		{"broadcast", "10.244.77.0-24", peerValue("255.255.255.255", "0e:00:00:00:77:09"), admit.ReasonPublicIP},
-		{"a1's address", "10.244.77.0-24", peerValue(a1.host.Addr.Addr().String(), "0e:00:00:00:77:0a"), admit.ReasonIdentityConflict},
-		{"a2's own address", "10.244.77.0-24", peerValue(agents[2].host.Addr.Addr().String(), "0e:00:00:00:77:0f"), admit.ReasonPublicIP},
+		{"the control plane's address", "10.244.0.100-32", peerValue("172.30.0.77", "0e:00:00:00:77:04"), admit.ReasonProtected},
+		{"a connected network", "10.244.0.0-26", peerValue("172.30.0.77", "0e:00:00:00:77:05"), admit.ReasonConnected},
+		{"multicast MAC", "10.244.0.128-25", peerValue("172.30.0.77", "01:00:5e:00:00:01"), admit.ReasonVtepMAC},
+		{"broadcast MAC", "10.244.0.128-25", peerValue("172.30.0.77", "ff:ff:ff:ff:ff:ff"), admit.ReasonVtepMAC},
+		{"another peer's MAC elsewhere", "10.244.0.128-25", peerValue("172.30.0.77", a1.vtepMAC(t)), admit.ReasonIdentityConflict},
+		{"another peer's MAC and address", "10.244.0.128-25", peerValue(a1.host.Addr.Addr().String(), a1.vtepMAC(t)), admit.ReasonIdentityConflict},
+		{"loopback", "10.244.0.128-25", peerValue("127.0.0.1", "0e:00:00:00:77:06"), admit.ReasonPublicIP},
+		{"multicast address", "10.244.0.128-25", peerValue("224.0.0.1", "0e:00:00:00:77:07"), admit.ReasonPublicIP},
+		{"admin-scoped multicast", "10.244.0.128-25", peerValue("239.1.1.1", "0e:00:00:00:77:08"), admit.ReasonPublicIP},
+		{"broadcast", "10.244.0.128-25", peerValue("255.255.255.255", "0e:00:00:00:77:09"), admit.ReasonPublicIP},
+		{"a1's address", "10.244.0.128-25", peerValue(a1.host.Addr.Addr().String(), "0e:00:00:00:77:0a"), admit.ReasonIdentityConflict},
+		{"a2's own address", "10.244.0.128-25", peerValue(agents[2].host.Addr.Addr().String(), "0e:00:00:00:77:0f"), admit.ReasonPublicIP},
 		{"dual-stack over a peer's subnet", strings.Replace(sub0.String(), "/", "-", 1) + "&fd00:77::-64",
 			`{"PublicIP":"172.30.0.77","PublicIPv6":"fd30::77","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:00:00:00:77:0b"},"BackendV6Data":{"VNI":1,"VtepMAC":"0e:00:00:00:77:0c"}}`,
 			admit.ReasonSubnetConflict},

@@ -130,15 +130,7 @@ func NewDatapath(cfg DatapathConfig) (*Datapath, error) {
 	if cfg.Subnet.IsValid() != cfg.Network.IsValid() {
 		return nil, errors.New("vxlan: DatapathConfig needs both Subnet and Network, or neither")
 	}
-	var (
-		h   *netlink.Handle
-		err error
-	)
-	if inNamespace(cfg.Namespace) {
-		h, err = netlink.NewHandleAt(cfg.Namespace)
-	} else {
-		h, err = netlink.NewHandle()
-	}
+	h, err := handleAt(cfg.Namespace)
 	if err != nil {
 		return nil, fmt.Errorf("vxlan: netlink handle: %w", err)
 	}

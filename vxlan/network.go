@@ -257,13 +257,7 @@ func (n *Network) newDatapath(backend Config, public netip.Addr, ipv6 bool) (*Da
 
 // underlay finds the interface holding addr, and the prefix it is on.
 func (n *Network) underlay(addr netip.Addr) (int, netip.Prefix, error) {
-	var h *netlink.Handle
-	var err error
-	if inNamespace(n.cfg.Namespace) {
-		h, err = netlink.NewHandleAt(n.cfg.Namespace)
-	} else {
-		h, err = netlink.NewHandle()
-	}
+	h, err := handleAt(n.cfg.Namespace)
 	if err != nil {
 		return 0, netip.Prefix{}, fmt.Errorf("vxlan: %w", err)
 	}

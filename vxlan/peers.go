@@ -114,13 +114,7 @@ func (n *Network) factsLocked() admit.Facts {
 // the prefix of each, but those of the VXLAN devices, is a connected
 // network no peer may capture.
 func (n *Network) readLocal() (localFacts, error) {
-	var h *netlink.Handle
-	var err error
-	if inNamespace(n.cfg.Namespace) {
-		h, err = netlink.NewHandleAt(n.cfg.Namespace)
-	} else {
-		h, err = netlink.NewHandle()
-	}
+	h, err := handleAt(n.cfg.Namespace)
 	if err != nil {
 		return localFacts{}, err
 	}

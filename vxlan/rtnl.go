@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"unsafe"
 
+	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
@@ -92,6 +93,15 @@ func socketAt(ns netns.NsHandle) (int, error) {
 // inNamespace reports whether ns names a namespace to switch to; the zero
 // handle means the caller's (see netnsutil.InOther).
 func inNamespace(ns netns.NsHandle) bool { return netnsutil.InOther(ns) }
+
+// handleAt returns a netlink handle for ns (the zero handle: the
+// caller's namespace).
+func handleAt(ns netns.NsHandle) (*netlink.Handle, error) {
+	if inNamespace(ns) {
+		return netlink.NewHandleAt(ns)
+	}
+	return netlink.NewHandle()
+}
 
 // close closes the socket. Later calls fail with errClosed instead of
 // reaching whatever socket reuses the descriptor number.

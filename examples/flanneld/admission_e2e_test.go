@@ -3,11 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/weftnet/weft/internal/daemontest"
 )
 
 // TestHostileKeysDaemon runs flanneld among hostile subnet keys written by
@@ -36,31 +36,11 @@ func TestHostileKeysDaemon(t *testing.T) {
 		etcdAddr.String() + "-32": value("172.30.0.77", "0e:00:00:00:77:02"),
 		"10.244.77.0-24":          value("172.30.0.77", "ff:ff:ff:ff:ff:ff"),
 		strings.Replace(aSub.String(), "/", "-", 1) + "&fd00:77::-64": `{"PublicIP":"172.30.0.77","PublicIPv6":"fd30::77","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:00:00:00:77:03"}}`,
-		"10.244.78.0-24": value("172.30.0.78", macOf(b)),
+		"10.244.0.128-25": value("172.30.0.78", macOf(b)),
 	}
 
-	// Sample readiness from here to the end.
-	var lapses []string
-	var mu sync.Mutex
-	stop := make(chan struct{})
-	sampled := make(chan struct{})
-	go func() {
-		defer close(sampled)
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
-			for _, d := range []*daemon{a, b} {
-				if code, body := d.Readyz(); code != http.StatusOK {
-					mu.Lock()
-					lapses = append(lapses, fmt.Sprintf("%s: %d %s", d.Host.Name, code, body))
-					mu.Unlock()
-				}
-			}
-		}
-	}()
+	// Readiness is sampled from here to the end.
+	ready := daemontest.WatchReady(a, b)
 	for k, v := range hostile {
 		c.put(t, "/coreos.com/network/subnets/"+k, v)
 	}
@@ -114,11 +94,7 @@ func TestHostileKeysDaemon(t *testing.T) {
 		})
 	}
 	reachPairs(t, [][2]*daemon{{a, b}, {b, late}})
-	close(stop)
-	<-sampled
-	if len(lapses) > 0 {
-		t.Errorf("a daemon was not ready %d times; first: %s", len(lapses), lapses[0])
-	}
+	ready.Check(t)
 }
 
 func (c *cluster) put(t *testing.T, key, value string) {

@@ -116,19 +116,17 @@ func kubeconfig(t *testing.T, admin *rest.Config, server, user string, groups ..
 	return path
 }
 
-// TestFlanneldKubeMode is seed 004 with processes: two flanneld daemons in
-// kube mode, as the service account of examples/manifests, talk to a real
-// kube-apiserver. One node has no PodCIDR: its daemon does not exit, it
-// answers /readyz with "waiting for PodCIDR" and logs the fix. Once the
-// PodCIDR is assigned, it proceeds without a restart: both write
-// subnet.env, set NetworkUnavailable=False, and carry traffic between
-// their pods' subnets over VXLAN.
-func TestFlanneldKubeMode(t *testing.T) {
+// kubeMode is what the kube-mode daemon tests share: a kube-apiserver with
+// the shipped RBAC, the flanneld binary, two hosts for daemons, and a
+// kubeconfig as flanneld's service account reaching the API server through
+// a third host.
+func kubeMode(t *testing.T) (c *cluster, bin string, h1, h2 *netnstest.Host, kc string) {
+	t.Helper()
 	netnstest.RequirePrivileged(t)
-	c := newCluster(t)
-	bin := daemontest.Flanneld(t)
+	c = newCluster(t)
+	bin = daemontest.Flanneld(t)
 	seg := netnstest.NewSegment(t, 3)
-	ctl, h1, h2 := seg.Hosts[0], seg.Hosts[1], seg.Hosts[2]
+	ctl := seg.Hosts[0]
 	target, err := url.Parse(c.srv.Admin.Host)
 	if err != nil {
 		t.Fatal(err)
@@ -137,8 +135,20 @@ func TestFlanneldKubeMode(t *testing.T) {
 	for _, f := range []string{"namespace.yaml", "rbac.yaml"} {
 		apply(t, c.admin, f)
 	}
-	kc := kubeconfig(t, c.srv.Admin, server, "system:serviceaccount:kube-flannel:flannel",
+	kc = kubeconfig(t, c.srv.Admin, server, "system:serviceaccount:kube-flannel:flannel",
 		"system:serviceaccounts", "system:serviceaccounts:kube-flannel", "system:authenticated")
+	return c, bin, seg.Hosts[1], seg.Hosts[2], kc
+}
+
+// TestFlanneldKubeMode is seed 004 with processes: two flanneld daemons in
+// kube mode, as the service account of examples/manifests, talk to a real
+// kube-apiserver. One node has no PodCIDR: its daemon does not exit, it
+// answers /readyz with "waiting for PodCIDR" and logs the fix. Once the
+// PodCIDR is assigned, it proceeds without a restart: both write
+// subnet.env, set NetworkUnavailable=False, and carry traffic between
+// their pods' subnets over VXLAN.
+func TestFlanneldKubeMode(t *testing.T) {
+	c, bin, h1, h2, kc := kubeMode(t)
 	s := c.scope(t, "e2e", `{"Network": "10.120.0.0/16", "Backend": {"Type": "vxlan"}}`)
 	s.createNode(h1.Name, "10.120.1.0/24")
 	s.createNode(h2.Name)
@@ -219,21 +229,7 @@ func grep(s, sub string) string {
 // both daemons, by rule, while both stay ready, route only to each other,
 // and pass traffic; once the claims are withdrawn the node is a peer.
 func TestFlanneldKubeSpoofedAnnotations(t *testing.T) {
-	netnstest.RequirePrivileged(t)
-	c := newCluster(t)
-	bin := daemontest.Flanneld(t)
-	seg := netnstest.NewSegment(t, 3)
-	ctl, h1, h2 := seg.Hosts[0], seg.Hosts[1], seg.Hosts[2]
-	target, err := url.Parse(c.srv.Admin.Host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	server := proxyIn(t, ctl, target.Host)
-	for _, f := range []string{"namespace.yaml", "rbac.yaml"} {
-		apply(t, c.admin, f)
-	}
-	kc := kubeconfig(t, c.srv.Admin, server, "system:serviceaccount:kube-flannel:flannel",
-		"system:serviceaccounts", "system:serviceaccounts:kube-flannel", "system:authenticated")
+	c, bin, h1, h2, kc := kubeMode(t)
 	s := c.scope(t, "spoof", `{"Network": "10.121.0.0/16", "Backend": {"Type": "vxlan"}}`)
 	s.createNode(h1.Name, "10.121.1.0/24")
 	s.createNode(h2.Name, "10.121.2.0/24")
@@ -276,26 +272,7 @@ func TestFlanneldKubeSpoofedAnnotations(t *testing.T) {
 	}
 	bd := func(mac string) string { return `{"VNI":1,"VtepMAC":"` + mac + `"}` }
 
-	var lapses []string
-	var mu sync.Mutex
-	stop, sampled := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(sampled)
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
-			for _, d := range []*daemontest.Daemon{a, b} {
-				if code, body := d.Readyz(); code != http.StatusOK {
-					mu.Lock()
-					lapses = append(lapses, d.Host.Name+": "+body)
-					mu.Unlock()
-				}
-			}
-		}
-	}()
+	ready := daemontest.WatchReady(a, b)
 	// b sees its own address claimed as a local address (public-ip);
 	// everyone else, as another node's (identity-conflict).
 	for _, claim := range []struct {
@@ -335,9 +312,5 @@ func TestFlanneldKubeSpoofedAnnotations(t *testing.T) {
 	for _, d := range []*daemontest.Daemon{a, b} {
 		d.WaitPeers(2)
 	}
-	close(stop)
-	<-sampled
-	if len(lapses) > 0 {
-		t.Errorf("a daemon was not ready %d times; first: %s", len(lapses), lapses[0])
-	}
+	ready.Check(t)
 }
