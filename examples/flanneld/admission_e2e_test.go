@@ -34,7 +34,7 @@ func TestHostileKeysDaemon(t *testing.T) {
 	hostile := map[string]string{
 		"128.0.0.0-1":             value("172.30.0.77", "0e:00:00:00:77:01"),
 		etcdAddr.String() + "-32": value("172.30.0.77", "0e:00:00:00:77:02"),
-		"10.244.77.0-24":          value("172.30.0.77", "ff:ff:ff:ff:ff:ff"),
+		"10.244.0.0-25":           value("172.30.0.77", "ff:ff:ff:ff:ff:ff"), // 10.244.0.0/24 is never given out
 		strings.Replace(aSub.String(), "/", "-", 1) + "&fd00:77::-64": `{"PublicIP":"172.30.0.77","PublicIPv6":"fd30::77","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:00:00:00:77:03"}}`,
 		"10.244.0.128-25": value("172.30.0.78", macOf(b)),
 	}
