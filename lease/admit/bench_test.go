@@ -133,3 +133,54 @@ func BenchmarkSharedIdentity(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkAdversarial measures what a hostile writer's keys cost, per
+// event, beside N honest leases (each must grow as log N, not N):
+//   - wide: a key over the whole 10/8 run of admitted peers, rejected by
+//     the oldest peer, which sits at the far end of the run, removed and
+//     written again;
+//   - one-node: one more lease for a node that holds N leases with one MAC
+//     and address, removed and written again;
+//   - shared-mac: one of N nodes' leases that all claim one MAC, removed
+//     and written again.
+func BenchmarkAdversarial(b *testing.B) {
+	for _, n := range []int{5000, 20000} {
+		b.Run(fmt.Sprintf("wide/leases=%d", n), func(b *testing.B) {
+			evs := benchLeases(n)
+			evs[0].Lease.Key.IPv4 = netip.MustParsePrefix("10.255.255.0/24")
+			for i := 1; i < n; i++ {
+				evs[i].Lease.Seniority = int64(i + 10)
+			}
+			wide := lease.Event{Type: lease.Added, Lease: lease.Lease{Key: lease.Key{IPv4: netip.MustParsePrefix("10.0.0.0/8")}, Seniority: 5,
+				Attrs: lease.Attrs{PublicIP: netip.MustParseAddr("172.30.9.9"), BackendType: "vxlan", Owner: "w",
+					BackendData: json.RawMessage(`{"VNI":1,"VtepMAC":"0e:99:00:00:00:01"}`)}}}
+			flap(b, evs, wide)
+		})
+		b.Run(fmt.Sprintf("one-node/leases=%d", n), func(b *testing.B) {
+			evs := benchLeases(n + 1)
+			for i := range evs {
+				evs[i].Lease.Attrs.PublicIP = netip.MustParseAddr("172.31.0.9")
+				evs[i].Lease.Attrs.Owner = "x"
+				evs[i].Lease.Attrs.BackendData = json.RawMessage(`{"VNI":1,"VtepMAC":"0e:00:00:00:00:09"}`)
+			}
+			flap(b, evs[:n], evs[n])
+		})
+		b.Run(fmt.Sprintf("shared-mac/leases=%d", n), func(b *testing.B) {
+			evs := sharedLeases(n+1, "mac")
+			flap(b, evs[:n], evs[n/2])
+		})
+	}
+}
+
+// flap judges a snapshot of evs, then removes and writes again e.
+func flap(b *testing.B, evs []lease.Event, e lease.Event) {
+	tab := NewTable(benchFacts)
+	tab.Apply(lease.Batch{Snapshot: true, Events: evs})
+	tab.Apply(lease.Batch{Events: []lease.Event{e}})
+	del := lease.Batch{Events: []lease.Event{{Type: lease.Removed, Lease: e.Lease}}}
+	add := lease.Batch{Events: []lease.Event{e}}
+	for b.Loop() {
+		tab.Apply(del)
+		tab.Apply(add)
+	}
+}

@@ -50,14 +50,16 @@ type cand struct {
 	mac       MAC
 	ipv6      bool
 	kind      kind
-	static    code // the first static rule that fails, or 0
-	verdict   code // 0 when admitted
-	reported  code // the rule last returned in a Delta; a new candidate starts as admitted, so that only a rejection is news
-	fresh     bool // inserted in the pass in progress
-	queued    bool // in the pass's heap
-	shadowed  bool // in the family's shadowed index
-	gone      bool // removed from the table
-	pivot     bool // a search key, not a candidate
+	static    code  // the first static rule that fails, or 0
+	verdict   code  // 0 when admitted
+	reported  code  // the rule last returned in a Delta; a new candidate starts as admitted, so that only a rejection is news
+	fresh     bool  // inserted in the pass in progress
+	queued    bool  // in the pass's heap
+	shadowed  bool  // in the family's shadowed index
+	bySubnet  bool  // blocker overlaps c's subnet, rather than sharing its identity
+	blocker   *cand // what blocked c when it was last judged, tried first the next time
+	gone      bool  // removed from the table
+	pivot     bool  // a search key, not a candidate
 	x         *extra
 }
 

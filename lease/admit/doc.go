@@ -61,5 +61,6 @@
 // changes and, when a verdict changes, those that conflict with it: its
 // cost is in proportion to them, O(k log N), not to the size of the table.
 // SetFacts and a snapshot judge everything, in O(N log N). A rejection's
-// detail (which older lease blocks it) is worked out when it is reported.
+// detail names one of the older leases that block it, which may depend on
+// the order things happened in; its rule does not.
 package admit

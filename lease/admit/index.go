@@ -92,46 +92,84 @@ func (x *subnetIndex) ascend(s netip.Prefix, f func(*cand) bool) {
 }
 
 // multiIndex finds candidates by a value they usually hold alone (a VTEP
-// MAC, a public IP): the first in one map, any others in a second, so that
-// the common case costs no slice per candidate.
+// MAC, a public IP): one in a map, any others in a set of their own, so that
+// the common case costs no allocation per candidate and a shared value,
+// however many hold it, costs O(1) to add to or delete from. For a shared
+// value it also counts the candidates of each node, so that whether all
+// are one node's leases is one lookup.
 type multiIndex[K comparable] struct {
 	first map[K]*cand
-	more  map[K][]*cand
+	more  map[K]map[*cand]struct{}
+	nodes map[K]map[nodeID]int
 }
 
+// nodeID is what sameNode compares.
+type nodeID struct {
+	owner  string
+	mac    MAC
+	public [16]byte
+}
+
+func (c *cand) node() nodeID { return nodeID{c.owner, c.mac, c.public.As16()} }
+
 func newMultiIndex[K comparable](size int) multiIndex[K] {
-	return multiIndex[K]{first: make(map[K]*cand, size), more: map[K][]*cand{}}
+	return multiIndex[K]{first: make(map[K]*cand, size), more: map[K]map[*cand]struct{}{}, nodes: map[K]map[nodeID]int{}}
 }
 
 func (x *multiIndex[K]) insert(k K, c *cand) {
-	if _, ok := x.first[k]; !ok {
+	first, ok := x.first[k]
+	if !ok {
 		x.first[k] = c
 		return
 	}
-	x.more[k] = append(x.more[k], c)
+	set := x.more[k]
+	if set == nil {
+		set = map[*cand]struct{}{}
+		x.more[k] = set
+		x.nodes[k] = map[nodeID]int{first.node(): 1}
+	}
+	set[c] = struct{}{}
+	x.nodes[k][c.node()]++
 }
 
 func (x *multiIndex[K]) delete(k K, c *cand) {
-	rest := x.more[k]
+	set := x.more[k]
 	if x.first[k] == c {
-		if len(rest) == 0 {
-			delete(x.first, k)
-			return
+		delete(x.first, k)
+		for o := range set {
+			x.first[k] = o
+			delete(set, o)
+			break
 		}
-		x.first[k], rest = rest[0], rest[1:]
 	} else {
-		for i, o := range rest {
-			if o == c {
-				rest = append(rest[:i:i], rest[i+1:]...)
-				break
-			}
-		}
+		delete(set, c)
 	}
-	if len(rest) == 0 {
+	if set == nil {
+		return
+	}
+	if len(set) == 0 {
 		delete(x.more, k)
-	} else {
-		x.more[k] = rest
+		delete(x.nodes, k)
+		return
 	}
+	nodes := x.nodes[k]
+	if nodes[c.node()]--; nodes[c.node()] == 0 {
+		delete(nodes, c.node())
+	}
+}
+
+// onlyNodeOf reports whether every candidate under k is a lease of c's
+// node (c among them or not), and at least one is there.
+func (x *multiIndex[K]) onlyNodeOf(k K, c *cand) bool {
+	first, ok := x.first[k]
+	if !ok {
+		return false
+	}
+	nodes, shared := x.nodes[k]
+	if !shared {
+		return first.sameNode(c)
+	}
+	return len(nodes) == 1 && nodes[c.node()] > 0
 }
 
 // each calls f with every candidate under k, until f returns false.
@@ -140,7 +178,7 @@ func (x *multiIndex[K]) each(k K, f func(*cand) bool) {
 	if !ok || !f(c) {
 		return
 	}
-	for _, c := range x.more[k] {
+	for c := range x.more[k] {
 		if !f(c) {
 			return
 		}

@@ -283,10 +283,11 @@ func (x *index) conflicting(c *cand, fn func(o *cand, r Reason) bool) {
 		}
 		return more
 	}
-	if more {
+	// One node's many leases under one MAC or address cost one look.
+	if more && !x.byMAC.onlyNodeOf(c.mac, c) {
 		x.byMAC.each(c.mac, identity)
 	}
-	if more {
+	if more && !x.byIP.onlyNodeOf(c.public.As16(), c) {
 		x.byIP.each(c.public.As16(), identity)
 	}
 }
@@ -304,6 +305,12 @@ type family struct {
 	// searched for the candidates a change of verdict may affect.
 	blockers, shadowed index
 
+	// wide remembers, for a subnet whose overlapping blockers took long to
+	// search (a wide one, holding many younger peers), the blocker found,
+	// so that the next candidate at that subnet, or the same key written
+	// again, costs a lookup.
+	wide map[netip.Prefix]*cand
+
 	// The pass in progress.
 	before map[netip.Prefix]*cand // the admitted peer at each touched subnet, before the pass
 	queue  candHeap
@@ -311,7 +318,8 @@ type family struct {
 }
 
 func newFamily(ipv6 bool) *family {
-	return &family{ipv6: ipv6, cands: map[lease.Key]*cand{}, blockers: newIndex(0), shadowed: newIndex(0), before: map[netip.Prefix]*cand{}}
+	return &family{ipv6: ipv6, cands: map[lease.Key]*cand{}, blockers: newIndex(0), shadowed: newIndex(0),
+		wide: map[netip.Prefix]*cand{}, before: map[netip.Prefix]*cand{}}
 }
 
 // newCand decodes l's half of the family, if it has one, and classifies it.
@@ -351,23 +359,93 @@ func (c *cand) classify(facts *Facts) {
 // identity (identity-conflict).
 func (f *family) evaluate(c *cand) {
 	if c.static != 0 {
+		c.blocker = nil
 		f.setVerdict(c, c.static)
 		return
 	}
-	var v code
-	f.blockers.conflicting(c, func(o *cand, r Reason) bool {
-		if o.blocks(c) {
-			v = codeOf(r)
+	b, bySubnet := c.blocker, c.bySubnet
+	if b != nil && !b.blocks(c) {
+		b = nil
+	}
+	if b == nil || !bySubnet {
+		// An overlap outranks a shared identity.
+		if sb := f.subnetBlocker(c); sb != nil {
+			b, bySubnet = sb, true
+		}
+	}
+	if b == nil {
+		b, bySubnet = f.identityBlocker(c), false
+	}
+	c.blocker, c.bySubnet = b, bySubnet
+	switch {
+	case b == nil:
+		f.setVerdict(c, 0)
+	case bySubnet:
+		f.setVerdict(c, codeOf(ReasonSubnetConflict))
+	default:
+		f.setVerdict(c, codeOf(ReasonIdentityConflict))
+	}
+}
+
+// wideScan is how many overlapping blockers a search visits before its
+// result is remembered in family.wide; maxWide bounds that memory.
+const (
+	wideScan = 64
+	maxWide  = 4096
+)
+
+// subnetBlocker returns an older blocker whose subnet overlaps c's, if any.
+func (f *family) subnetBlocker(c *cand) *cand {
+	s := c.subnet()
+	if h, ok := f.wide[s]; ok {
+		if h.blocks(c) {
+			return h
+		}
+		if h.gone || !h.admitted() && h.kind != ownKind {
+			delete(f.wide, s)
+		}
+	}
+	var found *cand
+	steps := 0
+	f.blockers.subnets.overlapping(s, func(o *cand) bool {
+		steps++
+		if o != c && o.blocks(c) {
+			found = o
 			return false
 		}
 		return true
 	})
-	f.setVerdict(c, v)
+	if found != nil && steps > wideScan {
+		if len(f.wide) >= maxWide {
+			clear(f.wide)
+		}
+		f.wide[s] = found
+	}
+	return found
+}
+
+// identityBlocker returns an older blocker of another node with c's VTEP
+// MAC or public IP, if any.
+func (f *family) identityBlocker(c *cand) *cand {
+	var found *cand
+	search := func(o *cand) bool {
+		if o != c && !o.sameNode(c) && o.blocks(c) {
+			found = o
+			return false
+		}
+		return true
+	}
+	if !f.blockers.byMAC.onlyNodeOf(c.mac, c) {
+		f.blockers.byMAC.each(c.mac, search)
+	}
+	if found == nil && !f.blockers.byIP.onlyNodeOf(c.public.As16(), c) {
+		f.blockers.byIP.each(c.public.As16(), search)
+	}
+	return found
 }
 
 // verdict returns c's verdict, with what to fix: for a conflict, naming
-// the oldest blocker of its kind, worked out now rather than kept, so that
-// a change of blockers costs nothing until it is reported.
+// one of the leases that block it.
 func (f *family) verdict(c *cand) Verdict {
 	v := Verdict{Peer: c.peer(), Reason: c.verdict.reason()}
 	switch {
@@ -375,15 +453,14 @@ func (f *family) verdict(c *cand) Verdict {
 	case c.static != 0:
 		v.Detail = c.staticWhy()
 	default:
-		var oldest *cand
-		f.blockers.conflicting(c, func(o *cand, r Reason) bool {
-			if r == v.Reason && o.blocks(c) && (oldest == nil || o.older(oldest)) {
-				oldest = o
+		b := c.blocker
+		if b == nil || !b.blocks(c) {
+			if b = f.subnetBlocker(c); b == nil || v.Reason != ReasonSubnetConflict {
+				b = f.identityBlocker(c)
 			}
-			return true
-		})
-		if oldest != nil {
-			v.Detail = conflictDetail(c, oldest, v.Reason)
+		}
+		if b != nil {
+			v.Detail = conflictDetail(c, b, v.Reason)
 		}
 	}
 	return v
@@ -586,6 +663,7 @@ func (f *family) judgeAll(facts *Facts, d *Delta, reclassify bool) {
 	// Sized once for every candidate: grown one by one, a map of tens of
 	// thousands ends up to twice the size it needs.
 	f.blockers, f.shadowed = newIndex(len(f.cands)), newIndex(0)
+	clear(f.wide)
 	order := make([]*cand, 0, len(f.cands))
 	for _, c := range f.cands {
 		if reclassify {
