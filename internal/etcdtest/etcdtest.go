@@ -24,6 +24,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
@@ -82,10 +83,45 @@ func start(t T, useTLS bool) *Server {
 		s.tls = &files
 		s.clientURL.Scheme = "https"
 	}
-	if err := s.start(); err != nil {
-		t.Fatalf("etcdtest: start: %v", err)
-	}
+	startAlone(t, s)
 	return s
+}
+
+// startAlone starts a one-member server, on fresh ports again whenever
+// another process took one of its ports first.
+func startAlone(t T, s *Server) {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		err := s.start()
+		if err == nil {
+			return
+		}
+		if attempt == maxStarts || !portTaken(err) {
+			t.Fatalf("etcdtest: start: %v", err)
+		}
+		s.repick(t)
+		s.cluster = s.name + "=" + s.peerURL.String()
+	}
+}
+
+// maxStarts is how many times a server is started on fresh ports when
+// another process took one of them between freeAddr and the bind.
+const maxStarts = 5
+
+// portTaken reports whether a start failed because a port it was given
+// was taken meanwhile.
+func portTaken(err error) bool {
+	return errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use")
+}
+
+// repick gives a member that failed to start fresh ports and an empty
+// data directory, keeping its front proxy's address.
+func (s *Server) repick(t T) {
+	s.clientURL.Host, s.peerURL.Host = freeAddr(t), freeAddr(t)
+	os.RemoveAll(filepath.Join(s.dir, "data"))
+	if s.front != nil {
+		s.front.retarget(s.clientURL.Host)
+	}
 }
 
 // StartIn starts an embedded server whose listeners live in another network
@@ -161,17 +197,32 @@ func StartCluster(t T, n int) []*Server {
 		members[i] = newMember(t, fmt.Sprintf("m%d", i))
 		peers = append(peers, members[i].name+"="+members[i].peerURL.String())
 	}
-	errs := make(chan error, n)
-	for _, m := range members {
-		m.cluster = strings.Join(peers, ",")
-		go func() { errs <- m.start() }() // members wait for each other
-	}
-	for range members {
-		if err := <-errs; err != nil {
-			t.Fatalf("etcdtest: start cluster: %v", err)
+	for attempt := 1; ; attempt++ {
+		errs := make(chan error, n)
+		for _, m := range members {
+			m.cluster = strings.Join(peers, ",")
+			go func() { errs <- m.start() }() // members wait for each other
+		}
+		var failed error
+		for range members {
+			if err := <-errs; err != nil && failed == nil {
+				failed = err
+			}
+		}
+		if failed == nil {
+			return members
+		}
+		if attempt == maxStarts || !portTaken(failed) {
+			t.Fatalf("etcdtest: start cluster: %v", failed)
+		}
+		// Another process took a port: every member starts afresh.
+		peers = peers[:0]
+		for _, m := range members {
+			m.Stop()
+			m.repick(t)
+			peers = append(peers, m.name+"="+m.peerURL.String())
 		}
 	}
-	return members
 }
 
 // Endpoint returns the URL clients dial, e.g. "http://127.0.0.1:40123".

@@ -19,6 +19,13 @@ type Proxy struct {
 	wg    sync.WaitGroup
 }
 
+// retarget makes new connections go to target.
+func (p *Proxy) retarget(target string) {
+	p.mu.Lock()
+	p.target = target
+	p.mu.Unlock()
+}
+
 // NewProxy starts a proxy on 127.0.0.1 to target (host:port), stopped by
 // t.Cleanup.
 func NewProxy(t T, target string) *Proxy {
