@@ -84,11 +84,13 @@ type Network struct {
 	hasOwn  bool
 	// table judges every watched lease (see package lease/admit): only
 	// the peers it admits are programmed.
-	table   *admit.Table
-	local   localFacts // this node's addresses, as last read
-	watched bool       // the first snapshot has arrived
-	v4, v6  *Datapath
-	onLink  map[int]netip.Prefix // underlay connected prefixes, for DirectRouting
+	table *admit.Table
+	local localFacts // this node's addresses, as last read
+	// localErr is the last failure to read them, under n.push.
+	localErr string
+	watched  bool // the first snapshot has arrived
+	v4, v6   *Datapath
+	onLink   map[int]netip.Prefix // underlay connected prefixes, for DirectRouting
 
 	leased     chan struct{} // closed when the first lease is obtained
 	leasedOnce sync.Once

@@ -82,8 +82,15 @@ func (n *Network) refreshFacts() {
 	d := n.table.SetFacts(n.factsLocked())
 	watched := n.watched
 	n.mu.Unlock()
-	if err != nil {
+	// Said once per distinct failure, and once when it ends: refreshes
+	// run every resync.
+	switch {
+	case err != nil && err.Error() != n.localErr:
 		n.log.Warn("cannot list this node's addresses; admission keeps those it read last", "err", err)
+		n.localErr = err.Error()
+	case err == nil && n.localErr != "":
+		n.log.Info("listing this node's addresses works again")
+		n.localErr = ""
 	}
 	n.report(d)
 	if watched {
