@@ -127,7 +127,12 @@ func TestFlanneldEndToEnd(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, 2, "")
 	a, b := c.start(c.host(1), "--ip-masq"), c.start(c.host(2), "--ip-masq")
-	waitFor(t, 10*time.Second, "readyz to answer", func() bool { code, _ := a.Readyz(); return code != 0 })
+	// Past "starting" (the moments before the daemon has its Network,
+	// longer on a loaded machine), it waits for the config.
+	waitFor(t, 10*time.Second, "readyz to answer", func() bool {
+		code, body := a.Readyz()
+		return code != 0 && !strings.Contains(body, "starting")
+	})
 	if code, body := a.Readyz(); code != http.StatusServiceUnavailable || !strings.Contains(body, "waiting for the network config") {
 		t.Errorf("readyz without a config: %d %q", code, body)
 	}
