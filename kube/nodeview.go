@@ -87,17 +87,21 @@ func (v *nodeView) settle(k lease.Key) {
 // that more than one node claims now or did.
 func (v *nodeView) update(node string, cur lease.Lease, has bool) (events []lease.Event, shared []lease.Key) {
 	prev, had := v.byNode[node]
-	var keys []lease.Key
-	sent := map[lease.Key]lease.Lease{}
+	// At most two keys change: the one the node had, the one it has. Kept
+	// in arrays, as this runs for every Node update.
+	var keysArr [2]lease.Key
+	keys := keysArr[:0]
 	if had {
 		keys = append(keys, prev.Key)
 	}
 	if has && (!had || cur.Key != prev.Key) {
 		keys = append(keys, cur.Key)
 	}
-	for _, k := range keys {
+	var sent [2]lease.Lease
+	var wasSent [2]bool
+	for i, k := range keys {
 		if h, ok := v.holders[k]; ok {
-			sent[k] = v.byNode[h]
+			sent[i], wasSent[i] = v.byNode[h], true
 		}
 		if len(v.others[k]) > 0 {
 			shared = append(shared, k)
@@ -121,20 +125,20 @@ func (v *nodeView) update(node string, cur lease.Lease, has bool) (events []leas
 	if has {
 		v.claim(node, cur)
 	}
-	for _, k := range keys {
+	for i, k := range keys {
 		v.settle(k)
 		if len(v.others[k]) > 0 && !slices.Contains(shared, k) {
 			shared = append(shared, k)
 		}
-		before, wasSent := sent[k]
+		before := sent[i]
 		h, ok := v.holders[k]
 		now := v.byNode[h]
 		switch {
-		case !wasSent && ok:
+		case !wasSent[i] && ok:
 			events = append(events, lease.Event{Type: lease.Added, Lease: now})
-		case wasSent && !ok:
+		case wasSent[i] && !ok:
 			events = append(events, lease.Event{Type: lease.Removed, Lease: before})
-		case wasSent && (!before.Attrs.Equal(now.Attrs) || before.Seniority != now.Seniority):
+		case wasSent[i] && (!before.Attrs.Equal(now.Attrs) || before.Seniority != now.Seniority):
 			events = append(events, lease.Event{Type: lease.Changed, Lease: now, Prev: before})
 		}
 	}

@@ -187,44 +187,17 @@ func honestPeers(t *testing.T, agents []*agent, self *agent) []admit.Peer {
 	return out
 }
 
-// readiness samples every agent's readiness until stopped, and reports
-// any moment one was not ready.
-type readiness struct {
-	mu     sync.Mutex
-	lapses []string
-	stop   chan struct{}
-	done   chan struct{}
-}
-
-func watchReadiness(agents []*agent) *readiness {
-	r := &readiness{stop: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(r.done)
-		for {
-			select {
-			case <-r.stop:
-				return
-			case <-time.After(5 * time.Millisecond):
-			}
-			for _, a := range agents {
-				if ok, why := a.net.Ready(); !ok {
-					r.mu.Lock()
-					r.lapses = append(r.lapses, a.host.Name+": "+why)
-					r.mu.Unlock()
-				}
+// watchReadiness samples every agent's readiness every 5 ms until the
+// Sampler's Check.
+func watchReadiness(agents []*agent) *testutil.Sampler {
+	return testutil.Sample(5*time.Millisecond, func() (lapses []string) {
+		for _, a := range agents {
+			if ok, why := a.net.Ready(); !ok {
+				lapses = append(lapses, a.host.Name+": "+why)
 			}
 		}
-	}()
-	return r
-}
-
-func (r *readiness) check(t *testing.T) {
-	t.Helper()
-	close(r.stop)
-	<-r.done
-	if len(r.lapses) > 0 {
-		t.Errorf("agents were not ready %d times, first: %s", len(r.lapses), r.lapses[0])
-	}
+		return lapses
+	})
 }
 
 // kernelWatch records every change the kernel reports to the honest
@@ -399,7 +372,7 @@ func TestHostileLeases(t *testing.T) {
 	for _, a := range agents {
 		testutil.WaitFor(t, 10*time.Second, "every rejection", func() bool { return len(a.net.Rejected()) == len(seen) })
 	}
-	ready.check(t)
+	ready.Check(t, "agents were not ready")
 	kernel.check(t)
 	late := o.start(t, 3)
 	agents = append(agents, late)

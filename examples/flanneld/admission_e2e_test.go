@@ -94,7 +94,7 @@ func TestHostileKeysDaemon(t *testing.T) {
 		})
 	}
 	reachPairs(t, [][2]*daemon{{a, b}, {b, late}})
-	ready.Check(t)
+	ready.Check(t, "a daemon was not ready")
 }
 
 func (c *cluster) put(t *testing.T, key, value string) {

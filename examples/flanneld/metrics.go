@@ -70,28 +70,10 @@ func (a *agent) registerMetrics(reg *prometheus.Registry) {
 		labels := prometheus.Labels{"family": fam.label}
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "weft_peers", Help: "Peers whose routes, neighbours and FDB entries are programmed.", ConstLabels: labels,
-		}, func() float64 {
-			st, _ := status()
-			n := 0
-			for _, p := range st.Peers {
-				if p.Programmed {
-					n++
-				}
-			}
-			return float64(n)
-		}))
+		}, func() float64 { return countPeers(status, func(p vxlan.PeerStatus) bool { return p.Programmed }) }))
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "weft_peers_failed", Help: "Admitted peers whose routes or entries the kernel refused; each is retried with backoff.", ConstLabels: labels,
-		}, func() float64 {
-			st, _ := status()
-			n := 0
-			for _, p := range st.Peers {
-				if p.Err != "" {
-					n++
-				}
-			}
-			return float64(n)
-		}))
+		}, func() float64 { return countPeers(status, func(p vxlan.PeerStatus) bool { return p.Err != "" }) }))
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "weft_reconcile_duration_seconds", Help: "Duration of the last full datapath reconcile.", ConstLabels: labels,
 		}, func() float64 { st, _ := status(); return st.LastSync.Duration.Seconds() }))
@@ -99,4 +81,16 @@ func (a *agent) registerMetrics(reg *prometheus.Registry) {
 			Name: "weft_datapath_repairs_total", Help: "Corrections of datapath drift.", ConstLabels: labels,
 		}, func() float64 { st, _ := status(); return float64(st.Repaired) }))
 	}
+}
+
+// countPeers counts the peers of a datapath's status that match.
+func countPeers(status func() (vxlan.Status, bool), match func(vxlan.PeerStatus) bool) float64 {
+	st, _ := status()
+	n := 0
+	for _, p := range st.Peers {
+		if match(p) {
+			n++
+		}
+	}
+	return float64(n)
 }

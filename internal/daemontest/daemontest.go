@@ -180,45 +180,15 @@ func Reach(t testing.TB, from, to *Daemon) error {
 	return from.Host.WaitExchange(from.Env().Subnet.Addr(), echo.Addr, 10*time.Second)
 }
 
-// A Readiness samples daemons' /readyz until Check, for tests in which
-// they must stay ready throughout.
-type Readiness struct {
-	mu     sync.Mutex
-	lapses []string
-	stop   chan struct{}
-	done   chan struct{}
-}
-
-// WatchReady starts sampling the daemons' /readyz every 20 ms.
-func WatchReady(daemons ...*Daemon) *Readiness {
-	r := &Readiness{stop: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(r.done)
-		for {
-			select {
-			case <-r.stop:
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
-			for _, d := range daemons {
-				if code, body := d.Readyz(); code != http.StatusOK {
-					r.mu.Lock()
-					r.lapses = append(r.lapses, fmt.Sprintf("%s: %d %s", d.Host.Name, code, body))
-					r.mu.Unlock()
-				}
+// WatchReady samples the daemons' /readyz every 20 ms until the
+// Sampler's Check, for tests in which they must stay ready throughout.
+func WatchReady(daemons ...*Daemon) *testutil.Sampler {
+	return testutil.Sample(20*time.Millisecond, func() (lapses []string) {
+		for _, d := range daemons {
+			if code, body := d.Readyz(); code != http.StatusOK {
+				lapses = append(lapses, fmt.Sprintf("%s: %d %s", d.Host.Name, code, body))
 			}
 		}
-	}()
-	return r
-}
-
-// Check stops the sampling and fails t if any daemon was not ready at any
-// sample.
-func (r *Readiness) Check(t testing.TB) {
-	t.Helper()
-	close(r.stop)
-	<-r.done
-	if len(r.lapses) > 0 {
-		t.Errorf("a daemon was not ready %d times; first: %s", len(r.lapses), r.lapses[0])
-	}
+		return lapses
+	})
 }

@@ -61,3 +61,46 @@ func (s *SyncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// A Sampler runs a check at an interval until Check, collecting what each
+// run reports: for conditions that must hold throughout a test, not only
+// at its end.
+type Sampler struct {
+	mu     sync.Mutex
+	lapses []string
+	stop   chan struct{}
+	done   chan struct{}
+}
+
+// Sample starts running check every interval; each string it returns is a
+// lapse.
+func Sample(interval time.Duration, check func() []string) *Sampler {
+	s := &Sampler{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		for {
+			select {
+			case <-s.stop:
+				return
+			case <-time.After(interval):
+			}
+			if lapses := check(); len(lapses) > 0 {
+				s.mu.Lock()
+				s.lapses = append(s.lapses, lapses...)
+				s.mu.Unlock()
+			}
+		}
+	}()
+	return s
+}
+
+// Check stops the sampling and fails t, saying what, if any run reported a
+// lapse.
+func (s *Sampler) Check(t T, what string) {
+	t.Helper()
+	close(s.stop)
+	<-s.done
+	if len(s.lapses) > 0 {
+		t.Errorf("%s %d times; first: %s", what, len(s.lapses), s.lapses[0])
+	}
+}

@@ -312,5 +312,5 @@ func TestFlanneldKubeSpoofedAnnotations(t *testing.T) {
 	for _, d := range []*daemontest.Daemon{a, b} {
 		d.WaitPeers(2)
 	}
-	ready.Check(t)
+	ready.Check(t, "a daemon was not ready")
 }
