@@ -109,8 +109,10 @@ type IP struct {
 // round-robin order: the one handed out longest ago) when none is.
 // If a later range fails, the IPs this call reserved are released.
 //
-// When the ranges differ from those of the last call (the node's subnet
-// changed), reservations and records outside them are dropped first.
+// A change of the ranges (the node's subnet moved, a new rangeStart or
+// rangeEnd, a second network name sharing the directory) releases nothing:
+// a reservation outside the current ranges belongs to a live attachment
+// until its DEL, or until a GC leaves it out, as with host-local.
 func (a *Allocator) Allocate(at Attachment, p Pod) ([]IP, error) {
 	if at.ContainerID == "" {
 		return nil, errors.New("ipam: no container ID")
@@ -507,8 +509,8 @@ func (a *Allocator) holdsAny(r *Record) (bool, error) {
 }
 
 // lockInRanges takes the store's lock for a call that needs the ranges,
-// and first sweeps the store if they changed or an hour has passed (see
-// followRanges). It returns the unlock.
+// and first sweeps the store if an hour has passed since the last sweep
+// (see sweepIfDue). It returns the unlock.
 func (a *Allocator) lockInRanges() (unlock func(), err error) {
 	if len(a.ranges) == 0 {
 		return nil, errNoRanges
@@ -516,49 +518,54 @@ func (a *Allocator) lockInRanges() (unlock func(), err error) {
 	if unlock, err = a.s.lock(); err != nil {
 		return nil, err
 	}
-	if err := a.followRanges(); err != nil {
+	if err := a.sweepIfDue(); err != nil {
 		unlock()
 		return nil, err
 	}
 	return unlock, nil
 }
 
-// rangesFile keeps the ranges of the last sweep, to notice a change of
-// the node's subnet without reading every reservation each time; its time
-// is when the store was last swept.
-const rangesFile = "ranges"
+// sweptFile's modification time is when the store was last swept. It
+// holds the ranges of that sweep, for an operator's eye only: the ranges
+// are not a reason to sweep, since two network names may share the
+// directory with different ranges, and sweeping on every change would
+// make every ADD read the whole store. Its name is the one weft has
+// always used.
+const sweptFile = "ranges"
 
-// followRanges drops the reservations and hints outside the current
-// ranges, if those changed since the last call.
-func (a *Allocator) followRanges() error {
-	var parts []string
-	for _, r := range a.ranges {
-		parts = append(parts, fmt.Sprintf("%s %s %s %s", r.Subnet, r.Start, r.End, r.Gateway))
-	}
-	want := strings.Join(parts, "\n")
-	path := filepath.Join(a.s.dir, recordDir, rangesFile)
-	data, swept, err := readFileAndTime(path)
-	if err == nil && time.Since(swept) < min(a.ttl, maxSweepInterval) && string(data) == want {
+// sweepIfDue sweeps the store when the last sweep is older than the hint
+// TTL or an hour, whichever is shorter.
+func (a *Allocator) sweepIfDue() error {
+	path := filepath.Join(a.s.dir, recordDir, sweptFile)
+	_, swept, err := readFileAndTime(path)
+	if err == nil && time.Since(swept) < min(a.ttl, maxSweepInterval) {
 		return nil
 	}
-	// The ranges changed, or the store was not swept for a while:
-	// expired hints and debris go, and the records of pods released
+	// Expired hints and debris go, and the records of pods released
 	// without the pod known start their TTL.
 	if _, err := a.sweep(nil); err != nil {
 		return err
 	}
-	return atomicfile.Write(path, []byte(want), 0o644)
+	var parts []string
+	for _, r := range a.ranges {
+		parts = append(parts, fmt.Sprintf("%s %s %s %s", r.Subnet, r.Start, r.End, r.Gateway))
+	}
+	return atomicfile.Write(path, []byte(strings.Join(parts, "\n")), 0o644)
 }
 
 // maxSweepInterval bounds how long an Allocate goes without sweeping the
-// store (rangesFile's time says when it last did).
+// store (sweptFile's time says when it last did).
 const maxSweepInterval = time.Hour
 
-// sweep reads the whole store: it releases the reservations outside the
-// ranges and, when valid is not nil, those of attachments not in it;
-// it drops hints that expired or lie outside the ranges, starts the TTL of
-// records whose attachment no longer holds their IPs, and repairs
-// markers. It returns how many reservations it released.
+// sweep reads the whole store: when valid is not nil, it releases the
+// reservations of attachments not in it; it drops hints that expired,
+// starts the TTL of records whose attachment no longer holds their IPs,
+// and repairs markers. It returns how many reservations it released.
+//
+// Nothing is released or forgotten for lying outside the current ranges:
+// a reservation there is a live pod's (a DEL or GC frees it), and a hint
+// there costs nothing, is never offered, and lapses with its TTL; the
+// ranges may also be only one of the networks sharing the directory.
 func (a *Allocator) sweep(valid map[Attachment]bool) (int, error) {
 	reserved, err := a.s.reservations()
 	if err != nil {
@@ -566,11 +573,7 @@ func (a *Allocator) sweep(valid map[Attachment]bool) (int, error) {
 	}
 	released := 0
 	for ip, h := range reserved {
-		keep := a.inRanges(ip)
-		if keep && valid != nil {
-			keep = valid[h] || h.IfName == "" && valid[Attachment{ContainerID: h.ContainerID, IfName: "*"}]
-		}
-		if !keep {
+		if valid != nil && !valid[h] && (h.IfName != "" || !valid[Attachment{ContainerID: h.ContainerID, IfName: "*"}]) {
 			if err := a.s.release(ip); err != nil {
 				return released, err
 			}
@@ -586,7 +589,6 @@ func (a *Allocator) sweep(valid map[Attachment]bool) (int, error) {
 	kept := make(map[string]*Record, len(records)) // by file name
 	for _, r := range records {
 		next := *r
-		next.IPs = slices.DeleteFunc(slices.Clone(r.IPs), func(ip netip.Addr) bool { return !a.inRanges(ip) })
 		holds := false
 		for _, ip := range next.IPs {
 			holds = holds || reserved[ip] == r.attachment()
@@ -600,7 +602,7 @@ func (a *Allocator) sweep(valid map[Attachment]bool) (int, error) {
 		switch {
 		case next.expired(now, a.ttl) || len(next.IPs) == 0 && !holds:
 			err = a.s.deleteRecord(r)
-		case len(next.IPs) != len(r.IPs) || !next.Released.Equal(r.Released):
+		case !next.Released.Equal(r.Released):
 			err = a.s.putRecord(&next, r)
 			kept[recordName(r.pod())] = &next
 		default:
@@ -612,21 +614,6 @@ func (a *Allocator) sweep(valid map[Attachment]bool) (int, error) {
 		}
 	}
 	return released, a.s.pruneLinks(kept)
-}
-
-// inRanges reports whether ip lies in a current range; with no ranges
-// known (a DEL or GC without the node's subnet), every IP does, so that
-// nothing is dropped for want of knowing.
-func (a *Allocator) inRanges(ip netip.Addr) bool {
-	if len(a.ranges) == 0 {
-		return true
-	}
-	for _, r := range a.ranges {
-		if r.contains(ip) {
-			return true
-		}
-	}
-	return false
 }
 
 // Release frees the IPs attachment at holds. With the pod p known, it
@@ -693,8 +680,11 @@ func (a *Allocator) GC(valid []Attachment) (int, error) {
 	return a.sweep(keep)
 }
 
-// Lookup returns the IPs attachment at holds, in range order, for CNI's
-// CHECK.
+// Lookup returns the IPs attachment at holds, for CNI's CHECK: those in
+// the ranges first, in range order, with their subnet's length and
+// gateway, then any held outside them (reserved under earlier ranges, or
+// by a network sharing the directory) as single addresses. As with
+// host-local, holding any IP is holding one.
 func (a *Allocator) Lookup(at Attachment) ([]IP, error) {
 	unlock, err := a.s.lock()
 	if err != nil {
@@ -705,23 +695,24 @@ func (a *Allocator) Lookup(at Attachment) ([]IP, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []IP
-	for _, r := range a.ranges {
-		for ip, h := range reserved {
-			if h == at && r.contains(ip) {
-				out = append(out, IP{Address: netip.PrefixFrom(ip, r.Subnet.Bits()), Gateway: r.Gateway})
-			}
+	var out, outside []IP
+	for ip, h := range reserved {
+		if h != at {
+			continue
 		}
-	}
-	if len(a.ranges) == 0 {
-		// The ranges are unknown (no subnet file): every IP held.
-		for ip, h := range reserved {
-			if h == at {
-				out = append(out, IP{Address: netip.PrefixFrom(ip, ip.BitLen())})
-			}
+		i := slices.IndexFunc(a.ranges, func(r Range) bool { return r.contains(ip) })
+		if i < 0 {
+			outside = append(outside, IP{Address: netip.PrefixFrom(ip, ip.BitLen())})
+			continue
 		}
+		out = append(out, IP{Address: netip.PrefixFrom(ip, a.ranges[i].Subnet.Bits()), Gateway: a.ranges[i].Gateway})
 	}
-	return out, nil
+	rangeOf := func(ip IP) int {
+		return slices.IndexFunc(a.ranges, func(r Range) bool { return r.contains(ip.Address.Addr()) })
+	}
+	slices.SortFunc(out, func(x, y IP) int { return rangeOf(x) - rangeOf(y) })
+	slices.SortFunc(outside, func(x, y IP) int { return x.Address.Addr().Compare(y.Address.Addr()) })
+	return append(out, outside...), nil
 }
 
 // Usage is how full a range is.

@@ -2,6 +2,8 @@ package ipam
 
 import (
 	"errors"
+	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -223,8 +225,10 @@ func TestDualStackRollback(t *testing.T) {
 	}
 }
 
-// The node's subnet changes: reservations and hints outside the new range
-// are dropped; the pod gets an IP in the new one.
+// The node's subnet changes: a reservation outside the new range is a live
+// pod's and stays until its DEL or a GC; a hint there waits out its TTL;
+// the pod gets an IP in the new range. Going back to the old range, no
+// live IP is handed out again.
 func TestSubnetChange(t *testing.T) {
 	c := &clock{time.Unix(1e9, 0)}
 	a := newAllocator(t, c, "10.1.0.0/24")
@@ -236,12 +240,41 @@ func TestSubnetChange(t *testing.T) {
 		t.Errorf("in the new subnet: %s", got)
 	}
 	reserved, _ := b.s.reservations()
-	if len(reserved) != 1 {
-		t.Errorf("reservations after the change: %v", reserved)
+	want := map[netip.Addr]Attachment{netip.MustParseAddr("10.1.0.3"): att("c2"), netip.MustParseAddr("10.2.0.2"): att("web-2")}
+	if !maps.Equal(reserved, want) {
+		t.Errorf("reservations after the change: %v, want %v", reserved, want)
 	}
 	r, _ := b.s.record(pod("web"))
 	if r == nil || len(r.IPs) != 1 || r.IPs[0] != netip.MustParseAddr("10.2.0.2") {
 		t.Errorf("record after the change: %+v", r)
+	}
+	// c2 still passes CHECK, and its DEL frees its IP.
+	if got, err := b.Lookup(att("c2")); err != nil || len(got) != 1 || got[0].Address != netip.MustParsePrefix("10.1.0.3/32") {
+		t.Errorf("Lookup(c2) outside the ranges: %v, %v", got, err)
+	}
+	back := reopen(t, b, c, "10.1.0.0/24")
+	for i := range 5 {
+		if got := must(t, back, att(fmt.Sprint("n", i)), Pod{}); got == "10.1.0.3/24" {
+			t.Fatalf("c2's live IP was handed out again")
+		}
+	}
+	if err := back.Release(att("c2"), Pod{}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := back.Lookup(att("c2")); len(got) != 0 {
+		t.Errorf("c2 still holds %v after its DEL", got)
+	}
+	// A live pod's record outside the ranges survives a sweep (GC with
+	// the pod valid), and its DEL by pod frees the IP it names.
+	again := reopen(t, back, c, "10.3.0.0/24")
+	if n, err := again.GC([]Attachment{att("web-2"), att("n0"), att("n1"), att("n2"), att("n3"), att("n4")}); err != nil || n != 0 {
+		t.Fatalf("GC of valid attachments released %d, %v", n, err)
+	}
+	if err := again.Release(att("web-2"), pod("web")); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := again.Lookup(att("web-2")); len(got) != 0 {
+		t.Errorf("web-2 still holds %v after its DEL", got)
 	}
 }
 

@@ -32,4 +32,11 @@
 //   - Stickiness that never exhausts: a released pod's IPs are passed over
 //     for others while other IPs are free, and the oldest of them gives
 //     way when none is. A pod never takes another pod's live IP.
+//   - Config changes release nothing: a new subnet, rangeStart or
+//     rangeEnd, or a second network name on the same directory, leaves
+//     every reservation where it is. One outside the current ranges
+//     belongs to a live attachment until its DEL, or a GC that leaves it
+//     out; CHECK still finds it; a hint outside them lapses with its TTL.
+//     Debian's host-local keeps them too, and the plugin's tests compare
+//     the two over random histories of such changes.
 package ipam
