@@ -56,7 +56,7 @@ func (bh *benchHost) reset() {
 	if err != nil {
 		bh.b.Fatal(err)
 	}
-	if _, err := EnsureAddress(bh.h.Netlink(), dev.Index, netip.MustParsePrefix("10.0.0.0/24"), netip.MustParsePrefix("10.0.0.0/8")); err != nil {
+	if _, err := EnsureAddress(bh.h.Netlink(), dev.Index, netip.MustParsePrefix("10.0.0.0/24")); err != nil {
 		bh.b.Fatal(err)
 	}
 	bh.dev = dev

@@ -41,10 +41,10 @@ type DatapathConfig struct {
 	// Device describes the VTEP.
 	Device DeviceConfig
 	// Subnet is this node's subnet: its network address is put on the
-	// device. Network is the overlay network: other addresses inside it are
-	// removed from the device. Both may be left zero until the node has a
-	// lease; SetSubnet supplies them.
-	Subnet, Network netip.Prefix
+	// device, and every other address of its family removed (see
+	// EnsureAddress). It may be left zero until the node has a lease;
+	// SetSubnet supplies it.
+	Subnet netip.Prefix
 	// RouteProtocol tags owned routes and nexthops. Default 157.
 	RouteProtocol uint8
 	// ResyncInterval is the period of unprompted reconciles. Default 30s.
@@ -126,9 +126,6 @@ func NewDatapath(cfg DatapathConfig) (*Datapath, error) {
 	}
 	if cfg.ResyncInterval == 0 {
 		cfg.ResyncInterval = DefaultResyncInterval
-	}
-	if cfg.Subnet.IsValid() != cfg.Network.IsValid() {
-		return nil, errors.New("vxlan: DatapathConfig needs both Subnet and Network, or neither")
 	}
 	h, err := handleAt(cfg.Namespace)
 	if err != nil {
@@ -244,11 +241,11 @@ func (d *Datapath) applied(err error) error {
 	return err
 }
 
-// SetSubnet moves the node to a new subnet (after a lease was lost) or a
-// new network; Run re-addresses the device soon after.
-func (d *Datapath) SetSubnet(subnet, network netip.Prefix) {
+// SetSubnet moves the node to a new subnet (after a lease was lost, or
+// the network changed); Run re-addresses the device soon after.
+func (d *Datapath) SetSubnet(subnet netip.Prefix) {
 	d.mu.Lock()
-	d.cfg.Subnet, d.cfg.Network = subnet, network
+	d.cfg.Subnet = subnet
 	d.gen++
 	if subnet.IsValid() {
 		// A peer in this node's own subnet now is one no longer.
@@ -347,7 +344,7 @@ func (d *Datapath) reconcileLocked() (int, error) {
 	d.dev = dev
 	d.filter.Store(&notificationFilter{dev: dev, rec: d.rec})
 	if d.cfg.Subnet.IsValid() {
-		addrChanges, err := EnsureAddress(d.nl, dev.Index, d.cfg.Subnet, d.cfg.Network)
+		addrChanges, err := EnsureAddress(d.nl, dev.Index, d.cfg.Subnet)
 		if err != nil {
 			return 0, err
 		}

@@ -31,7 +31,6 @@ func newDatapaths(t *testing.T, count int) []*dpNode {
 			Namespace:      h.Handle,
 			Device:         hostDeviceConfig(t, h, false),
 			Subnet:         netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 244, byte(h.Index), 0}), 24),
-			Network:        netip.MustParsePrefix("10.244.0.0/16"),
 			ResyncInterval: time.Hour,
 			Logger:         quietLog,
 		})
@@ -150,7 +149,7 @@ func TestDatapathSetSubnet(t *testing.T) {
 	t.Parallel()
 	nodes := newDatapaths(t, 1)
 	a := nodes[0]
-	a.dp.SetSubnet(netip.MustParsePrefix("10.244.99.0/24"), netip.MustParsePrefix("10.244.0.0/16"))
+	a.dp.SetSubnet(netip.MustParsePrefix("10.244.99.0/24"))
 	waitUntil(t, 5*time.Second, "the new address", func() bool {
 		out := ip(t, a.node, "ip", "-4", "addr", "show", "dev", "flannel.1")
 		return strings.Contains(out, "10.244.99.0/32") && !strings.Contains(out, "10.244.1.0/32")

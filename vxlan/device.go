@@ -174,12 +174,12 @@ func incompatible(link netlink.Link, cfg DeviceConfig, port int) string {
 
 func equalMAC(hw net.HardwareAddr, m MAC) bool { return len(hw) == 6 && MAC(hw) == m }
 
-// EnsureAddress makes subnet's network address (as a /32 or /128) an
-// address of the device, and removes every other address the device has
-// inside network: the leftovers of an earlier lease. Addresses outside
-// network, such as IPv6 link-local ones, are left alone. It returns a
-// description of each change.
-func EnsureAddress(h *netlink.Handle, dev int, subnet, network netip.Prefix) ([]string, error) {
+// EnsureAddress makes subnet's network address (as a /32 or /128) the
+// device's only address of its family, removing the others: the leftovers
+// of an earlier lease, in this network or in one it replaced. IPv6
+// link-local addresses, which the kernel gives the device itself, are left
+// alone. It returns a description of each change.
+func EnsureAddress(h *netlink.Handle, dev int, subnet netip.Prefix) ([]string, error) {
 	link, err := h.LinkByIndex(dev)
 	if err != nil {
 		return nil, fmt.Errorf("vxlan: device %d: %w", dev, err)
@@ -203,7 +203,7 @@ func EnsureAddress(h *netlink.Handle, dev int, subnet, network netip.Prefix) ([]
 			have = true
 			continue
 		}
-		if network.Contains(p.Addr()) {
+		if !p.Addr().IsLinkLocalUnicast() {
 			if err := h.AddrDel(link, &a); err != nil {
 				return changes, fmt.Errorf("vxlan: remove stale address %s from %s: %w", p, link.Attrs().Name, err)
 			}

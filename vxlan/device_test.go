@@ -110,15 +110,14 @@ func TestEnsureAddress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	network := netip.MustParsePrefix("10.244.0.0/16")
 	h.AddrAdd(t, "flannel.1", netip.MustParsePrefix("10.244.9.0/32")) // an earlier lease
-	h.AddrAdd(t, "flannel.1", netip.MustParsePrefix("192.0.2.1/32"))  // not ours to judge
+	h.AddrAdd(t, "flannel.1", netip.MustParsePrefix("10.245.7.0/32")) // a lease in a Network since replaced
 
-	changes, err := EnsureAddress(nl, dev.Index, netip.MustParsePrefix("10.244.3.0/24"), network)
+	changes, err := EnsureAddress(nl, dev.Index, netip.MustParsePrefix("10.244.3.0/24"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"removed stale address 10.244.9.0/32", "added address 10.244.3.0/32"}; !reflect.DeepEqual(changes, want) {
+	if want := []string{"removed stale address 10.244.9.0/32", "removed stale address 10.245.7.0/32", "added address 10.244.3.0/32"}; !reflect.DeepEqual(changes, want) {
 		t.Errorf("changes %q, want %q", changes, want)
 	}
 	link, _ := nl.LinkByIndex(dev.Index)
@@ -127,10 +126,10 @@ func TestEnsureAddress(t *testing.T) {
 	for _, a := range addrs {
 		got = append(got, a.IPNet.String())
 	}
-	if !reflect.DeepEqual(got, []string{"192.0.2.1/32", "10.244.3.0/32"}) {
+	if !reflect.DeepEqual(got, []string{"10.244.3.0/32"}) {
 		t.Errorf("addresses %q", got)
 	}
-	if changes, err := EnsureAddress(nl, dev.Index, netip.MustParsePrefix("10.244.3.0/24"), network); err != nil || len(changes) != 0 {
+	if changes, err := EnsureAddress(nl, dev.Index, netip.MustParsePrefix("10.244.3.0/24")); err != nil || len(changes) != 0 {
 		t.Errorf("second EnsureAddress: %q %v", changes, err)
 	}
 }

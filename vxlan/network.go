@@ -82,6 +82,9 @@ type Network struct {
 	backend Config
 	own     lease.Lease
 	hasOwn  bool
+	// dropOwn ends the keeping of own (see holdLease); nil while there is
+	// none to end.
+	dropOwn context.CancelCauseFunc
 	// table judges every watched lease (see package lease/admit): only
 	// the peers it admits are programmed.
 	table *admit.Table
@@ -124,7 +127,9 @@ func NewNetwork(cfg NetworkConfig) (*Network, error) {
 // Run brings the overlay up and keeps it until ctx is done: it waits for
 // the network config, creates the devices, acquires the lease (with the
 // VTEP MACs in its attributes), watches every lease and programs the peers,
-// and keeps the lease, acquiring a new one if it is lost. It returns
+// and keeps the lease, acquiring a new one if it is lost or if the network
+// config moves away from it (a Network that no longer contains the
+// subnet; a widened one keeps it). It returns
 // ctx.Err() when ctx is done, or an error that retrying cannot fix (a
 // config for another backend, a public IP on no interface). The devices,
 // routes and lease are left in place, so that a restart does not drop
@@ -199,7 +204,7 @@ func (n *Network) Run(ctx context.Context) error {
 	g.Go(func() error { return n.watchPeers(ctx) })
 	g.Go(func() error { return n.watchLocal(ctx) })
 	g.Go(func() error {
-		return lease.Hold(ctx, n.cfg.Manager, lease.AcquireRequest{Attrs: attrs, Previous: n.cfg.Previous}, n.setOwn)
+		return n.holdLease(ctx, lease.AcquireRequest{Attrs: attrs, Previous: n.cfg.Previous})
 	})
 	return n.wait(g)
 }
@@ -285,13 +290,12 @@ func (n *Network) setOwn(l lease.Lease) {
 	n.own, n.hasOwn = l, true
 	n.leaseGen++
 	gen, ctx := n.leaseGen, n.runCtx
-	conf := n.netConf
 	n.mu.Unlock()
 	if n.v4 != nil {
-		n.v4.SetSubnet(l.Key.IPv4, conf.Network)
+		n.v4.SetSubnet(l.Key.IPv4)
 	}
 	if n.v6 != nil {
-		n.v6.SetSubnet(l.Key.IPv6, conf.IPv6Network)
+		n.v6.SetSubnet(l.Key.IPv6)
 	}
 	n.leasedOnce.Do(func() { close(n.leased) })
 	n.refreshFacts()
@@ -333,17 +337,11 @@ func (n *Network) applyConfig(c lease.Config) {
 	n.mu.Lock()
 	old := n.netConf
 	n.netConf = c
-	own, hasOwn := n.own, n.hasOwn
 	n.mu.Unlock()
-	if hasOwn && (c.Network != old.Network || c.IPv6Network != old.IPv6Network) {
-		n.log.Info("network config changed", "network", c.Network, "was", old.Network)
-		if n.v4 != nil {
-			n.v4.SetSubnet(own.Key.IPv4, c.Network)
-		}
-		if n.v6 != nil {
-			n.v6.SetSubnet(own.Key.IPv6, c.IPv6Network)
-		}
+	if c.Network != old.Network || c.IPv6Network != old.IPv6Network {
+		n.log.Info("network config changed", "network", c.Network, "was", old.Network, "ipv6_network", c.IPv6Network, "ipv6_was", old.IPv6Network)
 	}
+	n.dropIfOutside(c)
 	if c.EnableIPv4 != old.EnableIPv4 || c.EnableIPv6 != old.EnableIPv6 || c.BackendType != old.BackendType || !bytesEqualJSON(c.Backend, old.Backend) {
 		n.log.Warn("network config changed in a way that needs a restart to take effect (families or backend); running with the old settings",
 			"enable_ipv4", c.EnableIPv4, "enable_ipv6", c.EnableIPv6, "backend", string(c.Backend))

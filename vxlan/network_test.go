@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/weftnet/weft/internal/etcdtest"
 	"github.com/weftnet/weft/internal/netnstest"
@@ -351,4 +352,102 @@ func oneHost(t *testing.T, config string) (*netnstest.Host, *etcd.Manager, *slog
 	}
 	t.Cleanup(func() { m.Close() })
 	return h, m, quiet
+}
+
+// TestNetworkMovedToDisjointRange moves the Network under three running
+// hosts (10.244.0.0/16 to 10.245.0.0/16): each gives up its lease, takes
+// one in the new range, deletes its old key, drops the old address from
+// its device and tells its embedder, with no restart; traffic flows in the
+// new range. Widening it again to 10.244.0.0/15 keeps every lease.
+func TestNetworkMovedToDisjointRange(t *testing.T) {
+	t.Parallel()
+	agents, srv := startAgents(t, 3)
+	waitReady(t, agents)
+	admin := srv.Client(t)
+	ctx := context.Background()
+	old := map[*agent]lease.Key{}
+	for _, a := range agents {
+		old[a] = a.current().Key
+	}
+	moved := time.Now()
+	if _, err := admin.Put(ctx, "/coreos.com/network/config", `{"Network": "10.245.0.0/16", "Backend": {"Type": "vxlan"}}`); err != nil {
+		t.Fatal(err)
+	}
+	newNet := netip.MustParsePrefix("10.245.0.0/16")
+	deadline := time.Now().Add(20 * time.Second)
+	for _, a := range agents {
+		for {
+			l, held := a.net.Lease()
+			if ok, _ := a.net.Ready(); ok && held && newNet.Contains(l.Key.IPv4.Addr()) && a.current().Key == l.Key {
+				break
+			}
+			if time.Now().After(deadline) {
+				_, why := a.net.Ready()
+				t.Fatalf("%s did not move into %s: lease %v, %s", a.host.Name, newNet, l.Key, why)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	t.Logf("all three hosts moved and ready %v after the change", time.Since(moved).Round(time.Millisecond))
+	seen := map[lease.Key]bool{}
+	for _, a := range agents {
+		k := a.current().Key
+		if seen[k] {
+			t.Fatalf("two hosts hold %v", k)
+		}
+		seen[k] = true
+		// The old key is gone from etcd; the device has the new address only.
+		resp, err := admin.Get(ctx, "/coreos.com/network/subnets/"+old[a].String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.Kvs) != 0 {
+			t.Errorf("%s's old key %v is still in etcd", a.host.Name, old[a])
+		}
+		link, err := a.host.Netlink().LinkByName("flannel.1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs, err := a.host.Netlink().AddrList(link, netlink.FAMILY_V4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(addrs) != 1 || addrs[0].IPNet.String() != netip.PrefixFrom(k.IPv4.Addr(), 32).String() {
+			t.Errorf("%s's device has %v, want only %v/32", a.host.Name, addrs, k.IPv4.Addr())
+		}
+	}
+	resp, err := admin.Get(ctx, "/coreos.com/network/subnets/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Count != 3 {
+		t.Errorf("%d subnet keys after the move, want 3", resp.Count)
+	}
+	for _, from := range agents {
+		for _, to := range agents {
+			if from != to {
+				if err := reach(t, from, to); err != nil {
+					t.Fatalf("%s -> %s in the new range: %v", from.host.Name, to.host.Name, err)
+				}
+			}
+		}
+	}
+
+	// Widening keeps every lease (seed 003).
+	before := map[*agent]int{}
+	for _, a := range agents {
+		before[a] = len(a.leaseHistory())
+	}
+	if _, err := admin.Put(ctx, "/coreos.com/network/config", `{"Network": "10.244.0.0/15", "Backend": {"Type": "vxlan"}}`); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	for _, a := range agents {
+		if l, held := a.net.Lease(); !held || len(a.leaseHistory()) != before[a] || l.Key != a.current().Key {
+			t.Errorf("%s's lease changed on widening: %v (held %v), history %d, was %d", a.host.Name, l.Key, held, len(a.leaseHistory()), before[a])
+		}
+		if ok, why := a.net.Ready(); !ok {
+			t.Errorf("%s not ready after widening: %s", a.host.Name, why)
+		}
+	}
 }

@@ -287,7 +287,7 @@ func TestNewDatapathKeepsPeersUntilTold(t *testing.T) {
 	h := seg.Hosts[0]
 	cfg := DatapathConfig{
 		Namespace: h.Handle, Device: hostDeviceConfig(t, h, false),
-		Subnet: netip.MustParsePrefix("10.244.1.0/24"), Network: netip.MustParsePrefix("10.244.0.0/16"), Logger: quietLog,
+		Subnet: netip.MustParsePrefix("10.244.1.0/24"), Logger: quietLog,
 	}
 	peer := Peer{Subnet: netip.MustParsePrefix("10.244.2.0/24"), PublicIP: seg.Hosts[1].Addr.Addr(), VtepMAC: DeriveMAC(seg.Hosts[1].Name, 1)}
 	first, err := NewDatapath(cfg)
@@ -354,7 +354,7 @@ func TestMovingIntoAPeerSubnetDropsThePeer(t *testing.T) {
 	if out := ip(t, a.node, "ip", "route", "show", b.subnet.String()); !strings.Contains(out, "proto 157") {
 		t.Fatalf("no overlay route to the peer before the move: %q", out)
 	}
-	a.dp.SetSubnet(b.subnet, netip.MustParsePrefix("10.244.0.0/16"))
+	a.dp.SetSubnet(b.subnet)
 	waitUntil(t, 5*time.Second, "the peer's route to go", func() bool {
 		out := ip(t, a.node, "ip", "route", "show", b.subnet.String())
 		return a.dp.Synced() && !strings.Contains(out, "proto 157") && len(a.dp.Status().Reconciler.Peers) == 0

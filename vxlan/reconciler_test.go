@@ -63,12 +63,10 @@ func newNode(t *testing.T, h *netnstest.Host, ipv6 bool) *node {
 		t.Fatal(err)
 	}
 	subnet := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 244, byte(h.Index), 0}), 24)
-	network := netip.MustParsePrefix("10.244.0.0/16")
 	if ipv6 {
 		subnet = netip.PrefixFrom(netip.AddrFrom16([16]byte{0xfd, 0, 0x10, 0x24, 0, 0, 0, byte(h.Index)}), 64)
-		network = netip.MustParsePrefix("fd00:1024::/48")
 	}
-	if _, err := EnsureAddress(h.Netlink(), dev.Index, subnet, network); err != nil {
+	if _, err := EnsureAddress(h.Netlink(), dev.Index, subnet); err != nil {
 		t.Fatal(err)
 	}
 	rec, err := NewReconciler(ReconcilerConfig{Namespace: h.Handle, Device: dev.Index, IPv6: ipv6, Underlay: cfg.Underlay, Logger: quietLog})
@@ -253,7 +251,7 @@ func TestDeviceRecreated(t *testing.T) {
 	if err != nil || len(changes) != 1 || changes[0] != "created" || dev.MAC != a.dev.MAC {
 		t.Fatalf("re-create: %+v %q %v", dev, changes, err)
 	}
-	if _, err := EnsureAddress(a.host.Netlink(), dev.Index, a.subnet, netip.MustParsePrefix("10.244.0.0/16")); err != nil {
+	if _, err := EnsureAddress(a.host.Netlink(), dev.Index, a.subnet); err != nil {
 		t.Fatal(err)
 	}
 	rec, err := NewReconciler(ReconcilerConfig{Namespace: a.host.Handle, Device: dev.Index, Underlay: a.under, Logger: quietLog})

@@ -333,6 +333,43 @@ func TestSeed003(t *testing.T) {
 	reachPairs(t, [][2]*daemon{{a, n}, {n, b}})
 }
 
+// TestNetworkMovedLive: the Network is moved to a disjoint range under two
+// running daemons. Each acquires in the new range, rewrites subnet.env,
+// deletes its old key and drops the old address from flannel.1, with no
+// restart, and they reach each other again.
+func TestNetworkMovedLive(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, 2, netConf16)
+	a, b := c.startTwo()
+	old := map[*daemon]netip.Prefix{a: a.Env().Subnet.Masked(), b: b.Env().Subnet.Masked()}
+	moved := time.Now()
+	c.putConfig(`{"Network": "10.245.0.0/16", "Backend": {"Type": "vxlan"}}`)
+	newNet := netip.MustParsePrefix("10.245.0.0/16")
+	for _, d := range []*daemon{a, b} {
+		waitFor(t, 20*time.Second, d.Host.Name+"'s subnet.env in the new Network", func() bool {
+			f, err := subnetenv.Read(d.SubnetFile)
+			return err == nil && f.Network == newNet && newNet.Contains(f.Subnet.Addr())
+		})
+		d.WaitReady()
+	}
+	t.Logf("both daemons moved and ready %v after the change", time.Since(moved).Round(time.Millisecond))
+	for _, d := range []*daemon{a, b} {
+		resp, err := c.admin.Get(context.Background(), keyOf(old[d]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.Kvs) != 0 {
+			t.Errorf("%s's old key %v is still in etcd", d.Host.Name, old[d])
+		}
+		if addrs := ipOut(t, d.Host, "ip", "-4", "-o", "addr", "show", "dev", "flannel.1"); strings.Contains(addrs, old[d].Addr().String()+"/32") {
+			t.Errorf("%s's flannel.1 still has the old address: %s", d.Host.Name, addrs)
+		}
+	}
+	a.WaitPeers(1)
+	b.WaitPeers(1)
+	reachPairs(t, [][2]*daemon{{a, b}, {b, a}})
+}
+
 // TestRestartContinuity: a continuous flow to a node loses at most a few
 // packets while that node's daemon restarts: the datapath stays in place.
 func TestRestartContinuity(t *testing.T) {

@@ -176,6 +176,13 @@ func (a *agent) update(change func()) {
 	if a.held.Key.IPv6.IsValid() {
 		f.IPv6Network, f.IPv6Subnet = a.netConf.IPv6Network, a.held.Key.IPv6
 	}
+	if !contains(f.Network, f.Subnet) || !contains(f.IPv6Network, f.IPv6Subnet) {
+		// The Network moved away from the lease: the Network acquires
+		// one in the new range, and OnLease brings it here. Until then
+		// the file keeps describing the subnet the pods still use.
+		a.written = false
+		return
+	}
 	a.ensureMasq(f, true)
 	if old, err := subnetenv.Read(a.cfg.subnetFile); err == nil && old == f {
 		a.written = true
@@ -188,6 +195,11 @@ func (a *agent) update(change func()) {
 	}
 	a.written, a.lastErr = true, ""
 	a.log.Info("wrote subnet.env", "path", a.cfg.subnetFile, "subnet", f.Subnet, "ipv6_subnet", f.IPv6Subnet, "network", f.Network, "mtu", f.MTU)
+}
+
+// contains reports whether subnet, if set, lies inside network.
+func contains(network, subnet netip.Prefix) bool {
+	return !subnet.IsValid() || network.IsValid() && network.Bits() <= subnet.Bits() && network.Contains(subnet.Addr())
 }
 
 // ensureMasq applies the --ip-masq rules for f's networks. With force

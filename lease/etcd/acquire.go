@@ -38,6 +38,10 @@ type plan struct {
 	how         string
 	existingRev int64 // for howKept: the revision the key must still have
 	reservation bool  // keep the key free of an etcd lease
+	// outside are this node's leased keys the network config no longer
+	// contains (the Network was moved): deleted once the new lease is
+	// won, each only if unchanged since the listing.
+	outside []record
 }
 
 // A listing is what Acquire knows of the prefix: keys as of revision rev.
@@ -55,6 +59,11 @@ type listing struct {
 // tries again. A missing or invalid config, an unreachable etcd, heavy
 // contention and a full network are waited out, with one log line per
 // change of condition.
+//
+// Keys of this node's that the config no longer contains (the Network was
+// moved to another range) are deleted once the new lease is won, each only
+// if unchanged since the listing; reservations among them are left to the
+// operator.
 func (m *Manager) Acquire(ctx context.Context, req lease.AcquireRequest) (lease.Lease, error) {
 	attrs := req.Attrs
 	attrs.Owner = m.node
@@ -104,6 +113,7 @@ func (m *Manager) Acquire(ctx context.Context, req lease.AcquireRequest) (lease.
 				switch {
 				case err == nil && won:
 					retry.ok()
+					m.deleteOutside(ctx, p.outside)
 					return l, nil
 				case err == nil && p.how != howKept:
 					// Another node created a key in the way between our
@@ -139,6 +149,7 @@ func (m *Manager) Acquire(ctx context.Context, req lease.AcquireRequest) (lease.
 // plan chooses what to write, in the order lease.Manager.Acquire documents.
 func (m *Manager) plan(cfg lease.Config, records []record, prev lease.Key, mine lease.Attrs) (plan, error) {
 	var own *record
+	var outside []record
 	hints := ownershipHints(m.node, mine)
 	for i := range records {
 		r := &records[i]
@@ -153,7 +164,7 @@ func (m *Manager) plan(cfg lease.Config, records []record, prev lease.Key, mine 
 			if r.etcdLease == 0 {
 				m.log.Info("own reservation does not fit the network config; leaving it in place", "subnet", r.key, "network", cfg.Network, "ipv6_network", cfg.IPv6Network)
 			} else {
-				m.log.Info("own lease no longer fits the network config; it will lapse", "subnet", r.key, "network", cfg.Network, "ipv6_network", cfg.IPv6Network)
+				outside = append(outside, *r)
 			}
 			continue
 		}
@@ -162,7 +173,7 @@ func (m *Manager) plan(cfg lease.Config, records []record, prev lease.Key, mine 
 		}
 	}
 	if own != nil {
-		return plan{key: own.key, how: howKept, existingRev: own.modRev, reservation: own.etcdLease == 0}, nil
+		return plan{key: own.key, how: howKept, existingRev: own.modRev, reservation: own.etcdLease == 0, outside: outside}, nil
 	}
 
 	var v4, v6 *lease.Allocator
@@ -178,7 +189,7 @@ func (m *Manager) plan(cfg lease.Config, records []record, prev lease.Key, mine 
 		}
 	}
 	if prev.IsValid() && fits(cfg, prev) && (v4 == nil || v4.CheckFree(prev.IPv4) == nil) && (v6 == nil || v6.CheckFree(prev.IPv6) == nil) {
-		return plan{key: prev, how: howPrevious}, nil
+		return plan{key: prev, how: howPrevious, outside: outside}, nil
 	}
 	var k lease.Key
 	if v4 != nil {
@@ -191,7 +202,7 @@ func (m *Manager) plan(cfg lease.Config, records []record, prev lease.Key, mine 
 			return plan{}, err
 		}
 	}
-	return plan{key: k, how: howNew}, nil
+	return plan{key: k, how: howNew, outside: outside}, nil
 }
 
 // ownershipHints returns byte strings one of which a value must contain to
@@ -380,5 +391,37 @@ func (m *Manager) revokeQuietly(id clientv3.LeaseID) {
 	defer cancel()
 	if _, err := m.client.Revoke(ctx, id); err != nil {
 		m.log.Debug("could not revoke unused etcd lease; it will lapse", "lease", int64(id), "err", err)
+	}
+}
+
+// deleteOutside deletes keys of this node's that the network config no
+// longer contains, each only if unchanged since it was listed: no node can
+// be given them (they are outside the range), but peers would keep routing
+// them to this node until they lapsed. A failure is logged; the key then
+// lapses at its TTL.
+func (m *Manager) deleteOutside(ctx context.Context, keys []record) {
+	for _, r := range keys {
+		path := m.keyPath(r.key)
+		rctx, cancel := m.request(ctx)
+		resp, err := m.client.Txn(rctx).
+			If(clientv3.Compare(clientv3.ModRevision(path), "=", r.modRev)).
+			Then(clientv3.OpDelete(path)).
+			Commit()
+		cancel()
+		switch {
+		case err != nil:
+			m.log.Warn("could not delete own lease outside the network config; it will lapse", "subnet", r.key, "err", err)
+			continue
+		case !resp.Succeeded:
+			m.log.Info("own lease outside the network config changed since it was listed; leaving it", "subnet", r.key)
+			continue
+		}
+		m.log.Info("deleted own lease outside the network config", "subnet", r.key)
+		if h, ok := m.getHeld(r.key); ok && h.ours && h.id == r.etcdLease {
+			m.revokeQuietly(h.id)
+		}
+		m.mu.Lock()
+		delete(m.held, r.key)
+		m.mu.Unlock()
 	}
 }
