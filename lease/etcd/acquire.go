@@ -29,6 +29,9 @@ const (
 	howKept     = "kept its own lease"
 	howPrevious = "reclaimed its previous subnet"
 	howNew      = "allocated a free subnet"
+	// The lease under this node's name is another host's: ask it.
+	howChallenge = "challenge"
+	howTakeover  = "took over its name's lease from a host that did not answer"
 )
 
 // A plan is the key Acquire will write and the condition that makes the
@@ -42,6 +45,9 @@ type plan struct {
 	// contains (the Network was moved): deleted once the new lease is
 	// won, each only if unchanged since the listing.
 	outside []record
+	// For howChallenge: the holder's stored value and attributes.
+	holderValue []byte
+	holder      lease.Attrs
 }
 
 // A listing is what Acquire knows of the prefix: keys as of revision rev.
@@ -105,7 +111,29 @@ func (m *Manager) Acquire(ctx context.Context, req lease.AcquireRequest) (lease.
 		cfg, err := m.parseConfig(rawConfig, hasConfig)
 		if err == nil {
 			var p plan
-			if p, err = m.plan(cfg, records, req.Previous, attrs); err == nil {
+			if p, err = m.plan(cfg, records, req.Previous, attrs); err == nil && p.how == howChallenge {
+				var res challengeResult
+				var rev int64
+				res, rev, err = m.challenge(ctx, p, p.holderValue, attrs)
+				switch {
+				case err != nil:
+				case res == keyMoved:
+					listed = false
+					continue
+				case res == holderAnswered:
+					err = m.collisionError(collision{p.key, p.holder}, attrs)
+					listed = false
+					if werr := retry.failFor(ctx, err, challengeRounds*m.challengeTimeout); werr != nil {
+						return lease.Lease{}, werr
+					}
+					continue
+				default:
+					m.log.Warn("the lease under this node's name was written from another address and its writer did not answer; taking it over (this host's address changed, or the other host is down)",
+						"subnet", p.key, "was_host", addrsString(p.holder.PublicIP, p.holder.PublicIPv6))
+					p = plan{key: p.key, how: howTakeover, existingRev: rev, reservation: p.reservation}
+				}
+			}
+			if err == nil {
 				var l lease.Lease
 				var won bool
 				var fresh listing
@@ -115,7 +143,7 @@ func (m *Manager) Acquire(ctx context.Context, req lease.AcquireRequest) (lease.
 					retry.ok()
 					m.deleteOutside(ctx, p.outside)
 					return l, nil
-				case err == nil && p.how != howKept:
+				case err == nil && p.existingRev == 0:
 					// Another node created a key in the way between our
 					// listing and our write; the Txn returned what was
 					// written since. Keys deleted meanwhile still look
@@ -148,7 +176,8 @@ func (m *Manager) Acquire(ctx context.Context, req lease.AcquireRequest) (lease.
 
 // plan chooses what to write, in the order lease.Manager.Acquire documents.
 func (m *Manager) plan(cfg lease.Config, records []record, prev lease.Key, mine lease.Attrs) (plan, error) {
-	var own *record
+	var own, foreign *record
+	var foreignAttrs lease.Attrs
 	var outside []record
 	hints := ownershipHints(m.node, mine)
 	for i := range records {
@@ -158,6 +187,16 @@ func (m *Manager) plan(cfg lease.Config, records []record, prev lease.Key, mine 
 		}
 		var stored lease.Attrs
 		if err := json.Unmarshal(r.value, &stored); err != nil || !m.owns(stored, mine) {
+			continue
+		}
+		if stored.Owner != "" && !sameHost(stored, mine) {
+			// Another host's under this node's name, or this host's
+			// from before its address changed: never deleted, never
+			// taken without asking.
+			if foreign == nil && fits(cfg, r.key) {
+				foreign = r
+				foreignAttrs = stored
+			}
 			continue
 		}
 		if !fits(cfg, r.key) {
@@ -174,6 +213,10 @@ func (m *Manager) plan(cfg lease.Config, records []record, prev lease.Key, mine 
 	}
 	if own != nil {
 		return plan{key: own.key, how: howKept, existingRev: own.modRev, reservation: own.etcdLease == 0, outside: outside}, nil
+	}
+	if foreign != nil {
+		return plan{key: foreign.key, how: howChallenge, existingRev: foreign.modRev, reservation: foreign.etcdLease == 0,
+			holderValue: foreign.value, holder: foreignAttrs}, nil
 	}
 
 	var v4, v6 *lease.Allocator
@@ -310,14 +353,20 @@ func (m *Manager) write(ctx context.Context, p plan, listRev int64, attrs lease.
 		putOpts = append(putOpts, clientv3.WithLease(*grant))
 	}
 	conds := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(path), "=", p.existingRev)}
-	if p.how != howKept {
+	since := clientv3.OpGet(m.subnetsPrefix(), clientv3.WithPrefix(), clientv3.WithMinModRev(listRev+1))
+	then := []clientv3.Op{clientv3.OpPut(path, string(value), putOpts...)}
+	if p.existingRev == 0 {
 		conds = m.createConditions(p.key, listRev)
+		// What was written since the listing, read in the same
+		// revision as the create: another host with this node's name
+		// may have created a key meanwhile (see yieldToTwin).
+		then = append(then, since)
 	}
 	rctx, cancel := m.request(ctx)
 	resp, err := m.client.Txn(rctx).
 		If(conds...).
-		Then(clientv3.OpPut(path, string(value), putOpts...)).
-		Else(clientv3.OpGet(m.subnetsPrefix(), clientv3.WithPrefix(), clientv3.WithMinModRev(listRev+1))).
+		Then(then...).
+		Else(since).
 		Commit()
 	cancel()
 	if err != nil {
@@ -328,6 +377,12 @@ func (m *Manager) write(ctx context.Context, p plan, listRev int64, attrs lease.
 	}
 	if !resp.Succeeded {
 		return lease.Lease{}, false, listing{resp.Responses[0].GetResponseRange().Kvs, resp.Header.Revision}, nil
+	}
+	if p.existingRev == 0 {
+		written := resp.Responses[1].GetResponseRange().Kvs
+		if m.yieldToTwin(ctx, path, listRev, resp.Header.Revision, written) {
+			return lease.Lease{}, false, listing{written, resp.Header.Revision}, nil
+		}
 	}
 	h := heldLease{rev: resp.Header.Revision}
 	l := lease.Lease{Key: p.key, Attrs: attrs}
@@ -424,4 +479,43 @@ func (m *Manager) deleteOutside(ctx context.Context, keys []record) {
 		delete(m.held, r.key)
 		m.mu.Unlock()
 	}
+}
+
+// yieldToTwin handles two writers with this node's name creating keys at
+// once, each before the other's create was in its listing: both Txns
+// succeed, on different subnets. Each create reads, in its own revision,
+// the keys written since its listing, so the later of the two always sees
+// the earlier's key. The later deletes its own (if unchanged) and reports
+// true, and Acquire plans again with the earlier key in view: its own if
+// it is this host's (a second daemon), a challenge if another host's.
+func (m *Manager) yieldToTwin(ctx context.Context, path string, listRev, rev int64, written []*mvccpb.KeyValue) bool {
+	hint := ownershipHints(m.node, lease.Attrs{})
+	twin := ""
+	for _, kv := range written {
+		if string(kv.Key) == path || kv.CreateRevision <= listRev || !mentionsAny(kv.Value, hint) {
+			continue
+		}
+		var a lease.Attrs
+		if json.Unmarshal(kv.Value, &a) == nil && a.Owner == m.node {
+			twin = string(kv.Key)
+			break
+		}
+	}
+	if twin == "" {
+		return false
+	}
+	rctx, cancel := m.request(ctx)
+	defer cancel()
+	_, err := m.client.Txn(rctx).
+		If(clientv3.Compare(clientv3.ModRevision(path), "=", rev)).
+		Then(clientv3.OpDelete(path)).
+		Commit()
+	if err != nil {
+		// The key stays; the twin's Keep or this node's next plan
+		// sorts the two out.
+		m.log.Warn("could not withdraw a key created beside another of this node's name", "key", path, "other", twin, "err", err)
+		return false
+	}
+	m.log.Info("another writer with this node's name created a key at the same time; withdrew this one", "key", path, "other", twin)
+	return true
 }

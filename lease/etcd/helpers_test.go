@@ -87,7 +87,9 @@ func (e *env) manager(node string, endpoint ...string) *Manager {
 		Node:        node,
 		TTL:         testTTL,
 		RenewMargin: testTTL / 2,
-		Logger:      slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test_node", node),
+		// Short, so that a takeover fits in a test's lease TTL.
+		ChallengeTimeout: 300 * time.Millisecond,
+		Logger:           slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test_node", node),
 	})
 	if err != nil {
 		e.t.Fatal(err)

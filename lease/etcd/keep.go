@@ -49,7 +49,7 @@ func (m *Manager) Keep(ctx context.Context, l lease.Lease) error {
 		// lease it saved: learn the key's state. renewedAt stays zero, so
 		// a leased key is renewed at once, its age being unknown.
 		for {
-			h, watchRev, err = m.verify(ctx, path)
+			h, watchRev, err = m.verify(ctx, path, attrs, value)
 			if err == nil {
 				break
 			}
@@ -105,7 +105,7 @@ func (m *Manager) Keep(ctx context.Context, l lease.Lease) error {
 			return ctx.Err()
 
 		case <-timer.C:
-			nh, err := m.renew(ctx, path, value, h)
+			nh, err := m.renew(ctx, path, attrs, value, h)
 			switch {
 			case errors.Is(err, lease.ErrLeaseLost):
 				return m.lost(l.Key, err)
@@ -133,14 +133,15 @@ func (m *Manager) Keep(ctx context.Context, l lease.Lease) error {
 				watchRetry.ok()
 				before := h
 				for _, ev := range resp.Events {
-					if err := m.checkOwnEvent(ev, &h); err != nil {
+					if err := m.checkOwnEvent(ctx, ev, &h, attrs, value); err != nil {
 						return m.lost(l.Key, err)
 					}
 				}
-				m.setHeld(l.Key, h)
 				if h.id != before.id {
+					h.renewedAt = m.grantedAt(ctx, h.id)
 					arm()
 				}
+				m.setHeld(l.Key, h)
 				continue
 			}
 			// The watch ended: the stream broke (etcd restarted, no
@@ -156,7 +157,7 @@ func (m *Manager) Keep(ctx context.Context, l lease.Lease) error {
 					return werr
 				}
 			}
-			nh, rev, err := m.verify(ctx, path)
+			nh, rev, err := m.verify(ctx, path, attrs, value)
 			switch {
 			case errors.Is(err, lease.ErrLeaseLost):
 				return m.lost(l.Key, err)
@@ -168,10 +169,11 @@ func (m *Manager) Keep(ctx context.Context, l lease.Lease) error {
 			case nh.rev != h.rev:
 				before := h
 				h = adopt(h, nh)
-				m.setHeld(l.Key, h)
 				if h.id != before.id {
+					h.renewedAt = m.grantedAt(ctx, h.id)
 					arm()
 				}
+				m.setHeld(l.Key, h)
 			}
 			watch, delivered = watchFrom(rev), false
 		}
@@ -188,36 +190,75 @@ func adopt(h, seen heldLease) heldLease {
 	return seen
 }
 
-// checkOwnEvent applies one watch event on this node's key: a deletion or
-// another owner's write is a loss; any other write moves h along.
-func (m *Manager) checkOwnEvent(ev *clientv3.Event, h *heldLease) error {
+// checkOwnEvent applies one watch event on this node's key: a deletion, or
+// a write by another owner or by another host under this node's name, is
+// a loss; a claim by another host is answered; any other write moves h
+// along.
+func (m *Manager) checkOwnEvent(ctx context.Context, ev *clientv3.Event, h *heldLease, mine lease.Attrs, value []byte) error {
 	if ev.Type == clientv3.EventTypeDelete {
 		return fmt.Errorf("%w: %s was deleted or expired at revision %d", lease.ErrLeaseLost, ev.Kv.Key, ev.Kv.ModRevision)
 	}
-	if err := m.checkOwner(ev.Kv); err != nil {
+	answered, err := m.checkOwner(ctx, ev.Kv, mine, value)
+	if err != nil {
 		return err
 	}
-	if ev.Kv.ModRevision > h.rev {
-		*h = adopt(*h, heldLease{rev: ev.Kv.ModRevision, id: clientv3.LeaseID(ev.Kv.Lease)})
+	rev := max(ev.Kv.ModRevision, answered)
+	if rev > h.rev {
+		*h = adopt(*h, heldLease{rev: rev, id: clientv3.LeaseID(ev.Kv.Lease)})
 	}
 	return nil
 }
 
-// checkOwner returns a loss unless kv names this node as its owner.
-func (m *Manager) checkOwner(kv *mvccpb.KeyValue) error {
+// checkOwner returns a loss unless kv is this node's, written from this
+// host. A claim on it by another host with this node's name is answered
+// (see ErrIdentityCollision), and the revision of the answer returned.
+func (m *Manager) checkOwner(ctx context.Context, kv *mvccpb.KeyValue, mine lease.Attrs, value []byte) (int64, error) {
 	var stored lease.Attrs
 	if err := json.Unmarshal(kv.Value, &stored); err != nil {
-		return fmt.Errorf("%w: %s now holds a value that does not parse: %v", lease.ErrLeaseLost, kv.Key, err)
+		return 0, fmt.Errorf("%w: %s now holds a value that does not parse: %v", lease.ErrLeaseLost, kv.Key, err)
 	}
 	if stored.Owner != m.node {
-		return fmt.Errorf("%w: %s is now held by %q (public IP %s)", lease.ErrLeaseLost, kv.Key, stored.Owner, stored.PublicIP)
+		return 0, fmt.Errorf("%w: %s is now held by %q (public IP %s)", lease.ErrLeaseLost, kv.Key, stored.Owner, stored.PublicIP)
 	}
-	return nil
+	if !sameHost(stored, mine) {
+		return 0, fmt.Errorf("%w: %w: %s was taken over by another host under this node's name, at %s",
+			lease.ErrLeaseLost, ErrIdentityCollision, kv.Key, addrsString(stored.PublicIP, stored.PublicIPv6))
+	}
+	if c, ok := decodeClaim(kv.Value); ok && !sameHost(lease.Attrs{PublicIP: c.PublicIP, PublicIPv6: c.PublicIPv6}, mine) {
+		rev, err := m.answer(ctx, string(kv.Key), value, kv.ModRevision, c)
+		if err != nil {
+			// Unanswered, the claimant takes the key over, and its
+			// write is then a loss here.
+			m.log.Warn("could not answer another host's claim on this node's lease", "key", string(kv.Key), "err", err)
+		}
+		return rev, nil
+	}
+	return 0, nil
+}
+
+// grantedAt estimates when etcd lease id was granted or last kept alive,
+// from its remaining TTL: the schedule of the next renewal of a key that
+// another writer of this host (a second daemon, an operator) moved to a
+// lease of its own. Renewing at once instead would have the two writers
+// move the key back and forth as fast as etcd allows. If etcd cannot say,
+// the lease is taken as fresh: should it lapse first, the key's deletion
+// is a loss, and the subnet is acquired again.
+func (m *Manager) grantedAt(ctx context.Context, id clientv3.LeaseID) time.Time {
+	if id == 0 {
+		return time.Time{}
+	}
+	rctx, cancel := m.request(ctx)
+	defer cancel()
+	resp, err := m.client.TimeToLive(rctx, id)
+	if err != nil || resp.TTL <= 0 || resp.GrantedTTL <= 0 {
+		return time.Now()
+	}
+	return time.Now().Add(-time.Duration(resp.GrantedTTL-resp.TTL) * time.Second)
 }
 
 // verify reads this node's key and returns its state and the revision to
 // watch from, or a loss if it is gone or someone else's.
-func (m *Manager) verify(ctx context.Context, path string) (heldLease, int64, error) {
+func (m *Manager) verify(ctx context.Context, path string, mine lease.Attrs, value []byte) (heldLease, int64, error) {
 	rctx, cancel := m.request(ctx)
 	defer cancel()
 	resp, err := m.client.Get(rctx, path)
@@ -228,8 +269,13 @@ func (m *Manager) verify(ctx context.Context, path string) (heldLease, int64, er
 		return heldLease{}, 0, fmt.Errorf("%w: %s no longer exists (expired or deleted)", lease.ErrLeaseLost, path)
 	}
 	kv := resp.Kvs[0]
-	if err := m.checkOwner(kv); err != nil {
+	answered, err := m.checkOwner(ctx, kv, mine, value)
+	if err != nil {
 		return heldLease{}, 0, err
+	}
+	if answered > 0 {
+		// Watch from after the answer, which this Manager wrote.
+		return heldLease{rev: answered, id: clientv3.LeaseID(kv.Lease)}, answered + 1, nil
 	}
 	return heldLease{rev: kv.ModRevision, id: clientv3.LeaseID(kv.Lease)}, resp.Header.Revision + 1, nil
 }
@@ -238,7 +284,7 @@ func (m *Manager) verify(ctx context.Context, path string) (heldLease, int64, er
 // being h.rev. If the condition fails it inspects the key: gone or another
 // owner's is a loss; still this node's is adopted and, unless it has become
 // a reservation, the renewal retried.
-func (m *Manager) renew(ctx context.Context, path string, value []byte, h heldLease) (heldLease, error) {
+func (m *Manager) renew(ctx context.Context, path string, attrs lease.Attrs, value []byte, h heldLease) (heldLease, error) {
 	for attempt := 0; attempt < 3; attempt++ {
 		rctx, cancel := m.request(ctx)
 		g, err := m.client.Grant(rctx, m.ttlSeconds())
@@ -270,10 +316,11 @@ func (m *Manager) renew(ctx context.Context, path string, value []byte, h heldLe
 		if len(kvs) == 0 {
 			return h, fmt.Errorf("%w: %s no longer exists (expired or deleted)", lease.ErrLeaseLost, path)
 		}
-		if err := m.checkOwner(kvs[0]); err != nil {
+		answered, err := m.checkOwner(ctx, kvs[0], attrs, value)
+		if err != nil {
 			return h, err
 		}
-		h = adopt(h, heldLease{rev: kvs[0].ModRevision, id: clientv3.LeaseID(kvs[0].Lease)})
+		h = adopt(h, heldLease{rev: max(kvs[0].ModRevision, answered), id: clientv3.LeaseID(kvs[0].Lease)})
 		if h.id == 0 {
 			return h, nil // now a reservation: it must not get a lease back
 		}

@@ -183,7 +183,7 @@ func TestRenewIsConditional(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.put(path, string(value), clientv3.WithLease(g.ID))
-	nh, err := m.renew(ctxFor(t, 5*time.Second), path, value, h)
+	nh, err := m.renew(ctxFor(t, 5*time.Second), path, l.Attrs, value, h)
 	if err != nil || nh.rev <= h.rev || nh.id == 0 {
 		t.Fatalf("renew over this node's own newer write: %+v, %v", nh, err)
 	}
@@ -194,7 +194,7 @@ func TestRenewIsConditional(t *testing.T) {
 	raw, _ := json.Marshal(other)
 	e.put(path, string(raw))
 	before := e.get(path)
-	if _, err := m.renew(ctxFor(t, 5*time.Second), path, value, nh); !errors.Is(err, lease.ErrLeaseLost) {
+	if _, err := m.renew(ctxFor(t, 5*time.Second), path, l.Attrs, value, nh); !errors.Is(err, lease.ErrLeaseLost) {
 		t.Fatalf("renew over node-b's write: %v, want ErrLeaseLost", err)
 	}
 	if after := e.get(path); *after != *before {

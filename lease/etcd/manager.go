@@ -73,6 +73,11 @@ type Options struct {
 	// RenewMargin is how long before expiry a lease is renewed. Default 1h;
 	// it must be shorter than TTL.
 	RenewMargin time.Duration
+	// ChallengeTimeout is how long a holder of this node's name on
+	// another host has to answer a claim on its lease before this node
+	// takes the lease over (see ErrIdentityCollision). A holder that
+	// answered is asked again every six of these. Default 5s.
+	ChallengeTimeout time.Duration
 	// Logger receives one line per state change. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -88,11 +93,14 @@ type Manager struct {
 	timeout   time.Duration // per request
 	log       *slog.Logger
 
+	challengeTimeout time.Duration
+	claimLog         logLimiter // claims answered, by claimant
+
 	mu   sync.Mutex
 	held map[lease.Key]heldLease // what this Manager last wrote for its own leases
 
 	// Counters and current conditions, for Stats.
-	renewals, losses, errs atomic.Int64
+	renewals, losses, errs, collisions atomic.Int64
 	conditions             condition.Set // by operation: why it is failing now
 }
 
@@ -102,6 +110,9 @@ type Stats struct {
 	Renewals int64 // successful renewals of this node's lease
 	Losses   int64 // leases lost (expired, deleted or taken)
 	Errors   int64 // failed etcd requests, each retried
+	// Collisions counts claims on this node's lease that another host
+	// with its name made and this node answered.
+	Collisions int64
 	// Condition says why etcd requests are failing right now, e.g.
 	// "etcd unreachable: context deadline exceeded"; "" when they are not.
 	Condition string
@@ -112,7 +123,7 @@ func (m *Manager) setCondition(what, cond string) { m.conditions.Set(what, cond)
 
 // Stats returns the counters and the current condition.
 func (m *Manager) Stats() Stats {
-	return Stats{Renewals: m.renewals.Load(), Losses: m.losses.Load(), Errors: m.errs.Load(), Condition: m.conditions.String()}
+	return Stats{Renewals: m.renewals.Load(), Losses: m.losses.Load(), Errors: m.errs.Load(), Collisions: m.collisions.Load(), Condition: m.conditions.String()}
 }
 
 // heldLease is what a renewal must compare against: the revision this node
@@ -161,7 +172,12 @@ func New(opts Options) (*Manager, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.ChallengeTimeout == 0 {
+		opts.ChallengeTimeout = DefaultChallengeTimeout
+	}
 	m := &Manager{
+		challengeTimeout: opts.ChallengeTimeout,
+		claimLog:         logLimiter{period: 10 * time.Minute},
 		client:  opts.Client,
 		prefix:  path.Clean(opts.Prefix),
 		timeout: opts.RequestTimeout,
@@ -332,12 +348,16 @@ func (r *retrier) fail(ctx context.Context, err error) error {
 	r.failures++
 	r.m.errs.Add(1)
 	cond := "etcd unreachable: " + err.Error()
-	if errors.Is(err, ErrNoConfig) || errors.Is(err, lease.ErrInvalidConfig) || errors.Is(err, lease.ErrOutOfSubnets) {
+	if errors.Is(err, ErrNoConfig) || errors.Is(err, lease.ErrInvalidConfig) || errors.Is(err, lease.ErrOutOfSubnets) || errors.Is(err, ErrIdentityCollision) {
 		cond = err.Error() // etcd answered; the trouble is what it holds
 	}
 	r.m.setCondition(r.what, cond)
 	if msg := err.Error(); msg != r.lastErr {
-		r.log.Warn(r.what+" failed; retrying", "err", err, "attempt", r.failures)
+		if errors.Is(err, ErrIdentityCollision) {
+			r.log.Error(r.what+" is waiting", "err", err)
+		} else {
+			r.log.Warn(r.what+" failed; retrying", "err", err, "attempt", r.failures)
+		}
 		r.lastErr = msg
 	}
 	if r.delay == 0 {
@@ -346,6 +366,15 @@ func (r *retrier) fail(ctx context.Context, err error) error {
 		r.delay = min(2*r.delay, retryMax)
 	}
 	return ctxutil.Sleep(ctx, r.delay/2+rand.N(r.delay/2+1))
+}
+
+// failFor records err like fail, and waits about d before the next
+// attempt.
+func (r *retrier) failFor(ctx context.Context, err error, d time.Duration) error {
+	if werr := r.fail(ctx, err); werr != nil {
+		return werr
+	}
+	return ctxutil.Sleep(ctx, d*3/4+rand.N(d/2+1))
 }
 
 // ok records success, logging recovery after failures.

@@ -232,7 +232,7 @@ func TestAcquireFindsOwnKeyAfterPublicIPChange(t *testing.T) {
 	moved := attrsFor(77)
 	again, err := e.manager("node-a").Acquire(ctxFor(t, 10*time.Second), lease.AcquireRequest{Attrs: moved})
 	if err != nil || again.Key != first.Key {
-		t.Fatalf("after a public IP change got %v, %v; want %v", again.Key, err, first.Key)
+		t.Fatalf("after a public IP change got %v, %v; want %v\n%s", again.Key, err, first.Key, e.logs)
 	}
 	var stored lease.Attrs
 	json.Unmarshal([]byte(e.get(subnetPath(first.Key)).Value), &stored)
