@@ -101,7 +101,7 @@ type Manager struct {
 
 	// Counters and current conditions, for Stats.
 	renewals, losses, errs, collisions atomic.Int64
-	conditions             condition.Set // by operation: why it is failing now
+	conditions                         condition.Set // by operation: why it is failing now
 }
 
 // Stats are a Manager's counters since New, for metrics, and its current
@@ -178,14 +178,14 @@ func New(opts Options) (*Manager, error) {
 	m := &Manager{
 		challengeTimeout: opts.ChallengeTimeout,
 		claimLog:         logLimiter{period: 10 * time.Minute},
-		client:  opts.Client,
-		prefix:  path.Clean(opts.Prefix),
-		timeout: opts.RequestTimeout,
-		node:    opts.Node,
-		ttl:     opts.TTL,
-		margin:  opts.RenewMargin,
-		log:     opts.Logger.With("component", "lease/etcd", "node", opts.Node),
-		held:    map[lease.Key]heldLease{},
+		client:           opts.Client,
+		prefix:           path.Clean(opts.Prefix),
+		timeout:          opts.RequestTimeout,
+		node:             opts.Node,
+		ttl:              opts.TTL,
+		margin:           opts.RenewMargin,
+		log:              opts.Logger.With("component", "lease/etcd", "node", opts.Node),
+		held:             map[lease.Key]heldLease{},
 	}
 	if m.client == nil {
 		c, err := newClient(opts)
