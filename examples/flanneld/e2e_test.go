@@ -370,6 +370,61 @@ func TestNetworkMovedLive(t *testing.T) {
 	reachPairs(t, [][2]*daemon{{a, b}, {b, a}})
 }
 
+// TestClonedHosts: two hosts present one node name (cloned VMs with one
+// hostname). The first keeps its lease and stays reachable; the second
+// does not take it, says why on /readyz, logs an error naming both
+// addresses, and writes a few times a minute, not hundreds a second.
+func TestClonedHosts(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, 3, netConf16)
+	first := c.start(c.host(1), "--node-name", "clone")
+	first.WaitReady()
+	third := c.start(c.host(3))
+	third.WaitReady()
+	clone := c.start(c.host(2), "--node-name", "clone")
+	revision := func() int64 {
+		resp, err := c.admin.Get(context.Background(), "/none")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Header.Revision
+	}
+	waitFor(t, 15*time.Second, "the clone to report the collision", func() bool {
+		code, body := clone.Readyz()
+		return code == 503 && strings.Contains(body, "--node-name")
+	})
+	before := revision()
+	const d = 5 * time.Second
+	time.Sleep(d)
+	writes := revision() - before
+	t.Logf("%d etcd writes in %v of collision", writes, d)
+	if writes > 4 {
+		t.Errorf("%d etcd writes in %v of collision, want a few a minute", writes, d)
+	}
+	code, body := clone.Readyz()
+	for _, want := range []string{c.host(1).Addr.Addr().String(), c.host(2).Addr.Addr().String(), "NODE_NAME"} {
+		if code != 503 || !strings.Contains(body, want) {
+			t.Errorf("the clone's /readyz %d %q does not name %s", code, body, want)
+		}
+	}
+	if !strings.Contains(clone.Out.String(), "level=ERROR") || !strings.Contains(first.Out.String(), "level=ERROR") {
+		t.Errorf("an error was not logged on both hosts:\n%s\n%s", clone.Out, first.Out)
+	}
+	if code, _ := first.Readyz(); code != 200 {
+		t.Errorf("the first host's /readyz: %d", code)
+	}
+	f := first.Env()
+	resp, err := c.admin.Get(context.Background(), keyOf(f.Subnet.Masked()))
+	if err != nil || len(resp.Kvs) != 1 || !strings.Contains(string(resp.Kvs[0].Value), `"PublicIP":"`+c.host(1).Addr.Addr().String()+`"`) {
+		t.Fatalf("the first host's key: %v %v", resp, err)
+	}
+	if _, err := os.Stat(clone.SubnetFile); err == nil {
+		t.Errorf("the clone wrote subnet.env: %+v", clone.Env())
+	}
+	third.WaitPeers(1)
+	reachPairs(t, [][2]*daemon{{third, first}, {first, third}})
+}
+
 // TestRestartContinuity: a continuous flow to a node loses at most a few
 // packets while that node's daemon restarts: the datapath stays in place.
 func TestRestartContinuity(t *testing.T) {

@@ -64,7 +64,7 @@ func parseFlags(args []string, env func(string) string, stderr io.Writer) (confi
 	fs.IntVar(&c.healthzPort, "healthz-port", 0, "the port for the healthz and readyz server; 0 disables it")
 	fs.IntVar(&c.renewMargin, "subnet-lease-renew-margin", 60, "subnet lease renewal margin, in minutes")
 	fs.DurationVar(&c.leaseTTL, "subnet-lease-ttl", 24*time.Hour, "life of a subnet lease that is not renewed (a weft extension; flannel fixes it at 24h)")
-	fs.StringVar(&c.node, "node-name", "", "stable identity of this node, the lease owner and VTEP MAC seed (default: NODE_NAME, then the hostname)")
+	fs.StringVar(&c.node, "node-name", "", "stable identity of this node, the lease owner and VTEP MAC seed (default: NODE_NAME, then the hostname); unique per host: a cloned VM must change its hostname or set this (a weft extension)")
 	fs.DurationVar(&c.resync, "resync-interval", 30*time.Second, "period of the datapath's unprompted reconcile")
 	fs.BoolVar(&c.version, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
