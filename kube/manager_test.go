@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -142,6 +143,46 @@ func TestAcquireOutsideNetwork(t *testing.T) {
 	cancel()
 	if err := <-done; err != context.Canceled {
 		t.Errorf("Acquire returned %v after cancel", err)
+	}
+}
+
+// TestAcquireSharedPodCIDR: this node's PodCIDR is also an older Node's.
+// Every peer keeps the older's lease (see TestWatchLeasesSharedPodCIDR),
+// so this node waits, naming the other Node, until the clash ends; a
+// younger Node with the same PodCIDR does not stop this one.
+func TestAcquireSharedPodCIDR(t *testing.T) {
+	self, older, younger := nodeWith("self", "10.244.7.0/24"), nodeWith("older", "10.244.7.0/24"), nodeWith("younger", "10.244.7.0/25")
+	self.CreationTimestamp = metav1.Unix(1_700_000_100, 0)
+	older.CreationTimestamp = metav1.Unix(1_700_000_000, 0)
+	younger.CreationTimestamp = metav1.Unix(1_700_000_200, 0)
+	e := newFakeEnv(t, testNetConf, self, older, younger)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { _, err := e.m.Acquire(ctx, lease.AcquireRequest{Attrs: testAttrs()}); done <- err }()
+	testutil.WaitFor(t, 10*time.Second, "the shared PodCIDR to be reported", func() bool {
+		c := e.m.Stats().Condition
+		return strings.Contains(c, "10.244.7.0/24") && strings.Contains(c, "Node older's")
+	})
+	if !strings.Contains(e.logs.String(), "older_node=older") || strings.Contains(e.logs.String(), "older_node=younger") {
+		t.Errorf("the log does not name the older node alone:\n%s", e.logs)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Acquire returned %v instead of waiting", err)
+	default:
+	}
+	cancel()
+	<-done
+	// The clash ends: the older Node gets another PodCIDR.
+	e.update(t, "older", func(n *corev1.Node) { n.Spec.PodCIDR = "10.244.8.0/24" })
+	testutil.WaitFor(t, 10*time.Second, "the cache to see the fix", func() bool {
+		n, err := e.m.lister.Get("older")
+		return err == nil && n.Spec.PodCIDR == "10.244.8.0/24"
+	})
+	l, err := e.m.Acquire(ctxFor(t, 10*time.Second), lease.AcquireRequest{Attrs: testAttrs()})
+	if err != nil || l.Key.IPv4 != netip.MustParsePrefix("10.244.7.0/24") {
+		t.Fatalf("after the fix: %v, %v", l.Key, err)
 	}
 }
 

@@ -3,6 +3,7 @@ package kube
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -73,4 +74,63 @@ func keyFor(k lease.Key, conf lease.Config) lease.Key {
 		k.IPv6 = netip.Prefix{}
 	}
 	return k
+}
+
+// olderClaimant returns the name of a Node, older than node by creation
+// time (then by name, as peer admission orders them), whose PodCIDRs
+// overlap k in a family conf enables: a misconfiguration in which the
+// older Node keeps the subnet on every peer, so this one must not route
+// it. It returns "" if there is none.
+func olderClaimant(node *corev1.Node, k lease.Key, conf lease.Config, nodes []*corev1.Node) string {
+	best := ""
+	var bestNode *corev1.Node
+	for _, o := range nodes {
+		if o.Name == node.Name {
+			continue
+		}
+		ok, err := podCIDRs(o)
+		if err != nil || !ok.IsValid() {
+			continue
+		}
+		ok = keyFor(ok, conf)
+		overlaps := k.IPv4.IsValid() && ok.IPv4.IsValid() && k.IPv4.Overlaps(ok.IPv4) ||
+			k.IPv6.IsValid() && ok.IPv6.IsValid() && k.IPv6.Overlaps(ok.IPv6)
+		if !overlaps || !nodeOlder(o, node) {
+			continue
+		}
+		if bestNode == nil || nodeOlder(o, bestNode) {
+			best, bestNode = o.Name, o
+		}
+	}
+	return best
+}
+
+// nodeOlder reports whether a was created before b, unknown times last,
+// then by name: the order of lease.Lease.Older for Nodes.
+func nodeOlder(a, b *corev1.Node) bool {
+	sa, sb := seniority(a), seniority(b)
+	if sa != sb {
+		return lease.CompareSeniority(sa, lease.Key{}, sb, lease.Key{}) < 0
+	}
+	return a.Name < b.Name
+}
+
+// seniority is a Node's lease seniority: its creation time in Unix
+// seconds, 0 if unknown.
+func seniority(n *corev1.Node) int64 {
+	if n.CreationTimestamp.IsZero() {
+		return 0
+	}
+	return n.CreationTimestamp.Unix()
+}
+
+// cidrText writes a node's PodCIDRs as kubectl shows them.
+func cidrText(k lease.Key) string {
+	var parts []string
+	for _, p := range []netip.Prefix{k.IPv4, k.IPv6} {
+		if p.IsValid() {
+			parts = append(parts, p.String())
+		}
+	}
+	return strings.Join(parts, ",")
 }

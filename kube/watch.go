@@ -192,11 +192,7 @@ func (m *Manager) leaseOf(n *corev1.Node, conf lease.Config) (lease.Lease, bool)
 	// The Node's creation time ranks its lease for peer admission: every
 	// node reads it alike, and the node's own credentials cannot change
 	// it, so a node that claims an older node's VTEP MAC or address loses.
-	l := lease.Lease{Key: key, Attrs: attrs}
-	if !n.CreationTimestamp.IsZero() {
-		l.Seniority = n.CreationTimestamp.Unix()
-	}
-	return l, true
+	return lease.Lease{Key: key, Attrs: attrs, Seniority: seniority(n)}, true
 }
 
 // sortEvents orders events by key, as lease.Diff does.
