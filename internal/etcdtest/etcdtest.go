@@ -431,6 +431,34 @@ func (s *Server) Restart() {
 	}
 }
 
+// Wipe stops the server, moves its data away and starts an empty one on
+// the same address, as an operator who lost or discarded the data
+// directory would: clients see the server die and come back with no keys
+// and its revision starting over.
+func (s *Server) Wipe() { s.WipeWith(nil) }
+
+// WipeWith is Wipe, calling setup, if not nil, with the new server's own
+// client URL before clients can reach it again: what happens in the
+// window after a wipe (the config put back, a node joining) happens
+// before any agent is back.
+func (s *Server) WipeWith(setup func(endpoint string)) {
+	s.t.Helper()
+	s.Stop()
+	data := filepath.Join(s.dir, "data")
+	if err := os.Rename(data, data+".wiped-"+strconv.FormatInt(time.Now().UnixNano(), 36)); err != nil {
+		s.t.Fatalf("etcdtest: wipe: %v", err)
+	}
+	if err := s.start(); err != nil {
+		s.t.Fatalf("etcdtest: start after a wipe: %v", err)
+	}
+	if setup != nil {
+		setup(s.clientURL.Scheme + "://" + s.clientURL.Host)
+	}
+	if s.front != nil {
+		s.front.Heal()
+	}
+}
+
 // freeAddr returns a 127.0.0.1 address with a port that was free a moment
 // ago. The server binds it shortly after; the window for another process to
 // take it is small, and a collision fails the start loudly.

@@ -96,6 +96,7 @@ func (m *Manager) Acquire(ctx context.Context, req lease.AcquireRequest) (lease.
 	}()
 	for {
 		if !listed {
+			floor := m.history.floor()
 			rctx, cancel := m.request(ctx)
 			resp, err := m.client.Get(rctx, m.prefix+"/", clientv3.WithPrefix())
 			cancel()
@@ -105,6 +106,7 @@ func (m *Manager) Acquire(ctx context.Context, req lease.AcquireRequest) (lease.
 				}
 				continue
 			}
+			m.observe(resp.Header, floor)
 			known, listed = listing{resp.Kvs, resp.Header.Revision}, true
 		}
 		rawConfig, hasConfig, records := m.parseListing(known.kvs)

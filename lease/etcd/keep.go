@@ -100,9 +100,32 @@ func (m *Manager) Keep(ctx context.Context, l lease.Lease) error {
 	delivered := false // whether the current watch has delivered anything
 
 	for {
+		back := m.history.reconnected()
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+
+		case <-back:
+			// The connection broke and came back: the client resumed the
+			// watch from its revision, which an emptied or restored store
+			// would answer with silence. Read the key.
+			nh, rev, err := m.verify(ctx, path, attrs, value)
+			switch {
+			case errors.Is(err, lease.ErrLeaseLost):
+				m.history.restart() // the store lacks what it had: list again everywhere
+				return m.lost(l.Key, err)
+			case err != nil:
+				continue // the watch or the next renewal finds out
+			case nh.rev != h.rev || nh.id != h.id:
+				before := h
+				h = adopt(h, nh)
+				if h.id != before.id {
+					h.renewedAt = m.grantedAt(ctx, h.id)
+					arm()
+				}
+				m.setHeld(l.Key, h)
+			}
+			watch, delivered = watchFrom(rev), false
 
 		case <-timer.C:
 			nh, err := m.renew(ctx, path, attrs, value, h)

@@ -22,6 +22,7 @@ const listPage = 1000
 func (m *Manager) listPaged(ctx context.Context, prefix string, page func(kvs []*mvccpb.KeyValue, total int64)) (int64, error) {
 	end := clientv3.GetPrefixRangeEnd(prefix)
 	from, rev, total := prefix, int64(0), int64(0)
+	floor := m.history.floor()
 	for {
 		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(listPage)}
 		if rev != 0 {
@@ -34,6 +35,7 @@ func (m *Manager) listPaged(ctx context.Context, prefix string, page func(kvs []
 			return 0, err
 		}
 		if rev == 0 {
+			m.observe(resp.Header, floor)
 			// Later pages count only the keys from where they start.
 			rev, total = resp.Header.Revision, resp.Count
 		}

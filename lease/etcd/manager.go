@@ -34,6 +34,7 @@ const (
 	// DefaultRequestTimeout bounds each etcd request, so that an outage
 	// is noticed and logged instead of waited out in silence.
 	DefaultRequestTimeout = 10 * time.Second
+	DefaultSettleTime     = 30 * time.Second
 )
 
 // ErrNoConfig means there is no network configuration under the prefix yet.
@@ -78,6 +79,11 @@ type Options struct {
 	// takes the lease over (see ErrIdentityCollision). A holder that
 	// answered is asked again every six of these. Default 5s.
 	ChallengeTimeout time.Duration
+	// SettleTime is how long, after etcd was found wiped or restored
+	// from an older backup, WatchLeases keeps sending the leases the new
+	// store lacks, so that their nodes have time to re-assert them before
+	// their peers drop them. Default 30s.
+	SettleTime time.Duration
 	// Logger receives one line per state change. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -95,6 +101,10 @@ type Manager struct {
 
 	challengeTimeout time.Duration
 	claimLog         logLimiter // claims answered, by claimant
+
+	history     *continuity // what the store's history has shown; see continuity.go
+	settle      time.Duration
+	stopMonitor context.CancelFunc
 
 	mu   sync.Mutex
 	held map[lease.Key]heldLease // what this Manager last wrote for its own leases
@@ -175,8 +185,13 @@ func New(opts Options) (*Manager, error) {
 	if opts.ChallengeTimeout == 0 {
 		opts.ChallengeTimeout = DefaultChallengeTimeout
 	}
+	if opts.SettleTime == 0 {
+		opts.SettleTime = DefaultSettleTime
+	}
 	m := &Manager{
 		challengeTimeout: opts.ChallengeTimeout,
+		history:          newContinuity(),
+		settle:           opts.SettleTime,
 		claimLog:         logLimiter{period: 10 * time.Minute},
 		client:           opts.Client,
 		prefix:           path.Clean(opts.Prefix),
@@ -194,6 +209,9 @@ func New(opts Options) (*Manager, error) {
 		}
 		m.client, m.ownClient = c, true
 	}
+	monitor, stop := context.WithCancel(context.Background())
+	m.stopMonitor = stop
+	go m.watchConnection(monitor)
 	return m, nil
 }
 
@@ -224,7 +242,10 @@ func newClient(opts Options) (*clientv3.Client, error) {
 			// gRPC's default reconnect backoff grows to two minutes; an
 			// agent should be back within seconds of etcd returning.
 			grpc.WithConnectParams(grpc.ConnectParams{
-				Backoff:           backoff.Config{BaseDelay: 500 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 10 * time.Second},
+				// At most 2s (2.4s with jitter) from etcd's return to a
+				// connection, so that a wiped store is found and this
+				// node's lease re-asserted within 5s.
+				Backoff:           backoff.Config{BaseDelay: 500 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
 				MinConnectTimeout: 5 * time.Second,
 			}),
 		},
@@ -235,8 +256,10 @@ func newClient(opts Options) (*clientv3.Client, error) {
 	return c, nil
 }
 
-// Close releases the client if New created it. It does not touch any lease.
+// Close stops the Manager's watch on its connection and releases the
+// client if New created it. It does not touch any lease.
 func (m *Manager) Close() error {
+	m.stopMonitor()
 	if m.ownClient {
 		return m.client.Close()
 	}

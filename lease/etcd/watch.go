@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 
@@ -27,10 +28,15 @@ import (
 func (m *Manager) WatchLeases(ctx context.Context, ch chan<- lease.Batch) error {
 	var view leaseView // what the receiver has been told; nil until the snapshot
 	retry := m.retrier("watch leases")
+	var (
+		hold   bool             // the next listing follows a discontinuity
+		settle <-chan time.Time // when the held-back removals are sent
+	)
 	for {
 		// List, and send the difference from the view (everything, the
 		// first time).
 		snapshot := view == nil
+		epoch := m.history.current()
 		var (
 			events []lease.Event
 			rev    int64
@@ -39,7 +45,7 @@ func (m *Manager) WatchLeases(ctx context.Context, ch chan<- lease.Batch) error 
 		if snapshot {
 			events, view, rev, err = m.snapshot(ctx)
 		} else {
-			events, rev, err = m.relist(ctx, view)
+			events, rev, err = m.relist(ctx, view, hold)
 		}
 		if err != nil {
 			if werr := retry.fail(ctx, fmt.Errorf("list %s: %w", m.subnetsPrefix(), err)); werr != nil {
@@ -53,14 +59,38 @@ func (m *Manager) WatchLeases(ctx context.Context, ch chan<- lease.Batch) error 
 				return err
 			}
 		}
+		switch {
+		case hold:
+			settle = time.After(m.settle)
+		case !snapshot:
+			settle = nil // this listing sent the removals
+		}
 
 		// Watch from just after the listing until the watch can no longer
-		// be resumed.
-		if err := m.watchFrom(ctx, rev+1, view, ch); err != nil {
+		// be resumed, the store's history restarts, or the held-back
+		// removals are due.
+		why, err := m.watchFrom(ctx, rev+1, view, ch, epoch, settle)
+		if err != nil {
 			return err
+		}
+		hold = why == endDiscontinuity
+		if why == endSettled {
+			m.log.Info("the lease listing has settled after etcd's history restarted; dropping the leases it lacks")
 		}
 	}
 }
+
+// errHistoryRestarted ends a watch when etcd's history restarted.
+var errHistoryRestarted = errors.New("etcd's history restarted")
+
+// Why watchFrom ended without an error.
+type watchEnd int
+
+const (
+	endCompacted     watchEnd = iota // list again and send the difference
+	endDiscontinuity                 // list again, holding back removals
+	endSettled                       // the removals held back are due
+)
 
 // leaseView holds what a watcher has sent of each lease. Peers' leases
 // carry no expiration (see lease.Lease), so the attributes and seniority
@@ -117,8 +147,11 @@ func (m *Manager) snapshot(ctx context.Context) ([]lease.Event, leaseView, int64
 }
 
 // relist lists the subnets again after a compaction and returns how they
-// differ from view, which it replaces, and the revision listed.
-func (m *Manager) relist(ctx context.Context, view leaseView) ([]lease.Event, int64, error) {
+// differ from view, which it replaces, and the revision listed. With hold
+// set (the store's history restarted), leases the listing lacks are kept
+// in view, and no Removed event is sent for them yet: their nodes are
+// about to re-assert them.
+func (m *Manager) relist(ctx context.Context, view leaseView, hold bool) ([]lease.Event, int64, error) {
 	var listed []lease.Lease
 	rev, err := m.listPaged(ctx, m.subnetsPrefix(), func(kvs []*mvccpb.KeyValue, total int64) {
 		if listed == nil {
@@ -139,7 +172,17 @@ func (m *Manager) relist(ctx context.Context, view leaseView) ([]lease.Event, in
 		before = append(before, l)
 	}
 	events := lease.Diff(before, listed)
-	clear(view)
+	if hold {
+		kept := events[:0]
+		for _, e := range events {
+			if e.Type != lease.Removed {
+				kept = append(kept, e)
+			}
+		}
+		events = kept
+	} else {
+		clear(view)
+	}
 	for _, l := range listed {
 		view.put(l)
 	}
@@ -147,41 +190,57 @@ func (m *Manager) relist(ctx context.Context, view leaseView) ([]lease.Event, in
 }
 
 // watchFrom watches subnets from rev, applying events to view and sending
-// them, and resuming after every break. It returns nil when rev has been
-// compacted away and the caller must list again, or ctx.Err().
-func (m *Manager) watchFrom(ctx context.Context, rev int64, view leaseView, ch chan<- lease.Batch) error {
+// them, and resuming after every break. It returns, with a nil error, why
+// the caller must list again: rev was compacted away, epoch ended (the
+// store's history restarted), or settle fired; or ctx.Err().
+func (m *Manager) watchFrom(ctx context.Context, rev int64, view leaseView, ch chan<- lease.Batch, epoch <-chan struct{}, settle <-chan time.Time) (watchEnd, error) {
 	retry := m.retrier("watch leases")
 	for {
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 		w := m.client.Watch(wctx, m.subnetsPrefix(), clientv3.WithPrefix(), clientv3.WithRev(rev), clientv3.WithProgressNotify())
 		var cause error
-		for resp := range w {
+	receive:
+		for {
+			var resp clientv3.WatchResponse
+			var open bool
+			select {
+			case resp, open = <-w:
+			case <-epoch:
+				cancel()
+				return endDiscontinuity, nil
+			case <-settle:
+				cancel()
+				return endSettled, nil
+			}
+			if !open {
+				break receive
+			}
 			if err := resp.Err(); err != nil {
 				cause = err
-				break
+				break receive
 			}
 			retry.ok()
 			rev = resumeRevision(rev, resp)
 			if events := m.apply(view, resp.Events); len(events) > 0 {
 				if err := ctxutil.Send(ctx, ch, lease.Batch{Events: events}); err != nil {
 					cancel()
-					return err
+					return 0, err
 				}
 			}
 		}
 		cancel()
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return 0, ctx.Err()
 		}
 		if isCompacted(cause) {
 			m.log.Info("lease watch fell behind a compaction; listing again", "revision", rev)
-			return nil
+			return endCompacted, nil
 		}
 		if cause == nil {
 			cause = errors.New("watch channel closed")
 		}
 		if err := retry.fail(ctx, fmt.Errorf("watch %s from revision %d: %w", m.subnetsPrefix(), rev, cause)); err != nil {
-			return err
+			return 0, err
 		}
 	}
 }
@@ -310,9 +369,26 @@ func (m *Manager) WatchConfig(ctx context.Context, ch chan<- lease.Config) error
 		rev := resp.Header.Revision + 1
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 		var cause error
-		for wresp := range m.client.Watch(wctx, m.configKey(), clientv3.WithRev(rev), clientv3.WithProgressNotify()) {
+		epoch := m.history.current()
+		w := m.client.Watch(wctx, m.configKey(), clientv3.WithRev(rev), clientv3.WithProgressNotify())
+	receive:
+		for {
+			var wresp clientv3.WatchResponse
+			var open bool
+			select {
+			case wresp, open = <-w:
+			case <-epoch:
+				// The store's history restarted: read the config
+				// afresh, as the watch would wait for a revision the new
+				// store has not reached.
+				cause = errHistoryRestarted
+				break receive
+			}
+			if !open {
+				break receive
+			}
 			if cause = wresp.Err(); cause != nil {
-				break
+				break receive
 			}
 			retry.ok() // only a working watch resets the backoff
 			for _, ev := range wresp.Events {
@@ -333,7 +409,7 @@ func (m *Manager) WatchConfig(ctx context.Context, ch chan<- lease.Config) error
 		if cause == nil {
 			cause = errors.New("watch channel closed")
 		}
-		if !isCompacted(cause) {
+		if !isCompacted(cause) && cause != errHistoryRestarted {
 			if werr := retry.fail(ctx, fmt.Errorf("watch %s: %w", m.configKey(), cause)); werr != nil {
 				return werr
 			}
