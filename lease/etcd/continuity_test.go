@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
+
 	"github.com/weftnet/weft/internal/etcdtest"
 	"github.com/weftnet/weft/lease"
 )
@@ -142,5 +144,40 @@ func TestEtcdWiped(t *testing.T) {
 		default:
 		}
 		break
+	}
+}
+
+// TestContinuityObserve: a changed cluster ID, or a linearizable read
+// below a revision already seen when it started, is a discontinuity; a
+// read that started before a higher revision was seen is not.
+func TestContinuityObserve(t *testing.T) {
+	hdr := func(cluster uint64, rev int64) *etcdserverpb.ResponseHeader {
+		return &etcdserverpb.ResponseHeader{ClusterId: cluster, Revision: rev}
+	}
+	c := newContinuity()
+	for i, tc := range []struct {
+		h     *etcdserverpb.ResponseHeader
+		floor int64
+		bad   bool
+	}{
+		{hdr(7, 100), 0, false},   // the baseline
+		{hdr(7, 90), 0, false},    // started before 100 was seen: a lagging reply, not a restart
+		{hdr(7, 120), 100, false}, // forward
+		{hdr(7, 119), 120, true},  // backwards: restored from an older backup, or wiped
+		{hdr(7, 5), 0, false},     // the new history's start is the new baseline
+		{hdr(8, 200), 119, true},  // another cluster
+		{nil, 200, false},
+	} {
+		epoch := c.current()
+		bad, _ := c.observe(tc.h, tc.floor)
+		closed := false
+		select {
+		case <-epoch:
+			closed = true
+		default:
+		}
+		if bad != tc.bad || closed != tc.bad {
+			t.Errorf("step %d (%+v, floor %d): discontinuity %v, epoch ended %v; want %v", i, tc.h, tc.floor, bad, closed, tc.bad)
+		}
 	}
 }
