@@ -107,12 +107,12 @@ func (m *Manager) tryAcquire(ctx context.Context, req lease.AcquireRequest) (lea
 	}
 	m.forgetLog("podcidr")
 	if nodes, err := m.lister.List(labels.Everything()); err == nil {
-		if other := olderClaimant(node, keyFor(cidrs, conf), conf, nodes); other != "" {
+		if other := m.olderClaimant(node, keyFor(cidrs, conf), conf, nodes); other != "" {
 			// Every peer's admission keeps the older Node's lease, so
 			// routing this one would black-hole the pods placed here.
 			return m.wait("shared-podcidr", fmt.Sprintf("PodCIDR %s is also Node %s's, which is older and keeps it on every peer", cidrText(cidrs), other), slog.LevelError,
 				"this node's PodCIDR is also an older Node's; waiting for one to be changed (kube-controller-manager assigns each Node its own: check for a PodCIDR set by hand, or a Node re-created under another name)",
-				"podcidr", cidrText(cidrs), "node", m.node, "older_node", other)
+				"podcidr", cidrText(cidrs), "older_node", other)
 		}
 	}
 	m.forgetLog("shared-podcidr")

@@ -149,13 +149,16 @@ func TestAcquireOutsideNetwork(t *testing.T) {
 // TestAcquireSharedPodCIDR: this node's PodCIDR is also an older Node's.
 // Every peer keeps the older's lease (see TestWatchLeasesSharedPodCIDR),
 // so this node waits, naming the other Node, until the clash ends; a
-// younger Node with the same PodCIDR does not stop this one.
+// younger Node with the same PodCIDR does not stop this one, nor does an
+// even older Node that publishes no lease and so is no peer anywhere.
 func TestAcquireSharedPodCIDR(t *testing.T) {
-	self, older, younger := nodeWith("self", "10.244.7.0/24"), nodeWith("older", "10.244.7.0/24"), nodeWith("younger", "10.244.7.0/25")
+	self, older, younger := nodeWith("self", "10.244.7.0/24"), leasedNode("older", "10.244.7.0/24"), leasedNode("younger", "10.244.7.0/25")
+	oldest := nodeWith("oldest-no-lease", "10.244.7.0/24")
 	self.CreationTimestamp = metav1.Unix(1_700_000_100, 0)
 	older.CreationTimestamp = metav1.Unix(1_700_000_000, 0)
 	younger.CreationTimestamp = metav1.Unix(1_700_000_200, 0)
-	e := newFakeEnv(t, testNetConf, self, older, younger)
+	oldest.CreationTimestamp = metav1.Unix(1_600_000_000, 0)
+	e := newFakeEnv(t, testNetConf, self, older, younger, oldest)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	done := make(chan error, 1)
@@ -164,7 +167,7 @@ func TestAcquireSharedPodCIDR(t *testing.T) {
 		c := e.m.Stats().Condition
 		return strings.Contains(c, "10.244.7.0/24") && strings.Contains(c, "Node older's")
 	})
-	if !strings.Contains(e.logs.String(), "older_node=older") || strings.Contains(e.logs.String(), "older_node=younger") {
+	if logs := e.logs.String(); !strings.Contains(logs, "older_node=older\n") || strings.Contains(logs, "older_node=younger") || strings.Contains(logs, "older_node=oldest") {
 		t.Errorf("the log does not name the older node alone:\n%s", e.logs)
 	}
 	select {
@@ -184,6 +187,18 @@ func TestAcquireSharedPodCIDR(t *testing.T) {
 	if err != nil || l.Key.IPv4 != netip.MustParsePrefix("10.244.7.0/24") {
 		t.Fatalf("after the fix: %v, %v", l.Key, err)
 	}
+}
+
+// leasedNode is a Node with podCIDR that publishes an IPv4 lease.
+func leasedNode(name, podCIDR string) *corev1.Node {
+	n := nodeWith(name, podCIDR)
+	n.Annotations = map[string]string{}
+	for k, v := range (annotations{DefaultAnnotationPrefix}).encode(lease.Attrs{PublicIP: mustAddr("192.0.2.9"), BackendType: "vxlan", BackendData: []byte(`{"VNI":1}`)}) {
+		if v != nil {
+			n.Annotations[k] = *v
+		}
+	}
+	return n
 }
 
 var discard = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -77,24 +77,24 @@ func keyFor(k lease.Key, conf lease.Config) lease.Key {
 }
 
 // olderClaimant returns the name of a Node, older than node by creation
-// time (then by name, as peer admission orders them), whose PodCIDRs
-// overlap k in a family conf enables: a misconfiguration in which the
-// older Node keeps the subnet on every peer, so this one must not route
-// it. It returns "" if there is none.
-func olderClaimant(node *corev1.Node, k lease.Key, conf lease.Config, nodes []*corev1.Node) string {
+// time (then by name, as peer admission orders them), that publishes a
+// lease overlapping k in a family conf enables: a misconfiguration in which
+// the older Node keeps the subnet on every peer, so this one must not route
+// it. A Node that publishes no usable lease is no peer anywhere, and does
+// not count. It returns "" if there is none.
+func (m *Manager) olderClaimant(node *corev1.Node, k lease.Key, conf lease.Config, nodes []*corev1.Node) string {
 	best := ""
 	var bestNode *corev1.Node
 	for _, o := range nodes {
 		if o.Name == node.Name {
 			continue
 		}
-		ok, err := podCIDRs(o)
-		if err != nil || !ok.IsValid() {
+		l, ok := m.leaseOf(o, conf)
+		if !ok {
 			continue
 		}
-		ok = keyFor(ok, conf)
-		overlaps := k.IPv4.IsValid() && ok.IPv4.IsValid() && k.IPv4.Overlaps(ok.IPv4) ||
-			k.IPv6.IsValid() && ok.IPv6.IsValid() && k.IPv6.Overlaps(ok.IPv6)
+		overlaps := k.IPv4.IsValid() && l.Key.IPv4.IsValid() && k.IPv4.Overlaps(l.Key.IPv4) ||
+			k.IPv6.IsValid() && l.Key.IPv6.IsValid() && k.IPv6.Overlaps(l.Key.IPv6)
 		if !overlaps || !nodeOlder(o, node) {
 			continue
 		}

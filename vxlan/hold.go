@@ -45,6 +45,12 @@ func (n *Network) holdLease(ctx context.Context, req lease.AcquireRequest) error
 			continue
 		}
 		n.setOwn(l)
+		// A config that arrived between the check above and setOwn
+		// found no lease to drop: check again, now that there is one.
+		n.mu.Lock()
+		c := n.netConf
+		n.mu.Unlock()
+		n.dropIfOutside(c)
 		err = n.cfg.Manager.Keep(kctx, l)
 		n.mu.Lock()
 		n.dropOwn = nil

@@ -113,7 +113,9 @@ func (m *Manager) watchConnection(ctx context.Context) {
 			down = false
 			m.checkHistory(ctx)
 		}
-		if state == connectivity.TransientFailure || state == connectivity.Shutdown {
+		if state != connectivity.Ready {
+			// Idle and Connecting count too: a connection can come back
+			// through them without a TransientFailure in between.
 			down = true
 		}
 		if !conn.WaitForStateChange(ctx, state) {
@@ -125,14 +127,25 @@ func (m *Manager) watchConnection(ctx context.Context) {
 
 // checkHistory reads the config key, linearizably, and compares what the
 // reply says of the store with what was seen before; then wakes whoever
-// waits for a reconnection.
+// waits for a reconnection. A read that fails is retried, with backoff,
+// until one succeeds: waking the waiters before the store was compared
+// would let them read an old store's answer as the new one's, and a
+// single failed read must not hide a wipe.
 func (m *Manager) checkHistory(ctx context.Context) {
-	floor := m.history.floor()
-	rctx, cancel := m.request(ctx)
-	resp, err := m.client.Get(rctx, m.configKey())
-	cancel()
-	if err == nil {
-		m.observe(resp.Header, floor)
+	retry := m.retrier("check etcd's history after reconnecting")
+	for {
+		floor := m.history.floor()
+		rctx, cancel := m.request(ctx)
+		resp, err := m.client.Get(rctx, m.configKey())
+		cancel()
+		if err == nil {
+			retry.ok()
+			m.observe(resp.Header, floor)
+			m.history.signalBack()
+			return
+		}
+		if retry.fail(ctx, err) != nil {
+			return
+		}
 	}
-	m.history.signalBack()
 }

@@ -82,15 +82,23 @@ func (e *env) manager(node string, endpoint ...string) *Manager {
 	if len(endpoint) == 0 {
 		endpoint = []string{e.server.Endpoint()}
 	}
-	m, err := New(Options{
-		Endpoints:   endpoint,
+	return e.managerWith(node, func(o *Options) { o.Endpoints = endpoint })
+}
+
+// managerWith is manager, with the options changed by tweak.
+func (e *env) managerWith(node string, tweak func(*Options)) *Manager {
+	e.t.Helper()
+	o := Options{
+		Endpoints:   []string{e.server.Endpoint()},
 		Node:        node,
 		TTL:         testTTL,
 		RenewMargin: testTTL / 2,
 		// Short, so that a takeover fits in a test's lease TTL.
 		ChallengeTimeout: 300 * time.Millisecond,
 		Logger:           slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test_node", node),
-	})
+	}
+	tweak(&o)
+	m, err := New(o)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -30,8 +30,8 @@ var ErrIdentityCollision = errors.New("another host presents this node's name")
 // newcomer takes the key over with the same conditional write a renewal
 // uses. A holder that answers keeps the key; the newcomer logs an error
 // naming both hosts and the fix, reports not ready, and asks again every
-// ChallengeRetry: two writes per round, a few a minute, until the
-// collision ends.
+// few challenge timeouts (30 s by default): two writes per round, a few a
+// minute, until the collision ends.
 //
 // The claim rides in the value as "WeftClaim", beside the attributes, so
 // peers see no change (lease.Attrs ignores it) and flannel ignores it
@@ -52,6 +52,11 @@ type claim struct {
 }
 
 func (c claim) String() string { return addrsString(c.PublicIP, c.PublicIPv6) }
+
+// sameHost reports whether the claim was made from the host of a.
+func (c claim) sameHost(a lease.Attrs) bool {
+	return sameHost(lease.Attrs{PublicIP: c.PublicIP, PublicIPv6: c.PublicIPv6}, a)
+}
 
 func addrsString(v4, v6 netip.Addr) string {
 	switch {
@@ -115,9 +120,23 @@ const (
 // challenge writes a claim into the key of p, if it is unchanged since the
 // listing, and waits for its holder to answer. It returns the revision of
 // the claim, which a takeover must find unchanged.
+//
+// Two hosts may ask at once, both clones of one that is gone. The one that
+// finds another host's claim already in the value leaves it be for two
+// challenge timeouts, the time its writer waits before taking the key
+// over, so that the two do not overwrite each other's claims forever; only
+// a claim nobody acted on in that time is replaced.
 func (m *Manager) challenge(ctx context.Context, p plan, stored []byte, mine lease.Attrs) (challengeResult, int64, error) {
 	path := m.keyPath(p.key)
-	value, err := withClaim(stored, claim{PublicIP: mine.PublicIP, PublicIPv6: mine.PublicIPv6})
+	me := claim{PublicIP: mine.PublicIP, PublicIPv6: mine.PublicIPv6}
+	if c, ok := decodeClaim(stored); ok && !c.sameHost(mine) {
+		moved, err := m.changesWithin(ctx, path, p.existingRev, 2*m.challengeTimeout)
+		if err != nil || moved {
+			return keyMoved, 0, err
+		}
+		m.log.Info("replacing a claim on this node's name that its writer did not act on", "key", path, "claimed_by", c.String())
+	}
+	value, err := withClaim(stored, me)
 	if err != nil {
 		return keyMoved, 0, nil // unreadable: planning again decides
 	}
@@ -148,8 +167,12 @@ func (m *Manager) challenge(ctx context.Context, p plan, stored []byte, mine lea
 			if json.Unmarshal(ev.Kv.Value, &now) != nil || now.Owner != m.node || sameHost(now, mine) {
 				return keyMoved, 0, nil
 			}
-			if _, still := decodeClaim(ev.Kv.Value); !still {
+			c, still := decodeClaim(ev.Kv.Value)
+			if !still {
 				return holderAnswered, 0, nil
+			}
+			if !c.sameHost(mine) {
+				return keyMoved, 0, nil // another host asks too: see above
 			}
 		}
 	}
@@ -157,6 +180,19 @@ func (m *Manager) challenge(ctx context.Context, p plan, stored []byte, mine lea
 		return keyMoved, 0, ctx.Err()
 	}
 	return holderGone, rev, nil
+}
+
+// changesWithin reports whether the key at path changes after rev within
+// d. A watch that breaks counts as a change: planning again decides.
+func (m *Manager) changesWithin(ctx context.Context, path string, rev int64, d time.Duration) (bool, error) {
+	wctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	for wresp := range m.client.Watch(clientv3.WithRequireLeader(wctx), path, clientv3.WithRev(rev+1)) {
+		if wresp.Err() != nil || len(wresp.Events) > 0 {
+			return true, nil
+		}
+	}
+	return false, ctx.Err()
 }
 
 // answer writes this node's value back over a claim another host wrote

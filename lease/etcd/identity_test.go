@@ -201,3 +201,101 @@ func TestTwinsAcquireAtOnce(t *testing.T) {
 	t.Logf("of 8 rounds, %d had both create a key and the later withdraw",
 		strings.Count(e.logs.String(), "created a key at the same time; withdrew this one"))
 }
+
+// TestForeignShortLeaseRenewedInTime: another writer of this host moves
+// the key to an etcd lease far shorter than this Manager's TTL. The next
+// renewal is scheduled by what that lease has left, not by this Manager's
+// TTL, so the key never lapses.
+func TestForeignShortLeaseRenewedInTime(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testConfig)
+	m := e.managerWith("node-a", func(o *Options) {
+		o.TTL, o.RenewMargin = time.Hour, 2*time.Second
+	})
+	l := mustAcquire(t, m, 1)
+	keep(t, m, l)
+	path := subnetPath(l.Key)
+	before := e.get(path)
+
+	g, err := e.admin.Grant(ctxFor(t, 5*time.Second), 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.put(path, before.Value, clientv3.WithLease(g.ID))
+	time.Sleep(6 * time.Second) // past the short lease's end
+	after := e.get(path)
+	switch {
+	case after == nil:
+		t.Fatalf("the key lapsed with the 4 s lease it was moved to; stats %+v", m.Stats())
+	case after.Lease == int64(g.ID):
+		t.Fatalf("the key still rides the 4 s lease after 6 s")
+	}
+	if s := m.Stats(); s.Losses != 0 {
+		t.Errorf("the lease was lost: %+v", s)
+	}
+}
+
+// TestClonesChallengeADeadHolder: two clones of a host that is gone (its
+// key still has time to live) start at once under its name. They do not
+// overwrite each other's claims for ever: one takes the key over, and the
+// other then finds it answered, a collision.
+func TestClonesChallengeADeadHolder(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testConfig)
+	// The dead holder's key, as its Manager wrote it.
+	gone := e.manager("node-a")
+	held := mustAcquire(t, gone, 1)
+	gone.Close()
+	path := subnetPath(held.Key)
+	g, err := e.admin.Grant(ctxFor(t, 5*time.Second), 3600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.put(path, e.get(path).Value, clientv3.WithLease(g.ID))
+
+	type result struct {
+		l   lease.Lease
+		err error
+	}
+	results := make(chan result, 2)
+	for i := range 2 {
+		m := e.manager("node-a")
+		go func() {
+			l, err := m.Acquire(ctxFor(t, 6*time.Second), lease.AcquireRequest{Attrs: attrsFor(2 + i)})
+			if err == nil {
+				keep(t, m, l) // the winner answers the loser's claims
+			}
+			results <- result{l, err}
+		}()
+	}
+	var won []lease.Lease
+	var waited []error
+	for range 2 {
+		r := <-results
+		if r.err == nil {
+			won = append(won, r.l)
+		} else {
+			waited = append(waited, r.err)
+		}
+	}
+	if len(won) != 1 {
+		t.Fatalf("%d clones acquired (%v); want exactly one to take the dead host's key over, the other to wait (%v)", len(won), won, waited)
+	}
+	if won[0].Key != held.Key {
+		t.Errorf("the clone took %v, not the name's key %v", won[0].Key, held.Key)
+	}
+	if !errors.Is(waited[0], context.DeadlineExceeded) {
+		t.Errorf("the other clone: %v, want it to wait", waited[0])
+	}
+	if got := e.ownedBy("node-a"); len(got) != 1 {
+		t.Errorf("keys under the name: %v, want one", got)
+	}
+	if !strings.Contains(e.logs.String(), "presents this node's name") {
+		t.Errorf("the waiting clone never reported the collision:\n%s", e.logs)
+	}
+	// Each clone overwriting the other's claim would have both try a
+	// takeover every challenge timeout.
+	if n := strings.Count(e.logs.String(), "did not answer; taking it over"); n != 1 {
+		t.Errorf("%d takeovers were tried, want 1:\n%s", n, e.logs)
+	}
+}

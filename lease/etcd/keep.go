@@ -99,8 +99,10 @@ func (m *Manager) Keep(ctx context.Context, l lease.Lease) error {
 	watch := watchFrom(watchRev)
 	delivered := false // whether the current watch has delivered anything
 
+	// Taken once, and again only after it fired, so that a reconnection
+	// signalled while this loop handles something else is not missed.
+	back := m.history.reconnected()
 	for {
-		back := m.history.reconnected()
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -108,14 +110,26 @@ func (m *Manager) Keep(ctx context.Context, l lease.Lease) error {
 		case <-back:
 			// The connection broke and came back: the client resumed the
 			// watch from its revision, which an emptied or restored store
-			// would answer with silence. Read the key.
-			nh, rev, err := m.verify(ctx, path, attrs, value)
+			// would answer with silence. Read the key, until a read
+			// answers: the watch cannot be trusted to tell.
+			back = m.history.reconnected()
+			var nh heldLease
+			var rev int64
+			for {
+				nh, rev, err = m.verify(ctx, path, attrs, value)
+				if err == nil || errors.Is(err, lease.ErrLeaseLost) {
+					break
+				}
+				if werr := watchRetry.fail(ctx, err); werr != nil {
+					return werr
+				}
+			}
 			switch {
-			case errors.Is(err, lease.ErrLeaseLost):
+			case errors.Is(err, errKeyGone):
 				m.history.restart() // the store lacks what it had: list again everywhere
 				return m.lost(l.Key, err)
 			case err != nil:
-				continue // the watch or the next renewal finds out
+				return m.lost(l.Key, err)
 			case nh.rev != h.rev || nh.id != h.id:
 				before := h
 				h = adopt(h, nh)
@@ -247,7 +261,7 @@ func (m *Manager) checkOwner(ctx context.Context, kv *mvccpb.KeyValue, mine leas
 		return 0, fmt.Errorf("%w: %w: %s was taken over by another host under this node's name, at %s",
 			lease.ErrLeaseLost, ErrIdentityCollision, kv.Key, addrsString(stored.PublicIP, stored.PublicIPv6))
 	}
-	if c, ok := decodeClaim(kv.Value); ok && !sameHost(lease.Attrs{PublicIP: c.PublicIP, PublicIPv6: c.PublicIPv6}, mine) {
+	if c, ok := decodeClaim(kv.Value); ok && !c.sameHost(mine) {
 		rev, err := m.answer(ctx, string(kv.Key), value, kv.ModRevision, c)
 		if err != nil {
 			// Unanswered, the claimant takes the key over, and its
@@ -259,13 +273,14 @@ func (m *Manager) checkOwner(ctx context.Context, kv *mvccpb.KeyValue, mine leas
 	return 0, nil
 }
 
-// grantedAt estimates when etcd lease id was granted or last kept alive,
-// from its remaining TTL: the schedule of the next renewal of a key that
-// another writer of this host (a second daemon, an operator) moved to a
-// lease of its own. Renewing at once instead would have the two writers
-// move the key back and forth as fast as etcd allows. If etcd cannot say,
-// the lease is taken as fresh: should it lapse first, the key's deletion
-// is a loss, and the subnet is acquired again.
+// grantedAt returns the renewedAt that schedules the next renewal of a key
+// that another writer of this host (a second daemon, an operator) moved to
+// an etcd lease of its own: RenewMargin before that lease runs out, by the
+// TTL etcd says it has left, which may be far shorter than this Manager's.
+// Renewing at once instead would have the two writers move the key back
+// and forth as fast as etcd allows. If etcd cannot say, the lease is taken
+// as fresh and as long as this Manager's: should it lapse first, the key's
+// deletion is a loss, and the subnet is acquired again.
 func (m *Manager) grantedAt(ctx context.Context, id clientv3.LeaseID) time.Time {
 	if id == 0 {
 		return time.Time{}
@@ -273,10 +288,11 @@ func (m *Manager) grantedAt(ctx context.Context, id clientv3.LeaseID) time.Time 
 	rctx, cancel := m.request(ctx)
 	defer cancel()
 	resp, err := m.client.TimeToLive(rctx, id)
-	if err != nil || resp.TTL <= 0 || resp.GrantedTTL <= 0 {
+	if err != nil || resp.TTL <= 0 {
 		return time.Now()
 	}
-	return time.Now().Add(-time.Duration(resp.GrantedTTL-resp.TTL) * time.Second)
+	// arm renews at renewedAt + TTL - RenewMargin of this Manager's TTL.
+	return time.Now().Add(time.Duration(resp.TTL)*time.Second - m.ttl)
 }
 
 // verify reads this node's key and returns its state and the revision to
@@ -289,7 +305,7 @@ func (m *Manager) verify(ctx context.Context, path string, mine lease.Attrs, val
 		return heldLease{}, 0, fmt.Errorf("read %s: %w", path, err)
 	}
 	if len(resp.Kvs) == 0 {
-		return heldLease{}, 0, fmt.Errorf("%w: %s no longer exists (expired or deleted)", lease.ErrLeaseLost, path)
+		return heldLease{}, 0, fmt.Errorf("%w: %s %w", lease.ErrLeaseLost, path, errKeyGone)
 	}
 	kv := resp.Kvs[0]
 	answered, err := m.checkOwner(ctx, kv, mine, value)
@@ -337,7 +353,7 @@ func (m *Manager) renew(ctx context.Context, path string, attrs lease.Attrs, val
 		m.revokeQuietly(g.ID) // the Txn did not apply: nothing uses it
 		kvs := resp.Responses[0].GetResponseRange().Kvs
 		if len(kvs) == 0 {
-			return h, fmt.Errorf("%w: %s no longer exists (expired or deleted)", lease.ErrLeaseLost, path)
+			return h, fmt.Errorf("%w: %s %w", lease.ErrLeaseLost, path, errKeyGone)
 		}
 		answered, err := m.checkOwner(ctx, kvs[0], attrs, value)
 		if err != nil {
@@ -360,6 +376,9 @@ func (m *Manager) lost(k lease.Key, err error) error {
 	m.log.Warn("lease lost", "subnet", k, "err", err)
 	return err
 }
+
+// errKeyGone is the loss of a key that a read found missing.
+var errKeyGone = errors.New("no longer exists (expired or deleted)")
 
 // isCompacted reports whether err says a revision was compacted away.
 func isCompacted(err error) bool { return errors.Is(err, rpctypes.ErrCompacted) }

@@ -332,9 +332,16 @@ func (m *Manager) WatchConfig(ctx context.Context, ch chan<- lease.Config) error
 	var last []byte
 	retry := m.retrier("watch network config")
 	for {
+		// Taken before the read, so that a discontinuity the read itself
+		// reveals ends the watch that follows it.
+		epoch := m.history.current()
+		floor := m.history.floor()
 		rctx, cancel := m.request(ctx)
 		resp, err := m.client.Get(rctx, m.configKey())
 		cancel()
+		if err == nil {
+			m.observe(resp.Header, floor)
+		}
 		if err != nil {
 			if werr := retry.fail(ctx, fmt.Errorf("read %s: %w", m.configKey(), err)); werr != nil {
 				return werr
@@ -369,7 +376,6 @@ func (m *Manager) WatchConfig(ctx context.Context, ch chan<- lease.Config) error
 		rev := resp.Header.Revision + 1
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 		var cause error
-		epoch := m.history.current()
 		w := m.client.Watch(wctx, m.configKey(), clientv3.WithRev(rev), clientv3.WithProgressNotify())
 	receive:
 		for {
