@@ -459,6 +459,68 @@ func (s *Server) WipeWith(setup func(endpoint string)) {
 	}
 }
 
+// Etcdctl returns the etcdctl beside an external server's binary, or ""
+// if the server is embedded or the tool is not installed (Debian ships it
+// in etcd-client).
+func (s *Server) Etcdctl() string {
+	if s.binary == "" {
+		return ""
+	}
+	path := filepath.Join(filepath.Dir(s.binary), "etcdctl")
+	if _, err := os.Stat(path); err != nil {
+		return ""
+	}
+	return path
+}
+
+// Snapshot saves the server's store with etcdctl snapshot save, as an
+// operator backs it up, and returns the file. The server must be external
+// and have an etcdctl (see Etcdctl).
+func (s *Server) Snapshot() string {
+	s.t.Helper()
+	file := filepath.Join(s.dir, "snapshot-"+strconv.FormatInt(time.Now().UnixNano(), 36)+".db")
+	s.etcdctl("--endpoints", s.clientURL.String(), "snapshot", "save", file)
+	return file
+}
+
+// RestoreWith stops the server, moves its data away, restores snapshot
+// into a fresh data directory with etcdctl snapshot restore, and starts the
+// server on it, on the same address: an operator restoring a backup. The
+// restored store's revision is the snapshot's, below what clients had
+// seen. setup runs as for WipeWith, before clients can reach the server.
+func (s *Server) RestoreWith(snapshot string, setup func(endpoint string)) {
+	s.t.Helper()
+	s.Stop()
+	data := filepath.Join(s.dir, "data")
+	if err := os.Rename(data, data+".replaced-"+strconv.FormatInt(time.Now().UnixNano(), 36)); err != nil {
+		s.t.Fatalf("etcdtest: restore: %v", err)
+	}
+	s.etcdctl("snapshot", "restore", snapshot, "--data-dir", data, "--name", s.name,
+		"--initial-cluster", s.cluster, "--initial-advertise-peer-urls", s.peerURL.String())
+	if err := s.start(); err != nil {
+		s.t.Fatalf("etcdtest: start after a restore: %v", err)
+	}
+	if setup != nil {
+		setup(s.clientURL.Scheme + "://" + s.clientURL.Host)
+	}
+	if s.front != nil {
+		s.front.Heal()
+	}
+}
+
+func (s *Server) etcdctl(args ...string) {
+	s.t.Helper()
+	tool := s.Etcdctl()
+	if tool == "" || s.tls != nil {
+		s.t.Fatalf("etcdtest: etcdctl needs an external, plain-HTTP server with etcdctl beside its binary")
+	}
+	cmd := exec.Command(tool, args...)
+	cmd.Env = append(os.Environ(), "ETCDCTL_API=3")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		s.t.Fatalf("etcdtest: etcdctl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
 // freeAddr returns a 127.0.0.1 address with a port that was free a moment
 // ago. The server binds it shortly after; the window for another process to
 // take it is small, and a collision fails the start loudly.

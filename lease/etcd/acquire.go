@@ -143,7 +143,7 @@ func (m *Manager) Acquire(ctx context.Context, req lease.AcquireRequest) (lease.
 				switch {
 				case err == nil && won:
 					retry.ok()
-					m.deleteOutside(ctx, p.outside)
+					m.deleteStale(ctx, p.outside, "outside the network config")
 					return l, nil
 				case err == nil && p.existingRev == 0:
 					// Another node created a key in the way between our
@@ -451,12 +451,12 @@ func (m *Manager) revokeQuietly(id clientv3.LeaseID) {
 	}
 }
 
-// deleteOutside deletes keys of this node's that the network config no
-// longer contains, each only if unchanged since it was listed: no node can
-// be given them (they are outside the range), but peers would keep routing
-// them to this node until they lapsed. A failure is logged; the key then
+// deleteStale deletes keys of this node's that it no longer uses, each
+// only if unchanged since it was listed; why says what they are, for the
+// log. Peers would keep routing them to this node until they lapsed, and
+// no other node could be given them. A failure is logged; the key then
 // lapses at its TTL.
-func (m *Manager) deleteOutside(ctx context.Context, keys []record) {
+func (m *Manager) deleteStale(ctx context.Context, keys []record, why string) {
 	for _, r := range keys {
 		path := m.keyPath(r.key)
 		rctx, cancel := m.request(ctx)
@@ -467,13 +467,13 @@ func (m *Manager) deleteOutside(ctx context.Context, keys []record) {
 		cancel()
 		switch {
 		case err != nil:
-			m.log.Warn("could not delete own lease outside the network config; it will lapse", "subnet", r.key, "err", err)
+			m.log.Warn("could not delete a lease of this node's that it no longer uses; it will lapse", "subnet", r.key, "what", why, "err", err)
 			continue
 		case !resp.Succeeded:
-			m.log.Info("own lease outside the network config changed since it was listed; leaving it", "subnet", r.key)
+			m.log.Info("a lease of this node's that it no longer uses changed since it was listed; leaving it", "subnet", r.key, "what", why)
 			continue
 		}
-		m.log.Info("deleted own lease outside the network config", "subnet", r.key)
+		m.log.Info("deleted a lease of this node's that it no longer uses", "subnet", r.key, "what", why)
 		if h, ok := m.getHeld(r.key); ok && h.ours && h.id == r.etcdLease {
 			m.revokeQuietly(h.id)
 		}

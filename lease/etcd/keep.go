@@ -124,10 +124,25 @@ func (m *Manager) Keep(ctx context.Context, l lease.Lease) error {
 					return werr
 				}
 			}
-			switch {
-			case errors.Is(err, errKeyGone):
+			if errors.Is(err, errKeyGone) {
 				m.history.restart() // the store lacks what it had: list again everywhere
-				return m.lost(l.Key, err)
+				nh, ok, rerr := m.reassertRetrying(ctx, l, attrs, value, renewRetry)
+				switch {
+				case rerr != nil:
+					return rerr
+				case !ok:
+					return m.lost(l.Key, fmt.Errorf("%w, and it cannot be re-created: another node holds its subnet now, or the network config leaves it out", err))
+				}
+				if nh.id != 0 && nh.renewedAt.IsZero() {
+					nh.renewedAt = m.grantedAt(ctx, nh.id)
+				}
+				h = nh
+				m.setHeld(l.Key, h)
+				arm()
+				watch, delivered = watchFrom(h.rev+1), false
+				continue
+			}
+			switch {
 			case err != nil:
 				return m.lost(l.Key, err)
 			case nh.rev != h.rev || nh.id != h.id:
@@ -213,6 +228,24 @@ func (m *Manager) Keep(ctx context.Context, l lease.Lease) error {
 				m.setHeld(l.Key, h)
 			}
 			watch, delivered = watchFrom(rev), false
+		}
+	}
+}
+
+// reassertRetrying is reassert, retried with backoff while etcd does not
+// answer. It returns an error only when ctx ends.
+func (m *Manager) reassertRetrying(ctx context.Context, l lease.Lease, attrs lease.Attrs, value []byte, retry *retrier) (heldLease, bool, error) {
+	for {
+		h, ok, err := m.reassert(ctx, l, attrs, value)
+		if err == nil {
+			retry.ok()
+			if ok {
+				m.log.Warn("this node's lease was missing from etcd after a reconnection (etcd wiped or restored from a backup, or the lease lapsed meanwhile); re-created it", "subnet", l.Key)
+			}
+			return h, ok, nil
+		}
+		if werr := retry.fail(ctx, err); werr != nil {
+			return heldLease{}, false, werr
 		}
 	}
 }
