@@ -465,3 +465,78 @@ func TestRestartContinuity(t *testing.T) {
 		t.Errorf("lost %d of %d packets", lost, sent)
 	}
 }
+
+// TestEtcdWipedDaemons: etcd is wiped under three hosts, one of them
+// (c) killed just before, and the config put back. The two live daemons
+// re-create their own keys within 5 s, keep their subnets and readiness
+// throughout, and traffic between them keeps flowing. Their routes to the
+// dead host, whose key the new store lacks, stay while the new listing
+// settles: a wipe does not black-hole a peer that may be about to
+// re-assert.
+func TestEtcdWipedDaemons(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, 3, netConf16)
+	a, b := c.startTwo()
+	dead := c.start(c.host(3))
+	dead.WaitReady()
+	a.WaitPeers(2)
+	b.WaitPeers(2)
+	ea, eb, ec := a.Env(), b.Env(), dead.Env()
+	dead.Stop(syscall.SIGKILL)
+
+	echo := a.Host.ListenEcho(t, ea.Subnet.Addr())
+	var sent, lost int
+	flowDone := make(chan struct{})
+	stopFlow := make(chan struct{})
+	go func() {
+		defer close(flowDone)
+		for {
+			select {
+			case <-stopFlow:
+				return
+			default:
+			}
+			sent++
+			if b.Host.Exchange(eb.Subnet.Addr(), echo.Addr, []byte("tick"), 100*time.Millisecond) != nil {
+				lost++
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	held := testutil.Sample(50*time.Millisecond, func() (lapses []string) {
+		for _, d := range []*daemon{a, b} {
+			if code, body := d.Readyz(); code != http.StatusOK {
+				lapses = append(lapses, d.Host.Name+" not ready: "+body)
+			}
+			if routes := ipOut(t, d.Host, "ip", "route", "show", ec.Subnet.Masked().String()); !strings.Contains(routes, "flannel.1") {
+				lapses = append(lapses, d.Host.Name+" dropped the dead host's route")
+			}
+		}
+		return lapses
+	})
+
+	wiped := time.Now()
+	c.srv.WipeWith(func(string) { c.putConfig(netConf16) })
+	back := time.Now() // the graceful stop of an etcd in a namespace takes seconds
+	owned := func(d *daemon, e subnetenv.File) bool {
+		resp, err := c.admin.Get(context.Background(), keyOf(e.Subnet.Masked()))
+		return err == nil && len(resp.Kvs) == 1 && strings.Contains(string(resp.Kvs[0].Value), `"PublicIP":"`+d.Host.Addr.Addr().String()+`"`)
+	}
+	waitFor(t, 5*time.Second, "both live daemons to re-create their keys", func() bool { return owned(a, ea) && owned(b, eb) })
+	recreated := time.Since(back)
+	time.Sleep(3 * time.Second) // well inside the 30 s settle window
+	close(stopFlow)
+	<-flowDone
+	held.Check(t, "during the wipe's settle window")
+	t.Logf("keys re-created %v after etcd was back (%v after the wipe began); %d of %d packets lost meanwhile",
+		recreated.Round(time.Millisecond), back.Add(recreated).Sub(wiped).Round(time.Millisecond), lost, sent)
+	if lost > 3 {
+		t.Errorf("%d of %d packets lost across the wipe", lost, sent)
+	}
+	if a.Env().Subnet != ea.Subnet || b.Env().Subnet != eb.Subnet {
+		t.Errorf("subnets moved: %v %v, were %v %v", a.Env().Subnet, b.Env().Subnet, ea.Subnet, eb.Subnet)
+	}
+	if !strings.Contains(a.Out.String(), "history restarted") && !strings.Contains(a.Out.String(), "re-created it") {
+		t.Errorf("a did not log the wipe:\n%s", a.Out)
+	}
+}

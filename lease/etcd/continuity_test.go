@@ -284,3 +284,65 @@ func TestContinuityObserve(t *testing.T) {
 		}
 	}
 }
+
+// TestWipeSettles: after a wipe, a watcher keeps the leases the new store
+// lacks for SettleTime, so that peers being re-asserted are not dropped
+// and programmed again, and then drops those still missing: a node that
+// died before the wipe does not stay routed for ever. Leases re-asserted
+// meanwhile are never removed.
+func TestWipeSettles(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testConfig)
+	a := hold(t, e.manager("node-a"), 1)
+	la := waitHeld(t, a)
+	dead := attrsFor(2)
+	dead.Owner = "dead"
+	raw, _ := json.Marshal(dead)
+	deadKey := mustKey(t, "10.244.200.0-24")
+	e.put(subnetPath(deadKey), string(raw))
+
+	const settle = 1500 * time.Millisecond
+	watcher := e.managerWith("watcher", func(o *Options) { o.SettleTime = settle })
+	batches := make(chan lease.Batch, 100)
+	wctx, stopWatch := context.WithCancel(context.Background())
+	defer stopWatch()
+	go watcher.WatchLeases(wctx, batches)
+	select {
+	case b := <-batches:
+		if !b.Snapshot || len(b.Events) != 2 {
+			t.Fatalf("first batch %+v, want a snapshot of two leases", b)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no snapshot")
+	}
+
+	e.server.WipeWith(func(endpoint string) {
+		if _, err := etcdtest.NewClient(t, endpoint).Put(ctxFor(t, 10*time.Second), testPrefix+"/config", testConfig); err != nil {
+			t.Fatal(err)
+		}
+	})
+	back := time.Now()
+	for {
+		select {
+		case b := <-batches:
+			for _, ev := range b.Events {
+				if ev.Type != lease.Removed {
+					continue
+				}
+				switch ev.Lease.Key {
+				case la.Key:
+					t.Fatalf("node-a's re-asserted lease was removed: %+v", b)
+				case deadKey:
+					after := time.Since(back)
+					t.Logf("the dead node's lease was dropped %v after the wipe (SettleTime %v)", after.Round(time.Millisecond), settle)
+					if after < settle {
+						t.Fatalf("dropped after %v, before SettleTime %v", after, settle)
+					}
+					return
+				}
+			}
+		case <-time.After(settle + 10*time.Second):
+			t.Fatalf("the dead node's lease is still not dropped %v after the wipe", time.Since(back))
+		}
+	}
+}
