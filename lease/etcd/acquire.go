@@ -87,6 +87,9 @@ func (m *Manager) Acquire(ctx context.Context, req lease.AcquireRequest) (lease.
 		listed bool
 		grant  clientv3.LeaseID // granted once, reused across races
 		races  int
+		// contested is when a listing last showed this node's name held
+		// by another host that answered its challenge.
+		contested time.Time
 	)
 	defer func() {
 		// A grant no written key uses would live on, empty, for a TTL.
@@ -123,6 +126,7 @@ func (m *Manager) Acquire(ctx context.Context, req lease.AcquireRequest) (lease.
 					listed = false
 					continue
 				case res == holderAnswered:
+					contested = time.Now()
 					err = m.collisionError(collision{p.key, p.holder}, attrs)
 					listed = false
 					if werr := retry.failFor(ctx, err, challengeRounds*m.challengeTimeout); werr != nil {
@@ -133,6 +137,21 @@ func (m *Manager) Acquire(ctx context.Context, req lease.AcquireRequest) (lease.
 					m.log.Warn("the lease under this node's name was written from another address and its writer did not answer; taking it over (this host's address changed, or the other host is down)",
 						"subnet", p.key, "was_host", addrsString(p.holder.PublicIP, p.holder.PublicIPv6))
 					p = plan{key: p.key, how: howTakeover, existingRev: rev, reservation: p.reservation}
+				}
+			}
+			if err == nil && !contested.IsZero() && (p.how == howNew || p.how == howPrevious) {
+				// The other host's key is gone, but moments ago it
+				// answered: etcd may have been wiped, and that host be
+				// about to re-create its key. Taking a fresh subnet now
+				// would leave the name with two hosts' leases.
+				if gone := time.Since(contested); gone < m.settle {
+					err = fmt.Errorf("%w: node name %q was held by another host %v ago, which answered this host's challenge; its lease is gone now (expired, deleted, or etcd was wiped): waiting %v for it to come back before taking a subnet. Give each host a unique --node-name or NODE_NAME",
+						ErrIdentityCollision, m.node, gone.Round(time.Second), m.settle)
+					listed = false
+					if werr := retry.failFor(ctx, err, m.challengeTimeout); werr != nil {
+						return lease.Lease{}, werr
+					}
+					continue
 				}
 			}
 			if err == nil {

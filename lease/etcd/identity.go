@@ -33,6 +33,13 @@ var ErrIdentityCollision = errors.New("another host presents this node's name")
 // few challenge timeouts (30 s by default): two writes per round, a few a
 // minute, until the collision ends.
 //
+// A newcomer that was answered and then finds the name's lease gone waits
+// Options.SettleTime before it takes a fresh subnet: the holder may be
+// about to re-create its key in an etcd that was wiped. A holder that
+// finds, on re-creating its key, that another host with its name acquired
+// in that window yields instead, and asks in turn: the store decides who
+// was first, and the name never ends up with two hosts' leases.
+//
 // The claim rides in the value as "WeftClaim", beside the attributes, so
 // peers see no change (lease.Attrs ignores it) and flannel ignores it
 // too. Writes that carry it keep the key's etcd lease.

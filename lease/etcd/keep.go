@@ -131,7 +131,7 @@ func (m *Manager) Keep(ctx context.Context, l lease.Lease) error {
 				case rerr != nil:
 					return rerr
 				case !ok:
-					return m.lost(l.Key, fmt.Errorf("%w, and it cannot be re-created: another node holds its subnet now, or the network config leaves it out", err))
+					return m.lost(l.Key, fmt.Errorf("%w, and it cannot be re-created: another node holds its subnet now, another host holds a lease under this node's name, or the network config leaves it out", err))
 				}
 				if nh.id != 0 && nh.renewedAt.IsZero() {
 					nh.renewedAt = m.grantedAt(ctx, nh.id)

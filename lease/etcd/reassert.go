@@ -27,7 +27,8 @@ const howReasserted = "re-asserted its lease, which etcd had forgotten"
 // again). Reservations among them are left to the operator.
 //
 // It reports false if the key cannot be had: another node holds one of
-// its subnets now, or the network config in force leaves it out. The
+// its subnets now, another host with this node's name holds a lease, or
+// the network config in force leaves it out. The
 // caller then loses the lease, and Acquire finds the node another.
 func (m *Manager) reassert(ctx context.Context, l lease.Lease, mine lease.Attrs, value []byte) (heldLease, bool, error) {
 	var grant clientv3.LeaseID
@@ -68,6 +69,12 @@ func (m *Manager) reassert(ctx context.Context, l lease.Lease, mine lease.Attrs,
 				// daemon): follow it.
 				return heldLease{rev: r.modRev, id: r.etcdLease}, true, nil
 			case overlaps && !ours || r.key == l.Key:
+				return heldLease{}, false, nil
+			case !ours && stored.Owner == m.node:
+				// Another host with this node's name acquired in the
+				// window (see ErrIdentityCollision): the store has it
+				// first now, so this host yields, and its Acquire then
+				// asks that host and reports the collision.
 				return heldLease{}, false, nil
 			case ours && r.etcdLease != 0:
 				stale = append(stale, r)
