@@ -360,6 +360,7 @@ func takenOf(records []record, v4 bool, network netip.Prefix) []netip.Prefix {
 // on a win it is handed over and zeroed so the caller does not revoke it.
 func (m *Manager) write(ctx context.Context, p plan, listRev int64, attrs lease.Attrs, value []byte, grant *clientv3.LeaseID) (lease.Lease, bool, listing, error) {
 	path := m.keyPath(p.key)
+	_, returns := m.history.reconnectedAfter()
 	var putOpts []clientv3.OpOption
 	if !p.reservation {
 		if *grant == 0 {
@@ -405,7 +406,7 @@ func (m *Manager) write(ctx context.Context, p plan, listRev int64, attrs lease.
 			return lease.Lease{}, false, listing{written, resp.Header.Revision}, nil
 		}
 	}
-	h := heldLease{rev: resp.Header.Revision}
+	h := heldLease{rev: resp.Header.Revision, returns: returns}
 	l := lease.Lease{Key: p.key, Attrs: attrs}
 	if !p.reservation {
 		h.id, h.ours, h.renewedAt = *grant, true, time.Now()

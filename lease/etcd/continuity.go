@@ -27,6 +27,7 @@ type continuity struct {
 	maxRev    int64         // the highest revision a completed response showed
 	epoch     chan struct{} // closed at a discontinuity, then replaced
 	back      chan struct{} // closed when the connection comes back, then replaced
+	returns   uint64        // how many times back was closed
 }
 
 func newContinuity() *continuity {
@@ -82,9 +83,16 @@ func (c *continuity) current() <-chan struct{} {
 // reconnected returns the channel closed when the connection next comes
 // back.
 func (c *continuity) reconnected() <-chan struct{} {
+	ch, _ := c.reconnectedAfter()
+	return ch
+}
+
+// reconnectedAfter is reconnected, with the number of returns so far: a
+// state read at one count may be stale at another.
+func (c *continuity) reconnectedAfter() (<-chan struct{}, uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.back
+	return c.back, c.returns
 }
 
 func (c *continuity) signalBack() {
@@ -92,7 +100,11 @@ func (c *continuity) signalBack() {
 	defer c.mu.Unlock()
 	close(c.back)
 	c.back = make(chan struct{})
+	c.returns++
 }
+
+// closedChan is a channel that is always ready to receive.
+var closedChan = func() <-chan struct{} { ch := make(chan struct{}); close(ch); return ch }()
 
 // observe records a completed response's header; see continuity.observe.
 func (m *Manager) observe(h *etcdserverpb.ResponseHeader, floor int64) {

@@ -163,7 +163,7 @@ func (h *history) start(name string, endpoint ...string) *agent {
 // name held by another waits, after that lease vanished, before taking a
 // fresh subnet. Short, so that a clone whose holder died is not held up
 // past the settle deadline.
-const historySettle = 2 * time.Second
+const historySettle = 5 * time.Second
 
 func (h *history) manager(name string, endpoint ...string) *Manager {
 	return h.e.managerWith(name, func(o *Options) {

@@ -41,8 +41,16 @@ func (m *Manager) Keep(ctx context.Context, l lease.Lease) error {
 	}
 	renewRetry := m.retrier("renew lease " + l.Key.String())
 	watchRetry := m.retrier("watch own lease " + l.Key.String())
+	// Taken first, and again only after it fired, so that a reconnection
+	// signalled while this loop does something else (a Watch call blocks
+	// while etcd is down) is not missed; and closed from the start if the
+	// connection came back since the key was written.
+	back, returns := m.history.reconnectedAfter()
 
 	h, known := m.getHeld(l.Key)
+	if known && h.returns != returns {
+		back = closedChan
+	}
 	watchRev := h.rev + 1
 	if !known {
 		// Not written by this Manager, e.g. the caller restarted with a
@@ -99,9 +107,6 @@ func (m *Manager) Keep(ctx context.Context, l lease.Lease) error {
 	watch := watchFrom(watchRev)
 	delivered := false // whether the current watch has delivered anything
 
-	// Taken once, and again only after it fired, so that a reconnection
-	// signalled while this loop handles something else is not missed.
-	back := m.history.reconnected()
 	for {
 		select {
 		case <-ctx.Done():
@@ -126,18 +131,9 @@ func (m *Manager) Keep(ctx context.Context, l lease.Lease) error {
 			}
 			if errors.Is(err, errKeyGone) {
 				m.history.restart() // the store lacks what it had: list again everywhere
-				nh, ok, rerr := m.reassertRetrying(ctx, l, attrs, value, renewRetry)
-				switch {
-				case rerr != nil:
-					return rerr
-				case !ok:
-					return m.lost(l.Key, fmt.Errorf("%w, and it cannot be re-created: another node holds its subnet now, another host holds a lease under this node's name, or the network config leaves it out", err))
+				if h, err = m.recreate(ctx, l, attrs, value, renewRetry, err); err != nil {
+					return err
 				}
-				if nh.id != 0 && nh.renewedAt.IsZero() {
-					nh.renewedAt = m.grantedAt(ctx, nh.id)
-				}
-				h = nh
-				m.setHeld(l.Key, h)
 				arm()
 				watch, delivered = watchFrom(h.rev+1), false
 				continue
@@ -211,6 +207,16 @@ func (m *Manager) Keep(ctx context.Context, l lease.Lease) error {
 			}
 			nh, rev, err := m.verify(ctx, path, attrs, value)
 			switch {
+			case errors.Is(err, errKeyGone):
+				// Deleted while the stream was down, or the store
+				// restarted empty (an embedded or restarting etcd ends
+				// watches rather than resuming them): as on a
+				// reconnection.
+				if h, err = m.recreate(ctx, l, attrs, value, renewRetry, err); err != nil {
+					return err
+				}
+				arm()
+				rev = h.rev + 1
 			case errors.Is(err, lease.ErrLeaseLost):
 				return m.lost(l.Key, err)
 			case err != nil:
@@ -230,6 +236,24 @@ func (m *Manager) Keep(ctx context.Context, l lease.Lease) error {
 			watch, delivered = watchFrom(rev), false
 		}
 	}
+}
+
+// recreate handles this node's key found missing (gone, a loss): it is
+// created again as it was (see reassert), and the new state returned, or
+// the loss is returned if that cannot be done.
+func (m *Manager) recreate(ctx context.Context, l lease.Lease, attrs lease.Attrs, value []byte, retry *retrier, gone error) (heldLease, error) {
+	nh, ok, err := m.reassertRetrying(ctx, l, attrs, value, retry)
+	switch {
+	case err != nil:
+		return heldLease{}, err
+	case !ok:
+		return heldLease{}, m.lost(l.Key, fmt.Errorf("%w, and it cannot be re-created: another node holds its subnet now, another host holds a lease under this node's name, or the network config leaves it out", gone))
+	}
+	if nh.id != 0 && nh.renewedAt.IsZero() {
+		nh.renewedAt = m.grantedAt(ctx, nh.id)
+	}
+	m.setHeld(l.Key, nh)
+	return nh, nil
 }
 
 // reassertRetrying is reassert, retried with backoff while etcd does not

@@ -21,7 +21,6 @@ import (
 	"google.golang.org/grpc/backoff"
 
 	"github.com/weftnet/weft/internal/condition"
-	"github.com/weftnet/weft/internal/ctxutil"
 	"github.com/weftnet/weft/lease"
 )
 
@@ -148,6 +147,10 @@ type heldLease struct {
 	// renewedAt is when this Manager last attached a fresh lease; zero if
 	// unknown, which makes Keep renew at once.
 	renewedAt time.Time
+	// returns is the connection's count of returns (see continuity)
+	// before the write this state comes from: if the connection came
+	// back since, the store may have forgotten the write.
+	returns uint64
 }
 
 var _ lease.Manager = (*Manager)(nil)
@@ -347,7 +350,11 @@ func (m *Manager) Config(ctx context.Context) (lease.Config, error) {
 
 // retrier paces retries of a failing operation with capped, jittered
 // exponential backoff, and logs only when the failure changes or recovers,
-// so that a long outage costs two log lines, not one per attempt.
+// so that a long outage costs two log lines, not one per attempt. A wait
+// ends early when the connection to etcd comes back after the attempt
+// began: an outage must not leave a loop asleep for its longest backoff
+// after etcd is back, when a wiped store is waiting to be told this
+// node's lease.
 type retrier struct {
 	m        *Manager
 	log      *slog.Logger
@@ -355,6 +362,7 @@ type retrier struct {
 	delay    time.Duration
 	lastErr  string
 	failures int
+	wake     <-chan struct{} // closed at the first reconnection since the current attempt began
 }
 
 const (
@@ -388,7 +396,7 @@ func (r *retrier) fail(ctx context.Context, err error) error {
 	} else {
 		r.delay = min(2*r.delay, retryMax)
 	}
-	return ctxutil.Sleep(ctx, r.delay/2+rand.N(r.delay/2+1))
+	return r.sleep(ctx, r.delay/2+rand.N(r.delay/2+1))
 }
 
 // failFor records err like fail, and waits about d before the next
@@ -397,7 +405,22 @@ func (r *retrier) failFor(ctx context.Context, err error, d time.Duration) error
 	if werr := r.fail(ctx, err); werr != nil {
 		return werr
 	}
-	return ctxutil.Sleep(ctx, d*3/4+rand.N(d/2+1))
+	return r.sleep(ctx, d*3/4+rand.N(d/2+1))
+}
+
+// sleep waits d, or until ctx is done or the connection comes back; then
+// the next attempt begins.
+func (r *retrier) sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+	case <-r.wake:
+	}
+	r.wake = r.m.history.reconnected()
+	return nil
 }
 
 // ok records success, logging recovery after failures.
@@ -406,7 +429,9 @@ func (r *retrier) ok() {
 		r.log.Info(r.what+" recovered", "after_attempts", r.failures)
 		r.m.setCondition(r.what, "")
 	}
-	*r = retrier{m: r.m, log: r.log, what: r.what}
+	*r = retrier{m: r.m, log: r.log, what: r.what, wake: r.m.history.reconnected()}
 }
 
-func (m *Manager) retrier(what string) *retrier { return &retrier{m: m, log: m.log, what: what} }
+func (m *Manager) retrier(what string) *retrier {
+	return &retrier{m: m, log: m.log, what: what, wake: m.history.reconnected()}
+}
