@@ -31,9 +31,19 @@ type NodeClient interface {
 // Kubernetes when the program starts, which costs an agent that reads only
 // Nodes tens of megabytes of resident memory.
 func NewNodeClient(config *rest.Config) (NodeClient, error) {
+	rc, params, err := coreV1Client(config)
+	if err != nil {
+		return nil, err
+	}
+	return &nodeClient{rc: rc, params: params}, nil
+}
+
+// coreV1Client is a REST client for the core/v1 types alone, over
+// protobuf.
+func coreV1Client(config *rest.Config) (*rest.RESTClient, runtime.ParameterCodec, error) {
 	scheme := runtime.NewScheme()
 	if err := corev1.AddToScheme(scheme); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	c := rest.CopyConfig(config)
 	c.GroupVersion = &corev1.SchemeGroupVersion
@@ -46,9 +56,9 @@ func NewNodeClient(config *rest.Config) (NodeClient, error) {
 	}
 	rc, err := rest.RESTClientFor(c)
 	if err != nil {
-		return nil, fmt.Errorf("kube: %w", err)
+		return nil, nil, fmt.Errorf("kube: %w", err)
 	}
-	return &nodeClient{rc: rc, params: runtime.NewParameterCodec(scheme)}, nil
+	return rc, runtime.NewParameterCodec(scheme), nil
 }
 
 type nodeClient struct {

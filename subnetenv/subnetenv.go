@@ -140,6 +140,18 @@ func Write(path string, f File) error {
 	return nil
 }
 
+// RemoveStale removes the temporary files that a write of path left when
+// its process was killed mid-write (Write renames a temporary file over
+// path), and returns their names. Call it at start, before the first
+// Write.
+func RemoveStale(path string) ([]string, error) {
+	removed, err := atomicfile.RemoveStale(path)
+	if err != nil {
+		return removed, fmt.Errorf("subnetenv: %w", err)
+	}
+	return removed, nil
+}
+
 // MarshalText returns f in subnet.env format, or an *Error if f is not
 // valid.
 func (f File) MarshalText() ([]byte, error) {

@@ -63,7 +63,7 @@ func ParseConfig(backend json.RawMessage) (Config, error) {
 		return Config{}, fmt.Errorf("net-conf.json: Backend is not a valid JSON object: %w", err)
 	}
 	if raw.Type != nil && *raw.Type != "vxlan" && *raw.Type != "" {
-		return Config{}, fmt.Errorf("net-conf.json: Backend.Type %q is not vxlan; weft's datapath only implements vxlan", *raw.Type)
+		return Config{}, fmt.Errorf("net-conf.json: Backend.Type %q is not a backend weft implements; it implements vxlan only", *raw.Type)
 	}
 	ints := []struct {
 		name     string

@@ -35,7 +35,7 @@ func TestParseConfig(t *testing.T) {
 
 func TestParseConfigErrors(t *testing.T) {
 	tests := []struct{ in, want string }{
-		{`{"Type": "host-gw"}`, `net-conf.json: Backend.Type "host-gw" is not vxlan; weft's datapath only implements vxlan`},
+		{`{"Type": "host-gw"}`, `net-conf.json: Backend.Type "host-gw" is not a backend weft implements; it implements vxlan only`},
 		{`{"VNI": 16777216}`, `net-conf.json: Backend.VNI 16777216 is out of range; use 0 to 16777215`},
 		{`{"VNI": -1}`, `net-conf.json: Backend.VNI -1 is out of range; use 0 to 16777215`},
 		{`{"VNI": 1.5}`, `net-conf.json: Backend.VNI 1.5 is not a whole number; use 0 to 16777215`},

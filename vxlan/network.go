@@ -79,6 +79,9 @@ type Network struct {
 
 	mu      sync.Mutex
 	netConf lease.Config
+	// waiting is why the config in force cannot be run yet; "" once it
+	// runs.
+	waiting string
 	backend Config
 	own     lease.Lease
 	hasOwn  bool
@@ -150,44 +153,53 @@ func (n *Network) Run(ctx context.Context) error {
 	case <-ctx.Done():
 		return n.wait(g)
 	}
-	backend, err := ParseConfig(netConf.Backend)
-	if err != nil {
-		cancel()
-		g.Wait()
-		return err
+	// A config this node cannot run (another backend, a VNI or MTU out of
+	// range, a family without a public address) is waited out, never a
+	// crash loop: the reason is on Ready, logged when it changes and
+	// once a minute, and the setup is tried again at each new config and
+	// every setupRetry, for what depends on the host (an address that
+	// appears, an underlay MTU raised).
+	var (
+		attrs    lease.Attrs
+		backend  Config
+		logged   string
+		loggedAt time.Time
+	)
+	for {
+		var err error
+		if backend, attrs, err = n.setUp(netConf); err == nil {
+			break
+		}
+		n.mu.Lock()
+		n.waiting = err.Error()
+		n.mu.Unlock()
+		if msg := err.Error(); msg != logged || time.Since(loggedAt) >= time.Minute {
+			n.log.Error("cannot run the network config in force; waiting for it to be fixed", "err", err)
+			logged, loggedAt = msg, time.Now()
+		}
+		retry := time.NewTimer(setupRetry)
+		select {
+		case netConf = <-configs:
+		case <-retry.C:
+		case <-ctx.Done():
+			retry.Stop()
+			return n.wait(g)
+		}
+		retry.Stop()
+	}
+	if logged != "" {
+		n.log.Info("the network config can be run now", "network", netConf.Network, "ipv6_network", netConf.IPv6Network)
 	}
 	n.mu.Lock()
-	n.netConf, n.backend = netConf, backend
+	n.netConf, n.backend, n.waiting = netConf, backend, ""
 	n.mu.Unlock()
 	if n.cfg.OnConfig != nil {
 		n.cfg.OnConfig(netConf)
 	}
-
-	attrs := lease.Attrs{PublicIP: n.cfg.PublicIP, PublicIPv6: n.cfg.PublicIPv6, BackendType: "vxlan"}
-	for _, fam := range []struct {
-		on     bool
-		ipv6   bool
-		public netip.Addr
-		dp     **Datapath
-		data   *json.RawMessage
-	}{
-		{netConf.EnableIPv4, false, n.cfg.PublicIP, &n.v4, &attrs.BackendData},
-		{netConf.EnableIPv6, true, n.cfg.PublicIPv6, &n.v6, &attrs.BackendV6Data},
-	} {
-		if !fam.on {
-			continue
+	for _, dp := range []*Datapath{n.v4, n.v6} {
+		if dp != nil {
+			g.Go(func() error { defer dp.Close(); return dp.Run(ctx) })
 		}
-		dp, mac, err := n.newDatapath(backend, fam.public, fam.ipv6)
-		if err != nil {
-			cancel()
-			g.Wait()
-			return err
-		}
-		n.mu.Lock()
-		*fam.dp = dp
-		n.mu.Unlock()
-		*fam.data, _ = json.Marshal(BackendData{VNI: backend.VNI, VtepMAC: mac})
-		g.Go(func() error { defer dp.Close(); return dp.Run(ctx) })
 	}
 
 	g.Go(func() error {
@@ -207,6 +219,95 @@ func (n *Network) Run(ctx context.Context) error {
 		return n.holdLease(ctx, lease.AcquireRequest{Attrs: attrs, Previous: n.cfg.Previous})
 	})
 	return n.wait(g)
+}
+
+// setupRetry is how often a config that could not be run is tried again.
+const setupRetry = 10 * time.Second
+
+// setUp checks that the node can run netConf and creates its datapaths:
+// the backend settings parse, each family it enables has a public
+// address on an interface, and the MTU fits the underlay. Nothing is
+// created unless every check passes. It returns the backend and the
+// attributes to publish.
+func (n *Network) setUp(netConf lease.Config) (Config, lease.Attrs, error) {
+	backend, err := ParseConfig(netConf.Backend)
+	if err != nil {
+		return Config{}, lease.Attrs{}, err
+	}
+	type family struct {
+		ipv6   bool
+		public netip.Addr
+		dp     **Datapath
+		data   *json.RawMessage
+	}
+	attrs := lease.Attrs{PublicIP: n.cfg.PublicIP, PublicIPv6: n.cfg.PublicIPv6, BackendType: "vxlan"}
+	var fams []family
+	if netConf.EnableIPv4 {
+		fams = append(fams, family{false, n.cfg.PublicIP, &n.v4, &attrs.BackendData})
+	}
+	if netConf.EnableIPv6 {
+		fams = append(fams, family{true, n.cfg.PublicIPv6, &n.v6, &attrs.BackendV6Data})
+	}
+	for _, f := range fams {
+		if err := n.checkFamily(backend, f.public, f.ipv6); err != nil {
+			return Config{}, lease.Attrs{}, err
+		}
+	}
+	made := make([]*Datapath, len(fams))
+	for i, f := range fams {
+		dp, mac, err := n.newDatapath(backend, f.public, f.ipv6)
+		if err != nil {
+			for _, d := range made[:i] {
+				d.Close()
+			}
+			return Config{}, lease.Attrs{}, err
+		}
+		made[i] = dp
+		*f.data, _ = json.Marshal(BackendData{VNI: backend.VNI, VtepMAC: mac})
+	}
+	n.mu.Lock()
+	for i, f := range fams {
+		*f.dp = made[i]
+	}
+	n.mu.Unlock()
+	return backend, attrs, nil
+}
+
+// checkFamily checks that one family can run: a public address, on an
+// interface, whose MTU carries Backend.MTU plus VXLAN's overhead.
+func (n *Network) checkFamily(backend Config, public netip.Addr, ipv6 bool) error {
+	fam, field := "IPv4", "PublicIP"
+	if ipv6 {
+		fam, field = "IPv6", "PublicIPv6"
+	}
+	if !public.IsValid() {
+		return fmt.Errorf("vxlan: the network config enables %s but the node has no %s public address (NetworkConfig.%s; flanneld: --public-ip/--public-ipv6, or a global %s address on the chosen interface)", fam, fam, field, fam)
+	}
+	under, _, err := n.underlay(public)
+	if err != nil {
+		return err
+	}
+	if backend.MTU == 0 {
+		return nil
+	}
+	h, err := handleAt(n.cfg.Namespace)
+	if err != nil {
+		return fmt.Errorf("vxlan: %w", err)
+	}
+	defer h.Close()
+	link, err := h.LinkByIndex(under)
+	if err != nil {
+		return fmt.Errorf("vxlan: underlay interface %d: %w", under, err)
+	}
+	overhead := overheadIPv4
+	if ipv6 {
+		overhead = overheadIPv6
+	}
+	if most := link.Attrs().MTU - overhead; backend.MTU > most {
+		return fmt.Errorf("net-conf.json: Backend.MTU %d is more than the underlay carries: at most %d (%s's MTU %d less %d of VXLAN over %s); use 0 to derive it",
+			backend.MTU, most, link.Attrs().Name, link.Attrs().MTU, overhead, fam)
+	}
+	return nil
 }
 
 func (n *Network) wait(g *errgroup.Group) error {
@@ -372,6 +473,8 @@ func (n *Network) Ready() (bool, string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	switch {
+	case n.v4 == nil && n.v6 == nil && n.waiting != "":
+		return false, "waiting for a network config this node can run: " + n.waiting
 	case n.v4 == nil && n.v6 == nil:
 		return false, "waiting for the network config"
 	case !n.hasOwn:

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -449,5 +450,96 @@ func TestNetworkMovedToDisjointRange(t *testing.T) {
 		if ok, why := a.net.Ready(); !ok {
 			t.Errorf("%s not ready after widening: %s", a.host.Name, why)
 		}
+	}
+}
+
+// TestNetworkWaitsOutBadConfig: configs the node cannot run (another
+// backend, a VNI or Port out of range, an MTU over what the underlay
+// carries, IPv6 without a public IPv6 address) are a wait, never a
+// return from Run: Ready names the reason and the field, and no device
+// exists. Each is then fixed with a config the node can run, and the node
+// comes up on it without a restart.
+func TestNetworkWaitsOutBadConfig(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, config string
+		want         []string
+	}{
+		{"host-gw", `{"Network": "10.244.0.0/16", "Backend": {"Type": "host-gw"}}`, []string{`Backend.Type "host-gw"`, "vxlan only"}},
+		{"wireguard", `{"Network": "10.244.0.0/16", "Backend": {"Type": "wireguard"}}`, []string{`Backend.Type "wireguard"`}},
+		{"VNI", `{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan", "VNI": 16777216}}`, []string{"Backend.VNI 16777216", "0 to 16777215"}},
+		{"Port", `{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan", "Port": 70000}}`, []string{"Backend.Port 70000"}},
+		{"MTU", `{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan", "MTU": 9000}}`, []string{"Backend.MTU 9000", "at most 1450", "eth0's MTU 1500"}},
+		{"no IPv6 address", `{"Network": "10.244.0.0/16", "EnableIPv6": true, "IPv6Network": "fd00:10:244::/56", "Backend": {"Type": "vxlan"}}`, []string{"enables IPv6", "no IPv6 public address"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := etcdtest.Start(t)
+			admin := srv.Client(t)
+			put := func(c string) {
+				t.Helper()
+				if _, err := admin.Put(context.Background(), "/coreos.com/network/config", c); err != nil {
+					t.Fatal(err)
+				}
+			}
+			put(tc.config)
+			h := netnstest.NewSegment(t, 1).Hosts[0]
+			quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+			m, err := etcd.New(etcd.Options{Endpoints: []string{srv.Endpoint()}, Node: h.Name, Logger: quiet})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { m.Close() })
+			n, err := vxlan.NewNetwork(vxlan.NetworkConfig{Manager: m, Node: h.Name, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- n.Run(ctx) }()
+			t.Cleanup(func() {
+				cancel()
+				if err := <-done; err != context.Canceled {
+					t.Errorf("Run returned %v", err)
+				}
+			})
+			var why string
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				_, why = n.Ready()
+				if why != "starting" && why != "waiting for the network config" {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("Ready still says %q", why)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(why, w) {
+					t.Errorf("Ready says %q; want it to name %q", why, w)
+				}
+			}
+			select {
+			case err := <-done:
+				t.Fatalf("Run returned %v; want it to wait", err)
+			case <-time.After(200 * time.Millisecond):
+			}
+			if links, _ := h.Netlink().LinkList(); len(links) != 2 {
+				t.Errorf("devices beside lo and eth0 while waiting: %d links", len(links))
+			}
+			put(`{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}`)
+			deadline = time.Now().Add(15 * time.Second)
+			for {
+				ok, why := n.Ready()
+				if ok {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("not ready after the fix: %s", why)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		})
 	}
 }

@@ -310,10 +310,21 @@ func TestSeed002MAC(t *testing.T) {
 // TestSeed003: the network is widened from /16 to /8 while everything
 // runs. Every running daemon rewrites FLANNEL_NETWORK without a restart,
 // keeps its subnet, and a new node gets a subnet outside the old /16.
+//
+// Host 1's FORWARD policy is DROP, as Docker sets it: its forward rules
+// accept the Network, and follow it when it is widened.
 func TestSeed003(t *testing.T) {
 	t.Parallel()
+	tool := requireIptables(t)
 	c := newCluster(t, 3, netConf16)
+	iptablesIn(t, tool, c.host(1).Namespace, "-P", "FORWARD", "DROP")
 	a, b := c.startTwo()
+	fwd := func(network string) bool {
+		return strings.Contains(iptablesIn(t, tool, a.Host.Namespace, "-S"), "-A FLANNEL-FWD -s "+network+` -m comment --comment "flanneld forward" -j ACCEPT`)
+	}
+	if !fwd("10.244.0.0/16") {
+		t.Errorf("no forward rules for the Network on a FORWARD DROP host:\n%s", iptablesIn(t, tool, a.Host.Namespace, "-S"))
+	}
 	ea, eb := a.Env(), b.Env()
 	c.putConfig(`{"Network": "10.0.0.0/8", "SubnetMin": "10.245.0.0", "Backend": {"Type": "vxlan"}}`)
 	for _, d := range []*daemon{a, b} {
@@ -322,6 +333,7 @@ func TestSeed003(t *testing.T) {
 			return err == nil && f.Network.String() == "10.0.0.0/8"
 		})
 	}
+	waitFor(t, 10*time.Second, "the forward rules to follow the widened Network", func() bool { return fwd("10.0.0.0/8") && !fwd("10.244.0.0/16") })
 	if a.Env().Subnet != ea.Subnet || b.Env().Subnet != eb.Subnet {
 		t.Fatalf("subnets changed: %v %v, were %v %v", a.Env().Subnet, b.Env().Subnet, ea.Subnet, eb.Subnet)
 	}

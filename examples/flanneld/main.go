@@ -16,6 +16,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -46,6 +47,9 @@ var version = "dev"
 
 func main() {
 	c, err := parseFlags(os.Args[1:], os.Getenv, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "flanneld:", err)
 		os.Exit(2)
@@ -62,14 +66,44 @@ func main() {
 		// against 71). GOGC in the environment overrides it.
 		debug.SetGCPercent(defaultGCPercent)
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	log, closeLog, err := c.log.open(os.Stderr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "flanneld:", err)
+		os.Exit(2)
+	}
+	defer closeLog()
+	for _, name := range c.ignoredKlogFlags {
+		log.Warn("klog flag accepted for compatibility, but it has no effect in weft", "flag", "-"+name)
+	}
+	for _, v := range c.ignoredKubeEnvVar {
+		log.Info("flannel environment variable accepted; weft's Node informer does not need it", "env", v)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	go ignoreHangups(ctx, log)
 	if err := run(ctx, c, log); err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("flanneld stopped", "err", err)
+		closeLog()
 		os.Exit(1)
 	}
 	log.Info("flanneld stopped; device, routes and lease left in place")
+}
+
+// ignoreHangups logs each SIGHUP, which would otherwise kill the daemon
+// without a word. flanneld has nothing to reload: the network config is
+// followed live, and flags are read once, at start.
+func ignoreHangups(ctx context.Context, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			log.Info("SIGHUP received and ignored: the network config is followed live, and a change of flags needs a restart")
+		}
+	}
 }
 
 // agent is the running daemon's state, for the health endpoints.
@@ -86,37 +120,64 @@ type agent struct {
 	netConf  lease.Config
 	written  bool   // subnet.env matches the lease and config
 	lastErr  string // of the last subnet.env write
+	// fwdDone and fwdErr follow the forward rules of each network: once
+	// applied, and the last failure.
+	fwdDone      map[netip.Prefix]bool
+	fwdErr       map[netip.Prefix]string
+	blackholeErr string
 }
 
 func run(ctx context.Context, c config, log *slog.Logger) error {
-	a := &agent{cfg: c, log: log, starting: "starting"}
+	a := &agent{cfg: c, log: log, starting: "starting", fwdDone: map[netip.Prefix]bool{}, fwdErr: map[netip.Prefix]string{}}
 	// The health server comes first, so that a node waiting for the API
 	// server or its Node says so.
 	if c.healthzPort > 0 {
-		srv, err := a.serveHealth(net.JoinHostPort(c.healthzIP, fmt.Sprint(c.healthzPort)))
+		srv, err := a.serveHealth(net.JoinHostPort(c.healthzIP.String(), fmt.Sprint(c.healthzPort)))
 		if err != nil {
 			return err
 		}
 		defer srv.Close()
 	}
+	if removed, err := subnetenv.RemoveStale(c.subnetFile); err != nil {
+		log.Warn("could not remove temporary files a killed write of subnet.env left", "err", err)
+	} else if len(removed) > 0 {
+		log.Info("removed temporary files a killed write of subnet.env left", "files", removed)
+	}
 	var err error
 	if c.kubeSubnetMgr {
 		a.src, err = newKubeSource(ctx, c, log, func(why string) { a.update(func() { a.starting = why }) })
 	} else {
+		if c.node == "" {
+			c.node, err = os.Hostname()
+			if err != nil {
+				return fmt.Errorf("no --node-name or NODE_NAME, and no hostname: %w", err)
+			}
+		}
 		a.src, err = newEtcdSource(c, log)
 	}
 	if err != nil {
 		return err
 	}
 	defer a.src.close()
+	c.node = a.src.node
 	if a.reg != nil {
 		a.src.metrics(a.reg)
 	}
 	nc := a.src.netCfg
-	if c.publicIP != "" || !nc.PublicIP.IsValid() {
-		if nc.PublicIP, err = publicAddr(c); err != nil {
+	// The Node's public-ip annotations (kube mode) win, as in flannel;
+	// then the flags and the interface.
+	if !nc.PublicIP.IsValid() || !nc.PublicIPv6.IsValid() || c.publicIP.IsValid() || c.publicIPv6.IsValid() {
+		found, err := findPublicAddrs(c)
+		if err != nil {
 			return err
 		}
+		if c.publicIP.IsValid() || !nc.PublicIP.IsValid() {
+			nc.PublicIP = found.v4
+		}
+		if c.publicIPv6.IsValid() || !nc.PublicIPv6.IsValid() {
+			nc.PublicIPv6 = found.v6
+		}
+		log.Info("chose the underlay", "interface", found.iface, "by", found.foundVia, "public_ip", nc.PublicIP, "public_ipv6", nc.PublicIPv6)
 	}
 	nc.Manager, nc.Node, nc.ResyncInterval, nc.Logger = a.src, c.node, c.resync, log
 	// A peer lease over the control plane's address would cut the node
@@ -143,7 +204,7 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 	if c.kubeSubnetMgr {
 		mode = "kube"
 	}
-	log.Info("flanneld starting", "version", version, "node", c.node, "public_ip", nc.PublicIP, "mode", mode)
+	log.Info("flanneld starting", "version", version, "node", c.node, "public_ip", nc.PublicIP, "public_ipv6", nc.PublicIPv6, "mode", mode)
 	go a.resync(ctx)
 	return n.Run(ctx)
 }
@@ -183,11 +244,18 @@ func (a *agent) update(change func()) {
 		a.written = false
 		return
 	}
-	a.ensureMasq(f, true)
 	if old, err := subnetenv.Read(a.cfg.subnetFile); err == nil && old == f {
+		// Unchanged: re-apply the rules only if they drifted, silently
+		// when they did not.
+		a.ensureMasq(f, !a.written)
+		a.ensureForwardRules(f)
+		a.ensureBlackholes(f)
 		a.written = true
 		return
 	}
+	a.ensureMasq(f, true)
+	a.ensureForwardRules(f)
+	a.ensureBlackholes(f)
 	if err := subnetenv.Write(a.cfg.subnetFile, f); err != nil {
 		a.written, a.lastErr = false, err.Error()
 		a.log.Error("could not write subnet.env", "err", err)
@@ -216,10 +284,10 @@ func (a *agent) ensureMasq(f subnetenv.File, force bool) {
 		if !fam.subnet.IsValid() {
 			continue
 		}
-		if !force && masqRuleCount(-1, fam.ipv6) == len(masqRules(fam.network, fam.subnet)) {
+		if !force && masqRuleCount(-1, fam.ipv6) == len(masqRules(fam.network, fam.subnet, a.cfg.masqRandomFully)) {
 			continue
 		}
-		if err := applyMasq(-1, fam.network, fam.subnet); err != nil {
+		if err := applyMasq(-1, fam.network, fam.subnet, a.cfg.masqRandomFully); err != nil {
 			a.log.Error("could not apply the masquerade rules; retrying at the next resync", "err", err)
 			continue
 		}
@@ -231,12 +299,14 @@ func (a *agent) ensureMasq(f subnetenv.File, force bool) {
 	}
 }
 
-// resync re-checks, every resync interval, what the daemon keeps outside
-// the datapath: subnet.env (its MTU follows the underlay's) and the
-// masquerade rules. It is silent when nothing changed.
+// resync re-checks, every resync interval, subnet.env (its MTU follows
+// the underlay's), and every --iptables-resync the masquerade and
+// forward rules. It is silent when nothing changed.
 func (a *agent) resync(ctx context.Context) {
 	t := time.NewTicker(a.cfg.resync)
 	defer t.Stop()
+	rules := time.NewTicker(a.cfg.rulesResync)
+	defer rules.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -246,12 +316,76 @@ func (a *agent) resync(ctx context.Context) {
 				continue // subnet.env waits for convergence
 			}
 			a.update(nil)
+		case <-rules.C:
 			a.mu.Lock()
 			if f, err := subnetenv.Read(a.cfg.subnetFile); err == nil && a.written {
 				a.ensureMasq(f, false)
+				a.ensureForwardRules(f)
+				a.ensureBlackholes(f)
 			}
 			a.mu.Unlock()
 		}
+	}
+}
+
+// ensureBlackholes keeps the --ip-blackhole-route routes on f's subnets,
+// logging each change and each new failure.
+func (a *agent) ensureBlackholes(f subnetenv.File) {
+	if !a.cfg.blackholeRoute {
+		return
+	}
+	var want []netip.Prefix
+	for _, p := range []netip.Prefix{f.Subnet, f.IPv6Subnet} {
+		if p.IsValid() {
+			want = append(want, p.Masked())
+		}
+	}
+	h, err := netlink.NewHandle()
+	if err == nil {
+		defer h.Close()
+		var added, removed []netip.Prefix
+		if added, removed, err = ensureBlackholes(h, want); len(added)+len(removed) > 0 {
+			a.log.Info("blackhole routes for the node's subnets", "added", added, "removed", removed)
+		}
+	}
+	if err != nil {
+		if msg := err.Error(); msg != a.blackholeErr {
+			a.log.Error("could not keep the blackhole routes; retrying every --iptables-resync", "err", err)
+			a.blackholeErr = msg
+		}
+		return
+	}
+	a.blackholeErr = ""
+}
+
+// ensureForwardRules keeps the --iptables-forward-rules for f's
+// networks, logging the first write, a repair, and each new failure.
+func (a *agent) ensureForwardRules(f subnetenv.File) {
+	if !a.cfg.forwardRules {
+		return
+	}
+	for _, network := range []netip.Prefix{f.Network, f.IPv6Network} {
+		if !network.IsValid() {
+			continue
+		}
+		wrote, err := ensureForward(-1, network)
+		switch {
+		case err != nil:
+			if msg := err.Error(); a.fwdErr[network] != msg {
+				a.log.Error("could not apply the FORWARD accept rules; retrying every --iptables-resync", "network", network, "err", err)
+				a.fwdErr[network] = msg
+			}
+			continue
+		case wrote && a.fwdDone[network]:
+			a.log.Warn("FORWARD accept rules were changed from outside; restored", "network", network)
+		case wrote:
+			a.log.Info("FORWARD accept rules applied", "network", network, "chain", fwdChain)
+		}
+		if a.fwdErr[network] != "" && !wrote {
+			a.log.Info("FORWARD accept rules in place again", "network", network)
+		}
+		delete(a.fwdErr, network)
+		a.fwdDone[network] = true
 	}
 }
 
@@ -301,46 +435,4 @@ func (a *agent) serveHealth(addr string) (*http.Server, error) {
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(l)
 	return srv, nil
-}
-
-// publicAddr picks the address the node advertises: --public-ip, else the
-// first IPv4 address of --iface, else of the interface with the default
-// route. It must be an address of a local interface: VXLAN packets leave
-// from it.
-func publicAddr(c config) (netip.Addr, error) {
-	if c.publicIP != "" {
-		a, err := netip.ParseAddr(c.publicIP)
-		if err != nil {
-			return netip.Addr{}, fmt.Errorf("--public-ip %q is not an IP address", c.publicIP)
-		}
-		return a, nil
-	}
-	var link netlink.Link
-	var err error
-	if c.iface != "" {
-		if link, err = netlink.LinkByName(c.iface); err != nil {
-			return netip.Addr{}, fmt.Errorf("--iface %q: %w", c.iface, err)
-		}
-	} else {
-		routes, err := netlink.RouteList(nil, netlink.FAMILY_V4)
-		if err != nil {
-			return netip.Addr{}, err
-		}
-		for _, r := range routes {
-			if r.Dst == nil || r.Dst.String() == "0.0.0.0/0" {
-				if link, err = netlink.LinkByIndex(r.LinkIndex); err == nil {
-					break
-				}
-			}
-		}
-		if link == nil {
-			return netip.Addr{}, errors.New("no default route to pick an interface from; set --iface or --public-ip")
-		}
-	}
-	addrs, err := netlink.AddrList(link, netlink.FAMILY_V4)
-	if err != nil || len(addrs) == 0 {
-		return netip.Addr{}, fmt.Errorf("interface %s has no IPv4 address; set --public-ip", link.Attrs().Name)
-	}
-	a, _ := netip.AddrFromSlice(addrs[0].IP)
-	return a.Unmap(), nil
 }

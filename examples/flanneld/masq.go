@@ -20,14 +20,15 @@ const masqTable = "weft"
 //	saddr not in network, daddr in this subnet  return      (to local pods)
 //	saddr not in network, daddr in network      masquerade  (outside to remote pods)
 //
-// Masquerading is fully random, as flannel's --random-fully.
-func masqRules(network, subnet netip.Prefix) [][]expr.Any {
+// Masquerading is fully random (iptables' --random-fully) unless
+// randomFully is false (--ip-masq-fully-random-disable), as in flannel.
+func masqRules(network, subnet netip.Prefix, randomFully bool) [][]expr.Any {
 	multicast := netip.MustParsePrefix("224.0.0.0/4")
 	if network.Addr().Is6() {
 		multicast = netip.MustParsePrefix("ff00::/8")
 	}
 	ret := &expr.Verdict{Kind: expr.VerdictReturn}
-	masq := &expr.Masq{FullyRandom: true}
+	masq := &expr.Masq{FullyRandom: randomFully}
 	return [][]expr.Any{
 		join(match(true, network, true), match(false, network, true), ret),
 		join(match(true, network, true), match(false, multicast, false), masq),
@@ -83,7 +84,7 @@ func match(source bool, p netip.Prefix, in bool) []expr.Any {
 // are created if missing, emptied, and filled, so the result is the same
 // however often it runs and whatever was there. nsFD selects the network
 // namespace (-1: this process's).
-func applyMasq(nsFD int, network, subnet netip.Prefix) error {
+func applyMasq(nsFD int, network, subnet netip.Prefix, randomFully bool) error {
 	var opts []nftables.ConnOption
 	if nsFD >= 0 {
 		opts = append(opts, nftables.WithNetNSFd(nsFD))
@@ -102,7 +103,7 @@ func applyMasq(nsFD int, network, subnet netip.Prefix) error {
 		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource,
 	})
 	c.FlushChain(chain)
-	for _, exprs := range masqRules(network, subnet) {
+	for _, exprs := range masqRules(network, subnet, randomFully) {
 		c.AddRule(&nftables.Rule{Table: table, Chain: chain, Exprs: exprs})
 	}
 	if err := c.Flush(); err != nil {

@@ -2,8 +2,12 @@ package main
 
 import (
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
 
 	"github.com/weftnet/weft/internal/netnstest"
 )
@@ -26,12 +30,18 @@ func TestMasquerade(t *testing.T) {
 	if masqRuleCount(int(a.Handle), false) != -1 {
 		t.Fatal("masquerade table exists before it was applied")
 	}
-	for i := 0; i < 2; i++ {
-		if err := applyMasq(int(a.Handle), network, subnet); err != nil {
+	// Applied again, with and without fully random ports
+	// (--ip-masq-fully-random-disable): the same four rules, the
+	// masquerade verdicts as asked.
+	for i, randomFully := range []bool{true, false, true} {
+		if err := applyMasq(int(a.Handle), network, subnet, randomFully); err != nil {
 			t.Fatal(err)
 		}
 		if n := masqRuleCount(int(a.Handle), false); n != 4 {
 			t.Fatalf("after apply %d: %d rules, want 4", i+1, n)
+		}
+		if got := masqFullyRandom(t, int(a.Handle)); !slices.Equal(got, []bool{randomFully, randomFully}) {
+			t.Errorf("apply %d: the masquerade verdicts are fully random %v, want %v", i+1, got, randomFully)
 		}
 	}
 	if err := a.WaitExchange(pod, echo.Addr, 5*time.Second); err != nil {
@@ -39,7 +49,30 @@ func TestMasquerade(t *testing.T) {
 	}
 	// Pod-to-pod traffic inside the network is returned, not masqueraded:
 	// the first rule; checked here by its presence in the ordered set.
-	if got := len(masqRules(network, subnet)[0]); got != 7 {
+	if got := len(masqRules(network, subnet, true)[0]); got != 7 {
 		t.Errorf("first rule has %d expressions", got)
 	}
+}
+
+// masqFullyRandom reads the masquerade verdicts of the table back from the
+// kernel: whether each is fully random.
+func masqFullyRandom(t *testing.T, nsFD int) []bool {
+	t.Helper()
+	c, err := nftables.New(nftables.WithNetNSFd(nsFD))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules, err := c.GetRules(&nftables.Table{Name: masqTable, Family: nftables.TableFamilyIPv4}, &nftables.Chain{Name: "postrouting"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []bool
+	for _, r := range rules {
+		for _, e := range r.Exprs {
+			if m, ok := e.(*expr.Masq); ok {
+				out = append(out, m.FullyRandom)
+			}
+		}
+	}
+	return out
 }

@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/weftnet/weft/kube"
@@ -23,6 +25,8 @@ import (
 // it beyond lease.Manager.
 type source struct {
 	lease.Manager
+	// node is the node's name, as resolved (see --node-name).
+	node string
 	// condition says what the manager waits for or why it is failing, for
 	// /readyz; "" when nothing.
 	condition func() string
@@ -52,6 +56,7 @@ func newEtcdSource(c config, log *slog.Logger) (*source, error) {
 	}
 	s := &source{
 		Manager:   m,
+		node:      c.node,
 		endpoints: strings.Split(c.etcdEndpoints, ","),
 		condition: func() string { return m.Stats().Condition },
 		networkUp: func() {},
@@ -79,12 +84,18 @@ func newKubeSource(ctx context.Context, c config, log *slog.Logger, status func(
 		return nil, fmt.Errorf("--kubeconfig-file %q / --kube-api-url %q: %w", c.kubeconfig, c.kubeAPIURL, err)
 	}
 	rc.UserAgent = "weft-flanneld/" + version
+	if c.node == "" {
+		if c.node, err = nodeOfPod(ctx, rc, log, status); err != nil {
+			return nil, err
+		}
+	}
 	nodes, err := kube.NewNodeClient(rc)
 	if err != nil {
 		return nil, err
 	}
 	m, err := kube.New(kube.Options{
-		Nodes: nodes, NodeName: c.node, NetConfPath: c.netConfPath, AssignPodCIDRs: c.kubeAssignPodCIDRs, Logger: log,
+		Nodes: nodes, NodeName: c.node, NetConfPath: c.netConfPath, AssignPodCIDRs: c.kubeAssignPodCIDRs,
+		AnnotationPrefix: c.kubeAnnotationPrefix, Logger: log,
 	})
 	if err != nil {
 		return nil, err
@@ -103,11 +114,16 @@ func newKubeSource(ctx context.Context, c config, log *slog.Logger, status func(
 		case <-time.After(delay):
 		}
 	}
+	networkUp := m.SetNetworkAvailable
+	if !c.setNodeUnavailable {
+		networkUp = func() {} // --set-node-network-unavailable=false: the Node's condition is someone else's
+	}
 	s := &source{
 		Manager:   m,
+		node:      c.node,
 		endpoints: []string{rc.Host},
 		condition: func() string { return m.Stats().Condition },
-		networkUp: m.SetNetworkAvailable,
+		networkUp: networkUp,
 		close:     m.Close,
 		metrics: func(reg *prometheus.Registry) {
 			counter(reg, "weft_lease_losses_total", "Leases this node lost (its PodCIDR changed or its Node was deleted).", func() float64 { return float64(m.Stats().Losses) })
@@ -131,6 +147,37 @@ func newKubeSource(ctx context.Context, c config, log *slog.Logger, status func(
 		}
 	}
 	return s, nil
+}
+
+// nodeOfPod is the node name in kube mode without --node-name or
+// NODE_NAME: as flannel, the Pod's spec.nodeName, from the POD_NAME and
+// POD_NAMESPACE its DaemonSet sets; without them, the hostname. A Pod
+// that cannot be read yet (no RBAC for pods, an API server still coming
+// up) is waited for, saying why.
+func nodeOfPod(ctx context.Context, rc *rest.Config, log *slog.Logger, status func(string)) (string, error) {
+	pod, ns := os.Getenv("POD_NAME"), os.Getenv("POD_NAMESPACE")
+	if pod == "" || ns == "" {
+		name, err := os.Hostname()
+		if err != nil {
+			return "", fmt.Errorf("no --node-name, NODE_NAME or POD_NAME/POD_NAMESPACE, and no hostname: %w", err)
+		}
+		log.Info("no --node-name, NODE_NAME or POD_NAME/POD_NAMESPACE: using the hostname as the node name", "node", name)
+		return name, nil
+	}
+	for delay := time.Second; ; delay = min(2*delay, 30*time.Second) {
+		name, err := kube.PodNodeName(ctx, rc, ns, pod)
+		if err == nil {
+			log.Info("node name from this agent's Pod", "pod", ns+"/"+pod, "node", name)
+			return name, nil
+		}
+		status("reading this agent's Pod for its node name: " + err.Error())
+		log.Warn("cannot read this agent's Pod for its node name yet (its ClusterRole needs get on pods); retrying", "pod", ns+"/"+pod, "err", err, "retry_in", delay)
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(delay):
+		}
+	}
 }
 
 func counter(reg *prometheus.Registry, name, help string, f func() float64) {

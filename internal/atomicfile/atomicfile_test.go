@@ -228,3 +228,37 @@ func TestWriteDeferSync(t *testing.T) {
 		t.Error("no error for a missing directory")
 	}
 }
+
+// TestRemoveStale: the temporary files of killed writes of a path go;
+// the file itself, other files' temporaries and look-alikes stay.
+func TestRemoveStale(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "subnet.env")
+	for _, name := range []string{"subnet.env", ".subnet.env.tmp123", ".subnet.env.tmp", ".other.env.tmp9", "subnet.env.tmp1", ".subnet.envx"} {
+		if err := os.WriteFile(filepath.Join(dir, name), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(dir, ".subnet.env.tmpdir"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	removed, err := RemoveStale(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(removed) != 2 {
+		t.Errorf("removed %v, want the two temporaries", removed)
+	}
+	var left []string
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		left = append(left, e.Name())
+	}
+	want := []string{".other.env.tmp9", ".subnet.env.tmpdir", ".subnet.envx", "subnet.env", "subnet.env.tmp1"}
+	if strings.Join(left, " ") != strings.Join(want, " ") {
+		t.Errorf("left %v, want %v", left, want)
+	}
+	if removed, err := RemoveStale(filepath.Join(dir, "missing", "subnet.env")); err != nil || removed != nil {
+		t.Errorf("a missing directory: %v %v", removed, err)
+	}
+}

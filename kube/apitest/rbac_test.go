@@ -138,8 +138,19 @@ func TestShippedRBAC(t *testing.T) {
 	if _, err := kubernetes.NewForConfigOrDie(asSA).CoreV1().Nodes().List(ctxFor(t, 10*time.Second), metav1.ListOptions{}); !apierrors.IsForbidden(err) {
 		t.Fatalf("listing nodes before the roles: %v, want Forbidden", err)
 	}
+	if _, err := kube.PodNodeName(ctxFor(t, 10*time.Second), asSA, "kube-flannel", "flannel-rbac-a"); !apierrors.IsForbidden(errors.Unwrap(err)) && !strings.Contains(fmt.Sprint(err), "forbidden") {
+		t.Fatalf("reading the agent's Pod before the roles: %v, want Forbidden", err)
+	}
 	for _, f := range []string{"namespace.yaml", "rbac.yaml"} {
 		apply(t, c.admin, f)
+	}
+	// The agent's own Pod, as the DaemonSet controller creates it, bound
+	// to its node.
+	if _, err := c.admin.CoreV1().Pods("kube-flannel").Create(ctxFor(t, 10*time.Second), &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "flannel-rbac-a", Namespace: "kube-flannel"},
+		Spec:       corev1.PodSpec{NodeName: "rbac-a", Containers: []corev1.Container{{Name: "flanneld", Image: "weft-flanneld:dev"}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
 	}
 	// The authorizer learns of new bindings through an informer.
 	testutil.WaitFor(t, 10*time.Second, "the binding to take effect", func() bool {
@@ -147,6 +158,11 @@ func TestShippedRBAC(t *testing.T) {
 		return err == nil
 	})
 
+	// No NODE_NAME: the node's name from the Pod, with the shipped roles.
+	testutil.WaitFor(t, 10*time.Second, "the Pod's node name as the service account", func() bool {
+		name, err := kube.PodNodeName(ctxFor(t, 10*time.Second), asSA, "kube-flannel", "flannel-rbac-a")
+		return err == nil && name == "rbac-a"
+	})
 	a := s.manager("rbac-a", asSA)
 	la := acquire(t, a, 1)
 	w := leasetest.Watch(t, a)
