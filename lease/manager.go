@@ -68,3 +68,13 @@ type Manager interface {
 	// its key, and skipped.
 	WatchLeases(ctx context.Context, ch chan<- Batch) error
 }
+
+// An OwnLeaseReader is a Manager that can say, before Acquire, what the
+// store already holds under this node: the lease Acquire would keep, by
+// the same ownership rule (Attrs.Owner, or for a lease flannel wrote, the
+// public IP). A vxlan.Network uses it to keep the VTEP MACs that lease
+// publishes, so that a node migrating from flannel, or rebooting, changes
+// nothing its peers hold. It returns false if there is no such lease.
+type OwnLeaseReader interface {
+	OwnLease(ctx context.Context, mine Attrs) (Lease, bool, error)
+}

@@ -46,7 +46,8 @@ func (m *MAC) UnmarshalText(b []byte) error {
 // different for different nodes with overwhelming probability. It is a
 // locally administered unicast address (the second-lowest bit of the first
 // byte set, the lowest clear), so it cannot collide with a vendor-assigned
-// address.
+// address. A Network seeds its IPv6 device with node+" ipv6", so that the
+// two devices of a dual-stack node differ.
 func DeriveMAC(node string, vni int) MAC {
 	h := sha256.New()
 	h.Write([]byte("weft vtep mac\x00"))

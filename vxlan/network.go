@@ -41,11 +41,20 @@ type NetworkConfig struct {
 	// Previous is the subnet held before a restart (read from subnet.env),
 	// asked for again if it is still free.
 	Previous lease.Key
-	// VtepMAC and VtepMACv6 are the MACs of the IPv4 and IPv6 devices. The
-	// zero value, the default, derives them from Node and the VNI, so that
-	// they survive restarts and reboots (DeriveMAC). Set them to keep MACs
-	// published earlier, for example by flannel in a node's annotations, so
-	// that peers' entries stay valid.
+	// VtepMAC and VtepMACv6 are the MACs of the IPv4 and IPv6 devices.
+	// Each device's MAC is, first match wins:
+	//
+	//  1. this field, when set: MACs published earlier, for example by
+	//     flannel in a node's annotations;
+	//  2. the MAC the node's own lease already publishes for the VNI, when
+	//     the Manager is a lease.OwnLeaseReader (lease/etcd's is): flannel's
+	//     random MAC on a node migrating from it, or weft's own;
+	//  3. DeriveMAC(Node, VNI) for the IPv4 device, DeriveMAC(Node+" ipv6",
+	//     VNI) for the IPv6 one, which survive restarts and reboots.
+	//
+	// A device found with another MAC is corrected. Keeping a published
+	// MAC means peers' entries stay valid, even on peers cut off from the
+	// control plane.
 	VtepMAC, VtepMACv6 MAC
 	// ResyncInterval is the datapath's periodic reconcile. Default 30s.
 	ResyncInterval time.Duration
@@ -167,7 +176,7 @@ func (n *Network) Run(ctx context.Context) error {
 	)
 	for {
 		var err error
-		if backend, attrs, err = n.setUp(netConf); err == nil {
+		if backend, attrs, err = n.setUp(ctx, netConf); err == nil {
 			break
 		}
 		n.mu.Lock()
@@ -229,7 +238,7 @@ const setupRetry = 10 * time.Second
 // address on an interface, and the MTU fits the underlay. Nothing is
 // created unless every check passes. It returns the backend and the
 // attributes to publish.
-func (n *Network) setUp(netConf lease.Config) (Config, lease.Attrs, error) {
+func (n *Network) setUp(ctx context.Context, netConf lease.Config) (Config, lease.Attrs, error) {
 	backend, err := ParseConfig(netConf.Backend)
 	if err != nil {
 		return Config{}, lease.Attrs{}, err
@@ -253,9 +262,10 @@ func (n *Network) setUp(netConf lease.Config) (Config, lease.Attrs, error) {
 			return Config{}, lease.Attrs{}, err
 		}
 	}
+	published := n.publishedMACs(ctx, backend)
 	made := make([]*Datapath, len(fams))
 	for i, f := range fams {
-		dp, mac, err := n.newDatapath(backend, f.public, f.ipv6)
+		dp, mac, err := n.newDatapath(backend, f.public, f.ipv6, published[f.ipv6])
 		if err != nil {
 			for _, d := range made[:i] {
 				d.Close()
@@ -318,8 +328,49 @@ func (n *Network) wait(g *errgroup.Group) error {
 	return err
 }
 
-// newDatapath creates one family's device, with its deterministic MAC.
-func (n *Network) newDatapath(backend Config, public netip.Addr, ipv6 bool) (*Datapath, MAC, error) {
+// publishedMACs returns the VTEP MACs this node's lease already publishes
+// in the store, by family (true for IPv6), for the families whose MAC
+// NetworkConfig does not set: flannel's random ones on a node migrating
+// from it, or weft's own after a reboot. Peers hold them, so keeping
+// them changes nothing anywhere. A MAC published for another VNI, or
+// that is not a unicast address, is not kept. If the Manager cannot say
+// (it is no lease.OwnLeaseReader, or the store does not answer in time)
+// there are none.
+func (n *Network) publishedMACs(ctx context.Context, backend Config) map[bool]MAC {
+	out := map[bool]MAC{}
+	r, ok := n.cfg.Manager.(lease.OwnLeaseReader)
+	if !ok || !n.cfg.VtepMAC.IsZero() && !n.cfg.VtepMACv6.IsZero() {
+		return out
+	}
+	rctx, cancel := context.WithTimeout(ctx, ownLeaseTimeout)
+	defer cancel()
+	l, found, err := r.OwnLease(rctx, lease.Attrs{PublicIP: n.cfg.PublicIP, PublicIPv6: n.cfg.PublicIPv6})
+	if err != nil {
+		n.log.Warn("cannot read this node's lease to keep the VTEP MACs it publishes; deriving them", "err", err)
+		return out
+	}
+	if !found {
+		return out
+	}
+	for ipv6, raw := range map[bool]json.RawMessage{false: l.Attrs.BackendData, true: l.Attrs.BackendV6Data} {
+		var bd BackendData
+		if len(raw) == 0 || json.Unmarshal(raw, &bd) != nil || bd.VNI != backend.VNI || bd.VtepMAC.IsZero() || bd.VtepMAC[0]&1 != 0 {
+			continue
+		}
+		out[ipv6] = bd.VtepMAC
+	}
+	return out
+}
+
+// ownLeaseTimeout bounds the read of this node's lease before the
+// devices are made: an unreachable store means derived MACs, not a wait.
+const ownLeaseTimeout = 5 * time.Second
+
+// newDatapath creates one family's device. Its MAC is, in this order:
+// NetworkConfig's, the one this node's lease publishes (published, zero
+// if none), or DeriveMAC of the node's name (with " ipv6" appended for
+// the IPv6 device) and the VNI.
+func (n *Network) newDatapath(backend Config, public netip.Addr, ipv6 bool, published MAC) (*Datapath, MAC, error) {
 	if !public.IsValid() {
 		fam := "IPv4"
 		if ipv6 {
@@ -347,6 +398,11 @@ func (n *Network) newDatapath(backend Config, public netip.Addr, ipv6 bool) (*Da
 		mac = n.cfg.VtepMAC
 	case ipv6 && n.cfg.VtepMACv6 != MAC{}:
 		mac = n.cfg.VtepMACv6
+	case !published.IsZero():
+		if published != mac {
+			n.log.Info("keeping the VTEP MAC this node's lease publishes, so that peers' entries stay valid", "mac", published, "derived", mac, "ipv6", ipv6)
+		}
+		mac = published
 	}
 	dp, err := NewDatapath(DatapathConfig{
 		Namespace: n.cfg.Namespace,

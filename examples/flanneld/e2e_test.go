@@ -552,3 +552,54 @@ func TestEtcdWipedDaemons(t *testing.T) {
 		t.Errorf("a did not log the wipe:\n%s", a.Out)
 	}
 }
+
+// TestMigrateKeepsVtepMAC: host 1 ran flanneld, which left its device with
+// a random MAC and a lease (no WeftOwner) publishing it. weft started over
+// them adopts the subnet and the device and keeps the MAC: the device's
+// MAC never changes, the lease still publishes it, and a peer reaches
+// the host through it.
+func TestMigrateKeepsVtepMAC(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, 2, netConf16)
+	h := c.host(1)
+	const mac = "0e:5a:11:0c:e1:01"
+	subnet := netip.MustParsePrefix("10.244.7.0/24")
+	ipOut(t, h, "ip", "link", "add", "flannel.1", "address", mac, "type", "vxlan", "id", "1", "local", h.Addr.Addr().String(),
+		"dev", netnstest.Underlay, "nolearning", "dstport", "8472")
+	ipOut(t, h, "ip", "addr", "add", "10.244.7.0/32", "dev", "flannel.1")
+	ipOut(t, h, "ip", "link", "set", "flannel.1", "up")
+	value := `{"PublicIP":"` + h.Addr.Addr().String() + `","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"` + mac + `"}}`
+	g, err := c.admin.Grant(context.Background(), 3600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.admin.Put(context.Background(), keyOf(subnet), value, clientv3.WithLease(g.ID)); err != nil {
+		t.Fatal(err)
+	}
+	if err := subnetenv.Write(filepath.Join(c.dir, h.Name, "subnet.env"), subnetenv.File{Network: netip.MustParsePrefix("10.244.0.0/16"), Subnet: netip.MustParsePrefix("10.244.7.1/24"), MTU: 1450}); err != nil {
+		t.Fatal(err)
+	}
+
+	macs := testutil.Sample(10*time.Millisecond, func() []string {
+		if got := strings.Fields(ipOut(t, h, "ip", "-br", "link", "show", "flannel.1"))[2]; got != mac {
+			return []string{"flannel.1's MAC was " + got}
+		}
+		return nil
+	})
+	a, b := c.startTwo()
+	macs.Check(t, "while weft took the node over")
+	if got := a.Env().Subnet.Masked(); got != subnet {
+		t.Errorf("weft took %v, not flanneld's %v", got, subnet)
+	}
+	resp, err := c.admin.Get(context.Background(), keyOf(subnet))
+	if err != nil || len(resp.Kvs) != 1 || !strings.Contains(string(resp.Kvs[0].Value), `"VtepMAC":"`+mac+`"`) {
+		t.Fatalf("the lease after the takeover: %v %v", resp, err)
+	}
+	if fdb := ipOut(t, b.Host, "bridge", "fdb", "show", "dev", "flannel.1"); !strings.Contains(fdb, mac+" dst "+h.Addr.Addr().String()) {
+		t.Errorf("the peer's FDB does not send %s to host 1:\n%s", mac, fdb)
+	}
+	reachPairs(t, [][2]*daemon{{b, a}, {a, b}})
+	if !strings.Contains(a.Out.String(), "keeping the VTEP MAC this node's lease publishes") {
+		t.Errorf("the kept MAC was not logged:\n%s", a.Out)
+	}
+}

@@ -183,3 +183,12 @@ func nodeOfPod(ctx context.Context, rc *rest.Config, log *slog.Logger, status fu
 func counter(reg *prometheus.Registry, name, help string, f func() float64) {
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f))
 }
+
+// OwnLease passes lease.OwnLeaseReader through, so that the Network keeps
+// the VTEP MACs the node's lease publishes (the embedding hides it).
+func (s *source) OwnLease(ctx context.Context, mine lease.Attrs) (lease.Lease, bool, error) {
+	if r, ok := s.Manager.(lease.OwnLeaseReader); ok {
+		return r.OwnLease(ctx, mine)
+	}
+	return lease.Lease{}, false, nil
+}

@@ -1,0 +1,52 @@
+package etcd
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/weftnet/weft/lease"
+)
+
+var _ lease.OwnLeaseReader = (*Manager)(nil)
+
+// OwnLease implements lease.OwnLeaseReader: the lease Acquire would keep,
+// as the store holds it now, from one listing. mine.Owner is set to
+// Options.Node. A lease under this node's name written from another host
+// is not this host's, and is not returned.
+func (m *Manager) OwnLease(ctx context.Context, mine lease.Attrs) (lease.Lease, bool, error) {
+	mine.Owner = m.node
+	rctx, cancel := m.request(ctx)
+	resp, err := m.client.Get(rctx, m.prefix+"/", clientv3.WithPrefix())
+	cancel()
+	if err != nil {
+		return lease.Lease{}, false, fmt.Errorf("etcd: list %s: %w", m.prefix, err)
+	}
+	raw, hasConfig, records := m.parseListing(resp.Kvs)
+	cfg, err := m.parseConfig(raw, hasConfig)
+	if err != nil {
+		return lease.Lease{}, false, nil // no config yet: Acquire would wait
+	}
+	hints := ownershipHints(m.node, mine)
+	var best *record
+	var bestAttrs lease.Attrs
+	for i := range records {
+		r := &records[i]
+		if !mentionsAny(r.value, hints) {
+			continue
+		}
+		var stored lease.Attrs
+		if json.Unmarshal(r.value, &stored) != nil || !m.owns(stored, mine) || stored.Owner != "" && !sameHost(stored, mine) || !fits(cfg, r.key) {
+			continue
+		}
+		if best == nil || better(r, best, lease.Key{}) {
+			best, bestAttrs = r, stored
+		}
+	}
+	if best == nil {
+		return lease.Lease{}, false, nil
+	}
+	return lease.Lease{Key: best.key, Attrs: bestAttrs}, true, nil
+}
