@@ -6,16 +6,38 @@
 //
 //	{
 //	  "type": "weft-ipam",
-//	  "subnetFile": "/run/flannel/subnet.env",  // default; read when "ranges" is absent
+//	  "subnetFile": "/run/flannel/subnet.env",  // default; read when no range is given
 //	  "dataDir": "/var/lib/cni/networks",       // default; the store is <dataDir>/<network name>
 //	  "hintTTL": "24h",                         // default; how long a released pod's IPs wait for it
-//	  "ranges": [[{"subnet": "10.244.3.0/24", "rangeStart": "", "rangeEnd": "", "gateway": ""}]]
+//	  "ranges": [[{"subnet": "10.244.3.0/24", "rangeStart": "", "rangeEnd": "", "gateway": ""}]],
+//	  "routes": [{"dst": "10.244.0.0/16"}],
+//	  "resolvConf": "/etc/resolv.conf"
 //	}
 //
-// "ranges" is host-local's: one set per family, of which weft uses the
-// first range. flannel's CNI plugin fills it in from subnet.env when it
-// delegates, so the plugin can stand in as flannel's IPAM unchanged (see
-// 10-flannel.conflist).
+// It reads host-local's whole IPAM configuration. Each field of host-local's,
+// and what weft-ipam does with it:
+//
+//	field                 host-local                          weft-ipam
+//	type                  "host-local"                        "weft-ipam"
+//	dataDir               store directory, per network name   the same, and the same layout: either plugin reads the other's
+//	ranges                sets of ranges, one IP per set      one IP per set; a set holds one range (several are refused, naming the set)
+//	ranges[][].subnet     CIDR                                the same
+//	ranges[][].rangeStart first address handed out            the same
+//	ranges[][].rangeEnd   last address handed out             the same
+//	ranges[][].gateway    excluded, returned as the gateway   the same (default: the subnet's first address)
+//	subnet, rangeStart,   one range at the top of "ipam",     the same: a set of its own, before "ranges"
+//	rangeEnd, gateway     from before "ranges"
+//	routes                returned in the result              returned in the result, as given
+//	resolvConf            nameserver/domain/search/options    the same, parsed the same way
+//	                      lines returned as DNS
+//	CNI_ARGS IP=,         the IPs to hand out                 refused with an error: use host-local for static IPs
+//	args.cni.ips,
+//	runtimeConfig.ips
+//
+// and weft-ipam's own: subnetFile (flannel's subnet.env, read for the
+// range when none is given) and hintTTL. flannel's CNI plugin fills in
+// "ranges" and "routes" from subnet.env when it delegates, so the plugin
+// can stand in as flannel's IPAM unchanged (see 10-flannel.conflist).
 //
 // It implements ADD, DEL, CHECK, GC and STATUS (STATUS fails with code 50
 // when a range has no address left) for CNI spec versions up to 1.1.0.
@@ -58,12 +80,19 @@ type netConf struct {
 	ValidAttachments []types.GCAttachment `json:"cni.dev/valid-attachments,omitempty"`
 }
 
+// ipamConf is host-local's IPAM configuration, every field of it, and
+// weft's own (subnetFile, hintTTL). See the package doc for what each
+// does here.
 type ipamConf struct {
 	Type       string        `json:"type"`
 	SubnetFile string        `json:"subnetFile"`
 	DataDir    string        `json:"dataDir"`
 	HintTTL    string        `json:"hintTTL"`
 	Ranges     [][]rangeConf `json:"ranges"`
+	Routes     []types.Route `json:"routes"`
+	ResolvConf string        `json:"resolvConf"`
+	// host-local's single range, from before "ranges".
+	rangeConf
 }
 
 type rangeConf struct {
@@ -71,6 +100,19 @@ type rangeConf struct {
 	RangeStart string `json:"rangeStart,omitempty"`
 	RangeEnd   string `json:"rangeEnd,omitempty"`
 	Gateway    string `json:"gateway,omitempty"`
+}
+
+// requested are the IPs a runtime may ask host-local for: CNI_ARGS IP=,
+// the network's args.cni.ips, and the "ips" capability.
+type requested struct {
+	Args *struct {
+		CNI *struct {
+			IPs []string `json:"ips"`
+		} `json:"cni"`
+	} `json:"args"`
+	RuntimeConfig *struct {
+		IPs []string `json:"ips"`
+	} `json:"runtimeConfig"`
 }
 
 // load parses the configuration and opens the allocator. With needRanges
@@ -109,8 +151,16 @@ func load(args *skel.CmdArgs, needRanges bool) (*netConf, *ipam.Allocator, error
 	return &c, a, nil
 }
 
-// parseRanges takes "ranges" if given, else the subnet file.
+// parseRanges takes "ranges", after host-local's single range ("subnet"
+// at the top of "ipam") if that is given too, or without either the
+// subnet file. A set holds one
+// range here: host-local's sets of several ranges are refused, naming
+// the field, rather than half used.
 func parseRanges(c ipamConf) ([]ipam.Range, error) {
+	if c.Subnet != "" {
+		// As host-local: the single range comes first, as a set of its own.
+		c.Ranges = append([][]rangeConf{{c.rangeConf}}, c.Ranges...)
+	}
 	if len(c.Ranges) == 0 {
 		return ipam.RangesFromSubnetEnv(c.SubnetFile)
 	}
@@ -118,6 +168,9 @@ func parseRanges(c ipamConf) ([]ipam.Range, error) {
 	for i, set := range c.Ranges {
 		if len(set) == 0 {
 			return nil, fmt.Errorf("weft-ipam: ipam.ranges[%d] is empty", i)
+		}
+		if len(set) > 1 {
+			return nil, fmt.Errorf("weft-ipam: ipam.ranges[%d] holds %d ranges; weft-ipam takes one range per set (one set per family): merge them into one subnet, or use host-local", i, len(set))
 		}
 		rc := set[0]
 		var r ipam.Range
@@ -169,6 +222,19 @@ func cmdAdd(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
+	if ips := requestedIPs(args); len(ips) > 0 {
+		return types.NewError(types.ErrInvalidNetworkConfig, fmt.Sprintf("weft-ipam: IPs %v were requested (CNI_ARGS IP=, args.cni.ips or the ips capability); weft-ipam does not hand out requested IPs: use host-local for this network", ips), "")
+	}
+	routes, err := parseRoutes(c.IPAM.Routes)
+	if err != nil {
+		return types.NewError(types.ErrInvalidNetworkConfig, err.Error(), "")
+	}
+	var dns types.DNS
+	if c.IPAM.ResolvConf != "" {
+		if dns, err = parseResolvConf(c.IPAM.ResolvConf); err != nil {
+			return types.NewError(types.ErrInvalidNetworkConfig, err.Error(), "")
+		}
+	}
 	ips, err := a.Allocate(attachment(args), podOf(args.Args))
 	if errors.Is(err, ipam.ErrExhausted) {
 		return types.NewError(types.ErrTryAgainLater, "weft-ipam: "+strings.TrimPrefix(err.Error(), "ipam: "), "")
@@ -176,7 +242,46 @@ func cmdAdd(args *skel.CmdArgs) error {
 	if err != nil {
 		return types.NewError(types.ErrIOFailure, err.Error(), "")
 	}
-	return types.PrintResult(result(ips), c.CNIVersion)
+	r := result(ips)
+	r.Routes, r.DNS = routes, dns
+	return types.PrintResult(r, c.CNIVersion)
+}
+
+// parseRoutes checks ipam.routes, which come back in the result as given,
+// as host-local returns them: flannel's CNI plugin puts the Network there,
+// the pods' route to every other node when the bridge is not their
+// default gateway.
+func parseRoutes(in []types.Route) ([]*types.Route, error) {
+	out := make([]*types.Route, 0, len(in))
+	for i := range in {
+		r := in[i]
+		if r.Dst.IP == nil {
+			return nil, fmt.Errorf("weft-ipam: ipam.routes[%d] has no \"dst\"", i)
+		}
+		out = append(out, &r)
+	}
+	return out, nil
+}
+
+// requestedIPs lists the IPs the runtime asked for, any way host-local
+// reads them.
+func requestedIPs(args *skel.CmdArgs) []string {
+	var ips []string
+	for _, kv := range strings.Split(args.Args, ";") {
+		if k, v, _ := strings.Cut(kv, "="); k == "IP" && v != "" {
+			ips = append(ips, strings.Split(v, ",")...)
+		}
+	}
+	var r requested
+	if json.Unmarshal(args.StdinData, &r) == nil {
+		if r.Args != nil && r.Args.CNI != nil {
+			ips = append(ips, r.Args.CNI.IPs...)
+		}
+		if r.RuntimeConfig != nil {
+			ips = append(ips, r.RuntimeConfig.IPs...)
+		}
+	}
+	return ips
 }
 
 func result(ips []ipam.IP) *types100.Result {
