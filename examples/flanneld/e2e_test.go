@@ -126,7 +126,7 @@ func keyOf(p netip.Prefix) string {
 func TestFlanneldEndToEnd(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t, 2, "")
-	a, b := c.start(c.host(1), "--ip-masq"), c.start(c.host(2), "--ip-masq")
+	a, b := c.start(c.host(1), "--ip-masq", "--iptables-resync", "1"), c.start(c.host(2), "--ip-masq", "--iptables-resync", "1")
 	// Past "starting" (the moments before the daemon has its Network,
 	// longer on a loaded machine), it waits for the config.
 	waitFor(t, 10*time.Second, "readyz to answer", func() bool {
@@ -162,6 +162,21 @@ func TestFlanneldEndToEnd(t *testing.T) {
 		t.Fatalf("overlay traffic between the daemons: %v", err)
 	}
 
+	// Unchanged resyncs (the datapath's every 2 s, the rules' every 1 s)
+	// log nothing; a SIGHUP is logged and changes nothing else.
+	quiet := a.Out.String()
+	time.Sleep(4500 * time.Millisecond)
+	if more := strings.TrimPrefix(a.Out.String(), quiet); more != "" {
+		t.Errorf("unchanged resyncs logged:\n%s", more)
+	}
+	if err := a.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the SIGHUP to be logged", func() bool { return strings.Contains(a.Out.String(), "SIGHUP received and ignored") })
+	if code, body := a.Readyz(); code != http.StatusOK {
+		t.Fatalf("after SIGHUP: %d %s", code, body)
+	}
+
 	// SIGTERM: a clean exit that leaves the datapath and lease in place.
 	if err := a.Stop(syscall.SIGTERM); err != nil {
 		t.Fatalf("exit after SIGTERM: %v", err)
@@ -173,11 +188,19 @@ func TestFlanneldEndToEnd(t *testing.T) {
 		t.Fatalf("traffic with the daemon stopped: %v", err)
 	}
 
-	// A restart reads its subnet back and keeps it.
-	a = c.start(a.Host)
+	// A restart reads its subnet back and keeps it, and removes what a
+	// write killed midway left.
+	stale := filepath.Join(filepath.Dir(a.SubnetFile), ".subnet.env.tmp123456")
+	if err := os.WriteFile(stale, []byte("FLANNEL_NET"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a = c.start(a.Host, "--ip-masq", "--iptables-resync", "1")
 	a.WaitReady()
 	if got := a.Env().Subnet; got != ea.Subnet {
 		t.Fatalf("after a restart: subnet %v, want %v", got, ea.Subnet)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("the stale temporary file is still there: %v", err)
 	}
 
 	// Another node takes the subnet: the daemon moves and rewrites subnet.env.
@@ -601,5 +624,50 @@ func TestMigrateKeepsVtepMAC(t *testing.T) {
 	reachPairs(t, [][2]*daemon{{b, a}, {a, b}})
 	if !strings.Contains(a.Out.String(), "keeping the VTEP MAC this node's lease publishes") {
 		t.Errorf("the kept MAC was not logged:\n%s", a.Out)
+	}
+}
+
+// TestIPv6EtcdMode: dual-stack and IPv6-only networks in etcd mode. Each
+// daemon finds its public IPv6 address on the underlay (no flag), leases
+// a subnet of each enabled family, writes both into subnet.env, and
+// traffic flows over each overlay.
+func TestIPv6EtcdMode(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, config string
+		v4           bool
+	}{
+		{"dual-stack", `{"Network": "10.244.0.0/16", "EnableIPv6": true, "IPv6Network": "fd00:10:244::/56", "Backend": {"Type": "vxlan"}}`, true},
+		{"IPv6 only", `{"EnableIPv4": false, "EnableIPv6": true, "IPv6Network": "fd00:10:244::/56", "Backend": {"Type": "vxlan"}}`, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := newCluster(t, 2, tc.config)
+			a, b := c.start(c.host(1)), c.start(c.host(2))
+			for _, d := range []*daemon{a, b} {
+				d.WaitReady()
+				d.WaitPeersOf("ipv6", 1)
+				if tc.v4 {
+					d.WaitPeers(1)
+				}
+			}
+			ea, eb := a.Env(), b.Env()
+			if !ea.IPv6Subnet.IsValid() || ea.IPv6Subnet.Masked() == eb.IPv6Subnet.Masked() || ea.IPv6Network.String() != "fd00:10:244::/56" || ea.Subnet.IsValid() != tc.v4 {
+				t.Fatalf("subnet.env files %+v %+v", ea, eb)
+			}
+			if !strings.Contains(a.Out.String(), "public_ipv6="+c.host(1).Addr6.Addr().String()) {
+				t.Errorf("the IPv6 public address was not found on the underlay:\n%s", a.Out)
+			}
+			for _, pair := range [][2]*daemon{{a, b}, {b, a}} {
+				if err := daemontest.ReachV6(t, pair[0], pair[1]); err != nil {
+					t.Errorf("IPv6 overlay %s -> %s: %v", pair[0].Host.Name, pair[1].Host.Name, err)
+				}
+				if tc.v4 {
+					if err := daemontest.Reach(t, pair[0], pair[1]); err != nil {
+						t.Errorf("IPv4 overlay %s -> %s: %v", pair[0].Host.Name, pair[1].Host.Name, err)
+					}
+				}
+			}
+		})
 	}
 }

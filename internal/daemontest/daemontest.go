@@ -83,11 +83,21 @@ type Daemon struct {
 // logged if the test failed.
 func Start(t testing.TB, h *netnstest.Host, bin, subnetFile string, args ...string) *Daemon {
 	t.Helper()
+	return StartEnv(t, h, bin, subnetFile, nil, append([]string{"--node-name", h.Name}, args...)...)
+}
+
+// StartEnv is Start without --node-name, and with env added to the
+// daemon's environment: for tests of how the daemon finds its name.
+func StartEnv(t testing.TB, h *netnstest.Host, bin, subnetFile string, env []string, args ...string) *Daemon {
+	t.Helper()
 	d := &Daemon{T: t, Host: h, Out: &testutil.SyncBuffer{}, SubnetFile: subnetFile, done: make(chan error, 1)}
 	all := append([]string{"netns", "exec", h.Name, bin,
-		"--iface", netnstest.Underlay, "--subnet-file", subnetFile, "--node-name", h.Name,
+		"--iface", netnstest.Underlay, "--subnet-file", subnetFile,
 		"--healthz-ip", h.Addr.Addr().String(), "--healthz-port", fmt.Sprint(HealthPort)}, args...)
 	d.Cmd = exec.Command("ip", all...)
+	if env != nil {
+		d.Cmd.Env = append(os.Environ(), env...)
+	}
 	d.Cmd.Stdout, d.Cmd.Stderr = d.Out, d.Out
 	if err := d.Cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -190,5 +200,23 @@ func WatchReady(daemons ...*Daemon) *testutil.Sampler {
 			}
 		}
 		return lapses
+	})
+}
+
+// ReachV6 is Reach over the IPv6 overlay.
+func ReachV6(t testing.TB, from, to *Daemon) error {
+	t.Helper()
+	echo := to.Host.ListenEcho(t, to.Env().IPv6Subnet.Addr())
+	return from.Host.WaitExchange(from.Env().IPv6Subnet.Addr(), echo.Addr, 10*time.Second)
+}
+
+// WaitPeersOf waits until the daemon has programmed n peers of family
+// ("ipv4" or "ipv6").
+func (d *Daemon) WaitPeersOf(family string, n int) {
+	d.T.Helper()
+	want := fmt.Sprintf(`weft_peers{family=%q} %d`, family, n)
+	testutil.WaitFor(d.T, 10*time.Second, d.Host.Name+" to program its "+family+" peers", func() bool {
+		_, body := d.Get("/metrics")
+		return strings.Contains(body, want)
 	})
 }

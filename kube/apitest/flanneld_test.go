@@ -16,6 +16,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -208,6 +209,33 @@ func TestFlanneldKubeMode(t *testing.T) {
 	_, metrics := a.Get("/metrics")
 	if !strings.Contains(metrics, "weft_apiserver_errors_total 0") {
 		t.Errorf("metrics lack weft_apiserver_errors_total 0:\n%s", grep(metrics, "weft_"))
+	}
+}
+
+// TestFlanneldNodeNameFromPod: as the upstream kube-flannel.yml runs it,
+// with POD_NAME and POD_NAMESPACE and no NODE_NAME or --node-name, the
+// daemon takes its node's name from its Pod's spec.nodeName, with the
+// shipped RBAC, and comes up as that node. The flannel variables it does
+// not need are accepted.
+func TestFlanneldNodeNameFromPod(t *testing.T) {
+	c, bin, h1, _, kc := kubeMode(t)
+	s := c.scope(t, "podname", `{"Network": "10.122.0.0/16", "Backend": {"Type": "vxlan"}}`)
+	s.createNode(h1.Name, "10.122.1.0/24")
+	if _, err := c.admin.CoreV1().Pods("kube-flannel").Create(ctxFor(t, 10*time.Second), &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "kube-flannel-ds-podname", Namespace: "kube-flannel"},
+		Spec:       corev1.PodSpec{NodeName: h1.Name, Containers: []corev1.Container{{Name: "kube-flannel", Image: "weft-flanneld:dev"}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	d := daemontest.StartEnv(t, h1, bin, filepath.Join(t.TempDir(), "subnet.env"),
+		[]string{"POD_NAME=kube-flannel-ds-podname", "POD_NAMESPACE=kube-flannel", "EVENT_QUEUE_DEPTH=5000", "CONT_WHEN_CACHE_NOT_READY=false"},
+		"--ip-masq", "--kube-subnet-mgr", "--kubeconfig-file", kc, "--net-config-path", s.netConf)
+	d.WaitReady()
+	if got := d.Env().Subnet.Masked().String(); got != "10.122.1.0/24" {
+		t.Errorf("subnet.env: %s, want the Node's PodCIDR", got)
+	}
+	if !strings.Contains(d.Out.String(), "node name from this agent's Pod") || !strings.Contains(d.Out.String(), "node="+h1.Name) {
+		t.Errorf("the node name did not come from the Pod:\n%s", d.Out)
 	}
 }
 
