@@ -15,7 +15,13 @@
 //     the Manager interface every lease source implements. Pure code, no I/O.
 //   - lease/etcd: the Manager on etcd v3, in flannel's key layout, with
 //     ownership-safe conditional writes.
+//   - lease/admit: peer admission, the rule every node applies alike to
+//     decide which peer leases it programs.
+//   - kube: the Manager on Kubernetes Node objects: the Node's PodCIDR is
+//     the lease, flannel's node annotations carry the attributes.
 //   - subnetenv: reads and writes subnet.env, atomically.
+//   - ipam: pod IPs on host-local's on-disk store, sticky across a pod's
+//     restarts (examples/weft-ipam is the CNI plugin on it).
 //   - vxlan: the datapath: the VTEP device and a reconciler that owns its
 //     routes, neighbours and FDB entries and repairs drift; and Network,
 //     the run loop that ties a lease.Manager to it.

@@ -1,6 +1,7 @@
 // Package ipam hands out pod IPs from a store on the host-local CNI
 // plugin's on-disk layout, and gives a pod restarted under the same
-// namespace and name the IPs it had (the second half of field report 002).
+// namespace and name the IPs it had, so that a pod on an edge node that
+// reboots while cut off from its cluster keeps its address.
 //
 // What it promises:
 //

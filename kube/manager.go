@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strings"
@@ -138,8 +139,13 @@ func New(opts Options) (*Manager, error) {
 	}, nil
 }
 
-// Close stops the informer. The Manager must not be used afterwards.
-func (m *Manager) Close() { m.stopOnce.Do(func() { close(m.stop) }) }
+// Close stops the informer, and implements io.Closer, as
+// lease/etcd.Manager does; it never fails, and a second call does
+// nothing. The Manager must not be used afterwards.
+func (m *Manager) Close() error {
+	m.stopOnce.Do(func() { close(m.stop) })
+	return nil
+}
 
 // NodeName returns the name of this node's Node object.
 func (m *Manager) NodeName() string { return m.node }
@@ -376,3 +382,5 @@ func (m *Manager) WatchConfig(ctx context.Context, ch chan<- lease.Config) error
 }
 
 var _ lease.Manager = (*Manager)(nil)
+
+var _ io.Closer = (*Manager)(nil)

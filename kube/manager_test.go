@@ -50,7 +50,7 @@ func newFakeEnv(t *testing.T, netConf string, nodes ...*corev1.Node) *fakeEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(m.Close)
+	t.Cleanup(func() { m.Close() })
 	e.m = m
 	return e
 }

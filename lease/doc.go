@@ -4,8 +4,8 @@
 // Allocator, and the Manager interface that lease sources implement.
 //
 // The package is pure: it parses, formats and computes, and performs no I/O.
-// Package lease/etcd implements Manager on etcd v3; package kube will
-// implement it on Kubernetes Node objects.
+// Package lease/etcd implements Manager on etcd v3, and package kube on
+// Kubernetes Node objects.
 //
 // Everything here speaks flannel's formats, so that weft and flannel nodes can
 // share one cluster:

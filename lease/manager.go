@@ -21,8 +21,8 @@ type AcquireRequest struct {
 	Previous Key
 }
 
-// A Manager is a source of subnet leases: etcd (package lease/etcd) or,
-// later, the Kubernetes Node objects (package kube). One Manager serves one node. Its
+// A Manager is a source of subnet leases: etcd (package lease/etcd) or the
+// Kubernetes Node objects (package kube). One Manager serves one node. Its
 // methods are safe for concurrent use.
 //
 // Methods that wait (Acquire, Keep and the watches) ride out conditions that

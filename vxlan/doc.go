@@ -2,6 +2,11 @@
 // and the routes, neighbours and FDB entries that carry traffic to each
 // peer's subnet.
 //
+// The datapath builds on Linux only. The backend's wire types (Config and
+// ParseConfig for net-conf.json's Backend, BackendData for a lease's
+// backend data, MAC, ParseMAC and DeriveMAC) build everywhere, for tools
+// that read leases with no datapath.
+//
 // EnsureDevice creates or corrects the VTEP, with a MAC DeriveMAC makes
 // stable across restarts. A Reconciler owns the device's routes, nexthops,
 // neighbours and FDB entries: Sync lists the kernel and applies only the

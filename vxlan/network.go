@@ -1,3 +1,5 @@
+//go:build linux
+
 package vxlan
 
 import (
@@ -17,13 +19,6 @@ import (
 	"github.com/weftnet/weft/lease"
 	"github.com/weftnet/weft/lease/admit"
 )
-
-// BackendData is the vxlan backend's part of a lease, flannel's
-// {"VNI":1,"VtepMAC":"0e:..."}: what peers need to reach this node's VTEP.
-type BackendData struct {
-	VNI     int
-	VtepMAC MAC
-}
 
 // NetworkConfig configures a Network.
 type NetworkConfig struct {

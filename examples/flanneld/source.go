@@ -124,7 +124,7 @@ func newKubeSource(ctx context.Context, c config, log *slog.Logger, status func(
 		endpoints: []string{rc.Host},
 		condition: func() string { return m.Stats().Condition },
 		networkUp: networkUp,
-		close:     m.Close,
+		close:     func() { m.Close() },
 		metrics: func(reg *prometheus.Registry) {
 			counter(reg, "weft_lease_losses_total", "Leases this node lost (its PodCIDR changed or its Node was deleted).", func() float64 { return float64(m.Stats().Losses) })
 			counter(reg, "weft_apiserver_errors_total", "Failed Kubernetes API requests, each retried.", func() float64 { return float64(m.Stats().Errors) })

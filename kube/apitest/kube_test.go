@@ -75,7 +75,7 @@ func (s *scope) manager(node string, config *rest.Config, opts ...func(*kube.Opt
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	s.t.Cleanup(m.Close)
+	s.t.Cleanup(func() { m.Close() })
 	return m
 }
 

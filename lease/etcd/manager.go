@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"path"
@@ -153,7 +154,10 @@ type heldLease struct {
 	returns uint64
 }
 
-var _ lease.Manager = (*Manager)(nil)
+var (
+	_ lease.Manager = (*Manager)(nil)
+	_ io.Closer     = (*Manager)(nil)
+)
 
 // New returns a Manager. It connects lazily: an unreachable etcd is not an
 // error here, and the Manager's methods wait for it.
