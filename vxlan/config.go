@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strconv"
+
+	"github.com/weftnet/weft/lease"
 )
 
 // Defaults and limits of the vxlan backend settings.
@@ -42,7 +45,8 @@ type Config struct {
 
 // ParseConfig parses net-conf.json's Backend object (lease.Config.Backend)
 // for the vxlan backend. A nil or empty backend gives the defaults. Errors
-// name the field, e.g. "net-conf.json: Backend.VNI 16777216 is out of range;
+// are *lease.ConfigError, and match lease.ErrInvalidConfig; they name the
+// field, e.g. "net-conf.json: Backend.VNI 16777216 is out of range;
 // use 0 to 16777215".
 func ParseConfig(backend json.RawMessage) (Config, error) {
 	c := Config{VNI: DefaultVNI}
@@ -58,12 +62,12 @@ func ParseConfig(backend json.RawMessage) (Config, error) {
 	}
 	if err := json.Unmarshal(backend, &raw); err != nil {
 		if te, ok := err.(*json.UnmarshalTypeError); ok && te.Field != "" {
-			return Config{}, fmt.Errorf("net-conf.json: Backend.%s must be a %s, not a JSON %s", te.Field, kindOf(te.Field), te.Value)
+			return Config{}, &lease.ConfigError{Field: "Backend." + te.Field, Reason: fmt.Sprintf("must be a %s, not a JSON %s", kindOf(te.Field), te.Value), Err: err}
 		}
-		return Config{}, fmt.Errorf("net-conf.json: Backend is not a valid JSON object: %w", err)
+		return Config{}, &lease.ConfigError{Field: "Backend", Reason: "is not a valid JSON object: " + err.Error(), Err: err}
 	}
 	if raw.Type != nil && *raw.Type != "vxlan" && *raw.Type != "" {
-		return Config{}, fmt.Errorf("net-conf.json: Backend.Type %q is not a backend weft implements; it implements vxlan only", *raw.Type)
+		return Config{}, &lease.ConfigError{Field: "Backend.Type", Value: strconv.Quote(*raw.Type), Reason: "is not a backend weft implements; it implements vxlan only"}
 	}
 	ints := []struct {
 		name     string
@@ -81,19 +85,19 @@ func ParseConfig(backend json.RawMessage) (Config, error) {
 			continue
 		}
 		if c := f.v[0]; c != '-' && (c < '0' || c > '9') {
-			return Config{}, fmt.Errorf("net-conf.json: Backend.%s must be a number, not %s", f.name, f.v)
+			return Config{}, &lease.ConfigError{Field: "Backend." + f.name, Reason: "must be a number, not " + string(f.v)}
 		}
 		n, err := json.Number(f.v).Int64()
 		if err != nil {
-			return Config{}, fmt.Errorf("net-conf.json: Backend.%s %s is not a whole number; %s", f.name, f.v, f.hint)
+			return Config{}, &lease.ConfigError{Field: "Backend." + f.name, Value: string(f.v), Reason: "is not a whole number; " + f.hint, Err: err}
 		}
 		if n < int64(f.min) || n > int64(f.max) {
-			return Config{}, fmt.Errorf("net-conf.json: Backend.%s %d is out of range; %s", f.name, n, f.hint)
+			return Config{}, &lease.ConfigError{Field: "Backend." + f.name, Value: strconv.FormatInt(n, 10), Reason: "is out of range; " + f.hint}
 		}
 		*f.dst = int(n)
 	}
 	if c.MTU != 0 && c.MTU < 68 {
-		return Config{}, fmt.Errorf("net-conf.json: Backend.MTU %d is below 68, the smallest IPv4 link MTU; use 0 to derive it from the underlay", c.MTU)
+		return Config{}, &lease.ConfigError{Field: "Backend.MTU", Value: strconv.Itoa(c.MTU), Reason: "is below 68, the smallest IPv4 link MTU; use 0 to derive it from the underlay"}
 	}
 	for _, f := range []struct {
 		v   *bool

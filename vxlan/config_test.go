@@ -2,8 +2,11 @@ package vxlan
 
 import (
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
+
+	"github.com/weftnet/weft/lease"
 )
 
 func TestParseConfig(t *testing.T) {
@@ -57,6 +60,10 @@ func TestParseConfigErrors(t *testing.T) {
 		}
 		if !strings.HasPrefix(err.Error(), tt.want) {
 			t.Errorf("ParseConfig(%s):\n got %s\nwant %s", tt.in, err, tt.want)
+		}
+		var ce *lease.ConfigError
+		if !errors.Is(err, lease.ErrInvalidConfig) || !errors.As(err, &ce) || !strings.HasPrefix(ce.Field, "Backend") {
+			t.Errorf("ParseConfig(%s): %T %v is not a *lease.ConfigError on a Backend field", tt.in, err, err)
 		}
 	}
 }

@@ -136,11 +136,11 @@ func NewNetwork(cfg NetworkConfig) (*Network, error) {
 // VTEP MACs in its attributes), watches every lease and programs the peers,
 // and keeps the lease, acquiring a new one if it is lost or if the network
 // config moves away from it (a Network that no longer contains the
-// subnet; a widened one keeps it). It returns
-// ctx.Err() when ctx is done, or an error that retrying cannot fix (a
-// config for another backend, a public IP on no interface). The devices,
-// routes and lease are left in place, so that a restart does not drop
-// traffic.
+// subnet; a widened one keeps it). A network config the node cannot run
+// is waited out (see Ready). It returns ctx.Err() when ctx is done, or an
+// error matching ErrUnrecoverable that retrying cannot fix (lease
+// attributes the Manager refuses, say). The devices, routes and lease are
+// left in place, so that a restart does not drop traffic.
 func (n *Network) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -315,12 +315,19 @@ func (n *Network) checkFamily(backend Config, public netip.Addr, ipv6 bool) erro
 	return nil
 }
 
+// ErrUnrecoverable is matched by every error Run returns other than the
+// context's: a restart with the same inputs would fail the same way.
+var ErrUnrecoverable = errors.New("vxlan: the network cannot run, and retrying would not help")
+
 func (n *Network) wait(g *errgroup.Group) error {
 	err := g.Wait()
-	if errors.Is(err, context.Canceled) {
+	switch {
+	case errors.Is(err, context.Canceled):
 		return context.Canceled
+	case err == nil, errors.Is(err, context.DeadlineExceeded):
+		return err
 	}
-	return err
+	return fmt.Errorf("%w: %w", ErrUnrecoverable, err)
 }
 
 // publishedMACs returns the VTEP MACs this node's lease already publishes

@@ -4,6 +4,7 @@ package vxlan_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -543,5 +544,43 @@ func TestNetworkWaitsOutBadConfig(t *testing.T) {
 				time.Sleep(20 * time.Millisecond)
 			}
 		})
+	}
+}
+
+// refusing is a lease.Manager whose Acquire refuses for good: a fault no
+// real store produces on demand.
+type refusing struct{ cfg lease.Config }
+
+func (r refusing) Config(context.Context) (lease.Config, error) { return r.cfg, nil }
+func (r refusing) WatchConfig(ctx context.Context, ch chan<- lease.Config) error {
+	ch <- r.cfg
+	<-ctx.Done()
+	return ctx.Err()
+}
+func (refusing) Acquire(context.Context, lease.AcquireRequest) (lease.Lease, error) {
+	return lease.Lease{}, errors.New("attributes refused")
+}
+func (refusing) Keep(ctx context.Context, _ lease.Lease) error { <-ctx.Done(); return ctx.Err() }
+func (refusing) WatchLeases(ctx context.Context, _ chan<- lease.Batch) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// TestNetworkRunUnrecoverable: an error retrying cannot fix ends Run with
+// ErrUnrecoverable, the cause kept; a cancelled context is just that.
+func TestNetworkRunUnrecoverable(t *testing.T) {
+	h := netnstest.NewSegment(t, 1).Hosts[0]
+	cfg, err := lease.ParseConfig([]byte(`{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	n, err := vxlan.NewNetwork(vxlan.NetworkConfig{Manager: refusing{cfg}, Node: h.Name, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = n.Run(context.Background())
+	if !errors.Is(err, vxlan.ErrUnrecoverable) || !strings.Contains(err.Error(), "attributes refused") {
+		t.Errorf("Run: %v, want ErrUnrecoverable with the cause", err)
 	}
 }
