@@ -32,15 +32,22 @@ const (
 // and read another.
 type annotations struct{ prefix string }
 
-// key returns the annotation key for name. flannel's default prefix is a
-// DNS name, joined with "/" ("flannel.alpha.coreos.com/backend-data"); a
-// prefix that already holds a "/" (a key can hold only one) is joined
-// with "-" ("example.com/net-backend-data").
+// key returns the annotation key for name, joined to the prefix as flannel
+// joins them: a prefix without a "/" is a DNS name, joined with "/"
+// ("flannel.alpha.coreos.com/backend-data"); one that ends in "/" or "-"
+// is used as it is ("example.com/" gives "example.com/backend-data",
+// "example.com/net-" gives "example.com/net-backend-data"); any other
+// holding a "/" (a key holds only one) is joined with "-"
+// ("example.com/net" gives "example.com/net-backend-data").
 func (a annotations) key(name string) string {
-	if strings.Contains(a.prefix, "/") {
-		return a.prefix + "-" + name
+	switch p := a.prefix; {
+	case !strings.Contains(p, "/"):
+		return p + "/" + name
+	case strings.HasSuffix(p, "/"), strings.HasSuffix(p, "-"):
+		return p + name
+	default:
+		return p + "-" + name
 	}
-	return a.prefix + "/" + name
 }
 
 // owned lists the annotations this package writes on its own node.

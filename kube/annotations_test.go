@@ -15,6 +15,9 @@ func TestAnnotationKey(t *testing.T) {
 		{DefaultAnnotationPrefix, "flannel.alpha.coreos.com/backend-data"},
 		{"example.com", "example.com/backend-data"},
 		{"example.com/net", "example.com/net-backend-data"},
+		// As flannel: a prefix ending in "/" or "-" is used as it is.
+		{"example.com/", "example.com/backend-data"},
+		{"example.com/net-", "example.com/net-backend-data"},
 	} {
 		if got := (annotations{tc.prefix}).key(annBackendData); got != tc.want {
 			t.Errorf("prefix %q: key %q, want %q", tc.prefix, got, tc.want)

@@ -123,8 +123,8 @@ func New(opts Options) (*Manager, error) {
 	if opts.AnnotationPrefix == "" {
 		opts.AnnotationPrefix = DefaultAnnotationPrefix
 	}
-	if strings.Count(opts.AnnotationPrefix, "/") > 1 || strings.HasSuffix(opts.AnnotationPrefix, "/") {
-		return nil, fmt.Errorf("kube: AnnotationPrefix %q: an annotation key holds at most one \"/\", with a name after it", opts.AnnotationPrefix)
+	if strings.Count(opts.AnnotationPrefix, "/") > 1 || strings.HasPrefix(opts.AnnotationPrefix, "/") {
+		return nil, fmt.Errorf("kube: AnnotationPrefix %q: an annotation key holds at most one \"/\", after a DNS name", opts.AnnotationPrefix)
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()

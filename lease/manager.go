@@ -75,6 +75,9 @@ type Manager interface {
 // public IP). A vxlan.Network uses it to keep the VTEP MACs that lease
 // publishes, so that a node migrating from flannel, or rebooting, changes
 // nothing its peers hold. It returns false if there is no such lease.
+//
+// req is what Acquire would be asked: Attrs for ownership, Previous for
+// the choice between several leases of this node's, as Acquire makes it.
 type OwnLeaseReader interface {
-	OwnLease(ctx context.Context, mine Attrs) (Lease, bool, error)
+	OwnLease(ctx context.Context, req AcquireRequest) (Lease, bool, error)
 }

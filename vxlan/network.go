@@ -31,6 +31,14 @@ type NetworkConfig struct {
 	// packets to, for the families the network config enables. Each must be
 	// an address of an interface in the namespace.
 	PublicIP, PublicIPv6 netip.Addr
+	// FindPublic, if set, is asked for the public addresses a family the
+	// network config enables lacks, each time the Network tries to set up
+	// (at start, then every 10 s and at each config while it waits): an
+	// address that comes up after the agent (SLAAC, a late DHCP lease)
+	// is found without a restart. ipv4 and ipv6 say which families the
+	// config enables, for a policy that depends on them (the IPv6 default
+	// route for an IPv6-only network). An error is the wait's reason.
+	FindPublic func(ipv4, ipv6 bool) (v4, v6 netip.Addr, err error)
 	// Namespace to program; the zero value means the caller's.
 	Namespace netns.NsHandle
 	// Previous is the subnet held before a restart (read from subnet.env),
@@ -122,8 +130,8 @@ func NewNetwork(cfg NetworkConfig) (*Network, error) {
 	if cfg.Node == "" {
 		return nil, errors.New("vxlan: NetworkConfig.Node is required: a stable node identity")
 	}
-	if !cfg.PublicIP.IsValid() && !cfg.PublicIPv6.IsValid() {
-		return nil, errors.New("vxlan: NetworkConfig needs PublicIP or PublicIPv6")
+	if !cfg.PublicIP.IsValid() && !cfg.PublicIPv6.IsValid() && cfg.FindPublic == nil {
+		return nil, errors.New("vxlan: NetworkConfig needs PublicIP, PublicIPv6 or FindPublic")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -244,6 +252,20 @@ func (n *Network) setUp(ctx context.Context, netConf lease.Config) (Config, leas
 		dp     **Datapath
 		data   *json.RawMessage
 	}
+	if missing := netConf.EnableIPv4 && !n.cfg.PublicIP.IsValid() || netConf.EnableIPv6 && !n.cfg.PublicIPv6.IsValid(); missing && n.cfg.FindPublic != nil {
+		v4, v6, err := n.cfg.FindPublic(netConf.EnableIPv4, netConf.EnableIPv6)
+		if err != nil {
+			return Config{}, lease.Attrs{}, fmt.Errorf("vxlan: finding the public addresses: %w", err)
+		}
+		// Before anything runs that reads them: setUp precedes every
+		// other goroutine of Run.
+		if !n.cfg.PublicIP.IsValid() {
+			n.cfg.PublicIP = v4
+		}
+		if !n.cfg.PublicIPv6.IsValid() {
+			n.cfg.PublicIPv6 = v6
+		}
+	}
 	attrs := lease.Attrs{PublicIP: n.cfg.PublicIP, PublicIPv6: n.cfg.PublicIPv6, BackendType: "vxlan"}
 	var fams []family
 	if netConf.EnableIPv4 {
@@ -346,7 +368,7 @@ func (n *Network) publishedMACs(ctx context.Context, backend Config) map[bool]MA
 	}
 	rctx, cancel := context.WithTimeout(ctx, ownLeaseTimeout)
 	defer cancel()
-	l, found, err := r.OwnLease(rctx, lease.Attrs{PublicIP: n.cfg.PublicIP, PublicIPv6: n.cfg.PublicIPv6})
+	l, found, err := r.OwnLease(rctx, lease.AcquireRequest{Attrs: lease.Attrs{PublicIP: n.cfg.PublicIP, PublicIPv6: n.cfg.PublicIPv6}, Previous: n.cfg.Previous})
 	if err != nil {
 		n.log.Warn("cannot read this node's lease to keep the VTEP MACs it publishes; deriving them", "err", err)
 		return out

@@ -33,8 +33,13 @@ type publicAddrs struct {
 // for that family), unless --public-ip or --public-ipv6 names one. Both
 // families are looked for because the network config, which says which
 // families are in use, may only be known later.
-func findPublicAddrs(c config) (publicAddrs, error) {
-	p, err := chooseInterface(c)
+func findPublicAddrs(c config) (publicAddrs, error) { return findPublicAddrsFor(c, true, true) }
+
+// findPublicAddrsFor is findPublicAddrs for a network config enabling the
+// given families: with IPv6 alone, the IPv6 default route is looked at
+// first, as flannel does.
+func findPublicAddrsFor(c config, ipv4, ipv6 bool) (publicAddrs, error) {
+	p, err := chooseInterface(c, ipv6 && !ipv4)
 	if err != nil && !c.publicIP.IsValid() && !c.publicIPv6.IsValid() {
 		return publicAddrs{}, err
 	}
@@ -50,7 +55,7 @@ func findPublicAddrs(c config) (publicAddrs, error) {
 	return p, nil
 }
 
-func chooseInterface(c config) (publicAddrs, error) {
+func chooseInterface(c config, ipv6First bool) (publicAddrs, error) {
 	links, err := netlink.LinkList()
 	if err != nil {
 		return publicAddrs{}, fmt.Errorf("list interfaces: %w", err)
@@ -75,13 +80,23 @@ func chooseInterface(c config) (publicAddrs, error) {
 	}
 	from := func(cand candidate, via string, pinned netip.Addr) publicAddrs {
 		p := publicAddrs{iface: cand.link.Attrs().Name, foundVia: via}
+		// The first global address of each family; for IPv4, a
+		// link-local one only when there is nothing else.
+		var linkLocal4 netip.Addr
 		for _, a := range cand.addrs {
 			switch {
+			case !usable(a):
+				if a.Is4() && a.IsLinkLocalUnicast() && !linkLocal4.IsValid() {
+					linkLocal4 = a
+				}
 			case a.Is4() && !p.v4.IsValid():
 				p.v4 = a
-			case a.Is6() && a.IsGlobalUnicast() && !p.v6.IsValid():
+			case a.Is6() && !p.v6.IsValid():
 				p.v6 = a
 			}
+		}
+		if !p.v4.IsValid() {
+			p.v4 = linkLocal4
 		}
 		if pinned.Is4() {
 			p.v4 = pinned
@@ -106,7 +121,7 @@ func chooseInterface(c config) (publicAddrs, error) {
 		for _, re := range c.ifaceRegexes {
 			for _, cand := range all {
 				for _, a := range cand.addrs {
-					if re.MatchString(a.String()) {
+					if usable(a) && re.MatchString(a.String()) {
 						return from(cand, "--iface-regex "+re.String(), a), nil
 					}
 				}
@@ -143,7 +158,11 @@ func chooseInterface(c config) (publicAddrs, error) {
 		src, _ := netip.AddrFromSlice(routes[0].Src)
 		return byIndex(routes[0].LinkIndex, "--iface-can-reach "+c.ifaceCanReach.String(), src.Unmap())
 	}
-	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+	families := []int{netlink.FAMILY_V4, netlink.FAMILY_V6}
+	if ipv6First {
+		families[0], families[1] = families[1], families[0]
+	}
+	for _, fam := range families {
 		routes, err := netlink.RouteList(nil, fam)
 		if err != nil {
 			continue
@@ -161,6 +180,10 @@ func chooseInterface(c config) (publicAddrs, error) {
 	}
 	return publicAddrs{}, errors.New("no default route to pick an interface from; set --iface, --iface-regex, --iface-can-reach or --public-ip")
 }
+
+// usable reports whether a can carry inter-host traffic: a global unicast
+// address (private ranges included), not loopback or link-local.
+func usable(a netip.Addr) bool { return a.IsGlobalUnicast() }
 
 func containsAddr(addrs []netip.Addr, a netip.Addr) bool {
 	for _, b := range addrs {

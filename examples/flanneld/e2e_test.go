@@ -671,3 +671,23 @@ func TestIPv6EtcdMode(t *testing.T) {
 		})
 	}
 }
+
+// TestLateIPv6Address: the host's IPv6 address comes up after the daemon
+// (SLAAC, say). The daemon waits, saying why, and comes up once the
+// address is there, without a restart.
+func TestLateIPv6Address(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, 1, `{"Network": "10.244.0.0/16", "EnableIPv6": true, "IPv6Network": "fd00:10:244::/56", "Backend": {"Type": "vxlan"}}`)
+	h := c.host(1)
+	ipOut(t, h, "ip", "-6", "addr", "del", h.Addr6.String(), "dev", netnstest.Underlay)
+	d := c.start(h)
+	waitFor(t, 15*time.Second, "the daemon to say it lacks an IPv6 address", func() bool {
+		code, body := d.Readyz()
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "no IPv6 public address")
+	})
+	ipOut(t, h, "ip", "-6", "addr", "add", h.Addr6.String(), "dev", netnstest.Underlay, "nodad")
+	d.WaitReady()
+	if got := d.Env().IPv6Subnet; !got.IsValid() {
+		t.Errorf("no IPv6 subnet in subnet.env: %+v", d.Env())
+	}
+}

@@ -118,7 +118,7 @@ func parseFlags(args []string, env func(string) string, stderr io.Writer) (confi
 	fs.BoolVar(&c.kubeSubnetMgr, "kube-subnet-mgr", false, "contact the Kubernetes API for subnet assignment instead of etcd")
 	fs.StringVar(&c.kubeAPIURL, "kube-api-url", "", "Kubernetes API server URL; not needed in a pod")
 	fs.StringVar(&c.kubeconfig, "kubeconfig-file", "", "kubeconfig file location; not needed in a pod")
-	fs.StringVar(&c.kubeAnnotationPrefix, "kube-annotation-prefix", "flannel.alpha.coreos.com", `prefix of the node annotations; with one "/", names follow it after a "-"`)
+	fs.StringVar(&c.kubeAnnotationPrefix, "kube-annotation-prefix", "flannel.alpha.coreos.com", `prefix of the node annotations: without a "/", names follow it after one; ending in "/" or "-", right after it; else after a "-"`)
 	fs.StringVar(&c.netConfPath, "net-config-path", "/etc/kube-flannel/net-conf.json", "path to the network configuration file")
 	fs.BoolVar(&c.setNodeUnavailable, "set-node-network-unavailable", true, "clear the Node's NetworkUnavailable condition once the node routes its subnet")
 	fs.BoolVar(&c.kubeAssignPodCIDRs, "kube-assign-pod-cidrs", false, "give this node a free PodCIDR when it has none, for clusters whose kube-controller-manager does not allocate them (a weft extension; needs RBAC patch on nodes)")
@@ -228,8 +228,8 @@ func parseFlags(args []string, env func(string) string, stderr io.Writer) (confi
 		return config{}, fmt.Errorf("--iptables-resync %d: want 1 second or more", rulesResync)
 	case klogV < 0:
 		return config{}, fmt.Errorf("-v %d: want 0 or more", klogV)
-	case strings.Count(c.kubeAnnotationPrefix, "/") > 1 || strings.HasSuffix(c.kubeAnnotationPrefix, "/") || c.kubeAnnotationPrefix == "":
-		return config{}, fmt.Errorf("--kube-annotation-prefix %q: an annotation key holds at most one \"/\", with a name after it", c.kubeAnnotationPrefix)
+	case strings.Count(c.kubeAnnotationPrefix, "/") > 1 || strings.HasPrefix(c.kubeAnnotationPrefix, "/") || c.kubeAnnotationPrefix == "":
+		return config{}, fmt.Errorf("--kube-annotation-prefix %q: an annotation key holds at most one \"/\", after a DNS name", c.kubeAnnotationPrefix)
 	}
 	c.rulesResync = time.Duration(rulesResync) * time.Second
 	if c.log, err = newLogConfig(klogV, klogToStderr, klogAlsoToStderr, klogLogDir, klogLogFile, klogStderrThreshold); err != nil {

@@ -140,6 +140,7 @@ func TestFlagValidation(t *testing.T) {
 		{[]string{"--iface-regex=eth[0-"}, `--iface-regex "eth[0-"`},
 		{[]string{"--iface-can-reach=gateway"}, `--iface-can-reach "gateway" is not an IP address`},
 		{[]string{"--kube-annotation-prefix=a/b/c"}, `--kube-annotation-prefix "a/b/c"`},
+		{[]string{"--kube-annotation-prefix=/net"}, `--kube-annotation-prefix "/net"`},
 		{[]string{"-v=-1"}, "-v -1"},
 		{[]string{"-logtostderr=false"}, "-logtostderr=false needs -log_file or -log_dir"},
 		{[]string{"-stderrthreshold=LOUD"}, `-stderrthreshold "LOUD"`},

@@ -95,7 +95,7 @@ func ensureForward(nsFD int, network netip.Prefix) (bool, error) {
 		return false, nil // nothing drops here; looked at again at the next resync
 	}
 	if forwardIntact(c, table, forward, network) {
-		return false, nil
+		return false, legacyAlso(nsFD, network)
 	}
 	chain := c.AddChain(&nftables.Chain{Name: fwdChain, Table: table})
 	c.FlushChain(chain)
@@ -120,7 +120,17 @@ func ensureForward(nsFD int, network netip.Prefix) (bool, error) {
 	if err := c.Flush(); err != nil {
 		return false, fmt.Errorf("nftables: forward rules for %s: %w", network, err)
 	}
-	return true, nil
+	return true, legacyAlso(nsFD, network)
+}
+
+// legacyAlso reports errLegacyIptables when iptables-legacy's filter table
+// is loaded beside the nftables one: its FORWARD chain, which weft does
+// not write, sees the packets too, and may drop them.
+func legacyAlso(nsFD int, network netip.Prefix) error {
+	if nsFD < 0 && legacyFilterInUse(network.Addr().Is6()) {
+		return errLegacyIptables
+	}
+	return nil
 }
 
 // forwardIntact reports whether FORWARD jumps to the chain once and the

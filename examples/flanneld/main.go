@@ -46,6 +46,9 @@ const defaultGCPercent = 50
 var version = "dev"
 
 func main() {
+	// Caught from the first moment: a SIGHUP must never kill the daemon.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
 	c, err := parseFlags(os.Args[1:], os.Getenv, os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return
@@ -80,7 +83,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	go ignoreHangups(ctx, log)
+	go ignoreHangups(ctx, log, hup)
 	if err := run(ctx, c, log); err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("flanneld stopped", "err", err)
 		closeLog()
@@ -92,10 +95,7 @@ func main() {
 // ignoreHangups logs each SIGHUP, which would otherwise kill the daemon
 // without a word. flanneld has nothing to reload: the network config is
 // followed live, and flags are read once, at start.
-func ignoreHangups(ctx context.Context, log *slog.Logger) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+func ignoreHangups(ctx context.Context, log *slog.Logger, hup <-chan os.Signal) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -120,6 +120,9 @@ type agent struct {
 	netConf  lease.Config
 	written  bool   // subnet.env matches the lease and config
 	lastErr  string // of the last subnet.env write
+	// rulesMu serialises the rules' and subnet.env's I/O, and guards what
+	// follows; mu is never held across that I/O.
+	rulesMu sync.Mutex
 	// fwdDone and fwdErr follow the forward rules of each network: once
 	// applied, and the last failure.
 	fwdDone      map[netip.Prefix]bool
@@ -164,20 +167,28 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 		a.src.metrics(a.reg)
 	}
 	nc := a.src.netCfg
-	// The Node's public-ip annotations (kube mode) win, as in flannel;
-	// then the flags and the interface.
-	if !nc.PublicIP.IsValid() || !nc.PublicIPv6.IsValid() || c.publicIP.IsValid() || c.publicIPv6.IsValid() {
-		found, err := findPublicAddrs(c)
+	// The flags win, then the Node's public-ip annotations (kube mode),
+	// as in flannel; a family still without one is looked for on the
+	// interface, by the Network, each time it sets up, so that an
+	// address that comes up after the daemon (SLAAC, a late DHCP lease),
+	// or a default route that appears, is found without a restart.
+	if c.publicIP.IsValid() {
+		nc.PublicIP = c.publicIP
+	}
+	if c.publicIPv6.IsValid() {
+		nc.PublicIPv6 = c.publicIPv6
+	}
+	var lastFound publicAddrs
+	nc.FindPublic = func(ipv4, ipv6 bool) (netip.Addr, netip.Addr, error) {
+		found, err := findPublicAddrsFor(c, ipv4, ipv6)
 		if err != nil {
-			return err
+			return netip.Addr{}, netip.Addr{}, err
 		}
-		if c.publicIP.IsValid() || !nc.PublicIP.IsValid() {
-			nc.PublicIP = found.v4
+		if found != lastFound {
+			log.Info("chose the underlay", "interface", found.iface, "by", found.foundVia, "public_ip", found.v4, "public_ipv6", found.v6)
+			lastFound = found
 		}
-		if c.publicIPv6.IsValid() || !nc.PublicIPv6.IsValid() {
-			nc.PublicIPv6 = found.v6
-		}
-		log.Info("chose the underlay", "interface", found.iface, "by", found.foundVia, "public_ip", nc.PublicIP, "public_ipv6", nc.PublicIPv6)
+		return found.v4, found.v6, nil
 	}
 	nc.Manager, nc.Node, nc.ResyncInterval, nc.Logger = a.src, c.node, c.resync, log
 	// A peer lease over the control plane's address would cut the node
@@ -223,12 +234,61 @@ func renewMargin(c config) time.Duration {
 // now differs from the file, which covers an MTU that followed the underlay.
 func (a *agent) update(change func()) {
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	if change != nil {
 		change()
 	}
-	if !a.held.Key.IsValid() || !a.netConf.Network.IsValid() && !a.netConf.IPv6Network.IsValid() {
+	a.mu.Unlock()
+	// The rules and the file are applied under rulesMu alone, from a
+	// snapshot taken under it, so that /readyz and /metrics never wait
+	// on netlink or nftables, and the last update applies the newest
+	// state.
+	a.rulesMu.Lock()
+	defer a.rulesMu.Unlock()
+	a.mu.Lock()
+	f, ok := a.fileLocked()
+	written := a.written
+	if !ok {
+		a.written = false
+	}
+	a.mu.Unlock()
+	if !ok {
 		return
+	}
+	if old, err := subnetenv.Read(a.cfg.subnetFile); err == nil && old == f {
+		// Unchanged: re-apply the rules only if they drifted, silently
+		// when they did not.
+		a.ensureMasq(f, !written)
+		a.ensureForwardRules(f)
+		a.ensureBlackholes(f)
+		a.mu.Lock()
+		a.written = true
+		a.mu.Unlock()
+		return
+	}
+	// The rules first: pods start once subnet.env is there.
+	a.ensureMasq(f, true)
+	a.ensureForwardRules(f)
+	a.ensureBlackholes(f)
+	err := subnetenv.Write(a.cfg.subnetFile, f)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err != nil {
+		a.written, a.lastErr = false, err.Error()
+		a.log.Error("could not write subnet.env", "err", err)
+		return
+	}
+	a.written, a.lastErr = true, ""
+	a.log.Info("wrote subnet.env", "path", a.cfg.subnetFile, "subnet", f.Subnet, "ipv6_subnet", f.IPv6Subnet, "network", f.Network, "mtu", f.MTU)
+}
+
+// fileLocked is the subnet.env the lease and config in force call for,
+// and false while there is none: no lease or config yet, or a Network
+// that moved away from the lease (the Network then acquires one in the
+// new range, and OnLease brings it here; until then the file keeps
+// describing the subnet the pods still use).
+func (a *agent) fileLocked() (subnetenv.File, bool) {
+	if !a.held.Key.IsValid() || !a.netConf.Network.IsValid() && !a.netConf.IPv6Network.IsValid() {
+		return subnetenv.File{}, false
 	}
 	f := subnetenv.File{MTU: a.net.MTU(), IPMasq: a.cfg.ipMasq}
 	if a.held.Key.IPv4.IsValid() {
@@ -238,31 +298,9 @@ func (a *agent) update(change func()) {
 		f.IPv6Network, f.IPv6Subnet = a.netConf.IPv6Network, a.held.Key.IPv6
 	}
 	if !contains(f.Network, f.Subnet) || !contains(f.IPv6Network, f.IPv6Subnet) {
-		// The Network moved away from the lease: the Network acquires
-		// one in the new range, and OnLease brings it here. Until then
-		// the file keeps describing the subnet the pods still use.
-		a.written = false
-		return
+		return subnetenv.File{}, false
 	}
-	if old, err := subnetenv.Read(a.cfg.subnetFile); err == nil && old == f {
-		// Unchanged: re-apply the rules only if they drifted, silently
-		// when they did not.
-		a.ensureMasq(f, !a.written)
-		a.ensureForwardRules(f)
-		a.ensureBlackholes(f)
-		a.written = true
-		return
-	}
-	a.ensureMasq(f, true)
-	a.ensureForwardRules(f)
-	a.ensureBlackholes(f)
-	if err := subnetenv.Write(a.cfg.subnetFile, f); err != nil {
-		a.written, a.lastErr = false, err.Error()
-		a.log.Error("could not write subnet.env", "err", err)
-		return
-	}
-	a.written, a.lastErr = true, ""
-	a.log.Info("wrote subnet.env", "path", a.cfg.subnetFile, "subnet", f.Subnet, "ipv6_subnet", f.IPv6Subnet, "network", f.Network, "mtu", f.MTU)
+	return f, true
 }
 
 // contains reports whether subnet, if set, lies inside network.
@@ -317,13 +355,16 @@ func (a *agent) resync(ctx context.Context) {
 			}
 			a.update(nil)
 		case <-rules.C:
+			a.rulesMu.Lock()
 			a.mu.Lock()
-			if f, err := subnetenv.Read(a.cfg.subnetFile); err == nil && a.written {
+			written := a.written
+			a.mu.Unlock()
+			if f, err := subnetenv.Read(a.cfg.subnetFile); err == nil && written {
 				a.ensureMasq(f, false)
 				a.ensureForwardRules(f)
 				a.ensureBlackholes(f)
 			}
-			a.mu.Unlock()
+			a.rulesMu.Unlock()
 		}
 	}
 }
@@ -385,7 +426,9 @@ func (a *agent) ensureForwardRules(f subnetenv.File) {
 			a.log.Info("FORWARD accept rules in place again", "network", network)
 		}
 		delete(a.fwdErr, network)
-		a.fwdDone[network] = true
+		if wrote {
+			a.fwdDone[network] = true
+		}
 	}
 }
 

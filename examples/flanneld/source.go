@@ -186,9 +186,9 @@ func counter(reg *prometheus.Registry, name, help string, f func() float64) {
 
 // OwnLease passes lease.OwnLeaseReader through, so that the Network keeps
 // the VTEP MACs the node's lease publishes (the embedding hides it).
-func (s *source) OwnLease(ctx context.Context, mine lease.Attrs) (lease.Lease, bool, error) {
+func (s *source) OwnLease(ctx context.Context, req lease.AcquireRequest) (lease.Lease, bool, error) {
 	if r, ok := s.Manager.(lease.OwnLeaseReader); ok {
-		return r.OwnLease(ctx, mine)
+		return r.OwnLease(ctx, req)
 	}
 	return lease.Lease{}, false, nil
 }

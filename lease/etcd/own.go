@@ -13,10 +13,11 @@ import (
 var _ lease.OwnLeaseReader = (*Manager)(nil)
 
 // OwnLease implements lease.OwnLeaseReader: the lease Acquire would keep,
-// as the store holds it now, from one listing. mine.Owner is set to
+// as the store holds it now, from one listing. req.Attrs.Owner is set to
 // Options.Node. A lease under this node's name written from another host
 // is not this host's, and is not returned.
-func (m *Manager) OwnLease(ctx context.Context, mine lease.Attrs) (lease.Lease, bool, error) {
+func (m *Manager) OwnLease(ctx context.Context, req lease.AcquireRequest) (lease.Lease, bool, error) {
+	mine := req.Attrs
 	mine.Owner = m.node
 	rctx, cancel := m.request(ctx)
 	resp, err := m.client.Get(rctx, m.prefix+"/", clientv3.WithPrefix())
@@ -41,7 +42,7 @@ func (m *Manager) OwnLease(ctx context.Context, mine lease.Attrs) (lease.Lease, 
 		if json.Unmarshal(r.value, &stored) != nil || !m.owns(stored, mine) || stored.Owner != "" && !sameHost(stored, mine) || !fits(cfg, r.key) {
 			continue
 		}
-		if best == nil || better(r, best, lease.Key{}) {
+		if best == nil || better(r, best, req.Previous) {
 			best, bestAttrs = r, stored
 		}
 	}

@@ -18,7 +18,7 @@ func TestOwnLease(t *testing.T) {
 	e := newEnv(t, "")
 	m := e.manager("node-a")
 	ctx := ctxFor(t, 10*time.Second)
-	if _, found, err := m.OwnLease(ctx, attrsFor(1)); err != nil || found {
+	if _, found, err := m.OwnLease(ctx, lease.AcquireRequest{Attrs: attrsFor(1)}); err != nil || found {
 		t.Fatalf("without a config: found %v, %v", found, err)
 	}
 	e.put(testPrefix+"/config", testConfig)
@@ -32,13 +32,13 @@ func TestOwnLease(t *testing.T) {
 	clone := attrsFor(3)
 	clone.Owner = "node-a" // another host under this name
 	put("10.244.3.0-24", clone)
-	if _, found, err := m.OwnLease(ctx, attrsFor(1)); err != nil || found {
+	if _, found, err := m.OwnLease(ctx, lease.AcquireRequest{Attrs: attrsFor(1)}); err != nil || found {
 		t.Fatalf("with only others' leases: found %v, %v", found, err)
 	}
 	flannels := attrsFor(1) // flannel's: no owner, this host's public IP
 	flannels.BackendData = json.RawMessage(`{"VNI":1,"VtepMAC":"0e:5a:11:0c:e1:01"}`)
 	put("10.244.7.0-24", flannels)
-	l, found, err := m.OwnLease(ctx, attrsFor(1))
+	l, found, err := m.OwnLease(ctx, lease.AcquireRequest{Attrs: attrsFor(1)})
 	if err != nil || !found || l.Key != mustKey(t, "10.244.7.0-24") || string(l.Attrs.BackendData) != `{"VNI":1,"VtepMAC":"0e:5a:11:0c:e1:01"}` {
 		t.Fatalf("flannel's lease of this host: %+v %v %v", l, found, err)
 	}
@@ -47,7 +47,7 @@ func TestOwnLease(t *testing.T) {
 	if err != nil || got.Key != l.Key {
 		t.Fatalf("Acquire kept %v (%v), OwnLease said %v", got.Key, err, l.Key)
 	}
-	if _, found, err := e.manager("node-a").OwnLease(context.Background(), attrsFor(9)); err != nil || found {
+	if _, found, err := e.manager("node-a").OwnLease(context.Background(), lease.AcquireRequest{Attrs: attrsFor(9)}); err != nil || found {
 		t.Errorf("another host with this name: found %v, %v", found, err)
 	}
 }
