@@ -165,7 +165,8 @@ func TestAcquireSharedPodCIDR(t *testing.T) {
 	go func() { _, err := e.m.Acquire(ctx, lease.AcquireRequest{Attrs: testAttrs()}); done <- err }()
 	testutil.WaitFor(t, 10*time.Second, "the shared PodCIDR to be reported", func() bool {
 		c := e.m.Stats().Condition
-		return strings.Contains(c, "10.244.7.0/24") && strings.Contains(c, "Node older's")
+		// The condition is set before the line is logged: wait for both.
+		return strings.Contains(c, "10.244.7.0/24") && strings.Contains(c, "Node older's") && strings.Contains(e.logs.String(), "older_node=")
 	})
 	if logs := e.logs.String(); !strings.Contains(logs, "older_node=older\n") || strings.Contains(logs, "older_node=younger") || strings.Contains(logs, "older_node=oldest") {
 		t.Errorf("the log does not name the older node alone:\n%s", e.logs)

@@ -31,11 +31,14 @@ type NetworkConfig struct {
 	// packets to, for the families the network config enables. Each must be
 	// an address of an interface in the namespace.
 	PublicIP, PublicIPv6 netip.Addr
-	// FindPublic, if set, is asked for the public addresses a family the
-	// network config enables lacks, each time the Network tries to set up
-	// (at start, then every 10 s and at each config while it waits): an
-	// address that comes up after the agent (SLAAC, a late DHCP lease)
-	// is found without a restart. ipv4 and ipv6 say which families the
+	// FindPublic, if set, returns the addresses of the underlay interface.
+	// It is asked for a family the network config enables that has no
+	// public address, each time the Network tries to set up (at start,
+	// then every 10 s and at each config while it waits), so that an
+	// address that comes up after the agent (SLAAC, a late DHCP lease) is
+	// found without a restart; and for the address to send from when a
+	// public address is on no interface here (a NAT's, as flannel's
+	// --public-ip allows), which is then only advertised. ipv4 and ipv6 say which families the
 	// config enables, for a policy that depends on them (the IPv6 default
 	// route for an IPv6-only network). An error is the wait's reason.
 	FindPublic func(ipv4, ipv6 bool) (v4, v6 netip.Addr, err error)
@@ -247,42 +250,61 @@ func (n *Network) setUp(ctx context.Context, netConf lease.Config) (Config, leas
 		return Config{}, lease.Attrs{}, err
 	}
 	type family struct {
-		ipv6   bool
-		public netip.Addr
-		dp     **Datapath
-		data   *json.RawMessage
+		ipv6          bool
+		public, local netip.Addr // advertised; sent from
+		dp            **Datapath
+		data          *json.RawMessage
 	}
-	if missing := netConf.EnableIPv4 && !n.cfg.PublicIP.IsValid() || netConf.EnableIPv6 && !n.cfg.PublicIPv6.IsValid(); missing && n.cfg.FindPublic != nil {
-		v4, v6, err := n.cfg.FindPublic(netConf.EnableIPv4, netConf.EnableIPv6)
-		if err != nil {
-			return Config{}, lease.Attrs{}, fmt.Errorf("vxlan: finding the public addresses: %w", err)
+	// The interface's addresses, asked for once per attempt, and only
+	// if needed: for a family without a public address, or whose public
+	// address is on no interface here (a NAT's, advertised to peers while
+	// the device sends from the interface's own).
+	var found [2]netip.Addr
+	var findErr error
+	asked := false
+	find := func(ipv6 bool) netip.Addr {
+		if !asked && n.cfg.FindPublic != nil {
+			asked = true
+			found[0], found[1], findErr = n.cfg.FindPublic(netConf.EnableIPv4, netConf.EnableIPv6)
 		}
-		// Before anything runs that reads them: setUp precedes every
-		// other goroutine of Run.
-		if !n.cfg.PublicIP.IsValid() {
-			n.cfg.PublicIP = v4
+		if ipv6 {
+			return found[1]
 		}
-		if !n.cfg.PublicIPv6.IsValid() {
-			n.cfg.PublicIPv6 = v6
-		}
+		return found[0]
+	}
+	// Before anything runs that reads them: setUp precedes every other
+	// goroutine of Run.
+	if netConf.EnableIPv4 && !n.cfg.PublicIP.IsValid() {
+		n.cfg.PublicIP = find(false)
+	}
+	if netConf.EnableIPv6 && !n.cfg.PublicIPv6.IsValid() {
+		n.cfg.PublicIPv6 = find(true)
+	}
+	if findErr != nil {
+		return Config{}, lease.Attrs{}, fmt.Errorf("vxlan: finding the public addresses: %w", findErr)
 	}
 	attrs := lease.Attrs{PublicIP: n.cfg.PublicIP, PublicIPv6: n.cfg.PublicIPv6, BackendType: "vxlan"}
 	var fams []family
 	if netConf.EnableIPv4 {
-		fams = append(fams, family{false, n.cfg.PublicIP, &n.v4, &attrs.BackendData})
+		fams = append(fams, family{false, n.cfg.PublicIP, n.cfg.PublicIP, &n.v4, &attrs.BackendData})
 	}
 	if netConf.EnableIPv6 {
-		fams = append(fams, family{true, n.cfg.PublicIPv6, &n.v6, &attrs.BackendV6Data})
+		fams = append(fams, family{true, n.cfg.PublicIPv6, n.cfg.PublicIPv6, &n.v6, &attrs.BackendV6Data})
 	}
-	for _, f := range fams {
-		if err := n.checkFamily(backend, f.public, f.ipv6); err != nil {
+	for i, f := range fams {
+		if _, _, err := n.underlay(f.public); err != nil && f.public.IsValid() {
+			if local := find(f.ipv6); local.IsValid() && local != f.public {
+				fams[i].local = local
+			}
+		}
+		if err := n.checkFamily(backend, f.public, fams[i].local, f.ipv6); err != nil {
 			return Config{}, lease.Attrs{}, err
 		}
 	}
 	published := n.publishedMACs(ctx, backend)
 	made := make([]*Datapath, len(fams))
 	for i, f := range fams {
-		dp, mac, err := n.newDatapath(backend, f.public, f.ipv6, published[f.ipv6])
+		dp, mac, err := n.newDatapath(backend, f.local, f.ipv6, published[f.ipv6])
 		if err != nil {
 			for _, d := range made[:i] {
 				d.Close()
@@ -300,9 +322,10 @@ func (n *Network) setUp(ctx context.Context, netConf lease.Config) (Config, leas
 	return backend, attrs, nil
 }
 
-// checkFamily checks that one family can run: a public address, on an
-// interface, whose MTU carries Backend.MTU plus VXLAN's overhead.
-func (n *Network) checkFamily(backend Config, public netip.Addr, ipv6 bool) error {
+// checkFamily checks that one family can run: a public address, and a
+// local one (the same, or the interface's behind a NAT) on an interface
+// whose MTU carries Backend.MTU plus VXLAN's overhead.
+func (n *Network) checkFamily(backend Config, public, local netip.Addr, ipv6 bool) error {
 	fam, field := "IPv4", "PublicIP"
 	if ipv6 {
 		fam, field = "IPv6", "PublicIPv6"
@@ -310,7 +333,7 @@ func (n *Network) checkFamily(backend Config, public netip.Addr, ipv6 bool) erro
 	if !public.IsValid() {
 		return fmt.Errorf("vxlan: the network config enables %s but the node has no %s public address (NetworkConfig.%s; flanneld: --public-ip/--public-ipv6, or a global %s address on the chosen interface)", fam, fam, field, fam)
 	}
-	under, _, err := n.underlay(public)
+	under, _, err := n.underlay(local)
 	if err != nil {
 		return err
 	}

@@ -691,3 +691,31 @@ func TestLateIPv6Address(t *testing.T) {
 		t.Errorf("no IPv6 subnet in subnet.env: %+v", d.Env())
 	}
 }
+
+// TestPublicIPBehindNAT: --public-ip names an address on no interface of
+// the host (a 1:1 NAT's, as flannel allows). The lease advertises it; the
+// device sends from the interface's own address. The peer, told to send
+// to the NAT address, gets there through a DNAT on its own side that
+// stands in for the NAT.
+func TestPublicIPBehindNAT(t *testing.T) {
+	t.Parallel()
+	tool := requireIptables(t)
+	c := newCluster(t, 2, netConf16)
+	const nat = "198.51.100.7"
+	a := c.start(c.host(1), "--public-ip", nat)
+	b := c.start(c.host(2))
+	// On b, what reaches the NAT address goes to host 1.
+	iptablesIn(t, tool, b.Host.Namespace, "-t", "nat", "-A", "OUTPUT", "-d", nat, "-j", "DNAT", "--to-destination", c.host(1).Addr.Addr().String())
+	ipOut(t, b.Host, "ip", "route", "add", nat+"/32", "dev", netnstest.Underlay)
+	a.WaitReady()
+	b.WaitReady()
+	resp, err := c.admin.Get(context.Background(), keyOf(a.Env().Subnet.Masked()))
+	if err != nil || len(resp.Kvs) != 1 || !strings.Contains(string(resp.Kvs[0].Value), `"PublicIP":"`+nat+`"`) {
+		t.Fatalf("host 1's lease: %v %v", resp, err)
+	}
+	if link := ipOut(t, a.Host, "ip", "-d", "link", "show", "flannel.1"); !strings.Contains(link, "local "+c.host(1).Addr.Addr().String()) {
+		t.Errorf("the device does not send from the interface's address:\n%s", link)
+	}
+	b.WaitPeers(1)
+	reachPairs(t, [][2]*daemon{{b, a}, {a, b}})
+}

@@ -179,8 +179,10 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 		nc.PublicIPv6 = c.publicIPv6
 	}
 	var lastFound publicAddrs
+	onInterface := c // the interface's own addresses, the flags aside
+	onInterface.publicIP, onInterface.publicIPv6 = netip.Addr{}, netip.Addr{}
 	nc.FindPublic = func(ipv4, ipv6 bool) (netip.Addr, netip.Addr, error) {
-		found, err := findPublicAddrsFor(c, ipv4, ipv6)
+		found, err := findPublicAddrsFor(onInterface, ipv4, ipv6)
 		if err != nil {
 			return netip.Addr{}, netip.Addr{}, err
 		}
