@@ -126,7 +126,7 @@ func (a *Allocator) Allocate(at Attachment, p Pod) ([]IP, error) {
 	if err != nil {
 		return nil, err
 	}
-	var rec *Record
+	var rec *podRecord
 	var recFile bool // a file, readable or not
 	if p.IsValid() {
 		if rec, recFile, err = a.s.recordFile(p); err != nil {
@@ -160,7 +160,7 @@ func (a *Allocator) Allocate(at Attachment, p Pod) ([]IP, error) {
 	}
 	// What applying the choices changed, undone if the ADD fails.
 	var undo []func()
-	latest := map[string]*Record{} // evicted records as rewritten, by name
+	latest := map[string]*podRecord{} // evicted records as rewritten, by name
 	for _, c := range choices {
 		if err := a.apply(c, latest, &undo); err != nil {
 			for _, f := range slices.Backward(undo) {
@@ -196,7 +196,7 @@ func (a *Allocator) Allocate(at Attachment, p Pod) ([]IP, error) {
 	}
 	if p.IsValid() && !keep {
 		now := a.now()
-		next := &Record{Namespace: p.Namespace, Name: p.Name, UID: p.UID, Created: now,
+		next := &podRecord{Namespace: p.Namespace, Name: p.Name, UID: p.UID, Created: now,
 			ContainerID: at.ContainerID, IfName: at.IfName, Updated: now, IPs: chosen}
 		if rec != nil {
 			next.Created = rec.Created
@@ -246,7 +246,7 @@ func (a *Allocator) Allocate(at Attachment, p Pod) ([]IP, error) {
 
 // restoreRecord puts p's record back as it was before a failed Allocate,
 // so that the pod is remembered by the IPs it had.
-func (a *Allocator) restoreRecord(p Pod, old *Record) {
+func (a *Allocator) restoreRecord(p Pod, old *podRecord) {
 	if !p.IsValid() {
 		return
 	}
@@ -278,7 +278,7 @@ func (a *Allocator) names() (taken map[netip.Addr]bool, marked map[netip.Addr][]
 // retried after a crash: the record is written before the reservations),
 // else, for an ADD without a pod, by reading every reservation, as
 // host-local does.
-func (a *Allocator) held(at Attachment, p Pod, rec *Record, recFile bool, taken map[netip.Addr]bool) ([]netip.Addr, error) {
+func (a *Allocator) held(at Attachment, p Pod, rec *podRecord, recFile bool, taken map[netip.Addr]bool) ([]netip.Addr, error) {
 	out := make([]netip.Addr, len(a.ranges))
 	var candidates []netip.Addr
 	switch {
@@ -325,13 +325,13 @@ func (a *Allocator) held(at Attachment, p Pod, rec *Record, recFile bool, taken 
 // once every range has an IP, so that a failed ADD changes nothing.
 type choice struct {
 	ip       netip.Addr
-	takeover *Attachment // release the reservation of this, the pod's previous sandbox
-	evict    []*Record   // remove ip from these hints
+	takeover *Attachment  // release the reservation of this, the pod's previous sandbox
+	evict    []*podRecord // remove ip from these hints
 }
 
 // pick chooses a fresh IP of range i. See Allocate for the order of
 // preference.
-func (a *Allocator) pick(i int, r Range, rec *Record, at Attachment, p Pod, taken map[netip.Addr]bool, marked map[netip.Addr][]string) (choice, error) {
+func (a *Allocator) pick(i int, r Range, rec *podRecord, at Attachment, p Pod, taken map[netip.Addr]bool, marked map[netip.Addr][]string) (choice, error) {
 	if rec != nil {
 		// An expired record no longer keeps a free IP for its pod. But
 		// its previous sandbox still holding the IP shows that the pod
@@ -422,7 +422,7 @@ func (a *Allocator) pick(i int, r Range, rec *Record, at Attachment, p Pod, take
 // names last, of another container than at (a second interface of one
 // sandbox is not a previous sandbox), and of the same pod, not one
 // deleted and re-created under the name while its sandbox may still run.
-func (a *Allocator) previousSandbox(h, at Attachment, rec *Record, p Pod) bool {
+func (a *Allocator) previousSandbox(h, at Attachment, rec *podRecord, p Pod) bool {
 	return h == rec.attachment() && h.ContainerID != at.ContainerID &&
 		(rec.UID == "" || p.UID == "" || rec.UID == p.UID)
 }
@@ -430,7 +430,7 @@ func (a *Allocator) previousSandbox(h, at Attachment, rec *Record, p Pod) bool {
 // apply carries out what taking c involves, adding to undo how to take
 // it back. latest holds the records evicted so far, as rewritten: two
 // ranges may evict two IPs of one record.
-func (a *Allocator) apply(c choice, latest map[string]*Record, undo *[]func()) error {
+func (a *Allocator) apply(c choice, latest map[string]*podRecord, undo *[]func()) error {
 	if c.takeover != nil {
 		if err := a.s.release(c.ip); err != nil {
 			return err
@@ -458,12 +458,12 @@ func (a *Allocator) apply(c choice, latest map[string]*Record, undo *[]func()) e
 // hints returns the records that remember free IP ip for other pods than
 // p, of those its markers name (records). Expired ones are deleted on the
 // way.
-func (a *Allocator) hints(ip netip.Addr, p Pod, records []string) ([]*Record, error) {
+func (a *Allocator) hints(ip netip.Addr, p Pod, records []string) ([]*podRecord, error) {
 	all, err := a.s.hintsFor(ip, records)
 	if err != nil {
 		return nil, err
 	}
-	var out []*Record
+	var out []*podRecord
 	for _, h := range all {
 		if p.IsValid() && h.Namespace == p.Namespace && h.Name == p.Name {
 			continue
@@ -495,7 +495,7 @@ func (a *Allocator) hints(ip netip.Addr, p Pod, records []string) ([]*Record, er
 }
 
 // holdsAny reports whether r's attachment holds any of r's IPs.
-func (a *Allocator) holdsAny(r *Record) (bool, error) {
+func (a *Allocator) holdsAny(r *podRecord) (bool, error) {
 	for _, ip := range r.IPs {
 		h, ok, err := a.s.holder(ip)
 		if err != nil {
@@ -586,7 +586,7 @@ func (a *Allocator) sweep(valid map[Attachment]bool) (int, error) {
 		return released, err
 	}
 	now := a.now()
-	kept := make(map[string]*Record, len(records)) // by file name
+	kept := make(map[string]*podRecord, len(records)) // by file name
 	for _, r := range records {
 		next := *r
 		holds := false

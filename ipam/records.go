@@ -34,9 +34,9 @@ func (p Pod) IsValid() bool { return p.Namespace != "" && p.Name != "" }
 
 func (p Pod) String() string { return p.Namespace + "/" + p.Name }
 
-// A Record is what the store remembers of a pod: the IPs it had, so that
+// A podRecord is what the store remembers of a pod: the IPs it had, so that
 // its next sandbox gets them back, and its last attachment.
-type Record struct {
+type podRecord struct {
 	Namespace string       `json:"namespace"`
 	Name      string       `json:"name"`
 	UID       string       `json:"uid,omitempty"`
@@ -63,20 +63,20 @@ type Record struct {
 	stamped bool // Released was read from the file's modification time
 }
 
-func (r *Record) pod() Pod { return Pod{Namespace: r.Namespace, Name: r.Name, UID: r.UID} }
+func (r *podRecord) pod() Pod { return Pod{Namespace: r.Namespace, Name: r.Name, UID: r.UID} }
 
 // releaseOnlyStamped reports whether the record itself says nothing of a
 // release: it is live, or its release is only stamped on its file, which
 // markLive can undo without rewriting it.
-func (r *Record) releaseOnlyStamped() bool { return r.Released.IsZero() || r.stamped }
+func (r *podRecord) releaseOnlyStamped() bool { return r.Released.IsZero() || r.stamped }
 
-func (r *Record) attachment() Attachment {
+func (r *podRecord) attachment() Attachment {
 	return Attachment{ContainerID: r.ContainerID, IfName: r.IfName}
 }
 
 // expired reports whether the record's IPs stopped being a hint: its pod
 // released them ttl or longer ago.
-func (r *Record) expired(now time.Time, ttl time.Duration) bool {
+func (r *podRecord) expired(now time.Time, ttl time.Duration) bool {
 	return !r.Released.IsZero() && now.Sub(r.Released) >= ttl
 }
 
@@ -129,14 +129,14 @@ func isRecordName(name string) bool {
 func (s *store) recordPath(p Pod) string { return filepath.Join(s.dir, recordDir, recordName(p)) }
 
 // record reads p's record, or returns nil if there is none.
-func (s *store) record(p Pod) (*Record, error) {
+func (s *store) record(p Pod) (*podRecord, error) {
 	r, _, err := s.recordFile(p)
 	return r, err
 }
 
 // recordFile is record, and also reports whether p has a record file,
 // readable or not.
-func (s *store) recordFile(p Pod) (r *Record, file bool, err error) {
+func (s *store) recordFile(p Pod) (r *podRecord, file bool, err error) {
 	r, file, err = s.readRecordFile(recordName(p))
 	if r != nil && (r.Namespace != p.Namespace || r.Name != p.Name) {
 		return nil, true, nil // a hash collision, practically impossible: no record
@@ -146,13 +146,13 @@ func (s *store) recordFile(p Pod) (r *Record, file bool, err error) {
 
 // readRecord reads the record in file name, or returns nil if there is no
 // readable one.
-func (s *store) readRecord(name string) (*Record, error) {
+func (s *store) readRecord(name string) (*podRecord, error) {
 	r, _, err := s.readRecordFile(name)
 	return r, err
 }
 
 // readRecordFile is readRecord, and also reports whether the file exists.
-func (s *store) readRecordFile(name string) (*Record, bool, error) {
+func (s *store) readRecordFile(name string) (*podRecord, bool, error) {
 	data, modTime, err := readFileAndTime(filepath.Join(s.dir, recordDir, name))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, false, nil
@@ -160,7 +160,7 @@ func (s *store) readRecordFile(name string) (*Record, bool, error) {
 	if err != nil {
 		return nil, false, fmt.Errorf("ipam: pod record %s: %w", name, err)
 	}
-	var r Record
+	var r podRecord
 	if err := json.Unmarshal(data, &r); err != nil || r.Name == "" || recordName(r.pod()) != name {
 		// Records are replaced atomically, so this is a new record torn
 		// by a power cut, or damage from outside: forget it.
@@ -193,7 +193,7 @@ func readFileAndTime(path string) ([]byte, time.Time, error) {
 }
 
 // markLive undoes markReleased: the record's pod holds its IPs again.
-func (s *store) markLive(r *Record) error {
+func (s *store) markLive(r *podRecord) error {
 	if !r.stamped {
 		return nil
 	}
@@ -235,7 +235,7 @@ func (s *store) setAttachment(b *syncBatch, p Pod, ip netip.Addr) error {
 
 // linkMissingMarkers gives each of r's IPs its marker where marked (the
 // listing) shows none.
-func (s *store) linkMissingMarkers(r *Record, marked map[netip.Addr][]string) error {
+func (s *store) linkMissingMarkers(r *podRecord, marked map[netip.Addr][]string) error {
 	name := recordName(r.pod())
 	for _, ip := range r.IPs {
 		if slices.Contains(marked[ip], name) {
@@ -279,7 +279,7 @@ func stamped(modTime, updated time.Time) bool {
 // a rewrite would cost a new file and a rename. A time in Updated's second
 // would read as no release, so it is moved to the next. A power cut may
 // lose the change; the release is then seen again, later, by the sweep.
-func (s *store) markReleased(r *Record, now time.Time) error {
+func (s *store) markReleased(r *podRecord, now time.Time) error {
 	if next := r.Updated.Truncate(time.Second).Add(time.Second); now.Before(next) {
 		now = next
 	}
@@ -291,13 +291,13 @@ func (s *store) markReleased(r *Record, now time.Time) error {
 
 // records reads every pod record, removing stale temporary files of
 // interrupted writes.
-func (s *store) records() ([]*Record, error) {
+func (s *store) records() ([]*podRecord, error) {
 	dir := filepath.Join(s.dir, recordDir)
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("ipam: %w", err)
 	}
-	var out []*Record
+	var out []*podRecord
 	for _, e := range entries {
 		switch name := e.Name(); {
 		case strings.HasPrefix(name, sparePrefix):
@@ -352,8 +352,8 @@ func (s *store) recordDirNames() ([]string, error) {
 // hintsFor returns the records that remember ip, of those its markers
 // name (records). A marker whose record is gone or no longer lists ip is
 // removed.
-func (s *store) hintsFor(ip netip.Addr, records []string) ([]*Record, error) {
-	var out []*Record
+func (s *store) hintsFor(ip netip.Addr, records []string) ([]*podRecord, error) {
+	var out []*podRecord
 	for _, name := range records {
 		r, err := s.readRecord(name)
 		if err != nil {
@@ -368,7 +368,7 @@ func (s *store) hintsFor(ip netip.Addr, records []string) ([]*Record, error) {
 	return out, nil
 }
 
-func recordIPs(r *Record) []netip.Addr {
+func recordIPs(r *podRecord) []netip.Addr {
 	if r == nil {
 		return nil
 	}
@@ -378,7 +378,7 @@ func recordIPs(r *Record) []netip.Addr {
 // putRecord writes r durably (temporary file, fsync, rename, directory
 // fsync) and points the markers of its IPs at it, removing those of the
 // IPs old had and r has not. old is r as it was, nil if new.
-func (s *store) putRecord(r, old *Record) error {
+func (s *store) putRecord(r, old *podRecord) error {
 	data, err := json.Marshal(r)
 	if err != nil {
 		return err
@@ -401,7 +401,7 @@ func (s *store) putRecord(r, old *Record) error {
 // torn new one reads as no record. So both its syncs can wait: the
 // file's and the directory's. A replaced record goes through a synced
 // temporary file and a rename, and leaves the directory's sync.
-func (s *store) putRecordBatch(b *syncBatch, r, old *Record, spares []string) error {
+func (s *store) putRecordBatch(b *syncBatch, r, old *podRecord, spares []string) error {
 	data, err := json.Marshal(r)
 	if err != nil {
 		return err
@@ -431,7 +431,7 @@ func (s *store) putRecordBatch(b *syncBatch, r, old *Record, spares []string) er
 
 // syncMarkers gives each of r's IPs its marker and removes the markers of
 // old's IPs that r no longer has. r's file must exist.
-func (s *store) syncMarkers(r, old *Record) error {
+func (s *store) syncMarkers(r, old *podRecord) error {
 	dir := filepath.Join(s.dir, recordDir)
 	name := recordName(r.pod())
 	for _, ip := range recordIPs(old) {
@@ -448,7 +448,7 @@ func (s *store) syncMarkers(r, old *Record) error {
 }
 
 // deleteRecord removes r and its markers.
-func (s *store) deleteRecord(r *Record) error {
+func (s *store) deleteRecord(r *podRecord) error {
 	dir := filepath.Join(s.dir, recordDir)
 	name := recordName(r.pod())
 	for _, ip := range r.IPs {
@@ -465,7 +465,7 @@ func (s *store) deleteRecord(r *Record) error {
 // file name) listing its IP, every attachment link of a record not in
 // records, any other "ip-" name (debris of an older layout), and the
 // spares beyond maxSpares.
-func (s *store) pruneLinks(records map[string]*Record) error {
+func (s *store) pruneLinks(records map[string]*podRecord) error {
 	names, err := s.recordDirNames()
 	if err != nil {
 		return err

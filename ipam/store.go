@@ -31,12 +31,6 @@ const (
 	lineBreak        = "\r\n"
 )
 
-// A Reservation is one reserved IP and the attachment holding it.
-type Reservation struct {
-	IP         netip.Addr
-	Attachment Attachment
-}
-
 // An Attachment is one interface of one container: what a reservation
 // belongs to, in CNI's terms.
 type Attachment struct {
