@@ -38,7 +38,11 @@ const settle = 50 * time.Millisecond
 
 // DatapathConfig configures a Datapath.
 type DatapathConfig struct {
-	// Namespace to program; the zero value means the caller's.
+	// Namespace is the network namespace to program. The zero value and
+	// netns.None() both mean the caller's (a zero NsHandle is descriptor
+	// 0, stdin, which is never taken for a namespace). The Datapath uses
+	// the handle until Close, whenever it re-creates the device or
+	// reopens a socket: the caller keeps it open until then.
 	Namespace netns.NsHandle
 	// Device describes the VTEP.
 	Device DeviceConfig

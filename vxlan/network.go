@@ -42,7 +42,12 @@ type NetworkConfig struct {
 	// config enables, for a policy that depends on them (the IPv6 default
 	// route for an IPv6-only network). An error is the wait's reason.
 	FindPublic func(ipv4, ipv6 bool) (v4, v6 netip.Addr, err error)
-	// Namespace to program; the zero value means the caller's.
+	// Namespace is the network namespace to program. The zero value and
+	// netns.None() both mean the caller's (a zero NsHandle is descriptor
+	// 0, stdin, which is never taken for a namespace). The Network uses
+	// the handle for as long as Run runs, whenever it re-creates a device
+	// or reopens a socket: the caller keeps it open until Run has
+	// returned, and closes it then.
 	Namespace netns.NsHandle
 	// Previous is the subnet held before a restart (read from subnet.env),
 	// asked for again if it is still free.
