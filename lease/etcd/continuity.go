@@ -20,7 +20,10 @@ import (
 // about to re-assert their keys), and Keep reads its key, so that a key
 // the new store lacks is lost at once and acquired again with Acquire's
 // conditional create. Keep reads its key on every reconnection, which also
-// catches a wipe whose store has already passed the old revision.
+// catches a wipe whose store has already passed the old revision; a
+// watch does not: if the new store overtakes the old revision before a
+// watcher's connection comes back (a restore from a recent backup, and
+// many writes at once), the watcher resumes on it unaware.
 type continuity struct {
 	mu        sync.Mutex
 	clusterID uint64
@@ -132,6 +135,11 @@ func (m *Manager) watchConnection(ctx context.Context) {
 		}
 		if !conn.WaitForStateChange(ctx, state) {
 			return
+		}
+		if state == connectivity.Ready {
+			// It left Ready, however briefly: a reconnection can be
+			// over (Idle, Connecting, Ready) before GetState looks.
+			down = true
 		}
 		state = conn.GetState()
 	}
