@@ -93,9 +93,7 @@ func (m *Manager) olderClaimant(node *corev1.Node, k lease.Key, conf lease.Confi
 		if !ok {
 			continue
 		}
-		overlaps := k.IPv4.IsValid() && l.Key.IPv4.IsValid() && k.IPv4.Overlaps(l.Key.IPv4) ||
-			k.IPv6.IsValid() && l.Key.IPv6.IsValid() && k.IPv6.Overlaps(l.Key.IPv6)
-		if !overlaps || !nodeOlder(o, node) {
+		if !k.Overlaps(l.Key) || !nodeOlder(o, node) {
 			continue
 		}
 		if bestNode == nil || nodeOlder(o, bestNode) {

@@ -42,6 +42,13 @@ func (k Key) IsValid() bool {
 // address nor zoned: the only kind a subnet, VTEP or public address may be.
 func isPlain6(a netip.Addr) bool { return a.Is6() && !a.Is4In6() && a.Zone() == "" }
 
+// Overlaps reports whether k and o share an address in either family:
+// two leases no two nodes may hold at once.
+func (k Key) Overlaps(o Key) bool {
+	return k.IPv4.IsValid() && o.IPv4.IsValid() && k.IPv4.Overlaps(o.IPv4) ||
+		k.IPv6.IsValid() && o.IPv6.IsValid() && k.IPv6.Overlaps(o.IPv6)
+}
+
 // String returns the flannel key form of k, or "invalid Key" if k is not valid.
 func (k Key) String() string {
 	if !k.IsValid() {

@@ -181,3 +181,29 @@ func TestKeyCompare(t *testing.T) {
 		t.Errorf("sorted = %q\nwant     %q", got, want)
 	}
 }
+
+func TestKeyOverlaps(t *testing.T) {
+	p := func(s string) netip.Prefix {
+		if s == "" {
+			return netip.Prefix{}
+		}
+		return netip.MustParsePrefix(s)
+	}
+	for _, tc := range []struct {
+		a4, a6, b4, b6 string
+		want           bool
+	}{
+		{"10.244.1.0/24", "", "10.244.1.0/24", "", true},
+		{"10.244.1.0/24", "", "10.244.1.128/25", "", true},
+		{"10.244.1.0/24", "", "10.244.2.0/24", "", false},
+		{"10.244.1.0/24", "fd00:1::/64", "10.244.2.0/24", "fd00:1::/64", true},
+		{"", "fd00:1::/64", "10.244.1.0/24", "", false},
+		{"10.244.1.0/24", "", "", "fd00:1::/64", false},
+		{"", "", "", "", false},
+	} {
+		a, b := Key{IPv4: p(tc.a4), IPv6: p(tc.a6)}, Key{IPv4: p(tc.b4), IPv6: p(tc.b6)}
+		if got := a.Overlaps(b); got != tc.want || b.Overlaps(a) != got {
+			t.Errorf("%v overlaps %v: %v, want %v (both ways)", a, b, got, tc.want)
+		}
+	}
+}

@@ -37,6 +37,8 @@ const (
 // errLegacyIptables says the host's FORWARD chain is iptables-legacy's.
 var errLegacyIptables = errors.New("this host's iptables filter table is iptables-legacy's, which weft does not write: switch to iptables-nft, or set --iptables-forward-rules=false and accept the Network in FORWARD yourself")
 
+// nftConn opens an nftables connection in the namespace nsFD (-1: this
+// process's).
 func nftConn(nsFD int) (*nftables.Conn, error) {
 	var opts []nftables.ConnOption
 	if nsFD >= 0 {

@@ -85,11 +85,7 @@ func match(source bool, p netip.Prefix, in bool) []expr.Any {
 // however often it runs and whatever was there. nsFD selects the network
 // namespace (-1: this process's).
 func applyMasq(nsFD int, network, subnet netip.Prefix, randomFully bool) error {
-	var opts []nftables.ConnOption
-	if nsFD >= 0 {
-		opts = append(opts, nftables.WithNetNSFd(nsFD))
-	}
-	c, err := nftables.New(opts...)
+	c, err := nftConn(nsFD)
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}
@@ -115,11 +111,7 @@ func applyMasq(nsFD int, network, subnet netip.Prefix, randomFully bool) error {
 // masqRuleCount returns how many rules the masquerade chain holds, -1 if the
 // table or chain is missing: a cheap check for the periodic resync.
 func masqRuleCount(nsFD int, ipv6 bool) int {
-	var opts []nftables.ConnOption
-	if nsFD >= 0 {
-		opts = append(opts, nftables.WithNetNSFd(nsFD))
-	}
-	c, err := nftables.New(opts...)
+	c, err := nftConn(nsFD)
 	if err != nil {
 		return -1
 	}

@@ -8,13 +8,19 @@ import (
 )
 
 // Sleep waits d, or until ctx is done, and then returns ctx.Err().
-func Sleep(ctx context.Context, d time.Duration) error {
+func Sleep(ctx context.Context, d time.Duration) error { return SleepUntil(ctx, d, nil) }
+
+// SleepUntil is Sleep that also ends, returning nil, when wake is closed
+// (a nil wake never is).
+func SleepUntil(ctx context.Context, d time.Duration, wake <-chan struct{}) error {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-t.C:
+		return nil
+	case <-wake:
 		return nil
 	}
 }

@@ -165,11 +165,7 @@ func (d *Daemon) WaitReady() {
 // a moment later.
 func (d *Daemon) WaitPeers(n int) {
 	d.T.Helper()
-	want := fmt.Sprintf(`weft_peers{family="ipv4"} %d`, n)
-	testutil.WaitFor(d.T, 10*time.Second, d.Host.Name+" to program its peers", func() bool {
-		_, body := d.Get("/metrics")
-		return strings.Contains(body, want)
-	})
+	d.WaitPeersOf("ipv4", n)
 }
 
 // Env reads the daemon's subnet.env.

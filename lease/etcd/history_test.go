@@ -204,7 +204,7 @@ func (h *history) overlaps() []string {
 			continue
 		}
 		for _, b := range h.agents[i+1:] {
-			if kb := b.holding(); kb.IsValid() && keysOverlap(ka, kb) {
+			if kb := b.holding(); kb.IsValid() && ka.Overlaps(kb) {
 				bad = append(bad, fmt.Sprintf("%s(%s) and %s(%s) both route %v / %v", a.name, a.attrs.PublicIP, b.name, b.attrs.PublicIP, ka, kb))
 			}
 		}

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/backoff"
 
 	"github.com/weftnet/weft/internal/condition"
+	"github.com/weftnet/weft/internal/ctxutil"
 	"github.com/weftnet/weft/lease"
 )
 
@@ -415,13 +416,8 @@ func (r *retrier) failFor(ctx context.Context, err error, d time.Duration) error
 // sleep waits d, or until ctx is done or the connection comes back; then
 // the next attempt begins.
 func (r *retrier) sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-	case <-r.wake:
+	if err := ctxutil.SleepUntil(ctx, d, r.wake); err != nil {
+		return err
 	}
 	r.wake = r.m.history.reconnected()
 	return nil

@@ -57,7 +57,7 @@ func (m *Manager) reassert(ctx context.Context, l lease.Lease, mine lease.Attrs,
 		}
 		var stale []record
 		for _, r := range records {
-			overlaps := keysOverlap(r.key, l.Key)
+			overlaps := r.key.Overlaps(l.Key)
 			if !overlaps && !mentionsAny(r.value, hints) {
 				continue
 			}
@@ -92,10 +92,4 @@ func (m *Manager) reassert(ctx context.Context, l lease.Lease, mine lease.Attrs,
 		// Another key was written since the listing: look again.
 	}
 	return heldLease{}, false, nil
-}
-
-// keysOverlap reports whether two keys share an address in either family.
-func keysOverlap(a, b lease.Key) bool {
-	return a.IPv4.IsValid() && b.IPv4.IsValid() && a.IPv4.Overlaps(b.IPv4) ||
-		a.IPv6.IsValid() && b.IPv6.IsValid() && a.IPv6.Overlaps(b.IPv6)
 }
