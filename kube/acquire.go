@@ -145,8 +145,9 @@ func (m *Manager) lastPublished() lease.Attrs {
 // wait records a condition, logs it at most once a minute, and returns
 // errWait.
 func (m *Manager) wait(key, cond string, level slog.Level, msg string, args ...any) (lease.Lease, error) {
-	m.setCondition("acquire", cond)
+	// Logged first: whoever sees the condition finds its line in the log.
 	m.logEvery(key, waitLogInterval, level, msg, args...)
+	m.setCondition("acquire", cond)
 	return lease.Lease{}, errWait
 }
 
