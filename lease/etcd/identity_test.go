@@ -259,9 +259,13 @@ func TestClonesChallengeADeadHolder(t *testing.T) {
 	}
 	results := make(chan result, 2)
 	for i := range 2 {
-		m := e.manager("node-a")
+		// A challenge timeout the winner's answer fits in even on a loaded
+		// machine: an answer later than that has the loser try a takeover
+		// (which then fails, as the answer moved the key), and the count
+		// below would mistake load for the clones fighting.
+		m := e.managerWith("node-a", func(o *Options) { o.ChallengeTimeout = time.Second })
 		go func() {
-			l, err := m.Acquire(ctxFor(t, 6*time.Second), lease.AcquireRequest{Attrs: attrsFor(2 + i)})
+			l, err := m.Acquire(ctxFor(t, 8*time.Second), lease.AcquireRequest{Attrs: attrsFor(2 + i)})
 			if err == nil {
 				keep(t, m, l) // the winner answers the loser's claims
 			}
