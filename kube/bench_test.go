@@ -80,7 +80,7 @@ func BenchmarkWatchLeases5000(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		w := kwatch.NewFakeWithChanSize(benchNodes, false)
 		client.PrependWatchReactor("nodes", func(clienttesting.Action) (bool, kwatch.Interface, error) { return true, w, nil })
-		m, err := New(Options{Nodes: fakeNodes{client.CoreV1().Nodes()}, NodeName: "node-00000", NetConfPath: conf, Logger: discard})
+		m, err := New(Options{Nodes: WithoutWatchList(client.CoreV1().Nodes()), NodeName: "node-00000", NetConfPath: conf, Logger: discard})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -132,7 +132,7 @@ func BenchmarkNodeMemory(b *testing.B) {
 	var trimmed, whole float64
 	for i := 0; i < b.N; i++ {
 		before := heap()
-		m, err := New(Options{Nodes: fakeNodes{client.CoreV1().Nodes()}, NodeName: "node-00000", NetConfPath: conf, Logger: discard})
+		m, err := New(Options{Nodes: WithoutWatchList(client.CoreV1().Nodes()), NodeName: "node-00000", NetConfPath: conf, Logger: discard})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -16,9 +16,16 @@ import (
 // NodeClient is what a Manager needs of the API server: the Nodes
 // resource. client-go's typed client has these methods, so a caller with a
 // clientset passes clientset.CoreV1().Nodes(); NewNodeClient makes one
-// without a clientset. A client that cannot stream a list through a watch,
-// as a fake cannot, says so with a method IsWatchListSemanticsUnSupported
-// returning true, as client-go's fakes do.
+// without a clientset.
+//
+// The Manager's informer asks for its first listing as a stream of watch
+// events (client-go's WatchList), which a real API server serves. A client
+// that cannot, as client-go's fake clientset cannot, must say so with a
+// method IsWatchListSemanticsUnSupported returning true: the fake
+// clientset has that method, but the typed client its CoreV1().Nodes()
+// returns does not, so pass WithoutWatchList(fake.CoreV1().Nodes()).
+// Without it the first listing never arrives: the Manager then logs so
+// after 30 s and reports it as its condition.
 type NodeClient interface {
 	Get(ctx context.Context, name string, opts metav1.GetOptions) (*corev1.Node, error)
 	List(ctx context.Context, opts metav1.ListOptions) (*corev1.NodeList, error)
@@ -88,3 +95,13 @@ func (c *nodeClient) Patch(ctx context.Context, name string, pt types.PatchType,
 	err := c.rc.Patch(pt).Resource("nodes").Name(name).SubResource(subresources...).VersionedParams(&opts, c.params).Body(data).Do(ctx).Into(n)
 	return n, err
 }
+
+// WithoutWatchList returns c, declared unable to stream a list through a
+// watch, so that the Manager's informer lists Nodes with a plain List
+// instead: for client-go's fakes, and for any NodeClient of an embedder's
+// that serves List and Watch but not WatchList.
+func WithoutWatchList(c NodeClient) NodeClient { return plainListing{c} }
+
+type plainListing struct{ NodeClient }
+
+func (plainListing) IsWatchListSemanticsUnSupported() bool { return true }

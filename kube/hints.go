@@ -5,29 +5,25 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+
+	"github.com/weftnet/weft/lease"
 )
 
-// NodeHints are what this node's Node says about how to run its datapath,
-// for an agent to read before it starts one.
-type NodeHints struct {
-	// PublicIP and PublicIPv6 are the node-public-ip and node-public-ipv6
-	// annotations: which local address to use for VXLAN. Zero if unset.
-	PublicIP, PublicIPv6 netip.Addr
-	// BackendData and BackendV6Data are what the node's backend-data
-	// annotations publish now, nil if nothing: an agent keeps the VTEP MAC
-	// found there, so that peers' entries stay valid across a takeover
-	// (say, from flannel, whose MACs were random).
-	BackendData, BackendV6Data json.RawMessage
-}
+var _ lease.HintReader = (*Manager)(nil)
 
-// Hints reads this node's Node from the API server and returns its hints.
-// It fails naming the annotation if one is malformed.
-func (m *Manager) Hints(ctx context.Context) (NodeHints, error) {
+// Hints implements lease.HintReader: it reads this node's Node from the
+// API server and returns what its annotations say: PublicIP and
+// PublicIPv6 from node-public-ip and node-public-ipv6, the underlay
+// addresses to use (zero if unset); BackendData and BackendV6Data from
+// backend-data and backend-v6-data, whose VTEP MACs a datapath keeps. It
+// fails naming the annotation if one is malformed, and while the Node
+// cannot be read (not registered yet, the API server unreachable).
+func (m *Manager) Hints(ctx context.Context) (lease.Hints, error) {
 	n, err := m.getNode(ctx)
 	if err != nil {
-		return NodeHints{}, err
+		return lease.Hints{}, err
 	}
-	var h NodeHints
+	var h lease.Hints
 	for _, f := range []struct {
 		name string
 		dst  *netip.Addr
@@ -39,7 +35,7 @@ func (m *Manager) Hints(ctx context.Context) (NodeHints, error) {
 		}
 		a, err := netip.ParseAddr(v)
 		if err != nil || a.Is6() != f.v6 {
-			return NodeHints{}, fmt.Errorf("kube: node %s: %w", m.node, &annotationError{m.ann.key(f.name), v, "not an address of the family"})
+			return lease.Hints{}, fmt.Errorf("kube: node %s: %w", m.node, &annotationError{m.ann.key(f.name), v, "not an address of the family"})
 		}
 		*f.dst = a
 	}

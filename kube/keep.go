@@ -19,7 +19,7 @@ import (
 // Keep implements lease.Manager. A lease on a Node does not expire, so
 // there is nothing to renew: Keep watches the node instead. It restores
 // this package's annotations if they are edited or removed, sets the
-// NetworkUnavailable=False condition once SetNetworkAvailable was called
+// NetworkUnavailable=False condition once NetworkReady was called
 // (and again if it is changed), and returns an error matching
 // lease.ErrLeaseLost if the node is deleted or its PodCIDRs change.
 //
@@ -91,10 +91,15 @@ func (m *Manager) keepOnce(ctx context.Context, l lease.Lease, attrs lease.Attrs
 	return nil
 }
 
-// SetNetworkAvailable says the node's network is up: Keep sets the node's
-// NetworkUnavailable condition to False, as flannel does, and keeps it so.
-// Call it once the datapath has converged.
-func (m *Manager) SetNetworkAvailable() {
+// NetworkReady implements lease.ReadyNotifier: the node's network is up,
+// and Keep sets the node's NetworkUnavailable condition to False, as
+// flannel does, and keeps it so, unless Options.LeaveNetworkCondition is
+// set. vxlan.Network calls it once its datapath has converged on the
+// lease; an embedder with a datapath of its own calls it likewise.
+func (m *Manager) NetworkReady() {
+	if m.leaveCondition {
+		return
+	}
 	m.networkUp.Store(true)
 	select {
 	case m.ownNode <- struct{}{}:

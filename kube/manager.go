@@ -57,6 +57,10 @@ type Options struct {
 	// "flannel.alpha.coreos.com". A prefix holding a "/" joins names with
 	// "-" instead ("example.com/net-backend-data").
 	AnnotationPrefix string
+	// LeaveNetworkCondition keeps NetworkReady from touching the Node's
+	// NetworkUnavailable condition, for a cluster where something else
+	// owns it (flanneld's --set-node-network-unavailable=false).
+	LeaveNetworkCondition bool
 	// AssignPodCIDRs makes Acquire give this node a free PodCIDR when it
 	// has none, for clusters whose kube-controller-manager does not
 	// allocate them. It needs RBAC "patch" on nodes. See Allocate.
@@ -70,15 +74,16 @@ type Options struct {
 // A Manager is a lease.Manager on this node's Node object and its peers'.
 // It is safe for concurrent use. Close stops its informer.
 type Manager struct {
-	nodes    NodeClient
-	node     string
-	confPath string
-	poll     time.Duration
-	timeout  time.Duration
-	assign   bool
-	ann      annotations
-	kept     []string // the annotations trim keeps: ann.read(), built once for every node event
-	log      *slog.Logger
+	nodes          NodeClient
+	node           string
+	confPath       string
+	poll           time.Duration
+	timeout        time.Duration
+	assign         bool
+	leaveCondition bool
+	ann            annotations
+	kept           []string // the annotations trim keeps: ann.read(), built once for every node event
+	log            *slog.Logger
 
 	startOnce sync.Once
 	stop      chan struct{}
@@ -87,7 +92,7 @@ type Manager struct {
 	lister    corelisters.NodeLister
 	ownNode   chan struct{} // signalled (without blocking) on any change of this node
 
-	networkUp atomic.Bool // SetNetworkAvailable was called
+	networkUp atomic.Bool // NetworkReady was called
 	pubMu     sync.Mutex
 	published lease.Attrs // what the last Acquire published, for Keep to restore
 
@@ -131,7 +136,7 @@ func New(opts Options) (*Manager, error) {
 	}
 	return &Manager{
 		nodes: opts.Nodes, node: opts.NodeName, confPath: opts.NetConfPath, poll: opts.ConfigPollInterval,
-		timeout: opts.RequestTimeout, assign: opts.AssignPodCIDRs, ann: annotations{opts.AnnotationPrefix},
+		timeout: opts.RequestTimeout, assign: opts.AssignPodCIDRs, leaveCondition: opts.LeaveNetworkCondition, ann: annotations{opts.AnnotationPrefix},
 		kept: annotations{opts.AnnotationPrefix}.read(),
 		log:  opts.Logger.With("component", "kube", "node", opts.NodeName),
 		stop: make(chan struct{}), ownNode: make(chan struct{}, 1),
@@ -147,8 +152,11 @@ func (m *Manager) Close() error {
 	return nil
 }
 
-// NodeName returns the name of this node's Node object.
-func (m *Manager) NodeName() string { return m.node }
+// Node implements lease.Manager: the name of this node's Node object.
+func (m *Manager) Node() string { return m.node }
+
+// Condition implements lease.ConditionReporter: Stats().Condition.
+func (m *Manager) Condition() string { return m.conditions.String() }
 
 // Stats are a Manager's counters since New, for metrics, and its current
 // condition, for readiness output.
@@ -285,11 +293,27 @@ func (m *Manager) closedOr(err error) error {
 	}
 }
 
-// synced starts the informer and waits for its first listing.
+// syncWarnAfter is how long the informer's first listing may take before
+// the wait is logged and becomes the condition.
+var syncWarnAfter = 30 * time.Second
+
+// synced starts the informer and waits for its first listing. A listing
+// that does not come is said, not waited out in silence: a failing request
+// sets its own condition, but a client whose watch never delivers (one
+// that cannot stream a list, see NodeClient) fails no request at all.
 func (m *Manager) synced(ctx context.Context) error {
 	m.start()
 	ctx, cancel := m.bind(ctx)
 	defer cancel()
+	warn := time.AfterFunc(syncWarnAfter, func() {
+		if m.informer.HasSynced() {
+			return
+		}
+		cond := fmt.Sprintf("the list of Nodes has not arrived after %v", syncWarnAfter)
+		m.setCondition("api:watch nodes", cond)
+		m.logEvery("sync", waitLogInterval, slog.LevelWarn, cond+"; waiting. If no request fails, the NodeClient may not stream a list through a watch: see kube.NodeClient")
+	})
+	defer warn.Stop()
 	if !cache.WaitForCacheSync(ctx.Done(), m.informer.HasSynced) {
 		return m.closedOr(ctx.Err())
 	}
@@ -381,6 +405,10 @@ func (m *Manager) WatchConfig(ctx context.Context, ch chan<- lease.Config) error
 	}
 }
 
-var _ lease.Manager = (*Manager)(nil)
+var (
+	_ lease.Manager           = (*Manager)(nil)
+	_ lease.ConditionReporter = (*Manager)(nil)
+	_ lease.ReadyNotifier     = (*Manager)(nil)
+)
 
 var _ io.Closer = (*Manager)(nil)

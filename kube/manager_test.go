@@ -45,7 +45,7 @@ func newFakeEnv(t *testing.T, netConf string, nodes ...*corev1.Node) *fakeEnv {
 	for _, n := range nodes {
 		e.create(t, n)
 	}
-	m, err := New(Options{Nodes: fakeNodes{e.client.CoreV1().Nodes()}, NodeName: "self", NetConfPath: path, ConfigPollInterval: 20 * time.Millisecond,
+	m, err := New(Options{Nodes: WithoutWatchList(e.client.CoreV1().Nodes()), NodeName: "self", NetConfPath: path, ConfigPollInterval: 20 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(e.logs, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -308,8 +308,37 @@ func TestWatchConfigFile(t *testing.T) {
 	}
 }
 
-// fakeNodes is the fake clientset's Nodes, which cannot stream lists
-// through watches.
-type fakeNodes struct{ NodeClient }
-
-func (fakeNodes) IsWatchListSemanticsUnSupported() bool { return true }
+// TestUnwrappedFakeIsReported: client-go's typed fake, passed as it is,
+// cannot stream the informer's first listing. The Manager says so, as its
+// condition and in the log, instead of waiting in silence; wrapped with
+// WithoutWatchList, the same fake works (every other test here).
+func TestUnwrappedFakeIsReported(t *testing.T) {
+	old := syncWarnAfter
+	syncWarnAfter = 300 * time.Millisecond
+	t.Cleanup(func() { syncWarnAfter = old })
+	path := filepath.Join(t.TempDir(), "net-conf.json")
+	if err := os.WriteFile(path, []byte(testNetConf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	logs := &testutil.SyncBuffer{}
+	m, err := New(Options{Nodes: fake.NewClientset().CoreV1().Nodes(), NodeName: "self", NetConfPath: path, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	ch := make(chan lease.Batch, 1)
+	done := make(chan error, 1)
+	go func() { done <- m.WatchLeases(ctx, ch) }()
+	testutil.WaitFor(t, 5*time.Second, "the wait reported", func() bool {
+		return strings.Contains(m.Condition(), "has not arrived") && strings.Contains(logs.String(), "see kube.NodeClient")
+	})
+	select {
+	case b := <-ch:
+		t.Fatalf("a batch arrived through the unwrapped fake: %+v; the test no longer shows the problem the warning is for", b)
+	default:
+	}
+	cancel()
+	<-done
+}

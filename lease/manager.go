@@ -12,8 +12,9 @@ var ErrLeaseLost = errors.New("lease lost")
 
 // An AcquireRequest says what lease a node asks for.
 type AcquireRequest struct {
-	// Attrs are published with the lease. Attrs.Owner must be set to the
-	// node's stable identity; ownership checks compare it.
+	// Attrs are published with the lease. Attrs.Owner need not be set:
+	// the Manager publishes its own node (Manager.Node) as the owner,
+	// whatever the request says, and ownership checks compare that.
 	Attrs Attrs
 	// Previous is the subnet the node held before, for example as read back
 	// from subnet.env after a restart, or the zero Key. It is a preference,
@@ -31,6 +32,10 @@ type AcquireRequest struct {
 // retrying cannot fix. The watches send on a channel the caller owns; a
 // Manager never closes it.
 type Manager interface {
+	// Node returns the node this Manager serves: the owner of the leases
+	// it acquires, and the name its store knows the node by.
+	Node() string
+
 	// Config returns the network configuration in force.
 	Config(ctx context.Context) (Config, error)
 
@@ -43,7 +48,7 @@ type Manager interface {
 	// Acquire obtains a lease for this node, in this order of preference:
 	//
 	//  1. a lease this node already holds: one whose Attrs.Owner is
-	//     req.Attrs.Owner, or, for a lease written by flannel (which has no
+	//     Node(), or, for a lease written by flannel (which has no
 	//     Owner), one whose PublicIP is req.Attrs.PublicIP;
 	//  2. req.Previous, if no lease exists for it and it lies in the
 	//     configured range;
@@ -56,7 +61,7 @@ type Manager interface {
 	// Keep holds l until ctx is done, renewing it before it expires, and
 	// then returns ctx.Err(). Each renewal reads the lease as stored and is
 	// conditional on it being unchanged since that read and still owned by
-	// l.Attrs.Owner; if it is gone or owned by another node, Keep returns an
+	// this node; if it is gone or owned by another node, Keep returns an
 	// error matching ErrLeaseLost without writing anything.
 	Keep(ctx context.Context, l Lease) error
 

@@ -79,13 +79,9 @@ func (o *overlay) start(t *testing.T, i int) *agent {
 	t.Cleanup(func() { m.Close() })
 	a := &agent{host: h}
 	a.net = runNetwork(t, vxlan.NetworkConfig{
-		Manager: m, Node: h.Name, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: o.log,
+		Manager: m, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: o.log,
 		ResyncInterval: time.Second, Protected: []netip.Prefix{protectedAddr},
-		OnLease: func(l lease.Lease) {
-			a.mu.Lock()
-			a.leases = append(a.leases, l)
-			a.mu.Unlock()
-		},
+		OnState: a.record,
 	})
 	return a
 }

@@ -94,6 +94,10 @@ type Datapath struct {
 	// rejected lists the peers admission keeps out, for Status; set by
 	// the Network that owns the datapath before Run.
 	rejected func() []admit.Verdict
+	// reconciled is called after every reconcile, without d.mu: Synced
+	// and the device's MTU change only there. Set by the owning Network
+	// before Run; it must not block.
+	reconciled func()
 
 	// filter is dev and rec for the notification filter, which must not
 	// wait for d.mu: a reconcile holds it across a sync, and a blocked
@@ -309,12 +313,16 @@ func (d *Datapath) Reconcile() error { return d.reconcile() }
 
 func (d *Datapath) reconcile() error {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	failed, err := d.reconcileLocked()
 	d.synced, d.lastErr = err == nil && d.peersKnown, err
 	if err == nil {
 		d.syncedGen = d.gen
 		d.failedPeers = failed
+	}
+	reconciled := d.reconciled
+	d.mu.Unlock()
+	if reconciled != nil {
+		reconciled()
 	}
 	return err
 }

@@ -22,14 +22,26 @@ import (
 
 // NetworkConfig configures a Network.
 type NetworkConfig struct {
-	// Manager is the lease source. Required.
+	// Manager is the lease source. Required. The Network detects the
+	// optional interfaces of package lease on it: a lease.HintReader's
+	// hints (kube's Node annotations) choose the public addresses and
+	// VTEP MACs; a lease.ReadyNotifier is told once the datapath has
+	// converged on a lease (kube then clears the Node's NetworkUnavailable
+	// condition); a lease.ConditionReporter's condition is added to
+	// Ready's reason; a lease.OwnLeaseReader's view of this node's lease
+	// keeps the VTEP MACs it publishes. A wrapper that embeds the Manager
+	// hides these unless it passes them through.
 	Manager lease.Manager
-	// Node is this node's stable identity: the leases' owner and the seed of
-	// its VTEP MACs. Required.
+	// Node is this node's stable identity: the leases' owner and the seed
+	// of its VTEP MACs. Default Manager.Node(); set, it must equal it, as
+	// the two naming different nodes would have this node judge its own
+	// lease as a peer's.
 	Node string
 	// PublicIP and PublicIPv6 are the underlay addresses peers send VXLAN
-	// packets to, for the families the network config enables. Each must be
-	// an address of an interface in the namespace.
+	// packets to, for the families the network config enables. Each must
+	// be an address of an interface in the namespace, unless FindPublic
+	// gives the local one (see there). A family left zero takes the
+	// Manager's hint (lease.HintReader) if it has one, else FindPublic's.
 	PublicIP, PublicIPv6 netip.Addr
 	// FindPublic, if set, returns the addresses of the underlay interface.
 	// It is asked for a family the network config enables that has no
@@ -55,13 +67,15 @@ type NetworkConfig struct {
 	// VtepMAC and VtepMACv6 are the MACs of the IPv4 and IPv6 devices.
 	// Each device's MAC is, first match wins:
 	//
-	//  1. this field, when set: MACs published earlier, for example by
-	//     flannel in a node's annotations;
-	//  2. the MAC the node's own lease already publishes for the VNI, when
+	//  1. this field, when set;
+	//  2. the MAC the Manager's hints publish for the VNI, when it is a
+	//     lease.HintReader (kube's is: the Node's backend-data annotations);
+	//  3. the MAC the node's own lease already publishes for the VNI, when
 	//     the Manager is a lease.OwnLeaseReader (lease/etcd's is): flannel's
 	//     random MAC on a node migrating from it, or weft's own;
-	//  3. DeriveMAC(Node, VNI) for the IPv4 device, DeriveMAC(Node+" ipv6",
-	//     VNI) for the IPv6 one, which survive restarts and reboots.
+	//  4. DeriveMAC(Node, VNI) for the IPv4 device, DeriveMAC(Node+" ipv6",
+	//     VNI) for the IPv6 one (see DeriveMAC), which survive restarts and
+	//     reboots.
 	//
 	// A device found with another MAC is corrected. Keeping a published
 	// MAC means peers' entries stay valid, even on peers cut off from the
@@ -71,16 +85,28 @@ type NetworkConfig struct {
 	ResyncInterval time.Duration
 	// Logger receives one line per state change. Default slog.Default().
 	Logger *slog.Logger
-	// OnLease is called with every lease the node obtains, the first one
-	// included, once the datapath has converged on it (the device carries
-	// its address and the peers are programmed): where an agent writes
+	// OnState is called with the node's State once the datapath has
+	// converged on its first lease, and again whenever the lease, the
+	// network config or the MTU changes: where an agent writes
 	// subnet.env, so that pods never start on a subnet the node cannot
-	// route yet. A lease replaced before it converged is never announced.
-	// Calls come from one goroutine at a time, in order.
-	OnLease func(lease.Lease)
-	// OnConfig is called with the network config in force and each change
-	// of it: where an agent rewrites FLANNEL_NETWORK.
-	OnConfig func(lease.Config)
+	// route yet. A lease replaced before it converged is never announced,
+	// nor a config that has moved away from the lease.
+	//
+	// Calls come from one goroutine of Run's, in order, never two at
+	// once, and each carries the whole state, so a handler writes what it
+	// is given. A call may block: nothing else waits on it, and changes
+	// meanwhile are folded into the next call, which carries the newest
+	// state. None is made after Run returns.
+	OnState func(State)
+	// OnPeers is called with what the Network did to its peers: each
+	// peer programmed or removed, for which family, and each lease that
+	// admission rejects, with the rule. The first call holds every peer
+	// of the first listing. Calls are made in the order of the changes,
+	// never two at once, right after the changes were handed to the
+	// datapath; a call holds up the next change, so it must return
+	// quickly (hand the events to a channel or a log). Status and
+	// Rejected give the whole picture at any time.
+	OnPeers func([]PeerEvent)
 	// Protected are prefixes no peer's subnet may overlap: the addresses
 	// the node needs to reach its control plane (etcd endpoints, the API
 	// server) and any others the embedder names. A peer lease whose
@@ -121,9 +147,11 @@ type Network struct {
 	leased     chan struct{} // closed when the first lease is obtained
 	leasedOnce sync.Once
 
-	runCtx   context.Context
-	leaseGen uint64     // counts leases obtained; an announcement is for one of them
-	announce sync.Mutex // serialises OnLease calls
+	leaseGen uint64 // counts leases obtained; a State is for one of them
+	confGen  uint64 // counts network configs applied
+	// stateKick wakes the State publisher: something a State or Ready
+	// depends on may have changed.
+	stateKick chan struct{}
 	// push serialises every change of the datapaths' peers: a full set
 	// computed from the leases must not be applied after a newer per-peer
 	// change it did not include, or that peer would be dropped.
@@ -135,8 +163,14 @@ func NewNetwork(cfg NetworkConfig) (*Network, error) {
 	if cfg.Manager == nil {
 		return nil, errors.New("vxlan: NetworkConfig.Manager is required")
 	}
+	switch node := cfg.Manager.Node(); {
+	case cfg.Node == "":
+		cfg.Node = node
+	case cfg.Node != node:
+		return nil, fmt.Errorf("vxlan: NetworkConfig.Node %q is not the Manager's node %q: leave it empty to take the Manager's", cfg.Node, node)
+	}
 	if cfg.Node == "" {
-		return nil, errors.New("vxlan: NetworkConfig.Node is required: a stable node identity")
+		return nil, errors.New("vxlan: the Manager serves no node (Manager.Node is empty): a Network needs a stable node identity")
 	}
 	if !cfg.PublicIP.IsValid() && !cfg.PublicIPv6.IsValid() && cfg.FindPublic == nil {
 		return nil, errors.New("vxlan: NetworkConfig needs PublicIP, PublicIPv6 or FindPublic")
@@ -144,7 +178,10 @@ func NewNetwork(cfg NetworkConfig) (*Network, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Network{cfg: cfg, log: cfg.Logger.With("component", "network"), table: admit.NewTable(admit.Facts{}), leased: make(chan struct{})}, nil
+	return &Network{
+		cfg: cfg, log: cfg.Logger.With("component", "network"), table: admit.NewTable(admit.Facts{}),
+		leased: make(chan struct{}), stateKick: make(chan struct{}, 1),
+	}, nil
 }
 
 // Run brings the overlay up and keeps it until ctx is done: it waits for
@@ -162,9 +199,6 @@ func (n *Network) Run(ctx context.Context) error {
 	defer cancel()
 	configs := make(chan lease.Config, 1)
 	g, ctx := errgroup.WithContext(ctx)
-	n.mu.Lock()
-	n.runCtx = ctx
-	n.mu.Unlock()
 	g.Go(func() error { return n.cfg.Manager.WatchConfig(ctx, configs) })
 
 	var netConf lease.Config
@@ -212,15 +246,14 @@ func (n *Network) Run(ctx context.Context) error {
 	}
 	n.mu.Lock()
 	n.netConf, n.backend, n.waiting = netConf, backend, ""
+	n.confGen++
 	n.mu.Unlock()
-	if n.cfg.OnConfig != nil {
-		n.cfg.OnConfig(netConf)
-	}
 	for _, dp := range []*Datapath{n.v4, n.v6} {
 		if dp != nil {
 			g.Go(func() error { defer dp.Close(); return dp.Run(ctx) })
 		}
 	}
+	g.Go(func() error { return n.publishStates(ctx) })
 
 	g.Go(func() error {
 		for {
@@ -254,6 +287,10 @@ func (n *Network) setUp(ctx context.Context, netConf lease.Config) (Config, leas
 	if err != nil {
 		return Config{}, lease.Attrs{}, err
 	}
+	hints, err := n.readHints(ctx)
+	if err != nil {
+		return Config{}, lease.Attrs{}, err
+	}
 	type family struct {
 		ipv6          bool
 		public, local netip.Addr // advertised; sent from
@@ -278,7 +315,15 @@ func (n *Network) setUp(ctx context.Context, netConf lease.Config) (Config, leas
 		return found[0]
 	}
 	// Before anything runs that reads them: setUp precedes every other
-	// goroutine of Run.
+	// goroutine of Run. The embedder's address wins, then the hint.
+	if !n.cfg.PublicIP.IsValid() && hints.PublicIP.IsValid() {
+		n.cfg.PublicIP = hints.PublicIP
+		n.log.Info("using the public IP the lease source names for this node", "public_ip", hints.PublicIP)
+	}
+	if !n.cfg.PublicIPv6.IsValid() && hints.PublicIPv6.IsValid() {
+		n.cfg.PublicIPv6 = hints.PublicIPv6
+		n.log.Info("using the public IPv6 address the lease source names for this node", "public_ipv6", hints.PublicIPv6)
+	}
 	if netConf.EnableIPv4 && !n.cfg.PublicIP.IsValid() {
 		n.cfg.PublicIP = find(false)
 	}
@@ -306,7 +351,7 @@ func (n *Network) setUp(ctx context.Context, netConf lease.Config) (Config, leas
 			return Config{}, lease.Attrs{}, err
 		}
 	}
-	published := n.publishedMACs(ctx, backend)
+	published := n.publishedMACs(ctx, backend, hints)
 	made := make([]*Datapath, len(fams))
 	for i, f := range fams {
 		dp, mac, err := n.newDatapath(backend, f.local, f.ipv6, published[f.ipv6])
@@ -380,18 +425,27 @@ func (n *Network) wait(g *errgroup.Group) error {
 	return fmt.Errorf("%w: %w", ErrUnrecoverable, err)
 }
 
-// publishedMACs returns the VTEP MACs this node's lease already publishes
-// in the store, by family (true for IPv6), for the families whose MAC
-// NetworkConfig does not set: flannel's random ones on a node migrating
-// from it, or weft's own after a reboot. Peers hold them, so keeping
-// them changes nothing anywhere. A MAC published for another VNI, or
-// that is not a unicast address, is not kept. If the Manager cannot say
-// (it is no lease.OwnLeaseReader, or the store does not answer in time)
-// there are none.
-func (n *Network) publishedMACs(ctx context.Context, backend Config) map[bool]MAC {
+// publishedMACs returns the VTEP MACs published for this node, by family
+// (true for IPv6), for the families whose MAC NetworkConfig does not set:
+// first those of the Manager's hints (kube's Node annotations), then those
+// its own lease publishes in the store (lease.OwnLeaseReader): flannel's
+// random ones on a node migrating from it, or weft's own after a reboot.
+// Peers hold them, so keeping them changes nothing anywhere. A MAC
+// published for another VNI, or that is not a unicast address, is not
+// kept. If the store does not answer in time there are none from it.
+func (n *Network) publishedMACs(ctx context.Context, backend Config, hints lease.Hints) map[bool]MAC {
 	out := map[bool]MAC{}
+	take := func(ipv6 bool, raw json.RawMessage) {
+		var bd BackendData
+		if _, done := out[ipv6]; done || len(raw) == 0 || json.Unmarshal(raw, &bd) != nil || bd.VNI != backend.VNI || bd.VtepMAC.IsZero() || bd.VtepMAC[0]&1 != 0 {
+			return
+		}
+		out[ipv6] = bd.VtepMAC
+	}
+	take(false, hints.BackendData)
+	take(true, hints.BackendV6Data)
 	r, ok := n.cfg.Manager.(lease.OwnLeaseReader)
-	if !ok || !n.cfg.VtepMAC.IsZero() && !n.cfg.VtepMACv6.IsZero() {
+	if !ok || (!n.cfg.VtepMAC.IsZero() || out[false] != MAC{}) && (!n.cfg.VtepMACv6.IsZero() || out[true] != MAC{}) {
 		return out
 	}
 	rctx, cancel := context.WithTimeout(ctx, ownLeaseTimeout)
@@ -401,17 +455,28 @@ func (n *Network) publishedMACs(ctx context.Context, backend Config) map[bool]MA
 		n.log.Warn("cannot read this node's lease to keep the VTEP MACs it publishes; deriving them", "err", err)
 		return out
 	}
-	if !found {
-		return out
-	}
-	for ipv6, raw := range map[bool]json.RawMessage{false: l.Attrs.BackendData, true: l.Attrs.BackendV6Data} {
-		var bd BackendData
-		if len(raw) == 0 || json.Unmarshal(raw, &bd) != nil || bd.VNI != backend.VNI || bd.VtepMAC.IsZero() || bd.VtepMAC[0]&1 != 0 {
-			continue
-		}
-		out[ipv6] = bd.VtepMAC
+	if found {
+		take(false, l.Attrs.BackendData)
+		take(true, l.Attrs.BackendV6Data)
 	}
 	return out
+}
+
+// readHints asks a Manager that is a lease.HintReader for this node's
+// hints, bounded like every read before the devices exist. A failure is
+// setUp's: the config is waited out, saying why, and tried again.
+func (n *Network) readHints(ctx context.Context) (lease.Hints, error) {
+	r, ok := n.cfg.Manager.(lease.HintReader)
+	if !ok {
+		return lease.Hints{}, nil
+	}
+	rctx, cancel := context.WithTimeout(ctx, ownLeaseTimeout)
+	defer cancel()
+	h, err := r.Hints(rctx)
+	if err != nil {
+		return lease.Hints{}, fmt.Errorf("vxlan: reading this node's settings from the lease source: %w", err)
+	}
+	return h, nil
 }
 
 // ownLeaseTimeout bounds the read of this node's lease before the
@@ -452,7 +517,7 @@ func (n *Network) newDatapath(backend Config, public netip.Addr, ipv6 bool, publ
 		mac = n.cfg.VtepMACv6
 	case !published.IsZero():
 		if published != mac {
-			n.log.Info("keeping the VTEP MAC this node's lease publishes, so that peers' entries stay valid", "mac", published, "derived", mac, "ipv6", ipv6)
+			n.log.Info("keeping the VTEP MAC published for this node, so that peers' entries stay valid", "mac", published, "derived", mac, "ipv6", ipv6)
 		}
 		mac = published
 	}
@@ -467,6 +532,7 @@ func (n *Network) newDatapath(backend Config, public netip.Addr, ipv6 bool, publ
 	})
 	if err == nil {
 		dp.rejected = func() []admit.Verdict { return n.rejectedOf(ipv6) }
+		dp.reconciled = n.kickState
 	}
 	return dp, mac, err
 }
@@ -493,12 +559,11 @@ func (n *Network) underlay(addr netip.Addr) (int, netip.Prefix, error) {
 }
 
 // setOwn takes a new lease of this node's: the devices are re-addressed,
-// the peers recomputed without it, and the caller told.
+// the peers recomputed without it, and the caller told once converged.
 func (n *Network) setOwn(l lease.Lease) {
 	n.mu.Lock()
 	n.own, n.hasOwn = l, true
 	n.leaseGen++
-	gen, ctx := n.leaseGen, n.runCtx
 	n.mu.Unlock()
 	if n.v4 != nil {
 		n.v4.SetSubnet(l.Key.IPv4)
@@ -509,43 +574,14 @@ func (n *Network) setOwn(l lease.Lease) {
 	n.leasedOnce.Do(func() { close(n.leased) })
 	n.refreshFacts()
 	n.log.Info("holding lease", "subnet", l.Key)
-	if n.cfg.OnLease != nil {
-		// Announce once converged, without holding up Keep, which must
-		// start renewing at once.
-		go n.announceWhenReady(ctx, gen, l)
-	}
-}
-
-// announceWhenReady calls OnLease for lease gen once the node is ready on
-// it, unless a newer lease came first or ctx ended.
-func (n *Network) announceWhenReady(ctx context.Context, gen uint64, l lease.Lease) {
-	n.announce.Lock()
-	defer n.announce.Unlock()
-	t := time.NewTicker(10 * time.Millisecond)
-	defer t.Stop()
-	for {
-		n.mu.Lock()
-		current := n.leaseGen == gen
-		n.mu.Unlock()
-		if !current {
-			return
-		}
-		if ok, _ := n.Ready(); ok {
-			n.cfg.OnLease(l)
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	n.kickState()
 }
 
 func (n *Network) applyConfig(c lease.Config) {
 	n.mu.Lock()
 	old := n.netConf
 	n.netConf = c
+	n.confGen++
 	n.mu.Unlock()
 	if c.Network != old.Network || c.IPv6Network != old.IPv6Network {
 		n.log.Info("network config changed", "network", c.Network, "was", old.Network, "ipv6_network", c.IPv6Network, "ipv6_was", old.IPv6Network)
@@ -556,9 +592,7 @@ func (n *Network) applyConfig(c lease.Config) {
 			"enable_ipv4", c.EnableIPv4, "enable_ipv6", c.EnableIPv6, "backend", string(c.Backend))
 	}
 	n.refreshFacts()
-	if n.cfg.OnConfig != nil {
-		n.cfg.OnConfig(c)
-	}
+	n.kickState()
 }
 
 // bytesEqualJSON compares two raw backend objects by what they parse to.
@@ -576,10 +610,28 @@ func (n *Network) Lease() (lease.Lease, bool) {
 }
 
 // Ready reports whether the node holds a lease and every datapath has
-// converged on the watched peers; if not, why not.
+// converged on the watched peers; if not, why not, with the Manager's
+// condition (lease.ConditionReporter) when it has one.
 func (n *Network) Ready() (bool, string) {
+	ok, why := n.ready()
+	if !ok {
+		if r, is := n.cfg.Manager.(lease.ConditionReporter); is {
+			if cond := r.Condition(); cond != "" {
+				why += ": " + cond
+			}
+		}
+	}
+	return ok, why
+}
+
+func (n *Network) ready() (bool, string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	return n.readyLocked()
+}
+
+// readyLocked is ready; n.mu is held.
+func (n *Network) readyLocked() (bool, string) {
 	switch {
 	case n.v4 == nil && n.v6 == nil && n.waiting != "":
 		return false, "waiting for a network config this node can run: " + n.waiting
@@ -599,6 +651,11 @@ func (n *Network) Ready() (bool, string) {
 func (n *Network) MTU() int {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	return n.mtuLocked()
+}
+
+// mtuLocked is MTU; n.mu is held.
+func (n *Network) mtuLocked() int {
 	mtu := 0
 	for _, dp := range []*Datapath{n.v4, n.v6} {
 		if dp != nil {

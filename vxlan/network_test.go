@@ -31,6 +31,24 @@ type agent struct {
 	net    *vxlan.Network
 	mu     sync.Mutex
 	leases []lease.Lease
+	states []vxlan.State
+}
+
+// record is the agent's OnState: it keeps each State, and each lease that
+// differs from the one before.
+func (a *agent) record(st vxlan.State) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.states = append(a.states, st)
+	if n := len(a.leases); n == 0 || a.leases[n-1].Key != st.Lease.Key {
+		a.leases = append(a.leases, st.Lease)
+	}
+}
+
+func (a *agent) stateHistory() []vxlan.State {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]vxlan.State(nil), a.states...)
 }
 
 func (a *agent) leaseHistory() []lease.Lease {
@@ -62,12 +80,8 @@ func startAgents(t *testing.T, n int) ([]*agent, *etcdtest.Server) {
 		t.Cleanup(func() { m.Close() })
 		a := &agent{host: h}
 		a.net, err = vxlan.NewNetwork(vxlan.NetworkConfig{
-			Manager: m, Node: h.Name, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet,
-			OnLease: func(l lease.Lease) {
-				a.mu.Lock()
-				a.leases = append(a.leases, l)
-				a.mu.Unlock()
-			},
+			Manager: m, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet,
+			OnState: a.record,
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -87,7 +101,7 @@ func startAgents(t *testing.T, n int) ([]*agent, *etcdtest.Server) {
 }
 
 // waitReady waits until every agent is ready and has announced its lease
-// through OnLease.
+// through OnState.
 func waitReady(t *testing.T, agents []*agent) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
@@ -496,7 +510,7 @@ func TestNetworkWaitsOutBadConfig(t *testing.T) {
 			// runNetwork's cleanup fails the test if Run returned
 			// anything but context.Canceled: a Run that gave up on the
 			// config instead of waiting.
-			n := runNetwork(t, vxlan.NetworkConfig{Manager: m, Node: h.Name, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet})
+			n := runNetwork(t, vxlan.NetworkConfig{Manager: m, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet})
 			var why string
 			deadline := time.Now().Add(10 * time.Second)
 			for {
@@ -547,6 +561,7 @@ func (r refusing) WatchConfig(ctx context.Context, ch chan<- lease.Config) error
 	<-ctx.Done()
 	return ctx.Err()
 }
+func (refusing) Node() string { return "refused" }
 func (refusing) Acquire(context.Context, lease.AcquireRequest) (lease.Lease, error) {
 	return lease.Lease{}, errors.New("attributes refused")
 }
@@ -565,7 +580,7 @@ func TestNetworkRunUnrecoverable(t *testing.T) {
 		t.Fatal(err)
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	n, err := vxlan.NewNetwork(vxlan.NetworkConfig{Manager: refusing{cfg}, Node: h.Name, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet})
+	n, err := vxlan.NewNetwork(vxlan.NetworkConfig{Manager: refusing{cfg}, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -57,6 +57,7 @@ func (n *Network) watchPeers(ctx context.Context) error {
 			d := n.table.Apply(b)
 			first := !n.watched
 			n.watched = true
+			events := n.peerEvents(d)
 			n.mu.Unlock()
 			n.report(d)
 			if first || b.Snapshot {
@@ -64,7 +65,11 @@ func (n *Network) watchPeers(ctx context.Context) error {
 			} else {
 				n.program(d.Changes)
 			}
+			n.tellPeers(events)
 			n.push.Unlock()
+			if first {
+				n.kickState()
+			}
 		}
 	}
 }
@@ -83,6 +88,10 @@ func (n *Network) refreshFacts() {
 	}
 	d := n.table.SetFacts(n.factsLocked())
 	watched := n.watched
+	var events []PeerEvent
+	if watched {
+		events = n.peerEvents(d)
+	}
 	n.mu.Unlock()
 	// Said once per distinct failure, and once when it ends: refreshes
 	// run every resync.
@@ -97,6 +106,7 @@ func (n *Network) refreshFacts() {
 	n.report(d)
 	if watched {
 		n.program(d.Changes)
+		n.tellPeers(events)
 	}
 }
 

@@ -1,6 +1,7 @@
 // Command embed is a minimal custom network agent built on weft: it leases
-// a subnet from etcd, runs the VXLAN overlay, and writes subnet.env for the
-// CNI plugin whenever the lease or the network changes.
+// a subnet from etcd, runs the VXLAN overlay, writes subnet.env for the CNI
+// plugin whenever the lease, the network or the MTU changes, and logs each
+// peer change. examples/embed-kube is the same on the Kubernetes API.
 //
 //	embed -etcd http://10.0.0.1:2379 -node $(hostname) -public-ip 10.0.0.5
 package main
@@ -12,7 +13,6 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
-	"sync"
 	"syscall"
 
 	"github.com/vishvananda/netns"
@@ -65,24 +65,21 @@ func run(ctx context.Context, o options) error {
 	}
 	defer m.Close()
 
-	var mu sync.Mutex
-	var held lease.Lease
-	var conf lease.Config
-	var n *vxlan.Network
-	write := func() { // subnet.env follows the lease and the network config
-		mu.Lock()
-		defer mu.Unlock()
-		if held.Key.IsValid() && conf.Network.IsValid() {
-			f := subnetenv.File{Network: conf.Network, Subnet: held.Key.IPv4, MTU: n.MTU(), IPMasq: false}
+	n, err := vxlan.NewNetwork(vxlan.NetworkConfig{
+		Manager: m, PublicIP: o.publicIP, Namespace: o.ns, Previous: prev,
+		// subnet.env follows the lease, the network config and the MTU;
+		// the Network calls this in order, once the node can route.
+		OnState: func(st vxlan.State) {
+			f := subnetenv.File{Network: st.Config.Network, Subnet: st.Lease.Key.IPv4, MTU: st.MTU}
 			if err := subnetenv.Write(o.subnetFile, f); err != nil {
 				slog.Error("write subnet.env", "err", err)
 			}
-		}
-	}
-	n, err = vxlan.NewNetwork(vxlan.NetworkConfig{
-		Manager: m, Node: o.node, PublicIP: o.publicIP, Namespace: o.ns, Previous: prev,
-		OnLease:  func(l lease.Lease) { mu.Lock(); held = l; mu.Unlock(); write() },
-		OnConfig: func(c lease.Config) { mu.Lock(); conf = c; mu.Unlock(); write() },
+		},
+		OnPeers: func(events []vxlan.PeerEvent) {
+			for _, e := range events {
+				slog.Info("peer "+e.Kind.String(), "subnet", e.Peer.Subnet, "node", e.Owner, "public_ip", e.Peer.PublicIP, "reason", e.Reason)
+			}
+		},
 	})
 	if err != nil {
 		return err

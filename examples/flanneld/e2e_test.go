@@ -622,7 +622,7 @@ func TestMigrateKeepsVtepMAC(t *testing.T) {
 		t.Errorf("the peer's FDB does not send %s to host 1:\n%s", mac, fdb)
 	}
 	reachPairs(t, [][2]*daemon{{b, a}, {a, b}})
-	if !strings.Contains(a.Out.String(), "keeping the VTEP MAC this node's lease publishes") {
+	if !strings.Contains(a.Out.String(), "keeping the VTEP MAC published for this node") {
 		t.Errorf("the kept MAC was not logged:\n%s", a.Out)
 	}
 }

@@ -36,6 +36,7 @@ import (
 	"github.com/weftnet/weft/lease"
 	"github.com/weftnet/weft/lease/admit"
 	"github.com/weftnet/weft/subnetenv"
+	"github.com/weftnet/weft/underlay"
 	"github.com/weftnet/weft/vxlan"
 )
 
@@ -118,6 +119,7 @@ type agent struct {
 	reg      *prometheus.Registry // the metrics, when served
 	held     lease.Lease
 	netConf  lease.Config
+	mtu      int
 	written  bool   // subnet.env matches the lease and config
 	lastErr  string // of the last subnet.env write
 	// rulesMu serialises the rules' and subnet.env's I/O, and guards what
@@ -162,37 +164,35 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 		return err
 	}
 	defer a.src.close()
-	c.node = a.src.node
+	c.node = a.src.manager.Node()
 	if a.reg != nil {
 		a.src.metrics(a.reg)
 	}
-	nc := a.src.netCfg
-	// The flags win, then the Node's public-ip annotations (kube mode),
-	// as in flannel; a family still without one is looked for on the
-	// interface, by the Network, each time it sets up, so that an
-	// address that comes up after the daemon (SLAAC, a late DHCP lease),
-	// or a default route that appears, is found without a restart.
-	if c.publicIP.IsValid() {
-		nc.PublicIP = c.publicIP
+	// The flags win, then the Node's public-ip annotations (kube mode,
+	// the Manager's hints), as in flannel; a family still without one is
+	// looked for on the interface, by the Network, each time it sets up,
+	// so that an address that comes up after the daemon (SLAAC, a late
+	// DHCP lease), or a default route that appears, is found without a
+	// restart.
+	nc := vxlan.NetworkConfig{
+		Manager: a.src.manager, Previous: a.src.previous,
+		PublicIP: c.publicIP, PublicIPv6: c.publicIPv6,
+		ResyncInterval: c.resync, Logger: log,
 	}
-	if c.publicIPv6.IsValid() {
-		nc.PublicIPv6 = c.publicIPv6
-	}
-	var lastFound publicAddrs
+	var lastFound underlay.Choice
 	onInterface := c // the interface's own addresses, the flags aside
 	onInterface.publicIP, onInterface.publicIPv6 = netip.Addr{}, netip.Addr{}
 	nc.FindPublic = func(ipv4, ipv6 bool) (netip.Addr, netip.Addr, error) {
-		found, err := findPublicAddrsFor(onInterface, ipv4, ipv6)
+		found, err := findPublicAddrs(onInterface, ipv4, ipv6)
 		if err != nil {
 			return netip.Addr{}, netip.Addr{}, err
 		}
 		if found != lastFound {
-			log.Info("chose the underlay", "interface", found.iface, "by", found.foundVia, "public_ip", found.v4, "public_ipv6", found.v6)
+			log.Info("chose the underlay", "interface", found.Interface, "by", found.By, "public_ip", found.IPv4, "public_ipv6", found.IPv6)
 			lastFound = found
 		}
-		return found.v4, found.v6, nil
+		return found.IPv4, found.IPv6, nil
 	}
-	nc.Manager, nc.Node, nc.ResyncInterval, nc.Logger = a.src, c.node, c.resync, log
 	// A peer lease over the control plane's address would cut the node
 	// off from the very store it must watch to see the lease go.
 	lookupCtx, cancelLookup := context.WithTimeout(ctx, 10*time.Second)
@@ -201,11 +201,9 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 	if err != nil {
 		log.Warn("cannot resolve a control-plane endpoint; peer leases are kept off the others' addresses only", "err", err)
 	}
-	nc.OnLease = func(l lease.Lease) {
-		a.update(func() { a.held = l })
-		a.src.networkUp()
+	nc.OnState = func(st vxlan.State) {
+		a.update(func() { a.held, a.netConf, a.mtu = st.Lease, st.Config, st.MTU })
 	}
-	nc.OnConfig = func(conf lease.Config) { a.update(func() { a.netConf = conf }) }
 	n, err := vxlan.NewNetwork(nc)
 	if err != nil {
 		return err
@@ -233,7 +231,7 @@ func renewMargin(c config) time.Duration {
 }
 
 // update applies a change (nil for none) and rewrites subnet.env if it
-// now differs from the file, which covers an MTU that followed the underlay.
+// now differs from the file: a new State, or a file changed from outside.
 func (a *agent) update(change func()) {
 	a.mu.Lock()
 	if change != nil {
@@ -283,16 +281,15 @@ func (a *agent) update(change func()) {
 	a.log.Info("wrote subnet.env", "path", a.cfg.subnetFile, "subnet", f.Subnet, "ipv6_subnet", f.IPv6Subnet, "network", f.Network, "mtu", f.MTU)
 }
 
-// fileLocked is the subnet.env the lease and config in force call for,
-// and false while there is none: no lease or config yet, or a Network
-// that moved away from the lease (the Network then acquires one in the
-// new range, and OnLease brings it here; until then the file keeps
-// describing the subnet the pods still use).
+// fileLocked is the subnet.env the last State calls for, and false while
+// there is none yet. (A Network whose config moved away from the lease
+// announces no State until it holds one in the new range: until then the
+// file keeps describing the subnet the pods still use.)
 func (a *agent) fileLocked() (subnetenv.File, bool) {
 	if !a.held.Key.IsValid() || !a.netConf.Network.IsValid() && !a.netConf.IPv6Network.IsValid() {
 		return subnetenv.File{}, false
 	}
-	f := subnetenv.File{MTU: a.net.MTU(), IPMasq: a.cfg.ipMasq}
+	f := subnetenv.File{MTU: a.mtu, IPMasq: a.cfg.ipMasq}
 	if a.held.Key.IPv4.IsValid() {
 		f.Network, f.Subnet = a.netConf.Network, a.held.Key.IPv4
 	}
@@ -339,9 +336,10 @@ func (a *agent) ensureMasq(f subnetenv.File, force bool) {
 	}
 }
 
-// resync re-checks, every resync interval, subnet.env (its MTU follows
-// the underlay's), and every --iptables-resync the masquerade and
-// forward rules. It is silent when nothing changed.
+// resync re-checks, every resync interval, subnet.env (against a change
+// from outside; the Network's States bring every change of its own), and
+// every --iptables-resync the masquerade and forward rules. It is silent
+// when nothing changed.
 func (a *agent) resync(ctx context.Context) {
 	t := time.NewTicker(a.cfg.resync)
 	defer t.Stop()
@@ -438,15 +436,12 @@ func (a *agent) ensureForwardRules(f subnetenv.File) {
 // and if not, why not.
 func (a *agent) ready() (bool, string) {
 	a.mu.Lock()
-	n, src, starting := a.net, a.src, a.starting
+	n, starting := a.net, a.starting
 	a.mu.Unlock()
 	if n == nil {
 		return false, starting
 	}
 	if ok, why := n.Ready(); !ok {
-		if cond := src.condition(); cond != "" {
-			why += ": " + cond
-		}
 		return false, why
 	}
 	a.mu.Lock()

@@ -2,8 +2,8 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strings"
@@ -17,50 +17,34 @@ import (
 	"github.com/weftnet/weft/lease"
 	"github.com/weftnet/weft/lease/etcd"
 	"github.com/weftnet/weft/subnetenv"
-	"github.com/weftnet/weft/vxlan"
 )
 
 // source is the lease manager flanneld runs on (etcd, or the Kubernetes
-// API with --kube-subnet-mgr), with what the rest of the daemon needs of
-// it beyond lease.Manager.
+// API with --kube-subnet-mgr), with what the rest of the daemon needs
+// beside it. The Manager is handed to the Network as it is, so that the
+// Network finds the optional interfaces it has (package lease): kube's
+// hints and NetworkUnavailable condition, etcd's own-lease reader, and
+// both conditions.
 type source struct {
-	lease.Manager
-	// node is the node's name, as resolved (see --node-name).
-	node string
-	// condition says what the manager waits for or why it is failing, for
-	// /readyz; "" when nothing.
-	condition func() string
+	manager lease.Manager
 	// metrics registers the manager's counters.
 	metrics func(reg *prometheus.Registry)
-	// networkUp is told once the datapath has converged on a lease.
-	networkUp func()
-	// netCfg completes the Network's config: the previous subnet, and in
-	// kube mode the hints of the node's annotations.
-	netCfg vxlan.NetworkConfig
+	// previous is the subnet subnet.env holds, asked for again (etcd mode).
+	previous lease.Key
 	// endpoints are the control plane's URLs: no peer lease may route
 	// their addresses into the overlay.
 	endpoints []string
-	close     func()
 }
 
 // newEtcdSource is etcd mode: the previous subnet comes from subnet.env.
 func newEtcdSource(c config, log *slog.Logger) (*source, error) {
-	m, err := etcd.New(etcd.Options{
-		Endpoints: strings.Split(c.etcdEndpoints, ","), Prefix: c.etcdPrefix,
-		CAFile: c.etcdCAFile, CertFile: c.etcdCertfile, KeyFile: c.etcdKeyfile,
-		Username: c.etcdUsername, Password: c.etcdPassword,
-		Node: c.node, TTL: c.leaseTTL, RenewMargin: renewMargin(c), Logger: log,
-	})
+	m, err := etcd.New(etcdOptions(c, log))
 	if err != nil {
 		return nil, err
 	}
 	s := &source{
-		Manager:   m,
-		node:      c.node,
+		manager:   m,
 		endpoints: strings.Split(c.etcdEndpoints, ","),
-		condition: func() string { return m.Stats().Condition },
-		networkUp: func() {},
-		close:     func() { m.Close() },
 		metrics: func(reg *prometheus.Registry) {
 			counter(reg, "weft_lease_renewals_total", "Renewals of this node's lease.", func() float64 { return float64(m.Stats().Renewals) })
 			counter(reg, "weft_lease_losses_total", "Leases this node lost (expired, deleted or taken).", func() float64 { return float64(m.Stats().Losses) })
@@ -68,14 +52,24 @@ func newEtcdSource(c config, log *slog.Logger) (*source, error) {
 		},
 	}
 	if f, err := subnetenv.Read(c.subnetFile); err == nil {
-		s.netCfg.Previous = lease.Key{IPv4: f.Subnet, IPv6: f.IPv6Subnet}
+		s.previous = lease.Key{IPv4: f.Subnet, IPv6: f.IPv6Subnet}
 	}
 	return s, nil
 }
 
+// etcdOptions are the etcd flags.
+func etcdOptions(c config, log *slog.Logger) etcd.Options {
+	return etcd.Options{
+		Endpoints: strings.Split(c.etcdEndpoints, ","), Prefix: c.etcdPrefix,
+		CAFile: c.etcdCAFile, CertFile: c.etcdCertfile, KeyFile: c.etcdKeyfile,
+		Username: c.etcdUsername, Password: c.etcdPassword,
+		Node: c.node, TTL: c.leaseTTL, RenewMargin: renewMargin(c), Logger: log,
+	}
+}
+
 // newKubeSource is kube mode: the lease is the Node's PodCIDR, and the
 // Node's annotations may choose the public IP (node-public-ip) and carry
-// VTEP MACs to keep. It waits, logging, until the Node can be read.
+// VTEP MACs to keep, which the Network reads as the Manager's hints.
 func newKubeSource(ctx context.Context, c config, log *slog.Logger, status func(string)) (*source, error) {
 	// Both empty means in-cluster: the service account's token and the
 	// KUBERNETES_SERVICE_* environment.
@@ -96,57 +90,28 @@ func newKubeSource(ctx context.Context, c config, log *slog.Logger, status func(
 	m, err := kube.New(kube.Options{
 		Nodes: nodes, NodeName: c.node, NetConfPath: c.netConfPath, AssignPodCIDRs: c.kubeAssignPodCIDRs,
 		AnnotationPrefix: c.kubeAnnotationPrefix, Logger: log,
+		// --set-node-network-unavailable=false: the Node's condition is
+		// someone else's.
+		LeaveNetworkCondition: !c.setNodeUnavailable,
 	})
 	if err != nil {
 		return nil, err
 	}
-	var hints kube.NodeHints
-	for delay := time.Second; ; delay = min(2*delay, 30*time.Second) {
-		if hints, err = m.Hints(ctx); err == nil {
-			break
-		}
-		status("reading Node " + c.node + ": " + err.Error())
-		log.Warn("cannot read this node's Node yet; retrying", "node", c.node, "err", err, "retry_in", delay)
-		select {
-		case <-ctx.Done():
-			m.Close()
-			return nil, ctx.Err()
-		case <-time.After(delay):
-		}
-	}
-	networkUp := m.SetNetworkAvailable
-	if !c.setNodeUnavailable {
-		networkUp = func() {} // --set-node-network-unavailable=false: the Node's condition is someone else's
-	}
-	s := &source{
-		Manager:   m,
-		node:      c.node,
+	return &source{
+		manager:   m,
 		endpoints: []string{rc.Host},
-		condition: func() string { return m.Stats().Condition },
-		networkUp: networkUp,
-		close:     func() { m.Close() },
 		metrics: func(reg *prometheus.Registry) {
 			counter(reg, "weft_lease_losses_total", "Leases this node lost (its PodCIDR changed or its Node was deleted).", func() float64 { return float64(m.Stats().Losses) })
 			counter(reg, "weft_apiserver_errors_total", "Failed Kubernetes API requests, each retried.", func() float64 { return float64(m.Stats().Errors) })
 		},
+	}, nil
+}
+
+// close closes the manager.
+func (s *source) close() {
+	if c, ok := s.manager.(io.Closer); ok {
+		c.Close()
 	}
-	s.netCfg.PublicIP, s.netCfg.PublicIPv6 = hints.PublicIP, hints.PublicIPv6
-	for _, f := range []struct {
-		data json.RawMessage
-		dst  *vxlan.MAC
-		seed string
-	}{{hints.BackendData, &s.netCfg.VtepMAC, c.node}, {hints.BackendV6Data, &s.netCfg.VtepMACv6, c.node + " ipv6"}} {
-		var bd vxlan.BackendData
-		if len(f.data) == 0 || json.Unmarshal(f.data, &bd) != nil || bd.VtepMAC == (vxlan.MAC{}) {
-			continue
-		}
-		*f.dst = bd.VtepMAC
-		if derived := vxlan.DeriveMAC(f.seed, bd.VNI); derived != bd.VtepMAC {
-			log.Info("keeping the VTEP MAC the node's annotations publish, so that peers' entries stay valid",
-				"mac", bd.VtepMAC, "derived", derived)
-		}
-	}
-	return s, nil
 }
 
 // nodeOfPod is the node name in kube mode without --node-name or
@@ -182,13 +147,4 @@ func nodeOfPod(ctx context.Context, rc *rest.Config, log *slog.Logger, status fu
 
 func counter(reg *prometheus.Registry, name, help string, f func() float64) {
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f))
-}
-
-// OwnLease passes lease.OwnLeaseReader through, so that the Network keeps
-// the VTEP MACs the node's lease publishes (the embedding hides it).
-func (s *source) OwnLease(ctx context.Context, req lease.AcquireRequest) (lease.Lease, bool, error) {
-	if r, ok := s.Manager.(lease.OwnLeaseReader); ok {
-		return r.OwnLease(ctx, req)
-	}
-	return lease.Lease{}, false, nil
 }

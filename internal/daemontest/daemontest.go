@@ -30,40 +30,54 @@ import (
 const HealthPort = 8471
 
 var (
-	buildOnce sync.Once
-	built     string
-	buildErr  error
+	buildMu  sync.Mutex
+	builtDir string
+	built    = map[string]string{} // package to binary
 )
 
 // Flanneld builds examples/flanneld once per test process, with version
 // "e2e", and returns the binary's path. Call RemoveBuilt from TestMain.
 func Flanneld(t testing.TB) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		_, self, _, _ := runtime.Caller(0)
-		root := filepath.Join(filepath.Dir(self), "..", "..")
-		dir, err := os.MkdirTemp("", "weft-flanneld-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		built = filepath.Join(dir, "flanneld")
-		cmd := exec.Command("go", "build", "-ldflags", "-X main.version=e2e", "-o", built, "./examples/flanneld")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build ./examples/flanneld: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return built
+	return Build(t, "./examples/flanneld")
 }
 
-// RemoveBuilt removes the binary Flanneld built, if any.
+// Build builds the main package pkg of this source tree (a path relative
+// to the repository's root, such as "./examples/embed-kube") once per test
+// process, with main.version "e2e", and returns the binary's path. Call
+// RemoveBuilt from TestMain.
+func Build(t testing.TB, pkg string) string {
+	t.Helper()
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if bin, ok := built[pkg]; ok {
+		return bin
+	}
+	_, self, _, _ := runtime.Caller(0)
+	root := filepath.Join(filepath.Dir(self), "..", "..")
+	if builtDir == "" {
+		dir, err := os.MkdirTemp("", "weft-e2e-bin-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		builtDir = dir
+	}
+	bin := filepath.Join(builtDir, filepath.Base(pkg))
+	cmd := exec.Command("go", "build", "-ldflags", "-X main.version=e2e", "-o", bin, pkg)
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+	}
+	built[pkg] = bin
+	return bin
+}
+
+// RemoveBuilt removes the binaries Build built, if any.
 func RemoveBuilt() {
-	if built != "" {
-		os.RemoveAll(filepath.Dir(built))
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if builtDir != "" {
+		os.RemoveAll(builtDir)
 	}
 }
 

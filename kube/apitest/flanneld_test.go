@@ -203,7 +203,7 @@ func TestFlanneldKubeMode(t *testing.T) {
 	if link, err := h1.Netlink().LinkByName("flannel.1"); err != nil || link.Attrs().HardwareAddr.String() != annotatedMAC {
 		t.Errorf("h1's VTEP: %v, want the annotated MAC %s", link, annotatedMAC)
 	}
-	if !strings.Contains(a.Out.String(), "keeping the VTEP MAC the node's annotations publish") {
+	if !strings.Contains(a.Out.String(), "keeping the VTEP MAC published for this node") {
 		t.Error("no log line says the annotated MAC is kept")
 	}
 	_, metrics := a.Get("/metrics")

@@ -217,7 +217,7 @@ func TestKube(t *testing.T) {
 					t.Errorf("Keep returned %v", err)
 				}
 			}()
-			a.SetNetworkAvailable()
+			a.NetworkReady()
 			s.patchNode(name+"-a", fmt.Sprintf(`{"metadata":{"annotations":{%q:"{\"VNI\":9}"}}}`, s.prefix+sep+"backend-data"))
 			testutil.WaitFor(t, 20*time.Second, "the annotation to be restored and the condition set", func() bool {
 				n := s.node(name + "-a")

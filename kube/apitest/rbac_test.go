@@ -170,7 +170,7 @@ func TestShippedRBAC(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	kept := make(chan error, 1)
 	go func() { kept <- a.Keep(ctx, la) }()
-	a.SetNetworkAvailable()
+	a.NetworkReady()
 	testutil.WaitFor(t, 20*time.Second, "NetworkUnavailable=False", func() bool {
 		for _, c := range s.node("rbac-a").Status.Conditions {
 			if c.Type == corev1.NodeNetworkUnavailable && c.Status == corev1.ConditionFalse {

@@ -156,13 +156,29 @@ type heldLease struct {
 }
 
 var (
-	_ lease.Manager = (*Manager)(nil)
-	_ io.Closer     = (*Manager)(nil)
+	_ lease.Manager           = (*Manager)(nil)
+	_ lease.ConditionReporter = (*Manager)(nil)
+	_ lease.Releaser          = (*Manager)(nil)
+	_ io.Closer               = (*Manager)(nil)
 )
+
+// Node implements lease.Manager: Options.Node.
+func (m *Manager) Node() string { return m.node }
+
+// Condition implements lease.ConditionReporter: Stats().Condition.
+func (m *Manager) Condition() string { return m.conditions.String() }
 
 // New returns a Manager. It connects lazily: an unreachable etcd is not an
 // error here, and the Manager's methods wait for it.
-func New(opts Options) (*Manager, error) {
+func New(opts Options) (*Manager, error) { return newManager(opts, false) }
+
+// newManager is New, or with observer the Manager behind an Observer,
+// which has no node.
+func newManager(opts Options, observer bool) (*Manager, error) {
+	if observer {
+		opts.Node = observerNode
+		opts.TTL, opts.RenewMargin, opts.ChallengeTimeout = 0, 0, 0
+	}
 	if opts.Node == "" {
 		return nil, errors.New("etcd: Options.Node is required: set it to a stable node identity such as the hostname")
 	}
@@ -209,6 +225,9 @@ func New(opts Options) (*Manager, error) {
 		margin:           opts.RenewMargin,
 		log:              opts.Logger.With("component", "lease/etcd", "node", opts.Node),
 		held:             map[lease.Key]heldLease{},
+	}
+	if observer {
+		m.log = opts.Logger.With("component", "lease/etcd", "role", "observer")
 	}
 	if m.client == nil {
 		c, err := newClient(opts)

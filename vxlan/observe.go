@@ -1,0 +1,178 @@
+//go:build linux
+
+package vxlan
+
+import (
+	"context"
+	"strconv"
+
+	"github.com/weftnet/weft/lease"
+	"github.com/weftnet/weft/lease/admit"
+)
+
+// A State is what a node's pods depend on, and what an agent writes
+// subnet.env from: this node's lease, the network config, and the MTU.
+type State struct {
+	// Lease is this node's lease. The datapath has converged on it: the
+	// devices carry its address, and every admitted peer is programmed.
+	Lease lease.Lease
+	// Config is the network config in force. Its networks hold Lease's
+	// subnets: while the config has moved away from the lease (the
+	// Network is acquiring one in the new range), no State is announced.
+	Config lease.Config
+	// MTU is the MTU pods should use: the smallest of the devices'. It
+	// follows the underlay's unless the backend sets one.
+	MTU int
+}
+
+// PeerEventKind says what happened to a peer.
+type PeerEventKind uint8
+
+const (
+	// PeerProgrammed: admission admits the peer at Subnet, new or changed,
+	// and it was handed to its family's datapath, which programs it at
+	// once and retries it while the kernel refuses it (Datapath.Status
+	// lists those).
+	PeerProgrammed PeerEventKind = iota + 1
+	// PeerRemoved: no peer is admitted at Subnet any more (its lease went,
+	// moved, or was rejected by a later change), and its routes,
+	// neighbour and FDB entries were removed.
+	PeerRemoved
+	// PeerRejected: admission keeps a lease's half out, newly or by
+	// another rule than before; Reason and Detail say why and what to fix.
+	// It is not programmed. See package lease/admit.
+	PeerRejected
+)
+
+func (k PeerEventKind) String() string {
+	switch k {
+	case PeerProgrammed:
+		return "programmed"
+	case PeerRemoved:
+		return "removed"
+	case PeerRejected:
+		return "rejected"
+	}
+	return "PeerEventKind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// A PeerEvent is one change a Network made to its datapaths' peers, or a
+// verdict of peer admission that is news. This node's own lease is never
+// a peer, and has no events.
+type PeerEvent struct {
+	Kind PeerEventKind
+	// IPv6 is the family: each half of a dual-stack lease is a peer of its
+	// own.
+	IPv6 bool
+	// Peer is what was programmed (PeerProgrammed), or what the rejected
+	// lease would have given (PeerRejected). For PeerRemoved only
+	// Peer.Subnet is set.
+	Peer Peer
+	// Lease and Owner are the lease the peer comes from and its node
+	// ("" for a lease flannel wrote); zero for PeerRemoved.
+	Lease lease.Key
+	Owner string
+	// Reason and Detail are admission's, for PeerRejected.
+	Reason admit.Reason
+	Detail string
+}
+
+// peerEvents turns what admission decided into events, for the families
+// this node runs. n.mu is held.
+func (n *Network) peerEvents(d admit.Delta) []PeerEvent {
+	if n.cfg.OnPeers == nil || len(d.Changes)+len(d.Verdicts) == 0 {
+		return nil
+	}
+	var out []PeerEvent
+	for _, c := range d.Changes {
+		if n.datapath(c.IPv6) == nil {
+			continue
+		}
+		if !c.Admitted {
+			out = append(out, PeerEvent{Kind: PeerRemoved, IPv6: c.IPv6, Peer: Peer{Subnet: c.Subnet}})
+			continue
+		}
+		out = append(out, PeerEvent{Kind: PeerProgrammed, IPv6: c.IPv6, Peer: n.toPeer(c.Peer), Lease: c.Peer.Key, Owner: c.Peer.Owner})
+	}
+	for _, v := range d.Verdicts {
+		if v.Admitted() {
+			continue // its Change says it
+		}
+		out = append(out, PeerEvent{
+			Kind: PeerRejected, IPv6: v.Peer.IPv6,
+			Peer:  Peer{Subnet: v.Peer.Subnet, PublicIP: v.Peer.PublicIP, VtepMAC: MAC(v.Peer.VtepMAC)},
+			Lease: v.Peer.Key, Owner: v.Peer.Owner, Reason: v.Reason, Detail: v.Detail,
+		})
+	}
+	return out
+}
+
+// tellPeers hands events to OnPeers. n.push is held, so calls come in the
+// order the changes were made, one at a time.
+func (n *Network) tellPeers(events []PeerEvent) {
+	if len(events) > 0 {
+		n.cfg.OnPeers(events)
+	}
+}
+
+// kickState wakes the State publisher. It never blocks.
+func (n *Network) kickState() {
+	select {
+	case n.stateKick <- struct{}{}:
+	default:
+	}
+}
+
+// stateVersion identifies a State: which lease, which config, which MTU.
+type stateVersion struct {
+	lease, conf uint64
+	mtu         int
+}
+
+// currentState returns the State in force, and false while there is none
+// to announce: the node is not ready, or the config has moved away from
+// the lease.
+func (n *Network) currentState() (State, stateVersion, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if ok, _ := n.readyLocked(); !ok || n.outsideLocked(n.own.Key, n.netConf) {
+		return State{}, stateVersion{}, false
+	}
+	st := State{Lease: n.own, Config: n.netConf, MTU: n.mtuLocked()}
+	return st, stateVersion{n.leaseGen, n.confGen, st.MTU}, true
+}
+
+// State returns the State OnState was last called with, or would be
+// called with now, and false while the node is not ready on a lease.
+func (n *Network) State() (State, bool) {
+	st, _, ok := n.currentState()
+	return st, ok
+}
+
+// publishStates calls OnState with each new State, and tells a
+// lease.ReadyNotifier of each new lease the datapath converged on. Every
+// change that can make a new State kicks it; a State that has not
+// changed is not announced again.
+func (n *Network) publishStates(ctx context.Context) error {
+	notifier, _ := n.cfg.Manager.(lease.ReadyNotifier)
+	var last stateVersion
+	announced := false
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-n.stateKick:
+		}
+		st, v, ok := n.currentState()
+		if !ok || announced && v == last {
+			continue
+		}
+		if notifier != nil && (!announced || v.lease != last.lease) {
+			notifier.NetworkReady()
+		}
+		last, announced = v, true
+		if n.cfg.OnState != nil {
+			n.cfg.OnState(st)
+		}
+	}
+}
