@@ -719,3 +719,39 @@ func TestPublicIPBehindNAT(t *testing.T) {
 	b.WaitPeers(1)
 	reachPairs(t, [][2]*daemon{{b, a}, {a, b}})
 }
+
+// TestReleaseLease decommissions a node: after its daemon stopped,
+// flanneld --release-lease deletes its key, the other node drops the peer
+// at once rather than after the TTL, and a second run finds nothing to do.
+func TestReleaseLease(t *testing.T) {
+	c := newCluster(t, 2, `{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}`)
+	a, b := c.startTwo()
+	gone := a.Env().Subnet
+	if err := a.Stop(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	release := func() string {
+		cmd := exec.Command("ip", "netns", "exec", a.Host.Name, c.bin, "--release-lease", "--etcd-endpoints", c.srv.Endpoint(),
+			"--node-name", a.Host.Name, "--iface", netnstest.Underlay, "--subnet-file", a.SubnetFile)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("flanneld --release-lease: %v\n%s", err, out)
+		}
+		return string(out)
+	}
+	if out := release(); !strings.Contains(out, "released this node's lease") {
+		t.Errorf("release said:\n%s", out)
+	}
+	r, err := c.admin.Get(context.Background(), keyOf(gone))
+	if err != nil || len(r.Kvs) != 0 {
+		t.Fatalf("the released key: %v, %v", r.Kvs, err)
+	}
+	b.WaitPeers(0)
+	if out := release(); !strings.Contains(out, "nothing to release") {
+		t.Errorf("a second release said:\n%s", out)
+	}
+	// A lease of another node's is never released by this one's name.
+	if r, err := c.admin.Get(context.Background(), keyOf(b.Env().Subnet)); err != nil || len(r.Kvs) != 1 {
+		t.Errorf("the other node's key: %v, %v", r, err)
+	}
+}

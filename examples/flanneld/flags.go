@@ -59,6 +59,7 @@ type config struct {
 	healthzIP         netip.Addr
 	healthzPort       int
 	version           bool
+	releaseLease      bool
 	log               logConfig
 	ignoredKlogFlags  []string // set, but meaningless here; warned about at start
 	ignoredKubeEnvVar []string
@@ -77,7 +78,7 @@ var flagGroups = []flagGroup{
 	{"what the node writes and keeps", []string{"subnet-file", "ip-masq", "ip-masq-fully-random-disable", "iptables-forward-rules", "iptables-resync", "ip-blackhole-route", "subnet-lease-renew-margin", "subnet-lease-ttl", "resync-interval"}},
 	{"health and metrics", []string{"healthz-ip", "healthz-port"}},
 	{"logging (klog's flags, as flannel accepts them)", []string{"v", "vmodule", "logtostderr", "alsologtostderr", "log_dir", "log_file", "stderrthreshold", "log_file_max_size", "log_backtrace_at", "add_dir_header", "skip_headers", "skip_log_headers", "one_output"}},
-	{"other", []string{"version"}},
+	{"other", []string{"version", "release-lease"}},
 }
 
 // repeated is a flag that may be given several times.
@@ -158,6 +159,7 @@ func parseFlags(args []string, env func(string) string, stderr io.Writer) (confi
 		klogIgnoredBool[name] = fs.Bool(name, false, "accepted for klog compatibility; no effect")
 	}
 	fs.BoolVar(&c.version, "version", false, "print the version and exit")
+	fs.BoolVar(&c.releaseLease, "release-lease", false, "release this node's lease and exit, for a node being decommissioned: its subnet is free at once, not after --subnet-lease-ttl. Stop the daemon first. etcd mode only (a weft extension)")
 	fs.Usage = func() { usage(fs) }
 
 	if err := fs.Parse(args); err != nil {

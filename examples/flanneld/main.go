@@ -84,6 +84,14 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	if c.releaseLease {
+		if err := releaseLease(ctx, c, log); err != nil {
+			log.Error("could not release the lease", "err", err)
+			closeLog()
+			os.Exit(1)
+		}
+		return
+	}
 	go ignoreHangups(ctx, log, hup)
 	if err := run(ctx, c, log); err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("flanneld stopped", "err", err)

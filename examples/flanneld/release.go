@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/weftnet/weft/lease"
+	"github.com/weftnet/weft/lease/etcd"
+	"github.com/weftnet/weft/subnetenv"
+)
+
+// releaseTimeout bounds --release-lease: a one-shot command that cannot
+// reach etcd says so rather than waiting for ever.
+const releaseTimeout = 30 * time.Second
+
+// releaseLease is --release-lease: it finds the lease the daemon would
+// keep (by node name, or for a lease flannel wrote, by public address)
+// and releases it, conditional on it still being this node's.
+func releaseLease(ctx context.Context, c config, log *slog.Logger) error {
+	if c.kubeSubnetMgr {
+		return errors.New("--release-lease is for etcd mode: in kube mode the subnet is the Node's PodCIDR, freed when the Node is deleted")
+	}
+	if c.node == "" {
+		var err error
+		if c.node, err = os.Hostname(); err != nil {
+			return fmt.Errorf("no --node-name or NODE_NAME, and no hostname: %w", err)
+		}
+	}
+	m, err := etcd.New(etcdOptions(c, log))
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	req := lease.AcquireRequest{Attrs: lease.Attrs{PublicIP: c.publicIP, PublicIPv6: c.publicIPv6}}
+	if !req.Attrs.PublicIP.IsValid() && !req.Attrs.PublicIPv6.IsValid() {
+		if found, err := findPublicAddrs(c, true, true); err == nil {
+			req.Attrs.PublicIP, req.Attrs.PublicIPv6 = found.IPv4, found.IPv6
+		}
+	}
+	if f, err := subnetenv.Read(c.subnetFile); err == nil {
+		req.Previous = lease.Key{IPv4: f.Subnet, IPv6: f.IPv6Subnet}
+	}
+	ctx, cancel := context.WithTimeout(ctx, releaseTimeout)
+	defer cancel()
+	l, found, err := m.OwnLease(ctx, req)
+	if err != nil {
+		return err
+	}
+	if !found {
+		log.Info("this node holds no lease; nothing to release", "node", c.node)
+		return nil
+	}
+	if err := m.Release(ctx, l); err != nil {
+		return err
+	}
+	log.Info("released this node's lease; its subnet is free", "node", c.node, "subnet", l.Key)
+	return nil
+}
