@@ -24,7 +24,13 @@
 //     restarts (examples/weft-ipam is the CNI plugin on it).
 //   - vxlan: the datapath: the VTEP device and a reconciler that owns its
 //     routes, neighbours and FDB entries and repairs drift; and Network,
-//     the run loop that ties a lease.Manager to it.
+//     the run loop that ties a lease.Manager to it and reports States and
+//     peer events to the embedder.
+//   - underlay: the choice of the interface and public addresses the
+//     overlay runs over, with flanneld's policy.
+//
+// examples/embed and examples/embed-kube are whole agents in under 100
+// lines each, on etcd and on the Kubernetes API.
 //
 // examples/sandbox shows it all on one machine: go run ./examples/sandbox,
 // as root.
