@@ -10,6 +10,16 @@
 //
 // Flags: --hosts N (default 3), --pods N per host (default 1), --keep to
 // leave everything up for inspection with ip and bridge until Ctrl-C.
+//
+// Reading it to copy: the agent on each host is the first loop of run in
+// run.go, and it uses weft's public API alone (lease/etcd and vxlan), as
+// examples/embed does. Everything else here stands in for a cluster of
+// machines, and comes from the repository's internal test harnesses
+// (internal/etcdtest for the etcd server, internal/netnstest for hosts,
+// segments and pods). They are internal on purpose: they are how weft's
+// tests build simulated hosts, not something an agent runs, and keeping
+// them out of the API lets them change with the tests. A real agent has
+// real hosts and an etcd cluster in their place.
 package main
 
 import (

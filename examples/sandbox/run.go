@@ -66,7 +66,7 @@ func run(ctx context.Context, e *env, o options) error {
 		}
 		e.Cleanup(func() { m.Close() })
 		n, err := vxlan.NewNetwork(vxlan.NetworkConfig{
-			Manager: m, Node: h.Name, PublicIP: h.Addr.Addr(), Namespace: h.Handle,
+			Manager: m, PublicIP: h.Addr.Addr(), Namespace: h.Handle,
 			Logger: o.log.With("host", h.Name),
 		})
 		if err != nil {
