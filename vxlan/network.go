@@ -225,10 +225,18 @@ func (n *Network) Run(ctx context.Context) error {
 			break
 		}
 		n.mu.Lock()
-		n.waiting = err.Error()
+		why := "waiting for a network config this node can run: "
+		if errors.Is(err, errNoHints) {
+			why = "waiting for this node's settings: "
+		}
+		n.waiting = why + err.Error()
 		n.mu.Unlock()
 		if msg := err.Error(); msg != logged || time.Since(loggedAt) >= time.Minute {
-			n.log.Error("cannot run the network config in force; waiting for it to be fixed", "err", err)
+			if errors.Is(err, errNoHints) {
+				n.log.Warn("cannot read this node's settings from the lease source yet; retrying", "err", err, "retry_in", setupRetry)
+			} else {
+				n.log.Error("cannot run the network config in force; waiting for it to be fixed", "err", err)
+			}
 			logged, loggedAt = msg, time.Now()
 		}
 		retry := time.NewTimer(setupRetry)
@@ -462,6 +470,9 @@ func (n *Network) publishedMACs(ctx context.Context, backend Config, hints lease
 	return out
 }
 
+// errNoHints is setUp's error while a lease.HintReader cannot answer.
+var errNoHints = errors.New("vxlan: reading this node's settings from the lease source")
+
 // readHints asks a Manager that is a lease.HintReader for this node's
 // hints, bounded like every read before the devices exist. A failure is
 // setUp's: the config is waited out, saying why, and tried again.
@@ -474,7 +485,7 @@ func (n *Network) readHints(ctx context.Context) (lease.Hints, error) {
 	defer cancel()
 	h, err := r.Hints(rctx)
 	if err != nil {
-		return lease.Hints{}, fmt.Errorf("vxlan: reading this node's settings from the lease source: %w", err)
+		return lease.Hints{}, fmt.Errorf("%w: %w", errNoHints, err)
 	}
 	return h, nil
 }
@@ -634,7 +645,7 @@ func (n *Network) ready() (bool, string) {
 func (n *Network) readyLocked() (bool, string) {
 	switch {
 	case n.v4 == nil && n.v6 == nil && n.waiting != "":
-		return false, "waiting for a network config this node can run: " + n.waiting
+		return false, n.waiting
 	case n.v4 == nil && n.v6 == nil:
 		return false, "waiting for the network config"
 	case !n.hasOwn:

@@ -4,6 +4,7 @@ package vxlan_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -162,11 +163,12 @@ func TestNetworkObserved(t *testing.T) {
 type hinted struct {
 	*etcd.Manager
 	hints lease.Hints
+	err   error
 	ready atomic.Int32
 	cond  atomic.Value
 }
 
-func (h *hinted) Hints(context.Context) (lease.Hints, error) { return h.hints, nil }
+func (h *hinted) Hints(context.Context) (lease.Hints, error) { return h.hints, h.err }
 func (h *hinted) NetworkReady()                              { h.ready.Add(1) }
 func (h *hinted) Condition() string                          { s, _ := h.cond.Load().(string); return s }
 
@@ -209,5 +211,22 @@ func TestNetworkUsesOptionalInterfaces(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	if got := hm.ready.Load(); got != 1 {
 		t.Errorf("NetworkReady called %d times for one lease", got)
+	}
+}
+
+// TestNetworkWaitsForHints: a Manager whose hints cannot be read yet (a
+// Node not registered, an API server away) is waited for, saying why on
+// Ready, and Run does not return.
+func TestNetworkWaitsForHints(t *testing.T) {
+	t.Parallel()
+	h, m, quiet := oneHost(t, `{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}`)
+	hm := &hinted{Manager: m, err: errors.New(`nodes "x" not found`)}
+	n := runNetwork(t, vxlan.NetworkConfig{Manager: hm, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet})
+	testutil.WaitFor(t, 10*time.Second, "the wait for hints on Ready", func() bool {
+		_, why := n.Ready()
+		return strings.Contains(why, "waiting for this node's settings") && strings.Contains(why, `nodes "x" not found`)
+	})
+	if _, held := n.Lease(); held {
+		t.Error("a lease was acquired before the hints could be read")
 	}
 }
