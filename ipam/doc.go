@@ -19,7 +19,7 @@
 //     Two things a power cut may lose, by design, each harmless: the
 //     round-robin position (last_reserved_ip, written in place without a
 //     sync, as host-local writes it) and the time a DEL stamps on a
-//     record, which the sweep then notices later.
+//     record, which the next sweep of expired hints then notices later.
 //   - Cost: on disk, creating a file is the most expensive step of an
 //     ADD, so the store creates few. Beside each record are hard links:
 //     "ip-<IP>-<record>" for each IP it remembers, and "at-<record>" to
@@ -38,6 +38,10 @@
 //     every reservation where it is. One outside the current ranges
 //     belongs to a live attachment until its DEL, or a GC that leaves it
 //     out; CHECK still finds it; a hint outside them lapses with its TTL.
-//     Debian's host-local keeps them too, and the plugin's tests compare
-//     the two over random histories of such changes.
+//     Debian's host-local keeps them too.
+//
+// An Allocator holds no open file between calls and needs no Close; each
+// operation opens, locks and releases the store. Allocate's error for a
+// full range matches ErrExhausted; a bad Config is an error from New;
+// anything else is the file system's, wrapped with the path.
 package ipam

@@ -103,6 +103,9 @@ func (e *annotationError) Error() string {
 	return fmt.Sprintf("annotation %s=%q: %s", e.key, e.value, e.why)
 }
 
+// Unwrap lets a malformed annotation be told from a transient failure.
+func (e *annotationError) Unwrap() error { return lease.ErrInvalidAttrs }
+
 // decode reads the attributes a node publishes, the overwrite annotations
 // applied: a public-ip-overwrite (or its IPv6 form) replaces the address
 // peers send to. The owner is the node's name. It fails naming the first

@@ -27,4 +27,25 @@
 //     Allocate).
 //
 // A consumer of this package does not link the etcd client.
+//
+// # Concurrency, ownership, errors, lifetimes
+//
+// A Manager is safe for concurrent use and serves one Node. The NodeClient
+// stays the caller's. The Manager writes, on its own Node only: the
+// annotations flannel's agent writes (public-ip, backend-type,
+// backend-data and their IPv6 twins, kube-subnet-manager), the
+// NetworkUnavailable condition (see NetworkReady and
+// Options.LeaveNetworkCondition), and with Options.AssignPodCIDRs the
+// spec.podCIDRs and a claim annotation. It never writes another Node.
+//
+// What can be waited out (no PodCIDR, an API server away, a Node not
+// registered yet) is waited out by Acquire, Keep and the watches, and said
+// through Stats and Condition; Config, Hints and PodNodeName do not wait.
+// An error for a malformed annotation names it and matches
+// lease.ErrInvalidAttrs; one for net-conf.json matches
+// lease.ErrInvalidConfig. The Kubernetes API's errors are wrapped, for
+// k8s.io/apimachinery/pkg/api/errors to classify.
+//
+// Close stops the informer. Everything written stays on the Node, as
+// flannel leaves it: the Node itself is the lease, and goes with it.
 package kube

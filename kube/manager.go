@@ -199,8 +199,13 @@ func (m *Manager) forgetLog(key string) {
 	m.logMu.Unlock()
 }
 
-// apiError counts a failed request and makes it the current condition.
+// apiError counts a failed request and makes it the current condition. A
+// request cut short by its caller's context ending (a shutdown, a wait
+// given up) is no failure of the API server's, and is not counted.
 func (m *Manager) apiError(what string, err error) {
+	if errors.Is(err, context.Canceled) {
+		return
+	}
 	m.errs.Add(1)
 	m.setCondition("api:"+what, "apiserver: "+what+": "+err.Error())
 }

@@ -17,5 +17,14 @@
 // Addresses and prefixes are net/netip values throughout. Errors wrap the
 // sentinels declared here (ErrInvalidConfig, ErrInvalidKey, ErrInvalidAttrs,
 // ErrOutOfSubnets, ErrOutOfRange, ErrSubnetTaken, ErrLeaseLost) so that
-// callers can test them with errors.Is.
+// callers can test them with errors.Is; a config error is also a
+// *ConfigError naming the field.
+//
+// Values here (Config, Key, Attrs, Lease, Batch) are plain data, safe to
+// copy and share once made; the package keeps no reference to what it is
+// given, except a View, which keeps the Leases it is fed (and their
+// BackendData bytes, which it never modifies). A View and a Manager are
+// safe for concurrent use; so is an Allocator (Pick with a shared rand.Rand aside). The optional interfaces a
+// Manager may implement (HintReader, ReadyNotifier, ConditionReporter,
+// Releaser, OwnLeaseReader) say with each what a consumer may expect.
 package lease

@@ -118,7 +118,7 @@ type DatapathStatus struct {
 	Synced bool
 	Err    string // the last reconcile's error, "" if none
 	// FailedPeers counts the peers whose objects the kernel refused;
-	// Reconciler.Peers has each one's error.
+	// Reconciler's Peers has each one's error.
 	FailedPeers int
 	Repairs     []Repair // device repairs; peer repairs are in Reconciler
 	Reconciler  Status
@@ -286,7 +286,7 @@ func (d *Datapath) Status() DatapathStatus {
 
 // Synced reports whether the current desired state (peers and subnet) has
 // been applied by a reconcile that completed without error: every peer is
-// programmed or marked failed (see FailedPeers).
+// programmed or marked failed (see DatapathStatus.FailedPeers).
 func (d *Datapath) Synced() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -37,4 +37,27 @@
 //
 // All netlink work happens in a namespace given in the configuration, so an
 // embedder or a test can point the datapath at any namespace.
+//
+// # Concurrency, ownership, errors, lifetimes
+//
+// A Network's and a Datapath's methods are safe for concurrent use, Run
+// included: Ready, State, Lease, MTU, Status and the rest may be called
+// from any goroutine while Run runs. A Reconciler is not: its owner (a
+// Datapath) serialises calls. A Network's callbacks (NetworkConfig.OnState
+// and OnPeers) are each called from one goroutine at a time, in order.
+//
+// A Network owns the Datapaths it makes (Network.Datapaths is for reading
+// their Status; do not Close them) but not its Manager, which the caller
+// closes after Run returns. The namespace handle stays the caller's.
+//
+// Network.Run returns only when its context ends, or with an error
+// matching ErrUnrecoverable; everything that can be waited out is, with
+// the reason on Ready. A peer the kernel refuses is a *PeerError, and
+// configuration errors are *lease.ConfigError.
+//
+// Nothing is torn down on return or Close: the devices, routes,
+// neighbours, FDB entries and the lease stay in place, so that a
+// restarting agent drops no traffic and peers keep routing to it. An
+// agent that is being removed for good deletes the devices itself (ip
+// link del flannel.1) and releases its lease (lease.Releaser).
 package vxlan

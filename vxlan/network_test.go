@@ -45,12 +45,6 @@ func (a *agent) record(st vxlan.State) {
 	}
 }
 
-func (a *agent) stateHistory() []vxlan.State {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return append([]vxlan.State(nil), a.states...)
-}
-
 func (a *agent) leaseHistory() []lease.Lease {
 	a.mu.Lock()
 	defer a.mu.Unlock()

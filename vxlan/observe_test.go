@@ -187,7 +187,9 @@ func TestNetworkUsesOptionalInterfaces(t *testing.T) {
 	hm.cond.Store("waiting for the test")
 	n, err := vxlan.NewNetwork(vxlan.NetworkConfig{Manager: hm, Namespace: h.Handle, Logger: quiet,
 		// Found only if the hint were ignored, which would then fail.
-		FindPublic: func(bool, bool) (netip.Addr, netip.Addr, error) { return netip.MustParseAddr("192.0.2.1"), netip.Addr{}, nil }})
+		FindPublic: func(bool, bool) (netip.Addr, netip.Addr, error) {
+			return netip.MustParseAddr("192.0.2.1"), netip.Addr{}, nil
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}

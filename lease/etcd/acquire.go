@@ -60,7 +60,9 @@ type listing struct {
 //
 // It lists the prefix once, then writes one key with a Txn: a renewal of a
 // key this node owns, conditional on its revision, or a create, conditional
-// on no key holding the new subnets (see createConditions). A lost race
+// on no key holding the new subnets (for a dual-stack key, on no subnet
+// key created since the listing, as a key cannot be found by its IPv6
+// part). A lost race
 // returns the keys written since the listing in the same Txn and Acquire
 // tries again. A missing or invalid config, an unreachable etcd, heavy
 // contention and a full network are waited out, with one log line per

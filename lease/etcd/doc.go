@@ -27,4 +27,23 @@
 //     changes included.
 //   - Malformed values are skipped with a warning naming the key; they never
 //     stop a watch. Their subnets still count as taken.
+//
+// # Concurrency, ownership, errors, lifetimes
+//
+// A Manager or an Observer is safe for concurrent use; one serves one node
+// (an Observer none). It owns the etcd client it made, and Close releases
+// it; an Options.Client stays the caller's. The channels the watches send
+// on are the caller's, and never closed.
+//
+// Methods that wait (Acquire, Keep, the watches) retry what can be waited
+// out (an unreachable etcd, no config yet), reporting it through Stats and
+// Condition, until their context ends; Config and OwnLease do not wait,
+// and return ErrNoConfig or an error matching lease.ErrInvalidConfig.
+// Errors retrying cannot fix match lease.ErrInvalidAttrs, or
+// lease.ErrLeaseLost for a subnet another node holds now, and
+// ErrIdentityCollision for a name another host holds.
+//
+// Closing the Manager or ending Keep's context leaves the key in etcd: it
+// lapses at its TTL unless a restarted agent keeps it, or Release deletes
+// it first.
 package etcd

@@ -14,9 +14,10 @@ import (
 	"github.com/weftnet/weft/lease"
 )
 
-// ErrIdentityCollision is matched by the condition, and by the loss Keep
-// returns, when another host presents this node's name: two hosts with one
-// hostname and no --node-name, as cloned VMs are.
+// ErrIdentityCollision is matched by the error Acquire waits on, and by
+// the loss Keep returns, when another host presents this node's name: two
+// hosts with one Options.Node, as cloned VMs that take their hostname for
+// it are. Stats().Condition says so meanwhile.
 var ErrIdentityCollision = errors.New("another host presents this node's name")
 
 // A node's name says whose a lease is; its public addresses say which host
