@@ -54,7 +54,7 @@ lint:
 	@unformatted=$$(gofmt -l $(MODULES)); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	@echo "== the wire-type packages build off Linux (GOOS=darwin)"
-	@GOOS=darwin $(GO) build ./lease/... ./subnetenv ./vxlan ./kube
+	@GOOS=darwin $(GO) build ./lease/... ./subnetenv ./localstate ./vxlan ./kube
 	@for m in $(MODULES); do \
 		echo "== vet and staticcheck $$m"; \
 		(cd $$m && $(GO) vet ./... && $(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...); \

@@ -20,6 +20,8 @@
 //   - kube: the Manager on Kubernetes Node objects: the Node's PodCIDR is
 //     the lease, flannel's node annotations carry the attributes.
 //   - subnetenv: reads and writes subnet.env, atomically.
+//   - localstate: the node's cached network state on its own disk, for
+//     bringing the overlay up while the control plane is unreachable.
 //   - ipam: pod IPs on host-local's on-disk store, sticky across a pod's
 //     restarts (examples/weft-ipam is the CNI plugin on it).
 //   - vxlan: the datapath: the VTEP device and a reconciler that owns its
