@@ -28,20 +28,23 @@ MODULES := $(shell find . -name go.mod -not -path './.git/*' -exec dirname {} \;
 
 ## test: run every test with the race detector, in every module, then the
 ## etcd suites again against an old etcd server when one is installed.
+## Every module runs even if one fails, and any failure fails the target.
 test:
-	@for m in $(MODULES); do \
+	@status=0; \
+	for m in $(MODULES); do \
 		echo "== go test $(TESTFLAGS) $$m"; \
-		(cd $$m && $(GO) test $(TESTFLAGS) ./...); \
-	done
-	@if [ -x "$(OLD_ETCD)" ]; then \
+		(cd $$m && $(GO) test $(TESTFLAGS) ./...) || status=1; \
+	done; \
+	if [ -x "$(OLD_ETCD)" ]; then \
 		echo "== lease/etcd against $(OLD_ETCD): $$($(OLD_ETCD) --version | head -1)"; \
-		WEFT_ETCD_BINARY=$(OLD_ETCD) $(GO) test $(TESTFLAGS) ./internal/etcdtest ./lease/etcd; \
+		WEFT_ETCD_BINARY=$(OLD_ETCD) $(GO) test $(TESTFLAGS) ./internal/etcdtest ./lease/etcd || status=1; \
 	elif [ -n "$${WEFT_REQUIRE_OLD_ETCD:-}" ]; then \
 		echo "WEFT_REQUIRE_OLD_ETCD is set but $(OLD_ETCD) is missing: apt-get install etcd-server"; \
-		exit 1; \
+		status=1; \
 	else \
 		echo "== skipping the etcd 3.4 pass: $(OLD_ETCD) is not installed (apt-get install etcd-server)"; \
-	fi
+	fi; \
+	exit $$status
 
 ## bench: run the benchmarks of every module and print them as one table.
 bench:
