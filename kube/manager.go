@@ -316,6 +316,10 @@ func (m *Manager) synced(ctx context.Context) error {
 		}
 		cond := fmt.Sprintf("the list of Nodes has not arrived after %v", syncWarnAfter)
 		m.setCondition("api:watch nodes", cond)
+		if m.informer.HasSynced() {
+			m.apiOK("watch nodes") // it arrived meanwhile
+			return
+		}
 		m.logEvery("sync", waitLogInterval, slog.LevelWarn, cond+"; waiting. If no request fails, the NodeClient may not stream a list through a watch: see kube.NodeClient")
 	})
 	defer warn.Stop()

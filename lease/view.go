@@ -58,7 +58,14 @@ func (v *View) Run(ctx context.Context, w Watcher) error {
 		case b := <-ch:
 			v.Apply(b)
 		case err := <-done:
-			return err
+			for { // what the watch sent before it returned
+				select {
+				case b := <-ch:
+					v.Apply(b)
+				default:
+					return err
+				}
+			}
 		}
 	}
 }
@@ -95,8 +102,8 @@ func (v *View) Len() int {
 	return len(v.leases)
 }
 
-// Version counts the batches applied. With Changed it lets a reader act
-// once per change without missing one.
+// Version counts the batches applied. With Changed it lets a reader notice
+// every change: several applied between two reads are seen as one.
 func (v *View) Version() uint64 {
 	v.mu.RLock()
 	defer v.mu.RUnlock()

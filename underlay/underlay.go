@@ -22,6 +22,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // A Policy says how to choose the underlay interface. The zero Policy
@@ -237,14 +238,16 @@ func (c candidate) choice(by string, pinned netip.Addr) Choice {
 }
 
 func (p Policy) handle() (*netlink.Handle, error) {
+	// Route sockets alone: the default handle opens XFRM and netfilter
+	// ones too, which some sandboxes (gVisor) refuse.
 	if p.Namespace > 0 {
-		h, err := netlink.NewHandleAt(p.Namespace)
+		h, err := netlink.NewHandleAt(p.Namespace, unix.NETLINK_ROUTE)
 		if err != nil {
 			return nil, fmt.Errorf("underlay: netlink in namespace %d: %w", p.Namespace, err)
 		}
 		return h, nil
 	}
-	h, err := netlink.NewHandle()
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {
 		return nil, fmt.Errorf("underlay: netlink: %w", err)
 	}

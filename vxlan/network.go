@@ -94,9 +94,10 @@ type NetworkConfig struct {
 	//
 	// Calls come from one goroutine of Run's, in order, never two at
 	// once, and each carries the whole state, so a handler writes what it
-	// is given. A call may block: nothing else waits on it, and changes
-	// meanwhile are folded into the next call, which carries the newest
-	// state. None is made after Run returns.
+	// is given. A call may block: nothing but Run's return waits on it,
+	// and changes meanwhile are folded into the next call, which carries
+	// the newest state. None is made after Run returns. A ReadyNotifier
+	// Manager is told of a new lease after the call for it returned.
 	OnState func(State)
 	// OnPeers is called with what the Network did to its peers: each
 	// peer programmed or removed, for which family, and each lease that
@@ -232,9 +233,12 @@ func (n *Network) Run(ctx context.Context) error {
 		n.waiting = why + err.Error()
 		n.mu.Unlock()
 		if msg := err.Error(); msg != logged || time.Since(loggedAt) >= time.Minute {
-			if errors.Is(err, errNoHints) {
+			switch {
+			case errors.Is(err, errNoHints) && errors.Is(err, lease.ErrInvalidAttrs):
+				n.log.Error("this node's settings in the lease source are malformed; waiting for them to be fixed", "err", err)
+			case errors.Is(err, errNoHints):
 				n.log.Warn("cannot read this node's settings from the lease source yet; retrying", "err", err, "retry_in", setupRetry)
-			} else {
+			default:
 				n.log.Error("cannot run the network config in force; waiting for it to be fixed", "err", err)
 			}
 			logged, loggedAt = msg, time.Now()
@@ -572,18 +576,25 @@ func (n *Network) underlay(addr netip.Addr) (int, netip.Prefix, error) {
 // setOwn takes a new lease of this node's: the devices are re-addressed,
 // the peers recomputed without it, and the caller told once converged.
 func (n *Network) setOwn(l lease.Lease) {
+	// Under n.push, so that no peer change is made between the new lease
+	// and admission learning of it; the devices move to it under n.mu,
+	// so that no State pairs the new lease with a datapath synced on the
+	// old subnet.
+	n.push.Lock()
 	n.mu.Lock()
 	n.own, n.hasOwn = l, true
 	n.leaseGen++
-	n.mu.Unlock()
 	if n.v4 != nil {
 		n.v4.SetSubnet(l.Key.IPv4)
 	}
 	if n.v6 != nil {
 		n.v6.SetSubnet(l.Key.IPv6)
 	}
+	n.mu.Unlock()
+	n.refreshFactsLocked()
+	n.push.Unlock()
+	// The peer watch starts only now, with admission knowing the lease.
 	n.leasedOnce.Do(func() { close(n.leased) })
-	n.refreshFacts()
 	n.log.Info("holding lease", "subnet", l.Key)
 	n.kickState()
 }

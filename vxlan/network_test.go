@@ -32,13 +32,37 @@ type agent struct {
 	mu     sync.Mutex
 	leases []lease.Lease
 	states []vxlan.State
+	early  []string // States announced before the device held their subnet
+}
+
+// checkEarly fails t if a State was announced before the device carried
+// its subnet.
+func (a *agent) checkEarly(t *testing.T) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.early) > 0 {
+		t.Errorf("%s announced %v before its device held them", a.host.Name, a.early)
+	}
 }
 
 // record is the agent's OnState: it keeps each State, and each lease that
 // differs from the one before.
 func (a *agent) record(st vxlan.State) {
+	// A State is announced only once the device carries its subnet.
+	held := false
+	if link, err := a.host.Netlink().LinkByName("flannel.1"); err == nil {
+		addrs, _ := a.host.Netlink().AddrList(link, netlink.FAMILY_V4)
+		for _, ad := range addrs {
+			if ip, _ := netip.AddrFromSlice(ad.IP); ip.Unmap() == st.Lease.Key.IPv4.Addr() {
+				held = true
+			}
+		}
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if !held {
+		a.early = append(a.early, st.Lease.Key.String())
+	}
 	a.states = append(a.states, st)
 	if n := len(a.leases); n == 0 || a.leases[n-1].Key != st.Lease.Key {
 		a.leases = append(a.leases, st.Lease)
@@ -88,6 +112,7 @@ func startAgents(t *testing.T, n int) ([]*agent, *etcdtest.Server) {
 			if err := <-done; err != context.Canceled {
 				t.Errorf("Run returned %v", err)
 			}
+			a.checkEarly(t)
 		})
 		agents = append(agents, a)
 	}

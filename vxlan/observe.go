@@ -35,8 +35,9 @@ const (
 	// lists those).
 	PeerProgrammed PeerEventKind = iota + 1
 	// PeerRemoved: no peer is admitted at Subnet any more (its lease went,
-	// moved, or was rejected by a later change), and its routes,
-	// neighbour and FDB entries were removed.
+	// moved, or was rejected by a later change), and its removal was
+	// handed to the datapath, which deletes its routes, neighbour and FDB
+	// entries at once.
 	PeerRemoved
 	// PeerRejected: admission keeps a lease's half out, newly or by
 	// another rule than before; Reason and Detail say why and what to fix.
@@ -149,7 +150,7 @@ func (n *Network) State() (State, bool) {
 	return st, ok
 }
 
-// publishStates calls OnState with each new State, and tells a
+// publishStates calls OnState with each new State, and then tells a
 // lease.ReadyNotifier of each new lease the datapath converged on. Every
 // change that can make a new State kicks it; a State that has not
 // changed is not announced again.
@@ -167,12 +168,15 @@ func (n *Network) publishStates(ctx context.Context) error {
 		if !ok || announced && v == last {
 			continue
 		}
-		if notifier != nil && (!announced || v.lease != last.lease) {
-			notifier.NetworkReady()
-		}
+		newLease := !announced || v.lease != last.lease
 		last, announced = v, true
 		if n.cfg.OnState != nil {
 			n.cfg.OnState(st)
+		}
+		// After OnState has written subnet.env: a Node marked ready is
+		// scheduled pods, whose CNI plugin reads the file.
+		if notifier != nil && newLease {
+			notifier.NetworkReady()
 		}
 	}
 }

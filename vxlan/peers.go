@@ -81,6 +81,11 @@ func (n *Network) refreshFacts() {
 	// one applied last.
 	n.push.Lock()
 	defer n.push.Unlock()
+	n.refreshFactsLocked()
+}
+
+// refreshFactsLocked is refreshFacts; n.push is held.
+func (n *Network) refreshFactsLocked() {
 	local, err := n.readLocal()
 	n.mu.Lock()
 	if err == nil {

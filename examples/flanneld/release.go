@@ -37,15 +37,22 @@ func releaseLease(ctx context.Context, c config, log *slog.Logger) error {
 	defer m.Close()
 	req := lease.AcquireRequest{Attrs: lease.Attrs{PublicIP: c.publicIP, PublicIPv6: c.publicIPv6}}
 	if !req.Attrs.PublicIP.IsValid() && !req.Attrs.PublicIPv6.IsValid() {
-		if found, err := findPublicAddrs(c, true, true); err == nil {
-			req.Attrs.PublicIP, req.Attrs.PublicIPv6 = found.IPv4, found.IPv6
+		found, err := findPublicAddrs(c, true, true)
+		if err != nil {
+			// Leases weft wrote are found by the node name alone; only
+			// one flannel wrote needs the address.
+			log.Warn("cannot find this node's public address; looking for its lease by node name only", "err", err)
 		}
+		req.Attrs.PublicIP, req.Attrs.PublicIPv6 = found.IPv4, found.IPv6
 	}
 	if f, err := subnetenv.Read(c.subnetFile); err == nil {
 		req.Previous = lease.Key{IPv4: f.Subnet, IPv6: f.IPv6Subnet}
 	}
 	ctx, cancel := context.WithTimeout(ctx, releaseTimeout)
 	defer cancel()
+	if _, err := m.Config(ctx); err != nil {
+		return fmt.Errorf("reading the network config at %s: %w", c.etcdPrefix, err)
+	}
 	l, found, err := m.OwnLease(ctx, req)
 	if err != nil {
 		return err

@@ -12,7 +12,9 @@ import (
 
 // Release implements lease.Releaser: it deletes l's key if the store
 // still holds it for this node, with a delete conditional on the key being
-// unchanged since the read that checked so. A key under this node's name
+// unchanged since the read that checked so. A reservation (a key with no
+// etcd lease, which this package never deletes) is refused, naming the
+// command that removes it. A key under this node's name
 // written from another host (a clone, see ErrIdentityCollision) is not
 // this host's to free, unless l carries no public address to tell. The
 // etcd lease the key rode is revoked if this Manager granted it. Keep must
@@ -37,6 +39,9 @@ func (m *Manager) Release(ctx context.Context, l lease.Lease) error {
 		var stored lease.Attrs
 		if err := json.Unmarshal(kv.Value, &stored); err != nil {
 			return fmt.Errorf("%w: %s holds a value that does not parse (%v); not releasing what this node cannot show is its own", lease.ErrLeaseLost, path, err)
+		}
+		if kv.Lease == 0 {
+			return fmt.Errorf("etcd: %s is a reservation (a key with no TTL), which an operator made and only an operator removes: delete it with etcdctl del %s if this node is gone for good", path, path)
 		}
 		hasAddr := mine.PublicIP.IsValid() || mine.PublicIPv6.IsValid()
 		if !m.owns(stored, mine) || stored.Owner != "" && hasAddr && !sameHost(stored, mine) {

@@ -121,3 +121,20 @@ func TestObserver(t *testing.T) {
 		}
 	}
 }
+
+// TestReleaseRefusesReservation: a key with no TTL is an operator's
+// reservation, which this package never deletes; Release says how to.
+func TestReleaseRefusesReservation(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testConfig)
+	defer e.reserve("10.244.77.0-24", "node-a")()
+	m := e.manager("node-a")
+	l := lease.Lease{Key: mustKey(t, "10.244.77.0-24"), Attrs: attrsFor(1)}
+	err := m.Release(ctxFor(t, 5*time.Second), l)
+	if err == nil || !contains(err.Error(), "reservation") || !contains(err.Error(), "etcdctl del") {
+		t.Errorf("Release of a reservation: %v", err)
+	}
+	if e.get(subnetPath(l.Key)) == nil {
+		t.Error("the reservation was deleted")
+	}
+}
