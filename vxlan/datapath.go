@@ -87,6 +87,11 @@ type Datapath struct {
 	// caller never sees "synced" for a state not yet applied.
 	gen, syncedGen uint64
 	synced         bool  // the last reconcile, with peers known, succeeded
+	// syncedNow and mtuNow mirror Synced and the device's MTU, published
+	// under d.mu at every change, so that a Network can read them without
+	// waiting out a reconcile, which holds d.mu across a whole sync.
+	syncedNow atomic.Bool
+	mtuNow    atomic.Int64
 	lastErr        error // of the last reconcile
 	failedPeers    int   // peers the last reconcile could not program, each retried
 	repairs        []Repair
@@ -196,6 +201,7 @@ func (d *Datapath) SetPeers(peers []Peer) error {
 	if err == nil {
 		d.peersKnown = true
 		d.gen++
+		d.publishLocked()
 	}
 	d.mu.Unlock()
 	if err != nil {
@@ -235,6 +241,7 @@ func (d *Datapath) RemovePeer(subnet netip.Prefix) error {
 // Any other failure leaves Synced false until a reconcile repairs it. d.mu
 // is held.
 func (d *Datapath) applied(err error) error {
+	defer d.publishLocked()
 	wasSynced := d.synced && d.syncedGen == d.gen
 	d.gen++
 	if err != nil && !isPeerFailure(err) {
@@ -257,6 +264,7 @@ func (d *Datapath) SetSubnet(subnet netip.Prefix) {
 	d.mu.Lock()
 	d.cfg.Subnet = subnet
 	d.gen++
+	d.publishLocked()
 	if subnet.IsValid() {
 		// A peer in this node's own subnet now is one no longer.
 		d.rec.forget(func(p Peer) bool { return p.Subnet.Overlaps(subnet) })
@@ -287,11 +295,17 @@ func (d *Datapath) Status() DatapathStatus {
 // Synced reports whether the current desired state (peers and subnet) has
 // been applied by a reconcile that completed without error: every peer is
 // programmed or marked failed (see DatapathStatus.FailedPeers).
-func (d *Datapath) Synced() bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.synced && d.syncedGen == d.gen
+func (d *Datapath) Synced() bool { return d.syncedNow.Load() }
+
+// publishLocked publishes Synced and the MTU for lock-free readers. d.mu
+// is held.
+func (d *Datapath) publishLocked() {
+	d.syncedNow.Store(d.synced && d.syncedGen == d.gen)
+	d.mtuNow.Store(int64(d.dev.MTU))
 }
+
+// mtu returns the device's MTU as last ensured, without d.mu.
+func (d *Datapath) mtu() int { return int(d.mtuNow.Load()) }
 
 // failed returns how many peers the last reconcile could not program.
 func (d *Datapath) failed() int {
@@ -319,6 +333,7 @@ func (d *Datapath) reconcile() error {
 		d.syncedGen = d.gen
 		d.failedPeers = failed
 	}
+	d.publishLocked()
 	reconciled := d.reconciled
 	d.mu.Unlock()
 	if reconciled != nil {

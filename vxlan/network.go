@@ -681,7 +681,7 @@ func (n *Network) mtuLocked() int {
 	mtu := 0
 	for _, dp := range []*Datapath{n.v4, n.v6} {
 		if dp != nil {
-			if m := dp.Device().MTU; mtu == 0 || m < mtu {
+			if m := dp.mtu(); mtu == 0 || m < mtu {
 				mtu = m
 			}
 		}
