@@ -86,15 +86,15 @@ type Datapath struct {
 	// successful reconcile applied. Synced needs them equal, so that a
 	// caller never sees "synced" for a state not yet applied.
 	gen, syncedGen uint64
-	synced         bool  // the last reconcile, with peers known, succeeded
+	synced         bool // the last reconcile, with peers known, succeeded
 	// syncedNow and mtuNow mirror Synced and the device's MTU, published
 	// under d.mu at every change, so that a Network can read them without
 	// waiting out a reconcile, which holds d.mu across a whole sync.
-	syncedNow atomic.Bool
-	mtuNow    atomic.Int64
-	lastErr        error // of the last reconcile
-	failedPeers    int   // peers the last reconcile could not program, each retried
-	repairs        []Repair
+	syncedNow   atomic.Bool
+	mtuNow      atomic.Int64
+	lastErr     error // of the last reconcile
+	failedPeers int   // peers the last reconcile could not program, each retried
+	repairs     []Repair
 
 	// rejected lists the peers admission keeps out, for Status; set by
 	// the Network that owns the datapath before Run.
