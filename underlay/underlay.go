@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/vishvananda/netlink"
@@ -138,7 +139,7 @@ func (p Policy) chooseInterface(ipv6First bool) (Choice, error) {
 		for _, want := range p.Interfaces {
 			addr, notAddr := netip.ParseAddr(want)
 			for _, c := range all {
-				if notAddr == nil && containsAddr(c.addrs, addr.Unmap()) {
+				if notAddr == nil && slices.Contains(c.addrs, addr.Unmap()) {
 					return c.choice("interface "+want, addr.Unmap()), nil
 				}
 				if notAddr != nil && c.name == want {
@@ -252,15 +253,6 @@ func (p Policy) handle() (*netlink.Handle, error) {
 		return nil, fmt.Errorf("underlay: netlink: %w", err)
 	}
 	return h, nil
-}
-
-func containsAddr(addrs []netip.Addr, a netip.Addr) bool {
-	for _, b := range addrs {
-		if b == a {
-			return true
-		}
-	}
-	return false
 }
 
 func isZeroMask(m net.IPMask) bool {

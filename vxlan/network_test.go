@@ -377,6 +377,13 @@ func runNetwork(t *testing.T, cfg vxlan.NetworkConfig) *vxlan.Network {
 // lease manager for it, closed at the end of the test.
 func oneHost(t *testing.T, config string) (*netnstest.Host, *etcd.Manager, *slog.Logger) {
 	t.Helper()
+	h, m, quiet, _ := oneHostOn(t, config)
+	return h, m, quiet
+}
+
+// oneHostOn is oneHost, with the etcd server, for tests that write to it.
+func oneHostOn(t *testing.T, config string) (*netnstest.Host, *etcd.Manager, *slog.Logger, *etcdtest.Server) {
+	t.Helper()
 	srv := etcdtest.Start(t)
 	if _, err := srv.Client(t).Put(context.Background(), "/coreos.com/network/config", config); err != nil {
 		t.Fatal(err)
@@ -388,7 +395,7 @@ func oneHost(t *testing.T, config string) (*netnstest.Host, *etcd.Manager, *slog
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close() })
-	return h, m, quiet
+	return h, m, quiet, srv
 }
 
 // TestNetworkMovedToDisjointRange moves the Network under three running

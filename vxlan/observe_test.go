@@ -5,8 +5,6 @@ package vxlan_test
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"net/netip"
 	"strings"
 	"sync"
@@ -14,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/weftnet/weft/internal/etcdtest"
 	"github.com/weftnet/weft/internal/netnstest"
 	"github.com/weftnet/weft/internal/testutil"
 	"github.com/weftnet/weft/lease"
@@ -77,19 +74,9 @@ func (o *observer) event(kind vxlan.PeerEventKind, subnet string) (vxlan.PeerEve
 // own lease.
 func TestNetworkObserved(t *testing.T) {
 	t.Parallel()
-	srv := etcdtest.Start(t)
-	admin := srv.Client(t)
 	const prefix = "/coreos.com/network"
-	if _, err := admin.Put(context.Background(), prefix+"/config", `{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}`); err != nil {
-		t.Fatal(err)
-	}
-	h := netnstest.NewSegment(t, 1).Hosts[0]
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	m, err := etcd.New(etcd.Options{Endpoints: []string{srv.Endpoint()}, Node: h.Name, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
+	h, m, quiet, srv := oneHostOn(t, `{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}`)
+	admin := srv.Client(t)
 	o := &observer{block: 100 * time.Millisecond}
 	n := runNetwork(t, vxlan.NetworkConfig{Manager: m, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet,
 		ResyncInterval: time.Hour, // no periodic pass: what follows is prompted by events alone

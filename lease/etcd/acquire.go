@@ -456,6 +456,13 @@ func (m *Manager) setHeld(k lease.Key, h heldLease) {
 	m.mu.Unlock()
 }
 
+// forget drops what this Manager remembers of holding k.
+func (m *Manager) forget(k lease.Key) {
+	m.mu.Lock()
+	delete(m.held, k)
+	m.mu.Unlock()
+}
+
 func (m *Manager) getHeld(k lease.Key) (heldLease, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -499,9 +506,7 @@ func (m *Manager) deleteStale(ctx context.Context, keys []record, why string) {
 		if h, ok := m.getHeld(r.key); ok && h.ours && h.id == r.etcdLease {
 			m.revokeQuietly(h.id)
 		}
-		m.mu.Lock()
-		delete(m.held, r.key)
-		m.mu.Unlock()
+		m.forget(r.key)
 	}
 }
 

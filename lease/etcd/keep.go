@@ -427,9 +427,7 @@ func (m *Manager) renew(ctx context.Context, path string, attrs lease.Attrs, val
 // lost logs the loss of a lease once and forgets it.
 func (m *Manager) lost(k lease.Key, err error) error {
 	m.losses.Add(1)
-	m.mu.Lock()
-	delete(m.held, k)
-	m.mu.Unlock()
+	m.forget(k)
 	m.log.Warn("lease lost", "subnet", k, "err", err)
 	return err
 }

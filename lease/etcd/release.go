@@ -67,10 +67,3 @@ func (m *Manager) Release(ctx context.Context, l lease.Lease) error {
 		return nil
 	}
 }
-
-// forget drops what this Manager remembers of holding k.
-func (m *Manager) forget(k lease.Key) {
-	m.mu.Lock()
-	delete(m.held, k)
-	m.mu.Unlock()
-}
