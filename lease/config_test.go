@@ -1,6 +1,7 @@
 package lease
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"net/netip"
@@ -128,6 +129,23 @@ func TestParseConfigDefaults(t *testing.T) {
 		}
 		if !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("%s:\n got %+v\nwant %+v", tt.name, got, tt.want)
+		}
+		// What is cached on disk parses back to the same config.
+		data, err := json.Marshal(got)
+		if err != nil {
+			t.Errorf("%s: marshal: %v", tt.name, err)
+			continue
+		}
+		want := tt.want
+		want.Unknown = nil // of the document it was parsed from
+		if want.Backend != nil {
+			var b bytes.Buffer
+			json.Compact(&b, want.Backend)
+			want.Backend = b.Bytes()
+		}
+		again, err := ParseConfig(data)
+		if err != nil || !reflect.DeepEqual(again, want) {
+			t.Errorf("%s: %s parses back to %+v, %v; want %+v", tt.name, data, again, err, want)
 		}
 	}
 }

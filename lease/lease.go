@@ -96,6 +96,9 @@ type Batch struct {
 	// replace whatever it knew. Every later batch is incremental.
 	Snapshot bool
 	Events   []Event
+	// Revision is the store's revision the batch brings the receiver up
+	// to (etcd's), or 0 where the source has none (kube's Nodes).
+	Revision int64
 }
 
 // Diff returns the events that turn the lease set before into after, ordered

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/netip"
+	"time"
 )
 
 // The interfaces below are optional: a Manager implements those its store
@@ -49,6 +50,16 @@ type ReadyNotifier interface {
 // reason, so that a readiness probe names the cause. It must not block.
 type ConditionReporter interface {
 	Condition() string
+}
+
+// An ExpiryReader is a Manager whose leases lapse unless renewed
+// (lease/etcd's): Expiry returns when this node's lease k lapses as of its
+// last renewal, and false if k is not held or does not lapse (an etcd
+// reservation). Lease.Expiration is only what Acquire returned; a cache
+// of the node's state (package localstate) asks Expiry for the newest.
+// It must not block.
+type ExpiryReader interface {
+	Expiry(k Key) (time.Time, bool)
 }
 
 // A Releaser is a Manager that can give a lease back before it expires:

@@ -41,6 +41,10 @@ type plan struct {
 	how         string
 	existingRev int64 // for howKept: the revision the key must still have
 	reservation bool  // keep the key free of an etcd lease
+	// For howKept: the key's stored value and etcd lease, to tell
+	// whether it needs a write at all.
+	existingValue []byte
+	existingLease clientv3.LeaseID
 	// outside are this node's leased keys the network config no longer
 	// contains (the Network was moved): deleted once the new lease is
 	// won, each only if unchanged since the listing.
@@ -235,7 +239,8 @@ func (m *Manager) plan(cfg lease.Config, records []record, prev lease.Key, mine 
 		}
 	}
 	if own != nil {
-		return plan{key: own.key, how: howKept, existingRev: own.modRev, reservation: own.etcdLease == 0, outside: outside}, nil
+		return plan{key: own.key, how: howKept, existingRev: own.modRev, reservation: own.etcdLease == 0, outside: outside,
+			existingValue: own.value, existingLease: own.etcdLease}, nil
 	}
 	if foreign != nil {
 		return plan{key: foreign.key, how: howChallenge, existingRev: foreign.modRev, reservation: foreign.etcdLease == 0,
@@ -363,6 +368,9 @@ func takenOf(records []record, v4 bool, network netip.Prefix) []netip.Prefix {
 func (m *Manager) write(ctx context.Context, p plan, listRev int64, attrs lease.Attrs, value []byte, grant *clientv3.LeaseID) (lease.Lease, bool, listing, error) {
 	path := m.keyPath(p.key)
 	_, returns := m.history.reconnectedAfter()
+	if l, ok := m.unchanged(ctx, p, value, returns); ok {
+		return l, true, listing{}, nil
+	}
 	var putOpts []clientv3.OpOption
 	if !p.reservation {
 		if *grant == 0 {
@@ -418,6 +426,50 @@ func (m *Manager) write(ctx context.Context, p plan, listRev int64, attrs lease.
 	m.setHeld(p.key, h)
 	m.log.Info("acquired lease", "subnet", p.key, "how", p.how, "reservation", p.reservation)
 	return l, true, listing{}, nil
+}
+
+// unchanged takes this node's own key as it is, writing nothing, when it
+// already holds value and, unless it is a reservation, its etcd lease has
+// more than RenewMargin left: a restart, or a reconnection after booting
+// from local state, then costs etcd one read of the lease's TTL rather
+// than a write that every peer's watch would carry. Keep renews it when
+// due, by the TTL etcd reported.
+func (m *Manager) unchanged(ctx context.Context, p plan, value []byte, returns uint64) (lease.Lease, bool) {
+	if p.how != howKept || !bytes.Equal(p.existingValue, value) {
+		return lease.Lease{}, false
+	}
+	h := heldLease{rev: p.existingRev, returns: returns}
+	l := lease.Lease{Key: p.key}
+	if err := json.Unmarshal(value, &l.Attrs); err != nil {
+		return lease.Lease{}, false
+	}
+	// The listing may be older than the key (one this Acquire withdrew
+	// since, say): a read-only Txn, which etcd applies without a new
+	// revision, checks the key is still as listed.
+	rctx, cancel := m.request(ctx)
+	still, err := m.client.Txn(rctx).If(clientv3.Compare(clientv3.ModRevision(m.keyPath(p.key)), "=", p.existingRev)).Commit()
+	cancel()
+	if err != nil || !still.Succeeded {
+		return lease.Lease{}, false
+	}
+	if !p.reservation {
+		rctx, cancel := m.request(ctx)
+		resp, err := m.client.TimeToLive(rctx, p.existingLease)
+		cancel()
+		left := time.Duration(0)
+		if err == nil {
+			left = time.Duration(resp.TTL) * time.Second
+		}
+		if left <= m.margin {
+			return lease.Lease{}, false // renew it now, by writing
+		}
+		now := time.Now()
+		h.id, h.renewedAt = p.existingLease, now.Add(left-m.ttl)
+		l.Expiration = now.Add(left)
+	}
+	m.setHeld(p.key, h)
+	m.log.Info("acquired lease", "subnet", p.key, "how", howKept, "reservation", p.reservation, "written", false)
+	return l, true
 }
 
 // createConditions make creating key safe: no key may hold any of its

@@ -304,3 +304,40 @@ func TestConcurrentAcquirers(t *testing.T) {
 		}
 	}
 }
+
+// TestAcquireUnchangedWritesNothing: a restarted agent (a new Manager)
+// whose key already holds what it would write, with time to run on its
+// etcd lease, takes the key as it is: no write, the expiry etcd reports,
+// and Expiry says the same. With RenewMargin or less left, it renews.
+func TestAcquireUnchangedWritesNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testConfig)
+	long := func(margin time.Duration) *Manager {
+		return e.managerWith("node-a", func(o *Options) { o.TTL, o.RenewMargin = time.Minute, margin })
+	}
+	first := long(10 * time.Second)
+	held := mustAcquire(t, first, 1)
+	before := e.revision()
+
+	again := long(10 * time.Second)
+	l := mustAcquire(t, again, 1)
+	if got := e.revision(); got != before {
+		t.Errorf("re-acquiring an unchanged key wrote: revision %d, was %d", got, before)
+	}
+	if l.Key != held.Key || !l.Attrs.Equal(held.Attrs) {
+		t.Errorf("re-acquired %v %+v, want %v %+v", l.Key, l.Attrs, held.Key, held.Attrs)
+	}
+	if d := l.Expiration.Sub(held.Expiration); d < -2*time.Second || d > time.Second {
+		t.Errorf("expiration %v, the etcd lease runs out at %v", l.Expiration, held.Expiration)
+	}
+	if exp, ok := again.Expiry(l.Key); !ok || !exp.Equal(l.Expiration) {
+		t.Errorf("Expiry = %v, %v; want %v", exp, ok, l.Expiration)
+	}
+
+	// Less than RenewMargin left: renewed by a write.
+	before = e.revision()
+	mustAcquire(t, long(59*time.Second), 1)
+	if e.revision() == before {
+		t.Error("a key with less than RenewMargin left was not renewed")
+	}
+}

@@ -159,11 +159,23 @@ var (
 	_ lease.Manager           = (*Manager)(nil)
 	_ lease.ConditionReporter = (*Manager)(nil)
 	_ lease.Releaser          = (*Manager)(nil)
+	_ lease.ExpiryReader      = (*Manager)(nil)
 	_ io.Closer               = (*Manager)(nil)
 )
 
 // Node implements lease.Manager: Options.Node.
 func (m *Manager) Node() string { return m.node }
+
+// Expiry implements lease.ExpiryReader: when the etcd lease on this node's
+// key k runs out unless Keep renews it again, as of the last renewal this
+// Manager made or learned of.
+func (m *Manager) Expiry(k lease.Key) (time.Time, bool) {
+	h, ok := m.getHeld(k)
+	if !ok || h.id == 0 || h.renewedAt.IsZero() {
+		return time.Time{}, false
+	}
+	return h.renewedAt.Add(m.ttl), true
+}
 
 // Condition implements lease.ConditionReporter: Stats().Condition.
 func (m *Manager) Condition() string { return m.conditions.String() }

@@ -55,7 +55,7 @@ func (m *Manager) WatchLeases(ctx context.Context, ch chan<- lease.Batch) error 
 		}
 		retry.ok()
 		if snapshot || len(events) > 0 {
-			if err := ctxutil.Send(ctx, ch, lease.Batch{Snapshot: snapshot, Events: events}); err != nil {
+			if err := ctxutil.Send(ctx, ch, lease.Batch{Snapshot: snapshot, Events: events, Revision: rev - 1}); err != nil {
 				return err
 			}
 		}
@@ -222,7 +222,7 @@ func (m *Manager) watchFrom(ctx context.Context, rev int64, view leaseView, ch c
 			retry.ok()
 			rev = resumeRevision(rev, resp)
 			if events := m.apply(view, resp.Events); len(events) > 0 {
-				if err := ctxutil.Send(ctx, ch, lease.Batch{Events: events}); err != nil {
+				if err := ctxutil.Send(ctx, ch, lease.Batch{Events: events, Revision: rev - 1}); err != nil {
 					cancel()
 					return 0, err
 				}
