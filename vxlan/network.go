@@ -73,7 +73,9 @@ type NetworkConfig struct {
 	//  3. the MAC the node's own lease already publishes for the VNI, when
 	//     the Manager is a lease.OwnLeaseReader (lease/etcd's is): flannel's
 	//     random MAC on a node migrating from it, or weft's own;
-	//  4. DeriveMAC(Node, VNI) for the IPv4 device, DeriveMAC(Node+" ipv6",
+	//  4. the MAC the local state recorded (LocalState), when the store
+	//     cannot say: the one the node ran with before a reboot;
+	//  5. DeriveMAC(Node, VNI) for the IPv4 device, DeriveMAC(Node+" ipv6",
 	//     VNI) for the IPv6 one (see DeriveMAC), which survive restarts and
 	//     reboots.
 	//
@@ -115,6 +117,24 @@ type NetworkConfig struct {
 	// into the overlay. This node's subnet and the prefixes of its
 	// interfaces are always protected; nil adds nothing.
 	Protected []netip.Prefix
+	// LocalState, if set, keeps this node's state across reboots: the
+	// network config, the lease with its expiry, the VTEP MACs and the
+	// admitted peers, saved a moment after any of them changes, and only
+	// then (never per resync). At start, if the Manager has not given the
+	// node its config, settings (a lease.HintReader's) and lease within
+	// OfflineAfter, and the state is usable (see StateStore.Load), the
+	// Network runs from it: the devices come up with the cached MACs and
+	// address, the cached peers pass admission and are programmed, and a
+	// State is announced, so that pods start and reach the neighbouring
+	// nodes while the control plane is away. Whatever the Manager gives
+	// later replaces the cache: its lease (a lost one is the ordinary
+	// lease-loss path: a new subnet, a new State) and its first listing,
+	// reconciled so that only differences are written. Offline and Ready
+	// say when the node runs from the state. nil: no local state.
+	LocalState StateStore
+	// OfflineAfter is how long Run waits at start for the Manager before
+	// it runs from LocalState. Default DefaultOfflineAfter (5s).
+	OfflineAfter time.Duration
 }
 
 // A Network runs a node's overlay: it acquires and keeps the node's lease,
@@ -153,6 +173,14 @@ type Network struct {
 	// stateKick wakes the State publisher: something a State or Ready
 	// depends on may have changed.
 	stateKick chan struct{}
+	// devSubnets is the lease whose subnets the devices were given last.
+	devSubnets lease.Key
+	// macs are the devices' VTEP MACs, IPv4 and IPv6, for the local
+	// state.
+	macs [2]MAC
+	// off is the use of the local state; under mu.
+	off offline
+
 	// push serialises every change of the datapaths' peers: a full set
 	// computed from the leases must not be applied after a newer per-peer
 	// change it did not include, or that peer would be dropped.
@@ -182,6 +210,7 @@ func NewNetwork(cfg NetworkConfig) (*Network, error) {
 	return &Network{
 		cfg: cfg, log: cfg.Logger.With("component", "network"), table: admit.NewTable(admit.Facts{}),
 		leased: make(chan struct{}), stateKick: make(chan struct{}, 1),
+		off: offline{saveKick: make(chan struct{}, 1)},
 	}, nil
 }
 
@@ -198,6 +227,8 @@ func NewNetwork(cfg NetworkConfig) (*Network, error) {
 func (n *Network) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	start := time.Now()
+	n.loadState()
 	configs := make(chan lease.Config, 1)
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return n.cfg.Manager.WatchConfig(ctx, configs) })
@@ -205,6 +236,9 @@ func (n *Network) Run(ctx context.Context) error {
 	var netConf lease.Config
 	select {
 	case netConf = <-configs:
+	case <-n.offlineTimer(start):
+		netConf = n.off.conf
+		n.goOffline("no network config from the lease source within " + n.offlineAfter().String())
 	case <-ctx.Done():
 		return n.wait(g)
 	}
@@ -266,6 +300,12 @@ func (n *Network) Run(ctx context.Context) error {
 		}
 	}
 	g.Go(func() error { return n.publishStates(ctx) })
+	if n.cfg.LocalState != nil {
+		g.Go(func() error { return n.saveStates(ctx) })
+	}
+	if n.off.cached != nil {
+		g.Go(func() error { n.bootFromCache(ctx, start); return nil })
+	}
 
 	g.Go(func() error {
 		for {
@@ -280,8 +320,12 @@ func (n *Network) Run(ctx context.Context) error {
 	n.refreshFacts()
 	g.Go(func() error { return n.watchPeers(ctx) })
 	g.Go(func() error { return n.watchLocal(ctx) })
+	previous := n.cfg.Previous
+	if !previous.IsValid() && n.off.cached != nil {
+		previous = n.off.cached.Lease.Key
+	}
 	g.Go(func() error {
-		return n.holdLease(ctx, lease.AcquireRequest{Attrs: attrs, Previous: n.cfg.Previous})
+		return n.holdLease(ctx, lease.AcquireRequest{Attrs: attrs, Previous: previous})
 	})
 	return n.wait(g)
 }
@@ -300,6 +344,12 @@ func (n *Network) setUp(ctx context.Context, netConf lease.Config) (Config, leas
 		return Config{}, lease.Attrs{}, err
 	}
 	hints, err := n.readHints(ctx)
+	if err != nil && n.off.cached != nil && !errors.Is(err, lease.ErrInvalidAttrs) {
+		// The settings cannot be read, but the node has run before:
+		// with those it ran with.
+		hints, err = n.cachedHints(), nil
+		n.goOffline("cannot read this node's settings from the lease source")
+	}
 	if err != nil {
 		return Config{}, lease.Attrs{}, err
 	}
@@ -456,15 +506,30 @@ func (n *Network) publishedMACs(ctx context.Context, backend Config, hints lease
 	}
 	take(false, hints.BackendData)
 	take(true, hints.BackendV6Data)
+	// Last, those the node ran with, from the local state: what peers
+	// cut off from the store still hold.
+	defer func() {
+		if c := n.off.cached; c != nil {
+			take(false, c.Lease.Attrs.BackendData)
+			take(true, c.Lease.Attrs.BackendV6Data)
+		}
+	}()
+	n.mu.Lock()
+	offline := !n.off.since.IsZero()
+	n.mu.Unlock()
 	r, ok := n.cfg.Manager.(lease.OwnLeaseReader)
-	if !ok || (!n.cfg.VtepMAC.IsZero() || out[false] != MAC{}) && (!n.cfg.VtepMACv6.IsZero() || out[true] != MAC{}) {
+	if !ok || offline || (!n.cfg.VtepMAC.IsZero() || out[false] != MAC{}) && (!n.cfg.VtepMACv6.IsZero() || out[true] != MAC{}) {
 		return out
 	}
 	rctx, cancel := context.WithTimeout(ctx, ownLeaseTimeout)
 	defer cancel()
 	l, found, err := r.OwnLease(rctx, lease.AcquireRequest{Attrs: lease.Attrs{PublicIP: n.cfg.PublicIP, PublicIPv6: n.cfg.PublicIPv6}, Previous: n.cfg.Previous})
 	if err != nil {
-		n.log.Warn("cannot read this node's lease to keep the VTEP MACs it publishes; deriving them", "err", err)
+		if n.off.cached != nil {
+			n.log.Warn("cannot read this node's lease to keep the VTEP MACs it publishes; keeping those of the local state", "err", err)
+		} else {
+			n.log.Warn("cannot read this node's lease to keep the VTEP MACs it publishes; deriving them", "err", err)
+		}
 		return out
 	}
 	if found {
@@ -548,8 +613,19 @@ func (n *Network) newDatapath(backend Config, public netip.Addr, ipv6 bool, publ
 	if err == nil {
 		dp.rejected = func() []admit.Verdict { return n.rejectedOf(ipv6) }
 		dp.reconciled = n.kickState
+		n.mu.Lock()
+		n.macs[famIndex(ipv6)] = mac
+		n.mu.Unlock()
 	}
 	return dp, mac, err
+}
+
+// famIndex indexes per-family arrays: 0 for IPv4, 1 for IPv6.
+func famIndex(ipv6 bool) int {
+	if ipv6 {
+		return 1
+	}
+	return 0
 }
 
 // underlay finds the interface holding addr, and the prefix it is on.
@@ -582,14 +658,14 @@ func (n *Network) setOwn(l lease.Lease) {
 	// old subnet.
 	n.push.Lock()
 	n.mu.Lock()
-	n.own, n.hasOwn = l, true
+	if n.off.lease && n.own.Key != l.Key {
+		n.log.Warn("the lease the node ran with from its local state is no longer its own; moving to the one the lease source gives",
+			"was", n.own.Key, "subnet", l.Key)
+	}
+	n.own, n.hasOwn, n.off.lease = l, true, false
 	n.leaseGen++
-	if n.v4 != nil {
-		n.v4.SetSubnet(l.Key.IPv4)
-	}
-	if n.v6 != nil {
-		n.v6.SetSubnet(l.Key.IPv6)
-	}
+	n.moveDevicesLocked(l.Key)
+	n.backOnlineLocked()
 	n.mu.Unlock()
 	n.refreshFactsLocked()
 	n.push.Unlock()
@@ -597,6 +673,23 @@ func (n *Network) setOwn(l lease.Lease) {
 	n.leasedOnce.Do(func() { close(n.leased) })
 	n.log.Info("holding lease", "subnet", l.Key)
 	n.kickState()
+	n.kickSave()
+}
+
+// moveDevicesLocked gives the devices the subnets of k, unless they have
+// them: a datapath given its subnet again would reconcile for nothing.
+// n.mu is held.
+func (n *Network) moveDevicesLocked(k lease.Key) {
+	if n.devSubnets == k {
+		return
+	}
+	n.devSubnets = k
+	if n.v4 != nil {
+		n.v4.SetSubnet(k.IPv4)
+	}
+	if n.v6 != nil {
+		n.v6.SetSubnet(k.IPv6)
+	}
 }
 
 func (n *Network) applyConfig(c lease.Config) {
@@ -615,6 +708,7 @@ func (n *Network) applyConfig(c lease.Config) {
 	}
 	n.refreshFacts()
 	n.kickState()
+	n.kickSave()
 }
 
 // bytesEqualJSON compares two raw backend objects by what they parse to.
@@ -634,9 +728,20 @@ func (n *Network) Lease() (lease.Lease, bool) {
 // Ready reports whether the node holds a lease and every datapath has
 // converged on the watched peers; if not, why not, with the Manager's
 // condition (lease.ConditionReporter) when it has one.
+//
+// A node that runs from its local state (see NetworkConfig.LocalState) is
+// ready once its datapath has converged on the cached lease and peers: its
+// pods can start and reach their neighbours. The reason then says so,
+// since when and how old the state is, with the Manager's condition.
 func (n *Network) Ready() (bool, string) {
 	ok, why := n.ready()
-	if !ok {
+	if ok {
+		if off, is := n.Offline(); is {
+			why = fmt.Sprintf("running from the local state since %s (written %s ago)",
+				off.Since.UTC().Format(time.RFC3339), time.Since(off.Written).Round(time.Second))
+		}
+	}
+	if why != "" {
 		if r, is := n.cfg.Manager.(lease.ConditionReporter); is {
 			if cond := r.Condition(); cond != "" {
 				why += ": " + cond

@@ -55,8 +55,17 @@ func (n *Network) watchPeers(ctx context.Context) error {
 			n.push.Lock()
 			n.mu.Lock()
 			d := n.table.Apply(b)
-			first := !n.watched
+			first, fromCache := !n.watched, n.off.peers
 			n.watched = true
+			if b.Snapshot {
+				// The Manager's listing replaces the local state's.
+				n.off.peers = false
+				n.backOnlineLocked()
+			}
+			changed := first || b.Snapshot || len(d.Changes) > 0
+			if changed {
+				n.off.peersAt, n.off.peersRev = time.Now(), b.Revision
+			}
 			events := n.peerEvents(d)
 			n.mu.Unlock()
 			n.report(d)
@@ -67,8 +76,11 @@ func (n *Network) watchPeers(ctx context.Context) error {
 			}
 			n.tellPeers(events)
 			n.push.Unlock()
-			if first {
+			if first || fromCache && b.Snapshot {
 				n.kickState()
+			}
+			if changed {
+				n.kickSave()
 			}
 		}
 	}
@@ -112,6 +124,9 @@ func (n *Network) refreshFactsLocked() {
 	if watched {
 		n.program(d.Changes)
 		n.tellPeers(events)
+		if len(d.Changes) > 0 {
+			n.kickSave()
+		}
 	}
 }
 

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"net/http"
 	"net/netip"
 	"os"
@@ -732,15 +734,22 @@ func TestReleaseLease(t *testing.T) {
 	}
 	release := func() string {
 		cmd := exec.Command("ip", "netns", "exec", a.Host.Name, c.bin, "--release-lease", "--etcd-endpoints", c.srv.Endpoint(),
-			"--node-name", a.Host.Name, "--iface", netnstest.Underlay, "--subnet-file", a.SubnetFile)
+			"--node-name", a.Host.Name, "--iface", netnstest.Underlay, "--subnet-file", a.SubnetFile, "--state-dir", daemontest.StateDir(a.SubnetFile))
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("flanneld --release-lease: %v\n%s", err, out)
 		}
 		return string(out)
 	}
-	if out := release(); !strings.Contains(out, "released this node's lease") {
+	state := filepath.Join(daemontest.StateDir(a.SubnetFile), "etcd__coreos.com_network.state.json")
+	if _, err := os.Stat(state); err != nil {
+		t.Fatalf("the daemon left no local state: %v", err)
+	}
+	if out := release(); !strings.Contains(out, "released this node's lease") || !strings.Contains(out, "removed the local state") {
 		t.Errorf("release said:\n%s", out)
+	}
+	if _, err := os.Stat(state); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the local state holding the released lease is still there: %v", err)
 	}
 	r, err := c.admin.Get(context.Background(), keyOf(gone))
 	if err != nil || len(r.Kvs) != 0 {

@@ -9,6 +9,9 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/weftnet/weft/localstate"
+	"github.com/weftnet/weft/vxlan"
 )
 
 // config is flanneld's command line: every flag of flannel's flanneld,
@@ -46,16 +49,21 @@ type config struct {
 	publicIPv6    netip.Addr
 
 	// what the node writes and keeps
-	subnetFile        string
-	ipMasq            bool
-	masqRandomFully   bool // flannel's default; --ip-masq-fully-random-disable clears it
-	forwardRules      bool
-	rulesResync       time.Duration
-	blackholeRoute    bool
-	renewMargin       int // minutes, as flannel
-	leaseTTL          time.Duration
-	node              string
-	resync            time.Duration
+	subnetFile      string
+	ipMasq          bool
+	masqRandomFully bool // flannel's default; --ip-masq-fully-random-disable clears it
+	forwardRules    bool
+	rulesResync     time.Duration
+	blackholeRoute  bool
+	renewMargin     int // minutes, as flannel
+	leaseTTL        time.Duration
+	node            string
+	resync          time.Duration
+	// the local state an offline boot runs from (weft extensions)
+	stateDir     string
+	stateMaxAge  time.Duration
+	offlineAfter time.Duration
+
 	healthzIP         netip.Addr
 	healthzPort       int
 	version           bool
@@ -76,6 +84,7 @@ var flagGroups = []flagGroup{
 	{"Kubernetes mode", []string{"kube-subnet-mgr", "kube-api-url", "kubeconfig-file", "kube-annotation-prefix", "net-config-path", "set-node-network-unavailable", "kube-assign-pod-cidrs"}},
 	{"the node's addresses", []string{"iface", "iface-regex", "iface-can-reach", "public-ip", "public-ipv6", "node-name"}},
 	{"what the node writes and keeps", []string{"subnet-file", "ip-masq", "ip-masq-fully-random-disable", "iptables-forward-rules", "iptables-resync", "ip-blackhole-route", "subnet-lease-renew-margin", "subnet-lease-ttl", "resync-interval"}},
+	{"local state, for a boot with the control plane unreachable (weft extensions)", []string{"state-dir", "state-max-age", "offline-after"}},
 	{"health and metrics", []string{"healthz-ip", "healthz-port"}},
 	{"logging (klog's flags, as flannel accepts them)", []string{"v", "vmodule", "logtostderr", "alsologtostderr", "log_dir", "log_file", "stderrthreshold", "log_file_max_size", "log_backtrace_at", "add_dir_header", "skip_headers", "skip_log_headers", "one_output"}},
 	{"other", []string{"version", "release-lease"}},
@@ -140,6 +149,10 @@ func parseFlags(args []string, env func(string) string, stderr io.Writer) (confi
 	fs.IntVar(&c.renewMargin, "subnet-lease-renew-margin", 60, "subnet lease renewal margin, in minutes, from 1 to 1439")
 	fs.DurationVar(&c.leaseTTL, "subnet-lease-ttl", 24*time.Hour, "life of a subnet lease that is not renewed, at least 2s (a weft extension; flannel fixes it at 24h)")
 	fs.DurationVar(&c.resync, "resync-interval", 30*time.Second, "period of the datapath's unprompted reconcile (a weft extension)")
+
+	fs.StringVar(&c.stateDir, "state-dir", localstate.DefaultDir, `directory of the local state (the network config, this node's lease and VTEP MACs, the last admitted peers) the node boots from when the control plane does not answer; "" keeps none`)
+	fs.DurationVar(&c.stateMaxAge, "state-max-age", localstate.DefaultMaxAge, "oldest local state the node boots from")
+	fs.DurationVar(&c.offlineAfter, "offline-after", vxlan.DefaultOfflineAfter, "how long to wait at start for the control plane before booting from the local state")
 
 	fs.StringVar(&hzIP, "healthz-ip", "0.0.0.0", "the IP address for the healthz, readyz and metrics server to listen on")
 	fs.IntVar(&c.healthzPort, "healthz-port", 0, "the port for the healthz, readyz and metrics server; 0 disables it")
@@ -224,6 +237,10 @@ func parseFlags(args []string, env func(string) string, stderr io.Writer) (confi
 		return config{}, fmt.Errorf("--subnet-lease-renew-margin %d: want 1 to 1439 minutes", c.renewMargin)
 	case c.leaseTTL < 2*time.Second:
 		return config{}, fmt.Errorf("--subnet-lease-ttl %v: want at least 2s", c.leaseTTL)
+	case c.stateMaxAge <= 0:
+		return config{}, fmt.Errorf("--state-max-age %v: want a positive duration, such as 168h", c.stateMaxAge)
+	case c.offlineAfter <= 0:
+		return config{}, fmt.Errorf("--offline-after %v: want a positive duration, such as 5s", c.offlineAfter)
 	case c.resync <= 0:
 		return config{}, fmt.Errorf("--resync-interval %v: want a positive duration, such as 30s", c.resync)
 	case rulesResync < 1:

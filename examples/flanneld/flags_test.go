@@ -144,6 +144,8 @@ func TestFlagValidation(t *testing.T) {
 		{[]string{"-v=-1"}, "-v -1"},
 		{[]string{"-logtostderr=false"}, "-logtostderr=false needs -log_file or -log_dir"},
 		{[]string{"-stderrthreshold=LOUD"}, `-stderrthreshold "LOUD"`},
+		{[]string{"--state-max-age=0"}, "--state-max-age 0s: want a positive duration"},
+		{[]string{"--offline-after=-1s"}, "--offline-after -1s: want a positive duration"},
 		{[]string{"extra"}, `unexpected arguments ["extra"]`},
 	} {
 		_, err := parseFlags(tc.args, envOf(nil), io.Discard)

@@ -35,6 +35,7 @@ import (
 
 	"github.com/weftnet/weft/lease"
 	"github.com/weftnet/weft/lease/admit"
+	"github.com/weftnet/weft/localstate"
 	"github.com/weftnet/weft/subnetenv"
 	"github.com/weftnet/weft/underlay"
 	"github.com/weftnet/weft/vxlan"
@@ -208,6 +209,10 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 	cancelLookup()
 	if err != nil {
 		log.Warn("cannot resolve a control-plane endpoint; peer leases are kept off the others' addresses only", "err", err)
+	}
+	if c.stateDir != "" {
+		nc.LocalState = localstate.NewStore(c.stateDir, stateIdentity(c), c.stateMaxAge)
+		nc.OfflineAfter = c.offlineAfter
 	}
 	nc.OnState = func(st vxlan.State) {
 		a.update(func() { a.held, a.netConf, a.mtu = st.Lease, st.Config, st.MTU })
@@ -441,7 +446,8 @@ func (a *agent) ensureForwardRules(f subnetenv.File) {
 }
 
 // ready reports whether subnet.env is written and the datapath converged,
-// and if not, why not.
+// and if not, why not; ready, the reason says whether the node runs from
+// its local state.
 func (a *agent) ready() (bool, string) {
 	a.mu.Lock()
 	n, starting := a.net, a.starting
@@ -449,7 +455,8 @@ func (a *agent) ready() (bool, string) {
 	if n == nil {
 		return false, starting
 	}
-	if ok, why := n.Ready(); !ok {
+	ok, why := n.Ready()
+	if !ok {
 		return false, why
 	}
 	a.mu.Lock()
@@ -460,7 +467,7 @@ func (a *agent) ready() (bool, string) {
 	case !a.written:
 		return false, "subnet.env not written yet"
 	}
-	return true, ""
+	return true, why
 }
 
 func (a *agent) serveHealth(addr string) (*http.Server, error) {
@@ -470,11 +477,17 @@ func (a *agent) serveHealth(addr string) (*http.Server, error) {
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if ok, why := a.ready(); !ok {
+		ok, why := a.ready()
+		switch {
+		case !ok:
 			http.Error(w, "not ready: "+why, http.StatusServiceUnavailable)
-			return
+		case why != "":
+			// Running from the local state: the pods' network works,
+			// which is what a probe of this agent asks.
+			fmt.Fprintln(w, "ready: "+why)
+		default:
+			fmt.Fprintln(w, "ready")
 		}
-		fmt.Fprintln(w, "ready")
 	})
 	l, err := net.Listen("tcp", addr)
 	if err != nil {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -27,6 +29,28 @@ func (a *agent) registerMetrics(reg *prometheus.Registry) {
 	gauge("weft_ready", "1 when subnet.env is written and the datapath has converged.", func() float64 {
 		if ok, _ := a.ready(); ok {
 			return 1
+		}
+		return 0
+	})
+
+	offline := func() (vxlan.OfflineStatus, bool) {
+		a.mu.Lock()
+		n := a.net
+		a.mu.Unlock()
+		if n == nil {
+			return vxlan.OfflineStatus{}, false
+		}
+		return n.Offline()
+	}
+	gauge("weft_local_state_in_use", "1 while the node runs from its local state because the control plane has not answered since it started.", func() float64 {
+		if _, ok := offline(); ok {
+			return 1
+		}
+		return 0
+	})
+	gauge("weft_local_state_age_seconds", "Age of the local state the node runs from (since it was written); 0 when it runs on the control plane.", func() float64 {
+		if st, ok := offline(); ok {
+			return time.Since(st.Written).Seconds()
 		}
 		return 0
 	})

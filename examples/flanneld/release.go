@@ -10,6 +10,7 @@ import (
 
 	"github.com/weftnet/weft/lease"
 	"github.com/weftnet/weft/lease/etcd"
+	"github.com/weftnet/weft/localstate"
 	"github.com/weftnet/weft/subnetenv"
 )
 
@@ -59,11 +60,25 @@ func releaseLease(ctx context.Context, c config, log *slog.Logger) error {
 	}
 	if !found {
 		log.Info("this node holds no lease; nothing to release", "node", c.node)
-		return nil
+		return removeState(c, log)
 	}
 	if err := m.Release(ctx, l); err != nil {
 		return err
 	}
 	log.Info("released this node's lease; its subnet is free", "node", c.node, "subnet", l.Key)
+	return removeState(c, log)
+}
+
+// removeState deletes the local state, which holds the released lease: a
+// later boot cut off from etcd must not route a subnet the node gave back.
+func removeState(c config, log *slog.Logger) error {
+	if c.stateDir == "" {
+		return nil
+	}
+	store := localstate.NewStore(c.stateDir, stateIdentity(c), c.stateMaxAge)
+	if err := store.Remove(); err != nil {
+		return err
+	}
+	log.Info("removed the local state", "path", store.Path())
 	return nil
 }

@@ -79,7 +79,7 @@ func newKubeSource(ctx context.Context, c config, log *slog.Logger, status func(
 	}
 	rc.UserAgent = "weft-flanneld/" + version
 	if c.node == "" {
-		if c.node, err = nodeOfPod(ctx, rc, log, status); err != nil {
+		if c.node, err = nodeOfPod(ctx, rc, log, status, nodeOfState(c), c.offlineAfter); err != nil {
 			return nil, err
 		}
 	}
@@ -118,8 +118,10 @@ func (s *source) close() {
 // NODE_NAME: as flannel, the Pod's spec.nodeName, from the POD_NAME and
 // POD_NAMESPACE its DaemonSet sets; without them, the hostname. A Pod
 // that cannot be read yet (no RBAC for pods, an API server still coming
-// up) is waited for, saying why.
-func nodeOfPod(ctx context.Context, rc *rest.Config, log *slog.Logger, status func(string)) (string, error) {
+// up) is waited for, saying why; once offlineAfter has passed, a host
+// whose local state names its node (stateNode) boots as that node
+// instead, so that an API server down at boot does not stop the overlay.
+func nodeOfPod(ctx context.Context, rc *rest.Config, log *slog.Logger, status func(string), stateNode string, offlineAfter time.Duration) (string, error) {
 	pod, ns := os.Getenv("POD_NAME"), os.Getenv("POD_NAMESPACE")
 	if pod == "" || ns == "" {
 		name, err := os.Hostname()
@@ -129,11 +131,18 @@ func nodeOfPod(ctx context.Context, rc *rest.Config, log *slog.Logger, status fu
 		log.Info("no --node-name, NODE_NAME or POD_NAME/POD_NAMESPACE: using the hostname as the node name", "node", name)
 		return name, nil
 	}
+	start := time.Now()
 	for delay := time.Second; ; delay = min(2*delay, 30*time.Second) {
-		name, err := kube.PodNodeName(ctx, rc, ns, pod)
+		rctx, cancel := context.WithTimeout(ctx, offlineAfter)
+		name, err := kube.PodNodeName(rctx, rc, ns, pod)
+		cancel()
 		if err == nil {
 			log.Info("node name from this agent's Pod", "pod", ns+"/"+pod, "node", name)
 			return name, nil
+		}
+		if stateNode != "" && time.Since(start) >= offlineAfter {
+			log.Warn("cannot read this agent's Pod for its node name; booting as the node the local state was written for", "pod", ns+"/"+pod, "node", stateNode, "err", err)
+			return stateNode, nil
 		}
 		status("reading this agent's Pod for its node name: " + err.Error())
 		log.Warn("cannot read this agent's Pod for its node name yet (its ClusterRole needs get on pods); retrying", "pod", ns+"/"+pod, "err", err, "retry_in", delay)

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -105,9 +106,15 @@ func Start(t testing.TB, h *netnstest.Host, bin, subnetFile string, args ...stri
 func StartEnv(t testing.TB, h *netnstest.Host, bin, subnetFile string, env []string, args ...string) *Daemon {
 	t.Helper()
 	d := &Daemon{T: t, Host: h, Out: &testutil.SyncBuffer{}, SubnetFile: subnetFile, done: make(chan error, 1)}
-	all := append([]string{"netns", "exec", h.Name, bin,
+	all := []string{"netns", "exec", h.Name, bin,
 		"--iface", netnstest.Underlay, "--subnet-file", subnetFile,
-		"--healthz-ip", h.Addr.Addr().String(), "--healthz-port", fmt.Sprint(HealthPort)}, args...)
+		"--healthz-ip", h.Addr.Addr().String(), "--healthz-port", fmt.Sprint(HealthPort)}
+	if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--state-dir") }) {
+		// Each simulated host keeps its own, beside its subnet.env,
+		// never the machine's /var/lib/weft.
+		all = append(all, "--state-dir", StateDir(subnetFile))
+	}
+	all = append(all, args...)
 	d.Cmd = exec.Command("ip", all...)
 	if env != nil {
 		d.Cmd.Env = append(os.Environ(), env...)
@@ -125,6 +132,10 @@ func StartEnv(t testing.TB, h *netnstest.Host, bin, subnetFile string, env []str
 	})
 	return d
 }
+
+// StateDir is the local state directory Start gives a daemon whose
+// subnet.env is subnetFile.
+func StateDir(subnetFile string) string { return filepath.Join(filepath.Dir(subnetFile), "state") }
 
 // Stop signals the daemon and waits for it to exit, killing it after 10s.
 // It returns the exit error; stopping a stopped daemon returns nil.

@@ -1,0 +1,131 @@
+package localstate
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/weftnet/weft/internal/atomicfile"
+)
+
+// DefaultMaxAge is how old a state file NewStore accepts when given no
+// maximum: a week. An edge site may be cut off for days; a peer set older
+// than that is more likely wrong than right.
+const DefaultMaxAge = 7 * 24 * time.Hour
+
+// A Store keeps one network's State for one node in its file: what a
+// vxlan.Network saves while it runs and boots from when its control plane
+// does not answer (vxlan.NetworkConfig.LocalState).
+//
+// Save remembers what it last wrote (or Load read), so that a State equal
+// to it, Written aside, costs an encoding and no I/O. A Store is safe for
+// concurrent use; two Stores, or two agents, must not share one file.
+type Store struct {
+	path   string
+	id     Identity
+	maxAge time.Duration
+	now    func() time.Time
+
+	mu sync.Mutex
+	// last is the encoding, with Written zeroed, of what the file holds
+	// as far as this Store knows; nil until it was read or written.
+	last   []byte
+	looked bool // the file was read for last
+}
+
+// NewStore returns the Store of network id.Network in dir (see Path), for
+// node id.Node, accepting files written at most maxAge ago (DefaultMaxAge
+// if 0). It touches no file.
+func NewStore(dir string, id Identity, maxAge time.Duration) *Store {
+	if maxAge <= 0 {
+		maxAge = DefaultMaxAge
+	}
+	return &Store{path: Path(dir, id), id: id, maxAge: maxAge, now: time.Now}
+}
+
+// Path returns the file the Store keeps.
+func (s *Store) Path() string { return s.path }
+
+// Load returns the stored State, checked as Read checks it: of this
+// Store's identity, not older than its maximum age, its lease not expired.
+// Every error names the file; a missing file matches fs.ErrNotExist.
+func (s *Store) Load() (State, error) {
+	st, err := Read(s.path, s.id, s.maxAge, s.now())
+	if err == nil {
+		s.mu.Lock()
+		s.last, s.looked = comparable(st), true
+		s.mu.Unlock()
+	}
+	return st, err
+}
+
+// Save stores st under the Store's identity unless the file already holds
+// the same (Written aside); it reports whether it wrote. st.Written is set
+// to the time of the write. Temporary files a killed Save left are
+// removed by the first Save.
+func (s *Store) Save(st State) (bool, error) {
+	st.Identity = s.id
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.looked {
+		s.looked = true
+		if _, err := atomicfile.RemoveStale(s.path); err != nil {
+			return false, fmt.Errorf("localstate: %w", err)
+		}
+		if data, err := os.ReadFile(s.path); err == nil {
+			if prev, err := Decode(data); err == nil && prev.Identity == s.id {
+				s.last = comparable(prev)
+			}
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return false, fmt.Errorf("localstate: %w", err)
+		}
+	}
+	cmp := comparable(st)
+	if cmp == nil {
+		return false, errors.New("localstate: the state does not encode")
+	}
+	if bytes.Equal(cmp, s.last) {
+		return false, nil
+	}
+	st.Written = s.now()
+	data, err := Encode(st)
+	if err != nil {
+		return false, err
+	}
+	if err := os.MkdirAll(filepath.Dir(s.path), 0o755); err != nil {
+		return false, fmt.Errorf("localstate: %w", err)
+	}
+	if err := atomicfile.Write(s.path, data, 0o600); err != nil {
+		return false, fmt.Errorf("localstate: write %s: %w", s.path, err)
+	}
+	s.last = cmp
+	return true, nil
+}
+
+// Remove deletes the file, so that no later boot runs from it: for a node
+// that gave its lease back. A missing file is not an error.
+func (s *Store) Remove() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.last, s.looked = nil, true
+	if err := os.Remove(s.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("localstate: %w", err)
+	}
+	return nil
+}
+
+// comparable is st's encoding with Written zeroed, nil if it does not
+// encode.
+func comparable(st State) []byte {
+	st.Written = time.Time{}
+	data, err := Encode(st)
+	if err != nil {
+		return nil
+	}
+	return data
+}

@@ -1,0 +1,365 @@
+//go:build linux
+
+package vxlan
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/weftnet/weft/lease"
+	"github.com/weftnet/weft/localstate"
+)
+
+// A StateStore keeps a node's state across reboots, so that a Network can
+// bring its overlay up while the control plane cannot be reached (see
+// NetworkConfig.LocalState). package localstate's Store is one; an
+// embedder may supply its own.
+type StateStore interface {
+	// Load returns the stored state, or an error if there is none this
+	// node may use: none yet (matching fs.ErrNotExist), corrupt,
+	// another network's or node's, or too old. The error names the state.
+	Load() (localstate.State, error)
+	// Save stores st, unless the store already holds the same; it
+	// reports whether it wrote.
+	Save(st localstate.State) (bool, error)
+}
+
+// DefaultOfflineAfter is how long Run waits at start for the lease source
+// to give the node its network config, settings and lease before it runs
+// from its local state.
+const DefaultOfflineAfter = 5 * time.Second
+
+const (
+	// saveDelay gathers the changes of a moment (a listing, a lease and
+	// its State) into one write of the local state.
+	saveDelay = time.Second
+	// saveRefresh is how often the state is compared again with nothing
+	// to prompt it: the lease's expiry moves at each renewal, which the
+	// Manager makes on its own.
+	saveRefresh = 10 * time.Minute
+)
+
+// An OfflineStatus says how a Network runs from its local state.
+type OfflineStatus struct {
+	// Since is when the Network began to run from the state.
+	Since time.Time
+	// Written is when the state was written, PeersAt when its peer set
+	// was last seen to change: how old what the node runs on is.
+	Written, PeersAt time.Time
+	// Lease and Peers say which parts still come from the state: the
+	// lease until the Manager gives one, the peers until its first
+	// listing.
+	Lease, Peers bool
+}
+
+// offline is a Network's use of its local state.
+type offline struct {
+	// cached is the usable state Run loaded; nil if there is none.
+	cached *localstate.State
+	// conf is cached's config, parsed.
+	conf lease.Config
+	// since is when the Network began to run from cached: zero if it
+	// never did, or runs on the live control plane again.
+	since time.Time
+	// lease and peers say which parts still come from cached.
+	lease, peers bool
+	// peersAt and peersRev are when the admitted peer set last changed,
+	// and the store's revision then, for the next save.
+	peersAt  time.Time
+	peersRev int64
+	saveKick chan struct{}
+}
+
+// loadState reads the local state, if the Network has a store, and keeps
+// it if this node can run from it. An unusable state is logged, naming
+// it and why, and the Network goes on as if there were none.
+func (n *Network) loadState() {
+	if n.cfg.LocalState == nil {
+		return
+	}
+	st, err := n.cfg.LocalState.Load()
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		n.log.Info("no local state yet; it is written once the node runs", "err", err)
+		return
+	case err != nil:
+		n.log.Warn("ignoring the local state: the node cannot boot from it while the control plane is unreachable", "err", err)
+		return
+	}
+	conf, err := lease.ParseConfig(st.Config)
+	if err == nil && !leaseFits(st.Lease.Key, conf) {
+		err = fmt.Errorf("%s: its lease %s does not fit its network config (%s, %s)", stateName(n.cfg.LocalState), st.Lease.Key, conf.Network, conf.IPv6Network)
+	}
+	if err != nil {
+		n.log.Warn("ignoring the local state", "err", err)
+		return
+	}
+	n.off.cached, n.off.conf = &st, conf
+	n.log.Info("read the local state; the node boots from it if the control plane does not answer",
+		"written", st.Written.Format(time.RFC3339), "subnet", st.Lease.Key, "peers", len(st.Peers), "offline_after", n.offlineAfter())
+}
+
+// stateName names a store in a log line: its file, if it has one.
+func stateName(s StateStore) string {
+	if p, ok := s.(interface{ Path() string }); ok {
+		return p.Path()
+	}
+	return "the local state"
+}
+
+// leaseFits reports whether k has a subnet inside c's network for each
+// family c enables.
+func leaseFits(k lease.Key, c lease.Config) bool {
+	inside := func(network, p netip.Prefix) bool {
+		return p.IsValid() && network.Bits() <= p.Bits() && network.Contains(p.Addr())
+	}
+	return (!c.EnableIPv4 || inside(c.Network, k.IPv4)) && (!c.EnableIPv6 || inside(c.IPv6Network, k.IPv6))
+}
+
+func (n *Network) offlineAfter() time.Duration {
+	if n.cfg.OfflineAfter > 0 {
+		return n.cfg.OfflineAfter
+	}
+	return DefaultOfflineAfter
+}
+
+// offlineTimer fires when Run should stop waiting for the control plane:
+// never if there is no state to run from.
+func (n *Network) offlineTimer(start time.Time) <-chan time.Time {
+	if n.off.cached == nil {
+		return nil
+	}
+	return time.After(time.Until(start.Add(n.offlineAfter())))
+}
+
+// goOffline records that the Network runs from its local state from now
+// on, for why.
+func (n *Network) goOffline(why string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.off.since.IsZero() {
+		return
+	}
+	n.off.since = time.Now()
+	st := n.off.cached
+	n.log.Warn("the control plane has not answered; running from the local state until it does", "why", why,
+		"written", st.Written.Format(time.RFC3339), "subnet", st.Lease.Key, "peers", len(st.Peers))
+}
+
+// cachedHints are the settings the node last ran with, standing in for a
+// lease.HintReader's while it cannot answer.
+func (n *Network) cachedHints() lease.Hints {
+	a := n.off.cached.Lease.Attrs
+	return lease.Hints{PublicIP: a.PublicIP, PublicIPv6: a.PublicIPv6, BackendData: a.BackendData, BackendV6Data: a.BackendV6Data}
+}
+
+// bootFromCache runs the node from its local state if the Manager has
+// given it no lease by start + OfflineAfter: the cached lease is taken as
+// the node's, the cached peers pass admission as a listing would, and the
+// datapath is programmed from them. Whatever the Manager gives later
+// replaces them: its lease through holdLease, its first listing through
+// watchPeers.
+func (n *Network) bootFromCache(ctx context.Context, start time.Time) {
+	select {
+	case <-ctx.Done():
+		return
+	case <-n.leased:
+		return
+	case <-n.offlineTimer(start):
+	}
+	st := n.off.cached
+	n.push.Lock()
+	n.mu.Lock()
+	if n.hasOwn {
+		n.mu.Unlock()
+		n.push.Unlock()
+		return
+	}
+	if n.outsideLocked(st.Lease.Key, n.netConf) {
+		n.mu.Unlock()
+		n.push.Unlock()
+		n.log.Warn("not running from the local state: its lease is outside the network config in force", "subnet", st.Lease.Key, "network", n.netConf.Network, "ipv6_network", n.netConf.IPv6Network)
+		return
+	}
+	n.mu.Unlock()
+	n.goOffline("no lease from the lease source within " + n.offlineAfter().String())
+	n.mu.Lock()
+	n.own, n.hasOwn, n.off.lease = st.Lease, true, true
+	n.leaseGen++
+	n.moveDevicesLocked(st.Lease.Key)
+	n.mu.Unlock()
+	n.refreshFactsLocked()
+	n.mu.Lock()
+	var events []PeerEvent
+	fromCache := !n.watched
+	if fromCache {
+		added := make([]lease.Event, len(st.Peers))
+		for i, p := range st.Peers {
+			added[i] = lease.Event{Type: lease.Added, Lease: p}
+		}
+		d := n.table.Apply(lease.Batch{Snapshot: true, Events: added})
+		n.watched, n.off.peers = true, true
+		events = n.peerEvents(d)
+		n.mu.Unlock()
+		n.report(d)
+		n.pushAllLocked()
+		n.tellPeers(events)
+	} else {
+		n.mu.Unlock()
+	}
+	n.push.Unlock()
+	n.leasedOnce.Do(func() { close(n.leased) })
+	n.log.Info("programmed the datapath from the local state", "subnet", st.Lease.Key, "peers", len(st.Peers), "peers_from_state", fromCache)
+	n.kickState()
+}
+
+// backOnlineLocked notes that a part the local state stood in for has
+// come from the Manager, and once both have, that the node runs on the
+// control plane again. n.mu is held.
+func (n *Network) backOnlineLocked() {
+	if n.off.since.IsZero() || n.off.lease || n.off.peers {
+		return
+	}
+	n.log.Info("the control plane answered: the node runs on its lease and peers again", "offline_for", time.Since(n.off.since).Round(time.Millisecond))
+	n.off.since = time.Time{}
+}
+
+// Offline reports whether the Network runs from its local state, and how.
+func (n *Network) Offline() (OfflineStatus, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.off.since.IsZero() {
+		return OfflineStatus{}, false
+	}
+	st := n.off.cached
+	return OfflineStatus{Since: n.off.since, Written: st.Written, PeersAt: st.PeersAt, Lease: n.off.lease, Peers: n.off.peers}, true
+}
+
+// kickSave asks for the local state to be saved soon. It never blocks.
+func (n *Network) kickSave() {
+	select {
+	case n.off.saveKick <- struct{}{}:
+	default:
+	}
+}
+
+// saveStates writes the local state whenever it may have changed, a
+// saveDelay after the first prompt so that a moment's changes make one
+// write, and then only if it did change (the store compares). At the end
+// of Run a pending change is saved before it returns.
+func (n *Network) saveStates(ctx context.Context) error {
+	refresh := time.NewTicker(saveRefresh)
+	defer refresh.Stop()
+	failed := ""
+	save := func() {
+		st, ok := n.stateToSave()
+		if !ok {
+			return
+		}
+		wrote, err := n.cfg.LocalState.Save(st)
+		switch {
+		case err != nil && err.Error() != failed:
+			n.log.Warn("cannot save the local state; the node could not boot from it while the control plane is unreachable", "err", err)
+			failed = err.Error()
+		case err == nil && failed != "":
+			n.log.Info("saving the local state works again")
+			failed = ""
+		case wrote:
+			n.log.Debug("saved the local state", "subnet", st.Lease.Key, "peers", len(st.Peers))
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			select {
+			case <-n.off.saveKick:
+				save()
+			default:
+			}
+			return ctx.Err()
+		case <-n.off.saveKick:
+		case <-refresh.C:
+		}
+		select {
+		case <-ctx.Done():
+			save()
+			return ctx.Err()
+		case <-time.After(saveDelay):
+		}
+		select {
+		case <-n.off.saveKick:
+		default:
+		}
+		save()
+	}
+}
+
+// stateToSave returns the state to save, and false while there is none
+// the node should boot from: no lease, no listing yet, or parts that still
+// come from the local state itself.
+func (n *Network) stateToSave() (localstate.State, bool) {
+	expiry, _ := n.cfg.Manager.(lease.ExpiryReader)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.hasOwn || !n.watched || n.off.lease || n.off.peers || n.v4 == nil && n.v6 == nil {
+		return localstate.State{}, false
+	}
+	conf, err := json.Marshal(n.netConf)
+	if err != nil {
+		return localstate.State{}, false
+	}
+	own := n.own
+	if expiry != nil {
+		if at, ok := expiry.Expiry(own.Key); ok {
+			own.Expiration = at
+		}
+	}
+	st := localstate.State{Config: conf, Lease: own, PeersAt: n.off.peersAt, PeersRevision: n.off.peersRev}
+	if n.v4 != nil {
+		st.VtepMAC = n.macs[0].String()
+	}
+	if n.v6 != nil {
+		st.VtepMACv6 = n.macs[1].String()
+	}
+	st.Peers = n.admittedLeasesLocked()
+	return st, true
+}
+
+// admittedLeasesLocked returns the admitted peers as the leases that give
+// them, by key: what admission needs to admit them again. A dual-stack
+// lease of which one half is admitted keeps that half only. n.mu is held.
+func (n *Network) admittedLeasesLocked() []lease.Lease {
+	byKey := map[lease.Key]*lease.Lease{}
+	var keys []lease.Key
+	for i, dp := range []*Datapath{n.v4, n.v6} {
+		if dp == nil {
+			continue
+		}
+		for p := range n.table.AllAdmitted(i == 1) {
+			l := byKey[p.Key]
+			if l == nil {
+				l = &lease.Lease{Key: p.Key, Seniority: p.Seniority, Attrs: lease.Attrs{Owner: p.Owner, BackendType: "vxlan"}}
+				byKey[p.Key] = l
+				keys = append(keys, p.Key)
+			}
+			data, _ := json.Marshal(BackendData{VNI: n.backend.VNI, VtepMAC: MAC(p.VtepMAC)})
+			if i == 1 {
+				l.Attrs.PublicIPv6, l.Attrs.BackendV6Data = p.PublicIP, data
+			} else {
+				l.Attrs.PublicIP, l.Attrs.BackendData = p.PublicIP, data
+			}
+		}
+	}
+	slices.SortFunc(keys, lease.Key.Compare)
+	out := make([]lease.Lease, len(keys))
+	for i, k := range keys {
+		out[i] = *byKey[k]
+	}
+	return out
+}

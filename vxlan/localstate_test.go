@@ -1,0 +1,367 @@
+//go:build linux
+
+package vxlan_test
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/weftnet/weft/internal/etcdtest"
+	"github.com/weftnet/weft/internal/netnstest"
+	"github.com/weftnet/weft/internal/testutil"
+	"github.com/weftnet/weft/lease"
+	"github.com/weftnet/weft/lease/etcd"
+	"github.com/weftnet/weft/localstate"
+	"github.com/weftnet/weft/vxlan"
+)
+
+const offlineConfig = `{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}`
+
+// offlineHost runs a Network on one host that can be stopped and started
+// again, as a reboot would, with a local state that survives.
+type offlineHost struct {
+	t     *testing.T
+	host  *netnstest.Host
+	srv   *etcdtest.Server
+	store *localstate.Store
+	log   *testutil.SyncBuffer
+	agent *agent
+	stop  func()
+}
+
+func newOfflineHost(t *testing.T, h *netnstest.Host, srv *etcdtest.Server) *offlineHost {
+	return &offlineHost{
+		t: t, host: h, srv: srv, log: &testutil.SyncBuffer{},
+		store: localstate.NewStore(t.TempDir(), localstate.Identity{Network: "etcd /coreos.com/network", Node: h.Name}, 0),
+	}
+}
+
+// start runs the host's Network, with a fresh Manager, until stop.
+func (o *offlineHost) start() *agent {
+	o.t.Helper()
+	logger := slog.New(slog.NewTextHandler(o.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	// A TTL long enough that no renewal falls inside a test, so that
+	// every etcd write is one the test can account for.
+	m, err := etcd.New(etcd.Options{Endpoints: []string{o.srv.Endpoint()}, Node: o.host.Name, TTL: 10 * time.Minute, RenewMargin: time.Minute, Logger: logger})
+	if err != nil {
+		o.t.Fatal(err)
+	}
+	a := &agent{host: o.host}
+	a.net, err = vxlan.NewNetwork(vxlan.NetworkConfig{
+		Manager: m, PublicIP: o.host.Addr.Addr(), Namespace: o.host.Handle, Logger: logger,
+		OnState: a.record, LocalState: o.store, OfflineAfter: time.Second,
+	})
+	if err != nil {
+		o.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.net.Run(ctx) }()
+	stopped := false
+	o.stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != context.Canceled {
+			o.t.Errorf("Run returned %v", err)
+		}
+		m.Close()
+	}
+	o.t.Cleanup(o.stop)
+	o.agent = a
+	return a
+}
+
+// reboot stops the Network and deletes what a reboot loses: the device,
+// and with it every route, neighbour and FDB entry.
+func (o *offlineHost) reboot() {
+	o.t.Helper()
+	o.stop()
+	if link, err := o.host.Netlink().LinkByName("flannel.1"); err == nil {
+		if err := o.host.Netlink().LinkDel(link); err != nil {
+			o.t.Fatal(err)
+		}
+	}
+}
+
+// waitSaved waits until the local state holds peers peers.
+func (o *offlineHost) waitSaved(peers int) localstate.State {
+	o.t.Helper()
+	var st localstate.State
+	waitUntil(o.t, 15*time.Second, "the local state to hold the peers", func() bool {
+		var err error
+		st, err = o.store.Load()
+		return err == nil && len(st.Peers) == peers
+	})
+	return st
+}
+
+func waitUntil(t *testing.T, d time.Duration, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// kernelChanges lists the route and neighbour (FDB included) changes in
+// h's namespace until the returned func is called, but for the routes the
+// kernel keeps for a device's own addresses.
+func kernelChanges(t *testing.T, h *netnstest.Host) func() []string {
+	t.Helper()
+	stop := make(chan struct{})
+	routes, neighs := make(chan netlink.RouteUpdate, 1024), make(chan netlink.NeighUpdate, 1024)
+	ns := h.Handle
+	if err := netlink.RouteSubscribeWithOptions(routes, stop, netlink.RouteSubscribeOptions{Namespace: &ns}); err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.NeighSubscribeWithOptions(neighs, stop, netlink.NeighSubscribeOptions{Namespace: &ns}); err != nil {
+		t.Fatal(err)
+	}
+	return func() []string {
+		time.Sleep(100 * time.Millisecond) // what is in flight
+		close(stop)
+		var seen []string
+		for {
+			select {
+			case r := <-routes:
+				if r.Table == unix.RT_TABLE_LOCAL || r.Dst != nil && r.Dst.IP.IsLinkLocalUnicast() {
+					continue // the kernel's own, for a device's addresses
+				}
+				seen = append(seen, "route "+r.Route.String())
+			case n := <-neighs:
+				seen = append(seen, "neigh "+n.Neigh.String())
+			default:
+				return seen
+			}
+		}
+	}
+}
+
+// TestNetworkBootsOffline: three hosts run with traffic flowing; etcd
+// stops; one host reboots (its device, routes, neighbours and FDB entries
+// gone) and starts again while etcd is still down. From its local state
+// it programs the other two within OfflineAfter, announces its State, and
+// says on Ready that it runs from the state; traffic flows both ways.
+// When etcd is back it runs on etcd again with no etcd write and no
+// kernel change: its lease and peers were right.
+func TestNetworkBootsOffline(t *testing.T) {
+	t.Parallel()
+	srv := etcdtest.Start(t)
+	admin := srv.Client(t)
+	if _, err := admin.Put(context.Background(), "/coreos.com/network/config", offlineConfig); err != nil {
+		t.Fatal(err)
+	}
+	seg := netnstest.NewSegment(t, 3)
+	hosts := make([]*offlineHost, 3)
+	agents := make([]*agent, 3)
+	for i, h := range seg.Hosts {
+		hosts[i] = newOfflineHost(t, h, srv)
+		agents[i] = hosts[i].start()
+	}
+	waitReady(t, agents)
+	a := hosts[0]
+	saved := a.waitSaved(2)
+	if fi, err := os.Stat(a.store.Path()); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("state file %v, %v; want mode 0600", fi, err)
+	}
+	if saved.Lease.Key != agents[0].current().Key || saved.VtepMAC == "" || saved.Lease.Expiration.IsZero() {
+		t.Errorf("saved %+v; the node holds %v", saved, agents[0].current().Key)
+	}
+	resp, err := admin.Get(context.Background(), "/none")
+	if err != nil {
+		t.Fatal(err)
+	}
+	revision := resp.Header.Revision
+
+	srv.Stop()
+	a.reboot()
+	booted := time.Now()
+	agents[0] = a.start()
+	waitUntil(t, 10*time.Second, "the rebooted host to be ready from its local state", func() bool {
+		ok, _ := agents[0].net.Ready()
+		return ok && len(agents[0].leaseHistory()) > 0
+	})
+	t.Logf("rebooted with etcd down: ready from the local state %v after start (OfflineAfter 1s)", time.Since(booted).Round(time.Millisecond))
+	if _, why := agents[0].net.Ready(); !strings.Contains(why, "running from the local state since") {
+		t.Errorf("Ready's reason %q does not say the node runs from its local state", why)
+	}
+	if off, ok := agents[0].net.Offline(); !ok || !off.Lease || !off.Peers {
+		t.Errorf("Offline() = %+v, %v", off, ok)
+	}
+	if got := agents[0].current().Key; got != saved.Lease.Key {
+		t.Fatalf("booted on %v, the state holds %v", got, saved.Lease.Key)
+	}
+	for _, other := range agents[1:] {
+		if err := reach(t, agents[0], other); err != nil {
+			t.Fatalf("%s -> %s with etcd down: %v", a.host.Name, other.host.Name, err)
+		}
+		if err := reach(t, other, agents[0]); err != nil {
+			t.Fatalf("%s -> %s with etcd down: %v", other.host.Name, a.host.Name, err)
+		}
+	}
+
+	changes := kernelChanges(t, a.host)
+	srv.Restart()
+	waitUntil(t, 20*time.Second, "the rebooted host to run on etcd again", func() bool {
+		_, off := agents[0].net.Offline()
+		ok, _ := agents[0].net.Ready()
+		return ok && !off
+	})
+	time.Sleep(2 * time.Second) // a reconcile after the listing
+	if seen := changes(); len(seen) > 0 {
+		t.Errorf("reconnecting changed the kernel %d times: %v", len(seen), seen)
+	}
+	resp, err = admin.Get(context.Background(), "/none")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Header.Revision != revision {
+		t.Errorf("etcd revision %d after the reconnection, %d before the reboot: needless writes", resp.Header.Revision, revision)
+	}
+	if !strings.Contains(a.log.String(), "written=false") {
+		t.Errorf("the lease was not taken as it was:\n%s", a.log)
+	}
+	for _, other := range agents[1:] {
+		if err := reach(t, agents[0], other); err != nil {
+			t.Fatalf("%s -> %s after the reconnection: %v", a.host.Name, other.host.Name, err)
+		}
+	}
+}
+
+// TestNetworkLeaseLostWhileAway: while a host is down its key goes and
+// another node takes its subnet. It reboots with etcd down and runs from
+// its local state; once etcd answers it moves to a new subnet, tells its
+// embedder, and leaves the other node's key alone.
+func TestNetworkLeaseLostWhileAway(t *testing.T) {
+	t.Parallel()
+	srv := etcdtest.Start(t)
+	admin := srv.Client(t)
+	if _, err := admin.Put(context.Background(), "/coreos.com/network/config", offlineConfig); err != nil {
+		t.Fatal(err)
+	}
+	seg := netnstest.NewSegment(t, 1)
+	a := newOfflineHost(t, seg.Hosts[0], srv)
+	waitReady(t, []*agent{a.start()})
+	saved := a.waitSaved(0)
+	a.reboot()
+
+	key := "/coreos.com/network/subnets/" + saved.Lease.Key.String()
+	other := `{"PublicIP":"172.30.0.99","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:00:00:00:00:99"},"WeftOwner":"other"}`
+	if _, err := admin.Delete(context.Background(), key); err != nil {
+		t.Fatal(err)
+	}
+	put, err := admin.Put(context.Background(), key, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	ag := a.start()
+	waitUntil(t, 10*time.Second, "the host to be ready from its local state", func() bool {
+		ok, _ := ag.net.Ready()
+		return ok && len(ag.leaseHistory()) > 0
+	})
+	srv.Restart()
+	waitUntil(t, 20*time.Second, "the host to move off the subnet it lost", func() bool {
+		h := ag.leaseHistory()
+		return len(h) == 2 && h[1].Key != saved.Lease.Key
+	})
+	waitReady(t, []*agent{ag})
+	if !strings.Contains(a.log.String(), "is no longer its own") {
+		t.Errorf("the move was not logged:\n%s", a.log)
+	}
+	resp, err := admin.Get(context.Background(), key)
+	if err != nil || len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != other || resp.Kvs[0].ModRevision != put.Header.Revision {
+		t.Errorf("the other node's key after the move: %+v, %v", resp, err)
+	}
+	a.waitSaved(1) // the other node's lease is a peer now
+	if st, _ := a.store.Load(); st.Lease.Key == saved.Lease.Key {
+		t.Errorf("the local state still holds the lost lease %v", st.Lease.Key)
+	}
+}
+
+// TestNetworkIgnoresUnusableState: a local state that is corrupt, of
+// another network, or older than its maximum age is logged, naming the
+// file, and the node waits for the control plane as if it had none.
+func TestNetworkIgnoresUnusableState(t *testing.T) {
+	t.Parallel()
+	h := netnstest.NewSegment(t, 1).Hosts[0]
+	good := localstate.State{
+		Identity: localstate.Identity{Network: "etcd /coreos.com/network", Node: h.Name},
+		Config:   []byte(offlineConfig),
+		Lease: lease.Lease{Key: mustKey("10.244.5.0-24"), Attrs: lease.Attrs{PublicIP: h.Addr.Addr(), BackendType: "vxlan", Owner: h.Name,
+			BackendData: []byte(`{"VNI":1,"VtepMAC":"0e:00:00:00:05:01"}`)}},
+	}
+	for _, tt := range []struct {
+		name  string
+		write func(t *testing.T, dir string)
+		want  string
+	}{
+		{"truncated", func(t *testing.T, dir string) {
+			store := localstate.NewStore(dir, good.Identity, 0)
+			if _, err := store.Save(good); err != nil {
+				t.Fatal(err)
+			}
+			data, _ := os.ReadFile(store.Path())
+			os.WriteFile(store.Path(), data[:len(data)/2], 0o600)
+		}, "corrupt state file"},
+		{"another network", func(t *testing.T, dir string) {
+			other := good
+			other.Network = "etcd /other/network"
+			data, _ := localstate.Encode(other)
+			os.WriteFile(localstate.Path(dir, good.Identity), data, 0o600)
+		}, "state file of another network or node"},
+		{"too old", func(t *testing.T, dir string) {
+			old := good
+			old.Written = time.Now().Add(-8 * 24 * time.Hour)
+			data, _ := localstate.Encode(old)
+			os.WriteFile(localstate.Path(dir, good.Identity), data, 0o600)
+		}, "state file too old to use"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			tt.write(t, dir)
+			log := &testutil.SyncBuffer{}
+			logger := slog.New(slog.NewTextHandler(log, nil))
+			// An etcd that never answers: a port nothing listens on.
+			m, err := etcd.New(etcd.Options{Endpoints: []string{"http://127.0.0.1:9"}, Node: h.Name, Logger: logger})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			n := runNetwork(t, vxlan.NetworkConfig{Manager: m, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: logger,
+				LocalState: localstate.NewStore(dir, good.Identity, 0), OfflineAfter: 200 * time.Millisecond})
+			time.Sleep(time.Second)
+			if ok, why := n.Ready(); ok || !strings.Contains(why, "waiting for the network config") {
+				t.Errorf("Ready = %v, %q; want waiting for the network config", ok, why)
+			}
+			out := log.String()
+			if !strings.Contains(out, "ignoring the local state") || !strings.Contains(out, tt.want) || !strings.Contains(out, localstate.Path(dir, good.Identity)) {
+				t.Errorf("the log does not say the state at %s is ignored (%s):\n%s", localstate.Path(dir, good.Identity), tt.want, out)
+			}
+			if _, err := h.Netlink().LinkByName("flannel.1"); err == nil {
+				t.Error("a device was made from an unusable state")
+			}
+		})
+	}
+}
+
+func mustKey(s string) lease.Key {
+	k, err := lease.ParseKey(s)
+	if err != nil {
+		panic(err)
+	}
+	return k
+}
