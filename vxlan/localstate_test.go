@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/weftnet/weft/internal/etcdtest"
 	"github.com/weftnet/weft/internal/netnstest"
@@ -116,40 +114,6 @@ func waitUntil(t *testing.T, d time.Duration, what string, ok func() bool) {
 	}
 }
 
-// kernelChanges lists the route and neighbour (FDB included) changes in
-// h's namespace until the returned func is called, but for the routes the
-// kernel keeps for a device's own addresses.
-func kernelChanges(t *testing.T, h *netnstest.Host) func() []string {
-	t.Helper()
-	stop := make(chan struct{})
-	routes, neighs := make(chan netlink.RouteUpdate, 1024), make(chan netlink.NeighUpdate, 1024)
-	ns := h.Handle
-	if err := netlink.RouteSubscribeWithOptions(routes, stop, netlink.RouteSubscribeOptions{Namespace: &ns}); err != nil {
-		t.Fatal(err)
-	}
-	if err := netlink.NeighSubscribeWithOptions(neighs, stop, netlink.NeighSubscribeOptions{Namespace: &ns}); err != nil {
-		t.Fatal(err)
-	}
-	return func() []string {
-		time.Sleep(100 * time.Millisecond) // what is in flight
-		close(stop)
-		var seen []string
-		for {
-			select {
-			case r := <-routes:
-				if r.Table == unix.RT_TABLE_LOCAL || r.Dst != nil && r.Dst.IP.IsLinkLocalUnicast() {
-					continue // the kernel's own, for a device's addresses
-				}
-				seen = append(seen, "route "+r.Route.String())
-			case n := <-neighs:
-				seen = append(seen, "neigh "+n.Neigh.String())
-			default:
-				return seen
-			}
-		}
-	}
-}
-
 // TestNetworkBootsOffline: three hosts run with traffic flowing; etcd
 // stops; one host reboots (its device, routes, neighbours and FDB entries
 // gone) and starts again while etcd is still down. From its local state
@@ -213,7 +177,7 @@ func TestNetworkBootsOffline(t *testing.T) {
 		}
 	}
 
-	changes := kernelChanges(t, a.host)
+	changes := a.host.WatchKernel(t)
 	srv.Restart()
 	waitUntil(t, 20*time.Second, "the rebooted host to run on etcd again", func() bool {
 		_, off := agents[0].net.Offline()

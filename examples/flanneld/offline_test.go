@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/weftnet/weft/internal/daemontest"
+	"github.com/weftnet/weft/internal/testutil"
+	"github.com/weftnet/weft/localstate"
+)
+
+// stateOf is the local state flanneld keeps for d in etcd mode.
+func stateOf(d *daemon) *localstate.Store {
+	return localstate.NewStore(daemontest.StateDir(d.SubnetFile), localstate.Identity{Network: "etcd /coreos.com/network", Node: d.Host.Name}, 0)
+}
+
+// TestOfflineReboot: three hosts run with traffic flowing. etcd stops,
+// and host 1 reboots: the daemon is killed, and its device (with every
+// route, neighbour and FDB entry) and subnet.env (on /run, a tmpfs) are
+// gone; its state directory stays. Started again with etcd still down,
+// it writes subnet.env for the same subnet, is ready with /readyz saying
+// it runs from its local state, and traffic flows between it and both
+// others. When etcd is back it runs on etcd again with no etcd write and
+// no change in its kernel.
+func TestOfflineReboot(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, 3, netConf16)
+	a, b := c.startTwo()
+	third := c.start(c.host(3))
+	third.WaitReady()
+	for _, d := range []*daemon{a, b, third} {
+		d.WaitPeers(2)
+	}
+	reachPairs(t, [][2]*daemon{{a, b}, {b, a}, {a, third}, {third, a}})
+	before := a.Env()
+	store := stateOf(a)
+	testutil.WaitFor(t, 10*time.Second, "host 1's local state to hold both peers", func() bool {
+		st, err := store.Load()
+		return err == nil && len(st.Peers) == 2 && st.Lease.Key.IPv4 == before.Subnet.Masked()
+	})
+	resp, err := c.admin.Get(context.Background(), "/none")
+	if err != nil {
+		t.Fatal(err)
+	}
+	revision := resp.Header.Revision
+
+	c.srv.Stop()
+	if err := a.Stop(syscall.SIGKILL); err != nil && !strings.Contains(err.Error(), "killed") {
+		t.Fatal(err)
+	}
+	ipOut(t, a.Host, "ip", "link", "del", "flannel.1")
+	if err := os.Remove(a.SubnetFile); err != nil {
+		t.Fatal(err)
+	}
+	booted := time.Now()
+	a = c.start(a.Host, "--offline-after", "1s")
+	a.WaitReady()
+	a.WaitPeers(2)
+	t.Logf("rebooted with etcd down: ready with both peers programmed %v after start (--offline-after 1s)", time.Since(booted).Round(time.Millisecond))
+	if code, body := a.Readyz(); code != http.StatusOK || !strings.Contains(body, "running from the local state since") {
+		t.Errorf("/readyz %d %q; want 200 saying it runs from the local state", code, body)
+	}
+	if _, body := a.Get("/metrics"); !strings.Contains(body, "weft_local_state_in_use 1") {
+		t.Errorf("weft_local_state_in_use is not 1:\n%s", grepLines(body, "weft_local_state"))
+	}
+	if got := a.Env(); got.Subnet != before.Subnet || got.MTU != before.MTU {
+		t.Errorf("subnet.env after the offline boot: %+v; before the reboot %+v", got, before)
+	}
+	reachPairs(t, [][2]*daemon{{a, b}, {b, a}, {a, third}, {third, a}})
+
+	changes := a.Host.WatchKernel(t)
+	c.srv.Restart()
+	testutil.WaitFor(t, 20*time.Second, "host 1 to run on etcd again", func() bool {
+		code, body := a.Readyz()
+		return code == http.StatusOK && strings.TrimSpace(body) == "ready"
+	})
+	time.Sleep(3 * time.Second) // a resync (2s) after the listing
+	if seen := changes(); len(seen) > 0 {
+		t.Errorf("reconnecting changed host 1's kernel %d times: %v", len(seen), seen)
+	}
+	resp, err = c.admin.Get(context.Background(), "/none")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Header.Revision != revision {
+		t.Errorf("etcd revision %d after the reconnection, %d before the reboot: needless writes", resp.Header.Revision, revision)
+	}
+	if _, body := a.Get("/metrics"); !strings.Contains(body, "weft_local_state_in_use 0") {
+		t.Errorf("weft_local_state_in_use is not 0 once back:\n%s", grepLines(body, "weft_local_state"))
+	}
+	reachPairs(t, [][2]*daemon{{a, b}, {b, a}})
+}
+
+// grepLines returns the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
