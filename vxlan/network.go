@@ -173,6 +173,8 @@ type Network struct {
 	// stateKick wakes the State publisher: something a State or Ready
 	// depends on may have changed.
 	stateKick chan struct{}
+	// started is when Run began: OfflineAfter counts from it.
+	started time.Time
 	// devSubnets is the lease whose subnets the devices were given last.
 	devSubnets lease.Key
 	// macs are the devices' VTEP MACs, IPv4 and IPv6, for the local
@@ -228,6 +230,7 @@ func (n *Network) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	start := time.Now()
+	n.started = start
 	n.loadState()
 	configs := make(chan lease.Config, 1)
 	g, ctx := errgroup.WithContext(ctx)
@@ -550,7 +553,19 @@ func (n *Network) readHints(ctx context.Context) (lease.Hints, error) {
 	if !ok {
 		return lease.Hints{}, nil
 	}
-	rctx, cancel := context.WithTimeout(ctx, ownLeaseTimeout)
+	deadline := time.Now().Add(ownLeaseTimeout)
+	if n.off.cached != nil {
+		// With a local state to fall back on, no longer than the
+		// control plane is given at start.
+		offline := n.started.Add(n.offlineAfter())
+		if soon := time.Now().Add(100 * time.Millisecond); offline.Before(soon) {
+			offline = soon
+		}
+		if offline.Before(deadline) {
+			deadline = offline
+		}
+	}
+	rctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	h, err := r.Hints(rctx)
 	if err != nil {

@@ -3,15 +3,12 @@ package apitest_test
 import (
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -30,60 +27,6 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	daemontest.RemoveBuilt()
 	os.Exit(code)
-}
-
-// proxyIn forwards TCP connections made to h's address, port 6443, inside
-// h's namespace, to target in the test's own namespace, where the
-// in-process kube-apiserver listens. It returns the address to dial.
-func proxyIn(t *testing.T, h *netnstest.Host, target string) string {
-	t.Helper()
-	addr := net.JoinHostPort(h.Addr.Addr().String(), "6443")
-	var l net.Listener
-	if err := h.Do(func() error {
-		var err error
-		l, err = net.Listen("tcp", addr)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var open []net.Conn
-	track := func(c net.Conn) {
-		mu.Lock()
-		open = append(open, c)
-		mu.Unlock()
-	}
-	t.Cleanup(func() {
-		l.Close()
-		mu.Lock()
-		for _, c := range open {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			in, err := l.Accept()
-			if err != nil {
-				return
-			}
-			out, err := net.Dial("tcp", target)
-			if err != nil {
-				in.Close()
-				continue
-			}
-			track(in)
-			track(out)
-			wg.Add(2)
-			go func() { defer wg.Done(); io.Copy(out, in); out.Close() }()
-			go func() { defer wg.Done(); io.Copy(in, out); in.Close() }()
-		}
-	}()
-	return addr
 }
 
 // kubeconfig writes a kubeconfig for server that authenticates as the
@@ -132,7 +75,8 @@ func kubeMode(t *testing.T) (c *cluster, bin string, h1, h2 *netnstest.Host, kc 
 	if err != nil {
 		t.Fatal(err)
 	}
-	server := proxyIn(t, ctl, target.Host)
+	c.proxy = newProxy(t, ctl, target.Host)
+	server := c.proxy.addr
 	for _, f := range []string{"namespace.yaml", "rbac.yaml"} {
 		apply(t, c.admin, f)
 	}

@@ -34,6 +34,9 @@ import (
 type cluster struct {
 	srv   *apitest.Server
 	admin kubernetes.Interface
+	// proxy is the daemons' only way to the API server, in kube-mode
+	// daemon tests (kubeMode).
+	proxy *proxy
 }
 
 func newCluster(t *testing.T) *cluster {
