@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/weftnet/weft/internal/etcdtest"
 	"github.com/weftnet/weft/internal/netnstest"
 	"github.com/weftnet/weft/internal/testutil"
