@@ -418,6 +418,7 @@ var (
 	_ lease.Manager           = (*Manager)(nil)
 	_ lease.ConditionReporter = (*Manager)(nil)
 	_ lease.ReadyNotifier     = (*Manager)(nil)
+	_ lease.Republisher       = (*Manager)(nil)
 )
 
 var _ io.Closer = (*Manager)(nil)

@@ -62,6 +62,19 @@ type ExpiryReader interface {
 	Expiry(k Key) (time.Time, bool)
 }
 
+// A Republisher is a Manager that can change what a held lease publishes
+// in place: the same subnet with new attributes, such as a new public
+// address after the node's underlay address changed (DHCP, a NIC
+// replaced). Peers learn of it through their watch, as of any change.
+// Republish writes only if l is still this node's, as Keep last saw it
+// (a conditional write), and returns the lease as now published; an
+// error matching ErrLeaseLost, writing nothing, if it is not. Stop
+// keeping l (end Keep's context) first, and keep the returned lease
+// after: a Keep of l would take the new attributes for another host's.
+type Republisher interface {
+	Republish(ctx context.Context, l Lease, attrs Attrs) (Lease, error)
+}
+
 // A Releaser is a Manager that can give a lease back before it expires:
 // a node being decommissioned frees its subnet at once, instead of holding
 // it for its TTL (a day, by default, in lease/etcd). Release deletes l's

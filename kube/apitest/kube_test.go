@@ -329,6 +329,43 @@ func TestKube(t *testing.T) {
 		})
 	})
 
+	// A node whose address changed republishes it in place: the same
+	// lease, the new public IP in its annotation, which Keep then
+	// restores; a node whose Node was deleted meanwhile has lost it.
+	t.Run("Republish", func(t *testing.T) {
+		t.Parallel()
+		s := c.scope(t, "repub", fmt.Sprintf(netConf16, 107))
+		s.createNode("repub-1", "10.107.1.0/24")
+		m := s.manager("repub-1", c.srv.Admin)
+		l := acquire(t, m, 1)
+		moved := attrsFor(2)
+		l2, err := m.Republish(ctxFor(t, 20*time.Second), l, moved)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l2.Key != l.Key || l2.Attrs.PublicIP != moved.PublicIP {
+			t.Fatalf("republished %+v", l2)
+		}
+		if got := s.node("repub-1").Annotations[s.key("public-ip")]; got != moved.PublicIP.String() {
+			t.Fatalf("public-ip annotation %q, want %s", got, moved.PublicIP)
+		}
+		kctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- m.Keep(kctx, l2) }()
+		s.patchNode("repub-1", `{"metadata":{"annotations":{"`+s.key("public-ip")+`":"192.0.2.77"}}}`)
+		testutil.WaitFor(t, 20*time.Second, "Keep to restore the republished address", func() bool {
+			return s.node("repub-1").Annotations[s.key("public-ip")] == moved.PublicIP.String()
+		})
+		cancel()
+		<-done
+		if err := c.admin.CoreV1().Nodes().Delete(context.Background(), "repub-1", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.Republish(ctxFor(t, 20*time.Second), l2, attrsFor(3)); !errors.Is(err, lease.ErrLeaseLost) {
+			t.Errorf("republishing after the Node was deleted: %v, want ErrLeaseLost", err)
+		}
+	})
+
 	// The allocator: agents on nodes without PodCIDRs race for few free
 	// subnets; each ends with a distinct one, and the API server holds
 	// them.

@@ -160,6 +160,7 @@ var (
 	_ lease.ConditionReporter = (*Manager)(nil)
 	_ lease.Releaser          = (*Manager)(nil)
 	_ lease.ExpiryReader      = (*Manager)(nil)
+	_ lease.Republisher       = (*Manager)(nil)
 	_ io.Closer               = (*Manager)(nil)
 )
 
