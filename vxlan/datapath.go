@@ -273,6 +273,23 @@ func (d *Datapath) SetSubnet(subnet netip.Prefix) {
 	d.trigger()
 }
 
+// SetUnderlay moves the device to another local address or underlay
+// interface (the node's address changed, or its interface was replaced):
+// Run re-creates it soon after, as those cannot change in place, with the
+// same MAC, and programs every peer on the new device.
+func (d *Datapath) SetUnderlay(local netip.Addr, underlay int) {
+	d.mu.Lock()
+	if d.cfg.Device.Local == local && d.cfg.Device.Underlay == underlay {
+		d.mu.Unlock()
+		return
+	}
+	d.cfg.Device.Local, d.cfg.Device.Underlay = local, underlay
+	d.gen++
+	d.publishLocked()
+	d.mu.Unlock()
+	d.trigger()
+}
+
 // Status reports the device, whether the datapath has converged, and the
 // repairs made.
 func (d *Datapath) Status() DatapathStatus {

@@ -16,57 +16,86 @@ import (
 // config in force no longer contains.
 var errOutsideNetwork = errors.New("the node's subnet is outside the network config in force")
 
-// holdLease is lease.Hold, plus the network config: a lease whose subnet
-// falls outside a new Network is given up, and one is acquired in the new
-// range, without a restart. The Manager's Acquire then removes the old key,
-// conditional on this node still owning it, and the device loses the old
-// address when it takes the new one. A widened Network contains the lease,
-// which is kept.
-func (n *Network) holdLease(ctx context.Context, req lease.AcquireRequest) error {
+// holdLease is lease.Hold, plus the network config and the node's
+// addresses: a lease whose subnet falls outside a new Network is given up,
+// and one is acquired in the new range, without a restart. The Manager's
+// Acquire then removes the old key, conditional on this node still owning
+// it, and the device loses the old address when it takes the new one. A
+// widened Network contains the lease, which is kept. A new public address
+// is republished on the lease held (see keepLease).
+func (n *Network) holdLease(ctx context.Context, previous lease.Key) error {
 	for {
-		l, err := n.cfg.Manager.Acquire(ctx, req)
+		attrs, gen := n.wantAttrs()
+		l, err := n.cfg.Manager.Acquire(ctx, lease.AcquireRequest{Attrs: attrs, Previous: previous})
 		if err != nil {
 			return err
 		}
-		kctx, drop := context.WithCancelCause(ctx)
 		n.mu.Lock()
 		outside := n.outsideLocked(l.Key, n.netConf)
-		if !outside {
-			n.dropOwn = drop
-		}
 		n.mu.Unlock()
 		if outside {
 			// Acquired under a config this node has not seen replaced
 			// yet, or the reverse: wait for the two to agree.
-			drop(nil)
 			n.log.Info("acquired a subnet outside the network config in force; acquiring again", "subnet", l.Key)
 			if err := ctxutil.Sleep(ctx, time.Second); err != nil {
 				return err
 			}
-			req.Previous = lease.Key{}
+			previous = lease.Key{}
 			continue
 		}
 		n.setOwn(l)
-		// A config that arrived between the check above and setOwn
-		// found no lease to drop: check again, now that there is one.
+		if previous, err = n.keepLease(ctx, l, gen); err != nil {
+			return err
+		}
+	}
+}
+
+// keepLease keeps l, published with the attributes of version gen, until
+// it is lost or the network config moves away from it, and returns the
+// subnet to ask for next. A change of the node's public address
+// meanwhile is republished on the lease in place, which is then kept.
+func (n *Network) keepLease(ctx context.Context, l lease.Lease, gen uint64) (lease.Key, error) {
+	for {
+		kctx, drop := context.WithCancelCause(ctx)
+		n.mu.Lock()
+		n.dropOwn = drop
+		stale := gen != n.attrsGen
+		n.mu.Unlock()
+		// A config that arrived while there was nothing to drop (between
+		// the check in holdLease and setOwn, or during a republish):
+		// check again, now that there is.
 		n.mu.Lock()
 		c := n.netConf
 		n.mu.Unlock()
 		n.dropIfOutside(c)
-		err = n.cfg.Manager.Keep(kctx, l)
+		if stale {
+			drop(errRepublish) // changed since l was published
+		}
+		err := n.cfg.Manager.Keep(kctx, l)
 		n.mu.Lock()
 		n.dropOwn = nil
 		n.mu.Unlock()
 		drop(nil)
-		switch {
+		switch cause := context.Cause(kctx); {
 		case ctx.Err() != nil:
-			return ctx.Err()
-		case errors.Is(context.Cause(kctx), errOutsideNetwork):
-			req.Previous = lease.Key{}
+			return lease.Key{}, ctx.Err()
+		case errors.Is(cause, errOutsideNetwork):
+			return lease.Key{}, nil
+		case errors.Is(cause, errRepublish):
+			nl, ngen, err := n.republish(ctx, l)
+			switch {
+			case errors.Is(err, lease.ErrLeaseLost):
+				n.log.Warn("could not republish the lease with the node's new address; acquiring one", "subnet", l.Key, "err", err)
+				return l.Key, nil
+			case err != nil:
+				return lease.Key{}, err
+			}
+			l, gen = nl, ngen
+			n.setOwn(l)
 		case errors.Is(err, lease.ErrLeaseLost):
-			req.Previous = l.Key
+			return l.Key, nil
 		default:
-			return err
+			return lease.Key{}, err
 		}
 	}
 }

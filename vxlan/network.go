@@ -173,6 +173,15 @@ type Network struct {
 	// stateKick wakes the State publisher: something a State or Ready
 	// depends on may have changed.
 	stateKick chan struct{}
+	// pubFound says which public addresses FindPublic chose (IPv4,
+	// IPv6): those follow the interface's address.
+	pubFound [2]bool
+	// und is each family's underlay, as the devices use it (see
+	// follow.go); attrs and attrsGen are what the lease should publish,
+	// and its version.
+	und      [2]underlayState
+	attrs    lease.Attrs
+	attrsGen uint64
 	// started is when Run began: OfflineAfter counts from it.
 	started time.Time
 	// devSubnets is the lease whose subnets the devices were given last.
@@ -252,14 +261,13 @@ func (n *Network) Run(ctx context.Context) error {
 	// every setupRetry, for what depends on the host (an address that
 	// appears, an underlay MTU raised).
 	var (
-		attrs    lease.Attrs
 		backend  Config
 		logged   string
 		loggedAt time.Time
 	)
 	for {
 		var err error
-		if backend, attrs, err = n.setUp(ctx, netConf); err == nil {
+		if backend, _, err = n.setUp(ctx, netConf); err == nil {
 			break
 		}
 		n.mu.Lock()
@@ -327,9 +335,7 @@ func (n *Network) Run(ctx context.Context) error {
 	if !previous.IsValid() && n.off.cached != nil {
 		previous = n.off.cached.Lease.Key
 	}
-	g.Go(func() error {
-		return n.holdLease(ctx, lease.AcquireRequest{Attrs: attrs, Previous: previous})
-	})
+	g.Go(func() error { return n.holdLease(ctx, previous) })
 	return n.wait(g)
 }
 
@@ -391,9 +397,11 @@ func (n *Network) setUp(ctx context.Context, netConf lease.Config) (Config, leas
 	}
 	if netConf.EnableIPv4 && !n.cfg.PublicIP.IsValid() {
 		n.cfg.PublicIP = find(false)
+		n.pubFound[0] = n.cfg.PublicIP.IsValid()
 	}
 	if netConf.EnableIPv6 && !n.cfg.PublicIPv6.IsValid() {
 		n.cfg.PublicIPv6 = find(true)
+		n.pubFound[1] = n.cfg.PublicIPv6.IsValid()
 	}
 	if findErr != nil {
 		return Config{}, lease.Attrs{}, fmt.Errorf("vxlan: finding the public addresses: %w", findErr)
@@ -432,7 +440,14 @@ func (n *Network) setUp(ctx context.Context, netConf lease.Config) (Config, leas
 	n.mu.Lock()
 	for i, f := range fams {
 		*f.dp = made[i]
+		u := &n.und[famIndex(f.ipv6)]
+		// The address sent from follows the interface when FindPublic
+		// chose it; so does the advertised one, unless it was set
+		// (by the embedder, or a hint) or is a NAT's.
+		u.localFound = n.pubFound[famIndex(f.ipv6)] || f.local != f.public
+		u.publicFound = n.pubFound[famIndex(f.ipv6)]
 	}
+	n.attrs = attrs
 	n.mu.Unlock()
 	return backend, attrs, nil
 }
@@ -599,6 +614,7 @@ func (n *Network) newDatapath(backend Config, public netip.Addr, ipv6 bool, publ
 		n.onLink = map[int]netip.Prefix{}
 	}
 	n.onLink[under] = onLink
+	n.und[famIndex(ipv6)] = underlayState{local: public, under: under}
 	n.mu.Unlock()
 	seed := n.cfg.Node
 	if ipv6 {
@@ -779,6 +795,8 @@ func (n *Network) readyLocked() (bool, string) {
 		return false, n.waiting
 	case n.v4 == nil && n.v6 == nil:
 		return false, "waiting for the network config"
+	case n.underlayWaitLocked() != "":
+		return false, n.underlayWaitLocked()
 	case !n.hasOwn:
 		return false, "waiting for a lease"
 	case !n.watched:

@@ -186,7 +186,10 @@ func (n *Network) readLocal() (localFacts, error) {
 }
 
 // watchLocal reads the node's addresses again whenever the kernel says one
-// changed, and every resync interval in case a notification was lost.
+// changed, and every resync interval in case a notification was lost: for
+// admission's facts, and to follow the underlay's address (see
+// followUnderlay). The datapaths follow the underlay's links themselves
+// (its MTU, their devices' deletion).
 func (n *Network) watchLocal(ctx context.Context) error {
 	var updates chan netlink.AddrUpdate
 	failed := ""
@@ -233,11 +236,13 @@ func (n *Network) watchLocal(ctx context.Context) error {
 			settleTimer.Reset(localSettle)
 		case <-settleTimer.C:
 			n.refreshFacts()
+			n.followUnderlay()
 		case <-resync.C:
 			if updates == nil {
 				subscribe()
 			}
 			n.refreshFacts()
+			n.followUnderlay()
 		}
 	}
 }

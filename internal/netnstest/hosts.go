@@ -51,31 +51,61 @@ func NewSegment(t T, n int) *Segment {
 			Addr:      netip.PrefixFrom(netip.AddrFrom4([4]byte{172, 30, 0, byte(i)}), 24),
 			Addr6:     netip.PrefixFrom(netip.AddrFrom16([16]byte{0xfd, 0x30, 15: byte(i)}), 64),
 		}
-		// The veth is created in the bridge's namespace with its peer
-		// placed straight into the host's, so nothing ever appears in the
-		// namespace the test runs in.
-		port := fmt.Sprintf("p%d", i)
-		veth := &netlink.Veth{
-			LinkAttrs:     netlink.LinkAttrs{Name: port, MasterIndex: br.Index},
-			PeerName:      Underlay,
-			PeerNamespace: netlink.NsFd(h.Handle),
-		}
-		if err := nl.LinkAdd(veth); err != nil {
-			t.Fatalf("netnstest: veth for host %d: %v", i, err)
-		}
-		if err := nl.LinkSetUp(veth); err != nil {
-			t.Fatalf("netnstest: %v", err)
-		}
-		eth, err := h.Netlink().LinkByName(Underlay)
-		if err != nil {
-			t.Fatalf("netnstest: %v", err)
-		}
-		if err := h.Netlink().LinkSetUp(eth); err != nil {
-			t.Fatalf("netnstest: %v", err)
-		}
+		s.plug(t, h, fmt.Sprintf("p%d", i), Underlay)
 		h.AddrAdd(t, Underlay, h.Addr)
 		h.AddrAdd(t, Underlay, h.Addr6)
 		s.Hosts = append(s.Hosts, h)
 	}
 	return s
+}
+
+// plug connects h to the segment's bridge through a veth pair, the
+// bridge's end named port and the host's name, both up.
+func (s *Segment) plug(t T, h *Host, port, name string) {
+	t.Helper()
+	// The veth is created in the bridge's namespace with its peer placed
+	// straight into the host's, so nothing ever appears in the namespace
+	// the test runs in.
+	nl := s.Bridge.Netlink()
+	br, err := nl.LinkByName("br0")
+	if err != nil {
+		t.Fatalf("netnstest: %v", err)
+	}
+	veth := &netlink.Veth{
+		LinkAttrs:     netlink.LinkAttrs{Name: port, MasterIndex: br.Attrs().Index},
+		PeerName:      name,
+		PeerNamespace: netlink.NsFd(h.Handle),
+	}
+	if err := nl.LinkAdd(veth); err != nil {
+		t.Fatalf("netnstest: veth for %s: %v", h.Name, err)
+	}
+	if err := nl.LinkSetUp(veth); err != nil {
+		t.Fatalf("netnstest: %v", err)
+	}
+	eth, err := h.Netlink().LinkByName(name)
+	if err != nil {
+		t.Fatalf("netnstest: %v", err)
+	}
+	if err := h.Netlink().LinkSetUp(eth); err != nil {
+		t.Fatalf("netnstest: %v", err)
+	}
+}
+
+// ReplaceUnderlay swaps h's interface on the segment for a new one, as
+// when a NIC is replaced: the interface named old is deleted (with its
+// veth pair), and one named name is plugged into the bridge and given
+// addrs.
+func (s *Segment) ReplaceUnderlay(t T, h *Host, old, name string, addrs ...netip.Prefix) {
+	t.Helper()
+	link, err := h.Netlink().LinkByName(old)
+	if err != nil {
+		t.Fatalf("netnstest: %v", err)
+	}
+	if err := h.Netlink().LinkDel(link); err != nil {
+		t.Fatalf("netnstest: delete %s: %v", old, err)
+	}
+	s.plug(t, h, fmt.Sprintf("p%d%s", h.Index, name), name)
+	for _, a := range addrs {
+		h.AddrAdd(t, name, a)
+	}
 }
