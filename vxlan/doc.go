@@ -35,6 +35,14 @@
 // reason and listed by Network.Rejected; it never affects another peer or
 // this node's readiness.
 //
+// A Network with a LocalState (a StateStore, such as localstate.Store)
+// saves what it runs on and, when the control plane does not answer at
+// start, boots from it: an edge node that reboots cut off routes to its
+// neighbours before the cluster answers (see NetworkConfig.LocalState). It
+// follows the underlay too: a public address that leaves its interface is
+// chosen again by FindPublic, the device moved and the lease republished
+// in place (lease.Republisher), without a restart.
+//
 // All netlink work happens in a namespace given in the configuration, so an
 // embedder or a test can point the datapath at any namespace.
 //

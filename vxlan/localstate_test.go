@@ -256,8 +256,9 @@ func TestNetworkLeaseLostWhileAway(t *testing.T) {
 }
 
 // TestNetworkIgnoresUnusableState: a local state that is corrupt, of
-// another network, or older than its maximum age is logged, naming the
-// file, and the node waits for the control plane as if it had none.
+// another network, older than its maximum age or holding an expired lease
+// is logged, naming the file and why, and the node waits for the control
+// plane as if it had none.
 func TestNetworkIgnoresUnusableState(t *testing.T) {
 	t.Parallel()
 	h := netnstest.NewSegment(t, 1).Hosts[0]
@@ -292,6 +293,13 @@ func TestNetworkIgnoresUnusableState(t *testing.T) {
 			data, _ := localstate.Encode(old)
 			os.WriteFile(localstate.Path(dir, good.Identity), data, 0o600)
 		}, "state file too old to use"},
+		{"lease expired", func(t *testing.T, dir string) {
+			expired := good
+			expired.Written = time.Now().Add(-2 * time.Hour)
+			expired.Lease.Expiration = time.Now().Add(-time.Hour)
+			data, _ := localstate.Encode(expired)
+			os.WriteFile(localstate.Path(dir, good.Identity), data, 0o600)
+		}, "the cached lease 10.244.5.0-24 expired"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
