@@ -159,20 +159,17 @@ func (n *Network) cachedHints() lease.Hints {
 	return lease.Hints{PublicIP: a.PublicIP, PublicIPv6: a.PublicIPv6, BackendData: a.BackendData, BackendV6Data: a.BackendV6Data}
 }
 
-// bootFromCache runs the node from its local state if the Manager has
-// given it no lease by start + OfflineAfter: the cached lease is taken as
+// bootFromCache runs the node from its local state, once Run has found the
+// control plane unreachable (see goOffline): the cached lease is taken as
 // the node's, the cached peers pass admission as a listing would, and the
 // datapath is programmed from them. Whatever the Manager gives later
 // replaces them: its lease through holdLease, its first listing through
 // watchPeers.
-func (n *Network) bootFromCache(ctx context.Context, start time.Time) {
-	select {
-	case <-ctx.Done():
-		return
-	case <-n.leased:
-		return
-	case <-n.offlineTimer(start):
-	}
+//
+// Only unreachability counts. A Manager that answers but makes the node
+// wait (another host holds its name, a Node without a PodCIDR) is waited
+// for: a cloned disk's state must never route the original's subnet.
+func (n *Network) bootFromCache() {
 	st := n.off.cached
 	n.push.Lock()
 	n.mu.Lock()

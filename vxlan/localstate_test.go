@@ -4,11 +4,14 @@ package vxlan_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netlink"
 
 	"github.com/weftnet/weft/internal/etcdtest"
 	"github.com/weftnet/weft/internal/netnstest"
@@ -335,4 +338,47 @@ func mustKey(s string) lease.Key {
 		panic(err)
 	}
 	return k
+}
+
+// TestNetworkStateOnlyWhenUnreachable: a Manager that answers but makes
+// the node wait (here every subnet is taken, the cached one by another
+// node: a cloned disk's state, say) is waited for. The node never runs
+// from its local state then: it would route another node's subnet.
+func TestNetworkStateOnlyWhenUnreachable(t *testing.T) {
+	t.Parallel()
+	h, m, quiet, srv := oneHostOn(t, `{"Network": "10.244.0.0/22", "Backend": {"Type": "vxlan"}}`)
+	admin := srv.Client(t)
+	for i, k := range []string{"10.244.1.0-24", "10.244.2.0-24", "10.244.3.0-24"} {
+		other := fmt.Sprintf(`{"PublicIP":"172.30.9.%d","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:00:00:00:09:%02x"},"WeftOwner":"other-%d"}`, i+1, i+1, i)
+		if _, err := admin.Put(context.Background(), "/coreos.com/network/subnets/"+k, other); err != nil {
+			t.Fatal(err)
+		}
+	}
+	id := localstate.Identity{Network: "etcd /coreos.com/network", Node: h.Name}
+	store := localstate.NewStore(t.TempDir(), id, 0)
+	if _, err := store.Save(localstate.State{
+		Config: []byte(`{"Network": "10.244.0.0/22", "Backend": {"Type": "vxlan"}}`),
+		Lease: lease.Lease{Key: mustKey("10.244.1.0-24"), Attrs: lease.Attrs{PublicIP: h.Addr.Addr(), BackendType: "vxlan", Owner: h.Name,
+			BackendData: []byte(`{"VNI":1,"VtepMAC":"0e:00:00:00:05:01"}`)}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	n := runNetwork(t, vxlan.NetworkConfig{Manager: m, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet,
+		LocalState: store, OfflineAfter: 200 * time.Millisecond})
+	time.Sleep(2 * time.Second)
+	if ok, why := n.Ready(); ok || !strings.Contains(why, "waiting for a lease") {
+		t.Errorf("Ready = %v, %q; want waiting for a lease", ok, why)
+	}
+	if off, ok := n.Offline(); ok {
+		t.Errorf("runs from the local state while etcd answers: %+v", off)
+	}
+	if _, ok := n.Lease(); ok {
+		t.Error("holds a lease")
+	}
+	addrs, _ := h.Netlink().AddrList(nil, netlink.FAMILY_V4)
+	for _, a := range addrs {
+		if strings.HasPrefix(a.IP.String(), "10.244.") {
+			t.Errorf("the device took the cached subnet's address %s", a.IP)
+		}
+	}
 }

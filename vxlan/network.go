@@ -120,17 +120,20 @@ type NetworkConfig struct {
 	// LocalState, if set, keeps this node's state across reboots: the
 	// network config, the lease with its expiry, the VTEP MACs and the
 	// admitted peers, saved a moment after any of them changes, and only
-	// then (never per resync). At start, if the Manager has not given the
-	// node its config, settings (a lease.HintReader's) and lease within
-	// OfflineAfter, and the state is usable (see StateStore.Load), the
-	// Network runs from it: the devices come up with the cached MACs and
+	// then (never per resync). At start, if the Manager cannot reach its
+	// store (no network config within OfflineAfter, or a
+	// lease.HintReader's settings cannot be read in that time) and the
+	// state is usable (see StateStore.Load), the Network runs from it: the devices come up with the cached MACs and
 	// address, the cached peers pass admission and are programmed, and a
 	// State is announced, so that pods start and reach the neighbouring
 	// nodes while the control plane is away. Whatever the Manager gives
 	// later replaces the cache: its lease (a lost one is the ordinary
 	// lease-loss path: a new subnet, a new State) and its first listing,
 	// reconciled so that only differences are written. Offline and Ready
-	// say when the node runs from the state. nil: no local state.
+	// say when the node runs from the state. A Manager that answers but
+	// makes the node wait (another host holds its name, no PodCIDR yet)
+	// is waited for: a state copied with a cloned disk must never route
+	// the original's subnet. nil: no local state.
 	LocalState StateStore
 	// OfflineAfter is how long Run waits at start for the Manager before
 	// it runs from LocalState. Default DefaultOfflineAfter (5s).
@@ -314,8 +317,8 @@ func (n *Network) Run(ctx context.Context) error {
 	if n.cfg.LocalState != nil {
 		g.Go(func() error { return n.saveStates(ctx) })
 	}
-	if n.off.cached != nil {
-		g.Go(func() error { n.bootFromCache(ctx, start); return nil })
+	if _, offline := n.Offline(); offline {
+		g.Go(func() error { n.bootFromCache(); return nil })
 	}
 
 	g.Go(func() error {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"strings"
@@ -105,4 +106,67 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestUnderlayChangeDaemon: host 1's address changes under a running
+// daemon (the old one removed, a new one added, as a DHCP client does):
+// it moves its device and republishes its lease on the same key, and host
+// 2 reaches it at the new address with no restart. Host 2's address was
+// given with --public-ip: when it vanishes, /readyz says so with a 503,
+// the daemon keeps running, and it is ready again once the address is
+// back.
+func TestUnderlayChangeDaemon(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, 2, netConf16)
+	a := c.start(c.host(1))
+	// Host 2's public address is a second one, so that its health
+	// server, on the first, stays reachable when it goes.
+	const second = "172.30.0.203/24"
+	ipOut(t, c.host(2), "ip", "addr", "add", second, "dev", "eth0")
+	b := c.start(c.host(2), "--public-ip", strings.TrimSuffix(second, "/24"))
+	for _, d := range []*daemon{a, b} {
+		d.WaitReady()
+		d.WaitPeers(1)
+	}
+	reachPairs(t, [][2]*daemon{{b, a}})
+	key := keyOf(a.Env().Subnet.Masked())
+	before, err := c.admin.Get(context.Background(), key)
+	if err != nil || len(before.Kvs) != 1 {
+		t.Fatalf("host 1's key: %v %v", before, err)
+	}
+
+	changed := time.Now()
+	ipOut(t, a.Host, "ip", "addr", "del", a.Host.Addr.String(), "dev", "eth0")
+	ipOut(t, a.Host, "ip", "addr", "add", "172.30.0.201/24", "dev", "eth0")
+	// Its connection to etcd went with the old address: the client's
+	// pings find it dead and it dials again, within 13s.
+	testutil.WaitFor(t, 30*time.Second, "host 1's key to publish its new address", func() bool {
+		resp, err := c.admin.Get(context.Background(), key)
+		return err == nil && len(resp.Kvs) == 1 && strings.Contains(string(resp.Kvs[0].Value), `"PublicIP":"172.30.0.201"`) &&
+			resp.Kvs[0].CreateRevision == before.Kvs[0].CreateRevision
+	})
+	t.Logf("host 1's new address published %v after the change (etcd reached over the changed interface)", time.Since(changed).Round(time.Millisecond))
+	reachPairs(t, [][2]*daemon{{b, a}, {a, b}})
+	if !strings.Contains(a.Out.String(), "the underlay address changed") || !strings.Contains(a.Out.String(), "republished this node's lease") {
+		t.Errorf("host 1 did not log the move:\n%s", a.Out)
+	}
+
+	ipOut(t, b.Host, "ip", "addr", "del", second, "dev", "eth0")
+	var last string
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("host 2's last /readyz: %s", last)
+		}
+	})
+	testutil.WaitFor(t, 10*time.Second, "host 2 to say it waits for its --public-ip", func() bool {
+		code, body := b.Readyz()
+		last = fmt.Sprint(code, " ", body)
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "is on no interface now")
+	})
+	if b.Cmd.ProcessState != nil {
+		t.Fatalf("host 2's daemon exited: %v", b.Cmd.ProcessState)
+	}
+	ipOut(t, b.Host, "ip", "addr", "add", second, "dev", "eth0")
+	b.WaitReady()
+	reachPairs(t, [][2]*daemon{{b, a}})
 }

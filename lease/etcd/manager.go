@@ -38,6 +38,13 @@ const (
 	DefaultSettleTime     = 30 * time.Second
 )
 
+// keepAliveTime and keepAliveTimeout: how often the client pings etcd, and
+// how long it waits for the answer before it takes the connection for dead.
+const (
+	keepAliveTime    = 10 * time.Second
+	keepAliveTimeout = 3 * time.Second
+)
+
 // ErrNoConfig means there is no network configuration under the prefix yet.
 var ErrNoConfig = errors.New("no network config in etcd")
 
@@ -277,7 +284,16 @@ func newClient(opts Options) (*clientv3.Client, error) {
 		Username:    opts.Username,
 		Password:    opts.Password,
 		DialTimeout: timeout,
-		Logger:      zap.NewNop(), // this package logs what matters through slog
+		// A connection can die without a word: the node's address
+		// changed (DHCP, a NIC replaced), or etcd's host lost power.
+		// Pings find it within keepAliveTime+keepAliveTimeout, and the
+		// client dials again, from the node's current address; without
+		// them, TCP's retransmissions take a quarter of an hour. (etcd
+		// refuses pings more often than every 5s.)
+		DialKeepAliveTime:    keepAliveTime,
+		DialKeepAliveTimeout: keepAliveTimeout,
+		PermitWithoutStream:  true,
+		Logger:               zap.NewNop(), // this package logs what matters through slog
 		DialOptions: []grpc.DialOption{
 			// gRPC's default reconnect backoff grows to two minutes; an
 			// agent should be back within seconds of etcd returning.
