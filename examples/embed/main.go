@@ -19,12 +19,14 @@ import (
 
 	"github.com/weftnet/weft/lease"
 	"github.com/weftnet/weft/lease/etcd"
+	"github.com/weftnet/weft/localstate"
 	"github.com/weftnet/weft/subnetenv"
 	"github.com/weftnet/weft/vxlan"
 )
 
 type options struct {
 	etcd, node, subnetFile string
+	stateDir               string // "" keeps no local state
 	publicIP               netip.Addr
 	ns                     netns.NsHandle // zero: this process's namespace
 }
@@ -36,6 +38,7 @@ func main() {
 	flag.StringVar(&o.node, "node", "", "stable node identity (default: hostname)")
 	flag.StringVar(&ip, "public-ip", "", "this node's underlay address")
 	flag.StringVar(&o.subnetFile, "subnet-file", subnetenv.DefaultPath, "where to write subnet.env")
+	flag.StringVar(&o.stateDir, "state-dir", "", "keep the local state here, to boot from while etcd is unreachable (e.g. "+localstate.DefaultDir+")")
 	flag.Parse()
 	if o.node == "" {
 		o.node, _ = os.Hostname()
@@ -65,7 +68,7 @@ func run(ctx context.Context, o options) error {
 	}
 	defer m.Close()
 
-	n, err := vxlan.NewNetwork(vxlan.NetworkConfig{
+	cfg := vxlan.NetworkConfig{
 		Manager: m, PublicIP: o.publicIP, Namespace: o.ns, Previous: prev,
 		// subnet.env follows the lease, the network config and the MTU;
 		// the Network calls this in order, once the node can route.
@@ -80,7 +83,11 @@ func run(ctx context.Context, o options) error {
 				slog.Info("peer "+e.Kind.String(), "subnet", e.Peer.Subnet, "node", e.Owner, "public_ip", e.Peer.PublicIP, "reason", e.Reason)
 			}
 		},
-	})
+	}
+	if o.stateDir != "" { // an etcd cut off at boot: run on what the node last knew
+		cfg.LocalState = localstate.NewStore(o.stateDir, localstate.Identity{Network: "etcd " + etcd.DefaultPrefix, Node: o.node}, 0)
+	}
+	n, err := vxlan.NewNetwork(cfg)
 	if err != nil {
 		return err
 	}
