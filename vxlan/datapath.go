@@ -108,12 +108,16 @@ type Datapath struct {
 	// wait for d.mu: a reconcile holds it across a sync, and a blocked
 	// filter lets the sync's own notifications overrun the socket.
 	filter atomic.Pointer[notificationFilter]
+	// ipv6 is the device's family, which never changes (SetUnderlay
+	// keeps it): read without d.mu.
+	ipv6 bool
 }
 
 // notificationFilter is what the notification filter checks against.
 type notificationFilter struct {
-	dev Device
-	rec *Reconciler
+	dev      Device
+	underlay int // the underlay interface's index, whose MTU decides the device's
+	rec      *Reconciler
 }
 
 // DatapathStatus is what a Datapath reports for status output.
@@ -151,6 +155,7 @@ func NewDatapath(cfg DatapathConfig) (*Datapath, error) {
 		nl:   h,
 		log:  cfg.Logger.With("component", "vxlan"),
 		kick: make(chan struct{}, 1),
+		ipv6: cfg.Device.Local.Is6(),
 	}
 	if err := d.reconcile(); err != nil {
 		d.Close()
@@ -183,7 +188,7 @@ func (d *Datapath) Device() Device {
 // never gives one: admission rejects it, and says so.)
 func (d *Datapath) SetPeers(peers []Peer) error {
 	for _, p := range peers {
-		if err := p.validate(d.cfg.Device.Local.Is6()); err != nil {
+		if err := p.validate(d.ipv6); err != nil {
 			return fmt.Errorf("vxlan: %w", err)
 		}
 	}
@@ -216,7 +221,7 @@ func (d *Datapath) SetPeers(peers []Peer) error {
 // failed and retried with backoff, and the datapath stays converged. Any
 // other failure leaves it unconverged until Run's next reconcile.
 func (d *Datapath) SetPeer(p Peer) error {
-	if err := p.validate(d.cfg.Device.Local.Is6()); err != nil {
+	if err := p.validate(d.ipv6); err != nil {
 		return fmt.Errorf("vxlan: %w", err)
 	}
 	d.mu.Lock()
@@ -278,6 +283,9 @@ func (d *Datapath) SetSubnet(subnet netip.Prefix) {
 // Run re-creates it soon after, as those cannot change in place, with the
 // same MAC, and programs every peer on the new device.
 func (d *Datapath) SetUnderlay(local netip.Addr, underlay int) {
+	if local.Is6() != d.ipv6 {
+		return // another family's address is never this device's
+	}
 	d.mu.Lock()
 	if d.cfg.Device.Local == local && d.cfg.Device.Underlay == underlay {
 		d.mu.Unlock()
@@ -388,7 +396,7 @@ func (d *Datapath) reconcileLocked() (int, error) {
 		d.rec = rec
 	}
 	d.dev = dev
-	d.filter.Store(&notificationFilter{dev: dev, rec: d.rec})
+	d.filter.Store(&notificationFilter{dev: dev, underlay: d.cfg.Device.Underlay, rec: d.rec})
 	if d.cfg.Subnet.IsValid() {
 		addrChanges, err := EnsureAddress(d.nl, dev.Index, d.cfg.Subnet)
 		if err != nil {
@@ -419,7 +427,7 @@ func (d *Datapath) noteRepair(what, why string) {
 // every change of desired state, and every ResyncInterval. A failed
 // reconcile is retried with backoff and logged when its error changes.
 func (d *Datapath) Run(ctx context.Context) error {
-	n, err := subscribe(d.cfg.Namespace, d.cfg.Device.Local.Is6())
+	n, err := subscribe(d.cfg.Namespace, d.ipv6)
 	if err != nil {
 		return fmt.Errorf("vxlan: %w", err)
 	}
@@ -508,8 +516,9 @@ func (d *Datapath) Run(ctx context.Context) error {
 func (d *Datapath) expected(typ uint16, data []byte) bool {
 	var dev Device
 	var rec *Reconciler
+	underlay := 0
 	if f := d.filter.Load(); f != nil {
-		dev, rec = f.dev, f.rec
+		dev, rec, underlay = f.dev, f.rec, f.underlay
 	}
 	switch typ {
 	case unix.RTM_NEWLINK, unix.RTM_DELLINK:
@@ -517,7 +526,7 @@ func (d *Datapath) expected(typ uint16, data []byte) bool {
 		// appearing under its name, is checked against the config.
 		// The underlay's MTU decides the device's.
 		i := linkIndex(data)
-		return i != dev.Index && i != d.cfg.Device.Underlay && linkName(data) != dev.Name
+		return i != dev.Index && i != underlay && linkName(data) != dev.Name
 	}
 	return rec == nil || rec.expected(typ, data)
 }
