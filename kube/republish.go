@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
 	"github.com/weftnet/weft/lease"
 )
 
@@ -35,6 +37,9 @@ func (m *Manager) Republish(ctx context.Context, l lease.Lease, attrs lease.Attr
 			m.published = attrs
 			m.pubMu.Unlock()
 			node, err := m.lister.Get(m.node)
+			if apierrors.IsNotFound(err) {
+				return lease.Lease{}, fmt.Errorf("%w: node %s was deleted", lease.ErrLeaseLost, m.node)
+			}
 			if err != nil {
 				return lease.Lease{}, fmt.Errorf("kube: node %s: %w", m.node, err)
 			}

@@ -13,6 +13,10 @@ import (
 	"github.com/weftnet/weft/internal/atomicfile"
 )
 
+// Refresh is how old a Store lets its file grow while the state it holds
+// stays true: an unchanged Save after that rewrites it with a new Written.
+const Refresh = time.Hour
+
 // DefaultMaxAge is how old a state file NewStore accepts when given no
 // maximum: a week. An edge site may be cut off for days; a peer set older
 // than that is more likely wrong than right.
@@ -23,7 +27,11 @@ const DefaultMaxAge = 7 * 24 * time.Hour
 // does not answer (vxlan.NetworkConfig.LocalState).
 //
 // Save remembers what it last wrote (or Load read), so that a State equal
-// to it, Written aside, costs an encoding and no I/O. A Store is safe for
+// to it, Written aside, costs an encoding and no I/O; but once what the
+// file holds is Refresh old, the same State is written again, so that
+// Written says when the state was last known true, to within Refresh,
+// and a state that did not change for a week is not taken for one a week
+// out of date. A Store is safe for
 // concurrent use; two Stores, or two agents, must not share one file.
 type Store struct {
 	path   string
@@ -33,9 +41,11 @@ type Store struct {
 
 	mu sync.Mutex
 	// last is the encoding, with Written zeroed, of what the file holds
-	// as far as this Store knows; nil until it was read or written.
-	last   []byte
-	looked bool // the file was read for last
+	// as far as this Store knows, and written its Written; nil until it
+	// was read or written.
+	last    []byte
+	written time.Time
+	looked  bool // the file was read for last
 }
 
 // NewStore returns the Store of network id.Network in dir (see Path), for
@@ -58,14 +68,15 @@ func (s *Store) Load() (State, error) {
 	st, err := Read(s.path, s.id, s.maxAge, s.now())
 	if err == nil {
 		s.mu.Lock()
-		s.last, s.looked = comparable(st), true
+		s.last, s.written, s.looked = comparable(st), st.Written, true
 		s.mu.Unlock()
 	}
 	return st, err
 }
 
 // Save stores st under the Store's identity unless the file already holds
-// the same (Written aside); it reports whether it wrote. st.Written is set
+// the same (Written aside) and was written less than Refresh ago; it
+// reports whether it wrote. st.Written is set
 // to the time of the write. Temporary files a killed Save left are
 // removed by the first Save.
 func (s *Store) Save(st State) (bool, error) {
@@ -79,7 +90,7 @@ func (s *Store) Save(st State) (bool, error) {
 		}
 		if data, err := os.ReadFile(s.path); err == nil {
 			if prev, err := Decode(data); err == nil && prev.Identity == s.id {
-				s.last = comparable(prev)
+				s.last, s.written = comparable(prev), prev.Written
 			}
 		} else if !errors.Is(err, fs.ErrNotExist) {
 			return false, fmt.Errorf("localstate: %w", err)
@@ -89,10 +100,11 @@ func (s *Store) Save(st State) (bool, error) {
 	if cmp == nil {
 		return false, errors.New("localstate: the state does not encode")
 	}
-	if bytes.Equal(cmp, s.last) {
+	now := s.now()
+	if bytes.Equal(cmp, s.last) && now.Sub(s.written) < Refresh {
 		return false, nil
 	}
-	st.Written = s.now()
+	st.Written = now
 	data, err := Encode(st)
 	if err != nil {
 		return false, err
@@ -103,7 +115,7 @@ func (s *Store) Save(st State) (bool, error) {
 	if err := atomicfile.Write(s.path, data, 0o600); err != nil {
 		return false, fmt.Errorf("localstate: write %s: %w", s.path, err)
 	}
-	s.last = cmp
+	s.last, s.written = cmp, now
 	return true, nil
 }
 

@@ -71,3 +71,35 @@ func TestStore(t *testing.T) {
 		t.Errorf("removing a missing file: %v", err)
 	}
 }
+
+// TestStoreRefresh: a state that stays true is written again once the
+// file is Refresh old, and no sooner, so that it never ages out while the
+// node runs: saved daily, unchanged, for eight days, it still loads with
+// a maximum age of seven.
+func TestStoreRefresh(t *testing.T) {
+	clock := time.Now()
+	s := sample()
+	s.Lease.Expiration = time.Time{} // a lease that does not lapse (kube)
+	store := localstate.NewStore(t.TempDir(), id, 7*24*time.Hour)
+	localstate.SetClock(store, func() time.Time { return clock })
+	if wrote, err := store.Save(s); err != nil || !wrote {
+		t.Fatalf("first save: %v, %v", wrote, err)
+	}
+	clock = clock.Add(localstate.Refresh - time.Minute)
+	if wrote, _ := store.Save(s); wrote {
+		t.Error("an unchanged state was written again before Refresh")
+	}
+	for day := 1; day <= 8; day++ {
+		clock = clock.Add(24 * time.Hour)
+		if wrote, err := store.Save(s); err != nil || !wrote {
+			t.Fatalf("day %d: an unchanged state Refresh old: wrote %v, %v", day, wrote, err)
+		}
+	}
+	got, err := store.Load()
+	if err != nil {
+		t.Fatalf("after eight days of unchanged saves: %v", err)
+	}
+	if d := clock.Sub(got.Written); d < -time.Second || d > time.Second {
+		t.Errorf("Written %v, want the last save's %v", got.Written, clock)
+	}
+}

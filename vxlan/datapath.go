@@ -108,6 +108,9 @@ type Datapath struct {
 	// wait for d.mu: a reconcile holds it across a sync, and a blocked
 	// filter lets the sync's own notifications overrun the socket.
 	filter atomic.Pointer[notificationFilter]
+	// unaddress says the device must hold no address: SetSubnet was
+	// given none. Under mu.
+	unaddress bool
 	// ipv6 is the device's family, which never changes (SetUnderlay
 	// keeps it): read without d.mu.
 	ipv6 bool
@@ -268,6 +271,10 @@ func (d *Datapath) applied(err error) error {
 func (d *Datapath) SetSubnet(subnet netip.Prefix) {
 	d.mu.Lock()
 	d.cfg.Subnet = subnet
+	// Given no subnet (the node lost the one it held and has none yet),
+	// the device gives up its address; a new datapath with none yet
+	// keeps what a previous run left, so that a restart drops nothing.
+	d.unaddress = !subnet.IsValid()
 	d.gen++
 	d.publishLocked()
 	if subnet.IsValid() {
@@ -397,8 +404,8 @@ func (d *Datapath) reconcileLocked() (int, error) {
 	}
 	d.dev = dev
 	d.filter.Store(&notificationFilter{dev: dev, underlay: d.cfg.Device.Underlay, rec: d.rec})
-	if d.cfg.Subnet.IsValid() {
-		addrChanges, err := EnsureAddress(d.nl, dev.Index, d.cfg.Subnet)
+	if d.cfg.Subnet.IsValid() || d.unaddress {
+		addrChanges, err := ensureAddress(d.nl, dev.Index, d.cfg.Subnet, d.ipv6)
 		if err != nil {
 			return 0, err
 		}

@@ -182,13 +182,29 @@ func equalMAC(hw net.HardwareAddr, m MAC) bool { return len(hw) == 6 && MAC(hw) 
 // link-local addresses, which the kernel gives the device itself, are left
 // alone. It returns a description of each change.
 func EnsureAddress(h *netlink.Handle, dev int, subnet netip.Prefix) ([]string, error) {
+	return ensureAddress(h, dev, subnet, subnet.Addr().Is6())
+}
+
+// clearAddresses removes the device's addresses of the family but its
+// link-local ones: a node that no longer holds a subnet must not answer
+// for it.
+func clearAddresses(h *netlink.Handle, dev int, ipv6 bool) ([]string, error) {
+	return ensureAddress(h, dev, netip.Prefix{}, ipv6)
+}
+
+// ensureAddress is EnsureAddress; a zero subnet wants no address of the
+// family.
+func ensureAddress(h *netlink.Handle, dev int, subnet netip.Prefix, ipv6 bool) ([]string, error) {
 	link, err := h.LinkByIndex(dev)
 	if err != nil {
 		return nil, fmt.Errorf("vxlan: device %d: %w", dev, err)
 	}
-	want := netip.PrefixFrom(subnet.Masked().Addr(), subnet.Addr().BitLen())
+	var want netip.Prefix
+	if subnet.IsValid() {
+		want = netip.PrefixFrom(subnet.Masked().Addr(), subnet.Addr().BitLen())
+	}
 	fam := netlink.FAMILY_V4
-	if want.Addr().Is6() {
+	if ipv6 {
 		fam = netlink.FAMILY_V6
 	}
 	addrs, err := h.AddrList(link, fam)
@@ -212,7 +228,7 @@ func EnsureAddress(h *netlink.Handle, dev int, subnet netip.Prefix) ([]string, e
 			changes = append(changes, "removed stale address "+p.String())
 		}
 	}
-	if !have {
+	if !have && want.IsValid() {
 		a, err := netlink.ParseAddr(want.String())
 		if err != nil {
 			return changes, err

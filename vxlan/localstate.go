@@ -216,6 +216,63 @@ func (n *Network) bootFromCache() {
 	n.kickState()
 }
 
+// answered notes that the Manager answered (a live config, readable
+// settings) before the node began to run from its local state: a decision
+// to run from it, made when it did not, is void.
+func (n *Network) answered() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.off.since.IsZero() || n.off.lease || n.off.peers {
+		return
+	}
+	n.off.since = time.Time{}
+	n.log.Info("the control plane answered before the node ran from its local state; waiting for it instead")
+}
+
+// cachedLeaseGrace is how long the node keeps the local state's lease once
+// the Manager's first listing has come, for Acquire to return: three
+// OfflineAfter (15s by default). A lease is re-asserted in milliseconds, a
+// contested one in lease/etcd's ChallengeTimeout (5s).
+func (n *Network) cachedLeaseGrace() time.Duration { return 3 * n.offlineAfter() }
+
+// dropCachedLeaseAfter gives up the local state's lease if the Manager still
+// has not given the node one, grace after it answered (unless ctx ends
+// first, with Run): the
+// store is there, and it says the subnet is not this node's now (another
+// node took it, another host holds the node's name, the network is full).
+// The node stops taking the subnet for its own, so that its holder is
+// admitted as a peer, and waits for a lease, saying so on Ready.
+func (n *Network) dropCachedLeaseAfter(ctx context.Context, grace time.Duration) {
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return
+	case <-t.C:
+	}
+	n.push.Lock()
+	defer n.push.Unlock()
+	n.mu.Lock()
+	if !n.off.lease || ctx.Err() != nil {
+		n.mu.Unlock()
+		return
+	}
+	key := n.own.Key
+	n.own, n.hasOwn, n.off.lease = lease.Lease{}, false, false
+	n.off.since = time.Time{}
+	n.leaseGen++
+	n.moveDevicesLocked(lease.Key{}) // the devices give up its address
+	n.mu.Unlock()
+	why := ""
+	if r, ok := n.cfg.Manager.(lease.ConditionReporter); ok {
+		why = r.Condition()
+	}
+	n.log.Error("the control plane answers but gives this node no lease; no longer taking the local state's subnet for its own",
+		"subnet", key, "waited", grace, "condition", why)
+	n.refreshFactsLocked()
+	n.kickState()
+}
+
 // backOnlineLocked notes that a part the local state stood in for has
 // come from the Manager, and once both have, that the node runs on the
 // control plane again. n.mu is held.

@@ -4,8 +4,10 @@ package vxlan_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"strings"
 	"testing"
@@ -19,6 +21,7 @@ import (
 	"github.com/weftnet/weft/lease"
 	"github.com/weftnet/weft/lease/etcd"
 	"github.com/weftnet/weft/localstate"
+	"github.com/weftnet/weft/underlay"
 	"github.com/weftnet/weft/vxlan"
 )
 
@@ -380,5 +383,120 @@ func TestNetworkStateOnlyWhenUnreachable(t *testing.T) {
 		if strings.HasPrefix(a.IP.String(), "10.244.") {
 			t.Errorf("the device took the cached subnet's address %s", a.IP)
 		}
+	}
+}
+
+// TestNetworkDropsCachedLeaseOnceAnswered: etcd is down at boot, so the
+// node runs from its local state; then etcd comes back saying the cached
+// subnet is another node's, and the network is full. Once the listing has
+// come and no lease followed within the grace (3 OfflineAfter), the node
+// stops taking the subnet for its own: it is not ready, holds no lease,
+// and programs the subnet's holder as a peer.
+func TestNetworkDropsCachedLeaseOnceAnswered(t *testing.T) {
+	t.Parallel()
+	conf := `{"Network": "10.244.0.0/22", "Backend": {"Type": "vxlan"}}`
+	h, m, quiet, srv := oneHostOn(t, conf)
+	admin := srv.Client(t)
+	for i, k := range []string{"10.244.1.0-24", "10.244.2.0-24", "10.244.3.0-24"} {
+		other := fmt.Sprintf(`{"PublicIP":"172.30.9.%d","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:00:00:00:09:%02x"},"WeftOwner":"other-%d"}`, i+1, i+1, i)
+		if _, err := admin.Put(context.Background(), "/coreos.com/network/subnets/"+k, other); err != nil {
+			t.Fatal(err)
+		}
+	}
+	store := localstate.NewStore(t.TempDir(), localstate.Identity{Network: "etcd /coreos.com/network", Node: h.Name}, 0)
+	if _, err := store.Save(localstate.State{
+		Config: []byte(conf),
+		Lease: lease.Lease{Key: mustKey("10.244.1.0-24"), Attrs: lease.Attrs{PublicIP: h.Addr.Addr(), BackendType: "vxlan", Owner: h.Name,
+			BackendData: []byte(`{"VNI":1,"VtepMAC":"0e:00:00:00:05:01"}`)}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	n := runNetwork(t, vxlan.NetworkConfig{Manager: m, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet,
+		LocalState: store, OfflineAfter: 300 * time.Millisecond})
+	waitUntil(t, 10*time.Second, "the node to run from its local state", func() bool { ok, _ := n.Ready(); return ok })
+	srv.Restart()
+	waitUntil(t, 20*time.Second, "the node to give up the cached lease", func() bool {
+		_, held := n.Lease()
+		return !held
+	})
+	if ok, why := n.Ready(); ok || !strings.Contains(why, "waiting for a lease") {
+		t.Errorf("Ready = %v, %q; want waiting for a lease", ok, why)
+	}
+	if _, off := n.Offline(); off {
+		t.Error("still says it runs from the local state")
+	}
+	v4, _ := n.Datapaths()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("rejected: %+v\npeers: %+v", n.Rejected(), v4.Status().Reconciler.Peers)
+		}
+	})
+	waitUntil(t, 10*time.Second, "the cached subnet's holder to be programmed as a peer", func() bool {
+		for _, p := range v4.Status().Reconciler.Peers {
+			if p.Peer.Subnet.String() == "10.244.1.0/24" && p.Programmed {
+				return true
+			}
+		}
+		return false
+	})
+	addrs, _ := h.Netlink().AddrList(nil, netlink.FAMILY_V4)
+	for _, a := range addrs {
+		if a.IP.String() == "10.244.1.0" {
+			t.Error("the device still holds the given-up subnet's address")
+		}
+	}
+}
+
+// hintless is a Manager whose settings (lease.HintReader) cannot be read,
+// as kube's while the API server is down.
+type hintless struct{ *etcd.Manager }
+
+func (hintless) Hints(ctx context.Context) (lease.Hints, error) {
+	<-ctx.Done()
+	return lease.Hints{}, errors.New("api server unreachable")
+}
+
+// TestNetworkCachedAddressIsACandidate: a node boots from its local state
+// because its settings cannot be read. The public address it published
+// before is no operator's choice: gone from the host (its address changed
+// across the reboot), the address is found again and published; still
+// there, it is used and followed when it changes later.
+func TestNetworkCachedAddressIsACandidate(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name   string
+		cached func(h *netnstest.Host) netip.Addr
+	}{
+		{"changed across the reboot", func(*netnstest.Host) netip.Addr { return netip.MustParseAddr("172.30.0.77") }},
+		{"unchanged, then changed", func(h *netnstest.Host) netip.Addr { return h.Addr.Addr() }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h, m, quiet, srv := oneHostOn(t, offlineConfig)
+			store := localstate.NewStore(t.TempDir(), localstate.Identity{Network: "etcd /coreos.com/network", Node: h.Name}, 0)
+			if _, err := store.Save(localstate.State{
+				Config: []byte(offlineConfig),
+				Lease: lease.Lease{Key: mustKey("10.244.5.0-24"), Attrs: lease.Attrs{PublicIP: tt.cached(h), BackendType: "vxlan", Owner: h.Name,
+					BackendData: []byte(`{"VNI":1,"VtepMAC":"0e:00:00:00:05:01"}`)}},
+			}); err != nil {
+				t.Fatal(err)
+			}
+			n := runNetwork(t, vxlan.NetworkConfig{Manager: hintless{m}, Namespace: h.Handle, Logger: quiet,
+				FindPublic: underlay.Policy{Interfaces: []string{netnstest.Underlay}, Namespace: h.Handle}.FindPublic,
+				LocalState: store, OfflineAfter: 300 * time.Millisecond})
+			admin := srv.Client(t)
+			published := func(addr netip.Addr) func() bool {
+				return func() bool {
+					r, err := admin.Get(context.Background(), "/coreos.com/network/subnets/10.244.5.0-24")
+					return err == nil && len(r.Kvs) == 1 && strings.Contains(string(r.Kvs[0].Value), `"PublicIP":"`+addr.String()+`"`)
+				}
+			}
+			waitUntil(t, 10*time.Second, "the lease to publish the host's address", published(h.Addr.Addr()))
+			moved := netip.MustParsePrefix("172.30.0.101/24")
+			delAddr(t, h, netnstest.Underlay, h.Addr)
+			h.AddrAdd(t, netnstest.Underlay, moved)
+			waitUntil(t, 10*time.Second, "the lease to follow the address", published(moved.Addr()))
+			waitUntil(t, 10*time.Second, "ready", func() bool { ok, _ := n.Ready(); return ok })
+		})
 	}
 }

@@ -294,6 +294,7 @@ func (n *Network) Run(ctx context.Context) error {
 		retry := time.NewTimer(setupRetry)
 		select {
 		case netConf = <-configs:
+			n.answered()
 		case <-retry.C:
 		case <-ctx.Done():
 			retry.Stop()
@@ -356,15 +357,23 @@ func (n *Network) setUp(ctx context.Context, netConf lease.Config) (Config, leas
 		return Config{}, lease.Attrs{}, err
 	}
 	hints, err := n.readHints(ctx)
-	if err != nil && n.off.cached != nil && !errors.Is(err, lease.ErrInvalidAttrs) {
+	_, isHintReader := n.cfg.Manager.(lease.HintReader)
+	hintsCached := false
+	switch {
+	case err != nil && n.off.cached != nil && !errors.Is(err, lease.ErrInvalidAttrs):
 		// The settings cannot be read, but the node has run before:
-		// with those it ran with.
-		hints, err = n.cachedHints(), nil
-		n.goOffline("cannot read this node's settings from the lease source")
+		// with those it ran with. It runs offline only if this setup
+		// succeeds.
+		hints, err, hintsCached = n.cachedHints(), nil, true
+	case err == nil && isHintReader:
+		n.answered() // the store answers
 	}
 	if err != nil {
 		return Config{}, lease.Attrs{}, err
 	}
+	n.mu.Lock()
+	offline := hintsCached || !n.off.since.IsZero()
+	n.mu.Unlock()
 	type family struct {
 		ipv6          bool
 		public, local netip.Addr // advertised; sent from
@@ -390,11 +399,27 @@ func (n *Network) setUp(ctx context.Context, netConf lease.Config) (Config, leas
 	}
 	// Before anything runs that reads them: setUp precedes every other
 	// goroutine of Run. The embedder's address wins, then the hint.
-	if !n.cfg.PublicIP.IsValid() && hints.PublicIP.IsValid() {
+	if hintsCached {
+		// What the node published before is no operator's choice, only
+		// a candidate: taken while it is still an address here, and
+		// then followed as a found one would be; else found again.
+		for i, a := range []netip.Addr{hints.PublicIP, hints.PublicIPv6} {
+			if _, _, err := n.underlay(a); !a.IsValid() || err != nil {
+				continue
+			}
+			if i == 0 && !n.cfg.PublicIP.IsValid() {
+				n.cfg.PublicIP, n.pubFound[0] = a, true
+			}
+			if i == 1 && !n.cfg.PublicIPv6.IsValid() {
+				n.cfg.PublicIPv6, n.pubFound[1] = a, true
+			}
+		}
+	}
+	if !n.cfg.PublicIP.IsValid() && hints.PublicIP.IsValid() && !hintsCached {
 		n.cfg.PublicIP = hints.PublicIP
 		n.log.Info("using the public IP the lease source names for this node", "public_ip", hints.PublicIP)
 	}
-	if !n.cfg.PublicIPv6.IsValid() && hints.PublicIPv6.IsValid() {
+	if !n.cfg.PublicIPv6.IsValid() && hints.PublicIPv6.IsValid() && !hintsCached {
 		n.cfg.PublicIPv6 = hints.PublicIPv6
 		n.log.Info("using the public IPv6 address the lease source names for this node", "public_ipv6", hints.PublicIPv6)
 	}
@@ -427,7 +452,7 @@ func (n *Network) setUp(ctx context.Context, netConf lease.Config) (Config, leas
 			return Config{}, lease.Attrs{}, err
 		}
 	}
-	published := n.publishedMACs(ctx, backend, hints)
+	published := n.publishedMACs(ctx, backend, hints, offline)
 	made := make([]*Datapath, len(fams))
 	for i, f := range fams {
 		dp, mac, err := n.newDatapath(backend, f.local, f.ipv6, published[f.ipv6])
@@ -452,6 +477,9 @@ func (n *Network) setUp(ctx context.Context, netConf lease.Config) (Config, leas
 	}
 	n.attrs = attrs
 	n.mu.Unlock()
+	if hintsCached {
+		n.goOffline("cannot read this node's settings from the lease source")
+	}
 	return backend, attrs, nil
 }
 
@@ -516,7 +544,7 @@ func (n *Network) wait(g *errgroup.Group) error {
 // Peers hold them, so keeping them changes nothing anywhere. A MAC
 // published for another VNI, or that is not a unicast address, is not
 // kept. If the store does not answer in time there are none from it.
-func (n *Network) publishedMACs(ctx context.Context, backend Config, hints lease.Hints) map[bool]MAC {
+func (n *Network) publishedMACs(ctx context.Context, backend Config, hints lease.Hints, offline bool) map[bool]MAC {
 	out := map[bool]MAC{}
 	take := func(ipv6 bool, raw json.RawMessage) {
 		var bd BackendData
@@ -535,9 +563,6 @@ func (n *Network) publishedMACs(ctx context.Context, backend Config, hints lease
 			take(true, c.Lease.Attrs.BackendV6Data)
 		}
 	}()
-	n.mu.Lock()
-	offline := !n.off.since.IsZero()
-	n.mu.Unlock()
 	r, ok := n.cfg.Manager.(lease.OwnLeaseReader)
 	if !ok || offline || (!n.cfg.VtepMAC.IsZero() || out[false] != MAC{}) && (!n.cfg.VtepMACv6.IsZero() || out[true] != MAC{}) {
 		return out

@@ -61,6 +61,11 @@ func (n *Network) watchPeers(ctx context.Context) error {
 				// The Manager's listing replaces the local state's.
 				n.off.peers = false
 				n.backOnlineLocked()
+				if n.off.lease {
+					// The store answers: the lease it gives must
+					// follow soon, or the cached one goes.
+					go n.dropCachedLeaseAfter(ctx, n.cachedLeaseGrace())
+				}
 			}
 			changed := first || b.Snapshot || len(d.Changes) > 0
 			if changed {

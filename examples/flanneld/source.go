@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -118,9 +120,10 @@ func (s *source) close() {
 // NODE_NAME: as flannel, the Pod's spec.nodeName, from the POD_NAME and
 // POD_NAMESPACE its DaemonSet sets; without them, the hostname. A Pod
 // that cannot be read yet (no RBAC for pods, an API server still coming
-// up) is waited for, saying why; once offlineAfter has passed, a host
-// whose local state names its node (stateNode) boots as that node
-// instead, so that an API server down at boot does not stop the overlay.
+// up) is waited for, saying why; once offlineAfter has passed with the
+// API server unreachable (not answering with an error), a host whose
+// local state names its node (stateNode) boots as that node instead, so
+// that an API server down at boot does not stop the overlay.
 func nodeOfPod(ctx context.Context, rc *rest.Config, log *slog.Logger, status func(string), stateNode string, offlineAfter time.Duration) (string, error) {
 	pod, ns := os.Getenv("POD_NAME"), os.Getenv("POD_NAMESPACE")
 	if pod == "" || ns == "" {
@@ -140,7 +143,11 @@ func nodeOfPod(ctx context.Context, rc *rest.Config, log *slog.Logger, status fu
 			log.Info("node name from this agent's Pod", "pod", ns+"/"+pod, "node", name)
 			return name, nil
 		}
-		if stateNode != "" && time.Since(start) >= offlineAfter {
+		var answered apierrors.APIStatus
+		if stateNode != "" && time.Since(start) >= offlineAfter && !errors.As(err, &answered) {
+			// Unreachable, not refused: an API server that answers
+			// (403, 404) must be listened to, as the host may have been
+			// registered under another name since.
 			log.Warn("cannot read this agent's Pod for its node name; booting as the node the local state was written for", "pod", ns+"/"+pod, "node", stateNode, "err", err)
 			return stateNode, nil
 		}

@@ -288,11 +288,12 @@ func newClient(opts Options) (*clientv3.Client, error) {
 		// changed (DHCP, a NIC replaced), or etcd's host lost power.
 		// Pings find it within keepAliveTime+keepAliveTimeout, and the
 		// client dials again, from the node's current address; without
-		// them, TCP's retransmissions take a quarter of an hour. (etcd
-		// refuses pings more often than every 5s.)
+		// them, TCP's retransmissions take a quarter of an hour. Only
+		// while a stream is open: etcd refuses pings on a connection with
+		// none (too_many_pings), and pings more often than every 5s.
 		DialKeepAliveTime:    keepAliveTime,
 		DialKeepAliveTimeout: keepAliveTimeout,
-		PermitWithoutStream:  true,
+		PermitWithoutStream:  false,
 		Logger:               zap.NewNop(), // this package logs what matters through slog
 		DialOptions: []grpc.DialOption{
 			// gRPC's default reconnect backoff grows to two minutes; an
