@@ -185,15 +185,9 @@ func EnsureAddress(h *netlink.Handle, dev int, subnet netip.Prefix) ([]string, e
 	return ensureAddress(h, dev, subnet, subnet.Addr().Is6())
 }
 
-// clearAddresses removes the device's addresses of the family but its
-// link-local ones: a node that no longer holds a subnet must not answer
-// for it.
-func clearAddresses(h *netlink.Handle, dev int, ipv6 bool) ([]string, error) {
-	return ensureAddress(h, dev, netip.Prefix{}, ipv6)
-}
-
 // ensureAddress is EnsureAddress; a zero subnet wants no address of the
-// family.
+// family but link-local ones: a node that no longer holds a subnet must
+// not answer for it.
 func ensureAddress(h *netlink.Handle, dev int, subnet netip.Prefix, ipv6 bool) ([]string, error) {
 	link, err := h.LinkByIndex(dev)
 	if err != nil {
