@@ -87,14 +87,15 @@ type Datapath struct {
 	// caller never sees "synced" for a state not yet applied.
 	gen, syncedGen uint64
 	synced         bool // the last reconcile, with peers known, succeeded
-	// syncedNow and mtuNow mirror Synced and the device's MTU, published
-	// under d.mu at every change, so that a Network can read them without
-	// waiting out a reconcile, which holds d.mu across a whole sync.
-	syncedNow   atomic.Bool
-	mtuNow      atomic.Int64
+	// view mirrors what Status, Synced and Device report, published under
+	// d.mu at every change, so that readers never wait out a reconcile,
+	// which holds d.mu across a whole sync.
+	view        atomic.Pointer[datapathView]
 	lastErr     error // of the last reconcile
 	failedPeers int   // peers the last reconcile could not program, each retried
-	repairs     []Repair
+	// repairs is copy-on-write: a published view shares it, so it is
+	// replaced, never changed in place.
+	repairs []Repair
 
 	// rejected lists the peers admission keeps out, for Status; set by
 	// the Network that owns the datapath before Run.
@@ -121,23 +122,6 @@ type notificationFilter struct {
 	dev      Device
 	underlay int // the underlay interface's index, whose MTU decides the device's
 	rec      *Reconciler
-}
-
-// DatapathStatus is what a Datapath reports for status output.
-type DatapathStatus struct {
-	Device Device
-	// Synced: the desired peers are applied, each programmed or failed.
-	Synced bool
-	Err    string // the last reconcile's error, "" if none
-	// FailedPeers counts the peers whose objects the kernel refused;
-	// Reconciler's Peers has each one's error.
-	FailedPeers int
-	Repairs     []Repair // device repairs; peer repairs are in Reconciler
-	Reconciler  Status
-	// Rejected are the peer leases of this family that admission keeps
-	// out, each with the rule and what to fix; see package lease/admit.
-	// Only a Datapath run by a Network has them.
-	Rejected []admit.Verdict
 }
 
 // NewDatapath creates or corrects the device and its address. It leaves
@@ -179,11 +163,7 @@ func (d *Datapath) Close() {
 }
 
 // Device returns the device as last ensured.
-func (d *Datapath) Device() Device {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.dev
-}
+func (d *Datapath) Device() Device { return d.loadView().dev }
 
 // SetPeers replaces the desired peers; Run reconciles soon after. A peer
 // whose subnet overlaps this node's own is skipped: routing it to the
@@ -305,46 +285,34 @@ func (d *Datapath) SetUnderlay(local netip.Addr, underlay int) {
 	d.trigger()
 }
 
-// Status reports the device, whether the datapath has converged, and the
-// repairs made.
-func (d *Datapath) Status() DatapathStatus {
-	d.mu.Lock()
-	s := DatapathStatus{Device: d.dev, Synced: d.synced, FailedPeers: d.failedPeers, Repairs: slices.Clone(d.repairs)}
-	if d.lastErr != nil {
-		s.Err = d.lastErr.Error()
-	}
-	if d.rec != nil {
-		s.Reconciler = d.rec.Status()
-	}
-	rejected := d.rejected
-	d.mu.Unlock()
-	if rejected != nil {
-		s.Rejected = rejected()
-	}
-	return s
-}
-
 // Synced reports whether the current desired state (peers and subnet) has
 // been applied by a reconcile that completed without error: every peer is
 // programmed or marked failed (see DatapathStatus.FailedPeers).
-func (d *Datapath) Synced() bool { return d.syncedNow.Load() }
+func (d *Datapath) Synced() bool { return d.loadView().synced }
 
-// publishLocked publishes Synced and the MTU for lock-free readers. d.mu
-// is held.
+// publishLocked publishes what lock-free readers see. d.mu is held.
 func (d *Datapath) publishLocked() {
-	d.syncedNow.Store(d.synced && d.syncedGen == d.gen)
-	d.mtuNow.Store(int64(d.dev.MTU))
+	v := &datapathView{dev: d.dev, synced: d.synced && d.syncedGen == d.gen, failedPeers: d.failedPeers, repairs: d.repairs, rec: d.rec}
+	if d.lastErr != nil {
+		v.err = d.lastErr.Error()
+	}
+	d.view.Store(v)
+}
+
+// loadView returns the last published view; a Datapath publishes one
+// before NewDatapath returns.
+func (d *Datapath) loadView() *datapathView {
+	if v := d.view.Load(); v != nil {
+		return v
+	}
+	return &datapathView{}
 }
 
 // mtu returns the device's MTU as last ensured, without d.mu.
-func (d *Datapath) mtu() int { return int(d.mtuNow.Load()) }
+func (d *Datapath) mtu() int { return d.loadView().dev.MTU }
 
 // failed returns how many peers the last reconcile could not program.
-func (d *Datapath) failed() int {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.failedPeers
-}
+func (d *Datapath) failed() int { return d.loadView().failedPeers }
 
 func (d *Datapath) trigger() {
 	select {
@@ -422,9 +390,11 @@ func (d *Datapath) reconcileLocked() (int, error) {
 
 func (d *Datapath) noteRepair(what, why string) {
 	d.log.Info("device changed", "device", what, "change", why)
-	d.repairs = append(d.repairs, Repair{Time: time.Now(), What: what, Why: why})
+	// A new array each time: published views share the old one. Device
+	// repairs are rare, so the copy costs nothing that matters.
+	d.repairs = append(slices.Clip(d.repairs), Repair{Time: time.Now(), What: what, Why: why})
 	if len(d.repairs) > maxRepairs {
-		d.repairs = slices.Delete(d.repairs, 0, len(d.repairs)-maxRepairs)
+		d.repairs = d.repairs[len(d.repairs)-maxRepairs:]
 	}
 }
 

@@ -176,10 +176,13 @@ func TestFailedWriteIsRetried(t *testing.T) {
 	if !a.dp.Synced() {
 		t.Error("one peer's failure made the datapath unconverged")
 	}
+	if p := a.dp.Status().Reconciler.Peers[0]; p.Missing != ObjectRoute || p.Programmed || !p.Wanted || p.Desired != p.Peer {
+		t.Errorf("status of the blocked peer: %+v, want only the route missing", p)
+	}
 	ip(t, a.node, "ip", "route", "del", b.subnet.String(), "proto", "static")
 	waitUntil(t, 15*time.Second, "the retry to program the peer", func() bool {
 		st := a.dp.Status()
-		return a.dp.Synced() && st.FailedPeers == 0 && st.Reconciler.Peers[0].Programmed
+		return a.dp.Synced() && st.FailedPeers == 0 && st.Reconciler.Peers[0].Programmed && st.Reconciler.Peers[0].Missing == 0
 	})
 	if err := overlayReachable(t, a.node, b.node, 5*time.Second); err != nil {
 		t.Fatal(err)
@@ -217,4 +220,39 @@ func TestFilterNeverWaitsForWrites(t *testing.T) {
 	}
 	rec.write.Unlock()
 	n.dp.mu.Unlock()
+}
+
+// TestStatusNeverWaitsForReconcile: Status, Synced, Device and Counts
+// answer while a reconcile holds the datapath and a sync holds the
+// reconciler's writer lock, as they do across a whole sync of tens of
+// thousands of peers.
+func TestStatusNeverWaitsForReconcile(t *testing.T) {
+	t.Parallel()
+	nodes := newDatapaths(t, 2)
+	n := nodes[0]
+	waitUntil(t, 10*time.Second, "sync", func() bool { return n.dp.Synced() })
+	rec := n.dp.filter.Load().rec
+
+	n.dp.mu.Lock()
+	rec.write.Lock()
+	answers := make(chan DatapathStatus, 1)
+	go func() {
+		_ = n.dp.Synced()
+		_ = n.dp.Device()
+		_ = n.dp.Counts()
+		answers <- n.dp.Status()
+	}()
+	select {
+	case st := <-answers:
+		if !st.Synced || st.Device.Index == 0 || len(st.Reconciler.Peers) != 1 || !st.Reconciler.Peers[0].Programmed {
+			t.Errorf("status during a reconcile: %+v", st)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("Status waited for the reconcile")
+	}
+	rec.write.Unlock()
+	n.dp.mu.Unlock()
+	if c := n.dp.Counts(); c != (PeerCounts{Wanted: 1, Programmed: 1}) {
+		t.Errorf("Counts = %+v, want one peer wanted and programmed", c)
+	}
 }

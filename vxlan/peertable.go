@@ -5,6 +5,7 @@ package vxlan
 import (
 	"net/netip"
 	"slices"
+	"time"
 )
 
 // peerTable is what a Reconciler keeps per subnet: the peer it wants there,
@@ -23,6 +24,9 @@ type peerTable struct {
 	// the one now wanted (or whose peer is no longer wanted), that peer.
 	wrote map[netip.Prefix]remote
 	errs  map[netip.Prefix]string // the last write error or conflict, for records in writeFailed
+	// missing holds, for records in writeFailed, the objects the failed
+	// write could not make.
+	missing map[netip.Prefix]Objects
 	// Indexes of the wanted VXLAN peers, so that the notification filter
 	// and the FDB sharing checks are O(1) per event, which matters when a
 	// sync's own writes send tens of thousands of notifications.
@@ -57,16 +61,19 @@ type peerRec struct {
 	id    uint32 // nexthop id of the subnet's route; 0 if none assigned
 	state writeState
 	seen  seenObjects // what the Sync in progress has found in the kernel
+	// changed is when want last changed, in Unix nanoseconds: a peer's
+	// "last change" in status output.
+	changed int64
 }
 
 // seenObjects flags the kinds of a peer's objects a Sync found as wanted.
-type seenObjects uint8
+type seenObjects = Objects
 
 const (
-	seenNexthop seenObjects = 1 << iota
-	seenRoute
-	seenNeighbour
-	seenFDB
+	seenNexthop   = ObjectNexthop
+	seenRoute     = ObjectRoute
+	seenNeighbour = ObjectNeighbour
+	seenFDB       = ObjectFDB
 )
 
 // writeState is what the last write for a subnet achieved.
@@ -84,6 +91,7 @@ func newPeerTable() peerTable {
 		idOwner:   map[uint32]netip.Prefix{},
 		wrote:     map[netip.Prefix]remote{},
 		errs:      map[netip.Prefix]string{},
+		missing:   map[netip.Prefix]Objects{},
 		gwBits:    map[int]int{},
 		byMAC:     map[MAC]netip.Prefix{},
 		sharedMAC: map[MAC][]netip.Prefix{},
@@ -135,7 +143,9 @@ func (t *peerTable) want(p Peer) {
 		t.unindex(p.Subnet, rec.want)
 	}
 	t.keepWritten(p.Subnet, rec)
-	rec.want = remoteOf(p, true)
+	if w := remoteOf(p, true); w != rec.want {
+		rec.want, rec.changed = w, time.Now().UnixNano()
+	}
 	t.recs[p.Subnet] = rec
 	if w, ok := t.wrote[p.Subnet]; ok && w == rec.want {
 		delete(t.wrote, p.Subnet)
@@ -152,7 +162,7 @@ func (t *peerTable) unwant(subnet netip.Prefix) {
 	}
 	t.unindex(subnet, rec.want)
 	t.keepWritten(subnet, rec)
-	rec.want = remote{}
+	rec.want, rec.changed = remote{}, time.Now().UnixNano()
 	t.put(subnet, rec)
 }
 
@@ -173,9 +183,13 @@ func (t *peerTable) wantOnly(peers []Peer) {
 		t.idOwner = make(map[uint32]netip.Prefix, len(peers))
 		t.byMAC = make(map[MAC]netip.Prefix, len(peers))
 	}
+	// Every wanted peer is let go and the new set wanted; a peer in both
+	// with the same remote keeps its time of last change.
+	was := make(map[netip.Prefix]remote, len(t.recs))
 	for s, rec := range t.recs {
 		if rec.want.ok {
 			t.keepWritten(s, rec)
+			was[s] = rec.want
 			rec.want = remote{}
 			t.recs[s] = rec
 		}
@@ -183,24 +197,34 @@ func (t *peerTable) wantOnly(peers []Peer) {
 	clear(t.gwBits)
 	clear(t.byMAC)
 	clear(t.sharedMAC)
+	now := time.Now().UnixNano()
 	for _, p := range peers {
 		t.want(p)
+		if rec := t.recs[p.Subnet]; was[p.Subnet] != rec.want {
+			rec.changed = now
+			t.recs[p.Subnet] = rec
+		}
 	}
 	for s, rec := range t.recs {
+		if _, ok := was[s]; ok && !rec.want.ok {
+			rec.changed = now
+		}
 		t.put(s, rec) // drops the records left empty
 	}
 }
 
 // setWritten records the outcome of writing p with nexthop id: written if
 // err is "", else writeFailed with err as the reason.
-func (t *peerTable) setWritten(p Peer, id uint32, err string) {
+func (t *peerTable) setWritten(p Peer, id uint32, err string, missing Objects) {
 	t.setID(p.Subnet, id)
 	rec := t.recs[p.Subnet]
 	rec.state = written
 	delete(t.errs, p.Subnet)
+	delete(t.missing, p.Subnet)
 	if err != "" {
 		rec.state = writeFailed
 		t.errs[p.Subnet] = err
+		t.missing[p.Subnet] = missing
 	}
 	if w := remoteOf(p, true); w != rec.want {
 		t.wrote[p.Subnet] = w
@@ -221,6 +245,7 @@ func (t *peerTable) forget(subnet netip.Prefix) {
 	rec.state = notWritten
 	delete(t.wrote, subnet)
 	delete(t.errs, subnet)
+	delete(t.missing, subnet)
 	t.put(subnet, rec)
 }
 
@@ -258,6 +283,7 @@ func (t *peerTable) dropWrites() {
 	clear(t.idOwner)
 	clear(t.wrote)
 	clear(t.errs)
+	clear(t.missing)
 }
 
 // id returns subnet's nexthop id, 0 if none.
@@ -379,16 +405,28 @@ func (t *peerTable) fdbHolder(mac MAC) (Peer, bool) {
 	return t.wanted(holder)
 }
 
-// statuses returns the status of every subnet written to, sorted.
-func (t *peerTable) statuses() []PeerStatus {
-	var out []PeerStatus
+// statuses returns the status of every subnet wanted or written to,
+// unsorted: the caller sorts, once it has let go of the lock.
+func (t *peerTable) statuses(needs func(Peer) Objects) []PeerStatus {
+	out := make([]PeerStatus, 0, len(t.recs))
 	for s, rec := range t.recs {
-		if rec.state == notWritten {
-			continue
+		last, state := t.lastWritten(s)
+		ps := PeerStatus{Peer: last, NexthopID: rec.id, Programmed: state == written, Err: t.errs[s], Wanted: rec.want.ok}
+		if rec.changed != 0 {
+			ps.Changed = time.Unix(0, rec.changed)
 		}
-		p, _ := t.lastWritten(s)
-		out = append(out, PeerStatus{Peer: p, NexthopID: rec.id, Programmed: rec.state == written, Err: t.errs[s]})
+		if rec.want.ok {
+			ps.Desired = rec.want.peerAt(s)
+			ps.Needs = needs(ps.Desired)
+		}
+		switch state {
+		case notWritten:
+			ps.Peer.Subnet = s
+			ps.Missing = ps.Needs
+		case writeFailed:
+			ps.Missing = t.missing[s] & ps.Needs
+		}
+		out = append(out, ps)
 	}
-	slices.SortFunc(out, func(a, b PeerStatus) int { return a.Peer.Subnet.Compare(b.Peer.Subnet) })
 	return out
 }

@@ -5,6 +5,7 @@ package vxlan
 import (
 	"net/netip"
 	"testing"
+	"time"
 )
 
 func tpeer(subnet string, public string, mac byte, direct bool) Peer {
@@ -36,7 +37,7 @@ func TestPeerTableLifecycle(t *testing.T) {
 	checkTable(t, &tb, s, Peer{}, false, Peer{}, notWritten, false)
 	tb.want(p1)
 	checkTable(t, &tb, s, p1, true, Peer{}, notWritten, false)
-	tb.setWritten(p1, 7, "")
+	tb.setWritten(p1, 7, "", 0)
 	checkTable(t, &tb, s, p1, true, p1, written, true)
 	if tb.id(s) != 7 || tb.idOwner[7] != s {
 		t.Errorf("id %d, owner of 7 %v", tb.id(s), tb.idOwner[7])
@@ -49,18 +50,29 @@ func TestPeerTableLifecycle(t *testing.T) {
 		t.Errorf("wrote kept %v for a peer written as wanted", tb.wrote)
 	}
 	tb.want(p2)
-	tb.setWritten(p2, 8, "boom")
+	tb.setWritten(p2, 8, "boom", ObjectFDB|ObjectRoute)
 	checkTable(t, &tb, s, p2, true, p2, writeFailed, false)
 	if _, ok := tb.idOwner[7]; ok || tb.idOwner[8] != s {
 		t.Errorf("idOwner %v after the id moved from 7 to 8", tb.idOwner)
 	}
-	if st := tb.statuses(); len(st) != 1 || st[0] != (PeerStatus{Peer: p2, NexthopID: 8, Err: "boom"}) {
-		t.Errorf("statuses %+v", st)
+	needs := func(Peer) Objects { return ObjectRoute | ObjectNeighbour | ObjectFDB }
+	st := tb.statuses(needs)
+	if len(st) != 1 || st[0].Changed.IsZero() {
+		t.Fatalf("statuses %+v", st)
+	}
+	changed := st[0].Changed
+	st[0].Changed = time.Time{}
+	if want := (PeerStatus{Peer: p2, Desired: p2, Wanted: true, NexthopID: 8, Err: "boom", Needs: needs(p2), Missing: ObjectFDB | ObjectRoute}); st[0] != want {
+		t.Errorf("statuses %+v, want %+v", st[0], want)
+	}
+	tb.want(p2) // unchanged: the time of the last change stays
+	if st := tb.statuses(needs); st[0].Changed != changed {
+		t.Errorf("wanting the same peer again moved its last change from %v to %v", changed, st[0].Changed)
 	}
 	tb.unwant(s)
 	checkTable(t, &tb, s, Peer{}, false, p2, writeFailed, false)
-	if len(tb.statuses()) != 1 {
-		t.Error("an unwanted subnet's writes left the status before being forgotten")
+	if st := tb.statuses(needs); len(st) != 1 || st[0].Wanted || st[0].Needs != 0 {
+		t.Errorf("an unwanted subnet's writes: status %+v, want one, not wanted", st)
 	}
 	tb.forget(s)
 	checkTable(t, &tb, s, Peer{}, false, Peer{}, notWritten, false)
@@ -78,7 +90,7 @@ func TestPeerTableWantOnly(t *testing.T) {
 	b := tpeer("10.244.2.0/24", "192.0.2.2", 2, false)
 	c := tpeer("10.244.3.0/24", "192.0.2.3", 3, false)
 	tb.wantOnly([]Peer{a, b})
-	tb.setWritten(a, 1, "")
+	tb.setWritten(a, 1, "", 0)
 	tb.wantOnly([]Peer{c})
 	checkTable(t, &tb, a.Subnet, Peer{}, false, a, written, false)
 	checkTable(t, &tb, b.Subnet, Peer{}, false, Peer{}, notWritten, false)

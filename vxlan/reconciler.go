@@ -3,6 +3,7 @@
 package vxlan
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -89,24 +90,6 @@ type Reconciler struct {
 	repaired int // repairs ever made; repairs keeps only the latest
 }
 
-// PeerStatus is what the reconciler last programmed for a peer.
-type PeerStatus struct {
-	Peer      Peer
-	NexthopID uint32 // 0 without nexthop objects
-	// Programmed is true once every object of the peer is in the kernel.
-	Programmed bool
-	// Err is the last write error or conflict for the peer, "" if none.
-	Err string
-}
-
-// A Repair is one correction of the kernel by Sync: something was missing,
-// wrong or stray.
-type Repair struct {
-	Time time.Time
-	What string // the object, e.g. "neighbour 10.244.9.0"
-	Why  string // e.g. "lladdr 0e:00:00:00:00:09 state 0x80, want 0e:00:00:00:00:01 permanent"
-}
-
 // SyncResult reports one Sync.
 type SyncResult struct {
 	Time     time.Time
@@ -116,18 +99,6 @@ type SyncResult struct {
 	Repairs  int // writes that corrected drift rather than programmed a change of peers
 	Errors   int // writes that failed
 	Failed   int // peers not wholly programmed: a write failed, or another program's object is in the way
-}
-
-// Status is a snapshot of the reconciler for status output.
-type Status struct {
-	Device   int
-	IPv6     bool
-	Nexthops bool // routes use nexthop objects
-	Peers    []PeerStatus
-	Repairs  []Repair // most recent last, at most 256
-	Repaired int      // repairs ever made
-	LastSync SyncResult
-	Syncs    int // Sync calls so far
 }
 
 // NewReconciler returns a Reconciler for cfg.Device with no peers. It does
@@ -372,7 +343,7 @@ func (r *Reconciler) SetPeer(p Peer) error {
 	if id != 0 && (fresh || !r.ownIDs[id] || r.objects(old, id).nh != d.nh) {
 		errs, err := r.conn.exec([]request{r.nexthopAdd(d.nh)})
 		if err != nil {
-			return r.failPeer(p, id, err)
+			return r.failPeer(p, id, r.needs(p), err)
 		}
 		e := firstErr(errs)
 		if errors.Is(e, unix.EEXIST) && !r.ownIDs[id] {
@@ -387,7 +358,7 @@ func (r *Reconciler) SetPeer(p Peer) error {
 			}
 		}
 		if e != nil {
-			return r.failPeer(p, id, e)
+			return r.failPeer(p, id, r.needs(p), e)
 		}
 		r.ownIDs[id] = true
 	}
@@ -403,7 +374,8 @@ func (r *Reconciler) SetPeer(p Peer) error {
 	}
 	if d.encap && (fresh || old.Direct || old.VtepMAC != p.VtepMAC || old.PublicIP != p.PublicIP) {
 		if other, ok := r.peers.macSharer(p.VtepMAC, p.Subnet); ok && other.PublicIP != p.PublicIP {
-			return r.failPeer(p, id, fmt.Errorf("VTEP MAC %s is also peer %s's, at %s", p.VtepMAC, other.Subnet, other.PublicIP))
+			// Nothing of reqs was sent: only the nexthop may be there.
+			return r.failPeer(p, id, r.needs(p)&^ObjectNexthop, fmt.Errorf("VTEP MAC %s is also peer %s's, at %s", p.VtepMAC, other.Subnet, other.PublicIP))
 		}
 		reqs = append(reqs, d.fdb.addRequest())
 	}
@@ -417,19 +389,27 @@ func (r *Reconciler) SetPeer(p Peer) error {
 	}
 	errs, err := r.conn.exec(reqs)
 	if err != nil {
-		return r.failPeer(p, id, err)
+		return r.failPeer(p, id, r.needs(p)&^ObjectNexthop, err)
 	}
+	var first error
+	var missing Objects
 	for i, e := range errs {
 		if e != nil && !(reqs[i].typ == unix.RTM_DELNEIGH && errors.Is(e, unix.ENOENT)) {
-			return r.failPeer(p, id, e)
+			first = cmp.Or(first, e)
+			missing |= reqs[i].object()
 		}
 	}
-	r.noteWritten(p, id, "")
+	if first != nil {
+		return r.failPeer(p, id, missing, first)
+	}
+	r.noteWritten(p, id, "", 0)
 	return nil
 }
 
-func (r *Reconciler) failPeer(p Peer, id uint32, err error) error {
-	r.noteWritten(p, id, err.Error())
+// failPeer records that p's write failed with err, leaving missing not
+// made, and returns the PeerError.
+func (r *Reconciler) failPeer(p Peer, id uint32, missing Objects, err error) error {
+	r.noteWritten(p, id, err.Error(), missing)
 	return &PeerError{Subnet: p.Subnet, Err: err}
 }
 
@@ -453,9 +433,9 @@ func isPeerFailure(err error) bool {
 
 // noteWritten records the outcome of writing p, logging a failure once per
 // distinct error and a recovery once.
-func (r *Reconciler) noteWritten(p Peer, id uint32, err string) {
+func (r *Reconciler) noteWritten(p Peer, id uint32, err string, missing Objects) {
 	prev := r.peers.errs[p.Subnet]
-	r.peers.setWritten(p, id, err)
+	r.peers.setWritten(p, id, err, missing)
 	switch {
 	case err != "" && err != prev:
 		r.log.Warn("the kernel refused a peer's routes or entries; retrying with backoff", "subnet", p.Subnet, "public_ip", p.PublicIP, "err", err)
@@ -506,13 +486,4 @@ func (r *Reconciler) RemovePeer(subnet netip.Prefix) error {
 		}
 	}
 	return nil
-}
-
-// Status returns what is programmed for each peer and the recent repairs.
-func (r *Reconciler) Status() Status {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	s := Status{Device: r.cfg.Device, IPv6: r.cfg.IPv6, Nexthops: r.nexthops, LastSync: r.lastSync, Syncs: r.syncs, Repaired: r.repaired, Repairs: slices.Clone(r.repairs)}
-	s.Peers = r.peers.statuses()
-	return s
 }

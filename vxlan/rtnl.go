@@ -160,6 +160,22 @@ type request struct {
 	body  []byte
 }
 
+// object is the kind of object a request adds; 0 for a deletion.
+func (r request) object() Objects {
+	switch r.typ {
+	case unix.RTM_NEWNEXTHOP:
+		return ObjectNexthop
+	case unix.RTM_NEWROUTE:
+		return ObjectRoute
+	case unix.RTM_NEWNEIGH:
+		if len(r.body) > 0 && r.body[0] == unix.AF_BRIDGE {
+			return ObjectFDB
+		}
+		return ObjectNeighbour
+	}
+	return 0
+}
+
 // describe names the object a request writes, e.g. "route 10.244.3.0/24".
 func (r request) describe() string {
 	op := ""

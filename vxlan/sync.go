@@ -37,7 +37,7 @@ func (r *Reconciler) Sync() (SyncResult, error) {
 	if r.closed {
 		return SyncResult{}, errReconcilerClosed
 	}
-	s := &syncPass{r: r, res: SyncResult{Time: time.Now()}, failed: map[netip.Prefix]string{}, conflicts: map[netip.Prefix]string{}}
+	s := &syncPass{r: r, res: SyncResult{Time: time.Now()}, failed: map[netip.Prefix]string{}, missing: map[netip.Prefix]Objects{}, conflicts: map[netip.Prefix]string{}}
 	s.subnets = r.peers.wantedSubnets()
 	s.res.Peers = len(s.subnets)
 	r.peers.clearSeen()
@@ -52,6 +52,7 @@ func (r *Reconciler) Sync() (SyncResult, error) {
 
 	for sub, c := range s.conflicts {
 		s.failed[sub] = c
+		s.missing[sub] |= ObjectFDB
 	}
 	for sub, rec := range r.peers.recs {
 		if !rec.want.ok {
@@ -60,7 +61,7 @@ func (r *Reconciler) Sync() (SyncResult, error) {
 	}
 	for _, sub := range s.subnets {
 		p, _ := r.peers.wanted(sub)
-		r.noteWritten(p, r.peers.id(sub), s.failed[sub])
+		r.noteWritten(p, r.peers.id(sub), s.failed[sub], s.missing[sub])
 		if s.failed[sub] != "" {
 			s.res.Failed++
 		}
@@ -96,9 +97,10 @@ type syncPass struct {
 	// whole FIB, once per nexthop.
 	strays []nexthop
 
-	failed        map[netip.Prefix]string // peers whose writes failed, with why
-	conflicts     map[netip.Prefix]string // peers in conflict with another peer's FDB entry
-	strayErrs     int                     // writes that failed to remove what no peer wants
+	failed        map[netip.Prefix]string  // peers whose writes failed, with why
+	missing       map[netip.Prefix]Objects // the objects those writes were of
+	conflicts     map[netip.Prefix]string  // peers in conflict with another peer's FDB entry
+	strayErrs     int                      // writes that failed to remove what no peer wants
 	firstStrayErr error
 	sockErr       error
 }
@@ -158,6 +160,7 @@ func (s *syncPass) flush() {
 				continue
 			}
 			s.failed[s.owner[i]] = e.Error()
+			s.missing[s.owner[i]] |= req.object()
 			continue
 		}
 		if req.typ == unix.RTM_NEWNEXTHOP {

@@ -78,43 +78,39 @@ func (a *agent) registerMetrics(reg *prometheus.Registry) {
 		{"ipv4", func(v4, _ *vxlan.Datapath) *vxlan.Datapath { return v4 }},
 		{"ipv6", func(_, v6 *vxlan.Datapath) *vxlan.Datapath { return v6 }},
 	} {
-		status := func() (vxlan.Status, bool) {
+		datapath := func() *vxlan.Datapath {
 			a.mu.Lock()
 			n := a.net
 			a.mu.Unlock()
 			if n == nil {
-				return vxlan.Status{}, false
+				return nil
 			}
-			dp := fam.pick(n.Datapaths())
-			if dp == nil {
-				return vxlan.Status{}, false
+			return fam.pick(n.Datapaths())
+		}
+		counts := func() vxlan.PeerCounts {
+			if dp := datapath(); dp != nil {
+				return dp.Counts()
 			}
-			return dp.Status().Reconciler, true
+			return vxlan.PeerCounts{}
+		}
+		status := func() vxlan.Status {
+			if dp := datapath(); dp != nil {
+				return dp.Status().Reconciler
+			}
+			return vxlan.Status{}
 		}
 		labels := prometheus.Labels{"family": fam.label}
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "weft_peers", Help: "Peers whose routes, neighbours and FDB entries are programmed.", ConstLabels: labels,
-		}, func() float64 { return countPeers(status, func(p vxlan.PeerStatus) bool { return p.Programmed }) }))
+		}, func() float64 { return float64(counts().Programmed) }))
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "weft_peers_failed", Help: "Admitted peers whose routes or entries the kernel refused; each is retried with backoff.", ConstLabels: labels,
-		}, func() float64 { return countPeers(status, func(p vxlan.PeerStatus) bool { return p.Err != "" }) }))
+		}, func() float64 { return float64(counts().Failed) }))
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "weft_reconcile_duration_seconds", Help: "Duration of the last full datapath reconcile.", ConstLabels: labels,
-		}, func() float64 { st, _ := status(); return st.LastSync.Duration.Seconds() }))
+		}, func() float64 { return status().LastSync.Duration.Seconds() }))
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "weft_datapath_repairs_total", Help: "Corrections of datapath drift.", ConstLabels: labels,
-		}, func() float64 { st, _ := status(); return float64(st.Repaired) }))
+		}, func() float64 { return float64(status().Repaired) }))
 	}
-}
-
-// countPeers counts the peers of a datapath's status that match.
-func countPeers(status func() (vxlan.Status, bool), match func(vxlan.PeerStatus) bool) float64 {
-	st, _ := status()
-	n := 0
-	for _, p := range st.Peers {
-		if match(p) {
-			n++
-		}
-	}
-	return float64(n)
 }
