@@ -85,11 +85,14 @@ type Status struct {
 	Syncs    int // Sync calls so far
 }
 
-// PeerCounts counts a reconciler's peers by how their programming went.
-type PeerCounts struct {
+// Counts is the cheap part of a reconciler's status: its peers counted by
+// how their programming went, and its totals.
+type Counts struct {
 	Wanted     int // peers desired
 	Programmed int // peers whose every object is in the kernel
 	Failed     int // peers the kernel refused, or another program's objects block
+	Repaired   int // repairs ever made
+	LastSync   SyncResult
 }
 
 // Status returns what is programmed for each peer and the recent repairs.
@@ -106,10 +109,10 @@ func (r *Reconciler) Status() Status {
 
 // Counts counts the peers without copying them: the cheap view, for
 // metrics.
-func (r *Reconciler) Counts() PeerCounts {
+func (r *Reconciler) Counts() Counts {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var c PeerCounts
+	c := Counts{Repaired: r.repaired, LastSync: r.lastSync}
 	for _, rec := range r.peers.recs {
 		if !rec.want.ok {
 			continue // being removed
@@ -184,9 +187,9 @@ func (d *Datapath) Status() DatapathStatus {
 
 // Counts counts the datapath's peers by how their programming went,
 // without copying them.
-func (d *Datapath) Counts() PeerCounts {
+func (d *Datapath) Counts() Counts {
 	if rec := d.loadView().rec; rec != nil {
 		return rec.Counts()
 	}
-	return PeerCounts{}
+	return Counts{}
 }

@@ -87,17 +87,11 @@ func (a *agent) registerMetrics(reg *prometheus.Registry) {
 			}
 			return fam.pick(n.Datapaths())
 		}
-		counts := func() vxlan.PeerCounts {
+		counts := func() vxlan.Counts {
 			if dp := datapath(); dp != nil {
 				return dp.Counts()
 			}
-			return vxlan.PeerCounts{}
-		}
-		status := func() vxlan.Status {
-			if dp := datapath(); dp != nil {
-				return dp.Status().Reconciler
-			}
-			return vxlan.Status{}
+			return vxlan.Counts{}
 		}
 		labels := prometheus.Labels{"family": fam.label}
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -108,9 +102,9 @@ func (a *agent) registerMetrics(reg *prometheus.Registry) {
 		}, func() float64 { return float64(counts().Failed) }))
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "weft_reconcile_duration_seconds", Help: "Duration of the last full datapath reconcile.", ConstLabels: labels,
-		}, func() float64 { return status().LastSync.Duration.Seconds() }))
+		}, func() float64 { return counts().LastSync.Duration.Seconds() }))
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "weft_datapath_repairs_total", Help: "Corrections of datapath drift.", ConstLabels: labels,
-		}, func() float64 { return float64(status().Repaired) }))
+		}, func() float64 { return float64(counts().Repaired) }))
 	}
 }
