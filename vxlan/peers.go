@@ -406,3 +406,16 @@ func (n *Network) RejectedCounts() map[admit.Reason]int {
 func (n *Network) rejectedOf(ipv6 bool) []admit.Verdict {
 	return slices.DeleteFunc(n.Rejected(), func(v admit.Verdict) bool { return v.Peer.IPv6 != ipv6 })
 }
+
+// Peers returns the peers of a family that admission admits, by subnet:
+// those the datapath is given to program. Each is copied under the
+// Network's lock, which a listing of tens of thousands of peers holds for
+// a few milliseconds.
+func (n *Network) Peers(ipv6 bool) []admit.Peer {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if ipv6 && n.v6 == nil || !ipv6 && n.v4 == nil {
+		return nil
+	}
+	return n.table.Admitted(ipv6)
+}

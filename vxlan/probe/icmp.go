@@ -1,0 +1,154 @@
+//go:build linux
+
+package probe
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/vishvananda/netns"
+	"golang.org/x/net/icmp"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
+
+	"github.com/weftnet/weft/internal/netnsutil"
+)
+
+// echoer sends ICMP echo requests on one raw socket and matches the
+// replies. A raw ICMP socket sees every echo reply in the namespace, so a
+// reply is ours only with our identifier, a sequence number in flight and
+// our random token as its data.
+type echoer struct {
+	ipv6  bool
+	conn  *icmp.PacketConn
+	id    int
+	token []byte
+
+	mu      sync.Mutex
+	seq     uint16
+	pending map[uint16]*echo
+}
+
+// echo is one request in flight.
+type echo struct {
+	sent  time.Time
+	reply chan time.Duration // its round trip, sent once
+}
+
+func openEchoer(ns netns.NsHandle, ipv6Family bool) (*echoer, error) {
+	network, addr := "ip4:icmp", "0.0.0.0"
+	if ipv6Family {
+		network, addr = "ip6:ipv6-icmp", "::"
+	}
+	var c *icmp.PacketConn
+	open := func() error {
+		var err error
+		c, err = icmp.ListenPacket(network, addr)
+		return err
+	}
+	var err error
+	if netnsutil.InOther(ns) {
+		err = netnsutil.Do(ns, open)
+	} else {
+		err = open()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("probe: open a raw %s socket (needs CAP_NET_RAW): %w", network, err)
+	}
+	// Only echo replies are worth waking up for.
+	if ipv6Family {
+		var f ipv6.ICMPFilter
+		f.SetAll(true)
+		f.Accept(ipv6.ICMPTypeEchoReply)
+		err = c.IPv6PacketConn().SetICMPFilter(&f)
+	} else {
+		var f ipv4.ICMPFilter
+		f.SetAll(true)
+		f.Accept(ipv4.ICMPTypeEchoReply)
+		err = c.IPv4PacketConn().SetICMPFilter(&f)
+	}
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("probe: filter the %s socket: %w", network, err)
+	}
+	e := &echoer{ipv6: ipv6Family, conn: c, token: make([]byte, 8), pending: map[uint16]*echo{}}
+	var id [2]byte
+	rand.Read(id[:])
+	rand.Read(e.token)
+	e.id = int(id[0])<<8 | int(id[1])
+	return e, nil
+}
+
+func (e *echoer) close() error { return e.conn.Close() }
+
+// serve reads replies until the socket is closed.
+func (e *echoer) serve() {
+	proto := 1 // ICMPv4
+	if e.ipv6 {
+		proto = 58
+	}
+	buf := make([]byte, 1500)
+	for {
+		n, _, err := e.conn.ReadFrom(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		got := time.Now()
+		m, err := icmp.ParseMessage(proto, buf[:n])
+		if err != nil {
+			continue
+		}
+		body, ok := m.Body.(*icmp.Echo)
+		if !ok || body.ID != e.id || !bytes.Equal(body.Data, e.token) {
+			continue
+		}
+		e.mu.Lock()
+		if p, ok := e.pending[uint16(body.Seq)]; ok {
+			delete(e.pending, uint16(body.Seq))
+			p.reply <- got.Sub(p.sent)
+		}
+		e.mu.Unlock()
+	}
+}
+
+// send sends one echo request to dst and returns what its reply arrives
+// on, and a func that forgets it.
+func (e *echoer) send(dst netip.Addr, reply chan time.Duration) (func(), error) {
+	e.mu.Lock()
+	e.seq++
+	seq := e.seq
+	p := &echo{sent: time.Now(), reply: reply}
+	e.pending[seq] = p
+	e.mu.Unlock()
+	forget := func() {
+		e.mu.Lock()
+		if e.pending[seq] == p {
+			delete(e.pending, seq)
+		}
+		e.mu.Unlock()
+	}
+	var typ icmp.Type = ipv4.ICMPTypeEcho
+	if e.ipv6 {
+		typ = ipv6.ICMPTypeEchoRequest
+	}
+	// The kernel computes an ICMPv6 checksum on raw sockets itself.
+	b, err := (&icmp.Message{Type: typ, Body: &icmp.Echo{ID: e.id, Seq: int(seq), Data: e.token}}).Marshal(nil)
+	if err != nil {
+		forget()
+		return nil, err
+	}
+	if _, err := e.conn.WriteTo(b, &net.IPAddr{IP: dst.AsSlice()}); err != nil {
+		forget()
+		return nil, err
+	}
+	return forget, nil
+}

@@ -1,0 +1,184 @@
+//go:build linux
+
+package probe
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/weftnet/weft/internal/netnstest"
+	"github.com/weftnet/weft/internal/testutil"
+)
+
+// TestProber, between simulated hosts: a peer that answers is reachable
+// with a round trip; one whose replies are dropped (a blackhole route on
+// its side, for the prober's address) turns unreachable within a round
+// and recovers within one, each change logged once; a peer that never
+// answers is re-probed every round and logged once; on-demand probes find
+// peers by subnet, address and node name. Both families.
+func TestProber(t *testing.T) {
+	seg := netnstest.NewSegment(t, 2)
+	a, b := seg.Hosts[0], seg.Hosts[1]
+	ghost := netip.MustParseAddr("172.30.0.77") // on the segment, no host
+	targets := []Target{
+		{Subnet: netip.PrefixFrom(b.Addr.Addr(), 32), Addr: b.Addr.Addr(), PublicIP: b.Addr.Addr(), Node: "b"},
+		{Subnet: netip.PrefixFrom(b.Addr6.Addr(), 128), Addr: b.Addr6.Addr(), Node: "b6"},
+		{Subnet: netip.PrefixFrom(ghost, 32), Addr: ghost, Node: "ghost"},
+	}
+	logs := &testutil.SyncBuffer{}
+	var mu sync.Mutex
+	results := map[string]int{}
+	p, err := New(Config{
+		Namespace: a.Handle, Targets: func() []Target { return targets },
+		Sample: 1, Interval: 300 * time.Millisecond, Timeout: 250 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(logs, nil)),
+		OnResult: func(t Target, r Result) {
+			mu.Lock()
+			defer mu.Unlock()
+			results[t.Node]++
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := p.Period(3), 900*time.Millisecond; got != want {
+		t.Errorf("Period(3) = %s, want %s", got, want)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != context.Canceled {
+			t.Errorf("Run returned %v, want context.Canceled", err)
+		}
+	})
+
+	reachable := func(s netip.Prefix, want bool) func() bool {
+		return func() bool { r, ok := p.Result(s); return ok && r.Reachable == want }
+	}
+	testutil.WaitFor(t, 5*time.Second, "b reachable", reachable(targets[0].Subnet, true))
+	testutil.WaitFor(t, 5*time.Second, "b reachable over IPv6", reachable(targets[1].Subnet, true))
+	testutil.WaitFor(t, 5*time.Second, "the ghost unreachable", reachable(targets[2].Subnet, false))
+	if r, _ := p.Result(targets[0].Subnet); r.RTT <= 0 || r.RTT > time.Second || r.Sent < 1 {
+		t.Errorf("b's result %+v: want a round trip", r)
+	}
+	if r, _ := p.Result(targets[2].Subnet); !strings.Contains(r.Err, "no reply") {
+		t.Errorf("the ghost's error %q, want no reply", r.Err)
+	}
+
+	// b drops what it would send back to a.
+	run(t, "ip", "netns", "exec", b.Name, "ip", "route", "add", "blackhole", a.Addr.Addr().String()+"/32")
+	dropped := time.Now()
+	testutil.WaitFor(t, 5*time.Second, "b unreachable", reachable(targets[0].Subnet, false))
+	// Within a period plus a probe: b is one of three peers, sampled one a round.
+	if took, bound := time.Since(dropped), p.Period(3)+p.Config().Timeout+300*time.Millisecond; took > bound {
+		t.Errorf("b found unreachable after %s, want within %s", took, bound)
+	}
+	run(t, "ip", "netns", "exec", b.Name, "ip", "route", "del", "blackhole", a.Addr.Addr().String()+"/32")
+	restored := time.Now()
+	testutil.WaitFor(t, 5*time.Second, "b reachable again", reachable(targets[0].Subnet, true))
+	// Unreachable peers are re-probed every round.
+	if took, bound := time.Since(restored), p.Config().Interval+p.Config().Timeout+300*time.Millisecond; took > bound {
+		t.Errorf("b's recovery seen after %s, want within a round (%s)", took, bound)
+	}
+	time.Sleep(time.Second) // more rounds: nothing more to log
+	out := logs.String()
+	if n := strings.Count(out, "peer unreachable") - strings.Count(out, "peer unreachable over the overlay again"); n != 2 {
+		t.Errorf("%d unreachable lines, want 2 (the ghost's and b's, once each):\n%s", n, out)
+	}
+	if n := strings.Count(out, "reachable over the overlay again"); n != 1 {
+		t.Errorf("%d recovery lines, want 1 (b's):\n%s", n, out)
+	}
+	if c := p.Counts(); c != (Counts{Reachable: 2, Unreachable: 1}) {
+		t.Errorf("Counts = %+v, want 2 reachable and 1 unreachable", c)
+	}
+	mu.Lock()
+	if results["ghost"] < 3 {
+		t.Errorf("the ghost was probed %d times; an unreachable peer is re-probed every round", results["ghost"])
+	}
+	mu.Unlock()
+
+	for _, name := range []string{"b", b.Addr.Addr().String(), targets[0].Subnet.String()} {
+		tg, r, err := p.Probe(ctx, name)
+		if err != nil || tg.Subnet != targets[0].Subnet || !r.Reachable {
+			t.Errorf("Probe(%q) = %+v, %+v, %v; want b, reachable", name, tg, r, err)
+		}
+	}
+	if _, r, err := p.Probe(ctx, "ghost"); err != nil || r.Reachable {
+		t.Errorf("Probe(ghost) = %+v, %v; want unreachable", r, err)
+	}
+	if _, _, err := p.Probe(ctx, "10.99.0.1"); err == nil || !strings.Contains(err.Error(), "not a current peer") {
+		t.Errorf("Probe of no peer: %v", err)
+	}
+}
+
+// TestProberIgnoresOtherPings: echo replies every raw ICMP socket in the
+// namespace sees, of another program's pings, never count as the
+// prober's, even with its identifier and sequence numbers.
+func TestProberIgnoresOtherPings(t *testing.T) {
+	seg := netnstest.NewSegment(t, 1)
+	a := seg.Hosts[0]
+	ghost := netip.MustParseAddr("172.30.0.77") // silent
+	p, err := New(Config{
+		Namespace: a.Handle, Targets: func() []Target { return []Target{{Subnet: netip.PrefixFrom(ghost, 32), Addr: ghost}} },
+		Interval: time.Hour, Timeout: 150 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	testutil.WaitFor(t, 5*time.Second, "the prober running", func() bool { _, ok := p.Result(netip.PrefixFrom(ghost, 32)); return ok })
+
+	// Another pinger of a's own address, which answers at once, with the
+	// prober's identifier: only the token tells the replies apart.
+	other, err := openEchoer(a.Handle, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.close()
+	go other.serve()
+	p.mu.Lock()
+	other.id = p.echoers[0].id
+	p.mu.Unlock()
+	stop := make(chan struct{})
+	var pinging sync.WaitGroup
+	pinging.Go(func() {
+		replies := make(chan time.Duration, 100000)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+			}
+			if _, err := other.send(a.Addr.Addr(), replies); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	})
+	for range 5 {
+		_, r, err := p.Probe(ctx, ghost.String())
+		if err != nil || r.Reachable {
+			t.Errorf("the silent target: %+v, %v; another program's echo replies were taken for ours", r, err)
+		}
+	}
+	close(stop)
+	pinging.Wait()
+}
+
+func run(t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %v\n%s", args, err, out)
+	}
+}

@@ -1,0 +1,19 @@
+//go:build linux
+
+package probe
+
+import "github.com/weftnet/weft/vxlan"
+
+// NetworkTargets returns the Targets of a Network: every peer its
+// admission admits, in both families, probed at its VTEP address (the
+// first address of its subnet, on the peer's VXLAN device).
+func NetworkTargets(n *vxlan.Network) func() []Target {
+	return func() []Target {
+		v4, v6 := n.Peers(false), n.Peers(true)
+		out := make([]Target, 0, len(v4)+len(v6))
+		for _, p := range append(v4, v6...) {
+			out = append(out, Target{Subnet: p.Subnet, Addr: p.Subnet.Addr(), PublicIP: p.PublicIP, Node: p.Owner})
+		}
+		return out
+	}
+}
