@@ -62,6 +62,13 @@ type ExpiryReader interface {
 	Expiry(k Key) (time.Time, bool)
 }
 
+// A RenewalCounter is a Manager that renews this node's lease
+// (lease/etcd's): Renewals counts the successful renewals since the
+// Manager was made, for status output. It must not block.
+type RenewalCounter interface {
+	Renewals() int64
+}
+
 // A Republisher is a Manager that can change what a held lease publishes
 // in place: the same subnet with new attributes, such as a new public
 // address after the node's underlay address changed (DHCP, a NIC

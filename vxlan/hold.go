@@ -43,7 +43,11 @@ func (n *Network) holdLease(ctx context.Context, previous lease.Key) error {
 			previous = lease.Key{}
 			continue
 		}
-		n.setOwn(l)
+		from := Acquired
+		if previous.IsValid() && l.Key == previous {
+			from = AcquiredPrevious
+		}
+		n.setOwn(l, from)
 		if previous, err = n.keepLease(ctx, l, gen); err != nil {
 			return err
 		}
@@ -91,7 +95,7 @@ func (n *Network) keepLease(ctx context.Context, l lease.Lease, gen uint64) (lea
 				return lease.Key{}, err
 			}
 			l, gen = nl, ngen
-			n.setOwn(l)
+			n.setOwn(l, Republished)
 		case errors.Is(err, lease.ErrLeaseLost):
 			return l.Key, nil
 		default:

@@ -188,6 +188,7 @@ func (n *Network) bootFromCache() {
 	n.goOffline("no lease from the lease source within " + n.offlineAfter().String())
 	n.mu.Lock()
 	n.own, n.hasOwn, n.off.lease = st.Lease, true, true
+	n.ownSince, n.ownFrom = time.Now(), FromLocalState
 	n.leaseGen++
 	n.moveDevicesLocked(st.Lease.Key)
 	n.mu.Unlock()

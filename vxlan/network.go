@@ -149,12 +149,18 @@ type Network struct {
 
 	mu      sync.Mutex
 	netConf lease.Config
+	// confLive says netConf came from the Manager, not the local state.
+	confLive bool
 	// waiting is why the config in force cannot be run yet; "" once it
 	// runs.
 	waiting string
 	backend Config
 	own     lease.Lease
 	hasOwn  bool
+	// ownSince and ownFrom are when and how own was obtained (see
+	// LeaseStatus).
+	ownSince time.Time
+	ownFrom  LeaseSource
 	// dropOwn ends the keeping of own (see holdLease); nil while there is
 	// none to end.
 	dropOwn context.CancelCauseFunc
@@ -249,9 +255,11 @@ func (n *Network) Run(ctx context.Context) error {
 	g.Go(func() error { return n.cfg.Manager.WatchConfig(ctx, configs) })
 
 	var netConf lease.Config
+	live := true // netConf came from the Manager, not the local state
 	select {
 	case netConf = <-configs:
 	case <-n.offlineTimer(start):
+		live = false
 		netConf = n.off.conf
 		n.goOffline("no network config from the lease source within " + n.offlineAfter().String())
 	case <-ctx.Done():
@@ -294,6 +302,7 @@ func (n *Network) Run(ctx context.Context) error {
 		retry := time.NewTimer(setupRetry)
 		select {
 		case netConf = <-configs:
+			live = true
 			n.answered()
 		case <-retry.C:
 		case <-ctx.Done():
@@ -306,7 +315,7 @@ func (n *Network) Run(ctx context.Context) error {
 		n.log.Info("the network config can be run now", "network", netConf.Network, "ipv6_network", netConf.IPv6Network)
 	}
 	n.mu.Lock()
-	n.netConf, n.backend, n.waiting = netConf, backend, ""
+	n.netConf, n.backend, n.waiting, n.confLive = netConf, backend, "", live
 	n.confGen++
 	n.mu.Unlock()
 	for _, dp := range []*Datapath{n.v4, n.v6} {
@@ -710,7 +719,7 @@ func (n *Network) underlay(addr netip.Addr) (int, netip.Prefix, error) {
 
 // setOwn takes a new lease of this node's: the devices are re-addressed,
 // the peers recomputed without it, and the caller told once converged.
-func (n *Network) setOwn(l lease.Lease) {
+func (n *Network) setOwn(l lease.Lease, from LeaseSource) {
 	// Under n.push, so that no peer change is made between the new lease
 	// and admission learning of it; the devices move to it under n.mu,
 	// so that no State pairs the new lease with a datapath synced on the
@@ -721,7 +730,10 @@ func (n *Network) setOwn(l lease.Lease) {
 		n.log.Warn("the lease the node ran with from its local state is no longer its own; moving to the one the lease source gives",
 			"was", n.own.Key, "subnet", l.Key)
 	}
-	n.own, n.hasOwn, n.off.lease = l, true, false
+	if !n.hasOwn || n.own.Key != l.Key || n.off.lease {
+		n.ownSince = time.Now()
+	}
+	n.own, n.hasOwn, n.off.lease, n.ownFrom = l, true, false, from
 	n.leaseGen++
 	n.moveDevicesLocked(l.Key)
 	n.backOnlineLocked()
@@ -754,7 +766,7 @@ func (n *Network) moveDevicesLocked(k lease.Key) {
 func (n *Network) applyConfig(c lease.Config) {
 	n.mu.Lock()
 	old := n.netConf
-	n.netConf = c
+	n.netConf, n.confLive = c, true
 	n.confGen++
 	n.mu.Unlock()
 	if c.Network != old.Network || c.IPv6Network != old.IPv6Network {
@@ -853,6 +865,31 @@ func (n *Network) mtuLocked() int {
 		}
 	}
 	return mtu
+}
+
+// Node returns the node's identity (NetworkConfig.Node).
+func (n *Network) Node() string { return n.cfg.Node }
+
+// Config returns the network config in force, and whether it came from
+// the Manager rather than the local state; ok is false until the node
+// runs one.
+func (n *Network) Config() (c lease.Config, live, ok bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.confGen == 0 {
+		return lease.Config{}, false, false
+	}
+	return n.netConf, n.confLive, true
+}
+
+// Condition returns the Manager's condition (lease.ConditionReporter): what
+// it waits for or why its requests fail, "" when nothing is wrong or it
+// does not say.
+func (n *Network) Condition() string {
+	if r, ok := n.cfg.Manager.(lease.ConditionReporter); ok {
+		return r.Condition()
+	}
+	return ""
 }
 
 // Datapaths returns the IPv4 and IPv6 datapaths, nil where disabled or not

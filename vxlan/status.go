@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/weftnet/weft/lease"
 	"github.com/weftnet/weft/lease/admit"
 )
 
@@ -192,4 +193,67 @@ func (d *Datapath) Counts() Counts {
 		return rec.Counts()
 	}
 	return Counts{}
+}
+
+// LeaseSource says how a Network obtained the lease it holds.
+type LeaseSource string
+
+const (
+	// Acquired: Acquire gave the lease: one the store already held for
+	// this node, or a free subnet.
+	Acquired LeaseSource = "acquired"
+	// AcquiredPrevious: Acquire gave the subnet asked for
+	// (NetworkConfig.Previous, or the one held before it was lost).
+	AcquiredPrevious LeaseSource = "acquired the previous subnet"
+	// Republished: the lease held was published again with new
+	// attributes (a new public address).
+	Republished LeaseSource = "republished"
+	// FromLocalState: the lease is the local state's, while the Manager
+	// has given none (see NetworkConfig.LocalState).
+	FromLocalState LeaseSource = "local state"
+)
+
+// LeaseStatus is what a Network knows of the lease it holds.
+type LeaseStatus struct {
+	Lease lease.Lease
+	Held  bool // false while the node has no lease; the rest is then zero
+	// Since is when the node took the lease's subnet, and From how it
+	// has the lease now.
+	Since time.Time
+	From  LeaseSource
+	// Expires is when the lease lapses as of its last renewal, from a
+	// lease.ExpiryReader Manager; zero if it does not lapse (a Node's
+	// PodCIDR, an etcd reservation) or the Manager does not say.
+	Expires time.Time
+	// Renewals counts the Manager's renewals of this node's lease since
+	// it was made, from a lease.RenewalCounter; -1 if it does not count
+	// them (kube's leases are never renewed).
+	Renewals int64
+}
+
+// LeaseStatus reports the lease the node holds, how it came by it, and
+// when it lapses.
+func (n *Network) LeaseStatus() LeaseStatus {
+	n.mu.Lock()
+	s := LeaseStatus{Lease: n.own, Held: n.hasOwn, Since: n.ownSince, From: n.ownFrom, Renewals: -1}
+	if !s.Held {
+		s = LeaseStatus{Renewals: -1}
+	}
+	n.mu.Unlock()
+	if rc, ok := n.cfg.Manager.(lease.RenewalCounter); ok {
+		s.Renewals = rc.Renewals()
+	}
+	if !s.Held {
+		return s
+	}
+	s.Expires = s.Lease.Expiration
+	if s.From == FromLocalState {
+		return s // the state's own record of the expiry
+	}
+	if er, ok := n.cfg.Manager.(lease.ExpiryReader); ok {
+		if t, ok := er.Expiry(s.Lease.Key); ok {
+			s.Expires = t
+		}
+	}
+	return s
 }

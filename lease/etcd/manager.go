@@ -168,6 +168,7 @@ var (
 	_ lease.Releaser          = (*Manager)(nil)
 	_ lease.ExpiryReader      = (*Manager)(nil)
 	_ lease.Republisher       = (*Manager)(nil)
+	_ lease.RenewalCounter    = (*Manager)(nil)
 	_ io.Closer               = (*Manager)(nil)
 )
 
@@ -184,6 +185,9 @@ func (m *Manager) Expiry(k lease.Key) (time.Time, bool) {
 	}
 	return h.renewedAt.Add(m.ttl), true
 }
+
+// Renewals implements lease.RenewalCounter: Stats().Renewals.
+func (m *Manager) Renewals() int64 { return m.renewals.Load() }
 
 // Condition implements lease.ConditionReporter: Stats().Condition.
 func (m *Manager) Condition() string { return m.conditions.String() }

@@ -1,0 +1,31 @@
+// Package status is a node's overlay status as one JSON document, what
+// serves it over HTTP, and a client for it: the view behind flanneld's
+// /status and weftctl, built from vxlan's public API so that any embedder
+// can serve the same.
+//
+// A Document says whether the node is ready and why, its lease and how it
+// got it, the network config in force and where it came from, the
+// control-plane condition, each family's device and last sync, every peer
+// with what is programmed against what is desired, its admission verdict,
+// its last change and last probe, and the recent repairs.
+//
+// # Cost
+//
+// A Document is built from snapshots (vxlan.Datapath.Status and
+// Network.Peers copy under their locks, briefly, and never wait for a
+// reconcile) and serialised after every lock is let go. Peers are paged
+// (Query.Limit, Query.After) and filtered (Query.Failing, Query.Rejected,
+// Query.Peer, Query.Family), so that a status of a 20,000-peer node costs
+// milliseconds and its answer holds only the page asked for.
+//
+// # Stability
+//
+// Field names are stable within Version; a change that breaks a reader
+// bumps it. Peers are ordered by family (IPv4 first), then subnet.
+//
+// # Concurrency, errors
+//
+// A Source and its Handler are safe for concurrent use. Client methods
+// return an error naming the daemon's address when it cannot be reached
+// or answers with anything but a Document.
+package status
