@@ -6,6 +6,10 @@ import (
 	"strconv"
 )
 
+// DefaultSocket is where flanneld serves the status by default, and
+// where weftctl looks for it.
+const DefaultSocket = "/run/weft/status.sock"
+
 // Paths the Handler serves.
 const (
 	Path      = "/status"       // GET: a Document; the query parameters are a Query's

@@ -15,7 +15,8 @@ import (
 
 // A Source builds Documents from a running Network.
 type Source struct {
-	// Network is the node's overlay. Required.
+	// Network is the node's overlay; nil while the agent starts, when a
+	// Document says only Ready's answer.
 	Network *vxlan.Network
 	// Prober, if set, adds probing's settings and each peer's last probe,
 	// and serves on-demand probes.
@@ -35,12 +36,19 @@ var families = []struct {
 func (s Source) Document(q Query) Document {
 	n := s.Network
 	now := time.Now()
-	doc := Document{Version: Version, Time: now, Node: n.Node(), Condition: n.Condition(), Families: []Family{}, Peers: []Peer{}, Repairs: []Repair{}}
-	if s.Ready != nil {
+	doc := Document{Version: Version, Time: now, Families: []Family{}, Peers: []Peer{}, Repairs: []Repair{}}
+	switch {
+	case s.Ready != nil:
 		doc.Ready, doc.Reason = s.Ready()
-	} else {
+	case n != nil:
 		doc.Ready, doc.Reason = n.Ready()
+	default:
+		doc.Reason = "not running yet"
 	}
+	if n == nil {
+		return doc // an agent still starting: only why it is not ready
+	}
+	doc.Node, doc.Condition = n.Node(), n.Condition()
 	if ls := n.LeaseStatus(); ls.Held {
 		doc.Lease = leaseOf(ls)
 	}

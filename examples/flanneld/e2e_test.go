@@ -154,7 +154,7 @@ func TestFlanneldEndToEnd(t *testing.T) {
 		}
 		d.WaitPeers(1)
 		code, body := d.Get("/metrics")
-		for _, want := range []string{"weft_ready 1", `weft_peers{family="ipv4"} 1`, "weft_lease_losses_total 0", "weft_etcd_errors_total", "weft_reconcile_duration_seconds", "weft_datapath_repairs_total", "process_resident_memory_bytes", "go_gc_heap_live_bytes"} {
+		for _, want := range []string{"weft_ready 1", `weft_peers_programmed{family="ipv4"} 1`, "weft_lease_losses_total 0", "weft_etcd_errors_total", "weft_datapath_last_sync_duration_seconds", "weft_probes_total", "weft_probe_peers", "weft_datapath_repairs_total", "process_resident_memory_bytes", "go_gc_heap_live_bytes"} {
 			if code != http.StatusOK || !strings.Contains(body, want) {
 				t.Errorf("%s /metrics lacks %q (status %d)", d.Host.Name, want, code)
 			}

@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/localstate"
+	"github.com/weftnet/weft/status"
 	"github.com/weftnet/weft/vxlan"
+	"github.com/weftnet/weft/vxlan/probe"
 )
 
 // config is flanneld's command line: every flag of flannel's flanneld,
@@ -64,6 +66,13 @@ type config struct {
 	stateMaxAge  time.Duration
 	offlineAfter time.Duration
 
+	// the status view and probing (weft extensions)
+	statusSocket          string
+	probeInterval         time.Duration
+	probeSample           int
+	probeTimeout          time.Duration
+	probeAffectsReadiness bool
+
 	healthzIP         netip.Addr
 	healthzPort       int
 	version           bool
@@ -86,6 +95,7 @@ var flagGroups = []flagGroup{
 	{"what the node writes and keeps", []string{"subnet-file", "ip-masq", "ip-masq-fully-random-disable", "iptables-forward-rules", "iptables-resync", "ip-blackhole-route", "subnet-lease-renew-margin", "subnet-lease-ttl", "resync-interval"}},
 	{"local state, for a boot with the control plane unreachable (weft extensions)", []string{"state-dir", "state-max-age", "offline-after"}},
 	{"health and metrics", []string{"healthz-ip", "healthz-port"}},
+	{"status and probing (weft extensions)", []string{"status-socket", "probe-interval", "probe-sample", "probe-timeout", "probe-affects-readiness"}},
 	{"logging (klog's flags, as flannel accepts them)", []string{"v", "vmodule", "logtostderr", "alsologtostderr", "log_dir", "log_file", "stderrthreshold", "log_file_max_size", "log_backtrace_at", "add_dir_header", "skip_headers", "skip_log_headers", "one_output"}},
 	{"other", []string{"version", "release-lease"}},
 }
@@ -156,6 +166,12 @@ func parseFlags(args []string, env func(string) string, stderr io.Writer) (confi
 
 	fs.StringVar(&hzIP, "healthz-ip", "0.0.0.0", "the IP address for the healthz, readyz and metrics server to listen on")
 	fs.IntVar(&c.healthzPort, "healthz-port", 0, "the port for the healthz, readyz and metrics server; 0 disables it")
+
+	fs.StringVar(&c.statusSocket, "status-socket", status.DefaultSocket, `unix socket (mode 0600) serving /status and on-demand probes to weftctl; "" serves none (the health server serves them too)`)
+	fs.DurationVar(&c.probeInterval, "probe-interval", probe.DefaultInterval, "time between rounds of node-to-node probing over the overlay; 0 turns probing off")
+	fs.IntVar(&c.probeSample, "probe-sample", probe.DefaultSample, "peers probed per round (besides re-probing the unreachable ones): every peer is probed within ceil(peers/sample) rounds")
+	fs.DurationVar(&c.probeTimeout, "probe-timeout", probe.DefaultTimeout, "how long a probe waits for a reply")
+	fs.BoolVar(&c.probeAffectsReadiness, "probe-affects-readiness", false, "report not ready while every peer probed is unreachable (the node's own overlay is cut); off, probing never affects readiness")
 
 	fs.IntVar(&klogV, "v", 0, "log verbosity: 0 logs INFO and above, 1 or more DEBUG too")
 	fs.StringVar(&klogVModule, "vmodule", "", "accepted for klog compatibility; weft has no per-file verbosity, and -v applies everywhere")
@@ -241,6 +257,12 @@ func parseFlags(args []string, env func(string) string, stderr io.Writer) (confi
 		return config{}, fmt.Errorf("--state-max-age %v: want a positive duration, such as 168h", c.stateMaxAge)
 	case c.offlineAfter <= 0:
 		return config{}, fmt.Errorf("--offline-after %v: want a positive duration, such as 5s", c.offlineAfter)
+	case c.probeInterval < 0:
+		return config{}, fmt.Errorf("--probe-interval %v: want 0 (off) or a positive duration, such as 10s", c.probeInterval)
+	case c.probeInterval > 0 && (c.probeSample < 1 || c.probeSample > 10000):
+		return config{}, fmt.Errorf("--probe-sample %d: want 1 to 10000", c.probeSample)
+	case c.probeInterval > 0 && (c.probeTimeout <= 0 || c.probeTimeout > c.probeInterval):
+		return config{}, fmt.Errorf("--probe-timeout %v: want a positive duration no longer than --probe-interval %v", c.probeTimeout, c.probeInterval)
 	case c.resync <= 0:
 		return config{}, fmt.Errorf("--resync-interval %v: want a positive duration, such as 30s", c.resync)
 	case rulesResync < 1:

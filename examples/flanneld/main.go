@@ -39,6 +39,7 @@ import (
 	"github.com/weftnet/weft/subnetenv"
 	"github.com/weftnet/weft/underlay"
 	"github.com/weftnet/weft/vxlan"
+	"github.com/weftnet/weft/vxlan/probe"
 )
 
 // defaultGCPercent is the garbage collector's target unless GOGC is set.
@@ -139,12 +140,22 @@ type agent struct {
 	fwdDone      map[netip.Prefix]bool
 	fwdErr       map[netip.Prefix]string
 	blackholeErr string
+
+	status *statusView
+	prober *probe.Prober // nil with probing off; under mu
+	// probeRTT and probes observe each probe, when metrics are served.
+	probeRTT prometheus.Histogram
+	probes   *prometheus.CounterVec
 }
 
 func run(ctx context.Context, c config, log *slog.Logger) error {
 	a := &agent{cfg: c, log: log, starting: "starting", fwdDone: map[netip.Prefix]bool{}, fwdErr: map[netip.Prefix]string{}}
-	// The health server comes first, so that a node waiting for the API
-	// server or its Node says so.
+	a.status = &statusView{ready: a.ready}
+	// The health server and the status socket come first, so that a node
+	// waiting for the API server or its Node says so.
+	if c.statusSocket != "" {
+		defer serveStatusSocket(c.statusSocket, a.status, log)()
+	}
 	if c.healthzPort > 0 {
 		srv, err := a.serveHealth(net.JoinHostPort(c.healthzIP.String(), fmt.Sprint(c.healthzPort)))
 		if err != nil {
@@ -221,9 +232,21 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	var prober *probe.Prober
+	if c.probeInterval > 0 {
+		prober, err = probe.New(probe.Config{
+			Targets: probe.NetworkTargets(n), Sample: c.probeSample, Interval: c.probeInterval, Timeout: c.probeTimeout,
+			Logger: log, OnResult: a.observeProbe,
+		})
+		if err != nil {
+			return err
+		}
+		go runProber(ctx, prober, log)
+	}
 	a.mu.Lock()
-	a.net = n
+	a.net, a.prober = n, prober
 	a.mu.Unlock()
+	a.status.set(n, prober)
 	mode := "etcd " + c.etcdEndpoints
 	if c.kubeSubnetMgr {
 		mode = "kube"
@@ -460,6 +483,14 @@ func (a *agent) ready() (bool, string) {
 		return false, why
 	}
 	a.mu.Lock()
+	prober := a.prober
+	a.mu.Unlock()
+	if prober != nil && a.cfg.probeAffectsReadiness {
+		if ok, why := probeReadiness(prober); !ok {
+			return false, why
+		}
+	}
+	a.mu.Lock()
 	defer a.mu.Unlock()
 	switch {
 	case a.lastErr != "":
@@ -476,6 +507,7 @@ func (a *agent) serveHealth(addr string) (*http.Server, error) {
 	a.registerMetrics(reg)
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	a.status.register(mux)
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		ok, why := a.ready()
 		switch {

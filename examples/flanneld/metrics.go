@@ -8,6 +8,7 @@ import (
 
 	"github.com/weftnet/weft/lease/admit"
 	"github.com/weftnet/weft/vxlan"
+	"github.com/weftnet/weft/vxlan/probe"
 )
 
 // registerMetrics exposes the agent's state. Every metric reads the
@@ -55,6 +56,8 @@ func (a *agent) registerMetrics(reg *prometheus.Registry) {
 		return 0
 	})
 
+	a.registerProbeMetrics(reg)
+
 	// Peer leases admission rejects, by rule: none of them is programmed.
 	for _, reason := range admit.Reasons {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -95,16 +98,69 @@ func (a *agent) registerMetrics(reg *prometheus.Registry) {
 		}
 		labels := prometheus.Labels{"family": fam.label}
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "weft_peers", Help: "Peers whose routes, neighbours and FDB entries are programmed.", ConstLabels: labels,
+			Name: "weft_peers_desired", Help: "Admitted peers the datapath is to program.", ConstLabels: labels,
+		}, func() float64 { return float64(counts().Wanted) }))
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "weft_peers_programmed", Help: "Peers whose routes, neighbours and FDB entries are all in the kernel.", ConstLabels: labels,
 		}, func() float64 { return float64(counts().Programmed) }))
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "weft_peers_failed", Help: "Admitted peers whose routes or entries the kernel refused; each is retried with backoff.", ConstLabels: labels,
 		}, func() float64 { return float64(counts().Failed) }))
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "weft_reconcile_duration_seconds", Help: "Duration of the last full datapath reconcile.", ConstLabels: labels,
+			Name: "weft_datapath_last_sync_duration_seconds", Help: "Duration of the last full reconcile of the datapath's peers.", ConstLabels: labels,
 		}, func() float64 { return counts().LastSync.Duration.Seconds() }))
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "weft_datapath_repairs_total", Help: "Corrections of datapath drift.", ConstLabels: labels,
 		}, func() float64 { return float64(counts().Repaired) }))
 	}
+}
+
+// registerProbeMetrics exposes node-to-node probing, aggregated: counts by
+// outcome and one RTT histogram, never a series per peer, which at
+// thousands of nodes would swamp Prometheus.
+func (a *agent) registerProbeMetrics(reg *prometheus.Registry) {
+	a.probeRTT = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "weft_probe_rtt_seconds", Help: "Round trip of the probes that got a reply, over the overlay to peers' VTEP addresses.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
+	})
+	a.probes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "weft_probes_total", Help: "Probes of peers over the overlay, by result: reachable (a reply) or unreachable.",
+	}, []string{"result"})
+	a.probes.WithLabelValues("reachable")
+	a.probes.WithLabelValues("unreachable")
+	reg.MustRegister(a.probeRTT, a.probes)
+	for _, state := range []string{"reachable", "unreachable", "unprobed"} {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "weft_probe_peers", Help: "Peers by the result of their last probe over the overlay; unprobed: not probed yet.",
+			ConstLabels: prometheus.Labels{"state": state},
+		}, func() float64 {
+			a.mu.Lock()
+			p := a.prober
+			a.mu.Unlock()
+			if p == nil {
+				return 0
+			}
+			c := p.Counts()
+			switch state {
+			case "reachable":
+				return float64(c.Reachable)
+			case "unreachable":
+				return float64(c.Unreachable)
+			}
+			return float64(c.Unprobed)
+		}))
+	}
+}
+
+// observeProbe records one probe in the metrics, if they are served.
+func (a *agent) observeProbe(_ probe.Target, r probe.Result) {
+	if a.probes == nil {
+		return
+	}
+	if r.Reachable {
+		a.probes.WithLabelValues("reachable").Inc()
+		a.probeRTT.Observe(r.RTT.Seconds())
+		return
+	}
+	a.probes.WithLabelValues("unreachable").Inc()
 }

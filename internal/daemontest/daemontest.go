@@ -235,7 +235,7 @@ func ReachV6(t testing.TB, from, to *Daemon) error {
 // ("ipv4" or "ipv6").
 func (d *Daemon) WaitPeersOf(family string, n int) {
 	d.T.Helper()
-	want := fmt.Sprintf(`weft_peers{family=%q} %d`, family, n)
+	want := fmt.Sprintf(`weft_peers_programmed{family=%q} %d`, family, n)
 	testutil.WaitFor(d.T, 10*time.Second, d.Host.Name+" to program its "+family+" peers", func() bool {
 		_, body := d.Get("/metrics")
 		return strings.Contains(body, want)

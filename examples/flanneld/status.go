@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/weftnet/weft/status"
+	"github.com/weftnet/weft/vxlan"
+	"github.com/weftnet/weft/vxlan/probe"
+)
+
+// statusView serves /status and on-demand probes from the Network and
+// Prober once they exist, and a not-ready Document before.
+type statusView struct {
+	ready func() (bool, string)
+
+	mu  sync.Mutex
+	src status.Source
+}
+
+func (v *statusView) set(n *vxlan.Network, p *probe.Prober) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.src = status.Source{Network: n, Prober: p, Ready: v.ready}
+}
+
+func (v *statusView) source() status.Source {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	s := v.src
+	s.Ready = v.ready
+	return s
+}
+
+func (v *statusView) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	v.source().Handler().ServeHTTP(w, r)
+}
+
+// register adds the status paths to mux.
+func (v *statusView) register(mux *http.ServeMux) {
+	mux.Handle(status.Path, v)
+	mux.Handle(status.ProbePath, v)
+}
+
+// serveStatusSocket serves the status on a unix socket at path, mode
+// 0600: root's, as the daemon's own state is. A socket file left by a
+// daemon that died is replaced; one a live daemon listens on is left to
+// it, and this one serves none (the health server still does).
+func serveStatusSocket(path string, v *statusView, log *slog.Logger) (stop func()) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		log.Warn("no status socket: cannot create its directory", "path", path, "err", err)
+		return func() {}
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		log.Warn("no status socket: another process serves it; is a second flanneld running?", "path", path)
+		return func() {}
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		log.Warn("no status socket: cannot remove the stale one", "path", path, "err", err)
+		return func() {}
+	}
+	// The socket is created 0600, never wider, even for a moment.
+	old := syscall.Umask(0o177)
+	l, err := net.Listen("unix", path)
+	syscall.Umask(old)
+	if err != nil {
+		log.Warn("no status socket", "path", path, "err", err)
+		return func() {}
+	}
+	mux := http.NewServeMux()
+	v.register(mux)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(l)
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		os.Remove(path)
+	}
+}
+
+// runProber probes the peers until ctx is done. A prober that cannot
+// start (no CAP_NET_RAW) turns probing off, with a warning: nothing else
+// depends on it.
+func runProber(ctx context.Context, p *probe.Prober, log *slog.Logger) {
+	err := p.Run(ctx)
+	if err != nil && ctx.Err() == nil {
+		log.Warn("node-to-node probing is off", "err", err)
+	}
+}
+
+// probeReadiness is the --probe-affects-readiness check: the node is not
+// ready while every peer it has probed is unreachable, which says its own
+// overlay is cut; one unreachable peer is that peer's problem.
+func probeReadiness(p *probe.Prober) (bool, string) {
+	c := p.Counts()
+	if c.Unreachable > 0 && c.Reachable == 0 {
+		return false, fmt.Sprintf("every peer probed (%d) is unreachable over the overlay", c.Unreachable)
+	}
+	return true, ""
+}
