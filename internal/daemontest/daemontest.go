@@ -114,6 +114,10 @@ func StartEnv(t testing.TB, h *netnstest.Host, bin, subnetFile string, env []str
 		// never the machine's /var/lib/weft.
 		all = append(all, "--state-dir", StateDir(subnetFile))
 	}
+	if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--status-socket") }) {
+		// Nor the machine's /run/weft socket, which the hosts share.
+		all = append(all, "--status-socket", StatusSocket(subnetFile))
+	}
 	all = append(all, args...)
 	d.Cmd = exec.Command("ip", all...)
 	if env != nil {
@@ -136,6 +140,12 @@ func StartEnv(t testing.TB, h *netnstest.Host, bin, subnetFile string, env []str
 // StateDir is the local state directory Start gives a daemon whose
 // subnet.env is subnetFile.
 func StateDir(subnetFile string) string { return filepath.Join(filepath.Dir(subnetFile), "state") }
+
+// StatusSocket is the status socket Start gives a daemon whose
+// subnet.env is subnetFile.
+func StatusSocket(subnetFile string) string {
+	return filepath.Join(filepath.Dir(subnetFile), "status.sock")
+}
 
 // Stop signals the daemon and waits for it to exit, killing it after 10s.
 // It returns the exit error; stopping a stopped daemon returns nil.

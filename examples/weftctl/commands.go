@@ -1,0 +1,213 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/weftnet/weft/status"
+)
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// cmdStatus prints a summary a person reads at a glance, one "Key:" per
+// line so that it greps, with the failing and rejected peers named.
+func cmdStatus(ctx context.Context, c *status.Client, o options, w io.Writer) (int, error) {
+	doc, err := c.AllPeers(ctx, status.Query{Failing: true, Rejected: true})
+	if err != nil {
+		return 0, err
+	}
+	code := exitOK
+	switch {
+	case !doc.Ready:
+		code = exitUnhealthy
+	case doc.Summary.Failing > 0:
+		code = exitDegraded
+	}
+	if o.output == "json" {
+		return code, printJSON(w, doc)
+	}
+	now := doc.Time
+	ready := yesNo(doc.Ready)
+	if doc.Reason != "" {
+		ready += " (" + doc.Reason + ")"
+	}
+	fmt.Fprintf(w, "Node:          %s\n", orDash(doc.Node))
+	fmt.Fprintf(w, "Ready:         %s\n", ready)
+	if l := doc.Lease; l != nil {
+		subnets := strings.TrimSpace(l.Subnet + " " + l.IPv6Subnet)
+		detail := []string{l.From, "since " + since(l.Since, now) + " ago"}
+		if l.Expires != nil {
+			detail = append(detail, "expires in "+l.Expires.Sub(now).Round(time.Minute).String())
+		}
+		if l.Renewals != nil {
+			detail = append(detail, fmt.Sprintf("%d renewals", *l.Renewals))
+		}
+		fmt.Fprintf(w, "Lease:         %s (%s)\n", subnets, strings.Join(detail, ", "))
+	} else {
+		fmt.Fprintf(w, "Lease:         none\n")
+	}
+	if cfg := doc.Config; cfg != nil {
+		var nc struct{ Network, IPv6Network string }
+		json.Unmarshal(cfg.NetConf, &nc)
+		fmt.Fprintf(w, "Network:       %s (%s)\n", strings.TrimSpace(nc.Network+" "+nc.IPv6Network), cfg.Source)
+	}
+	if doc.Offline != nil {
+		fmt.Fprintf(w, "Local state:   running from it since %s (written %s ago)\n", doc.Offline.Since.UTC().Format(time.RFC3339), since(doc.Offline.Written, now))
+	}
+	fmt.Fprintf(w, "Control plane: %s\n", orDash(doc.Condition))
+	for _, f := range doc.Families {
+		sync := "synced"
+		if !f.Synced {
+			sync = "not synced"
+		}
+		if f.Err != "" {
+			sync += ": " + f.Err
+		}
+		nh := ""
+		if f.Nexthops {
+			nh = ", nexthops"
+		}
+		fmt.Fprintf(w, "Device:        %s (%s) mac %s mtu %d%s, %s, last sync %s ago\n", f.Device.Name, f.Family, f.Device.MAC, f.Device.MTU, nh, sync, since(f.LastSync.Time, now))
+	}
+	s := doc.Summary
+	fmt.Fprintf(w, "Peers:         %d, %d programmed, %d failed, %d rejected\n", s.Peers, s.Programmed, s.Failed, s.Rejected)
+	if p := doc.Probing; p != nil {
+		fmt.Fprintf(w, "Probes:        %d reachable, %d unreachable, %d not probed yet (each peer within %s)\n", p.Reachable, p.Unreachable, p.Unprobed, time.Duration(p.PeriodSeconds*float64(time.Second)))
+	} else {
+		fmt.Fprintf(w, "Probes:        off\n")
+	}
+	for _, p := range doc.Peers {
+		if !p.Failing() {
+			continue
+		}
+		fmt.Fprintf(w, "Failing:       %s\n", describePeer(p, now))
+	}
+	for _, p := range doc.Peers {
+		if p.State == status.StateRejected {
+			fmt.Fprintf(w, "Rejected:      %s %s: %s: %s\n", p.Family, p.Subnet, p.Reason, p.Detail)
+		}
+	}
+	fmt.Fprintf(w, "Repairs:       %d in the last hour (weftctl repairs)\n", s.RepairsLastHour)
+	return code, nil
+}
+
+// describePeer says in one line why a peer is failing.
+func describePeer(p status.Peer, now time.Time) string {
+	who := p.Subnet
+	if p.Node != "" {
+		who += " (" + p.Node + ")"
+	}
+	who += " at " + orDash(p.PublicIP)
+	var why []string
+	if p.State == status.StateFailed {
+		why = append(why, "not programmed: "+p.Err)
+		if len(p.Missing) > 0 {
+			why[len(why)-1] += " (missing " + strings.Join(p.Missing, ",") + ")"
+		}
+	}
+	if p.Probe != nil && !p.Probe.Reachable {
+		why = append(why, fmt.Sprintf("unreachable for %s: %s", since(p.Probe.Since, now), p.Probe.Err))
+	}
+	return who + ": " + strings.Join(why, "; ")
+}
+
+// cmdPeers prints the peers as a table, kubectl-style.
+func cmdPeers(ctx context.Context, c *status.Client, o options, peer string, w io.Writer) (int, error) {
+	doc, err := c.AllPeers(ctx, status.Query{Failing: o.failing, Rejected: o.rejected, Peer: peer})
+	if err != nil {
+		return 0, err
+	}
+	if o.output == "json" {
+		return exitOK, printJSON(w, doc.Peers)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
+	header := "FAMILY\tSUBNET\tNODE\tPUBLIC-IP\tSTATE\tPROBE\tCHANGED"
+	if o.output == "wide" {
+		header += "\tVTEP-MAC\tMISSING\tRTT\tDETAIL"
+	}
+	fmt.Fprintln(tw, header)
+	for _, p := range doc.Peers {
+		probe, rtt := "-", "-"
+		if p.Probe != nil {
+			probe = "unreachable"
+			if p.Probe.Reachable {
+				probe = "reachable"
+				rtt = time.Duration(p.Probe.RTTSeconds * float64(time.Second)).Round(time.Microsecond).String()
+			}
+		}
+		changed := "-"
+		if p.Changed != nil {
+			changed = since(*p.Changed, doc.Time)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s", p.Family, p.Subnet, orDash(p.Node), orDash(p.PublicIP), p.State, probe, changed)
+		if o.output == "wide" {
+			detail := p.Err
+			switch {
+			case p.State == status.StateRejected:
+				detail = p.Reason + ": " + p.Detail
+			case detail == "" && p.Probe != nil && !p.Probe.Reachable:
+				detail = p.Probe.Err
+			}
+			fmt.Fprintf(tw, "\t%s\t%s\t%s\t%s", orDash(p.VtepMAC), joinOrDash(p.Missing), rtt, orDash(detail))
+		}
+		fmt.Fprintln(tw)
+	}
+	return exitOK, tw.Flush()
+}
+
+// cmdRepairs prints the repairs, oldest first.
+func cmdRepairs(ctx context.Context, c *status.Client, o options, w io.Writer) (int, error) {
+	doc, err := c.Status(ctx, status.Query{Limit: -1})
+	if err != nil {
+		return 0, err
+	}
+	repairs := []status.Repair{}
+	for _, r := range doc.Repairs {
+		if o.since == 0 || doc.Time.Sub(r.Time) <= o.since {
+			repairs = append(repairs, r)
+		}
+	}
+	if o.output == "json" {
+		return exitOK, printJSON(w, repairs)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tFAMILY\tWHAT\tWAS")
+	for _, r := range repairs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Time.UTC().Format(time.RFC3339), r.Family, r.What, r.Why)
+	}
+	return exitOK, tw.Flush()
+}
+
+// cmdProbe probes one peer now.
+func cmdProbe(ctx context.Context, c *status.Client, o options, peer string, w io.Writer) (int, error) {
+	a, err := c.Probe(ctx, peer)
+	if err != nil {
+		return 0, err
+	}
+	code := exitOK
+	if !a.Result.Reachable {
+		code = exitUnhealthy
+	}
+	if o.output == "json" {
+		return code, printJSON(w, a)
+	}
+	who := a.Peer
+	if a.Node != "" {
+		who += " (" + a.Node + ")"
+	}
+	if a.Result.Reachable {
+		fmt.Fprintf(w, "%s at %s: reachable, rtt %s\n", who, a.Addr, time.Duration(a.Result.RTTSeconds*float64(time.Second)).Round(time.Microsecond))
+	} else {
+		fmt.Fprintf(w, "%s at %s: unreachable: %s\n", who, a.Addr, a.Result.Err)
+	}
+	return code, nil
+}
