@@ -1,9 +1,12 @@
 package status
 
 import (
+	"cmp"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"strconv"
+	"strings"
 )
 
 // DefaultSocket is where flanneld serves the status by default, and
@@ -88,6 +91,11 @@ func ParseQuery(v url.Values) (Query, error) {
 	default:
 		return Query{}, fmt.Errorf("family=%q: want ipv4 or ipv6", q.Family)
 	}
+	if q.After != "" {
+		if _, err := parsePlace(q.After); err != nil {
+			return Query{}, err
+		}
+	}
 	if s := v.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < -1 || n > MaxLimit {
@@ -107,4 +115,61 @@ func (q Query) limit() int {
 		return 0
 	}
 	return q.Limit
+}
+
+// A place is a row's position in Document order, for Query.After:
+// family, subnet, and whether it is a rejected lease (after the admitted
+// one at its subnet).
+type place struct {
+	ipv6     bool
+	subnet   netip.Prefix
+	rejected bool
+}
+
+func (p place) String() string {
+	fam, state := "ipv4", "admitted"
+	if p.ipv6 {
+		fam = "ipv6"
+	}
+	if p.rejected {
+		state = StateRejected
+	}
+	return fam + "/" + p.subnet.String() + "/" + state
+}
+
+func (p place) compare(o place) int {
+	switch {
+	case p.ipv6 != o.ipv6:
+		if p.ipv6 {
+			return 1
+		}
+		return -1
+	case p.subnet != o.subnet:
+		// By address, then length: the order of vxlan.ComparePrefixes,
+		// in which Documents list peers.
+		if c := p.subnet.Addr().Compare(o.subnet.Addr()); c != 0 {
+			return c
+		}
+		return cmp.Compare(p.subnet.Bits(), o.subnet.Bits())
+	case p.rejected != o.rejected:
+		if p.rejected {
+			return 1
+		}
+		return -1
+	}
+	return 0
+}
+
+// parsePlace reads Query.After; a malformed one is an error.
+func parsePlace(s string) (place, error) {
+	fam, rest, ok1 := strings.Cut(s, "/")
+	i := strings.LastIndex(rest, "/")
+	if !ok1 || i < 0 || fam != "ipv4" && fam != "ipv6" {
+		return place{}, fmt.Errorf("after=%q: want the next of a previous answer", s)
+	}
+	sub, err := netip.ParsePrefix(rest[:i])
+	if err != nil || rest[i+1:] != "admitted" && rest[i+1:] != StateRejected {
+		return place{}, fmt.Errorf("after=%q: want the next of a previous answer", s)
+	}
+	return place{ipv6: fam == "ipv6", subnet: sub, rejected: rest[i+1:] == StateRejected}, nil
 }

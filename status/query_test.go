@@ -15,7 +15,7 @@ func TestParseQuery(t *testing.T) {
 		{"failing=1", Query{Failing: true}, false},
 		{"failing=true&rejected=1", Query{Failing: true, Rejected: true}, false},
 		{"failing=0", Query{}, false},
-		{"peer=node-b&family=ipv6&limit=10&after=ipv4/10.244.1.0/24/programmed", Query{Peer: "node-b", Family: "ipv6", Limit: 10, After: "ipv4/10.244.1.0/24/programmed"}, false},
+		{"peer=node-b&family=ipv6&limit=10&after=ipv4/10.244.1.0/24/admitted", Query{Peer: "node-b", Family: "ipv6", Limit: 10, After: "ipv4/10.244.1.0/24/admitted"}, false},
 		{"limit=-1", Query{Limit: -1}, false},
 		{"limit=5000", Query{Limit: 5000}, false},
 		{"limit=5001", Query{}, true},
@@ -23,6 +23,10 @@ func TestParseQuery(t *testing.T) {
 		{"limit=x", Query{}, true},
 		{"failing=yes", Query{}, true},
 		{"family=ipv5", Query{}, true},
+		{"after=ipv4/10.244.1.0/24/rejected", Query{After: "ipv4/10.244.1.0/24/rejected"}, false},
+		{"after=ipv4/10.244.1.0/24", Query{}, true},
+		{"after=ipv7/10.244.1.0/24/admitted", Query{}, true},
+		{"after=ipv4/nonsense/admitted", Query{}, true},
 	} {
 		v, _ := url.ParseQuery(tc.in)
 		got, err := ParseQuery(v)

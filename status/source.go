@@ -5,7 +5,6 @@ package status
 import (
 	"net/netip"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/weftnet/weft/lease/admit"
@@ -66,64 +65,68 @@ func (s Source) Document(q Query) Document {
 
 	rejected := n.Rejected()
 	v4, v6 := n.Datapaths()
-	var all []Peer // every peer, in Document order, for the summary and the filters
+	// Peers are listed only when the query asks for some: a summary
+	// reads counts, which copy nothing.
+	listing := q.limit() > 0
+	var rows []row // every peer the query may select, in Document order
+	failing := map[netip.Prefix]bool{}
 	for _, fam := range families {
 		dp := v4
 		if fam.ipv6 {
 			dp = v6
 		}
-		if dp == nil || q.Family != "" && q.Family != fam.name {
+		if dp == nil {
 			continue
 		}
-		st := dp.Status()
-		rec := st.Reconciler
-		f := Family{
-			Family: fam.name, Device: Device{Name: st.Device.Name, Index: st.Device.Index, MAC: st.Device.MAC.String(), MTU: st.Device.MTU},
-			Nexthops: rec.Nexthops, Synced: st.Synced, Err: st.Err, LastSync: syncOf(rec.LastSync), Syncs: rec.Syncs, Repaired: rec.Repaired,
+		var rejectedHere []admit.Verdict
+		for _, v := range rejected {
+			if v.Peer.IPv6 == fam.ipv6 {
+				rejectedHere = append(rejectedHere, v)
+			}
 		}
-		for _, r := range st.Repairs {
+		for _, sub := range dp.FailedPeers() {
+			failing[sub] = true
+		}
+		doc.Summary.Rejected += len(rejectedHere)
+		if q.Family != "" && q.Family != fam.name {
+			continue
+		}
+		var dst vxlan.DatapathStatus
+		if listing {
+			dst = dp.Status()
+		} else {
+			dst = dp.Summary()
+		}
+		c := dp.Counts()
+		f := Family{
+			Family: fam.name, Device: Device{Name: dst.Device.Name, Index: dst.Device.Index, MAC: dst.Device.MAC.String(), MTU: dst.Device.MTU},
+			Synced: dst.Synced, Err: dst.Err, LastSync: syncOf(c.LastSync), Repaired: c.Repaired,
+			Peers: c.Wanted, Programmed: c.Programmed, Failed: c.Failed, Rejected: len(rejectedHere),
+		}
+		rec := dst.Reconciler
+		f.Nexthops, f.Syncs = rec.Nexthops, rec.Syncs
+		for _, r := range dst.Repairs {
 			doc.Repairs = append(doc.Repairs, Repair{Time: r.Time, Family: fam.name, What: r.What, Why: r.Why})
 		}
 		for _, r := range rec.Repairs {
 			doc.Repairs = append(doc.Repairs, Repair{Time: r.Time, Family: fam.name, What: r.What, Why: r.Why})
 		}
-		peers := s.peersOf(fam.name, rec.Peers, n.Peers(fam.ipv6), rejected, fam.ipv6)
-		for _, p := range peers {
-			switch p.State {
-			case StateRejected:
-				f.Rejected++
-			case StateRemoving:
-			default:
-				f.Peers++
-				if p.State == StateProgrammed {
-					f.Programmed++
-				}
-				if p.State == StateFailed {
-					f.Failed++
-				}
+		if listing {
+			if jr := joinRows(fam.name, rec.Peers, n.Peers(fam.ipv6), rejectedHere); rows == nil {
+				rows = jr
+			} else {
+				rows = append(rows, jr...)
 			}
 		}
-		all = append(all, peers...)
+		doc.Summary.Peers += f.Peers
+		doc.Summary.Programmed += f.Programmed
+		doc.Summary.Failed += f.Failed
 		doc.Families = append(doc.Families, f)
 	}
 	slices.SortStableFunc(doc.Repairs, func(a, b Repair) int { return a.Time.Compare(b.Time) })
 	for _, r := range doc.Repairs {
 		if now.Sub(r.Time) <= time.Hour {
 			doc.Summary.RepairsLastHour++
-		}
-	}
-	for _, f := range doc.Families {
-		doc.Summary.Peers += f.Peers
-		doc.Summary.Programmed += f.Programmed
-		doc.Summary.Failed += f.Failed
-		doc.Summary.Rejected += f.Rejected
-	}
-	for _, p := range all {
-		if p.Probe != nil && !p.Probe.Reachable {
-			doc.Summary.Unreachable++
-		}
-		if p.Failing() {
-			doc.Summary.Failing++
 		}
 	}
 	if s.Prober != nil {
@@ -133,84 +136,103 @@ func (s Source) Document(q Query) Document {
 			PeriodSeconds: s.Prober.Period(c.Reachable + c.Unreachable + c.Unprobed).Seconds(),
 			Reachable:     c.Reachable, Unreachable: c.Unreachable, Unprobed: c.Unprobed,
 		}
+		doc.Summary.Unreachable = c.Unreachable
+		for _, sub := range s.Prober.Unreachable() {
+			failing[sub] = true
+		}
 	}
-	doc.Peers, doc.Next = page(all, q)
+	doc.Summary.Failing = len(failing)
+	if listing {
+		doc.Peers, doc.Next = s.page(rows, q, failing)
+	}
 	return doc
 }
 
-// peersOf joins one family's programmed peers (sorted by subnet), its
-// admitted leases (sorted by subnet, for the owners) and the rejected
-// verdicts.
-func (s Source) peersOf(family string, programmed []vxlan.PeerStatus, admitted []admit.Peer, rejected []admit.Verdict, ipv6 bool) []Peer {
-	out := make([]Peer, 0, len(programmed))
-	at := make([]netip.Prefix, 0, len(programmed)) // out's subnets
-	j := 0
-	for _, ps := range programmed {
-		want := ps.Desired
-		if !ps.Wanted {
-			want = ps.Peer
+// A row is one peer before it is rendered: only the page's rows are, so
+// that a status of tens of thousands of peers formats a few hundred.
+type row struct {
+	family string
+	subnet netip.Prefix
+	ps     *vxlan.PeerStatus // nil for a rejected lease; into the datapath's Status
+
+	verdict *admit.Verdict // set for a rejected lease
+	owner   string
+}
+
+func (r *row) state() string {
+	switch {
+	case r.verdict != nil:
+		return StateRejected
+	case !r.ps.Wanted:
+		return StateRemoving
+	case r.ps.Err != "":
+		return StateFailed
+	case r.ps.Programmed:
+		return StateProgrammed
+	}
+	return StatePending
+}
+
+// joinRows joins one family's programmed peers (sorted by subnet), its
+// admitted leases (sorted by subnet, for the owners) and its rejected
+// verdicts (sorted by subnet), a rejected lease after the admitted one at
+// its subnet. Both lists are merged, never sorted again.
+func joinRows(family string, programmed []vxlan.PeerStatus, admitted []admit.Peer, rejected []admit.Verdict) []row {
+	out := make([]row, 0, len(programmed)+len(rejected))
+	j, k := 0, 0
+	for i := range programmed {
+		ps := &programmed[i]
+		sub := ps.Peer.Subnet
+		for k < len(rejected) && vxlan.ComparePrefixes(rejected[k].Peer.Subnet, sub) < 0 {
+			out = append(out, row{family: family, subnet: rejected[k].Peer.Subnet, verdict: &rejected[k], owner: rejected[k].Peer.Owner})
+			k++
 		}
-		p := Peer{Family: family, Subnet: want.Subnet.String(), PublicIP: want.PublicIP.String(), VtepMAC: want.VtepMAC.String(), Err: ps.Err}
-		if ps.Wanted && ps.Needs != 0 {
-			p.Needs = ps.Needs.Names()
-			p.Missing = ps.Missing.Names()
-		}
-		switch {
-		case !ps.Wanted:
-			p.State = StateRemoving
-		case ps.Err != "":
-			p.State = StateFailed
-		case ps.Programmed:
-			p.State = StateProgrammed
-		default:
-			p.State = StatePending
-		}
-		if ps.Wanted && ps.Programmed && ps.Peer != ps.Desired || ps.Wanted && ps.Err != "" && ps.Peer != ps.Desired && ps.Peer.PublicIP.IsValid() {
-			p.Written = &Written{PublicIP: ps.Peer.PublicIP.String(), VtepMAC: ps.Peer.VtepMAC.String()}
-		}
-		if !ps.Changed.IsZero() {
-			t := ps.Changed
-			p.Changed = &t
-		}
-		for j < len(admitted) && admitted[j].Subnet.Compare(want.Subnet) < 0 {
+		for j < len(admitted) && vxlan.ComparePrefixes(admitted[j].Subnet, sub) < 0 {
 			j++
 		}
-		if j < len(admitted) && admitted[j].Subnet == want.Subnet {
-			p.Node = admitted[j].Owner
+		r := row{family: family, subnet: sub, ps: ps}
+		if j < len(admitted) && admitted[j].Subnet == sub {
+			r.owner = admitted[j].Owner
 		}
-		s.addProbe(&p, want.Subnet)
-		out, at = append(out, p), append(at, want.Subnet)
+		out = append(out, r)
 	}
-	// Both lists are sorted by subnet: merged, not sorted again, with a
-	// rejected lease after the admitted one at its subnet.
-	var rej []Peer
-	var rejAt []netip.Prefix
-	for _, v := range rejected {
-		if v.Peer.IPv6 != ipv6 {
-			continue
-		}
-		p := Peer{Family: family, Subnet: v.Peer.Subnet.String(), Node: v.Peer.Owner, State: StateRejected, Reason: string(v.Reason), Detail: v.Detail}
+	for ; k < len(rejected); k++ {
+		out = append(out, row{family: family, subnet: rejected[k].Peer.Subnet, verdict: &rejected[k], owner: rejected[k].Peer.Owner})
+	}
+	return out
+}
+
+// render makes the Peer of a row.
+func (s Source) render(r *row) Peer {
+	p := Peer{Family: r.family, Subnet: r.subnet.String(), Node: r.owner, State: r.state()}
+	if v := r.verdict; v != nil {
+		p.Reason, p.Detail = string(v.Reason), v.Detail
 		if v.Peer.PublicIP.IsValid() {
 			p.PublicIP = v.Peer.PublicIP.String()
 		}
 		if v.Peer.VtepMAC != (admit.MAC{}) {
 			p.VtepMAC = vxlan.MAC(v.Peer.VtepMAC).String()
 		}
-		rej, rejAt = append(rej, p), append(rejAt, v.Peer.Subnet)
+		return p
 	}
-	if len(rej) == 0 {
-		return out
+	ps := *r.ps
+	want := ps.Desired
+	if !ps.Wanted {
+		want = ps.Peer
 	}
-	merged := make([]Peer, 0, len(out)+len(rej))
-	i := 0
-	for k, p := range out {
-		for i < len(rej) && rejAt[i].Compare(at[k]) < 0 {
-			merged = append(merged, rej[i])
-			i++
-		}
-		merged = append(merged, p)
+	p.PublicIP, p.VtepMAC, p.Err = want.PublicIP.String(), want.VtepMAC.String(), ps.Err
+	if ps.Wanted && ps.Needs != 0 {
+		p.Needs, p.Missing = ps.Needs.Names(), ps.Missing.Names()
 	}
-	return append(merged, rej[i:]...)
+	if ps.Wanted && ps.Peer.PublicIP.IsValid() && ps.Peer != ps.Desired {
+		p.Written = &Written{PublicIP: ps.Peer.PublicIP.String(), VtepMAC: ps.Peer.VtepMAC.String()}
+	}
+	if !ps.Changed.IsZero() {
+		t := ps.Changed
+		p.Changed = &t
+	}
+	s.addProbe(&p, r.subnet)
+	return p
 }
 
 func (s Source) addProbe(p *Peer, subnet netip.Prefix) {
@@ -230,65 +252,92 @@ func probeOf(r probe.Result) *Probe {
 	return pr
 }
 
-// cursor is a peer's place in Document order, for Query.After.
-func cursor(p Peer) string { return p.Family + "/" + p.Subnet + "/" + p.State }
+func (r *row) place() place {
+	return place{ipv6: r.family == "ipv6", subnet: r.subnet, rejected: r.verdict != nil}
+}
 
-// page applies q's filters and page to all, which is in Document order.
-func page(all []Peer, q Query) ([]Peer, string) {
+// page applies q's filters and page to rows, which are in Document
+// order, and renders what it keeps.
+func (s Source) page(rows []row, q Query, failing map[netip.Prefix]bool) ([]Peer, string) {
 	limit := q.limit()
 	out := []Peer{}
-	if limit == 0 {
-		return out, ""
-	}
+	var after place
 	skipping := q.After != ""
-	for i, p := range all {
-		if skipping {
-			if cursor(p) == q.After {
-				skipping = false
-			}
+	if skipping {
+		var err error
+		if after, err = parsePlace(q.After); err != nil {
+			return out, "" // ParseQuery has refused it already
+		}
+	}
+	m := newMatcher(q.Peer)
+	var last place
+	for i := range rows {
+		r := &rows[i]
+		if skipping && r.place().compare(after) <= 0 {
 			continue
 		}
-		if !q.selects(p) {
+		if !q.selects(r, failing, m) {
 			continue
 		}
 		if len(out) == limit {
-			// More remain only if one of the rest is selected.
-			for _, rest := range all[i:] {
-				if q.selects(rest) {
-					return out, cursor(out[len(out)-1])
-				}
-			}
-			return out, ""
+			return out, last.String()
 		}
-		out = append(out, p)
+		out = append(out, s.render(r))
+		last = r.place()
 	}
 	return out, ""
 }
 
-// selects reports whether q's filters keep p.
-func (q Query) selects(p Peer) bool {
+// matcher is Query.Peer, parsed once.
+type matcher struct {
+	raw    string
+	addr   netip.Addr
+	prefix netip.Prefix
+}
+
+func newMatcher(peer string) matcher {
+	m := matcher{raw: peer}
+	if a, err := netip.ParseAddr(peer); err == nil {
+		m.addr = a
+	} else if p, err := netip.ParsePrefix(peer); err == nil {
+		m.prefix = p.Masked()
+	}
+	return m
+}
+
+func (m matcher) matches(r *row) bool {
+	switch {
+	case m.raw == "":
+		return true
+	case r.owner != "" && r.owner == m.raw:
+		return true
+	case m.addr.IsValid():
+		return r.subnet.Contains(m.addr) || r.publicIP() == m.addr
+	case m.prefix.IsValid():
+		return r.subnet == m.prefix
+	}
+	return false
+}
+
+func (r *row) publicIP() netip.Addr {
+	if r.verdict != nil {
+		return r.verdict.Peer.PublicIP
+	}
+	if r.ps.Wanted {
+		return r.ps.Desired.PublicIP
+	}
+	return r.ps.Peer.PublicIP
+}
+
+// selects reports whether q's filters keep r.
+func (q Query) selects(r *row, failing map[netip.Prefix]bool, m matcher) bool {
 	if q.Failing || q.Rejected {
-		if !(q.Failing && p.Failing() || q.Rejected && p.State == StateRejected) {
+		isFailing := r.verdict == nil && r.ps.Wanted && failing[r.subnet]
+		if !(q.Failing && isFailing || q.Rejected && r.verdict != nil) {
 			return false
 		}
 	}
-	if q.Peer == "" {
-		return true
-	}
-	if p.Node != "" && p.Node == q.Peer || p.Subnet == q.Peer || p.PublicIP == q.Peer {
-		return true
-	}
-	subnet, err := netip.ParsePrefix(p.Subnet)
-	if err != nil {
-		return false
-	}
-	if a, err := netip.ParseAddr(q.Peer); err == nil {
-		return subnet.Contains(a)
-	}
-	if pfx, err := netip.ParsePrefix(q.Peer); err == nil {
-		return pfx.Masked() == subnet
-	}
-	return strings.EqualFold(p.Node, q.Peer) && p.Node != ""
+	return m.matches(r)
 }
 
 func leaseOf(ls vxlan.LeaseStatus) *Lease {

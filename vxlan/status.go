@@ -3,6 +3,8 @@
 package vxlan
 
 import (
+	"cmp"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -79,7 +81,7 @@ type Status struct {
 	Device   int
 	IPv6     bool
 	Nexthops bool         // routes use nexthop objects
-	Peers    []PeerStatus // sorted by subnet
+	Peers    []PeerStatus // sorted by subnet (ComparePrefixes)
 	Repairs  []Repair     // most recent last, at most 256
 	Repaired int          // repairs ever made
 	LastSync SyncResult
@@ -104,8 +106,18 @@ func (r *Reconciler) Status() Status {
 	s := Status{Device: r.cfg.Device, IPv6: r.cfg.IPv6, Nexthops: r.nexthops, LastSync: r.lastSync, Syncs: r.syncs, Repaired: r.repaired, Repairs: slices.Clone(r.repairs)}
 	s.Peers = r.peers.statuses(r.needs)
 	r.mu.Unlock()
-	slices.SortFunc(s.Peers, func(a, b PeerStatus) int { return a.Peer.Subnet.Compare(b.Peer.Subnet) })
+	slices.SortFunc(s.Peers, func(a, b PeerStatus) int { return ComparePrefixes(a.Peer.Subnet, b.Peer.Subnet) })
 	return s
+}
+
+// ComparePrefixes orders subnets by address, then by length: the order of
+// Status's peers, and of package lease/admit's verdicts, so that the two
+// merge without sorting again. (netip.Prefix.Compare puts length first.)
+func ComparePrefixes(a, b netip.Prefix) int {
+	if c := a.Addr().Compare(b.Addr()); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Bits(), b.Bits())
 }
 
 // Counts counts the peers without copying them: the cheap view, for
@@ -186,6 +198,19 @@ func (d *Datapath) Status() DatapathStatus {
 	return s
 }
 
+// Summary is Status without the peers (Reconciler.Peers and Rejected are
+// left empty): cheap at any number of peers.
+func (d *Datapath) Summary() DatapathStatus {
+	v := d.loadView()
+	s := DatapathStatus{Device: v.dev, Synced: v.synced, Err: v.err, FailedPeers: v.failedPeers, Repairs: slices.Clone(v.repairs)}
+	if r := v.rec; r != nil {
+		r.mu.Lock()
+		s.Reconciler = Status{Device: r.cfg.Device, IPv6: r.cfg.IPv6, Nexthops: r.nexthops, LastSync: r.lastSync, Syncs: r.syncs, Repaired: r.repaired, Repairs: slices.Clone(r.repairs)}
+		r.mu.Unlock()
+	}
+	return s
+}
+
 // Counts counts the datapath's peers by how their programming went,
 // without copying them.
 func (d *Datapath) Counts() Counts {
@@ -256,4 +281,28 @@ func (n *Network) LeaseStatus() LeaseStatus {
 		}
 	}
 	return s
+}
+
+// Failed returns the subnets of the desired peers whose last write
+// failed, sorted: few, as a rule, so the cheap way to learn which.
+func (r *Reconciler) Failed() []netip.Prefix {
+	r.mu.Lock()
+	var out []netip.Prefix
+	for s := range r.peers.errs {
+		if rec := r.peers.recs[s]; rec.want.ok && rec.state == writeFailed {
+			out = append(out, s)
+		}
+	}
+	r.mu.Unlock()
+	slices.SortFunc(out, ComparePrefixes)
+	return out
+}
+
+// FailedPeers returns the subnets of the peers the kernel refused (see
+// Reconciler.Failed).
+func (d *Datapath) FailedPeers() []netip.Prefix {
+	if rec := d.loadView().rec; rec != nil {
+		return rec.Failed()
+	}
+	return nil
 }

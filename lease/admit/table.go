@@ -115,7 +115,10 @@ func (t *Table) Apply(b lease.Batch) Delta {
 }
 
 // Admitted returns one family's admitted peers, sorted by subnet.
-func (t *Table) Admitted(ipv6 bool) []Peer { return slices.Collect(t.AllAdmitted(ipv6)) }
+func (t *Table) Admitted(ipv6 bool) []Peer {
+	// Sized once: the blockers are the admitted peers and the own lease.
+	return slices.AppendSeq(make([]Peer, 0, t.fams[b2i(ipv6)].blockers.subnets.tree.Len()), t.AllAdmitted(ipv6))
+}
 
 // AllAdmitted yields one family's admitted peers, in subnet order, without
 // collecting them: at tens of thousands of peers, a caller that converts

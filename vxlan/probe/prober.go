@@ -377,6 +377,20 @@ func (p *Prober) Results() map[netip.Prefix]Result {
 	return out
 }
 
+// Unreachable returns the subnets of the peers whose last probe got no
+// reply.
+func (p *Prober) Unreachable() []netip.Prefix {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []netip.Prefix
+	for s, r := range p.results {
+		if !r.Reachable {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 // Counts aggregates the last results of the peers of the last round:
 // those of peers gone since are forgotten at the next one.
 func (p *Prober) Counts() Counts {
