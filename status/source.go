@@ -112,7 +112,13 @@ func (s Source) Document(q Query) Document {
 			doc.Repairs = append(doc.Repairs, Repair{Time: r.Time, Family: fam.name, What: r.What, Why: r.Why})
 		}
 		if listing {
-			if jr := joinRows(fam.name, rec.Peers, n.Peers(fam.ipv6), rejectedHere); rows == nil {
+			// The owners are joined up front only for a search by node
+			// name; otherwise the page's rows look theirs up.
+			var admitted []admit.Peer
+			if q.Peer != "" && !newMatcher(q.Peer).byAddress() {
+				admitted = n.Peers(fam.ipv6)
+			}
+			if jr := joinRows(fam.name, rec.Peers, admitted, rejectedHere); rows == nil {
 				rows = jr
 			} else {
 				rows = append(rows, jr...)
@@ -204,6 +210,11 @@ func joinRows(family string, programmed []vxlan.PeerStatus, admitted []admit.Pee
 
 // render makes the Peer of a row.
 func (s Source) render(r *row) Peer {
+	if r.owner == "" && r.ps != nil && r.ps.Wanted && s.Network != nil {
+		if ap, ok := s.Network.Peer(r.family == "ipv6", r.subnet); ok {
+			r.owner = ap.Owner
+		}
+	}
 	p := Peer{Family: r.family, Subnet: r.subnet.String(), Node: r.owner, State: r.state()}
 	if v := r.verdict; v != nil {
 		p.Reason, p.Detail = string(v.Reason), v.Detail
@@ -304,6 +315,10 @@ func newMatcher(peer string) matcher {
 	}
 	return m
 }
+
+// byAddress says the matcher needs no owner: it matches subnets or
+// addresses.
+func (m matcher) byAddress() bool { return m.addr.IsValid() || m.prefix.IsValid() }
 
 func (m matcher) matches(r *row) bool {
 	switch {

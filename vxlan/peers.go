@@ -408,9 +408,9 @@ func (n *Network) rejectedOf(ipv6 bool) []admit.Verdict {
 }
 
 // Peers returns the peers of a family that admission admits, by subnet:
-// those the datapath is given to program. Each is copied under the
-// Network's lock, which a listing of tens of thousands of peers holds for
-// a few milliseconds.
+// those the datapath is given to program. They are copied under the
+// Network's lock, which tens of thousands of peers hold for a few
+// milliseconds; Peer looks one up.
 func (n *Network) Peers(ipv6 bool) []admit.Peer {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -418,4 +418,11 @@ func (n *Network) Peers(ipv6 bool) []admit.Peer {
 		return nil
 	}
 	return n.table.Admitted(ipv6)
+}
+
+// Peer returns the peer of a family admitted at subnet, if any.
+func (n *Network) Peer(ipv6 bool, subnet netip.Prefix) (admit.Peer, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.table.AdmittedAt(ipv6, subnet)
 }

@@ -120,6 +120,26 @@ func (t *Table) Admitted(ipv6 bool) []Peer {
 	return slices.AppendSeq(make([]Peer, 0, t.fams[b2i(ipv6)].blockers.subnets.tree.Len()), t.AllAdmitted(ipv6))
 }
 
+// AdmittedAt returns the peer admitted at subnet, if any: one lookup.
+func (t *Table) AdmittedAt(ipv6 bool, subnet netip.Prefix) (Peer, bool) {
+	f := t.fams[b2i(ipv6)]
+	if !f.active {
+		return Peer{}, false
+	}
+	var found *cand
+	f.blockers.subnets.exactly(subnet, func(c *cand) bool {
+		if c.kind == peerKind {
+			found = c
+			return false
+		}
+		return true
+	})
+	if found == nil {
+		return Peer{}, false
+	}
+	return found.peer(), true
+}
+
 // AllAdmitted yields one family's admitted peers, in subnet order, without
 // collecting them: at tens of thousands of peers, a caller that converts
 // them is spared a copy. The table must not change during the iteration.
