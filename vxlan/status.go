@@ -4,6 +4,7 @@ package vxlan
 
 import (
 	"cmp"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -99,13 +100,15 @@ type Counts struct {
 }
 
 // Status returns what is programmed for each peer and the recent repairs.
-// The peers are copied under the reconciler's state lock, which writers
-// hold only between netlink round trips, and sorted after it is let go.
+// The state lock, which writers take between netlink round trips, is held
+// only to clone the peer table's maps, which copies their memory whole;
+// the statuses are made and sorted after it is let go.
 func (r *Reconciler) Status() Status {
 	r.mu.Lock()
 	s := Status{Device: r.cfg.Device, IPv6: r.cfg.IPv6, Nexthops: r.nexthops, LastSync: r.lastSync, Syncs: r.syncs, Repaired: r.repaired, Repairs: slices.Clone(r.repairs)}
-	s.Peers = r.peers.statuses(r.needs)
+	snap := peerTable{recs: maps.Clone(r.peers.recs), wrote: maps.Clone(r.peers.wrote), errs: maps.Clone(r.peers.errs), missing: maps.Clone(r.peers.missing)}
 	r.mu.Unlock()
+	s.Peers = snap.statuses(r.needs)
 	slices.SortFunc(s.Peers, func(a, b PeerStatus) int { return ComparePrefixes(a.Peer.Subnet, b.Peer.Subnet) })
 	return s
 }
