@@ -56,8 +56,8 @@ bench:
 lint:
 	@unformatted=$$(gofmt -l $(MODULES)); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
-	@echo "== the wire-type packages build off Linux (GOOS=darwin)"
-	@GOOS=darwin $(GO) build ./lease/... ./subnetenv ./localstate ./vxlan ./kube
+	@echo "== the wire-type packages and weftctl build off Linux (GOOS=darwin)"
+	@GOOS=darwin $(GO) build ./lease/... ./subnetenv ./localstate ./vxlan ./kube ./status ./examples/weftctl
 	@for m in $(MODULES); do \
 		echo "== vet and staticcheck $$m"; \
 		(cd $$m && $(GO) vet ./... && $(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...); \

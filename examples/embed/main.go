@@ -10,16 +10,19 @@ import (
 	"context"
 	"flag"
 	"log/slog"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/vishvananda/netns"
 
 	"github.com/weftnet/weft/lease"
 	"github.com/weftnet/weft/lease/etcd"
 	"github.com/weftnet/weft/localstate"
+	"github.com/weftnet/weft/status"
 	"github.com/weftnet/weft/subnetenv"
 	"github.com/weftnet/weft/vxlan"
 )
@@ -27,6 +30,7 @@ import (
 type options struct {
 	etcd, node, subnetFile string
 	stateDir               string // "" keeps no local state
+	statusAddr             string // "" serves no /status
 	publicIP               netip.Addr
 	ns                     netns.NsHandle // zero: this process's namespace
 }
@@ -39,6 +43,7 @@ func main() {
 	flag.StringVar(&ip, "public-ip", "", "this node's underlay address")
 	flag.StringVar(&o.subnetFile, "subnet-file", subnetenv.DefaultPath, "where to write subnet.env")
 	flag.StringVar(&o.stateDir, "state-dir", "", "keep the local state here, to boot from while etcd is unreachable (e.g. "+localstate.DefaultDir+")")
+	flag.StringVar(&o.statusAddr, "status-addr", "", "serve /status here for weftctl --url (e.g. 127.0.0.1:8474)")
 	flag.Parse()
 	if o.node == "" {
 		o.node, _ = os.Hostname()
@@ -90,6 +95,11 @@ func run(ctx context.Context, o options) error {
 	n, err := vxlan.NewNetwork(cfg)
 	if err != nil {
 		return err
+	}
+	if o.statusAddr != "" { // the status document weftctl reads
+		srv := &http.Server{Addr: o.statusAddr, Handler: status.Source{Network: n}.Handler(), ReadHeaderTimeout: 5 * time.Second}
+		go srv.ListenAndServe()
+		defer srv.Close()
 	}
 	return n.Run(ctx)
 }

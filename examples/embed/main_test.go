@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"net"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/weftnet/weft/internal/etcdtest"
 	"github.com/weftnet/weft/internal/netnstest"
+	"github.com/weftnet/weft/status"
 	"github.com/weftnet/weft/subnetenv"
 )
 
@@ -20,10 +22,19 @@ func TestEmbed(t *testing.T) {
 	if _, err := srv.Client(t).Put(context.Background(), "/coreos.com/network/config", `{"Network": "10.244.0.0/16"}`); err != nil {
 		t.Fatal(err)
 	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	statusAddr := l.Addr().String()
+	l.Close()
 	var files []string
-	for _, h := range seg.Hosts {
+	for i, h := range seg.Hosts {
 		o := options{etcd: srv.Endpoint(), node: h.Name, publicIP: h.Addr.Addr(), ns: h.Handle,
 			subnetFile: filepath.Join(t.TempDir(), "run", "flannel", "subnet.env")}
+		if i == 0 {
+			o.statusAddr = statusAddr
+		}
 		files = append(files, o.subnetFile)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
@@ -51,5 +62,17 @@ func TestEmbed(t *testing.T) {
 	echo := seg.Hosts[1].ListenEcho(t, envs[1].Subnet.Addr())
 	if err := seg.Hosts[0].WaitExchange(envs[0].Subnet.Addr(), echo.Addr, 10*time.Second); err != nil {
 		t.Fatalf("overlay traffic between the embedded agents: %v", err)
+	}
+	// The status document, served by the embedder with the public API.
+	client, err := status.NewClient("", "http://"+statusAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := client.Status(context.Background(), status.Query{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !doc.Ready || doc.Node != seg.Hosts[0].Name || doc.Summary.Programmed != 1 || len(doc.Peers) != 1 || doc.Peers[0].Node != seg.Hosts[1].Name {
+		t.Errorf("the embedded agent's status: %+v", doc)
 	}
 }
