@@ -235,7 +235,8 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 	var prober *probe.Prober
 	if c.probeInterval > 0 {
 		prober, err = probe.New(probe.Config{
-			Targets: probe.NetworkTargets(n), Sample: c.probeSample, Interval: c.probeInterval, Timeout: c.probeTimeout,
+			Targets: probe.NetworkTargets(n), Ready: func() bool { ok, _ := n.Ready(); return ok },
+			Sample: c.probeSample, Interval: c.probeInterval, Timeout: c.probeTimeout,
 			Logger: log, OnResult: a.observeProbe,
 		})
 		if err != nil {

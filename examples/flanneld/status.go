@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/weftnet/weft/status"
@@ -69,12 +68,18 @@ func serveStatusSocket(path string, v *statusView, log *slog.Logger) (stop func(
 		log.Warn("no status socket: cannot remove the stale one", "path", path, "err", err)
 		return func() {}
 	}
-	// The socket is created 0600, never wider, even for a moment.
-	old := syscall.Umask(0o177)
 	l, err := net.Listen("unix", path)
-	syscall.Umask(old)
 	if err != nil {
 		log.Warn("no status socket", "path", path, "err", err)
+		return func() {}
+	}
+	// Connecting needs write permission on the socket, which the usual
+	// umask (022) already leaves to root alone; 0600 makes it so whatever
+	// the umask. (Setting the umask around Listen instead would change it
+	// for the whole process, under every goroutine creating files.)
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		log.Warn("no status socket: cannot restrict it to root", "path", path, "err", err)
 		return func() {}
 	}
 	mux := http.NewServeMux()

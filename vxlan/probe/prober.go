@@ -48,6 +48,11 @@ type Config struct {
 	// Targets returns the peers to probe now. It is called once a round
 	// and for each on-demand probe. Required.
 	Targets func() []Target
+	// Ready, if set, pauses the rounds while it returns false: an agent
+	// whose datapath is still programming its peers would otherwise
+	// report peers unreachable that are only not programmed yet. A
+	// paused round changes no result. nil: never paused.
+	Ready func() bool
 	// Sample is how many peers a round probes, besides re-probing up to
 	// as many unreachable ones. Default DefaultSample (8).
 	Sample int
@@ -187,6 +192,9 @@ func (p *Prober) Run(ctx context.Context) error {
 // round probes the next Sample peers and up to Sample unreachable ones,
 // all at once, and forgets the results of peers gone.
 func (p *Prober) round(ctx context.Context) {
+	if p.cfg.Ready != nil && !p.cfg.Ready() {
+		return
+	}
 	targets := p.cfg.Targets()
 	p.mu.Lock()
 	picked := p.rot.next(targets, p.cfg.Sample)

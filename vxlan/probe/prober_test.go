@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -180,5 +181,43 @@ func run(t *testing.T, args ...string) {
 	t.Helper()
 	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
 		t.Fatalf("%v: %v\n%s", args, err, out)
+	}
+}
+
+// TestProberPausedWhileNotReady: rounds probe nothing while Ready says
+// no, and keep the results they had; they resume when it says yes.
+func TestProberPausedWhileNotReady(t *testing.T) {
+	seg := netnstest.NewSegment(t, 1)
+	a := seg.Hosts[0]
+	self := Target{Subnet: netip.PrefixFrom(a.Addr.Addr(), 32), Addr: a.Addr.Addr()}
+	var ready atomic.Bool
+	probes := atomic.Int64{}
+	p, err := New(Config{
+		Namespace: a.Handle, Targets: func() []Target { return []Target{self} }, Ready: ready.Load,
+		Interval: 50 * time.Millisecond, Timeout: 40 * time.Millisecond,
+		OnResult: func(Target, Result) { probes.Add(1) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	time.Sleep(300 * time.Millisecond)
+	if n := probes.Load(); n != 0 {
+		t.Fatalf("%d probes while not ready", n)
+	}
+	ready.Store(true)
+	testutil.WaitFor(t, 5*time.Second, "a probe once ready", func() bool { r, ok := p.Result(self.Subnet); return ok && r.Reachable })
+	ready.Store(false)
+	time.Sleep(100 * time.Millisecond)
+	before := probes.Load()
+	time.Sleep(300 * time.Millisecond)
+	if n := probes.Load(); n != before {
+		t.Errorf("%d probes while paused again", n-before)
+	}
+	if _, ok := p.Result(self.Subnet); !ok {
+		t.Error("a paused round forgot the result")
 	}
 }

@@ -97,3 +97,16 @@ func TestRotationStableSetExactTurn(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkRotation is one round's choice of 8 peers among 20,000: the
+// prober's own cost per round, besides sending.
+func BenchmarkRotation(b *testing.B) {
+	r := newRotation()
+	targets := targetsN(20000, 0)
+	b.ReportAllocs()
+	for b.Loop() {
+		if len(r.next(targets, DefaultSample)) != DefaultSample {
+			b.Fatal("short round")
+		}
+	}
+}
