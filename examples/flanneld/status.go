@@ -64,8 +64,19 @@ func serveStatusSocket(path string, v *statusView, log *slog.Logger) (stop func(
 		log.Warn("no status socket: another process serves it; is a second flanneld running?", "path", path)
 		return func() {}
 	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		log.Warn("no status socket: cannot remove the stale one", "path", path, "err", err)
+	// Only a socket is ever removed: a --status-socket mistyped onto a
+	// file must not delete it.
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode().Type() != os.ModeSocket {
+			log.Warn("no status socket: the path exists and is not a socket", "path", path, "mode", fi.Mode().String())
+			return func() {}
+		}
+		if err := os.Remove(path); err != nil {
+			log.Warn("no status socket: cannot remove the stale one", "path", path, "err", err)
+			return func() {}
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		log.Warn("no status socket", "path", path, "err", err)
 		return func() {}
 	}
 	l, err := net.Listen("unix", path)
