@@ -105,8 +105,15 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, v an
 	if err != nil {
 		return err
 	}
+	if path == ProbePath {
+		req.Header.Set(ProbeHeader, "1")
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // the URL is the socket's placeholder; say what failed
+		}
 		return fmt.Errorf("status: cannot reach the daemon at %s: %w", c.addr, err)
 	}
 	defer resp.Body.Close()

@@ -41,7 +41,8 @@ type Lease struct {
 	PublicIP   string `json:"publicIP,omitempty"`
 	PublicIPv6 string `json:"publicIPv6,omitempty"`
 	// From says how the node holds it: "acquired", "acquired the
-	// previous subnet", "republished" or "local state".
+	// previous subnet", "republished", "local state", or "lost;
+	// acquiring again" (the devices keep the subnet meanwhile).
 	From  string    `json:"from"`
 	Since time.Time `json:"since"`
 	// Expires is when it lapses as of its last renewal; absent if it

@@ -9,8 +9,18 @@ import (
 	"time"
 )
 
+// maxBuilding bounds the Documents built at once: each copies every peer,
+// and a client that asks in a loop must not take the node's CPU.
+const maxBuilding = 2
+
+var building = make(chan struct{}, maxBuilding)
+
 // Register serves the Document at Path and on-demand probes at
 // ProbePath on mux.
+//
+// A probe must carry the ProbeHeader: a browser sends a request with a
+// header of its own only after a CORS preflight, which nothing here
+// answers, so that no web page can make a node probe.
 func (s Source) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+Path, s.serveDocument)
 	mux.HandleFunc("POST "+ProbePath, s.serveProbe)
@@ -29,7 +39,16 @@ func (s Source) serveDocument(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, Error{Error: err.Error()})
 		return
 	}
-	writeJSON(w, http.StatusOK, s.Document(q))
+	select {
+	case building <- struct{}{}:
+	default:
+		w.Header().Set("Retry-After", "1")
+		writeJSON(w, http.StatusServiceUnavailable, Error{Error: "busy: other status requests are being answered; try again"})
+		return
+	}
+	doc := s.Document(q)
+	<-building
+	writeJSON(w, http.StatusOK, doc)
 }
 
 func (s Source) serveProbe(w http.ResponseWriter, r *http.Request) {
@@ -37,12 +56,18 @@ func (s Source) serveProbe(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotImplemented, Error{Error: "probing is off on this node"})
 		return
 	}
+	if r.Header.Get(ProbeHeader) == "" {
+		writeJSON(w, http.StatusForbidden, Error{Error: "a probe needs the " + ProbeHeader + " header (weftctl sends it)"})
+		return
+	}
 	peer := r.URL.Query().Get("peer")
 	if peer == "" {
 		writeJSON(w, http.StatusBadRequest, Error{Error: "peer=: give a peer's subnet, an address in it, its public IP or its node name"})
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), s.Prober.Config().Timeout+5*time.Second)
+	// A client that hangs up does not cut the probe short: a cut probe
+	// would look like a peer that did not answer.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.Prober.Config().Timeout+5*time.Second)
 	defer cancel()
 	t, res, err := s.Prober.Probe(ctx, peer)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/weftnet/weft/lease"
 	"github.com/weftnet/weft/lease/admit"
 	"github.com/weftnet/weft/vxlan"
 )
@@ -30,7 +31,13 @@ func testRows() ([]row, map[netip.Prefix]bool) {
 		}
 		rows = append(rows, row{family: "ipv4", subnet: sub, ps: &ps, owner: fmt.Sprintf("n%d", i)})
 		if i == 5 {
-			rows = append(rows, row{family: "ipv4", subnet: sub, verdict: &admit.Verdict{Peer: admit.Peer{Subnet: sub}, Reason: "overlap"}})
+			rows = append(rows, row{family: "ipv4", subnet: sub, verdict: &admit.Verdict{Peer: admit.Peer{Subnet: sub, Key: lease.Key{IPv4: sub}}, Reason: "overlap"}})
+		}
+		if i == 6 { // two leases rejected at one subnet: paging must keep both
+			for _, k := range []string{"10.244.6.0/24", "10.244.6.0/25"} {
+				key := lease.Key{IPv4: netip.MustParsePrefix(k)}
+				rows = append(rows, row{family: "ipv4", subnet: sub, verdict: &admit.Verdict{Peer: admit.Peer{Subnet: sub, Key: key}, Reason: "subnet-conflict"}})
+			}
 		}
 	}
 	v6 := netip.MustParsePrefix("fd00:0:0:1::/64")
@@ -57,8 +64,8 @@ func TestPage(t *testing.T) {
 		next bool
 	}{
 		{"failing", Query{Failing: true}, []string{"ipv4 10.244.3.0/24 failed", "ipv4 10.244.5.0/24 programmed"}, false},
-		{"rejected", Query{Rejected: true}, []string{"ipv4 10.244.5.0/24 rejected"}, false},
-		{"failing or rejected", Query{Failing: true, Rejected: true}, []string{"ipv4 10.244.3.0/24 failed", "ipv4 10.244.5.0/24 programmed", "ipv4 10.244.5.0/24 rejected"}, false},
+		{"rejected", Query{Rejected: true}, []string{"ipv4 10.244.5.0/24 rejected", "ipv4 10.244.6.0/24 rejected", "ipv4 10.244.6.0/24 rejected"}, false},
+		{"failing or rejected", Query{Failing: true, Rejected: true}, []string{"ipv4 10.244.3.0/24 failed", "ipv4 10.244.5.0/24 programmed", "ipv4 10.244.5.0/24 rejected", "ipv4 10.244.6.0/24 rejected", "ipv4 10.244.6.0/24 rejected"}, false},
 		{"by node", Query{Peer: "n7"}, []string{"ipv4 10.244.7.0/24 programmed"}, false},
 		{"by node, both families", Query{Peer: "n1"}, []string{"ipv4 10.244.1.0/24 programmed", "ipv6 fd00:0:0:1::/64 programmed"}, false},
 		{"by address in the subnet", Query{Peer: "10.244.2.17"}, []string{"ipv4 10.244.2.0/24 programmed"}, false},

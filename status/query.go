@@ -17,6 +17,8 @@ const DefaultSocket = "/run/weft/status.sock"
 const (
 	Path      = "/status"       // GET: a Document; the query parameters are a Query's
 	ProbePath = "/status/probe" // POST ?peer=X: a ProbeAnswer
+	// ProbeHeader must be set on a probe request (to anything).
+	ProbeHeader = "Weft-Probe"
 )
 
 // Limits of Query.Limit.
@@ -118,23 +120,24 @@ func (q Query) limit() int {
 }
 
 // A place is a row's position in Document order, for Query.After:
-// family, subnet, and whether it is a rejected lease (after the admitted
-// one at its subnet).
+// family, subnet, and for a rejected lease (after the admitted one at its
+// subnet) its key, as several leases may be rejected at one subnet.
 type place struct {
 	ipv6     bool
 	subnet   netip.Prefix
 	rejected bool
+	key      string // the rejected lease's key
 }
 
 func (p place) String() string {
-	fam, state := "ipv4", "admitted"
+	fam := "ipv4"
 	if p.ipv6 {
 		fam = "ipv6"
 	}
 	if p.rejected {
-		state = StateRejected
+		return fam + "/" + p.subnet.String() + "/" + StateRejected + "/" + p.key
 	}
-	return fam + "/" + p.subnet.String() + "/" + state
+	return fam + "/" + p.subnet.String() + "/admitted"
 }
 
 func (p place) compare(o place) int {
@@ -157,19 +160,35 @@ func (p place) compare(o place) int {
 		}
 		return -1
 	}
-	return 0
+	return strings.Compare(p.key, o.key)
 }
 
 // parsePlace reads Query.After; a malformed one is an error.
 func parsePlace(s string) (place, error) {
-	fam, rest, ok1 := strings.Cut(s, "/")
-	i := strings.LastIndex(rest, "/")
-	if !ok1 || i < 0 || fam != "ipv4" && fam != "ipv6" {
-		return place{}, fmt.Errorf("after=%q: want the next of a previous answer", s)
+	bad := fmt.Errorf("after=%q: want the next of a previous answer", s)
+	fam, rest, ok := strings.Cut(s, "/")
+	if !ok || fam != "ipv4" && fam != "ipv6" {
+		return place{}, bad
 	}
-	sub, err := netip.ParsePrefix(rest[:i])
-	if err != nil || rest[i+1:] != "admitted" && rest[i+1:] != StateRejected {
-		return place{}, fmt.Errorf("after=%q: want the next of a previous answer", s)
+	// The subnet holds one slash; the state follows the second.
+	i := strings.Index(rest, "/")
+	if i < 0 {
+		return place{}, bad
 	}
-	return place{ipv6: fam == "ipv6", subnet: sub, rejected: rest[i+1:] == StateRejected}, nil
+	j := strings.Index(rest[i+1:], "/")
+	if j < 0 {
+		return place{}, bad
+	}
+	sub, err := netip.ParsePrefix(rest[:i+1+j])
+	if err != nil {
+		return place{}, bad
+	}
+	state, key, hasKey := strings.Cut(rest[i+2+j:], "/")
+	switch {
+	case state == "admitted" && !hasKey:
+		return place{ipv6: fam == "ipv6", subnet: sub}, nil
+	case state == StateRejected && hasKey && key != "":
+		return place{ipv6: fam == "ipv6", subnet: sub, rejected: true, key: key}, nil
+	}
+	return place{}, bad
 }

@@ -23,7 +23,10 @@ func TestParseQuery(t *testing.T) {
 		{"limit=x", Query{}, true},
 		{"failing=yes", Query{}, true},
 		{"family=ipv5", Query{}, true},
-		{"after=ipv4/10.244.1.0/24/rejected", Query{After: "ipv4/10.244.1.0/24/rejected"}, false},
+		{"after=ipv4/10.244.1.0/24/rejected/10.244.1.0-24", Query{After: "ipv4/10.244.1.0/24/rejected/10.244.1.0-24"}, false},
+		{"after=ipv6/fd00::/64/rejected/10.244.1.0-24%26fd00::-64", Query{After: "ipv6/fd00::/64/rejected/10.244.1.0-24&fd00::-64"}, false},
+		{"after=ipv4/10.244.1.0/24/rejected", Query{}, true},
+		{"after=ipv4/10.244.1.0/24/admitted/x", Query{}, true},
 		{"after=ipv4/10.244.1.0/24", Query{}, true},
 		{"after=ipv7/10.244.1.0/24/admitted", Query{}, true},
 		{"after=ipv4/nonsense/admitted", Query{}, true},
@@ -44,7 +47,7 @@ func TestParseQuery(t *testing.T) {
 // FuzzParseQuery: any query string either fails to parse or yields a
 // Query that encodes and parses back to itself.
 func FuzzParseQuery(f *testing.F) {
-	for _, s := range []string{"", "failing=1&rejected=1", "peer=10.244.3.0/24&limit=-1", "after=ipv6/fd00::/64/rejected&family=ipv6", "limit=99999", "failing=%zz"} {
+	for _, s := range []string{"", "failing=1&rejected=1", "peer=10.244.3.0/24&limit=-1", "after=ipv6/fd00::/64/rejected/x&family=ipv6", "limit=99999", "failing=%zz"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {

@@ -3,8 +3,10 @@
 package status
 
 import (
+	"cmp"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/weftnet/weft/lease/admit"
@@ -87,47 +89,46 @@ func (s Source) Document(q Query) Document {
 		for _, sub := range dp.FailedPeers() {
 			failing[sub] = true
 		}
-		doc.Summary.Rejected += len(rejectedHere)
-		if q.Family != "" && q.Family != fam.name {
-			continue
-		}
-		var dst vxlan.DatapathStatus
-		if listing {
-			dst = dp.Status()
-		} else {
-			dst = dp.Summary()
-		}
-		c := dp.Counts()
+		// Rejected leases in a order a page's place can name: by subnet,
+		// then key.
+		slices.SortStableFunc(rejectedHere, func(a, b admit.Verdict) int {
+			return cmp.Or(vxlan.ComparePrefixes(a.Peer.Subnet, b.Peer.Subnet), strings.Compare(a.Peer.Key.String(), b.Peer.Key.String()))
+		})
+		dst, c := dp.Summary(), dp.Counts()
 		f := Family{
 			Family: fam.name, Device: Device{Name: dst.Device.Name, Index: dst.Device.Index, MAC: dst.Device.MAC.String(), MTU: dst.Device.MTU},
-			Synced: dst.Synced, Err: dst.Err, LastSync: syncOf(c.LastSync), Repaired: c.Repaired,
+			Nexthops: dst.Reconciler.Nexthops, Synced: dst.Synced, Err: dst.Err,
+			LastSync: syncOf(c.LastSync), Syncs: dst.Reconciler.Syncs, Repaired: c.Repaired,
 			Peers: c.Wanted, Programmed: c.Programmed, Failed: c.Failed, Rejected: len(rejectedHere),
 		}
-		rec := dst.Reconciler
-		f.Nexthops, f.Syncs = rec.Nexthops, rec.Syncs
 		for _, r := range dst.Repairs {
 			doc.Repairs = append(doc.Repairs, Repair{Time: r.Time, Family: fam.name, What: r.What, Why: r.Why})
 		}
-		for _, r := range rec.Repairs {
+		for _, r := range dst.Reconciler.Repairs {
 			doc.Repairs = append(doc.Repairs, Repair{Time: r.Time, Family: fam.name, What: r.What, Why: r.Why})
-		}
-		if listing {
-			// The owners are joined up front only for a search by node
-			// name; otherwise the page's rows look theirs up.
-			var admitted []admit.Peer
-			if q.Peer != "" && !newMatcher(q.Peer).byAddress() {
-				admitted = n.Peers(fam.ipv6)
-			}
-			if jr := joinRows(fam.name, rec.Peers, admitted, rejectedHere); rows == nil {
-				rows = jr
-			} else {
-				rows = append(rows, jr...)
-			}
 		}
 		doc.Summary.Peers += f.Peers
 		doc.Summary.Programmed += f.Programmed
 		doc.Summary.Failed += f.Failed
+		doc.Summary.Rejected += f.Rejected
 		doc.Families = append(doc.Families, f)
+		// Query.Family selects the peers listed; the rest of the
+		// Document is of both families.
+		if !listing || q.Family != "" && q.Family != fam.name {
+			continue
+		}
+		// The owners are joined up front for a search by node name, or a
+		// page so large that looking each up would cost more; otherwise
+		// the page's rows look theirs up.
+		var admitted []admit.Peer
+		if q.Peer != "" && !newMatcher(q.Peer).byAddress() || q.limit() > bulkOwners {
+			admitted = n.Peers(fam.ipv6)
+		}
+		if jr := joinRows(fam.name, dp.Peers(), admitted, rejectedHere); rows == nil {
+			rows = jr
+		} else {
+			rows = append(rows, jr...)
+		}
 	}
 	slices.SortStableFunc(doc.Repairs, func(a, b Repair) int { return a.Time.Compare(b.Time) })
 	for _, r := range doc.Repairs {
@@ -153,6 +154,10 @@ func (s Source) Document(q Query) Document {
 	}
 	return doc
 }
+
+// bulkOwners is the page size above which a Document copies every
+// admitted peer once for their owners, rather than look each row's up.
+const bulkOwners = 1000
 
 // A row is one peer before it is rendered: only the page's rows are, so
 // that a status of tens of thousands of peers formats a few hundred.
@@ -231,7 +236,10 @@ func (s Source) render(r *row) Peer {
 	if !ps.Wanted {
 		want = ps.Peer
 	}
-	p.PublicIP, p.VtepMAC, p.Err = want.PublicIP.String(), want.VtepMAC.String(), ps.Err
+	p.PublicIP, p.Err = want.PublicIP.String(), ps.Err
+	if want.VtepMAC != (vxlan.MAC{}) { // none for a direct-routed peer
+		p.VtepMAC = want.VtepMAC.String()
+	}
 	if ps.Wanted && ps.Needs != 0 {
 		p.Needs, p.Missing = ps.Needs.Names(), ps.Missing.Names()
 	}
@@ -264,7 +272,11 @@ func probeOf(r probe.Result) *Probe {
 }
 
 func (r *row) place() place {
-	return place{ipv6: r.family == "ipv6", subnet: r.subnet, rejected: r.verdict != nil}
+	p := place{ipv6: r.family == "ipv6", subnet: r.subnet}
+	if r.verdict != nil {
+		p.rejected, p.key = true, r.verdict.Peer.Key.String()
+	}
+	return p
 }
 
 // page applies q's filters and page to rows, which are in Document

@@ -372,6 +372,9 @@ func (d *Datapath) reconcileLocked() (int, error) {
 	}
 	d.dev = dev
 	d.filter.Store(&notificationFilter{dev: dev, underlay: d.cfg.Device.Underlay, rec: d.rec})
+	// Status reads the new reconciler from now on: the old one gave its
+	// peers to it, and the sync below may take seconds.
+	d.publishLocked()
 	if d.cfg.Subnet.IsValid() || d.unaddress {
 		addrChanges, err := ensureAddress(d.nl, dev.Index, d.cfg.Subnet, d.ipv6)
 		if err != nil {

@@ -90,6 +90,7 @@ func (n *Network) keepLease(ctx context.Context, l lease.Lease, gen uint64) (lea
 			switch {
 			case errors.Is(err, lease.ErrLeaseLost):
 				n.log.Warn("could not republish the lease with the node's new address; acquiring one", "subnet", l.Key, "err", err)
+				n.markLost()
 				return l.Key, nil
 			case err != nil:
 				return lease.Key{}, err
@@ -97,6 +98,7 @@ func (n *Network) keepLease(ctx context.Context, l lease.Lease, gen uint64) (lea
 			l, gen = nl, ngen
 			n.setOwn(l, Republished)
 		case errors.Is(err, lease.ErrLeaseLost):
+			n.markLost()
 			return l.Key, nil
 		default:
 			return lease.Key{}, err
@@ -131,4 +133,15 @@ func (n *Network) dropIfOutside(c lease.Config) {
 	n.log.Info("the network config no longer contains the node's subnet; acquiring one in the new network",
 		"subnet", own, "network", c.Network, "ipv6_network", c.IPv6Network)
 	drop(errOutsideNetwork)
+}
+
+// markLost records that the lease held is lost and another is being
+// acquired: the devices keep its subnet until then, and LeaseStatus says
+// so rather than report a lease that no longer is.
+func (n *Network) markLost() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.hasOwn {
+		n.ownFrom = Reacquiring
+	}
 }

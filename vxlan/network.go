@@ -730,8 +730,8 @@ func (n *Network) setOwn(l lease.Lease, from LeaseSource) {
 		n.log.Warn("the lease the node ran with from its local state is no longer its own; moving to the one the lease source gives",
 			"was", n.own.Key, "subnet", l.Key)
 	}
-	if !n.hasOwn || n.own.Key != l.Key || n.off.lease {
-		n.ownSince = time.Now()
+	if !n.hasOwn || n.own.Key != l.Key {
+		n.ownSince = time.Now() // a new subnet; the same one, confirmed or re-acquired, keeps its time
 	}
 	n.own, n.hasOwn, n.off.lease, n.ownFrom = l, true, false, from
 	n.leaseGen++

@@ -185,11 +185,15 @@ func (t *peerTable) wantOnly(peers []Peer) {
 	}
 	// Every wanted peer is let go and the new set wanted; a peer in both
 	// with the same remote keeps its time of last change.
-	was := make(map[netip.Prefix]remote, len(t.recs))
+	type before struct {
+		want    remote
+		changed int64
+	}
+	was := make(map[netip.Prefix]before, len(t.recs))
 	for s, rec := range t.recs {
 		if rec.want.ok {
 			t.keepWritten(s, rec)
-			was[s] = rec.want
+			was[s] = before{rec.want, rec.changed}
 			rec.want = remote{}
 			t.recs[s] = rec
 		}
@@ -200,10 +204,13 @@ func (t *peerTable) wantOnly(peers []Peer) {
 	now := time.Now().UnixNano()
 	for _, p := range peers {
 		t.want(p)
-		if rec := t.recs[p.Subnet]; was[p.Subnet] != rec.want {
+		rec := t.recs[p.Subnet]
+		if b, ok := was[p.Subnet]; ok && b.want == rec.want {
+			rec.changed = b.changed
+		} else {
 			rec.changed = now
-			t.recs[p.Subnet] = rec
 		}
+		t.recs[p.Subnet] = rec
 	}
 	for s, rec := range t.recs {
 		if _, ok := was[s]; ok && !rec.want.ok {

@@ -120,6 +120,35 @@ func TestPeerTableWantOnly(t *testing.T) {
 	}
 }
 
+// TestPeerTableWantOnlyKeepsChanged: a full set that wants a peer as it
+// was keeps the peer's time of last change; one that changes the peer, or
+// lets it go, moves it.
+func TestPeerTableWantOnlyKeepsChanged(t *testing.T) {
+	tb := newPeerTable()
+	a, b := tpeer("10.244.1.0/24", "192.0.2.1", 1, false), tpeer("10.244.2.0/24", "192.0.2.2", 2, false)
+	tb.wantOnly([]Peer{a, b})
+	changed := func(s netip.Prefix) int64 { return tb.recs[s].changed }
+	ta, tb0 := changed(a.Subnet), changed(b.Subnet)
+	if ta == 0 || tb0 == 0 {
+		t.Fatal("no time of last change after the first set")
+	}
+	time.Sleep(time.Millisecond)
+	b2 := tpeer("10.244.2.0/24", "192.0.2.9", 2, false) // moved
+	tb.wantOnly([]Peer{a, b2})
+	if changed(a.Subnet) != ta {
+		t.Errorf("an unchanged peer's last change moved from %d to %d", ta, changed(a.Subnet))
+	}
+	if changed(b.Subnet) <= tb0 {
+		t.Errorf("a moved peer's last change stayed at %d", changed(b.Subnet))
+	}
+	tb.setWritten(a, 0, "", 0)
+	time.Sleep(time.Millisecond)
+	tb.wantOnly([]Peer{b2})
+	if changed(a.Subnet) <= ta {
+		t.Errorf("a peer let go kept its last change %d", changed(a.Subnet))
+	}
+}
+
 // TestPeerTableSharedMAC: one node holding two leases while it moves shows
 // one MAC on two subnets; the first in subnet order holds the FDB entry,
 // and the next takes over when it goes.

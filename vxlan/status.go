@@ -201,6 +201,15 @@ func (d *Datapath) Status() DatapathStatus {
 	return s
 }
 
+// Peers is Status().Reconciler.Peers alone, without working out the rest
+// (the rejected leases in particular).
+func (d *Datapath) Peers() []PeerStatus {
+	if rec := d.loadView().rec; rec != nil {
+		return rec.Status().Peers
+	}
+	return nil
+}
+
 // Summary is Status without the peers (Reconciler.Peers and Rejected are
 // left empty): cheap at any number of peers.
 func (d *Datapath) Summary() DatapathStatus {
@@ -239,6 +248,9 @@ const (
 	// FromLocalState: the lease is the local state's, while the Manager
 	// has given none (see NetworkConfig.LocalState).
 	FromLocalState LeaseSource = "local state"
+	// Reacquiring: the lease was lost (expired, deleted, taken) and
+	// another is being acquired; the devices keep its subnet meanwhile.
+	Reacquiring LeaseSource = "lost; acquiring again"
 )
 
 // LeaseStatus is what a Network knows of the lease it holds.
@@ -275,8 +287,12 @@ func (n *Network) LeaseStatus() LeaseStatus {
 		return s
 	}
 	s.Expires = s.Lease.Expiration
-	if s.From == FromLocalState {
+	switch s.From {
+	case FromLocalState:
 		return s // the state's own record of the expiry
+	case Reacquiring:
+		s.Expires = time.Time{} // lost: it lapses no more
+		return s
 	}
 	if er, ok := n.cfg.Manager.(lease.ExpiryReader); ok {
 		if t, ok := er.Expiry(s.Lease.Key); ok {

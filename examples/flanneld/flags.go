@@ -259,10 +259,10 @@ func parseFlags(args []string, env func(string) string, stderr io.Writer) (confi
 		return config{}, fmt.Errorf("--offline-after %v: want a positive duration, such as 5s", c.offlineAfter)
 	case c.probeInterval < 0:
 		return config{}, fmt.Errorf("--probe-interval %v: want 0 (off) or a positive duration, such as 10s", c.probeInterval)
-	case c.probeInterval > 0 && (c.probeSample < 1 || c.probeSample > 10000):
-		return config{}, fmt.Errorf("--probe-sample %d: want 1 to 10000", c.probeSample)
-	case c.probeInterval > 0 && (c.probeTimeout <= 0 || c.probeTimeout > c.probeInterval):
-		return config{}, fmt.Errorf("--probe-timeout %v: want a positive duration no longer than --probe-interval %v", c.probeTimeout, c.probeInterval)
+	case c.probeInterval > 0 && (c.probeSample < 1 || c.probeSample > probe.MaxSample):
+		return config{}, fmt.Errorf("--probe-sample %d: want 1 to %d", c.probeSample, probe.MaxSample)
+	case c.probeInterval > 0 && (c.probeTimeout < probe.MinTimeout || c.probeTimeout > c.probeInterval):
+		return config{}, fmt.Errorf("--probe-timeout %v: want %v to --probe-interval (%v)", c.probeTimeout, probe.MinTimeout, c.probeInterval)
 	case c.resync <= 0:
 		return config{}, fmt.Errorf("--resync-interval %v: want a positive duration, such as 30s", c.resync)
 	case rulesResync < 1:

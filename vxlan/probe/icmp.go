@@ -37,6 +37,7 @@ type echoer struct {
 
 // echo is one request in flight.
 type echo struct {
+	dst   netip.Addr
 	sent  time.Time
 	reply chan time.Duration // its round trip, sent once
 }
@@ -95,11 +96,12 @@ func (e *echoer) serve() {
 	}
 	buf := make([]byte, 1500)
 	for {
-		n, _, err := e.conn.ReadFrom(buf)
+		n, from, err := e.conn.ReadFrom(buf)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
+			time.Sleep(10 * time.Millisecond) // not in a tight loop, whatever the error
 			continue
 		}
 		got := time.Now()
@@ -111,10 +113,18 @@ func (e *echoer) serve() {
 		if !ok || body.ID != e.id || !bytes.Equal(body.Data, e.token) {
 			continue
 		}
+		src := netip.Addr{}
+		if ia, ok := from.(*net.IPAddr); ok {
+			src, _ = netip.AddrFromSlice(ia.IP)
+			src = src.Unmap()
+		}
 		e.mu.Lock()
-		if p, ok := e.pending[uint16(body.Seq)]; ok {
+		if p, ok := e.pending[uint16(body.Seq)]; ok && p.dst == src {
 			delete(e.pending, uint16(body.Seq))
-			p.reply <- got.Sub(p.sent)
+			select {
+			case p.reply <- got.Sub(p.sent):
+			default: // its prober has given up on it
+			}
 		}
 		e.mu.Unlock()
 	}
@@ -124,9 +134,14 @@ func (e *echoer) serve() {
 // on, and a func that forgets it.
 func (e *echoer) send(dst netip.Addr, reply chan time.Duration) (func(), error) {
 	e.mu.Lock()
+	// The next sequence number not in flight: a round has at most a few
+	// thousand, of 65,536.
 	e.seq++
+	for _, busy := e.pending[e.seq]; busy; _, busy = e.pending[e.seq] {
+		e.seq++
+	}
 	seq := e.seq
-	p := &echo{sent: time.Now(), reply: reply}
+	p := &echo{dst: dst, sent: time.Now(), reply: reply}
 	e.pending[seq] = p
 	e.mu.Unlock()
 	forget := func() {

@@ -15,6 +15,8 @@ import (
 
 	"github.com/vishvananda/netns"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/weftnet/weft/internal/ctxutil"
 )
 
 // Defaults for Config.
@@ -28,9 +30,21 @@ const (
 // the timeout: one lost packet does not make a peer unreachable.
 const attempts = 3
 
-// maxOnDemand bounds the on-demand probes in flight, which a status
-// endpoint lets anyone who reaches it ask for.
-const maxOnDemand = 4
+// On-demand probes, which a status endpoint lets anyone who reaches it
+// ask for, are bounded: maxOnDemand in flight, one started per
+// onDemandEvery.
+const (
+	maxOnDemand   = 4
+	onDemandEvery = 100 * time.Millisecond
+)
+
+// Bounds of Config.
+const (
+	MaxSample  = 1000
+	MinTimeout = 10 * time.Millisecond
+	// inFlight bounds the probes a round runs at once.
+	inFlight = 256
+)
 
 // A Target is a peer to probe.
 type Target struct {
@@ -99,8 +113,11 @@ type Prober struct {
 	running  bool
 	rot      rotation
 	results  map[netip.Prefix]Result
-	peers    int // how many peers the last round had
+	peers    int      // how many peers the last round had
+	last     []Target // the last round's targets, for Find
 	onDemand chan struct{}
+	// nextOnDemand is the earliest start of the next on-demand probe.
+	nextOnDemand time.Time
 }
 
 // New checks cfg. It opens nothing until Run.
@@ -111,8 +128,8 @@ func New(cfg Config) (*Prober, error) {
 	cfg.Sample = cmp.Or(cfg.Sample, DefaultSample)
 	cfg.Interval = cmp.Or(cfg.Interval, DefaultInterval)
 	cfg.Timeout = cmp.Or(cfg.Timeout, DefaultTimeout)
-	if cfg.Sample < 0 || cfg.Interval < 0 || cfg.Timeout < 0 {
-		return nil, fmt.Errorf("probe: Sample %d, Interval %s and Timeout %s must not be negative", cfg.Sample, cfg.Interval, cfg.Timeout)
+	if cfg.Sample < 0 || cfg.Sample > MaxSample || cfg.Interval < 0 || cfg.Timeout < MinTimeout {
+		return nil, fmt.Errorf("probe: Sample %d (want 1 to %d), Interval %s, Timeout %s (want at least %s)", cfg.Sample, MaxSample, cfg.Interval, cfg.Timeout, MinTimeout)
 	}
 	if cfg.Timeout > cfg.Interval {
 		return nil, fmt.Errorf("probe: Timeout %s is longer than Interval %s", cfg.Timeout, cfg.Interval)
@@ -215,7 +232,7 @@ func (p *Prober) round(ctx context.Context) {
 			delete(p.results, s)
 		}
 	}
-	p.peers = len(targets)
+	p.peers, p.last = len(targets), targets
 	// The longest unprobed first.
 	slices.SortFunc(failing, func(a, b int) int {
 		return p.results[targets[a].Subnet].Time.Compare(p.results[targets[b].Subnet].Time)
@@ -224,6 +241,7 @@ func (p *Prober) round(ctx context.Context) {
 	picked = append(picked, failing[:min(len(failing), p.cfg.Sample)]...)
 
 	var g errgroup.Group
+	g.SetLimit(inFlight)
 	for _, i := range picked {
 		g.Go(func() error {
 			p.probe(ctx, targets[i])
@@ -235,31 +253,55 @@ func (p *Prober) round(ctx context.Context) {
 
 // Probe probes one peer now, records the result as a round's would be,
 // and returns it. target is matched against the current peers by Find.
-// At most a few on-demand probes run at once; more fail at once.
+// At most a few on-demand probes run at once (more fail at once with
+// ErrBusy), each starting at least onDemandEvery after the last, waiting
+// its turn. A probe cut short by ctx is not recorded.
 func (p *Prober) Probe(ctx context.Context, target string) (Target, Result, error) {
-	t, ok := p.Find(target)
-	if !ok {
-		return Target{}, Result{}, fmt.Errorf("probe: %q is not a current peer: give its subnet, an address in it, its public IP or its node name", target)
-	}
 	select {
 	case p.onDemand <- struct{}{}:
 		defer func() { <-p.onDemand }()
 	default:
-		return t, Result{}, errors.New("probe: too many on-demand probes in flight; try again")
+		return Target{}, Result{}, ErrBusy
 	}
+	// One start per onDemandEvery: a caller waits its turn.
 	p.mu.Lock()
 	running := p.running
+	start := time.Now()
+	if start.Before(p.nextOnDemand) {
+		start = p.nextOnDemand
+	}
+	p.nextOnDemand = start.Add(onDemandEvery)
 	p.mu.Unlock()
 	if !running {
-		return t, Result{}, errors.New("probe: the prober is not running")
+		return Target{}, Result{}, errors.New("probe: the prober is not running")
 	}
-	return t, p.probe(ctx, t), nil
+	if err := ctxutil.Sleep(ctx, time.Until(start)); err != nil {
+		return Target{}, Result{}, err
+	}
+	t, ok := p.Find(target)
+	if !ok {
+		return Target{}, Result{}, fmt.Errorf("probe: %q is not a current peer: give its subnet, an address in it, its public IP or its node name", target)
+	}
+	r, recorded := p.probe(ctx, t)
+	if !recorded {
+		return t, r, ctx.Err()
+	}
+	return t, r, nil
 }
 
-// Find returns the current peer target names: by subnet, by an address in
-// the subnet, by public IP, or by node name.
+// ErrBusy is Probe's answer when too many on-demand probes were asked for.
+var ErrBusy = errors.New("probe: too many on-demand probes; try again in a moment")
+
+// Find returns the peer target names, among the last round's peers (the
+// current ones before the first round): by subnet, by an address in the
+// subnet, by public IP, or by node name.
 func (p *Prober) Find(target string) (Target, bool) {
-	targets := p.cfg.Targets()
+	p.mu.Lock()
+	targets := p.last
+	p.mu.Unlock()
+	if targets == nil {
+		targets = p.cfg.Targets()
+	}
 	if pfx, err := netip.ParsePrefix(target); err == nil {
 		for _, t := range targets {
 			if t.Subnet == pfx.Masked() {
@@ -285,8 +327,9 @@ func (p *Prober) Find(target string) (Target, bool) {
 }
 
 // probe sends up to attempts echo requests to t, spread over the timeout,
-// and records the outcome.
-func (p *Prober) probe(ctx context.Context, t Target) Result {
+// and records the outcome, unless ctx ended first: a probe cut short says
+// nothing of the peer.
+func (p *Prober) probe(ctx context.Context, t Target) (Result, bool) {
 	r := Result{Time: time.Now()}
 	fam := 0
 	if t.Addr.Is6() {
@@ -305,7 +348,10 @@ func (p *Prober) probe(ctx context.Context, t Target) Result {
 	default:
 		p.echo(ctx, e, t.Addr, &r)
 	}
-	return p.record(t, r)
+	if ctx.Err() != nil {
+		return r, false
+	}
+	return p.record(t, r), true
 }
 
 func (p *Prober) echo(ctx context.Context, e *echoer, dst netip.Addr, r *Result) {

@@ -221,3 +221,38 @@ func TestProberPausedWhileNotReady(t *testing.T) {
 		t.Error("a paused round forgot the result")
 	}
 }
+
+// TestProbeCutShortIsNotRecorded: an on-demand probe whose caller gives
+// up (a client hanging up, a shutdown) says nothing of the peer: no
+// result, no log line, no metric.
+func TestProbeCutShortIsNotRecorded(t *testing.T) {
+	seg := netnstest.NewSegment(t, 1)
+	a := seg.Hosts[0]
+	ghost := netip.MustParseAddr("172.30.0.77") // silent
+	sub := netip.PrefixFrom(ghost, 32)
+	var results atomic.Int64
+	p, err := New(Config{
+		Namespace: a.Handle, Targets: func() []Target { return []Target{{Subnet: sub, Addr: ghost}} },
+		Ready: func() bool { return false }, Interval: time.Hour, Timeout: time.Second,
+		OnResult: func(Target, Result) { results.Add(1) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	testutil.WaitFor(t, 5*time.Second, "the prober running", func() bool {
+		_, _, err := p.Probe(context.Background(), "nobody")
+		return err != nil && strings.Contains(err.Error(), "not a current peer")
+	})
+	short, stop := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer stop()
+	if _, _, err := p.Probe(short, ghost.String()); err == nil {
+		t.Error("a probe cut short returned no error")
+	}
+	if r, ok := p.Result(sub); ok || results.Load() != 0 {
+		t.Errorf("a probe cut short was recorded: %+v (%d results)", r, results.Load())
+	}
+}

@@ -2,7 +2,10 @@
 
 package probe
 
-import "github.com/weftnet/weft/vxlan"
+import (
+	"github.com/weftnet/weft/lease/admit"
+	"github.com/weftnet/weft/vxlan"
+)
 
 // NetworkTargets returns the Targets of a Network: every peer its
 // admission admits, in both families, probed at its VTEP address (the
@@ -11,8 +14,10 @@ func NetworkTargets(n *vxlan.Network) func() []Target {
 	return func() []Target {
 		v4, v6 := n.Peers(false), n.Peers(true)
 		out := make([]Target, 0, len(v4)+len(v6))
-		for _, p := range append(v4, v6...) {
-			out = append(out, Target{Subnet: p.Subnet, Addr: p.Subnet.Addr(), PublicIP: p.PublicIP, Node: p.Owner})
+		for _, fam := range [][]admit.Peer{v4, v6} {
+			for _, p := range fam {
+				out = append(out, Target{Subnet: p.Subnet, Addr: p.Subnet.Addr(), PublicIP: p.PublicIP, Node: p.Owner})
+			}
 		}
 		return out
 	}
