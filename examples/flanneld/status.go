@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/weftnet/weft/status"
 	"github.com/weftnet/weft/vxlan"
 	"github.com/weftnet/weft/vxlan/probe"
@@ -93,15 +95,56 @@ func serveStatusSocket(path string, v *statusView, log *slog.Logger) (stop func(
 		log.Warn("no status socket: cannot restrict it to root", "path", path, "err", err)
 		return func() {}
 	}
+	ours, err := os.Lstat(path)
+	if err != nil {
+		l.Close()
+		log.Warn("no status socket", "path", path, "err", err)
+		return func() {}
+	}
+	// Closing must not unlink the path: a daemon started since may
+	// have put its own socket there.
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
 	mux := http.NewServeMux()
 	v.register(mux)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(l)
+	go srv.Serve(rootOnly{l.(*net.UnixListener), log})
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		srv.Shutdown(ctx)
-		os.Remove(path)
+		if now, err := os.Lstat(path); err == nil && os.SameFile(ours, now) {
+			os.Remove(path)
+		}
+	}
+}
+
+// rootOnly accepts connections from root and from this process's user
+// alone, by the kernel's word (SO_PEERCRED): the socket's mode says the
+// same, but only once Chmod has run after Listen.
+type rootOnly struct {
+	*net.UnixListener
+	log *slog.Logger
+}
+
+func (l rootOnly) Accept() (net.Conn, error) {
+	for {
+		c, err := l.AcceptUnix()
+		if err != nil {
+			return nil, err
+		}
+		uid := -1
+		if raw, err := c.SyscallConn(); err == nil {
+			raw.Control(func(fd uintptr) {
+				if cred, err := unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED); err == nil {
+					uid = int(cred.Uid)
+				}
+			})
+		}
+		if uid == 0 || uid == os.Geteuid() {
+			return c, nil
+		}
+		l.log.Warn("refused a status connection from another user", "uid", uid)
+		c.Close()
 	}
 }
 

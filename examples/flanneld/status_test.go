@@ -3,13 +3,19 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
+	"github.com/weftnet/weft/internal/daemontest"
+	"github.com/weftnet/weft/internal/netnstest"
 	"github.com/weftnet/weft/status"
 )
 
@@ -62,11 +68,65 @@ func TestStatusSocket(t *testing.T) {
 	}
 	stop()
 
+	// A daemon whose socket was replaced by a newer one's leaves it.
+	stop = serveStatusSocket(path, v, log)
+	os.Remove(path)
+	newer, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer newer.Close()
+	stop()
+	if _, err := os.Stat(path); err != nil {
+		t.Errorf("stopping removed the newer daemon's socket: %v", err)
+	}
+	newer.Close()
+
 	// A file at the path is never removed.
 	file := filepath.Join(dir, "precious")
 	os.WriteFile(file, []byte("keep"), 0o644)
 	serveStatusSocket(file, v, log)()
 	if b, err := os.ReadFile(file); err != nil || string(b) != "keep" {
 		t.Errorf("a file at --status-socket was touched: %q, %v", b, err)
+	}
+}
+
+// TestStatusSocketRefusesOtherUsers: even with the socket's mode opened
+// (as between Listen and Chmod), a connection from another user is
+// closed unanswered.
+func TestStatusSocketRefusesOtherUsers(t *testing.T) {
+	netnstest.RequirePrivileged(t) // root, to run a client as another user
+	ctl := daemontest.Build(t, "./examples/weftctl")
+	dir, err := os.MkdirTemp("", "weft-sock-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	os.Chmod(dir, 0o755)
+	os.Chmod(ctl, 0o755)
+	os.Chmod(filepath.Dir(ctl), 0o755)
+	path := filepath.Join(dir, "s.sock")
+	v := &statusView{ready: func() (bool, string) { return true, "" }}
+	stop := serveStatusSocket(path, v, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	defer stop()
+	os.Chmod(path, 0o666)
+	run := func(uid uint32) (string, int) {
+		cmd := exec.Command(ctl, "--socket", path, "status", "-o", "json")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
+		out, err := cmd.CombinedOutput()
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			return string(out), exit.ExitCode()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(out), 0
+	}
+	if out, code := run(0); code != 0 {
+		t.Fatalf("root: exit %d\n%s", code, out)
+	}
+	if out, code := run(65534); code != 3 || strings.Contains(out, `"ready"`) {
+		t.Errorf("another user: exit %d, want 3 (refused)\n%s", code, out)
 	}
 }
