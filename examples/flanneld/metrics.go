@@ -1,6 +1,7 @@
 package main
 
 import (
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -90,11 +91,23 @@ func (a *agent) registerMetrics(reg *prometheus.Registry) {
 			}
 			return fam.pick(n.Datapaths())
 		}
+		// One count serves every gauge of a scrape: each walks the
+		// peers under the reconciler's lock.
+		var (
+			countsMu sync.Mutex
+			counted  vxlan.Counts
+			countAt  time.Time
+		)
 		counts := func() vxlan.Counts {
-			if dp := datapath(); dp != nil {
-				return dp.Counts()
+			countsMu.Lock()
+			defer countsMu.Unlock()
+			if time.Since(countAt) > time.Second {
+				counted, countAt = vxlan.Counts{}, time.Now()
+				if dp := datapath(); dp != nil {
+					counted = dp.Counts()
+				}
 			}
-			return vxlan.Counts{}
+			return counted
 		}
 		labels := prometheus.Labels{"family": fam.label}
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{

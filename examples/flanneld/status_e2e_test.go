@@ -226,6 +226,9 @@ func TestWeftctl(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "VTEP-MAC") || !strings.Contains(out, peers[0].VtepMAC) {
 		t.Errorf("weftctl peers -o wide %s: exit %d\n%s", b.Host.Name, code, out)
 	}
+	if out, _, code = weftctl(t, ctl, a.Host, append(sock, "peers", "-o", "wide", "--", b.Host.Name)...); code != 0 || !strings.Contains(out, bSubnet) {
+		t.Errorf("weftctl peers -o wide -- %s: exit %d\n%s", b.Host.Name, code, out)
+	}
 	out, _, code = weftctl(t, ctl, a.Host, append(sock, "peers", "--rejected")...)
 	if code != 0 || strings.Count(strings.TrimSpace(out), "\n") != 0 {
 		t.Errorf("weftctl peers --rejected with none rejected: exit %d\n%s", code, out)
@@ -295,6 +298,7 @@ func TestWeftctl(t *testing.T) {
 		{append(sock, "status", "-o", "yaml"), 2},
 		{append(sock, "frobnicate"), 2},
 		{append(sock, "probe"), 2},
+		{append(sock, "peers", "nobody"), 2},
 		{append(sock, "status", "extra"), 2},
 		{[]string{"--socket", "x", "--url", "http://y", "status"}, 2},
 		{[]string{}, 2},

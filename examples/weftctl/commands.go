@@ -126,6 +126,9 @@ func cmdPeers(ctx context.Context, c *status.Client, o options, peer string, w i
 	if err != nil {
 		return 0, err
 	}
+	if peer != "" && len(doc.Peers) == 0 && !o.failing && !o.rejected {
+		return 0, &status.DaemonError{Code: 404, Message: fmt.Sprintf("no peer matches %q: give a subnet, an address in it, a public IP or a node name", peer)}
+	}
 	if o.output == "json" {
 		return exitOK, printJSON(w, doc.Peers)
 	}

@@ -22,7 +22,7 @@ import (
 const (
 	exitOK          = 0 // done; status: ready, nothing failing; probe: the peer answered
 	exitUnhealthy   = 1 // status: not ready; probe: no reply
-	exitUsage       = 2 // bad command line, or the daemon refused the request (no such peer, probing off)
+	exitUsage       = 2 // bad command line, or the daemon refused the request (no such peer, probing off, busy)
 	exitUnreachable = 3 // the daemon could not be reached, or answered something unreadable
 	exitDegraded    = 4 // status: ready, but some peers are failing
 )
@@ -56,7 +56,7 @@ Examples:
 Exit status:
   0  done; status: ready and no peer failing; probe: the peer answered
   1  status: not ready; probe: no reply
-  2  usage error, or the daemon refused the request (no such peer, probing off)
+  2  usage error, or the daemon refused the request (no such peer, probing off, busy)
   3  the daemon could not be reached, or its answer was unreadable
   4  status: ready, but some peers are failing
 `
@@ -101,13 +101,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cmd, rest := fs.Arg(0), fs.Args()[1:]
 	var positional []string
 	for len(rest) > 0 {
+		if rest[0] == "--" { // the rest are arguments, whatever they look like
+			positional = append(positional, rest[1:]...)
+			break
+		}
 		if err := fs.Parse(rest); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
 				return exitOK
 			}
 			return exitUsage
 		}
+		n := len(rest) - fs.NArg() // what Parse took
 		if fs.NArg() == 0 {
+			break
+		}
+		if n > 0 && rest[n-1] == "--" {
+			positional = append(positional, fs.Args()...)
 			break
 		}
 		positional = append(positional, fs.Arg(0))
@@ -174,8 +183,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "weftctl:", err)
-		var de *status.DaemonError
-		if errors.As(err, &de) && de.Code < 500 || errors.As(err, &de) && de.Code == 501 {
+		// The daemon answered and refused (no such peer, probing off,
+		// busy): the request is what to change. Anything else: it could
+		// not be reached or read.
+		if _, refused := errors.AsType[*status.DaemonError](err); refused {
 			return exitUsage
 		}
 		return exitUnreachable
