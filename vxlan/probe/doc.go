@@ -26,8 +26,11 @@
 // seen within a round. A node therefore sends at most 2·Sample probes a
 // round, whatever the size of the cluster, and the cluster N·2·Sample:
 // O(N·k), never O(N²). Every peer is probed at least once per Period
-// (ceil(N/Sample) rounds). A probe is up to three echo requests, spread
-// over Config.Timeout; one reply makes the peer reachable.
+// (ceil(N/Sample) rounds) while Config.Ready lets the rounds run. A probe
+// is up to three echo requests, spread over Config.Timeout; one reply
+// makes the peer reachable, and a probe cut short by its context records
+// nothing. On-demand probes (Probe) run a few at a time and start at most
+// ten a second.
 //
 // # Results
 //
