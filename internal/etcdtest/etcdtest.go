@@ -74,6 +74,29 @@ func StartTLS(t T) *Server {
 	return start(t, true)
 }
 
+// StartProcess starts a server that runs binary as a child process, with
+// etcd's flags: Debian's etcd, or the embedded server as a process of its
+// own (EmbeddedBinary), so that its CPU and memory can be measured apart
+// from its clients (see Pid).
+func StartProcess(t T, binary string) *Server {
+	t.Helper()
+	s := newMember(t, "weft-test")
+	s.binary = binary
+	s.cluster = s.name + "=" + s.peerURL.String()
+	startAlone(t, s)
+	return s
+}
+
+// Pid returns the server's process id, 0 if it runs in this process.
+func (s *Server) Pid() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.process == nil {
+		return 0
+	}
+	return s.process.Process.Pid
+}
+
 func start(t T, useTLS bool) *Server {
 	t.Helper()
 	s := newMember(t, "weft-test")

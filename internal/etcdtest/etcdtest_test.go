@@ -4,11 +4,18 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
 )
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	RemoveEmbeddedBinary()
+	os.Exit(code)
+}
 
 func TestRestartKeepsDataAndPort(t *testing.T) {
 	s := Start(t)
@@ -121,5 +128,24 @@ func TestStartOnTakenPort(t *testing.T) {
 	defer cancel()
 	if _, err := s.Client(t).Put(ctx, "k", "v"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestStartProcess runs the embedded server as a process of its own, as
+// scale benchmarks do, and reads and writes through it.
+func TestStartProcess(t *testing.T) {
+	s := StartProcess(t, EmbeddedBinary(t))
+	if s.Pid() == 0 {
+		t.Fatal("no process")
+	}
+	c := s.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := c.Put(ctx, "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	s.Restart()
+	if resp, err := c.Get(ctx, "k"); err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("after a restart of the process: %v, %v", resp, err)
 	}
 }
