@@ -13,7 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
@@ -57,6 +56,9 @@ type DatapathConfig struct {
 	ResyncInterval time.Duration
 	// Logger gets one line per change and per repair. Default slog.Default().
 	Logger *slog.Logger
+
+	// host is the kernel to program; nil: the one in Namespace.
+	host host
 }
 
 // A Datapath keeps one VTEP device and its peers' routes, neighbours and
@@ -66,7 +68,8 @@ type DatapathConfig struct {
 // again, with the same MAC, and every peer replayed.
 type Datapath struct {
 	cfg  DatapathConfig
-	nl   *netlink.Handle
+	nl   linkHandle
+	host host
 	log  *slog.Logger
 	kick chan struct{}
 
@@ -133,13 +136,15 @@ func NewDatapath(cfg DatapathConfig) (*Datapath, error) {
 	if cfg.ResyncInterval == 0 {
 		cfg.ResyncInterval = DefaultResyncInterval
 	}
-	h, err := handleAt(cfg.Namespace)
+	hst := hostOr(cfg.host, cfg.Namespace)
+	h, err := hst.handle()
 	if err != nil {
 		return nil, fmt.Errorf("vxlan: netlink handle: %w", err)
 	}
 	d := &Datapath{
 		cfg:  cfg,
 		nl:   h,
+		host: hst,
 		log:  cfg.Logger.With("component", "vxlan"),
 		kick: make(chan struct{}, 1),
 		ipv6: cfg.Device.Local.Is6(),
@@ -345,7 +350,7 @@ func (d *Datapath) reconcile() error {
 // reconcileLocked ensures the device, its address and its peers, and
 // returns how many peers the kernel refused.
 func (d *Datapath) reconcileLocked() (int, error) {
-	dev, changes, err := EnsureDevice(d.nl, d.cfg.Device)
+	dev, changes, err := ensureDevice(d.nl, d.cfg.Device)
 	if err != nil {
 		return 0, err
 	}
@@ -359,7 +364,7 @@ func (d *Datapath) reconcileLocked() (int, error) {
 		rec, err := NewReconciler(ReconcilerConfig{
 			Namespace: d.cfg.Namespace, Device: dev.Index, IPv6: d.cfg.Device.Local.Is6(),
 			Underlay: d.cfg.Device.Underlay, Learning: d.cfg.Device.Learning,
-			RouteProtocol: d.cfg.RouteProtocol, Logger: d.cfg.Logger,
+			RouteProtocol: d.cfg.RouteProtocol, Logger: d.cfg.Logger, host: d.host,
 		})
 		if err != nil {
 			return 0, err
@@ -407,7 +412,7 @@ func (d *Datapath) noteRepair(what, why string) {
 // every change of desired state, and every ResyncInterval. A failed
 // reconcile is retried with backoff and logged when its error changes.
 func (d *Datapath) Run(ctx context.Context) error {
-	n, err := subscribe(d.cfg.Namespace, d.ipv6)
+	n, err := d.host.subscribe(d.ipv6)
 	if err != nil {
 		return fmt.Errorf("vxlan: %w", err)
 	}

@@ -56,6 +56,10 @@ type Device struct {
 // all, is deleted and created again. It returns the device and a
 // description of each change it made, empty when there was nothing to do.
 func EnsureDevice(h *netlink.Handle, cfg DeviceConfig) (Device, []string, error) {
+	return ensureDevice(h, cfg)
+}
+
+func ensureDevice(h linkHandle, cfg DeviceConfig) (Device, []string, error) {
 	if !cfg.Local.IsValid() {
 		return Device{}, nil, errors.New("vxlan: DeviceConfig.Local is required: the node's public (underlay) address")
 	}
@@ -188,7 +192,7 @@ func EnsureAddress(h *netlink.Handle, dev int, subnet netip.Prefix) ([]string, e
 // ensureAddress is EnsureAddress; a zero subnet wants no address of the
 // family but link-local ones: a node that no longer holds a subnet must
 // not answer for it.
-func ensureAddress(h *netlink.Handle, dev int, subnet netip.Prefix, ipv6 bool) ([]string, error) {
+func ensureAddress(h linkHandle, dev int, subnet netip.Prefix, ipv6 bool) ([]string, error) {
 	link, err := h.LinkByIndex(dev)
 	if err != nil {
 		return nil, fmt.Errorf("vxlan: device %d: %w", dev, err)

@@ -138,6 +138,10 @@ type NetworkConfig struct {
 	// OfflineAfter is how long Run waits at start for the Manager before
 	// it runs from LocalState. Default DefaultOfflineAfter (5s).
 	OfflineAfter time.Duration
+
+	// host is the kernel to program; nil: the one in Namespace. The
+	// scale harness gives each of its thousands of Networks a recorder.
+	host host
 }
 
 // A Network runs a node's overlay: it acquires and keeps the node's lease,
@@ -510,7 +514,7 @@ func (n *Network) checkFamily(backend Config, public, local netip.Addr, ipv6 boo
 	if backend.MTU == 0 {
 		return nil
 	}
-	h, err := handleAt(n.cfg.Namespace)
+	h, err := n.host().handle()
 	if err != nil {
 		return fmt.Errorf("vxlan: %w", err)
 	}
@@ -677,6 +681,7 @@ func (n *Network) newDatapath(backend Config, public netip.Addr, ipv6 bool, publ
 		},
 		ResyncInterval: n.cfg.ResyncInterval,
 		Logger:         n.cfg.Logger,
+		host:           n.cfg.host,
 	})
 	if err == nil {
 		dp.rejected = func() []admit.Verdict { return n.rejectedOf(ipv6) }
@@ -688,6 +693,9 @@ func (n *Network) newDatapath(backend Config, public netip.Addr, ipv6 bool, publ
 	return dp, mac, err
 }
 
+// host is the kernel the Network programs.
+func (n *Network) host() host { return hostOr(n.cfg.host, n.cfg.Namespace) }
+
 // famIndex indexes per-family arrays: 0 for IPv4, 1 for IPv6.
 func famIndex(ipv6 bool) int {
 	if ipv6 {
@@ -698,7 +706,7 @@ func famIndex(ipv6 bool) int {
 
 // underlay finds the interface holding addr, and the prefix it is on.
 func (n *Network) underlay(addr netip.Addr) (int, netip.Prefix, error) {
-	h, err := handleAt(n.cfg.Namespace)
+	h, err := n.host().handle()
 	if err != nil {
 		return 0, netip.Prefix{}, fmt.Errorf("vxlan: %w", err)
 	}

@@ -158,7 +158,7 @@ func (n *Network) factsLocked() admit.Facts {
 // the prefix of each, but those of the VXLAN devices, is a connected
 // network no peer may capture.
 func (n *Network) readLocal() (localFacts, error) {
-	h, err := handleAt(n.cfg.Namespace)
+	h, err := n.host().handle()
 	if err != nil {
 		return localFacts{}, err
 	}
@@ -200,16 +200,12 @@ func (n *Network) watchLocal(ctx context.Context) error {
 	failed := ""
 	subscribe := func() {
 		ch := make(chan netlink.AddrUpdate, 64)
-		opts := netlink.AddrSubscribeOptions{ErrorCallback: func(err error) {
+		onErr := func(err error) {
 			if ctx.Err() == nil {
 				n.log.Debug("address notifications broke; subscribing again at the next resync", "err", err)
 			}
-		}}
-		if inNamespace(n.cfg.Namespace) {
-			ns := n.cfg.Namespace
-			opts.Namespace = &ns
 		}
-		if err := netlink.AddrSubscribeWithOptions(ch, ctx.Done(), opts); err != nil {
+		if err := n.host().subscribeAddrs(ch, ctx.Done(), onErr); err != nil {
 			if err.Error() != failed {
 				n.log.Warn("cannot subscribe to address changes; relying on the periodic resync", "err", err)
 				failed = err.Error()

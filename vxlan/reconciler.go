@@ -48,6 +48,9 @@ type ReconcilerConfig struct {
 	// Logger receives a line for every repair of drift. Default
 	// slog.Default().
 	Logger *slog.Logger
+
+	// host is the kernel to program; nil: the one in Namespace.
+	host host
 }
 
 // A Reconciler makes the kernel's routes, nexthops, neighbours and FDB
@@ -79,7 +82,7 @@ type Reconciler struct {
 	// filter and Status never wait for the kernel. Lock order: write, mu.
 	write    sync.Mutex
 	mu       sync.Mutex
-	conn     *rtconn // used under write
+	conn     routeConn // used under write
 	closed   bool
 	peers    peerTable       // the desired peers, their nexthop ids and what was written for them
 	ownIDs   map[uint32]bool // nexthops known to be ours: listed with our protocol, or created by us since
@@ -113,7 +116,7 @@ func NewReconciler(cfg ReconcilerConfig) (*Reconciler, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	conn, err := dialRoute(cfg.Namespace)
+	conn, err := hostOr(cfg.host, cfg.Namespace).dialRoute()
 	if err != nil {
 		return nil, fmt.Errorf("vxlan: %w", err)
 	}
