@@ -58,7 +58,9 @@ func (h *fakeHost) handle() (linkHandle, error) { return fakeLinks{h}, nil }
 func (h *fakeHost) dialRoute() (routeConn, error) {
 	return fakeRoutes{h}, nil
 }
-func (h *fakeHost) subscribe(bool) (notifications, error) { return &fakeNotifier{done: make(chan struct{})}, nil }
+func (h *fakeHost) subscribe(bool) (notifications, error) {
+	return &fakeNotifier{done: make(chan struct{})}, nil
+}
 func (h *fakeHost) subscribeAddrs(chan<- netlink.AddrUpdate, <-chan struct{}, func(error)) error {
 	return nil
 }
