@@ -324,6 +324,11 @@ func BenchmarkScale(b *testing.B) {
 		b.ReportMetric((m1.sent-m0.sent)/float64(n)/1024, "KiB-to-agent")
 		b.ReportMetric((m1.received-m0.received)/float64(n)/1024, "KiB-from-agent")
 		b.ReportMetric((m1.rpcs-m0.rpcs)/float64(n), "rpcs/agent")
+		// The agents' memory: this process's, all of them together.
+		if self, err := procstat.Read(os.Getpid()); err == nil {
+			b.ReportMetric(float64(self.RSS)/float64(n)/(1<<20), "agent-MiB")
+		}
+		b.ReportMetric((cpu1.Time.Sub(cpu0.Time)).Seconds(), "wall-s")
 		fan := c.fanOut(netip.MustParsePrefix("10.255.255.0/24"), time.Minute)
 		b.ReportMetric(float64(percentile(fan, .5).Microseconds())/1000, "fanout-p50-ms")
 		b.ReportMetric(float64(percentile(fan, .99).Microseconds())/1000, "fanout-p99-ms")
