@@ -4,18 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
 )
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	RemoveEmbeddedBinary()
-	os.Exit(code)
-}
 
 func TestRestartKeepsDataAndPort(t *testing.T) {
 	s := Start(t)
