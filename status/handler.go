@@ -46,8 +46,10 @@ func (s Source) serveDocument(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, Error{Error: "busy: other status requests are being answered; try again"})
 		return
 	}
-	doc := s.Document(q)
-	<-building
+	doc := func() Document {
+		defer func() { <-building }()
+		return s.Document(q)
+	}()
 	writeJSON(w, http.StatusOK, doc)
 }
 
