@@ -35,7 +35,7 @@ func TestProber(t *testing.T) {
 	logs := &testutil.SyncBuffer{}
 	var mu sync.Mutex
 	results := map[string]int{}
-	p, err := New(Config{
+	p, ctx := runProber(t, Config{
 		Namespace: a.Handle, Targets: func() []Target { return targets },
 		Sample: 1, Interval: 300 * time.Millisecond, Timeout: 250 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(logs, nil)),
@@ -45,21 +45,9 @@ func TestProber(t *testing.T) {
 			results[t.Node]++
 		},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if got, want := p.Period(3), 900*time.Millisecond; got != want {
 		t.Errorf("Period(3) = %s, want %s", got, want)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != context.Canceled {
-			t.Errorf("Run returned %v, want context.Canceled", err)
-		}
-	})
 
 	reachable := func(s netip.Prefix, want bool) func() bool {
 		return func() bool { r, ok := p.Result(s); return ok && r.Reachable == want }
@@ -127,17 +115,10 @@ func TestProberIgnoresOtherPings(t *testing.T) {
 	seg := netnstest.NewSegment(t, 1)
 	a := seg.Hosts[0]
 	ghost := netip.MustParseAddr("172.30.0.77") // silent
-	p, err := New(Config{
+	p, ctx := runProber(t, Config{
 		Namespace: a.Handle, Targets: func() []Target { return []Target{{Subnet: netip.PrefixFrom(ghost, 32), Addr: ghost}} },
 		Interval: time.Hour, Timeout: 150 * time.Millisecond,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	defer func() { cancel(); <-done }()
 	testutil.WaitFor(t, 5*time.Second, "the prober running", func() bool { _, ok := p.Result(netip.PrefixFrom(ghost, 32)); return ok })
 
 	// Another pinger of a's own address, which answers at once, with the
@@ -177,6 +158,26 @@ func TestProberIgnoresOtherPings(t *testing.T) {
 	pinging.Wait()
 }
 
+// runProber makes a Prober of cfg and runs it until the test ends, when
+// it checks that Run returned for the end of its context.
+func runProber(t *testing.T, cfg Config) (*Prober, context.Context) {
+	t.Helper()
+	p, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != context.Canceled {
+			t.Errorf("Run returned %v, want context.Canceled", err)
+		}
+	})
+	return p, ctx
+}
+
 func run(t *testing.T, args ...string) {
 	t.Helper()
 	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
@@ -192,18 +193,11 @@ func TestProberPausedWhileNotReady(t *testing.T) {
 	self := Target{Subnet: netip.PrefixFrom(a.Addr.Addr(), 32), Addr: a.Addr.Addr()}
 	var ready atomic.Bool
 	probes := atomic.Int64{}
-	p, err := New(Config{
+	p, _ := runProber(t, Config{
 		Namespace: a.Handle, Targets: func() []Target { return []Target{self} }, Ready: ready.Load,
 		Interval: 50 * time.Millisecond, Timeout: 40 * time.Millisecond,
 		OnResult: func(Target, Result) { probes.Add(1) },
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	defer func() { cancel(); <-done }()
 	time.Sleep(300 * time.Millisecond)
 	if n := probes.Load(); n != 0 {
 		t.Fatalf("%d probes while not ready", n)
@@ -231,18 +225,11 @@ func TestProbeCutShortIsNotRecorded(t *testing.T) {
 	ghost := netip.MustParseAddr("172.30.0.77") // silent
 	sub := netip.PrefixFrom(ghost, 32)
 	var results atomic.Int64
-	p, err := New(Config{
+	p, _ := runProber(t, Config{
 		Namespace: a.Handle, Targets: func() []Target { return []Target{{Subnet: sub, Addr: ghost}} },
 		Ready: func() bool { return false }, Interval: time.Hour, Timeout: time.Second,
 		OnResult: func(Target, Result) { results.Add(1) },
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	defer func() { cancel(); <-done }()
 	testutil.WaitFor(t, 5*time.Second, "the prober running", func() bool {
 		_, _, err := p.Probe(context.Background(), "nobody")
 		return err != nil && strings.Contains(err.Error(), "not a current peer")
