@@ -1,12 +1,15 @@
 package status
 
 import (
-	"cmp"
 	"fmt"
 	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/weftnet/weft/lease"
+	"github.com/weftnet/weft/lease/admit"
+	"github.com/weftnet/weft/vxlan"
 )
 
 // DefaultSocket is where flanneld serves the status by default, and
@@ -126,7 +129,7 @@ type place struct {
 	ipv6     bool
 	subnet   netip.Prefix
 	rejected bool
-	key      string // the rejected lease's key
+	key      lease.Key // the rejected lease's
 }
 
 func (p place) String() string {
@@ -135,7 +138,7 @@ func (p place) String() string {
 		fam = "ipv6"
 	}
 	if p.rejected {
-		return fam + "/" + p.subnet.String() + "/" + StateRejected + "/" + p.key
+		return fam + "/" + p.subnet.String() + "/" + StateRejected + "/" + p.key.String()
 	}
 	return fam + "/" + p.subnet.String() + "/admitted"
 }
@@ -148,19 +151,20 @@ func (p place) compare(o place) int {
 		}
 		return -1
 	case p.subnet != o.subnet:
-		// By address, then length: the order of vxlan.ComparePrefixes,
-		// in which Documents list peers.
-		if c := p.subnet.Addr().Compare(o.subnet.Addr()); c != 0 {
-			return c
-		}
-		return cmp.Compare(p.subnet.Bits(), o.subnet.Bits())
+		return vxlan.ComparePrefixes(p.subnet, o.subnet) // the order Documents list peers in
 	case p.rejected != o.rejected:
 		if p.rejected {
 			return 1
 		}
 		return -1
 	}
-	return strings.Compare(p.key, o.key)
+	return p.key.Compare(o.key)
+}
+
+// compareRejected orders the leases rejected at one family's subnets as
+// their places do.
+func compareRejected(a, b admit.Verdict) int {
+	return place{subnet: a.Peer.Subnet, rejected: true, key: a.Peer.Key}.compare(place{subnet: b.Peer.Subnet, rejected: true, key: b.Peer.Key})
 }
 
 // parsePlace reads Query.After; a malformed one is an error.
@@ -187,8 +191,12 @@ func parsePlace(s string) (place, error) {
 	switch {
 	case state == "admitted" && !hasKey:
 		return place{ipv6: fam == "ipv6", subnet: sub}, nil
-	case state == StateRejected && hasKey && key != "":
-		return place{ipv6: fam == "ipv6", subnet: sub, rejected: true, key: key}, nil
+	case state == StateRejected && hasKey:
+		k, err := lease.ParseKey(key)
+		if err != nil {
+			return place{}, bad
+		}
+		return place{ipv6: fam == "ipv6", subnet: sub, rejected: true, key: k}, nil
 	}
 	return place{}, bad
 }

@@ -3,10 +3,8 @@
 package status
 
 import (
-	"cmp"
 	"net/netip"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/weftnet/weft/lease/admit"
@@ -89,16 +87,13 @@ func (s Source) Document(q Query) Document {
 		for _, sub := range dp.FailedPeers() {
 			failing[sub] = true
 		}
-		// Rejected leases in a order a page's place can name: by subnet,
-		// then key.
-		slices.SortStableFunc(rejectedHere, func(a, b admit.Verdict) int {
-			return cmp.Or(vxlan.ComparePrefixes(a.Peer.Subnet, b.Peer.Subnet), strings.Compare(a.Peer.Key.String(), b.Peer.Key.String()))
-		})
+		// Rejected leases in the order a page's place names them.
+		slices.SortStableFunc(rejectedHere, compareRejected)
 		dst, c := dp.Summary(), dp.Counts()
 		f := Family{
 			Family: fam.name, Device: Device{Name: dst.Device.Name, Index: dst.Device.Index, MAC: dst.Device.MAC.String(), MTU: dst.Device.MTU},
 			Nexthops: dst.Reconciler.Nexthops, Synced: dst.Synced, Err: dst.Err,
-			LastSync: syncOf(c.LastSync), Syncs: dst.Reconciler.Syncs, Repaired: c.Repaired,
+			LastSync: syncOf(dst.Reconciler.LastSync), Syncs: dst.Reconciler.Syncs, Repaired: dst.Reconciler.Repaired,
 			Peers: c.Wanted, Programmed: c.Programmed, Failed: c.Failed, Rejected: len(rejectedHere),
 		}
 		for _, r := range dst.Repairs {
@@ -274,7 +269,7 @@ func probeOf(r probe.Result) *Probe {
 func (r *row) place() place {
 	p := place{ipv6: r.family == "ipv6", subnet: r.subnet}
 	if r.verdict != nil {
-		p.rejected, p.key = true, r.verdict.Peer.Key.String()
+		p.rejected, p.key = true, r.verdict.Peer.Key
 	}
 	return p
 }

@@ -3,7 +3,6 @@
 package vxlan
 
 import (
-	"cmp"
 	"maps"
 	"net/netip"
 	"slices"
@@ -105,22 +104,29 @@ type Counts struct {
 // the statuses are made and sorted after it is let go.
 func (r *Reconciler) Status() Status {
 	r.mu.Lock()
-	s := Status{Device: r.cfg.Device, IPv6: r.cfg.IPv6, Nexthops: r.nexthops, LastSync: r.lastSync, Syncs: r.syncs, Repaired: r.repaired, Repairs: slices.Clone(r.repairs)}
-	snap := peerTable{recs: maps.Clone(r.peers.recs), wrote: maps.Clone(r.peers.wrote), errs: maps.Clone(r.peers.errs), missing: maps.Clone(r.peers.missing)}
+	s := r.summaryLocked()
+	snap := r.snapshotLocked()
 	r.mu.Unlock()
-	s.Peers = snap.statuses(r.needs)
-	slices.SortFunc(s.Peers, func(a, b PeerStatus) int { return ComparePrefixes(a.Peer.Subnet, b.Peer.Subnet) })
+	s.Peers = snap.sortedStatuses(r.needs)
 	return s
 }
 
-// ComparePrefixes orders subnets by address, then by length: the order of
-// Status's peers, and of package lease/admit's verdicts, so that the two
-// merge without sorting again. (netip.Prefix.Compare puts length first.)
-func ComparePrefixes(a, b netip.Prefix) int {
-	if c := a.Addr().Compare(b.Addr()); c != 0 {
-		return c
-	}
-	return cmp.Compare(a.Bits(), b.Bits())
+// summaryLocked is Status without the peers. r.mu is held.
+func (r *Reconciler) summaryLocked() Status {
+	return Status{Device: r.cfg.Device, IPv6: r.cfg.IPv6, Nexthops: r.nexthops, LastSync: r.lastSync, Syncs: r.syncs, Repaired: r.repaired, Repairs: slices.Clone(r.repairs)}
+}
+
+// snapshotLocked clones what the peers' statuses are made from, which
+// copies the maps' memory whole. r.mu is held.
+func (r *Reconciler) snapshotLocked() peerTable {
+	return peerTable{recs: maps.Clone(r.peers.recs), wrote: maps.Clone(r.peers.wrote), errs: maps.Clone(r.peers.errs), missing: maps.Clone(r.peers.missing)}
+}
+
+// sortedStatuses is statuses in ComparePrefixes order.
+func (t *peerTable) sortedStatuses(needs func(Peer) Objects) []PeerStatus {
+	out := t.statuses(needs)
+	slices.SortFunc(out, func(a, b PeerStatus) int { return ComparePrefixes(a.Peer.Subnet, b.Peer.Subnet) })
+	return out
 }
 
 // Counts counts the peers without copying them: the cheap view, for
@@ -191,7 +197,7 @@ type datapathView struct {
 // trips.
 func (d *Datapath) Status() DatapathStatus {
 	v := d.loadView()
-	s := DatapathStatus{Device: v.dev, Synced: v.synced, Err: v.err, FailedPeers: v.failedPeers, Repairs: slices.Clone(v.repairs)}
+	s := v.status()
 	if v.rec != nil {
 		s.Reconciler = v.rec.Status()
 	}
@@ -204,23 +210,32 @@ func (d *Datapath) Status() DatapathStatus {
 // Peers is Status().Reconciler.Peers alone, without working out the rest
 // (the rejected leases in particular).
 func (d *Datapath) Peers() []PeerStatus {
-	if rec := d.loadView().rec; rec != nil {
-		return rec.Status().Peers
+	r := d.loadView().rec
+	if r == nil {
+		return nil
 	}
-	return nil
+	r.mu.Lock()
+	snap := r.snapshotLocked()
+	r.mu.Unlock()
+	return snap.sortedStatuses(r.needs)
 }
 
 // Summary is Status without the peers (Reconciler.Peers and Rejected are
 // left empty): cheap at any number of peers.
 func (d *Datapath) Summary() DatapathStatus {
 	v := d.loadView()
-	s := DatapathStatus{Device: v.dev, Synced: v.synced, Err: v.err, FailedPeers: v.failedPeers, Repairs: slices.Clone(v.repairs)}
+	s := v.status()
 	if r := v.rec; r != nil {
 		r.mu.Lock()
-		s.Reconciler = Status{Device: r.cfg.Device, IPv6: r.cfg.IPv6, Nexthops: r.nexthops, LastSync: r.lastSync, Syncs: r.syncs, Repaired: r.repaired, Repairs: slices.Clone(r.repairs)}
+		s.Reconciler = r.summaryLocked()
 		r.mu.Unlock()
 	}
 	return s
+}
+
+// status is the datapath's own part of a DatapathStatus.
+func (v *datapathView) status() DatapathStatus {
+	return DatapathStatus{Device: v.dev, Synced: v.synced, Err: v.err, FailedPeers: v.failedPeers, Repairs: slices.Clone(v.repairs)}
 }
 
 // Counts counts the datapath's peers by how their programming went,
@@ -274,10 +289,10 @@ type LeaseStatus struct {
 // LeaseStatus reports the lease the node holds, how it came by it, and
 // when it lapses.
 func (n *Network) LeaseStatus() LeaseStatus {
+	s := LeaseStatus{Renewals: -1}
 	n.mu.Lock()
-	s := LeaseStatus{Lease: n.own, Held: n.hasOwn, Since: n.ownSince, From: n.ownFrom, Renewals: -1}
-	if !s.Held {
-		s = LeaseStatus{Renewals: -1}
+	if n.hasOwn {
+		s.Lease, s.Held, s.Since, s.From = n.own, true, n.ownSince, n.ownFrom
 	}
 	n.mu.Unlock()
 	if rc, ok := n.cfg.Manager.(lease.RenewalCounter); ok {

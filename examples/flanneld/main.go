@@ -150,7 +150,7 @@ type agent struct {
 
 func run(ctx context.Context, c config, log *slog.Logger) error {
 	a := &agent{cfg: c, log: log, starting: "starting", fwdDone: map[netip.Prefix]bool{}, fwdErr: map[netip.Prefix]string{}}
-	a.status = &statusView{ready: a.ready}
+	a.status = newStatusView(a.ready)
 	// The health server and the status socket come first, so that a node
 	// waiting for the API server or its Node says so.
 	if c.statusSocket != "" {

@@ -20,30 +20,31 @@ import (
 )
 
 // statusView serves /status and on-demand probes from the Network and
-// Prober once they exist, and a not-ready Document before.
+// Prober once they exist, and a not-ready Document before. Its handler is
+// made once for each, not per request.
 type statusView struct {
 	ready func() (bool, string)
 
-	mu  sync.Mutex
-	src status.Source
+	mu      sync.Mutex
+	handler http.Handler
+}
+
+func newStatusView(ready func() (bool, string)) *statusView {
+	return &statusView{ready: ready, handler: status.Source{Ready: ready}.Handler()}
 }
 
 func (v *statusView) set(n *vxlan.Network, p *probe.Prober) {
+	h := status.Source{Network: n, Prober: p, Ready: v.ready}.Handler()
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	v.src = status.Source{Network: n, Prober: p, Ready: v.ready}
-}
-
-func (v *statusView) source() status.Source {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	s := v.src
-	s.Ready = v.ready
-	return s
+	v.handler = h
 }
 
 func (v *statusView) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	v.source().Handler().ServeHTTP(w, r)
+	v.mu.Lock()
+	h := v.handler
+	v.mu.Unlock()
+	h.ServeHTTP(w, r)
 }
 
 // register adds the status paths to mux.

@@ -27,7 +27,7 @@ func TestStatusSocket(t *testing.T) {
 	path := filepath.Join(dir, "run", "weft.sock")
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
-	v := &statusView{ready: func() (bool, string) { return false, "waiting for the network config" }}
+	v := newStatusView(func() (bool, string) { return false, "waiting for the network config" })
 	stop := serveStatusSocket(path, v, log)
 	fi, err := os.Stat(path)
 	if err != nil || fi.Mode().Type() != os.ModeSocket || fi.Mode().Perm() != 0o600 {
@@ -106,7 +106,7 @@ func TestStatusSocketRefusesOtherUsers(t *testing.T) {
 	os.Chmod(ctl, 0o755)
 	os.Chmod(filepath.Dir(ctl), 0o755)
 	path := filepath.Join(dir, "s.sock")
-	v := &statusView{ready: func() (bool, string) { return true, "" }}
+	v := newStatusView(func() (bool, string) { return true, "" })
 	stop := serveStatusSocket(path, v, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	defer stop()
 	os.Chmod(path, 0o666)
