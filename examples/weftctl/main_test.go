@@ -18,7 +18,7 @@ import (
 func TestHostileNamesReachNoTerminal(t *testing.T) {
 	hostile := "evil\x1b[2J\x1b]0;owned\x07\u009b31m"
 	doc := status.Document{Version: status.Version, Time: time.Now(), Node: "n", Ready: true, Families: []status.Family{},
-		Peers: []status.Peer{{Family: "ipv4", Subnet: "10.244.3.0/24", Node: hostile, State: status.StateRejected, Reason: "subnet-conflict", Detail: "held by " + hostile}},
+		Peers:   []status.Peer{{Family: "ipv4", Subnet: "10.244.3.0/24", Node: hostile, State: status.StateRejected, Reason: "subnet-conflict", Detail: "held by " + hostile}},
 		Summary: status.Summary{Rejected: 1}}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { json.NewEncoder(w).Encode(doc) }))
 	defer srv.Close()
