@@ -105,7 +105,7 @@ func (m *Manager) Acquire(ctx context.Context, req lease.AcquireRequest) (lease.
 	}()
 	for {
 		if !listed {
-			floor := m.history.floor()
+			floor, epoch := m.history.floor(), m.history.current()
 			rctx, cancel := m.request(ctx)
 			resp, err := m.client.Get(rctx, m.prefix+"/", clientv3.WithPrefix())
 			cancel()
@@ -117,6 +117,7 @@ func (m *Manager) Acquire(ctx context.Context, req lease.AcquireRequest) (lease.
 			}
 			m.observe(resp.Header, floor)
 			known, listed = listing{resp.Kvs, resp.Header.Revision}, true
+			m.recent.keep(resp.Kvs, resp.Header.Revision, epoch)
 		}
 		rawConfig, hasConfig, records := m.parseListing(known.kvs)
 		cfg, err := m.parseConfig(rawConfig, hasConfig)

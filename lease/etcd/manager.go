@@ -117,6 +117,10 @@ type Manager struct {
 	mu   sync.Mutex
 	held map[lease.Key]heldLease // what this Manager last wrote for its own leases
 
+	// recent is Acquire's last listing, which the first WatchLeases
+	// snapshot takes instead of listing again (see reuse.go).
+	recent recentListing
+
 	// Counters and current conditions, for Stats.
 	renewals, losses, errs, collisions atomic.Int64
 	conditions                         condition.Set // by operation: why it is failing now

@@ -120,7 +120,7 @@ func (m *Manager) snapshot(ctx context.Context) ([]lease.Event, leaseView, int64
 		events []lease.Event
 		view   leaseView
 	)
-	rev, err := m.listPaged(ctx, m.subnetsPrefix(), func(kvs []*mvccpb.KeyValue, total int64) {
+	add := func(kvs []*mvccpb.KeyValue, total int64) {
 		if view == nil {
 			// Sized once: growing to tens of thousands of entries
 			// leaves each smaller table behind as garbage.
@@ -133,8 +133,14 @@ func (m *Manager) snapshot(ctx context.Context) ([]lease.Event, leaseView, int64
 				view.put(l)
 			}
 		}
-	})
-	if err != nil {
+	}
+	// The listing Acquire made a moment ago, if there is one: the watch
+	// from just after it brings whatever changed since.
+	rev, err := int64(0), error(nil)
+	if kvs, at, ok := m.recent.take([]byte(m.subnetsPrefix()), m.history.current()); ok {
+		add(kvs, int64(len(kvs)))
+		rev = at
+	} else if rev, err = m.listPaged(ctx, m.subnetsPrefix(), add); err != nil {
 		return nil, nil, 0, err
 	}
 	if view == nil {
