@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -290,6 +292,25 @@ func scaleAgents(b *testing.B) int {
 	return 1000
 }
 
+// writeHeapProfile writes the agents' heap, converged, to the file
+// WEFT_SCALE_HEAPPROFILE names, if it is set: what each peer costs an
+// agent (go tool pprof -sample_index=inuse_space).
+func writeHeapProfile(b *testing.B) {
+	path := os.Getenv("WEFT_SCALE_HEAPPROFILE")
+	if path == "" {
+		return
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	runtime.GC()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		b.Fatal(err)
+	}
+}
+
 // BenchmarkScale is the control plane at N agents (WEFT_SCALE_AGENTS):
 //
 //   - herd: N agents started within one second against an etcd that
@@ -317,6 +338,7 @@ func BenchmarkScale(b *testing.B) {
 		c.startAll(n, time.Second)
 		took := c.waitConverged(n-1, 10*time.Minute, start)
 		cpu1, _ := procstat.Read(pid)
+		writeHeapProfile(b)
 		m1 := c.etcdMetrics()
 		b.ReportMetric(took.Seconds(), "herd-s")
 		b.ReportMetric((cpu1.CPU - cpu0.CPU).Seconds(), "etcd-cpu-s")

@@ -91,8 +91,10 @@ func (m *Manager) Acquire(ctx context.Context, req lease.AcquireRequest) (lease.
 		retry  = m.retrier("acquire")
 		known  listing
 		listed bool
-		grant  clientv3.LeaseID // granted once, reused across races
-		races  int
+		// relisted is set once Acquire has listed, or tried to.
+		relisted bool
+		grant    clientv3.LeaseID // granted once, reused across races
+		races    int
 		// contested is when a listing last showed this node's name held
 		// by another host that answered its challenge.
 		contested time.Time
@@ -105,19 +107,22 @@ func (m *Manager) Acquire(ctx context.Context, req lease.AcquireRequest) (lease.
 	}()
 	for {
 		if !listed {
-			floor, epoch := m.history.floor(), m.history.current()
-			rctx, cancel := m.request(ctx)
-			resp, err := m.client.Get(rctx, m.prefix+"/", clientv3.WithPrefix())
-			cancel()
+			// Only the first listing may be one OwnLease kept: the
+			// ones after it must be newer than what a lost write
+			// saw.
+			from := byOwnLease
+			if relisted {
+				from = byNobody
+			}
+			kept, err := m.listAll(ctx, from, byAcquire)
+			relisted = true
 			if err != nil {
-				if werr := retry.fail(ctx, fmt.Errorf("list %s: %w", m.prefix, err)); werr != nil {
+				if werr := retry.fail(ctx, err); werr != nil {
 					return lease.Lease{}, werr
 				}
 				continue
 			}
-			m.observe(resp.Header, floor)
-			known, listed = listing{resp.Kvs, resp.Header.Revision}, true
-			m.recent.keep(resp.Kvs, resp.Header.Revision, epoch)
+			known, listed = listing{kept.kvs, kept.rev}, true
 		}
 		rawConfig, hasConfig, records := m.parseListing(known.kvs)
 		cfg, err := m.parseConfig(rawConfig, hasConfig)
@@ -177,6 +182,15 @@ func (m *Manager) Acquire(ctx context.Context, req lease.AcquireRequest) (lease.
 					// written since. Keys deleted meanwhile still look
 					// taken, which only errs on the safe side.
 					known = listing{append(known.kvs, fresh.kvs...), fresh.rev}
+					if len(fresh.kvs) == 0 {
+						// Nothing was written since, yet the create
+						// lost: the listing does not describe the
+						// store (its history restarted under it, a
+						// wipe not yet seen). A listing of its own
+						// shows that, and the continuity check reads
+						// its header.
+						listed = false
+					}
 					races++
 					if races%raceWarning == 0 {
 						m.log.Warn("many nodes are acquiring at once; still trying", "lost_races", races)

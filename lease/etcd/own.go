@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-
 	"github.com/weftnet/weft/lease"
 )
 
@@ -19,13 +17,11 @@ var _ lease.OwnLeaseReader = (*Manager)(nil)
 func (m *Manager) OwnLease(ctx context.Context, req lease.AcquireRequest) (lease.Lease, bool, error) {
 	mine := req.Attrs
 	mine.Owner = m.node
-	rctx, cancel := m.request(ctx)
-	resp, err := m.client.Get(rctx, m.prefix+"/", clientv3.WithPrefix())
-	cancel()
+	kept, err := m.listAll(ctx, byNobody, byOwnLease)
 	if err != nil {
-		return lease.Lease{}, false, fmt.Errorf("etcd: list %s: %w", m.prefix, err)
+		return lease.Lease{}, false, fmt.Errorf("etcd: %w", err)
 	}
-	raw, hasConfig, records := m.parseListing(resp.Kvs)
+	raw, hasConfig, records := m.parseListing(kept.kvs)
 	cfg, err := m.parseConfig(raw, hasConfig)
 	if err != nil {
 		return lease.Lease{}, false, nil // no config yet: Acquire would wait

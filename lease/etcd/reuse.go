@@ -2,61 +2,124 @@ package etcd
 
 import (
 	"bytes"
+	"context"
+	"fmt"
+	"slices"
 	"sync"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// listingReuse is how long after Acquire's listing of every lease the
-// first WatchLeases snapshot takes it instead of listing again. A starting
-// node then reads every lease once, not twice: when a whole cluster
-// restarts at once, that halves etcd's reads and what it sends.
+// listingReuse is how long a listing of the whole prefix serves the next
+// reader that would list it again. A starting node reads every lease
+// three times in a few milliseconds: OwnLease (for the VTEP MACs it
+// published), Acquire (to choose its subnet) and WatchLeases (its first
+// snapshot). Handing one listing down the chain makes that once: when a
+// whole cluster restarts at once, what etcd reads and sends is a third.
+//
+// Nothing is lost by reading an older listing: Acquire's write is
+// conditional on the revisions it listed, and a lost race brings what
+// was written since; a watch from just after the listing's revision
+// brings every change since, as it would after a listing of its own.
 const listingReuse = 5 * time.Second
 
-// recentListing is Acquire's last listing, kept for WatchLeases.
-type recentListing struct {
-	mu    sync.Mutex
+// keptListing is a listing of the network's whole prefix at rev, made in
+// epoch (the store's history then: continuity.current) at a time, and
+// kept by a reader for the next in the chain.
+type keptListing struct {
 	kvs   []*mvccpb.KeyValue
 	rev   int64
-	epoch <-chan struct{} // the store's history at the listing (continuity.current)
+	epoch <-chan struct{}
 	at    time.Time
+	by    lister
 }
 
-// keep stores a listing of the network's prefix at rev, made in epoch,
-// and forgets it after listingReuse, so that a Manager that never watches
-// does not hold it.
-func (r *recentListing) keep(kvs []*mvccpb.KeyValue, rev int64, epoch <-chan struct{}) {
+// A lister is a reader of the whole prefix, in the order a starting node
+// reads it. Each takes only its predecessor's listing: a reader never
+// takes back one of its own, which it may have found stale since (a lost
+// write).
+type lister int
+
+const (
+	byNobody lister = iota
+	byOwnLease
+	byAcquire
+)
+
+// recentListing holds the last listing for the next reader.
+type recentListing struct {
+	mu   sync.Mutex
+	kept keptListing
+}
+
+// keep stores l for the next reader, until listingReuse after it was
+// made, so that a Manager that never reads again does not hold it.
+func (r *recentListing) keep(l keptListing) {
+	left := listingReuse - time.Since(l.at)
+	if left <= 0 {
+		return
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.kvs, r.rev, r.epoch, r.at = kvs, rev, epoch, time.Now()
-	at := r.at
-	time.AfterFunc(listingReuse, func() {
+	r.kept = l
+	at := l.at
+	time.AfterFunc(left, func() {
 		r.mu.Lock()
 		defer r.mu.Unlock()
-		if r.at == at {
-			r.kvs, r.epoch = nil, nil
+		if r.kept.at.Equal(at) {
+			r.kept = keptListing{}
 		}
 	})
 }
 
-// take returns the subnet keys of the kept listing and its revision, if
-// it is recent and of the store's history now, and forgets it: it serves
-// one snapshot. A watch from just after its revision brings everything
-// since, as it would after a listing of its own.
-func (r *recentListing) take(subnets []byte, epoch <-chan struct{}) ([]*mvccpb.KeyValue, int64, bool) {
+// take returns the kept listing if it was kept by from, is recent and is
+// of the store's history now (epoch), and forgets it either way: it
+// serves one reader, which may keep it again for the next.
+func (r *recentListing) take(epoch <-chan struct{}, from lister) (keptListing, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	kvs, rev, ok := r.kvs, r.rev, r.kvs != nil && r.epoch == epoch && time.Since(r.at) < listingReuse
-	r.kvs, r.epoch = nil, nil
-	if !ok {
-		return nil, 0, false
+	l := r.kept
+	r.kept = keptListing{}
+	if l.kvs == nil || from == byNobody || l.by != from || l.epoch != epoch || time.Since(l.at) >= listingReuse {
+		return keptListing{}, false
 	}
-	out := make([]*mvccpb.KeyValue, 0, len(kvs))
-	for _, kv := range kvs {
-		if bytes.HasPrefix(kv.Key, subnets) {
+	// The reader may append to what it took.
+	l.kvs = slices.Clip(l.kvs)
+	return l, true
+}
+
+// under returns the listing's keys under prefix.
+func (l keptListing) under(prefix string) []*mvccpb.KeyValue {
+	out := make([]*mvccpb.KeyValue, 0, len(l.kvs))
+	for _, kv := range l.kvs {
+		if bytes.HasPrefix(kv.Key, []byte(prefix)) {
 			out = append(out, kv)
 		}
 	}
-	return out, rev, true
+	return out
+}
+
+// listAll returns, for reader as, the listing from kept if it may be had
+// (see listingReuse), or else lists the whole prefix; and keeps what it
+// returns for the next reader.
+func (m *Manager) listAll(ctx context.Context, from, as lister) (keptListing, error) {
+	epoch := m.history.current()
+	if l, ok := m.recent.take(epoch, from); ok {
+		l.by = as
+		m.recent.keep(l)
+		return l, nil
+	}
+	floor, at := m.history.floor(), time.Now()
+	rctx, cancel := m.request(ctx)
+	resp, err := m.client.Get(rctx, m.prefix+"/", clientv3.WithPrefix())
+	cancel()
+	if err != nil {
+		return keptListing{}, fmt.Errorf("list %s: %w", m.prefix, err)
+	}
+	m.observe(resp.Header, floor)
+	l := keptListing{slices.Clip(resp.Kvs), resp.Header.Revision, epoch, at, as}
+	m.recent.keep(l)
+	return l, nil
 }

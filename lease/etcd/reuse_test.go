@@ -4,22 +4,30 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
+
 	"github.com/weftnet/weft/lease"
 )
 
-// TestWatchReusesAcquireListing: the first snapshot after Acquire is
-// Acquire's own listing, not a second one (its revision is the listing's,
-// from before a lease written in between), and the watch from just after
-// it brings what was written since, Acquire's own lease included: nothing
-// is lost by listing once.
-func TestWatchReusesAcquireListing(t *testing.T) {
+// TestStartListsOnce: a starting node's OwnLease, Acquire and first
+// WatchLeases snapshot read one listing, OwnLease's, not three: the
+// snapshot's revision is from before a lease written between OwnLease and
+// Acquire, and the watch from just after it brings what was written
+// since, Acquire's own lease included: nothing is lost by listing once.
+func TestStartListsOnce(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, testConfig)
 	lb := e.putLease(mustKey(t, "10.244.2.0-24"), 2, "node-b")
 	m := e.manager("node-a")
-	la := mustAcquire(t, m, 1)
+	if _, found, err := m.OwnLease(ctxFor(t, 10*time.Second), lease.AcquireRequest{Attrs: attrsFor(1)}); err != nil || found {
+		t.Fatalf("OwnLease: found %v, %v", found, err)
+	}
 	between := e.putLease(mustKey(t, "10.244.3.0-24"), 3, "node-c")
 	rev := e.get(subnetPath(between.Key)).ModRevision
+	la := mustAcquire(t, m, 1)
+	if la.Key == between.Key {
+		t.Fatalf("Acquire took node-c's subnet %v", la.Key)
+	}
 
 	w := watchLeases(t, m)
 	snap := w.Snapshot(t)
@@ -30,10 +38,10 @@ func TestWatchReusesAcquireListing(t *testing.T) {
 	for _, ev := range snap.Events {
 		got[ev.Lease.Key] = true
 	}
-	// Acquire listed before writing its own lease, which the watch
-	// brings with the one written after.
+	// The listing is from before Acquire wrote its own lease and
+	// node-c wrote its: the watch brings both.
 	if !got[lb.Key] || got[between.Key] {
-		t.Errorf("snapshot holds %v; want Acquire's listing: node-b's lease, not node-c's", got)
+		t.Errorf("snapshot holds %v; want OwnLease's listing: node-b's lease, not node-c's", got)
 	}
 	w.WaitLeases(t, "the leases written after the listing", func(ls map[lease.Key]lease.Attrs) bool {
 		_, own := ls[la.Key]
@@ -41,9 +49,7 @@ func TestWatchReusesAcquireListing(t *testing.T) {
 		return own && later && len(ls) == 3
 	})
 
-	// Later than listingReuse: a listing of its own (in which the lease
-	// Acquire wrote, not kept, may have expired).
-	time.Sleep(listingReuse + 100*time.Millisecond)
+	// A second snapshot lists afresh: the listing served one of each.
 	w2 := watchLeases(t, m)
 	snap2 := w2.Snapshot(t)
 	has := false
@@ -52,5 +58,58 @@ func TestWatchReusesAcquireListing(t *testing.T) {
 	}
 	if snap2.Revision < rev-1 || !has {
 		t.Errorf("a later snapshot at revision %d (holding node-c's: %v); want a listing of its own", snap2.Revision+1, has)
+	}
+}
+
+// TestRecentListing: a kept listing serves one reader, only in the
+// store's history it was made in, and only while it is recent.
+func TestRecentListing(t *testing.T) {
+	epoch, later := make(chan struct{}), make(chan struct{})
+	kvs := []*mvccpb.KeyValue{{Key: []byte(testPrefix + "/subnets/10.244.1.0-24")}, {Key: []byte(testPrefix + "/config")}}
+	fresh := func() keptListing { return keptListing{kvs: kvs, rev: 7, epoch: epoch, at: time.Now(), by: byOwnLease} }
+	var r recentListing
+	for _, tc := range []struct {
+		name  string
+		kept  keptListing
+		epoch <-chan struct{}
+		want  bool
+	}{
+		{"recent, same history", fresh(), epoch, true},
+		{"the store's history restarted since", fresh(), later, false},
+		{"older than listingReuse", keptListing{kvs: kvs, rev: 7, epoch: epoch, at: time.Now().Add(-listingReuse), by: byOwnLease}, epoch, false},
+		{"kept by another reader", keptListing{kvs: kvs, rev: 7, epoch: epoch, at: time.Now(), by: byAcquire}, epoch, false},
+		{"nothing kept", keptListing{}, epoch, false},
+	} {
+		r.keep(tc.kept)
+		l, ok := r.take(tc.epoch, byOwnLease)
+		if ok != tc.want || ok && (l.rev != 7 || len(l.under(testPrefix+"/subnets/")) != 1) {
+			t.Errorf("%s: took %v (%+v), want %v", tc.name, ok, l, tc.want)
+		}
+		if _, again := r.take(tc.epoch, byOwnLease); again {
+			t.Errorf("%s: served a second reader", tc.name)
+		}
+	}
+}
+
+// TestAcquireRelistsWhenTheListingIsNotTheStore: a listing that shows a
+// subnet free which the store has held since before it (a listing from
+// before a wipe that this Manager has not noticed yet) makes the create
+// lose with nothing written since. Acquire then lists afresh and takes
+// another subnet, rather than retrying the same write forever.
+func TestAcquireRelistsWhenTheListingIsNotTheStore(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testConfig)
+	held := e.putLease(mustKey(t, "10.244.5.0-24"), 5, "node-b")
+	m := e.manager("node-a")
+	config := e.get(testPrefix + "/config")
+	kv := &mvccpb.KeyValue{Key: []byte(testPrefix + "/config"), Value: []byte(config.Value), ModRevision: config.ModRevision, CreateRevision: config.CreateRevision}
+	m.recent.keep(keptListing{kvs: []*mvccpb.KeyValue{kv}, rev: config.ModRevision + 1000,
+		epoch: m.history.current(), at: time.Now(), by: byOwnLease})
+	l, err := m.Acquire(ctxFor(t, 10*time.Second), lease.AcquireRequest{Attrs: attrsFor(1), Previous: held.Key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Key == held.Key {
+		t.Fatalf("node-a took node-b's %v", l.Key)
 	}
 }

@@ -137,9 +137,10 @@ func (m *Manager) snapshot(ctx context.Context) ([]lease.Event, leaseView, int64
 	// The listing Acquire made a moment ago, if there is one: the watch
 	// from just after it brings whatever changed since.
 	rev, err := int64(0), error(nil)
-	if kvs, at, ok := m.recent.take([]byte(m.subnetsPrefix()), m.history.current()); ok {
+	if kept, ok := m.recent.take(m.history.current(), byAcquire); ok {
+		kvs := kept.under(m.subnetsPrefix())
 		add(kvs, int64(len(kvs)))
-		rev = at
+		rev = kept.rev
 	} else if rev, err = m.listPaged(ctx, m.subnetsPrefix(), add); err != nil {
 		return nil, nil, 0, err
 	}
