@@ -5,7 +5,9 @@ package vxlan
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"net/netip"
 	"os"
@@ -20,9 +22,11 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/weftnet/weft/internal/etcdtest"
 	"github.com/weftnet/weft/internal/procstat"
+	"github.com/weftnet/weft/lease"
 	"github.com/weftnet/weft/lease/etcd"
 )
 
@@ -31,6 +35,16 @@ import (
 // kernel in memory (fakeHost: N kernels cannot be had on one machine),
 // against one etcd in a process of its own, so that etcd's CPU and memory
 // are measured apart from the agents'.
+//
+// One machine cannot hold 5,000 full agents: each holds every peer (about
+// 2 KiB a peer here, the recorder's kernel included, so 5,000 x 5,000 is
+// some 50 GB) and spends CPU on each (tens of microseconds: 25 million
+// peer entries are minutes of this machine's two cores). On a real
+// cluster that cost is spread over the nodes; etcd's is not. So beyond
+// the first WEFT_SCALE_FULL agents the harness runs control-plane agents:
+// the same Manager, making the same calls a Network makes (OwnLease, then
+// Acquire and Keep, WatchConfig and WatchLeases) and counting what
+// arrives, without admission and a datapath. etcd sees the same clients.
 
 const scaleNetConf = `{"Network": "10.0.0.0/8", "SubnetLen": 24, "Backend": {"Type": "vxlan"}}`
 
@@ -40,6 +54,9 @@ type scaleCluster struct {
 	srv    *etcdtest.Server
 	admin  *clientv3.Client
 	agents []*scaleAgent
+	// full is how many agents, from the first, run a Network; the
+	// others run the control plane only.
+	full int
 	// watch, when set, is the subnet whose first route each agent's
 	// kernel records the time of (the fan-out measurement).
 	watchMu sync.Mutex
@@ -47,14 +64,17 @@ type scaleCluster struct {
 }
 
 type scaleAgent struct {
-	i       int
-	host    *fakeHost
-	m       *etcd.Manager
-	net     *Network
-	cancel  context.CancelFunc
-	done    chan error
-	routed  atomic.Int64 // Unix nanoseconds of the watched subnet's first route; 0 before
-	started time.Time
+	i      int
+	host   *fakeHost // nil for a control-plane agent
+	m      *etcd.Manager
+	net    *Network // nil for a control-plane agent
+	cancel context.CancelFunc
+	done   chan error
+	routed atomic.Int64 // Unix nanoseconds of the watched subnet's first route (or event); 0 before
+	// A control-plane agent's: whether it holds its lease, and how many
+	// leases its watch holds.
+	held   atomic.Bool
+	leases atomic.Int64
 }
 
 // startScaleEtcd starts etcd in its own process: Debian's when
@@ -68,7 +88,7 @@ func startScaleEtcd(t testing.TB) *etcdtest.Server {
 }
 
 func newScaleCluster(t testing.TB) *scaleCluster {
-	c := &scaleCluster{t: t, srv: startScaleEtcd(t)}
+	c := &scaleCluster{t: t, srv: startScaleEtcd(t), full: math.MaxInt}
 	c.admin = c.srv.Client(t)
 	if _, err := c.admin.Put(context.Background(), "/coreos.com/network/config", scaleNetConf); err != nil {
 		t.Fatal(err)
@@ -81,30 +101,91 @@ func publicOf(i int) netip.Addr {
 	return netip.AddrFrom4([4]byte{172, byte(16 + i>>16), byte(i >> 8), byte(i)})
 }
 
-// start starts agent i (a new one, or i again after stop).
-func (c *scaleCluster) start(i int) *scaleAgent {
-	a := &scaleAgent{i: i, host: newFakeHost(publicOf(i), 12), done: make(chan error, 1), started: time.Now()}
-	a.host.onRoute = func(dst netip.Prefix) {
-		c.watchMu.Lock()
-		w := c.watch
-		c.watchMu.Unlock()
-		if w.IsValid() && dst == w {
-			a.routed.CompareAndSwap(0, time.Now().UnixNano())
-		}
+// watched records, for agent a, that dst reached it, if it is the
+// subnet being fanned out.
+func (c *scaleCluster) watched(a *scaleAgent, dst netip.Prefix) {
+	c.watchMu.Lock()
+	w := c.watch
+	c.watchMu.Unlock()
+	if w.IsValid() && dst == w {
+		a.routed.CompareAndSwap(0, time.Now().UnixNano())
 	}
+}
+
+// start starts agent i (a new one, or i again after stop): a full agent
+// if i < c.full, else a control-plane one.
+func (c *scaleCluster) start(i int) *scaleAgent {
+	a := &scaleAgent{i: i, done: make(chan error, 1)}
 	m, err := etcd.New(etcd.Options{Endpoints: []string{c.srv.Endpoint()}, Node: fmt.Sprint("agent-", i), Logger: quietLog})
 	if err != nil {
 		c.t.Fatal(err)
 	}
 	a.m = m
+	ctx, cancel := context.WithCancel(context.Background())
+	a.cancel = cancel
+	if i >= c.full {
+		go func() { a.done <- c.runControlPlane(ctx, a) }()
+		return a
+	}
+	a.host = newFakeHost(publicOf(i), 12)
+	a.host.onRoute = func(dst netip.Prefix) { c.watched(a, dst) }
 	a.net, err = NewNetwork(NetworkConfig{Manager: m, PublicIP: publicOf(i), host: a.host, ResyncInterval: time.Hour, Logger: quietLog})
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	a.cancel = cancel
 	go func() { a.done <- a.net.Run(ctx) }()
 	return a
+}
+
+// runControlPlane is a control-plane agent: the Manager calls a Network
+// makes, in its order, with the leases counted instead of programmed.
+func (c *scaleCluster) runControlPlane(ctx context.Context, a *scaleAgent) error {
+	vtep, _ := json.Marshal(BackendData{VNI: 1, VtepMAC: MAC{0x0e, 0, 0, byte(a.i >> 16), byte(a.i >> 8), byte(a.i)}})
+	req := lease.AcquireRequest{Attrs: lease.Attrs{PublicIP: publicOf(a.i), BackendType: "vxlan", BackendData: vtep}}
+	if _, _, err := a.m.OwnLease(ctx, req); err != nil && ctx.Err() == nil {
+		c.t.Errorf("agent %d: OwnLease: %v", a.i, err)
+	}
+	var g errgroup.Group
+	g.Go(func() error {
+		return lease.Hold(ctx, a.m, req, func(lease.Lease) { a.held.Store(true) })
+	})
+	configs := make(chan lease.Config)
+	g.Go(func() error { return a.m.WatchConfig(ctx, configs) })
+	g.Go(func() error {
+		for {
+			select {
+			case <-configs:
+			case <-ctx.Done():
+				return nil
+			}
+		}
+	})
+	batches := make(chan lease.Batch, 16)
+	g.Go(func() error { return a.m.WatchLeases(ctx, batches) })
+	g.Go(func() error {
+		seen := map[lease.Key]bool{}
+		for {
+			select {
+			case b := <-batches:
+				if b.Snapshot {
+					clear(seen)
+				}
+				for _, ev := range b.Events {
+					if ev.Type == lease.Removed {
+						delete(seen, ev.Lease.Key)
+						continue
+					}
+					seen[ev.Lease.Key] = true
+					c.watched(a, ev.Lease.Key.IPv4)
+				}
+				a.leases.Store(int64(len(seen)))
+			case <-ctx.Done():
+				return nil
+			}
+		}
+	})
+	g.Wait()
+	return ctx.Err()
 }
 
 func (a *scaleAgent) stop() {
@@ -140,8 +221,16 @@ func (c *scaleCluster) stopAll() {
 	c.agents = nil
 }
 
-// converged reports whether agent a is ready with want peers programmed.
+// converged reports whether agent a is ready with want peers programmed
+// (a control-plane agent: holds its lease, and its watch want others).
 func (a *scaleAgent) converged(want int) bool {
+	if a.net == nil {
+		return a.held.Load() && a.leases.Load() == int64(want+1)
+	}
+	// The recorder's count first: cheap, where Counts walks every peer.
+	if r, _, _ := a.host.counts(); r < want {
+		return false
+	}
 	if ok, _ := a.net.Ready(); !ok {
 		return false
 	}
@@ -161,6 +250,9 @@ func (c *scaleCluster) waitConverged(want int, timeout time.Duration, start time
 		}
 		if time.Now().After(deadline) {
 			a := pending[0]
+			if a.net == nil {
+				c.t.Fatalf("%d agents not converged after %v; agent %d (control plane): holds its lease %v, watches %d of %d", len(pending), timeout, a.i, a.held.Load(), a.leases.Load(), want+1)
+			}
 			ok, why := a.net.Ready()
 			var counts Counts
 			if v4, _ := a.net.Datapaths(); v4 != nil {
@@ -168,7 +260,7 @@ func (c *scaleCluster) waitConverged(want int, timeout time.Duration, start time
 			}
 			c.t.Fatalf("%d agents not converged after %v; agent %d: ready %v (%s), %d of %d programmed", len(pending), timeout, a.i, ok, why, counts.Programmed, want)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond)
 	}
 	return time.Since(start)
 }
@@ -223,7 +315,7 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 // etcdMetrics reads counters of etcd's /metrics: the bytes it sent and
 // received to clients, and the gRPC calls it started.
 type etcdMetrics struct {
-	sent, received, rpcs float64
+	sent, received, rpcs, ranges float64
 }
 
 func (c *scaleCluster) etcdMetrics() etcdMetrics {
@@ -252,6 +344,9 @@ func (c *scaleCluster) etcdMetrics() etcdMetrics {
 			m.received += v
 		case strings.HasPrefix(name, "grpc_server_started_total{"):
 			m.rpcs += v
+			if strings.Contains(name, `grpc_method="Range"`) {
+				m.ranges += v
+			}
 		}
 	}
 	return m
@@ -279,17 +374,179 @@ func TestScale(t *testing.T) {
 	}
 }
 
-// scaleAgents is how many agents BenchmarkScale runs: WEFT_SCALE_AGENTS,
-// default 1,000.
-func scaleAgents(b *testing.B) int {
-	if s := os.Getenv("WEFT_SCALE_AGENTS"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 2 {
-			b.Fatalf("WEFT_SCALE_AGENTS=%q: want a number of agents, 2 or more", s)
-		}
-		return n
+// scaleEnv reads a number from environment variable name, def if unset.
+func scaleEnv(b *testing.B, name string, def, least int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
 	}
-	return 1000
+	n, err := strconv.Atoi(v)
+	if err != nil || n < least {
+		b.Fatalf("%s=%q: want a number, %d or more", name, v, least)
+	}
+	return n
+}
+
+// scaleDuration reads a duration from environment variable name, def if
+// unset.
+func scaleDuration(b *testing.B, name string, def time.Duration) time.Duration {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		b.Fatalf("%s=%q: want a duration such as 30s", name, v)
+	}
+	return d
+}
+
+// newBenchCluster starts the cluster a scale benchmark measures:
+// WEFT_SCALE_AGENTS agents (default 1,000), the first WEFT_SCALE_FULL of
+// them full (default all), started once over ten seconds to write their
+// leases, converged, and stopped: etcd holds N leases, as before a
+// cluster restarts.
+func newBenchCluster(b *testing.B) (*scaleCluster, int) {
+	n := scaleEnv(b, "WEFT_SCALE_AGENTS", 1000, 2)
+	c := newScaleCluster(b)
+	c.full = scaleEnv(b, "WEFT_SCALE_FULL", n, 0)
+	c.startAll(n, 10*time.Second)
+	c.waitConverged(n-1, 15*time.Minute, time.Now())
+	c.stopAll()
+	return c, n
+}
+
+// sample reads etcd's process and this one's (the agents').
+type scaleSample struct {
+	etcd, agents procstat.Sample
+	metrics      etcdMetrics
+}
+
+func (c *scaleCluster) sample() scaleSample {
+	e, err := procstat.Read(c.srv.Pid())
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	a, err := procstat.Read(os.Getpid())
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return scaleSample{e, a, c.etcdMetrics()}
+}
+
+// ms is d in milliseconds, for a metric.
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// BenchmarkScale is the control plane at N agents (see newBenchCluster
+// for the variables that size it):
+//
+//   - herd: N agents started within one second against an etcd that
+//     already holds their N leases (a whole cluster restarting at once),
+//     until every one has programmed the N-1 others (a control-plane
+//     agent: watches them); with etcd's CPU and peak RSS, the agents'
+//     CPU and memory, and the bytes and gRPC calls per agent;
+//   - fan-out: one new lease, until every agent has programmed it, p50
+//     and p99;
+//   - etcd loss: etcd killed for WEFT_SCALE_OUTAGE (default 20 s), with
+//     the agents' CPU meanwhile, per agent; then started again, and the
+//     time until every agent has programmed a lease written the moment
+//     it is back.
+//
+// It reports figures as metrics; b.N is 1 (one herd is the measurement).
+func BenchmarkScale(b *testing.B) {
+	c, n := newBenchCluster(b)
+	outage := scaleDuration(b, "WEFT_SCALE_OUTAGE", 20*time.Second)
+	for b.Loop() {
+		s0 := c.sample()
+		start := time.Now()
+		c.startAll(n, time.Second)
+		took := c.waitConverged(n-1, 15*time.Minute, start)
+		s1 := c.sample()
+		writeHeapProfile(b)
+		b.ReportMetric(took.Seconds(), "herd-s")
+		b.ReportMetric((s1.etcd.CPU - s0.etcd.CPU).Seconds(), "etcd-cpu-s")
+		b.ReportMetric(float64(s1.etcd.Peak)/(1<<20), "etcd-peak-MiB")
+		b.ReportMetric((s1.metrics.sent-s0.metrics.sent)/float64(n)/1024, "KiB-to-agent")
+		b.ReportMetric((s1.metrics.received-s0.metrics.received)/float64(n)/1024, "KiB-from-agent")
+		b.ReportMetric((s1.metrics.rpcs-s0.metrics.rpcs)/float64(n), "rpcs/agent")
+		b.ReportMetric(ms(s1.agents.CPU-s0.agents.CPU)/float64(n), "agent-cpu-ms")
+		// The agents' memory: this process's, all of them together.
+		b.ReportMetric(float64(s1.agents.RSS)/float64(n)/(1<<20), "agent-MiB")
+
+		fan := c.fanOut(netip.MustParsePrefix("10.255.255.0/24"), time.Minute)
+		b.ReportMetric(ms(percentile(fan, .5)), "fanout-p50-ms")
+		b.ReportMetric(ms(percentile(fan, .99)), "fanout-p99-ms")
+
+		if outage > 0 {
+			c.srv.Stop()
+			// The first seconds are the agents noticing; then they wait.
+			time.Sleep(2 * time.Second)
+			d0, _ := procstat.Read(os.Getpid())
+			time.Sleep(outage)
+			d1, _ := procstat.Read(os.Getpid())
+			// The share of one core each agent used while etcd was down.
+			b.ReportMetric(100*procstat.CPUShare(d0, d1)/float64(n), "down-cpu-%/agent")
+			c.srv.Restart()
+			back := c.fanOut(netip.MustParsePrefix("10.255.254.0/24"), 5*time.Minute)
+			b.ReportMetric(back[len(back)-1].Seconds(), "reconverge-s")
+			c.waitConverged(n-1, 5*time.Minute, time.Now())
+		}
+		c.stopAll()
+	}
+}
+
+// BenchmarkScaleChurn is the cluster's steady state under churn: 1% of the
+// agents (at least one) restarted every minute, spread over it, for
+// WEFT_SCALE_CHURN (default ten minutes), with etcd compacted every
+// minute as kube-apiserver compacts it every five. It reports etcd's CPU
+// and what it sent per minute, and the range reads (listings) per
+// restarted agent: a compaction storm, every watcher listing again after
+// a compaction, would show as many times more than the restarts'.
+func BenchmarkScaleChurn(b *testing.B) {
+	c, n := newBenchCluster(b)
+	churn := scaleDuration(b, "WEFT_SCALE_CHURN", 10*time.Minute)
+	minutes := max(1, int(churn/time.Minute))
+	for b.Loop() {
+		c.startAll(n, time.Second)
+		c.waitConverged(n-1, 15*time.Minute, time.Now())
+		s0 := c.sample()
+		restarts := 0
+		per := max(1, n/100)
+		for m := range minutes {
+			began := time.Now()
+			for k := range per {
+				i := (m*per + k) % n
+				time.Sleep(time.Minute / time.Duration(per+1))
+				c.agents[i].stop()
+				c.agents[i] = c.start(i)
+				restarts++
+			}
+			c.compact()
+			if left := time.Minute - time.Since(began); left > 0 {
+				time.Sleep(left)
+			}
+		}
+		c.waitConverged(n-1, 5*time.Minute, time.Now())
+		s1 := c.sample()
+		mins := s1.etcd.Time.Sub(s0.etcd.Time).Minutes()
+		b.ReportMetric(float64(restarts), "restarts")
+		b.ReportMetric(100*procstat.CPUShare(s0.etcd, s1.etcd), "etcd-cpu-%")
+		b.ReportMetric((s1.metrics.sent-s0.metrics.sent)/mins/(1<<20), "etcd-sent-MiB/min")
+		b.ReportMetric((s1.metrics.ranges-s0.metrics.ranges)/float64(restarts), "ranges/restart")
+		b.ReportMetric(float64(s1.etcd.RSS)/(1<<20), "etcd-MiB")
+		c.stopAll()
+	}
+}
+
+// compact compacts etcd's history up to now.
+func (c *scaleCluster) compact() {
+	resp, err := c.admin.Get(context.Background(), "/coreos.com/network/config")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if _, err := c.admin.Compact(context.Background(), resp.Header.Revision); err != nil {
+		c.t.Fatal(err)
+	}
 }
 
 // writeHeapProfile writes the agents' heap, converged, to the file
@@ -308,52 +565,5 @@ func writeHeapProfile(b *testing.B) {
 	runtime.GC()
 	if err := pprof.WriteHeapProfile(f); err != nil {
 		b.Fatal(err)
-	}
-}
-
-// BenchmarkScale is the control plane at N agents (WEFT_SCALE_AGENTS):
-//
-//   - herd: N agents started within one second against an etcd that
-//     already holds their N leases (a whole cluster restarting at once),
-//     until every one has programmed the N-1 others; with etcd's CPU and
-//     peak RSS, and the bytes and gRPC calls per agent;
-//   - fan-out: one new lease, until every agent has programmed it.
-//
-// It reports figures as metrics; b.N is 1 (one herd is the measurement).
-func BenchmarkScale(b *testing.B) {
-	n := scaleAgents(b)
-	c := newScaleCluster(b)
-	// The first start writes the N leases; the herd is the restart.
-	c.startAll(n, 10*time.Second)
-	c.waitConverged(n-1, 10*time.Minute, time.Now())
-	c.stopAll()
-	for b.Loop() {
-		pid := c.srv.Pid()
-		cpu0, err := procstat.Read(pid)
-		if err != nil {
-			b.Fatal(err)
-		}
-		m0 := c.etcdMetrics()
-		start := time.Now()
-		c.startAll(n, time.Second)
-		took := c.waitConverged(n-1, 10*time.Minute, start)
-		cpu1, _ := procstat.Read(pid)
-		writeHeapProfile(b)
-		m1 := c.etcdMetrics()
-		b.ReportMetric(took.Seconds(), "herd-s")
-		b.ReportMetric((cpu1.CPU - cpu0.CPU).Seconds(), "etcd-cpu-s")
-		b.ReportMetric(float64(cpu1.Peak)/(1<<20), "etcd-peak-MiB")
-		b.ReportMetric((m1.sent-m0.sent)/float64(n)/1024, "KiB-to-agent")
-		b.ReportMetric((m1.received-m0.received)/float64(n)/1024, "KiB-from-agent")
-		b.ReportMetric((m1.rpcs-m0.rpcs)/float64(n), "rpcs/agent")
-		// The agents' memory: this process's, all of them together.
-		if self, err := procstat.Read(os.Getpid()); err == nil {
-			b.ReportMetric(float64(self.RSS)/float64(n)/(1<<20), "agent-MiB")
-		}
-		b.ReportMetric((cpu1.Time.Sub(cpu0.Time)).Seconds(), "wall-s")
-		fan := c.fanOut(netip.MustParsePrefix("10.255.255.0/24"), time.Minute)
-		b.ReportMetric(float64(percentile(fan, .5).Microseconds())/1000, "fanout-p50-ms")
-		b.ReportMetric(float64(percentile(fan, .99).Microseconds())/1000, "fanout-p99-ms")
-		c.stopAll()
 	}
 }
