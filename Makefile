@@ -12,6 +12,9 @@ STATICCHECK_VERSION ?= v0.8.2
 # Benchmarks: a regexp for -bench, and -benchtime.
 BENCH ?= .
 BENCHTIME ?= 1s
+# The control-plane scale benchmarks: make bench-scale runs them, make
+# bench does not.
+SCALE_BENCH ?= Scale
 # Fuzzing: how long each fuzz target runs under `make fuzz`.
 FUZZTIME ?= 30s
 # Tests mostly wait on real servers and timers, not on the CPU, so more run
@@ -24,7 +27,7 @@ OLD_ETCD ?= /usr/bin/etcd
 
 MODULES := $(shell find . -name go.mod -not -path './.git/*' -exec dirname {} \; | sort)
 
-.PHONY: test bench lint fuzz
+.PHONY: test bench bench-scale lint fuzz
 
 ## test: run every test with the race detector, in every module, then the
 ## etcd suites again against an old etcd server when one is installed.
@@ -47,10 +50,23 @@ test:
 	exit $$status
 
 ## bench: run the benchmarks of every module and print them as one table.
+## The control-plane scale benchmarks, which take minutes, are left to
+## bench-scale.
 bench:
 	@for m in $(MODULES); do \
-		(cd $$m && $(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -benchmem ./...); \
+		(cd $$m && $(GO) test -run '^$$' -bench '$(BENCH)' -skip '$(SCALE_BENCH)' -benchtime $(BENCHTIME) -benchmem ./...); \
 	done | $(GO) run ./internal/benchtable
+
+## bench-scale: the control-plane scale harness, as one table: N agents
+## against one etcd (vxlan), churn for ten minutes, and N agents against
+## one kube-apiserver (kube/apitest). WEFT_SCALE_AGENTS sizes them
+## (default 1,000 for etcd, 500 for kube), WEFT_SCALE_FULL is how many of
+## the etcd agents run a whole Network (default all), WEFT_SCALE_OUTAGE
+## how long etcd is down, WEFT_SCALE_CHURN how long the churn lasts.
+## See the README's "Sizing".
+bench-scale:
+	@( (cd vxlan && $(GO) test -run '^$$' -bench '$(SCALE_BENCH)' -benchtime 1x -timeout 2h .); \
+	   (cd kube/apitest && $(GO) test -run '^$$' -bench '$(SCALE_BENCH)' -benchtime 1x -timeout 2h .) ) | $(GO) run ./internal/benchtable
 
 ## lint: gofmt, go vet and staticcheck, in every module.
 lint:

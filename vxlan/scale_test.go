@@ -7,6 +7,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
+	"maps"
 	"math"
 	"net/http"
 	"net/netip"
@@ -57,6 +59,7 @@ type scaleCluster struct {
 	// full is how many agents, from the first, run a Network; the
 	// others run the control plane only.
 	full int
+	log  *scaleLog
 	// watch, when set, is the subnet whose first route each agent's
 	// kernel records the time of (the fan-out measurement).
 	watchMu sync.Mutex
@@ -88,7 +91,7 @@ func startScaleEtcd(t testing.TB) *etcdtest.Server {
 }
 
 func newScaleCluster(t testing.TB) *scaleCluster {
-	c := &scaleCluster{t: t, srv: startScaleEtcd(t), full: math.MaxInt}
+	c := &scaleCluster{t: t, srv: startScaleEtcd(t), full: math.MaxInt, log: newScaleLog()}
 	c.admin = c.srv.Client(t)
 	if _, err := c.admin.Put(context.Background(), "/coreos.com/network/config", scaleNetConf); err != nil {
 		t.Fatal(err)
@@ -116,7 +119,7 @@ func (c *scaleCluster) watched(a *scaleAgent, dst netip.Prefix) {
 // if i < c.full, else a control-plane one.
 func (c *scaleCluster) start(i int) *scaleAgent {
 	a := &scaleAgent{i: i, done: make(chan error, 1)}
-	m, err := etcd.New(etcd.Options{Endpoints: []string{c.srv.Endpoint()}, Node: fmt.Sprint("agent-", i), Logger: quietLog})
+	m, err := etcd.New(etcd.Options{Endpoints: []string{c.srv.DirectEndpoint()}, Node: fmt.Sprint("agent-", i), Logger: c.log.logger})
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -129,7 +132,7 @@ func (c *scaleCluster) start(i int) *scaleAgent {
 	}
 	a.host = newFakeHost(publicOf(i), 12)
 	a.host.onRoute = func(dst netip.Prefix) { c.watched(a, dst) }
-	a.net, err = NewNetwork(NetworkConfig{Manager: m, PublicIP: publicOf(i), host: a.host, ResyncInterval: time.Hour, Logger: quietLog})
+	a.net, err = NewNetwork(NetworkConfig{Manager: m, PublicIP: publicOf(i), host: a.host, ResyncInterval: time.Hour, Logger: c.log.logger})
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -137,17 +140,73 @@ func (c *scaleCluster) start(i int) *scaleAgent {
 	return a
 }
 
+// attrsOf is what agent i publishes: its VTEP MAC is agent i's in the
+// lease the harness seeds, and a Network keeps the MAC its lease
+// publishes.
+func attrsOf(i int) lease.Attrs {
+	vtep, _ := json.Marshal(BackendData{VNI: 1, VtepMAC: MAC{0x0e, 0, 0, byte(i >> 16), byte(i >> 8), byte(i)}})
+	return lease.Attrs{PublicIP: publicOf(i), BackendType: "vxlan", BackendData: vtep}
+}
+
+// seed writes the leases of agents 0..n-1, as they would have written
+// them, each on an etcd lease of its own: etcd holds them as before a
+// whole cluster restarts, and no agent needs to write when it starts.
+func (c *scaleCluster) seed(n int) {
+	sem := make(chan struct{}, 32)
+	var wg sync.WaitGroup
+	for i := range n {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			ctx := context.Background()
+			attrs := attrsOf(i)
+			attrs.Owner = fmt.Sprint("agent-", i)
+			value, _ := json.Marshal(attrs)
+			grant, err := c.admin.Grant(ctx, int64(etcd.DefaultTTL/time.Second))
+			if err == nil {
+				s := subnetOf(i)
+				_, err = c.admin.Put(ctx, fmt.Sprintf("/coreos.com/network/subnets/%s-%d", s.Addr(), s.Bits()), string(value), clientv3.WithLease(grant.ID))
+			}
+			if err != nil {
+				c.t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if c.t.Failed() {
+		c.t.FailNow()
+	}
+}
+
+// subnetOf is agent i's subnet in the leases seed writes.
+func subnetOf(i int) netip.Prefix {
+	return netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 0}), 24)
+}
+
+// revision is etcd's revision now.
+func (c *scaleCluster) revision() int64 {
+	resp, err := c.admin.Get(context.Background(), "/coreos.com/network/config")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return resp.Header.Revision
+}
+
 // runControlPlane is a control-plane agent: the Manager calls a Network
 // makes, in its order, with the leases counted instead of programmed.
 func (c *scaleCluster) runControlPlane(ctx context.Context, a *scaleAgent) error {
-	vtep, _ := json.Marshal(BackendData{VNI: 1, VtepMAC: MAC{0x0e, 0, 0, byte(a.i >> 16), byte(a.i >> 8), byte(a.i)}})
-	req := lease.AcquireRequest{Attrs: lease.Attrs{PublicIP: publicOf(a.i), BackendType: "vxlan", BackendData: vtep}}
+	req := lease.AcquireRequest{Attrs: attrsOf(a.i)}
 	if _, _, err := a.m.OwnLease(ctx, req); err != nil && ctx.Err() == nil {
 		c.t.Errorf("agent %d: OwnLease: %v", a.i, err)
 	}
 	var g errgroup.Group
+	leased := make(chan struct{})
 	g.Go(func() error {
-		return lease.Hold(ctx, a.m, req, func(lease.Lease) { a.held.Store(true) })
+		return lease.Hold(ctx, a.m, req, func(lease.Lease) {
+			if !a.held.Swap(true) {
+				close(leased)
+			}
+		})
 	})
 	configs := make(chan lease.Config)
 	g.Go(func() error { return a.m.WatchConfig(ctx, configs) })
@@ -161,7 +220,15 @@ func (c *scaleCluster) runControlPlane(ctx context.Context, a *scaleAgent) error
 		}
 	})
 	batches := make(chan lease.Batch, 16)
-	g.Go(func() error { return a.m.WatchLeases(ctx, batches) })
+	// As a Network: the peers are watched once the lease is held.
+	g.Go(func() error {
+		select {
+		case <-leased:
+			return a.m.WatchLeases(ctx, batches)
+		case <-ctx.Done():
+			return nil
+		}
+	})
 	g.Go(func() error {
 		seen := map[lease.Key]bool{}
 		for {
@@ -251,14 +318,14 @@ func (c *scaleCluster) waitConverged(want int, timeout time.Duration, start time
 		if time.Now().After(deadline) {
 			a := pending[0]
 			if a.net == nil {
-				c.t.Fatalf("%d agents not converged after %v; agent %d (control plane): holds its lease %v, watches %d of %d", len(pending), timeout, a.i, a.held.Load(), a.leases.Load(), want+1)
+				c.t.Fatalf("%d agents not converged after %v; agent %d (control plane): holds its lease %v, watches %d of %d\n%s", len(pending), timeout, a.i, a.held.Load(), a.leases.Load(), want+1, c.log)
 			}
 			ok, why := a.net.Ready()
 			var counts Counts
 			if v4, _ := a.net.Datapaths(); v4 != nil {
 				counts = v4.Counts()
 			}
-			c.t.Fatalf("%d agents not converged after %v; agent %d: ready %v (%s), %d of %d programmed", len(pending), timeout, a.i, ok, why, counts.Programmed, want)
+			c.t.Fatalf("%d agents not converged after %v; agent %d: ready %v (%s), %d of %d programmed\n%s", len(pending), timeout, a.i, ok, why, counts.Programmed, want, c.log)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -403,16 +470,16 @@ func scaleDuration(b *testing.B, name string, def time.Duration) time.Duration {
 
 // newBenchCluster starts the cluster a scale benchmark measures:
 // WEFT_SCALE_AGENTS agents (default 1,000), the first WEFT_SCALE_FULL of
-// them full (default all), started once over ten seconds to write their
-// leases, converged, and stopped: etcd holds N leases, as before a
-// cluster restarts.
+// them full (default all), with their N leases in etcd, as before a
+// cluster restarts; no agent is running yet.
 func newBenchCluster(b *testing.B) (*scaleCluster, int) {
 	n := scaleEnv(b, "WEFT_SCALE_AGENTS", 1000, 2)
+	if n > 60000 {
+		b.Fatalf("WEFT_SCALE_AGENTS=%d: at most 60000 (their subnets, /24s of 10.0.0.0/8, stay clear of the fan-out's)", n)
+	}
 	c := newScaleCluster(b)
 	c.full = scaleEnv(b, "WEFT_SCALE_FULL", n, 0)
-	c.startAll(n, 10*time.Second)
-	c.waitConverged(n-1, 15*time.Minute, time.Now())
-	c.stopAll()
+	c.seed(n)
 	return c, n
 }
 
@@ -457,13 +524,15 @@ func BenchmarkScale(b *testing.B) {
 	c, n := newBenchCluster(b)
 	outage := scaleDuration(b, "WEFT_SCALE_OUTAGE", 20*time.Second)
 	for b.Loop() {
-		s0 := c.sample()
+		s0, rev0 := c.sample(), c.revision()
 		start := time.Now()
 		c.startAll(n, time.Second)
 		took := c.waitConverged(n-1, 15*time.Minute, start)
-		s1 := c.sample()
+		s1, rev1 := c.sample(), c.revision()
 		writeHeapProfile(b)
 		b.ReportMetric(took.Seconds(), "herd-s")
+		// Writes fan out to every agent: a herd restart should make none.
+		b.ReportMetric(float64(rev1-rev0)/float64(n), "writes/agent")
 		b.ReportMetric((s1.etcd.CPU - s0.etcd.CPU).Seconds(), "etcd-cpu-s")
 		b.ReportMetric(float64(s1.etcd.Peak)/(1<<20), "etcd-peak-MiB")
 		b.ReportMetric((s1.metrics.sent-s0.metrics.sent)/float64(n)/1024, "KiB-to-agent")
@@ -493,6 +562,7 @@ func BenchmarkScale(b *testing.B) {
 		}
 		c.stopAll()
 	}
+	b.Logf("the agents' warnings and errors, by message:\n%s", c.log)
 }
 
 // BenchmarkScaleChurn is the cluster's steady state under churn: 1% of the
@@ -536,6 +606,7 @@ func BenchmarkScaleChurn(b *testing.B) {
 		b.ReportMetric(float64(s1.etcd.RSS)/(1<<20), "etcd-MiB")
 		c.stopAll()
 	}
+	b.Logf("the agents' warnings and errors, by message:\n%s", c.log)
 }
 
 // compact compacts etcd's history up to now.
@@ -567,3 +638,65 @@ func writeHeapProfile(b *testing.B) {
 		b.Fatal(err)
 	}
 }
+
+// scaleLog is the agents' log: thousands of agents cannot all be read, so
+// it counts the warnings and errors by message and keeps one example of
+// each, for a failure to show.
+type scaleLog struct {
+	logger *slog.Logger
+	mu     sync.Mutex
+	counts map[string]int
+	sample map[string]string
+}
+
+func newScaleLog() *scaleLog {
+	l := &scaleLog{counts: map[string]int{}, sample: map[string]string{}}
+	l.logger = slog.New(scaleLogHandler{l, nil})
+	return l
+}
+
+// String lists the warnings and errors, most frequent first.
+func (l *scaleLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	msgs := slices.Collect(maps.Keys(l.counts))
+	slices.SortFunc(msgs, func(a, b string) int { return l.counts[b] - l.counts[a] })
+	var sb strings.Builder
+	for _, m := range msgs {
+		fmt.Fprintf(&sb, "%6d x %s (e.g. %s)\n", l.counts[m], m, l.sample[m])
+	}
+	return sb.String()
+}
+
+type scaleLogHandler struct {
+	l     *scaleLog
+	attrs []slog.Attr
+}
+
+func (h scaleLogHandler) Enabled(_ context.Context, level slog.Level) bool {
+	return level >= slog.LevelWarn
+}
+
+func (h scaleLogHandler) Handle(_ context.Context, r slog.Record) error {
+	var sb strings.Builder
+	for _, a := range h.attrs {
+		fmt.Fprintf(&sb, "%s=%v ", a.Key, a.Value)
+	}
+	r.Attrs(func(a slog.Attr) bool {
+		fmt.Fprintf(&sb, "%s=%v ", a.Key, a.Value)
+		return true
+	})
+	h.l.mu.Lock()
+	defer h.l.mu.Unlock()
+	h.l.counts[r.Message]++
+	if _, ok := h.l.sample[r.Message]; !ok {
+		h.l.sample[r.Message] = sb.String()
+	}
+	return nil
+}
+
+func (h scaleLogHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return scaleLogHandler{h.l, append(slices.Clip(h.attrs), attrs...)}
+}
+
+func (h scaleLogHandler) WithGroup(string) slog.Handler { return h }

@@ -32,7 +32,7 @@ func TestMain(m *testing.M) {
 // kubeconfig writes a kubeconfig for server that authenticates as the
 // admin and acts as user (impersonation), trusting the test server's CA
 // under its own name.
-func kubeconfig(t *testing.T, admin *rest.Config, server, user string, groups ...string) string {
+func kubeconfig(t testing.TB, admin *rest.Config, server, user string, groups ...string) string {
 	t.Helper()
 	u, err := url.Parse(admin.Host)
 	if err != nil {

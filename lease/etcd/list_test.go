@@ -142,3 +142,42 @@ func TestWatchLeasesSnapshotPaged(t *testing.T) {
 	}
 	sameEvents(t, c.Batches()[0].Events, events)
 }
+
+// TestListPagedResumes: a page that times out (here etcd is down for
+// longer than the request timeout after the first page) is asked for
+// again, at the listing's revision: the listing completes, each key once,
+// rather than failing and starting over. The client's own retries of a
+// read end at the request's deadline.
+func TestListPagedResumes(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, `{"Network": "10.0.0.0/8", "Backend": {"Type": "vxlan"}}`)
+	n := 2*listPage + 17
+	e.putLeases(n)
+	m := e.managerWith("lister", func(o *Options) { o.RequestTimeout = 300 * time.Millisecond })
+	seen := map[string]int{}
+	pages := 0
+	_, err := m.listPaged(ctxFor(t, 60*time.Second), m.subnetsPrefix(), func(kvs []*mvccpb.KeyValue, total int64) {
+		pages++
+		for _, kv := range kvs {
+			seen[string(kv.Key)]++
+		}
+		if pages == 1 {
+			e.server.Stop()
+			go func() {
+				time.Sleep(600 * time.Millisecond)
+				e.server.Restart()
+			}()
+		}
+	})
+	if err != nil {
+		t.Fatalf("after %d pages: %v", pages, err)
+	}
+	if len(seen) != n || pages != 3 {
+		t.Errorf("%d keys in %d pages, want %d in 3", len(seen), pages, n)
+	}
+	for k, c := range seen {
+		if c != 1 {
+			t.Errorf("%s listed %d times", k, c)
+		}
+	}
+}

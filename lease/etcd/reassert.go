@@ -3,7 +3,6 @@ package etcd
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -39,15 +38,13 @@ func (m *Manager) reassert(ctx context.Context, l lease.Lease, mine lease.Attrs,
 	}()
 	hints := ownershipHints(m.node, mine)
 	for range 3 {
-		floor := m.history.floor()
-		rctx, cancel := m.request(ctx)
-		resp, err := m.client.Get(rctx, m.prefix+"/", clientv3.WithPrefix())
-		cancel()
+		// Fresh (a wipe or restore brings every node here at once, so
+		// paged: see listAll).
+		listed, err := m.listAll(ctx, byNobody, byNobody)
 		if err != nil {
-			return heldLease{}, false, fmt.Errorf("list %s: %w", m.prefix, err)
+			return heldLease{}, false, err
 		}
-		m.observe(resp.Header, floor)
-		raw, hasConfig, records := m.parseListing(resp.Kvs)
+		raw, hasConfig, records := m.parseListing(listed.kvs)
 		if hasConfig {
 			// Without a config (a wiped store not yet set up again)
 			// nothing says the key is wrong: keep it.
@@ -80,7 +77,7 @@ func (m *Manager) reassert(ctx context.Context, l lease.Lease, mine lease.Attrs,
 				stale = append(stale, r)
 			}
 		}
-		_, won, _, err := m.write(ctx, plan{key: l.Key, how: howReasserted}, resp.Header.Revision, mine, value, &grant)
+		_, won, _, err := m.write(ctx, plan{key: l.Key, how: howReasserted}, listed.rev, mine, value, &grant)
 		if err != nil {
 			return heldLease{}, false, err
 		}

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
-	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // listingReuse is how long a listing of the whole prefix serves the next
@@ -111,15 +110,23 @@ func (m *Manager) listAll(ctx context.Context, from, as lister) (keptListing, er
 		m.recent.keep(l)
 		return l, nil
 	}
-	floor, at := m.history.floor(), time.Now()
-	rctx, cancel := m.request(ctx)
-	resp, err := m.client.Get(rctx, m.prefix+"/", clientv3.WithPrefix())
-	cancel()
+	// Paged, as WatchLeases lists: when a whole cluster starts at once,
+	// thousands of listings of every lease share etcd, and one response
+	// holding them all takes longer than the request timeout to arrive.
+	// Each agent then gives up, and asks again, and none gets through.
+	// A page arrives in time however many are in flight.
+	at := time.Now()
+	var kvs []*mvccpb.KeyValue
+	rev, err := m.listPaged(ctx, m.prefix+"/", func(page []*mvccpb.KeyValue, total int64) {
+		if kvs == nil {
+			kvs = make([]*mvccpb.KeyValue, 0, total)
+		}
+		kvs = append(kvs, page...)
+	})
 	if err != nil {
 		return keptListing{}, fmt.Errorf("list %s: %w", m.prefix, err)
 	}
-	m.observe(resp.Header, floor)
-	l := keptListing{slices.Clip(resp.Kvs), resp.Header.Revision, epoch, at, as}
+	l := keptListing{slices.Clip(kvs), rev, epoch, at, as}
 	m.recent.keep(l)
 	return l, nil
 }
