@@ -384,6 +384,13 @@ func (m *Manager) write(ctx context.Context, p plan, listRev int64, attrs lease.
 	path := m.keyPath(p.key)
 	_, returns := m.history.reconnectedAfter()
 	if l, ok := m.unchanged(ctx, p, value, returns); ok {
+		if p.existingLease == *grant {
+			// The key is on this Acquire's own grant: an earlier
+			// write timed out here but was applied there. The
+			// grant is the key's now, and must not be revoked
+			// as unused (which would delete the key).
+			*grant = 0
+		}
 		return l, true, listing{}, nil
 	}
 	var putOpts []clientv3.OpOption
