@@ -384,12 +384,17 @@ func (m *Manager) write(ctx context.Context, p plan, listRev int64, attrs lease.
 	path := m.keyPath(p.key)
 	_, returns := m.history.reconnectedAfter()
 	if l, ok := m.unchanged(ctx, p, value, returns); ok {
-		if p.existingLease == *grant {
+		if p.existingLease != 0 && p.existingLease == *grant {
 			// The key is on this Acquire's own grant: an earlier
 			// write timed out here but was applied there. The
 			// grant is the key's now, and must not be revoked
-			// as unused (which would delete the key).
+			// as unused (which would delete the key); it is this
+			// Manager's, to revoke when it renews or releases.
 			*grant = 0
+			if h, ok := m.getHeld(p.key); ok {
+				h.ours = true
+				m.setHeld(p.key, h)
+			}
 		}
 		return l, true, listing{}, nil
 	}

@@ -371,6 +371,9 @@ func TestAcquireKeepsTheGrantOfATimedOutWrite(t *testing.T) {
 	if _, won, _, err := m.write(ctx, p, kv.ModRevision, attrs, value, &grant); err != nil || !won {
 		t.Fatalf("write: won %v, %v", won, err)
 	}
+	if h, _ := m.getHeld(k); h.id != g.ID || !h.ours {
+		t.Errorf("held %+v: want the grant, as this Manager's to revoke when it renews", h)
+	}
 	// What Acquire does with a grant left over on return.
 	if grant != 0 {
 		m.revokeQuietly(grant)

@@ -37,8 +37,9 @@ const (
 )
 
 // listPaged reads every key under prefix as of one revision, in pages,
-// calling page with each page's key-values and the total number of keys. It returns the revision read. If etcd compacts
-// that revision before the last page, listPaged fails with
+// calling page with each page's key-values and the total number of keys.
+// It returns the revision read. If etcd compacts that revision before the
+// last page, listPaged fails with
 // rpctypes.ErrCompacted, after some pages were delivered: callers must
 // treat what they got as lost and list again.
 func (m *Manager) listPaged(ctx context.Context, prefix string, page func(kvs []*mvccpb.KeyValue, total int64)) (int64, error) {
@@ -76,15 +77,16 @@ func (m *Manager) listPaged(ctx context.Context, prefix string, page func(kvs []
 }
 
 // getPage reads one page, in up to attempts attempts: it asks again after
-// a failure other than the revision's compaction (which no retry mends)
-// or ctx's end.
+// a failure other than one no retry mends, or ctx's end.
 func (m *Manager) getPage(ctx context.Context, from string, opts []clientv3.OpOption, attempts int) (*clientv3.GetResponse, error) {
 	delay := pageRetryDelay
 	for attempt := 1; ; attempt++ {
 		rctx, cancel := m.request(ctx)
 		resp, err := m.client.Get(rctx, from, opts...)
 		cancel()
-		if err == nil || attempt >= attempts || ctx.Err() != nil || errors.Is(err, rpctypes.ErrCompacted) {
+		// Neither a compacted revision nor one the store has not
+		// reached (wiped under the listing) comes back by asking again.
+		if err == nil || attempt >= attempts || ctx.Err() != nil || errors.Is(err, rpctypes.ErrCompacted) || errors.Is(err, rpctypes.ErrFutureRev) {
 			return resp, err
 		}
 		if err := ctxutil.Sleep(ctx, delay/2+rand.N(delay)); err != nil {

@@ -18,10 +18,14 @@ import (
 // snapshot). Handing one listing down the chain makes that once: when a
 // whole cluster restarts at once, what etcd reads and sends is a third.
 //
-// Nothing is lost by reading an older listing: Acquire's write is
-// conditional on the revisions it listed, and a lost race brings what
-// was written since; a watch from just after the listing's revision
-// brings every change since, as it would after a listing of its own.
+// Reading an older listing is safe, not free. Acquire's write is
+// conditional on the key it writes and on no key holding its subnets (a
+// dual-stack create, on no subnet key created since the listing), and a
+// lost race brings what was written since; but a key of another length
+// overlapping its IPv4 subnet, created after the listing, is not seen
+// (as with any listing), and the window is the listing's age, up to
+// listingReuse, not milliseconds. A watch from just after the listing's
+// revision brings every change since, as after a listing of its own.
 const listingReuse = 5 * time.Second
 
 // keptListing is a listing of the network's whole prefix at rev, made in
@@ -102,7 +106,7 @@ func (l keptListing) under(prefix string) []*mvccpb.KeyValue {
 
 // listAll returns, for reader as, the listing from kept if it may be had
 // (see listingReuse), or else lists the whole prefix; and keeps what it
-// returns for the next reader.
+// returns for the next reader, unless as is byNobody.
 func (m *Manager) listAll(ctx context.Context, from, as lister) (keptListing, error) {
 	epoch := m.history.current()
 	if l, ok := m.recent.take(epoch, from); ok {
@@ -127,6 +131,8 @@ func (m *Manager) listAll(ctx context.Context, from, as lister) (keptListing, er
 		return keptListing{}, fmt.Errorf("list %s: %w", m.prefix, err)
 	}
 	l := keptListing{slices.Clip(kvs), rev, epoch, at, as}
-	m.recent.keep(l)
+	if as != byNobody {
+		m.recent.keep(l)
+	}
 	return l, nil
 }
