@@ -30,6 +30,7 @@ import (
 
 	"github.com/weftnet/weft/internal/etcdtest"
 	"github.com/weftnet/weft/internal/procstat"
+	"github.com/weftnet/weft/internal/scaletest"
 	"github.com/weftnet/weft/lease"
 	"github.com/weftnet/weft/lease/etcd"
 )
@@ -101,11 +102,6 @@ func newScaleCluster(t testing.TB) *scaleCluster {
 	return c
 }
 
-// publicOf is agent i's underlay address, in 172.16.0.0/12.
-func publicOf(i int) netip.Addr {
-	return netip.AddrFrom4([4]byte{172, byte(16 + i>>16), byte(i >> 8), byte(i)})
-}
-
 // watched records, for agent a, that dst reached it, if it is the
 // subnet being fanned out.
 func (c *scaleCluster) watched(a *scaleAgent, dst netip.Prefix) {
@@ -132,9 +128,9 @@ func (c *scaleCluster) start(i int) *scaleAgent {
 		go func() { a.done <- c.runControlPlane(ctx, a) }()
 		return a
 	}
-	a.host = newFakeHost(publicOf(i), 12)
+	a.host = newFakeHost(scaletest.PublicOf(i), 12)
 	a.host.onRoute = func(dst netip.Prefix) { c.watched(a, dst) }
-	a.net, err = NewNetwork(NetworkConfig{Manager: m, PublicIP: publicOf(i), host: a.host, ResyncInterval: time.Hour, Logger: c.log.logger})
+	a.net, err = NewNetwork(NetworkConfig{Manager: m, PublicIP: scaletest.PublicOf(i), host: a.host, ResyncInterval: time.Hour, Logger: c.log.logger})
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -147,7 +143,7 @@ func (c *scaleCluster) start(i int) *scaleAgent {
 // publishes.
 func attrsOf(i int) lease.Attrs {
 	vtep, _ := json.Marshal(BackendData{VNI: 1, VtepMAC: MAC{0x0e, 0, 0, byte(i >> 16), byte(i >> 8), byte(i)}})
-	return lease.Attrs{PublicIP: publicOf(i), BackendType: "vxlan", BackendData: vtep}
+	return lease.Attrs{PublicIP: scaletest.PublicOf(i), BackendType: "vxlan", BackendData: vtep}
 }
 
 // seed writes the leases of agents 0..n-1, as they would have written
@@ -166,7 +162,7 @@ func (c *scaleCluster) seed(n int) {
 			value, _ := json.Marshal(attrs)
 			grant, err := c.admin.Grant(ctx, int64(etcd.DefaultTTL/time.Second))
 			if err == nil {
-				s := subnetOf(i)
+				s := scaletest.SubnetOf(i)
 				_, err = c.admin.Put(ctx, fmt.Sprintf("/coreos.com/network/subnets/%s-%d", s.Addr(), s.Bits()), string(value), clientv3.WithLease(grant.ID))
 			}
 			if err != nil {
@@ -178,11 +174,6 @@ func (c *scaleCluster) seed(n int) {
 	if c.t.Failed() {
 		c.t.FailNow()
 	}
-}
-
-// subnetOf is agent i's subnet in the leases seed writes.
-func subnetOf(i int) netip.Prefix {
-	return netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 0}), 24)
 }
 
 // revision is etcd's revision now.
@@ -355,36 +346,11 @@ func (c *scaleCluster) fanOut(subnet netip.Prefix, timeout time.Duration) []time
 	if _, err := c.admin.Put(context.Background(), key, value); err != nil {
 		c.t.Fatal(err)
 	}
-	deadline := time.Now().Add(timeout)
-	var out []time.Duration
-	for {
-		out = out[:0]
-		for _, a := range c.agents {
-			if at := a.routed.Load(); at != 0 {
-				out = append(out, time.Unix(0, at).Sub(wrote))
-			}
-		}
-		if len(out) == len(c.agents) {
-			break
-		}
-		if time.Now().After(deadline) {
-			c.t.Fatalf("the new lease reached %d of %d agents in %v", len(out), len(c.agents), timeout)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	out := scaletest.WaitArrivals(c.t, "the new lease", len(c.agents), wrote, timeout, func(i int) int64 { return c.agents[i].routed.Load() })
 	if _, err := c.admin.Delete(context.Background(), key); err != nil {
 		c.t.Fatal(err)
 	}
-	slices.Sort(out)
 	return out
-}
-
-// percentile returns the p-th percentile of sorted ds.
-func percentile(ds []time.Duration, p float64) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	return ds[min(len(ds)-1, int(float64(len(ds))*p))]
 }
 
 // etcdMetrics reads counters of etcd's /metrics: the bytes it sent and
@@ -444,7 +410,7 @@ func TestScale(t *testing.T) {
 	took := c.waitConverged(n-1, 3*time.Minute, start)
 	t.Logf("%d agents converged %v after a herd start", n, took.Round(time.Millisecond))
 	fan := c.fanOut(netip.MustParsePrefix("10.255.255.0/24"), time.Minute)
-	t.Logf("a new lease reached all %d agents: p50 %v, p99 %v, max %v", n, percentile(fan, .5), percentile(fan, .99), fan[len(fan)-1])
+	t.Logf("a new lease reached all %d agents: p50 %v, p99 %v, max %v", n, scaletest.Percentile(fan, .5), scaletest.Percentile(fan, .99), fan[len(fan)-1])
 	for _, a := range c.agents[:3] {
 		if r, nb, f := a.host.counts(); r < n-1 || nb < n-1 || f < n-1 {
 			t.Errorf("agent %d's kernel holds %d routes, %d neighbours, %d FDB entries; want at least %d each", a.i, r, nb, f, n-1)
@@ -554,8 +520,8 @@ func BenchmarkScale(b *testing.B) {
 		b.ReportMetric(float64(s1.agents.RSS)/float64(n)/(1<<20), "agent-MiB")
 
 		fan := c.fanOut(netip.MustParsePrefix("10.255.255.0/24"), time.Minute)
-		b.ReportMetric(ms(percentile(fan, .5)), "fanout-p50-ms")
-		b.ReportMetric(ms(percentile(fan, .99)), "fanout-p99-ms")
+		b.ReportMetric(ms(scaletest.Percentile(fan, .5)), "fanout-p50-ms")
+		b.ReportMetric(ms(scaletest.Percentile(fan, .99)), "fanout-p99-ms")
 
 		if outage > 0 {
 			c.srv.Stop()

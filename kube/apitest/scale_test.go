@@ -27,6 +27,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/weftnet/weft/internal/procstat"
+	"github.com/weftnet/weft/internal/scaletest"
 	"github.com/weftnet/weft/kube"
 	"github.com/weftnet/weft/kube/apitest"
 	"github.com/weftnet/weft/lease"
@@ -163,15 +164,6 @@ type kubeAgent struct {
 
 func kubeNodeName(i int) string { return fmt.Sprint("agent-", i) }
 
-// kubeSubnetOf is agent i's PodCIDR, in 10.0.0.0/8.
-func kubeSubnetOf(i int) netip.Prefix {
-	return netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 0}), 24)
-}
-
-func kubePublicOf(i int) netip.Addr {
-	return netip.AddrFrom4([4]byte{172, byte(16 + i>>16), byte(i >> 8), byte(i)})
-}
-
 // createNodes creates the Nodes of agents 0..n-1, with their PodCIDRs, as
 // kubelets and the controller manager would.
 func (c *kubeScale) createNodes(n int) {
@@ -181,7 +173,7 @@ func (c *kubeScale) createNodes(n int) {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			p := kubeSubnetOf(i).String()
+			p := scaletest.SubnetOf(i).String()
 			node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: kubeNodeName(i)}, Spec: corev1.NodeSpec{PodCIDR: p, PodCIDRs: []string{p}}}
 			if _, err := c.admin.CoreV1().Nodes().Create(context.Background(), node, metav1.CreateOptions{}); err != nil {
 				c.b.Error(err)
@@ -226,7 +218,7 @@ func (c *kubeScale) run(ctx context.Context, a *kubeAgent) {
 		c.hintFailures.Add(1)
 	}
 	vtep := fmt.Sprintf(`{"VNI":1,"VtepMAC":"0e:00:00:%02x:%02x:%02x"}`, byte(a.i>>16), byte(a.i>>8), byte(a.i))
-	req := lease.AcquireRequest{Attrs: lease.Attrs{PublicIP: kubePublicOf(a.i), BackendType: "vxlan", BackendData: json.RawMessage(vtep)}}
+	req := lease.AcquireRequest{Attrs: lease.Attrs{PublicIP: scaletest.PublicOf(a.i), BackendType: "vxlan", BackendData: json.RawMessage(vtep)}}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Go(func() {
@@ -313,7 +305,7 @@ func (c *kubeScale) waitConverged(want int, timeout time.Duration, start time.Ti
 // fanOut adds a node, annotated as its agent would, and returns how long
 // each agent took to see its lease, sorted.
 func (c *kubeScale) fanOut(i int, timeout time.Duration) []time.Duration {
-	subnet := kubeSubnetOf(i)
+	subnet := scaletest.SubnetOf(i)
 	c.watchMu.Lock()
 	c.watch = subnet
 	c.watchMu.Unlock()
@@ -327,7 +319,7 @@ func (c *kubeScale) fanOut(i int, timeout time.Duration) []time.Duration {
 			ann + "kube-subnet-manager": "true",
 			ann + "backend-type":        "vxlan",
 			ann + "backend-data":        `{"VNI":1,"VtepMAC":"0e:ff:ff:ff:ff:01"}`,
-			ann + "public-ip":           kubePublicOf(i).String(),
+			ann + "public-ip":           scaletest.PublicOf(i).String(),
 		}},
 		Spec: corev1.NodeSpec{PodCIDR: p, PodCIDRs: []string{p}},
 	}
@@ -335,27 +327,10 @@ func (c *kubeScale) fanOut(i int, timeout time.Duration) []time.Duration {
 	if _, err := c.admin.CoreV1().Nodes().Create(context.Background(), node, metav1.CreateOptions{}); err != nil {
 		c.b.Fatal(err)
 	}
-	deadline := time.Now().Add(timeout)
-	var out []time.Duration
-	for {
-		out = out[:0]
-		for _, a := range c.agents {
-			if at := a.routed.Load(); at != 0 {
-				out = append(out, time.Unix(0, at).Sub(wrote))
-			}
-		}
-		if len(out) == len(c.agents) {
-			break
-		}
-		if time.Now().After(deadline) {
-			c.b.Fatalf("the new node reached %d of %d agents in %v", len(out), len(c.agents), timeout)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	out := scaletest.WaitArrivals(c.b, "the new node", len(c.agents), wrote, timeout, func(i int) int64 { return c.agents[i].routed.Load() })
 	if err := c.admin.CoreV1().Nodes().Delete(context.Background(), kubeNodeName(i), metav1.DeleteOptions{}); err != nil {
 		c.b.Fatal(err)
 	}
-	slices.Sort(out)
 	return out
 }
 
@@ -413,8 +388,8 @@ func BenchmarkKubeScale(b *testing.B) {
 		b.ReportMetric(float64(self1.RSS)/float64(n)/(1<<20), "agent-MiB")
 		b.ReportMetric(float64(c.hintFailures.Swap(0)), "hint-failures")
 		fan := c.fanOut(n, time.Minute)
-		b.ReportMetric(float64(fan[len(fan)/2].Microseconds())/1000, "fanout-p50-ms")
-		b.ReportMetric(float64(fan[min(len(fan)-1, len(fan)*99/100)].Microseconds())/1000, "fanout-p99-ms")
+		b.ReportMetric(float64(scaletest.Percentile(fan, .5).Microseconds())/1000, "fanout-p50-ms")
+		b.ReportMetric(float64(scaletest.Percentile(fan, .99).Microseconds())/1000, "fanout-p99-ms")
 		c.stopAll()
 	}
 }
