@@ -62,7 +62,10 @@ type scaleCluster struct {
 	// full is how many agents, from the first, run a Network; the
 	// others run the control plane only.
 	full int
-	log  *scaleLog
+	// seeded is how many agents, from the first, have a lease in etcd
+	// from before they start, and so a subnet.env naming it.
+	seeded int
+	log    *scaleLog
 	// watch, when set, is the subnet whose first route each agent's
 	// kernel records the time of (the fan-out measurement).
 	watchMu sync.Mutex
@@ -130,7 +133,7 @@ func (c *scaleCluster) start(i int) *scaleAgent {
 	}
 	a.host = newFakeHost(scaletest.PublicOf(i), 12)
 	a.host.onRoute = func(dst netip.Prefix) { c.watched(a, dst) }
-	a.net, err = NewNetwork(NetworkConfig{Manager: m, PublicIP: scaletest.PublicOf(i), host: a.host, ResyncInterval: time.Hour, Logger: c.log.logger})
+	a.net, err = NewNetwork(NetworkConfig{Manager: m, PublicIP: scaletest.PublicOf(i), Previous: c.previous(i), host: a.host, ResyncInterval: time.Hour, Logger: c.log.logger})
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -174,6 +177,16 @@ func (c *scaleCluster) seed(n int) {
 	if c.t.Failed() {
 		c.t.FailNow()
 	}
+	c.seeded = max(c.seeded, n)
+}
+
+// previous is the subnet agent i's subnet.env names: its seeded lease's,
+// or none for an agent that never ran.
+func (c *scaleCluster) previous(i int) lease.Key {
+	if i >= c.seeded {
+		return lease.Key{}
+	}
+	return lease.Key{IPv4: scaletest.SubnetOf(i)}
 }
 
 // revision is etcd's revision now.
@@ -188,7 +201,7 @@ func (c *scaleCluster) revision() int64 {
 // runControlPlane is a control-plane agent: the Manager calls a Network
 // makes, in its order, with the leases counted instead of programmed.
 func (c *scaleCluster) runControlPlane(ctx context.Context, a *scaleAgent) error {
-	req := lease.AcquireRequest{Attrs: attrsOf(a.i)}
+	req := lease.AcquireRequest{Attrs: attrsOf(a.i), Previous: c.previous(a.i)}
 	// As a Network, which goes on without (its warning is counted).
 	octx, cancel := context.WithTimeout(ctx, ownLeaseTimeout)
 	if _, _, err := a.m.OwnLease(octx, req); err != nil && ctx.Err() == nil {

@@ -5,18 +5,34 @@ import (
 	"encoding/json"
 	"fmt"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/weftnet/weft/lease"
 )
 
 var _ lease.OwnLeaseReader = (*Manager)(nil)
 
-// OwnLease implements lease.OwnLeaseReader: the lease Acquire would keep,
-// as the store holds it now, from one listing. req.Attrs.Owner is set to
+// OwnLease implements lease.OwnLeaseReader. req.Attrs.Owner is set to
 // Options.Node. A lease under this node's name written from another host
 // is not this host's, and is not returned.
+//
+// When req.Previous names a lease of this host's, OwnLease returns it from
+// one read of two keys (the config and that lease); otherwise, the lease
+// Acquire would keep, from one listing, which it hands on to Acquire (see
+// listingReuse). The two differ only when this node also holds a
+// reservation elsewhere, which Acquire prefers: OwnLease then names the
+// lease the node ran with. A node that restarts with its subnet.env thus
+// reads two keys here, not every lease: when a whole cluster restarts at
+// once, the one listing each node makes is the one it watches from.
 func (m *Manager) OwnLease(ctx context.Context, req lease.AcquireRequest) (lease.Lease, bool, error) {
 	mine := req.Attrs
 	mine.Owner = m.node
+	if req.Previous.IsValid() {
+		l, found, err := m.previousLease(ctx, req.Previous, mine)
+		if err != nil || found {
+			return l, found, err
+		}
+	}
 	kept, err := m.listAll(ctx, byNobody, byOwnLease)
 	if err != nil {
 		return lease.Lease{}, false, fmt.Errorf("etcd: %w", err)
@@ -34,8 +50,8 @@ func (m *Manager) OwnLease(ctx context.Context, req lease.AcquireRequest) (lease
 		if !mentionsAny(r.value, hints) {
 			continue
 		}
-		var stored lease.Attrs
-		if json.Unmarshal(r.value, &stored) != nil || !m.owns(stored, mine) || stored.Owner != "" && !sameHost(stored, mine) || !fits(cfg, r.key) {
+		stored, ok := m.ownStored(cfg, r, mine)
+		if !ok {
 			continue
 		}
 		if best == nil || better(r, best, req.Previous) {
@@ -46,4 +62,43 @@ func (m *Manager) OwnLease(ctx context.Context, req lease.AcquireRequest) (lease
 		return lease.Lease{}, false, nil
 	}
 	return lease.Lease{Key: best.key, Attrs: bestAttrs}, true, nil
+}
+
+// previousLease reads the config and the lease at prev, and returns that
+// lease if it is this host's and fits the config.
+func (m *Manager) previousLease(ctx context.Context, prev lease.Key, mine lease.Attrs) (lease.Lease, bool, error) {
+	rctx, cancel := m.request(ctx)
+	defer cancel()
+	path := m.keyPath(prev)
+	resp, err := m.client.Txn(rctx).Then(clientv3.OpGet(m.configKey()), clientv3.OpGet(path)).Commit()
+	if err != nil {
+		return lease.Lease{}, false, fmt.Errorf("etcd: read %s: %w", path, err)
+	}
+	config, subnet := resp.Responses[0].GetResponseRange().Kvs, resp.Responses[1].GetResponseRange().Kvs
+	if len(config) == 0 || len(subnet) == 0 {
+		return lease.Lease{}, false, nil
+	}
+	cfg, err := m.parseConfig(config[0].Value, true)
+	if err != nil {
+		return lease.Lease{}, false, nil
+	}
+	r, err := m.parseKV(subnet[0])
+	if err != nil {
+		return lease.Lease{}, false, nil
+	}
+	stored, ok := m.ownStored(cfg, &r, mine)
+	if !ok {
+		return lease.Lease{}, false, nil
+	}
+	return lease.Lease{Key: r.key, Attrs: stored}, true, nil
+}
+
+// ownStored decodes r's value and reports whether it is a lease of this
+// host's that fits cfg: one Acquire would keep.
+func (m *Manager) ownStored(cfg lease.Config, r *record, mine lease.Attrs) (lease.Attrs, bool) {
+	var stored lease.Attrs
+	if json.Unmarshal(r.value, &stored) != nil || !m.owns(stored, mine) || stored.Owner != "" && !sameHost(stored, mine) || !fits(cfg, r.key) {
+		return lease.Attrs{}, false
+	}
+	return stored, true
 }

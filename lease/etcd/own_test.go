@@ -51,3 +51,61 @@ func TestOwnLease(t *testing.T) {
 		t.Errorf("another host with this name: found %v, %v", found, err)
 	}
 }
+
+// TestOwnLeaseOfPrevious: given the subnet the node held, OwnLease reads
+// that lease alone when it is this host's, and otherwise answers as from
+// a listing: never another node's or another host's lease under this
+// name, and not one the config no longer holds. Reading two keys, it
+// keeps no listing: Acquire lists, and its listing is the one WatchLeases
+// starts from.
+func TestOwnLeaseOfPrevious(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testConfig)
+	ctx := ctxFor(t, 10*time.Second)
+	m := e.manager("node-a")
+	prev := mustKey(t, "10.244.5.0-24")
+	req := lease.AcquireRequest{Attrs: attrsFor(1), Previous: prev}
+	if _, found, err := m.OwnLease(ctx, req); err != nil || found {
+		t.Fatalf("with no lease: found %v, %v", found, err)
+	}
+
+	// The previous subnet is another node's now; this node's lease is
+	// elsewhere: found by listing.
+	e.putLease(prev, 2, "node-b")
+	mineKey := mustKey(t, "10.244.6.0-24")
+	mine := e.putLease(mineKey, 1, "node-a")
+	if l, found, err := m.OwnLease(ctx, req); err != nil || !found || l.Key != mineKey {
+		t.Fatalf("previous subnet another node's: %v %v %v; want this node's lease at %v", l.Key, found, err, mineKey)
+	}
+	// Another host under this node's name at the previous subnet: not
+	// this host's, whichever way it is read.
+	e.putLease(prev, 3, "node-a")
+	if l, found, err := m.OwnLease(ctx, req); err != nil || !found || l.Key != mineKey {
+		t.Fatalf("previous subnet another host's: %v %v %v; want %v", l.Key, found, err, mineKey)
+	}
+	// A previous subnet outside the network: not kept, so not named.
+	outside := mustKey(t, "10.9.1.0-24")
+	e.putLease(outside, 1, "node-a")
+	if l, found, err := m.OwnLease(ctx, lease.AcquireRequest{Attrs: attrsFor(1), Previous: outside}); err != nil || !found || l.Key != mineKey {
+		t.Fatalf("previous subnet outside the network: %v %v %v; want %v", l.Key, found, err, mineKey)
+	}
+
+	// The previous subnet is this host's: that lease, even with another
+	// of its leases at a lower subnet. (A node starting anew: m's last
+	// listing would serve its Acquire.)
+	low := mustKey(t, "10.244.1.0-24")
+	e.putLease(low, 1, "node-a")
+	m = e.manager("node-a")
+	if l, found, err := m.OwnLease(ctx, lease.AcquireRequest{Attrs: attrsFor(1), Previous: mineKey}); err != nil || !found || l.Key != mineKey || string(l.Attrs.BackendData) != string(mine.Attrs.BackendData) {
+		t.Fatalf("previous subnet this host's: %+v %v %v; want %v", l, found, err, mineKey)
+	}
+	between := e.putLease(mustKey(t, "10.244.8.0-24"), 8, "node-c")
+	rev := e.get(subnetPath(between.Key)).ModRevision
+	if got, err := m.Acquire(ctx, lease.AcquireRequest{Attrs: attrsFor(1), Previous: mineKey}); err != nil || got.Key != mineKey {
+		t.Fatalf("Acquire kept %v (%v), OwnLease said %v", got.Key, err, mineKey)
+	}
+	snap := watchLeases(t, m).Snapshot(t)
+	if snap.Revision < rev {
+		t.Errorf("snapshot at revision %d, before node-c's lease at %d: a listing from before OwnLease's read", snap.Revision, rev)
+	}
+}

@@ -11,26 +11,49 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 )
 
-// listingReuse is how long a listing of the whole prefix serves the next
-// reader that would list it again. A starting node reads every lease
+// listingReuse is how long a listing of the whole prefix made by
+// OwnLease serves Acquire, and snapshotReuse how long Acquire's serves
+// the first WatchLeases snapshot. A starting node reads every lease
 // three times in a few milliseconds: OwnLease (for the VTEP MACs it
-// published), Acquire (to choose its subnet) and WatchLeases (its first
-// snapshot). Handing one listing down the chain makes that once: when a
-// whole cluster restarts at once, what etcd reads and sends is a third.
+// published, unless it reads the one lease its subnet.env names),
+// Acquire (to choose its subnet) and WatchLeases (its first snapshot).
+// Handing one listing down the chain makes that once: when a whole
+// cluster restarts at once, what etcd reads and sends is a third.
 //
-// Reading an older listing is safe, not free. Acquire's write is
+// Acquire reading an older listing is safe, not free. Its write is
 // conditional on the key it writes and on no key holding its subnets (a
 // dual-stack create, on no subnet key created since the listing), and a
 // lost race brings what was written since; but a key of another length
 // overlapping its IPv4 subnet, created after the listing, is not seen
-// (as with any listing), and the window is the listing's age, up to
-// listingReuse, not milliseconds. A watch from just after the listing's
-// revision brings every change since, as after a listing of its own.
-const listingReuse = 5 * time.Second
+// (as with any listing), and the window grows by the listing's age, up
+// to listingReuse, not milliseconds.
+//
+// A snapshot from an older listing costs nothing but the watch's catch
+// up: a watch from just after the listing's revision brings every change
+// since, as after a listing of its own, and one whose history was
+// compacted away lists afresh. Under a herd, a node's lease is held many
+// seconds after Acquire listed (its write and the Keep behind it wait in
+// etcd's queue with everyone's), so the window is longer.
+//
+// Ages count from when the listing was complete, not begun: under a
+// herd, a paged listing of every lease takes longer than listingReuse,
+// and a listing of its own would be as old by the time it was whole.
+const (
+	listingReuse  = 5 * time.Second
+	snapshotReuse = time.Minute
+)
+
+// reuseFor is how long a listing kept by keeper serves the next reader.
+func reuseFor(keeper lister) time.Duration {
+	if keeper == byAcquire {
+		return snapshotReuse
+	}
+	return listingReuse
+}
 
 // keptListing is a listing of the network's whole prefix at rev, made in
-// epoch (the store's history then: continuity.current) at a time, and
-// kept by a reader for the next in the chain.
+// epoch (the store's history then: continuity.current), complete at a
+// time, and kept by a reader for the next in the chain.
 type keptListing struct {
 	kvs   []*mvccpb.KeyValue
 	rev   int64
@@ -57,10 +80,10 @@ type recentListing struct {
 	kept keptListing
 }
 
-// keep stores l for the next reader, until listingReuse after it was
+// keep stores l for the next reader, until reuseFor(l.by) after it was
 // made, so that a Manager that never reads again does not hold it.
 func (r *recentListing) keep(l keptListing) {
-	left := listingReuse - time.Since(l.at)
+	left := reuseFor(l.by) - time.Since(l.at)
 	if left <= 0 {
 		return
 	}
@@ -85,7 +108,7 @@ func (r *recentListing) take(epoch <-chan struct{}, from lister) (keptListing, b
 	defer r.mu.Unlock()
 	l := r.kept
 	r.kept = keptListing{}
-	if l.kvs == nil || from == byNobody || l.by != from || l.epoch != epoch || time.Since(l.at) >= listingReuse {
+	if l.kvs == nil || from == byNobody || l.by != from || l.epoch != epoch || time.Since(l.at) >= reuseFor(l.by) {
 		return keptListing{}, false
 	}
 	// The reader may append to what it took.
@@ -119,7 +142,6 @@ func (m *Manager) listAll(ctx context.Context, from, as lister) (keptListing, er
 	// holding them all takes longer than the request timeout to arrive.
 	// Each agent then gives up, and asks again, and none gets through.
 	// A page arrives in time however many are in flight.
-	at := time.Now()
 	var kvs []*mvccpb.KeyValue
 	rev, err := m.listPaged(ctx, m.prefix+"/", func(page []*mvccpb.KeyValue, total int64) {
 		if kvs == nil {
@@ -130,7 +152,7 @@ func (m *Manager) listAll(ctx context.Context, from, as lister) (keptListing, er
 	if err != nil {
 		return keptListing{}, fmt.Errorf("list %s: %w", m.prefix, err)
 	}
-	l := keptListing{slices.Clip(kvs), rev, epoch, at, as}
+	l := keptListing{slices.Clip(kvs), rev, epoch, time.Now(), as}
 	if as != byNobody {
 		m.recent.keep(l)
 	}

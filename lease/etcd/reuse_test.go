@@ -31,8 +31,8 @@ func TestStartListsOnce(t *testing.T) {
 
 	w := watchLeases(t, m)
 	snap := w.Snapshot(t)
-	if snap.Revision >= rev-1 {
-		t.Errorf("snapshot at revision %d, after the lease written at %d: WatchLeases listed again", snap.Revision+1, rev)
+	if snap.Revision >= rev {
+		t.Errorf("snapshot at revision %d, after the lease written at %d: WatchLeases listed again", snap.Revision, rev)
 	}
 	got := map[lease.Key]bool{}
 	for _, ev := range snap.Events {
@@ -56,36 +56,46 @@ func TestStartListsOnce(t *testing.T) {
 	for _, ev := range snap2.Events {
 		has = has || ev.Lease.Key == between.Key
 	}
-	if snap2.Revision < rev-1 || !has {
-		t.Errorf("a later snapshot at revision %d (holding node-c's: %v); want a listing of its own", snap2.Revision+1, has)
+	if snap2.Revision < rev || !has {
+		t.Errorf("a later snapshot at revision %d (holding node-c's: %v); want a listing of its own", snap2.Revision, has)
 	}
 }
 
-// TestRecentListing: a kept listing serves one reader, only in the
-// store's history it was made in, and only while it is recent.
+// TestRecentListing: a kept listing serves one reader, the next in the
+// chain, only in the store's history it was made in, and only while it
+// is recent: for Acquire, listingReuse; for the first snapshot, longer.
 func TestRecentListing(t *testing.T) {
 	epoch, later := make(chan struct{}), make(chan struct{})
 	kvs := []*mvccpb.KeyValue{{Key: []byte(testPrefix + "/subnets/10.244.1.0-24")}, {Key: []byte(testPrefix + "/config")}}
-	fresh := func() keptListing { return keptListing{kvs: kvs, rev: 7, epoch: epoch, at: time.Now(), by: byOwnLease} }
+	kept := func(by lister, age time.Duration) keptListing {
+		return keptListing{kvs: kvs, rev: 7, epoch: epoch, at: time.Now().Add(-age), by: by}
+	}
 	var r recentListing
 	for _, tc := range []struct {
 		name  string
 		kept  keptListing
 		epoch <-chan struct{}
+		from  lister
 		want  bool
 	}{
-		{"recent, same history", fresh(), epoch, true},
-		{"the store's history restarted since", fresh(), later, false},
-		{"older than listingReuse", keptListing{kvs: kvs, rev: 7, epoch: epoch, at: time.Now().Add(-listingReuse), by: byOwnLease}, epoch, false},
-		{"kept by another reader", keptListing{kvs: kvs, rev: 7, epoch: epoch, at: time.Now(), by: byAcquire}, epoch, false},
-		{"nothing kept", keptListing{}, epoch, false},
+		{"OwnLease's, recent, same history", kept(byOwnLease, 0), epoch, byOwnLease, true},
+		{"OwnLease's, the store's history restarted since", kept(byOwnLease, 0), later, byOwnLease, false},
+		{"OwnLease's, just under listingReuse", kept(byOwnLease, listingReuse-time.Second), epoch, byOwnLease, true},
+		{"OwnLease's, older than listingReuse", kept(byOwnLease, listingReuse), epoch, byOwnLease, false},
+		{"Acquire's, older than listingReuse", kept(byAcquire, listingReuse+time.Second), epoch, byAcquire, true},
+		{"Acquire's, older than snapshotReuse", kept(byAcquire, snapshotReuse), epoch, byAcquire, false},
+		{"Acquire's, the store's history restarted since", kept(byAcquire, 0), later, byAcquire, false},
+		{"Acquire's, asked for OwnLease's", kept(byAcquire, 0), epoch, byOwnLease, false},
+		{"OwnLease's, asked for Acquire's", kept(byOwnLease, 0), epoch, byAcquire, false},
+		{"asked for nobody's", kept(byNobody, 0), epoch, byNobody, false},
+		{"nothing kept", keptListing{}, epoch, byOwnLease, false},
 	} {
 		r.keep(tc.kept)
-		l, ok := r.take(tc.epoch, byOwnLease)
+		l, ok := r.take(tc.epoch, tc.from)
 		if ok != tc.want || ok && (l.rev != 7 || len(l.under(testPrefix+"/subnets/")) != 1) {
 			t.Errorf("%s: took %v (%+v), want %v", tc.name, ok, l, tc.want)
 		}
-		if _, again := r.take(tc.epoch, byOwnLease); again {
+		if _, again := r.take(tc.epoch, tc.from); again {
 			t.Errorf("%s: served a second reader", tc.name)
 		}
 	}

@@ -55,7 +55,8 @@ func (m *Manager) WatchLeases(ctx context.Context, ch chan<- lease.Batch) error 
 		}
 		retry.ok()
 		if snapshot || len(events) > 0 {
-			if err := ctxutil.Send(ctx, ch, lease.Batch{Snapshot: snapshot, Events: events, Revision: rev - 1}); err != nil {
+			// rev is the listing's: it holds every change up to rev.
+			if err := ctxutil.Send(ctx, ch, lease.Batch{Snapshot: snapshot, Events: events, Revision: rev}); err != nil {
 				return err
 			}
 		}
