@@ -33,9 +33,55 @@ type pod struct {
 	addr netip.Addr
 }
 
-func run(ctx context.Context, e *env, o options) error {
+// exchange is one pod pair's traffic: the echoes until the first that
+// came back.
+type exchange struct {
+	from, to         *pod
+	fromHost, toHost *host
+	netnstest.Exchanges
+	err error
+}
+
+// report is what a run found.
+type report struct {
+	converged time.Duration
+	exchanges []exchange
+}
+
+// slowestFirst returns the exchange whose first attempt took longest, a
+// failed one counting as its whole wait.
+func (r report) slowestFirst() (exchange, bool) {
+	var worst exchange
+	found := false
+	for _, x := range r.exchanges {
+		if !found || x.First > worst.First {
+			worst, found = x, true
+		}
+	}
+	return worst, found
+}
+
+// retried returns the exchanges whose first datagram got no echo.
+func (r report) retried() []exchange {
+	var out []exchange
+	for _, x := range r.exchanges {
+		if x.Attempts > 1 || x.err != nil {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// firstExchangeTimeout is how long the first datagram of a pair waits for
+// its echo. On a converged overlay it comes back in well under a
+// millisecond; one that does not was dropped, and the retries after it
+// show how long the path took to carry traffic.
+const firstExchangeTimeout = time.Second
+
+func run(ctx context.Context, e *env, o options) (report, error) {
+	var rep report
 	if o.hosts < 2 || o.hosts > 200 || o.pods < 1 || o.pods > 20 {
-		return errors.New("--hosts must be 2 to 200 and --pods 1 to 20")
+		return rep, errors.New("--hosts must be 2 to 200 and --pods 1 to 20")
 	}
 	if o.timeout == 0 {
 		o.timeout = 30 * time.Second
@@ -47,11 +93,11 @@ func run(ctx context.Context, e *env, o options) error {
 		srv = etcdtest.Start(e)
 		seg = netnstest.NewSegment(e, o.hosts)
 	}); err != nil {
-		return err
+		return rep, err
 	}
 	admin := srv.Client(e)
 	if _, err := admin.Put(ctx, etcd.DefaultPrefix+"/config", netConf); err != nil {
-		return fmt.Errorf("write the network config: %w", err)
+		return rep, fmt.Errorf("write the network config: %w", err)
 	}
 	fmt.Fprintf(o.out, "weft sandbox: %d hosts, etcd at %s, network config %s\n", o.hosts, srv.Endpoint(), netConf)
 
@@ -62,7 +108,7 @@ func run(ctx context.Context, e *env, o options) error {
 	for i, h := range seg.Hosts {
 		m, err := etcd.New(etcd.Options{Endpoints: []string{srv.Endpoint()}, Node: h.Name, Logger: o.log.With("host", h.Name)})
 		if err != nil {
-			return err
+			return rep, err
 		}
 		e.Cleanup(func() { m.Close() })
 		n, err := vxlan.NewNetwork(vxlan.NetworkConfig{
@@ -70,7 +116,7 @@ func run(ctx context.Context, e *env, o options) error {
 			Logger: o.log.With("host", h.Name),
 		})
 		if err != nil {
-			return err
+			return rep, err
 		}
 		done := make(chan struct{})
 		go func() {
@@ -82,27 +128,20 @@ func run(ctx context.Context, e *env, o options) error {
 		e.Cleanup(func() { stopAgents(); <-done })
 		hosts[i] = &host{Host: h, net: n}
 	}
-	if err := waitReady(ctx, hosts, o.timeout); err != nil {
-		return err
+	if err := waitConverged(ctx, hosts, o.timeout); err != nil {
+		return rep, err
 	}
 	converged := time.Since(start)
+	rep.converged = converged
 
 	// Pods, on a bridge addressed from each host's subnet.
 	for _, h := range hosts {
 		if err := e.harness(func() { addPods(e, h, o.pods) }); err != nil {
-			return err
+			return rep, err
 		}
 	}
 
 	// Real packets from every pod to every pod on another host.
-	type result struct {
-		from, to *pod
-		fromHost *host
-		toHost   *host
-		rtt      time.Duration
-		err      error
-	}
-	var results []result
 	failures := 0
 	for _, a := range hosts {
 		for _, b := range hosts {
@@ -111,21 +150,18 @@ func run(ctx context.Context, e *env, o options) error {
 			}
 			for _, pa := range a.pods {
 				for _, pb := range b.pods {
-					var r result
-					r.from, r.to, r.fromHost, r.toHost = pa, pb, a, b
+					x := exchange{from: pa, to: pb, fromHost: a, toHost: b}
 					err := e.harness(func() {
 						echo := pb.ns.ListenEcho(e, pb.addr)
-						t0 := time.Now()
-						r.err = pa.ns.WaitExchange(pa.addr, echo.Addr, 5*time.Second)
-						r.rtt = time.Since(t0)
+						x.Exchanges, x.err = pa.ns.CountExchanges(pa.addr, echo.Addr, firstExchangeTimeout, 5*time.Second)
 					})
 					if err != nil {
-						return err
+						return rep, err
 					}
-					if r.err != nil {
+					if x.err != nil {
 						failures++
 					}
-					results = append(results, r)
+					rep.exchanges = append(rep.exchanges, x)
 				}
 			}
 		}
@@ -150,18 +186,28 @@ func run(ctx context.Context, e *env, o options) error {
 	fmt.Fprintln(o.out)
 	tw = tabwriter.NewWriter(o.out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "FROM POD\tTO POD\tRESULT")
-	for _, r := range results {
-		res := fmt.Sprintf("ok, UDP echo in %s", r.rtt.Round(10*time.Microsecond))
-		if r.err != nil {
-			res = "FAILED: " + r.err.Error()
+	for _, x := range rep.exchanges {
+		res := fmt.Sprintf("ok, UDP echo in %s", x.Took.Round(10*time.Microsecond))
+		switch {
+		case x.err != nil:
+			res = "FAILED: " + x.err.Error()
+		case x.Attempts > 1:
+			res += fmt.Sprintf(" (%d attempts; the first: %v)", x.Attempts, x.FirstErr)
 		}
-		fmt.Fprintf(tw, "%s %s\t%s %s\t%s\n", r.from.name, r.from.addr, r.to.name, r.to.addr, res)
+		fmt.Fprintf(tw, "%s %s\t%s %s\t%s\n", x.from.name, x.from.addr, x.to.name, x.to.addr, res)
 	}
 	tw.Flush()
 	fmt.Fprintf(o.out, "\nconverged in %s; %d of %d pod pairs reached each other over VXLAN; total %s\n",
-		converged.Round(time.Millisecond), len(results)-failures, len(results), time.Since(start).Round(time.Millisecond))
+		converged.Round(time.Millisecond), len(rep.exchanges)-failures, len(rep.exchanges), time.Since(start).Round(time.Millisecond))
+	if worst, ok := rep.slowestFirst(); ok {
+		fmt.Fprintf(o.out, "slowest first exchange: %s to %s, %s", worst.from.name, worst.to.name, worst.First.Round(10*time.Microsecond))
+		if n := len(rep.retried()); n > 0 {
+			fmt.Fprintf(o.out, "; %d of %d pod pairs lost their first datagram after convergence", n, len(rep.exchanges))
+		}
+		fmt.Fprintln(o.out)
+	}
 	if failures > 0 {
-		return fmt.Errorf("%d of %d pod pairs could not reach each other", failures, len(results))
+		return rep, fmt.Errorf("%d of %d pod pairs could not reach each other", failures, len(rep.exchanges))
 	}
 
 	if o.keep {
@@ -171,19 +217,27 @@ func run(ctx context.Context, e *env, o options) error {
 		fmt.Fprintf(o.out, "  etcdctl --endpoints %s get --prefix /coreos.com/network\n", srv.Endpoint())
 		<-ctx.Done()
 	}
-	return nil
+	return rep, nil
 }
 
-func waitReady(ctx context.Context, hosts []*host, timeout time.Duration) error {
+// waitConverged waits until every host is ready and has programmed
+// every other host's subnet: what the pods' traffic needs. A host's
+// readiness alone is not it: it means the host programmed the peers it
+// knew of, and hosts that start together each learn of the others' leases
+// over the watch, moments after their own first listing.
+func waitConverged(ctx context.Context, hosts []*host, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for _, h := range hosts {
 		for {
 			ok, why := h.net.Ready()
 			if ok {
+				ok, why = programsAll(h, hosts)
+			}
+			if ok {
 				break
 			}
 			if time.Now().After(deadline) {
-				return fmt.Errorf("%s not ready after %s: %s", h.Name, timeout, why)
+				return fmt.Errorf("%s has not converged after %s: %s", h.Name, timeout, why)
 			}
 			select {
 			case <-ctx.Done():
@@ -193,6 +247,32 @@ func waitReady(ctx context.Context, hosts []*host, timeout time.Duration) error 
 		}
 	}
 	return nil
+}
+
+// programsAll reports whether h's datapath holds every other host's
+// subnet, every object of it in the kernel; if not, which it lacks.
+func programsAll(h *host, hosts []*host) (bool, string) {
+	v4, _ := h.net.Datapaths()
+	if v4 == nil {
+		return false, "no IPv4 datapath"
+	}
+	programmed := map[netip.Prefix]bool{}
+	for _, p := range v4.Status().Reconciler.Peers {
+		programmed[p.Desired.Subnet] = p.Wanted && p.Programmed
+	}
+	for _, o := range hosts {
+		if o == h {
+			continue
+		}
+		l, ok := o.net.Lease()
+		if !ok {
+			return false, o.Name + " holds no lease yet"
+		}
+		if !programmed[l.Key.IPv4] {
+			return false, fmt.Sprintf("the route to %s's subnet %s is not programmed yet", o.Name, l.Key.IPv4)
+		}
+	}
+	return true, ""
 }
 
 // addPods gives h a cni0 bridge holding its subnet's first address, turns

@@ -80,15 +80,46 @@ func (n *Namespace) Exchange(src netip.Addr, dst netip.AddrPort, payload []byte,
 // WaitExchange retries Exchange until it succeeds or the deadline passes,
 // for paths that take a moment to settle (neighbour resolution, DAD).
 func (n *Namespace) WaitExchange(src netip.Addr, dst netip.AddrPort, deadline time.Duration) error {
-	end := time.Now().Add(deadline)
+	_, err := n.CountExchanges(src, dst, 200*time.Millisecond, deadline)
+	return err
+}
+
+// Exchanges is how an exchange went that CountExchanges retried.
+type Exchanges struct {
+	// Attempts is how many exchanges were tried, the last the one that
+	// succeeded (if any).
+	Attempts int
+	// First is the first attempt's time, and FirstErr its failure (nil
+	// if it succeeded).
+	First    time.Duration
+	FirstErr error
+	// Took is the time until the last attempt ended.
+	Took time.Duration
+}
+
+// CountExchanges is WaitExchange, saying how many attempts it took: the
+// first waits up to first for its echo, as do the ones after it, until
+// the deadline passes. A path that carries the first datagram sent over
+// it succeeds at once; one that drops it needs a second attempt, however
+// soon the path is whole.
+func (n *Namespace) CountExchanges(src netip.Addr, dst netip.AddrPort, first, deadline time.Duration) (Exchanges, error) {
+	start := time.Now()
+	end := start.Add(deadline)
 	payload := []byte("weft " + src.String() + " -> " + dst.String())
+	var x Exchanges
 	for {
-		err := n.Exchange(src, dst, payload, 200*time.Millisecond)
+		t0 := time.Now()
+		err := n.Exchange(src, dst, payload, first)
+		x.Attempts++
+		x.Took = time.Since(start)
+		if x.Attempts == 1 {
+			x.First, x.FirstErr = time.Since(t0), err
+		}
 		if err == nil {
-			return nil
+			return x, nil
 		}
 		if time.Now().After(end) {
-			return err
+			return x, err
 		}
 		time.Sleep(20 * time.Millisecond) // an immediate failure (ICMP refused) must not spin
 	}
