@@ -39,7 +39,7 @@ func TestInstall(t *testing.T) {
 	}
 	want, _ := os.ReadFile(conflist)
 	for path, wantData := range map[string]string{
-		filepath.Join(o.binDir, "weft-ipam"):           "\x7fELF plugin v1",
+		filepath.Join(o.binDir, "weft-ipam"):            "\x7fELF plugin v1",
 		filepath.Join(o.confDir, "10-flannel.conflist"): string(want),
 	} {
 		got, err := os.ReadFile(path)
