@@ -1,0 +1,262 @@
+package apitest_test
+
+import (
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/restmapper"
+	"sigs.k8s.io/yaml"
+
+	"github.com/weftnet/weft/kube/apitest"
+)
+
+const kustomization = "kustomization.yaml"
+
+// optionalManifests are applied beside the kustomization's, by choice.
+var optionalManifests = []string{"rbac-allocator.yaml"}
+
+// kustomize is what the tests read of the kustomization.
+type kustomize struct {
+	Resources []string `json:"resources"`
+	Images    []struct {
+		Name    string `json:"name"`
+		NewName string `json:"newName"`
+		NewTag  string `json:"newTag"`
+	} `json:"images"`
+}
+
+func readKustomization(t *testing.T) kustomize {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(manifests, kustomization))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var k kustomize
+	if err := yaml.Unmarshal(data, &k); err != nil {
+		t.Fatalf("%s: %v", kustomization, err)
+	}
+	return k
+}
+
+// TestKustomization: the kustomization deploys every manifest but the
+// optional ones, and names weft's image once, as the DaemonSet spells it;
+// the only other image is flannel's CNI plugin.
+func TestKustomization(t *testing.T) {
+	k := readKustomization(t)
+	entries, err := os.ReadDir(manifests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var files []string
+	for _, e := range entries {
+		if e.Name() != kustomization && !slices.Contains(optionalManifests, e.Name()) {
+			files = append(files, e.Name())
+		}
+	}
+	got := slices.Sorted(slices.Values(k.Resources))
+	if !slices.Equal(got, files) {
+		t.Errorf("the kustomization deploys %v; the manifests are %v (optional: %v)", got, files, optionalManifests)
+	}
+	if len(k.Images) != 1 || k.Images[0].Name != "weft-flanneld" || k.Images[0].NewTag == "" {
+		t.Fatalf("kustomization images %+v: want weft-flanneld, once, with a tag", k.Images)
+	}
+	ds := daemonSet(t)
+	for _, c := range slices.Concat(ds.Spec.Template.Spec.InitContainers, ds.Spec.Template.Spec.Containers) {
+		name, _, _ := strings.Cut(c.Image, ":")
+		if name != k.Images[0].Name && !strings.HasPrefix(c.Image, "flannel/flannel-cni-plugin:") {
+			t.Errorf("container %s runs image %q: neither weft's (%s) nor flannel's CNI plugin", c.Name, c.Image, k.Images[0].Name)
+		}
+	}
+}
+
+func daemonSet(t *testing.T) *appsv1.DaemonSet {
+	t.Helper()
+	for _, obj := range decodeManifest(t, "daemonset.yaml") {
+		if ds, ok := obj.(*appsv1.DaemonSet); ok {
+			return ds
+		}
+	}
+	t.Fatal("daemonset.yaml holds no DaemonSet")
+	return nil
+}
+
+// TestDaemonSetWiring: the DaemonSet installs weft-ipam and the CNI config
+// with weft's installer, flannel's plugin from flannel's image, reads
+// flannel's environment and NODE_NAME, probes /healthz and /readyz on the
+// health port it serves, asks for the capabilities it uses and no more,
+// and keeps its local state on the node.
+func TestDaemonSetWiring(t *testing.T) {
+	ds := daemonSet(t)
+	pod := ds.Spec.Template.Spec
+	inits := map[string]corev1.Container{}
+	for _, c := range pod.InitContainers {
+		inits[c.Name] = c
+	}
+	install, ok := inits["install-cni"]
+	if !ok || !slices.Equal(install.Command, []string{"/opt/bin/weft-install-cni"}) || !slices.Contains(install.Args, "--plugin=/opt/bin/weft-ipam") {
+		t.Errorf("no init container running weft-install-cni for weft-ipam: %+v", install)
+	}
+	if p, ok := inits["install-cni-plugin"]; !ok || !strings.HasPrefix(p.Image, "flannel/flannel-cni-plugin:") {
+		t.Errorf("no init container installing flannel's CNI plugin: %+v", p)
+	}
+	agent := pod.Containers[0]
+	env := map[string]string{}
+	for _, e := range agent.Env {
+		if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil {
+			env[e.Name] = e.ValueFrom.FieldRef.FieldPath
+		}
+	}
+	for name, path := range map[string]string{"NODE_NAME": "spec.nodeName", "POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace"} {
+		if env[name] != path {
+			t.Errorf("env %s from %q, want the downward API's %s", name, env[name], path)
+		}
+	}
+	var port string
+	for _, a := range agent.Args {
+		if v, ok := strings.CutPrefix(a, "--healthz-port="); ok {
+			port = v
+		}
+	}
+	for what, probe := range map[string]*corev1.Probe{"/readyz": agent.ReadinessProbe, "/healthz": agent.LivenessProbe} {
+		if probe == nil || probe.HTTPGet == nil || probe.HTTPGet.Path != what || probe.HTTPGet.Port.String() != port {
+			t.Errorf("probe %s: %+v; want an HTTP GET on the --healthz-port %s", what, probe, port)
+		}
+	}
+	sc := agent.SecurityContext
+	if sc == nil || sc.Privileged == nil || *sc.Privileged || sc.Capabilities == nil ||
+		!slices.Equal(slices.Sorted(slices.Values(sc.Capabilities.Add)), []corev1.Capability{"NET_ADMIN", "NET_RAW"}) {
+		t.Errorf("security context %+v: want unprivileged, with NET_ADMIN and NET_RAW", sc)
+	}
+	if agent.Resources.Requests.Memory().IsZero() || agent.Resources.Requests.Cpu().IsZero() || !agent.Resources.Limits.Cpu().IsZero() {
+		t.Errorf("resources %+v: want CPU and memory requests, and no CPU limit", agent.Resources)
+	}
+	mounts := map[string]bool{}
+	for _, m := range agent.VolumeMounts {
+		mounts[m.MountPath] = true
+	}
+	for _, p := range []string{"/run/flannel", "/var/lib/weft", "/run/xtables.lock"} {
+		if !mounts[p] {
+			t.Errorf("the agent does not mount %s", p)
+		}
+	}
+}
+
+// TestManifestsApply applies every manifest, the kustomization's and the
+// optional ones, to a real API server: first as a server-side dry run,
+// which runs validation and admission without storing anything, then for
+// real; the objects read back as written.
+func TestManifestsApply(t *testing.T) {
+	t.Parallel()
+	s := apitest.Start(t)
+	dyn, err := dynamic.NewForConfig(s.Admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dc, err := discovery.NewDiscoveryClientForConfig(s.Admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
+	files := slices.Concat(readKustomization(t).Resources, optionalManifests)
+	ctx := ctxFor(t, time.Minute)
+	for _, dryRun := range []bool{true, false} {
+		for _, name := range files {
+			for _, obj := range decodeUnstructured(t, name) {
+				gvk := obj.GroupVersionKind()
+				m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+				if err != nil {
+					t.Fatalf("%s: %s: %v", name, gvk, err)
+				}
+				// Strict: a misspelt field fails, as kubectl
+				// apply would refuse it.
+				force := true
+				opts := metav1.PatchOptions{FieldManager: "weft-manifests-test", Force: &force, FieldValidation: "Strict"}
+				if dryRun {
+					opts.DryRun = []string{metav1.DryRunAll}
+				}
+				body, err := obj.MarshalJSON()
+				if err != nil {
+					t.Fatal(err)
+				}
+				r := dyn.Resource(m.Resource).Namespace(obj.GetNamespace())
+				if _, err := r.Patch(ctx, obj.GetName(), types.ApplyPatchType, body, opts); err != nil {
+					t.Fatalf("%s: applying %s %s (dry run %v): %v", name, gvk.Kind, obj.GetName(), dryRun, err)
+				}
+				_, err = r.Get(ctx, obj.GetName(), metav1.GetOptions{})
+				if dryRun && err == nil && gvk.Kind != "Namespace" {
+					// A dry run stores nothing (the namespace is
+					// looked for by its objects' dry runs, so it is
+					// made for real first: see below).
+					t.Errorf("%s: %s %s exists after a dry run", name, gvk.Kind, obj.GetName())
+				}
+				if !dryRun && err != nil {
+					t.Errorf("%s: %s %s after applying: %v", name, gvk.Kind, obj.GetName(), err)
+				}
+				if dryRun && gvk.Kind == "Namespace" {
+					// Namespaced objects' dry runs need their
+					// namespace to exist.
+					opts.DryRun = nil
+					if _, err := r.Patch(ctx, obj.GetName(), types.ApplyPatchType, body, opts); err != nil {
+						t.Fatalf("%s: namespace %s: %v", name, obj.GetName(), err)
+					}
+				}
+			}
+		}
+	}
+	admin, err := kubernetes.NewForConfig(s.Admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds, err := admin.AppsV1().DaemonSets("kube-flannel").Get(ctx, "kube-flannel-ds", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := ds.Spec.Template.Spec.Containers[0]; c.ReadinessProbe == nil || c.SecurityContext == nil || len(ds.Spec.Template.Spec.InitContainers) != 2 {
+		t.Errorf("the stored DaemonSet lost its probes, security context or init containers: %+v", ds.Spec.Template.Spec)
+	}
+}
+
+// decodeUnstructured reads every object of a manifest as the API server
+// takes it.
+func decodeUnstructured(t *testing.T, name string) []*unstructured.Unstructured {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(manifests, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*unstructured.Unstructured
+	r := utilyaml.NewYAMLReader(bufioReader(data))
+	for {
+		doc, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if len(strings.TrimSpace(string(doc))) == 0 {
+			continue
+		}
+		var obj unstructured.Unstructured
+		if err := yaml.Unmarshal(doc, &obj.Object); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		out = append(out, &obj)
+	}
+}
