@@ -25,9 +25,17 @@ TESTFLAGS ?= -race -parallel 8
 # WEFT_REQUIRE_OLD_ETCD=1 (set by .ci/run) makes its absence an error.
 OLD_ETCD ?= /usr/bin/etcd
 
+# make image: the image's version, tag and source revision, and the time
+# every file in it carries (the last commit's, so that a tree builds the
+# same image on any machine).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
+IMAGE ?= weft-flanneld:$(VERSION)
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+
 MODULES := $(shell find . -name go.mod -not -path './.git/*' -exec dirname {} \; | sort)
 
-.PHONY: test bench bench-scale lint fuzz
+.PHONY: test bench bench-scale lint fuzz image
 
 ## test: run every test with the race detector, in every module, then the
 ## etcd suites again against an old etcd server when one is installed.
@@ -67,6 +75,15 @@ bench:
 bench-scale:
 	@( (cd vxlan && $(GO) test -run '^$$' -bench '$(SCALE_BENCH)' -benchtime 1x -timeout 2h .); \
 	   (cd kube/apitest && $(GO) test -run '^$$' -bench '$(SCALE_BENCH)' -benchtime 1x -timeout 2h .) ) | $(GO) run ./internal/benchtable
+
+## image: weft's container image as an OCI image tarball, weft-image.tar
+## (static flanneld, weft-ipam, weftctl and weft-install-cni on an empty
+## base), with no container runtime. Load it with docker load -i, podman
+## load -i or ctr images import. See build/image and the README's
+## "Deploying".
+image:
+	cd build/image && SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(GO) run . -root ../.. -o ../../weft-image.tar \
+		-tag '$(IMAGE)' -version '$(VERSION)' -revision '$(REVISION)'
 
 ## lint: gofmt, go vet and staticcheck, in every module.
 lint:
