@@ -46,7 +46,7 @@ func writeArchive(path, tag string, img v1.Image, at time.Time) error {
 		Manifests: []v1.Descriptor{{
 			MediaType: types.OCIManifestSchema1, Size: int64(len(manifest)), Digest: manifestDigest,
 			Annotations: map[string]string{
-				"io.containerd.image.name":         tag,
+				"io.containerd.image.name":          tag,
 				"org.opencontainers.image.ref.name": refName(tag),
 			},
 		}},
