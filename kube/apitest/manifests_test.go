@@ -1,10 +1,12 @@
 package apitest_test
 
 import (
+	"encoding/json"
 	"errors"
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -258,5 +260,47 @@ func decodeUnstructured(t *testing.T, name string) []*unstructured.Unstructured 
 			t.Fatalf("%s: %v", name, err)
 		}
 		out = append(out, &obj)
+	}
+}
+
+// TestCNIConfigIsTheTestedOne: the ConfigMap's cni-conf.json is
+// examples/weft-ipam/10-flannel.conflist, the config the CNI tests run:
+// flannel's plugin with weft-ipam in host-local's data directory.
+func TestCNIConfigIsTheTestedOne(t *testing.T) {
+	var cm *corev1.ConfigMap
+	for _, obj := range decodeManifest(t, "configmap.yaml") {
+		if c, ok := obj.(*corev1.ConfigMap); ok {
+			cm = c
+		}
+	}
+	if cm == nil {
+		t.Fatal("configmap.yaml holds no ConfigMap")
+	}
+	tested, err := os.ReadFile("../../examples/weft-ipam/10-flannel.conflist")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var shipped, want any
+	if err := json.Unmarshal([]byte(cm.Data["cni-conf.json"]), &shipped); err != nil {
+		t.Fatalf("cni-conf.json: %v", err)
+	}
+	if err := json.Unmarshal(tested, &want); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(shipped, want) {
+		t.Errorf("cni-conf.json differs from 10-flannel.conflist:\n%s", cm.Data["cni-conf.json"])
+	}
+	var list struct {
+		Plugins []struct {
+			Type string `json:"type"`
+			IPAM struct {
+				Type    string `json:"type"`
+				DataDir string `json:"dataDir"`
+			} `json:"ipam"`
+		} `json:"plugins"`
+	}
+	if err := json.Unmarshal(tested, &list); err != nil || len(list.Plugins) == 0 || list.Plugins[0].Type != "flannel" ||
+		list.Plugins[0].IPAM.Type != "weft-ipam" || list.Plugins[0].IPAM.DataDir != "/var/lib/cni/networks" {
+		t.Errorf("the CNI config: %+v, %v; want flannel's plugin with weft-ipam in /var/lib/cni/networks", list, err)
 	}
 }
