@@ -77,6 +77,12 @@ func install(o options, log *slog.Logger) error {
 	if o.confName == "" || filepath.Base(o.confName) != o.confName {
 		return fmt.Errorf("--conf-name %q: want a file name, without a directory", o.confName)
 	}
+	// A node that never ran a CNI plugin may lack the directories.
+	for _, d := range []string{o.binDir, o.confDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
 	for _, p := range o.plugins {
 		data, err := os.ReadFile(p)
 		if err != nil {

@@ -130,3 +130,18 @@ func TestInstallRefusesBadConfig(t *testing.T) {
 		t.Error("a --conf-name with a directory was taken")
 	}
 }
+
+// TestInstallMakesDirectories: on a node that never ran a CNI plugin the
+// directories are made.
+func TestInstallMakesDirectories(t *testing.T) {
+	o, root := setup(t)
+	o.binDir, o.confDir = filepath.Join(root, "new", "bin"), filepath.Join(root, "new", "net.d")
+	if err := install(o, quiet()); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{filepath.Join(o.binDir, "weft-ipam"), filepath.Join(o.confDir, "10-flannel.conflist")} {
+		if _, err := os.Stat(p); err != nil {
+			t.Error(err)
+		}
+	}
+}

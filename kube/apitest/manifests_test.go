@@ -23,6 +23,8 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/restmapper"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 
 	"github.com/weftnet/weft/kube/apitest"
@@ -159,10 +161,70 @@ func TestDaemonSetWiring(t *testing.T) {
 	}
 }
 
-// TestManifestsApply applies every manifest, the kustomization's and the
-// optional ones, to a real API server: first as a server-side dry run,
-// which runs validation and admission without storing anything, then for
-// real; the objects read back as written.
+// kustomizeBuild is what `kubectl apply -k dir` sends: the objects of
+// the kustomization in dir, built as kubectl builds them.
+func kustomizeBuild(t *testing.T, dir string) []*unstructured.Unstructured {
+	t.Helper()
+	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
+	res, err := k.Run(filesys.MakeFsOnDisk(), dir)
+	if err != nil {
+		t.Fatalf("kustomize build %s: %v", dir, err)
+	}
+	var out []*unstructured.Unstructured
+	for _, r := range res.Resources() {
+		// Through JSON: the resource's map holds ints, which
+		// unstructured objects do not take.
+		data, err := r.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		obj := &unstructured.Unstructured{}
+		if err := obj.UnmarshalJSON(data); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, obj)
+	}
+	return out
+}
+
+// TestKustomizeSetsTheImage: an overlay that sets weft's image, as an
+// operator's does, changes every container running it and nothing else.
+func TestKustomizeSetsTheImage(t *testing.T) {
+	shipped, err := filepath.Abs(manifests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	overlay := t.TempDir()
+	base, err := filepath.Rel(overlay, shipped) // kustomize takes no absolute paths
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := "resources:\n  - " + base + "\nimages:\n  - name: weft-flanneld\n    newName: ops/weft-flanneld\n    newTag: v1.2.3\n"
+	if err := os.WriteFile(filepath.Join(overlay, kustomization), []byte(k), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var images []string
+	for _, obj := range kustomizeBuild(t, overlay) {
+		if obj.GetKind() != "DaemonSet" {
+			continue
+		}
+		for _, field := range []string{"initContainers", "containers"} {
+			cs, _, _ := unstructured.NestedSlice(obj.Object, "spec", "template", "spec", field)
+			for _, c := range cs {
+				images = append(images, c.(map[string]any)["image"].(string))
+			}
+		}
+	}
+	want := []string{"flannel/flannel-cni-plugin:v1.5.1-flannel1", "ops/weft-flanneld:v1.2.3", "ops/weft-flanneld:v1.2.3"}
+	if !slices.Equal(images, want) {
+		t.Errorf("images after the overlay: %v, want %v", images, want)
+	}
+}
+
+// TestManifestsApply applies what `kubectl apply -k examples/manifests`
+// sends, and the optional manifests, to a real API server: first as a
+// strict server-side dry run, which runs validation and admission without
+// storing anything, then for real; the objects read back as written.
 func TestManifestsApply(t *testing.T) {
 	t.Parallel()
 	s := apitest.Start(t)
@@ -175,49 +237,49 @@ func TestManifestsApply(t *testing.T) {
 		t.Fatal(err)
 	}
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
-	files := slices.Concat(readKustomization(t).Resources, optionalManifests)
+	objs := kustomizeBuild(t, manifests)
+	if len(objs) == 0 {
+		t.Fatal("the kustomization builds nothing")
+	}
+	for _, name := range optionalManifests {
+		objs = append(objs, decodeUnstructured(t, name)...)
+	}
 	ctx := ctxFor(t, time.Minute)
 	for _, dryRun := range []bool{true, false} {
-		for _, name := range files {
-			for _, obj := range decodeUnstructured(t, name) {
-				gvk := obj.GroupVersionKind()
-				m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-				if err != nil {
-					t.Fatalf("%s: %s: %v", name, gvk, err)
-				}
-				// Strict: a misspelt field fails, as kubectl
-				// apply would refuse it.
-				force := true
-				opts := metav1.PatchOptions{FieldManager: "weft-manifests-test", Force: &force, FieldValidation: "Strict"}
-				if dryRun {
-					opts.DryRun = []string{metav1.DryRunAll}
-				}
-				body, err := obj.MarshalJSON()
-				if err != nil {
-					t.Fatal(err)
-				}
-				r := dyn.Resource(m.Resource).Namespace(obj.GetNamespace())
+		for _, obj := range objs {
+			gvk := obj.GroupVersionKind()
+			m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+			if err != nil {
+				t.Fatalf("%s: %v", gvk, err)
+			}
+			// Strict: a misspelt field fails, as kubectl apply
+			// would refuse it.
+			force := true
+			opts := metav1.PatchOptions{FieldManager: "weft-manifests-test", Force: &force, FieldValidation: "Strict"}
+			if dryRun {
+				opts.DryRun = []string{metav1.DryRunAll}
+			}
+			body, err := obj.MarshalJSON()
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := dyn.Resource(m.Resource).Namespace(obj.GetNamespace())
+			if _, err := r.Patch(ctx, obj.GetName(), types.ApplyPatchType, body, opts); err != nil {
+				t.Fatalf("applying %s %s (dry run %v): %v", gvk.Kind, obj.GetName(), dryRun, err)
+			}
+			_, err = r.Get(ctx, obj.GetName(), metav1.GetOptions{})
+			switch {
+			case dryRun && gvk.Kind == "Namespace":
+				// The namespaced objects' dry runs need their
+				// namespace: it is made for real.
+				opts.DryRun = nil
 				if _, err := r.Patch(ctx, obj.GetName(), types.ApplyPatchType, body, opts); err != nil {
-					t.Fatalf("%s: applying %s %s (dry run %v): %v", name, gvk.Kind, obj.GetName(), dryRun, err)
+					t.Fatalf("namespace %s: %v", obj.GetName(), err)
 				}
-				_, err = r.Get(ctx, obj.GetName(), metav1.GetOptions{})
-				if dryRun && err == nil && gvk.Kind != "Namespace" {
-					// A dry run stores nothing (the namespace is
-					// looked for by its objects' dry runs, so it is
-					// made for real first: see below).
-					t.Errorf("%s: %s %s exists after a dry run", name, gvk.Kind, obj.GetName())
-				}
-				if !dryRun && err != nil {
-					t.Errorf("%s: %s %s after applying: %v", name, gvk.Kind, obj.GetName(), err)
-				}
-				if dryRun && gvk.Kind == "Namespace" {
-					// Namespaced objects' dry runs need their
-					// namespace to exist.
-					opts.DryRun = nil
-					if _, err := r.Patch(ctx, obj.GetName(), types.ApplyPatchType, body, opts); err != nil {
-						t.Fatalf("%s: namespace %s: %v", name, obj.GetName(), err)
-					}
-				}
+			case dryRun && err == nil:
+				t.Errorf("%s %s exists after a dry run", gvk.Kind, obj.GetName())
+			case !dryRun && err != nil:
+				t.Errorf("%s %s after applying: %v", gvk.Kind, obj.GetName(), err)
 			}
 		}
 	}
