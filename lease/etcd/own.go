@@ -70,10 +70,13 @@ func (m *Manager) previousLease(ctx context.Context, prev lease.Key, mine lease.
 	rctx, cancel := m.request(ctx)
 	defer cancel()
 	path := m.keyPath(prev)
+	floor := m.history.floor()
 	resp, err := m.client.Txn(rctx).Then(clientv3.OpGet(m.configKey()), clientv3.OpGet(path)).Commit()
 	if err != nil {
 		return lease.Lease{}, false, fmt.Errorf("etcd: read %s: %w", path, err)
 	}
+	// Like every read that may be the first since a wipe.
+	m.observe(resp.Header, floor)
 	config, subnet := resp.Responses[0].GetResponseRange().Kvs, resp.Responses[1].GetResponseRange().Kvs
 	if len(config) == 0 || len(subnet) == 0 {
 		return lease.Lease{}, false, nil

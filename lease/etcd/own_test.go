@@ -105,7 +105,9 @@ func TestOwnLeaseOfPrevious(t *testing.T) {
 		t.Fatalf("Acquire kept %v (%v), OwnLease said %v", got.Key, err, mineKey)
 	}
 	snap := watchLeases(t, m).Snapshot(t)
-	if snap.Revision < rev {
-		t.Errorf("snapshot at revision %d, before node-c's lease at %d: a listing from before OwnLease's read", snap.Revision, rev)
+	// Acquire listed right after node-c's write: its listing, which
+	// the snapshot is, is at exactly that revision.
+	if snap.Revision != rev {
+		t.Errorf("snapshot at revision %d; want %d, Acquire's listing's, made just after node-c's lease was written", snap.Revision, rev)
 	}
 }

@@ -24,16 +24,19 @@ import (
 // conditional on the key it writes and on no key holding its subnets (a
 // dual-stack create, on no subnet key created since the listing), and a
 // lost race brings what was written since; but a key of another length
-// overlapping its IPv4 subnet, created after the listing, is not seen
-// (as with any listing), and the window grows by the listing's age, up
-// to listingReuse, not milliseconds.
+// overlapping its IPv4 subnet, created after the listing's revision, is
+// not seen (as with any listing), and the window is the time the listing
+// took plus up to listingReuse, not the listing's time alone.
 //
 // A snapshot from an older listing costs nothing but the watch's catch
 // up: a watch from just after the listing's revision brings every change
 // since, as after a listing of its own, and one whose history was
 // compacted away lists afresh. Under a herd, a node's lease is held many
 // seconds after Acquire listed (its write and the Keep behind it wait in
-// etcd's queue with everyone's), so the window is longer.
+// etcd's queue with everyone's), so the window is longer. A wipe of etcd
+// meanwhile is not missed: the listing is taken only in the store's
+// history it was made in (epoch), and every read and watch response
+// meanwhile is checked against that history.
 //
 // Ages count from when the listing was complete, not begun: under a
 // herd, a paged listing of every lease takes longer than listingReuse,
@@ -78,6 +81,9 @@ const (
 type recentListing struct {
 	mu   sync.Mutex
 	kept keptListing
+	// keeps counts keep calls: a timer forgets only the keeping that set
+	// it, not a later keeping of the same listing by its next reader.
+	keeps uint64
 }
 
 // keep stores l for the next reader, until reuseFor(l.by) after it was
@@ -90,11 +96,12 @@ func (r *recentListing) keep(l keptListing) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.kept = l
-	at := l.at
+	r.keeps++
+	mine := r.keeps
 	time.AfterFunc(left, func() {
 		r.mu.Lock()
 		defer r.mu.Unlock()
-		if r.kept.at.Equal(at) {
+		if r.keeps == mine {
 			r.kept = keptListing{}
 		}
 	})

@@ -123,3 +123,24 @@ func TestAcquireRelistsWhenTheListingIsNotTheStore(t *testing.T) {
 		t.Fatalf("node-a took node-b's %v", l.Key)
 	}
 }
+
+// TestRecentListingKeptAgain: a listing Acquire took from OwnLease and
+// kept for the first snapshot serves it for snapshotReuse, not until
+// OwnLease's keeping of it would have ended.
+func TestRecentListingKeptAgain(t *testing.T) {
+	epoch := make(chan struct{})
+	kvs := []*mvccpb.KeyValue{{Key: []byte(testPrefix + "/subnets/10.244.1.0-24")}}
+	var r recentListing
+	// OwnLease's, made so long ago that its keeping ends in 100 ms.
+	r.keep(keptListing{kvs: kvs, rev: 7, epoch: epoch, at: time.Now().Add(-listingReuse + 100*time.Millisecond), by: byOwnLease})
+	l, ok := r.take(epoch, byOwnLease)
+	if !ok {
+		t.Fatal("Acquire could not take OwnLease's listing")
+	}
+	l.by = byAcquire
+	r.keep(l)
+	time.Sleep(300 * time.Millisecond)
+	if _, ok := r.take(epoch, byAcquire); !ok {
+		t.Error("the first snapshot could not take Acquire's listing: OwnLease's timer dropped it")
+	}
+}
