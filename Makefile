@@ -79,7 +79,7 @@ bench-scale:
 ## image: weft's container image as an OCI image tarball, weft-image.tar
 ## (static flanneld, weft-ipam, weftctl and weft-install-cni on an empty
 ## base), with no container runtime. Load it with docker load -i, podman
-## load -i or ctr images import. See build/image and the README's
+## load -i or ctr -n k8s.io images import. See build/image and the README's
 ## "Deploying".
 image:
 	cd build/image && SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(GO) run . -root ../.. -o ../../weft-image.tar \

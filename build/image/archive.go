@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/distribution/reference"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
@@ -39,6 +40,14 @@ func writeArchive(path, tag string, img v1.Image, at time.Time) error {
 		return err
 	}
 	blob := func(h v1.Hash) string { return "blobs/" + h.Algorithm + "/" + h.Hex }
+	// containerd names an imported image by this annotation as it
+	// stands, and the kubelet asks for the normalized name (registry and
+	// path in full): a short name would be imported where no pod finds
+	// it.
+	full, err := reference.ParseDockerRef(tag)
+	if err != nil {
+		return fmt.Errorf("image name %q: %w", tag, err)
+	}
 
 	index, err := json.Marshal(v1.IndexManifest{
 		SchemaVersion: 2,
@@ -46,7 +55,7 @@ func writeArchive(path, tag string, img v1.Image, at time.Time) error {
 		Manifests: []v1.Descriptor{{
 			MediaType: types.OCIManifestSchema1, Size: int64(len(manifest)), Digest: manifestDigest,
 			Annotations: map[string]string{
-				"io.containerd.image.name":          tag,
+				"io.containerd.image.name":          full.String(),
 				"org.opencontainers.image.ref.name": refName(tag),
 			},
 		}},

@@ -18,6 +18,9 @@ const (
 	labelSource   = "org.opencontainers.image.source"
 	labelTitle    = "org.opencontainers.image.title"
 	labelCreated  = "org.opencontainers.image.created"
+	// The Go release the binaries were built with: what, with the
+	// tree, makes the image's bytes.
+	labelGoVersion = "io.github.weftnet.go-version"
 )
 
 // assemble makes the image: one layer of files on an empty base, OCI
@@ -56,11 +59,12 @@ func assemble(o options, files []file) (v1.Image, error) {
 	cfg.Config.WorkingDir = "/"
 	cfg.Config.User = "0:0"
 	cfg.Config.Labels = map[string]string{
-		labelVersion:  o.version,
-		labelRevision: o.revision,
-		labelSource:   o.source,
-		labelTitle:    "weft-flanneld",
-		labelCreated:  o.created.Format("2006-01-02T15:04:05Z07:00"),
+		labelVersion:   o.version,
+		labelRevision:  o.revision,
+		labelSource:    o.source,
+		labelTitle:     "weft-flanneld",
+		labelCreated:   o.created.Format("2006-01-02T15:04:05Z07:00"),
+		labelGoVersion: o.goVersion,
 	}
 	return mutate.ConfigFile(img, cfg)
 }

@@ -23,7 +23,7 @@ func compile(o options, pkg, out string) error {
 	ldflags := "-s -w -buildid= -X main.version=" + o.version
 	cmd := exec.Command("go", "build", "-trimpath", "-buildvcs=false", "-ldflags", ldflags, "-o", out, pkg)
 	cmd.Dir = o.root
-	cmd.Env = append(withoutGoEnv(os.Environ()), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+o.arch, "GOFLAGS=")
+	cmd.Env = append(withoutGoEnv(os.Environ()), buildEnv(o.arch)...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("building %s: %w", pkg, err)
@@ -31,17 +31,41 @@ func compile(o options, pkg, out string) error {
 	return nil
 }
 
-// withoutGoEnv drops the settings compile sets itself, so that the
-// caller's (a cgo toolchain, another GOOS) cannot make the build differ.
+// buildEnv is the environment that decides what a build produces, all of
+// it set: no go env file (GOENV=off, so that go env -w settings do not
+// apply), this Go release (GOTOOLCHAIN=local), static, Linux on arch, at
+// each architecture's baseline level.
+func buildEnv(arch string) []string {
+	return []string{"GOENV=off", "GOTOOLCHAIN=local", "CGO_ENABLED=0", "GOOS=linux", "GOARCH=" + arch, "GOFLAGS=", "GOEXPERIMENT="}
+}
+
+// withoutGoEnv drops the settings that change what go build produces, so
+// that the caller's (a cgo toolchain, another GOOS, a microarchitecture
+// level) cannot make the build differ: buildEnv sets the ones it needs,
+// and the rest take their defaults.
 func withoutGoEnv(env []string) []string {
 	var out []string
 	for _, kv := range env {
 		name, _, _ := strings.Cut(kv, "=")
 		switch name {
-		case "CGO_ENABLED", "GOOS", "GOARCH", "GOFLAGS":
+		case "GOENV", "GOTOOLCHAIN", "CGO_ENABLED", "GOOS", "GOARCH", "GOFLAGS", "GOEXPERIMENT",
+			"GOAMD64", "GOARM", "GOARM64", "GO386", "GOMIPS", "GOMIPS64", "GOPPC64", "GORISCV64", "GOWASM", "GOFIPS140":
 			continue
 		}
 		out = append(out, kv)
 	}
 	return out
+}
+
+// goVersion is the release compile builds with, for the image's labels:
+// the same tree gives the same image with the same release.
+func goVersion(root, arch string) (string, error) {
+	cmd := exec.Command("go", "env", "GOVERSION")
+	cmd.Dir = root
+	cmd.Env = append(withoutGoEnv(os.Environ()), buildEnv(arch)...)
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOVERSION: %w", err)
+	}
+	return strings.TrimSpace(string(out)), nil
 }

@@ -14,14 +14,16 @@
 // and in etcd mode --etcd-cafile names one.
 //
 // The build is reproducible: the binaries are built with -trimpath and
-// no build ID, every file in the layer and the archive has the time
-// SOURCE_DATE_EPOCH (default 0) and root's ownership, and the config's
-// creation time is that time too. The same tree and Go toolchain give
-// the same bytes.
+// no build ID, from an environment that ignores the caller's go env file
+// and microarchitecture settings; every file in the layer and the archive
+// has the time SOURCE_DATE_EPOCH (default 0) and root's ownership, and
+// the config's creation time is that time too. The same tree and Go
+// release (recorded in the label io.github.weftnet.go-version) give the
+// same bytes.
 //
 // The tarball is an OCI image layout (oci-layout, index.json, blobs/) with
 // docker's manifest.json beside it, as docker save writes since docker 25:
-// `docker load -i`, `podman load -i`, `ctr images import` and skopeo's
+// `docker load -i`, `podman load -i`, `ctr -n k8s.io images import` and skopeo's
 // oci-archive: all read it.
 package main
 
@@ -59,7 +61,7 @@ func main() {
 		os.Exit(1)
 	}
 	abs, _ := filepath.Abs(o.out)
-	fmt.Println("wrote", abs)
+	fmt.Printf("wrote %s: image %s (set it in examples/manifests/kustomization.yaml)\n", abs, o.tag)
 }
 
 type options struct {
@@ -67,6 +69,7 @@ type options struct {
 	version, revision, source string
 	arch                      string
 	created                   time.Time
+	goVersion                 string // set by build
 }
 
 // build compiles the binaries and writes the image.
@@ -89,6 +92,9 @@ func build(o options) error {
 		files = append(files, file{path: b.path, mode: 0o755, data: data})
 	}
 	files = append(files, etcFiles...)
+	if o.goVersion, err = goVersion(o.root, o.arch); err != nil {
+		return err
+	}
 	img, err := assemble(o, files)
 	if err != nil {
 		return err
