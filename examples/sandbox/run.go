@@ -48,8 +48,9 @@ type report struct {
 	exchanges []exchange
 }
 
-// slowestFirst returns the exchange whose first attempt took longest, a
-// failed one counting as its whole wait.
+// slowestFirst returns the exchange whose first attempt took longest: a
+// first attempt that got no echo counts as its whole wait
+// (firstExchangeTimeout).
 func (r report) slowestFirst() (exchange, bool) {
 	var worst exchange
 	found := false

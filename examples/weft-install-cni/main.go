@@ -15,10 +15,11 @@
 // written is left alone, so that a restart of the DaemonSet's pods touches
 // nothing on the node.
 //
-// The config is checked before anything is written: it must be a CNI
-// network configuration list (an object with a "name" and a non-empty
-// "plugins" array, each with a "type"). An error names the file and what
-// is wrong, and nothing is installed.
+// The config and every plugin are read and checked before anything is
+// written: the config must be a CNI network configuration list (an
+// object with a "name" and a non-empty "plugins" array, each with a
+// "type"). An error names the file and what is wrong, and nothing is
+// installed. The plugins are written before the config.
 package main
 
 import (
@@ -83,13 +84,25 @@ func install(o options, log *slog.Logger) error {
 			return err
 		}
 	}
+	// Every plugin is read before any is written: a missing one
+	// installs nothing.
+	plugins := map[string][]byte{}
 	for _, p := range o.plugins {
+		name := filepath.Base(p)
+		if _, dup := plugins[name]; dup {
+			return fmt.Errorf("two --plugin files are named %s: each is installed under its own name", name)
+		}
 		data, err := os.ReadFile(p)
 		if err != nil {
 			return err
 		}
-		dst := filepath.Join(o.binDir, filepath.Base(p))
-		if err := writeFile(dst, data, 0o755, log); err != nil {
+		plugins[name] = data
+	}
+	// Plugins first, the config last: a runtime that sees the config
+	// finds what it names.
+	for _, p := range o.plugins {
+		name := filepath.Base(p)
+		if err := writeFile(filepath.Join(o.binDir, name), plugins[name], 0o755, log); err != nil {
 			return err
 		}
 	}

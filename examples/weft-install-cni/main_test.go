@@ -129,6 +129,24 @@ func TestInstallRefusesBadConfig(t *testing.T) {
 	if err := install(o, quiet()); err == nil {
 		t.Error("a --conf-name with a directory was taken")
 	}
+	// A second plugin missing, or two of one name: nothing written.
+	for name, extra := range map[string]string{"missing plugin": "/nonexistent/weft-other", "same name": ""} {
+		o, root := setup(t)
+		if extra == "" {
+			extra = filepath.Join(root, "again", "weft-ipam")
+			os.MkdirAll(filepath.Dir(extra), 0o755)
+			os.WriteFile(extra, []byte("other"), 0o755)
+		}
+		o.plugins = append(o.plugins, extra)
+		if err := install(o, quiet()); err == nil {
+			t.Errorf("%s: installed", name)
+		}
+		for _, d := range []string{o.binDir, o.confDir} {
+			if entries, _ := os.ReadDir(d); len(entries) != 0 {
+				t.Errorf("%s: %s holds %d entries", name, d, len(entries))
+			}
+		}
+	}
 }
 
 // TestInstallMakesDirectories: on a node that never ran a CNI plugin the

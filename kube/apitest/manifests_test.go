@@ -1,6 +1,7 @@
 package apitest_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -107,6 +108,10 @@ func daemonSet(t *testing.T) *appsv1.DaemonSet {
 // and keeps its local state on the node.
 func TestDaemonSetWiring(t *testing.T) {
 	ds := daemonSet(t)
+	// kube-flannel.yml's selector, which an apply over it cannot change.
+	if sel := ds.Spec.Selector; sel == nil || len(sel.MatchLabels) != 2 || sel.MatchLabels["app"] != "flannel" || sel.MatchLabels["k8s-app"] != "flannel" {
+		t.Errorf("selector %+v: want kube-flannel's, app=flannel and k8s-app=flannel", sel)
+	}
 	pod := ds.Spec.Template.Spec
 	inits := map[string]corev1.Container{}
 	for _, c := range pod.InitContainers {
@@ -154,7 +159,7 @@ func TestDaemonSetWiring(t *testing.T) {
 	for _, m := range agent.VolumeMounts {
 		mounts[m.MountPath] = true
 	}
-	for _, p := range []string{"/run/flannel", "/var/lib/weft", "/run/xtables.lock"} {
+	for _, p := range []string{"/run/flannel", "/var/lib/weft", "/run/weft", "/run/xtables.lock"} {
 		if !mounts[p] {
 			t.Errorf("the agent does not mount %s", p)
 		}
@@ -221,13 +226,16 @@ func TestKustomizeSetsTheImage(t *testing.T) {
 	}
 }
 
-// TestManifestsApply applies what `kubectl apply -k examples/manifests`
-// sends, and the optional manifests, to a real API server: first as a
-// strict server-side dry run, which runs validation and admission without
-// storing anything, then for real; the objects read back as written.
-func TestManifestsApply(t *testing.T) {
-	t.Parallel()
-	s := apitest.Start(t)
+// applier applies objects server-side, as kubectl apply --server-side
+// does, with strict field validation: a misspelt field fails, as kubectl
+// would refuse it.
+type applier struct {
+	dyn    dynamic.Interface
+	mapper *restmapper.DeferredDiscoveryRESTMapper
+}
+
+func newApplier(t *testing.T, s *apitest.Server) applier {
+	t.Helper()
 	dyn, err := dynamic.NewForConfig(s.Admin)
 	if err != nil {
 		t.Fatal(err)
@@ -236,7 +244,38 @@ func TestManifestsApply(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
+	return applier{dyn, restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))}
+}
+
+// apply applies obj, as a dry run if asked, and returns the resource it
+// went to.
+func (a applier) apply(t *testing.T, ctx context.Context, obj *unstructured.Unstructured, dryRun bool) dynamic.ResourceInterface {
+	t.Helper()
+	gvk := obj.GroupVersionKind()
+	m, err := a.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	if err != nil {
+		t.Fatalf("%s: %v", gvk, err)
+	}
+	force := true
+	opts := metav1.PatchOptions{FieldManager: "weft-manifests-test", Force: &force, FieldValidation: "Strict"}
+	if dryRun {
+		opts.DryRun = []string{metav1.DryRunAll}
+	}
+	body, err := obj.MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := a.dyn.Resource(m.Resource).Namespace(obj.GetNamespace())
+	if _, err := r.Patch(ctx, obj.GetName(), types.ApplyPatchType, body, opts); err != nil {
+		t.Fatalf("applying %s %s (dry run %v): %v", gvk.Kind, obj.GetName(), dryRun, err)
+	}
+	return r
+}
+
+// shippedObjects is what `kubectl apply -k examples/manifests` sends,
+// then the optional manifests.
+func shippedObjects(t *testing.T) []*unstructured.Unstructured {
+	t.Helper()
 	objs := kustomizeBuild(t, manifests)
 	if len(objs) == 0 {
 		t.Fatal("the kustomization builds nothing")
@@ -244,45 +283,12 @@ func TestManifestsApply(t *testing.T) {
 	for _, name := range optionalManifests {
 		objs = append(objs, decodeUnstructured(t, name)...)
 	}
-	ctx := ctxFor(t, time.Minute)
-	for _, dryRun := range []bool{true, false} {
-		for _, obj := range objs {
-			gvk := obj.GroupVersionKind()
-			m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-			if err != nil {
-				t.Fatalf("%s: %v", gvk, err)
-			}
-			// Strict: a misspelt field fails, as kubectl apply
-			// would refuse it.
-			force := true
-			opts := metav1.PatchOptions{FieldManager: "weft-manifests-test", Force: &force, FieldValidation: "Strict"}
-			if dryRun {
-				opts.DryRun = []string{metav1.DryRunAll}
-			}
-			body, err := obj.MarshalJSON()
-			if err != nil {
-				t.Fatal(err)
-			}
-			r := dyn.Resource(m.Resource).Namespace(obj.GetNamespace())
-			if _, err := r.Patch(ctx, obj.GetName(), types.ApplyPatchType, body, opts); err != nil {
-				t.Fatalf("applying %s %s (dry run %v): %v", gvk.Kind, obj.GetName(), dryRun, err)
-			}
-			_, err = r.Get(ctx, obj.GetName(), metav1.GetOptions{})
-			switch {
-			case dryRun && gvk.Kind == "Namespace":
-				// The namespaced objects' dry runs need their
-				// namespace: it is made for real.
-				opts.DryRun = nil
-				if _, err := r.Patch(ctx, obj.GetName(), types.ApplyPatchType, body, opts); err != nil {
-					t.Fatalf("namespace %s: %v", obj.GetName(), err)
-				}
-			case dryRun && err == nil:
-				t.Errorf("%s %s exists after a dry run", gvk.Kind, obj.GetName())
-			case !dryRun && err != nil:
-				t.Errorf("%s %s after applying: %v", gvk.Kind, obj.GetName(), err)
-			}
-		}
-	}
+	return objs
+}
+
+// checkStoredDaemonSet reads the DaemonSet back: weft's, whole.
+func checkStoredDaemonSet(t *testing.T, ctx context.Context, s *apitest.Server) {
+	t.Helper()
 	admin, err := kubernetes.NewForConfig(s.Admin)
 	if err != nil {
 		t.Fatal(err)
@@ -291,9 +297,83 @@ func TestManifestsApply(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c := ds.Spec.Template.Spec.Containers[0]; c.ReadinessProbe == nil || c.SecurityContext == nil || len(ds.Spec.Template.Spec.InitContainers) != 2 {
-		t.Errorf("the stored DaemonSet lost its probes, security context or init containers: %+v", ds.Spec.Template.Spec)
+	pod := ds.Spec.Template.Spec
+	if c := pod.Containers[0]; c.Image != "weft-flanneld:dev" || c.ReadinessProbe == nil || c.SecurityContext == nil || len(pod.InitContainers) != 2 {
+		t.Errorf("the stored DaemonSet is not weft's whole: image %q, %d init containers, probes and security context %v %v",
+			c.Image, len(pod.InitContainers), c.ReadinessProbe != nil, c.SecurityContext != nil)
 	}
+}
+
+// TestManifestsApply applies what `kubectl apply -k examples/manifests`
+// sends, and the optional manifests, to a real API server: first as a
+// strict server-side dry run, which runs validation and admission without
+// storing anything, then for real; the objects read back as written.
+func TestManifestsApply(t *testing.T) {
+	t.Parallel()
+	s := apitest.Start(t)
+	a := newApplier(t, s)
+	ctx := ctxFor(t, time.Minute)
+	objs := shippedObjects(t)
+	for _, dryRun := range []bool{true, false} {
+		for _, obj := range objs {
+			r := a.apply(t, ctx, obj, dryRun)
+			_, err := r.Get(ctx, obj.GetName(), metav1.GetOptions{})
+			switch {
+			case dryRun && obj.GetKind() == "Namespace":
+				// The namespaced objects' dry runs need their
+				// namespace: it is made for real.
+				a.apply(t, ctx, obj, false)
+			case dryRun && err == nil:
+				t.Errorf("%s %s exists after a dry run", obj.GetKind(), obj.GetName())
+			case !dryRun && err != nil:
+				t.Errorf("%s %s after applying: %v", obj.GetKind(), obj.GetName(), err)
+			}
+		}
+	}
+	checkStoredDaemonSet(t, ctx, s)
+}
+
+// TestManifestsApplyOverKubeFlannel: applied over a flannel install (its
+// DaemonSet as kube-flannel.yml makes it, created by another field
+// manager), the manifests replace it in place; a DaemonSet's selector
+// cannot change, so any other selector would be refused here.
+func TestManifestsApplyOverKubeFlannel(t *testing.T) {
+	t.Parallel()
+	s := apitest.Start(t)
+	admin, err := kubernetes.NewForConfig(s.Admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxFor(t, time.Minute)
+	if _, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "kube-flannel"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	labels := map[string]string{"app": "flannel", "k8s-app": "flannel", "tier": "node"}
+	flannels := &appsv1.DaemonSet{
+		ObjectMeta: metav1.ObjectMeta{Name: "kube-flannel-ds", Namespace: "kube-flannel", Labels: labels},
+		Spec: appsv1.DaemonSetSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "flannel", "k8s-app": "flannel"}},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					HostNetwork:        true,
+					ServiceAccountName: "flannel",
+					Containers: []corev1.Container{{
+						Name: "kube-flannel", Image: "flannel/flannel:v0.26.7",
+						Command: []string{"/opt/bin/flanneld"}, Args: []string{"--ip-masq", "--kube-subnet-mgr"},
+					}},
+				},
+			},
+		},
+	}
+	if _, err := admin.AppsV1().DaemonSets("kube-flannel").Create(ctx, flannels, metav1.CreateOptions{FieldManager: "kubectl-client-side-apply"}); err != nil {
+		t.Fatal(err)
+	}
+	a := newApplier(t, s)
+	for _, obj := range shippedObjects(t) {
+		a.apply(t, ctx, obj, false)
+	}
+	checkStoredDaemonSet(t, ctx, s)
 }
 
 // decodeUnstructured reads every object of a manifest as the API server
