@@ -366,12 +366,10 @@ func (r *Reconciler) SetPeer(p Peer) error {
 		r.ownIDs[id] = true
 	}
 
+	// The neighbour and FDB entries first, the route after them: the
+	// kernel applies the requests in order, and a route in place before
+	// what carries its traffic takes packets the device drops.
 	var reqs []request
-	if fresh || !routeMatches(r.objects(old, id).route, d.route) || old.Direct != p.Direct {
-		// Replace only a route this reconciler wrote; an exclusive create
-		// is refused if another program's route is in the way.
-		reqs = append(reqs, d.route.addRequest(!fresh))
-	}
 	if d.encap && (fresh || old.Direct || old.VtepMAC != p.VtepMAC) {
 		reqs = append(reqs, d.neigh.addRequest())
 	}
@@ -381,6 +379,11 @@ func (r *Reconciler) SetPeer(p Peer) error {
 			return r.failPeer(p, id, r.needs(p)&^ObjectNexthop, fmt.Errorf("VTEP MAC %s is also peer %s's, at %s", p.VtepMAC, other.Subnet, other.PublicIP))
 		}
 		reqs = append(reqs, d.fdb.addRequest())
+	}
+	if fresh || !routeMatches(r.objects(old, id).route, d.route) || old.Direct != p.Direct {
+		// Replace only a route this reconciler wrote; an exclusive create
+		// is refused if another program's route is in the way.
+		reqs = append(reqs, d.route.addRequest(!fresh))
 	}
 	if had && !old.Direct && (p.Direct || old.VtepMAC != p.VtepMAC || old.PublicIP != p.PublicIP) {
 		if _, shared := r.peers.macSharer(old.VtepMAC, p.Subnet); !shared {

@@ -20,13 +20,16 @@ import (
 // could not be read or cleaned: a failed listing, or a stray that would not
 // go.
 //
-// Each kind of object (nexthops, routes, neighbours, FDB entries) is
+// Each kind of object (neighbours, FDB entries, nexthops, routes) is
 // compared with the desired peers as the kernel lists it, one message at a
 // time, and nothing of the listing is kept but what must change: a sync
 // of tens of thousands of unchanged peers allocates next to nothing.
 // Objects are done in that order, each kind's writes sent before the next
-// kind is listed, so that routes are written only once their nexthops
-// exist.
+// kind is listed, so that a peer's route is written only once the objects
+// under it exist: its nexthop, and the neighbour and FDB entries that
+// carry its traffic. A route written first takes packets the device
+// then drops (no FDB entry for the VTEP's MAC) or parks behind an ARP it
+// cannot answer.
 func (r *Reconciler) Sync() (SyncResult, error) {
 	// The writer lock holds the desired peers still for the whole Sync;
 	// the state lock is let go while the kernel is written, so that the
@@ -41,7 +44,7 @@ func (r *Reconciler) Sync() (SyncResult, error) {
 	s.subnets = r.peers.wantedSubnets()
 	s.res.Peers = len(s.subnets)
 	r.peers.clearSeen()
-	for _, step := range []func() error{s.nexthops, s.routes, s.strayNexthops, s.neighbours, s.fdb} {
+	for _, step := range []func() error{s.neighbours, s.fdb, s.nexthops, s.routes, s.strayNexthops} {
 		if err := step(); err != nil {
 			return SyncResult{}, fmt.Errorf("vxlan: %w", err)
 		}
