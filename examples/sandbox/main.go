@@ -72,4 +72,7 @@ type options struct {
 	out         io.Writer
 	log         *slog.Logger
 	timeout     time.Duration
+	// diagnose records, for a pod pair whose first datagram got no echo,
+	// the kernel's view of the path (see exchange.diag).
+	diagnose bool
 }

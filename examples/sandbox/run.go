@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -40,6 +42,10 @@ type exchange struct {
 	fromHost, toHost *host
 	netnstest.Exchanges
 	err error
+	// diag is, with options.diagnose, the neighbours, routes and IP
+	// counters of the four namespaces on the path, read just after an
+	// exchange whose first datagram got no echo.
+	diag string
 }
 
 // report is what a run found.
@@ -156,6 +162,9 @@ func run(ctx context.Context, e *env, o options) (report, error) {
 						echo := pb.ns.ListenEcho(e, pb.addr)
 						x.Exchanges, x.err = pa.ns.CountExchanges(pa.addr, echo.Addr, firstExchangeTimeout, 5*time.Second)
 					})
+					if o.diagnose && (x.Attempts > 1 || x.err != nil) {
+						x.diag = pathState(a.Name, pa.ns.Name, b.Name, pb.ns.Name)
+					}
 					if err != nil {
 						return rep, err
 					}
@@ -219,6 +228,19 @@ func run(ctx context.Context, e *env, o options) (report, error) {
 		<-ctx.Done()
 	}
 	return rep, nil
+}
+
+// pathState is what the kernel holds along a path: each namespace's
+// neighbours and routes, and the IP counters (drops among them).
+func pathState(namespaces ...string) string {
+	var b strings.Builder
+	for _, ns := range namespaces {
+		for _, args := range [][]string{{"-n", ns, "neigh", "show"}, {"-n", ns, "route", "show"}, {"netns", "exec", ns, "nstat", "-as"}} {
+			out, err := exec.Command("ip", args...).CombinedOutput()
+			fmt.Fprintf(&b, "--- ip %s (%v)\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	return b.String()
 }
 
 // waitConverged waits until every host is ready and has programmed

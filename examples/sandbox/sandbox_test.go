@@ -80,7 +80,7 @@ func TestSandboxFirstExchanges(t *testing.T) {
 		var out bytes.Buffer
 		e := newEnv()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		rep, err := run(ctx, e, options{hosts: 3, pods: 1, out: &out, log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		rep, err := run(ctx, e, options{hosts: 3, pods: 1, out: &out, log: slog.New(slog.NewTextHandler(io.Discard, nil)), diagnose: true})
 		e.teardown()
 		cancel()
 		if err != nil {
@@ -90,7 +90,7 @@ func TestSandboxFirstExchanges(t *testing.T) {
 			t.Fatalf("bring-up %d: %d exchanges, want 6\n%s", i+1, len(rep.exchanges), out.String())
 		}
 		for _, x := range rep.retried() {
-			t.Errorf("bring-up %d: %s to %s needed %d attempts after convergence; the first: %v", i+1, x.from.name, x.to.name, x.Attempts, x.FirstErr)
+			t.Errorf("bring-up %d: %s to %s needed %d attempts after convergence; the first: %v\nthe path just after:\n%s", i+1, x.from.name, x.to.name, x.Attempts, x.FirstErr, x.diag)
 		}
 		if w, _ := rep.slowestFirst(); w.First > slowest {
 			slowest = w.First
