@@ -95,6 +95,11 @@ func TestSandboxFirstExchanges(t *testing.T) {
 		if w, _ := rep.slowestFirst(); w.First > slowest {
 			slowest = w.First
 		}
+		// Slow is not lost: under heavy load a first echo can take a
+		// second (a neighbour resolution retried). Said, not failed.
+		if w, _ := rep.slowestFirst(); w.First > 200*time.Millisecond && w.Attempts == 1 {
+			t.Logf("bring-up %d: %s to %s: first echo after %v", i+1, w.from.name, w.to.name, w.First)
+		}
 		if !strings.Contains(out.String(), "slowest first exchange: ") {
 			t.Fatalf("bring-up %d: the output does not say the slowest first exchange:\n%s", i+1, out.String())
 		}
