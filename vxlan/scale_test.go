@@ -276,16 +276,7 @@ func (a *scaleAgent) stop() {
 // startAll starts n agents within spread, as a herd: a cluster restarting
 // at once.
 func (c *scaleCluster) startAll(n int, spread time.Duration) {
-	c.agents = make([]*scaleAgent, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		delay := spread * time.Duration(i) / time.Duration(max(n, 1))
-		wg.Go(func() {
-			time.Sleep(delay)
-			c.agents[i] = c.start(i)
-		})
-	}
-	wg.Wait()
+	c.agents = scaletest.StartHerd(n, spread, c.start)
 	c.t.Cleanup(c.stopAll)
 }
 

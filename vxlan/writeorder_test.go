@@ -82,6 +82,20 @@ func (k *kernelOrder) until(t *testing.T, want string, within time.Duration) []s
 	return nil
 }
 
+// requireRouteLast waits for peer's route and fails t unless the peer's
+// neighbour and FDB entries came before it.
+func (k *kernelOrder) requireRouteLast(t *testing.T, peer *node) {
+	t.Helper()
+	route := "route " + peer.subnet.String()
+	seen := k.until(t, route, 5*time.Second)
+	at := slices.Index(seen, route)
+	for _, before := range []string{"neigh " + peer.subnet.Addr().String(), "fdb " + net.HardwareAddr(peer.dev.MAC[:]).String()} {
+		if i := slices.Index(seen, before); i < 0 || i > at {
+			t.Errorf("%s not before %s: the kernel saw %v", before, route, seen)
+		}
+	}
+}
+
 // TestRouteWrittenLast: a new peer's route is written after its
 // neighbour and FDB entries, so that no packet takes the route before the
 // overlay can carry it: with the route first, traffic in between is
@@ -97,14 +111,7 @@ func TestRouteWrittenLast(t *testing.T) {
 	if _, err := a.rec.Sync(); err != nil {
 		t.Fatal(err)
 	}
-	route := "route " + b.subnet.String()
-	seen := order.until(t, route, 5*time.Second)
-	at := slices.Index(seen, route)
-	for _, before := range []string{"neigh " + b.subnet.Addr().String(), "fdb " + net.HardwareAddr(b.dev.MAC[:]).String()} {
-		if i := slices.Index(seen, before); i < 0 || i > at {
-			t.Errorf("%s not before %s: the kernel saw %v", before, route, seen)
-		}
-	}
+	order.requireRouteLast(t, b)
 }
 
 // TestRouteWrittenLastOnSetPeer: the same for a peer added on its own, as
@@ -119,12 +126,5 @@ func TestRouteWrittenLastOnSetPeer(t *testing.T) {
 	if err := a.rec.SetPeer(b.peer()); err != nil {
 		t.Fatal(err)
 	}
-	route := "route " + b.subnet.String()
-	seen := order.until(t, route, 5*time.Second)
-	at := slices.Index(seen, route)
-	for _, before := range []string{"neigh " + b.subnet.Addr().String(), "fdb " + net.HardwareAddr(b.dev.MAC[:]).String()} {
-		if i := slices.Index(seen, before); i < 0 || i > at {
-			t.Errorf("%s not before %s: the kernel saw %v", before, route, seen)
-		}
-	}
+	order.requireRouteLast(t, b)
 }

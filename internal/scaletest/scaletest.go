@@ -1,12 +1,13 @@
 // Package scaletest is what the control-plane scale harnesses share (vxlan's
 // BenchmarkScale against etcd, kube/apitest's BenchmarkKubeScale against a
-// kube-apiserver): the agents' addresses and subnets, and the measurement
-// of a change's arrival at every agent.
+// kube-apiserver): the agents' addresses and subnets, the herd start, and
+// the measurement of a change's arrival at every agent.
 package scaletest
 
 import (
 	"net/netip"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/weftnet/weft/internal/testutil"
@@ -55,4 +56,21 @@ func Percentile(ds []time.Duration, p float64) time.Duration {
 		return 0
 	}
 	return ds[min(len(ds)-1, int(float64(len(ds))*p))]
+}
+
+// StartHerd starts n agents within spread, as a cluster restarting at
+// once does: agent i at i/n of the way through, each by start(i) on a
+// goroutine of its own. It returns them once all have started.
+func StartHerd[A any](n int, spread time.Duration, start func(i int) A) []A {
+	agents := make([]A, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		delay := spread * time.Duration(i) / time.Duration(max(n, 1))
+		wg.Go(func() {
+			time.Sleep(delay)
+			agents[i] = start(i)
+		})
+	}
+	wg.Wait()
+	return agents
 }

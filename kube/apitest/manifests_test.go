@@ -3,8 +3,6 @@ package apitest_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -18,7 +16,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
@@ -380,29 +377,15 @@ func TestManifestsApplyOverKubeFlannel(t *testing.T) {
 // takes it.
 func decodeUnstructured(t *testing.T, name string) []*unstructured.Unstructured {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(manifests, name))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []*unstructured.Unstructured
-	r := utilyaml.NewYAMLReader(bufioReader(data))
-	for {
-		doc, err := r.Read()
-		if errors.Is(err, io.EOF) {
-			return out
-		}
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		if len(strings.TrimSpace(string(doc))) == 0 {
-			continue
-		}
+	for _, doc := range manifestDocs(t, name) {
 		var obj unstructured.Unstructured
 		if err := yaml.Unmarshal(doc, &obj.Object); err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
 		out = append(out, &obj)
 	}
+	return out
 }
 
 // TestCNIConfigIsTheTestedOne: the ConfigMap's cni-conf.json is

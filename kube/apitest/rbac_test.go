@@ -31,14 +31,15 @@ import (
 
 const manifests = "../../examples/manifests"
 
-// decodeManifest reads every object of a YAML file of examples/manifests.
-func decodeManifest(t *testing.T, name string) []runtime.Object {
+// manifestDocs splits a YAML file of examples/manifests into its
+// documents, blank ones dropped.
+func manifestDocs(t *testing.T, name string) [][]byte {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(manifests, name))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []runtime.Object
+	var out [][]byte
 	r := utilyaml.NewYAMLReader(bufioReader(data))
 	for {
 		doc, err := r.Read()
@@ -48,15 +49,24 @@ func decodeManifest(t *testing.T, name string) []runtime.Object {
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		if len(bytes.TrimSpace(doc)) == 0 {
-			continue
+		if len(bytes.TrimSpace(doc)) > 0 {
+			out = append(out, doc)
 		}
+	}
+}
+
+// decodeManifest reads every object of a YAML file of examples/manifests.
+func decodeManifest(t *testing.T, name string) []runtime.Object {
+	t.Helper()
+	var out []runtime.Object
+	for _, doc := range manifestDocs(t, name) {
 		obj, _, err := scheme.Codecs.UniversalDeserializer().Decode(doc, nil, nil)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
 		out = append(out, obj)
 	}
+	return out
 }
 
 // TestManifestsDecode: every shipped manifest is valid Kubernetes YAML of

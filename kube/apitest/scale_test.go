@@ -263,16 +263,7 @@ func (a *kubeAgent) stop() {
 }
 
 func (c *kubeScale) startAll(n int, spread time.Duration) {
-	c.agents = make([]*kubeAgent, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		delay := spread * time.Duration(i) / time.Duration(n)
-		wg.Go(func() {
-			time.Sleep(delay)
-			c.agents[i] = c.start(i)
-		})
-	}
-	wg.Wait()
+	c.agents = scaletest.StartHerd(n, spread, c.start)
 }
 
 func (c *kubeScale) stopAll() {
