@@ -142,3 +142,34 @@ func TestStartProcess(t *testing.T) {
 		t.Fatalf("after a restart of the process: %v, %v", resp, err)
 	}
 }
+
+// TestBackupRestore: every backup kind the server can take restores the
+// store as it was, at the revision it had, on the same address.
+func TestBackupRestore(t *testing.T) {
+	s := Start(t)
+	c := s.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for _, kind := range []BackupKind{ColdCopy, EtcdctlSnapshot, ClientSnapshot} {
+		if !s.CanBackup(kind) {
+			t.Logf("%v: not with this server", kind)
+			continue
+		}
+		put, err := c.Put(ctx, "k", kind.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := s.Backup(kind)
+		if _, err := c.Put(ctx, "k", "after"); err != nil {
+			t.Fatal(err)
+		}
+		s.Restore(b, nil)
+		resp, err := c.Get(ctx, "k")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != kind.String() || resp.Kvs[0].ModRevision != put.Header.Revision {
+			t.Errorf("%v: restored %v, want %q at revision %d", kind, resp.Kvs, kind.String(), put.Header.Revision)
+		}
+	}
+}
