@@ -49,7 +49,11 @@ type Manager interface {
 	//
 	//  1. a lease this node already holds: one whose Attrs.Owner is
 	//     Node(), or, for a lease written by flannel (which has no
-	//     Owner), one whose PublicIP is req.Attrs.PublicIP;
+	//     Owner), one whose PublicIP is req.Attrs.PublicIP. A Manager
+	//     whose store can be restored from a backup (lease/etcd) prefers
+	//     req.Previous, when no lease exists for it, to leases of its own
+	//     that are not reservations: those are what the backup brought
+	//     back, and the node runs on req.Previous;
 	//  2. req.Previous, if no lease exists for it and it lies in the
 	//     configured range;
 	//  3. a free subnet of the configured range.

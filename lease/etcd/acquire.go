@@ -49,6 +49,10 @@ type plan struct {
 	// contains (the Network was moved): deleted once the new lease is
 	// won, each only if unchanged since the listing.
 	outside []record
+	// superseded are, for howRunning, this node's older leases that
+	// give way to the subnet it runs on (see running.go): deleted like
+	// outside.
+	superseded []record
 	// For howChallenge: the holder's stored value and attributes.
 	holderValue []byte
 	holder      lease.Attrs
@@ -151,7 +155,7 @@ func (m *Manager) Acquire(ctx context.Context, req lease.AcquireRequest) (lease.
 					p = plan{key: p.key, how: howTakeover, existingRev: rev, reservation: p.reservation}
 				}
 			}
-			if err == nil && !contested.IsZero() && (p.how == howNew || p.how == howPrevious) {
+			if err == nil && !contested.IsZero() && (p.how == howNew || p.how == howPrevious || p.how == howRunning) {
 				// The other host's key is gone, but moments ago it
 				// answered: etcd may have been wiped, and that host be
 				// about to re-create its key. Taking a fresh subnet now
@@ -175,6 +179,7 @@ func (m *Manager) Acquire(ctx context.Context, req lease.AcquireRequest) (lease.
 				case err == nil && won:
 					retry.ok()
 					m.deleteStale(ctx, p.outside, "outside the network config")
+					m.deleteStale(ctx, p.superseded, whySuperseded)
 					return l, nil
 				case err == nil && p.existingRev == 0:
 					// Another node created a key in the way between our
@@ -220,7 +225,8 @@ func (m *Manager) Acquire(ctx context.Context, req lease.AcquireRequest) (lease.
 func (m *Manager) plan(cfg lease.Config, records []record, prev lease.Key, mine lease.Attrs) (plan, error) {
 	var own, foreign *record
 	var foreignAttrs lease.Attrs
-	var outside []record
+	var outside, mineLeased []record
+	onlyLeased := true // every own key that fits is supersedable
 	hints := ownershipHints(m.node, mine)
 	for i := range records {
 		r := &records[i]
@@ -249,8 +255,18 @@ func (m *Manager) plan(cfg lease.Config, records []record, prev lease.Key, mine 
 			}
 			continue
 		}
+		if supersedable(*r, stored, mine, m.node) {
+			mineLeased = append(mineLeased, *r)
+		} else {
+			onlyLeased = false
+		}
 		if own == nil || better(r, own, prev) {
 			own = r
+		}
+	}
+	if own != nil && onlyLeased && own.key != prev && prev.IsValid() && fits(cfg, prev) {
+		if free, err := previousFree(cfg, records, prev); err == nil && free {
+			return plan{key: prev, how: howRunning, outside: outside, superseded: mineLeased}, nil
 		}
 	}
 	if own != nil {
@@ -262,17 +278,9 @@ func (m *Manager) plan(cfg lease.Config, records []record, prev lease.Key, mine 
 			holderValue: foreign.value, holder: foreignAttrs}, nil
 	}
 
-	var v4, v6 *lease.Allocator
-	var err error
-	if cfg.EnableIPv4 {
-		if v4, err = lease.NewAllocator(cfg.IPv4Range(), takenOf(records, true, cfg.Network)); err != nil {
-			return plan{}, err
-		}
-	}
-	if cfg.EnableIPv6 {
-		if v6, err = lease.NewAllocator(cfg.IPv6Range(), takenOf(records, false, cfg.IPv6Network)); err != nil {
-			return plan{}, err
-		}
+	v4, v6, err := allocators(cfg, records)
+	if err != nil {
+		return plan{}, err
 	}
 	if prev.IsValid() && fits(cfg, prev) && (v4 == nil || v4.CheckFree(prev.IPv4) == nil) && (v6 == nil || v6.CheckFree(prev.IPv6) == nil) {
 		return plan{key: prev, how: howPrevious, outside: outside}, nil

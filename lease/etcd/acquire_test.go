@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"testing"
 	"time"
@@ -39,8 +40,11 @@ func TestAcquireNewSubnet(t *testing.T) {
 	}
 }
 
-// TestAcquireKeepsOwnLease restarts a node (a new Manager and client): it gets
-// the subnet it holds back, whatever it asks for as previous.
+// TestAcquireKeepsOwnLease restarts a node (a new Manager and client): it
+// gets the subnet it holds back, with no previous subnet or a previous
+// one another node holds, and creates no other key. (Asked for a free
+// previous subnet, the one it runs on, it gets that one instead and its
+// older lease goes: TestRestoreRestartedNodeKeepsItsSubnet.)
 func TestAcquireKeepsOwnLease(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, testConfig)
@@ -49,15 +53,24 @@ func TestAcquireKeepsOwnLease(t *testing.T) {
 	if other == first.Key {
 		other = mustKey(t, "10.244.78.0-24")
 	}
-	again, err := e.manager("node-a").Acquire(ctxFor(t, 10*time.Second), lease.AcquireRequest{Attrs: attrsFor(1), Previous: other})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if again.Key != first.Key {
-		t.Errorf("restarted node got %v, want its own %v", again.Key, first.Key)
-	}
-	if e.get(subnetPath(other)) != nil {
-		t.Errorf("restarted node also created %v", other)
+	for _, prev := range []lease.Key{{}, other} {
+		if prev.IsValid() {
+			taker := attrsFor(2)
+			taker.Owner = "node-b"
+			raw, _ := json.Marshal(taker)
+			e.put(subnetPath(other), string(raw))
+		}
+		before := storedOwners(t, e.admin)
+		again, err := e.manager("node-a").Acquire(ctxFor(t, 10*time.Second), lease.AcquireRequest{Attrs: attrsFor(1), Previous: prev})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again.Key != first.Key {
+			t.Errorf("previous %v: restarted node got %v, want its own %v", prev, again.Key, first.Key)
+		}
+		if after := storedOwners(t, e.admin); !maps.Equal(before, after) {
+			t.Errorf("previous %v: the keys went from %v to %v", prev, before, after)
+		}
 	}
 }
 

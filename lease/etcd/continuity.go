@@ -31,6 +31,44 @@ type continuity struct {
 	epoch     chan struct{} // closed at a discontinuity, then replaced
 	back      chan struct{} // closed when the connection comes back, then replaced
 	returns   uint64        // how many times back was closed
+	gate      noticeGate    // nil but in tests
+}
+
+// A noticeGate orders, in tests, the paths that can notice a store that
+// forgot: the real timing decides which runs first (the history check
+// after a reconnection, Keep's renewal, Keep's watch ending), and a test
+// of every order needs to force each. history may delay a history check;
+// watchEnded may skip Keep's read of its key after its watch ended, as
+// when the client resumes a watch silently (etcd 3.4 does).
+type noticeGate interface {
+	history(ctx context.Context)
+	watchEnded() bool
+}
+
+// setGate installs a noticeGate.
+func (c *continuity) setGate(g noticeGate) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gate = g
+}
+
+// beforeHistory lets a gate delay a history check.
+func (c *continuity) beforeHistory(ctx context.Context) {
+	c.mu.Lock()
+	g := c.gate
+	c.mu.Unlock()
+	if g != nil {
+		g.history(ctx)
+	}
+}
+
+// readAfterWatch reports whether Keep reads its key after its watch
+// ended: always, unless a gate says the client resumed it silently.
+func (c *continuity) readAfterWatch() bool {
+	c.mu.Lock()
+	g := c.gate
+	c.mu.Unlock()
+	return g == nil || g.watchEnded()
 }
 
 func newContinuity() *continuity {
@@ -153,6 +191,7 @@ func (m *Manager) watchConnection(ctx context.Context) {
 // single failed read must not hide a wipe.
 func (m *Manager) checkHistory(ctx context.Context) {
 	retry := m.retrier("check etcd's history after reconnecting")
+	m.history.beforeHistory(ctx)
 	for {
 		floor := m.history.floor()
 		rctx, cancel := m.request(ctx)

@@ -27,6 +27,14 @@ import (
 // back: it never attaches a lease to a key that has none, and it starts
 // renewing a key that gained one.
 //
+// A key that a read finds missing, rather than a deletion the watch
+// delivers, is what a store that forgot looks like (wiped, or restored
+// from a backup): whichever read finds it (the check after a
+// reconnection, a renewal, the read after the watch ended), the key is
+// created again as it was, with Acquire's conditional create, so the node
+// keeps the subnet its pods use unless another node holds it now (see
+// reassert).
+//
 // Keep does not give up a lease on its own clock: while etcd is out of
 // reach it keeps retrying, and the node keeps its subnet (edge autonomy).
 // Once etcd answers, the first renewal or watch event tells whether the key
@@ -155,6 +163,18 @@ func (m *Manager) Keep(ctx context.Context, l lease.Lease) error {
 		case <-timer.C:
 			nh, err := m.renew(ctx, path, attrs, value, h)
 			switch {
+			case errors.Is(err, errKeyGone):
+				// Found missing by a read, not deleted in a history
+				// this node watched: the store may have forgotten it
+				// (wiped, or restored from a backup) before the history
+				// check after the reconnection ran. As there: the
+				// subnet the node runs on is created again, and lost
+				// only if another node holds it now.
+				if h, err = m.recreate(ctx, l, attrs, value, renewRetry, err); err != nil {
+					return err
+				}
+				arm()
+				watch, delivered = watchFrom(h.rev+1), false
 			case errors.Is(err, lease.ErrLeaseLost):
 				return m.lost(l.Key, err)
 			case err != nil:
@@ -204,6 +224,10 @@ func (m *Manager) Keep(ctx context.Context, l lease.Lease) error {
 				if werr := watchRetry.fail(ctx, cause); werr != nil {
 					return werr
 				}
+			}
+			if !m.history.readAfterWatch() {
+				watch, delivered = watchFrom(h.rev+1), false
+				continue
 			}
 			nh, rev, err := m.verify(ctx, path, attrs, value)
 			switch {
