@@ -185,18 +185,12 @@ func (h *restoreHistory) foreignKey(c *clientv3.Client, k lease.Key, what string
 func (h *restoreHistory) freeKey(stored map[lease.Key]string) lease.Key {
 	for {
 		k := mustKey(h.t, fmt.Sprintf("10.244.%d.0-24", 1+h.rnd.IntN(254)))
-		if !slices.ContainsFunc(slices.Collect(mapsKeys(stored)), k.Overlaps) {
-			return k
+		free := true
+		for s := range stored {
+			free = free && !s.Overlaps(k)
 		}
-	}
-}
-
-func mapsKeys(m map[lease.Key]string) func(func(lease.Key) bool) {
-	return func(yield func(lease.Key) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
+		if free {
+			return k
 		}
 	}
 }
