@@ -15,8 +15,15 @@
 //   - A node never takes or keeps a subnet another node holds. Every write is
 //     an etcd transaction conditional on the key not existing (a create) or on
 //     its revision being the one this node last saw (a renewal). A renewal
-//     that finds the key gone or owned by someone else writes nothing and
-//     reports lease.ErrLeaseLost.
+//     that finds the key owned by someone else writes nothing and reports
+//     lease.ErrLeaseLost.
+//   - A store that forgets (wiped, or restored from a backup) never moves a
+//     node whose subnet is free: whichever path finds its key missing (the
+//     check after a reconnection, a renewal, the read after a watch ended)
+//     creates it again with a create conditional as above, and Acquire
+//     prefers the free subnet the node runs on (AcquireRequest.Previous) to
+//     an older lease of its own that a backup brought back, which it then
+//     deletes. A node moves only when another node holds its subnet.
 //   - Acquire costs one Range to list every lease and the config, one
 //     LeaseGrant and one Txn. A lost race is answered inside the same Txn with
 //     a fresh listing, so retries cost no extra reads.
