@@ -31,7 +31,9 @@ type restoreAgent struct {
 	stop func()
 }
 
-func startRestoreAgent(t *testing.T, srv *etcdtest.Server, h *netnstest.Host, env string) *restoreAgent {
+// startRestoreAgent runs a Network on h. A restart asks for the subnet
+// env names, or, with store and no env, boots from the local state.
+func startRestoreAgent(t *testing.T, srv *etcdtest.Server, h *netnstest.Host, env string, store vxlan.StateStore) *restoreAgent {
 	t.Helper()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	m, err := etcd.New(etcd.Options{Endpoints: []string{srv.Endpoint()}, Node: h.Name, TTL: 10 * time.Second, RenewMargin: 8 * time.Second, Logger: quiet})
@@ -39,11 +41,11 @@ func startRestoreAgent(t *testing.T, srv *etcdtest.Server, h *netnstest.Host, en
 		t.Fatal(err)
 	}
 	var previous lease.Key
-	if f, err := subnetenv.Read(env); err == nil {
+	if f, err := subnetenv.Read(env); err == nil && store == nil {
 		previous = lease.Key{IPv4: f.Subnet.Masked()}
 	}
 	a := &restoreAgent{agent: &agent{host: h}, env: env}
-	a.net, err = vxlan.NewNetwork(vxlan.NetworkConfig{
+	cfg := vxlan.NetworkConfig{
 		Manager: m, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet, Previous: previous,
 		OnState: func(st vxlan.State) {
 			a.record(st)
@@ -51,7 +53,11 @@ func startRestoreAgent(t *testing.T, srv *etcdtest.Server, h *netnstest.Host, en
 				t.Errorf("%s: %v", h.Name, err)
 			}
 		},
-	})
+	}
+	if store != nil {
+		cfg.LocalState = store
+	}
+	a.net, err = vxlan.NewNetwork(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +121,7 @@ func TestNetworkRestoredFromBackup(t *testing.T) {
 			dir := t.TempDir()
 			var agents []*restoreAgent
 			for _, h := range seg.Hosts {
-				agents = append(agents, startRestoreAgent(t, srv, h, filepath.Join(dir, h.Name+".env")))
+				agents = append(agents, startRestoreAgent(t, srv, h, filepath.Join(dir, h.Name+".env"), nil))
 			}
 			all := func() []*agent {
 				var out []*agent
@@ -148,7 +154,7 @@ func TestNetworkRestoredFromBackup(t *testing.T) {
 			}
 			srv.Restore(backup, nil)
 			if restarted {
-				agents[1] = startRestoreAgent(t, srv, b.host, b.env)
+				agents[1] = startRestoreAgent(t, srv, b.host, b.env, nil)
 				b = agents[1]
 				want = 1
 			}
