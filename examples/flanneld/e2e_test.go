@@ -42,6 +42,7 @@ type cluster struct {
 func TestMain(m *testing.M) {
 	code := m.Run()
 	daemontest.RemoveBuilt()
+	removeFlannelCNI()
 	os.Exit(code)
 }
 
