@@ -251,6 +251,10 @@ func (n *Network) dropCachedLeaseAfter(ctx context.Context, grace time.Duration)
 		return
 	case <-t.C:
 	}
+	why := "" // asked before the locks: the Manager's own
+	if r, ok := n.cfg.Manager.(lease.ConditionReporter); ok {
+		why = r.Condition()
+	}
 	n.push.Lock()
 	defer n.push.Unlock()
 	n.mu.Lock()
@@ -263,11 +267,8 @@ func (n *Network) dropCachedLeaseAfter(ctx context.Context, grace time.Duration)
 	n.off.since = time.Time{}
 	n.leaseGen++
 	n.moveDevicesLocked(lease.Key{}) // the devices give up its address
+	n.noteGoneLocked(key, WithdrawRefused, why)
 	n.mu.Unlock()
-	why := ""
-	if r, ok := n.cfg.Manager.(lease.ConditionReporter); ok {
-		why = r.Condition()
-	}
 	n.log.Error("the control plane answers but gives this node no lease; no longer taking the local state's subnet for its own",
 		"subnet", key, "waited", grace, "condition", why)
 	n.refreshFactsLocked()

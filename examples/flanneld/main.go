@@ -131,7 +131,10 @@ type agent struct {
 	netConf  lease.Config
 	mtu      int
 	written  bool   // subnet.env matches the lease and config
-	lastErr  string // of the last subnet.env write
+	lastErr  string // of the last subnet.env write or removal
+	// withdrawn is why the Network last withdrew its State (and with it
+	// subnet.env); zero once a State holds again.
+	withdrawn vxlan.Withdrawal
 	// rulesMu serialises the rules' and subnet.env's I/O, and guards what
 	// follows; mu is never held across that I/O.
 	rulesMu sync.Mutex
@@ -226,7 +229,13 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 		nc.OfflineAfter = c.offlineAfter
 	}
 	nc.OnState = func(st vxlan.State) {
-		a.update(func() { a.held, a.netConf, a.mtu = st.Lease, st.Config, st.MTU })
+		a.update(func() { a.held, a.netConf, a.mtu, a.withdrawn = st.Lease, st.Config, st.MTU, vxlan.Withdrawal{} })
+	}
+	// The lease given up (or not yet confirmed, at start): subnet.env
+	// goes, so that no pod gets an address of a subnet another node may
+	// hold, until the next State.
+	nc.OnWithdraw = func(w vxlan.Withdrawal) {
+		a.update(func() { a.held, a.withdrawn = lease.Lease{}, w })
 	}
 	n, err := vxlan.NewNetwork(nc)
 	if err != nil {
@@ -268,7 +277,8 @@ func renewMargin(c config) time.Duration {
 }
 
 // update applies a change (nil for none) and rewrites subnet.env if it
-// now differs from the file: a new State, or a file changed from outside.
+// now differs from the file: a new State, or a file changed from outside;
+// with no State in force, it removes the file.
 func (a *agent) update(change func()) {
 	a.mu.Lock()
 	if change != nil {
@@ -283,12 +293,13 @@ func (a *agent) update(change func()) {
 	defer a.rulesMu.Unlock()
 	a.mu.Lock()
 	f, ok := a.fileLocked()
-	written := a.written
+	written, withdrawn := a.written, a.withdrawn
 	if !ok {
 		a.written = false
 	}
 	a.mu.Unlock()
 	if !ok {
+		a.removeFile(withdrawn)
 		return
 	}
 	if old, err := subnetenv.Read(a.cfg.subnetFile); err == nil && old == f {
@@ -318,10 +329,35 @@ func (a *agent) update(change func()) {
 	a.log.Info("wrote subnet.env", "path", a.cfg.subnetFile, "subnet", f.Subnet, "ipv6_subnet", f.IPv6Subnet, "network", f.Network, "mtu", f.MTU)
 }
 
+// removeFile removes subnet.env, and the blackhole routes of the subnet
+// it named, while no State is in force: the node holds no lease, or has
+// not confirmed one yet (see vxlan.Withdrawal). rulesMu is held.
+func (a *agent) removeFile(w vxlan.Withdrawal) {
+	a.ensureBlackholes(subnetenv.File{})
+	removed, err := subnetenv.Remove(a.cfg.subnetFile)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err != nil {
+		if a.lastErr != err.Error() {
+			a.log.Error("could not remove subnet.env; pods may be given addresses of a subnet this node does not hold", "err", err)
+		}
+		a.lastErr = err.Error()
+		return
+	}
+	a.lastErr = ""
+	switch {
+	case !removed:
+	case w.Reason == vxlan.WithdrawStarting:
+		a.log.Info("removed the subnet.env a previous run left; it is written again once the node holds its lease", "path", a.cfg.subnetFile, "subnet", w.Lease)
+	default:
+		a.log.Warn("removed subnet.env: the node does not hold the subnet it named; pods cannot start here until it holds a lease",
+			"path", a.cfg.subnetFile, "subnet", w.Lease, "reason", w.Reason.String(), "detail", w.Detail)
+	}
+}
+
 // fileLocked is the subnet.env the last State calls for, and false while
-// there is none yet. (A Network whose config moved away from the lease
-// announces no State until it holds one in the new range: until then the
-// file keeps describing the subnet the pods still use.)
+// there is none: none yet, or withdrawn since (the lease lost, the local
+// state's refused, the config moved away from it).
 func (a *agent) fileLocked() (subnetenv.File, bool) {
 	if !a.held.Key.IsValid() || !a.netConf.Network.IsValid() && !a.netConf.IPv6Network.IsValid() {
 		return subnetenv.File{}, false
@@ -495,7 +531,9 @@ func (a *agent) ready() (bool, string) {
 	defer a.mu.Unlock()
 	switch {
 	case a.lastErr != "":
-		return false, "cannot write subnet.env: " + a.lastErr
+		return false, "cannot write or remove subnet.env: " + a.lastErr
+	case !a.written && a.withdrawn.Reason != 0 && a.withdrawn.Reason != vxlan.WithdrawStarting:
+		return false, "subnet.env removed (" + a.withdrawn.Reason.String() + "); waiting for a lease"
 	case !a.written:
 		return false, "subnet.env not written yet"
 	}

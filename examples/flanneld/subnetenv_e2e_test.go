@@ -103,7 +103,10 @@ func TestSubnetEnvAfterOfflineBootLosesLease(t *testing.T) {
 	if err := a.Stop(syscall.SIGKILL); err != nil && !strings.Contains(err.Error(), "killed") {
 		t.Fatal(err)
 	}
+	// A reboot takes the devices (cni0 with the pod's gateway address
+	// among them) and subnet.env, on a tmpfs.
 	ipOut(t, a.Host, "ip", "link", "del", "flannel.1")
+	ipOut(t, a.Host, "ip", "link", "del", "cni0")
 	if err := os.Remove(a.SubnetFile); err != nil {
 		t.Fatal(err)
 	}
