@@ -83,6 +83,12 @@ type gone struct {
 func (n *Network) noteGoneLocked(k lease.Key, reason WithdrawReason, detail string) {
 	n.gone = gone{key: k, reason: reason, detail: detail}
 	n.kickState()
+	if reason != WithdrawReplaced {
+		// Given up, not replaced: the local state must not keep it
+		// (see StateRemover).
+		n.off.forget = true
+		n.kickSave()
+	}
 }
 
 // withdrawalLocked returns the Withdrawal of k, the lease of the State

@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
+	"math/rand/v2"
 	"net/netip"
 	"os"
+	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -172,5 +175,178 @@ func TestSubnetEnvAfterOfflineBootLosesLease(t *testing.T) {
 	}
 	if addr, err := cni.add(); err != nil || !other.Contains(addr.Addr()) {
 		t.Fatalf("ADD with %s held again: %v %v", other, addr, err)
+	}
+}
+
+// historyConfigs are the network configs a history switches between: the
+// second leaves out every subnet of the first.
+var historyConfigs = []struct {
+	conf    string
+	network netip.Prefix
+	subnets []netip.Prefix
+}{
+	{netConfTwo, netip.MustParsePrefix("10.244.0.0/22"), twoSubnets},
+	{`{"Network": "10.245.0.0/22", "SubnetLen": 24, "SubnetMin": "10.245.1.0", "SubnetMax": "10.245.2.0", "Backend": {"Type": "vxlan"}}`,
+		netip.MustParsePrefix("10.245.0.0/22"), []netip.Prefix{netip.MustParsePrefix("10.245.1.0/24"), netip.MustParsePrefix("10.245.2.0/24")}},
+}
+
+// owners returns the owner of every lease in etcd, by subnet.
+func (c *cluster) owners() map[netip.Prefix]string {
+	c.t.Helper()
+	resp, err := c.admin.Get(context.Background(), "/coreos.com/network/subnets/", clientv3.WithPrefix())
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	out := map[netip.Prefix]string{}
+	for _, kv := range resp.Kvs {
+		k := strings.TrimPrefix(string(kv.Key), "/coreos.com/network/subnets/")
+		p, err := netip.ParsePrefix(strings.Replace(k, "-", "/", 1))
+		if err != nil {
+			c.t.Fatalf("key %s: %v", kv.Key, err)
+		}
+		var a lease.Attrs
+		if err := json.Unmarshal(kv.Value, &a); err != nil {
+			c.t.Fatalf("%s: %v", kv.Key, err)
+		}
+		out[p] = a.Owner
+	}
+	return out
+}
+
+// TestSubnetEnvNamesOnlyHeldSubnet checks, after every step of a random
+// history against a real etcd and the real daemon, that subnet.env, read
+// from disk, names only a subnet that etcd says the node holds (while
+// etcd is down: held when it went down, which is what it still holds),
+// inside the network in force; and, while a subnet is to be had, that the
+// node holds one and the file names it. The steps: the node's subnet
+// taken by another node, the network filled, a subnet freed, etcd down
+// and up, the network config changed to one that leaves the node's
+// subnet out, and a reboot (from the local state when etcd is down).
+// WEFT_HISTORY_SEED replays a history; WEFT_HISTORY_STEPS sets its length.
+func TestSubnetEnvNamesOnlyHeldSubnet(t *testing.T) {
+	t.Parallel()
+	seed := time.Now().UnixNano()
+	if s := os.Getenv("WEFT_HISTORY_SEED"); s != "" {
+		var err error
+		if seed, err = strconv.ParseInt(s, 10, 64); err != nil {
+			t.Fatal(err)
+		}
+	}
+	steps := 16
+	if s := os.Getenv("WEFT_HISTORY_STEPS"); s != "" {
+		var err error
+		if steps, err = strconv.Atoi(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("WEFT_HISTORY_SEED=%d WEFT_HISTORY_STEPS=%d", seed, steps)
+	rng := rand.New(rand.NewPCG(uint64(seed), 0))
+
+	conf := 0
+	c := newCluster(t, 1, historyConfigs[conf].conf)
+	a := c.start(c.host(1), "--offline-after", "1s")
+	node := a.Host.Name
+	a.WaitReady()
+	up := true
+	var frozen map[netip.Prefix]string // etcd's leases when it went down
+	foreign := byte(200)
+
+	check := func(step string) {
+		t.Helper()
+		cfg := historyConfigs[conf]
+		if !up {
+			// Nothing changes in a stopped etcd: what it held then is
+			// what the node holds. The daemon may be booting offline.
+			deadline := time.Now().Add(3 * time.Second)
+			for time.Now().Before(deadline) {
+				if s, ok := envNames(t, a); ok && frozen[s] != node {
+					t.Fatalf("after %s (etcd down): subnet.env names %s, which etcd gives %q", step, s, frozen[s])
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			return
+		}
+		var last string
+		deadline := time.Now().Add(40 * time.Second)
+		for {
+			owners := c.owners()
+			s, present := envNames(t, a)
+			available := false
+			for _, p := range cfg.subnets {
+				if o, taken := owners[p]; !taken || o == node {
+					available = true
+				}
+			}
+			safe := !present || owners[s] == node && cfg.network.Contains(s.Addr())
+			live := present || !available
+			if safe && live {
+				return
+			}
+			last = fmt.Sprintf("subnet.env names %v (present %v); etcd: %v; network %s", s, present, owners, cfg.network)
+			if time.Now().After(deadline) {
+				t.Fatalf("after %s, 40s on: %s", step, last)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	check("start")
+
+	for i := range steps {
+		var step string
+		switch k := rng.IntN(7); {
+		case !up && k < 5:
+			step = "etcd up"
+			c.srv.Restart()
+			up = true
+		case !up || k == 5:
+			step = "reboot"
+			if err := a.Stop(syscall.SIGKILL); err != nil && !strings.Contains(err.Error(), "killed") {
+				t.Fatal(err)
+			}
+			exec.Command("ip", "-n", a.Host.Name, "link", "del", "flannel.1").Run()
+			if err := os.Remove(a.SubnetFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				t.Fatal(err)
+			}
+			a = c.start(a.Host, "--offline-after", "1s")
+		case k == 0:
+			step = "etcd down"
+			frozen = c.owners()
+			c.srv.Stop()
+			up = false
+		case k == 1:
+			step = "node's subnet taken"
+			for p, o := range c.owners() {
+				if o == node {
+					c.putForeignLease(p, fmt.Sprintf("taker-%d", foreign), foreign)
+					foreign++
+				}
+			}
+		case k == 2:
+			step = "network filled"
+			owners := c.owners()
+			for _, p := range historyConfigs[conf].subnets {
+				if _, taken := owners[p]; !taken {
+					c.putForeignLease(p, fmt.Sprintf("filler-%d", foreign), foreign)
+					foreign++
+				}
+			}
+		case k == 3:
+			step = "network config changed"
+			conf = 1 - conf
+			c.putConfig(historyConfigs[conf].conf)
+		default:
+			step = "a subnet freed"
+			for p, o := range c.owners() {
+				if o != node {
+					if _, err := c.admin.Delete(context.Background(), keyOf(p)); err != nil {
+						t.Fatal(err)
+					}
+					break
+				}
+			}
+		}
+		check(fmt.Sprintf("step %d (%s)", i, step))
+		s, present := envNames(t, a)
+		t.Logf("step %d: %s; subnet.env: %v %v", i, step, s, present)
 	}
 }
