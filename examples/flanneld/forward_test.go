@@ -138,8 +138,8 @@ func TestForwardRules(t *testing.T) {
 // drifted writes nothing, one of weft's rules deleted and the FORWARD
 // jump gone are put back, a rule of weft's for an old network is removed;
 // the administrator's rules keep their places, and their drop still
-// drops. Once the administrator removes it, weft's rules carry the
-// traffic.
+// drops. A rule flanneld wrote through iptables counts as weft's. Once
+// the administrator removes the drop, weft's rules carry the traffic.
 func TestForwardRepairKeepsAdminRules(t *testing.T) {
 	tool, router, pod, podAddr, echoAddr := forwardTopology(t)
 	network := netip.MustParsePrefix("10.244.0.0/16")
@@ -192,6 +192,15 @@ func TestForwardRepairKeepsAdminRules(t *testing.T) {
 		t.Errorf("with a stale rule of weft's: wrote %v, %v; want it removed", wrote, err)
 	}
 	want("after a stale rule of weft's was removed")
+
+	// flanneld's own rule, as written through iptables, is taken for
+	// weft's: nothing to do.
+	iptablesIn(t, tool, router.Namespace, "-D", fwdChain, "-d", "10.244.0.0/16", "-m", "comment", "--comment", fwdComment, "-j", "ACCEPT")
+	iptablesIn(t, tool, router.Namespace, "-I", fwdChain, "3", "-d", "10.244.0.0/16", "-m", "comment", "--comment", fwdComment, "-j", "ACCEPT")
+	if wrote, err := ensureForward(int(router.Handle), network); err != nil || wrote {
+		t.Errorf("with flanneld's rule written through iptables in place: wrote %v, %v; want nothing to do", wrote, err)
+	}
+	want("beside a rule iptables wrote for flanneld")
 
 	iptablesIn(t, tool, router.Namespace, append([]string{"-D", fwdChain}, adminDrop...)...)
 	if err := pod.WaitExchange(podAddr, echoAddr, 5*time.Second); err != nil {
