@@ -125,7 +125,7 @@ func TestSubnetEnvAfterOfflineBootLosesLease(t *testing.T) {
 	c.putForeignLease(other, "filler", 202)
 	c.srv.Stop()
 
-	a = c.start(a.Host, "--offline-after", "1s")
+	a = c.start(a.Host, "--offline-after", "1s", "--ip-blackhole-route")
 	a.WaitReady()
 	if got, ok := envNames(t, a); !ok || got != held {
 		t.Fatalf("offline boot: subnet.env names %v (%v); want %s from the local state", got, ok, held)
@@ -149,8 +149,14 @@ func TestSubnetEnvAfterOfflineBootLosesLease(t *testing.T) {
 		owner, _ := c.ownerOf(held)
 		t.Fatalf("the node gave up %s (held now by %q), and subnet.env still names it 5s later", held, owner)
 	}
-	if code, body := a.Readyz(); code == http.StatusOK {
-		t.Errorf("/readyz 200 %q with no lease", body)
+	if code, body := a.Readyz(); code == http.StatusOK || !strings.Contains(body, "not ready") {
+		t.Errorf("/readyz %d %q with no lease", code, body)
+	} else {
+		t.Logf("/readyz with no lease: %d %s", code, body)
+	}
+	// Nor does a blackhole route for it stay.
+	if routes := ipOut(t, a.Host, "ip", "route", "show", "proto", "158"); strings.Contains(routes, held.String()) {
+		t.Errorf("a blackhole route for the subnet given up stays: %s", routes)
 	}
 	addr, err := cni.add()
 	if err == nil {
@@ -175,6 +181,9 @@ func TestSubnetEnvAfterOfflineBootLosesLease(t *testing.T) {
 	}
 	if addr, err := cni.add(); err != nil || !other.Contains(addr.Addr()) {
 		t.Fatalf("ADD with %s held again: %v %v", other, addr, err)
+	}
+	if routes := ipOut(t, a.Host, "ip", "route", "show", "proto", "158"); !strings.Contains(routes, other.String()) || strings.Contains(routes, held.String()) {
+		t.Errorf("blackhole routes with %s held: %s", other, routes)
 	}
 }
 
