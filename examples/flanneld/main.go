@@ -7,7 +7,10 @@
 // (the node's PodCIDR and flannel's node annotations; see package kube and
 // examples/manifests). It writes subnet.env only once the
 // datapath has converged on the node's lease, rewrites it when the lease or
-// the network changes, keeps flannel's masquerade rules (--ip-masq) in an
+// the network changes, removes it while the node holds no lease (at start
+// until the lease is confirmed, and whenever it is lost, refused or left
+// out by the network config: flannel's CNI plugin then fails an ADD rather
+// than hand out another node's addresses), keeps flannel's masquerade rules (--ip-masq) in an
 // nftables table of its own without needing any binary, serves /healthz
 // and /readyz and Prometheus /metrics on --healthz-port, and on SIGTERM stops leaving the device, routes and lease in
 // place so that a restart does not drop traffic.
