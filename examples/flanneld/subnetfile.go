@@ -85,7 +85,7 @@ func (a *agent) removeFile(w vxlan.Withdrawal) {
 	a.lastErr = ""
 	switch {
 	case !removed:
-	case w.Reason == vxlan.WithdrawStarting:
+	case w.Reason == 0, w.Reason == vxlan.WithdrawStarting: // before the Network, or as it starts
 		a.log.Info("removed the subnet.env a previous run left; it is written again once the node holds its lease", "path", a.cfg.subnetFile, "subnet", w.Lease)
 	default:
 		a.log.Warn("removed subnet.env: the node does not hold the subnet it named; pods cannot start here until it holds a lease",
