@@ -109,8 +109,10 @@ type NetworkConfig struct {
 	// be held. An agent removes subnet.env here (subnetenv.Remove), so
 	// that the file never names a subnet the node does not hold, and
 	// writes it again at the next OnState. Calls are ordered with
-	// OnState's, on the same goroutine, and each is followed by a State
-	// before another Withdrawal.
+	// OnState's and never made at the same time as one (the one at start
+	// from Run's goroutine before any other, the rest from the State
+	// publisher's); a Withdrawal names the lease of the State before it,
+	// and the next call after one is a State.
 	OnWithdraw func(Withdrawal)
 	// OnPeers is called with what the Network did to its peers: each
 	// peer programmed or removed, for which family, and each lease that
