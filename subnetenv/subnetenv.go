@@ -26,11 +26,17 @@
 //
 // Write is atomic: a reader sees the old file or the new one, never a partial
 // or empty file, and a crash leaves one of the two.
+//
+// The file names only a subnet the node holds: an agent writes it once the
+// node holds a lease, and removes it (Remove) when the node gives the
+// lease up, so that flannel's CNI plugin, finding no file, refuses to
+// allocate.
 package subnetenv
 
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -138,6 +144,27 @@ func Write(path string, f File) error {
 		return fmt.Errorf("subnetenv: %w", err)
 	}
 	return nil
+}
+
+// Remove removes the subnet.env at path, durably (the directory is
+// synced), and reports whether there was one. An agent removes the file
+// when its node stops holding the subnet it names: flannel's CNI plugin
+// then fails an ADD ("open /run/flannel/subnet.env: no such file or
+// directory") and the runtime retries it, rather than giving a pod an
+// address in a subnet that may be another node's. A missing file is not
+// an error.
+func Remove(path string) (bool, error) {
+	err := os.Remove(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("subnetenv: %w", err)
+	}
+	if err := atomicfile.SyncDir(filepath.Dir(path)); err != nil {
+		return true, fmt.Errorf("subnetenv: %w", err)
+	}
+	return true, nil
 }
 
 // RemoveStale removes the temporary files that a write of path left when

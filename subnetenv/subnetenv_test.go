@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -254,4 +255,31 @@ func ExampleWrite() {
 	// FLANNEL_MTU=1450
 	// FLANNEL_IPMASQ=true
 	// 10.244.3.0/24
+}
+
+// TestRemove: Remove takes the file away and says so; a missing file is
+// no error; a path it cannot remove (a non-empty directory) is one, naming
+// the path.
+func TestRemove(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "subnet.env")
+	f := File{Network: netip.MustParsePrefix("10.244.0.0/16"), Subnet: netip.MustParsePrefix("10.244.3.0/24"), MTU: 1450}
+	if err := Write(path, f); err != nil {
+		t.Fatal(err)
+	}
+	if removed, err := Remove(path); err != nil || !removed {
+		t.Fatalf("Remove: %v %v", removed, err)
+	}
+	if _, err := Read(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("Read after Remove: %v", err)
+	}
+	if removed, err := Remove(path); err != nil || removed {
+		t.Fatalf("Remove of a missing file: %v %v", removed, err)
+	}
+	if err := os.MkdirAll(filepath.Join(path, "x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Remove(path); err == nil || !strings.Contains(err.Error(), path) {
+		t.Fatalf("Remove of a non-empty directory: %v", err)
+	}
 }

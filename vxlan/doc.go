@@ -35,6 +35,16 @@
 // reason and listed by Network.Rejected; it never affects another peer or
 // this node's readiness.
 //
+// subnet.env follows the lease through two callbacks: OnState once the
+// datapath has converged on a lease (write the file), OnWithdraw when the
+// node stops holding the lease the last State named (lost to another node,
+// the local state's refused once the control plane answers, left out by a
+// new network config) and once at start (remove the file): so the file
+// never names a subnet the node does not hold, and flannel's CNI plugin,
+// finding none, refuses to allocate rather than hand out another node's
+// addresses. A lease given up is removed from the local state too
+// (StateRemover).
+//
 // A Network with a LocalState (a StateStore, such as localstate.Store)
 // saves what it runs on and, when the control plane does not answer at
 // start, boots from it: an edge node that reboots cut off routes to its
@@ -51,8 +61,9 @@
 // A Network's and a Datapath's methods are safe for concurrent use, Run
 // included: Ready, State, Lease, MTU, Status and the rest may be called
 // from any goroutine while Run runs. A Reconciler is not: its owner (a
-// Datapath) serialises calls. A Network's callbacks (NetworkConfig.OnState
-// and OnPeers) are each called from one goroutine at a time, in order.
+// Datapath) serialises calls. A Network's callbacks (NetworkConfig.OnState,
+// OnWithdraw and OnPeers) are each called from one goroutine at a time, in
+// order; OnState and OnWithdraw from the same one.
 //
 // A Network owns the Datapaths it makes (Network.Datapaths is for reading
 // their Status; do not Close them) but not its Manager, which the caller

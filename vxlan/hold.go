@@ -5,6 +5,7 @@ package vxlan
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"time"
 
@@ -90,7 +91,7 @@ func (n *Network) keepLease(ctx context.Context, l lease.Lease, gen uint64) (lea
 			switch {
 			case errors.Is(err, lease.ErrLeaseLost):
 				n.log.Warn("could not republish the lease with the node's new address; acquiring one", "subnet", l.Key, "err", err)
-				n.markLost()
+				n.markLost(err)
 				return l.Key, nil
 			case err != nil:
 				return lease.Key{}, err
@@ -98,7 +99,7 @@ func (n *Network) keepLease(ctx context.Context, l lease.Lease, gen uint64) (lea
 			l, gen = nl, ngen
 			n.setOwn(l, Republished)
 		case errors.Is(err, lease.ErrLeaseLost):
-			n.markLost()
+			n.markLost(err)
 			return l.Key, nil
 		default:
 			return lease.Key{}, err
@@ -129,19 +130,22 @@ func (n *Network) dropIfOutside(c lease.Config) {
 	own, drop := n.own.Key, n.dropOwn
 	n.hasOwn, n.dropOwn = false, nil
 	n.leaseGen++ // an announcement pending for the old lease is void
+	n.noteGoneLocked(own, WithdrawOutsideNetwork, fmt.Sprintf("network %s, ipv6_network %s", c.Network, c.IPv6Network))
 	n.mu.Unlock()
 	n.log.Info("the network config no longer contains the node's subnet; acquiring one in the new network",
 		"subnet", own, "network", c.Network, "ipv6_network", c.IPv6Network)
 	drop(errOutsideNetwork)
 }
 
-// markLost records that the lease held is lost and another is being
-// acquired: the devices keep its subnet until then, and LeaseStatus says
-// so rather than report a lease that no longer is.
-func (n *Network) markLost() {
+// markLost records that the lease held is lost (err says how) and
+// another is being acquired: the devices keep its subnet until then,
+// LeaseStatus says so rather than report a lease that no longer is, and
+// the State publisher withdraws it (see OnWithdraw).
+func (n *Network) markLost(err error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.hasOwn {
 		n.ownFrom = Reacquiring
+		n.noteGoneLocked(n.own.Key, WithdrawLost, err.Error())
 	}
 }

@@ -30,6 +30,17 @@ type StateStore interface {
 	Save(st localstate.State) (bool, error)
 }
 
+// A StateRemover is a StateStore that can forget its state, as
+// localstate's Store can. A Network removes the state when the node gives
+// up its lease (lost to another node, refused when the control plane
+// answered, left out by the network config): a later boot cut off from
+// the control plane must not route, nor name in subnet.env, a subnet the
+// node no longer holds. A store without Remove keeps the lease until the
+// node holds another.
+type StateRemover interface {
+	Remove() error
+}
+
 // DefaultOfflineAfter is how long Run waits at start for the lease source
 // to give the node its network config, settings and lease before it runs
 // from its local state.
@@ -74,6 +85,9 @@ type offline struct {
 	peersAt  time.Time
 	peersRev int64
 	saveKick chan struct{}
+	// forget says the node gave up the lease the state holds: the state
+	// is removed (StateRemover) unless a new lease is saved first.
+	forget bool
 }
 
 // loadState reads the local state, if the Network has a store, and keeps
@@ -251,6 +265,10 @@ func (n *Network) dropCachedLeaseAfter(ctx context.Context, grace time.Duration)
 		return
 	case <-t.C:
 	}
+	why := "" // asked before the locks: the Manager's own
+	if r, ok := n.cfg.Manager.(lease.ConditionReporter); ok {
+		why = r.Condition()
+	}
 	n.push.Lock()
 	defer n.push.Unlock()
 	n.mu.Lock()
@@ -263,11 +281,8 @@ func (n *Network) dropCachedLeaseAfter(ctx context.Context, grace time.Duration)
 	n.off.since = time.Time{}
 	n.leaseGen++
 	n.moveDevicesLocked(lease.Key{}) // the devices give up its address
+	n.noteGoneLocked(key, WithdrawRefused, why)
 	n.mu.Unlock()
-	why := ""
-	if r, ok := n.cfg.Manager.(lease.ConditionReporter); ok {
-		why = r.Condition()
-	}
 	n.log.Error("the control plane answers but gives this node no lease; no longer taking the local state's subnet for its own",
 		"subnet", key, "waited", grace, "condition", why)
 	n.refreshFactsLocked()
@@ -313,6 +328,16 @@ func (n *Network) saveStates(ctx context.Context) error {
 	defer refresh.Stop()
 	failed := ""
 	save := func() {
+		if n.forgetState() {
+			if r, ok := n.cfg.LocalState.(StateRemover); ok {
+				if err := r.Remove(); err != nil {
+					n.log.Warn("cannot remove the local state holding a lease the node gave up", "err", err)
+				} else {
+					n.log.Info("removed the local state: it held a lease the node gave up")
+				}
+			}
+			return
+		}
 		st, ok := n.stateToSave()
 		if !ok {
 			return
@@ -355,14 +380,26 @@ func (n *Network) saveStates(ctx context.Context) error {
 	}
 }
 
+// forgetState reports, once, that the state should be removed: the node
+// gave up the lease it holds, and holds none since.
+func (n *Network) forgetState() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.off.forget {
+		return false
+	}
+	n.off.forget = false
+	return !n.hasOwn || n.ownFrom == Reacquiring
+}
+
 // stateToSave returns the state to save, and false while there is none
-// the node should boot from: no lease, no listing yet, or parts that still
-// come from the local state itself.
+// the node should boot from: no lease (or a lost one), no listing yet, or
+// parts that still come from the local state itself.
 func (n *Network) stateToSave() (localstate.State, bool) {
 	expiry, _ := n.cfg.Manager.(lease.ExpiryReader)
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if !n.hasOwn || !n.watched || n.off.lease || n.off.peers || n.v4 == nil && n.v6 == nil {
+	if !n.hasOwn || n.ownFrom == Reacquiring || !n.watched || n.off.lease || n.off.peers || n.v4 == nil && n.v6 == nil {
 		return localstate.State{}, false
 	}
 	conf, err := json.Marshal(n.netConf)

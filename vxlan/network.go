@@ -101,6 +101,19 @@ type NetworkConfig struct {
 	// the newest state. None is made after Run returns. A ReadyNotifier
 	// Manager is told of a new lease after the call for it returned.
 	OnState func(State)
+	// OnWithdraw is called when the State last given to OnState no longer
+	// holds: the node lost its lease, gave up the local state's, moved to
+	// another not converged on yet, or the network config left it out
+	// (Withdrawal says which). It is also called once as Run starts,
+	// before any State (WithdrawStarting): until then no lease is known to
+	// be held. An agent removes subnet.env here (subnetenv.Remove), so
+	// that the file never names a subnet the node does not hold, and
+	// writes it again at the next OnState. Calls are ordered with
+	// OnState's and never made at the same time as one (the one at start
+	// from Run's goroutine before any other, the rest from the State
+	// publisher's); a Withdrawal names the lease of the State before it,
+	// and the next call after one is a State.
+	OnWithdraw func(Withdrawal)
 	// OnPeers is called with what the Network did to its peers: each
 	// peer programmed or removed, for which family, and each lease that
 	// admission rejects, with the rule. The first call holds every peer
@@ -204,6 +217,8 @@ type Network struct {
 	macs [2]MAC
 	// off is the use of the local state; under mu.
 	off offline
+	// gone is why the node last stopped holding a lease; under mu.
+	gone gone
 
 	// push serialises every change of the datapaths' peers: a full set
 	// computed from the leases must not be applied after a newer per-peer
@@ -253,6 +268,10 @@ func (n *Network) Run(ctx context.Context) error {
 	defer cancel()
 	start := time.Now()
 	n.started = start
+	// Before anything else, and before the State publisher starts: a
+	// subnet.env of a previous run's names a subnet not known to be
+	// held.
+	n.withdraw(Withdrawal{Lease: n.cfg.Previous, Reason: WithdrawStarting})
 	n.loadState()
 	configs := make(chan lease.Config, 1)
 	g, ctx := errgroup.WithContext(ctx)
@@ -740,6 +759,9 @@ func (n *Network) setOwn(l lease.Lease, from LeaseSource) {
 	}
 	if !n.hasOwn || n.own.Key != l.Key {
 		n.ownSince = time.Now() // a new subnet; the same one, confirmed or re-acquired, keeps its time
+	}
+	if n.hasOwn && n.own.Key != l.Key && n.ownFrom != Reacquiring {
+		n.noteGoneLocked(n.own.Key, WithdrawReplaced, "now "+l.Key.String())
 	}
 	n.own, n.hasOwn, n.off.lease, n.ownFrom = l, true, false, from
 	n.leaseGen++

@@ -131,12 +131,12 @@ type stateVersion struct {
 }
 
 // currentState returns the State in force, and false while there is none
-// to announce: the node is not ready, or the config has moved away from
-// the lease.
+// to announce: the node is not ready, the config has moved away from the
+// lease, or the lease is lost and being acquired again.
 func (n *Network) currentState() (State, stateVersion, bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if ok, _ := n.readyLocked(); !ok || n.outsideLocked(n.own.Key, n.netConf) {
+	if ok, _ := n.readyLocked(); !ok || n.outsideLocked(n.own.Key, n.netConf) || n.ownFrom == Reacquiring {
 		return State{}, stateVersion{}, false
 	}
 	st := State{Lease: n.own, Config: n.netConf, MTU: n.mtuLocked()}
@@ -151,25 +151,39 @@ func (n *Network) State() (State, bool) {
 }
 
 // publishStates calls OnState with each new State, and then tells a
-// lease.ReadyNotifier of each new lease the datapath converged on. Every
-// change that can make a new State kicks it; a State that has not
-// changed is not announced again.
+// lease.ReadyNotifier of each new lease the datapath converged on; and
+// OnWithdraw once the lease of the State last announced is no longer
+// held. Every change that can make a new State, or end one, kicks it; a
+// State that has not changed is not announced again.
 func (n *Network) publishStates(ctx context.Context) error {
 	notifier, _ := n.cfg.Manager.(lease.ReadyNotifier)
 	var last stateVersion
-	announced := false
+	var inForce lease.Key // the lease of the State announced, until withdrawn
+	announced, holds := false, false
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-n.stateKick:
 		}
+		if holds {
+			// Before any new State: the file must not name the old
+			// lease for a moment longer than the node holds it, and a
+			// new lease is announced only once converged.
+			n.mu.Lock()
+			w, gone := n.withdrawalLocked(inForce)
+			n.mu.Unlock()
+			if gone {
+				holds = false
+				n.withdraw(w)
+			}
+		}
 		st, v, ok := n.currentState()
-		if !ok || announced && v == last {
+		if !ok || holds && v == last {
 			continue
 		}
 		newLease := !announced || v.lease != last.lease
-		last, announced = v, true
+		last, announced, holds, inForce = v, true, true, st.Lease.Key
 		if n.cfg.OnState != nil {
 			n.cfg.OnState(st)
 		}

@@ -10,7 +10,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -65,6 +67,14 @@ func run(ctx context.Context, o options) error {
 		OnState: func(st vxlan.State) {
 			if err := writeCNIConfig(o.cniConf, st); err != nil {
 				slog.Error("write the CNI config", "err", err)
+			}
+		},
+		// The config names the subnet: it goes with the lease, and the
+		// kubelet reports the node's network not ready until the next
+		// State writes it again.
+		OnWithdraw: func(w vxlan.Withdrawal) {
+			if err := os.Remove(o.cniConf); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				slog.Error("remove the CNI config", "err", err, "reason", w.Reason.String())
 			}
 		},
 		OnPeers: func(events []vxlan.PeerEvent) {

@@ -83,6 +83,14 @@ func run(ctx context.Context, o options) error {
 				slog.Error("write subnet.env", "err", err)
 			}
 		},
+		// ...and goes while the node holds no lease (lost, given up, not
+		// yet confirmed at start): no pod may get an address of a subnet
+		// that another node may hold.
+		OnWithdraw: func(w vxlan.Withdrawal) {
+			if _, err := subnetenv.Remove(o.subnetFile); err != nil {
+				slog.Error("remove subnet.env", "err", err, "reason", w.Reason.String())
+			}
+		},
 		OnPeers: func(events []vxlan.PeerEvent) {
 			for _, e := range events {
 				slog.Info("peer "+e.Kind.String(), "subnet", e.Peer.Subnet, "node", e.Owner, "public_ip", e.Peer.PublicIP, "reason", e.Reason)

@@ -42,6 +42,7 @@ type cluster struct {
 func TestMain(m *testing.M) {
 	code := m.Run()
 	daemontest.RemoveBuilt()
+	removeFlannelCNI()
 	os.Exit(code)
 }
 
@@ -724,7 +725,8 @@ func TestPublicIPBehindNAT(t *testing.T) {
 
 // TestReleaseLease decommissions a node: after its daemon stopped,
 // flanneld --release-lease deletes its key, the other node drops the peer
-// at once rather than after the TTL, and a second run finds nothing to do.
+// at once rather than after the TTL, subnet.env (which named the subnet)
+// is gone, and a second run finds nothing to do.
 func TestReleaseLease(t *testing.T) {
 	c := newCluster(t, 2, `{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}`)
 	a, b := c.startTwo()
@@ -750,6 +752,10 @@ func TestReleaseLease(t *testing.T) {
 	}
 	if _, err := os.Stat(state); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("the local state holding the released lease is still there: %v", err)
+	}
+	// subnet.env named the released subnet, which any node may take now.
+	if _, err := os.Stat(a.SubnetFile); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("subnet.env naming the released subnet is still there: %v", err)
 	}
 	r, err := c.admin.Get(context.Background(), keyOf(gone))
 	if err != nil || len(r.Kvs) != 0 {

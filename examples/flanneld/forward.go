@@ -3,13 +3,17 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
+	"github.com/google/nftables/xt"
+	"golang.org/x/sys/unix"
 )
 
 // --iptables-forward-rules: flannel's accept rules for the overlay in the
@@ -74,9 +78,17 @@ func forwardTable(c *nftables.Conn, fam nftables.TableFamily) (*nftables.Table, 
 	return nil, nil, nil
 }
 
-// ensureForward makes the forward rules of network exactly the ones
+// ensureForward makes weft's forward rules for network exactly the ones
 // above, and reports whether it had to write. nsFD selects the network
 // namespace (-1: this process's).
+//
+// Only weft's rules are touched: those carrying the comment
+// "flanneld forward" (which flannel's carry too). An administrator's rules
+// in FLANNEL-FWD or FORWARD stay, in their places: a rule of weft's that
+// is missing is put back where it was among weft's others (before the next
+// of them, or after the previous), at the end of the chain only when none
+// is left; one that is not wanted (another network's, a duplicate) is
+// deleted by its handle.
 func ensureForward(nsFD int, network netip.Prefix) (bool, error) {
 	c, err := nftConn(nsFD)
 	if err != nil {
@@ -96,33 +108,142 @@ func ensureForward(nsFD int, network netip.Prefix) (bool, error) {
 		}
 		return false, nil // nothing drops here; looked at again at the next resync
 	}
-	if forwardIntact(c, table, forward, network) {
+	plan, err := planForward(c, table, forward, network)
+	if err != nil {
+		return false, err
+	}
+	if plan.empty() {
 		return false, legacyAlso(nsFD, network)
 	}
-	chain := c.AddChain(&nftables.Chain{Name: fwdChain, Table: table})
-	c.FlushChain(chain)
-	for _, exprs := range forwardRulesFor(network) {
-		c.AddRule(&nftables.Rule{Table: table, Chain: chain, Exprs: exprs, UserData: fwdUserData()})
-	}
-	// The jump, once, at the end of FORWARD: earlier ones of ours go.
-	rules, err := c.GetRules(table, forward)
-	if err != nil {
-		return false, fmt.Errorf("nftables: list FORWARD: %w", err)
-	}
-	for _, r := range rules {
-		if isJumpToFwd(r) {
-			if err := c.DelRule(r); err != nil {
-				return false, err
-			}
+	chain := c.AddChain(&nftables.Chain{Name: fwdChain, Table: table}) // kept if it exists
+	for _, r := range plan.del {
+		if err := c.DelRule(r); err != nil {
+			return false, fmt.Errorf("nftables: %w", err)
 		}
 	}
-	c.AddRule(&nftables.Rule{Table: table, Chain: forward, UserData: fwdUserData(), Exprs: []expr.Any{
-		&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictJump, Chain: fwdChain},
-	}})
+	for _, a := range plan.add {
+		r := &nftables.Rule{Table: table, Chain: chain, Exprs: a.exprs, UserData: fwdUserData(), Position: a.position}
+		if a.before {
+			c.InsertRule(r)
+		} else {
+			c.AddRule(r)
+		}
+	}
+	if plan.jump {
+		c.AddRule(&nftables.Rule{Table: table, Chain: forward, UserData: fwdUserData(), Exprs: []expr.Any{
+			&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictJump, Chain: fwdChain},
+		}})
+	}
 	if err := c.Flush(); err != nil {
 		return false, fmt.Errorf("nftables: forward rules for %s: %w", network, err)
 	}
 	return true, legacyAlso(nsFD, network)
+}
+
+// forwardPlan is what ensureForward writes: weft's rules to delete, those
+// to add (each before or after the rule whose handle is its position, or
+// at the end with position 0), and whether FORWARD needs its jump.
+type forwardPlan struct {
+	del  []*nftables.Rule
+	add  []forwardAdd
+	jump bool
+}
+
+type forwardAdd struct {
+	exprs    []expr.Any
+	position uint64
+	before   bool
+}
+
+func (p forwardPlan) empty() bool { return len(p.del) == 0 && len(p.add) == 0 && !p.jump }
+
+// planForward compares weft's rules in FORWARD and FLANNEL-FWD with
+// network's, leaving every other rule out of account.
+func planForward(c *nftables.Conn, table *nftables.Table, forward *nftables.Chain, network netip.Prefix) (forwardPlan, error) {
+	var plan forwardPlan
+	rules, err := c.GetRules(table, forward)
+	if err != nil {
+		return plan, fmt.Errorf("nftables: list FORWARD: %w", err)
+	}
+	jumps := 0
+	for _, r := range rules {
+		if isOurs(r) && isJumpToFwd(r) {
+			if jumps++; jumps > 1 {
+				plan.del = append(plan.del, r)
+			}
+		}
+	}
+	plan.jump = jumps == 0
+	chained, err := c.GetRules(table, &nftables.Chain{Name: fwdChain, Table: table})
+	if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, unix.ENOENT) {
+		return plan, fmt.Errorf("nftables: list %s: %w", fwdChain, err)
+	}
+	want := forwardRulesFor(network)
+	have := make([]*nftables.Rule, len(want)) // the rule in place for each wanted one
+	for _, r := range chained {
+		if !isOurs(r) {
+			continue
+		}
+		i := slices.IndexFunc(want, func(w []expr.Any) bool { return sameMatch(r.Exprs, w) })
+		if i < 0 || have[i] != nil {
+			plan.del = append(plan.del, r)
+			continue
+		}
+		have[i] = r
+	}
+	// Each missing rule goes before the next of weft's in place, or, with
+	// none after it, after the previous: those are added in reverse, each
+	// right after the same rule. With none in place, at the end, in order.
+	var after []forwardAdd
+	for i, w := range want {
+		if have[i] != nil {
+			continue
+		}
+		if j := slices.IndexFunc(have[i+1:], func(r *nftables.Rule) bool { return r != nil }); j >= 0 {
+			plan.add = append(plan.add, forwardAdd{exprs: w, position: have[i+1+j].Handle, before: true})
+			continue
+		}
+		a := forwardAdd{exprs: w}
+		for k := i - 1; k >= 0; k-- {
+			if have[k] != nil {
+				a.position = have[k].Handle
+				break
+			}
+		}
+		after = append(after, a)
+	}
+	if len(after) > 0 && after[0].position != 0 {
+		slices.Reverse(after)
+	}
+	plan.add = append(plan.add, after...)
+	return plan, nil
+}
+
+// isOurs reports whether r is weft's (or flannel's): it carries the
+// comment weft writes, in the rule's user data as weft and current
+// iptables-nft write it, or in an xtables comment match as older
+// iptables-nft (and so flanneld through it) writes it.
+func isOurs(r *nftables.Rule) bool {
+	if comment, ok := userdata.GetString(r.UserData, userdata.TypeComment); ok && comment == fwdComment {
+		return true
+	}
+	return slices.ContainsFunc(r.Exprs, func(e expr.Any) bool {
+		c, ok := commentMatch(e)
+		return ok && c == fwdComment
+	})
+}
+
+// commentMatch returns the comment of an xtables comment match.
+func commentMatch(e expr.Any) (string, bool) {
+	m, ok := e.(*expr.Match)
+	if !ok || m.Name != "comment" {
+		return "", false
+	}
+	c, ok := m.Info.(*xt.Comment)
+	if !ok {
+		return "", false
+	}
+	return string(*c), true
 }
 
 // legacyAlso reports errLegacyIptables when iptables-legacy's filter table
@@ -135,37 +256,12 @@ func legacyAlso(nsFD int, network netip.Prefix) error {
 	return nil
 }
 
-// forwardIntact reports whether FORWARD jumps to the chain once and the
-// chain holds exactly network's two rules.
-func forwardIntact(c *nftables.Conn, table *nftables.Table, forward *nftables.Chain, network netip.Prefix) bool {
-	rules, err := c.GetRules(table, forward)
-	if err != nil {
-		return false
-	}
-	jumps := 0
-	for _, r := range rules {
-		if isJumpToFwd(r) {
-			jumps++
-		}
-	}
-	if jumps != 1 {
-		return false
-	}
-	ours, err := c.GetRules(table, &nftables.Chain{Name: fwdChain, Table: table})
-	if err != nil || len(ours) != 2 {
-		return false
-	}
-	for i, want := range forwardRulesFor(network) {
-		if !sameMatch(ours[i].Exprs, want) {
-			return false
-		}
-	}
-	return true
-}
-
 // sameMatch compares two rules' matches and verdicts, ignoring counters'
-// values.
+// values and an xtables comment match in got (the comment is compared by
+// isOurs).
 func sameMatch(got, want []expr.Any) bool {
+	got = slices.DeleteFunc(slices.Clone(got), func(e expr.Any) bool { _, ok := commentMatch(e); return ok })
+	got, want = byteAligned(got), byteAligned(want)
 	if len(got) != len(want) {
 		return false
 	}
@@ -201,4 +297,39 @@ func legacyFilterInUse(ipv6 bool) bool {
 	}
 	b, err := os.ReadFile(name)
 	return err == nil && strings.Contains(string(b), "filter")
+}
+
+// byteAligned rewrites each address match whose prefix ends on a byte
+// (load, mask whole bytes, compare) the way iptables-nft encodes it: a
+// load of the prefix's bytes alone, compared without a mask. Both forms
+// match the same packets.
+func byteAligned(exprs []expr.Any) []expr.Any {
+	var out []expr.Any
+	for i := 0; i < len(exprs); i++ {
+		if i+2 < len(exprs) {
+			p, okP := exprs[i].(*expr.Payload)
+			b, okB := exprs[i+1].(*expr.Bitwise)
+			c, okC := exprs[i+2].(*expr.Cmp)
+			if okP && okB && okC && len(b.Mask) == int(p.Len) && len(c.Data) == int(p.Len) {
+				if k, whole := wholeBytes(b.Mask); whole && !slices.ContainsFunc(b.Xor, func(x byte) bool { return x != 0 }) {
+					np, nc := *p, *c
+					np.Len, nc.Data = uint32(k), c.Data[:k]
+					out = append(out, &np, &nc)
+					i += 2
+					continue
+				}
+			}
+		}
+		out = append(out, exprs[i])
+	}
+	return out
+}
+
+// wholeBytes reports whether mask is k bytes of 0xff followed by zeros.
+func wholeBytes(mask []byte) (int, bool) {
+	k := 0
+	for k < len(mask) && mask[k] == 0xff {
+		k++
+	}
+	return k, !slices.ContainsFunc(mask[k:], func(b byte) bool { return b != 0 })
 }

@@ -7,7 +7,10 @@
 // (the node's PodCIDR and flannel's node annotations; see package kube and
 // examples/manifests). It writes subnet.env only once the
 // datapath has converged on the node's lease, rewrites it when the lease or
-// the network changes, keeps flannel's masquerade rules (--ip-masq) in an
+// the network changes, removes it while the node holds no lease (at start
+// until the lease is confirmed, and whenever it is lost, refused or left
+// out by the network config: flannel's CNI plugin then fails an ADD rather
+// than hand out another node's addresses), keeps flannel's masquerade rules (--ip-masq) in an
 // nftables table of its own without needing any binary, serves /healthz
 // and /readyz and Prometheus /metrics on --healthz-port, and on SIGTERM stops leaving the device, routes and lease in
 // place so that a restart does not drop traffic.
@@ -131,7 +134,10 @@ type agent struct {
 	netConf  lease.Config
 	mtu      int
 	written  bool   // subnet.env matches the lease and config
-	lastErr  string // of the last subnet.env write
+	lastErr  string // of the last subnet.env write or removal
+	// withdrawn is why the Network last withdrew its State (and with it
+	// subnet.env); zero once a State holds again.
+	withdrawn vxlan.Withdrawal
 	// rulesMu serialises the rules' and subnet.env's I/O, and guards what
 	// follows; mu is never held across that I/O.
 	rulesMu sync.Mutex
@@ -226,7 +232,13 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 		nc.OfflineAfter = c.offlineAfter
 	}
 	nc.OnState = func(st vxlan.State) {
-		a.update(func() { a.held, a.netConf, a.mtu = st.Lease, st.Config, st.MTU })
+		a.update(func() { a.held, a.netConf, a.mtu, a.withdrawn = st.Lease, st.Config, st.MTU, vxlan.Withdrawal{} })
+	}
+	// The lease given up (or not yet confirmed, at start): subnet.env
+	// goes, so that no pod gets an address of a subnet another node may
+	// hold, until the next State.
+	nc.OnWithdraw = func(w vxlan.Withdrawal) {
+		a.update(func() { a.held, a.withdrawn = lease.Lease{}, w })
 	}
 	n, err := vxlan.NewNetwork(nc)
 	if err != nil {
@@ -267,83 +279,6 @@ func renewMargin(c config) time.Duration {
 	return m
 }
 
-// update applies a change (nil for none) and rewrites subnet.env if it
-// now differs from the file: a new State, or a file changed from outside.
-func (a *agent) update(change func()) {
-	a.mu.Lock()
-	if change != nil {
-		change()
-	}
-	a.mu.Unlock()
-	// The rules and the file are applied under rulesMu alone, from a
-	// snapshot taken under it, so that /readyz and /metrics never wait
-	// on netlink or nftables, and the last update applies the newest
-	// state.
-	a.rulesMu.Lock()
-	defer a.rulesMu.Unlock()
-	a.mu.Lock()
-	f, ok := a.fileLocked()
-	written := a.written
-	if !ok {
-		a.written = false
-	}
-	a.mu.Unlock()
-	if !ok {
-		return
-	}
-	if old, err := subnetenv.Read(a.cfg.subnetFile); err == nil && old == f {
-		// Unchanged: re-apply the rules only if they drifted, silently
-		// when they did not.
-		a.ensureMasq(f, !written)
-		a.ensureForwardRules(f)
-		a.ensureBlackholes(f)
-		a.mu.Lock()
-		a.written = true
-		a.mu.Unlock()
-		return
-	}
-	// The rules first: pods start once subnet.env is there.
-	a.ensureMasq(f, true)
-	a.ensureForwardRules(f)
-	a.ensureBlackholes(f)
-	err := subnetenv.Write(a.cfg.subnetFile, f)
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if err != nil {
-		a.written, a.lastErr = false, err.Error()
-		a.log.Error("could not write subnet.env", "err", err)
-		return
-	}
-	a.written, a.lastErr = true, ""
-	a.log.Info("wrote subnet.env", "path", a.cfg.subnetFile, "subnet", f.Subnet, "ipv6_subnet", f.IPv6Subnet, "network", f.Network, "mtu", f.MTU)
-}
-
-// fileLocked is the subnet.env the last State calls for, and false while
-// there is none yet. (A Network whose config moved away from the lease
-// announces no State until it holds one in the new range: until then the
-// file keeps describing the subnet the pods still use.)
-func (a *agent) fileLocked() (subnetenv.File, bool) {
-	if !a.held.Key.IsValid() || !a.netConf.Network.IsValid() && !a.netConf.IPv6Network.IsValid() {
-		return subnetenv.File{}, false
-	}
-	f := subnetenv.File{MTU: a.mtu, IPMasq: a.cfg.ipMasq}
-	if a.held.Key.IPv4.IsValid() {
-		f.Network, f.Subnet = a.netConf.Network, a.held.Key.IPv4
-	}
-	if a.held.Key.IPv6.IsValid() {
-		f.IPv6Network, f.IPv6Subnet = a.netConf.IPv6Network, a.held.Key.IPv6
-	}
-	if !contains(f.Network, f.Subnet) || !contains(f.IPv6Network, f.IPv6Subnet) {
-		return subnetenv.File{}, false
-	}
-	return f, true
-}
-
-// contains reports whether subnet, if set, lies inside network.
-func contains(network, subnet netip.Prefix) bool {
-	return !subnet.IsValid() || network.IsValid() && network.Bits() <= subnet.Bits() && network.Contains(subnet.Addr())
-}
-
 // ensureMasq applies the --ip-masq rules for f's networks. With force
 // false it re-applies only if a table has lost rules: the periodic resync,
 // silent when nothing drifted.
@@ -369,39 +304,6 @@ func (a *agent) ensureMasq(f subnetenv.File, force bool) {
 			a.log.Info("masquerade rules applied", "network", fam.network, "subnet", fam.subnet)
 		} else {
 			a.log.Warn("masquerade rules were changed from outside; restored", "network", fam.network)
-		}
-	}
-}
-
-// resync re-checks, every resync interval, subnet.env (against a change
-// from outside; the Network's States bring every change of its own), and
-// every --iptables-resync the masquerade and forward rules. It is silent
-// when nothing changed.
-func (a *agent) resync(ctx context.Context) {
-	t := time.NewTicker(a.cfg.resync)
-	defer t.Stop()
-	rules := time.NewTicker(a.cfg.rulesResync)
-	defer rules.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if ok, _ := a.net.Ready(); !ok {
-				continue // subnet.env waits for convergence
-			}
-			a.update(nil)
-		case <-rules.C:
-			a.rulesMu.Lock()
-			a.mu.Lock()
-			written := a.written
-			a.mu.Unlock()
-			if f, err := subnetenv.Read(a.cfg.subnetFile); err == nil && written {
-				a.ensureMasq(f, false)
-				a.ensureForwardRules(f)
-				a.ensureBlackholes(f)
-			}
-			a.rulesMu.Unlock()
 		}
 	}
 }
@@ -495,7 +397,9 @@ func (a *agent) ready() (bool, string) {
 	defer a.mu.Unlock()
 	switch {
 	case a.lastErr != "":
-		return false, "cannot write subnet.env: " + a.lastErr
+		return false, "cannot write or remove subnet.env: " + a.lastErr
+	case !a.written && a.withdrawn.Reason != 0 && a.withdrawn.Reason != vxlan.WithdrawStarting:
+		return false, "subnet.env removed (" + a.withdrawn.Reason.String() + "); waiting for a lease"
 	case !a.written:
 		return false, "subnet.env not written yet"
 	}

@@ -63,6 +63,12 @@ func releaseLease(ctx context.Context, c config, log *slog.Logger) error {
 		return removeState(c, log)
 	}
 	if err := m.Release(ctx, l); err != nil {
+		if errors.Is(err, lease.ErrLeaseLost) {
+			// Another node's now: nothing of this node's may name it.
+			if rerr := removeState(c, log); rerr != nil {
+				log.Error("could not remove the local state and subnet.env", "err", rerr)
+			}
+		}
 		return err
 	}
 	log.Info("released this node's lease; its subnet is free", "node", c.node, "subnet", l.Key)
@@ -70,8 +76,16 @@ func releaseLease(ctx context.Context, c config, log *slog.Logger) error {
 }
 
 // removeState deletes the local state, which holds the released lease: a
-// later boot cut off from etcd must not route a subnet the node gave back.
+// later boot cut off from etcd must not route a subnet the node gave back;
+// and subnet.env, which names it: a pod started before the next daemon
+// holds a lease must not be given an address of a subnet that is free for
+// any node to take.
 func removeState(c config, log *slog.Logger) error {
+	if removed, err := subnetenv.Remove(c.subnetFile); err != nil {
+		return err
+	} else if removed {
+		log.Info("removed subnet.env", "path", c.subnetFile)
+	}
 	if c.stateDir == "" {
 		return nil
 	}

@@ -5,8 +5,9 @@
 // It starts an embedded etcd, builds simulated hosts in network namespaces
 // on a shared L2 segment, gives each host pod namespaces on a bridge, runs
 // weft's agent loop (vxlan.Network with lease/etcd) on every host, waits
-// for the overlay to converge (every host ready, and every host's route to
-// every other's subnet programmed), and proves pod-to-pod traffic across
+// for the overlay to converge (every host ready, every host's route to
+// every other's subnet programmed, and every bridge and veth it made
+// operationally up), and proves pod-to-pod traffic across
 // hosts with real packets: a pod pair whose first datagram got no echo is
 // reported, with the slowest first exchange. Then it prints what it built
 // and tears it all down.
@@ -19,7 +20,7 @@
 // examples/embed does. Everything else here stands in for a cluster of
 // machines, and comes from the repository's internal test harnesses
 // (internal/etcdtest for the etcd server, internal/netnstest for hosts,
-// segments and pods). They are internal on purpose: they are how weft's
+// segments and pods, internal/linkstate for the wait on the pods' links). They are internal on purpose: they are how weft's
 // tests build simulated hosts, not something an agent runs, and keeping
 // them out of the API lets them change with the tests. A real agent has
 // real hosts and an etcd cluster in their place.

@@ -14,6 +14,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/weftnet/weft/internal/etcdtest"
+	"github.com/weftnet/weft/internal/linkstate"
 	"github.com/weftnet/weft/internal/netnstest"
 	"github.com/weftnet/weft/lease/etcd"
 	"github.com/weftnet/weft/vxlan"
@@ -141,15 +142,21 @@ func run(ctx context.Context, e *env, o options) (report, error) {
 	if err := waitConverged(ctx, hosts, o.timeout); err != nil {
 		return rep, err
 	}
-	converged := time.Since(start)
-	rep.converged = converged
 
-	// Pods, on a bridge addressed from each host's subnet.
+	// Pods, on a bridge addressed from each host's subnet. Converged
+	// includes the bridges and veths carrying traffic: the kernel brings
+	// a new bridge's carrier and queue up in its link-watch work, up to a
+	// second later, and a first packet sent before then is dropped.
 	for _, h := range hosts {
 		if err := e.harness(func() { addPods(e, h, o.pods) }); err != nil {
 			return rep, err
 		}
 	}
+	if err := waitLinksUp(ctx, hosts, o.timeout); err != nil {
+		return rep, err
+	}
+	converged := time.Since(start)
+	rep.converged = converged
 
 	// Real packets from every pod to every pod on another host.
 	failures := 0
@@ -301,6 +308,32 @@ func programsAll(h *host, hosts []*host) (bool, string) {
 	return true, ""
 }
 
+// waitLinksUp waits until every bridge and veth the sandbox made, on
+// the hosts and in the pods, is operationally up (see package
+// internal/linkstate).
+func waitLinksUp(ctx context.Context, hosts []*host, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for _, h := range hosts {
+		names := []string{"cni0"}
+		for i := range h.pods {
+			names = append(names, vethName(i))
+		}
+		if err := linkstate.Wait(ctx, h.Netlink(), names...); err != nil {
+			return fmt.Errorf("%s: %w", h.Name, err)
+		}
+		for _, p := range h.pods {
+			if err := linkstate.Wait(ctx, p.ns.Netlink(), "eth0"); err != nil {
+				return fmt.Errorf("%s: %w", p.name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// vethName is the host's end of its i-th pod's veth.
+func vethName(i int) string { return fmt.Sprintf("veth%d", i) }
+
 // addPods gives h a cni0 bridge holding its subnet's first address, turns
 // on forwarding, and adds n pod namespaces on the bridge, each with the
 // next address and a default route via the bridge.
@@ -325,7 +358,7 @@ func addPods(e *env, h *host, n int) {
 		addr = addr.Next()
 		p := &pod{ns: netnstest.NewNamespace(e, "weft-pod"), name: fmt.Sprintf("h%d/pod%d", h.Index, i+1), addr: addr}
 		veth := &netlink.Veth{
-			LinkAttrs:     netlink.LinkAttrs{Name: fmt.Sprintf("veth%d", i), MasterIndex: br.Index},
+			LinkAttrs:     netlink.LinkAttrs{Name: vethName(i), MasterIndex: br.Index},
 			PeerName:      "eth0",
 			PeerNamespace: netlink.NsFd(p.ns.Handle),
 		}

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"net/netip"
+	"time"
+
+	"github.com/weftnet/weft/subnetenv"
+	"github.com/weftnet/weft/vxlan"
+)
+
+// subnet.env follows the Network's States and Withdrawals (see
+// vxlan.NetworkConfig.OnWithdraw): written, with the host rules before it,
+// once the node holds a lease the datapath has converged on; removed,
+// with the blackhole routes, while it holds none.
+
+// update applies a change (nil for none) and rewrites subnet.env if it
+// now differs from the file: a new State, or a file changed from outside;
+// with no State in force, it removes the file.
+func (a *agent) update(change func()) {
+	a.mu.Lock()
+	if change != nil {
+		change()
+	}
+	a.mu.Unlock()
+	// The rules and the file are applied under rulesMu alone, from a
+	// snapshot taken under it, so that /readyz and /metrics never wait
+	// on netlink or nftables, and the last update applies the newest
+	// state.
+	a.rulesMu.Lock()
+	defer a.rulesMu.Unlock()
+	a.mu.Lock()
+	f, ok := a.fileLocked()
+	written, withdrawn := a.written, a.withdrawn
+	if !ok {
+		a.written = false
+	}
+	a.mu.Unlock()
+	if !ok {
+		a.removeFile(withdrawn)
+		return
+	}
+	if old, err := subnetenv.Read(a.cfg.subnetFile); err == nil && old == f {
+		// Unchanged: re-apply the rules only if they drifted, silently
+		// when they did not.
+		a.ensureMasq(f, !written)
+		a.ensureForwardRules(f)
+		a.ensureBlackholes(f)
+		a.mu.Lock()
+		a.written = true
+		a.mu.Unlock()
+		return
+	}
+	// The rules first: pods start once subnet.env is there.
+	a.ensureMasq(f, true)
+	a.ensureForwardRules(f)
+	a.ensureBlackholes(f)
+	err := subnetenv.Write(a.cfg.subnetFile, f)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err != nil {
+		a.written, a.lastErr = false, err.Error()
+		a.log.Error("could not write subnet.env", "err", err)
+		return
+	}
+	a.written, a.lastErr = true, ""
+	a.log.Info("wrote subnet.env", "path", a.cfg.subnetFile, "subnet", f.Subnet, "ipv6_subnet", f.IPv6Subnet, "network", f.Network, "mtu", f.MTU)
+}
+
+// removeFile removes subnet.env, and the blackhole routes of the subnet
+// it named, while no State is in force: the node holds no lease, or has
+// not confirmed one yet (see vxlan.Withdrawal). rulesMu is held.
+func (a *agent) removeFile(w vxlan.Withdrawal) {
+	a.ensureBlackholes(subnetenv.File{})
+	removed, err := subnetenv.Remove(a.cfg.subnetFile)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err != nil {
+		if a.lastErr != err.Error() {
+			a.log.Error("could not remove subnet.env; pods may be given addresses of a subnet this node does not hold", "err", err)
+		}
+		a.lastErr = err.Error()
+		return
+	}
+	a.lastErr = ""
+	switch {
+	case !removed:
+	case w.Reason == 0, w.Reason == vxlan.WithdrawStarting: // before the Network, or as it starts
+		a.log.Info("removed the subnet.env a previous run left; it is written again once the node holds its lease", "path", a.cfg.subnetFile, "subnet", w.Lease)
+	default:
+		a.log.Warn("removed subnet.env: the node does not hold the subnet it named; pods cannot start here until it holds a lease",
+			"path", a.cfg.subnetFile, "subnet", w.Lease, "reason", w.Reason.String(), "detail", w.Detail)
+	}
+}
+
+// fileLocked is the subnet.env the last State calls for, and false while
+// there is none: none yet, or withdrawn since (the lease lost, the local
+// state's refused, the config moved away from it).
+func (a *agent) fileLocked() (subnetenv.File, bool) {
+	if !a.held.Key.IsValid() || !a.netConf.Network.IsValid() && !a.netConf.IPv6Network.IsValid() {
+		return subnetenv.File{}, false
+	}
+	f := subnetenv.File{MTU: a.mtu, IPMasq: a.cfg.ipMasq}
+	if a.held.Key.IPv4.IsValid() {
+		f.Network, f.Subnet = a.netConf.Network, a.held.Key.IPv4
+	}
+	if a.held.Key.IPv6.IsValid() {
+		f.IPv6Network, f.IPv6Subnet = a.netConf.IPv6Network, a.held.Key.IPv6
+	}
+	if !contains(f.Network, f.Subnet) || !contains(f.IPv6Network, f.IPv6Subnet) {
+		return subnetenv.File{}, false
+	}
+	return f, true
+}
+
+// contains reports whether subnet, if set, lies inside network.
+func contains(network, subnet netip.Prefix) bool {
+	return !subnet.IsValid() || network.IsValid() && network.Bits() <= subnet.Bits() && network.Contains(subnet.Addr())
+}
+
+// resync re-checks, every resync interval, subnet.env (against a change
+// from outside; the Network's States bring every change of its own), and
+// every --iptables-resync the masquerade and forward rules. It is silent
+// when nothing changed.
+func (a *agent) resync(ctx context.Context) {
+	t := time.NewTicker(a.cfg.resync)
+	defer t.Stop()
+	rules := time.NewTicker(a.cfg.rulesResync)
+	defer rules.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if ok, _ := a.net.Ready(); !ok {
+				continue // subnet.env waits for convergence
+			}
+			a.update(nil)
+		case <-rules.C:
+			a.rulesMu.Lock()
+			a.mu.Lock()
+			written := a.written
+			a.mu.Unlock()
+			if f, err := subnetenv.Read(a.cfg.subnetFile); err == nil && written {
+				a.ensureMasq(f, false)
+				a.ensureForwardRules(f)
+				a.ensureBlackholes(f)
+			}
+			a.rulesMu.Unlock()
+		}
+	}
+}
