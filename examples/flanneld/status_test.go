@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -148,6 +149,16 @@ func TestStatusSocketUnderHealthFlood(t *testing.T) {
 	client, err := status.NewClient(socketOf(d), "")
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The health port cuts its pages at 500 peers and says where the
+	// next begins; the socket answers as asked.
+	code, body := d.Get("/status?limit=5000")
+	var page status.Document
+	if err := json.Unmarshal([]byte(body), &page); code != http.StatusOK || err != nil || len(page.Peers) != status.DefaultLimit || page.Next == "" {
+		t.Errorf("health port /status?limit=5000 with 2,000 peers: %d, %d peers, next %q, %v", code, len(page.Peers), page.Next, err)
+	}
+	if doc, err := client.Status(t.Context(), status.Query{Limit: 5000}); err != nil || len(doc.Peers) != 2000 {
+		t.Errorf("socket /status?limit=5000: %v", err)
 	}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
