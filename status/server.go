@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 )
@@ -81,15 +82,13 @@ func NewServer(h http.Handler, lim Limits, log *slog.Logger) *Server {
 	}
 	s := &Server{lim: lim.withDefaults(), log: log, conns: map[*heldConn]struct{}{}}
 	s.srv = &http.Server{
-		Handler:           s.track(h),
+		Handler:           h,
 		ReadHeaderTimeout: s.lim.ReadHeaderTimeout,
 		ReadTimeout:       s.lim.ReadTimeout,
 		WriteTimeout:      s.lim.WriteTimeout,
 		IdleTimeout:       s.lim.IdleTimeout,
 		MaxHeaderBytes:    s.lim.MaxHeaderBytes,
-		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			return context.WithValue(ctx, heldKey{}, c)
-		},
+		ConnState:         s.connState,
 		// net/http logs a client's misbehaviour (a bad TLS hello, an
 		// accept error) line by line: clients must not fill the log.
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
@@ -121,25 +120,22 @@ func (s *Server) Conns() int {
 	return len(s.conns)
 }
 
-type heldKey struct{}
-
-// track marks each connection busy while a handler runs on it, so that
-// the cap closes a busy one only when nothing else is left.
-func (s *Server) track(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, _ := r.Context().Value(heldKey{}).(*heldConn)
-		if c != nil {
-			s.mu.Lock()
-			c.busy, c.since = true, time.Now()
-			s.mu.Unlock()
-			defer func() {
-				s.mu.Lock()
-				c.busy, c.served, c.since = false, true, time.Now()
-				s.mu.Unlock()
-			}()
-		}
-		h.ServeHTTP(w, r)
-	})
+// connState follows each connection: busy from the moment its request
+// is read until its answer is written (net/http's StateActive to
+// StateIdle), so that the cap never takes an answer half-sent.
+func (s *Server) connState(c net.Conn, st http.ConnState) {
+	h, ok := c.(*heldConn)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch st {
+	case http.StateActive:
+		h.busy, h.since = true, time.Now()
+	case http.StateIdle:
+		h.busy, h.served, h.since = false, true, time.Now()
+	}
 }
 
 // capped is the Server's listener: it admits every connection and, past
@@ -179,12 +175,21 @@ func (l capped) Accept() (net.Conn, error) {
 	return h, nil
 }
 
-// victimLocked picks the connection to close for the new one: the one
-// idle longest after an answer (a keep-alive client has had what it came
-// for), else the oldest that has sent no request yet, else the one
-// longest in its handler, else the new one itself.
+// victimLocked picks the connection to close for the new one:
+//
+//  1. the one idle longest after an answer: a keep-alive client has had
+//     what it came for;
+//  2. the oldest that has sent nothing yet, or nothing the server has
+//     not read (a silent client, or one dribbling a header);
+//  3. the one longest busy with a request: one stuck writing to a client
+//     that does not read;
+//  4. the oldest whose request waits to be read: a client such as
+//     kubelet's probe, which sends its request with the connection, is
+//     taken only when nothing else is left, however fast others connect;
+//  5. the new one itself.
 func (s *Server) victimLocked(newest *heldConn) *heldConn {
-	var idle, fresh, busy *heldConn
+	var idle, busy *heldConn
+	var fresh []*heldConn
 	older := func(a, b *heldConn) bool { return b == nil || a.since.Before(b.since) }
 	for c := range s.conns {
 		switch {
@@ -198,15 +203,23 @@ func (s *Server) victimLocked(newest *heldConn) *heldConn {
 				idle = c
 			}
 		default:
-			if older(c, fresh) {
-				fresh = c
-			}
+			fresh = append(fresh, c)
 		}
 	}
-	for _, c := range []*heldConn{idle, fresh, busy} {
-		if c != nil {
+	if idle != nil {
+		return idle
+	}
+	slices.SortFunc(fresh, func(a, b *heldConn) int { return a.since.Compare(b.since) })
+	for _, c := range fresh {
+		if unread(c.Conn) == 0 {
 			return c
 		}
+	}
+	if busy != nil {
+		return busy
+	}
+	if len(fresh) > 0 {
+		return fresh[0]
 	}
 	return newest
 }
@@ -215,8 +228,9 @@ func (s *Server) victimLocked(newest *heldConn) *heldConn {
 type heldConn struct {
 	net.Conn
 	s *Server
-	// Under s.mu: in a handler; has had an answer; since when it is in
-	// its state (accepted, in its handler, idle).
+	// Under s.mu: its request read and its answer not yet written; has
+	// had an answer; since when it is in its state (accepted, busy,
+	// idle).
 	busy, served bool
 	since        time.Time
 	once         sync.Once

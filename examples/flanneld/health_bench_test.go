@@ -59,7 +59,7 @@ func settledRSS(tb testing.TB, d *daemon) float64 {
 const holdEnv = "WEFT_TEST_HOLD_CONNS"
 
 // A holdSpec is what one holding client does: dial Addr N times, write
-// Req on each, and read each whole answer when Answer is set.
+// Req on each (if any), and read each whole answer when Answer is set.
 type holdSpec struct {
 	Addr   string
 	N      int
@@ -151,6 +151,10 @@ func holdConns(spec holdSpec) (conns []net.Conn, answered int, err error) {
 		c, err := dialer.Dial("tcp", spec.Addr)
 		if err != nil {
 			return conns, answered, fmt.Errorf("connection %d: %w", len(conns)+1, err)
+		}
+		if spec.Req == "" { // a client that sends nothing
+			conns = append(conns, c)
+			continue
 		}
 		if _, err := io.WriteString(c, spec.Req); err != nil {
 			c.Close()
