@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/weftnet/weft/internal/daemontest"
 	"github.com/weftnet/weft/internal/testutil"
@@ -22,7 +23,7 @@ func TestHealthUnderHeldConnections(t *testing.T) {
 	c := newCluster(t, 1, netConf16)
 	d := c.start(c.host(1))
 	d.WaitReady()
-	probes := testutil.Sample(0, func() (lapses []string) {
+	probes := testutil.Sample(10*time.Millisecond, func() (lapses []string) {
 		for _, path := range []string{"/healthz", "/readyz"} {
 			if code, body := d.Get(path); code != http.StatusOK {
 				lapses = append(lapses, fmt.Sprintf("%s: %d %s", path, code, body))
