@@ -26,10 +26,10 @@
 // pages on a server anyone can reach. A Server bounds what its clients
 // hold: timeouts for a request's header, the request, the answer and idle
 // keep-alive, small headers, and a connection cap that admits every new
-// connection and closes the one that has waited longest without a
-// request in progress, so that a health probe is never kept out by
-// clients that connect and wait. An answer its client does not read is
-// dropped at the write deadline, in the kernel too.
+// connection and closes another (the one idle longest after an answer,
+// else the oldest), so that a health probe is never kept out by clients
+// that connect and wait. An answer its client does not read is dropped
+// at the write deadline, in the kernel too.
 //
 // # Stability
 //

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"slices"
 	"sync"
 	"time"
 )
@@ -18,11 +17,10 @@ type Limits struct {
 	// MaxConns is how many connections the Server holds at once
 	// (default 256, about 5 MiB of a Go server's buffers and stacks).
 	// Past it, each new connection is taken and another closed: the one
-	// idle longest after an answer, else the one oldest without a
-	// request, else the one longest in its handler. A connection is
-	// never left waiting in the kernel's accept queue: a health probe
-	// (a new connection each time) behind idle clients would time out,
-	// and the probe's failure would have the agent killed.
+	// idle longest after an answer, else the oldest. A connection is
+	// never left waiting in the kernel's accept queue: a health probe (a
+	// new connection each time) behind idle clients would time out, and
+	// the probe's failure would have the agent killed.
 	MaxConns int
 	// ReadHeaderTimeout bounds reading a request's header (default 5s);
 	// ReadTimeout the whole request (default 10s: nothing served has a
@@ -120,9 +118,9 @@ func (s *Server) Conns() int {
 	return len(s.conns)
 }
 
-// connState follows each connection: busy from the moment its request
-// is read until its answer is written (net/http's StateActive to
-// StateIdle), so that the cap never takes an answer half-sent.
+// connState follows each connection: idle once an answer is written and
+// until its next request is read (net/http's StateIdle to StateActive),
+// so that the cap never takes an answer half-sent as an idle client.
 func (s *Server) connState(c net.Conn, st http.ConnState) {
 	h, ok := c.(*heldConn)
 	if !ok {
@@ -132,9 +130,9 @@ func (s *Server) connState(c net.Conn, st http.ConnState) {
 	defer s.mu.Unlock()
 	switch st {
 	case http.StateActive:
-		h.busy, h.since = true, time.Now()
+		h.idle = false
 	case http.StateIdle:
-		h.busy, h.served, h.since = false, true, time.Now()
+		h.idle, h.since = true, time.Now()
 	}
 }
 
@@ -150,13 +148,16 @@ func (l capped) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &heldConn{Conn: c, s: l.s, since: time.Now()}
+	h := &heldConn{Conn: c, s: l.s, accepted: time.Now()}
 	s := l.s
 	s.mu.Lock()
 	s.conns[h] = struct{}{}
 	var victim *heldConn
 	if len(s.conns) > s.lim.MaxConns {
+		// Out of the count at once: closing it, outside the lock,
+		// follows.
 		victim = s.victimLocked(h)
+		delete(s.conns, victim)
 		s.evicted++
 	}
 	logNow := victim != nil && time.Since(s.lastLog) >= time.Minute
@@ -175,51 +176,31 @@ func (l capped) Accept() (net.Conn, error) {
 	return h, nil
 }
 
-// victimLocked picks the connection to close for the new one:
-//
-//  1. the one idle longest after an answer: a keep-alive client has had
-//     what it came for;
-//  2. the oldest that has sent nothing yet, or nothing the server has
-//     not read (a silent client, or one dribbling a header);
-//  3. the one longest busy with a request: one stuck writing to a client
-//     that does not read;
-//  4. the oldest whose request waits to be read: a client such as
-//     kubelet's probe, which sends its request with the connection, is
-//     taken only when nothing else is left, however fast others connect;
-//  5. the new one itself.
+// victimLocked picks the connection to close for the new one: the one
+// idle longest after an answer (a keep-alive client has had what it came
+// for), else the oldest: a client that sends nothing, dribbles a header
+// or does not read its answer grows old. A client such as kubelet's
+// probe, which sends its request with the connection, is then taken only
+// if more than MaxConns others come in, with no idle one among them,
+// before its answer is written.
 func (s *Server) victimLocked(newest *heldConn) *heldConn {
-	var idle, busy *heldConn
-	var fresh []*heldConn
-	older := func(a, b *heldConn) bool { return b == nil || a.since.Before(b.since) }
+	var idle, oldest *heldConn
 	for c := range s.conns {
 		switch {
 		case c == newest:
-		case c.busy:
-			if older(c, busy) {
-				busy = c
-			}
-		case c.served:
-			if older(c, idle) {
+		case c.idle:
+			if idle == nil || c.since.Before(idle.since) {
 				idle = c
 			}
-		default:
-			fresh = append(fresh, c)
+		case oldest == nil || c.accepted.Before(oldest.accepted):
+			oldest = c
 		}
 	}
-	if idle != nil {
+	switch {
+	case idle != nil:
 		return idle
-	}
-	slices.SortFunc(fresh, func(a, b *heldConn) int { return a.since.Compare(b.since) })
-	for _, c := range fresh {
-		if unread(c.Conn) == 0 {
-			return c
-		}
-	}
-	if busy != nil {
-		return busy
-	}
-	if len(fresh) > 0 {
-		return fresh[0]
+	case oldest != nil:
+		return oldest
 	}
 	return newest
 }
@@ -227,13 +208,12 @@ func (s *Server) victimLocked(newest *heldConn) *heldConn {
 // A heldConn is a connection the Server counts, from Accept to Close.
 type heldConn struct {
 	net.Conn
-	s *Server
-	// Under s.mu: its request read and its answer not yet written; has
-	// had an answer; since when it is in its state (accepted, busy,
-	// idle).
-	busy, served bool
-	since        time.Time
-	once         sync.Once
+	s        *Server
+	accepted time.Time
+	// Under s.mu: between an answer and the next request; since when.
+	idle  bool
+	since time.Time
+	once  sync.Once
 }
 
 // Close lets the connection go. What the kernel still holds for a client

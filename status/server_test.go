@@ -81,7 +81,8 @@ func kubeletProbe(addr string) error {
 // connections (keep-alive clients between requests, clients that send
 // nothing or half a header, clients that never read a big answer) and
 // closes. After every step the server holds at most its cap, and a new
-// client, as kubelet's probe, is answered.
+// client, as kubelet's probe, is answered, while a burst of clients that
+// send nothing or half a header connects past the cap.
 func TestServerCapAnswersProbes(t *testing.T) {
 	const maxConns = 8
 	seed := rand.Uint64()
@@ -120,7 +121,26 @@ func TestServerCapAnswersProbes(t *testing.T) {
 			open = append(open, c)
 			what = "an unread big answer"
 		}
-		if err := kubeletProbe(addr); err != nil {
+		// The probe races a burst of clients past the cap, silent or
+		// dribbling a header.
+		burst := make(chan []net.Conn)
+		go func() {
+			var cs []net.Conn
+			for i := range maxConns / 2 {
+				if c, err := net.Dial("tcp", addr); err == nil {
+					if i%2 == 0 {
+						io.WriteString(c, "GET /healthz HTTP/1.1\r\nHo")
+					}
+					cs = append(cs, c)
+				}
+			}
+			burst <- cs
+		}()
+		err := kubeletProbe(addr)
+		for _, c := range <-burst {
+			c.Close()
+		}
+		if err != nil {
 			t.Fatalf("step %d (%s, %d client connections): the probe failed: %v", step, what, len(open), err)
 		}
 		if n := s.Conns(); n > maxConns {

@@ -4,7 +4,6 @@ package status
 
 import (
 	"net"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -23,26 +22,6 @@ func unsent(c net.Conn) int {
 	n := 0
 	raw.Control(func(fd uintptr) {
 		if v, err := unix.IoctlGetInt(int(fd), unix.SIOCOUTQ); err == nil {
-			n = v
-		}
-	})
-	return n
-}
-
-// unread is how many bytes c's client sent that the server has not read
-// yet (FIONREAD); 0 if it cannot be told.
-func unread(c net.Conn) int {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return 0
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return 0
-	}
-	n := 0
-	raw.Control(func(fd uintptr) {
-		if v, err := unix.IoctlGetInt(int(fd), unix.SIOCINQ); err == nil {
 			n = v
 		}
 	})
