@@ -16,7 +16,7 @@ import (
 // network, to any pod, unauthenticated. What its clients can hold is
 // bounded (status.Limits' defaults): idle and slow clients are timed
 // out, a client past the connection cap closes the longest-idle one
-// rather than waiting (so that kubelet's probe, a new connection each
+// (else the oldest) rather than waiting (so that kubelet's probe, a new connection each
 // time, is always answered), an unread answer is dropped at the write
 // deadline, and /status pages are cut at status.DefaultLimit peers.
 func (a *agent) serveHealth(addr string) (*status.Server, error) {
