@@ -18,6 +18,19 @@
 // Query.Peer, Query.Family), so that a status of a 20,000-peer node costs
 // milliseconds and its answer holds only the page asked for.
 //
+// # Serving
+//
+// A Handler builds and writes at most its Capacity of answers at once
+// (and probes), and tells the rest "busy"; give each server a Capacity of
+// its own so that one server's clients never take another's. MaxPage cuts
+// pages on a server anyone can reach. A Server bounds what its clients
+// hold: timeouts for a request's header, the request, the answer and idle
+// keep-alive, small headers, and a connection cap that admits every new
+// connection and closes another (the one idle longest after an answer,
+// else the oldest), so that a health probe is never kept out by clients
+// that connect and wait. An answer its client does not read is dropped
+// at the write deadline, in the kernel too.
+//
 // # Stability
 //
 // Field names are stable within Version; a change that breaks a reader
@@ -25,7 +38,8 @@
 //
 // # Concurrency, errors
 //
-// A Source and its Handler are safe for concurrent use. Client methods
+// A Source, its Handler, a Capacity and a Server are safe for concurrent
+// use. Client methods
 // return an error naming the daemon's address when it cannot be reached
 // or answers with anything but a Document.
 package status

@@ -23,6 +23,13 @@ type Source struct {
 	// Ready, if set, replaces Network.Ready: for an agent whose readiness
 	// has conditions of its own (flanneld's subnet.env written).
 	Ready func() (bool, string)
+	// Capacity bounds the answers the Handler builds and writes at once;
+	// nil: one of DefaultCapacity for each Handler or Register call.
+	Capacity *Capacity
+	// MaxPage, if set, cuts the Handler's pages at that many peers
+	// whatever the Query asks (at most MaxLimit): for a server anyone can
+	// reach, an answer's size, and so what an unread one holds.
+	MaxPage int
 }
 
 // families in Document order.

@@ -9,13 +9,13 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"log/slog"
-	"net/http"
+	"net"
 	"net/netip"
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/vishvananda/netns"
 
@@ -105,8 +105,14 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	if o.statusAddr != "" { // the status document weftctl reads
-		srv := &http.Server{Addr: o.statusAddr, Handler: status.Source{Network: n}.Handler(), ReadHeaderTimeout: 5 * time.Second}
-		go srv.ListenAndServe()
+		l, err := net.Listen("tcp", o.statusAddr)
+		if err != nil {
+			return fmt.Errorf("status address %s: %w", o.statusAddr, err)
+		}
+		// A Server whose clients hold bounded memory, with pages cut for
+		// an address others can reach.
+		srv := status.NewServer(status.Source{Network: n, MaxPage: status.DefaultLimit}.Handler(), status.Limits{}, slog.Default())
+		go srv.Serve(l)
 		defer srv.Close()
 	}
 	return n.Run(ctx)

@@ -41,7 +41,7 @@ func fakeLease(i int) (key, value string) {
 	return keyOf(subnet), string(attrs)
 }
 
-func fillLeases(b *testing.B, c *cluster, n int) {
+func fillLeases(b testing.TB, c *cluster, n int) {
 	var ops []clientv3.Op
 	for i := range n {
 		k, v := fakeLease(i)

@@ -40,6 +40,9 @@ type cluster struct {
 }
 
 func TestMain(m *testing.M) {
+	if os.Getenv(holdEnv) != "" {
+		holdMain()
+	}
 	code := m.Run()
 	daemontest.RemoveBuilt()
 	removeFlannelCNI()

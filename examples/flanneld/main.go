@@ -23,7 +23,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -33,7 +32,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/vishvananda/netlink"
 
 	"github.com/weftnet/weft/lease"
@@ -404,33 +402,4 @@ func (a *agent) ready() (bool, string) {
 		return false, "subnet.env not written yet"
 	}
 	return true, why
-}
-
-func (a *agent) serveHealth(addr string) (*http.Server, error) {
-	mux := http.NewServeMux()
-	reg := prometheus.NewRegistry()
-	a.registerMetrics(reg)
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	a.status.register(mux)
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		ok, why := a.ready()
-		switch {
-		case !ok:
-			http.Error(w, "not ready: "+why, http.StatusServiceUnavailable)
-		case why != "":
-			// Running from the local state: the pods' network works,
-			// which is what a probe of this agent asks.
-			fmt.Fprintln(w, "ready: "+why)
-		default:
-			fmt.Fprintln(w, "ready")
-		}
-	})
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("--healthz-ip/--healthz-port %s: %w", addr, err)
-	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(l)
-	return srv, nil
 }

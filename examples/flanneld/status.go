@@ -20,38 +20,61 @@ import (
 )
 
 // statusView serves /status and on-demand probes from the Network and
-// Prober once they exist, and a not-ready Document before. Its handler is
-// made once for each, not per request.
+// Prober once they exist, and a not-ready Document before.
 type statusView struct {
 	ready func() (bool, string)
 
-	mu      sync.Mutex
-	handler http.Handler
+	mu     sync.Mutex
+	net    *vxlan.Network
+	prober *probe.Prober
 }
 
 func newStatusView(ready func() (bool, string)) *statusView {
-	return &statusView{ready: ready, handler: status.Source{Ready: ready}.Handler()}
+	return &statusView{ready: ready}
 }
 
 func (v *statusView) set(n *vxlan.Network, p *probe.Prober) {
-	h := status.Source{Network: n, Prober: p, Ready: v.ready}.Handler()
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	v.handler = h
+	v.net, v.prober = n, p
 }
 
-func (v *statusView) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	v.mu.Lock()
-	h := v.handler
-	v.mu.Unlock()
+// mount adds the status paths to mux, for one server: with a Capacity of
+// its own, so that the clients of another server (the open health port)
+// never take this one's answers (root's socket), and with pages of at
+// most maxPage peers (0: as the client asks).
+func (v *statusView) mount(mux *http.ServeMux, maxPage int) {
+	m := &statusMount{v: v, src: status.Source{Ready: v.ready, Capacity: status.NewCapacity(status.DefaultCapacity), MaxPage: maxPage}}
+	mux.Handle(status.Path, m)
+	mux.Handle(status.ProbePath, m)
+}
+
+// statusMount is one server's status handler, made again only when the
+// Network or Prober changes, not per request.
+type statusMount struct {
+	v *statusView
+
+	mu  sync.Mutex
+	src status.Source // what h serves
+	h   http.Handler
+}
+
+func (m *statusMount) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	m.v.mu.Lock()
+	n, p := m.v.net, m.v.prober
+	m.v.mu.Unlock()
+	m.mu.Lock()
+	if m.h == nil || m.src.Network != n || m.src.Prober != p {
+		m.src.Network, m.src.Prober = n, p
+		m.h = m.src.Handler()
+	}
+	h := m.h
+	m.mu.Unlock()
 	h.ServeHTTP(w, r)
 }
 
-// register adds the status paths to mux.
-func (v *statusView) register(mux *http.ServeMux) {
-	mux.Handle(status.Path, v)
-	mux.Handle(status.ProbePath, v)
-}
+// socketMaxConns caps the status socket's connections.
+const socketMaxConns = 64
 
 // serveStatusSocket serves the status on a unix socket at path, mode
 // 0600: root's, as the daemon's own state is. A socket file left by a
@@ -106,8 +129,9 @@ func serveStatusSocket(path string, v *statusView, log *slog.Logger) (stop func(
 	// have put its own socket there.
 	l.(*net.UnixListener).SetUnlinkOnClose(false)
 	mux := http.NewServeMux()
-	v.register(mux)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	v.mount(mux, 0)
+	// Root's clients, few: the cap guards only against a stuck script.
+	srv := status.NewServer(mux, status.Limits{MaxConns: socketMaxConns}, log.With("server", "status socket"))
 	go srv.Serve(rootOnly{l.(*net.UnixListener), log})
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -3,16 +3,22 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/weftnet/weft/internal/daemontest"
 	"github.com/weftnet/weft/internal/netnstest"
@@ -128,5 +134,63 @@ func TestStatusSocketRefusesOtherUsers(t *testing.T) {
 	}
 	if out, code := run(65534); code != 3 || strings.Contains(out, `"ready"`) {
 		t.Errorf("another user: exit %d, want 3 (refused)\n%s", code, out)
+	}
+}
+
+// TestStatusSocketUnderHealthFlood: clients flooding the health port's
+// /status (open to any pod) take none of the socket's capacity: every
+// one of root's queries over the socket meanwhile is answered.
+func TestStatusSocketUnderHealthFlood(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, 1, benchConf)
+	fillLeases(t, c, 2000) // a Document that takes a while to build
+	d := c.start(c.host(1))
+	waitFor(t, time.Minute, "convergence", func() bool { code, _ := d.Readyz(); return code == http.StatusOK })
+	client, err := status.NewClient(socketOf(d), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The health port cuts its pages at 500 peers and says where the
+	// next begins; the socket answers as asked.
+	code, body := d.Get("/status?limit=5000")
+	var page status.Document
+	if err := json.Unmarshal([]byte(body), &page); code != http.StatusOK || err != nil || len(page.Peers) != status.DefaultLimit || page.Next == "" {
+		t.Errorf("health port /status?limit=5000 with 2,000 peers: %d, %d peers, next %q, %v", code, len(page.Peers), page.Next, err)
+	}
+	if doc, err := client.Status(t.Context(), status.Query{Limit: 5000}); err != nil || len(doc.Peers) != 2000 {
+		t.Errorf("socket /status?limit=5000: %v", err)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var floods, busy atomic.Int64
+	for range 8 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				code, _ := d.Get("/status?limit=5000")
+				floods.Add(1)
+				if code == http.StatusServiceUnavailable {
+					busy.Add(1)
+				}
+			}
+		})
+	}
+	// The flood is on before the first query.
+	waitFor(t, 30*time.Second, "the health port to answer busy", func() bool { return busy.Load() > 0 })
+	var refused []string
+	for i := range 40 {
+		if _, err := client.Status(t.Context(), status.Query{Limit: 5000}); err != nil {
+			refused = append(refused, fmt.Sprintf("query %d: %v", i, err))
+		}
+	}
+	close(stop)
+	wg.Wait()
+	t.Logf("health port: %d requests, %d told busy", floods.Load(), busy.Load())
+	if len(refused) > 0 {
+		t.Errorf("%d of 40 socket queries failed while the health port was flooded:\n%s", len(refused), strings.Join(refused, "\n"))
 	}
 }

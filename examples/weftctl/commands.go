@@ -36,15 +36,18 @@ func cmdStatus(ctx context.Context, c *status.Client, o options, w io.Writer) (i
 		return code, printJSON(w, doc)
 	}
 	now := doc.Time
+	// Every string of the Document is shown through foreign: the daemon
+	// relays what peers and the control plane wrote, and with --url the
+	// daemon itself is another machine.
 	ready := yesNo(doc.Ready)
 	if doc.Reason != "" {
-		ready += " (" + doc.Reason + ")"
+		ready += " (" + foreign(doc.Reason) + ")"
 	}
-	fmt.Fprintf(w, "Node:          %s\n", orDash(doc.Node))
+	fmt.Fprintf(w, "Node:          %s\n", orDash(foreign(doc.Node)))
 	fmt.Fprintf(w, "Ready:         %s\n", ready)
 	if l := doc.Lease; l != nil {
-		subnets := strings.TrimSpace(l.Subnet + " " + l.IPv6Subnet)
-		detail := []string{l.From, "since " + since(l.Since, now) + " ago"}
+		subnets := strings.TrimSpace(foreign(l.Subnet) + " " + foreign(l.IPv6Subnet))
+		detail := []string{foreign(l.From), "since " + since(l.Since, now) + " ago"}
 		if l.Expires != nil {
 			detail = append(detail, "expires in "+l.Expires.Sub(now).Round(time.Minute).String())
 		}
@@ -58,25 +61,25 @@ func cmdStatus(ctx context.Context, c *status.Client, o options, w io.Writer) (i
 	if cfg := doc.Config; cfg != nil {
 		var nc struct{ Network, IPv6Network string }
 		json.Unmarshal(cfg.NetConf, &nc)
-		fmt.Fprintf(w, "Network:       %s (%s)\n", strings.TrimSpace(nc.Network+" "+nc.IPv6Network), cfg.Source)
+		fmt.Fprintf(w, "Network:       %s (%s)\n", strings.TrimSpace(foreign(nc.Network)+" "+foreign(nc.IPv6Network)), foreign(cfg.Source))
 	}
 	if doc.Offline != nil {
 		fmt.Fprintf(w, "Local state:   running from it since %s (written %s ago)\n", doc.Offline.Since.UTC().Format(time.RFC3339), since(doc.Offline.Written, now))
 	}
-	fmt.Fprintf(w, "Control plane: %s\n", orDash(doc.Condition))
+	fmt.Fprintf(w, "Control plane: %s\n", orDash(foreign(doc.Condition)))
 	for _, f := range doc.Families {
 		sync := "synced"
 		if !f.Synced {
 			sync = "not synced"
 		}
 		if f.Err != "" {
-			sync += ": " + f.Err
+			sync += ": " + foreign(f.Err)
 		}
 		nh := ""
 		if f.Nexthops {
 			nh = ", nexthops"
 		}
-		fmt.Fprintf(w, "Device:        %s (%s) mac %s mtu %d%s, %s, last sync %s ago\n", f.Device.Name, f.Family, f.Device.MAC, f.Device.MTU, nh, sync, since(f.LastSync.Time, now))
+		fmt.Fprintf(w, "Device:        %s (%s) mac %s mtu %d%s, %s, last sync %s ago\n", foreign(f.Device.Name), foreign(f.Family), foreign(f.Device.MAC), f.Device.MTU, nh, sync, since(f.LastSync.Time, now))
 	}
 	s := doc.Summary
 	fmt.Fprintf(w, "Peers:         %d, %d programmed, %d failed, %d rejected\n", s.Peers, s.Programmed, s.Failed, s.Rejected)
@@ -93,7 +96,7 @@ func cmdStatus(ctx context.Context, c *status.Client, o options, w io.Writer) (i
 	}
 	for _, p := range doc.Peers {
 		if p.State == status.StateRejected {
-			fmt.Fprintf(w, "Rejected:      %s %s: %s: %s\n", p.Family, p.Subnet, p.Reason, p.Detail)
+			fmt.Fprintf(w, "Rejected:      %s %s: %s: %s\n", foreign(p.Family), foreign(p.Subnet), foreign(p.Reason), foreign(p.Detail))
 		}
 	}
 	fmt.Fprintf(w, "Repairs:       %d in the last hour (weftctl repairs)\n", s.RepairsLastHour)
@@ -102,20 +105,20 @@ func cmdStatus(ctx context.Context, c *status.Client, o options, w io.Writer) (i
 
 // describePeer says in one line why a peer is failing.
 func describePeer(p status.Peer, now time.Time) string {
-	who := p.Subnet
+	who := foreign(p.Subnet)
 	if p.Node != "" {
-		who += " (" + p.Node + ")"
+		who += " (" + foreign(p.Node) + ")"
 	}
-	who += " at " + orDash(p.PublicIP)
+	who += " at " + orDash(foreign(p.PublicIP))
 	var why []string
 	if p.State == status.StateFailed {
-		why = append(why, "not programmed: "+p.Err)
+		why = append(why, "not programmed: "+foreign(p.Err))
 		if len(p.Missing) > 0 {
-			why[len(why)-1] += " (missing " + strings.Join(p.Missing, ",") + ")"
+			why[len(why)-1] += " (missing " + foreignList(p.Missing) + ")"
 		}
 	}
 	if p.Probe != nil && !p.Probe.Reachable {
-		why = append(why, fmt.Sprintf("unreachable for %s: %s", since(p.Probe.Since, now), p.Probe.Err))
+		why = append(why, fmt.Sprintf("unreachable for %s: %s", since(p.Probe.Since, now), foreign(p.Probe.Err)))
 	}
 	return who + ": " + strings.Join(why, "; ")
 }
@@ -151,16 +154,16 @@ func cmdPeers(ctx context.Context, c *status.Client, o options, peer string, w i
 		if p.Changed != nil {
 			changed = since(*p.Changed, doc.Time)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s", p.Family, p.Subnet, orDash(p.Node), orDash(p.PublicIP), p.State, probe, changed)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s", foreign(p.Family), foreign(p.Subnet), orDash(foreign(p.Node)), orDash(foreign(p.PublicIP)), foreign(p.State), probe, changed)
 		if o.output == "wide" {
-			detail := p.Err
+			detail := foreign(p.Err)
 			switch {
 			case p.State == status.StateRejected:
-				detail = p.Reason + ": " + p.Detail
+				detail = foreign(p.Reason) + ": " + foreign(p.Detail)
 			case detail == "" && p.Probe != nil && !p.Probe.Reachable:
-				detail = p.Probe.Err
+				detail = foreign(p.Probe.Err)
 			}
-			fmt.Fprintf(tw, "\t%s\t%s\t%s\t%s", orDash(p.VtepMAC), joinOrDash(p.Missing), rtt, orDash(detail))
+			fmt.Fprintf(tw, "\t%s\t%s\t%s\t%s", orDash(foreign(p.VtepMAC)), foreignList(p.Missing), rtt, orDash(detail))
 		}
 		fmt.Fprintln(tw)
 	}
@@ -185,7 +188,7 @@ func cmdRepairs(ctx context.Context, c *status.Client, o options, w io.Writer) (
 	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
 	fmt.Fprintln(tw, "TIME\tFAMILY\tWHAT\tWAS")
 	for _, r := range repairs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Time.UTC().Format(time.RFC3339), r.Family, r.What, r.Why)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Time.UTC().Format(time.RFC3339), foreign(r.Family), foreign(r.What), foreign(r.Why))
 	}
 	return exitOK, tw.Flush()
 }
@@ -203,14 +206,14 @@ func cmdProbe(ctx context.Context, c *status.Client, o options, peer string, w i
 	if o.output == "json" {
 		return code, printJSON(w, a)
 	}
-	who := a.Peer
+	who := foreign(a.Peer)
 	if a.Node != "" {
-		who += " (" + a.Node + ")"
+		who += " (" + foreign(a.Node) + ")"
 	}
 	if a.Result.Reachable {
-		fmt.Fprintf(w, "%s at %s: reachable, rtt %s\n", who, a.Addr, time.Duration(a.Result.RTTSeconds*float64(time.Second)).Round(time.Microsecond))
+		fmt.Fprintf(w, "%s at %s: reachable, rtt %s\n", who, foreign(a.Addr), time.Duration(a.Result.RTTSeconds*float64(time.Second)).Round(time.Microsecond))
 	} else {
-		fmt.Fprintf(w, "%s at %s: unreachable: %s\n", who, a.Addr, a.Result.Err)
+		fmt.Fprintf(w, "%s at %s: unreachable: %s\n", who, foreign(a.Addr), foreign(a.Result.Err))
 	}
 	return code, nil
 }

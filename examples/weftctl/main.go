@@ -12,10 +12,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/weftnet/weft/status"
 )
@@ -141,12 +139,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
 	defer cancel()
 	// What the daemon reports holds text other machines wrote (node
-	// names, in peer leases): a terminal must not take it for control
-	// sequences. JSON escapes it already.
+	// names, in peer leases): the human formats show each such string
+	// through foreign; JSON escapes it already.
 	out := stdout
-	if o.output != "json" {
-		out = terminalSafe{stdout}
-	}
 
 	want := func(n int, what string) bool {
 		if len(positional) > n {
@@ -191,7 +186,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	if err != nil {
-		fmt.Fprintln(terminalSafe{stderr}, "weftctl:", err)
+		fmt.Fprintln(stderr, "weftctl:", foreign(err.Error()))
 		// The daemon answered and refused (no such peer, probing off,
 		// busy): the request is what to change. Anything else: it could
 		// not be reached or read.
@@ -237,30 +232,3 @@ func orDash(s string) string {
 }
 
 func joinOrDash(s []string) string { return orDash(strings.Join(s, ",")) }
-
-// terminalSafe writes what it is given with every control character but
-// tab and newline, and every C1 control, shown as a \x or \u escape.
-type terminalSafe struct{ w io.Writer }
-
-func (t terminalSafe) Write(p []byte) (int, error) {
-	s := string(p)
-	if !strings.ContainsFunc(s, unsafeRune) {
-		return t.w.Write(p)
-	}
-	var b strings.Builder
-	for _, r := range s {
-		if unsafeRune(r) {
-			b.WriteString(strings.Trim(strconv.QuoteToASCII(string(r)), `"`))
-			continue
-		}
-		b.WriteRune(r)
-	}
-	if _, err := io.WriteString(t.w, b.String()); err != nil {
-		return 0, err
-	}
-	return len(p), nil
-}
-
-func unsafeRune(r rune) bool {
-	return r != '\t' && r != '\n' && (r < 0x20 || r == 0x7f || r >= 0x80 && r < 0xa0 || r == utf8.RuneError)
-}
