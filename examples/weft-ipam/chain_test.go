@@ -50,7 +50,7 @@ func cniBin(t testing.TB) string {
 		}
 		t.Skipf("building flannel's CNI plugin (%s): %v\n%s", flannelPlugin, err, out)
 	}
-	for name, from := range map[string]string{"bridge": bridgePlugin, "portmap": portmapPlugin, "weft-ipam": bin} {
+	for name, from := range map[string]string{"bridge": bridgePlugin, "portmap": portmapPlugin, "weft-ipam": bin, "weft-announce": announceBin} {
 		if err := os.Symlink(from, filepath.Join(dir, name)); err != nil {
 			t.Fatal(err)
 		}

@@ -20,7 +20,9 @@ import (
 // built once, with CNI_* in the environment and the configuration on
 // stdin.
 
-var bin string
+// bin is weft-ipam; announceBin is weft-announce, which the shipped
+// conflist chains after flannel's plugin.
+var bin, announceBin string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "weft-ipam-")
@@ -28,13 +30,16 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	bin = filepath.Join(dir, "weft-ipam")
+	announceBin = filepath.Join(dir, "weft-announce")
 	// Static, as CNI plugins are built and shipped: a dynamically linked
 	// binary pays for the loader on every one of the runtime's calls.
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
-		os.Exit(1)
+	for out, pkg := range map[string]string{bin: ".", announceBin: "../weft-announce"} {
+		build := exec.Command("go", "build", "-o", out, pkg)
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if msg, err := build.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "go build %s: %v\n%s", pkg, err, msg)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
