@@ -99,14 +99,23 @@ type IP struct {
 // Allocate reserves one IP per range for attachment at, of pod p (the zero
 // Pod if unknown), and returns them in range order.
 //
+// No IP is ever given to at while another attachment holds it: a
+// reservation naming another container ID or interface is live until its
+// DEL (Release) or a GC that leaves it out, whether or not its sandbox
+// still runs, since only the runtime knows that.
+//
 // A repeated call for an attachment that holds IPs returns them. For a pod
-// with a record, each range first offers the IP the pod had, if it is in
-// the range and free or held by the pod's previous sandbox (a sandbox
-// re-created without a DEL, after a reboot); it never takes another pod's
-// live IP. Otherwise the range is searched round-robin from its last
+// with a record, each range first offers the pod's remembered IPs, in the
+// order the record lists them (the IP the pod got first comes first), and
+// takes the first that no attachment holds. One that another attachment
+// holds (a sandbox of the pod's that was not DELeted: a runtime re-creating
+// a sandbox whose teardown failed) is passed over and stays remembered, so
+// that once its holder's DEL or GC frees it the pod's next sandbox gets it
+// again. Otherwise the range is searched round-robin from its last
 // reserved IP, passing over the IPs other pods are remembered by while
 // others are free, and taking the oldest remembered one (the first in
-// round-robin order: the one handed out longest ago) when none is.
+// round-robin order: the one handed out longest ago) when none is; the
+// pod remembers that IP after those it waits for.
 // If a later range fails, the IPs this call reserved are released.
 //
 // A change of the ranges (the node's subnet moved, a new rangeStart or
@@ -158,6 +167,13 @@ func (a *Allocator) Allocate(at Attachment, p Pod) ([]IP, error) {
 		taken[c.ip] = true
 		choices = append(choices, c)
 	}
+	// What the pod is remembered by from now on.
+	var remember []netip.Addr
+	if p.IsValid() {
+		if remember, err = a.remembered(rec, at, chosen, taken); err != nil {
+			return nil, err
+		}
+	}
 	// What applying the choices changed, undone if the ADD fails.
 	var undo []func()
 	latest := map[string]*podRecord{} // evicted records as rewritten, by name
@@ -175,7 +191,7 @@ func (a *Allocator) Allocate(at Attachment, p Pod) ([]IP, error) {
 	// reservation, where a rewrite would cost a new file and a second
 	// journal commit (its temporary file must be durable before its
 	// rename). Any other pod's record is written first, as the intent.
-	keep := p.IsValid() && rec != nil && rec.UID == p.UID && slices.Equal(chosen, rec.IPs) && rec.releaseOnlyStamped()
+	keep := p.IsValid() && rec != nil && rec.UID == p.UID && slices.Equal(remember, rec.IPs) && rec.releaseOnlyStamped()
 	// The files are written in that order, and then made durable
 	// together, in one commit of the file system's journal.
 	var batch syncBatch
@@ -197,7 +213,7 @@ func (a *Allocator) Allocate(at Attachment, p Pod) ([]IP, error) {
 	if p.IsValid() && !keep {
 		now := a.now()
 		next := &podRecord{Namespace: p.Namespace, Name: p.Name, UID: p.UID, Created: now,
-			ContainerID: at.ContainerID, IfName: at.IfName, Updated: now, IPs: chosen}
+			ContainerID: at.ContainerID, IfName: at.IfName, Updated: now, IPs: remember}
 		if rec != nil {
 			next.Created = rec.Created
 		}
@@ -321,45 +337,69 @@ func (a *Allocator) held(at Attachment, p Pod, rec *podRecord, recFile bool, tak
 	return out, nil
 }
 
+// remembered returns the IPs the pod of record rec is remembered by once
+// at holds chosen: the record's, in its order, that at now holds or another
+// attachment holds (the pod waits for them: the holder is live until its
+// DEL or a GC), then those of chosen it did not list. An IP it listed that
+// is free and not chosen is forgotten: the pod took an earlier one, or its
+// hint expired. A pod whose sandboxes all got their DEL is so remembered
+// by one IP per range again after its next ADD.
+func (a *Allocator) remembered(rec *podRecord, at Attachment, chosen []netip.Addr, taken map[netip.Addr]bool) ([]netip.Addr, error) {
+	var out []netip.Addr
+	if rec != nil {
+		for _, ip := range rec.IPs {
+			if slices.Contains(chosen, ip) {
+				out = append(out, ip)
+				continue
+			}
+			if !taken[ip] {
+				continue
+			}
+			h, ok, err := a.s.holder(ip)
+			if err != nil {
+				return nil, err
+			}
+			if ok && h != at {
+				out = append(out, ip)
+			}
+		}
+	}
+	for _, ip := range chosen {
+		if !slices.Contains(out, ip) {
+			out = append(out, ip)
+		}
+	}
+	return out, nil
+}
+
 // A choice is an IP pick chose and what taking it involves, applied only
 // once every range has an IP, so that a failed ADD changes nothing.
 type choice struct {
-	ip       netip.Addr
-	takeover *Attachment  // release the reservation of this, the pod's previous sandbox
-	evict    []*podRecord // remove ip from these hints
+	ip    netip.Addr
+	evict []*podRecord // remove ip from these hints
 }
 
 // pick chooses a fresh IP of range i. See Allocate for the order of
 // preference.
 func (a *Allocator) pick(i int, r Range, rec *podRecord, at Attachment, p Pod, taken map[netip.Addr]bool, marked map[netip.Addr][]string) (choice, error) {
-	if rec != nil {
-		// An expired record no longer keeps a free IP for its pod. But
-		// its previous sandbox still holding the IP shows that the pod
-		// never released it, whatever the record's time says.
-		expired := rec.expired(a.now(), a.ttl)
+	if rec != nil && !rec.expired(a.now(), a.ttl) {
+		// The pod's IPs, in its order. One held by any attachment is
+		// passed over: held() found at's own, so the holder is another,
+		// live until its DEL or a GC.
 		for _, ip := range rec.IPs {
 			if !r.contains(ip) {
 				continue
 			}
 			if !taken[ip] {
-				if expired {
-					continue
-				}
 				return choice{ip: ip}, nil
 			}
-			h, ok, err := a.s.holder(ip)
+			_, ok, err := a.s.holder(ip)
 			if err != nil {
 				return choice{}, err
 			}
 			if !ok {
 				delete(taken, ip) // debris, reclaimed
-				if expired {
-					continue
-				}
 				return choice{ip: ip}, nil
-			}
-			if a.previousSandbox(h, at, rec, p) {
-				return choice{ip: ip, takeover: &h}, nil
 			}
 		}
 	}
@@ -416,28 +456,10 @@ func (a *Allocator) pick(i int, r Range, rec *podRecord, at Attachment, p Pod, t
 	return choice{}, fmt.Errorf("ipam: %w in range %s", ErrExhausted, r.Subnet)
 }
 
-// previousSandbox reports whether holder h of one of the pod's remembered
-// IPs is a sandbox of the same pod that is gone without a DEL, as after a
-// reboot, whose reservation at may take over: the attachment the record
-// names last, of another container than at (a second interface of one
-// sandbox is not a previous sandbox), and of the same pod, not one
-// deleted and re-created under the name while its sandbox may still run.
-func (a *Allocator) previousSandbox(h, at Attachment, rec *podRecord, p Pod) bool {
-	return h == rec.attachment() && h.ContainerID != at.ContainerID &&
-		(rec.UID == "" || p.UID == "" || rec.UID == p.UID)
-}
-
 // apply carries out what taking c involves, adding to undo how to take
 // it back. latest holds the records evicted so far, as rewritten: two
 // ranges may evict two IPs of one record.
 func (a *Allocator) apply(c choice, latest map[string]*podRecord, undo *[]func()) error {
-	if c.takeover != nil {
-		if err := a.s.release(c.ip); err != nil {
-			return err
-		}
-		ip, holder := c.ip, *c.takeover
-		*undo = append(*undo, func() { a.s.restoreReservation(ip, holder) })
-	}
 	for _, h := range c.evict {
 		name := recordName(h.pod())
 		cur := h

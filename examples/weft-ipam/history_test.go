@@ -115,8 +115,13 @@ func history(t *testing.T, rnd *rand.Rand, steps int) {
 		if err != nil {
 			if strings.Contains(out, "no IP addresses available") {
 				// Full: the runtime DELs what it tried to add.
-				h.call(sb.plugin, "DEL", sb.container, args, "")
+				if out, err := h.call(sb.plugin, "DEL", sb.container, args, ""); err != nil {
+					fail("DEL %s: %v\n%s", sb.container, err, out)
+				}
 				log[len(log)-1] += ": full"
+				if i := slices.Index(live, sb); i >= 0 {
+					live = slices.Delete(live, i, i+1)
+				}
 				return
 			}
 			fail("ADD %s: %v\n%s", sb.container, err, out)
@@ -149,8 +154,8 @@ func history(t *testing.T, rnd *rand.Rand, steps int) {
 			sb := &sandbox{container: fmt.Sprintf("s%d", step), pod: p, plugin: "weft-ipam"}
 			log = append(log, fmt.Sprintf("%d ADD %s (%s)", step, sb.container, p))
 			add(sb)
-		case k < 45: // the runtime's retry of an ADD
-			if _, sb := pick(live, ""); sb != nil {
+		case k < 45: // the runtime's retry of an ADD (host-local refuses one)
+			if _, sb := pick(live, "weft-ipam"); sb != nil {
 				log = append(log, fmt.Sprintf("%d re-ADD %s (%s, %s)", step, sb.container, sb.pod, sb.plugin))
 				add(sb)
 			}

@@ -147,7 +147,8 @@ func podArgs(name string) string {
 
 // TestPodRestart is seed 002's second half through the plugin: DEL then
 // ADD with the same namespace and name and a new container ID gives the
-// same IP; so does a reboot (ADD without DEL, new container ID).
+// same IP. An ADD without a DEL of the last sandbox gets another, the last
+// one's being live until its DEL (see TestSecondSandboxGetsItsOwnIP).
 func TestPodRestart(t *testing.T) {
 	n := newNetwork(t, "10.244.3.1/24", "")
 	first := n.add("web-1", podArgs("web"))
@@ -160,8 +161,9 @@ func TestPodRestart(t *testing.T) {
 	if got := n.add("web-2", podArgs("web")); got[0] != first[0] {
 		t.Errorf("after DEL and ADD: %v, want %v", got, first)
 	}
+	n.del("web-2")
 	if got := n.add("web-3", podArgs("web")); got[0] != first[0] {
-		t.Errorf("after a reboot: %v, want %v", got, first)
+		t.Errorf("after another restart: %v, want %v", got, first)
 	}
 	if r := n.reservations(); r["10.244.3.2"] != "web-3\r\neth0" {
 		t.Errorf("reservation of the pod's IP: %q", r["10.244.3.2"])
