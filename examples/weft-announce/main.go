@@ -79,30 +79,12 @@ func (c *netConf) options() (announce.Options, error) {
 }
 
 func cmdAdd(args *skel.CmdArgs) error {
-	var c netConf
-	if err := json.Unmarshal(args.StdinData, &c); err != nil {
-		return types.NewError(types.ErrDecodingFailure, "weft-announce: the network configuration is not valid JSON", err.Error())
-	}
-	opts, err := c.options()
+	c, opts, prev, err := parse(args.StdinData)
 	if err != nil {
-		return types.NewError(types.ErrInvalidNetworkConfig, err.Error(), "")
-	}
-	if c.RawPrevResult == nil {
-		return types.NewError(types.ErrInvalidNetworkConfig, "weft-announce: no prevResult: chain it in a conflist after the plugin that makes the pod's interface (flannel or bridge)", "")
-	}
-	if err := version.ParsePrevResult(&c.PluginConf); err != nil {
-		return types.NewError(types.ErrDecodingFailure, "weft-announce: prevResult: "+err.Error(), "")
-	}
-	prev, err := types100.NewResultFromResult(c.PrevResult)
-	if err != nil {
-		return types.NewError(types.ErrDecodingFailure, "weft-announce: prevResult: "+err.Error(), "")
+		return err
 	}
 	if addrs := podAddrs(prev, args.IfName); len(addrs) > 0 {
-		o := opts
-		if o.UpTimeout == 0 {
-			o.UpTimeout = announce.DefaultUpTimeout
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), o.UpTimeout+10*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), max(opts.UpTimeout, announce.DefaultUpTimeout)+10*time.Second)
 		defer cancel()
 		rep, err := announce.Announce(ctx, announce.Target{NetNS: args.Netns, IfName: args.IfName, Addrs: addrs}, opts)
 		if err != nil {
@@ -114,6 +96,30 @@ func cmdAdd(args *skel.CmdArgs) error {
 		}
 	}
 	return types.PrintResult(c.PrevResult, c.CNIVersion)
+}
+
+// parse reads the configuration and the previous result. Its errors are
+// CNI errors naming the field.
+func parse(stdin []byte) (*netConf, announce.Options, *types100.Result, error) {
+	var c netConf
+	if err := json.Unmarshal(stdin, &c); err != nil {
+		return nil, announce.Options{}, nil, types.NewError(types.ErrDecodingFailure, "weft-announce: the network configuration is not valid JSON", err.Error())
+	}
+	opts, err := c.options()
+	if err != nil {
+		return nil, opts, nil, types.NewError(types.ErrInvalidNetworkConfig, err.Error(), "")
+	}
+	if c.RawPrevResult == nil {
+		return nil, opts, nil, types.NewError(types.ErrInvalidNetworkConfig, "weft-announce: no prevResult: chain it in a conflist after the plugin that makes the pod's interface (flannel or bridge)", "")
+	}
+	if err := version.ParsePrevResult(&c.PluginConf); err != nil {
+		return nil, opts, nil, types.NewError(types.ErrDecodingFailure, "weft-announce: prevResult: "+err.Error(), "")
+	}
+	prev, err := types100.NewResultFromResult(c.PrevResult)
+	if err != nil {
+		return nil, opts, nil, types.NewError(types.ErrDecodingFailure, "weft-announce: prevResult: "+err.Error(), "")
+	}
+	return &c, opts, prev, nil
 }
 
 // podAddrs returns the addresses the result gives the pod's interface
