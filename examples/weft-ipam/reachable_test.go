@@ -51,6 +51,12 @@ var (
 func newReachNode(t testing.TB, withoutTypes ...string) *reachNode {
 	t.Helper()
 	netnstest.RequirePrivileged(t)
+	if _, err := exec.LookPath("ping"); err != nil {
+		if os.Getenv("WEFT_REQUIRE_PING") != "" {
+			t.Fatalf("ping: %v, and WEFT_REQUIRE_PING is set (apt-get install iputils-ping)", err)
+		}
+		t.Skipf("ping: %v (apt-get install iputils-ping)", err)
+	}
 	bin := cniBin(t)
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "subnet.env"), []byte(reachSubnetEnv), 0o644); err != nil {
@@ -83,10 +89,16 @@ func newReachNode(t testing.TB, withoutTypes ...string) *reachNode {
 			t.Fatalf("remote route %s: %v", r.dst, err)
 		}
 	}
-	for _, k := range []string{"net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"} {
-		if out, err := exec.Command("ip", "netns", "exec", n.node.Name, "sysctl", "-qw", k).CombinedOutput(); err != nil {
-			t.Fatalf("sysctl %s: %v\n%s", k, err, out)
+	// /proc/sys/net is the namespace of the thread that opens it.
+	if err := n.node.Do(func() error {
+		for _, k := range []string{"/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"} {
+			if err := os.WriteFile(k, []byte("1"), 0o644); err != nil {
+				return err
+			}
 		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 
 	n.client = netnstest.NewNamespace(t, "weft-pod")
