@@ -53,6 +53,7 @@ type Server struct {
 	peerURL    url.URL
 	binary     string
 	tls        *TLSFiles                // nil for plain HTTP
+	tokenTTL   time.Duration            // --auth-token-ttl; 0 for etcd's default
 	front      *Proxy                   // what clients dial; cut on Stop so clients see the server die; nil for StartIn
 	in         func(func() error) error // runs the start inside a namespace, for StartIn
 	mu         sync.Mutex
@@ -338,6 +339,9 @@ func (s *Server) startEmbedded() error {
 			TrustedCAFile: s.tls.CA, ClientCertAuth: true,
 		}
 	}
+	if s.tokenTTL > 0 {
+		cfg.AuthTokenTTL = uint(s.tokenTTL / time.Second)
+	}
 	cfg.TickMs = 10
 	cfg.ElectionMs = 50
 	cfg.LogLevel = "error"
@@ -371,6 +375,9 @@ func (s *Server) startProcess() error {
 		"--heartbeat-interval", "10",
 		"--election-timeout", "50",
 		"--log-level", "error",
+	}
+	if s.tokenTTL > 0 {
+		args = append(args, "--auth-token-ttl", strconv.Itoa(int(s.tokenTTL/time.Second)))
 	}
 	if s.tls != nil {
 		args = append(args, "--cert-file", s.tls.ServerCert, "--key-file", s.tls.ServerKey,
@@ -410,8 +417,8 @@ func (s *Server) startProcess() error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_, err := c.Get(ctx, "health")
 		cancel()
-		if err == nil {
-			return nil
+		if err == nil || refusedAuth(err) {
+			return nil // a refusal is an answer: authentication is on
 		}
 		select {
 		case werr := <-s.processErr:

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -31,6 +32,9 @@ const (
 	DefaultPrefix      = "/coreos.com/network"
 	DefaultTTL         = 24 * time.Hour
 	DefaultRenewMargin = time.Hour
+	// DefaultDialTimeout was the default of Options.DialTimeout.
+	//
+	// Deprecated: Options.DialTimeout is ignored.
 	DefaultDialTimeout = 5 * time.Second
 	// DefaultRequestTimeout bounds each etcd request, so that an outage
 	// is noticed and logged instead of waited out in silence.
@@ -61,9 +65,15 @@ type Options struct {
 	// CAFile, CertFile and KeyFile enable TLS: the CA to verify the
 	// servers, and the client certificate and key. All are optional.
 	CAFile, CertFile, KeyFile string
-	// Username and Password authenticate to etcd when set.
+	// Username and Password authenticate to etcd when both are set. The
+	// Manager logs in when a request first needs it, and again whenever
+	// etcd refuses its token (expired, or etcd restarted); a refused
+	// login is reported as ErrAuthentication, and retried.
 	Username, Password string
-	// DialTimeout bounds the initial connection. Default 5s.
+	// DialTimeout is ignored: New does not connect (requests do, each
+	// bounded by RequestTimeout), so there is nothing for it to bound.
+	//
+	// Deprecated: set RequestTimeout.
 	DialTimeout time.Duration
 	// RequestTimeout bounds each etcd request; a request that times out is
 	// logged and retried. Default 10s.
@@ -196,8 +206,11 @@ func (m *Manager) Renewals() int64 { return m.renewals.Load() }
 // Condition implements lease.ConditionReporter: Stats().Condition.
 func (m *Manager) Condition() string { return m.conditions.String() }
 
-// New returns a Manager. It connects lazily: an unreachable etcd is not an
-// error here, and the Manager's methods wait for it.
+// New returns a Manager. It connects lazily, and logs in (Options.Username)
+// only when a request needs it: an unreachable etcd, or one that refuses
+// the credentials, is not an error here, and the Manager's methods wait
+// for it. New fails only for options that cannot work: no Node, no
+// Endpoints, unreadable TLS files.
 func New(opts Options) (*Manager, error) { return newManager(opts, false) }
 
 // newManager is New, or with observer the Manager behind an Observer,
@@ -282,16 +295,27 @@ func newClient(opts Options) (*clientv3.Client, error) {
 			return nil, fmt.Errorf("etcd: TLS files (CA %q, cert %q, key %q): %w", opts.CAFile, opts.CertFile, opts.KeyFile, err)
 		}
 	}
-	timeout := opts.DialTimeout
-	if timeout == 0 {
-		timeout = DefaultDialTimeout
+	dialOptions := []grpc.DialOption{
+		// gRPC's default reconnect backoff grows to two minutes; an
+		// agent should be back within seconds of etcd returning.
+		grpc.WithConnectParams(grpc.ConnectParams{
+			// At most 2s (2.4s with jitter) from etcd's return to a
+			// connection, so that a wiped store is found and this
+			// node's lease re-asserted within 5s.
+			Backoff:           backoff.Config{BaseDelay: 500 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
+			MinConnectTimeout: 5 * time.Second,
+		}),
 	}
+	if opts.Username != "" && opts.Password != "" {
+		// Not clientv3's Username and Password: with them, its New
+		// logs in before it returns, and fails when etcd is down.
+		dialOptions = append(dialOptions, newTokenAuth(opts.Username, opts.Password).dialOptions()...)
+	}
+	// Without a DialTimeout and a blocking dial option, clientv3.New
+	// does not connect: gRPC connects at the first request.
 	c, err := clientv3.New(clientv3.Config{
-		Endpoints:   opts.Endpoints,
-		TLS:         tlsConfig,
-		Username:    opts.Username,
-		Password:    opts.Password,
-		DialTimeout: timeout,
+		Endpoints: opts.Endpoints,
+		TLS:       tlsConfig,
 		// A connection can die without a word: the node's address
 		// changed (DHCP, a NIC replaced), or etcd's host lost power.
 		// Pings find it within keepAliveTime+keepAliveTimeout, and the
@@ -303,17 +327,7 @@ func newClient(opts Options) (*clientv3.Client, error) {
 		DialKeepAliveTimeout: keepAliveTimeout,
 		PermitWithoutStream:  false,
 		Logger:               zap.NewNop(), // this package logs what matters through slog
-		DialOptions: []grpc.DialOption{
-			// gRPC's default reconnect backoff grows to two minutes; an
-			// agent should be back within seconds of etcd returning.
-			grpc.WithConnectParams(grpc.ConnectParams{
-				// At most 2s (2.4s with jitter) from etcd's return to a
-				// connection, so that a wiped store is found and this
-				// node's lease re-asserted within 5s.
-				Backoff:           backoff.Config{BaseDelay: 500 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
-				MinConnectTimeout: 5 * time.Second,
-			}),
-		},
+		DialOptions:          dialOptions,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("etcd: client for %v: %w", opts.Endpoints, err)
@@ -441,12 +455,12 @@ func (r *retrier) fail(ctx context.Context, err error) error {
 	r.failures++
 	r.m.errs.Add(1)
 	cond := "etcd unreachable: " + err.Error()
-	if errors.Is(err, ErrNoConfig) || errors.Is(err, lease.ErrInvalidConfig) || errors.Is(err, lease.ErrOutOfSubnets) || errors.Is(err, ErrIdentityCollision) {
-		cond = err.Error() // etcd answered; the trouble is what it holds
+	if answered(err) {
+		cond = err.Error() // etcd answered; the trouble is what it holds or whom it lets in
 	}
 	r.m.setCondition(r.what, cond)
 	if msg := err.Error(); msg != r.lastErr {
-		if errors.Is(err, ErrIdentityCollision) {
+		if errors.Is(err, ErrIdentityCollision) || refused(err) {
 			r.log.Error(r.what+" is waiting", "err", err)
 		} else {
 			r.log.Warn(r.what+" failed; retrying", "err", err, "attempt", r.failures)
@@ -487,6 +501,19 @@ func (r *retrier) ok() {
 		r.m.setCondition(r.what, "")
 	}
 	*r = retrier{m: r.m, log: r.log, what: r.what, wake: r.m.history.reconnected()}
+}
+
+// answered reports whether err is etcd's answer, not the want of one: a
+// condition that names it says so, rather than "etcd unreachable".
+func answered(err error) bool {
+	return errors.Is(err, ErrNoConfig) || errors.Is(err, lease.ErrInvalidConfig) || errors.Is(err, lease.ErrOutOfSubnets) ||
+		errors.Is(err, ErrIdentityCollision) || refused(err)
+}
+
+// refused reports whether etcd refused this node's credentials or their
+// rights: the operator must act, so it is logged as an error.
+func refused(err error) bool {
+	return errors.Is(err, ErrAuthentication) || errors.Is(rpctypes.Error(err), rpctypes.ErrPermissionDenied)
 }
 
 func (m *Manager) retrier(what string) *retrier {
