@@ -176,6 +176,17 @@ func StartIn(t T, do func(func() error) error, host netip.Addr) *Server {
 // namespace: every connection's socket is created there by do.
 func NewClientIn(t T, do func(func() error) error, endpoints ...string) *clientv3.Client {
 	t.Helper()
+	return newClientIn(t, do, "", "", endpoints)
+}
+
+// NewRootClientIn is NewClientIn logged in as RootUser (see EnableAuth).
+func NewRootClientIn(t T, do func(func() error) error, endpoints ...string) *clientv3.Client {
+	t.Helper()
+	return newClientIn(t, do, RootUser, RootPassword, endpoints)
+}
+
+func newClientIn(t T, do func(func() error) error, user, password string, endpoints []string) *clientv3.Client {
+	t.Helper()
 	dial := func(ctx context.Context, addr string) (net.Conn, error) {
 		var c net.Conn
 		err := do(func() error {
@@ -186,7 +197,8 @@ func NewClientIn(t T, do func(func() error) error, endpoints ...string) *clientv
 		return c, err
 	}
 	c, err := clientv3.New(clientv3.Config{
-		Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
+		Endpoints: endpoints, DialTimeout: 10 * time.Second, Logger: zap.NewNop(),
+		Username: user, Password: password,
 		DialOptions: []grpc.DialOption{grpc.WithContextDialer(dial)},
 	})
 	if err != nil {
