@@ -49,6 +49,10 @@ type plan struct {
 	// contains (the Network was moved): deleted once the new lease is
 	// won, each only if unchanged since the listing.
 	outside []record
+	// conflicting are this node's leased keys that overlap an older
+	// lease of another node (see overlap.go): deleted once the new lease
+	// is won, each only if unchanged since the listing.
+	conflicting []record
 	// For howChallenge: the holder's stored value and attributes.
 	holderValue []byte
 	holder      lease.Attrs
@@ -175,6 +179,7 @@ func (m *Manager) Acquire(ctx context.Context, req lease.AcquireRequest) (lease.
 				case err == nil && won:
 					retry.ok()
 					m.deleteStale(ctx, p.outside, "outside the network config")
+					m.deleteStale(ctx, p.conflicting, "overlaps an older lease of another node")
 					return l, nil
 				case err == nil && p.existingRev == 0:
 					// Another node created a key in the way between our
@@ -220,7 +225,7 @@ func (m *Manager) Acquire(ctx context.Context, req lease.AcquireRequest) (lease.
 func (m *Manager) plan(cfg lease.Config, records []record, prev lease.Key, mine lease.Attrs) (plan, error) {
 	var own, foreign *record
 	var foreignAttrs lease.Attrs
-	var outside []record
+	var outside, conflicting []record
 	hints := ownershipHints(m.node, mine)
 	for i := range records {
 		r := &records[i]
@@ -230,6 +235,15 @@ func (m *Manager) plan(cfg lease.Config, records []record, prev lease.Key, mine 
 		var stored lease.Attrs
 		if err := json.Unmarshal(r.value, &stored); err != nil || !m.owns(stored, mine) {
 			continue
+		}
+		if fits(cfg, r.key) {
+			if older, owner := m.olderOverlap(cfg, r, records, hints, mine); older != nil {
+				m.reportConflict(r, older, owner)
+				if r.etcdLease != 0 && (stored.Owner == "" || sameHost(stored, mine)) {
+					conflicting = append(conflicting, *r)
+				}
+				continue
+			}
 		}
 		if stored.Owner != "" && !sameHost(stored, mine) {
 			// Another host's under this node's name, or this host's
@@ -255,7 +269,7 @@ func (m *Manager) plan(cfg lease.Config, records []record, prev lease.Key, mine 
 	}
 	if own != nil {
 		return plan{key: own.key, how: howKept, existingRev: own.modRev, reservation: own.etcdLease == 0, outside: outside,
-			existingValue: own.value, existingLease: own.etcdLease}, nil
+			conflicting: conflicting, existingValue: own.value, existingLease: own.etcdLease}, nil
 	}
 	if foreign != nil {
 		return plan{key: foreign.key, how: howChallenge, existingRev: foreign.modRev, reservation: foreign.etcdLease == 0,
@@ -275,7 +289,7 @@ func (m *Manager) plan(cfg lease.Config, records []record, prev lease.Key, mine 
 		}
 	}
 	if prev.IsValid() && fits(cfg, prev) && (v4 == nil || v4.CheckFree(prev.IPv4) == nil) && (v6 == nil || v6.CheckFree(prev.IPv6) == nil) {
-		return plan{key: prev, how: howPrevious, outside: outside}, nil
+		return plan{key: prev, how: howPrevious, outside: outside, conflicting: conflicting}, nil
 	}
 	var k lease.Key
 	if v4 != nil {
@@ -288,7 +302,7 @@ func (m *Manager) plan(cfg lease.Config, records []record, prev lease.Key, mine 
 			return plan{}, err
 		}
 	}
-	return plan{key: k, how: howNew, outside: outside}, nil
+	return plan{key: k, how: howNew, outside: outside, conflicting: conflicting}, nil
 }
 
 // ownershipHints returns byte strings one of which a value must contain to

@@ -119,6 +119,7 @@ type Manager struct {
 
 	challengeTimeout time.Duration
 	claimLog         logLimiter // claims answered, by claimant
+	conflictLog      logLimiter // keys of this node's not used for an older overlapping lease, by key
 
 	history     *continuity // what the store's history has shown; see continuity.go
 	settle      time.Duration
@@ -132,7 +133,7 @@ type Manager struct {
 	recent recentListing
 
 	// Counters and current conditions, for Stats.
-	renewals, losses, errs, collisions atomic.Int64
+	renewals, losses, errs, collisions, conflicts atomic.Int64
 	conditions                         condition.Set // by operation: why it is failing now
 }
 
@@ -145,6 +146,10 @@ type Stats struct {
 	// Collisions counts claims on this node's lease that another host
 	// with its name made and this node answered.
 	Collisions int64
+	// Conflicts counts reports of keys under this node's name that
+	// overlap an older lease of another node, which it does not use (see
+	// Acquire); each key at most every ten minutes.
+	Conflicts int64
 	// Condition says why etcd requests are failing right now, e.g.
 	// "etcd unreachable: context deadline exceeded"; "" when they are not.
 	Condition string
@@ -155,7 +160,7 @@ func (m *Manager) setCondition(what, cond string) { m.conditions.Set(what, cond)
 
 // Stats returns the counters and the current condition.
 func (m *Manager) Stats() Stats {
-	return Stats{Renewals: m.renewals.Load(), Losses: m.losses.Load(), Errors: m.errs.Load(), Collisions: m.collisions.Load(), Condition: m.conditions.String()}
+	return Stats{Renewals: m.renewals.Load(), Losses: m.losses.Load(), Errors: m.errs.Load(), Collisions: m.collisions.Load(), Conflicts: m.conflicts.Load(), Condition: m.conditions.String()}
 }
 
 // heldLease is what a renewal must compare against: the revision this node
@@ -258,6 +263,7 @@ func newManager(opts Options, observer bool) (*Manager, error) {
 		history:          newContinuity(),
 		settle:           opts.SettleTime,
 		claimLog:         logLimiter{period: 10 * time.Minute},
+		conflictLog:      logLimiter{period: 10 * time.Minute},
 		client:           opts.Client,
 		prefix:           path.Clean(opts.Prefix),
 		timeout:          opts.RequestTimeout,
@@ -359,6 +365,7 @@ type record struct {
 	value     []byte
 	etcdLease clientv3.LeaseID
 	modRev    int64
+	createRev int64 // its seniority (lease.Lease.Seniority)
 }
 
 // parseKV reads a key under subnets/. It fails only when the key's name is
@@ -369,7 +376,7 @@ func (m *Manager) parseKV(kv *mvccpb.KeyValue) (record, error) {
 	if err != nil {
 		return record{}, err
 	}
-	return record{key: k, value: kv.Value, etcdLease: clientv3.LeaseID(kv.Lease), modRev: kv.ModRevision}, nil
+	return record{key: k, value: kv.Value, etcdLease: clientv3.LeaseID(kv.Lease), modRev: kv.ModRevision, createRev: kv.CreateRevision}, nil
 }
 
 // parseListing splits a listing of the whole prefix into the raw config and
