@@ -134,7 +134,7 @@ type Manager struct {
 
 	// Counters and current conditions, for Stats.
 	renewals, losses, errs, collisions, conflicts atomic.Int64
-	conditions                         condition.Set // by operation: why it is failing now
+	conditions                                    condition.Set // by operation: why it is failing now
 }
 
 // Stats are a Manager's counters since New, for metrics, and its current
