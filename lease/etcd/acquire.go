@@ -50,7 +50,7 @@ type plan struct {
 	// won, each only if unchanged since the listing.
 	outside []record
 	// conflicting are this node's leased keys that overlap an older
-	// lease of another node (see overlap.go): deleted once the new lease
+	// lease (see overlap.go): deleted once the new lease
 	// is won, each only if unchanged since the listing.
 	conflicting []record
 	// For howChallenge: the holder's stored value and attributes.
@@ -179,7 +179,7 @@ func (m *Manager) Acquire(ctx context.Context, req lease.AcquireRequest) (lease.
 				case err == nil && won:
 					retry.ok()
 					m.deleteStale(ctx, p.outside, "outside the network config")
-					m.deleteStale(ctx, p.conflicting, "overlaps an older lease of another node")
+					m.deleteStale(ctx, p.conflicting, "overlaps an older lease")
 					return l, nil
 				case err == nil && p.existingRev == 0:
 					// Another node created a key in the way between our
@@ -237,7 +237,7 @@ func (m *Manager) plan(cfg lease.Config, records []record, prev lease.Key, mine 
 			continue
 		}
 		if fits(cfg, r.key) {
-			if older, owner := m.olderOverlap(cfg, r, records, hints, mine); older != nil {
+			if older, owner := olderOverlap(cfg, r, records); older != nil {
 				m.reportConflict(r, older, owner)
 				if r.etcdLease != 0 && (stored.Owner == "" || sameHost(stored, mine)) {
 					conflicting = append(conflicting, *r)

@@ -147,8 +147,8 @@ type Stats struct {
 	// with its name made and this node answered.
 	Collisions int64
 	// Conflicts counts reports of keys under this node's name that
-	// overlap an older lease of another node, which it does not use (see
-	// Acquire); each key at most every ten minutes.
+	// overlap an older lease, which it does not use (see Acquire); each
+	// key at most every ten minutes.
 	Conflicts int64
 	// Condition says why etcd requests are failing right now, e.g.
 	// "etcd unreachable: context deadline exceeded"; "" when they are not.

@@ -7,20 +7,26 @@ import (
 	"github.com/weftnet/weft/lease"
 )
 
-// A key of this node's that overlaps an older lease of another node is
-// never kept or adopted, reservation or not. Older is admission's order
-// (lease.CompareSeniority: the create revision, then the key), which
-// every node computes alike from the same keys: every peer's admission
-// rejects the younger of two overlapping leases, so a node that took the
-// younger one would route a subnet nobody sends it, and (as its own lease
-// ranks first in its own admission) drop its route to the older lease's
-// node. A key another node wrote in the way of this node's older one is
-// the other node's problem, and this node keeps its own.
+// A key of this node's that overlaps an older key, another node's or its
+// own, is never kept or adopted, reservation or not. Older is admission's
+// order (lease.CompareSeniority: the create revision, then the key),
+// which every node computes alike from the same keys: every peer's
+// admission rejects the younger of two overlapping leases, whoever owns
+// them. A node that took the younger one would route a subnet its peers
+// send elsewhere, or only part of it; and as its own lease ranks first in
+// its own admission, it would drop its route to the older lease's node.
+// A key written later in the way of this node's is the younger: the other
+// node's problem, and this node keeps its own.
+//
+// The rule is stricter than admission in one way: an older key that
+// admission rejects (because it overlaps one older still) counts too, so
+// that what a node keeps never depends on how its peers judge a chain of
+// keys; it then takes a subnet that overlaps nothing.
 //
 // Such a key is reported by key, with the fix. A leased one is deleted
-// once Acquire holds another (it is this node's, and no peer uses it);
-// a reservation is left to the operator, as this package never deletes
-// one.
+// once Acquire holds another (it is this node's, and no peer routes it to
+// this node); a reservation is left to the operator, as this package
+// never deletes one.
 
 // overlapping reports whether two keys share an address in any family.
 func overlapping(a, b lease.Key) bool {
@@ -38,39 +44,31 @@ func counts(cfg lease.Config, k lease.Key) bool {
 	return !wide(cfg.Network, k.IPv4) && !wide(cfg.IPv6Network, k.IPv6)
 }
 
-// olderOverlap returns the oldest key of another node's that overlaps r
-// and is older than r, with its owner as stored ("" if flannel wrote it,
-// or its value does not decode), or nil if there is none. Keys this node
-// owns (by m.owns, whichever host wrote them) are not another node's. A
-// key whose value does not decode counts as another node's, as its
-// subnet counts as taken.
-func (m *Manager) olderOverlap(cfg lease.Config, r *record, records []record, hints [][]byte, mine lease.Attrs) (*record, string) {
+// olderOverlap returns the oldest key that overlaps r and is older than
+// r, with its owner as stored ("" if flannel wrote it, or its value does
+// not decode), or nil if there is none.
+func olderOverlap(cfg lease.Config, r *record, records []record) (*record, string) {
 	var oldest *record
-	owner := ""
 	for i := range records {
 		o := &records[i]
 		if o.key == r.key || !overlapping(o.key, r.key) || !counts(cfg, o.key) ||
 			lease.CompareSeniority(o.createRev, o.key, r.createRev, r.key) >= 0 {
 			continue
 		}
-		if oldest != nil && lease.CompareSeniority(o.createRev, o.key, oldest.createRev, oldest.key) >= 0 {
-			continue
-		}
-		var stored lease.Attrs
-		decoded := json.Unmarshal(o.value, &stored) == nil
-		if decoded && mentionsAny(o.value, hints) && m.owns(stored, mine) {
-			continue // this node's own
-		}
-		oldest, owner = o, ""
-		if decoded {
-			owner = stored.Owner
+		if oldest == nil || lease.CompareSeniority(o.createRev, o.key, oldest.createRev, oldest.key) < 0 {
+			oldest = o
 		}
 	}
-	return oldest, owner
+	if oldest == nil {
+		return nil, ""
+	}
+	var stored lease.Attrs
+	_ = json.Unmarshal(oldest.value, &stored)
+	return oldest, stored.Owner
 }
 
 // reportConflict logs, at most every ten minutes per key, that r is not
-// used because it overlaps older, another node's key.
+// used because it overlaps older, a key of owner's.
 func (m *Manager) reportConflict(r, older *record, owner string) {
 	if !m.conflictLog.due(r.key.String()) {
 		return
@@ -82,6 +80,6 @@ func (m *Manager) reportConflict(r, older *record, owner string) {
 		what = "reservation"
 		fix = "delete it (etcdctl del " + m.keyPath(r.key) + ") or move it to a free subnet"
 	}
-	m.log.Error("a "+what+" under this node's name overlaps an older lease of another node, which wins on every node: not using it",
+	m.log.Error("a "+what+" under this node's name overlaps an older lease, which wins on every node: not using it",
 		"key", m.keyPath(r.key), "overlaps", m.keyPath(older.key), "owner", owner, "fix", fix)
 }

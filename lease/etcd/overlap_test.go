@@ -2,6 +2,8 @@ package etcd
 
 import (
 	"encoding/json"
+	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"strings"
 	"testing"
@@ -120,7 +122,7 @@ func TestReservationOverOlderLease(t *testing.T) {
 		t.Errorf("restarted node-a admits %v: its route to node-b's %v is gone", admitted, lb.Key)
 	}
 	logs := e.logs.String()
-	if !contains(logs, "overlaps an older lease of another node") || !contains(logs, "/subnets/10.244.2.0-23") || !contains(logs, "/subnets/10.244.3.0-24") || !contains(logs, "etcdctl del") {
+	if !contains(logs, "overlaps an older lease") || !contains(logs, "/subnets/10.244.2.0-23") || !contains(logs, "/subnets/10.244.3.0-24") || !contains(logs, "etcdctl del") {
 		t.Errorf("the conflict was not reported by key with its fix:\n%s", logs)
 	}
 	if restarted.Stats().Conflicts == 0 {
@@ -180,5 +182,90 @@ func TestOlderReservationKept(t *testing.T) {
 	}
 	if admitted := admittedBy("node-b", lb.Key, e.leasesNow()); !holds(admitted, la.Key.IPv4) {
 		t.Errorf("node-b admits %v, not node-a's %v", admitted, la.Key)
+	}
+}
+
+// TestOverlapProperty drives random histories against a real etcd:
+// reservations and leases written under the nodes' names, overlapping
+// others or not, keys deleted, and nodes restarting (a new Manager that
+// acquires, asking for the subnet it held). After every step: no node
+// holds a subnet that overlaps an older lease of another node, and every
+// node's admission admits every other node's subnet (its routes stay).
+func TestOverlapProperty(t *testing.T) {
+	t.Parallel()
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 0))
+	e := newEnv(t, testConfig)
+	const nodes = 4
+	name := func(i int) string { return fmt.Sprintf("node-%d", i) }
+	held := map[int]lease.Key{}
+	// A random subnet in 10.244.0.0/21, /22 to /25: overlaps are common.
+	randomKey := func() lease.Key {
+		bits := 22 + rng.IntN(4)
+		addr := netip.AddrFrom4([4]byte{10, 244, byte(rng.IntN(8)), byte(rng.IntN(256))})
+		return lease.Key{IPv4: netip.PrefixFrom(addr, bits).Masked()}
+	}
+	acquire := func(i int) {
+		m := e.managerWith(name(i), func(o *Options) { o.TTL, o.RenewMargin = time.Minute, 30*time.Second })
+		defer m.Close()
+		l, err := m.Acquire(ctxFor(t, 20*time.Second), lease.AcquireRequest{Attrs: attrsFor(i + 1), Previous: held[i]})
+		if err != nil {
+			t.Fatalf("%s: Acquire: %v", name(i), err)
+		}
+		held[i] = l.Key
+	}
+	for step := range 60 {
+		i := rng.IntN(nodes)
+		k := randomKey()
+		var what string
+		switch op := rng.IntN(10); {
+		case op < 4:
+			what = "restart " + name(i)
+			acquire(i)
+		case op < 9 && e.get(subnetPath(k)) != nil:
+			continue // keys are created, never overwritten: a node's is its own
+		case op < 7:
+			what = fmt.Sprintf("reservation %v for %s", k, name(i))
+			e.putAs(k.String(), i+1, name(i), 0)
+		case op < 9:
+			what = fmt.Sprintf("lease %v for %s", k, name(i))
+			e.putAs(k.String(), i+1, name(i), e.grant())
+		default:
+			all := e.leasesNow()
+			if len(all) == 0 {
+				continue
+			}
+			k = all[rng.IntN(len(all))].Key
+			what = fmt.Sprintf("delete %v", k)
+			if _, err := e.admin.Delete(ctxFor(t, 10*time.Second), subnetPath(k)); err != nil {
+				t.Fatal(err)
+			}
+			for j, h := range held {
+				if h == k {
+					delete(held, j)
+				}
+			}
+		}
+		all := e.leasesNow()
+		for j, k := range held {
+			var mine lease.Lease
+			for _, l := range all {
+				if l.Key == k {
+					mine = l
+				}
+			}
+			for _, l := range all {
+				if l.Attrs.Owner != name(j) && overlapping(l.Key, k) && l.Older(mine) {
+					t.Fatalf("step %d (%s): %s holds %v, which overlaps %s's older %v", step, what, name(j), k, l.Attrs.Owner, l.Key)
+				}
+			}
+			admitted := admittedBy(name(j), k, all)
+			for o, ko := range held {
+				if o != j && !holds(admitted, ko.IPv4) {
+					t.Fatalf("step %d (%s): %s (holding %v) does not admit %s's %v; admits %v", step, what, name(j), k, name(o), ko, admitted)
+				}
+			}
+		}
 	}
 }
