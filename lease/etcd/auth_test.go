@@ -225,7 +225,6 @@ func TestAuthTokenExpires(t *testing.T) {
 		t.Fatal(err)
 	}
 	etcdtest.EnableAuth(t, root, authUser, authPassword, testPrefix+"/")
-	root = s.RootClient(t)
 	logs := &logBuffer{}
 	o := authOptions(s, "node-a", true, logs)
 	o.RequestTimeout = 0 // the default: a login and the request again fit in it
