@@ -132,7 +132,7 @@ func (a *tokenAuth) login(cc *grpc.ClientConn, l *login) {
 	case errors.Is(eerr, rpctypes.ErrAuthNotEnabled):
 		// Sent without a token until etcd says one is needed.
 	case errors.Is(eerr, rpctypes.ErrAuthFailed):
-		l.err = fmt.Errorf("%w: as user %q: %v: set the password etcd has for that user (flanneld: --etcd-username, --etcd-password), or add the user with etcdctl user add", ErrAuthentication, a.user, eerr)
+		l.err = fmt.Errorf("%w: as user %q: %v: check Options.Username and Password (flanneld: --etcd-username, --etcd-password) against the users etcd has (etcdctl user list)", ErrAuthentication, a.user, eerr)
 	default:
 		l.err = fmt.Errorf("log in to etcd as user %q: %w", a.user, eerr)
 	}

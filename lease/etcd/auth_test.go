@@ -120,14 +120,16 @@ func TestNewWhileEtcdDown(t *testing.T) {
 	for _, tc := range []struct {
 		name         string
 		useTLS, auth bool
+		authOff      bool // credentials given, authentication off in etcd
 	}{
-		{"credentials", false, true},
-		{"TLS", true, false},
-		{"TLS and credentials", true, true},
+		{"credentials", false, true, false},
+		{"TLS", true, false, false},
+		{"TLS and credentials", true, true, false},
+		{"credentials with authentication off", false, true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			s, root := authEnv(t, tc.useTLS, tc.auth)
+			s, root := authEnv(t, tc.useTLS, tc.auth && !tc.authOff)
 			s.Stop()
 			logs := &logBuffer{}
 			t.Cleanup(func() {
@@ -191,7 +193,7 @@ func TestNewWhileEtcdDown(t *testing.T) {
 			// A new client: clientv3's own does not always log in
 			// again in time after etcd 3.4 restarted.
 			root = s.Client(t)
-			if tc.auth {
+			if tc.auth && !tc.authOff {
 				root = s.RootClient(t)
 			}
 			if _, err := root.Put(ctx, subnetPath(peer), string(raw)); err != nil {
