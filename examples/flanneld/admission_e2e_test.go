@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -120,4 +122,46 @@ func containsNonZeroRejection(body string) bool {
 		}
 	}
 	return false
+}
+
+// TestReservationOverPeerDaemon (issue 29, item 9): a reservation (a key
+// with no etcd lease) under host 1's name, address and VTEP MAC covers
+// host 2's older subnet with a /23. Host 1 restarts: it keeps its own
+// subnet rather than adopt the reservation, so its route to host 2 stays
+// and traffic flows both ways; its log names the reservation's key and
+// the fix. Host 2 rejects the reservation, by key, as it overlaps its own
+// subnet.
+func TestReservationOverPeerDaemon(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, 2, netConf16)
+	a, b := c.startTwo()
+	reachPairs(t, [][2]*daemon{{a, b}, {b, a}})
+	aSub, bSub := a.Env().Subnet.Masked(), b.Env().Subnet.Masked()
+	resp, err := c.admin.Get(context.Background(), keyOf(aSub))
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("host 1's key: %v %v", resp, err)
+	}
+	wide := netip.PrefixFrom(bSub.Addr(), 23).Masked()
+	c.put(t, keyOf(wide), string(resp.Kvs[0].Value))
+
+	if err := a.Stop(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	a = c.start(a.Host)
+	a.WaitReady()
+	a.WaitPeers(1)
+	if got := a.Env().Subnet.Masked(); got != aSub {
+		t.Errorf("restarted host 1 runs %v; want its own %v, not the reservation %v over host 2's %v", got, aSub, wide, bSub)
+	}
+	if route := ipOut(t, a.Host, "ip", "route", "show", bSub.String()); !strings.Contains(route, "dev flannel.1") {
+		t.Errorf("host 1 has no route to host 2's %v: %q", bSub, route)
+	}
+	reachPairs(t, [][2]*daemon{{a, b}, {b, a}})
+	if out := a.Out.String(); !strings.Contains(out, "overlaps an older lease") || !strings.Contains(out, keyOf(wide)) || !strings.Contains(out, "etcdctl del") {
+		t.Errorf("host 1 did not report the reservation %s with the fix:\n%s", keyOf(wide), out)
+	}
+	waitFor(t, 10*time.Second, "host 2 to reject the reservation by key", func() bool {
+		out := b.Out.String()
+		return strings.Contains(out, "rejected a peer lease") && strings.Contains(out, strings.Replace(wide.String(), "/", "-", 1))
+	})
 }

@@ -24,6 +24,14 @@
 //     prefers the free subnet the node runs on (AcquireRequest.Previous) to
 //     an older lease of its own that a backup brought back, which it then
 //     deletes. A node moves only when another node holds its subnet.
+//   - A node never keeps or adopts a key of its own, reservation or not,
+//     that overlaps an older key (admission's order: create revision,
+//     then key), as every peer's admission would reject it. Such a key is
+//     logged by key with the fix, and counted in Stats.Conflicts.
+//   - New does not connect, nor log in: an unreachable etcd, or one that
+//     refuses the user name and password, is waited out by the methods
+//     that wait, and reported (ErrAuthentication for a refused login).
+//     Tokens are renewed as etcd forgets them.
 //   - Acquire costs one Range to list every lease and the config, one
 //     LeaseGrant and one Txn. A lost race is answered inside the same Txn with
 //     a fresh listing, so retries cost no extra reads.
@@ -46,9 +54,10 @@
 // out (an unreachable etcd, no config yet), reporting it through Stats and
 // Condition, until their context ends; Config and OwnLease do not wait,
 // and return ErrNoConfig or an error matching lease.ErrInvalidConfig.
-// Errors retrying cannot fix match lease.ErrInvalidAttrs, or
-// lease.ErrLeaseLost for a subnet another node holds now, and
-// ErrIdentityCollision for a name another host holds.
+// A refused login matches ErrAuthentication, and is retried: the operator
+// may fix the password in etcd. Errors retrying cannot fix match
+// lease.ErrInvalidAttrs, or lease.ErrLeaseLost for a subnet another node
+// holds now, and ErrIdentityCollision for a name another host holds.
 //
 // Closing the Manager or ending Keep's context leaves the key in etcd: it
 // lapses at its TTL unless a restarted agent keeps it, or Release deletes
