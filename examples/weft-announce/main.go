@@ -90,6 +90,10 @@ func cmdAdd(args *skel.CmdArgs) error {
 		if err != nil {
 			return types.NewError(types.ErrInternal, err.Error(), "")
 		}
+		if len(rep.NotHeld) > 0 {
+			slog.New(slog.NewTextHandler(os.Stderr, nil)).Warn("weft-announce: the previous result names addresses the pod's interface does not hold; not announced",
+				"container", args.ContainerID, "interface", args.IfName, "addresses", rep.NotHeld)
+		}
 		if !rep.Up {
 			slog.New(slog.NewTextHandler(os.Stderr, nil)).Warn("weft-announce: the pod's interface, its peer or the bridge was not up in time; announced anyway",
 				"container", args.ContainerID, "interface", args.IfName, "waited", rep.Waited)
