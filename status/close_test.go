@@ -4,10 +4,15 @@ package status
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/weftnet/weft/internal/testutil"
 )
 
 // TestServerConnectionCloseAnswerWhole: a client that asks with
@@ -35,5 +40,22 @@ func TestServerConnectionCloseAnswerWhole(t *testing.T) {
 		if err != nil || n != size {
 			t.Fatalf("attempt %d: read %d of %d bytes: %v", i, n, size, err)
 		}
+	}
+}
+
+// TestServerDrainIsBounded: a "Connection: close" answer its client does
+// not read, small enough to be handed whole to the kernel, is held while
+// it drains, and dropped with a reset once WriteTimeout passes.
+func TestServerDrainIsBounded(t *testing.T) {
+	s, addr, wrote := testServer(t, Limits{WriteTimeout: 200 * time.Millisecond}, 8<<10)
+	c := dialSmall(t, addr)
+	fmt.Fprintf(c, "GET /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	if err := <-wrote; err != nil {
+		t.Fatalf("the answer was not handed whole to the kernel: %v", err)
+	}
+	testutil.WaitFor(t, 10*time.Second, "the connection to be let go", func() bool { return s.Conns() == 0 })
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.Copy(io.Discard, c); !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("the client of an answer it never read read to %v, want a reset", err)
 	}
 }
