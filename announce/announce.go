@@ -157,7 +157,7 @@ func Announce(ctx context.Context, t Target, o Options) (Report, error) {
 		if i > 0 {
 			select {
 			case <-ctx.Done():
-				return rep, ctx.Err()
+				return rep, fmt.Errorf("announce: %s in %s: %d of %d frames sent: %w", t.IfName, t.NetNS, rep.Sent, o.Count*len(frames), ctx.Err())
 			case <-time.After(o.Interval):
 			}
 		}
