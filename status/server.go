@@ -240,9 +240,14 @@ type heldConn struct {
 	failed atomic.Bool
 }
 
-// drainPoll is how often a draining connection looks at what its client
-// has not acknowledged yet.
-const drainPoll = 10 * time.Millisecond
+// A draining connection looks at what its client has not acknowledged
+// yet after drainPoll, then twice as long each time up to drainPollMax:
+// a client that reads is let go within a few polls, and the cap's worth of
+// clients that do not costs a few hundred reads a second.
+const (
+	drainPoll    = 10 * time.Millisecond
+	drainPollMax = 500 * time.Millisecond
+)
 
 func (c *heldConn) Write(p []byte) (int, error) {
 	n, err := c.Conn.Write(p)
@@ -289,9 +294,8 @@ func (c *heldConn) Close() error {
 // drain waits until the client has acknowledged the answer, or deadline
 // passes, or the connection is dropped, and then lets it go.
 func (c *heldConn) drain(deadline time.Time) {
-	t := time.NewTicker(drainPoll)
-	defer t.Stop()
-	for range t.C {
+	for wait := drainPoll; ; wait = min(2*wait, drainPollMax) {
+		time.Sleep(min(wait, max(time.Until(deadline), 0)+time.Millisecond))
 		c.s.mu.Lock()
 		_, held := c.s.conns[c]
 		c.s.mu.Unlock()
