@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -68,6 +69,9 @@ type Report struct {
 	// Refreshed are the addresses whose node neighbour entry held another
 	// MAC and now holds MAC.
 	Refreshed []netip.Addr
+	// NotHeld are the Target's addresses the interface does not hold:
+	// neither announced nor refreshed.
+	NotHeld []netip.Addr
 	// Sent is the number of frames sent.
 	Sent int
 }
@@ -76,8 +80,11 @@ type Report struct {
 // namespace (the node's) it refreshes the neighbour entries that hold
 // another MAC, and from t's interface it sends a gratuitous ARP per IPv4
 // address and an unsolicited neighbour advertisement per IPv6 address,
-// o.Count times, once the interface is up (see the package doc). It
-// returns when the last frame is sent, or when ctx is done.
+// o.Count times, once the interface is up (see the package doc). Only
+// the addresses the interface holds are announced (the others are in
+// Report.NotHeld): t.Addrs come from another plugin's result, and one
+// naming another pod's address, or a router's, must not move its traffic
+// here. It returns when the last frame is sent, or when ctx is done.
 func Announce(ctx context.Context, t Target, o Options) (Report, error) {
 	o = o.withDefaults()
 	var rep Report
@@ -109,18 +116,31 @@ func Announce(ctx context.Context, t Target, o Options) (Report, error) {
 		return rep, fmt.Errorf("announce: interface %s in %s has no Ethernet address (%v)", t.IfName, t.NetNS, rep.MAC)
 	}
 
+	addrs, err := held(pod, link, t.Addrs)
+	if err != nil {
+		return rep, fmt.Errorf("announce: addresses of %s in %s: %w", t.IfName, t.NetNS, err)
+	}
+	for _, a := range t.Addrs {
+		if !slices.Contains(addrs, a.Unmap()) {
+			rep.NotHeld = append(rep.NotHeld, a)
+		}
+	}
+	if len(addrs) == 0 {
+		return rep, nil
+	}
+
 	start := time.Now()
 	rep.Up, err = waitUp(ctx, pod, node, link, o.UpTimeout)
 	rep.Waited = time.Since(start)
 	if err != nil {
 		return rep, err
 	}
-	if rep.Refreshed, err = refreshNode(node, t.Addrs, rep.MAC); err != nil {
+	if rep.Refreshed, err = refreshNode(node, link, addrs, rep.MAC); err != nil {
 		return rep, err
 	}
 
 	var frames [][]byte
-	for _, a := range t.Addrs {
+	for _, a := range addrs {
 		if a = a.Unmap(); a.Is4() {
 			frames = append(frames, gratuitousARP(rep.MAC, a))
 		} else {
@@ -137,7 +157,7 @@ func Announce(ctx context.Context, t Target, o Options) (Report, error) {
 		if i > 0 {
 			select {
 			case <-ctx.Done():
-				return rep, ctx.Err()
+				return rep, fmt.Errorf("announce: %s in %s: %d of %d frames sent: %w", t.IfName, t.NetNS, rep.Sent, o.Count*len(frames), ctx.Err())
 			case <-time.After(o.Interval):
 			}
 		}
@@ -170,4 +190,27 @@ func packetSocket(ns netns.NsHandle, ifindex int) (int, error) {
 		return -1, fmt.Errorf("bind packet socket: %w", err)
 	}
 	return fd, nil
+}
+
+// held returns those of addrs (unmapped) that link, in the pod's
+// namespace, holds.
+func held(pod *netlink.Handle, link netlink.Link, addrs []netip.Addr) ([]netip.Addr, error) {
+	have, err := pod.AddrList(link, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil, err
+	}
+	var out []netip.Addr
+	for _, a := range addrs {
+		a = a.Unmap()
+		if slices.Contains(out, a) {
+			continue
+		}
+		if slices.ContainsFunc(have, func(h netlink.Addr) bool {
+			ip, ok := netip.AddrFromSlice(h.IP)
+			return ok && ip.Unmap() == a
+		}) {
+			out = append(out, a)
+		}
+	}
+	return out, nil
 }

@@ -14,8 +14,10 @@
 // Announce deals with both. In the node's namespace (the caller's) it moves
 // the node's entry for each of the pod's addresses to the new MAC (state
 // STALE: the kernel confirms it on first use), on the device the node
-// routes the address through; it touches only entries the kernel learnt,
-// never a permanent one another program set. Then, from the pod's
+// routes the address through when that is the pod's veth peer or its
+// bridge; it touches only entries the kernel learnt, never a permanent one
+// another program set. Only the addresses the pod's interface holds are
+// announced: the caller's list comes from another plugin's result. Then, from the pod's
 // interface inside the pod's namespace, it sends a gratuitous ARP request
 // for each IPv4 address and an unsolicited neighbour advertisement (override
 // flag set, to all nodes) for each IPv6 address: every neighbour on the

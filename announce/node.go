@@ -12,12 +12,19 @@ import (
 
 // refreshNode moves the node's neighbour entry of each of addrs to mac,
 // where the kernel learnt another MAC for it. It looks only on the device
-// the node routes the address through (cni0 for a bridged pod), and never
+// the node routes the address through, and only if that is the pod's
+// link's veth peer or the bridge it is a port of (cni0 for a bridged
+// pod): an address routed anywhere else is not the pod's to announce
+// there. It never
 // touches a permanent or static entry: those are someone's configuration.
 // The entry is set STALE, so that the kernel confirms the new MAC on first
 // use; one still resolving (or failed) gets the MAC it was asking for,
 // and sends what it queued. It returns the addresses refreshed.
-func refreshNode(node *netlink.Handle, addrs []netip.Addr, mac net.HardwareAddr) ([]netip.Addr, error) {
+func refreshNode(node *netlink.Handle, link netlink.Link, addrs []netip.Addr, mac net.HardwareAddr) ([]netip.Addr, error) {
+	peer, err := vethPeer(node, link)
+	if err != nil {
+		return nil, nil // no peer here: the node does not reach the pod through one
+	}
 	var out []netip.Addr
 	for _, a := range addrs {
 		a = a.Unmap()
@@ -26,6 +33,9 @@ func refreshNode(node *netlink.Handle, addrs []netip.Addr, mac net.HardwareAddr)
 			continue // no route to the pod here: nothing cached either
 		}
 		dev := routes[0].LinkIndex
+		if dev != peer.Attrs().Index && (dev != peer.Attrs().MasterIndex || dev == 0) {
+			continue // routed elsewhere: not through the pod's link
+		}
 		family := netlink.FAMILY_V4
 		if a.Is6() {
 			family = netlink.FAMILY_V6

@@ -84,11 +84,15 @@ func cmdAdd(args *skel.CmdArgs) error {
 		return err
 	}
 	if addrs := podAddrs(prev, args.IfName); len(addrs) > 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), max(opts.UpTimeout, announce.DefaultUpTimeout)+10*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), budget(opts))
 		defer cancel()
 		rep, err := announce.Announce(ctx, announce.Target{NetNS: args.Netns, IfName: args.IfName, Addrs: addrs}, opts)
 		if err != nil {
 			return types.NewError(types.ErrInternal, err.Error(), "")
+		}
+		if len(rep.NotHeld) > 0 {
+			slog.New(slog.NewTextHandler(os.Stderr, nil)).Warn("weft-announce: the previous result names addresses the pod's interface does not hold; not announced",
+				"container", args.ContainerID, "interface", args.IfName, "addresses", rep.NotHeld)
 		}
 		if !rep.Up {
 			slog.New(slog.NewTextHandler(os.Stderr, nil)).Warn("weft-announce: the pod's interface, its peer or the bridge was not up in time; announced anyway",
@@ -96,6 +100,24 @@ func cmdAdd(args *skel.CmdArgs) error {
 		}
 	}
 	return types.PrintResult(c.PrevResult, c.CNIVersion)
+}
+
+// budget is how long an ADD may take to announce with opts: the wait for
+// the links, the spacing of the sends, and 10 s for netlink and the
+// sends themselves. A configuration that options accepts is carried out
+// whole: at most a minute's wait and 99 s of sends.
+func budget(opts announce.Options) time.Duration {
+	up, count, interval := opts.UpTimeout, opts.Count, opts.Interval
+	if up <= 0 {
+		up = announce.DefaultUpTimeout
+	}
+	if count <= 0 {
+		count = announce.DefaultCount
+	}
+	if interval <= 0 {
+		interval = announce.DefaultInterval
+	}
+	return up + time.Duration(count-1)*interval + 10*time.Second
 }
 
 // parse reads the configuration and the previous result. Its errors are
