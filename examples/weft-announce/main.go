@@ -17,6 +17,9 @@
 //	  "upTimeout": "2s"    // default; longest wait for the interface to be up
 //	}
 //
+// upTimeout is at most 10s, and (count-1) x interval at most 10s, so that
+// an ADD stays far inside the runtime's request timeout.
+//
 // ADD passes the previous result through unchanged; DEL, CHECK, GC and
 // STATUS do nothing. An interface that does not come up within upTimeout
 // is announced anyway, with a warning on stderr (the runtime's log); an
@@ -65,7 +68,7 @@ func (c *netConf) options() (announce.Options, error) {
 		name, v string
 		dst     *time.Duration
 		max     time.Duration
-	}{{"interval", c.Interval, &o.Interval, time.Second}, {"upTimeout", c.UpTimeout, &o.UpTimeout, time.Minute}} {
+	}{{"interval", c.Interval, &o.Interval, time.Second}, {"upTimeout", c.UpTimeout, &o.UpTimeout, maxUpTimeout}} {
 		if f.v == "" {
 			continue
 		}
@@ -75,8 +78,27 @@ func (c *netConf) options() (announce.Options, error) {
 		}
 		*f.dst = d
 	}
+	count, interval := o.Count, o.Interval
+	if count == 0 {
+		count = announce.DefaultCount
+	}
+	if interval == 0 {
+		interval = announce.DefaultInterval
+	}
+	if spread := time.Duration(count-1) * interval; spread > maxSpread {
+		return o, fmt.Errorf("weft-announce: count %d with interval %v sends for %v; keep (count-1) x interval within %v", count, interval, spread, maxSpread)
+	}
 	return o, nil
 }
+
+// The longest an ADD may spend waiting and announcing, so that the whole
+// of it (see budget) stays far inside a runtime's request timeout
+// (kubelet's --runtime-request-timeout is 2 minutes by default): a
+// sandbox that takes longer is torn down and created again.
+const (
+	maxUpTimeout = 10 * time.Second
+	maxSpread    = 10 * time.Second
+)
 
 func cmdAdd(args *skel.CmdArgs) error {
 	c, opts, prev, err := parse(args.StdinData)
@@ -105,7 +127,7 @@ func cmdAdd(args *skel.CmdArgs) error {
 // budget is how long an ADD may take to announce with opts: the wait for
 // the links, the spacing of the sends, and 10 s for netlink and the
 // sends themselves. A configuration that options accepts is carried out
-// whole: at most a minute's wait and 99 s of sends.
+// whole: at most maxUpTimeout's wait and maxSpread of sends, 30 s in all.
 func budget(opts announce.Options) time.Duration {
 	up, count, interval := opts.UpTimeout, opts.Count, opts.Interval
 	if up <= 0 {

@@ -104,6 +104,8 @@ func TestRefusals(t *testing.T) {
 		{"count", `{"cniVersion": "1.0.0", "name": "cbr0", "type": "weft-announce", "count": 1000, "prevResult": ` + prevResult("/x") + `}`, "count 1000"},
 		{"interval", `{"cniVersion": "1.0.0", "name": "cbr0", "type": "weft-announce", "interval": "soon", "prevResult": ` + prevResult("/x") + `}`, `interval "soon"`},
 		{"upTimeout", `{"cniVersion": "1.0.0", "name": "cbr0", "type": "weft-announce", "upTimeout": "2h", "prevResult": ` + prevResult("/x") + `}`, `upTimeout "2h"`},
+		{"upTimeout past the runtime's patience", `{"cniVersion": "1.0.0", "name": "cbr0", "type": "weft-announce", "upTimeout": "30s", "prevResult": ` + prevResult("/x") + `}`, `upTimeout "30s"`},
+		{"sends past the runtime's patience", `{"cniVersion": "1.0.0", "name": "cbr0", "type": "weft-announce", "count": 100, "interval": "1s", "prevResult": ` + prevResult("/x") + `}`, "count 100 with interval 1s"},
 		{"not JSON", `{"cniVersion": "1.0.0",`, "network config"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
