@@ -68,6 +68,7 @@ type extra struct {
 	otherBackend bool   // BackendType is not DefaultBackendType but backendType
 	backendType  string //
 	decodeErr    string // why the backend data does not decode
+	invalid      string // lease.Lease.Invalid: why the source could not take the value
 	staticWhy    string // what to fix, when a static rule fails
 	reportedWhy  string // staticWhy as last reported
 }

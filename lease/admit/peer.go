@@ -45,6 +45,10 @@ func decode(l lease.Lease, ipv6 bool) (*cand, bool) {
 		return nil, false
 	}
 	c := &cand{key: l.Key, public: public, owner: l.Attrs.Owner, seniority: l.Seniority, ipv6: ipv6}
+	if l.Invalid != "" {
+		c.ext().invalid = l.Invalid
+		return c, true
+	}
 	if l.Attrs.BackendType != DefaultBackendType {
 		c.ext().otherBackend, c.x.backendType = true, l.Attrs.BackendType
 	}
@@ -79,6 +83,9 @@ func quoteShort(raw []byte) string {
 // static applies the rules that depend on the lease and the facts alone,
 // returning the first that fails and what to fix, or "".
 func (c *cand) staticRules(f *Facts) (Reason, string) {
+	if c.x != nil && c.x.invalid != "" {
+		return ReasonValue, c.x.invalid + "; the node holding the lease must write one within flannel's format, or the lease be deleted"
+	}
 	backendType := DefaultBackendType
 	if c.x != nil && c.x.otherBackend {
 		backendType = c.x.backendType

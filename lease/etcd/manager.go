@@ -303,6 +303,7 @@ func newClient(opts Options) (*clientv3.Client, error) {
 		DialKeepAliveTimeout: keepAliveTimeout,
 		PermitWithoutStream:  false,
 		Logger:               zap.NewNop(), // this package logs what matters through slog
+		MaxCallRecvMsgSize:   MaxRecvBytes,
 		DialOptions: []grpc.DialOption{
 			// gRPC's default reconnect backoff grows to two minutes; an
 			// agent should be back within seconds of etcd returning.

@@ -102,13 +102,14 @@ type leaseView map[lease.Key]viewed
 type viewed struct {
 	attrs     lease.Attrs
 	seniority int64
+	invalid   string // lease.Lease.Invalid
 }
 
-func (v leaseView) put(l lease.Lease) { v[l.Key] = viewed{l.Attrs, l.Seniority} }
+func (v leaseView) put(l lease.Lease) { v[l.Key] = viewed{l.Attrs, l.Seniority, l.Invalid} }
 
 func (v leaseView) lease(k lease.Key) (lease.Lease, bool) {
 	e, ok := v[k]
-	return lease.Lease{Key: k, Attrs: e.attrs, Seniority: e.seniority}, ok
+	return lease.Lease{Key: k, Attrs: e.attrs, Seniority: e.seniority, Invalid: e.invalid}, ok
 }
 
 // snapshot lists the subnets into one Added event per usable lease, in key
@@ -244,6 +245,14 @@ func (m *Manager) watchFrom(ctx context.Context, rev int64, view leaseView, ch c
 			m.log.Info("lease watch fell behind a compaction; listing again", "revision", rev)
 			return endCompacted, nil
 		}
+		if isTooBig(cause) {
+			// Resuming would bring the same response again: a listing
+			// comes in pages the client can take, and the watch after
+			// it starts past the response refused.
+			m.log.Warn("a lease watch response was over the client's receive limit; listing again",
+				"revision", rev, "limit", MaxRecvBytes, "err", cause)
+			return endCompacted, nil
+		}
 		if cause == nil {
 			cause = errors.New("watch channel closed")
 		}
@@ -290,7 +299,7 @@ func (m *Manager) apply(view leaseView, evs []*clientv3.Event) []lease.Event {
 		switch {
 		case ok && !known:
 			out = append(out, lease.Event{Type: lease.Added, Lease: l})
-		case ok && (!prev.Attrs.Equal(l.Attrs) || prev.Seniority != l.Seniority):
+		case ok && !prev.Same(l):
 			out = append(out, lease.Event{Type: lease.Changed, Lease: l, Prev: prev})
 		case !ok && known:
 			out = append(out, lease.Event{Type: lease.Removed, Lease: prev})
@@ -319,9 +328,20 @@ func (m *Manager) peerLease(kv *mvccpb.KeyValue) (lease.Lease, bool) {
 // it is malformed or names no reachable peer. Its seniority is the key's
 // create revision: the same on every node, and kept across renewals and
 // changes of the value.
+//
+// A value over a size limit (see lease.MaxValueSize) is not skipped but
+// passed on as lease.Lease.Invalid, with nothing of the value, so that
+// admission reports it by key and rule with the other rejections.
 func (m *Manager) peerValue(k lease.Key, kv *mvccpb.KeyValue) (lease.Lease, bool) {
 	l := lease.Lease{Key: k, Seniority: kv.CreateRevision}
-	if err := l.Attrs.UnmarshalJSON(kv.Value); err != nil {
+	err := valueSizeError(kv.Value)
+	if err == nil {
+		err = l.Attrs.UnmarshalJSON(kv.Value)
+	}
+	if errors.Is(err, lease.ErrTooLarge) {
+		return lease.Lease{Key: k, Seniority: kv.CreateRevision, Invalid: err.Error()}, true
+	}
+	if err != nil {
 		m.log.Warn("skipping lease with a malformed value", "key", string(kv.Key), "err", err)
 		return lease.Lease{}, false
 	}
