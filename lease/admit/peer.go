@@ -25,6 +25,9 @@ type Peer struct {
 	Seniority int64  // the lease's
 }
 
+// maxVNI is the largest VXLAN network identifier: it is 24 bits wide.
+const maxVNI = 1<<24 - 1
+
 // backendData is the vxlan backend's part of a lease, flannel's
 // {"VNI":1,"VtepMAC":"0e:..."}.
 type backendData struct {
@@ -66,7 +69,10 @@ func decode(l lease.Lease, ipv6 bool) (*cand, bool) {
 			c.ext().decodeErr = fmt.Sprintf("%s VtepMAC %q is not a 6-byte MAC address", field, data.VtepMAC)
 		}
 		copy(c.mac[:], hw)
-		c.vni = data.VNI
+		if data.VNI < 0 || data.VNI > maxVNI {
+			c.ext().decodeErr = fmt.Sprintf("%s VNI %d is not a VXLAN network identifier (0 to %d)", field, data.VNI, maxVNI)
+		}
+		c.vni = int32(data.VNI)
 	}
 	return c, true
 }
@@ -96,7 +102,7 @@ func (c *cand) staticRules(f *Facts) (Reason, string) {
 	if c.x != nil && c.x.decodeErr != "" {
 		return ReasonBackend, c.x.decodeErr + "; the node holding the lease must publish its VTEP"
 	}
-	if c.vni != f.VNI {
+	if int(c.vni) != f.VNI {
 		return ReasonBackend, fmt.Sprintf("VNI %d, but this network uses VNI %d; the Backend config of the two nodes differs", c.vni, f.VNI)
 	}
 	switch {

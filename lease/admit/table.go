@@ -57,7 +57,7 @@ type Delta struct {
 func NewTable(f Facts) *Table {
 	t := &Table{facts: f.normalize()}
 	for i := range t.fams {
-		t.fams[i] = newFamily(i == 1)
+		t.fams[i] = newFamily(i == 1, &t.facts)
 		t.fams[i].active = t.facts.network(i == 1).IsValid()
 	}
 	return t
@@ -318,7 +318,8 @@ func (x *index) conflicting(c *cand, fn func(o *cand, r Reason) bool) {
 // family is one family's candidates and their indexes.
 type family struct {
 	ipv6   bool
-	active bool // the node runs the family: its candidates are judged
+	facts  *Facts // the Table's, in force
+	active bool   // the node runs the family: its candidates are judged
 	cands  map[lease.Key]*cand
 	// blockers holds the admitted peers and this node's own lease, by
 	// which a candidate is judged; shadowed holds the other eligible
@@ -340,8 +341,8 @@ type family struct {
 	judged []*cand // candidates evaluated, whose verdicts may be news
 }
 
-func newFamily(ipv6 bool) *family {
-	return &family{ipv6: ipv6, cands: map[lease.Key]*cand{}, blockers: newIndex(0), shadowed: newIndex(0),
+func newFamily(ipv6 bool, facts *Facts) *family {
+	return &family{ipv6: ipv6, facts: facts, cands: map[lease.Key]*cand{}, blockers: newIndex(0), shadowed: newIndex(0),
 		wide: map[netip.Prefix]*cand{}, before: map[netip.Prefix]*cand{}}
 }
 
@@ -358,10 +359,7 @@ func (f *family) newCand(l lease.Lease, facts *Facts) (*cand, bool) {
 
 // classify works out what c is to this node and its static verdict.
 func (c *cand) classify(facts *Facts) {
-	c.kind, c.static = peerKind, 0
-	if c.x != nil {
-		c.x.staticWhy = ""
-	}
+	c.kind, c.static, c.why = peerKind, 0, 0
 	switch {
 	case facts.Own.IsValid() && c.key == facts.Own:
 		c.kind = ownKind
@@ -369,10 +367,7 @@ func (c *cand) classify(facts *Facts) {
 		c.kind = selfKind
 	default:
 		r, why := c.staticRules(facts)
-		c.static = codeOf(r)
-		if r != "" {
-			c.ext().staticWhy = why
-		}
+		c.static, c.why = codeOf(r), fingerprint(why)
 	}
 }
 
@@ -474,7 +469,9 @@ func (f *family) verdict(c *cand) Verdict {
 	switch {
 	case c.admitted():
 	case c.static != 0:
-		v.Detail = c.staticWhy()
+		// The facts are those c was last classified by: every change of
+		// them classifies every candidate again.
+		_, v.Detail = c.staticRules(f.facts)
 	default:
 		b := c.blocker
 		if b == nil || !b.blocks(c) {
@@ -741,16 +738,11 @@ func (f *family) finish(d *Delta) {
 		c.fresh = false
 		// A static fault is news again if what to fix changed (another
 		// bad address, say); a conflict only if its rule did.
-		news := c.verdict != c.reported || c.static != 0 && c.staticWhy() != c.reportedWhy()
+		news := c.verdict != c.reported || c.static != 0 && c.why != c.reportedWhy
 		if c.gone || !news {
 			continue
 		}
-		c.reported = c.verdict
-		if c.static != 0 {
-			c.ext().reportedWhy = c.staticWhy()
-		} else if c.x != nil {
-			c.x.reportedWhy = ""
-		}
+		c.reported, c.reportedWhy = c.verdict, c.why
 		d.Verdicts = append(d.Verdicts, f.verdict(c))
 	}
 	if cap(f.judged) > 1024 {
@@ -764,10 +756,7 @@ func (f *family) finish(d *Delta) {
 // inherit carries what was reported of old, the same lease's candidate
 // before a change, over to c.
 func (c *cand) inherit(old *cand) {
-	c.reported = old.reported
-	if w := old.reportedWhy(); w != "" {
-		c.ext().reportedWhy = w
-	}
+	c.reported, c.reportedWhy = old.reported, old.reportedWhy
 }
 
 // candHeap orders candidates by rank, oldest first.

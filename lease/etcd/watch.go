@@ -114,24 +114,17 @@ func (v leaseView) lease(k lease.Key) (lease.Lease, bool) {
 
 // snapshot lists the subnets into one Added event per usable lease, in key
 // order, and returns them with the view they make and the revision listed.
-// It decodes page by page straight into the events, sized once, rather than
-// through Diff: at tens of thousands of leases the intermediate copies
-// would set the agent's peak memory.
+// It decodes page by page into the view, and makes the events from it at
+// the end, sized once, rather than through Diff: at tens of thousands of
+// leases the intermediate copies would set the agent's peak memory. Neither
+// is sized by the keys listed ahead of decoding: keys a writer made that
+// are no usable leases (100,000 of them, say) would cost an event (about
+// 500 bytes) each all the same.
 func (m *Manager) snapshot(ctx context.Context) ([]lease.Event, leaseView, int64, error) {
-	var (
-		events []lease.Event
-		view   leaseView
-	)
-	add := func(kvs []*mvccpb.KeyValue, total int64) {
-		if view == nil {
-			// Sized once: growing to tens of thousands of entries
-			// leaves each smaller table behind as garbage.
-			events = make([]lease.Event, 0, total)
-			view = make(leaseView, total)
-		}
+	view := leaseView{}
+	add := func(kvs []*mvccpb.KeyValue, _ int64) {
 		for _, kv := range kvs {
 			if l, ok := m.peerLease(kv); ok {
-				events = append(events, lease.Event{Type: lease.Added, Lease: l})
 				view.put(l)
 			}
 		}
@@ -146,8 +139,10 @@ func (m *Manager) snapshot(ctx context.Context) ([]lease.Event, leaseView, int64
 	} else if rev, err = m.listPaged(ctx, m.subnetsPrefix(), add); err != nil {
 		return nil, nil, 0, err
 	}
-	if view == nil {
-		view = leaseView{}
+	events := make([]lease.Event, 0, len(view))
+	for k := range view {
+		l, _ := view.lease(k)
+		events = append(events, lease.Event{Type: lease.Added, Lease: l})
 	}
 	// etcd lists in byte order of the key, which is not the address order
 	// Diff promises.
@@ -162,10 +157,8 @@ func (m *Manager) snapshot(ctx context.Context) ([]lease.Event, leaseView, int64
 // about to re-assert them.
 func (m *Manager) relist(ctx context.Context, view leaseView, hold bool) ([]lease.Event, int64, error) {
 	var listed []lease.Lease
-	rev, err := m.listPaged(ctx, m.subnetsPrefix(), func(kvs []*mvccpb.KeyValue, total int64) {
-		if listed == nil {
-			listed = make([]lease.Lease, 0, total)
-		}
+	// Not sized by the keys listed, for the reason snapshot gives.
+	rev, err := m.listPaged(ctx, m.subnetsPrefix(), func(kvs []*mvccpb.KeyValue, _ int64) {
 		for _, kv := range kvs {
 			if l, ok := m.peerLease(kv); ok {
 				listed = append(listed, l)
