@@ -74,14 +74,34 @@ func (a Attrs) checkFields() error {
 	}{
 		{"BackendType", len(a.BackendType), MaxBackendTypeSize},
 		{"WeftOwner", len(a.Owner), MaxOwnerSize},
-		{"BackendData", len(a.BackendData), MaxBackendDataSize},
-		{"BackendV6Data", len(a.BackendV6Data), MaxBackendDataSize},
+		{"BackendData", escapedLen(a.BackendData), MaxBackendDataSize},
+		{"BackendV6Data", escapedLen(a.BackendV6Data), MaxBackendDataSize},
 	} {
 		if f.size > f.limit {
 			return &SizeError{Field: f.name, Size: f.size, Limit: f.limit}
 		}
 	}
 	return nil
+}
+
+// escapedLen is how long raw JSON can be once encoding/json has written
+// it out again: it escapes "<", ">" and "&" as six bytes, and U+2028 and
+// U+2029 (three bytes) as six too. The backend data limits count this,
+// not the bytes as read, so that backend data within its limit is within
+// it however often it is read and written back.
+func escapedLen(raw []byte) int {
+	n := len(raw)
+	for i := 0; i < len(raw); i++ {
+		switch raw[i] {
+		case '<', '>', '&':
+			n += 5
+		case 0xE2:
+			if i+2 < len(raw) && raw[i+1] == 0x80 && (raw[i+2] == 0xA8 || raw[i+2] == 0xA9) {
+				n += 3
+			}
+		}
+	}
+	return n
 }
 
 // Quote returns s quoted for a message, cut to at most max bytes of s
