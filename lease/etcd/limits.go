@@ -65,7 +65,7 @@ func oversized(kv *mvccpb.KeyValue, size int, atLeast bool) *mvccpb.KeyValue {
 func valueSizeError(v []byte) error {
 	if rest, ok := bytes.CutPrefix(v, []byte(oversizeTag)); ok {
 		rest, atLeast := bytes.CutSuffix(rest, []byte("+"))
-		if n, err := strconv.Atoi(string(rest)); err == nil && n > lease.MaxValueSize {
+		if n, err := strconv.Atoi(string(rest)); err == nil && (n > lease.MaxValueSize || atLeast && n == lease.MaxValueSize) {
 			return &lease.SizeError{Field: "value", Size: n, Limit: lease.MaxValueSize, AtLeast: atLeast}
 		}
 	}

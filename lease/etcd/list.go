@@ -11,6 +11,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/weftnet/weft/internal/ctxutil"
+	"github.com/weftnet/weft/lease"
 )
 
 // listPage is how many keys one request of a paged listing returns. One
@@ -85,7 +86,7 @@ func (m *Manager) listPaged(ctx context.Context, prefix string, page func(kvs []
 			resp, err = m.getPage(ctx, from, append(opts, clientv3.WithKeysOnly()), attempts)
 			if err == nil {
 				for i, kv := range resp.Kvs {
-					resp.Kvs[i] = oversized(kv, MaxRecvBytes, true)
+					resp.Kvs[i] = oversized(kv, lease.MaxValueSize, true)
 				}
 			}
 		}
