@@ -40,12 +40,12 @@ const hostileHonest = 100
 // 100,000 rejected keys and 16 MiB per 1,000 keys of 1 MB.
 func BenchmarkHostileMemory(b *testing.B) {
 	for _, tc := range []struct {
-		name   string
-		keys   int
-		unit   string  // the metric, per the unit
-		scale  float64 // the keys of that unit
-		limit  float64 // MiB per unit
-		write  func(b *testing.B, c *cluster, n int)
+		name  string
+		keys  int
+		unit  string  // the metric, per the unit
+		scale float64 // the keys of that unit
+		limit float64 // MiB per unit
+		write func(b *testing.B, c *cluster, n int)
 	}{
 		{"rejected=100000", 100000, "MiB-per-100k-rejected", 100000, 32, writeRejected},
 		{"padded=1000x1MB", 1000, "MiB-per-1000x1MB", 1000, 16, writePadded},
