@@ -26,7 +26,7 @@ import (
 // changes made meanwhile arrive as Changed events. A renewal that rewrites a
 // lease with equal attributes sends nothing.
 func (m *Manager) WatchLeases(ctx context.Context, ch chan<- lease.Batch) error {
-	var view leaseView // what the receiver has been told; nil until the snapshot
+	var view *leaseView // what the receiver has been told; nil until the snapshot
 	retry := m.retrier("watch leases")
 	var (
 		hold   bool             // the next listing follows a discontinuity
@@ -93,25 +93,6 @@ const (
 	endSettled                       // the removals held back are due
 )
 
-// leaseView holds what a watcher has sent of each lease. Peers' leases
-// carry no expiration (see lease.Lease), so the attributes and seniority
-// are all there is to keep; at tens of thousands of leases the view is
-// among the agent's largest structures.
-type leaseView map[lease.Key]viewed
-
-type viewed struct {
-	attrs     lease.Attrs
-	seniority int64
-	invalid   string // lease.Lease.Invalid
-}
-
-func (v leaseView) put(l lease.Lease) { v[l.Key] = viewed{l.Attrs, l.Seniority, l.Invalid} }
-
-func (v leaseView) lease(k lease.Key) (lease.Lease, bool) {
-	e, ok := v[k]
-	return lease.Lease{Key: k, Attrs: e.attrs, Seniority: e.seniority, Invalid: e.invalid}, ok
-}
-
 // snapshot lists the subnets into one Added event per usable lease, in key
 // order, and returns them with the view they make and the revision listed.
 // It decodes page by page into the view, and makes the events from it at
@@ -120,8 +101,8 @@ func (v leaseView) lease(k lease.Key) (lease.Lease, bool) {
 // is sized by the keys listed ahead of decoding: keys a writer made that
 // are no usable leases (100,000 of them, say) would cost an event (about
 // 500 bytes) each all the same.
-func (m *Manager) snapshot(ctx context.Context) ([]lease.Event, leaseView, int64, error) {
-	view := leaseView{}
+func (m *Manager) snapshot(ctx context.Context) ([]lease.Event, *leaseView, int64, error) {
+	view := newLeaseView()
 	add := func(kvs []*mvccpb.KeyValue, _ int64) {
 		for _, kv := range kvs {
 			if l, ok := m.peerLease(kv); ok {
@@ -139,9 +120,8 @@ func (m *Manager) snapshot(ctx context.Context) ([]lease.Event, leaseView, int64
 	} else if rev, err = m.listPaged(ctx, m.subnetsPrefix(), add); err != nil {
 		return nil, nil, 0, err
 	}
-	events := make([]lease.Event, 0, len(view))
-	for k := range view {
-		l, _ := view.lease(k)
+	events := make([]lease.Event, 0, view.len())
+	for l := range view.all() {
 		events = append(events, lease.Event{Type: lease.Added, Lease: l})
 	}
 	// etcd lists in byte order of the key, which is not the address order
@@ -155,7 +135,7 @@ func (m *Manager) snapshot(ctx context.Context) ([]lease.Event, leaseView, int64
 // set (the store's history restarted), leases the listing lacks are kept
 // in view, and no Removed event is sent for them yet: their nodes are
 // about to re-assert them.
-func (m *Manager) relist(ctx context.Context, view leaseView, hold bool) ([]lease.Event, int64, error) {
+func (m *Manager) relist(ctx context.Context, view *leaseView, hold bool) ([]lease.Event, int64, error) {
 	var listed []lease.Lease
 	// Not sized by the keys listed, for the reason snapshot gives.
 	rev, err := m.listPaged(ctx, m.subnetsPrefix(), func(kvs []*mvccpb.KeyValue, _ int64) {
@@ -168,9 +148,8 @@ func (m *Manager) relist(ctx context.Context, view leaseView, hold bool) ([]leas
 	if err != nil {
 		return nil, 0, err
 	}
-	before := make([]lease.Lease, 0, len(view))
-	for k := range view {
-		l, _ := view.lease(k)
+	before := make([]lease.Lease, 0, view.len())
+	for l := range view.all() {
 		before = append(before, l)
 	}
 	events := lease.Diff(before, listed)
@@ -183,7 +162,7 @@ func (m *Manager) relist(ctx context.Context, view leaseView, hold bool) ([]leas
 		}
 		events = kept
 	} else {
-		clear(view)
+		view.clear()
 	}
 	for _, l := range listed {
 		view.put(l)
@@ -195,7 +174,7 @@ func (m *Manager) relist(ctx context.Context, view leaseView, hold bool) ([]leas
 // them, and resuming after every break. It returns, with a nil error, why
 // the caller must list again: rev was compacted away, epoch ended (the
 // store's history restarted), or settle fired; or ctx.Err().
-func (m *Manager) watchFrom(ctx context.Context, rev int64, view leaseView, ch chan<- lease.Batch, epoch <-chan struct{}, settle <-chan time.Time) (watchEnd, error) {
+func (m *Manager) watchFrom(ctx context.Context, rev int64, view *leaseView, ch chan<- lease.Batch, epoch <-chan struct{}, settle <-chan time.Time) (watchEnd, error) {
 	retry := m.retrier("watch leases")
 	for {
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
@@ -275,7 +254,7 @@ func resumeRevision(rev int64, resp clientv3.WatchResponse) int64 {
 // apply turns raw watch events into lease events against view, updating it.
 // A put whose value does not parse removes the lease, as a listing would
 // not include it.
-func (m *Manager) apply(view leaseView, evs []*clientv3.Event) []lease.Event {
+func (m *Manager) apply(view *leaseView, evs []*clientv3.Event) []lease.Event {
 	var out []lease.Event
 	for _, ev := range evs {
 		k, err := lease.ParseKey(string(bytes.TrimPrefix(ev.Kv.Key, []byte(m.subnetsPrefix()))))
@@ -296,7 +275,7 @@ func (m *Manager) apply(view leaseView, evs []*clientv3.Event) []lease.Event {
 			out = append(out, lease.Event{Type: lease.Changed, Lease: l, Prev: prev})
 		case !ok && known:
 			out = append(out, lease.Event{Type: lease.Removed, Lease: prev})
-			delete(view, k)
+			view.remove(k)
 			continue
 		}
 		if ok {
