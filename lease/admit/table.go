@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 
+	"github.com/weftnet/weft/internal/leasekey"
 	"github.com/weftnet/weft/lease"
 )
 
@@ -320,7 +321,7 @@ type family struct {
 	ipv6   bool
 	facts  *Facts // the Table's, in force
 	active bool   // the node runs the family: its candidates are judged
-	cands  map[lease.Key]*cand
+	cands  map[leasekey.Packed]*cand // by the lease's key, packed: one entry for every lease there is
 	// blockers holds the admitted peers and this node's own lease, by
 	// which a candidate is judged; shadowed holds the other eligible
 	// candidates. Each eligible candidate is in one of them. Blockers never
@@ -342,7 +343,7 @@ type family struct {
 }
 
 func newFamily(ipv6 bool, facts *Facts) *family {
-	return &family{ipv6: ipv6, facts: facts, cands: map[lease.Key]*cand{}, blockers: newIndex(0), shadowed: newIndex(0),
+	return &family{ipv6: ipv6, facts: facts, cands: map[leasekey.Packed]*cand{}, blockers: newIndex(0), shadowed: newIndex(0),
 		wide: map[netip.Prefix]*cand{}, before: map[netip.Prefix]*cand{}}
 }
 
@@ -557,11 +558,12 @@ func (f *family) push(c *cand) {
 // remove takes key's candidate out, if any, queueing what it may have
 // blocked. It returns the candidate removed.
 func (f *family) remove(key lease.Key) *cand {
-	c, ok := f.cands[key]
+	pk := leasekey.Pack(key)
+	c, ok := f.cands[pk]
 	if !ok {
 		return nil
 	}
-	delete(f.cands, key)
+	delete(f.cands, pk)
 	if !f.active {
 		c.gone = true
 		return c
@@ -589,7 +591,7 @@ func (f *family) insert(c, old *cand) {
 	if old != nil {
 		c.inherit(old) // a changed lease is not news if its verdict is not
 	}
-	f.cands[c.key] = c
+	f.cands[leasekey.Pack(c.key)] = c
 	if !f.active {
 		return
 	}
@@ -651,13 +653,14 @@ func (f *family) replace(events []lease.Event, facts *Facts, d *Delta) {
 			n++
 		}
 	}
-	f.cands = make(map[lease.Key]*cand, n)
+	f.cands = make(map[leasekey.Packed]*cand, n)
 	for _, e := range events {
 		if c, ok := f.newCand(e.Lease, facts); ok {
-			if o, had := old[c.key]; had {
+			pk := leasekey.Pack(c.key)
+			if o, had := old[pk]; had {
 				c.inherit(o)
 			}
-			f.cands[c.key] = c
+			f.cands[pk] = c
 		}
 	}
 	for _, c := range old {

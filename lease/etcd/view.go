@@ -4,6 +4,7 @@ import (
 	"iter"
 	"net/netip"
 
+	"github.com/weftnet/weft/internal/leasekey"
 	"github.com/weftnet/weft/lease"
 )
 
@@ -15,44 +16,12 @@ import (
 // among the agent's largest structures: tens of thousands of leases in a
 // large cluster, or as many as a hostile writer makes. Each entry is kept
 // in about half of what a lease.Key and lease.Attrs take (130 bytes
-// against 220, and one allocation rather than three): addresses as bytes,
-// both backend data in one slice, and a known backend type not allocated
-// at all. lease returns it as a lease.Lease again.
-type leaseView struct{ m map[viewKey]viewed }
+// against 220, and one allocation rather than three): the key packed,
+// addresses as bytes, both backend data in one slice, and a known backend
+// type not allocated at all. lease returns it as a lease.Lease again.
+type leaseView struct{ m map[leasekey.Packed]viewed }
 
-func newLeaseView() *leaseView { return &leaseView{m: map[viewKey]viewed{}} }
-
-// viewKey is a lease.Key in 22 bytes rather than 64.
-type viewKey struct {
-	v4    [4]byte
-	v6    [16]byte
-	bits4 uint8 // noHalf: the key has no IPv4 half
-	bits6 uint8
-}
-
-const noHalf = 0xff
-
-func toViewKey(k lease.Key) viewKey {
-	vk := viewKey{bits4: noHalf, bits6: noHalf}
-	if k.IPv4.IsValid() {
-		vk.v4, vk.bits4 = k.IPv4.Addr().As4(), uint8(k.IPv4.Bits())
-	}
-	if k.IPv6.IsValid() {
-		vk.v6, vk.bits6 = k.IPv6.Addr().As16(), uint8(k.IPv6.Bits())
-	}
-	return vk
-}
-
-func (vk viewKey) key() lease.Key {
-	var k lease.Key
-	if vk.bits4 != noHalf {
-		k.IPv4 = netip.PrefixFrom(netip.AddrFrom4(vk.v4), int(vk.bits4))
-	}
-	if vk.bits6 != noHalf {
-		k.IPv6 = netip.PrefixFrom(netip.AddrFrom16(vk.v6), int(vk.bits6))
-	}
-	return k
-}
+func newLeaseView() *leaseView { return &leaseView{m: map[leasekey.Packed]viewed{}} }
 
 // viewed is one lease's entry. The public addresses are plain (no zone,
 // and the IPv4 one not mapped): lease.Attrs.UnmarshalJSON accepts no other.
@@ -80,12 +49,12 @@ func (v *leaseView) put(l lease.Lease) {
 	if a.PublicIPv6.IsValid() {
 		e.pub6, e.has6 = a.PublicIPv6.As16(), true
 	}
-	v.m[toViewKey(l.Key)] = e
+	v.m[leasekey.Pack(l.Key)] = e
 }
 
 // lease returns the lease sent for k, if one was.
 func (v *leaseView) lease(k lease.Key) (lease.Lease, bool) {
-	e, ok := v.m[toViewKey(k)]
+	e, ok := v.m[leasekey.Pack(k)]
 	if !ok {
 		return lease.Lease{}, false
 	}
@@ -110,7 +79,7 @@ func (e viewed) lease(k lease.Key) lease.Lease {
 	return l
 }
 
-func (v *leaseView) remove(k lease.Key) { delete(v.m, toViewKey(k)) }
+func (v *leaseView) remove(k lease.Key) { delete(v.m, leasekey.Pack(k)) }
 
 func (v *leaseView) len() int { return len(v.m) }
 
@@ -120,7 +89,7 @@ func (v *leaseView) clear() { clear(v.m) }
 func (v *leaseView) all() iter.Seq[lease.Lease] {
 	return func(yield func(lease.Lease) bool) {
 		for vk, e := range v.m {
-			if !yield(e.lease(vk.key())) {
+			if !yield(e.lease(vk.Key())) {
 				return
 			}
 		}

@@ -1,0 +1,45 @@
+// Package leasekey packs a lease.Key into 22 bytes rather than 64, for the
+// maps that hold one entry for every subnet key in etcd or every Node:
+// tens of thousands in a large cluster, or as many as a hostile writer
+// makes. A Packed is comparable, a value, and safe to share.
+package leasekey
+
+import (
+	"net/netip"
+
+	"github.com/weftnet/weft/lease"
+)
+
+// Packed is a lease.Key: each half's address as bytes and its length.
+type Packed struct {
+	v4    [4]byte
+	v6    [16]byte
+	bits4 uint8 // none: the key has no IPv4 half
+	bits6 uint8
+}
+
+const none = 0xff
+
+// Pack packs k. Key halves carry no zone, so nothing is lost.
+func Pack(k lease.Key) Packed {
+	p := Packed{bits4: none, bits6: none}
+	if k.IPv4.IsValid() {
+		p.v4, p.bits4 = k.IPv4.Addr().As4(), uint8(k.IPv4.Bits())
+	}
+	if k.IPv6.IsValid() {
+		p.v6, p.bits6 = k.IPv6.Addr().As16(), uint8(k.IPv6.Bits())
+	}
+	return p
+}
+
+// Key unpacks p.
+func (p Packed) Key() lease.Key {
+	var k lease.Key
+	if p.bits4 != none {
+		k.IPv4 = netip.PrefixFrom(netip.AddrFrom4(p.v4), int(p.bits4))
+	}
+	if p.bits6 != none {
+		k.IPv6 = netip.PrefixFrom(netip.AddrFrom16(p.v6), int(p.bits6))
+	}
+	return k
+}
