@@ -33,13 +33,20 @@ func Pack(k lease.Key) Packed {
 }
 
 // Key unpacks p.
-func (p Packed) Key() lease.Key {
-	var k lease.Key
-	if p.bits4 != none {
-		k.IPv4 = netip.PrefixFrom(netip.AddrFrom4(p.v4), int(p.bits4))
+func (p Packed) Key() lease.Key { return lease.Key{IPv4: p.IPv4(), IPv6: p.IPv6()} }
+
+// IPv4 returns the key's IPv4 half, or the zero Prefix.
+func (p Packed) IPv4() netip.Prefix {
+	if p.bits4 == none {
+		return netip.Prefix{}
 	}
-	if p.bits6 != none {
-		k.IPv6 = netip.PrefixFrom(netip.AddrFrom16(p.v6), int(p.bits6))
+	return netip.PrefixFrom(netip.AddrFrom4(p.v4), int(p.bits4))
+}
+
+// IPv6 returns the key's IPv6 half, or the zero Prefix.
+func (p Packed) IPv6() netip.Prefix {
+	if p.bits6 == none {
+		return netip.Prefix{}
 	}
-	return k
+	return netip.PrefixFrom(netip.AddrFrom16(p.v6), int(p.bits6))
 }

@@ -3,6 +3,7 @@ package admit
 import (
 	"net/netip"
 
+	"github.com/weftnet/weft/internal/leasekey"
 	"github.com/weftnet/weft/lease"
 )
 
@@ -42,7 +43,6 @@ func (c code) reason() Reason {
 // per node in the cluster, so the common case is kept small: what only a
 // lease with something wrong needs is in extra, nil otherwise.
 type cand struct {
-	key       lease.Key
 	public    netip.Addr
 	owner     string
 	seniority int64
@@ -55,6 +55,7 @@ type cand struct {
 	// it would cost a string for each of the leases a writer may make.
 	why, reportedWhy uint32
 	mac              MAC
+	key              leasekey.Packed // the lease's: 22 bytes rather than 64
 	ipv6             bool
 	kind             kind
 	static           code // the first static rule that fails, or 0
@@ -97,16 +98,16 @@ func (c *cand) ext() *extra {
 
 func (c *cand) subnet() netip.Prefix {
 	if c.ipv6 {
-		return c.key.IPv6
+		return c.key.IPv6()
 	}
-	return c.key.IPv4
+	return c.key.IPv4()
 }
 
 func (c *cand) admitted() bool { return c.verdict == 0 }
 
 // peer returns the candidate as a Peer.
 func (c *cand) peer() Peer {
-	return Peer{Key: c.key, IPv6: c.ipv6, Subnet: c.subnet(), PublicIP: c.public, VtepMAC: c.mac, Owner: c.owner, Seniority: c.seniority}
+	return Peer{Key: c.key.Key(), IPv6: c.ipv6, Subnet: c.subnet(), PublicIP: c.public, VtepMAC: c.mac, Owner: c.owner, Seniority: c.seniority}
 }
 
 // sameNode reports whether c and o are two leases of one node: the same
@@ -133,5 +134,9 @@ func (c *cand) older(o *cand) bool {
 	if (c.kind == ownKind) != (o.kind == ownKind) {
 		return c.kind == ownKind
 	}
-	return lease.CompareSeniority(c.seniority, c.key, o.seniority, o.key) < 0
+	if c.seniority != o.seniority {
+		// The keys decide ties alone: unpacked only then.
+		return lease.CompareSeniority(c.seniority, lease.Key{}, o.seniority, lease.Key{}) < 0
+	}
+	return c.key.Key().Compare(o.key.Key()) < 0
 }

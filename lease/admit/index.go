@@ -4,6 +4,9 @@ import (
 	"net/netip"
 
 	"github.com/google/btree"
+
+	"github.com/weftnet/weft/internal/leasekey"
+	"github.com/weftnet/weft/lease"
 )
 
 // bySubnet orders candidates by subnet address, then length, with a search
@@ -84,9 +87,9 @@ func (x *subnetIndex) exactly(s netip.Prefix, f func(*cand) bool) {
 func (x *subnetIndex) ascend(s netip.Prefix, f func(*cand) bool) {
 	x.pivot = cand{pivot: true, ipv6: s.Addr().Is6()}
 	if x.pivot.ipv6 {
-		x.pivot.key.IPv6 = s
+		x.pivot.key = leasekey.Pack(lease.Key{IPv6: s})
 	} else {
-		x.pivot.key.IPv4 = s
+		x.pivot.key = leasekey.Pack(lease.Key{IPv4: s})
 	}
 	x.tree.AscendGreaterOrEqual(&x.pivot, f)
 }

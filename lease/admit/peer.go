@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 
+	"github.com/weftnet/weft/internal/leasekey"
 	"github.com/weftnet/weft/lease"
 )
 
@@ -47,7 +48,7 @@ func decode(l lease.Lease, ipv6 bool) (*cand, bool) {
 	if !subnet.IsValid() {
 		return nil, false
 	}
-	c := &cand{key: l.Key, public: public, owner: l.Attrs.Owner, seniority: l.Seniority, ipv6: ipv6}
+	c := &cand{key: leasekey.Pack(l.Key), public: public, owner: l.Attrs.Owner, seniority: l.Seniority, ipv6: ipv6}
 	if l.Invalid != "" {
 		c.ext().invalid = l.Invalid
 		return c, true

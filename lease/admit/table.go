@@ -250,12 +250,12 @@ func (d *Delta) sort() {
 
 // conflictDetail says why c loses to o, and what to fix.
 func conflictDetail(c, o *cand, r Reason) string {
-	other := "lease " + o.key.String()
+	other := "lease " + o.key.Key().String()
 	if o.owner != "" {
 		other += " of node " + o.owner
 	}
 	if o.kind == ownKind {
-		other = "this node's own lease " + o.key.String()
+		other = "this node's own lease " + o.key.Key().String()
 	}
 	switch {
 	case r == ReasonSubnetConflict:
@@ -362,7 +362,7 @@ func (f *family) newCand(l lease.Lease, facts *Facts) (*cand, bool) {
 func (c *cand) classify(facts *Facts) {
 	c.kind, c.static, c.why = peerKind, 0, 0
 	switch {
-	case facts.Own.IsValid() && c.key == facts.Own:
+	case facts.Own.IsValid() && c.key == leasekey.Pack(facts.Own):
 		c.kind = ownKind
 	case facts.Node != "" && c.owner == facts.Node:
 		c.kind = selfKind
@@ -591,7 +591,7 @@ func (f *family) insert(c, old *cand) {
 	if old != nil {
 		c.inherit(old) // a changed lease is not news if its verdict is not
 	}
-	f.cands[leasekey.Pack(c.key)] = c
+	f.cands[c.key] = c
 	if !f.active {
 		return
 	}
@@ -656,11 +656,10 @@ func (f *family) replace(events []lease.Event, facts *Facts, d *Delta) {
 	f.cands = make(map[leasekey.Packed]*cand, n)
 	for _, e := range events {
 		if c, ok := f.newCand(e.Lease, facts); ok {
-			pk := leasekey.Pack(c.key)
-			if o, had := old[pk]; had {
+			if o, had := old[c.key]; had {
 				c.inherit(o)
 			}
-			f.cands[pk] = c
+			f.cands[c.key] = c
 		}
 	}
 	for _, c := range old {

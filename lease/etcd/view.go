@@ -28,18 +28,24 @@ func newLeaseView() *leaseView { return &leaseView{m: map[leasekey.Packed]viewed
 type viewed struct {
 	seniority  int64
 	data       []byte // BackendData, then BackendV6Data
-	owner      string
+	owner string
+	// typ is BackendType, or with invalid, lease.Lease.Invalid: a lease
+	// its source could not take has no attributes.
 	typ        string
-	invalid    string // lease.Lease.Invalid
 	split      uint16 // len(BackendData); both are within lease.MaxBackendDataSize
 	pub4       [4]byte
 	pub6       [16]byte
 	has4, has6 bool
+	invalid    bool
 }
 
 func (v *leaseView) put(l lease.Lease) {
 	a := l.Attrs
-	e := viewed{seniority: l.Seniority, owner: a.Owner, typ: internType(a.BackendType), invalid: l.Invalid, split: uint16(len(a.BackendData))}
+	if l.Invalid != "" {
+		v.m[leasekey.Pack(l.Key)] = viewed{seniority: l.Seniority, typ: l.Invalid, invalid: true}
+		return
+	}
+	e := viewed{seniority: l.Seniority, owner: a.Owner, typ: internType(a.BackendType), split: uint16(len(a.BackendData))}
 	if n := len(a.BackendData) + len(a.BackendV6Data); n > 0 {
 		e.data = append(append(make([]byte, 0, n), a.BackendData...), a.BackendV6Data...)
 	}
@@ -62,7 +68,11 @@ func (v *leaseView) lease(k lease.Key) (lease.Lease, bool) {
 }
 
 func (e viewed) lease(k lease.Key) lease.Lease {
-	l := lease.Lease{Key: k, Seniority: e.seniority, Invalid: e.invalid}
+	l := lease.Lease{Key: k, Seniority: e.seniority}
+	if e.invalid {
+		l.Invalid = e.typ
+		return l
+	}
 	l.Attrs = lease.Attrs{BackendType: e.typ, Owner: e.owner}
 	if e.split > 0 {
 		l.Attrs.BackendData = e.data[:e.split:e.split]
