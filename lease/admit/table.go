@@ -319,8 +319,8 @@ func (x *index) conflicting(c *cand, fn func(o *cand, r Reason) bool) {
 // family is one family's candidates and their indexes.
 type family struct {
 	ipv6   bool
-	facts  *Facts // the Table's, in force
-	active bool   // the node runs the family: its candidates are judged
+	facts  *Facts                    // the Table's, in force
+	active bool                      // the node runs the family: its candidates are judged
 	cands  map[leasekey.Packed]*cand // by the lease's key, packed: one entry for every lease there is
 	// blockers holds the admitted peers and this node's own lease, by
 	// which a candidate is judged; shadowed holds the other eligible

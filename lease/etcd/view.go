@@ -26,9 +26,9 @@ func newLeaseView() *leaseView { return &leaseView{m: map[leasekey.Packed]viewed
 // viewed is one lease's entry. The public addresses are plain (no zone,
 // and the IPv4 one not mapped): lease.Attrs.UnmarshalJSON accepts no other.
 type viewed struct {
-	seniority  int64
-	data       []byte // BackendData, then BackendV6Data
-	owner string
+	seniority int64
+	data      []byte // BackendData, then BackendV6Data
+	owner     string
 	// typ is BackendType, or with invalid, lease.Lease.Invalid: a lease
 	// its source could not take has no attributes.
 	typ        string

@@ -176,6 +176,21 @@ func (m *Manager) relist(ctx context.Context, view *leaseView, hold bool) ([]lea
 // store's history restarted), or settle fired; or ctx.Err().
 func (m *Manager) watchFrom(ctx context.Context, rev int64, view *leaseView, ch chan<- lease.Batch, epoch <-chan struct{}, settle <-chan time.Time) (watchEnd, error) {
 	retry := m.retrier("watch leases")
+	// Events decoded but not yet taken by the receiver. Responses are
+	// read and decoded as they come, whether or not the receiver is
+	// ready: left unread, the client would queue them whole, values and
+	// all (a writer's megabytes each), for as long as the receiver is
+	// busy. The receiver gets what piled up in one batch.
+	var pending []lease.Event
+	pendingRev := int64(0)
+	flush := func() error {
+		if len(pending) == 0 {
+			return nil
+		}
+		err := ctxutil.Send(ctx, ch, lease.Batch{Events: pending, Revision: pendingRev})
+		pending = nil
+		return err
+	}
 	for {
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 		w := m.client.Watch(wctx, m.subnetsPrefix(), clientv3.WithPrefix(), clientv3.WithRev(rev), clientv3.WithProgressNotify())
@@ -184,14 +199,28 @@ func (m *Manager) watchFrom(ctx context.Context, rev int64, view *leaseView, ch 
 		for {
 			var resp clientv3.WatchResponse
 			var open bool
+			var out chan<- lease.Batch
+			in := w
+			if len(pending) > 0 {
+				out = ch
+				if len(pending) >= maxPending {
+					in = nil // the receiver's turn: decoded events cost memory too
+				}
+			}
 			select {
-			case resp, open = <-w:
+			case resp, open = <-in:
+			case out <- lease.Batch{Events: pending, Revision: pendingRev}:
+				pending = nil
+				continue
 			case <-epoch:
 				cancel()
-				return endDiscontinuity, nil
+				return endDiscontinuity, flush()
 			case <-settle:
 				cancel()
-				return endSettled, nil
+				return endSettled, flush()
+			case <-ctx.Done():
+				cancel()
+				return 0, ctx.Err()
 			}
 			if !open {
 				break receive
@@ -203,11 +232,12 @@ func (m *Manager) watchFrom(ctx context.Context, rev int64, view *leaseView, ch 
 			retry.ok()
 			rev = resumeRevision(rev, resp)
 			if events := m.apply(view, resp.Events); len(events) > 0 {
-				if err := ctxutil.Send(ctx, ch, lease.Batch{Events: events, Revision: rev - 1}); err != nil {
-					cancel()
-					return 0, err
-				}
+				pending, pendingRev = append(pending, events...), rev-1
 			}
+		}
+		if err := flush(); err != nil {
+			cancel()
+			return 0, err
 		}
 		cancel()
 		if ctx.Err() != nil {
@@ -233,6 +263,10 @@ func (m *Manager) watchFrom(ctx context.Context, rev int64, view *leaseView, ch 
 		}
 	}
 }
+
+// maxPending is how many decoded events a watcher holds for a busy
+// receiver before it stops reading (about 500 bytes each).
+const maxPending = 4096
 
 // resumeRevision returns the revision to resume a watch from after resp,
 // given the one it would resume from before. A response with events moves it
