@@ -265,8 +265,9 @@ func (m *Manager) watchFrom(ctx context.Context, rev int64, view *leaseView, ch 
 }
 
 // maxPending is how many decoded events a watcher holds for a busy
-// receiver before it stops reading (about 500 bytes each).
-const maxPending = 4096
+// receiver before it stops reading (about 500 bytes each, and a
+// verdict each downstream, in one batch).
+const maxPending = 512
 
 // resumeRevision returns the revision to resume a watch from after resp,
 // given the one it would resume from before. A response with events moves it
