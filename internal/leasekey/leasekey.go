@@ -5,6 +5,8 @@
 package leasekey
 
 import (
+	"cmp"
+	"encoding/binary"
 	"net/netip"
 
 	"github.com/weftnet/weft/lease"
@@ -49,4 +51,24 @@ func (p Packed) IPv6() netip.Prefix {
 		return netip.Prefix{}
 	}
 	return netip.PrefixFrom(netip.AddrFrom16(p.v6), int(p.bits6))
+}
+
+// CompareHalf orders p and o by one half, as their netip.Prefix halves
+// order by address and then length: without unpacking them, for the
+// comparisons of a search tree. Both must have that half.
+func (p Packed) CompareHalf(o Packed, ipv6 bool) int {
+	be := binary.BigEndian
+	if ipv6 {
+		if c := cmp.Compare(be.Uint64(p.v6[:8]), be.Uint64(o.v6[:8])); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(be.Uint64(p.v6[8:]), be.Uint64(o.v6[8:])); c != 0 {
+			return c
+		}
+		return cmp.Compare(p.bits6, o.bits6)
+	}
+	if c := cmp.Compare(be.Uint32(p.v4[:]), be.Uint32(o.v4[:])); c != 0 {
+		return c
+	}
+	return cmp.Compare(p.bits4, o.bits4)
 }

@@ -13,12 +13,9 @@ import (
 // key first among equal subnets, then by rank: those contained in a prefix
 // are then one run of the tree.
 func bySubnet(a, b *cand) bool {
-	sa, sb := a.subnet(), b.subnet()
-	if c := sa.Addr().Compare(sb.Addr()); c != 0 {
+	// The keys packed, compared as they are: one tree holds one family.
+	if c := a.key.CompareHalf(b.key, a.ipv6); c != 0 {
 		return c < 0
-	}
-	if sa.Bits() != sb.Bits() {
-		return sa.Bits() < sb.Bits()
 	}
 	if a.pivot != b.pivot {
 		return a.pivot
