@@ -24,6 +24,10 @@ import (
 // limit.
 const MaxRecvBytes = 4 << 20
 
+// recvWindow is the client's HTTP/2 flow-control window, per stream and
+// per connection: what etcd may send ahead of what the client has read.
+const recvWindow = 1 << 20
+
 // isTooBig reports whether err is the client's refusal of a response
 // over its receive limit. etcd's own refusals of the same code (too many
 // requests, no space) are not: they say nothing of a response's size.
