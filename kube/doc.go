@@ -22,6 +22,12 @@
 //   - A node with malformed annotations is skipped with a warning naming it
 //     and the annotation; nodes not marked kube-subnet-manager=true are not
 //     peers yet.
+//   - The informer's cache keeps of each Node only what this package reads
+//     (name, PodCIDRs, creation time, flannel's annotations), and of each
+//     annotation at most 512 bytes: a larger one (the API server allows
+//     256 KiB) is kept as its size alone, and the node's lease is sent as a
+//     lease.Lease with Invalid set, for admission to report by key, rule
+//     and limit.
 //   - With Options.AssignPodCIDRs, the agent assigns its own node a free
 //     PodCIDR, safely against other agents doing the same at once (see
 //     Allocate).

@@ -347,7 +347,7 @@ func (m *Manager) trim(obj any) (any, error) {
 			if out.Annotations == nil {
 				out.Annotations = map[string]string{}
 			}
-			out.Annotations[k] = v
+			out.Annotations[k] = bound(v)
 		}
 	}
 	if n.Name == m.node {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/internal/daemontest"
+	"github.com/weftnet/weft/status"
 )
 
 // TestHostileKeysDaemon runs flanneld among hostile subnet keys written by
@@ -39,6 +40,9 @@ func TestHostileKeysDaemon(t *testing.T) {
 		"10.244.0.0-25":           value("172.30.0.77", "ff:ff:ff:ff:ff:ff"), // 10.244.0.0/24 is never given out
 		strings.Replace(aSub.String(), "/", "-", 1) + "&fd00:77::-64": `{"PublicIP":"172.30.0.77","PublicIPv6":"fd30::77","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:00:00:00:77:03"}}`,
 		"10.244.0.128-25": value("172.30.0.78", macOf(b)),
+		// Padded past the size limit: reported by key and limit, and
+		// nothing of it kept.
+		"10.244.250.0-24": strings.Replace(value("172.30.0.79", "0e:00:00:00:77:04"), "{", `{"Padding":"`+strings.Repeat("x", 64<<10)+`",`, 1),
 	}
 
 	// Readiness is sampled from here to the end.
@@ -51,6 +55,7 @@ func TestHostileKeysDaemon(t *testing.T) {
 		`weft_peers_rejected{reason="vtep-mac"} 1`,
 		`weft_peers_rejected{reason="subnet-conflict"} 1`,
 		`weft_peers_rejected{reason="identity-conflict"} 1`,
+		`weft_peers_rejected{reason="value"} 1`,
 	}
 	for _, d := range []*daemon{a, b} {
 		waitFor(t, 10*time.Second, d.Host.Name+" to reject every hostile key", func() bool {
@@ -74,6 +79,14 @@ func TestHostileKeysDaemon(t *testing.T) {
 		}
 		if !strings.Contains(d.Out.String(), "rejected a peer lease") {
 			t.Errorf("%s logged no rejection", d.Host.Name)
+		}
+		if out := d.Out.String(); !strings.Contains(out, "lease=10.244.250.0-24") || !strings.Contains(out, "over the limit of 16384") || strings.Contains(out, "xxxxxxxx") {
+			t.Errorf("%s did not report the padded lease by key and limit, or logged its padding", d.Host.Name)
+		}
+		// The status lists it with the other rejections.
+		if code, body := d.Get(status.Path + "?rejected=1"); code != 200 || !strings.Contains(body, `"subnet": "10.244.250.0/24"`) ||
+			!strings.Contains(body, `"value"`) || !strings.Contains(body, "over the limit of 16384") {
+			t.Errorf("%s: status of the rejected leases: %d\n%s", d.Host.Name, code, body)
 		}
 	}
 

@@ -42,6 +42,15 @@
 //     changes included.
 //   - Malformed values are skipped with a warning naming the key; they never
 //     stop a watch. Their subnets still count as taken.
+//   - A value over a size limit (lease.MaxValueSize and the field limits)
+//     is sent as a lease.Lease with Invalid set and nothing of the value,
+//     for admission to report by key, rule and limit; nothing of it is
+//     kept. Listings come in pages sized by the bytes of the one before
+//     (about 1 MiB each), and the client New makes takes no response over
+//     MaxRecvBytes: a page over it is asked for again with fewer keys, and
+//     a watch response over it makes the watcher list again. What a writer
+//     puts in its keys thus costs a watcher a bounded page at a time, and a
+//     bounded entry per key after.
 //
 // # Concurrency, ownership, errors, lifetimes
 //

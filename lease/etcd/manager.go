@@ -302,6 +302,14 @@ func newClient(opts Options) (*clientv3.Client, error) {
 		}
 	}
 	dialOptions := []grpc.DialOption{
+		// Fixed flow-control windows: gRPC otherwise grows them with
+		// the bandwidth it sees, up to 16 MiB a stream, and a
+		// response refused for its size (see MaxRecvBytes) is
+		// buffered up to the window before it is refused. A
+		// control plane's responses are small; 1 MiB keeps a LAN's
+		// round trip from limiting them.
+		grpc.WithInitialWindowSize(recvWindow),
+		grpc.WithInitialConnWindowSize(recvWindow),
 		// gRPC's default reconnect backoff grows to two minutes; an
 		// agent should be back within seconds of etcd returning.
 		grpc.WithConnectParams(grpc.ConnectParams{
@@ -333,6 +341,7 @@ func newClient(opts Options) (*clientv3.Client, error) {
 		DialKeepAliveTimeout: keepAliveTimeout,
 		PermitWithoutStream:  false,
 		Logger:               zap.NewNop(), // this package logs what matters through slog
+		MaxCallRecvMsgSize:   MaxRecvBytes,
 		DialOptions:          dialOptions,
 	})
 	if err != nil {
