@@ -39,6 +39,12 @@ type DeviceConfig struct {
 	MAC MAC
 	// MTU overrides the device MTU; 0 derives it from the underlay.
 	MTU int
+	// TXChecksumOffload is the device's TX checksum offload; "" is auto
+	// (see ChecksumOffloadAuto). A Datapath applies it after every
+	// EnsureDevice, so a re-created device gets it too; EnsureDevice alone
+	// leaves it as the kernel makes it, as its handle may be in another
+	// namespace than an ethtool socket of the caller's.
+	TXChecksumOffload ChecksumOffload
 }
 
 // A Device is the VTEP as programmed.
@@ -47,6 +53,10 @@ type Device struct {
 	Index int
 	MAC   MAC
 	MTU   int
+	// TXChecksumOffload is the device's TX checksum offload as a Datapath
+	// read it back after setting it: "on" or "off"; "" where it was not
+	// read (EnsureDevice alone, or the read failed).
+	TXChecksumOffload string
 }
 
 // EnsureDevice makes the VTEP in h's namespace match cfg. An existing device
