@@ -46,7 +46,7 @@ func requireEthtool(t *testing.T) {
 }
 
 // TestTXChecksumOffload runs a Datapath with each setting, on this kernel
-// and on a kernel before 5.7, and reads the device's tx-checksumming back
+// and on a kernel before 5.7, for the IPv4 and the IPv6 device, and reads the device's tx-checksumming back
 // with ethtool: after the datapath set it up, and again after the device
 // was deleted and the running datapath created it anew. Each setting is
 // applied to the device the setting before left, so a change of setting
@@ -54,21 +54,34 @@ func requireEthtool(t *testing.T) {
 func TestTXChecksumOffload(t *testing.T) {
 	requireEthtool(t)
 	h := netnstest.NewSegment(t, 1).Hosts[0]
-	for _, tc := range []struct {
+	type setting struct {
 		mode    ChecksumOffload
-		release string // "": this kernel's (the test machine's is after 5.7)
+		release string // "": this kernel's
 		want    string
-	}{
-		{ChecksumOffloadOff, "", "off"},
-		{ChecksumOffloadOn, "", "on"},
-		{ChecksumOffloadOff, "6.1.0", "off"},
-		{"", "", "on"},
-		{ChecksumOffloadAuto, "5.4.0-150-generic", "off"},
-		{ChecksumOffloadAuto, "5.7.0", "on"},
-		{ChecksumOffloadOn, "4.19.0", "on"},
-		{ChecksumOffloadAuto, "3.10.0-1160.el7.x86_64", "off"},
-	} {
-		cfg := hostDeviceConfig(t, h, false)
+		ipv6    bool
+	}
+	settings := []setting{
+		{ChecksumOffloadOff, "", "off", false},
+		{ChecksumOffloadOn, "", "on", false},
+		{ChecksumOffloadOff, "6.1.0", "off", false},
+		{"", "", "on", false},
+		{ChecksumOffloadAuto, "5.4.0-150-generic", "off", false},
+		{ChecksumOffloadAuto, "5.7.0", "on", false},
+		{ChecksumOffloadOn, "4.19.0", "on", false},
+		{ChecksumOffloadAuto, "3.10.0-1160.el7.x86_64", "off", false},
+	}
+	for _, tc := range settings[:4] {
+		tc.ipv6 = true
+		settings = append(settings, tc)
+	}
+	for _, tc := range settings {
+		if tc.mode == "" && tc.release == "" {
+			// Auto on the machine's own kernel: on unless it is before 5.7.
+			on, _ := tc.mode.resolve(kernelRelease())
+			tc.want = onOff(on)
+		}
+		t.Logf("%q on kernel %q, IPv6 %v: want %s", tc.mode, tc.release, tc.ipv6, tc.want)
+		cfg := hostDeviceConfig(t, h, tc.ipv6)
 		cfg.TXChecksumOffload = tc.mode
 		dp, err := NewDatapath(DatapathConfig{Namespace: h.Handle, Device: cfg, ResyncInterval: time.Hour, Logger: quietLog, release: tc.release})
 		if err != nil {
