@@ -360,14 +360,24 @@ func (d *Datapath) reconcile() error {
 // reconcileLocked ensures the device, its address and its peers, and
 // returns how many peers the kernel refused.
 func (d *Datapath) reconcileLocked() (int, error) {
-	dev, changes, err := ensureDevice(d.nl, d.cfg.Device)
+	// The offload is set while a new device is still down, so that its
+	// first packet goes out as configured, and on every other reconcile
+	// after the device is ensured.
+	offloadSet := false
+	dev, changes, err := ensureDevice(d.nl, d.cfg.Device, func(name string) {
+		d.ensureOffloadLocked(name)
+		offloadSet = true
+	})
 	if err != nil {
 		return 0, err
 	}
 	for _, c := range changes {
 		d.noteRepair(dev.Name, c)
 	}
-	d.ensureOffloadLocked(&dev)
+	if !offloadSet {
+		d.ensureOffloadLocked(dev.Name)
+	}
+	dev.TXChecksumOffload = d.offload.State
 	if d.rec == nil || dev.Index != d.dev.Index {
 		// A new device (first run, or re-created): a new reconciler, which
 		// takes the desired peers over and replays them onto it. Until it

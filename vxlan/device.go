@@ -66,10 +66,13 @@ type Device struct {
 // all, is deleted and created again. It returns the device and a
 // description of each change it made, empty when there was nothing to do.
 func EnsureDevice(h *netlink.Handle, cfg DeviceConfig) (Device, []string, error) {
-	return ensureDevice(h, cfg)
+	return ensureDevice(h, cfg, nil)
 }
 
-func ensureDevice(h linkHandle, cfg DeviceConfig) (Device, []string, error) {
+// ensureDevice is EnsureDevice; beforeUp, if set, is called with the
+// device's name when it is found down (a new device is), before it is
+// brought up: settings made there are in force for its first packet.
+func ensureDevice(h linkHandle, cfg DeviceConfig, beforeUp func(name string)) (Device, []string, error) {
 	if !cfg.Local.IsValid() {
 		return Device{}, nil, errors.New("vxlan: DeviceConfig.Local is required: the node's public (underlay) address")
 	}
@@ -154,6 +157,9 @@ func ensureDevice(h linkHandle, cfg DeviceConfig) (Device, []string, error) {
 		changes = append(changes, fmt.Sprintf("MAC %s corrected to %s", a.HardwareAddr, cfg.MAC))
 	}
 	if a.Flags&net.FlagUp == 0 {
+		if beforeUp != nil {
+			beforeUp(cfg.Name)
+		}
 		if err := h.LinkSetUp(link); err != nil {
 			return Device{}, nil, fmt.Errorf("vxlan: bring %s up: %w", cfg.Name, err)
 		}

@@ -182,15 +182,14 @@ func (d *Datapath) initOffload(release string) {
 // with ethtool gets it back. A failure is reported in the status and
 // logged when it changes, but does not fail the reconcile: the overlay
 // still carries traffic, and the operator is told what to fix.
-func (d *Datapath) ensureOffloadLocked(dev *Device) {
+func (d *Datapath) ensureOffloadLocked(dev string) {
 	if d.csum == nil {
 		return
 	}
-	state, change, err := ensureTXChecksum(d.csum, dev.Name, d.offload.Want)
-	dev.TXChecksumOffload = state
+	state, change, err := ensureTXChecksum(d.csum, dev, d.offload.Want)
 	d.offload.State = state
 	if change != "" {
-		d.noteRepair(dev.Name, change+" ("+d.offload.Why+")")
+		d.noteRepair(dev, change+" ("+d.offload.Why+")")
 	}
 	msg := ""
 	if err != nil {
@@ -198,9 +197,9 @@ func (d *Datapath) ensureOffloadLocked(dev *Device) {
 	}
 	if msg != d.offload.Err {
 		if err != nil {
-			d.log.Warn("could not set the device's TX checksum offload; the overlay may lose NATed packets on kernels before 5.7", "device", dev.Name, "want", onOff(d.offload.Want), "err", err)
+			d.log.Warn("could not set the device's TX checksum offload; the overlay may lose NATed packets on kernels before 5.7", "device", dev, "want", onOff(d.offload.Want), "err", err)
 		} else {
-			d.log.Info("TX checksum offload set again", "device", dev.Name, "state", state)
+			d.log.Info("TX checksum offload set again", "device", dev, "state", state)
 		}
 	}
 	d.offload.Err = msg
