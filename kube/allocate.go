@@ -121,7 +121,8 @@ func (m *Manager) setClaim(ctx context.Context, rv string, claim lease.Key) erro
 		}
 		v = ptr(strings.Join(parts, ","))
 	}
-	return m.patchMeta(ctx, rv, map[string]any{"annotations": map[string]any{m.ann.key(annPodCIDRClaim): v}})
+	_, err := m.patchMeta(ctx, rv, map[string]any{"annotations": map[string]any{m.ann.key(annPodCIDRClaim): v}})
+	return err
 }
 
 // takenCIDRs lists every node but skip, a page at a time and consistently

@@ -82,7 +82,19 @@ func (m *Manager) keepOnce(ctx context.Context, l lease.Lease, attrs lease.Attrs
 	if cidrs != l.Key {
 		return fmt.Errorf("%w: node %s's PodCIDRs are now %v, the lease was for %v", lease.ErrLeaseLost, m.node, cidrs, l.Key)
 	}
-	if err := m.publish(ctx, node, attrs); err != nil {
+	takeover := false
+	if h := m.holderOf(node); !m.mine(h, attrs) {
+		// Another host's addresses: it took the Node over while this one
+		// was away, or they were edited. Ask, as a newcomer would.
+		node, takeover, err = m.holdName(ctx, node, attrs)
+		if errors.Is(err, errWait) {
+			return fmt.Errorf("%w: %w", lease.ErrLeaseLost, m.collisionError(h, attrs))
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if err := m.publish(ctx, node, attrs, takeover); err != nil {
 		return err
 	}
 	if m.networkUp.Load() && !networkAvailable(node) {
