@@ -93,14 +93,29 @@ func (h *claimHistory) hostileClaim() (value, kind string) {
 }
 
 // validClaim returns the subnet a claim value holds by the rules claims
-// are judged by: one CIDR, inside the network, of the subnet length, its
-// host bits zero.
+// are judged by: a list of CIDRs with host bits zero, one of each family,
+// the IPv4 one inside the network and of the subnet length (IPv6 is not
+// enabled here, so an IPv6 CIDR beside it is ignored).
 func validClaim(v string) (netip.Prefix, bool) {
-	p, err := netip.ParsePrefix(strings.TrimSpace(v))
-	if err != nil || strings.Contains(v, ",") || p != p.Masked() || p.Bits() != claimLen || !netip.MustParsePrefix(claimNetwork).Contains(p.Addr()) {
+	var v4, v6 netip.Prefix
+	for _, s := range strings.Split(v, ",") {
+		p, err := netip.ParsePrefix(strings.TrimSpace(s))
+		if err != nil || p != p.Masked() {
+			return netip.Prefix{}, false
+		}
+		dst := &v4
+		if p.Addr().Is6() {
+			dst = &v6
+		}
+		if dst.IsValid() {
+			return netip.Prefix{}, false
+		}
+		*dst = p
+	}
+	if !v4.IsValid() || v4.Bits() != claimLen || !netip.MustParsePrefix(claimNetwork).Contains(v4.Addr()) {
 		return netip.Prefix{}, false
 	}
-	return p, true
+	return v4, true
 }
 
 // validClaims returns the valid claims of the hostile nodes.
