@@ -44,6 +44,12 @@ const listPage = 500
 // times. A claim left by an agent that stopped between steps 1 and 3 is
 // taken up again by its next run.
 //
+// Claims are judged as PodCIDRs (see claimOf): another node's claim that is
+// not one PodCIDR inside the Network (a /16, 0.0.0.0/0, a misaligned or
+// garbled one, several) takes no space and is reported, so that no Node's
+// annotation can keep other nodes from a PodCIDR. This node's own bad
+// claim is replaced.
+//
 // The write of spec needs RBAC "patch" on nodes, beyond flannel's role.
 func (m *Manager) Allocate(ctx context.Context, conf lease.Config, previous lease.Key) (lease.Key, error) {
 	for attempt := 0; ; attempt++ {

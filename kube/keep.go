@@ -24,7 +24,12 @@ import (
 // lease.ErrLeaseLost if the node is deleted or its PodCIDRs change.
 //
 // The annotations restored are those the last Acquire published: this
-// node's own public IP, not the overwrite l.Attrs may carry.
+// node's own public IP, not the overwrite l.Attrs may carry. Keep answers
+// another host that asks for this Node (same node name, other addresses)
+// by removing its host claim, and logs the collision. If it finds another
+// host's addresses published, it asks in turn: answered, the Node is lost
+// (the error also matches lease.ErrIdentityCollision); not answered within
+// Options.ChallengeTimeout, it restores its own.
 func (m *Manager) Keep(ctx context.Context, l lease.Lease) error {
 	if err := m.synced(ctx); err != nil {
 		return err

@@ -347,7 +347,7 @@ func (m *Manager) synced(ctx context.Context) error {
 
 // trim keeps of a Node what this package reads: name, UID,
 // resourceVersion, creation time, the annotations it reads, the PodCIDRs, and for this
-// node alone its conditions.
+// node alone its conditions and host claim.
 func (m *Manager) trim(obj any) (any, error) {
 	n, ok := obj.(*corev1.Node)
 	if !ok {
