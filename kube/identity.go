@@ -226,7 +226,8 @@ func (m *Manager) untilChallenge() time.Duration {
 	return recheck
 }
 
-// noteAnswer logs, at most once a minute per asker, that another host
+// noteAnswer logs, at most once a minute (one key, whatever the asker
+// wrote, so that it costs no memory per claim), that another host
 // asked for this Node and is answered.
 func (m *Manager) noteAnswer(node *corev1.Node, attrs lease.Attrs) {
 	c, has := m.hostClaimOf(node)
@@ -234,7 +235,7 @@ func (m *Manager) noteAnswer(node *corev1.Node, attrs lease.Attrs) {
 		return
 	}
 	m.collisions.Add(1)
-	m.logEvery("answer:"+c.String(), waitLogInterval, slog.LevelError,
+	m.logEvery("answer", waitLogInterval, slog.LevelError,
 		"another host presents this node's name and asked for this Node; answered, so it stays here: give each host its own Node (NODE_NAME)",
 		"other_host", c.String(), "this_host", lease.HostOf(attrs).String())
 }
