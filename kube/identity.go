@@ -112,7 +112,7 @@ func (m *Manager) challenge(ctx context.Context, node *corev1.Node, attrs lease.
 	if err != nil {
 		return nodeMoved, nil, err
 	}
-	m.log.Info("another host's addresses are published on this Node; asking whether it is alive",
+	m.logEvery("challenge", waitLogInterval, slog.LevelInfo, "another host's addresses are published on this Node; asking whether it is alive",
 		"holder", holder.String(), "this_host", me.String(), "timeout", m.challengeTimeout)
 	claimed, err := m.patchMeta(ctx, node.ResourceVersion, map[string]any{"annotations": map[string]any{m.ann.key(annHostClaim): string(raw)}})
 	if apierrors.IsConflict(err) {
