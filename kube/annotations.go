@@ -27,6 +27,7 @@ const (
 	annNodePublicIP      = "node-public-ip"
 	annNodePublicIPv6    = "node-public-ipv6"
 	annPodCIDRClaim      = "pod-cidr-claim" // weft's own: see Allocate
+	annHostClaim         = "host-claim"     // weft's own: see holdName
 )
 
 // annotations builds annotation keys for one prefix. The same builder
