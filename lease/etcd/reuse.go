@@ -192,8 +192,10 @@ func (m *Manager) listAll(ctx context.Context, from, as lister) (keptListing, er
 		return keptListing{}, fmt.Errorf("list %s: %w", m.prefix, err)
 	}
 	if skipped > 0 {
+		// The first one by name, as a key a listing skips alone is
+		// named; the count says how many more.
 		m.log.Warn("skipping etcd keys under the network's prefix that are neither its config nor subnet keys; delete them",
-			"count", skipped, "example", example)
+			"key", example, "count", skipped)
 	}
 	l := keptListing{slices.Clip(kvs), rev, epoch, time.Now(), as}
 	if as != byNobody {
