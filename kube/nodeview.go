@@ -139,7 +139,7 @@ func (v *nodeView) update(node string, cur lease.Lease, has bool) (events []leas
 		case wasSent[i] && !ok:
 			events = append(events, lease.Event{Type: lease.Removed, Lease: before})
 		case wasSent[i] && !before.Same(now):
-			events = append(events, lease.Event{Type: lease.Changed, Lease: now, Prev: before})
+			events = append(events, lease.Event{Type: lease.Changed, Lease: now, Prev: &before})
 		}
 	}
 	return events, shared

@@ -93,8 +93,11 @@ type Event struct {
 	Type EventType
 	// Lease is the lease after the change; for Removed, the lease as last seen.
 	Lease Lease
-	// Prev is the lease before a Changed event, and the zero Lease otherwise.
-	Prev Lease
+	// Prev is the lease before a Changed event, and nil otherwise. A
+	// pointer, not a Lease: a snapshot is one Added event per lease, and
+	// an inline zero Lease would double what each of them holds (about
+	// 240 bytes) while a starting node holds tens of thousands at once.
+	Prev *Lease
 }
 
 // A Batch is one delivery from Manager.WatchLeases. A lease source keeps
@@ -132,7 +135,7 @@ func Diff(before, after []Lease) []Event {
 		case !ok:
 			events = append(events, Event{Type: Added, Lease: l})
 		case !prev.Same(l):
-			events = append(events, Event{Type: Changed, Lease: l, Prev: prev})
+			events = append(events, Event{Type: Changed, Lease: l, Prev: &prev})
 		}
 		delete(old, l.Key)
 	}

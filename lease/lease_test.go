@@ -36,12 +36,12 @@ func TestDiff(t *testing.T) {
 		{
 			"attribute change on a known subnet",
 			[]Lease{a, b}, []Lease{a, bMoved},
-			[]Event{{Type: Changed, Lease: bMoved, Prev: b}},
+			[]Event{{Type: Changed, Lease: bMoved, Prev: &b}},
 		},
 		{
 			"mixed, ordered by key",
 			[]Lease{c, b}, []Lease{a, bMoved},
-			[]Event{{Type: Added, Lease: a}, {Type: Changed, Lease: bMoved, Prev: b}, {Type: Removed, Lease: c}},
+			[]Event{{Type: Added, Lease: a}, {Type: Changed, Lease: bMoved, Prev: &b}, {Type: Removed, Lease: c}},
 		},
 	}
 	for _, tt := range tests {

@@ -20,7 +20,7 @@ func TestView(t *testing.T) {
 	}{
 		{"an incremental batch before any snapshot", Batch{Events: []Event{{Type: Added, Lease: c}}}, []Lease{c}, false},
 		{"a snapshot replaces what was known", Batch{Snapshot: true, Events: []Event{{Type: Added, Lease: b}, {Type: Added, Lease: a}}}, []Lease{a, b}, true},
-		{"changed replaces by key", Batch{Events: []Event{{Type: Changed, Lease: b2, Prev: b}}}, []Lease{a, b2}, true},
+		{"changed replaces by key", Batch{Events: []Event{{Type: Changed, Lease: b2, Prev: &b}}}, []Lease{a, b2}, true},
 		{"removed deletes", Batch{Events: []Event{{Type: Removed, Lease: a}}}, []Lease{b2}, true},
 		{"removing an unknown key is harmless", Batch{Events: []Event{{Type: Removed, Lease: c}}}, []Lease{b2}, true},
 		{"an empty snapshot empties it", Batch{Snapshot: true}, nil, true},

@@ -391,6 +391,9 @@ func (m *Manager) parseKV(kv *mvccpb.KeyValue) (record, error) {
 // parseListing splits a listing of the whole prefix into the raw config and
 // the subnet records. Keys that are not subnet keys are logged and skipped.
 func (m *Manager) parseListing(kvs []*mvccpb.KeyValue) (config []byte, hasConfig bool, records []record) {
+	// Sized once: grown by doubling, tens of thousands of records would
+	// be held twice over while the last growth copies them.
+	records = make([]record, 0, len(kvs))
 	for _, kv := range kvs {
 		switch key := string(kv.Key); {
 		case key == m.configKey():

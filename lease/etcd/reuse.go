@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
+
+	"github.com/weftnet/weft/lease"
 )
 
 // listingReuse is how long a listing of the whole prefix made by
@@ -123,6 +125,20 @@ func (r *recentListing) take(epoch <-chan struct{}, from lister) (keptListing, b
 	return l, true
 }
 
+// wanted reports whether a listing of the whole prefix keeps key: the
+// config, or a subnet key.
+func (m *Manager) wanted(key []byte) bool {
+	if string(key) == m.configKey() {
+		return true
+	}
+	name, ok := bytes.CutPrefix(key, []byte(m.subnetsPrefix()))
+	if !ok {
+		return false
+	}
+	_, err := lease.ParseKey(string(name))
+	return err == nil
+}
+
 // under returns the listing's keys under prefix.
 func (l keptListing) under(prefix string) []*mvccpb.KeyValue {
 	out := make([]*mvccpb.KeyValue, 0, len(l.kvs))
@@ -149,15 +165,37 @@ func (m *Manager) listAll(ctx context.Context, from, as lister) (keptListing, er
 	// holding them all takes longer than the request timeout to arrive.
 	// Each agent then gives up, and asks again, and none gets through.
 	// A page arrives in time however many are in flight.
-	var kvs []*mvccpb.KeyValue
-	rev, err := m.listPaged(ctx, m.prefix+"/", func(page []*mvccpb.KeyValue, total int64) {
-		if kvs == nil {
-			kvs = make([]*mvccpb.KeyValue, 0, total)
+	//
+	// Only the config and the subnet keys are kept, page by page: no
+	// reader wants the rest, and a writer's keys that are no subnet keys
+	// (100,000 of them, say) would otherwise be held, values and all, for
+	// as long as the listing serves the next reader. They are counted,
+	// and said once. Not sized by the keys listed, for that reason too.
+	var (
+		kvs     []*mvccpb.KeyValue
+		skipped int
+		example string
+	)
+	rev, err := m.listPaged(ctx, m.prefix+"/", func(page []*mvccpb.KeyValue, _ int64) {
+		for _, kv := range page {
+			if m.wanted(kv.Key) {
+				kvs = append(kvs, kv)
+				continue
+			}
+			if skipped == 0 {
+				example = string(kv.Key)
+			}
+			skipped++
 		}
-		kvs = append(kvs, page...)
 	})
 	if err != nil {
 		return keptListing{}, fmt.Errorf("list %s: %w", m.prefix, err)
+	}
+	if skipped > 0 {
+		// The first one by name, as a key a listing skips alone is
+		// named; the count says how many more.
+		m.log.Warn("skipping etcd keys under the network's prefix that are neither its config nor subnet keys; delete them",
+			"key", example, "count", skipped)
 	}
 	l := keptListing{slices.Clip(kvs), rev, epoch, time.Now(), as}
 	if as != byNobody {

@@ -1,6 +1,9 @@
 package etcd
 
 import (
+	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -142,5 +145,40 @@ func TestRecentListingKeptAgain(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	if _, ok := r.take(epoch, byAcquire); !ok {
 		t.Error("the first snapshot could not take Acquire's listing: OwnLease's timer dropped it")
+	}
+}
+
+// TestKeptListingHoldsOnlyLeaseKeys: a listing kept for the next reader
+// holds the config and the subnet keys, not the other keys a writer put
+// under the prefix (issue 29 item 6: a starting node held 100,000 such
+// keys, values and all, for up to a minute), and says once how many it
+// skipped; a subnet key whose value does not parse is kept, as Acquire
+// must not take its subnet.
+func TestKeptListingHoldsOnlyLeaseKeys(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testConfig)
+	lb := e.putLease(mustKey(t, "10.244.2.0-24"), 2, "node-b")
+	bad := mustKey(t, "10.244.3.0-24")
+	e.put(subnetPath(bad), `{"PublicIP":`)
+	for i := range 3 {
+		e.put(fmt.Sprintf("%s/subnets/not-a-subnet-%d", testPrefix, i), "x")
+	}
+	e.put(testPrefix+"/elsewhere", "y")
+	m := e.manager("node-a")
+	l, err := m.listAll(ctxFor(t, 10*time.Second), byNobody, byOwnLease)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, kv := range l.kvs {
+		got = append(got, string(kv.Key))
+	}
+	want := []string{testPrefix + "/config", subnetPath(lb.Key), subnetPath(bad)}
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("the kept listing holds %q; want %q", got, want)
+	}
+	if logs := e.logs.String(); strings.Count(logs, "neither its config nor subnet keys") != 1 || !strings.Contains(logs, "count=4") {
+		t.Errorf("want one line counting the 4 keys skipped; logs:\n%s", logs)
 	}
 }

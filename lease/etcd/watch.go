@@ -307,7 +307,7 @@ func (m *Manager) apply(view *leaseView, evs []*clientv3.Event) []lease.Event {
 		case ok && !known:
 			out = append(out, lease.Event{Type: lease.Added, Lease: l})
 		case ok && !prev.Same(l):
-			out = append(out, lease.Event{Type: lease.Changed, Lease: l, Prev: prev})
+			out = append(out, lease.Event{Type: lease.Changed, Lease: l, Prev: &prev})
 		case !ok && known:
 			out = append(out, lease.Event{Type: lease.Removed, Lease: prev})
 			view.remove(k)

@@ -31,8 +31,8 @@ func sameEvents(t *testing.T, got, want []lease.Event) {
 	}
 	for i := range got {
 		g, w := got[i], want[i]
-		if g.Type != w.Type || g.Lease.Key != w.Lease.Key || !g.Lease.Attrs.Equal(w.Lease.Attrs) || g.Prev.Key != w.Prev.Key || !g.Prev.Attrs.Equal(w.Prev.Attrs) {
-			t.Fatalf("event %d: got %v %v %+v (prev %+v), want %v %v %+v (prev %+v)", i, g.Type, g.Lease.Key, g.Lease.Attrs, g.Prev.Attrs, w.Type, w.Lease.Key, w.Lease.Attrs, w.Prev.Attrs)
+		if g.Type != w.Type || g.Lease.Key != w.Lease.Key || !g.Lease.Attrs.Equal(w.Lease.Attrs) || !samePrev(g.Prev, w.Prev) {
+			t.Fatalf("event %d: got %v %v %+v (prev %+v), want %v %v %+v (prev %+v)", i, g.Type, g.Lease.Key, g.Lease.Attrs, g.Prev, w.Type, w.Lease.Key, w.Lease.Attrs, w.Prev)
 		}
 	}
 }
@@ -74,7 +74,7 @@ func TestWatchLeasesEvents(t *testing.T) {
 	got := c.WaitEvents(t, 4)
 	sameEvents(t, got, []lease.Event{
 		{Type: lease.Added, Lease: lc},
-		{Type: lease.Changed, Lease: lbMoved, Prev: lb},
+		{Type: lease.Changed, Lease: lbMoved, Prev: &lb},
 		{Type: lease.Removed, Lease: lc},
 		{Type: lease.Removed, Lease: lbMoved},
 	})
@@ -162,7 +162,7 @@ func TestWatchLeasesCompaction(t *testing.T) {
 
 	// The difference, ordered by key.
 	sameEvents(t, c.WaitEvents(t, 3), []lease.Event{
-		{Type: lease.Changed, Lease: qMoved, Prev: q},
+		{Type: lease.Changed, Lease: qMoved, Prev: &q},
 		{Type: lease.Removed, Lease: r},
 		{Type: lease.Added, Lease: s},
 	})
@@ -245,4 +245,13 @@ func TestWatchLeasesSeniority(t *testing.T) {
 	if got[1].Type != lease.Removed || got[2].Type != lease.Added || got[2].Lease.Seniority != created(kb) || !got[0].Lease.Older(got[2].Lease) {
 		t.Errorf("a re-created key: %+v, want Removed then Added with its new create revision %d", got[1:], created(kb))
 	}
+}
+
+// samePrev reports whether two events' previous leases are the same by
+// key and attributes, or both absent.
+func samePrev(a, b *lease.Lease) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Key == b.Key && a.Attrs.Equal(b.Attrs)
 }
