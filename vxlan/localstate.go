@@ -433,7 +433,18 @@ func (n *Network) stateToSave() (localstate.State, bool) {
 // two families must be merged), and every peer's backend data cut from
 // one buffer.
 func (n *Network) admittedLeasesLocked() []lease.Lease {
-	var out []lease.Lease
+	// Counted first, so that the slice is allocated once, at its size:
+	// grown by appending, it would leave its smaller copies, megabytes
+	// at 20,000 peers, as garbage at the moment of the save.
+	total := 0
+	for i, dp := range []*Datapath{n.v4, n.v6} {
+		if dp != nil {
+			for range n.table.AllAdmitted(i == 1) {
+				total++
+			}
+		}
+	}
+	out := make([]lease.Lease, 0, total)
 	var at map[lease.Key]int // the second family's merge, by key
 	var arena []byte
 	for i, dp := range []*Datapath{n.v4, n.v6} {
