@@ -182,9 +182,21 @@ func check(w io.Writer, base, run figures) bool {
 		moved++
 		fmt.Fprintf(tw, "%s\t%s\t%s\t±%.0f%%\t%s\n", k, span(b), span(run[k]), f*100, verdict)
 	}
+	// A benchmark of the baseline the run lacks is listed when the run
+	// has its package (it went missing), and counted when the whole
+	// package was left out (a subset was run).
+	ranBench, ranPkg := map[string]bool{}, map[string]bool{}
+	for k := range run {
+		ranBench[bench(k)], ranPkg[pkgOf(k)] = true, true
+	}
+	left := map[string]bool{}
 	for k := range base {
-		if _, have := run[k]; !have {
+		switch {
+		case ranBench[bench(k)]:
+		case ranPkg[pkgOf(k)]:
 			unjudged = append(unjudged, bench(k)+" (not run)")
+		default:
+			left[pkgOf(k)] = true
 		}
 	}
 	if moved > 0 {
@@ -197,8 +209,14 @@ func check(w io.Writer, base, run figures) bool {
 		unjudged = slices.Compact(unjudged)
 		fmt.Fprintf(w, "not judged: %s\n", strings.Join(unjudged, "; "))
 	}
+	if len(left) > 0 {
+		fmt.Fprintf(w, "not run: the baseline's benchmarks of the %d packages the run left out\n", len(left))
+	}
 	return ok
 }
+
+// pkgOf is a figure's package.
+func pkgOf(key string) string { return key[:strings.LastIndex(key, "/Benchmark")] }
 
 // bench is a figure's benchmark, without its package path or unit.
 func bench(key string) string {

@@ -47,8 +47,10 @@ func TestCheck(t *testing.T) {
 			false, []string{"converge-s", "±100%", "WORSE"}, []string{"peak-rss-MiB"}},
 		{"allocs down by half, on 8 cores", strings.ReplaceAll(strings.ReplaceAll(baseline, "20 allocs", "10 allocs"), "-2 ", "-8 "),
 			true, []string{"allocs/op", "better: take a new baseline"}, []string{"WORSE", "not run"}},
-		{"admit not run", baseline[:strings.Index(baseline, "pkg: github.com/weftnet/weft/lease/admit")],
-			true, []string{"BenchmarkSnapshot/leases=5000 (not run)"}, []string{"WORSE"}},
+		{"admit left out", baseline[:strings.Index(baseline, "pkg: github.com/weftnet/weft/lease/admit")],
+			true, []string{"not run: the baseline's benchmarks of the 1 packages the run left out"}, []string{"WORSE", "(not run)"}},
+		{"a benchmark gone", strings.ReplaceAll(baseline, "leases=5000", "leases=9999"),
+			true, []string{"BenchmarkSnapshot/leases=5000 (not run)", "BenchmarkSnapshot/leases=9999 (not in the baseline)"}, []string{"WORSE", "left out"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out bytes.Buffer
