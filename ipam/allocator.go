@@ -4,12 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"path/filepath"
 	"slices"
-	"strings"
 	"time"
-
-	"github.com/weftnet/weft/internal/atomicfile"
 )
 
 // DefaultHintTTL is how long a released pod's IPs stay reserved for its
@@ -99,14 +95,23 @@ type IP struct {
 // Allocate reserves one IP per range for attachment at, of pod p (the zero
 // Pod if unknown), and returns them in range order.
 //
+// No IP is ever given to at while another attachment holds it: a
+// reservation naming another container ID or interface is live until its
+// DEL (Release) or a GC that leaves it out, whether or not its sandbox
+// still runs, since only the runtime knows that.
+//
 // A repeated call for an attachment that holds IPs returns them. For a pod
-// with a record, each range first offers the IP the pod had, if it is in
-// the range and free or held by the pod's previous sandbox (a sandbox
-// re-created without a DEL, after a reboot); it never takes another pod's
-// live IP. Otherwise the range is searched round-robin from its last
+// with a record, each range first offers the pod's remembered IPs, in the
+// order the record lists them (the IP the pod got first comes first), and
+// takes the first that no attachment holds. One that another attachment
+// holds (a sandbox of the pod's that was not DELeted: a runtime re-creating
+// a sandbox whose teardown failed) is passed over and stays remembered, so
+// that once its holder's DEL or GC frees it the pod's next sandbox gets it
+// again. Otherwise the range is searched round-robin from its last
 // reserved IP, passing over the IPs other pods are remembered by while
 // others are free, and taking the oldest remembered one (the first in
-// round-robin order: the one handed out longest ago) when none is.
+// round-robin order: the one handed out longest ago) when none is; the
+// pod remembers that IP after those it waits for.
 // If a later range fails, the IPs this call reserved are released.
 //
 // A change of the ranges (the node's subnet moved, a new rangeStart or
@@ -158,6 +163,13 @@ func (a *Allocator) Allocate(at Attachment, p Pod) ([]IP, error) {
 		taken[c.ip] = true
 		choices = append(choices, c)
 	}
+	// What the pod is remembered by from now on.
+	var remember []netip.Addr
+	if p.IsValid() {
+		if remember, err = a.remembered(rec, at, chosen, taken); err != nil {
+			return nil, err
+		}
+	}
 	// What applying the choices changed, undone if the ADD fails.
 	var undo []func()
 	latest := map[string]*podRecord{} // evicted records as rewritten, by name
@@ -175,7 +187,7 @@ func (a *Allocator) Allocate(at Attachment, p Pod) ([]IP, error) {
 	// reservation, where a rewrite would cost a new file and a second
 	// journal commit (its temporary file must be durable before its
 	// rename). Any other pod's record is written first, as the intent.
-	keep := p.IsValid() && rec != nil && rec.UID == p.UID && slices.Equal(chosen, rec.IPs) && rec.releaseOnlyStamped()
+	keep := p.IsValid() && rec != nil && rec.UID == p.UID && slices.Equal(remember, rec.IPs) && rec.releaseOnlyStamped()
 	// The files are written in that order, and then made durable
 	// together, in one commit of the file system's journal.
 	var batch syncBatch
@@ -197,7 +209,7 @@ func (a *Allocator) Allocate(at Attachment, p Pod) ([]IP, error) {
 	if p.IsValid() && !keep {
 		now := a.now()
 		next := &podRecord{Namespace: p.Namespace, Name: p.Name, UID: p.UID, Created: now,
-			ContainerID: at.ContainerID, IfName: at.IfName, Updated: now, IPs: chosen}
+			ContainerID: at.ContainerID, IfName: at.IfName, Updated: now, IPs: remember}
 		if rec != nil {
 			next.Created = rec.Created
 		}
@@ -273,349 +285,6 @@ func (a *Allocator) names() (taken map[netip.Addr]bool, marked map[netip.Addr][]
 	return taken, marked, spares, nil
 }
 
-// held returns, per range, the IP attachment at already holds, if any:
-// through the pod's record when it names at (a repeated ADD, or one
-// retried after a crash: the record is written before the reservations),
-// else, for an ADD without a pod, by reading every reservation, as
-// host-local does.
-func (a *Allocator) held(at Attachment, p Pod, rec *podRecord, recFile bool, taken map[netip.Addr]bool) ([]netip.Addr, error) {
-	out := make([]netip.Addr, len(a.ranges))
-	var candidates []netip.Addr
-	switch {
-	case rec != nil && (rec.attachment() == at || rec.ContainerID != at.ContainerID):
-		// The pod's own IPs: at holds them after a repeated ADD, or
-		// after one cut short before it recorded at as the attachment.
-		candidates = rec.IPs
-	case !p.IsValid() || recFile:
-		// No pod; or another interface of the same container (the
-		// record names one attachment); or a record that cannot be read:
-		// find at's reservations the slow way.
-		reserved, err := a.s.reservations()
-		if err != nil {
-			return nil, err
-		}
-		for ip, h := range reserved {
-			if h == at {
-				candidates = append(candidates, ip)
-			}
-		}
-	}
-	for _, ip := range candidates {
-		if !taken[ip] {
-			continue
-		}
-		h, ok, err := a.s.holder(ip)
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
-			delete(taken, ip) // reclaimed debris
-			continue
-		}
-		for i, r := range a.ranges {
-			if h == at && r.contains(ip) {
-				out[i] = ip
-			}
-		}
-	}
-	return out, nil
-}
-
-// A choice is an IP pick chose and what taking it involves, applied only
-// once every range has an IP, so that a failed ADD changes nothing.
-type choice struct {
-	ip       netip.Addr
-	takeover *Attachment  // release the reservation of this, the pod's previous sandbox
-	evict    []*podRecord // remove ip from these hints
-}
-
-// pick chooses a fresh IP of range i. See Allocate for the order of
-// preference.
-func (a *Allocator) pick(i int, r Range, rec *podRecord, at Attachment, p Pod, taken map[netip.Addr]bool, marked map[netip.Addr][]string) (choice, error) {
-	if rec != nil {
-		// An expired record no longer keeps a free IP for its pod. But
-		// its previous sandbox still holding the IP shows that the pod
-		// never released it, whatever the record's time says.
-		expired := rec.expired(a.now(), a.ttl)
-		for _, ip := range rec.IPs {
-			if !r.contains(ip) {
-				continue
-			}
-			if !taken[ip] {
-				if expired {
-					continue
-				}
-				return choice{ip: ip}, nil
-			}
-			h, ok, err := a.s.holder(ip)
-			if err != nil {
-				return choice{}, err
-			}
-			if !ok {
-				delete(taken, ip) // debris, reclaimed
-				if expired {
-					continue
-				}
-				return choice{ip: ip}, nil
-			}
-			if a.previousSandbox(h, at, rec, p) {
-				return choice{ip: ip, takeover: &h}, nil
-			}
-		}
-	}
-
-	// Round-robin, passing over other pods' remembered IPs: by names
-	// alone, no file read. At most len(taken)+len(marked) candidates are
-	// unusable, so a scan of one more than that finds a free,
-	// unremembered one if there is any, even in a range too large to scan
-	// whole.
-	limit := min(r.size(), uint64(len(taken)+len(marked))+1)
-	ip := a.s.lastReserved(i)
-	var remembered []netip.Addr // free but remembered, in round-robin order
-	for n := uint64(0); n < limit; {
-		ip = r.next(ip)
-		if ip == r.Gateway {
-			continue
-		}
-		n++
-		switch {
-		case taken[ip]:
-		case len(marked[ip]) == 0:
-			return choice{ip: ip}, nil
-		default:
-			remembered = append(remembered, ip)
-		}
-	}
-	// Every free IP is remembered. The first in round-robin order is the
-	// one handed out longest ago, the oldest hint: unless its marker is
-	// stale, or its hint expired or is this pod's own, it gives way, so
-	// that stickiness never exhausts a range. One record is read.
-	if len(remembered) > 0 {
-		ip := remembered[0]
-		h, err := a.hints(ip, p, marked[ip])
-		if err != nil {
-			return choice{}, err
-		}
-		return choice{ip: ip, evict: h}, nil
-	}
-	// Full, by names: reclaim debris, if any, the slow way.
-	reserved, err := a.s.reservations()
-	if err != nil {
-		return choice{}, err
-	}
-	for ip := range taken {
-		if _, ok := reserved[ip]; !ok && r.contains(ip) {
-			delete(taken, ip)
-			h, err := a.hints(ip, p, marked[ip])
-			if err != nil {
-				return choice{}, err
-			}
-			return choice{ip: ip, evict: h}, nil
-		}
-	}
-	return choice{}, fmt.Errorf("ipam: %w in range %s", ErrExhausted, r.Subnet)
-}
-
-// previousSandbox reports whether holder h of one of the pod's remembered
-// IPs is a sandbox of the same pod that is gone without a DEL, as after a
-// reboot, whose reservation at may take over: the attachment the record
-// names last, of another container than at (a second interface of one
-// sandbox is not a previous sandbox), and of the same pod, not one
-// deleted and re-created under the name while its sandbox may still run.
-func (a *Allocator) previousSandbox(h, at Attachment, rec *podRecord, p Pod) bool {
-	return h == rec.attachment() && h.ContainerID != at.ContainerID &&
-		(rec.UID == "" || p.UID == "" || rec.UID == p.UID)
-}
-
-// apply carries out what taking c involves, adding to undo how to take
-// it back. latest holds the records evicted so far, as rewritten: two
-// ranges may evict two IPs of one record.
-func (a *Allocator) apply(c choice, latest map[string]*podRecord, undo *[]func()) error {
-	if c.takeover != nil {
-		if err := a.s.release(c.ip); err != nil {
-			return err
-		}
-		ip, holder := c.ip, *c.takeover
-		*undo = append(*undo, func() { a.s.restoreReservation(ip, holder) })
-	}
-	for _, h := range c.evict {
-		name := recordName(h.pod())
-		cur := h
-		if l := latest[name]; l != nil {
-			cur = l
-		}
-		next := *cur
-		next.IPs = slices.DeleteFunc(slices.Clone(cur.IPs), func(x netip.Addr) bool { return x == c.ip })
-		if err := a.s.putRecord(&next, cur); err != nil {
-			return err
-		}
-		latest[name] = &next
-		*undo = append(*undo, func() { a.s.putRecord(cur, &next) })
-	}
-	return nil
-}
-
-// hints returns the records that remember free IP ip for other pods than
-// p, of those its markers name (records). Expired ones are deleted on the
-// way.
-func (a *Allocator) hints(ip netip.Addr, p Pod, records []string) ([]*podRecord, error) {
-	all, err := a.s.hintsFor(ip, records)
-	if err != nil {
-		return nil, err
-	}
-	var out []*podRecord
-	for _, h := range all {
-		if p.IsValid() && h.Namespace == p.Namespace && h.Name == p.Name {
-			continue
-		}
-		if h.Released.IsZero() {
-			holds, err := a.holdsAny(h)
-			if err != nil {
-				return nil, err
-			}
-			if holds {
-				out = append(out, h) // a live pod, missing this IP (an ADD cut short)
-				continue
-			}
-			// Its release was not seen: the TTL starts now.
-			h.Released = a.now()
-			if err := a.s.putRecord(h, h); err != nil {
-				return nil, err
-			}
-		}
-		if h.expired(a.now(), a.ttl) {
-			if err := a.s.deleteRecord(h); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		out = append(out, h)
-	}
-	return out, nil
-}
-
-// holdsAny reports whether r's attachment holds any of r's IPs.
-func (a *Allocator) holdsAny(r *podRecord) (bool, error) {
-	for _, ip := range r.IPs {
-		h, ok, err := a.s.holder(ip)
-		if err != nil {
-			return false, err
-		}
-		if ok && h == r.attachment() {
-			return true, nil
-		}
-	}
-	return false, nil
-}
-
-// lockInRanges takes the store's lock for a call that needs the ranges,
-// and first sweeps the store if an hour has passed since the last sweep
-// (see sweepIfDue). It returns the unlock.
-func (a *Allocator) lockInRanges() (unlock func(), err error) {
-	if len(a.ranges) == 0 {
-		return nil, errNoRanges
-	}
-	if unlock, err = a.s.lock(); err != nil {
-		return nil, err
-	}
-	if err := a.sweepIfDue(); err != nil {
-		unlock()
-		return nil, err
-	}
-	return unlock, nil
-}
-
-// sweptFile's modification time is when the store was last swept. It
-// holds the ranges of that sweep, for an operator's eye only: the ranges
-// are not a reason to sweep, since two network names may share the
-// directory with different ranges, and sweeping on every change would
-// make every ADD read the whole store. Its name is the one weft has
-// always used.
-const sweptFile = "ranges"
-
-// sweepIfDue sweeps the store when the last sweep is older than the hint
-// TTL or an hour, whichever is shorter.
-func (a *Allocator) sweepIfDue() error {
-	path := filepath.Join(a.s.dir, recordDir, sweptFile)
-	_, swept, err := readFileAndTime(path)
-	if err == nil && time.Since(swept) < min(a.ttl, maxSweepInterval) {
-		return nil
-	}
-	// Expired hints and debris go, and the records of pods released
-	// without the pod known start their TTL.
-	if _, err := a.sweep(nil); err != nil {
-		return err
-	}
-	var parts []string
-	for _, r := range a.ranges {
-		parts = append(parts, fmt.Sprintf("%s %s %s %s", r.Subnet, r.Start, r.End, r.Gateway))
-	}
-	return atomicfile.Write(path, []byte(strings.Join(parts, "\n")), 0o644)
-}
-
-// maxSweepInterval bounds how long an Allocate goes without sweeping the
-// store (sweptFile's time says when it last did).
-const maxSweepInterval = time.Hour
-
-// sweep reads the whole store: when valid is not nil, it releases the
-// reservations of attachments not in it; it drops hints that expired,
-// starts the TTL of records whose attachment no longer holds their IPs,
-// and repairs markers. It returns how many reservations it released.
-//
-// Nothing is released or forgotten for lying outside the current ranges:
-// a reservation there is a live pod's (a DEL or GC frees it), and a hint
-// there costs nothing, is never offered, and lapses with its TTL; the
-// ranges may also be only one of the networks sharing the directory.
-func (a *Allocator) sweep(valid map[Attachment]bool) (int, error) {
-	reserved, err := a.s.reservations()
-	if err != nil {
-		return 0, err
-	}
-	released := 0
-	for ip, h := range reserved {
-		if valid != nil && !valid[h] && (h.IfName != "" || !valid[Attachment{ContainerID: h.ContainerID, IfName: "*"}]) {
-			if err := a.s.release(ip); err != nil {
-				return released, err
-			}
-			delete(reserved, ip)
-			released++
-		}
-	}
-	records, err := a.s.records()
-	if err != nil {
-		return released, err
-	}
-	now := a.now()
-	kept := make(map[string]*podRecord, len(records)) // by file name
-	for _, r := range records {
-		next := *r
-		holds := false
-		for _, ip := range next.IPs {
-			holds = holds || reserved[ip] == r.attachment()
-		}
-		switch {
-		case !holds && next.Released.IsZero():
-			next.Released = now
-		case holds:
-			next.Released = time.Time{} // live again
-		}
-		switch {
-		case next.expired(now, a.ttl) || len(next.IPs) == 0 && !holds:
-			err = a.s.deleteRecord(r)
-		case !next.Released.Equal(r.Released):
-			err = a.s.putRecord(&next, r)
-			kept[recordName(r.pod())] = &next
-		default:
-			err = a.s.syncMarkers(r, nil)
-			kept[recordName(r.pod())] = r
-		}
-		if err != nil {
-			return released, err
-		}
-	}
-	return released, a.s.pruneLinks(kept)
-}
-
 // Release frees the IPs attachment at holds. With the pod p known, it
 // looks only at the IPs the pod's record names; otherwise, or if they do
 // not match, it reads every reservation, as host-local's DEL does. The
@@ -659,101 +328,4 @@ func (a *Allocator) Release(at Attachment, p Pod) error {
 		}
 	}
 	return nil
-}
-
-// GC releases every reservation whose attachment is not in valid (CNI's
-// GC, or a daemon reconciling with the sandboxes it knows), drops hints
-// that have expired, and returns how many reservations it released.
-func (a *Allocator) GC(valid []Attachment) (int, error) {
-	unlock, err := a.s.lock()
-	if err != nil {
-		return 0, err
-	}
-	defer unlock()
-	keep := map[Attachment]bool{}
-	for _, at := range valid {
-		keep[at] = true
-		// A reservation host-local wrote before it recorded interfaces
-		// names only the container.
-		keep[Attachment{ContainerID: at.ContainerID, IfName: "*"}] = true
-	}
-	return a.sweep(keep)
-}
-
-// Lookup returns the IPs attachment at holds, for CNI's CHECK: those in
-// the ranges first, in range order, with their subnet's length and
-// gateway, then any held outside them (reserved under earlier ranges, or
-// by a network sharing the directory) as single addresses. As with
-// host-local, holding any IP is holding one.
-func (a *Allocator) Lookup(at Attachment) ([]IP, error) {
-	unlock, err := a.s.lock()
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
-	reserved, err := a.s.reservations()
-	if err != nil {
-		return nil, err
-	}
-	var out, outside []IP
-	for ip, h := range reserved {
-		if h != at {
-			continue
-		}
-		i := slices.IndexFunc(a.ranges, func(r Range) bool { return r.contains(ip) })
-		if i < 0 {
-			outside = append(outside, IP{Address: netip.PrefixFrom(ip, ip.BitLen())})
-			continue
-		}
-		out = append(out, IP{Address: netip.PrefixFrom(ip, a.ranges[i].Subnet.Bits()), Gateway: a.ranges[i].Gateway})
-	}
-	rangeOf := func(ip IP) int {
-		return slices.IndexFunc(a.ranges, func(r Range) bool { return r.contains(ip.Address.Addr()) })
-	}
-	slices.SortFunc(out, func(x, y IP) int { return rangeOf(x) - rangeOf(y) })
-	slices.SortFunc(outside, func(x, y IP) int { return x.Address.Addr().Compare(y.Address.Addr()) })
-	return append(out, outside...), nil
-}
-
-// Usage is how full a range is.
-type Usage struct {
-	Range     Range
-	Size      uint64 // addresses the range hands out, at most MaxUint64
-	Reserved  int
-	Remembers int // free addresses remembered for a pod
-}
-
-// Free returns the addresses left, counting remembered ones as free (a
-// hint gives way when it must).
-func (u Usage) Free() uint64 { return u.Size - uint64(u.Reserved) }
-
-// Usage reports each range's use, for CNI's STATUS. Runtimes call that
-// every few seconds, so it reads two directory listings; like Allocate, it
-// sweeps the store only when the ranges changed or an hour has passed.
-func (a *Allocator) Usage() ([]Usage, error) {
-	unlock, err := a.lockInRanges()
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
-	taken, marked, _, err := a.names()
-	if err != nil {
-		return nil, err
-	}
-	var out []Usage
-	for _, r := range a.ranges {
-		u := Usage{Range: r, Size: r.size()}
-		for ip := range taken {
-			if r.contains(ip) {
-				u.Reserved++
-			}
-		}
-		for ip := range marked {
-			if !taken[ip] && r.contains(ip) {
-				u.Remembers++
-			}
-		}
-		out = append(out, u)
-	}
-	return out, nil
 }

@@ -97,7 +97,10 @@ func TestAllocateRoundRobin(t *testing.T) {
 
 // TestStickyRestart is seed 002's second half: a pod restarted under the
 // same namespace and name gets its IP back, after a DEL and a new
-// sandbox, and after a reboot (a new sandbox with no DEL).
+// sandbox. A new sandbox with no DEL of the last (its teardown failed, or
+// a reboot the runtime has not cleaned up after) gets another IP, since
+// the last one's reservation is live until its DEL or a GC; the next
+// sandbox after that gets the pod's IP back.
 func TestStickyRestart(t *testing.T) {
 	c := &clock{time.Unix(1e9, 0)}
 	a := newAllocator(t, c, "10.1.0.0/24")
@@ -113,12 +116,24 @@ func TestStickyRestart(t *testing.T) {
 	if got := must(t, a, att("web-2"), pod("web")); got != web {
 		t.Errorf("after DEL and ADD: %s, want %s", got, web)
 	}
-	// Reboot: the old sandbox is never deleted.
-	if got := must(t, a, att("web-3"), pod("web")); got != web {
-		t.Errorf("after a reboot: %s, want %s", got, web)
+	// No DEL of web-2: web-3 gets another IP, and web-2 keeps its own.
+	if got := must(t, a, att("web-3"), pod("web")); got == web {
+		t.Errorf("web-3 took %s, which web-2 holds", web)
 	}
-	if got, _ := a.Lookup(att("web-2")); len(got) != 0 {
-		t.Errorf("the old sandbox still holds %v", got)
+	if got, _ := a.Lookup(att("web-2")); len(got) != 1 || got[0].Address.String() != web {
+		t.Errorf("web-2 holds %v, want its %s", got, web)
+	}
+	// The runtime's GC names web-3 alone; web-3's DEL; then the pod is
+	// back on its IP.
+	if _, err := a.GC([]Attachment{att("web-3")}); err != nil {
+		t.Fatal(err)
+	}
+	a.Release(att("web-3"), pod("web"))
+	if got := must(t, a, att("web-4"), pod("web")); got != web {
+		t.Errorf("after web-2's GC: %s, want %s", got, web)
+	}
+	if r, _ := a.s.record(pod("web")); r == nil || len(r.IPs) != 1 {
+		t.Errorf("the pod is remembered by %+v, want its one IP", r)
 	}
 }
 
@@ -487,7 +502,7 @@ func TestReleaseStampsRecord(t *testing.T) {
 
 // A restart that gets the pod's IPs back keeps the record as it is: the
 // new attachment is a hard link to its reservation, which the record's
-// readers see and a reboot's takeover follows.
+// readers see.
 func TestRestartKeepsRecord(t *testing.T) {
 	c := &clock{time.Unix(1e9, 0)}
 	a := newAllocator(t, c, "10.1.0.0/24")
@@ -508,16 +523,16 @@ func TestRestartKeepsRecord(t *testing.T) {
 	if err != nil || r == nil || r.attachment() != att("c2") || !r.Released.IsZero() {
 		t.Fatalf("record after the restart: %+v, %v; want live, attached to c2", r, err)
 	}
-	// A reboot: c2 never got its DEL. c3 takes its IP over, as the
-	// sandbox the record names last.
-	if got := must(t, a, att("c3"), pod("db-0")); got != first {
-		t.Errorf("after a reboot: %s, want %s", got, first)
+	// c2 never got its DEL: its IP is live, and c3 gets another.
+	if got := must(t, a, att("c3"), pod("db-0")); got == first {
+		t.Errorf("c3 took %s, which c2 holds", got)
 	}
-	if got, _ := a.Lookup(att("c2")); len(got) != 0 {
-		t.Errorf("c2 still holds %v", got)
+	if got, _ := a.Lookup(att("c2")); len(got) != 1 {
+		t.Errorf("c2 holds %v, want its IP", got)
 	}
 	// Expired, the record takes its attachment link along.
 	a.Release(att("c3"), pod("db-0"))
+	a.Release(att("c2"), pod("db-0"))
 	c.advance(2 * time.Hour)
 	if _, err := a.GC(nil); err != nil {
 		t.Fatal(err)

@@ -30,9 +30,23 @@
 //   - Concurrency: every operation holds a flock on the directory's lock
 //     file against other processes (host-local included) and a mutex
 //     within the process.
+//   - No two live attachments hold one IP. An attachment (container ID
+//     and interface) is live from its ADD until its DEL, or a GC that
+//     leaves it out, whether or not its sandbox still runs: only the
+//     runtime knows that. An IP is handed out only when no reservation
+//     names another attachment, whoever wrote it (host-local included).
+//   - Stickiness when free: a pod's record lists the IPs it is remembered
+//     by, the one it got first first. A new sandbox of the pod takes the
+//     first of them that no attachment holds. One its earlier sandbox
+//     still holds (re-created without a DEL: a failed teardown, a reboot
+//     the runtime has not cleaned up after) is passed over, the sandbox
+//     gets another IP, and the pod stays remembered by both, first by its
+//     own: once the earlier sandbox's DEL or GC frees it, the pod's next
+//     sandbox gets it back, and the pod is remembered by that one alone
+//     again.
 //   - Stickiness that never exhausts: a released pod's IPs are passed over
 //     for others while other IPs are free, and the oldest of them gives
-//     way when none is. A pod never takes another pod's live IP.
+//     way when none is.
 //   - Config changes release nothing: a new subnet, rangeStart or
 //     rangeEnd, or a second network name on the same directory, leaves
 //     every reservation where it is. One outside the current ranges

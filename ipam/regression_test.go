@@ -213,8 +213,10 @@ func TestCoarseTimestamps(t *testing.T) {
 }
 
 // A record that reads as released long ago (copied without its times, or
-// touched) while its sandbox still holds its IP: the pod never released
-// it, and after a reboot its new sandbox takes it over, leaking nothing.
+// touched) while its sandbox still holds its IP: the reservation is live,
+// whatever the record's time says. A new sandbox with no DEL of c1 gets
+// another IP; the pod still waits for its first, and gets it back once
+// c1's DEL comes.
 func TestHeldIPOutranksTheRecordsTime(t *testing.T) {
 	c := &clock{time.Unix(1e9, 0)}
 	a := newAllocator(t, c, "10.1.0.0/24")
@@ -222,11 +224,16 @@ func TestHeldIPOutranksTheRecordsTime(t *testing.T) {
 	r, _ := a.s.record(pod("web"))
 	os.Chtimes(a.s.recordPath(pod("web")), time.Time{}, r.Updated.Add(time.Minute))
 	c.advance(2 * time.Hour) // past the TTL; the pod ran all along
-	if got := must(t, a, att("c2"), pod("web")); got != first {
-		t.Errorf("after a reboot: %s, want %s", got, first)
+	if got := must(t, a, att("c2"), pod("web")); got == first {
+		t.Errorf("c2 took %s, which c1 holds", got)
 	}
-	if got, _ := a.Lookup(att("c1")); len(got) != 0 {
-		t.Errorf("the dead sandbox c1 still holds %v", got)
+	if got, _ := a.Lookup(att("c1")); len(got) != 1 {
+		t.Errorf("c1 holds %v, want its %s", got, first)
+	}
+	a.Release(att("c1"), pod("web"))
+	a.Release(att("c2"), pod("web"))
+	if got := must(t, a, att("c3"), pod("web")); got != first {
+		t.Errorf("after the DELs: %s, want %s", got, first)
 	}
 }
 
@@ -278,9 +285,8 @@ func TestTwoEvictionsOfOneHint(t *testing.T) {
 	}
 }
 
-// A takeover is undone when the ADD fails later: the previous sandbox
-// keeps its IP.
-func TestFailedAddUndoesTakeover(t *testing.T) {
+// A pod's second sandbox whose ADD fails leaves the first its IP.
+func TestFailedSecondSandboxLeavesTheFirst(t *testing.T) {
 	c := &clock{time.Unix(1e9, 0)}
 	a := newAllocator(t, c, "10.1.0.0/24")
 	web := must(t, a, att("web-1"), pod("web"))
@@ -290,6 +296,6 @@ func TestFailedAddUndoesTakeover(t *testing.T) {
 		t.Fatal("want an error writing last_reserved_ip")
 	}
 	if got, _ := a.Lookup(att("web-1")); len(got) != 1 || got[0].Address.String() != web {
-		t.Errorf("after a failed takeover web-1 holds %v, want %s", got, web)
+		t.Errorf("after web-2's failed ADD web-1 holds %v, want %s", got, web)
 	}
 }

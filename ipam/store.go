@@ -296,17 +296,6 @@ func createWith(path string, data []byte) (*os.File, error) {
 	return f, nil
 }
 
-// restoreReservation puts back the reservation of ip for a, which a
-// failed ADD released, if no one took the IP since. Best effort: a
-// failure leaves the IP free, which the previous sandbox's pod takes
-// back on its next ADD.
-func (s *store) restoreReservation(ip netip.Addr, a Attachment) {
-	var b syncBatch
-	if ok, err := s.reserve(&b, ip, a); ok && err == nil {
-		b.sync() // closes the file
-	}
-}
-
 // release removes ip's reservation; one already gone is not an error.
 func (s *store) release(ip netip.Addr) error {
 	if s.keepAsSpare(ip) {

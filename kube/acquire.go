@@ -56,7 +56,7 @@ func (m *Manager) Acquire(ctx context.Context, req lease.AcquireRequest) (lease.
 			// A failed request: retried soon, with backoff.
 			delay = min(max(2*delay, 500*time.Millisecond), recheck)
 		} else {
-			delay = recheck
+			delay = m.untilChallenge()
 		}
 		select {
 		case <-ctx.Done():
@@ -116,11 +116,15 @@ func (m *Manager) tryAcquire(ctx context.Context, req lease.AcquireRequest) (lea
 		}
 	}
 	m.forgetLog("shared-podcidr")
-	m.setCondition("acquire", "")
 
 	attrs := req.Attrs
 	attrs.Owner = m.node
-	if err := m.publish(ctx, node, attrs); err != nil {
+	node, takeover, err := m.holdName(ctx, node, attrs)
+	if err != nil {
+		return lease.Lease{}, err
+	}
+	m.setCondition("acquire", "")
+	if err := m.publish(ctx, node, attrs, takeover); err != nil {
 		return lease.Lease{}, err
 	}
 	m.pubMu.Lock()
@@ -168,10 +172,18 @@ func (m *Manager) annotationsAfterPublish(node *corev1.Node, attrs lease.Attrs) 
 }
 
 // publish makes node's annotations publish attrs, patching only what
-// differs, with node's resourceVersion as a precondition. On a conflict it
-// reads the node again and retries.
-func (m *Manager) publish(ctx context.Context, node *corev1.Node, attrs lease.Attrs) error {
+// differs, with node's resourceVersion as a precondition, and removes a
+// host claim: a claim of another host is so answered (see holdName). On a
+// conflict it reads the node again and retries, unless another host's
+// addresses are published there now (errHeldElsewhere): that is asked
+// first. takeover lets the first attempt replace another host's, after
+// a challenge it did not answer.
+func (m *Manager) publish(ctx context.Context, node *corev1.Node, attrs lease.Attrs, takeover bool) error {
 	for attempt := 0; ; attempt++ {
+		if (!takeover || attempt > 0) && !m.mine(m.holderOf(node), attrs) {
+			return errHeldElsewhere
+		}
+		m.noteAnswer(node, attrs)
 		patch := map[string]any{}
 		for k, v := range m.ann.encode(attrs) {
 			cur, has := node.Annotations[k]
@@ -179,10 +191,13 @@ func (m *Manager) publish(ctx context.Context, node *corev1.Node, attrs lease.At
 				patch[k] = v
 			}
 		}
+		if _, has := node.Annotations[m.ann.key(annHostClaim)]; has {
+			patch[m.ann.key(annHostClaim)] = nil
+		}
 		if len(patch) == 0 {
 			return nil
 		}
-		err := m.patchMeta(ctx, node.ResourceVersion, map[string]any{"annotations": patch})
+		_, err := m.patchMeta(ctx, node.ResourceVersion, map[string]any{"annotations": patch})
 		if err == nil {
 			m.log.Info("published the node's annotations", "changed", len(patch))
 			return nil
@@ -199,21 +214,21 @@ func (m *Manager) publish(ctx context.Context, node *corev1.Node, attrs lease.At
 // patchMeta merge-patches this node's metadata through the status
 // subresource (RBAC "patch" on nodes/status, as flannel), with rv as a
 // precondition: the API server refuses it if the node changed since.
-func (m *Manager) patchMeta(ctx context.Context, rv string, meta map[string]any) error {
+func (m *Manager) patchMeta(ctx context.Context, rv string, meta map[string]any) (*corev1.Node, error) {
 	meta["resourceVersion"] = rv
 	body, err := json.Marshal(map[string]any{"metadata": meta})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	rctx, cancel := m.request(ctx)
 	defer cancel()
-	_, err = m.nodes.Patch(rctx, m.node, types.MergePatchType, body, metav1.PatchOptions{}, "status")
+	n, err := m.nodes.Patch(rctx, m.node, types.MergePatchType, body, metav1.PatchOptions{}, "status")
 	if err != nil && !apierrors.IsConflict(err) {
 		m.apiError("patch node", err)
-		return fmt.Errorf("kube: patch node %s: %w", m.node, err)
+		return nil, fmt.Errorf("kube: patch node %s: %w", m.node, err)
 	}
 	m.apiOK("patch node")
-	return err
+	return n, err
 }
 
 // getNode reads this node from the API server, not the informer's cache,

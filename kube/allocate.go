@@ -4,12 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net/netip"
 	"strings"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -44,6 +44,12 @@ const listPage = 500
 // times. A claim left by an agent that stopped between steps 1 and 3 is
 // taken up again by its next run.
 //
+// Claims are judged as PodCIDRs (see claimOf): another node's claim that is
+// not one PodCIDR inside the Network (a /16, 0.0.0.0/0, a misaligned or
+// garbled one, several) takes no space and is reported, so that no Node's
+// annotation can keep other nodes from a PodCIDR. This node's own bad
+// claim is replaced.
+//
 // The write of spec needs RBAC "patch" on nodes, beyond flannel's role.
 func (m *Manager) Allocate(ctx context.Context, conf lease.Config, previous lease.Key) (lease.Key, error) {
 	for attempt := 0; ; attempt++ {
@@ -54,10 +60,17 @@ func (m *Manager) Allocate(ctx context.Context, conf lease.Config, previous leas
 		if have, err := podCIDRs(node); err != nil || have.IsValid() {
 			return have, err
 		}
-		claim, err := m.parseClaim(node)
-		if err != nil || !claim.IsValid() || inNetwork(claim, conf) != nil {
+		claim, ok, err := claimOf(node.Annotations[m.ann.key(annPodCIDRClaim)], conf)
+		if err != nil {
+			// Written by an earlier run under another net-conf.json, or by
+			// hand: replaced below, and judged bad by every other node
+			// meanwhile, so it blocks no one.
+			m.logEvery("own-claim", waitLogInterval, slog.LevelWarn, "this node's PodCIDR claim is bad; replacing it",
+				"annotation", m.ann.key(annPodCIDRClaim), "value", quoteShort(node.Annotations[m.ann.key(annPodCIDRClaim)]), "err", err)
+		}
+		if !ok {
 			// No usable claim of an earlier run: make one.
-			taken, err := m.takenCIDRs(ctx, "")
+			taken, err := m.takenCIDRs(ctx, "", conf)
 			if err != nil {
 				return lease.Key{}, err
 			}
@@ -73,7 +86,7 @@ func (m *Manager) Allocate(ctx context.Context, conf lease.Config, previous leas
 			}
 		}
 		// Contested? Only a listing made after the claim was stored tells.
-		taken, err := m.takenCIDRs(ctx, m.node)
+		taken, err := m.takenCIDRs(ctx, m.node, conf)
 		if err != nil {
 			return lease.Key{}, err
 		}
@@ -101,27 +114,6 @@ func (m *Manager) Allocate(ctx context.Context, conf lease.Config, previous leas
 	}
 }
 
-// parseClaim reads this node's pod-cidr-claim annotation.
-func (m *Manager) parseClaim(node *corev1.Node) (lease.Key, error) {
-	v, ok := node.Annotations[m.ann.key(annPodCIDRClaim)]
-	if !ok || v == "" {
-		return lease.Key{}, nil
-	}
-	var k lease.Key
-	for _, s := range strings.Split(v, ",") {
-		p, err := netip.ParsePrefix(strings.TrimSpace(s))
-		if err != nil || p != p.Masked() {
-			return lease.Key{}, &annotationError{m.ann.key(annPodCIDRClaim), v, "not a list of CIDRs"}
-		}
-		if p.Addr().Is4() {
-			k.IPv4 = p
-		} else {
-			k.IPv6 = p
-		}
-	}
-	return k, nil
-}
-
 // setClaim writes this node's claim, or removes it for the zero Key,
 // conditional on rv.
 func (m *Manager) setClaim(ctx context.Context, rv string, claim lease.Key) error {
@@ -135,14 +127,18 @@ func (m *Manager) setClaim(ctx context.Context, rv string, claim lease.Key) erro
 		}
 		v = ptr(strings.Join(parts, ","))
 	}
-	return m.patchMeta(ctx, rv, map[string]any{"annotations": map[string]any{m.ann.key(annPodCIDRClaim): v}})
+	_, err := m.patchMeta(ctx, rv, map[string]any{"annotations": map[string]any{m.ann.key(annPodCIDRClaim): v}})
+	return err
 }
 
 // takenCIDRs lists every node but skip, a page at a time and consistently
 // (not from the informer's cache, which may lag), and returns the PodCIDRs
-// they hold and claim.
-func (m *Manager) takenCIDRs(ctx context.Context, skip string) ([]netip.Prefix, error) {
+// they hold and the claims they make that are valid under conf (see
+// claimOf). A bad claim takes nothing; the bad ones are reported in one
+// line, at most once a minute.
+func (m *Manager) takenCIDRs(ctx context.Context, skip string, conf lease.Config) ([]netip.Prefix, error) {
 	var taken []netip.Prefix
+	var bad []badClaim
 	opts := metav1.ListOptions{Limit: listPage}
 	for {
 		rctx, cancel := m.request(ctx)
@@ -157,14 +153,30 @@ func (m *Manager) takenCIDRs(ctx context.Context, skip string) ([]netip.Prefix, 
 			if n.Name == skip {
 				continue
 			}
-			for _, s := range append(append([]string{n.Spec.PodCIDR}, n.Spec.PodCIDRs...), strings.Split(n.Annotations[m.ann.key(annPodCIDRClaim)], ",")...) {
+			for _, s := range append([]string{n.Spec.PodCIDR}, n.Spec.PodCIDRs...) {
 				if p, err := netip.ParsePrefix(strings.TrimSpace(s)); err == nil {
 					taken = append(taken, p.Masked())
+				}
+			}
+			v := n.Annotations[m.ann.key(annPodCIDRClaim)]
+			switch k, ok, err := claimOf(v, conf); {
+			case err != nil:
+				bad = append(bad, badClaim{n.Name, quoteShort(v), err.Error()})
+			case ok:
+				for _, p := range []netip.Prefix{k.IPv4, k.IPv6} {
+					if p.IsValid() {
+						taken = append(taken, p)
+					}
 				}
 			}
 		}
 		if list.Continue == "" {
 			m.apiOK("list nodes")
+			if len(bad) > 0 {
+				m.logEvery("bad-claims", waitLogInterval, slog.LevelWarn,
+					"ignoring PodCIDR claims that are not one PodCIDR inside the Network; they take no space, and only their own nodes are affected",
+					"bad_claims", len(bad), "claims", m.claimReport(bad))
+			}
 			return taken, nil
 		}
 		opts.Continue = list.Continue

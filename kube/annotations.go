@@ -2,8 +2,10 @@ package kube
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 
 	"github.com/weftnet/weft/lease"
@@ -25,6 +27,7 @@ const (
 	annNodePublicIP      = "node-public-ip"
 	annNodePublicIPv6    = "node-public-ipv6"
 	annPodCIDRClaim      = "pod-cidr-claim" // weft's own: see Allocate
+	annHostClaim         = "host-claim"     // weft's own: see holdName
 )
 
 // annotations builds annotation keys for one prefix. The same builder
@@ -100,7 +103,42 @@ type annotationError struct {
 }
 
 func (e *annotationError) Error() string {
-	return fmt.Sprintf("annotation %s=%q: %s", e.key, e.value, e.why)
+	return fmt.Sprintf("annotation %s=%s: %s", e.key, lease.Quote(e.value, 64), e.why)
+}
+
+// maxAnnotation bounds each annotation this package reads, as the
+// informer's cache keeps it: the largest, backend-data, is bounded by
+// lease.MaxBackendDataSize, and the others (addresses, a backend type, a
+// claim of two CIDRs) are shorter still. The API server allows 256 KiB of
+// annotations on a Node, which every node would keep of every other.
+const maxAnnotation = lease.MaxBackendDataSize
+
+// oversizeTag starts what the cache keeps of an annotation over
+// maxAnnotation: its size, never its value. No address, CIDR or JSON
+// starts with a NUL byte.
+const oversizeTag = "\x00oversize:"
+
+// bound returns an annotation's value as the cache keeps it: the value,
+// or if it is over maxAnnotation, a stand-in that says how large it was.
+func bound(v string) string {
+	if len(v) <= maxAnnotation {
+		return v
+	}
+	return oversizeTag + strconv.Itoa(len(v))
+}
+
+// oversize returns the *lease.SizeError for an annotation the cache keeps
+// as a stand-in (see bound), or nil.
+func oversize(key, v string) error {
+	rest, ok := strings.CutPrefix(v, oversizeTag)
+	if !ok && len(v) <= maxAnnotation {
+		return nil
+	}
+	n, err := strconv.Atoi(rest)
+	if !ok || err != nil {
+		n = len(v)
+	}
+	return &lease.SizeError{Field: "annotation " + key, Size: n, Limit: maxAnnotation}
 }
 
 // Unwrap lets a malformed annotation be told from a transient failure.
@@ -110,7 +148,15 @@ func (e *annotationError) Unwrap() error { return lease.ErrInvalidAttrs }
 // applied: a public-ip-overwrite (or its IPv6 form) replaces the address
 // peers send to. The owner is the node's name. It fails naming the first
 // malformed annotation.
+//
+// An annotation over its size limit fails it with a *lease.SizeError,
+// whatever else is wrong, so that the node's lease is reported as such.
 func (a annotations) decode(node string, ann map[string]string) (lease.Attrs, error) {
+	for _, name := range []string{annBackendType, annBackendData, annBackendV6Data, annPublicIP, annPublicIPv6, annPublicIPOverwrite, annPublicIPv6Overwr} {
+		if err := oversize(a.key(name), ann[a.key(name)]); err != nil {
+			return lease.Attrs{}, err
+		}
+	}
 	attrs := lease.Attrs{BackendType: ann[a.key(annBackendType)], Owner: node}
 	for _, f := range []struct {
 		name, overwrite string
@@ -155,6 +201,11 @@ func (a annotations) decode(node string, ann map[string]string) (lease.Attrs, er
 	}
 	if err := attrs.Validate(); err != nil {
 		return lease.Attrs{}, fmt.Errorf("annotations %s and %s: %w", a.key(annPublicIP), a.key(annBackendType), err)
+	}
+	// Within the limits above, but the lease type's own (MaxBackendTypeSize,
+	// MaxOwnerSize) are tighter for some fields.
+	if _, err := attrs.MarshalJSON(); errors.Is(err, lease.ErrTooLarge) {
+		return lease.Attrs{}, err
 	}
 	return attrs, nil
 }

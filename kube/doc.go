@@ -22,9 +22,23 @@
 //   - A node with malformed annotations is skipped with a warning naming it
 //     and the annotation; nodes not marked kube-subnet-manager=true are not
 //     peers yet.
+//   - The informer's cache keeps of each Node only what this package reads
+//     (name, PodCIDRs, creation time, flannel's annotations), and of each
+//     annotation at most 512 bytes: a larger one (the API server allows
+//     256 KiB) is kept as its size alone, and the node's lease is sent as a
+//     lease.Lease with Invalid set, for admission to report by key, rule
+//     and limit.
 //   - With Options.AssignPodCIDRs, the agent assigns its own node a free
 //     PodCIDR, safely against other agents doing the same at once (see
-//     Allocate).
+//     Allocate). Another node's pod-cidr-claim takes space only as one
+//     PodCIDR it could be given; any other claim takes none, and is
+//     reported naming the Node, the annotation and the fix.
+//   - Two hosts presenting one node name (cloned VMs) never both hold the
+//     Node: the host whose public-ip is published keeps it while it is
+//     alive, and the other's Acquire waits, not ready, naming both hosts
+//     and the fix, writing at most twice per six Options.ChallengeTimeout
+//     (see identity.go); one whose holder is gone takes the Node over. The
+//     errors match lease.ErrIdentityCollision.
 //
 // A consumer of this package does not link the etcd client.
 //
@@ -35,8 +49,10 @@
 // annotations flannel's agent writes (public-ip, backend-type,
 // backend-data and their IPv6 twins, kube-subnet-manager), the
 // NetworkUnavailable condition (see NetworkReady and
-// Options.LeaveNetworkCondition), and with Options.AssignPodCIDRs the
-// spec.podCIDRs and a claim annotation. It never writes another Node.
+// Options.LeaveNetworkCondition), a host-claim annotation while it asks
+// whether another host holding its Node is alive, and with
+// Options.AssignPodCIDRs the spec.podCIDRs and a claim annotation. It never
+// writes another Node.
 //
 // What can be waited out (no PodCIDR, an API server away, a Node not
 // registered yet) is waited out by Acquire, Keep and the watches, and said

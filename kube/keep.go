@@ -24,7 +24,12 @@ import (
 // lease.ErrLeaseLost if the node is deleted or its PodCIDRs change.
 //
 // The annotations restored are those the last Acquire published: this
-// node's own public IP, not the overwrite l.Attrs may carry.
+// node's own public IP, not the overwrite l.Attrs may carry. Keep answers
+// another host that asks for this Node (same node name, other addresses)
+// by removing its host claim, and logs the collision. If it finds another
+// host's addresses published, it asks in turn: answered, the Node is lost
+// (the error also matches lease.ErrIdentityCollision); not answered within
+// Options.ChallengeTimeout, it restores its own.
 func (m *Manager) Keep(ctx context.Context, l lease.Lease) error {
 	if err := m.synced(ctx); err != nil {
 		return err
@@ -82,7 +87,19 @@ func (m *Manager) keepOnce(ctx context.Context, l lease.Lease, attrs lease.Attrs
 	if cidrs != l.Key {
 		return fmt.Errorf("%w: node %s's PodCIDRs are now %v, the lease was for %v", lease.ErrLeaseLost, m.node, cidrs, l.Key)
 	}
-	if err := m.publish(ctx, node, attrs); err != nil {
+	takeover := false
+	if h := m.holderOf(node); !m.mine(h, attrs) {
+		// Another host's addresses: it took the Node over while this one
+		// was away, or they were edited. Ask, as a newcomer would.
+		node, takeover, err = m.holdName(ctx, node, attrs)
+		if errors.Is(err, errWait) {
+			return fmt.Errorf("%w: %w", lease.ErrLeaseLost, m.collisionError(h, attrs))
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if err := m.publish(ctx, node, attrs, takeover); err != nil {
 		return err
 	}
 	if m.networkUp.Load() && !networkAvailable(node) {

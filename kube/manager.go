@@ -67,6 +67,11 @@ type Options struct {
 	AssignPodCIDRs bool
 	// RequestTimeout bounds each API request. Default 10s.
 	RequestTimeout time.Duration
+	// ChallengeTimeout is how long the host holding this Node has to
+	// answer another host that presents the same node name before that
+	// host takes the Node over; a host answered asks again every six
+	// timeouts. Default DefaultChallengeTimeout (5s).
+	ChallengeTimeout time.Duration
 	// Logger receives one line per state change. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -74,16 +79,17 @@ type Options struct {
 // A Manager is a lease.Manager on this node's Node object and its peers'.
 // It is safe for concurrent use. Close stops its informer.
 type Manager struct {
-	nodes          NodeClient
-	node           string
-	confPath       string
-	poll           time.Duration
-	timeout        time.Duration
-	assign         bool
-	leaveCondition bool
-	ann            annotations
-	kept           []string // the annotations trim keeps: ann.read(), built once for every node event
-	log            *slog.Logger
+	nodes            NodeClient
+	node             string
+	confPath         string
+	poll             time.Duration
+	timeout          time.Duration
+	challengeTimeout time.Duration
+	assign           bool
+	leaveCondition   bool
+	ann              annotations
+	kept             []string // the annotations trim keeps: ann.read(), built once for every node event
+	log              *slog.Logger
 
 	startOnce sync.Once
 	stop      chan struct{}
@@ -96,12 +102,15 @@ type Manager struct {
 	pubMu     sync.Mutex
 	published lease.Attrs // what the last Acquire published, for Keep to restore
 
-	losses, errs atomic.Int64
-	conditions   condition.Set // by operation: why it is waiting or failing now
-	logMu        sync.Mutex    // guards lastLog and skipped
-	lastLog      map[string]time.Time
-	skipped      map[string]string    // nodes skipped as malformed, with why, to warn once per problem
-	shared       map[lease.Key]string // keys several nodes claim, with whom, to warn once per set
+	idMu          sync.Mutex
+	nextChallenge time.Time // when a host answered for this Node may be asked again
+
+	losses, errs, collisions atomic.Int64
+	conditions               condition.Set // by operation: why it is waiting or failing now
+	logMu                    sync.Mutex    // guards lastLog and skipped
+	lastLog                  map[string]time.Time
+	skipped                  map[string]string    // nodes skipped as malformed, with why, to warn once per problem
+	shared                   map[lease.Key]string // keys several nodes claim, with whom, to warn once per set
 }
 
 // New returns a Manager. It starts nothing until a method needs the
@@ -125,6 +134,9 @@ func New(opts Options) (*Manager, error) {
 	if opts.RequestTimeout <= 0 {
 		opts.RequestTimeout = DefaultRequestTimeout
 	}
+	if opts.ChallengeTimeout <= 0 {
+		opts.ChallengeTimeout = DefaultChallengeTimeout
+	}
 	if opts.AnnotationPrefix == "" {
 		opts.AnnotationPrefix = DefaultAnnotationPrefix
 	}
@@ -136,7 +148,7 @@ func New(opts Options) (*Manager, error) {
 	}
 	return &Manager{
 		nodes: opts.Nodes, node: opts.NodeName, confPath: opts.NetConfPath, poll: opts.ConfigPollInterval,
-		timeout: opts.RequestTimeout, assign: opts.AssignPodCIDRs, leaveCondition: opts.LeaveNetworkCondition, ann: annotations{opts.AnnotationPrefix},
+		timeout: opts.RequestTimeout, challengeTimeout: opts.ChallengeTimeout, assign: opts.AssignPodCIDRs, leaveCondition: opts.LeaveNetworkCondition, ann: annotations{opts.AnnotationPrefix},
 		kept: annotations{opts.AnnotationPrefix}.read(),
 		log:  opts.Logger.With("component", "kube", "node", opts.NodeName),
 		stop: make(chan struct{}), ownNode: make(chan struct{}, 1),
@@ -163,6 +175,9 @@ func (m *Manager) Condition() string { return m.conditions.String() }
 type Stats struct {
 	Losses int64 // leases lost: the node's PodCIDR changed or the node was deleted
 	Errors int64 // failed API requests, each retried
+	// Collisions counts claims of another host presenting this node's
+	// name that this one answered, keeping the Node.
+	Collisions int64
 	// Condition says what the Manager is waiting for or why requests are
 	// failing right now, e.g. "waiting for PodCIDR"; "" when nothing is.
 	Condition string
@@ -170,7 +185,7 @@ type Stats struct {
 
 // Stats returns the counters and the current condition.
 func (m *Manager) Stats() Stats {
-	return Stats{Losses: m.losses.Load(), Errors: m.errs.Load(), Condition: m.conditions.String()}
+	return Stats{Losses: m.losses.Load(), Errors: m.errs.Load(), Collisions: m.collisions.Load(), Condition: m.conditions.String()}
 }
 
 // setCondition records why operation what is waiting or failing, or clears
@@ -332,7 +347,7 @@ func (m *Manager) synced(ctx context.Context) error {
 
 // trim keeps of a Node what this package reads: name, UID,
 // resourceVersion, creation time, the annotations it reads, the PodCIDRs, and for this
-// node alone its conditions.
+// node alone its conditions and host claim.
 func (m *Manager) trim(obj any) (any, error) {
 	n, ok := obj.(*corev1.Node)
 	if !ok {
@@ -347,11 +362,17 @@ func (m *Manager) trim(obj any) (any, error) {
 			if out.Annotations == nil {
 				out.Annotations = map[string]string{}
 			}
-			out.Annotations[k] = v
+			out.Annotations[k] = bound(v)
 		}
 	}
 	if n.Name == m.node {
 		out.Status.Conditions = n.Status.Conditions
+		if v, ok := n.Annotations[m.ann.key(annHostClaim)]; ok {
+			if out.Annotations == nil {
+				out.Annotations = map[string]string{}
+			}
+			out.Annotations[m.ann.key(annHostClaim)] = v
+		}
 	}
 	return out, nil
 }

@@ -138,7 +138,7 @@ func (v *nodeView) update(node string, cur lease.Lease, has bool) (events []leas
 			events = append(events, lease.Event{Type: lease.Added, Lease: now})
 		case wasSent[i] && !ok:
 			events = append(events, lease.Event{Type: lease.Removed, Lease: before})
-		case wasSent[i] && (!before.Attrs.Equal(now.Attrs) || before.Seniority != now.Seniority):
+		case wasSent[i] && !before.Same(now):
 			events = append(events, lease.Event{Type: lease.Changed, Lease: now, Prev: before})
 		}
 	}

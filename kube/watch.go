@@ -2,6 +2,8 @@ package kube
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"slices"
 	"strings"
 
@@ -183,6 +185,11 @@ func (m *Manager) leaseOf(n *corev1.Node, conf lease.Config) (lease.Lease, bool)
 		delete(m.skipped, n.Name)
 	}
 	m.logMu.Unlock()
+	if errors.Is(err, lease.ErrTooLarge) && key.IsValid() {
+		// Reported by admission, by key and rule, with the other
+		// rejections; nothing of the annotation is kept.
+		return lease.Lease{Key: key, Seniority: seniority(n), Invalid: fmt.Sprintf("node %s: %v", n.Name, err)}, true
+	}
 	if err != nil {
 		if !warned || was != err.Error() {
 			m.log.Warn("skipping a peer node with a malformed lease", "peer", n.Name, "err", err)

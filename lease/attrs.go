@@ -46,8 +46,13 @@ type attrsJSON struct {
 var jsonNull = []byte("null")
 
 // MarshalJSON implements json.Marshaler. It fails if an address is of the
-// wrong family or the backend data is not valid JSON.
+// wrong family, the backend data is not valid JSON, or a field is over its
+// size limit (a node name longer than MaxOwnerSize, say), which every
+// reader would reject.
 func (a Attrs) MarshalJSON() ([]byte, error) {
+	if err := a.checkFields(); err != nil {
+		return nil, err
+	}
 	w := attrsJSON{
 		PublicIP:      []byte(`"0.0.0.0"`),
 		PublicIPv6:    jsonNull,
@@ -86,11 +91,20 @@ func quoteAddr(a netip.Addr) []byte {
 
 // UnmarshalJSON implements json.Unmarshaler. It accepts what flannel writes
 // and rejects an address of the wrong family. Unknown fields are ignored, so
-// values written by newer flannel or weft versions still parse.
+// values written by newer flannel or weft versions still parse. A value
+// over MaxValueSize is rejected before it is parsed, and one with a field
+// over its limit (see MaxBackendDataSize) before anything of it is kept:
+// the error is then a *SizeError, and wraps ErrTooLarge.
 func (a *Attrs) UnmarshalJSON(data []byte) error {
+	if err := CheckValueSize(len(data)); err != nil {
+		return err
+	}
 	var w attrsJSON
 	if err := json.Unmarshal(data, &w); err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalidAttrs, err)
+	}
+	if err := (Attrs{BackendType: w.BackendType, Owner: w.Owner, BackendData: nonNull(w.BackendData), BackendV6Data: nonNull(w.BackendV6Data)}).checkFields(); err != nil {
+		return err
 	}
 	v4, err := parseAttrAddr("PublicIP", w.PublicIP, true)
 	if err != nil {
@@ -119,7 +133,7 @@ func parseAttrAddr(field string, raw json.RawMessage, want4 bool) (netip.Addr, e
 	}
 	var s string
 	if err := json.Unmarshal(raw, &s); err != nil {
-		return netip.Addr{}, fmt.Errorf("%w: %s must be a string, got %s", ErrInvalidAttrs, field, raw)
+		return netip.Addr{}, fmt.Errorf("%w: %s must be a string, got %s", ErrInvalidAttrs, field, clip(string(raw), 64))
 	}
 	if s == "" {
 		return netip.Addr{}, nil
@@ -127,7 +141,7 @@ func parseAttrAddr(field string, raw json.RawMessage, want4 bool) (netip.Addr, e
 	addr, err := netip.ParseAddr(s)
 	switch {
 	case err != nil:
-		return netip.Addr{}, fmt.Errorf("%w: %s %q is not an IP address", ErrInvalidAttrs, field, s)
+		return netip.Addr{}, fmt.Errorf("%w: %s %s is not an IP address", ErrInvalidAttrs, field, Quote(s, 64))
 	case want4 && !addr.Is4():
 		return netip.Addr{}, fmt.Errorf("%w: %s %q is not an IPv4 address", ErrInvalidAttrs, field, s)
 	case !want4 && !isPlain6(addr):

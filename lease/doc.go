@@ -14,8 +14,13 @@
 //   - Attrs marshals to the JSON value flannel stores under a subnet key.
 //   - Key's text form is flannel's etcd key suffix, such as 10.244.3.0-24.
 //
+// What a peer writes is bounded before it is kept: MaxValueSize,
+// MaxBackendDataSize, MaxBackendTypeSize and MaxOwnerSize, several times
+// what flannel's formats need; a lease over one is a *SizeError, and a
+// lease source passes it on as Lease.Invalid, for admission to reject.
+//
 // Addresses and prefixes are net/netip values throughout. Errors wrap the
-// sentinels declared here (ErrInvalidConfig, ErrInvalidKey, ErrInvalidAttrs,
+// sentinels declared here (ErrInvalidConfig, ErrInvalidKey, ErrInvalidAttrs, ErrTooLarge,
 // ErrOutOfSubnets, ErrOutOfRange, ErrSubnetTaken, ErrLeaseLost) so that
 // callers can test them with errors.Is; a config error is also a
 // *ConfigError naming the field.

@@ -106,7 +106,15 @@ func FuzzAttrsJSON(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var a Attrs
 		if err := json.Unmarshal(data, &a); err != nil {
+			if len(data) > MaxValueSize && !errors.Is(err, ErrTooLarge) {
+				t.Fatalf("a value of %d bytes refused for another reason: %v", len(data), err)
+			}
 			return
+		}
+		// Nothing kept is over its limit.
+		if len(data) > MaxValueSize || len(a.BackendType) > MaxBackendTypeSize || len(a.Owner) > MaxOwnerSize ||
+			len(a.BackendData) > MaxBackendDataSize || len(a.BackendV6Data) > MaxBackendDataSize {
+			t.Fatalf("accepted %d bytes with a field over its limit: %+v", len(data), a)
 		}
 		out, err := json.Marshal(a)
 		if err != nil {

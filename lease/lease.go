@@ -17,6 +17,13 @@ type Lease struct {
 	// does not say: lease/etcd reports it for the node's own lease only, as
 	// learning it for every peer would cost a request per lease.
 	Expiration time.Time
+	// Invalid, when not empty, says why the source could not take the
+	// lease's value, such as a size limit it is over (see MaxValueSize):
+	// the lease then carries its Key and Seniority only, and no Attrs,
+	// so that admission rejects it and reports it by key, without what
+	// its writer put in it. A source keeps nothing more of it. Sources
+	// skip, with a warning, the other values that do not parse.
+	Invalid string
 	// Seniority orders leases by when they were established, so that every
 	// node resolves a conflict between two peers (overlapping subnets, a
 	// shared VTEP MAC) the same way, in favour of the older: lower is
@@ -47,6 +54,12 @@ func CompareSeniority(sa int64, ka Key, sb int64, kb Key) int {
 		return -1
 	}
 	return 1
+}
+
+// Same reports whether l and o carry the same information, but for
+// Expiration: a renewal is not a change.
+func (l Lease) Same(o Lease) bool {
+	return l.Key == o.Key && l.Seniority == o.Seniority && l.Invalid == o.Invalid && l.Attrs.Equal(o.Attrs)
 }
 
 // EventType says how a lease changed.
@@ -118,7 +131,7 @@ func Diff(before, after []Lease) []Event {
 		switch {
 		case !ok:
 			events = append(events, Event{Type: Added, Lease: l})
-		case !prev.Attrs.Equal(l.Attrs) || prev.Seniority != l.Seniority:
+		case !prev.Same(l):
 			events = append(events, Event{Type: Changed, Lease: l, Prev: prev})
 		}
 		delete(old, l.Key)

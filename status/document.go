@@ -94,6 +94,19 @@ type Device struct {
 	Index int    `json:"index"`
 	MAC   string `json:"mac"`
 	MTU   int    `json:"mtu"`
+	// TXChecksumOffload is the device's TX checksum offload; absent from
+	// a daemon that does not manage it.
+	TXChecksumOffload *Offload `json:"txChecksumOffload,omitempty"`
+}
+
+// Offload is a device's TX checksum offload: as configured, as that
+// resolves on this kernel, and as read back from the device.
+type Offload struct {
+	Mode  string `json:"mode"`            // "auto", "on" or "off"
+	Want  string `json:"want"`            // "on" or "off"
+	State string `json:"state,omitempty"` // "on" or "off" as read back; "" unknown
+	Why   string `json:"why"`             // e.g. "auto: off, as kernel 5.4 is before 5.7 ..."
+	Err   string `json:"error,omitempty"` // the last failure to read or set it
 }
 
 // Sync is a full reconcile of a datapath's peers.

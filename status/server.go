@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -105,11 +106,31 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if err != nil {
 		s.srv.Close()
 	}
+	s.dropAll()
 	return err
 }
 
 // Close closes the listener and every connection now.
-func (s *Server) Close() error { return s.srv.Close() }
+func (s *Server) Close() error {
+	err := s.srv.Close()
+	s.dropAll()
+	return err
+}
+
+// dropAll drops the connections still held once net/http has let them
+// go: those whose answer was draining (see heldConn.Close).
+func (s *Server) dropAll() {
+	s.mu.Lock()
+	held := make([]*heldConn, 0, len(s.conns))
+	for c := range s.conns {
+		held = append(held, c)
+		delete(s.conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range held {
+		c.drop()
+	}
+}
 
 // Conns is how many connections the Server holds now.
 func (s *Server) Conns() int {
@@ -214,14 +235,51 @@ type heldConn struct {
 	idle  bool
 	since time.Time
 	once  sync.Once
+	// failed is set once a write failed (its deadline passed): the
+	// answer was not all handed to the kernel.
+	failed atomic.Bool
 }
 
-// Close lets the connection go. What the kernel still holds for a client
-// that has not read it is dropped (a reset) rather than left to a closed
-// socket that keeps it until the client reads or times out.
+// A draining connection looks at what its client has not acknowledged
+// yet after drainPoll, then twice as long each time up to drainPollMax:
+// a client that reads is let go within a few polls, and the cap's worth of
+// clients that do not costs a few hundred reads a second.
+const (
+	drainPoll    = 10 * time.Millisecond
+	drainPollMax = 500 * time.Millisecond
+)
+
+func (c *heldConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if err != nil {
+		c.failed.Store(true)
+	}
+	return n, err
+}
+
+// Close lets the connection go. An answer handed whole to the kernel and
+// not yet acknowledged (net/http closes a "Connection: close" connection
+// right after writing) is the one the client is reading: the connection
+// sends its end (FIN) and stays held, idle, until the client has it all,
+// or until WriteTimeout passes, or the cap needs its place. Then, and for
+// an answer cut by its write deadline, what the kernel still holds is
+// dropped (a reset) rather than left to a closed socket that keeps it
+// until the client reads or times out.
 func (c *heldConn) Close() error {
 	var err error
 	c.once.Do(func() {
+		if !c.failed.Load() && unsent(c.Conn) > 0 {
+			if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+				c.s.mu.Lock()
+				_, held := c.s.conns[c]
+				c.idle, c.since = true, time.Now()
+				c.s.mu.Unlock()
+				if held {
+					go c.drain(time.Now().Add(c.s.lim.WriteTimeout))
+					return
+				}
+			}
+		}
 		c.s.mu.Lock()
 		delete(c.s.conns, c)
 		c.s.mu.Unlock()
@@ -233,9 +291,34 @@ func (c *heldConn) Close() error {
 	return err
 }
 
+// drain waits until the client has acknowledged the answer, or deadline
+// passes, or the connection is dropped, and then lets it go.
+func (c *heldConn) drain(deadline time.Time) {
+	for wait := drainPoll; ; wait = min(2*wait, drainPollMax) {
+		time.Sleep(min(wait, max(time.Until(deadline), 0)+time.Millisecond))
+		c.s.mu.Lock()
+		_, held := c.s.conns[c]
+		c.s.mu.Unlock()
+		if !held {
+			return // dropped for another, or by Close
+		}
+		if unsent(c.Conn) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	c.s.mu.Lock()
+	delete(c.s.conns, c)
+	c.s.mu.Unlock()
+	if unsent(c.Conn) > 0 {
+		resetOnClose(c.Conn)
+	}
+	c.Conn.Close()
+}
+
 // drop closes the connection for another: whatever it was being sent is
 // dropped.
 func (c *heldConn) drop() {
 	resetOnClose(c.Conn)
 	c.Close()
+	c.Conn.Close() // a draining one, which Close has already let go
 }

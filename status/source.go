@@ -3,6 +3,7 @@
 package status
 
 import (
+	"cmp"
 	"net/netip"
 	"slices"
 	"time"
@@ -98,7 +99,7 @@ func (s Source) Document(q Query) Document {
 		slices.SortStableFunc(rejectedHere, compareRejected)
 		dst, c := dp.Summary(), dp.Counts()
 		f := Family{
-			Family: fam.name, Device: Device{Name: dst.Device.Name, Index: dst.Device.Index, MAC: dst.Device.MAC.String(), MTU: dst.Device.MTU},
+			Family: fam.name, Device: Device{Name: dst.Device.Name, Index: dst.Device.Index, MAC: dst.Device.MAC.String(), MTU: dst.Device.MTU, TXChecksumOffload: offloadOf(dst.Offload)},
 			Nexthops: dst.Reconciler.Nexthops, Synced: dst.Synced, Err: dst.Err,
 			LastSync: syncOf(dst.Reconciler.LastSync), Syncs: dst.Reconciler.Syncs, Repaired: dst.Reconciler.Repaired,
 			Peers: c.Wanted, Programmed: c.Programmed, Failed: c.Failed, Rejected: len(rejectedHere),
@@ -397,4 +398,13 @@ func leaseOf(ls vxlan.LeaseStatus) *Lease {
 
 func syncOf(r vxlan.SyncResult) Sync {
 	return Sync{Time: r.Time, DurationSeconds: r.Duration.Seconds(), Peers: r.Peers, Writes: r.Writes, Repairs: r.Repairs, Errors: r.Errors, Failed: r.Failed}
+}
+
+// offloadOf is the document's form of a datapath's TX checksum offload.
+func offloadOf(o vxlan.OffloadStatus) *Offload {
+	want := "off"
+	if o.Want {
+		want = "on"
+	}
+	return &Offload{Mode: string(cmp.Or(o.Mode, vxlan.ChecksumOffloadAuto)), Want: want, State: o.State, Why: o.Why, Err: o.Err}
 }

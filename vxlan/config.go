@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/weftnet/weft/lease"
 )
@@ -20,9 +21,11 @@ const (
 
 // Config is the "Backend" object of net-conf.json for the vxlan backend:
 //
-//	{"Type": "vxlan", "VNI": 1, "Port": 8472, "MTU": 0, "GBP": false, "Learning": false, "DirectRouting": false}
+//	{"Type": "vxlan", "VNI": 1, "Port": 8472, "MTU": 0, "GBP": false, "Learning": false, "DirectRouting": false,
+//	 "TXChecksumOffload": "auto"}
 //
-// Field names match case-insensitively, as in flannel.
+// Field names match case-insensitively, as in flannel. TXChecksumOffload is
+// weft's; flannel ignores it.
 type Config struct {
 	// VNI is the VXLAN network identifier, 0 to 16777215. Default 1. The
 	// device is named flannel.<VNI>.
@@ -41,6 +44,35 @@ type Config struct {
 	// DirectRouting routes to a peer on the same L2 network directly via its
 	// public IP, without encapsulation. Default false.
 	DirectRouting bool
+	// TXChecksumOffload is the devices' TX checksum offload: "auto" (the
+	// default, also ""), "on" or "off". Auto turns it off on kernels
+	// before 5.7, which corrupt the outer UDP checksum of VXLAN packets
+	// NATed twice, and on otherwise. A weft extension.
+	TXChecksumOffload ChecksumOffload
+}
+
+// ChecksumOffload is a setting of the VXLAN devices' TX checksum offload.
+type ChecksumOffload string
+
+// The settings of ChecksumOffload.
+const (
+	// ChecksumOffloadAuto turns the offload off on kernels before 5.7
+	// (as Calico does), on otherwise. "" means the same.
+	ChecksumOffloadAuto ChecksumOffload = "auto"
+	ChecksumOffloadOn   ChecksumOffload = "on"
+	ChecksumOffloadOff  ChecksumOffload = "off"
+)
+
+// ParseChecksumOffload parses "auto", "on" or "off" (any case; "" is
+// auto).
+func ParseChecksumOffload(s string) (ChecksumOffload, error) {
+	switch m := ChecksumOffload(strings.ToLower(strings.TrimSpace(s))); m {
+	case "", ChecksumOffloadAuto:
+		return ChecksumOffloadAuto, nil
+	case ChecksumOffloadOn, ChecksumOffloadOff:
+		return m, nil
+	}
+	return "", fmt.Errorf("TX checksum offload %q: use auto, on or off", s)
 }
 
 // ParseConfig parses net-conf.json's Backend object (lease.Config.Backend)
@@ -59,6 +91,9 @@ func ParseConfig(backend json.RawMessage) (Config, error) {
 		MTU           json.RawMessage
 		GBP, Learning *bool
 		DirectRouting *bool
+		// TXChecksumOffload is raw so that a wrong type gets the
+		// field's own hint, not the generic one.
+		TXChecksumOffload json.RawMessage
 	}
 	if err := json.Unmarshal(backend, &raw); err != nil {
 		if te, ok := err.(*json.UnmarshalTypeError); ok && te.Field != "" {
@@ -106,6 +141,18 @@ func ParseConfig(backend json.RawMessage) (Config, error) {
 		if f.v != nil {
 			*f.dst = *f.v
 		}
+	}
+	if v := raw.TXChecksumOffload; len(v) != 0 && !bytes.Equal(v, []byte("null")) {
+		const hint = `use "auto" (off on kernels before 5.7), "on" or "off"`
+		var str string
+		if err := json.Unmarshal(v, &str); err != nil {
+			return Config{}, &lease.ConfigError{Field: "Backend.TXChecksumOffload", Reason: "must be a string, not " + string(v) + "; " + hint}
+		}
+		m, err := ParseChecksumOffload(str)
+		if err != nil {
+			return Config{}, &lease.ConfigError{Field: "Backend.TXChecksumOffload", Value: strconv.Quote(str), Reason: "is not a setting; " + hint}
+		}
+		c.TXChecksumOffload = m
 	}
 	return c, nil
 }

@@ -23,6 +23,10 @@ func TestParseConfig(t *testing.T) {
 		{`{"vni": 0, "directrouting": true}`, Config{VNI: 0, DirectRouting: true}},
 		{`{"VNI": 16777215, "Port": 0, "MTU": 0}`, Config{VNI: 16777215}},
 		{`{"VNI": 7, "MacPrefix": "0e:2a", "Future": [1]}`, Config{VNI: 7}},
+		{`{"TXChecksumOffload": "off"}`, Config{VNI: 1, TXChecksumOffload: ChecksumOffloadOff}},
+		{`{"txchecksumoffload": "ON"}`, Config{VNI: 1, TXChecksumOffload: ChecksumOffloadOn}},
+		{`{"TXChecksumOffload": "auto"}`, Config{VNI: 1, TXChecksumOffload: ChecksumOffloadAuto}},
+		{`{"TXChecksumOffload": null}`, Config{VNI: 1}},
 	}
 	for _, tt := range tests {
 		got, err := ParseConfig(json.RawMessage(tt.in))
@@ -51,6 +55,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{`{"DirectRouting": 1}`, `net-conf.json: Backend.DirectRouting must be a boolean, not a JSON number`},
 		{`{"Type": 1}`, `net-conf.json: Backend.Type must be a string, not a JSON number`},
 		{`[1]`, `net-conf.json: Backend is not a valid JSON object`},
+		{`{"TXChecksumOffload": "maybe"}`, `net-conf.json: Backend.TXChecksumOffload "maybe" is not a setting; use "auto" (off on kernels before 5.7), "on" or "off"`},
+		{`{"TXChecksumOffload": false}`, `net-conf.json: Backend.TXChecksumOffload must be a string, not false; use "auto" (off on kernels before 5.7), "on" or "off"`},
 	}
 	for _, tt := range tests {
 		c, err := ParseConfig(json.RawMessage(tt.in))
@@ -78,7 +84,7 @@ func TestDeviceName(t *testing.T) {
 }
 
 func FuzzParseConfig(f *testing.F) {
-	for _, s := range []string{`{"Type": "vxlan", "VNI": 4096, "Port": 4789, "MTU": 1400, "GBP": true}`, `{}`, `{"VNI": 1e3}`} {
+	for _, s := range []string{`{"Type": "vxlan", "VNI": 4096, "Port": 4789, "MTU": 1400, "GBP": true}`, `{}`, `{"VNI": 1e3}`, `{"TXChecksumOffload": "off"}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -88,6 +94,9 @@ func FuzzParseConfig(f *testing.F) {
 		}
 		if c.VNI < 0 || c.VNI > maxVNI || c.Port < 0 || c.Port > 65535 || c.MTU != 0 && (c.MTU < 68 || c.MTU > 65535) {
 			t.Fatalf("ParseConfig(%q) accepted out-of-range %+v", data, c)
+		}
+		if _, err := ParseChecksumOffload(string(c.TXChecksumOffload)); err != nil {
+			t.Fatalf("ParseConfig(%q) accepted TX checksum offload %q", data, c.TXChecksumOffload)
 		}
 	})
 }

@@ -3,6 +3,7 @@
 package vxlan
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -59,6 +60,9 @@ type DatapathConfig struct {
 
 	// host is the kernel to program; nil: the one in Namespace.
 	host host
+	// release stands in for the kernel's release (uname -r) in tests of
+	// the auto TX checksum offload; "": the kernel's.
+	release string
 }
 
 // A Datapath keeps one VTEP device and its peers' routes, neighbours and
@@ -118,6 +122,11 @@ type Datapath struct {
 	// ipv6 is the device's family, which never changes (SetUnderlay
 	// keeps it): read without d.mu.
 	ipv6 bool
+	// offload is the device's TX checksum offload: how it is set (nil
+	// where the host cannot) and what is wanted, fixed at NewDatapath;
+	// its Err and State under mu.
+	csum    txChecksummer
+	offload OffloadStatus
 }
 
 // notificationFilter is what the notification filter checks against.
@@ -149,6 +158,7 @@ func NewDatapath(cfg DatapathConfig) (*Datapath, error) {
 		kick: make(chan struct{}, 1),
 		ipv6: cfg.Device.Local.Is6(),
 	}
+	d.initOffload(cmp.Or(cfg.release, kernelRelease()))
 	if err := d.reconcile(); err != nil {
 		d.Close()
 		return nil, err
@@ -297,7 +307,7 @@ func (d *Datapath) Synced() bool { return d.loadView().synced }
 
 // publishLocked publishes what lock-free readers see. d.mu is held.
 func (d *Datapath) publishLocked() {
-	v := &datapathView{dev: d.dev, synced: d.synced && d.syncedGen == d.gen, failedPeers: d.failedPeers, repairs: d.repairs, rec: d.rec}
+	v := &datapathView{dev: d.dev, synced: d.synced && d.syncedGen == d.gen, failedPeers: d.failedPeers, repairs: d.repairs, rec: d.rec, offload: d.offload}
 	if d.lastErr != nil {
 		v.err = d.lastErr.Error()
 	}
@@ -350,13 +360,24 @@ func (d *Datapath) reconcile() error {
 // reconcileLocked ensures the device, its address and its peers, and
 // returns how many peers the kernel refused.
 func (d *Datapath) reconcileLocked() (int, error) {
-	dev, changes, err := ensureDevice(d.nl, d.cfg.Device)
+	// The offload is set while a new device is still down, so that its
+	// first packet goes out as configured, and on every other reconcile
+	// after the device is ensured.
+	offloadSet := false
+	dev, changes, err := ensureDevice(d.nl, d.cfg.Device, func(name string) {
+		d.ensureOffloadLocked(name)
+		offloadSet = true
+	})
 	if err != nil {
 		return 0, err
 	}
 	for _, c := range changes {
 		d.noteRepair(dev.Name, c)
 	}
+	if !offloadSet {
+		d.ensureOffloadLocked(dev.Name)
+	}
+	dev.TXChecksumOffload = d.offload.State
 	if d.rec == nil || dev.Index != d.dev.Index {
 		// A new device (first run, or re-created): a new reconciler, which
 		// takes the desired peers over and replays them onto it. Until it

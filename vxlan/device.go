@@ -39,6 +39,12 @@ type DeviceConfig struct {
 	MAC MAC
 	// MTU overrides the device MTU; 0 derives it from the underlay.
 	MTU int
+	// TXChecksumOffload is the device's TX checksum offload; "" is auto
+	// (see ChecksumOffloadAuto). A Datapath applies it after every
+	// EnsureDevice, so a re-created device gets it too; EnsureDevice alone
+	// leaves it as the kernel makes it, as its handle may be in another
+	// namespace than an ethtool socket of the caller's.
+	TXChecksumOffload ChecksumOffload
 }
 
 // A Device is the VTEP as programmed.
@@ -47,6 +53,10 @@ type Device struct {
 	Index int
 	MAC   MAC
 	MTU   int
+	// TXChecksumOffload is the device's TX checksum offload as a Datapath
+	// read it back after setting it: "on" or "off"; "" where it was not
+	// read (EnsureDevice alone, or the read failed).
+	TXChecksumOffload string
 }
 
 // EnsureDevice makes the VTEP in h's namespace match cfg. An existing device
@@ -56,10 +66,13 @@ type Device struct {
 // all, is deleted and created again. It returns the device and a
 // description of each change it made, empty when there was nothing to do.
 func EnsureDevice(h *netlink.Handle, cfg DeviceConfig) (Device, []string, error) {
-	return ensureDevice(h, cfg)
+	return ensureDevice(h, cfg, nil)
 }
 
-func ensureDevice(h linkHandle, cfg DeviceConfig) (Device, []string, error) {
+// ensureDevice is EnsureDevice; beforeUp, if set, is called with the
+// device's name when it is found down (a new device is), before it is
+// brought up: settings made there are in force for its first packet.
+func ensureDevice(h linkHandle, cfg DeviceConfig, beforeUp func(name string)) (Device, []string, error) {
 	if !cfg.Local.IsValid() {
 		return Device{}, nil, errors.New("vxlan: DeviceConfig.Local is required: the node's public (underlay) address")
 	}
@@ -144,6 +157,9 @@ func ensureDevice(h linkHandle, cfg DeviceConfig) (Device, []string, error) {
 		changes = append(changes, fmt.Sprintf("MAC %s corrected to %s", a.HardwareAddr, cfg.MAC))
 	}
 	if a.Flags&net.FlagUp == 0 {
+		if beforeUp != nil {
+			beforeUp(cfg.Name)
+		}
 		if err := h.LinkSetUp(link); err != nil {
 			return Device{}, nil, fmt.Errorf("vxlan: bring %s up: %w", cfg.Name, err)
 		}

@@ -24,6 +24,14 @@
 // MAC), and periodically. Status reports what is programmed and every
 // repair with its reason.
 //
+// The Datapath also keeps the device's TX checksum offload as
+// DeviceConfig.TXChecksumOffload asks (net-conf.json's
+// Backend.TXChecksumOffload): auto turns it off on kernels before 5.7,
+// which corrupt the outer UDP checksum of VXLAN packets NATed twice, and on
+// otherwise. It is set, through ethtool's ioctl in the device's namespace,
+// after every EnsureDevice, so a re-created device gets it too, and
+// DatapathStatus.Offload reports it as read back.
+//
 // A peer whose objects the kernel refuses is that peer's failure alone: it
 // is marked failed (PeerError, DatapathStatus.FailedPeers), retried with
 // backoff, and the datapath still counts as converged.

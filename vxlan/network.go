@@ -3,6 +3,7 @@
 package vxlan
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -83,6 +84,10 @@ type NetworkConfig struct {
 	// MAC means peers' entries stay valid, even on peers cut off from the
 	// control plane.
 	VtepMAC, VtepMACv6 MAC
+	// TXChecksumOffload overrides the network config's
+	// Backend.TXChecksumOffload for this node's devices; "" follows it
+	// (whose default is auto: off on kernels before 5.7).
+	TXChecksumOffload ChecksumOffload
 	// ResyncInterval is the datapath's periodic reconcile. Default 30s.
 	ResyncInterval time.Duration
 	// Logger receives one line per state change. Default slog.Default().
@@ -697,6 +702,7 @@ func (n *Network) newDatapath(backend Config, public netip.Addr, ipv6 bool, publ
 		Device: DeviceConfig{
 			VNI: backend.VNI, Port: backend.Port, GBP: backend.GBP, Learning: backend.Learning,
 			Local: public, Underlay: under, MAC: mac, MTU: backend.MTU,
+			TXChecksumOffload: cmp.Or(n.cfg.TXChecksumOffload, backend.TXChecksumOffload),
 		},
 		ResyncInterval: n.cfg.ResyncInterval,
 		Logger:         n.cfg.Logger,

@@ -165,6 +165,8 @@ func (r *Reconciler) needs(p Peer) Objects {
 // DatapathStatus is what a Datapath reports for status output.
 type DatapathStatus struct {
 	Device Device
+	// Offload is the device's TX checksum offload: asked, wanted, as read.
+	Offload OffloadStatus
 	// Synced: the desired peers are applied, each programmed or failed.
 	Synced bool
 	Err    string // the last reconcile's error, "" if none
@@ -188,6 +190,7 @@ type datapathView struct {
 	failedPeers int
 	repairs     []Repair
 	rec         *Reconciler
+	offload     OffloadStatus
 }
 
 // Status reports the device, whether the datapath has converged, what is
@@ -235,7 +238,7 @@ func (d *Datapath) Summary() DatapathStatus {
 
 // status is the datapath's own part of a DatapathStatus.
 func (v *datapathView) status() DatapathStatus {
-	return DatapathStatus{Device: v.dev, Synced: v.synced, Err: v.err, FailedPeers: v.failedPeers, Repairs: slices.Clone(v.repairs)}
+	return DatapathStatus{Device: v.dev, Offload: v.offload, Synced: v.synced, Err: v.err, FailedPeers: v.failedPeers, Repairs: slices.Clone(v.repairs)}
 }
 
 // Counts counts the datapath's peers by how their programming went,

@@ -12,6 +12,7 @@ import (
 var binaries = []struct{ pkg, path string }{
 	{"./examples/flanneld", "/opt/bin/flanneld"},
 	{"./examples/weft-ipam", "/opt/bin/weft-ipam"},
+	{"./examples/weft-announce", "/opt/bin/weft-announce"},
 	{"./examples/weftctl", "/opt/bin/weftctl"},
 	{"./examples/weft-install-cni", "/opt/bin/weft-install-cni"},
 }

@@ -118,7 +118,7 @@ func TestImageLayout(t *testing.T) {
 	}
 }
 
-// TestImageFiles: the layer holds the four binaries, static and
+// TestImageFiles: the layer holds the five binaries, static and
 // executable, root's and not writable by anyone else, an /etc/passwd
 // with nobody, and no shell; flanneld runs and says its version.
 func TestImageFiles(t *testing.T) {

@@ -5,9 +5,9 @@
 //	    -version v0.3.0 -revision $(git rev-parse HEAD)
 //
 // The image holds weft's static binaries on an empty base, in /opt/bin:
-// flanneld (the entrypoint), weft-ipam, weftctl and weft-install-cni (the
-// DaemonSet's init container). No shell, no libc, no package manager:
-// nothing runs in it but those four. It has an /etc/passwd with root and
+// flanneld (the entrypoint), the CNI plugins weft-ipam and weft-announce,
+// weftctl and weft-install-cni (the DaemonSet's init container). No shell,
+// no libc, no package manager: nothing runs in it but those five. It has an /etc/passwd with root and
 // nobody (65534), so that weftctl or weft-ipam can run as nobody; the
 // agent itself needs root's NET_ADMIN and NET_RAW and runs as root. It
 // carries no CA bundle: in kube mode the service account's CA is mounted,

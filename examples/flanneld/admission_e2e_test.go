@@ -3,11 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/weftnet/weft/internal/daemontest"
+	"github.com/weftnet/weft/status"
 )
 
 // TestHostileKeysDaemon runs flanneld among hostile subnet keys written by
@@ -37,6 +40,9 @@ func TestHostileKeysDaemon(t *testing.T) {
 		"10.244.0.0-25":           value("172.30.0.77", "ff:ff:ff:ff:ff:ff"), // 10.244.0.0/24 is never given out
 		strings.Replace(aSub.String(), "/", "-", 1) + "&fd00:77::-64": `{"PublicIP":"172.30.0.77","PublicIPv6":"fd30::77","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:00:00:00:77:03"}}`,
 		"10.244.0.128-25": value("172.30.0.78", macOf(b)),
+		// Padded past the size limit: reported by key and limit, and
+		// nothing of it kept.
+		"10.244.250.0-24": strings.Replace(value("172.30.0.79", "0e:00:00:00:77:04"), "{", `{"Padding":"`+strings.Repeat("x", 64<<10)+`",`, 1),
 	}
 
 	// Readiness is sampled from here to the end.
@@ -49,6 +55,7 @@ func TestHostileKeysDaemon(t *testing.T) {
 		`weft_peers_rejected{reason="vtep-mac"} 1`,
 		`weft_peers_rejected{reason="subnet-conflict"} 1`,
 		`weft_peers_rejected{reason="identity-conflict"} 1`,
+		`weft_peers_rejected{reason="value"} 1`,
 	}
 	for _, d := range []*daemon{a, b} {
 		waitFor(t, 10*time.Second, d.Host.Name+" to reject every hostile key", func() bool {
@@ -72,6 +79,14 @@ func TestHostileKeysDaemon(t *testing.T) {
 		}
 		if !strings.Contains(d.Out.String(), "rejected a peer lease") {
 			t.Errorf("%s logged no rejection", d.Host.Name)
+		}
+		if out := d.Out.String(); !strings.Contains(out, "lease=10.244.250.0-24") || !strings.Contains(out, "over the limit of 16384") || strings.Contains(out, "xxxxxxxx") {
+			t.Errorf("%s did not report the padded lease by key and limit, or logged its padding", d.Host.Name)
+		}
+		// The status lists it with the other rejections.
+		if code, body := d.Get(status.Path + "?rejected=1"); code != 200 || !strings.Contains(body, `"subnet": "10.244.250.0/24"`) ||
+			!strings.Contains(body, `"value"`) || !strings.Contains(body, "over the limit of 16384") {
+			t.Errorf("%s: status of the rejected leases: %d\n%s", d.Host.Name, code, body)
 		}
 	}
 
@@ -120,4 +135,46 @@ func containsNonZeroRejection(body string) bool {
 		}
 	}
 	return false
+}
+
+// TestReservationOverPeerDaemon (issue 29, item 9): a reservation (a key
+// with no etcd lease) under host 1's name, address and VTEP MAC covers
+// host 2's older subnet with a /23. Host 1 restarts: it keeps its own
+// subnet rather than adopt the reservation, so its route to host 2 stays
+// and traffic flows both ways; its log names the reservation's key and
+// the fix. Host 2 rejects the reservation, by key, as it overlaps its own
+// subnet.
+func TestReservationOverPeerDaemon(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, 2, netConf16)
+	a, b := c.startTwo()
+	reachPairs(t, [][2]*daemon{{a, b}, {b, a}})
+	aSub, bSub := a.Env().Subnet.Masked(), b.Env().Subnet.Masked()
+	resp, err := c.admin.Get(context.Background(), keyOf(aSub))
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("host 1's key: %v %v", resp, err)
+	}
+	wide := netip.PrefixFrom(bSub.Addr(), 23).Masked()
+	c.put(t, keyOf(wide), string(resp.Kvs[0].Value))
+
+	if err := a.Stop(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	a = c.start(a.Host)
+	a.WaitReady()
+	a.WaitPeers(1)
+	if got := a.Env().Subnet.Masked(); got != aSub {
+		t.Errorf("restarted host 1 runs %v; want its own %v, not the reservation %v over host 2's %v", got, aSub, wide, bSub)
+	}
+	if route := ipOut(t, a.Host, "ip", "route", "show", bSub.String()); !strings.Contains(route, "dev flannel.1") {
+		t.Errorf("host 1 has no route to host 2's %v: %q", bSub, route)
+	}
+	reachPairs(t, [][2]*daemon{{a, b}, {b, a}})
+	if out := a.Out.String(); !strings.Contains(out, "overlaps an older lease") || !strings.Contains(out, keyOf(wide)) || !strings.Contains(out, "etcdctl del") {
+		t.Errorf("host 1 did not report the reservation %s with the fix:\n%s", keyOf(wide), out)
+	}
+	waitFor(t, 10*time.Second, "host 2 to reject the reservation by key", func() bool {
+		out := b.Out.String()
+		return strings.Contains(out, "rejected a peer lease") && strings.Contains(out, strings.Replace(wide.String(), "/", "-", 1))
+	})
 }

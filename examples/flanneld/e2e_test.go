@@ -153,8 +153,8 @@ func TestFlanneldEndToEnd(t *testing.T) {
 		t.Fatalf("subnet.env files %+v %+v", ea, eb)
 	}
 	for _, d := range []*daemon{a, b} {
-		if n := masqRuleCount(int(d.Host.Handle), false); n != 4 {
-			t.Errorf("%s: %d masquerade rules, want 4", d.Host.Name, n)
+		if n := masqRuleCount(int(d.Host.Handle), false); n != 6 {
+			t.Errorf("%s: %d masquerade rules, want 6", d.Host.Name, n)
 		}
 		d.WaitPeers(1)
 		code, body := d.Get("/metrics")

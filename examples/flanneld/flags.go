@@ -61,6 +61,9 @@ type config struct {
 	leaseTTL        time.Duration
 	node            string
 	resync          time.Duration
+	// txChecksumOffload overrides Backend.TXChecksumOffload ("": follow
+	// it); a weft extension.
+	txChecksumOffload vxlan.ChecksumOffload
 	// the local state an offline boot runs from (weft extensions)
 	stateDir     string
 	stateMaxAge  time.Duration
@@ -92,7 +95,7 @@ var flagGroups = []flagGroup{
 	{"etcd mode (the default)", []string{"etcd-endpoints", "etcd-prefix", "etcd-keyfile", "etcd-certfile", "etcd-cafile", "etcd-username", "etcd-password"}},
 	{"Kubernetes mode", []string{"kube-subnet-mgr", "kube-api-url", "kubeconfig-file", "kube-annotation-prefix", "net-config-path", "set-node-network-unavailable", "kube-assign-pod-cidrs"}},
 	{"the node's addresses", []string{"iface", "iface-regex", "iface-can-reach", "public-ip", "public-ipv6", "node-name"}},
-	{"what the node writes and keeps", []string{"subnet-file", "ip-masq", "ip-masq-fully-random-disable", "iptables-forward-rules", "iptables-resync", "ip-blackhole-route", "subnet-lease-renew-margin", "subnet-lease-ttl", "resync-interval"}},
+	{"what the node writes and keeps", []string{"subnet-file", "ip-masq", "ip-masq-fully-random-disable", "iptables-forward-rules", "iptables-resync", "ip-blackhole-route", "subnet-lease-renew-margin", "subnet-lease-ttl", "resync-interval", "vxlan-tx-checksum-offload"}},
 	{"local state, for a boot with the control plane unreachable (weft extensions)", []string{"state-dir", "state-max-age", "offline-after"}},
 	{"health and metrics", []string{"healthz-ip", "healthz-port"}},
 	{"status and probing (weft extensions)", []string{"status-socket", "probe-interval", "probe-sample", "probe-timeout", "probe-affects-readiness"}},
@@ -114,6 +117,7 @@ func parseFlags(args []string, env func(string) string, stderr io.Writer) (confi
 		c                                         config
 		ifaces, ifaceRegexes                      repeated
 		ifaceCanReach, publicIP, publicIPv6, hzIP string
+		txChecksumOffload                         string
 		masqRandomFullyDisable                    bool
 		rulesResync                               int
 		klogIgnoredString                         = map[string]*string{}
@@ -159,6 +163,7 @@ func parseFlags(args []string, env func(string) string, stderr io.Writer) (confi
 	fs.IntVar(&c.renewMargin, "subnet-lease-renew-margin", 60, "subnet lease renewal margin, in minutes, from 1 to 1439")
 	fs.DurationVar(&c.leaseTTL, "subnet-lease-ttl", 24*time.Hour, "life of a subnet lease that is not renewed, at least 2s (a weft extension; flannel fixes it at 24h)")
 	fs.DurationVar(&c.resync, "resync-interval", 30*time.Second, "period of the datapath's unprompted reconcile (a weft extension)")
+	fs.StringVar(&txChecksumOffload, "vxlan-tx-checksum-offload", "", `TX checksum offload of the VXLAN devices: auto (off on kernels before 5.7, which corrupt the checksum of VXLAN packets NATed twice; on otherwise), on or off; "" follows net-conf.json's Backend.TXChecksumOffload, whose default is auto (a weft extension)`)
 
 	fs.StringVar(&c.stateDir, "state-dir", localstate.DefaultDir, `directory of the local state (the network config, this node's lease and VTEP MACs, the last admitted peers) the node boots from when the control plane does not answer; "" keeps none`)
 	fs.DurationVar(&c.stateMaxAge, "state-max-age", localstate.DefaultMaxAge, "oldest local state the node boots from")
@@ -246,6 +251,11 @@ func parseFlags(args []string, env func(string) string, stderr io.Writer) (confi
 		return config{}, fmt.Errorf("--healthz-ip %q is not an IP address", hzIP)
 	}
 	c.masqRandomFully = !masqRandomFullyDisable
+	if txChecksumOffload != "" {
+		if c.txChecksumOffload, err = vxlan.ParseChecksumOffload(txChecksumOffload); err != nil {
+			return config{}, fmt.Errorf("--vxlan-tx-checksum-offload %q: want auto, on or off", txChecksumOffload)
+		}
+	}
 	switch {
 	case c.healthzPort < 0 || c.healthzPort > 65535:
 		return config{}, fmt.Errorf("--healthz-port %d: want 0 (off) to 65535", c.healthzPort)

@@ -6,10 +6,13 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/weftnet/weft/vxlan"
 )
 
 func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -185,5 +188,35 @@ func TestHelpListsEveryFlag(t *testing.T) {
 		if !grouped[want] {
 			t.Errorf("flannel's --%s is missing", want)
 		}
+	}
+}
+
+// TestTXChecksumOffloadFlag: the flag and its FLANNELD_ variable set the
+// override, unset follows net-conf.json, a wrong value names the flag and
+// the values, and --help marks it as weft's.
+func TestTXChecksumOffloadFlag(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want vxlan.ChecksumOffload
+	}{
+		{nil, nil, ""},
+		{[]string{"--vxlan-tx-checksum-offload=off"}, nil, vxlan.ChecksumOffloadOff},
+		{nil, map[string]string{"FLANNELD_VXLAN_TX_CHECKSUM_OFFLOAD": "on"}, vxlan.ChecksumOffloadOn},
+		{[]string{"--vxlan-tx-checksum-offload", "auto"}, map[string]string{"FLANNELD_VXLAN_TX_CHECKSUM_OFFLOAD": "off"}, vxlan.ChecksumOffloadAuto},
+	} {
+		c, err := parseFlags(tc.args, envOf(tc.env), io.Discard)
+		if err != nil || c.txChecksumOffload != tc.want {
+			t.Errorf("%q %v: %q, %v; want %q", tc.args, tc.env, c.txChecksumOffload, err, tc.want)
+		}
+	}
+	_, err := parseFlags(nil, envOf(map[string]string{"FLANNELD_VXLAN_TX_CHECKSUM_OFFLOAD": "disable"}), io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "--vxlan-tx-checksum-offload") || !strings.Contains(err.Error(), "auto, on or off") {
+		t.Errorf("a bad value: %v", err)
+	}
+	var help bytes.Buffer
+	parseFlags([]string{"--help"}, envOf(nil), &help)
+	if !regexp.MustCompile(`--vxlan-tx-checksum-offload string\n\s+[^\n]*\(a weft extension\) \[FLANNELD_VXLAN_TX_CHECKSUM_OFFLOAD\]`).MatchString(help.String()) {
+		t.Errorf("--help lacks the flag as a weft extension:\n%s", help.String())
 	}
 }

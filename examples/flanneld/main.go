@@ -215,6 +215,7 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 		Manager: a.src.manager, Previous: a.src.previous,
 		PublicIP: c.publicIP, PublicIPv6: c.publicIPv6,
 		ResyncInterval: c.resync, Logger: log,
+		TXChecksumOffload: c.txChecksumOffload,
 	}
 	var lastFound underlay.Choice
 	onInterface := c // the interface's own addresses, the flags aside

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 )
 
@@ -13,12 +14,24 @@ import (
 // is touched.
 const masqTable = "weft"
 
-// masqRules are flannel's masquerade rules for one family, in order:
+// kubeProxyMark is the bit kube-proxy's KUBE-MARK-MASQ sets on a packet it
+// will masquerade itself (its --iptables-masquerade-bit, 14 by default).
+const kubeProxyMark = 0x4000
+
+// masqRules are flannel's masquerade rules for one family (its
+// FLANNEL-POSTRTG chain, v0.28, iptables mode), in order:
 //
-//	saddr in network, daddr in network          return      (pod to pod)
-//	saddr in network, daddr not multicast       masquerade  (pod to outside)
+//	mark & 0x4000 == 0x4000                     return      (kube-proxy masquerades it)
+//	saddr in this subnet, daddr in network      return      (local pod to pod)
+//	saddr in network, daddr in this subnet      return      (pod to local pod)
 //	saddr not in network, daddr in this subnet  return      (to local pods)
+//	saddr in network, daddr not multicast       masquerade  (pod to outside)
 //	saddr not in network, daddr in network      masquerade  (outside to remote pods)
+//
+// The mark rule comes first so that a packet kube-proxy will masquerade is
+// not masqueraded twice: the double NAT under which kernels before 5.7
+// corrupt the outer UDP checksum of VXLAN packets (flannel #1279, PR
+// #1681).
 //
 // Masquerading is fully random (iptables' --random-fully) unless
 // randomFully is false (--ip-masq-fully-random-disable), as in flannel.
@@ -30,10 +43,23 @@ func masqRules(network, subnet netip.Prefix, randomFully bool) [][]expr.Any {
 	ret := &expr.Verdict{Kind: expr.VerdictReturn}
 	masq := &expr.Masq{FullyRandom: randomFully}
 	return [][]expr.Any{
-		join(match(true, network, true), match(false, network, true), ret),
-		join(match(true, network, true), match(false, multicast, false), masq),
+		join(markMatch(kubeProxyMark), ret),
+		join(match(true, subnet, true), match(false, network, true), ret),
+		join(match(true, network, true), match(false, subnet, true), ret),
 		join(match(true, network, false), match(false, subnet, true), ret),
+		join(match(true, network, true), match(false, multicast, false), masq),
 		join(match(true, network, false), match(false, network, true), masq),
+	}
+}
+
+// markMatch matches packets whose mark has all the bits of bits set
+// (iptables' -m mark --mark bits/bits). The mark is in host byte order.
+func markMatch(bits uint32) []expr.Any {
+	b := binaryutil.NativeEndian.PutUint32(bits)
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: b, Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: b},
 	}
 }
 

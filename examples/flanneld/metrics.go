@@ -125,6 +125,22 @@ func (a *agent) registerMetrics(reg *prometheus.Registry) {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "weft_datapath_repairs_total", Help: "Corrections of datapath drift.", ConstLabels: labels,
 		}, func() float64 { return float64(counts().Repaired) }))
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "weft_vxlan_tx_checksum_offload", ConstLabels: labels,
+			Help: "TX checksum offload of the VXLAN device as read back: 1 on, 0 off, -1 unknown (no device yet, or it could not be read; see the status).",
+		}, func() float64 {
+			dp := datapath()
+			if dp == nil {
+				return -1
+			}
+			switch dp.Summary().Offload.State {
+			case "on":
+				return 1
+			case "off":
+				return 0
+			}
+			return -1
+		}))
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/internal/daemontest"
+	"github.com/weftnet/weft/internal/etcdtest"
 	"github.com/weftnet/weft/internal/testutil"
 	"github.com/weftnet/weft/localstate"
 )
@@ -95,6 +96,76 @@ func TestOfflineReboot(t *testing.T) {
 		t.Errorf("weft_local_state_in_use is not 0 once back:\n%s", grepLines(body, "weft_local_state"))
 	}
 	reachPairs(t, [][2]*daemon{{a, b}, {b, a}})
+}
+
+// TestOfflineBootWithCredentials (issue 29, item 4): with
+// --etcd-username and --etcd-password, as without them, a host rebooted
+// while etcd is down boots from its local state instead of exiting: it
+// writes subnet.env for its subnet, is ready from its local state, and
+// traffic flows to its peer. When etcd is back it logs in and runs on
+// etcd again. A host given a wrong password does not exit either: it
+// waits, and /readyz says etcd refused its user.
+func TestOfflineBootWithCredentials(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, 3, netConf16)
+	etcdtest.EnableAuth(t, c.admin, "flannel", "s3cret", "/coreos.com/network/")
+	c.admin = etcdtest.NewRootClientIn(t, c.host(0).Do, c.srv.Endpoint())
+	creds := []string{"--etcd-username", "flannel", "--etcd-password", "s3cret"}
+	a, b := c.start(c.host(1), creds...), c.start(c.host(2), creds...)
+	for _, d := range []*daemon{a, b} {
+		d.WaitReady()
+		d.WaitPeers(1)
+	}
+	reachPairs(t, [][2]*daemon{{a, b}, {b, a}})
+	before := a.Env()
+	store := stateOf(a)
+	testutil.WaitFor(t, 10*time.Second, "host 1's local state to hold its peer", func() bool {
+		st, err := store.Load()
+		return err == nil && len(st.Peers) == 1 && st.Lease.Key.IPv4 == before.Subnet.Masked()
+	})
+
+	c.srv.Stop()
+	if err := a.Stop(syscall.SIGKILL); err != nil && !strings.Contains(err.Error(), "killed") {
+		t.Fatal(err)
+	}
+	ipOut(t, a.Host, "ip", "link", "del", "flannel.1")
+	if err := os.Remove(a.SubnetFile); err != nil {
+		t.Fatal(err)
+	}
+	booted := time.Now()
+	a = c.start(a.Host, append(creds, "--offline-after", "1s")...)
+	testutil.WaitFor(t, 30*time.Second, "host 1 ready from its local state, with etcd down", func() bool {
+		if exited, err := a.Exited(); exited {
+			t.Fatalf("host 1 exited with etcd down and credentials given: %v\n%s", err, a.Out)
+		}
+		code, body := a.Readyz()
+		return code == http.StatusOK && strings.Contains(body, "running from the local state since")
+	})
+	a.WaitPeers(1)
+	t.Logf("rebooted with etcd down and credentials: ready with its peer programmed %v after start (--offline-after 1s)", time.Since(booted).Round(time.Millisecond))
+	if got := a.Env(); got.Subnet != before.Subnet {
+		t.Errorf("subnet.env after the offline boot: %+v; before the reboot %+v", got, before)
+	}
+	reachPairs(t, [][2]*daemon{{a, b}, {b, a}})
+
+	c.srv.Restart()
+	testutil.WaitFor(t, 30*time.Second, "host 1 to log in and run on etcd again", func() bool {
+		code, body := a.Readyz()
+		return code == http.StatusOK && strings.TrimSpace(body) == "ready"
+	})
+	reachPairs(t, [][2]*daemon{{a, b}, {b, a}})
+
+	wrong := c.start(c.host(3), "--etcd-username", "flannel", "--etcd-password", "wrong")
+	var last string
+	testutil.WaitFor(t, 30*time.Second, "host 3's /readyz to say etcd refused its user", func() bool {
+		if exited, err := wrong.Exited(); exited {
+			t.Fatalf("host 3 exited with a wrong password: %v\n%s", err, wrong.Out)
+		}
+		code, body := wrong.Readyz()
+		last = body
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "authentication failed") && strings.Contains(body, `"flannel"`)
+	})
+	t.Logf("host 3's /readyz with a wrong password: %s", last)
 }
 
 // grepLines returns the lines of s that contain sub.

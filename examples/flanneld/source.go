@@ -38,7 +38,8 @@ type source struct {
 	endpoints []string
 }
 
-// newEtcdSource is etcd mode: the previous subnet comes from subnet.env.
+// newEtcdSource is etcd mode: the previous subnet comes from subnet.env,
+// or from the copy kept of it while it was withdrawn.
 func newEtcdSource(c config, log *slog.Logger) (*source, error) {
 	m, err := etcd.New(etcdOptions(c, log))
 	if err != nil {
@@ -53,8 +54,12 @@ func newEtcdSource(c config, log *slog.Logger) (*source, error) {
 			counter(reg, "weft_etcd_errors_total", "Failed etcd requests, each retried.", func() float64 { return float64(m.Stats().Errors) })
 		},
 	}
-	if f, err := subnetenv.Read(c.subnetFile); err == nil {
-		s.previous = lease.Key{IPv4: f.Subnet, IPv6: f.IPv6Subnet}
+	// subnet.env, or while it is withdrawn the copy kept of it.
+	for _, path := range []string{c.subnetFile, previousFile(c.subnetFile)} {
+		if f, err := subnetenv.Read(path); err == nil {
+			s.previous = lease.Key{IPv4: f.Subnet, IPv6: f.IPv6Subnet}
+			break
+		}
 	}
 	return s, nil
 }

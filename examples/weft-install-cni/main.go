@@ -4,9 +4,10 @@
 //
 //	weft-install-cni --bin-dir /opt/cni/bin --conf-dir /etc/cni/net.d \
 //	    --conf /etc/kube-flannel/cni-conf.json [--conf-name 10-flannel.conflist] \
-//	    [--plugin /opt/bin/weft-ipam ...]
+//	    [--plugin /opt/bin/weft-ipam --plugin /opt/bin/weft-announce ...]
 //
-// Each plugin binary (by default /opt/bin/weft-ipam) is copied into
+// Each plugin binary (by default /opt/bin/weft-ipam and
+// /opt/bin/weft-announce, the two the shipped conflist names) is copied into
 // --bin-dir under its own name, and the CNI config into --conf-dir as
 // --conf-name. Every file is written to a temporary name in its directory,
 // synced and renamed into place: the container runtime never reads half a
@@ -41,6 +42,11 @@ type multiFlag []string
 func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
+// defaultPlugins are the image's CNI plugins, which the shipped conflist
+// chains: weft-ipam for addresses and weft-announce after flannel's
+// plugin.
+var defaultPlugins = []string{"/opt/bin/weft-ipam", "/opt/bin/weft-announce"}
+
 type options struct {
 	binDir, confDir, conf, confName string
 	plugins                         []string
@@ -53,11 +59,11 @@ func main() {
 	flag.StringVar(&o.confDir, "conf-dir", "/etc/cni/net.d", "the host's CNI config directory, as mounted")
 	flag.StringVar(&o.conf, "conf", "/etc/kube-flannel/cni-conf.json", "the CNI network configuration list to install")
 	flag.StringVar(&o.confName, "conf-name", "10-flannel.conflist", "the config's file name in --conf-dir")
-	flag.Var(&plugins, "plugin", "a plugin binary to install (repeatable; default /opt/bin/weft-ipam)")
+	flag.Var(&plugins, "plugin", "a plugin binary to install (repeatable; default "+strings.Join(defaultPlugins, " and ")+")")
 	flag.Parse()
 	o.plugins = plugins
 	if len(o.plugins) == 0 {
-		o.plugins = []string{"/opt/bin/weft-ipam"}
+		o.plugins = defaultPlugins
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	if err := install(o, log); err != nil {

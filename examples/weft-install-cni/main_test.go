@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"io"
 	"log/slog"
 	"os"
@@ -160,6 +161,56 @@ func TestInstallMakesDirectories(t *testing.T) {
 	for _, p := range []string{filepath.Join(o.binDir, "weft-ipam"), filepath.Join(o.confDir, "10-flannel.conflist")} {
 		if _, err := os.Stat(p); err != nil {
 			t.Error(err)
+		}
+	}
+}
+
+// TestDefaultPluginsCoverTheConflist: every plugin the shipped conflist
+// names is installed by default from the image, or comes from elsewhere on
+// the node (flannel's plugin from flannel's image, portmap with the node's
+// standard plugins); and the default install writes them all.
+func TestDefaultPluginsCoverTheConflist(t *testing.T) {
+	raw, err := os.ReadFile(conflist)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list struct {
+		Plugins []struct {
+			Type string `json:"type"`
+		} `json:"plugins"`
+	}
+	if err := json.Unmarshal(raw, &list); err != nil {
+		t.Fatal(err)
+	}
+	elsewhere := map[string]bool{"flannel": true, "portmap": true}
+	installed := map[string]bool{}
+	for _, p := range defaultPlugins {
+		installed[filepath.Base(p)] = true
+	}
+	for _, p := range list.Plugins {
+		if !installed[p.Type] && !elsewhere[p.Type] {
+			t.Errorf("the conflist chains %q, which weft-install-cni does not install by default (%v)", p.Type, defaultPlugins)
+		}
+	}
+	if !installed["weft-announce"] || !installed["weft-ipam"] {
+		t.Errorf("default plugins %v; want weft-ipam and weft-announce", defaultPlugins)
+	}
+	o, root := setup(t)
+	o.plugins = nil
+	for _, p := range defaultPlugins {
+		path := filepath.Join(root, "image", filepath.Base(p))
+		os.MkdirAll(filepath.Dir(path), 0o755)
+		if err := os.WriteFile(path, []byte("\x7fELF "+filepath.Base(p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		o.plugins = append(o.plugins, path)
+	}
+	if err := install(o, quiet()); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range defaultPlugins {
+		if data, err := os.ReadFile(filepath.Join(o.binDir, filepath.Base(p))); err != nil || string(data) != "\x7fELF "+filepath.Base(p) {
+			t.Errorf("%s: %q, %v", filepath.Base(p), data, err)
 		}
 	}
 }

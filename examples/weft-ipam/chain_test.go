@@ -27,9 +27,12 @@ const requireFlannelEnv = "WEFT_REQUIRE_FLANNEL_CNI"
 // bridgePlugin is Debian's (package containernetworking-plugins).
 const bridgePlugin = "/usr/lib/cni/bridge"
 
+// portmapPlugin is Debian's too: the conflist chains it last.
+const portmapPlugin = "/usr/lib/cni/portmap"
+
 // cniBin makes a CNI plugin directory holding flannel's plugin (built
 // from its module), Debian's bridge and this weft-ipam.
-func cniBin(t *testing.T) string {
+func cniBin(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
 	if _, err := os.Stat(bridgePlugin); err != nil {
@@ -47,7 +50,7 @@ func cniBin(t *testing.T) string {
 		}
 		t.Skipf("building flannel's CNI plugin (%s): %v\n%s", flannelPlugin, err, out)
 	}
-	for name, from := range map[string]string{"bridge": bridgePlugin, "weft-ipam": bin} {
+	for name, from := range map[string]string{"bridge": bridgePlugin, "portmap": portmapPlugin, "weft-ipam": bin, "weft-announce": announceBin} {
 		if err := os.Symlink(from, filepath.Join(dir, name)); err != nil {
 			t.Fatal(err)
 		}

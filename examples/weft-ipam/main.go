@@ -1,6 +1,12 @@
 // Command weft-ipam is a CNI IPAM plugin on package ipam: host-local's
 // store and behaviour, plus sticky pod IPs. A pod restarted under the same
-// namespace and name gets the IP it had.
+// namespace and name gets the IP it had, once no live attachment holds
+// it: a sandbox's reservation is live until its DEL or a GC, so a sandbox
+// re-created without a DEL of the last gets another IP, and the pod gets
+// its own back at its next sandbox after that DEL. Chain weft-announce
+// after the plugin that makes the pod's interface (see
+// 10-flannel.conflist), so that a pod that gets its IP back on a new MAC
+// is reachable at once.
 //
 // Configuration, as the "ipam" object of a network:
 //

@@ -80,6 +80,9 @@ func cmdStatus(ctx context.Context, c *status.Client, o options, w io.Writer) (i
 			nh = ", nexthops"
 		}
 		fmt.Fprintf(w, "Device:        %s (%s) mac %s mtu %d%s, %s, last sync %s ago\n", foreign(f.Device.Name), foreign(f.Family), foreign(f.Device.MAC), f.Device.MTU, nh, sync, since(f.LastSync.Time, now))
+		if o := f.Device.TXChecksumOffload; o != nil {
+			fmt.Fprintf(w, "TX checksum:   %s\n", describeOffload(*o))
+		}
 	}
 	s := doc.Summary
 	fmt.Fprintf(w, "Peers:         %d, %d programmed, %d failed, %d rejected\n", s.Peers, s.Programmed, s.Failed, s.Rejected)
@@ -216,4 +219,18 @@ func cmdProbe(ctx context.Context, c *status.Client, o options, peer string, w i
 		fmt.Fprintf(w, "%s at %s: unreachable: %s\n", who, foreign(a.Addr), foreign(a.Result.Err))
 	}
 	return code, nil
+}
+
+// describeOffload says what a device's TX checksum offload is, why, and
+// what went wrong setting it.
+func describeOffload(o status.Offload) string {
+	state := foreign(o.State)
+	if state == "" {
+		state = "unknown"
+	}
+	out := fmt.Sprintf("offload %s (%s)", state, foreign(o.Why))
+	if o.Err != "" {
+		out += fmt.Sprintf(", want %s but: %s", foreign(o.Want), foreign(o.Err))
+	}
+	return out
 }

@@ -89,7 +89,8 @@ type Daemon struct {
 	Cmd        *exec.Cmd
 	Out        *testutil.SyncBuffer // its stdout and stderr
 	SubnetFile string
-	done       chan error
+	exited     chan struct{} // closed when the process has exited, with exitErr set
+	exitErr    error
 }
 
 // Start runs bin in h with args after the common ones (--iface, the health
@@ -105,7 +106,7 @@ func Start(t testing.TB, h *netnstest.Host, bin, subnetFile string, args ...stri
 // daemon's environment: for tests of how the daemon finds its name.
 func StartEnv(t testing.TB, h *netnstest.Host, bin, subnetFile string, env []string, args ...string) *Daemon {
 	t.Helper()
-	d := &Daemon{T: t, Host: h, Out: &testutil.SyncBuffer{}, SubnetFile: subnetFile, done: make(chan error, 1)}
+	d := &Daemon{T: t, Host: h, Out: &testutil.SyncBuffer{}, SubnetFile: subnetFile, exited: make(chan struct{})}
 	all := []string{"netns", "exec", h.Name, bin,
 		"--iface", netnstest.Underlay, "--subnet-file", subnetFile,
 		"--healthz-ip", h.Addr.Addr().String(), "--healthz-port", fmt.Sprint(HealthPort)}
@@ -127,7 +128,10 @@ func StartEnv(t testing.TB, h *netnstest.Host, bin, subnetFile string, env []str
 	if err := d.Cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go func() { d.done <- d.Cmd.Wait() }()
+	go func() {
+		d.exitErr = d.Cmd.Wait()
+		close(d.exited)
+	}()
 	t.Cleanup(func() {
 		d.Stop(syscall.SIGTERM)
 		if t.Failed() {
@@ -150,16 +154,27 @@ func StatusSocket(subnetFile string) string {
 // Stop signals the daemon and waits for it to exit, killing it after 10s.
 // It returns the exit error; stopping a stopped daemon returns nil.
 func (d *Daemon) Stop(sig syscall.Signal) error {
-	if d.Cmd.ProcessState != nil {
+	if exited, _ := d.Exited(); exited {
 		return nil
 	}
 	d.Cmd.Process.Signal(sig)
 	select {
-	case err := <-d.done:
-		return err
+	case <-d.exited:
 	case <-time.After(10 * time.Second):
 		d.Cmd.Process.Kill()
-		return <-d.done
+		<-d.exited
+	}
+	return d.exitErr
+}
+
+// Exited reports, without waiting, whether the daemon has exited, and if
+// so how.
+func (d *Daemon) Exited() (bool, error) {
+	select {
+	case <-d.exited:
+		return true, d.exitErr
+	default:
+		return false, nil
 	}
 }
 

@@ -53,6 +53,7 @@ type Server struct {
 	peerURL    url.URL
 	binary     string
 	tls        *TLSFiles                // nil for plain HTTP
+	tokenTTL   time.Duration            // --auth-token-ttl; 0 for etcd's default
 	front      *Proxy                   // what clients dial; cut on Stop so clients see the server die; nil for StartIn
 	in         func(func() error) error // runs the start inside a namespace, for StartIn
 	mu         sync.Mutex
@@ -175,6 +176,17 @@ func StartIn(t T, do func(func() error) error, host netip.Addr) *Server {
 // namespace: every connection's socket is created there by do.
 func NewClientIn(t T, do func(func() error) error, endpoints ...string) *clientv3.Client {
 	t.Helper()
+	return newClientIn(t, do, "", "", endpoints)
+}
+
+// NewRootClientIn is NewClientIn logged in as RootUser (see EnableAuth).
+func NewRootClientIn(t T, do func(func() error) error, endpoints ...string) *clientv3.Client {
+	t.Helper()
+	return newClientIn(t, do, RootUser, RootPassword, endpoints)
+}
+
+func newClientIn(t T, do func(func() error) error, user, password string, endpoints []string) *clientv3.Client {
+	t.Helper()
 	dial := func(ctx context.Context, addr string) (net.Conn, error) {
 		var c net.Conn
 		err := do(func() error {
@@ -185,7 +197,8 @@ func NewClientIn(t T, do func(func() error) error, endpoints ...string) *clientv
 		return c, err
 	}
 	c, err := clientv3.New(clientv3.Config{
-		Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
+		Endpoints: endpoints, DialTimeout: 10 * time.Second, Logger: zap.NewNop(),
+		Username: user, Password: password,
 		DialOptions: []grpc.DialOption{grpc.WithContextDialer(dial)},
 	})
 	if err != nil {
@@ -338,6 +351,9 @@ func (s *Server) startEmbedded() error {
 			TrustedCAFile: s.tls.CA, ClientCertAuth: true,
 		}
 	}
+	if s.tokenTTL > 0 {
+		cfg.AuthTokenTTL = uint(s.tokenTTL / time.Second)
+	}
 	cfg.TickMs = 10
 	cfg.ElectionMs = 50
 	cfg.LogLevel = "error"
@@ -371,6 +387,9 @@ func (s *Server) startProcess() error {
 		"--heartbeat-interval", "10",
 		"--election-timeout", "50",
 		"--log-level", "error",
+	}
+	if s.tokenTTL > 0 {
+		args = append(args, "--auth-token-ttl", strconv.Itoa(int(s.tokenTTL/time.Second)))
 	}
 	if s.tls != nil {
 		args = append(args, "--cert-file", s.tls.ServerCert, "--key-file", s.tls.ServerKey,
@@ -410,8 +429,8 @@ func (s *Server) startProcess() error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_, err := c.Get(ctx, "health")
 		cancel()
-		if err == nil {
-			return nil
+		if err == nil || refusedAuth(err) {
+			return nil // a refusal is an answer: authentication is on
 		}
 		select {
 		case werr := <-s.processErr:

@@ -98,7 +98,7 @@ func daemonSet(t *testing.T) *appsv1.DaemonSet {
 	return nil
 }
 
-// TestDaemonSetWiring: the DaemonSet installs weft-ipam and the CNI config
+// TestDaemonSetWiring: the DaemonSet installs weft-ipam, weft-announce and the CNI config
 // with weft's installer, flannel's plugin from flannel's image, reads
 // flannel's environment and NODE_NAME, probes /healthz and /readyz on the
 // health port it serves, asks for the capabilities it uses and no more,
@@ -115,8 +115,9 @@ func TestDaemonSetWiring(t *testing.T) {
 		inits[c.Name] = c
 	}
 	install, ok := inits["install-cni"]
-	if !ok || !slices.Equal(install.Command, []string{"/opt/bin/weft-install-cni"}) || !slices.Contains(install.Args, "--plugin=/opt/bin/weft-ipam") {
-		t.Errorf("no init container running weft-install-cni for weft-ipam: %+v", install)
+	if !ok || !slices.Equal(install.Command, []string{"/opt/bin/weft-install-cni"}) || !slices.Contains(install.Args, "--plugin=/opt/bin/weft-ipam") ||
+		!slices.Contains(install.Args, "--plugin=/opt/bin/weft-announce") {
+		t.Errorf("no init container running weft-install-cni for weft-ipam and weft-announce (which the conflist chains): %+v", install)
 	}
 	if p, ok := inits["install-cni-plugin"]; !ok || !strings.HasPrefix(p.Image, "flannel/flannel-cni-plugin:") {
 		t.Errorf("no init container installing flannel's CNI plugin: %+v", p)

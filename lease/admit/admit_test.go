@@ -98,6 +98,9 @@ func TestStaticRules(t *testing.T) {
 		{"containing own subnet", key("10.244.0.0-23"), ReasonOwnSubnet, "10.244.1.0/24"},
 		{"control plane", key("10.244.200.7-32"), ReasonProtected, "control plane"},
 		{"control plane inside", key("10.244.200.0-24"), ReasonProtected, "control plane"},
+		{"VNI over 24 bits", data(`{"VNI":16777217,"VtepMAC":"0e:00:00:00:00:03"}`), ReasonBackend, "VNI 16777217 is not"},
+		{"VNI that wraps to this one", data(`{"VNI":4294967297,"VtepMAC":"0e:00:00:00:00:03"}`), ReasonBackend, "is not a VXLAN"},
+		{"value over a limit", lease.Lease{Key: good.Key, Seniority: 10, Invalid: "value is 1048576 bytes, over the limit of 16384"}, ReasonValue, "over the limit of 16384"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, verdicts := Compute(baseFacts, []lease.Lease{tc.lease})
@@ -347,4 +350,42 @@ func TestSharedIdentityCost(t *testing.T) {
 			t.Fatalf("%s: after the oldest went, admitted %v", mode, keys(adm))
 		}
 	}
+}
+
+// TestInvalidNeverBlocks: a lease its source could not take (over a size
+// limit) is rejected by the value rule, counted, and blocks no one: not an
+// honest peer at its subnet, younger than it.
+func TestInvalidNeverBlocks(t *testing.T) {
+	honest := mkLease("10.244.3.0-24", "172.30.0.3", "0e:00:00:00:00:03", 20, "n3")
+	padded := lease.Lease{Key: mustParseKey(t, "10.244.3.0-25"), Seniority: 10, Invalid: "value is 20000 bytes, over the limit of 16384"}
+	tb := NewTable(baseFacts)
+	d := tb.Apply(lease.Batch{Snapshot: true, Events: []lease.Event{{Type: lease.Added, Lease: padded}, {Type: lease.Added, Lease: honest}}})
+	if len(d.Changes) != 1 || d.Changes[0].Peer.Key != honest.Key {
+		t.Fatalf("changes %+v, want the honest peer alone", d.Changes)
+	}
+	if len(d.Verdicts) != 1 || d.Verdicts[0].Reason != ReasonValue || d.Verdicts[0].Peer.Key != padded.Key {
+		t.Fatalf("verdicts %+v, want the padded lease's, by the value rule", d.Verdicts)
+	}
+	if got := tb.RejectedCounts()[ReasonValue]; got != 1 {
+		t.Errorf("%d rejected by the value rule, want 1", got)
+	}
+	// Written again within the limits, it is judged by the other rules:
+	// older, it wins the subnet.
+	fixed := mkLease("10.244.3.0-25", "172.30.0.9", "0e:00:00:00:00:09", 10, "n9")
+	tb.Apply(lease.Batch{Events: []lease.Event{{Type: lease.Changed, Lease: fixed}}})
+	if got := tb.RejectedCounts(); got[ReasonValue] != 0 || got[ReasonSubnetConflict] != 1 {
+		t.Errorf("rejections after the fix %v, want the honest, younger, peer's subnet conflict alone", got)
+	}
+	if _, ok := tb.AdmittedAt(false, fixed.Key.IPv4); !ok {
+		t.Error("the fixed lease is not admitted")
+	}
+}
+
+func mustParseKey(t *testing.T, s string) lease.Key {
+	t.Helper()
+	k, err := lease.ParseKey(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }

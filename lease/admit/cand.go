@@ -3,6 +3,7 @@ package admit
 import (
 	"net/netip"
 
+	"github.com/weftnet/weft/internal/leasekey"
 	"github.com/weftnet/weft/lease"
 )
 
@@ -42,34 +43,50 @@ func (c code) reason() Reason {
 // per node in the cluster, so the common case is kept small: what only a
 // lease with something wrong needs is in extra, nil otherwise.
 type cand struct {
-	key       lease.Key
 	public    netip.Addr
 	owner     string
 	seniority int64
-	vni       int
-	mac       MAC
-	ipv6      bool
-	kind      kind
-	static    code  // the first static rule that fails, or 0
-	verdict   code  // 0 when admitted
-	reported  code  // the rule last returned in a Delta; a new candidate starts as admitted, so that only a rejection is news
-	fresh     bool  // inserted in the pass in progress
-	queued    bool  // in the pass's heap
-	shadowed  bool  // in the family's shadowed index
-	bySubnet  bool  // blocker overlaps c's subnet, rather than sharing its identity
 	blocker   *cand // what blocked c when it was last judged, tried first the next time
-	gone      bool  // removed from the table
-	pivot     bool  // a search key, not a candidate
 	x         *extra
+	vni       int32 // 0 to 1<<24-1: decode refuses others
+	// why and reportedWhy fingerprint what to fix when a static rule
+	// fails, now and as last reported, so that a changed fault is news
+	// again. The text is made again when a verdict is asked for: kept,
+	// it would cost a string for each of the leases a writer may make.
+	why, reportedWhy uint32
+	mac              MAC
+	key              leasekey.Packed // the lease's: 22 bytes rather than 64
+	ipv6             bool
+	kind             kind
+	static           code // the first static rule that fails, or 0
+	verdict          code // 0 when admitted
+	reported         code // the rule last returned in a Delta; a new candidate starts as admitted, so that only a rejection is news
+	fresh            bool // inserted in the pass in progress
+	queued           bool // in the pass's heap
+	shadowed         bool // in the family's shadowed index
+	bySubnet         bool // blocker overlaps c's subnet, rather than sharing its identity
+	gone             bool // removed from the table
+	pivot            bool // a search key, not a candidate
 }
 
-// extra is what a candidate needs only when something is wrong with it.
+// extra is what a candidate needs only when its lease has something wrong
+// with it that the rules cannot tell again from the candidate alone.
 type extra struct {
 	otherBackend bool   // BackendType is not DefaultBackendType but backendType
 	backendType  string //
 	decodeErr    string // why the backend data does not decode
-	staticWhy    string // what to fix, when a static rule fails
-	reportedWhy  string // staticWhy as last reported
+	invalid      string // lease.Lease.Invalid: why the source could not take the value
+}
+
+// fingerprint hashes what to fix for cand.why (FNV-1a): two texts that
+// collide make a changed fault not news, and nothing else.
+func fingerprint(s string) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(s); i++ {
+		h ^= uint32(s[i])
+		h *= 16777619
+	}
+	return h
 }
 
 func (c *cand) ext() *extra {
@@ -81,30 +98,16 @@ func (c *cand) ext() *extra {
 
 func (c *cand) subnet() netip.Prefix {
 	if c.ipv6 {
-		return c.key.IPv6
+		return c.key.IPv6()
 	}
-	return c.key.IPv4
-}
-
-func (c *cand) staticWhy() string {
-	if c.x == nil {
-		return ""
-	}
-	return c.x.staticWhy
-}
-
-func (c *cand) reportedWhy() string {
-	if c.x == nil {
-		return ""
-	}
-	return c.x.reportedWhy
+	return c.key.IPv4()
 }
 
 func (c *cand) admitted() bool { return c.verdict == 0 }
 
 // peer returns the candidate as a Peer.
 func (c *cand) peer() Peer {
-	return Peer{Key: c.key, IPv6: c.ipv6, Subnet: c.subnet(), PublicIP: c.public, VtepMAC: c.mac, Owner: c.owner, Seniority: c.seniority}
+	return Peer{Key: c.key.Key(), IPv6: c.ipv6, Subnet: c.subnet(), PublicIP: c.public, VtepMAC: c.mac, Owner: c.owner, Seniority: c.seniority}
 }
 
 // sameNode reports whether c and o are two leases of one node: the same
@@ -131,5 +134,9 @@ func (c *cand) older(o *cand) bool {
 	if (c.kind == ownKind) != (o.kind == ownKind) {
 		return c.kind == ownKind
 	}
-	return lease.CompareSeniority(c.seniority, c.key, o.seniority, o.key) < 0
+	if c.seniority != o.seniority {
+		// The keys decide ties alone: unpacked only then.
+		return lease.CompareSeniority(c.seniority, lease.Key{}, o.seniority, lease.Key{}) < 0
+	}
+	return c.key.Key().Compare(o.key.Key()) < 0
 }

@@ -17,6 +17,8 @@
 // and its IPv6 half are judged apart). A candidate is admitted only if every
 // rule holds:
 //
+//   - Value: the lease source took the lease's value: it is within the
+//     size limits of package lease (lease.Lease.Invalid is empty).
 //   - Backend: the lease's backend type and VNI are the node's, and its
 //     backend data holds a VtepMAC.
 //   - VtepMAC: unicast and not zero.
@@ -51,6 +53,14 @@
 // newcomer can never displace an established peer. When a winner goes away
 // (its key is deleted, or it is rejected by a later change), what it
 // shadowed is admitted in its place.
+//
+// # Memory
+//
+// A Table holds one candidate per family for every lease it is given,
+// whoever wrote it, as the rules need them all (a rejected lease is
+// admitted when its blocker goes or the facts change): about 130 bytes
+// and a map entry each, its key packed, with no text. What to fix is
+// written when a verdict is asked for, not kept.
 //
 // # Concurrency and cost
 //

@@ -94,6 +94,9 @@ type Reason string
 
 // The rules, in the order they are checked.
 const (
+	// The lease source could not take the lease's value, which is over a
+	// size limit (lease.Lease.Invalid): nothing of it was kept.
+	ReasonValue Reason = "value"
 	// The lease is of another backend or VNI, or its backend data has no
 	// usable VtepMAC field.
 	ReasonBackend Reason = "backend"
@@ -118,6 +121,6 @@ const (
 
 // Reasons lists every Reason, for metrics that report each.
 var Reasons = []Reason{
-	ReasonBackend, ReasonVtepMAC, ReasonPublicIP, ReasonSubnet, ReasonOwnSubnet,
+	ReasonValue, ReasonBackend, ReasonVtepMAC, ReasonPublicIP, ReasonSubnet, ReasonOwnSubnet,
 	ReasonConnected, ReasonProtected, ReasonSubnetConflict, ReasonIdentityConflict,
 }

@@ -4,18 +4,18 @@ import (
 	"net/netip"
 
 	"github.com/google/btree"
+
+	"github.com/weftnet/weft/internal/leasekey"
+	"github.com/weftnet/weft/lease"
 )
 
 // bySubnet orders candidates by subnet address, then length, with a search
 // key first among equal subnets, then by rank: those contained in a prefix
 // are then one run of the tree.
 func bySubnet(a, b *cand) bool {
-	sa, sb := a.subnet(), b.subnet()
-	if c := sa.Addr().Compare(sb.Addr()); c != 0 {
+	// The keys packed, compared as they are: one tree holds one family.
+	if c := a.key.CompareHalf(b.key, a.ipv6); c != 0 {
 		return c < 0
-	}
-	if sa.Bits() != sb.Bits() {
-		return sa.Bits() < sb.Bits()
 	}
 	if a.pivot != b.pivot {
 		return a.pivot
@@ -84,9 +84,9 @@ func (x *subnetIndex) exactly(s netip.Prefix, f func(*cand) bool) {
 func (x *subnetIndex) ascend(s netip.Prefix, f func(*cand) bool) {
 	x.pivot = cand{pivot: true, ipv6: s.Addr().Is6()}
 	if x.pivot.ipv6 {
-		x.pivot.key.IPv6 = s
+		x.pivot.key = leasekey.Pack(lease.Key{IPv6: s})
 	} else {
-		x.pivot.key.IPv4 = s
+		x.pivot.key = leasekey.Pack(lease.Key{IPv4: s})
 	}
 	x.tree.AscendGreaterOrEqual(&x.pivot, f)
 }

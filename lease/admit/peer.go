@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 
+	"github.com/weftnet/weft/internal/leasekey"
 	"github.com/weftnet/weft/lease"
 )
 
@@ -24,6 +25,9 @@ type Peer struct {
 	Owner     string // the node that holds the lease; "" for flannel's leases
 	Seniority int64  // the lease's
 }
+
+// maxVNI is the largest VXLAN network identifier: it is 24 bits wide.
+const maxVNI = 1<<24 - 1
 
 // backendData is the vxlan backend's part of a lease, flannel's
 // {"VNI":1,"VtepMAC":"0e:..."}.
@@ -44,7 +48,11 @@ func decode(l lease.Lease, ipv6 bool) (*cand, bool) {
 	if !subnet.IsValid() {
 		return nil, false
 	}
-	c := &cand{key: l.Key, public: public, owner: l.Attrs.Owner, seniority: l.Seniority, ipv6: ipv6}
+	c := &cand{key: leasekey.Pack(l.Key), public: public, owner: l.Attrs.Owner, seniority: l.Seniority, ipv6: ipv6}
+	if l.Invalid != "" {
+		c.ext().invalid = l.Invalid
+		return c, true
+	}
 	if l.Attrs.BackendType != DefaultBackendType {
 		c.ext().otherBackend, c.x.backendType = true, l.Attrs.BackendType
 	}
@@ -62,7 +70,10 @@ func decode(l lease.Lease, ipv6 bool) (*cand, bool) {
 			c.ext().decodeErr = fmt.Sprintf("%s VtepMAC %q is not a 6-byte MAC address", field, data.VtepMAC)
 		}
 		copy(c.mac[:], hw)
-		c.vni = data.VNI
+		if data.VNI < 0 || data.VNI > maxVNI {
+			c.ext().decodeErr = fmt.Sprintf("%s VNI %d is not a VXLAN network identifier (0 to %d)", field, data.VNI, maxVNI)
+		}
+		c.vni = int32(data.VNI)
 	}
 	return c, true
 }
@@ -79,6 +90,9 @@ func quoteShort(raw []byte) string {
 // static applies the rules that depend on the lease and the facts alone,
 // returning the first that fails and what to fix, or "".
 func (c *cand) staticRules(f *Facts) (Reason, string) {
+	if c.x != nil && c.x.invalid != "" {
+		return ReasonValue, c.x.invalid + "; the node holding the lease must write one within flannel's format, or the lease be deleted"
+	}
 	backendType := DefaultBackendType
 	if c.x != nil && c.x.otherBackend {
 		backendType = c.x.backendType
@@ -89,7 +103,7 @@ func (c *cand) staticRules(f *Facts) (Reason, string) {
 	if c.x != nil && c.x.decodeErr != "" {
 		return ReasonBackend, c.x.decodeErr + "; the node holding the lease must publish its VTEP"
 	}
-	if c.vni != f.VNI {
+	if int(c.vni) != f.VNI {
 		return ReasonBackend, fmt.Sprintf("VNI %d, but this network uses VNI %d; the Backend config of the two nodes differs", c.vni, f.VNI)
 	}
 	switch {

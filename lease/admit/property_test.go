@@ -34,7 +34,7 @@ func reference(f Facts, leases []lease.Lease) map[string]Reason {
 			}
 		}
 		slices.SortFunc(peers, func(a, b *cand) int {
-			return lease.CompareSeniority(a.seniority, a.key, b.seniority, b.key)
+			return lease.CompareSeniority(a.seniority, a.key.Key(), b.seniority, b.key.Key())
 		})
 		for _, p := range peers {
 			r, _ := p.staticRules(&f)
@@ -57,7 +57,7 @@ func reference(f Facts, leases []lease.Lease) map[string]Reason {
 			if r == "" {
 				accepted = append(accepted, p)
 			}
-			out[fmt.Sprint(ipv6, p.key)] = r
+			out[fmt.Sprint(ipv6, p.key.Key())] = r
 		}
 	}
 	return out

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 
+	"github.com/weftnet/weft/internal/leasekey"
 	"github.com/weftnet/weft/lease"
 )
 
@@ -57,7 +58,7 @@ type Delta struct {
 func NewTable(f Facts) *Table {
 	t := &Table{facts: f.normalize()}
 	for i := range t.fams {
-		t.fams[i] = newFamily(i == 1)
+		t.fams[i] = newFamily(i == 1, &t.facts)
 		t.fams[i].active = t.facts.network(i == 1).IsValid()
 	}
 	return t
@@ -249,12 +250,12 @@ func (d *Delta) sort() {
 
 // conflictDetail says why c loses to o, and what to fix.
 func conflictDetail(c, o *cand, r Reason) string {
-	other := "lease " + o.key.String()
+	other := "lease " + o.key.Key().String()
 	if o.owner != "" {
 		other += " of node " + o.owner
 	}
 	if o.kind == ownKind {
-		other = "this node's own lease " + o.key.String()
+		other = "this node's own lease " + o.key.Key().String()
 	}
 	switch {
 	case r == ReasonSubnetConflict:
@@ -318,8 +319,9 @@ func (x *index) conflicting(c *cand, fn func(o *cand, r Reason) bool) {
 // family is one family's candidates and their indexes.
 type family struct {
 	ipv6   bool
-	active bool // the node runs the family: its candidates are judged
-	cands  map[lease.Key]*cand
+	facts  *Facts                    // the Table's, in force
+	active bool                      // the node runs the family: its candidates are judged
+	cands  map[leasekey.Packed]*cand // by the lease's key, packed: one entry for every lease there is
 	// blockers holds the admitted peers and this node's own lease, by
 	// which a candidate is judged; shadowed holds the other eligible
 	// candidates. Each eligible candidate is in one of them. Blockers never
@@ -340,8 +342,8 @@ type family struct {
 	judged []*cand // candidates evaluated, whose verdicts may be news
 }
 
-func newFamily(ipv6 bool) *family {
-	return &family{ipv6: ipv6, cands: map[lease.Key]*cand{}, blockers: newIndex(0), shadowed: newIndex(0),
+func newFamily(ipv6 bool, facts *Facts) *family {
+	return &family{ipv6: ipv6, facts: facts, cands: map[leasekey.Packed]*cand{}, blockers: newIndex(0), shadowed: newIndex(0),
 		wide: map[netip.Prefix]*cand{}, before: map[netip.Prefix]*cand{}}
 }
 
@@ -358,21 +360,15 @@ func (f *family) newCand(l lease.Lease, facts *Facts) (*cand, bool) {
 
 // classify works out what c is to this node and its static verdict.
 func (c *cand) classify(facts *Facts) {
-	c.kind, c.static = peerKind, 0
-	if c.x != nil {
-		c.x.staticWhy = ""
-	}
+	c.kind, c.static, c.why = peerKind, 0, 0
 	switch {
-	case facts.Own.IsValid() && c.key == facts.Own:
+	case facts.Own.IsValid() && c.key == leasekey.Pack(facts.Own):
 		c.kind = ownKind
 	case facts.Node != "" && c.owner == facts.Node:
 		c.kind = selfKind
 	default:
 		r, why := c.staticRules(facts)
-		c.static = codeOf(r)
-		if r != "" {
-			c.ext().staticWhy = why
-		}
+		c.static, c.why = codeOf(r), fingerprint(why)
 	}
 }
 
@@ -474,7 +470,9 @@ func (f *family) verdict(c *cand) Verdict {
 	switch {
 	case c.admitted():
 	case c.static != 0:
-		v.Detail = c.staticWhy()
+		// The facts are those c was last classified by: every change of
+		// them classifies every candidate again.
+		_, v.Detail = c.staticRules(f.facts)
 	default:
 		b := c.blocker
 		if b == nil || !b.blocks(c) {
@@ -560,11 +558,12 @@ func (f *family) push(c *cand) {
 // remove takes key's candidate out, if any, queueing what it may have
 // blocked. It returns the candidate removed.
 func (f *family) remove(key lease.Key) *cand {
-	c, ok := f.cands[key]
+	pk := leasekey.Pack(key)
+	c, ok := f.cands[pk]
 	if !ok {
 		return nil
 	}
-	delete(f.cands, key)
+	delete(f.cands, pk)
 	if !f.active {
 		c.gone = true
 		return c
@@ -654,7 +653,7 @@ func (f *family) replace(events []lease.Event, facts *Facts, d *Delta) {
 			n++
 		}
 	}
-	f.cands = make(map[lease.Key]*cand, n)
+	f.cands = make(map[leasekey.Packed]*cand, n)
 	for _, e := range events {
 		if c, ok := f.newCand(e.Lease, facts); ok {
 			if o, had := old[c.key]; had {
@@ -741,16 +740,11 @@ func (f *family) finish(d *Delta) {
 		c.fresh = false
 		// A static fault is news again if what to fix changed (another
 		// bad address, say); a conflict only if its rule did.
-		news := c.verdict != c.reported || c.static != 0 && c.staticWhy() != c.reportedWhy()
+		news := c.verdict != c.reported || c.static != 0 && c.why != c.reportedWhy
 		if c.gone || !news {
 			continue
 		}
-		c.reported = c.verdict
-		if c.static != 0 {
-			c.ext().reportedWhy = c.staticWhy()
-		} else if c.x != nil {
-			c.x.reportedWhy = ""
-		}
+		c.reported, c.reportedWhy = c.verdict, c.why
 		d.Verdicts = append(d.Verdicts, f.verdict(c))
 	}
 	if cap(f.judged) > 1024 {
@@ -764,10 +758,7 @@ func (f *family) finish(d *Delta) {
 // inherit carries what was reported of old, the same lease's candidate
 // before a change, over to c.
 func (c *cand) inherit(old *cand) {
-	c.reported = old.reported
-	if w := old.reportedWhy(); w != "" {
-		c.ext().reportedWhy = w
-	}
+	c.reported, c.reportedWhy = old.reported, old.reportedWhy
 }
 
 // candHeap orders candidates by rank, oldest first.

@@ -53,6 +53,10 @@ type plan struct {
 	// give way to the subnet it runs on (see running.go): deleted like
 	// outside.
 	superseded []record
+	// conflicting are this node's leased keys that overlap an older
+	// lease (see overlap.go): deleted once the new lease
+	// is won, each only if unchanged since the listing.
+	conflicting []record
 	// For howChallenge: the holder's stored value and attributes.
 	holderValue []byte
 	holder      lease.Attrs
@@ -180,6 +184,7 @@ func (m *Manager) Acquire(ctx context.Context, req lease.AcquireRequest) (lease.
 					retry.ok()
 					m.deleteStale(ctx, p.outside, "outside the network config")
 					m.deleteStale(ctx, p.superseded, whySuperseded)
+					m.deleteStale(ctx, p.conflicting, "overlaps an older lease")
 					return l, nil
 				case err == nil && p.existingRev == 0:
 					// Another node created a key in the way between our
@@ -225,7 +230,7 @@ func (m *Manager) Acquire(ctx context.Context, req lease.AcquireRequest) (lease.
 func (m *Manager) plan(cfg lease.Config, records []record, prev lease.Key, mine lease.Attrs) (plan, error) {
 	var own, foreign *record
 	var foreignAttrs lease.Attrs
-	var outside, mineLeased []record
+	var outside, mineLeased, conflicting []record
 	onlyLeased := true // every own key that fits is supersedable
 	hints := ownershipHints(m.node, mine)
 	for i := range records {
@@ -236,6 +241,15 @@ func (m *Manager) plan(cfg lease.Config, records []record, prev lease.Key, mine 
 		var stored lease.Attrs
 		if err := json.Unmarshal(r.value, &stored); err != nil || !m.owns(stored, mine) {
 			continue
+		}
+		if fits(cfg, r.key) {
+			if older, owner := olderOverlap(cfg, r, records); older != nil {
+				m.reportConflict(r, older, owner)
+				if r.etcdLease != 0 && (stored.Owner == "" || sameHost(stored, mine)) {
+					conflicting = append(conflicting, *r)
+				}
+				continue
+			}
 		}
 		if stored.Owner != "" && !sameHost(stored, mine) {
 			// Another host's under this node's name, or this host's
@@ -266,12 +280,12 @@ func (m *Manager) plan(cfg lease.Config, records []record, prev lease.Key, mine 
 	}
 	if own != nil && onlyLeased && own.key != prev && prev.IsValid() && fits(cfg, prev) {
 		if free, err := previousFree(cfg, records, prev); err == nil && free {
-			return plan{key: prev, how: howRunning, outside: outside, superseded: mineLeased}, nil
+			return plan{key: prev, how: howRunning, outside: outside, superseded: mineLeased, conflicting: conflicting}, nil
 		}
 	}
 	if own != nil {
 		return plan{key: own.key, how: howKept, existingRev: own.modRev, reservation: own.etcdLease == 0, outside: outside,
-			existingValue: own.value, existingLease: own.etcdLease}, nil
+			conflicting: conflicting, existingValue: own.value, existingLease: own.etcdLease}, nil
 	}
 	if foreign != nil {
 		return plan{key: foreign.key, how: howChallenge, existingRev: foreign.modRev, reservation: foreign.etcdLease == 0,
@@ -283,7 +297,7 @@ func (m *Manager) plan(cfg lease.Config, records []record, prev lease.Key, mine 
 		return plan{}, err
 	}
 	if prev.IsValid() && fits(cfg, prev) && (v4 == nil || v4.CheckFree(prev.IPv4) == nil) && (v6 == nil || v6.CheckFree(prev.IPv6) == nil) {
-		return plan{key: prev, how: howPrevious, outside: outside}, nil
+		return plan{key: prev, how: howPrevious, outside: outside, conflicting: conflicting}, nil
 	}
 	var k lease.Key
 	if v4 != nil {
@@ -296,7 +310,7 @@ func (m *Manager) plan(cfg lease.Config, records []record, prev lease.Key, mine 
 			return plan{}, err
 		}
 	}
-	return plan{key: k, how: howNew, outside: outside}, nil
+	return plan{key: k, how: howNew, outside: outside, conflicting: conflicting}, nil
 }
 
 // ownershipHints returns byte strings one of which a value must contain to

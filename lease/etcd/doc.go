@@ -24,6 +24,14 @@
 //     prefers the free subnet the node runs on (AcquireRequest.Previous) to
 //     an older lease of its own that a backup brought back, which it then
 //     deletes. A node moves only when another node holds its subnet.
+//   - A node never keeps or adopts a key of its own, reservation or not,
+//     that overlaps an older key (admission's order: create revision,
+//     then key), as every peer's admission would reject it. Such a key is
+//     logged by key with the fix, and counted in Stats.Conflicts.
+//   - New does not connect, nor log in: an unreachable etcd, or one that
+//     refuses the user name and password, is waited out by the methods
+//     that wait, and reported (ErrAuthentication for a refused login).
+//     Tokens are renewed as etcd forgets them.
 //   - Acquire costs one Range to list every lease and the config, one
 //     LeaseGrant and one Txn. A lost race is answered inside the same Txn with
 //     a fresh listing, so retries cost no extra reads.
@@ -34,6 +42,15 @@
 //     changes included.
 //   - Malformed values are skipped with a warning naming the key; they never
 //     stop a watch. Their subnets still count as taken.
+//   - A value over a size limit (lease.MaxValueSize and the field limits)
+//     is sent as a lease.Lease with Invalid set and nothing of the value,
+//     for admission to report by key, rule and limit; nothing of it is
+//     kept. Listings come in pages sized by the bytes of the one before
+//     (about 1 MiB each), and the client New makes takes no response over
+//     MaxRecvBytes: a page over it is asked for again with fewer keys, and
+//     a watch response over it makes the watcher list again. What a writer
+//     puts in its keys thus costs a watcher a bounded page at a time, and a
+//     bounded entry per key after.
 //
 // # Concurrency, ownership, errors, lifetimes
 //
@@ -46,9 +63,10 @@
 // out (an unreachable etcd, no config yet), reporting it through Stats and
 // Condition, until their context ends; Config and OwnLease do not wait,
 // and return ErrNoConfig or an error matching lease.ErrInvalidConfig.
-// Errors retrying cannot fix match lease.ErrInvalidAttrs, or
-// lease.ErrLeaseLost for a subnet another node holds now, and
-// ErrIdentityCollision for a name another host holds.
+// A refused login matches ErrAuthentication, and is retried: the operator
+// may fix the password in etcd. Errors retrying cannot fix match
+// lease.ErrInvalidAttrs, or lease.ErrLeaseLost for a subnet another node
+// holds now, and ErrIdentityCollision for a name another host holds.
 //
 // Closing the Manager or ending Keep's context leaves the key in etcd: it
 // lapses at its TTL unless a restarted agent keeps it, or Release deletes

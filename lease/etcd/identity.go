@@ -3,7 +3,6 @@ package etcd
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/netip"
 	"sync"
@@ -17,8 +16,9 @@ import (
 // ErrIdentityCollision is matched by the error Acquire waits on, and by
 // the loss Keep returns, when another host presents this node's name: two
 // hosts with one Options.Node, as cloned VMs that take their hostname for
-// it are. Stats().Condition says so meanwhile.
-var ErrIdentityCollision = errors.New("another host presents this node's name")
+// it are. Stats().Condition says so meanwhile. It is
+// lease.ErrIdentityCollision, which kube mode's collisions match too.
+var ErrIdentityCollision = lease.ErrIdentityCollision
 
 // A node's name says whose a lease is; its public addresses say which host
 // wrote it. Two hosts cannot share a public address and both carry VXLAN
@@ -54,33 +54,15 @@ const (
 )
 
 // claim is the challenge a newcomer writes: its own addresses.
-type claim struct {
-	PublicIP   netip.Addr `json:",omitzero"`
-	PublicIPv6 netip.Addr `json:",omitzero"`
-}
-
-func (c claim) String() string { return addrsString(c.PublicIP, c.PublicIPv6) }
-
-// sameHost reports whether the claim was made from the host of a.
-func (c claim) sameHost(a lease.Attrs) bool {
-	return sameHost(lease.Attrs{PublicIP: c.PublicIP, PublicIPv6: c.PublicIPv6}, a)
-}
+type claim = lease.HostClaim
 
 func addrsString(v4, v6 netip.Addr) string {
-	switch {
-	case v4.IsValid() && v6.IsValid():
-		return v4.String() + " " + v6.String()
-	case v6.IsValid():
-		return v6.String()
-	}
-	return v4.String()
+	return lease.HostClaim{PublicIP: v4, PublicIPv6: v6}.String()
 }
 
 // sameHost reports whether two values were written from one host: they
 // share a public address.
-func sameHost(a, b lease.Attrs) bool {
-	return a.PublicIP.IsValid() && a.PublicIP == b.PublicIP || a.PublicIPv6.IsValid() && a.PublicIPv6 == b.PublicIPv6
-}
+func sameHost(a, b lease.Attrs) bool { return lease.SameHost(a, b) }
 
 // decodeClaim returns the claim a stored value carries, if any.
 func decodeClaim(value []byte) (claim, bool) {
@@ -112,8 +94,8 @@ type collision struct {
 }
 
 func (m *Manager) collisionError(c collision, mine lease.Attrs) error {
-	return fmt.Errorf("%w: node name %q holds %s from host %s, and this host is %s: give each host a unique --node-name or NODE_NAME (a cloned VM must change its hostname or set one), or stop the other agent",
-		ErrIdentityCollision, m.node, c.key, addrsString(c.holder.PublicIP, c.holder.PublicIPv6), addrsString(mine.PublicIP, mine.PublicIPv6))
+	return lease.CollisionError(m.node, c.key.String(), lease.HostOf(c.holder), lease.HostOf(mine),
+		"give each host a unique --node-name or NODE_NAME (a cloned VM must change its hostname or set one), or stop the other agent")
 }
 
 // challengeResult is what a challenge found.
@@ -137,7 +119,7 @@ const (
 func (m *Manager) challenge(ctx context.Context, p plan, stored []byte, mine lease.Attrs) (challengeResult, int64, error) {
 	path := m.keyPath(p.key)
 	me := claim{PublicIP: mine.PublicIP, PublicIPv6: mine.PublicIPv6}
-	if c, ok := decodeClaim(stored); ok && !c.sameHost(mine) {
+	if c, ok := decodeClaim(stored); ok && !c.SameHost(mine) {
 		moved, err := m.changesWithin(ctx, path, p.existingRev, 2*m.challengeTimeout)
 		if err != nil || moved {
 			return keyMoved, 0, err
@@ -179,7 +161,7 @@ func (m *Manager) challenge(ctx context.Context, p plan, stored []byte, mine lea
 			if !still {
 				return holderAnswered, 0, nil
 			}
-			if !c.sameHost(mine) {
+			if !c.SameHost(mine) {
 				return keyMoved, 0, nil // another host asks too: see above
 			}
 		}

@@ -342,7 +342,7 @@ func (m *Manager) checkOwner(ctx context.Context, kv *mvccpb.KeyValue, mine leas
 		return 0, fmt.Errorf("%w: %w: %s was taken over by another host under this node's name, at %s",
 			lease.ErrLeaseLost, ErrIdentityCollision, kv.Key, addrsString(stored.PublicIP, stored.PublicIPv6))
 	}
-	if c, ok := decodeClaim(kv.Value); ok && !c.sameHost(mine) {
+	if c, ok := decodeClaim(kv.Value); ok && !c.SameHost(mine) {
 		rev, err := m.answer(ctx, string(kv.Key), value, kv.ModRevision, c)
 		if err != nil {
 			// Unanswered, the claimant takes the key over, and its

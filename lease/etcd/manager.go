@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -31,6 +32,9 @@ const (
 	DefaultPrefix      = "/coreos.com/network"
 	DefaultTTL         = 24 * time.Hour
 	DefaultRenewMargin = time.Hour
+	// DefaultDialTimeout was the default of Options.DialTimeout.
+	//
+	// Deprecated: Options.DialTimeout is ignored.
 	DefaultDialTimeout = 5 * time.Second
 	// DefaultRequestTimeout bounds each etcd request, so that an outage
 	// is noticed and logged instead of waited out in silence.
@@ -61,9 +65,15 @@ type Options struct {
 	// CAFile, CertFile and KeyFile enable TLS: the CA to verify the
 	// servers, and the client certificate and key. All are optional.
 	CAFile, CertFile, KeyFile string
-	// Username and Password authenticate to etcd when set.
+	// Username and Password authenticate to etcd when both are set. The
+	// Manager logs in when a request first needs it, and again whenever
+	// etcd refuses its token (expired, or etcd restarted); a refused
+	// login is reported as ErrAuthentication, and retried.
 	Username, Password string
-	// DialTimeout bounds the initial connection. Default 5s.
+	// DialTimeout is ignored: New does not connect (requests do, each
+	// bounded by RequestTimeout), so there is nothing for it to bound.
+	//
+	// Deprecated: set RequestTimeout.
 	DialTimeout time.Duration
 	// RequestTimeout bounds each etcd request; a request that times out is
 	// logged and retried. Default 10s.
@@ -109,6 +119,7 @@ type Manager struct {
 
 	challengeTimeout time.Duration
 	claimLog         logLimiter // claims answered, by claimant
+	conflictLog      logLimiter // keys of this node's not used for an older overlapping lease, by key
 
 	history     *continuity // what the store's history has shown; see continuity.go
 	settle      time.Duration
@@ -122,8 +133,8 @@ type Manager struct {
 	recent recentListing
 
 	// Counters and current conditions, for Stats.
-	renewals, losses, errs, collisions atomic.Int64
-	conditions                         condition.Set // by operation: why it is failing now
+	renewals, losses, errs, collisions, conflicts atomic.Int64
+	conditions                                    condition.Set // by operation: why it is failing now
 }
 
 // Stats are a Manager's counters since New, for metrics, and its current
@@ -135,6 +146,10 @@ type Stats struct {
 	// Collisions counts claims on this node's lease that another host
 	// with its name made and this node answered.
 	Collisions int64
+	// Conflicts counts reports of keys under this node's name that
+	// overlap an older lease, which it does not use (see Acquire); each
+	// key at most every ten minutes.
+	Conflicts int64
 	// Condition says why etcd requests are failing right now, e.g.
 	// "etcd unreachable: context deadline exceeded"; "" when they are not.
 	Condition string
@@ -145,7 +160,7 @@ func (m *Manager) setCondition(what, cond string) { m.conditions.Set(what, cond)
 
 // Stats returns the counters and the current condition.
 func (m *Manager) Stats() Stats {
-	return Stats{Renewals: m.renewals.Load(), Losses: m.losses.Load(), Errors: m.errs.Load(), Collisions: m.collisions.Load(), Condition: m.conditions.String()}
+	return Stats{Renewals: m.renewals.Load(), Losses: m.losses.Load(), Errors: m.errs.Load(), Collisions: m.collisions.Load(), Conflicts: m.conflicts.Load(), Condition: m.conditions.String()}
 }
 
 // heldLease is what a renewal must compare against: the revision this node
@@ -196,8 +211,11 @@ func (m *Manager) Renewals() int64 { return m.renewals.Load() }
 // Condition implements lease.ConditionReporter: Stats().Condition.
 func (m *Manager) Condition() string { return m.conditions.String() }
 
-// New returns a Manager. It connects lazily: an unreachable etcd is not an
-// error here, and the Manager's methods wait for it.
+// New returns a Manager. It connects lazily, and logs in (Options.Username)
+// only when a request needs it: an unreachable etcd, or one that refuses
+// the credentials, is not an error here, and the Manager's methods wait
+// for it. New fails only for options that cannot work: no Node, no
+// Endpoints, unreadable TLS files.
 func New(opts Options) (*Manager, error) { return newManager(opts, false) }
 
 // newManager is New, or with observer the Manager behind an Observer,
@@ -245,6 +263,7 @@ func newManager(opts Options, observer bool) (*Manager, error) {
 		history:          newContinuity(),
 		settle:           opts.SettleTime,
 		claimLog:         logLimiter{period: 10 * time.Minute},
+		conflictLog:      logLimiter{period: 10 * time.Minute},
 		client:           opts.Client,
 		prefix:           path.Clean(opts.Prefix),
 		timeout:          opts.RequestTimeout,
@@ -282,16 +301,35 @@ func newClient(opts Options) (*clientv3.Client, error) {
 			return nil, fmt.Errorf("etcd: TLS files (CA %q, cert %q, key %q): %w", opts.CAFile, opts.CertFile, opts.KeyFile, err)
 		}
 	}
-	timeout := opts.DialTimeout
-	if timeout == 0 {
-		timeout = DefaultDialTimeout
+	dialOptions := []grpc.DialOption{
+		// Fixed flow-control windows: gRPC otherwise grows them with
+		// the bandwidth it sees, up to 16 MiB a stream, and a
+		// response refused for its size (see MaxRecvBytes) is
+		// buffered up to the window before it is refused. A
+		// control plane's responses are small; 1 MiB keeps a LAN's
+		// round trip from limiting them.
+		grpc.WithInitialWindowSize(recvWindow),
+		grpc.WithInitialConnWindowSize(recvWindow),
+		// gRPC's default reconnect backoff grows to two minutes; an
+		// agent should be back within seconds of etcd returning.
+		grpc.WithConnectParams(grpc.ConnectParams{
+			// At most 2s (2.4s with jitter) from etcd's return to a
+			// connection, so that a wiped store is found and this
+			// node's lease re-asserted within 5s.
+			Backoff:           backoff.Config{BaseDelay: 500 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
+			MinConnectTimeout: 5 * time.Second,
+		}),
 	}
+	if opts.Username != "" && opts.Password != "" {
+		// Not clientv3's Username and Password: with them, its New
+		// logs in before it returns, and fails when etcd is down.
+		dialOptions = append(dialOptions, newTokenAuth(opts.Username, opts.Password).dialOptions()...)
+	}
+	// Without a DialTimeout and a blocking dial option, clientv3.New
+	// does not connect: gRPC connects at the first request.
 	c, err := clientv3.New(clientv3.Config{
-		Endpoints:   opts.Endpoints,
-		TLS:         tlsConfig,
-		Username:    opts.Username,
-		Password:    opts.Password,
-		DialTimeout: timeout,
+		Endpoints: opts.Endpoints,
+		TLS:       tlsConfig,
 		// A connection can die without a word: the node's address
 		// changed (DHCP, a NIC replaced), or etcd's host lost power.
 		// Pings find it within keepAliveTime+keepAliveTimeout, and the
@@ -303,17 +341,8 @@ func newClient(opts Options) (*clientv3.Client, error) {
 		DialKeepAliveTimeout: keepAliveTimeout,
 		PermitWithoutStream:  false,
 		Logger:               zap.NewNop(), // this package logs what matters through slog
-		DialOptions: []grpc.DialOption{
-			// gRPC's default reconnect backoff grows to two minutes; an
-			// agent should be back within seconds of etcd returning.
-			grpc.WithConnectParams(grpc.ConnectParams{
-				// At most 2s (2.4s with jitter) from etcd's return to a
-				// connection, so that a wiped store is found and this
-				// node's lease re-asserted within 5s.
-				Backoff:           backoff.Config{BaseDelay: 500 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
-				MinConnectTimeout: 5 * time.Second,
-			}),
-		},
+		MaxCallRecvMsgSize:   MaxRecvBytes,
+		DialOptions:          dialOptions,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("etcd: client for %v: %w", opts.Endpoints, err)
@@ -345,6 +374,7 @@ type record struct {
 	value     []byte
 	etcdLease clientv3.LeaseID
 	modRev    int64
+	createRev int64 // its seniority (lease.Lease.Seniority)
 }
 
 // parseKV reads a key under subnets/. It fails only when the key's name is
@@ -355,7 +385,7 @@ func (m *Manager) parseKV(kv *mvccpb.KeyValue) (record, error) {
 	if err != nil {
 		return record{}, err
 	}
-	return record{key: k, value: kv.Value, etcdLease: clientv3.LeaseID(kv.Lease), modRev: kv.ModRevision}, nil
+	return record{key: k, value: kv.Value, etcdLease: clientv3.LeaseID(kv.Lease), modRev: kv.ModRevision, createRev: kv.CreateRevision}, nil
 }
 
 // parseListing splits a listing of the whole prefix into the raw config and
@@ -441,12 +471,12 @@ func (r *retrier) fail(ctx context.Context, err error) error {
 	r.failures++
 	r.m.errs.Add(1)
 	cond := "etcd unreachable: " + err.Error()
-	if errors.Is(err, ErrNoConfig) || errors.Is(err, lease.ErrInvalidConfig) || errors.Is(err, lease.ErrOutOfSubnets) || errors.Is(err, ErrIdentityCollision) {
-		cond = err.Error() // etcd answered; the trouble is what it holds
+	if answered(err) {
+		cond = err.Error() // etcd answered; the trouble is what it holds or whom it lets in
 	}
 	r.m.setCondition(r.what, cond)
 	if msg := err.Error(); msg != r.lastErr {
-		if errors.Is(err, ErrIdentityCollision) {
+		if errors.Is(err, ErrIdentityCollision) || refused(err) {
 			r.log.Error(r.what+" is waiting", "err", err)
 		} else {
 			r.log.Warn(r.what+" failed; retrying", "err", err, "attempt", r.failures)
@@ -487,6 +517,19 @@ func (r *retrier) ok() {
 		r.m.setCondition(r.what, "")
 	}
 	*r = retrier{m: r.m, log: r.log, what: r.what, wake: r.m.history.reconnected()}
+}
+
+// answered reports whether err is etcd's answer, not the want of one: a
+// condition that names it says so, rather than "etcd unreachable".
+func answered(err error) bool {
+	return errors.Is(err, ErrNoConfig) || errors.Is(err, lease.ErrInvalidConfig) || errors.Is(err, lease.ErrOutOfSubnets) ||
+		errors.Is(err, ErrIdentityCollision) || refused(err)
+}
+
+// refused reports whether etcd refused this node's credentials or their
+// rights: the operator must act, so it is logged as an error.
+func refused(err error) bool {
+	return errors.Is(err, ErrAuthentication) || errors.Is(rpctypes.Error(err), rpctypes.ErrPermissionDenied)
 }
 
 func (m *Manager) retrier(what string) *retrier {

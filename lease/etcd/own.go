@@ -21,7 +21,10 @@ var _ lease.OwnLeaseReader = (*Manager)(nil)
 // Acquire would keep, from one listing, which it hands on to Acquire (see
 // listingReuse). The two differ only when this node also holds a
 // reservation elsewhere, which Acquire prefers: OwnLease then names the
-// lease the node ran with. A node that restarts with its subnet.env thus
+// lease the node ran with; or when that lease overlaps an older lease of
+// another node, which two keys cannot show and which Acquire does not
+// keep. From a listing, a key that overlaps an older lease is not
+// returned. A node that restarts with its subnet.env thus
 // reads two keys here, not every lease: when a whole cluster restarts at
 // once, the one listing each node makes is the one it watches from.
 func (m *Manager) OwnLease(ctx context.Context, req lease.AcquireRequest) (lease.Lease, bool, error) {
@@ -53,6 +56,9 @@ func (m *Manager) OwnLease(ctx context.Context, req lease.AcquireRequest) (lease
 		stored, ok := m.ownStored(cfg, r, mine)
 		if !ok {
 			continue
+		}
+		if older, _ := olderOverlap(cfg, r, records); older != nil {
+			continue // Acquire does not keep it (see overlap.go)
 		}
 		if best == nil || better(r, best, req.Previous) {
 			best, bestAttrs = r, stored

@@ -26,7 +26,7 @@ import (
 // changes made meanwhile arrive as Changed events. A renewal that rewrites a
 // lease with equal attributes sends nothing.
 func (m *Manager) WatchLeases(ctx context.Context, ch chan<- lease.Batch) error {
-	var view leaseView // what the receiver has been told; nil until the snapshot
+	var view *leaseView // what the receiver has been told; nil until the snapshot
 	retry := m.retrier("watch leases")
 	var (
 		hold   bool             // the next listing follows a discontinuity
@@ -93,44 +93,19 @@ const (
 	endSettled                       // the removals held back are due
 )
 
-// leaseView holds what a watcher has sent of each lease. Peers' leases
-// carry no expiration (see lease.Lease), so the attributes and seniority
-// are all there is to keep; at tens of thousands of leases the view is
-// among the agent's largest structures.
-type leaseView map[lease.Key]viewed
-
-type viewed struct {
-	attrs     lease.Attrs
-	seniority int64
-}
-
-func (v leaseView) put(l lease.Lease) { v[l.Key] = viewed{l.Attrs, l.Seniority} }
-
-func (v leaseView) lease(k lease.Key) (lease.Lease, bool) {
-	e, ok := v[k]
-	return lease.Lease{Key: k, Attrs: e.attrs, Seniority: e.seniority}, ok
-}
-
 // snapshot lists the subnets into one Added event per usable lease, in key
 // order, and returns them with the view they make and the revision listed.
-// It decodes page by page straight into the events, sized once, rather than
-// through Diff: at tens of thousands of leases the intermediate copies
-// would set the agent's peak memory.
-func (m *Manager) snapshot(ctx context.Context) ([]lease.Event, leaseView, int64, error) {
-	var (
-		events []lease.Event
-		view   leaseView
-	)
-	add := func(kvs []*mvccpb.KeyValue, total int64) {
-		if view == nil {
-			// Sized once: growing to tens of thousands of entries
-			// leaves each smaller table behind as garbage.
-			events = make([]lease.Event, 0, total)
-			view = make(leaseView, total)
-		}
+// It decodes page by page into the view, and makes the events from it at
+// the end, sized once, rather than through Diff: at tens of thousands of
+// leases the intermediate copies would set the agent's peak memory. Neither
+// is sized by the keys listed ahead of decoding: keys a writer made that
+// are no usable leases (100,000 of them, say) would cost an event (about
+// 500 bytes) each all the same.
+func (m *Manager) snapshot(ctx context.Context) ([]lease.Event, *leaseView, int64, error) {
+	view := newLeaseView()
+	add := func(kvs []*mvccpb.KeyValue, _ int64) {
 		for _, kv := range kvs {
 			if l, ok := m.peerLease(kv); ok {
-				events = append(events, lease.Event{Type: lease.Added, Lease: l})
 				view.put(l)
 			}
 		}
@@ -145,8 +120,9 @@ func (m *Manager) snapshot(ctx context.Context) ([]lease.Event, leaseView, int64
 	} else if rev, err = m.listPaged(ctx, m.subnetsPrefix(), add); err != nil {
 		return nil, nil, 0, err
 	}
-	if view == nil {
-		view = leaseView{}
+	events := make([]lease.Event, 0, view.len())
+	for l := range view.all() {
+		events = append(events, lease.Event{Type: lease.Added, Lease: l})
 	}
 	// etcd lists in byte order of the key, which is not the address order
 	// Diff promises.
@@ -159,12 +135,10 @@ func (m *Manager) snapshot(ctx context.Context) ([]lease.Event, leaseView, int64
 // set (the store's history restarted), leases the listing lacks are kept
 // in view, and no Removed event is sent for them yet: their nodes are
 // about to re-assert them.
-func (m *Manager) relist(ctx context.Context, view leaseView, hold bool) ([]lease.Event, int64, error) {
+func (m *Manager) relist(ctx context.Context, view *leaseView, hold bool) ([]lease.Event, int64, error) {
 	var listed []lease.Lease
-	rev, err := m.listPaged(ctx, m.subnetsPrefix(), func(kvs []*mvccpb.KeyValue, total int64) {
-		if listed == nil {
-			listed = make([]lease.Lease, 0, total)
-		}
+	// Not sized by the keys listed, for the reason snapshot gives.
+	rev, err := m.listPaged(ctx, m.subnetsPrefix(), func(kvs []*mvccpb.KeyValue, _ int64) {
 		for _, kv := range kvs {
 			if l, ok := m.peerLease(kv); ok {
 				listed = append(listed, l)
@@ -174,9 +148,8 @@ func (m *Manager) relist(ctx context.Context, view leaseView, hold bool) ([]leas
 	if err != nil {
 		return nil, 0, err
 	}
-	before := make([]lease.Lease, 0, len(view))
-	for k := range view {
-		l, _ := view.lease(k)
+	before := make([]lease.Lease, 0, view.len())
+	for l := range view.all() {
 		before = append(before, l)
 	}
 	events := lease.Diff(before, listed)
@@ -189,7 +162,7 @@ func (m *Manager) relist(ctx context.Context, view leaseView, hold bool) ([]leas
 		}
 		events = kept
 	} else {
-		clear(view)
+		view.clear()
 	}
 	for _, l := range listed {
 		view.put(l)
@@ -201,8 +174,23 @@ func (m *Manager) relist(ctx context.Context, view leaseView, hold bool) ([]leas
 // them, and resuming after every break. It returns, with a nil error, why
 // the caller must list again: rev was compacted away, epoch ended (the
 // store's history restarted), or settle fired; or ctx.Err().
-func (m *Manager) watchFrom(ctx context.Context, rev int64, view leaseView, ch chan<- lease.Batch, epoch <-chan struct{}, settle <-chan time.Time) (watchEnd, error) {
+func (m *Manager) watchFrom(ctx context.Context, rev int64, view *leaseView, ch chan<- lease.Batch, epoch <-chan struct{}, settle <-chan time.Time) (watchEnd, error) {
 	retry := m.retrier("watch leases")
+	// Events decoded but not yet taken by the receiver. Responses are
+	// read and decoded as they come, whether or not the receiver is
+	// ready: left unread, the client would queue them whole, values and
+	// all (a writer's megabytes each), for as long as the receiver is
+	// busy. The receiver gets what piled up in one batch.
+	var pending []lease.Event
+	pendingRev := int64(0)
+	flush := func() error {
+		if len(pending) == 0 {
+			return nil
+		}
+		err := ctxutil.Send(ctx, ch, lease.Batch{Events: pending, Revision: pendingRev})
+		pending = nil
+		return err
+	}
 	for {
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 		w := m.client.Watch(wctx, m.subnetsPrefix(), clientv3.WithPrefix(), clientv3.WithRev(rev), clientv3.WithProgressNotify())
@@ -211,14 +199,28 @@ func (m *Manager) watchFrom(ctx context.Context, rev int64, view leaseView, ch c
 		for {
 			var resp clientv3.WatchResponse
 			var open bool
+			var out chan<- lease.Batch
+			in := w
+			if len(pending) > 0 {
+				out = ch
+				if len(pending) >= maxPending {
+					in = nil // the receiver's turn: decoded events cost memory too
+				}
+			}
 			select {
-			case resp, open = <-w:
+			case resp, open = <-in:
+			case out <- lease.Batch{Events: pending, Revision: pendingRev}:
+				pending = nil
+				continue
 			case <-epoch:
 				cancel()
-				return endDiscontinuity, nil
+				return endDiscontinuity, flush()
 			case <-settle:
 				cancel()
-				return endSettled, nil
+				return endSettled, flush()
+			case <-ctx.Done():
+				cancel()
+				return 0, ctx.Err()
 			}
 			if !open {
 				break receive
@@ -230,11 +232,12 @@ func (m *Manager) watchFrom(ctx context.Context, rev int64, view leaseView, ch c
 			retry.ok()
 			rev = resumeRevision(rev, resp)
 			if events := m.apply(view, resp.Events); len(events) > 0 {
-				if err := ctxutil.Send(ctx, ch, lease.Batch{Events: events, Revision: rev - 1}); err != nil {
-					cancel()
-					return 0, err
-				}
+				pending, pendingRev = append(pending, events...), rev-1
 			}
+		}
+		if err := flush(); err != nil {
+			cancel()
+			return 0, err
 		}
 		cancel()
 		if ctx.Err() != nil {
@@ -242,6 +245,14 @@ func (m *Manager) watchFrom(ctx context.Context, rev int64, view leaseView, ch c
 		}
 		if isCompacted(cause) {
 			m.log.Info("lease watch fell behind a compaction; listing again", "revision", rev)
+			return endCompacted, nil
+		}
+		if isTooBig(cause) {
+			// Resuming would bring the same response again: a listing
+			// comes in pages the client can take, and the watch after
+			// it starts past the response refused.
+			m.log.Warn("a lease watch response was over the client's receive limit; listing again",
+				"revision", rev, "limit", MaxRecvBytes, "err", cause)
 			return endCompacted, nil
 		}
 		if cause == nil {
@@ -252,6 +263,11 @@ func (m *Manager) watchFrom(ctx context.Context, rev int64, view leaseView, ch c
 		}
 	}
 }
+
+// maxPending is how many decoded events a watcher holds for a busy
+// receiver before it stops reading (about 500 bytes each, and a
+// verdict each downstream, in one batch).
+const maxPending = 512
 
 // resumeRevision returns the revision to resume a watch from after resp,
 // given the one it would resume from before. A response with events moves it
@@ -273,7 +289,7 @@ func resumeRevision(rev int64, resp clientv3.WatchResponse) int64 {
 // apply turns raw watch events into lease events against view, updating it.
 // A put whose value does not parse removes the lease, as a listing would
 // not include it.
-func (m *Manager) apply(view leaseView, evs []*clientv3.Event) []lease.Event {
+func (m *Manager) apply(view *leaseView, evs []*clientv3.Event) []lease.Event {
 	var out []lease.Event
 	for _, ev := range evs {
 		k, err := lease.ParseKey(string(bytes.TrimPrefix(ev.Kv.Key, []byte(m.subnetsPrefix()))))
@@ -290,11 +306,11 @@ func (m *Manager) apply(view leaseView, evs []*clientv3.Event) []lease.Event {
 		switch {
 		case ok && !known:
 			out = append(out, lease.Event{Type: lease.Added, Lease: l})
-		case ok && (!prev.Attrs.Equal(l.Attrs) || prev.Seniority != l.Seniority):
+		case ok && !prev.Same(l):
 			out = append(out, lease.Event{Type: lease.Changed, Lease: l, Prev: prev})
 		case !ok && known:
 			out = append(out, lease.Event{Type: lease.Removed, Lease: prev})
-			delete(view, k)
+			view.remove(k)
 			continue
 		}
 		if ok {
@@ -319,9 +335,20 @@ func (m *Manager) peerLease(kv *mvccpb.KeyValue) (lease.Lease, bool) {
 // it is malformed or names no reachable peer. Its seniority is the key's
 // create revision: the same on every node, and kept across renewals and
 // changes of the value.
+//
+// A value over a size limit (see lease.MaxValueSize) is not skipped but
+// passed on as lease.Lease.Invalid, with nothing of the value, so that
+// admission reports it by key and rule with the other rejections.
 func (m *Manager) peerValue(k lease.Key, kv *mvccpb.KeyValue) (lease.Lease, bool) {
 	l := lease.Lease{Key: k, Seniority: kv.CreateRevision}
-	if err := l.Attrs.UnmarshalJSON(kv.Value); err != nil {
+	err := valueSizeError(kv.Value)
+	if err == nil {
+		err = l.Attrs.UnmarshalJSON(kv.Value)
+	}
+	if errors.Is(err, lease.ErrTooLarge) {
+		return lease.Lease{Key: k, Seniority: kv.CreateRevision, Invalid: err.Error()}, true
+	}
+	if err != nil {
 		m.log.Warn("skipping lease with a malformed value", "key", string(kv.Key), "err", err)
 		return lease.Lease{}, false
 	}

@@ -32,6 +32,7 @@ func main() {
 	flag.UintVar(&election, "election-timeout", 1000, "election timeout in ms")
 	flag.StringVar(&cfg.LogLevel, "log-level", "error", "log level")
 	flag.Int64Var(&cfg.QuotaBackendBytes, "quota-backend-bytes", 0, "backend quota")
+	flag.UintVar(&cfg.AuthTokenTTL, "auth-token-ttl", cfg.AuthTokenTTL, "seconds an unused simple auth token lives")
 	flag.Parse()
 	cfg.TickMs, cfg.ElectionMs = heartbeat, election
 	for _, u := range []struct {
