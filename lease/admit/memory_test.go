@@ -8,9 +8,10 @@ import (
 )
 
 // maxLiveBytesPerLease bounds what the table keeps per admitted lease. It
-// measured 384 B (BenchmarkSnapshot, go1.26); at 20,000 peers each 128 B
-// over the bound is 2.4 MiB of an agent's resident memory, on every node.
-const maxLiveBytesPerLease = 512
+// measured 384 B, and 287 B since the leaner records (BenchmarkSnapshot,
+// go1.26); at 20,000 peers each 100 B over the bound is 1.9 MiB of an
+// agent's resident memory, on every node.
+const maxLiveBytesPerLease = 384
 
 // TestLiveBytesPerLease: the table's live heap, after a snapshot of 5,000
 // honest leases, stays within maxLiveBytesPerLease a lease.
