@@ -82,3 +82,15 @@ func TestBand(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckSmallRSS: a resident size of a few MiB gets at least 1 MiB of
+// band, and no more.
+func TestCheckSmallRSS(t *testing.T) {
+	base := mustParse(t, "pkg: p\nBenchmarkH-2 1 5 ns/op 1.1 open-rss-MiB\n")
+	for run, want := range map[string]bool{"2.0": true, "2.2": false} {
+		var out bytes.Buffer
+		if got := check(&out, base, mustParse(t, "pkg: p\nBenchmarkH-2 1 5 ns/op "+run+" open-rss-MiB\n")); got != want {
+			t.Errorf("1.1 MiB then %s MiB: check = %v, want %v\n%s", run, got, want, out.String())
+		}
+	}
+}
