@@ -12,6 +12,15 @@ STATICCHECK_VERSION ?= v0.8.2
 # Benchmarks: a regexp for -bench, and -benchtime.
 BENCH ?= .
 BENCHTIME ?= 1s
+# How many times each benchmark runs; the guard wants three or more, so
+# that every figure is a range.
+BENCHCOUNT ?= 1
+# make bench keeps its raw output here, for make bench-check and
+# make bench-baseline.
+BENCH_OUT ?= bench.out
+# The figures make bench-check compares a run with (see
+# internal/benchcheck for the bands and when to take a new one).
+BENCH_BASELINE ?= bench/baseline.txt
 # The control-plane scale benchmarks: make bench-scale runs them, make
 # bench does not.
 SCALE_BENCH ?= Scale
@@ -35,7 +44,7 @@ SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 
 MODULES := $(shell find . -name go.mod -not -path './.git/*' -exec dirname {} \; | sort)
 
-.PHONY: test bench bench-scale lint fuzz image
+.PHONY: test bench bench-check bench-baseline bench-scale lint fuzz image
 
 ## test: run every test with the race detector, in every module, then the
 ## etcd suites again against an old etcd server when one is installed.
@@ -59,11 +68,36 @@ test:
 
 ## bench: run the benchmarks of every module and print them as one table.
 ## The control-plane scale benchmarks, which take minutes, are left to
-## bench-scale.
+## bench-scale. The raw output is kept in $(BENCH_OUT).
 bench:
 	@for m in $(MODULES); do \
-		(cd $$m && $(GO) test -run '^$$' -bench '$(BENCH)' -skip '$(SCALE_BENCH)' -benchtime $(BENCHTIME) -benchmem ./...); \
-	done | $(GO) run ./internal/benchtable
+		(cd $$m && $(GO) test -run '^$$' -bench '$(BENCH)' -skip '$(SCALE_BENCH)' -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -benchmem ./...); \
+	done | tee $(BENCH_OUT) | $(GO) run ./internal/benchtable
+
+## bench-check: run make bench and compare its figures with the baseline
+## in $(BENCH_BASELINE), naming every figure past its noise band (peak RSS
+## and bytes 10%, allocations 10%, kernel-bound times a factor of two); a
+## figure worse than its band fails. BENCHCOUNT=3 gives each a range.
+## BENCH_OUT=file compares an earlier run instead of running again.
+bench-check:
+	@if [ "$(origin BENCH_OUT)" != "command line" ] && [ "$(origin BENCH_OUT)" != "environment" ]; then \
+		$(MAKE) --no-print-directory bench || echo "== make bench failed (above); comparing the figures it measured"; \
+	fi
+	@$(GO) run ./internal/benchcheck $(BENCH_BASELINE) $(BENCH_OUT)
+
+## bench-baseline: take $(BENCH_OUT) (run make bench first, with
+## BENCHCOUNT=3 or more) as the new baseline, headed with the machine and
+## the Go version. Take one when a change moves a figure on purpose, or
+## the machine or Go changes; never to make a regression pass.
+bench-baseline:
+	@test -s $(BENCH_OUT) || { echo "no $(BENCH_OUT): run make bench BENCHCOUNT=3 first"; exit 1; }
+	@mkdir -p $(dir $(BENCH_BASELINE))
+	@{ echo "# make bench's figures: the baseline make bench-check compares a run with."; \
+	   echo "# machine: $$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $$(nproc) cores, Linux $$(uname -r)"; \
+	   echo "# go: $$($(GO) version)"; \
+	   echo "# taken: $$(date -u +%Y-%m-%dT%H:%MZ) at commit $$(git rev-parse --short HEAD 2>/dev/null), load average $$(cut -d' ' -f1-3 /proc/loadavg)"; \
+	   grep -E '^(goos|goarch|cpu|pkg):|^Benchmark' $(BENCH_OUT); } > $(BENCH_BASELINE)
+	@echo "wrote $(BENCH_BASELINE)"
 
 ## bench-scale: the control-plane scale harness, as one table: N agents
 ## against one etcd (vxlan), churn for ten minutes, and N agents against

@@ -49,6 +49,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -157,24 +158,6 @@ func Path(dir string, id Identity) string {
 	return filepath.Join(dir, name+".state.json")
 }
 
-// Encode returns s in the on-disk form.
-func Encode(s State) ([]byte, error) {
-	v := FormatVersion
-	f := file{
-		Version: &v, Network: s.Network, Node: s.Node, Written: s.Written.UTC(), Config: s.Config,
-		Lease: toFile(s.Lease), VtepMAC: s.VtepMAC, VtepMACv6: s.VtepMACv6,
-		PeersAt: s.PeersAt.UTC(), PeersRevision: s.PeersRevision, Peers: make([]fileLease, 0, len(s.Peers)),
-	}
-	for _, p := range s.Peers {
-		f.Peers = append(f.Peers, toFile(p))
-	}
-	data, err := json.Marshal(f)
-	if err != nil {
-		return nil, fmt.Errorf("localstate: encode: %w", err)
-	}
-	return append(data, '\n'), nil
-}
-
 // Decode parses the on-disk form. Its errors match ErrCorrupt or
 // ErrVersion.
 func Decode(data []byte) (State, error) {
@@ -268,36 +251,21 @@ func Read(path string, id Identity, maxAge time.Duration, now time.Time) (State,
 func Write(path string, s State, now time.Time) (bool, error) {
 	if old, err := os.ReadFile(path); err == nil {
 		if prev, err := Decode(old); err == nil {
-			s.Written = prev.Written
-			if same, err := encodedEqual(prev, s); err == nil && same {
+			a, erra := digestOf(prev)
+			b, errb := digestOf(s)
+			if erra == nil && errb == nil && a == b {
 				return false, nil
 			}
 		}
 	}
 	s.Written = now
-	data, err := Encode(s)
-	if err != nil {
-		return false, err
-	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return false, fmt.Errorf("localstate: %w", err)
 	}
-	if err := atomicfile.Write(path, data, 0o600); err != nil {
+	if err := atomicfile.WriteStream(path, 0o600, func(w io.Writer) error { return EncodeTo(w, s) }); err != nil {
 		return false, fmt.Errorf("localstate: write %s: %w", path, err)
 	}
 	return true, nil
-}
-
-func encodedEqual(a, b State) (bool, error) {
-	ea, err := Encode(a)
-	if err != nil {
-		return false, err
-	}
-	eb, err := Encode(b)
-	if err != nil {
-		return false, err
-	}
-	return bytes.Equal(ea, eb), nil
 }
 
 // RemoveStale removes temporary files a killed Write of path left.

@@ -1,9 +1,9 @@
 package localstate
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -27,7 +27,7 @@ const DefaultMaxAge = 7 * 24 * time.Hour
 // does not answer (vxlan.NetworkConfig.LocalState).
 //
 // Save remembers what it last wrote (or Load read), so that a State equal
-// to it, Written aside, costs an encoding and no I/O; but once what the
+// to it, Written aside, costs an encoding into a digest and no I/O; but once what the
 // file holds is Refresh old, the same State is written again, so that
 // Written says when the state was last known true, to within Refresh,
 // and a state that did not change for a week is not taken for one a week
@@ -40,10 +40,13 @@ type Store struct {
 	now    func() time.Time
 
 	mu sync.Mutex
-	// last is the encoding, with Written zeroed, of what the file holds
-	// as far as this Store knows, and written its Written; nil until it
-	// was read or written.
-	last    []byte
+	// last is the digest of the encoding, with Written zeroed, of what
+	// the file holds as far as this Store knows, and written its
+	// Written; known says there is one: the file was read or written.
+	// A digest, not the encoding: at tens of thousands of peers the
+	// encoding is megabytes a Store would hold for as long as it runs.
+	last    digest
+	known   bool
 	written time.Time
 	looked  bool // the file was read for last
 }
@@ -67,8 +70,9 @@ func (s *Store) Path() string { return s.path }
 func (s *Store) Load() (State, error) {
 	st, err := Read(s.path, s.id, s.maxAge, s.now())
 	if err == nil {
+		d, derr := digestOf(st)
 		s.mu.Lock()
-		s.last, s.written, s.looked = comparable(st), st.Written, true
+		s.last, s.known, s.written, s.looked = d, derr == nil, st.Written, true
 		s.mu.Unlock()
 	}
 	return st, err
@@ -90,32 +94,32 @@ func (s *Store) Save(st State) (bool, error) {
 		}
 		if data, err := os.ReadFile(s.path); err == nil {
 			if prev, err := Decode(data); err == nil && prev.Identity == s.id {
-				s.last, s.written = comparable(prev), prev.Written
+				if d, err := digestOf(prev); err == nil {
+					s.last, s.known, s.written = d, true, prev.Written
+				}
 			}
 		} else if !errors.Is(err, fs.ErrNotExist) {
 			return false, fmt.Errorf("localstate: %w", err)
 		}
 	}
-	cmp := comparable(st)
-	if cmp == nil {
-		return false, errors.New("localstate: the state does not encode")
-	}
-	now := s.now()
-	if bytes.Equal(cmp, s.last) && now.Sub(s.written) < Refresh {
-		return false, nil
-	}
-	st.Written = now
-	data, err := Encode(st)
+	// The state is encoded twice, into a digest and then, if it
+	// changed, into the file, and held whole neither time.
+	d, err := digestOf(st)
 	if err != nil {
 		return false, err
 	}
+	now := s.now()
+	if s.known && d == s.last && now.Sub(s.written) < Refresh {
+		return false, nil
+	}
+	st.Written = now
 	if err := os.MkdirAll(filepath.Dir(s.path), 0o755); err != nil {
 		return false, fmt.Errorf("localstate: %w", err)
 	}
-	if err := atomicfile.Write(s.path, data, 0o600); err != nil {
+	if err := atomicfile.WriteStream(s.path, 0o600, func(w io.Writer) error { return EncodeTo(w, st) }); err != nil {
 		return false, fmt.Errorf("localstate: write %s: %w", s.path, err)
 	}
-	s.last, s.written = cmp, now
+	s.last, s.known, s.written = d, true, now
 	return true, nil
 }
 
@@ -124,20 +128,9 @@ func (s *Store) Save(st State) (bool, error) {
 func (s *Store) Remove() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.last, s.looked = nil, true
+	s.known, s.looked = false, true
 	if err := os.Remove(s.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("localstate: %w", err)
 	}
 	return nil
-}
-
-// comparable is st's encoding with Written zeroed, nil if it does not
-// encode.
-func comparable(st State) []byte {
-	st.Written = time.Time{}
-	data, err := Encode(st)
-	if err != nil {
-		return nil
-	}
-	return data
 }

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"net/netip"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/weftnet/weft/lease"
@@ -426,32 +427,78 @@ func (n *Network) stateToSave() (localstate.State, bool) {
 // admittedLeasesLocked returns the admitted peers as the leases that give
 // them, by key: what admission needs to admit them again. A dual-stack
 // lease of which one half is admitted keeps that half only. n.mu is held.
+//
+// At tens of thousands of peers this is the largest thing a save builds,
+// so it is built lean: the leases in one slice (an index by key only when
+// two families must be merged), and every peer's backend data cut from
+// one buffer.
 func (n *Network) admittedLeasesLocked() []lease.Lease {
-	byKey := map[lease.Key]*lease.Lease{}
-	var keys []lease.Key
+	// Counted first, so that the slice is allocated once, at its size:
+	// grown by appending, it would leave its smaller copies, megabytes
+	// at 20,000 peers, as garbage at the moment of the save.
+	total := 0
+	for i, dp := range []*Datapath{n.v4, n.v6} {
+		if dp != nil {
+			for range n.table.AllAdmitted(i == 1) {
+				total++
+			}
+		}
+	}
+	out := make([]lease.Lease, 0, total)
+	var at map[lease.Key]int // the second family's merge, by key
+	var arena []byte
 	for i, dp := range []*Datapath{n.v4, n.v6} {
 		if dp == nil {
 			continue
 		}
-		for p := range n.table.AllAdmitted(i == 1) {
-			l := byKey[p.Key]
-			if l == nil {
-				l = &lease.Lease{Key: p.Key, Seniority: p.Seniority, Attrs: lease.Attrs{Owner: p.Owner, BackendType: "vxlan"}}
-				byKey[p.Key] = l
-				keys = append(keys, p.Key)
+		if len(out) > 0 && at == nil {
+			at = make(map[lease.Key]int, len(out))
+			for j, l := range out {
+				at[l.Key] = j
 			}
-			data, _ := json.Marshal(BackendData{VNI: n.backend.VNI, VtepMAC: MAC(p.VtepMAC)})
+		}
+		for p := range n.table.AllAdmitted(i == 1) {
+			j, ok := at[p.Key]
+			if !ok {
+				j = len(out)
+				out = append(out, lease.Lease{Key: p.Key, Seniority: p.Seniority, Attrs: lease.Attrs{Owner: p.Owner, BackendType: "vxlan"}})
+				if at != nil {
+					at[p.Key] = j
+				}
+			}
+			if cap(arena)-len(arena) < maxBackendData {
+				arena = make([]byte, 0, 1024*maxBackendData)
+			}
+			start := len(arena)
+			arena = appendBackendData(arena, n.backend.VNI, MAC(p.VtepMAC))
+			data := json.RawMessage(arena[start:len(arena):len(arena)])
 			if i == 1 {
-				l.Attrs.PublicIPv6, l.Attrs.BackendV6Data = p.PublicIP, data
+				out[j].Attrs.PublicIPv6, out[j].Attrs.BackendV6Data = p.PublicIP, data
 			} else {
-				l.Attrs.PublicIP, l.Attrs.BackendData = p.PublicIP, data
+				out[j].Attrs.PublicIP, out[j].Attrs.BackendData = p.PublicIP, data
 			}
 		}
 	}
-	slices.SortFunc(keys, lease.Key.Compare)
-	out := make([]lease.Lease, len(keys))
-	for i, k := range keys {
-		out[i] = *byKey[k]
-	}
+	slices.SortFunc(out, func(a, b lease.Lease) int { return a.Key.Compare(b.Key) })
 	return out
+}
+
+// maxBackendData bounds appendBackendData's output: the fixed text, a
+// VNI of up to 20 characters and a MAC's 17.
+const maxBackendData = len(`{"VNI":,"VtepMAC":""}`) + 20 + 17
+
+// appendBackendData appends BackendData{vni, mac} as json.Marshal encodes
+// it (TestAppendBackendData), without its reflection and copies.
+func appendBackendData(b []byte, vni int, mac MAC) []byte {
+	b = append(b, `{"VNI":`...)
+	b = strconv.AppendInt(b, int64(vni), 10)
+	b = append(b, `,"VtepMAC":"`...)
+	const hex = "0123456789abcdef"
+	for i, x := range mac {
+		if i > 0 {
+			b = append(b, ':')
+		}
+		b = append(b, hex[x>>4], hex[x&0xf])
+	}
+	return append(b, `"}`...)
 }

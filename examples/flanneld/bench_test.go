@@ -72,15 +72,29 @@ func peakRSS(pid int) float64 {
 
 // BenchmarkDaemon starts flanneld on a new host with N peers' leases in
 // etcd and reports: convergence (daemon start to /readyz, which needs
-// subnet.env written and every peer programmed), the daemon's peak RSS,
-// and the latency from a new peer's lease being written to its route being
-// in the kernel (p50 and p99 over 200 new peers).
+// subnet.env written and every peer programmed), the daemon's peak RSS
+// (N=0 is the floor), and the latency from a new peer's lease being
+// written to its route being in the kernel (p50 and p99 over newPeers new
+// peers). The local state is on, as by default.
+//
+// It fails when a figure misses issue 30's targets (benchTargets): peak
+// RSS always, as it does not depend on the machine's load; the times only
+// with WEFT_BENCH_QUIET=1, on a quiet machine, and are logged otherwise.
 //
 // flanneld measured here: convergence 0.58 s at 1,000 and 2.8 s at 5,000;
 // new-peer p50 1.3 ms at 1,000 and 1.75 ms at 5,000; peak RSS 45 MB at
 // 1,000 and 75 MB at 20,000.
 func BenchmarkDaemon(b *testing.B) {
-	for _, n := range []int{1000, 5000, 20000} {
+	// Judged once every size has run: a failed benchmark prints no
+	// figures, and they are what make bench-check needs.
+	var misses []string
+	defer func() {
+		for _, m := range misses {
+			b.Error(m)
+		}
+	}()
+	for _, n := range []int{0, 1000, 5000, 20000} {
+		target := benchTargets[n]
 		b.Run(fmt.Sprintf("peers=%d", n), func(b *testing.B) {
 			var converge, rss, p50, p99 []float64
 			for i := 0; i < b.N; i++ {
@@ -104,7 +118,7 @@ func BenchmarkDaemon(b *testing.B) {
 					b.Fatal(err)
 				}
 				var lat []float64
-				for k := range 200 {
+				for k := range newPeers {
 					key, value := fakeLease(n + k)
 					dst := keyToPrefix(key)
 					for len(routes) > 0 {
@@ -144,8 +158,44 @@ func BenchmarkDaemon(b *testing.B) {
 			b.ReportMetric(mean(rss), "peak-rss-MiB")
 			b.ReportMetric(mean(p50), "new-peer-p50-ms")
 			b.ReportMetric(mean(p99), "new-peer-p99-ms")
+			if target.rss > 0 && mean(rss) > target.rss {
+				misses = append(misses, fmt.Sprintf("peers=%d: peak RSS %.1f MiB, issue 30's target is at most %.0f MiB", n, mean(rss), target.rss))
+			}
+			quiet := os.Getenv("WEFT_BENCH_QUIET") == "1"
+			for _, miss := range []struct {
+				what          string
+				got, target   float64
+				unit, targetf string
+			}{
+				{"start to converged", mean(converge), target.converge, "s", "%.1f"},
+				{"new-peer p99", mean(p99), target.p99, "ms", "%.0f"},
+			} {
+				if miss.target == 0 || miss.got < miss.target {
+					continue
+				}
+				msg := fmt.Sprintf("peers=%d: %s %.3g %s, issue 30's target on a quiet machine is under "+miss.targetf+" %s", n, miss.what, miss.got, miss.unit, miss.target, miss.unit)
+				if quiet {
+					misses = append(misses, msg)
+				} else {
+					b.Log(msg + " (not judged: WEFT_BENCH_QUIET is not 1)")
+				}
+			}
 		})
 	}
+}
+
+// newPeers is how many new peers BenchmarkDaemon times, one at a time:
+// enough for a p99 that is not the worst of a few.
+const newPeers = 500
+
+// benchTargets are issue 30's targets for BenchmarkDaemon, by peers: peak
+// RSS at most rss MiB, start to converged under converge seconds, new-peer
+// p99 under p99 ms; zero is no target.
+var benchTargets = map[int]struct{ rss, converge, p99 float64 }{
+	0:     {p99: 1},
+	1000:  {rss: 26, p99: 1},
+	5000:  {rss: 30, p99: 1},
+	20000: {rss: 40, converge: 0.6, p99: 1},
 }
 
 // flushDatapath removes the routes, then the nexthops, that a daemon left

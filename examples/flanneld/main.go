@@ -73,12 +73,25 @@ func main() {
 		// against 71). GOGC in the environment overrides it.
 		debug.SetGCPercent(defaultGCPercent)
 	}
+	memLimit, memLimitFile, haveMemLimit := int64(0), "", false
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// The container's memory limit, if it has one, told to the
+		// runtime: near it the collector works harder rather than let
+		// the kernel kill the daemon (BenchmarkDaemon, 20,000 peers,
+		// GOMEMLIMIT=40MiB: peak RSS 66-67 MiB, not 85-91).
+		if memLimit, memLimitFile, haveMemLimit = cgroupMemoryLimit("/"); haveMemLimit {
+			debug.SetMemoryLimit(int64(float64(memLimit) * memLimitShare))
+		}
+	}
 	log, closeLog, err := c.log.open(os.Stderr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "flanneld:", err)
 		os.Exit(2)
 	}
 	defer closeLog()
+	if haveMemLimit {
+		log.Info("GOMEMLIMIT is not set: the Go runtime's memory limit is derived from the container's", "limit_bytes", int64(float64(memLimit)*memLimitShare), "container_limit_bytes", memLimit, "from", memLimitFile)
+	}
 	for _, name := range c.ignoredKlogFlags {
 		log.Warn("klog flag accepted for compatibility, but it has no effect in weft", "flag", "-"+name)
 	}

@@ -4,7 +4,9 @@
 package atomicfile
 
 import (
+	"bufio"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -21,7 +23,28 @@ import (
 // temporary file, named "."+base(path)+".tmp" and a random suffix, behind; it
 // is never read. If path is a symbolic link, the link itself is replaced.
 func Write(path string, data []byte, perm fs.FileMode) error {
-	return write(path, data, perm, osOps())
+	return write(path, writeBytes(data), perm, osOps())
+}
+
+// WriteStream is Write with the content written by fill, through a
+// buffer, instead of held whole: for a file of megabytes that is produced
+// piece by piece. An error from fill fails the write, leaving path
+// untouched.
+func WriteStream(path string, perm fs.FileMode, fill func(io.Writer) error) error {
+	return write(path, func(f *os.File) error {
+		w := bufio.NewWriterSize(f, 64<<10)
+		if err := fill(w); err != nil {
+			return err
+		}
+		return w.Flush()
+	}, perm, osOps())
+}
+
+func writeBytes(data []byte) func(*os.File) error {
+	return func(f *os.File) error {
+		_, err := f.Write(data)
+		return err
+	}
 }
 
 // WriteDeferSync is Write but for the final sync of the directory, which it
@@ -35,7 +58,7 @@ func WriteDeferSync(path string, data []byte, perm fs.FileMode, modTime time.Tim
 	ops := osOps()
 	ops.syncDir = func(d string) error { dir = d; return nil }
 	ops.modTime = modTime
-	if err := write(path, data, perm, ops); err != nil {
+	if err := write(path, writeBytes(data), perm, ops); err != nil {
 		return nil, err
 	}
 	return func() error { return SyncDir(dir) }, nil
@@ -55,7 +78,7 @@ func osOps() fsOps {
 	return fsOps{syncFile: (*os.File).Sync, rename: os.Rename, syncDir: SyncDir}
 }
 
-func write(path string, data []byte, perm fs.FileMode, ops fsOps) (err error) {
+func write(path string, fill func(*os.File) error, perm fs.FileMode, ops fsOps) (err error) {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
@@ -72,7 +95,7 @@ func write(path string, data []byte, perm fs.FileMode, ops fsOps) (err error) {
 			err = fmt.Errorf("write %s: %w", path, err)
 		}
 	}()
-	if _, err := f.Write(data); err != nil {
+	if err := fill(f); err != nil {
 		return err
 	}
 	if err := f.Chmod(perm); err != nil {

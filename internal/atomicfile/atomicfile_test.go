@@ -170,7 +170,7 @@ func TestWriteOrder(t *testing.T) {
 		log = append(log, "fsync dir")
 		return syncDir(d)
 	}
-	if err := write(path, data, 0o644, ops); err != nil {
+	if err := write(path, writeBytes(data), 0o644, ops); err != nil {
 		t.Fatal(err)
 	}
 	if got := fmt.Sprint(log); got != "[fsync file rename fsync dir]" {
@@ -188,7 +188,7 @@ func TestWriteSyncFailure(t *testing.T) {
 	}
 	ops := osOps()
 	ops.syncFile = func(*os.File) error { return syscall.EIO }
-	err := write(path, []byte("new"), 0o644, ops)
+	err := write(path, writeBytes([]byte("new")), 0o644, ops)
 	if !errors.Is(err, syscall.EIO) || !strings.Contains(err.Error(), path) {
 		t.Fatalf("err = %v, want EIO naming %s", err, path)
 	}
