@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"net/url"
@@ -574,12 +575,47 @@ func (s *Server) etcdctl(args ...string) {
 // freeAddr returns a 127.0.0.1 address with a port that was free a moment
 // ago. The server binds it shortly after; the window for another process to
 // take it is small, and a collision fails the start loudly.
+//
+// The port lies below the kernel's ephemeral range: a server restarted on
+// its port (Restart, Wipe) must find it free, and a port of that range,
+// once its server stops, can become the source port of any other test's
+// outgoing connection ("address already in use" at the restart).
 func freeAddr(t T) string {
 	t.Helper()
+	if lo := ephemeralLow(); lo > 2048 {
+		for range 200 {
+			port := 1024 + rand.IntN(lo-1024)
+			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+			if err != nil {
+				continue
+			}
+			l.Close()
+			return "127.0.0.1:" + strconv.Itoa(port)
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("etcdtest: %v", err)
 	}
 	defer l.Close()
 	return "127.0.0.1:" + strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+}
+
+// ephemeralLow is the first port of the kernel's range for outgoing
+// connections and ":0" listeners (32768 by default on Linux), or 0 when
+// it cannot be read.
+func ephemeralLow() int {
+	raw, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(raw))
+	if len(f) != 2 {
+		return 0
+	}
+	lo, err := strconv.Atoi(f[0])
+	if err != nil {
+		return 0
+	}
+	return lo
 }
