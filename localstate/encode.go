@@ -21,18 +21,7 @@ func EncodeTo(w io.Writer, s State) error {
 	v := FormatVersion
 	// The header is file without its peers, which come last: its
 	// encoding, less the closing brace, is the file's up to them.
-	head, err := json.Marshal(struct {
-		Version       *int            `json:"weftLocalState"`
-		Network       string          `json:"network"`
-		Node          string          `json:"node"`
-		Written       time.Time       `json:"written"`
-		Config        json.RawMessage `json:"config"`
-		Lease         fileLease       `json:"lease"`
-		VtepMAC       string          `json:"vtepMAC,omitempty"`
-		VtepMACv6     string          `json:"vtepMACv6,omitempty"`
-		PeersAt       time.Time       `json:"peersAt"`
-		PeersRevision int64           `json:"peersRevision,omitempty"`
-	}{
+	head, err := json.Marshal(fileHead{
 		Version: &v, Network: s.Network, Node: s.Node, Written: s.Written.UTC(), Config: s.Config,
 		Lease: toFile(s.Lease), VtepMAC: s.VtepMAC, VtepMACv6: s.VtepMACv6,
 		PeersAt: s.PeersAt.UTC(), PeersRevision: s.PeersRevision,

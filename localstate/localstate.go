@@ -111,8 +111,15 @@ type State struct {
 	PeersRevision int64
 }
 
-// file is the on-disk form.
+// file is the on-disk form: the header, then the peers, last so that
+// EncodeTo can stream them.
 type file struct {
+	fileHead
+	Peers []fileLease `json:"peers"`
+}
+
+// fileHead is the file without its peers.
+type fileHead struct {
 	Version       *int            `json:"weftLocalState"`
 	Network       string          `json:"network"`
 	Node          string          `json:"node"`
@@ -123,7 +130,6 @@ type file struct {
 	VtepMACv6     string          `json:"vtepMACv6,omitempty"`
 	PeersAt       time.Time       `json:"peersAt"`
 	PeersRevision int64           `json:"peersRevision,omitempty"`
-	Peers         []fileLease     `json:"peers"`
 }
 
 type fileLease struct {
