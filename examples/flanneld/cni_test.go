@@ -11,15 +11,9 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/weftnet/weft/internal/cnitest"
 	"github.com/weftnet/weft/internal/netnstest"
 )
-
-// flannelCNIModule is the flannel CNI plugin's last release inside
-// containernetworking/plugins, the code flannel's own cni-plugin grew
-// from: it reads subnet.env and delegates to bridge with host-local
-// ranges filled in from FLANNEL_SUBNET (as examples/weft-ipam's chain
-// test builds it).
-const flannelCNIModule = "github.com/containernetworking/plugins/plugins/meta/flannel@v0.9.1"
 
 var (
 	flannelCNIOnce sync.Once
@@ -34,28 +28,19 @@ var (
 // WEFT_REQUIRE_HOSTLOCAL says they must be there.
 func flannelCNI(t *testing.T) string {
 	t.Helper()
-	for _, p := range []string{"/usr/lib/cni/bridge", "/usr/lib/cni/host-local"} {
-		if _, err := os.Stat(p); err != nil {
-			if os.Getenv("WEFT_REQUIRE_HOSTLOCAL") != "" {
-				t.Fatalf("Debian's CNI plugin: %v (apt-get install containernetworking-plugins)", err)
-			}
-			t.Skipf("Debian's CNI plugin: %v", err)
-		}
-	}
+	debian := cnitest.Debian(t, "bridge", "host-local")
 	flannelCNIOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "weft-flannel-cni-")
 		if err != nil {
 			flannelCNIErr = err
 			return
 		}
-		install := exec.Command("go", "install", flannelCNIModule)
-		install.Env = append(os.Environ(), "GOBIN="+dir, "CGO_ENABLED=0", "GOFLAGS=")
-		if out, err := install.CombinedOutput(); err != nil {
-			flannelCNIErr = fmt.Errorf("building flannel's CNI plugin (%s): %v\n%s", flannelCNIModule, err, out)
+		if err := cnitest.InstallFlannel(dir); err != nil {
+			flannelCNIErr = err
 			return
 		}
-		for _, name := range []string{"bridge", "host-local"} {
-			if err := os.Symlink("/usr/lib/cni/"+name, filepath.Join(dir, name)); err != nil {
+		for _, from := range debian {
+			if err := os.Symlink(from, filepath.Join(dir, filepath.Base(from))); err != nil {
 				flannelCNIErr = err
 				return
 			}
@@ -63,10 +48,7 @@ func flannelCNI(t *testing.T) string {
 		flannelCNIDir = dir
 	})
 	if flannelCNIErr != nil {
-		if os.Getenv("WEFT_REQUIRE_FLANNEL_CNI") != "" {
-			t.Fatal(flannelCNIErr)
-		}
-		t.Skip(flannelCNIErr)
+		cnitest.FlannelUnavailable(t, flannelCNIErr)
 	}
 	return flannelCNIDir
 }

@@ -11,46 +11,20 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/weftnet/weft/internal/cnitest"
 	"github.com/weftnet/weft/internal/netnstest"
 )
-
-// flannelPlugin is the flannel CNI plugin's last release inside
-// containernetworking/plugins, the code flannel's own cni-plugin grew
-// from: the same delegation to bridge, with "ipam" filled in from
-// subnet.env. It speaks CNI up to 0.4.0.
-const flannelPlugin = "github.com/containernetworking/plugins/plugins/meta/flannel@v0.9.1"
-
-// requireFlannelEnv makes the chain test fail instead of skipping when
-// the flannel plugin cannot be built (.ci/run sets it).
-const requireFlannelEnv = "WEFT_REQUIRE_FLANNEL_CNI"
-
-// bridgePlugin is Debian's (package containernetworking-plugins).
-const bridgePlugin = "/usr/lib/cni/bridge"
-
-// portmapPlugin is Debian's too: the conflist chains it last.
-const portmapPlugin = "/usr/lib/cni/portmap"
 
 // cniBin makes a CNI plugin directory holding flannel's plugin (built
 // from its module), Debian's bridge and this weft-ipam.
 func cniBin(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
-	if _, err := os.Stat(bridgePlugin); err != nil {
-		// The same package as host-local, which CI requires.
-		if os.Getenv("WEFT_REQUIRE_HOSTLOCAL") != "" {
-			t.Fatalf("Debian's bridge plugin: %v (apt-get install containernetworking-plugins)", err)
-		}
-		t.Skipf("Debian's bridge plugin: %v", err)
+	debian := cnitest.Debian(t, "bridge", "portmap")
+	if err := cnitest.InstallFlannel(dir); err != nil {
+		cnitest.FlannelUnavailable(t, err)
 	}
-	install := exec.Command("go", "install", flannelPlugin)
-	install.Env = append(os.Environ(), "GOBIN="+dir, "CGO_ENABLED=0", "GOFLAGS=")
-	if out, err := install.CombinedOutput(); err != nil {
-		if os.Getenv(requireFlannelEnv) != "" {
-			t.Fatalf("building flannel's CNI plugin (%s) with %s set: %v\n%s", flannelPlugin, requireFlannelEnv, err, out)
-		}
-		t.Skipf("building flannel's CNI plugin (%s): %v\n%s", flannelPlugin, err, out)
-	}
-	for name, from := range map[string]string{"bridge": bridgePlugin, "portmap": portmapPlugin, "weft-ipam": bin, "weft-announce": announceBin} {
+	for name, from := range map[string]string{"bridge": debian[0], "portmap": debian[1], "weft-ipam": bin, "weft-announce": announceBin} {
 		if err := os.Symlink(from, filepath.Join(dir, name)); err != nil {
 			t.Fatal(err)
 		}
