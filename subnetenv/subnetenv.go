@@ -167,6 +167,46 @@ func Remove(path string) (bool, error) {
 	return true, nil
 }
 
+// PreviousPath is where Withdraw keeps the subnet.env at path: beside it,
+// under a name no CNI plugin reads.
+func PreviousPath(path string) string { return path + ".previous" }
+
+// Withdraw takes the subnet.env at path away from the CNI plugin, as
+// Remove does, but keeps it at PreviousPath(path), so that the agent's
+// next run can ask for the same subnet (ReadLast) even if it restarts
+// before it holds a lease again: the subnet the file named is the one the
+// node's pods are on. The move is one rename, durable once the directory
+// is synced, so a reader sees the file whole or not at all. It reports
+// whether there was a file; a missing one is not an error.
+func Withdraw(path string) (bool, error) {
+	err := os.Rename(path, PreviousPath(path))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("subnetenv: %w", err)
+	}
+	if err := atomicfile.SyncDir(filepath.Dir(path)); err != nil {
+		return true, fmt.Errorf("subnetenv: %w", err)
+	}
+	return true, nil
+}
+
+// ReadLast reads the subnet.env at path or, when there is none, the one
+// Withdraw kept: the subnet this node last ran on, to ask for again
+// (lease.AcquireRequest.Previous). Its error is the file's at path when
+// neither can be read.
+func ReadLast(path string) (File, error) {
+	f, err := Read(path)
+	if err == nil {
+		return f, nil
+	}
+	if prev, perr := Read(PreviousPath(path)); perr == nil {
+		return prev, nil
+	}
+	return File{}, err
+}
+
 // RemoveStale removes the temporary files that a write of path left when
 // its process was killed mid-write (Write renames a temporary file over
 // path), and returns their names. Call it at start, before the first

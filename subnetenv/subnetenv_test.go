@@ -283,3 +283,45 @@ func TestRemove(t *testing.T) {
 		t.Fatalf("Remove of a non-empty directory: %v", err)
 	}
 }
+
+// TestWithdrawKeepsTheLastSubnet: a withdrawn subnet.env is gone for the
+// CNI plugin, whole, and ReadLast still gives the subnet the node's pods
+// are on, until a new subnet.env is written.
+func TestWithdrawKeepsTheLastSubnet(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "subnet.env")
+	if _, err := ReadLast(path); !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), path) {
+		t.Fatalf("ReadLast with neither file: %v, want the missing subnet.env named", err)
+	}
+	if withdrawn, err := Withdraw(path); err != nil || withdrawn {
+		t.Fatalf("Withdraw with no file: %v %v", withdrawn, err)
+	}
+	first := File{Network: netip.MustParsePrefix("10.244.0.0/16"), Subnet: netip.MustParsePrefix("10.244.3.0/24"), MTU: 1450}
+	if err := Write(path, first); err != nil {
+		t.Fatal(err)
+	}
+	if withdrawn, err := Withdraw(path); err != nil || !withdrawn {
+		t.Fatalf("Withdraw: %v %v", withdrawn, err)
+	}
+	if _, err := Read(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("Read after Withdraw: %v, want no file for the CNI plugin", err)
+	}
+	if got, err := ReadLast(path); err != nil || got.Subnet != first.Subnet {
+		t.Fatalf("ReadLast after Withdraw: %+v %v, want %v", got, err, first.Subnet)
+	}
+	// A second withdrawal, the file already gone, keeps the copy.
+	if withdrawn, err := Withdraw(path); err != nil || withdrawn {
+		t.Fatalf("Withdraw again: %v %v", withdrawn, err)
+	}
+	if got, err := ReadLast(path); err != nil || got.Subnet != first.Subnet {
+		t.Fatalf("ReadLast after a second Withdraw: %+v %v", got, err)
+	}
+	next := first
+	next.Subnet = netip.MustParsePrefix("10.244.9.0/24")
+	if err := Write(path, next); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := ReadLast(path); err != nil || got.Subnet != next.Subnet {
+		t.Fatalf("ReadLast with a new subnet.env: %+v %v, want %v", got, err, next.Subnet)
+	}
+}

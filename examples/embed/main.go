@@ -62,9 +62,10 @@ func main() {
 }
 
 func run(ctx context.Context, o options) error {
-	// Read the previous subnet, so a restart keeps it if it is still free.
+	// Read the previous subnet, so a restart keeps it if it is still free:
+	// subnet.env, or the copy OnWithdraw kept while the node held no lease.
 	var prev lease.Key
-	if f, err := subnetenv.Read(o.subnetFile); err == nil {
+	if f, err := subnetenv.ReadLast(o.subnetFile); err == nil {
 		prev = lease.Key{IPv4: f.Subnet, IPv6: f.IPv6Subnet}
 	}
 	m, err := etcd.New(etcd.Options{Endpoints: []string{o.etcd}, Node: o.node})
@@ -87,7 +88,7 @@ func run(ctx context.Context, o options) error {
 		// yet confirmed at start): no pod may get an address of a subnet
 		// that another node may hold.
 		OnWithdraw: func(w vxlan.Withdrawal) {
-			if _, err := subnetenv.Remove(o.subnetFile); err != nil {
+			if _, err := subnetenv.Withdraw(o.subnetFile); err != nil {
 				slog.Error("remove subnet.env", "err", err, "reason", w.Reason.String())
 			}
 		},

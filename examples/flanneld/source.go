@@ -55,11 +55,8 @@ func newEtcdSource(c config, log *slog.Logger) (*source, error) {
 		},
 	}
 	// subnet.env, or while it is withdrawn the copy kept of it.
-	for _, path := range []string{c.subnetFile, previousFile(c.subnetFile)} {
-		if f, err := subnetenv.Read(path); err == nil {
-			s.previous = lease.Key{IPv4: f.Subnet, IPv6: f.IPv6Subnet}
-			break
-		}
+	if f, err := subnetenv.ReadLast(c.subnetFile); err == nil {
+		s.previous = lease.Key{IPv4: f.Subnet, IPv6: f.IPv6Subnet}
 	}
 	return s, nil
 }

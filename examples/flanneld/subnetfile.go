@@ -75,12 +75,7 @@ func (a *agent) removeFile(w vxlan.Withdrawal) {
 	// The subnet the file names is the one the node's pods are on, and
 	// the next run asks for it again (Previous): without a local state,
 	// a run restarted before it holds a lease has only this to go by.
-	if old, err := subnetenv.Read(a.cfg.subnetFile); err == nil {
-		if err := subnetenv.Write(previousFile(a.cfg.subnetFile), old); err != nil {
-			a.log.Warn("could not keep the subnet subnet.env named for the next run", "err", err)
-		}
-	}
-	removed, err := subnetenv.Remove(a.cfg.subnetFile)
+	removed, err := subnetenv.Withdraw(a.cfg.subnetFile)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if err != nil {
@@ -159,7 +154,3 @@ func (a *agent) resync(ctx context.Context) {
 	}
 }
 
-// previousFile is where subnet.env is kept while it is withdrawn: beside
-// it, under a name no CNI plugin reads, so that a restarted run still asks
-// for the subnet the node's pods are on (see newEtcdSource).
-func previousFile(subnetFile string) string { return subnetFile + ".previous" }
