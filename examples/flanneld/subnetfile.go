@@ -153,4 +153,3 @@ func (a *agent) resync(ctx context.Context) {
 		}
 	}
 }
-
