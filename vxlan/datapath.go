@@ -127,6 +127,10 @@ type Datapath struct {
 	// its Err and State under mu.
 	csum    txChecksummer
 	offload OffloadStatus
+	// offloadRead is when the offload was last read back: the library's
+	// read allocates about 1 MiB, so an unchanged device's is read once a
+	// ResyncInterval, not on every reconcile a peer event makes.
+	offloadRead time.Time
 }
 
 // notificationFilter is what the notification filter checks against.
@@ -337,8 +341,13 @@ func (d *Datapath) trigger() {
 }
 
 // Reconcile makes the kernel match the desired state now: device, address,
-// peers.
-func (d *Datapath) Reconcile() error { return d.reconcile() }
+// peers, and the device's TX checksum offload.
+func (d *Datapath) Reconcile() error {
+	d.mu.Lock()
+	d.offloadRead = time.Time{}
+	d.mu.Unlock()
+	return d.reconcile()
+}
 
 func (d *Datapath) reconcile() error {
 	d.mu.Lock()
@@ -361,8 +370,9 @@ func (d *Datapath) reconcile() error {
 // returns how many peers the kernel refused.
 func (d *Datapath) reconcileLocked() (int, error) {
 	// The offload is set while a new device is still down, so that its
-	// first packet goes out as configured, and on every other reconcile
-	// after the device is ensured.
+	// first packet goes out as configured; on an existing device it is
+	// read back once a ResyncInterval (and on Reconcile), or at every
+	// reconcile while it could not be set.
 	offloadSet := false
 	dev, changes, err := ensureDevice(d.nl, d.cfg.Device, func(name string) {
 		d.ensureOffloadLocked(name)
@@ -374,7 +384,7 @@ func (d *Datapath) reconcileLocked() (int, error) {
 	for _, c := range changes {
 		d.noteRepair(dev.Name, c)
 	}
-	if !offloadSet {
+	if !offloadSet && (d.offload.Err != "" || time.Since(d.offloadRead) >= d.cfg.ResyncInterval) {
 		d.ensureOffloadLocked(dev.Name)
 	}
 	dev.TXChecksumOffload = d.offload.State

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/safchain/ethtool"
 	"github.com/vishvananda/netns"
@@ -177,8 +178,8 @@ func (d *Datapath) initOffload(release string) {
 	d.offload.Want, d.offload.Why = mode.resolve(release)
 }
 
-// ensureOffloadLocked sets dev's TX checksum offload as wanted, on every
-// reconcile, so that a device re-created (by weft or by hand) or changed
+// ensureOffloadLocked sets dev's TX checksum offload as wanted, on a new
+// device and once a ResyncInterval (see reconcileLocked), so that a device re-created (by weft or by hand) or changed
 // with ethtool gets it back. A failure is reported in the status and
 // logged when it changes, but does not fail the reconcile: the overlay
 // still carries traffic, and the operator is told what to fix.
@@ -187,6 +188,7 @@ func (d *Datapath) ensureOffloadLocked(dev string) {
 		return
 	}
 	state, change, err := ensureTXChecksum(d.csum, dev, d.offload.Want)
+	d.offloadRead = time.Now()
 	d.offload.State = state
 	if change != "" {
 		d.noteRepair(dev, change+" ("+d.offload.Why+")")
