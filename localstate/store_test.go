@@ -103,3 +103,32 @@ func TestStoreRefresh(t *testing.T) {
 		t.Errorf("Written %v, want the last save's %v", got.Written, clock)
 	}
 }
+
+// TestStoreLoadThenSaveRemovesStale: a restarted agent Loads its file
+// before it Saves (vxlan.Network boots from it); the first Save must still
+// clear the temporary file a killed write left, or every crash mid-write
+// leaves one behind for good.
+func TestStoreLoadThenSaveRemovesStale(t *testing.T) {
+	dir := t.TempDir()
+	s := sample()
+	s.Identity = localstate.Identity{}
+	s.Lease.Expiration = time.Now().Add(time.Hour)
+	if _, err := localstate.NewStore(dir, id, 0).Save(s); err != nil {
+		t.Fatal(err)
+	}
+	store := localstate.NewStore(dir, id, 0)
+	stale := filepath.Join(dir, "."+filepath.Base(store.Path())+".tmp456")
+	if err := os.WriteFile(stale, []byte("half"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Load(); err != nil {
+		t.Fatal(err)
+	}
+	s.PeersRevision++ // a change, so that Save writes
+	if wrote, err := store.Save(s); err != nil || !wrote {
+		t.Fatalf("save after load: %v, %v", wrote, err)
+	}
+	if _, err := os.Stat(stale); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("after Load and Save, the temporary file a killed write left is still there: %v", err)
+	}
+}
