@@ -49,6 +49,7 @@ type Store struct {
 	known   bool
 	written time.Time
 	looked  bool // the file was read for last
+	swept   bool // the temporary files of killed writes were removed
 }
 
 // NewStore returns the Store of network id.Network in dir (see Path), for
@@ -87,11 +88,16 @@ func (s *Store) Save(st State) (bool, error) {
 	st.Identity = s.id
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.looked {
-		s.looked = true
+	if !s.swept {
+		// Apart from looked: a Load before the first Save reads the file
+		// but leaves the temporary files to it.
 		if _, err := atomicfile.RemoveStale(s.path); err != nil {
 			return false, fmt.Errorf("localstate: %w", err)
 		}
+		s.swept = true
+	}
+	if !s.looked {
+		s.looked = true
 		if data, err := os.ReadFile(s.path); err == nil {
 			if prev, err := Decode(data); err == nil && prev.Identity == s.id {
 				if d, err := digestOf(prev); err == nil {
