@@ -80,15 +80,26 @@ func TestNetworkRestoreHistories(t *testing.T) {
 	dir := t.TempDir()
 	agents := make([]*restoreAgent, len(seg.Hosts))
 	stores := make([]*localstate.Store, len(seg.Hosts))
+	// Each host keeps one way of restarting, as a node keeps its
+	// configuration: a host that ran without its local state for a while
+	// would restart from a file saved before its last move.
+	fromEnv := make([]bool, len(seg.Hosts))
+	for i := range fromEnv {
+		fromEnv[i] = rnd.IntN(2) == 0
+	}
 	for i, h := range seg.Hosts {
 		stores[i] = localstate.NewStore(filepath.Join(dir, h.Name), localstate.Identity{Network: "etcd /coreos.com/network", Node: h.Name}, 0)
-		agents[i] = startRestoreAgent(t, srv, h, filepath.Join(dir, h.Name+".env"), stores[i])
+		if fromEnv[i] {
+			agents[i] = startRestoreAgent(t, srv, h, filepath.Join(dir, h.Name+".env"), nil)
+		} else {
+			agents[i] = startRestoreAgent(t, srv, h, filepath.Join(dir, h.Name+".env"), stores[i])
+		}
 	}
 	restart := func(i int) string {
 		agents[i].stop()
 		// A nil *localstate.Store would be a non-nil StateStore.
 		how := "from subnet.env"
-		if rnd.IntN(2) == 0 {
+		if fromEnv[i] {
 			agents[i] = startRestoreAgent(t, srv, agents[i].host, agents[i].env, nil)
 		} else {
 			agents[i] = startRestoreAgent(t, srv, agents[i].host, agents[i].env, stores[i])
