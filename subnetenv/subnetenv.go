@@ -153,8 +153,12 @@ func Write(path string, f File) error {
 // directory") and the runtime retries it, rather than giving a pod an
 // address in a subnet that may be another node's. A missing file is not
 // an error.
-func Remove(path string) (bool, error) {
-	err := os.Remove(path)
+func Remove(path string) (bool, error) { return takeAway(path, os.Remove(path)) }
+
+// takeAway finishes a removal or move of the subnet.env at path whose
+// result was err: it reports whether there was a file, and makes the
+// change durable by syncing the directory.
+func takeAway(path string, err error) (bool, error) {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return false, nil
@@ -179,17 +183,7 @@ func PreviousPath(path string) string { return path + ".previous" }
 // is synced, so a reader sees the file whole or not at all. It reports
 // whether there was a file; a missing one is not an error.
 func Withdraw(path string) (bool, error) {
-	err := os.Rename(path, PreviousPath(path))
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return false, nil
-	case err != nil:
-		return false, fmt.Errorf("subnetenv: %w", err)
-	}
-	if err := atomicfile.SyncDir(filepath.Dir(path)); err != nil {
-		return true, fmt.Errorf("subnetenv: %w", err)
-	}
-	return true, nil
+	return takeAway(path, os.Rename(path, PreviousPath(path)))
 }
 
 // ReadLast reads the subnet.env at path or, when there is none, the one
