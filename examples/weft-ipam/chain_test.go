@@ -32,23 +32,34 @@ func cniBin(t testing.TB) string {
 	return dir
 }
 
+// shippedConflist is 10-flannel.conflist, the chain the manifests install.
+type shippedConflist struct {
+	Name    string           `json:"name"`
+	Plugins []map[string]any `json:"plugins"`
+}
+
+// readShippedConflist reads 10-flannel.conflist afresh: callers change
+// what it holds.
+func readShippedConflist(t testing.TB) shippedConflist {
+	t.Helper()
+	raw, err := os.ReadFile("10-flannel.conflist")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list shippedConflist
+	if err := json.Unmarshal(raw, &list); err != nil {
+		t.Fatal(err)
+	}
+	return list
+}
+
 // shippedChainConfig is the first plugin of 10-flannel.conflist (the one
 // the manifests install), as the runtime hands it to flannel's plugin,
 // with the node's files moved under dir and the CNI version the plugin
 // build speaks.
 func shippedChainConfig(t *testing.T, dir string) []byte {
 	t.Helper()
-	raw, err := os.ReadFile("10-flannel.conflist")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var list struct {
-		Name    string           `json:"name"`
-		Plugins []map[string]any `json:"plugins"`
-	}
-	if err := json.Unmarshal(raw, &list); err != nil {
-		t.Fatal(err)
-	}
+	list := readShippedConflist(t)
 	conf := list.Plugins[0]
 	if conf["type"] != "flannel" {
 		t.Fatalf("the conflist's first plugin is %v, not flannel", conf["type"])

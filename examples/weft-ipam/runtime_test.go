@@ -38,17 +38,7 @@ type cniRuntime struct {
 // it was before they were added).
 func newCNIRuntime(t testing.TB, bin, dir string, node *netnstest.Namespace, withoutTypes ...string) *cniRuntime {
 	t.Helper()
-	raw, err := os.ReadFile("10-flannel.conflist")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var list struct {
-		Name    string           `json:"name"`
-		Plugins []map[string]any `json:"plugins"`
-	}
-	if err := json.Unmarshal(raw, &list); err != nil {
-		t.Fatal(err)
-	}
+	list := readShippedConflist(t)
 	r := &cniRuntime{t: t, bin: bin, node: node, name: list.Name, version: "0.4.0", results: map[string][]byte{}}
 	for _, p := range list.Plugins {
 		if slices.Contains(withoutTypes, p["type"].(string)) {
