@@ -133,23 +133,12 @@ func (s *Server) Restore(b Backup, setup func(endpoint string)) {
 		s.RestoreWith(b.path, setup)
 		return
 	}
-	s.Stop()
-	data := filepath.Join(s.dir, "data")
-	if err := os.Rename(data, data+".replaced-"+strconv.FormatInt(time.Now().UnixNano(), 36)); err != nil {
-		s.t.Fatalf("etcdtest: restore: %v", err)
-	}
-	if err := copyTree(b.path, data); err != nil {
-		s.t.Fatalf("etcdtest: restore %s: %v", b.path, err)
-	}
-	if err := s.start(); err != nil {
-		s.t.Fatalf("etcdtest: start after a restore: %v", err)
-	}
-	if setup != nil {
-		setup(s.clientURL.Scheme + "://" + s.clientURL.Host)
-	}
-	if s.front != nil {
-		s.front.Heal()
-	}
+	s.replaceData("restore", func(data string) error {
+		if err := copyTree(b.path, data); err != nil {
+			return fmt.Errorf("%s: %w", b.path, err)
+		}
+		return nil
+	}, setup)
 }
 
 // copyTree copies the directory from to a new directory to, files and

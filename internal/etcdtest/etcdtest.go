@@ -494,13 +494,27 @@ func (s *Server) Wipe() { s.WipeWith(nil) }
 // before any agent is back.
 func (s *Server) WipeWith(setup func(endpoint string)) {
 	s.t.Helper()
+	s.replaceData("wipe", nil, setup)
+}
+
+// replaceData stops the server, moves its data directory aside, lets fill
+// (if not nil) write the new one, and starts the server on the same
+// address, calling setup with its client URL before clients can reach it
+// again. what names the operation in a failure.
+func (s *Server) replaceData(what string, fill func(data string) error, setup func(endpoint string)) {
+	s.t.Helper()
 	s.Stop()
 	data := filepath.Join(s.dir, "data")
-	if err := os.Rename(data, data+".wiped-"+strconv.FormatInt(time.Now().UnixNano(), 36)); err != nil {
-		s.t.Fatalf("etcdtest: wipe: %v", err)
+	if err := os.Rename(data, data+"."+what+"-"+strconv.FormatInt(time.Now().UnixNano(), 36)); err != nil {
+		s.t.Fatalf("etcdtest: %s: %v", what, err)
+	}
+	if fill != nil {
+		if err := fill(data); err != nil {
+			s.t.Fatalf("etcdtest: %s: %v", what, err)
+		}
 	}
 	if err := s.start(); err != nil {
-		s.t.Fatalf("etcdtest: start after a wipe: %v", err)
+		s.t.Fatalf("etcdtest: start after a %s: %v", what, err)
 	}
 	if setup != nil {
 		setup(s.clientURL.Scheme + "://" + s.clientURL.Host)
@@ -541,22 +555,11 @@ func (s *Server) Snapshot() string {
 // seen. setup runs as for WipeWith, before clients can reach the server.
 func (s *Server) RestoreWith(snapshot string, setup func(endpoint string)) {
 	s.t.Helper()
-	s.Stop()
-	data := filepath.Join(s.dir, "data")
-	if err := os.Rename(data, data+".replaced-"+strconv.FormatInt(time.Now().UnixNano(), 36)); err != nil {
-		s.t.Fatalf("etcdtest: restore: %v", err)
-	}
-	s.etcdctl("snapshot", "restore", snapshot, "--data-dir", data, "--name", s.name,
-		"--initial-cluster", s.cluster, "--initial-advertise-peer-urls", s.peerURL.String())
-	if err := s.start(); err != nil {
-		s.t.Fatalf("etcdtest: start after a restore: %v", err)
-	}
-	if setup != nil {
-		setup(s.clientURL.Scheme + "://" + s.clientURL.Host)
-	}
-	if s.front != nil {
-		s.front.Heal()
-	}
+	s.replaceData("restore", func(data string) error {
+		s.etcdctl("snapshot", "restore", snapshot, "--data-dir", data, "--name", s.name,
+			"--initial-cluster", s.cluster, "--initial-advertise-peer-urls", s.peerURL.String())
+		return nil
+	}, setup)
 }
 
 func (s *Server) etcdctl(args ...string) {
