@@ -280,15 +280,21 @@ func (c *heldConn) Close() error {
 				}
 			}
 		}
-		c.s.mu.Lock()
-		delete(c.s.conns, c)
-		c.s.mu.Unlock()
-		if unsent(c.Conn) > 0 {
-			resetOnClose(c.Conn)
-		}
-		err = c.Conn.Close()
+		err = c.release()
 	})
 	return err
+}
+
+// release forgets c and closes it, reset if the client has not taken
+// everything sent, so that the kernel drops the unread answer too.
+func (c *heldConn) release() error {
+	c.s.mu.Lock()
+	delete(c.s.conns, c)
+	c.s.mu.Unlock()
+	if unsent(c.Conn) > 0 {
+		resetOnClose(c.Conn)
+	}
+	return c.Conn.Close()
 }
 
 // drain waits until the client has acknowledged the answer, or deadline
@@ -306,13 +312,7 @@ func (c *heldConn) drain(deadline time.Time) {
 			break
 		}
 	}
-	c.s.mu.Lock()
-	delete(c.s.conns, c)
-	c.s.mu.Unlock()
-	if unsent(c.Conn) > 0 {
-		resetOnClose(c.Conn)
-	}
-	c.Conn.Close()
+	c.release()
 }
 
 // drop closes the connection for another: whatever it was being sent is
