@@ -35,7 +35,9 @@ type Options struct {
 	UpTimeout time.Duration
 }
 
-func (o Options) withDefaults() Options {
+// WithDefaults returns o with each zero or negative field set to its
+// default: what Announce does with o.
+func (o Options) WithDefaults() Options {
 	if o.Count <= 0 {
 		o.Count = DefaultCount
 	}
@@ -86,7 +88,7 @@ type Report struct {
 // naming another pod's address, or a router's, must not move its traffic
 // here. It returns when the last frame is sent, or when ctx is done.
 func Announce(ctx context.Context, t Target, o Options) (Report, error) {
-	o = o.withDefaults()
+	o = o.WithDefaults()
 	var rep Report
 	if len(t.Addrs) == 0 {
 		return rep, nil

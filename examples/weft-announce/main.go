@@ -78,15 +78,9 @@ func (c *netConf) options() (announce.Options, error) {
 		}
 		*f.dst = d
 	}
-	count, interval := o.Count, o.Interval
-	if count == 0 {
-		count = announce.DefaultCount
-	}
-	if interval == 0 {
-		interval = announce.DefaultInterval
-	}
-	if spread := time.Duration(count-1) * interval; spread > maxSpread {
-		return o, fmt.Errorf("weft-announce: count %d with interval %v sends for %v; keep (count-1) x interval within %v", count, interval, spread, maxSpread)
+	d := o.WithDefaults()
+	if spread := time.Duration(d.Count-1) * d.Interval; spread > maxSpread {
+		return o, fmt.Errorf("weft-announce: count %d with interval %v sends for %v; keep (count-1) x interval within %v", d.Count, d.Interval, spread, maxSpread)
 	}
 	return o, nil
 }
@@ -129,17 +123,8 @@ func cmdAdd(args *skel.CmdArgs) error {
 // sends themselves. A configuration that options accepts is carried out
 // whole: at most maxUpTimeout's wait and maxSpread of sends, 30 s in all.
 func budget(opts announce.Options) time.Duration {
-	up, count, interval := opts.UpTimeout, opts.Count, opts.Interval
-	if up <= 0 {
-		up = announce.DefaultUpTimeout
-	}
-	if count <= 0 {
-		count = announce.DefaultCount
-	}
-	if interval <= 0 {
-		interval = announce.DefaultInterval
-	}
-	return up + time.Duration(count-1)*interval + 10*time.Second
+	d := opts.WithDefaults()
+	return d.UpTimeout + time.Duration(d.Count-1)*d.Interval + 10*time.Second
 }
 
 // parse reads the configuration and the previous result. Its errors are
