@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/weftnet/weft/internal/linkstate"
 )
 
 // pollInterval is how often waitUp looks at the links: well under the
@@ -66,9 +68,11 @@ func allUp(pod, node *netlink.Handle, index int) (bool, error) {
 }
 
 // operUp reports whether l is operationally up: the kernel's link-watch
-// work has turned its carrier on and activated its transmit queue.
+// work has turned its carrier on and activated its transmit queue (see
+// package linkstate, which the sandbox waits with too).
 func operUp(l netlink.Link) bool {
-	return l.Attrs().OperState == netlink.OperUp
+	up, _ := linkstate.Up(l)
+	return up
 }
 
 // vethPeer finds the node's end of pod veth l: the link its IFLA_LINK
