@@ -64,6 +64,11 @@ type tokenAuth struct {
 	token    string    // "" when etcd said authentication is off
 	at       time.Time // when token was had
 	inflight *login    // nil when no login is in flight
+	// refused is the last finished login's ErrAuthentication, nil once a
+	// login succeeds: a request whose time runs out while it waits for
+	// the next login reports the refusal it knows of, not a timeout that
+	// would read as an unreachable etcd.
+	refused error
 }
 
 // login is one login's outcome, ready when done is closed.
@@ -114,6 +119,12 @@ func (a *tokenAuth) get(ctx context.Context, cc *grpc.ClientConn) (string, time.
 	case <-l.done:
 		return l.token, l.at, l.err
 	case <-ctx.Done():
+		a.mu.Lock()
+		refused := a.refused
+		a.mu.Unlock()
+		if refused != nil {
+			return "", time.Time{}, refused
+		}
 		return "", time.Time{}, ctx.Err()
 	}
 }
@@ -137,9 +148,17 @@ func (a *tokenAuth) login(cc *grpc.ClientConn, l *login) {
 		l.err = fmt.Errorf("log in to etcd as user %q: %w", a.user, eerr)
 	}
 	l.at = time.Now()
+	a.finish(l)
+}
+
+// finish records a finished login's outcome and wakes its waiters.
+func (a *tokenAuth) finish(l *login) {
 	a.mu.Lock()
-	if l.err == nil {
-		a.valid, a.token, a.at = true, l.token, l.at
+	switch {
+	case l.err == nil:
+		a.valid, a.token, a.at, a.refused = true, l.token, l.at, nil
+	case errors.Is(l.err, ErrAuthentication):
+		a.refused = l.err
 	}
 	a.inflight = nil
 	a.mu.Unlock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"testing"
@@ -381,5 +382,32 @@ func waitForEvent(t *testing.T, batches <-chan lease.Batch, k lease.Key, typ lea
 		case <-timeout:
 			t.Fatalf("no %v event for %v in 30s", typ, k)
 		}
+	}
+}
+
+// TestRefusedLoginOutlivesATimedOutWait: a request whose time runs out
+// while a new login is still in flight, after etcd refused the last one,
+// reports the refusal, not a timeout (which the Manager would call an
+// unreachable etcd). A slow login cannot be had from a real etcd on
+// demand, so the in-flight login here is one that never finishes.
+func TestRefusedLoginOutlivesATimedOutWait(t *testing.T) {
+	a := newTokenAuth("node", "wrong")
+	refused := fmt.Errorf("%w: as user %q", ErrAuthentication, "node")
+	a.inflight = &login{done: make(chan struct{})}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	if _, _, err := a.get(ctx, nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("before any login finished: %v, want the timeout", err)
+	}
+	a.refused = refused
+	if _, _, err := a.get(ctx, nil); !errors.Is(err, ErrAuthentication) {
+		t.Fatalf("after a refused login: %v, want ErrAuthentication", err)
+	}
+	// A login that succeeds forgets the refusal.
+	l := a.inflight
+	l.token = "t"
+	a.finish(l)
+	if a.refused != nil {
+		t.Fatalf("a successful login kept the refusal %v", a.refused)
 	}
 }
