@@ -53,9 +53,12 @@ func (p Packed) IPv6() netip.Prefix {
 	return netip.PrefixFrom(netip.AddrFrom16(p.v6), int(p.bits6))
 }
 
-// CompareHalf orders p and o by one half, as their netip.Prefix halves
-// order by address and then length: without unpacking them, for the
-// comparisons of a search tree. Both must have that half.
+// CompareHalf orders p and o by one half's address and then its length,
+// without unpacking them, for the comparisons of a search tree. This is
+// not netip.Prefix.Compare's order, which puts the length first: a tree
+// ordered by address keeps the prefixes that can overlap one another
+// next to each other, which the overlap searches walk. Both must have
+// that half.
 func (p Packed) CompareHalf(o Packed, ipv6 bool) int {
 	be := binary.BigEndian
 	if ipv6 {
