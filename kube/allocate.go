@@ -44,11 +44,13 @@ const listPage = 500
 // times. A claim left by an agent that stopped between steps 1 and 3 is
 // taken up again by its next run.
 //
-// Claims are judged as PodCIDRs (see claimOf): another node's claim that is
-// not one PodCIDR inside the Network (a /16, 0.0.0.0/0, a misaligned or
-// garbled one, several) takes no space and is reported, so that no Node's
-// annotation can keep other nodes from a PodCIDR. This node's own bad
-// claim is replaced.
+// Claims are judged as PodCIDRs, a family at a time (see claimedSpace):
+// a family of another node's claim that is not one PodCIDR inside its
+// network (a /16, 0.0.0.0/0, a misaligned or garbled one, several) takes
+// no space and is reported, so that no Node's annotation can keep other
+// nodes from a PodCIDR, while the good family of a claim made before a
+// change between single- and dual-stack still counts. This node's own
+// claim must be good in every family, or it is replaced.
 //
 // The write of spec needs RBAC "patch" on nodes, beyond flannel's role.
 func (m *Manager) Allocate(ctx context.Context, conf lease.Config, previous lease.Key) (lease.Key, error) {
@@ -133,9 +135,10 @@ func (m *Manager) setClaim(ctx context.Context, rv string, claim lease.Key) erro
 
 // takenCIDRs lists every node but skip, a page at a time and consistently
 // (not from the informer's cache, which may lag), and returns the PodCIDRs
-// they hold and the claims they make that are valid under conf (see
-// claimOf). A bad claim takes nothing; the bad ones are reported in one
-// line, at most once a minute.
+// they hold and the space their claims take under conf (see claimedSpace:
+// each family of a claim judged on its own). A bad claim, or a claim's bad
+// family, takes nothing; the bad ones are reported in one line, at most
+// once a minute.
 func (m *Manager) takenCIDRs(ctx context.Context, skip string, conf lease.Config) ([]netip.Prefix, error) {
 	var taken []netip.Prefix
 	var bad []badClaim
@@ -159,16 +162,11 @@ func (m *Manager) takenCIDRs(ctx context.Context, skip string, conf lease.Config
 				}
 			}
 			v := n.Annotations[m.ann.key(annPodCIDRClaim)]
-			switch k, ok, err := claimOf(v, conf); {
-			case err != nil:
+			claimed, err := claimedSpace(v, conf)
+			if err != nil {
 				bad = append(bad, badClaim{n.Name, quoteShort(v), err.Error()})
-			case ok:
-				for _, p := range []netip.Prefix{k.IPv4, k.IPv6} {
-					if p.IsValid() {
-						taken = append(taken, p)
-					}
-				}
 			}
+			taken = append(taken, claimed...)
 		}
 		if list.Continue == "" {
 			m.apiOK("list nodes")

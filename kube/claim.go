@@ -1,6 +1,7 @@
 package kube
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -26,7 +27,11 @@ const maxClaimLen = 128
 //     a family not enabled is ignored.
 //
 // A claim that fails takes nothing: it is that node's problem alone,
-// reported naming the node and the annotation. Two valid claims overlap
+// reported naming the node and the annotation. Another node's claim is
+// judged a family at a time (claimedSpace), so that a claim written under
+// the net-conf.json before a change between single- and dual-stack keeps
+// the family that is still good; this node's own claim must be good in
+// every family to become its PodCIDRs (claimOf). Two valid claims overlap
 // only if they are equal, and then they take the same space; which node
 // gets it is settled by the contest in Allocate.
 
@@ -57,31 +62,79 @@ func parseClaim(v string) (lease.Key, error) {
 	return k, nil
 }
 
-// judgeClaim checks the CIDRs of a claim against conf, and returns the
-// claim of the families conf enables.
-func judgeClaim(k lease.Key, conf lease.Config) (lease.Key, error) {
-	k = keyFor(k, conf)
-	for _, f := range []struct {
-		on      bool
-		p       netip.Prefix
-		network netip.Prefix
-		bits    int
-		name    string
-	}{
+// claimFamily is one family of a claim, with the rules conf sets for it.
+type claimFamily struct {
+	on      bool
+	p       netip.Prefix
+	network netip.Prefix
+	bits    int
+	name    string
+}
+
+func claimFamilies(k lease.Key, conf lease.Config) [2]claimFamily {
+	return [2]claimFamily{
 		{conf.EnableIPv4, k.IPv4, conf.Network, conf.SubnetLen, "Network"},
 		{conf.EnableIPv6, k.IPv6, conf.IPv6Network, conf.IPv6SubnetLen, "IPv6Network"},
-	} {
-		switch {
-		case !f.on:
-		case !f.p.IsValid():
-			return lease.Key{}, fmt.Errorf("no CIDR in the %s %s, which net-conf.json enables", f.name, f.network)
-		case f.p.Bits() < f.network.Bits() || !f.network.Contains(f.p.Addr()):
-			return lease.Key{}, fmt.Errorf("%s is not inside the %s %s", f.p, f.name, f.network)
-		case f.p.Bits() != f.bits:
-			return lease.Key{}, fmt.Errorf("%s is not a PodCIDR's size (/%d)", f.p, f.bits)
+	}
+}
+
+// judge checks one family's CIDR: nil if it is one PodCIDR inside the
+// family's network, or the family is off.
+func (f claimFamily) judge() error {
+	switch {
+	case !f.on:
+	case !f.p.IsValid():
+		return fmt.Errorf("no CIDR in the %s %s, which net-conf.json enables", f.name, f.network)
+	case f.p.Bits() < f.network.Bits() || !f.network.Contains(f.p.Addr()):
+		return fmt.Errorf("%s is not inside the %s %s", f.p, f.name, f.network)
+	case f.p.Bits() != f.bits:
+		return fmt.Errorf("%s is not a PodCIDR's size (/%d)", f.p, f.bits)
+	}
+	return nil
+}
+
+// judgeClaim checks the CIDRs of a claim against conf, and returns the
+// claim of the families conf enables: all of them must be good, as this
+// node's own claim must be to become its PodCIDRs.
+func judgeClaim(k lease.Key, conf lease.Config) (lease.Key, error) {
+	k = keyFor(k, conf)
+	for _, f := range claimFamilies(k, conf) {
+		if err := f.judge(); err != nil {
+			return lease.Key{}, err
 		}
 	}
 	return k, nil
+}
+
+// claimedSpace reads another node's claim and returns the space it takes:
+// each family judged on its own, so that a claim made under an earlier
+// net-conf.json (one family, before the network turned dual-stack; or
+// a family the new config moved) keeps the family that is still good.
+// Judged whole, such a claim would take nothing, and two agents could
+// each give the same IPv4 PodCIDR away while a config change rolls out.
+// A family with no CIDR takes nothing and is no fault; a present one that
+// is bad, or a value that does not parse, is returned as the error, after
+// the good families. A claim still takes at most one PodCIDR of a family.
+func claimedSpace(v string, conf lease.Config) ([]netip.Prefix, error) {
+	if v == "" {
+		return nil, nil
+	}
+	k, err := parseClaim(v)
+	if err != nil {
+		return nil, err
+	}
+	var taken []netip.Prefix
+	var bad []error
+	for _, f := range claimFamilies(keyFor(k, conf), conf) {
+		switch err := f.judge(); {
+		case !f.on || !f.p.IsValid():
+		case err != nil:
+			bad = append(bad, err)
+		default:
+			taken = append(taken, f.p)
+		}
+	}
+	return taken, errors.Join(bad...)
 }
 
 // claimOf reads and judges a node's claim: ok false if it has none, an

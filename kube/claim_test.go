@@ -64,6 +64,43 @@ func TestClaimRules(t *testing.T) {
 	}
 }
 
+// TestClaimedSpace: another node's claim takes the space of each family
+// that is good on its own, so that a claim made before a change between
+// single- and dual-stack keeps blocking the family it still holds.
+func TestClaimedSpace(t *testing.T) {
+	v4, dual := claimConf(t, false), claimConf(t, true)
+	for _, tc := range []struct {
+		conf  lease.Config
+		value string
+		taken string // the prefixes taken, comma-separated
+		bad   string // the start of the error, "" for none
+	}{
+		{dual, "10.244.3.0/24", "10.244.3.0/24", ""},
+		{dual, "fd00:10:0:7::/64", "fd00:10:0:7::/64", ""},
+		{dual, "10.244.3.0/24,fd00:10:0:7::/64", "10.244.3.0/24,fd00:10:0:7::/64", ""},
+		{dual, "10.244.3.0/24,fd00:99::/64", "10.244.3.0/24", "fd00:99::/64 is not inside"},
+		{dual, "10.244.0.0/16,fd00:10:0:7::/64", "fd00:10:0:7::/64", "10.244.0.0/16 is not a PodCIDR's size"},
+		{dual, "0.0.0.0/0,::/0", "", "0.0.0.0/0 is not inside"},
+		{v4, "10.244.3.0/24,fd00:99::/64", "10.244.3.0/24", ""}, // IPv6 off: ignored
+		{v4, "fd00:10:0:7::/64", "", ""},
+		{dual, "10.244.3.0/24,zzz", "", `"zzz" is not a CIDR`},
+		{dual, "10.244.3.0/24,10.244.4.0/24", "", "two CIDRs of one family"},
+		{dual, "", "", ""},
+	} {
+		taken, err := claimedSpace(tc.value, tc.conf)
+		var got []string
+		for _, p := range taken {
+			got = append(got, p.String())
+		}
+		if strings.Join(got, ",") != tc.taken {
+			t.Errorf("%q: takes %v, want %s", tc.value, got, tc.taken)
+		}
+		if tc.bad == "" && err != nil || tc.bad != "" && (err == nil || !strings.HasPrefix(err.Error(), tc.bad)) {
+			t.Errorf("%q: err %v, want %q...", tc.value, err, tc.bad)
+		}
+	}
+}
+
 // FuzzClaim: whatever a node writes, a claim judged valid is exactly one
 // PodCIDR of each enabled family inside its Network, and writing it back
 // as setClaim does reads back the same.
@@ -77,6 +114,19 @@ func FuzzClaim(f *testing.F) {
 		conf := confs[0]
 		if dualStack {
 			conf = confs[1]
+		}
+		// Judged a family at a time, a claim takes at most one PodCIDR of
+		// each enabled family, inside its network.
+		taken, _ := claimedSpace(v, conf)
+		var fams [2]int
+		for _, p := range taken {
+			network, bits, i := conf.Network, conf.SubnetLen, 0
+			if p.Addr().Is6() {
+				network, bits, i = conf.IPv6Network, conf.IPv6SubnetLen, 1
+			}
+			if fams[i]++; fams[i] > 1 || p.Bits() != bits || !network.Contains(p.Addr()) || p != p.Masked() {
+				t.Fatalf("%q takes %v, more than one PodCIDR of a family inside its network", v, taken)
+			}
 		}
 		k, ok, err := claimOf(v, conf)
 		if !ok {
@@ -95,9 +145,20 @@ func FuzzClaim(f *testing.F) {
 				t.Fatalf("%q gave claim %v, not one PodCIDR of each enabled family", v, k)
 			}
 		}
+		taken, err = claimedSpace(v, conf)
+		if err != nil || len(taken) != btoi(conf.EnableIPv4)+btoi(conf.EnableIPv6) {
+			t.Fatalf("%q: a good claim %v takes %v, %v", v, k, taken, err)
+		}
 		back, ok, err := claimOf(cidrText(k), conf)
 		if !ok || back != k {
 			t.Fatalf("%q: claim %v reads back as %v, %v", v, k, back, err)
 		}
 	})
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -310,3 +310,44 @@ func TestAllocatorHostileClaims(t *testing.T) {
 		t.Errorf("no bad claim was reported naming the annotation:\n%s", s.logs)
 	}
 }
+
+// TestClaimHalfSurvivesStackChange: a node that claimed an IPv4 PodCIDR
+// under a single-stack net-conf.json, and is about to write it, still
+// takes that space after the config turns dual-stack: another node's
+// agent, judging claims by the new config, must not hand the same IPv4
+// PodCIDR out because the claim lacks the new family. Each family of a
+// claim is judged on its own.
+func TestClaimHalfSurvivesStackChange(t *testing.T) {
+	c := newCluster(t)
+	const claimed = "10.107.0.16/28"
+	s := c.scope(t, "stackchange", fmt.Sprintf(`{"Network": %q, "SubnetLen": %d, "EnableIPv6": true, "IPv6Network": "fd00:107::/56", "IPv6SubnetLen": 64, "Backend": {"Type": "vxlan"}}`, claimNetwork, claimLen))
+	for _, tc := range []struct{ name, claim string }{
+		{"v4-only", claimed},                          // written under the single-stack config
+		{"v6-outside", claimed + ",fd00:999::/64"},    // the IPv6 half is outside the new IPv6Network
+		{"v6-wrong-size", claimed + ",fd00:107::/60"}, // the IPv6 half is not a PodCIDR's size
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			claimer := "claim-half-" + tc.name
+			n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: claimer, Annotations: map[string]string{s.key("pod-cidr-claim"): tc.claim}}}
+			if _, err := c.admin.CoreV1().Nodes().Create(ctxFor(t, 10*time.Second), n, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			name := "claim-half-honest-" + tc.name
+			s.createNode(name)
+			m := s.manager(name, c.srv.Admin, func(o *kube.Options) { o.AssignPodCIDRs = true })
+			defer m.Close()
+			// The previous subnet is the claimed one, so that an allocator
+			// that wrongly thinks it free takes it, rather than by chance.
+			l, err := m.Acquire(ctxFor(t, time.Minute), lease.AcquireRequest{Attrs: attrsFor(7), Previous: lease.Key{IPv4: netip.MustParsePrefix(claimed)}})
+			if err != nil {
+				t.Fatalf("Acquire: %v\n%s", err, s.logs)
+			}
+			if l.Key.IPv4.Overlaps(netip.MustParsePrefix(claimed)) {
+				t.Fatalf("node %s got %v, which node %s claims (%q)", name, l.Key, claimer, tc.claim)
+			}
+			if err := c.admin.CoreV1().Nodes().Delete(ctxFor(t, 10*time.Second), claimer, metav1.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
