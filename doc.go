@@ -31,8 +31,8 @@
 //   - underlay: the choice of the interface and public addresses the
 //     overlay runs over, with flanneld's policy.
 //
-// examples/embed and examples/embed-kube are whole agents in under 100
-// lines each, on etcd and on the Kubernetes API.
+// examples/embed and examples/embed-kube are whole agents, one short file
+// each, on etcd and on the Kubernetes API.
 //
 // examples/sandbox shows it all on one machine: go run ./examples/sandbox,
 // as root.
