@@ -1,4 +1,4 @@
-package main
+package hostrules
 
 import (
 	"crypto/rand"
@@ -76,7 +76,7 @@ func readMasqRules(t *testing.T, nsFD int, ipv6 bool) []string {
 	if ipv6 {
 		fam = nftables.TableFamilyIPv6
 	}
-	rules, err := c.GetRules(&nftables.Table{Name: masqTable, Family: fam}, &nftables.Chain{Name: "postrouting"})
+	rules, err := c.GetRules(&nftables.Table{Name: MasqueradeTable, Family: fam}, &nftables.Chain{Name: "postrouting"})
 	if err != nil {
 		t.Fatal(err)
 	}
