@@ -27,11 +27,8 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"sync"
 	"syscall"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/weftnet/weft/hostrules"
 	"github.com/weftnet/weft/lease"
@@ -129,36 +126,6 @@ func ignoreHangups(ctx context.Context, log *slog.Logger, hup <-chan os.Signal) 
 			log.Info("SIGHUP received and ignored: the network config is followed live, and a change of flags needs a restart")
 		}
 	}
-}
-
-// agent is the running daemon's state, for the health endpoints.
-type agent struct {
-	cfg config
-	log *slog.Logger
-	src *source
-
-	mu       sync.Mutex
-	net      *vxlan.Network
-	starting string               // why there is no Network yet
-	reg      *prometheus.Registry // the metrics, when served
-	held     lease.Lease
-	netConf  lease.Config
-	mtu      int
-	written  bool   // subnet.env matches the lease and config
-	lastErr  string // of the last subnet.env write or removal
-	// withdrawn is why the Network last withdrew its State (and with it
-	// subnet.env); zero once a State holds again.
-	withdrawn vxlan.Withdrawal
-	// rulesMu serialises the rules' and subnet.env's I/O; mu is never
-	// held across that I/O.
-	rulesMu sync.Mutex
-	rules   *hostrules.Rules // --ip-masq, --iptables-forward-rules, --ip-blackhole-route
-
-	status *statusView
-	prober *probe.Prober // nil with probing off; under mu
-	// probeRTT and probes observe each probe, when metrics are served.
-	probeRTT prometheus.Histogram
-	probes   *prometheus.CounterVec
 }
 
 func run(ctx context.Context, c config, log *slog.Logger) error {
@@ -278,49 +245,4 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 	log.Info("flanneld starting", "version", version, "node", c.node, "public_ip", nc.PublicIP, "public_ipv6", nc.PublicIPv6, "mode", mode)
 	go a.resync(ctx)
 	return n.Run(ctx)
-}
-
-// renewMargin is --subnet-lease-renew-margin, kept below a short
-// --subnet-lease-ttl so that tests can run with a TTL of seconds.
-func renewMargin(c config) time.Duration {
-	m := time.Duration(c.renewMargin) * time.Minute
-	if m >= c.leaseTTL {
-		m = c.leaseTTL / 2
-	}
-	return m
-}
-
-// ready reports whether subnet.env is written and the datapath converged,
-// and if not, why not; ready, the reason says whether the node runs from
-// its local state.
-func (a *agent) ready() (bool, string) {
-	a.mu.Lock()
-	n, starting := a.net, a.starting
-	a.mu.Unlock()
-	if n == nil {
-		return false, starting
-	}
-	ok, why := n.Ready()
-	if !ok {
-		return false, why
-	}
-	a.mu.Lock()
-	prober := a.prober
-	a.mu.Unlock()
-	if prober != nil && a.cfg.probeAffectsReadiness {
-		if ok, why := probeReadiness(prober); !ok {
-			return false, why
-		}
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	switch {
-	case a.lastErr != "":
-		return false, "cannot write or remove subnet.env: " + a.lastErr
-	case !a.written && a.withdrawn.Reason != 0 && a.withdrawn.Reason != vxlan.WithdrawStarting:
-		return false, "subnet.env removed (" + a.withdrawn.Reason.String() + "); waiting for a lease"
-	case !a.written:
-		return false, "subnet.env not written yet"
-	}
-	return true, why
 }
