@@ -28,6 +28,9 @@
 //     routes, neighbours and FDB entries and repairs drift; and Network,
 //     the run loop that ties a lease.Manager to it and reports States and
 //     peer events to the embedder.
+//   - hostrules: flannel's host rules for the node's lease (masquerade,
+//     FORWARD accept rules, blackhole routes), kept level-based and
+//     repaired on resync.
 //   - underlay: the choice of the interface and public addresses the
 //     overlay runs over, with flanneld's policy.
 //
