@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/weftnet/weft/internal/netnstest"
+	"github.com/weftnet/weft/internal/testutil"
 )
 
 // TestMasqRulesReadBack applies the masquerade rules in both families and
@@ -212,17 +213,17 @@ func (r *sourceRecorder) sourceOf(t *testing.T, ns *netnstest.Host, src netip.Ad
 	}
 	defer conn.Close()
 	buf := make([]byte, 64)
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+	var from netip.AddrPort
+	testutil.WaitFor(t, 10*time.Second, fmt.Sprintf("a datagram from %s to reach %s", src, r.dst), func() bool {
 		if _, err := conn.Write([]byte("weft")); err != nil && !errors.Is(err, unix.ECONNREFUSED) {
 			t.Fatal(err)
 		}
 		r.conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-		if _, from, err := r.conn.ReadFromUDPAddrPort(buf); err == nil {
-			return from.Addr().Unmap()
-		}
-	}
-	t.Fatalf("nothing from %s reached %s", src, r.dst)
-	return netip.Addr{}
+		var err error
+		_, from, err = r.conn.ReadFromUDPAddrPort(buf)
+		return err == nil
+	})
+	return from.Addr().Unmap()
 }
 
 // markPort adds a table of the test's own in the namespace that marks

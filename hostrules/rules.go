@@ -92,8 +92,11 @@ func (r *Rules) Resync() error {
 }
 
 // Run calls Resync every interval until ctx is done. Its errors are
-// logged by Resync.
+// logged by Resync. An interval of zero or less is a minute.
 func (r *Rules) Run(ctx context.Context, interval time.Duration) {
+	if interval <= 0 {
+		interval = time.Minute
+	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
