@@ -44,7 +44,7 @@ const listPage = 500
 // times. A claim left by an agent that stopped between steps 1 and 3 is
 // taken up again by its next run.
 //
-// Claims are judged as PodCIDRs (see claimOf): another node's claim that is
+// Claims are judged as PodCIDRs: another node's claim that is
 // not one PodCIDR inside the Network (a /16, 0.0.0.0/0, a misaligned or
 // garbled one, several) takes no space and is reported, so that no Node's
 // annotation can keep other nodes from a PodCIDR. This node's own bad

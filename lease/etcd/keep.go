@@ -30,8 +30,7 @@ import (
 // from a backup): whichever read finds it (the check after a
 // reconnection, a renewal, the read after the watch ended), the key is
 // created again as it was, with Acquire's conditional create, so the node
-// keeps the subnet its pods use unless another node holds it now (see
-// reassert).
+// keeps the subnet its pods use unless another node holds it now.
 //
 // Keep does not give up a lease on its own clock: while etcd is out of
 // reach it keeps retrying, and the node keeps its subnet (edge autonomy).
