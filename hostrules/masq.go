@@ -120,3 +120,28 @@ func masqRuleCount(nsFD int, ipv6 bool) int {
 	}
 	return -1
 }
+
+// masqIntact reports whether the masquerade chain of network's family
+// holds exactly the rules of masqRules, in order: what a resync checks, so
+// that a rule edited in place is repaired like a missing one.
+func masqIntact(nsFD int, network, subnet netip.Prefix, randomFully bool) bool {
+	c, err := nftConn(nsFD)
+	if err != nil {
+		return false
+	}
+	fam := nftables.TableFamilyIPv4
+	if network.Addr().Is6() {
+		fam = nftables.TableFamilyIPv6
+	}
+	rules, err := c.GetRules(&nftables.Table{Name: MasqueradeTable, Family: fam}, &nftables.Chain{Name: "postrouting"})
+	want := masqRules(network, subnet, randomFully)
+	if err != nil || len(rules) != len(want) {
+		return false
+	}
+	for i, r := range rules {
+		if !sameMatch(r.Exprs, want[i]) {
+			return false
+		}
+	}
+	return true
+}

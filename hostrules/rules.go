@@ -51,8 +51,9 @@ type Rules struct {
 
 	mu     sync.Mutex // serialises Apply and Resync; guards what follows
 	target Target
-	// masq is the masquerade rule set last applied in each family (0:
-	// IPv4, 1: IPv6); a zero one is to be applied at the next check.
+	// masq is the masquerade rule set last applied (or found intact) in
+	// each family (0: IPv4, 1: IPv6), so that a write for the same one is
+	// reported as a repair.
 	masq [2]masqApplied
 	// forwarded is each network whose forward rules were once written,
 	// so that a later write is reported as a repair.
@@ -140,12 +141,13 @@ func (r *Rules) ensure() error {
 	return errors.Join(errs...)
 }
 
-// ensureMasq applies family i's masquerade rules for want if they were
-// last applied for something else, or have lost rules since.
+// ensureMasq applies family i's masquerade rules for want unless the
+// kernel holds exactly them.
 func (r *Rules) ensureMasq(i int, want masqApplied) error {
 	randomFully := !r.opts.NotFullyRandom
 	same := r.masq[i] == want
-	if same && masqRuleCount(r.nsFD(), i == 1) == len(masqRules(want.network, want.subnet, randomFully)) {
+	if masqIntact(r.nsFD(), want.network, want.subnet, randomFully) {
+		r.masq[i] = want
 		return nil
 	}
 	name := "masquerade " + want.network.String()

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
@@ -22,7 +23,8 @@ import (
 // subnets, and iptables lists flannel's forward rules. A lease moved to
 // another subnet moves the masquerade rules and the blackholes with it;
 // rules deleted from outside are back after one Resync, and a Resync with
-// nothing drifted writes and logs nothing; a withdrawn lease takes the
+// nothing drifted writes and logs nothing, and one edited in place is
+// repaired like a deleted one; a withdrawn lease takes the
 // blackholes and leaves the masquerade and forward rules to running pods.
 func TestRulesFollowTheLease(t *testing.T) {
 	tool := netnstest.RequireIptables(t)
@@ -99,15 +101,30 @@ func TestRulesFollowTheLease(t *testing.T) {
 		}
 	}
 
-	// Drift: the masquerade table and a blackhole route deleted, the
-	// FORWARD jump removed.
+	// Drift: the IPv4 masquerade table deleted; in the IPv6 one, the
+	// pods' masquerade rule replaced by a return, which leaves the count
+	// of rules as it was; a blackhole route deleted, the FORWARD jump
+	// removed.
 	c, err := nftables.New(nftables.WithNetNSFd(int(a.Handle)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	c.DelTable(&nftables.Table{Name: MasqueradeTable, Family: nftables.TableFamilyIPv4})
+	table6 := &nftables.Table{Name: MasqueradeTable, Family: nftables.TableFamilyIPv6}
+	chain6 := &nftables.Chain{Name: "postrouting", Table: table6}
+	rules6, err := c.GetRules(table6, chain6)
+	if err != nil || len(rules6) != 6 {
+		t.Fatalf("the IPv6 masquerade chain: %d rules, %v", len(rules6), err)
+	}
+	if err := c.DelRule(rules6[4]); err != nil {
+		t.Fatal(err)
+	}
+	c.AddRule(&nftables.Rule{Table: table6, Chain: chain6, Exprs: join(match(true, network6, true), &expr.Verdict{Kind: expr.VerdictReturn})})
 	if err := c.Flush(); err != nil {
 		t.Fatal(err)
+	}
+	if n := masqRuleCount(int(a.Handle), true); n != 6 {
+		t.Fatalf("the IPv6 rule replaced: %d rules, want 6 still", n)
 	}
 	if err := a.Netlink().RouteDel(&netlink.Route{Dst: prefixNet(second.Subnet), Type: unix.RTN_BLACKHOLE, Protocol: BlackholeProtocol, Priority: BlackholeMetric}); err != nil {
 		t.Fatal(err)
