@@ -43,6 +43,32 @@ type Target struct {
 	IPv6Network, IPv6Subnet netip.Prefix
 }
 
+// check refuses a Target whose rules would make no sense: a prefix of the
+// wrong family, a Subnet outside its Network (or with none).
+func (t Target) check() error {
+	for _, f := range []struct {
+		name            string
+		network, subnet netip.Prefix
+		ipv6            bool
+	}{{"", t.Network, t.Subnet, false}, {"IPv6", t.IPv6Network, t.IPv6Subnet, true}} {
+		for _, p := range []struct {
+			field string
+			p     netip.Prefix
+		}{{f.name + "Network", f.network}, {f.name + "Subnet", f.subnet}} {
+			if p.p.IsValid() && p.p.Addr().Is6() != f.ipv6 {
+				return fmt.Errorf("hostrules: Target.%s %s is of the wrong family", p.field, p.p)
+			}
+		}
+		if f.subnet.IsValid() && !f.network.IsValid() {
+			return fmt.Errorf("hostrules: Target.%sSubnet %s has no Target.%sNetwork", f.name, f.subnet, f.name)
+		}
+		if f.subnet.IsValid() && !(f.network.Bits() <= f.subnet.Bits() && f.network.Contains(f.subnet.Addr())) {
+			return fmt.Errorf("hostrules: Target.%sSubnet %s is not inside Target.%sNetwork %s", f.name, f.subnet, f.name, f.network)
+		}
+	}
+	return nil
+}
+
 // Rules keeps the host rules of Options for the last Target applied. See
 // the package doc.
 type Rules struct {
@@ -76,8 +102,14 @@ func New(opts Options) *Rules {
 	return &Rules{opts: opts, log: log, forwarded: map[netip.Prefix]bool{}, failing: map[string]string{}}
 }
 
-// Apply makes the host's rules those of t, and keeps t for Resync.
+// Apply makes the host's rules those of t, and keeps t for Resync. A t
+// whose prefixes are of the wrong family, or whose Subnet is not inside
+// its Network, is refused with an error naming the field, and nothing is
+// changed.
 func (r *Rules) Apply(t Target) error {
+	if err := t.check(); err != nil {
+		return err
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.target = t
