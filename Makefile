@@ -105,7 +105,7 @@ bench-baseline:
 ## (default 1,000 for etcd, 500 for kube), WEFT_SCALE_FULL is how many of
 ## the etcd agents run a whole Network (default all), WEFT_SCALE_OUTAGE
 ## how long etcd is down, WEFT_SCALE_CHURN how long the churn lasts.
-## See the README's "Sizing".
+## See docs/sizing.md.
 bench-scale:
 	@( (cd vxlan && $(GO) test -run '^$$' -bench '$(SCALE_BENCH)' -benchtime 1x -timeout 2h .); \
 	   (cd kube/apitest && $(GO) test -run '^$$' -bench '$(SCALE_BENCH)' -benchtime 1x -timeout 2h .) ) | $(GO) run ./internal/benchtable

@@ -28,11 +28,14 @@
 //     routes, neighbours and FDB entries and repairs drift; and Network,
 //     the run loop that ties a lease.Manager to it and reports States and
 //     peer events to the embedder.
+//   - hostrules: flannel's host rules for the node's lease (masquerade,
+//     FORWARD accept rules, blackhole routes), kept level-based and
+//     repaired on resync.
 //   - underlay: the choice of the interface and public addresses the
 //     overlay runs over, with flanneld's policy.
 //
-// examples/embed and examples/embed-kube are whole agents in under 100
-// lines each, on etcd and on the Kubernetes API.
+// examples/embed and examples/embed-kube are whole agents, one short file
+// each, on etcd and on the Kubernetes API.
 //
 // examples/sandbox shows it all on one machine: go run ./examples/sandbox,
 // as root.

@@ -44,13 +44,13 @@ const listPage = 500
 // times. A claim left by an agent that stopped between steps 1 and 3 is
 // taken up again by its next run.
 //
-// Claims are judged as PodCIDRs, a family at a time (see claimedSpace):
-// a family of another node's claim that is not one PodCIDR inside its
-// network (a /16, 0.0.0.0/0, a misaligned or garbled one, several) takes
-// no space and is reported, so that no Node's annotation can keep other
-// nodes from a PodCIDR, while the good family of a claim made before a
-// change between single- and dual-stack still counts. This node's own
-// claim must be good in every family, or it is replaced.
+// Claims are judged as PodCIDRs, a family at a time: a family of another
+// node's claim that is not one PodCIDR inside its network (a /16,
+// 0.0.0.0/0, a misaligned or garbled one, several) takes no space and is
+// reported, so that no Node's annotation can keep other nodes from a
+// PodCIDR, while the good family of a claim made before a change between
+// single- and dual-stack still counts. This node's own claim must be good
+// in every family, or it is replaced.
 //
 // The write of spec needs RBAC "patch" on nodes, beyond flannel's role.
 func (m *Manager) Allocate(ctx context.Context, conf lease.Config, previous lease.Key) (lease.Key, error) {

@@ -36,7 +36,7 @@ func ExampleNewNetwork() {
 		FindPublic: underlay.Policy{Interfaces: []string{"eth0"}}.FindPublic,
 		Previous:   prev,
 		OnState: func(st vxlan.State) {
-			f := subnetenv.File{Network: st.Config.Network, Subnet: st.Lease.Key.IPv4, MTU: st.MTU, IPMasq: true}
+			f := subnetenv.File{Network: st.Config.Network, Subnet: st.Lease.Key.IPv4, MTU: st.MTU} // no IPMasq: no masquerade rules here (see package hostrules)
 			if err := subnetenv.Write(subnetenv.DefaultPath, f); err != nil {
 				slog.Error("write subnet.env", "err", err)
 			}

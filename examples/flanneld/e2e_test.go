@@ -14,8 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/nftables"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/weftnet/weft/hostrules"
 	"github.com/weftnet/weft/internal/daemontest"
 	"github.com/weftnet/weft/internal/etcdtest"
 	"github.com/weftnet/weft/internal/netnstest"
@@ -153,7 +155,7 @@ func TestFlanneldEndToEnd(t *testing.T) {
 		t.Fatalf("subnet.env files %+v %+v", ea, eb)
 	}
 	for _, d := range []*daemon{a, b} {
-		if n := masqRuleCount(int(d.Host.Handle), false); n != 6 {
+		if n := masqRuleCount(int(d.Host.Handle)); n != 6 {
 			t.Errorf("%s: %d masquerade rules, want 6", d.Host.Name, n)
 		}
 		d.WaitPeers(1)
@@ -344,15 +346,15 @@ func TestSeed002MAC(t *testing.T) {
 // accept the Network, and follow it when it is widened.
 func TestSeed003(t *testing.T) {
 	t.Parallel()
-	tool := requireIptables(t)
+	tool := netnstest.RequireIptables(t)
 	c := newCluster(t, 3, netConf16)
-	iptablesIn(t, tool, c.host(1).Namespace, "-P", "FORWARD", "DROP")
+	c.host(1).Iptables(t, tool, "-P", "FORWARD", "DROP")
 	a, b := c.startTwo()
 	fwd := func(network string) bool {
-		return strings.Contains(iptablesIn(t, tool, a.Host.Namespace, "-S"), "-A FLANNEL-FWD -s "+network+` -m comment --comment "flanneld forward" -j ACCEPT`)
+		return strings.Contains(a.Host.Iptables(t, tool, "-S"), "-A FLANNEL-FWD -s "+network+` -m comment --comment "flanneld forward" -j ACCEPT`)
 	}
 	if !fwd("10.244.0.0/16") {
-		t.Errorf("no forward rules for the Network on a FORWARD DROP host:\n%s", iptablesIn(t, tool, a.Host.Namespace, "-S"))
+		t.Errorf("no forward rules for the Network on a FORWARD DROP host:\n%s", a.Host.Iptables(t, tool, "-S"))
 	}
 	ea, eb := a.Env(), b.Env()
 	c.putConfig(`{"Network": "10.0.0.0/8", "SubnetMin": "10.245.0.0", "Backend": {"Type": "vxlan"}}`)
@@ -705,13 +707,13 @@ func TestLateIPv6Address(t *testing.T) {
 // stands in for the NAT.
 func TestPublicIPBehindNAT(t *testing.T) {
 	t.Parallel()
-	tool := requireIptables(t)
+	tool := netnstest.RequireIptables(t)
 	c := newCluster(t, 2, netConf16)
 	const nat = "198.51.100.7"
 	a := c.start(c.host(1), "--public-ip", nat)
 	b := c.start(c.host(2))
 	// On b, what reaches the NAT address goes to host 1.
-	iptablesIn(t, tool, b.Host.Namespace, "-t", "nat", "-A", "OUTPUT", "-d", nat, "-j", "DNAT", "--to-destination", c.host(1).Addr.Addr().String())
+	b.Host.Iptables(t, tool, "-t", "nat", "-A", "OUTPUT", "-d", nat, "-j", "DNAT", "--to-destination", c.host(1).Addr.Addr().String())
 	ipOut(t, b.Host, "ip", "route", "add", nat+"/32", "dev", netnstest.Underlay)
 	a.WaitReady()
 	b.WaitReady()
@@ -772,4 +774,18 @@ func TestReleaseLease(t *testing.T) {
 	if r, err := c.admin.Get(context.Background(), keyOf(b.Env().Subnet)); err != nil || len(r.Kvs) != 1 {
 		t.Errorf("the other node's key: %v, %v", r, err)
 	}
+}
+
+// masqRuleCount reads back how many rules the IPv4 masquerade chain of the
+// daemon's namespace holds, -1 if it has none.
+func masqRuleCount(nsFD int) int {
+	c, err := nftables.New(nftables.WithNetNSFd(nsFD))
+	if err != nil {
+		return -1
+	}
+	rules, err := c.GetRules(&nftables.Table{Name: hostrules.MasqueradeTable, Family: nftables.TableFamilyIPv4}, &nftables.Chain{Name: "postrouting"})
+	if err != nil {
+		return -1
+	}
+	return len(rules)
 }

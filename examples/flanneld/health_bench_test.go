@@ -19,6 +19,7 @@ import (
 
 	"github.com/weftnet/weft/internal/daemontest"
 	"github.com/weftnet/weft/internal/procstat"
+	"github.com/weftnet/weft/internal/testutil"
 )
 
 // Targets of issue 29 item 7: what clients that hold connections to the
@@ -216,13 +217,12 @@ func holdMain() {
 // rssAfterClose waits up to 30s for the daemon's resident memory to come
 // back within target of base, and returns the last figure over base.
 func rssAfterClose(tb testing.TB, d *daemon, base, target float64) float64 {
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		over := settledRSS(tb, d) - base
-		if over <= target || time.Now().After(deadline) {
-			return over
-		}
-	}
+	var over float64
+	testutil.Eventually(30*time.Second, func() bool {
+		over = settledRSS(tb, d) - base
+		return over <= target
+	})
+	return over
 }
 
 // BenchmarkHealthClients measures what clients holding connections to

@@ -10,8 +10,8 @@
 // the network changes, removes it while the node holds no lease (at start
 // until the lease is confirmed, and whenever it is lost, refused or left
 // out by the network config: flannel's CNI plugin then fails an ADD rather
-// than hand out another node's addresses), keeps flannel's masquerade rules (--ip-masq) in an
-// nftables table of its own without needing any binary, serves /healthz
+// than hand out another node's addresses), keeps flannel's host rules (--ip-masq, --iptables-forward-rules,
+// --ip-blackhole-route: package hostrules) without needing any binary, serves /healthz
 // and /readyz and Prometheus /metrics on --healthz-port, and on SIGTERM stops leaving the device, routes and lease in
 // place so that a restart does not drop traffic.
 package main
@@ -27,13 +27,10 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"sync"
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/vishvananda/netlink"
-
+	"github.com/weftnet/weft/hostrules"
 	"github.com/weftnet/weft/lease"
 	"github.com/weftnet/weft/lease/admit"
 	"github.com/weftnet/weft/localstate"
@@ -131,42 +128,11 @@ func ignoreHangups(ctx context.Context, log *slog.Logger, hup <-chan os.Signal) 
 	}
 }
 
-// agent is the running daemon's state, for the health endpoints.
-type agent struct {
-	cfg config
-	log *slog.Logger
-	src *source
-
-	mu       sync.Mutex
-	net      *vxlan.Network
-	starting string               // why there is no Network yet
-	reg      *prometheus.Registry // the metrics, when served
-	held     lease.Lease
-	netConf  lease.Config
-	mtu      int
-	written  bool   // subnet.env matches the lease and config
-	lastErr  string // of the last subnet.env write or removal
-	// withdrawn is why the Network last withdrew its State (and with it
-	// subnet.env); zero once a State holds again.
-	withdrawn vxlan.Withdrawal
-	// rulesMu serialises the rules' and subnet.env's I/O, and guards what
-	// follows; mu is never held across that I/O.
-	rulesMu sync.Mutex
-	// fwdDone and fwdErr follow the forward rules of each network: once
-	// applied, and the last failure.
-	fwdDone      map[netip.Prefix]bool
-	fwdErr       map[netip.Prefix]string
-	blackholeErr string
-
-	status *statusView
-	prober *probe.Prober // nil with probing off; under mu
-	// probeRTT and probes observe each probe, when metrics are served.
-	probeRTT prometheus.Histogram
-	probes   *prometheus.CounterVec
-}
-
 func run(ctx context.Context, c config, log *slog.Logger) error {
-	a := &agent{cfg: c, log: log, starting: "starting", fwdDone: map[netip.Prefix]bool{}, fwdErr: map[netip.Prefix]string{}}
+	a := &agent{cfg: c, log: log, starting: "starting", rules: hostrules.New(hostrules.Options{
+		Masquerade: c.ipMasq, NotFullyRandom: !c.masqRandomFully,
+		Forward: c.forwardRules, Blackhole: c.blackholeRoute, Logger: log,
+	})}
 	a.status = newStatusView(a.ready)
 	// The health server and the status socket come first, so that a node
 	// waiting for the API server or its Node says so.
@@ -279,141 +245,4 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 	log.Info("flanneld starting", "version", version, "node", c.node, "public_ip", nc.PublicIP, "public_ipv6", nc.PublicIPv6, "mode", mode)
 	go a.resync(ctx)
 	return n.Run(ctx)
-}
-
-// renewMargin is --subnet-lease-renew-margin, kept below a short
-// --subnet-lease-ttl so that tests can run with a TTL of seconds.
-func renewMargin(c config) time.Duration {
-	m := time.Duration(c.renewMargin) * time.Minute
-	if m >= c.leaseTTL {
-		m = c.leaseTTL / 2
-	}
-	return m
-}
-
-// ensureMasq applies the --ip-masq rules for f's networks. With force
-// false it re-applies only if a table has lost rules: the periodic resync,
-// silent when nothing drifted.
-func (a *agent) ensureMasq(f subnetenv.File, force bool) {
-	if !a.cfg.ipMasq {
-		return
-	}
-	for _, fam := range []struct {
-		network, subnet netip.Prefix
-		ipv6            bool
-	}{{f.Network, f.Subnet, false}, {f.IPv6Network, f.IPv6Subnet, true}} {
-		if !fam.subnet.IsValid() {
-			continue
-		}
-		if !force && masqRuleCount(-1, fam.ipv6) == len(masqRules(fam.network, fam.subnet, a.cfg.masqRandomFully)) {
-			continue
-		}
-		if err := applyMasq(-1, fam.network, fam.subnet, a.cfg.masqRandomFully); err != nil {
-			a.log.Error("could not apply the masquerade rules; retrying at the next resync", "err", err)
-			continue
-		}
-		if force {
-			a.log.Info("masquerade rules applied", "network", fam.network, "subnet", fam.subnet)
-		} else {
-			a.log.Warn("masquerade rules were changed from outside; restored", "network", fam.network)
-		}
-	}
-}
-
-// ensureBlackholes keeps the --ip-blackhole-route routes on f's subnets,
-// logging each change and each new failure.
-func (a *agent) ensureBlackholes(f subnetenv.File) {
-	if !a.cfg.blackholeRoute {
-		return
-	}
-	var want []netip.Prefix
-	for _, p := range []netip.Prefix{f.Subnet, f.IPv6Subnet} {
-		if p.IsValid() {
-			want = append(want, p.Masked())
-		}
-	}
-	h, err := netlink.NewHandle()
-	if err == nil {
-		defer h.Close()
-		var added, removed []netip.Prefix
-		if added, removed, err = ensureBlackholes(h, want); len(added)+len(removed) > 0 {
-			a.log.Info("blackhole routes for the node's subnets", "added", added, "removed", removed)
-		}
-	}
-	if err != nil {
-		if msg := err.Error(); msg != a.blackholeErr {
-			a.log.Error("could not keep the blackhole routes; retrying every --iptables-resync", "err", err)
-			a.blackholeErr = msg
-		}
-		return
-	}
-	a.blackholeErr = ""
-}
-
-// ensureForwardRules keeps the --iptables-forward-rules for f's
-// networks, logging the first write, a repair, and each new failure.
-func (a *agent) ensureForwardRules(f subnetenv.File) {
-	if !a.cfg.forwardRules {
-		return
-	}
-	for _, network := range []netip.Prefix{f.Network, f.IPv6Network} {
-		if !network.IsValid() {
-			continue
-		}
-		wrote, err := ensureForward(-1, network)
-		switch {
-		case err != nil:
-			if msg := err.Error(); a.fwdErr[network] != msg {
-				a.log.Error("could not apply the FORWARD accept rules; retrying every --iptables-resync", "network", network, "err", err)
-				a.fwdErr[network] = msg
-			}
-			continue
-		case wrote && a.fwdDone[network]:
-			a.log.Warn("FORWARD accept rules were changed from outside; restored", "network", network)
-		case wrote:
-			a.log.Info("FORWARD accept rules applied", "network", network, "chain", fwdChain)
-		}
-		if a.fwdErr[network] != "" && !wrote {
-			a.log.Info("FORWARD accept rules in place again", "network", network)
-		}
-		delete(a.fwdErr, network)
-		if wrote {
-			a.fwdDone[network] = true
-		}
-	}
-}
-
-// ready reports whether subnet.env is written and the datapath converged,
-// and if not, why not; ready, the reason says whether the node runs from
-// its local state.
-func (a *agent) ready() (bool, string) {
-	a.mu.Lock()
-	n, starting := a.net, a.starting
-	a.mu.Unlock()
-	if n == nil {
-		return false, starting
-	}
-	ok, why := n.Ready()
-	if !ok {
-		return false, why
-	}
-	a.mu.Lock()
-	prober := a.prober
-	a.mu.Unlock()
-	if prober != nil && a.cfg.probeAffectsReadiness {
-		if ok, why := probeReadiness(prober); !ok {
-			return false, why
-		}
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	switch {
-	case a.lastErr != "":
-		return false, "cannot write or remove subnet.env: " + a.lastErr
-	case !a.written && a.withdrawn.Reason != 0 && a.withdrawn.Reason != vxlan.WithdrawStarting:
-		return false, "subnet.env removed (" + a.withdrawn.Reason.String() + "); waiting for a lease"
-	case !a.written:
-		return false, "subnet.env not written yet"
-	}
-	return true, why
 }

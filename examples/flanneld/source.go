@@ -166,3 +166,13 @@ func nodeOfPod(ctx context.Context, rc *rest.Config, log *slog.Logger, status fu
 func counter(reg *prometheus.Registry, name, help string, f func() float64) {
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f))
 }
+
+// renewMargin is --subnet-lease-renew-margin, kept below a short
+// --subnet-lease-ttl so that tests can run with a TTL of seconds.
+func renewMargin(c config) time.Duration {
+	m := time.Duration(c.renewMargin) * time.Minute
+	if m >= c.leaseTTL {
+		m = c.leaseTTL / 2
+	}
+	return m
+}

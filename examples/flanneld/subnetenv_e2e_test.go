@@ -19,6 +19,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/weftnet/weft/internal/testutil"
 	"github.com/weftnet/weft/lease"
 	"github.com/weftnet/weft/subnetenv"
 )
@@ -137,14 +138,10 @@ func TestSubnetEnvAfterOfflineBootLosesLease(t *testing.T) {
 	// The lease given up, the file must follow within a moment.
 	var got netip.Prefix
 	var present bool
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testutil.Eventually(5*time.Second, func() bool {
 		got, present = envNames(t, a)
-		if !present || got != held || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return !present || got != held
+	})
 	if present && got == held {
 		owner, _ := c.ownerOf(held)
 		t.Fatalf("the node gave up %s (held now by %q), and subnet.env still names it 5s later", held, owner)
@@ -276,8 +273,7 @@ func TestSubnetEnvNamesOnlyHeldSubnet(t *testing.T) {
 			return
 		}
 		var last string
-		deadline := time.Now().Add(40 * time.Second)
-		for {
+		if !testutil.Eventually(40*time.Second, func() bool {
 			owners := c.owners()
 			s, present := envNames(t, a)
 			available := false
@@ -288,14 +284,10 @@ func TestSubnetEnvNamesOnlyHeldSubnet(t *testing.T) {
 			}
 			safe := !present || owners[s] == node && cfg.network.Contains(s.Addr())
 			live := present || !available
-			if safe && live {
-				return
-			}
 			last = fmt.Sprintf("subnet.env names %v (present %v); etcd: %v; network %s", s, present, owners, cfg.network)
-			if time.Now().After(deadline) {
-				t.Fatalf("after %s, 40s on: %s", step, last)
-			}
-			time.Sleep(50 * time.Millisecond)
+			return safe && live
+		}) {
+			t.Fatalf("after %s, 40s on: %s", step, last)
 		}
 	}
 	check("start")

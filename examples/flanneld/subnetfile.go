@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/weftnet/weft/hostrules"
 	"github.com/weftnet/weft/subnetenv"
 	"github.com/weftnet/weft/vxlan"
 )
@@ -31,7 +32,7 @@ func (a *agent) update(change func()) {
 	defer a.rulesMu.Unlock()
 	a.mu.Lock()
 	f, ok := a.fileLocked()
-	written, withdrawn := a.written, a.withdrawn
+	withdrawn := a.withdrawn
 	if !ok {
 		a.written = false
 	}
@@ -41,20 +42,16 @@ func (a *agent) update(change func()) {
 		return
 	}
 	if old, err := subnetenv.Read(a.cfg.subnetFile); err == nil && old == f {
-		// Unchanged: re-apply the rules only if they drifted, silently
-		// when they did not.
-		a.ensureMasq(f, !written)
-		a.ensureForwardRules(f)
-		a.ensureBlackholes(f)
+		// Unchanged: the rules are repaired only if they drifted,
+		// silently when they did not (the errors are logged by Apply).
+		_ = a.rules.Apply(targetOf(f))
 		a.mu.Lock()
 		a.written = true
 		a.mu.Unlock()
 		return
 	}
 	// The rules first: pods start once subnet.env is there.
-	a.ensureMasq(f, true)
-	a.ensureForwardRules(f)
-	a.ensureBlackholes(f)
+	_ = a.rules.Apply(targetOf(f))
 	err := subnetenv.Write(a.cfg.subnetFile, f)
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -71,7 +68,9 @@ func (a *agent) update(change func()) {
 // it named, while no State is in force: the node holds no lease, or has
 // not confirmed one yet (see vxlan.Withdrawal). rulesMu is held.
 func (a *agent) removeFile(w vxlan.Withdrawal) {
-	a.ensureBlackholes(subnetenv.File{})
+	// The blackhole routes go with the lease; the masquerade and forward
+	// rules stay for the pods still running (see hostrules.Target).
+	_ = a.rules.Apply(hostrules.Target{})
 	// The subnet the file names is the one the node's pods are on, and
 	// the next run asks for it again (Previous): without a local state,
 	// a run restarted before it holds a lease has only this to go by.
@@ -116,6 +115,12 @@ func (a *agent) fileLocked() (subnetenv.File, bool) {
 	return f, true
 }
 
+// targetOf is what the host rules are for: the networks and subnets f
+// names.
+func targetOf(f subnetenv.File) hostrules.Target {
+	return hostrules.Target{Network: f.Network, Subnet: f.Subnet, IPv6Network: f.IPv6Network, IPv6Subnet: f.IPv6Subnet}
+}
+
 // contains reports whether subnet, if set, lies inside network.
 func contains(network, subnet netip.Prefix) bool {
 	return !subnet.IsValid() || network.IsValid() && network.Bits() <= subnet.Bits() && network.Contains(subnet.Addr())
@@ -140,16 +145,7 @@ func (a *agent) resync(ctx context.Context) {
 			}
 			a.update(nil)
 		case <-rules.C:
-			a.rulesMu.Lock()
-			a.mu.Lock()
-			written := a.written
-			a.mu.Unlock()
-			if f, err := subnetenv.Read(a.cfg.subnetFile); err == nil && written {
-				a.ensureMasq(f, false)
-				a.ensureForwardRules(f)
-				a.ensureBlackholes(f)
-			}
-			a.rulesMu.Unlock()
+			_ = a.rules.Resync() // the rules of the last update; errors logged
 		}
 	}
 }

@@ -34,13 +34,23 @@ func Context(t T, d time.Duration) context.Context {
 // first.
 func WaitFor(t T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
+	if !Eventually(d, cond) {
+		t.Fatalf("timed out after %v waiting for %s", d, what)
+	}
+}
+
+// Eventually polls cond every 20ms until it holds, and reports whether it
+// did before d passed: WaitFor for a caller whose failure report says
+// more than what it waited for (the last state seen, a history).
+func Eventually(d time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
+			return false
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	return true
 }
 
 // SyncBuffer is a bytes.Buffer safe for concurrent writers, for collecting

@@ -11,6 +11,10 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"context"
+	"io"
+	"log/slog"
+
 	"github.com/weftnet/weft/lease"
 )
 
@@ -396,5 +400,103 @@ func TestAcquireKeepsTheGrantOfATimedOutWrite(t *testing.T) {
 	}
 	if e.get(subnetPath(k)) == nil {
 		t.Fatal("the kept key was deleted: Acquire revoked the grant it is on")
+	}
+}
+
+// TestConcurrentAcquirersDualStack: nodes acquiring at once in a small
+// dual-stack network end with distinct IPv4 and distinct IPv6 subnets. The
+// two halves are picked independently, so the create must also guard
+// against another key holding either one.
+func TestConcurrentAcquirersDualStack(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, `{"EnableIPv6": true, "Network": "10.244.0.0/20", "IPv6Network": "fd00::/60", "Backend": {"Type": "vxlan"}}`)
+	const n = 12 // of 15 subnets per family: collisions are all but certain
+	leases := make([]lease.Lease, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		m := e.manager(fmt.Sprint("node-", i))
+		m.ttl = time.Minute
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			leases[i], errs[i] = m.Acquire(ctxFor(t, 60*time.Second), lease.AcquireRequest{Attrs: attrsFor(i)})
+		}()
+	}
+	close(start)
+	wg.Wait()
+	v4, v6 := map[string]int{}, map[string]int{}
+	for i, l := range leases {
+		if errs[i] != nil {
+			t.Fatalf("node-%d: %v", i, errs[i])
+		}
+		for _, seen := range []struct {
+			m map[string]int
+			p string
+		}{{v4, l.Key.IPv4.String()}, {v6, l.Key.IPv6.String()}} {
+			if j, dup := seen.m[seen.p]; dup {
+				t.Fatalf("node-%d and node-%d both hold %s", i, j, seen.p)
+			}
+			seen.m[seen.p] = i
+		}
+	}
+}
+
+// TestAcquireLogsOutage: with etcd down, Acquire says so within a request
+// timeout instead of blocking in silence.
+func TestAcquireLogsOutage(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testConfig)
+	e.server.Stop()
+	m, err := New(Options{Endpoints: []string{e.server.Endpoint()}, Node: "node-a", RequestTimeout: 500 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(e.logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ctx := ctxFor(t, 3*time.Second)
+	if _, err := m.Acquire(ctx, lease.AcquireRequest{Attrs: attrsFor(1)}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Acquire with etcd down: %v", err)
+	}
+	if !contains(e.logs.String(), "acquire failed; retrying") || !contains(e.logs.String(), "context deadline exceeded") {
+		t.Errorf("the outage was not logged:\n%s", e.logs)
+	}
+	if st := m.Stats(); st.Errors == 0 || !contains(st.Condition, "etcd unreachable") {
+		t.Errorf("Stats during the outage: %+v", st)
+	}
+}
+
+// TestAcquireFindsOwnKeyAfterPublicIPChange: a node that comes back with a
+// new public IP finds its key by its owner name and republishes it.
+func TestAcquireFindsOwnKeyAfterPublicIPChange(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testConfig)
+	first := mustAcquire(t, e.manager("node-a"), 1)
+	moved := attrsFor(77)
+	again, err := e.manager("node-a").Acquire(ctxFor(t, 10*time.Second), lease.AcquireRequest{Attrs: moved})
+	if err != nil || again.Key != first.Key {
+		t.Fatalf("after a public IP change got %v, %v; want %v\n%s", again.Key, err, first.Key, e.logs)
+	}
+	var stored lease.Attrs
+	json.Unmarshal([]byte(e.get(subnetPath(first.Key)).Value), &stored)
+	if stored.PublicIP != moved.PublicIP {
+		t.Errorf("stored public IP %v, want %v", stored.PublicIP, moved.PublicIP)
+	}
+}
+
+func TestPrefixIsCleaned(t *testing.T) {
+	for _, p := range []string{"/", ".", "//"} {
+		if _, err := New(Options{Endpoints: []string{"http://127.0.0.1:1"}, Node: "n", Prefix: p}); err == nil {
+			t.Errorf("prefix %q accepted", p)
+		}
+	}
+	m, err := New(Options{Endpoints: []string{"http://127.0.0.1:1"}, Node: "n", Prefix: "//coreos.com//network/", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if got := m.keyPath(mustKey(t, "10.1.0.0-24")); got != "/coreos.com/network/subnets/10.1.0.0-24" {
+		t.Errorf("key path %q", got)
 	}
 }

@@ -69,16 +69,13 @@ func TestEtcdWiped(t *testing.T) {
 	go watcher.WatchLeases(wctx, batches)
 	waitHeld := func(h *holder) lease.Lease {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			if l, ok := h.current(); ok {
-				return l
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("no lease")
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		var l lease.Lease
+		waitFor(t, 10*time.Second, "a lease", func() bool {
+			var ok bool
+			l, ok = h.current()
+			return ok
+		})
+		return l
 	}
 	la, lb := waitHeld(a), waitHeld(b)
 	seen := map[lease.Key]bool{}

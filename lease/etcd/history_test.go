@@ -388,19 +388,14 @@ func TestRandomHistories(t *testing.T) {
 				h.step()
 				mu.Unlock()
 				var last []string
-				deadline := time.Now().Add(2 * target)
-				for {
+				if !testutil.Eventually(2*target, func() bool {
 					mu.Lock()
 					last = h.settled()
 					mu.Unlock()
-					if len(last) == 0 {
-						break
-					}
-					if time.Now().After(deadline) {
-						sampler.Check(t, "two nodes routed one subnet")
-						t.Fatalf("step %d (%s): not settled after %v: %v\nhistory: %q\n%s", s, h.log[len(h.log)-1], 2*target, last, h.log, e.logs)
-					}
-					time.Sleep(50 * time.Millisecond)
+					return len(last) == 0
+				}) {
+					sampler.Check(t, "two nodes routed one subnet")
+					t.Fatalf("step %d (%s): not settled after %v: %v\nhistory: %q\n%s", s, h.log[len(h.log)-1], 2*target, last, h.log, e.logs)
 				}
 				h.log[len(h.log)-1] += fmt.Sprintf(" (settled in %v)", time.Since(began).Round(10*time.Millisecond))
 			}

@@ -130,13 +130,7 @@ func TestHolderOutlivesATakeover(t *testing.T) {
 	other.Owner = "node-a"
 	raw, _ := json.Marshal(other)
 	e.put(testPrefix+"/subnets/"+held.Key.String(), string(raw), clientv3.WithIgnoreLease())
-	deadline := time.Now().Add(5 * time.Second)
-	for first.Stats().Losses == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the holder did not give up the key another host took over")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitFor(t, 5*time.Second, "the holder to give up the key another host took over", func() bool { return first.Stats().Losses > 0 })
 	if err := stop(); !errors.Is(err, lease.ErrLeaseLost) || !errors.Is(err, ErrIdentityCollision) {
 		t.Fatalf("Keep: %v, want a loss by collision", err)
 	}

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	"go.etcd.io/etcd/api/v3/mvccpb"
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/weftnet/weft/lease"
@@ -32,432 +30,286 @@ import (
 // from a backup): whichever read finds it (the check after a
 // reconnection, a renewal, the read after the watch ended), the key is
 // created again as it was, with Acquire's conditional create, so the node
-// keeps the subnet its pods use unless another node holds it now (see
-// reassert).
+// keeps the subnet its pods use unless another node holds it now.
 //
 // Keep does not give up a lease on its own clock: while etcd is out of
 // reach it keeps retrying, and the node keeps its subnet (edge autonomy).
 // Once etcd answers, the first renewal or watch event tells whether the key
 // is still this node's.
 func (m *Manager) Keep(ctx context.Context, l lease.Lease) error {
-	path := m.keyPath(l.Key)
-	attrs := l.Attrs
-	attrs.Owner = m.node
-	value, err := json.Marshal(attrs)
+	k, err := m.newKeeper(ctx, l)
 	if err != nil {
-		return fmt.Errorf("etcd: keep %s: %w", l.Key, err)
+		return err
 	}
-	renewRetry := m.retrier("renew lease " + l.Key.String())
-	watchRetry := m.retrier("watch own lease " + l.Key.String())
-	// Taken first, and again only after it fired, so that a reconnection
-	// signalled while this loop does something else (a Watch call blocks
-	// while etcd is down) is not missed; and closed from the start if the
-	// connection came back since the key was written.
-	back, returns := m.history.reconnectedAfter()
-
-	h, known := m.getHeld(l.Key)
-	if known && h.returns != returns {
-		back = closedChan
-	}
-	watchRev := h.rev + 1
-	if !known {
-		// Not written by this Manager, e.g. the caller restarted with a
-		// lease it saved: learn the key's state. renewedAt stays zero, so
-		// a leased key is renewed at once, its age being unknown.
-		for {
-			h, watchRev, err = m.verify(ctx, path, attrs, value)
-			if err == nil {
-				break
-			}
-			if errors.Is(err, lease.ErrLeaseLost) {
-				return m.lost(l.Key, err)
-			}
-			if werr := renewRetry.fail(ctx, err); werr != nil {
-				return werr
-			}
-		}
-		m.setHeld(l.Key, h)
-	}
-
-	renewEvery := m.ttl - m.margin
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	// arm schedules the next renewal from h: none for a reservation, else
-	// RenewMargin before the lease this Manager attached runs out, or at
-	// once if its age is unknown.
-	arm := func() {
-		if !timer.Stop() {
-			select {
-			case <-timer.C:
-			default:
-			}
-		}
-		if h.id == 0 {
-			return
-		}
-		due := time.Now()
-		if !h.renewedAt.IsZero() {
-			due = h.renewedAt.Add(renewEvery)
-		}
-		timer.Reset(time.Until(due))
-	}
-	arm()
-
-	// The watch is replaced after each break; stopWatch ends the current one.
-	stopWatch := func() {}
-	defer func() { stopWatch() }()
-	watchFrom := func(rev int64) clientv3.WatchChan {
-		stopWatch()
-		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-		stopWatch = cancel
-		return m.client.Watch(wctx, path, clientv3.WithRev(rev))
-	}
-	watch := watchFrom(watchRev)
-	delivered := false // whether the current watch has delivered anything
-
+	defer k.stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-
-		case <-back:
-			// The connection broke and came back: the client resumed the
-			// watch from its revision, which an emptied or restored store
-			// would answer with silence. Read the key, until a read
-			// answers: the watch cannot be trusted to tell.
-			back = m.history.reconnected()
-			var nh heldLease
-			var rev int64
-			for {
-				nh, rev, err = m.verify(ctx, path, attrs, value)
-				if err == nil || errors.Is(err, lease.ErrLeaseLost) {
-					break
-				}
-				if werr := watchRetry.fail(ctx, err); werr != nil {
-					return werr
-				}
-			}
-			if errors.Is(err, errKeyGone) {
-				m.history.restart() // the store lacks what it had: list again everywhere
-				if h, err = m.recreate(ctx, l, attrs, value, renewRetry, err); err != nil {
-					return err
-				}
-				arm()
-				watch, delivered = watchFrom(h.rev+1), false
-				continue
-			}
-			switch {
-			case err != nil:
-				return m.lost(l.Key, err)
-			case nh.rev != h.rev || nh.id != h.id:
-				before := h
-				h = adopt(h, nh)
-				if h.id != before.id {
-					h.renewedAt = m.grantedAt(ctx, h.id)
-					arm()
-				}
-				m.setHeld(l.Key, h)
-			}
-			watch, delivered = watchFrom(rev), false
-
-		case <-timer.C:
-			nh, err := m.renew(ctx, path, attrs, value, h)
-			switch {
-			case errors.Is(err, errKeyGone):
-				// Found missing by a read, not deleted in a history
-				// this node watched: the store may have forgotten it
-				// (wiped, or restored from a backup) before the history
-				// check after the reconnection ran. As there: the
-				// subnet the node runs on is created again, and lost
-				// only if another node holds it now.
-				if h, err = m.recreate(ctx, l, attrs, value, renewRetry, err); err != nil {
-					return err
-				}
-				arm()
-				watch, delivered = watchFrom(h.rev+1), false
-			case errors.Is(err, lease.ErrLeaseLost):
-				return m.lost(l.Key, err)
-			case err != nil:
-				// Unreachable or slow: try again soon; the lease has
-				// RenewMargin to spare before it lapses.
-				if werr := renewRetry.fail(ctx, err); werr != nil {
-					return werr
-				}
-				timer.Reset(0)
-			default:
-				renewRetry.ok()
-				if nh.id != 0 {
-					m.renewals.Add(1)
-					m.log.Debug("renewed lease", "subnet", l.Key, "revision", nh.rev)
-				}
-				h = nh
-				m.setHeld(l.Key, h)
-				arm()
-			}
-
-		case resp, open := <-watch:
-			if open && resp.Err() == nil {
-				delivered = true
-				watchRetry.ok()
-				before := h
-				for _, ev := range resp.Events {
-					if err := m.checkOwnEvent(ctx, ev, &h, attrs, value); err != nil {
-						return m.lost(l.Key, err)
-					}
-				}
-				if h.id != before.id {
-					h.renewedAt = m.grantedAt(ctx, h.id)
-					arm()
-				}
-				m.setHeld(l.Key, h)
-				continue
-			}
-			// The watch ended: the stream broke (etcd restarted, no
-			// leader) or the revision was compacted. Pause if it ended
-			// without delivering anything, then read the key to catch up
-			// and watch again from the revision of that read.
-			cause := errors.New("watch channel closed")
-			if open {
-				cause = resp.Err()
-			}
-			if !delivered {
-				if werr := watchRetry.fail(ctx, cause); werr != nil {
-					return werr
-				}
-			}
-			if !m.history.readAfterWatch() {
-				watch, delivered = watchFrom(h.rev+1), false
-				continue
-			}
-			nh, rev, err := m.verify(ctx, path, attrs, value)
-			switch {
-			case errors.Is(err, errKeyGone):
-				// Deleted while the stream was down, or the store
-				// restarted empty (an embedded or restarting etcd ends
-				// watches rather than resuming them): as on a
-				// reconnection.
-				if h, err = m.recreate(ctx, l, attrs, value, renewRetry, err); err != nil {
-					return err
-				}
-				arm()
-				rev = h.rev + 1
-			case errors.Is(err, lease.ErrLeaseLost):
-				return m.lost(l.Key, err)
-			case err != nil:
-				if werr := watchRetry.fail(ctx, fmt.Errorf("%v; then %w", cause, err)); werr != nil {
-					return werr
-				}
-				rev = h.rev + 1
-			case nh.rev != h.rev:
-				before := h
-				h = adopt(h, nh)
-				if h.id != before.id {
-					h.renewedAt = m.grantedAt(ctx, h.id)
-					arm()
-				}
-				m.setHeld(l.Key, h)
-			}
-			watch, delivered = watchFrom(rev), false
+		case <-k.back:
+			err = k.reconnected(ctx)
+		case <-k.timer.C:
+			err = k.renewDue(ctx)
+		case resp, open := <-k.watch:
+			err = k.watched(ctx, resp, open)
+		}
+		if err != nil {
+			return err
 		}
 	}
 }
 
-// recreate handles this node's key found missing (gone, a loss): it is
-// created again as it was (see reassert), and the new state returned, or
-// the loss is returned if that cannot be done.
-func (m *Manager) recreate(ctx context.Context, l lease.Lease, attrs lease.Attrs, value []byte, retry *retrier, gone error) (heldLease, error) {
-	nh, ok, err := m.reassertRetrying(ctx, l, attrs, value, retry)
-	switch {
-	case err != nil:
-		return heldLease{}, err
-	case !ok:
-		return heldLease{}, m.lost(l.Key, fmt.Errorf("%w, and it cannot be re-created: another node holds its subnet now, another host holds a lease under this node's name, or the network config leaves it out", gone))
-	}
-	if nh.id != 0 && nh.renewedAt.IsZero() {
-		nh.renewedAt = m.grantedAt(ctx, nh.id)
-	}
-	m.setHeld(l.Key, nh)
-	return nh, nil
+// keeper is one Keep call: the key it keeps, the state it last saw, and
+// the three things it waits on (a reconnection, the renewal timer, the
+// watch of the key). Its methods run on Keep's goroutine alone.
+type keeper struct {
+	m           *Manager
+	l           lease.Lease
+	path        string
+	attrs       lease.Attrs // l's, owned by this node
+	value       []byte      // attrs as written
+	renewRetry  *retrier
+	watchRetry  *retrier
+	h           heldLease
+	timer       *time.Timer     // the next renewal
+	back        <-chan struct{} // closed when the connection came back
+	watch       clientv3.WatchChan
+	delivered   bool               // whether the current watch has delivered anything
+	cancelWatch context.CancelFunc // ends the current watch
 }
 
-// reassertRetrying is reassert, retried with backoff while etcd does not
-// answer. It returns an error only when ctx ends.
-func (m *Manager) reassertRetrying(ctx context.Context, l lease.Lease, attrs lease.Attrs, value []byte, retry *retrier) (heldLease, bool, error) {
-	for {
-		h, ok, err := m.reassert(ctx, l, attrs, value)
-		if err == nil {
-			retry.ok()
-			if ok {
-				m.log.Warn("this node's lease was missing from etcd after a reconnection (etcd wiped or restored from a backup, or the lease lapsed meanwhile); re-created it", "subnet", l.Key)
+// newKeeper prepares Keep for l: the value to renew with, the key's state
+// (read if this Manager did not write it, e.g. the caller restarted with
+// a lease it saved), the renewal armed and the watch started.
+func (m *Manager) newKeeper(ctx context.Context, l lease.Lease) (*keeper, error) {
+	k := &keeper{
+		m: m, l: l, path: m.keyPath(l.Key), attrs: l.Attrs,
+		renewRetry:  m.retrier("renew lease " + l.Key.String()),
+		watchRetry:  m.retrier("watch own lease " + l.Key.String()),
+		timer:       time.NewTimer(time.Hour),
+		cancelWatch: func() {},
+	}
+	k.attrs.Owner = m.node
+	var err error
+	if k.value, err = json.Marshal(k.attrs); err != nil {
+		k.timer.Stop()
+		return nil, fmt.Errorf("etcd: keep %s: %w", l.Key, err)
+	}
+	// Taken first, and again only after it fired, so that a reconnection
+	// signalled while Keep does something else (a Watch call blocks while
+	// etcd is down) is not missed; and closed from the start if the
+	// connection came back since the key was written.
+	var returns uint64
+	k.back, returns = m.history.reconnectedAfter()
+	h, known := m.getHeld(l.Key)
+	if known && h.returns != returns {
+		k.back = closedChan
+	}
+	watchRev := h.rev + 1
+	if !known {
+		// Learn the key's state. renewedAt stays zero, so a leased key
+		// is renewed at once, its age being unknown.
+		for {
+			h, watchRev, err = m.verify(ctx, k.path, k.attrs, k.value)
+			if err == nil {
+				break
 			}
-			return h, ok, nil
+			if errors.Is(err, lease.ErrLeaseLost) {
+				k.timer.Stop()
+				return nil, m.lost(l.Key, err)
+			}
+			if werr := k.renewRetry.fail(ctx, err); werr != nil {
+				k.timer.Stop()
+				return nil, werr
+			}
 		}
-		if werr := retry.fail(ctx, err); werr != nil {
-			return heldLease{}, false, werr
-		}
+		m.setHeld(l.Key, h)
 	}
+	k.h = h
+	k.arm()
+	k.watchFrom(ctx, watchRev)
+	return k, nil
 }
 
-// adopt moves h to a newer state of the key, as seen by a read or a watch.
-// A changed etcd lease is not one this Manager granted, and its age is
-// unknown.
-func adopt(h, seen heldLease) heldLease {
-	if seen.id == h.id {
-		seen.ours, seen.renewedAt = h.ours, h.renewedAt
-	}
-	return seen
+// stop ends the watch and the timer.
+func (k *keeper) stop() {
+	k.cancelWatch()
+	k.timer.Stop()
 }
 
-// checkOwnEvent applies one watch event on this node's key: a deletion, or
-// a write by another owner or by another host under this node's name, is
-// a loss; a claim by another host is answered; any other write moves h
-// along.
-func (m *Manager) checkOwnEvent(ctx context.Context, ev *clientv3.Event, h *heldLease, mine lease.Attrs, value []byte) error {
-	if ev.Type == clientv3.EventTypeDelete {
-		return fmt.Errorf("%w: %s was deleted or expired at revision %d", lease.ErrLeaseLost, ev.Kv.Key, ev.Kv.ModRevision)
+// arm schedules the next renewal from k.h: none for a reservation, else
+// RenewMargin before the lease this Manager attached runs out, or at once
+// if its age is unknown.
+func (k *keeper) arm() {
+	if !k.timer.Stop() {
+		select {
+		case <-k.timer.C:
+		default:
+		}
 	}
-	answered, err := m.checkOwner(ctx, ev.Kv, mine, value)
+	if k.h.id == 0 {
+		return
+	}
+	due := time.Now()
+	if !k.h.renewedAt.IsZero() {
+		due = k.h.renewedAt.Add(k.m.ttl - k.m.margin)
+	}
+	k.timer.Reset(time.Until(due))
+}
+
+// watchFrom replaces the watch of the key with one from rev.
+func (k *keeper) watchFrom(ctx context.Context, rev int64) {
+	k.cancelWatch()
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	k.cancelWatch = cancel
+	k.watch, k.delivered = k.m.client.Watch(wctx, k.path, clientv3.WithRev(rev)), false
+}
+
+// moved records k.h, changed since before by a read or a watch event: a
+// key moved to an etcd lease this Manager did not grant is renewed by
+// that lease's clock (see grantedAt).
+func (k *keeper) moved(ctx context.Context, before heldLease) {
+	if k.h.id != before.id {
+		k.h.renewedAt = k.m.grantedAt(ctx, k.h.id)
+		k.arm()
+	}
+	k.m.setHeld(k.l.Key, k.h)
+}
+
+// adopt moves k.h to the state seen, and records it.
+func (k *keeper) adopt(ctx context.Context, seen heldLease) {
+	before := k.h
+	k.h = adopt(k.h, seen)
+	k.moved(ctx, before)
+}
+
+// recreate creates the key again after a read found it missing (see
+// Manager.recreate), and watches it from the new write; the error is the
+// loss if it cannot be.
+func (k *keeper) recreate(ctx context.Context, gone error) error {
+	h, err := k.m.recreate(ctx, k.l, k.attrs, k.value, k.renewRetry, gone)
 	if err != nil {
 		return err
 	}
-	rev := max(ev.Kv.ModRevision, answered)
-	if rev > h.rev {
-		*h = adopt(*h, heldLease{rev: rev, id: clientv3.LeaseID(ev.Kv.Lease)})
-	}
+	k.h = h
+	k.arm()
+	k.watchFrom(ctx, h.rev+1)
 	return nil
 }
 
-// checkOwner returns a loss unless kv is this node's, written from this
-// host. A claim on it by another host with this node's name is answered
-// (see ErrIdentityCollision), and the revision of the answer returned.
-func (m *Manager) checkOwner(ctx context.Context, kv *mvccpb.KeyValue, mine lease.Attrs, value []byte) (int64, error) {
-	var stored lease.Attrs
-	if err := json.Unmarshal(kv.Value, &stored); err != nil {
-		return 0, fmt.Errorf("%w: %s now holds a value that does not parse: %v", lease.ErrLeaseLost, kv.Key, err)
-	}
-	if stored.Owner != m.node {
-		return 0, fmt.Errorf("%w: %s is now held by %q (public IP %s)", lease.ErrLeaseLost, kv.Key, stored.Owner, stored.PublicIP)
-	}
-	if !sameHost(stored, mine) {
-		return 0, fmt.Errorf("%w: %w: %s was taken over by another host under this node's name, at %s",
-			lease.ErrLeaseLost, ErrIdentityCollision, kv.Key, addrsString(stored.PublicIP, stored.PublicIPv6))
-	}
-	if c, ok := decodeClaim(kv.Value); ok && !c.SameHost(mine) {
-		rev, err := m.answer(ctx, string(kv.Key), value, kv.ModRevision, c)
-		if err != nil {
-			// Unanswered, the claimant takes the key over, and its
-			// write is then a loss here.
-			m.log.Warn("could not answer another host's claim on this node's lease", "key", string(kv.Key), "err", err)
+// reconnected handles a connection that broke and came back: the client
+// resumed the watch from its revision, which an emptied or restored store
+// would answer with silence. It reads the key until a read answers, as
+// the watch cannot be trusted to tell.
+func (k *keeper) reconnected(ctx context.Context) error {
+	k.back = k.m.history.reconnected()
+	var nh heldLease
+	var rev int64
+	var err error
+	for {
+		nh, rev, err = k.m.verify(ctx, k.path, k.attrs, k.value)
+		if err == nil || errors.Is(err, lease.ErrLeaseLost) {
+			break
 		}
-		return rev, nil
+		if werr := k.watchRetry.fail(ctx, err); werr != nil {
+			return werr
+		}
 	}
-	return 0, nil
+	switch {
+	case errors.Is(err, errKeyGone):
+		k.m.history.restart() // the store lacks what it had: list again everywhere
+		return k.recreate(ctx, err)
+	case err != nil:
+		return k.m.lost(k.l.Key, err)
+	case nh.rev != k.h.rev || nh.id != k.h.id:
+		k.adopt(ctx, nh)
+	}
+	k.watchFrom(ctx, rev)
+	return nil
 }
 
-// grantedAt returns the renewedAt that schedules the next renewal of a key
-// that another writer of this host (a second daemon, an operator) moved to
-// an etcd lease of its own: RenewMargin before that lease runs out, by the
-// TTL etcd says it has left, which may be far shorter than this Manager's.
-// Renewing at once instead would have the two writers move the key back
-// and forth as fast as etcd allows. If etcd cannot say, the lease is taken
-// as fresh and as long as this Manager's: should it lapse first, the key's
-// deletion is a loss, and the subnet is acquired again.
-func (m *Manager) grantedAt(ctx context.Context, id clientv3.LeaseID) time.Time {
-	if id == 0 {
-		return time.Time{}
+// renewDue renews the key when its timer fires.
+func (k *keeper) renewDue(ctx context.Context) error {
+	nh, err := k.m.renew(ctx, k.path, k.attrs, k.value, k.h)
+	switch {
+	case errors.Is(err, errKeyGone):
+		// Found missing by a read, not deleted in a history this node
+		// watched: the store may have forgotten it (wiped, or restored
+		// from a backup) before the history check after the reconnection
+		// ran. As there: the subnet the node runs on is created again,
+		// and lost only if another node holds it now.
+		return k.recreate(ctx, err)
+	case errors.Is(err, lease.ErrLeaseLost):
+		return k.m.lost(k.l.Key, err)
+	case err != nil:
+		// Unreachable or slow: try again soon; the lease has RenewMargin
+		// to spare before it lapses.
+		if werr := k.renewRetry.fail(ctx, err); werr != nil {
+			return werr
+		}
+		k.timer.Reset(0)
+		return nil
 	}
-	rctx, cancel := m.request(ctx)
-	defer cancel()
-	resp, err := m.client.TimeToLive(rctx, id)
-	if err != nil || resp.TTL <= 0 {
-		return time.Now()
+	k.renewRetry.ok()
+	if nh.id != 0 {
+		k.m.renewals.Add(1)
+		k.m.log.Debug("renewed lease", "subnet", k.l.Key, "revision", nh.rev)
 	}
-	// arm renews at renewedAt + TTL - RenewMargin of this Manager's TTL.
-	return time.Now().Add(time.Duration(resp.TTL)*time.Second - m.ttl)
+	k.h = nh
+	k.m.setHeld(k.l.Key, k.h)
+	k.arm()
+	return nil
 }
 
-// verify reads this node's key and returns its state and the revision to
-// watch from, or a loss if it is gone or someone else's.
-func (m *Manager) verify(ctx context.Context, path string, mine lease.Attrs, value []byte) (heldLease, int64, error) {
-	rctx, cancel := m.request(ctx)
-	defer cancel()
-	resp, err := m.client.Get(rctx, path)
-	if err != nil {
-		return heldLease{}, 0, fmt.Errorf("read %s: %w", path, err)
-	}
-	if len(resp.Kvs) == 0 {
-		return heldLease{}, 0, fmt.Errorf("%w: %s %w", lease.ErrLeaseLost, path, errKeyGone)
-	}
-	kv := resp.Kvs[0]
-	answered, err := m.checkOwner(ctx, kv, mine, value)
-	if err != nil {
-		return heldLease{}, 0, err
-	}
-	if answered > 0 {
-		// Watch from after the answer, which this Manager wrote.
-		return heldLease{rev: answered, id: clientv3.LeaseID(kv.Lease)}, answered + 1, nil
-	}
-	return heldLease{rev: kv.ModRevision, id: clientv3.LeaseID(kv.Lease)}, resp.Header.Revision + 1, nil
-}
-
-// renew moves the key to a fresh etcd lease, conditional on its revision
-// being h.rev. If the condition fails it inspects the key: gone or another
-// owner's is a loss; still this node's is adopted and, unless it has become
-// a reservation, the renewal retried.
-func (m *Manager) renew(ctx context.Context, path string, attrs lease.Attrs, value []byte, h heldLease) (heldLease, error) {
-	for attempt := 0; attempt < 3; attempt++ {
-		rctx, cancel := m.request(ctx)
-		g, err := m.client.Grant(rctx, m.ttlSeconds())
-		cancel()
-		if err != nil {
-			return h, fmt.Errorf("grant etcd lease: %w", err)
-		}
-		rctx, cancel = m.request(ctx)
-		resp, err := m.client.Txn(rctx).
-			If(clientv3.Compare(clientv3.ModRevision(path), "=", h.rev)).
-			Then(clientv3.OpPut(path, string(value), clientv3.WithLease(g.ID))).
-			Else(clientv3.OpGet(path)).
-			Commit()
-		cancel()
-		if err != nil {
-			// The Txn may have been applied even though the reply was
-			// lost, so the new grant may now carry the key: never revoke
-			// it here. The next attempt's compare sorts it out.
-			return h, fmt.Errorf("renew %s: %w", path, err)
-		}
-		if resp.Succeeded {
-			if h.ours {
-				m.revokeQuietly(h.id) // granted by this Manager for this key alone, which has left it
+// watched handles what the watch of the key delivered: events, or its
+// end.
+func (k *keeper) watched(ctx context.Context, resp clientv3.WatchResponse, open bool) error {
+	if open && resp.Err() == nil {
+		k.delivered = true
+		k.watchRetry.ok()
+		before := k.h
+		for _, ev := range resp.Events {
+			if err := k.m.checkOwnEvent(ctx, ev, &k.h, k.attrs, k.value); err != nil {
+				return k.m.lost(k.l.Key, err)
 			}
-			return heldLease{rev: resp.Header.Revision, id: g.ID, ours: true, renewedAt: time.Now()}, nil
 		}
-		m.revokeQuietly(g.ID) // the Txn did not apply: nothing uses it
-		kvs := resp.Responses[0].GetResponseRange().Kvs
-		if len(kvs) == 0 {
-			return h, fmt.Errorf("%w: %s %w", lease.ErrLeaseLost, path, errKeyGone)
-		}
-		answered, err := m.checkOwner(ctx, kvs[0], attrs, value)
-		if err != nil {
-			return h, err
-		}
-		h = adopt(h, heldLease{rev: max(kvs[0].ModRevision, answered), id: clientv3.LeaseID(kvs[0].Lease)})
-		if h.id == 0 {
-			return h, nil // now a reservation: it must not get a lease back
+		k.moved(ctx, before)
+		return nil
+	}
+	// The watch ended: the stream broke (etcd restarted, no leader) or the
+	// revision was compacted. Pause if it ended without delivering
+	// anything, then read the key to catch up and watch again from the
+	// revision of that read.
+	cause := errors.New("watch channel closed")
+	if open {
+		cause = resp.Err()
+	}
+	if !k.delivered {
+		if werr := k.watchRetry.fail(ctx, cause); werr != nil {
+			return werr
 		}
 	}
-	return h, fmt.Errorf("renew %s: the key kept changing under this node's own name", path)
+	if !k.m.history.readAfterWatch() {
+		k.watchFrom(ctx, k.h.rev+1)
+		return nil
+	}
+	nh, rev, err := k.m.verify(ctx, k.path, k.attrs, k.value)
+	switch {
+	case errors.Is(err, errKeyGone):
+		// Deleted while the stream was down, or the store restarted
+		// empty (an embedded or restarting etcd ends watches rather than
+		// resuming them): as on a reconnection.
+		return k.recreate(ctx, err)
+	case errors.Is(err, lease.ErrLeaseLost):
+		return k.m.lost(k.l.Key, err)
+	case err != nil:
+		if werr := k.watchRetry.fail(ctx, fmt.Errorf("%v; then %w", cause, err)); werr != nil {
+			return werr
+		}
+		rev = k.h.rev + 1
+	case nh.rev != k.h.rev:
+		k.adopt(ctx, nh)
+	}
+	k.watchFrom(ctx, rev)
+	return nil
 }
-
-// lost logs the loss of a lease once and forgets it.
-func (m *Manager) lost(k lease.Key, err error) error {
-	m.losses.Add(1)
-	m.forget(k)
-	m.log.Warn("lease lost", "subnet", k, "err", err)
-	return err
-}
-
-// errKeyGone is the loss of a key that a read found missing.
-var errKeyGone = errors.New("no longer exists (expired or deleted)")
-
-// isCompacted reports whether err says a revision was compacted away.
-func isCompacted(err error) bool { return errors.Is(err, rpctypes.ErrCompacted) }

@@ -19,7 +19,7 @@ import (
 // node's memory together. etcd refuses a request over 1.5 MiB by default
 // (--max-request-bytes), so that every single key and transaction fits in
 // this with room to spare; a listing page over it is asked for again with
-// fewer keys (see listPaged), and a watch response over it makes the
+// fewer keys, and a watch response over it makes the
 // watcher list again. A client given in Options.Client keeps its own
 // limit.
 const MaxRecvBytes = 4 << 20

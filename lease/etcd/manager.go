@@ -2,28 +2,18 @@ package etcd
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"path"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"go.etcd.io/etcd/api/v3/mvccpb"
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
-	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
 
 	"github.com/weftnet/weft/internal/condition"
-	"github.com/weftnet/weft/internal/ctxutil"
 	"github.com/weftnet/weft/lease"
 )
 
@@ -289,67 +279,6 @@ func newManager(opts Options, observer bool) (*Manager, error) {
 	return m, nil
 }
 
-func newClient(opts Options) (*clientv3.Client, error) {
-	if len(opts.Endpoints) == 0 {
-		return nil, errors.New("etcd: Options.Endpoints is empty: name at least one etcd client URL")
-	}
-	var tlsConfig *tls.Config
-	if opts.CAFile != "" || opts.CertFile != "" || opts.KeyFile != "" {
-		info := transport.TLSInfo{CertFile: opts.CertFile, KeyFile: opts.KeyFile, TrustedCAFile: opts.CAFile}
-		var err error
-		if tlsConfig, err = info.ClientConfig(); err != nil {
-			return nil, fmt.Errorf("etcd: TLS files (CA %q, cert %q, key %q): %w", opts.CAFile, opts.CertFile, opts.KeyFile, err)
-		}
-	}
-	dialOptions := []grpc.DialOption{
-		// Fixed flow-control windows: gRPC otherwise grows them with
-		// the bandwidth it sees, up to 16 MiB a stream, and a
-		// response refused for its size (see MaxRecvBytes) is
-		// buffered up to the window before it is refused. A
-		// control plane's responses are small; 1 MiB keeps a LAN's
-		// round trip from limiting them.
-		grpc.WithInitialWindowSize(recvWindow),
-		grpc.WithInitialConnWindowSize(recvWindow),
-		// gRPC's default reconnect backoff grows to two minutes; an
-		// agent should be back within seconds of etcd returning.
-		grpc.WithConnectParams(grpc.ConnectParams{
-			// At most 2s (2.4s with jitter) from etcd's return to a
-			// connection, so that a wiped store is found and this
-			// node's lease re-asserted within 5s.
-			Backoff:           backoff.Config{BaseDelay: 500 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
-			MinConnectTimeout: 5 * time.Second,
-		}),
-	}
-	if opts.Username != "" && opts.Password != "" {
-		// Not clientv3's Username and Password: with them, its New
-		// logs in before it returns, and fails when etcd is down.
-		dialOptions = append(dialOptions, newTokenAuth(opts.Username, opts.Password).dialOptions()...)
-	}
-	// Without a DialTimeout and a blocking dial option, clientv3.New
-	// does not connect: gRPC connects at the first request.
-	c, err := clientv3.New(clientv3.Config{
-		Endpoints: opts.Endpoints,
-		TLS:       tlsConfig,
-		// A connection can die without a word: the node's address
-		// changed (DHCP, a NIC replaced), or etcd's host lost power.
-		// Pings find it within keepAliveTime+keepAliveTimeout, and the
-		// client dials again, from the node's current address; without
-		// them, TCP's retransmissions take a quarter of an hour. Only
-		// while a stream is open: etcd refuses pings on a connection with
-		// none (too_many_pings), and pings more often than every 5s.
-		DialKeepAliveTime:    keepAliveTime,
-		DialKeepAliveTimeout: keepAliveTimeout,
-		PermitWithoutStream:  false,
-		Logger:               zap.NewNop(), // this package logs what matters through slog
-		MaxCallRecvMsgSize:   MaxRecvBytes,
-		DialOptions:          dialOptions,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("etcd: client for %v: %w", opts.Endpoints, err)
-	}
-	return c, nil
-}
-
 // Close stops the Manager's watch on its connection and releases the
 // client if New created it. It does not touch any lease.
 func (m *Manager) Close() error {
@@ -366,175 +295,28 @@ func (m *Manager) keyPath(k lease.Key) string {
 	return m.subnetsPrefix() + k.String()
 }
 
-// record is one subnet key as read from etcd. Its value is kept raw: most
-// callers need only the subnet, and decoding thousands of values would
-// dominate Acquire.
-type record struct {
-	key       lease.Key
-	value     []byte
-	etcdLease clientv3.LeaseID
-	modRev    int64
-	createRev int64 // its seniority (lease.Lease.Seniority)
-}
-
-// parseKV reads a key under subnets/. It fails only when the key's name is
-// not a subnet key; the value is not looked at.
-func (m *Manager) parseKV(kv *mvccpb.KeyValue) (record, error) {
-	name := strings.TrimPrefix(string(kv.Key), m.subnetsPrefix())
-	k, err := lease.ParseKey(name)
-	if err != nil {
-		return record{}, err
-	}
-	return record{key: k, value: kv.Value, etcdLease: clientv3.LeaseID(kv.Lease), modRev: kv.ModRevision, createRev: kv.CreateRevision}, nil
-}
-
-// parseListing splits a listing of the whole prefix into the raw config and
-// the subnet records. Keys that are not subnet keys are logged and skipped.
-func (m *Manager) parseListing(kvs []*mvccpb.KeyValue) (config []byte, hasConfig bool, records []record) {
-	// Sized once: grown by doubling, tens of thousands of records would
-	// be held twice over while the last growth copies them.
-	records = make([]record, 0, len(kvs))
-	for _, kv := range kvs {
-		switch key := string(kv.Key); {
-		case key == m.configKey():
-			config, hasConfig = kv.Value, true
-		case strings.HasPrefix(key, m.subnetsPrefix()):
-			r, err := m.parseKV(kv)
-			if err != nil {
-				m.log.Warn("skipping etcd key that is not a subnet key", "key", key, "err", err)
-				continue
-			}
-			records = append(records, r)
-		}
-	}
-	return config, hasConfig, records
-}
-
-// parseConfig parses the config value, naming the key in errors.
-func (m *Manager) parseConfig(raw []byte, ok bool) (lease.Config, error) {
-	if !ok {
-		return lease.Config{}, fmt.Errorf("%w at %s: write one, e.g. etcdctl put %s '{\"Network\": \"10.244.0.0/16\", \"Backend\": {\"Type\": \"vxlan\"}}'",
-			ErrNoConfig, m.configKey(), m.configKey())
-	}
-	c, err := lease.ParseConfig(raw)
-	if err != nil {
-		return lease.Config{}, fmt.Errorf("etcd key %s: %w", m.configKey(), err)
-	}
-	return c, nil
-}
-
 // request returns a context for one etcd request, bounded by the request
 // timeout.
 func (m *Manager) request(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, m.timeout)
 }
 
-// Config returns the network configuration stored at <prefix>/config.
-func (m *Manager) Config(ctx context.Context) (lease.Config, error) {
-	rctx, cancel := m.request(ctx)
-	defer cancel()
-	resp, err := m.client.Get(rctx, m.configKey())
-	if err != nil {
-		return lease.Config{}, fmt.Errorf("etcd: read %s: %w", m.configKey(), err)
-	}
-	if len(resp.Kvs) == 0 {
-		return m.parseConfig(nil, false)
-	}
-	return m.parseConfig(resp.Kvs[0].Value, true)
+func (m *Manager) setHeld(k lease.Key, h heldLease) {
+	m.mu.Lock()
+	m.held[k] = h
+	m.mu.Unlock()
 }
 
-// retrier paces retries of a failing operation with capped, jittered
-// exponential backoff, and logs only when the failure changes or recovers,
-// so that a long outage costs two log lines, not one per attempt. A wait
-// ends early when the connection to etcd comes back after the attempt
-// began: an outage must not leave a loop asleep for its longest backoff
-// after etcd is back, when a wiped store is waiting to be told this
-// node's lease.
-type retrier struct {
-	m        *Manager
-	log      *slog.Logger
-	what     string
-	delay    time.Duration
-	lastErr  string
-	failures int
-	wake     <-chan struct{} // closed at the first reconnection since the current attempt began
+// forget drops what this Manager remembers of holding k.
+func (m *Manager) forget(k lease.Key) {
+	m.mu.Lock()
+	delete(m.held, k)
+	m.mu.Unlock()
 }
 
-const (
-	retryMin = 100 * time.Millisecond
-	retryMax = 10 * time.Second
-)
-
-// fail records err and waits before the next attempt. It returns ctx.Err()
-// if ctx ends first.
-func (r *retrier) fail(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		return ctx.Err() // shutting down: not a failure to report
-	}
-	r.failures++
-	r.m.errs.Add(1)
-	cond := "etcd unreachable: " + err.Error()
-	if answered(err) {
-		cond = err.Error() // etcd answered; the trouble is what it holds or whom it lets in
-	}
-	r.m.setCondition(r.what, cond)
-	if msg := err.Error(); msg != r.lastErr {
-		if errors.Is(err, ErrIdentityCollision) || refused(err) {
-			r.log.Error(r.what+" is waiting", "err", err)
-		} else {
-			r.log.Warn(r.what+" failed; retrying", "err", err, "attempt", r.failures)
-		}
-		r.lastErr = msg
-	}
-	if r.delay == 0 {
-		r.delay = retryMin
-	} else {
-		r.delay = min(2*r.delay, retryMax)
-	}
-	return r.sleep(ctx, r.delay/2+rand.N(r.delay/2+1))
-}
-
-// failFor records err like fail, and waits about d before the next
-// attempt.
-func (r *retrier) failFor(ctx context.Context, err error, d time.Duration) error {
-	if werr := r.fail(ctx, err); werr != nil {
-		return werr
-	}
-	return r.sleep(ctx, d*3/4+rand.N(d/2+1))
-}
-
-// sleep waits d, or until ctx is done or the connection comes back; then
-// the next attempt begins.
-func (r *retrier) sleep(ctx context.Context, d time.Duration) error {
-	if err := ctxutil.SleepUntil(ctx, d, r.wake); err != nil {
-		return err
-	}
-	r.wake = r.m.history.reconnected()
-	return nil
-}
-
-// ok records success, logging recovery after failures.
-func (r *retrier) ok() {
-	if r.failures > 0 {
-		r.log.Info(r.what+" recovered", "after_attempts", r.failures)
-		r.m.setCondition(r.what, "")
-	}
-	*r = retrier{m: r.m, log: r.log, what: r.what, wake: r.m.history.reconnected()}
-}
-
-// answered reports whether err is etcd's answer, not the want of one: a
-// condition that names it says so, rather than "etcd unreachable".
-func answered(err error) bool {
-	return errors.Is(err, ErrNoConfig) || errors.Is(err, lease.ErrInvalidConfig) || errors.Is(err, lease.ErrOutOfSubnets) ||
-		errors.Is(err, ErrIdentityCollision) || refused(err)
-}
-
-// refused reports whether etcd refused this node's credentials or their
-// rights: the operator must act, so it is logged as an error.
-func refused(err error) bool {
-	return errors.Is(err, ErrAuthentication) || errors.Is(rpctypes.Error(err), rpctypes.ErrPermissionDenied)
-}
-
-func (m *Manager) retrier(what string) *retrier {
-	return &retrier{m: m, log: m.log, what: what, wake: m.history.reconnected()}
+func (m *Manager) getHeld(k lease.Key) (heldLease, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	h, ok := m.held[k]
+	return h, ok
 }

@@ -19,6 +19,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/weftnet/weft/internal/etcdtest"
+	"github.com/weftnet/weft/internal/testutil"
 	"github.com/weftnet/weft/lease"
 	"github.com/weftnet/weft/subnetenv"
 )
@@ -293,13 +294,9 @@ func (h *restoreHistory) step() map[string]bool {
 			continue
 		}
 		start := n.current()
-		deadline := time.Now().Add(15 * time.Second)
-		for time.Now().Before(deadline) {
-			if n.current() != start || storedOwners(h.t, h.e.admin)[start] == n.name {
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		testutil.Eventually(15*time.Second, func() bool {
+			return n.current() != start || storedOwners(h.t, h.e.admin)[start] == n.name
+		})
 		n.gate.release()
 	}
 	return taken
@@ -379,15 +376,8 @@ func TestRestoreHistories(t *testing.T) {
 	settle := func(what string) {
 		t.Helper()
 		var bad []string
-		deadline := time.Now().Add(20 * time.Second)
-		for {
-			if bad = h.check(); len(bad) == 0 {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: not settled after 20 s: %v\nhistory: %q\n%s", what, bad, h.log, e.logs)
-			}
-			time.Sleep(50 * time.Millisecond)
+		if !testutil.Eventually(20*time.Second, func() bool { bad = h.check(); return len(bad) == 0 }) {
+			t.Fatalf("%s: not settled after 20 s: %v\nhistory: %q\n%s", what, bad, h.log, e.logs)
 		}
 	}
 	settle("start")

@@ -10,6 +10,10 @@ import (
 	"github.com/weftnet/weft/internal/etcdtest"
 	"github.com/weftnet/weft/internal/leasetest"
 	"github.com/weftnet/weft/lease"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // watchLeases runs m.WatchLeases for the rest of the test.
@@ -254,4 +258,27 @@ func samePrev(a, b *lease.Lease) bool {
 		return a == b
 	}
 	return a.Key == b.Key && a.Attrs.Equal(b.Attrs)
+}
+
+// TestResumeRevision: a watcher catching up gets events in chunks stamped
+// with the store's current revision; resuming must continue after the last
+// event, not after the header.
+func TestResumeRevision(t *testing.T) {
+	ev := func(rev int64) *clientv3.Event { return &clientv3.Event{Kv: &mvccpb.KeyValue{ModRevision: rev}} }
+	hdr := func(rev int64) *pb.ResponseHeader { return &pb.ResponseHeader{Revision: rev} }
+	tests := []struct {
+		rev  int64
+		resp clientv3.WatchResponse
+		want int64
+	}{
+		{3, clientv3.WatchResponse{Header: hdr(1503), Events: []*clientv3.Event{ev(3), ev(1002)}}, 1003},
+		{1003, clientv3.WatchResponse{Header: hdr(1503)}, 1504}, // progress notification
+		{2000, clientv3.WatchResponse{Header: hdr(1503)}, 2000}, // a stale header never moves it back
+		{10, clientv3.WatchResponse{Header: hdr(20), Events: []*clientv3.Event{ev(5)}}, 10},
+	}
+	for _, tt := range tests {
+		if got := resumeRevision(tt.rev, tt.resp); got != tt.want {
+			t.Errorf("resumeRevision(%d, header %d, %d events) = %d, want %d", tt.rev, tt.resp.Header.Revision, len(tt.resp.Events), got, tt.want)
+		}
+	}
 }

@@ -1,4 +1,4 @@
-package main
+package hostrules
 
 import (
 	"errors"
@@ -16,7 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// --iptables-forward-rules: flannel's accept rules for the overlay in the
+// The forward rules (flanneld's --iptables-forward-rules): flannel's accept rules for the overlay in the
 // FORWARD chain, so that pod traffic flows on a host whose FORWARD policy
 // is DROP (Docker sets it). An accept in a table of weft's own would not
 // do: every base chain on the hook sees the packet, and the DROP policy of
@@ -34,22 +34,17 @@ import (
 // alone until one appears. A host on iptables-legacy keeps its tables
 // outside nftables, which this daemon does not write: it says so.
 const (
-	fwdChain   = "FLANNEL-FWD"
-	fwdComment = "flanneld forward"
+	// ForwardChain is the chain of the forward rules, in iptables'
+	// filter table; FORWARD jumps to it.
+	ForwardChain = "FLANNEL-FWD"
+	// ForwardComment marks the forward rules (and the jump) as weft's,
+	// as flannel marks its own: only rules carrying it are ever changed.
+	ForwardComment = "flanneld forward"
 )
 
-// errLegacyIptables says the host's FORWARD chain is iptables-legacy's.
-var errLegacyIptables = errors.New("this host's iptables filter table is iptables-legacy's, which weft does not write: switch to iptables-nft, or set --iptables-forward-rules=false and accept the Network in FORWARD yourself")
-
-// nftConn opens an nftables connection in the namespace nsFD (-1: this
-// process's).
-func nftConn(nsFD int) (*nftables.Conn, error) {
-	var opts []nftables.ConnOption
-	if nsFD >= 0 {
-		opts = append(opts, nftables.WithNetNSFd(nsFD))
-	}
-	return nftables.New(opts...)
-}
+// ErrLegacyIptables says the host's FORWARD chain is iptables-legacy's,
+// which weft does not write.
+var ErrLegacyIptables = errors.New("this host's iptables filter table is iptables-legacy's, which weft does not write: switch to iptables-nft, or turn the forward rules off (flanneld: --iptables-forward-rules=false) and accept the Network in FORWARD yourself")
 
 // forwardRulesFor returns the two accept rules of network, in iptables-nft's
 // encoding: source or destination in network, a counter, accept.
@@ -61,7 +56,7 @@ func forwardRulesFor(network netip.Prefix) [][]expr.Any {
 	return rules
 }
 
-func fwdUserData() []byte { return userdata.AppendString(nil, userdata.TypeComment, fwdComment) }
+func fwdUserData() []byte { return userdata.AppendString(nil, userdata.TypeComment, ForwardComment) }
 
 // forwardTable finds iptables' filter table and FORWARD chain of a family,
 // if the host has them.
@@ -104,7 +99,7 @@ func ensureForward(nsFD int, network netip.Prefix) (bool, error) {
 	}
 	if table == nil {
 		if nsFD < 0 && legacyFilterInUse(network.Addr().Is6()) {
-			return false, errLegacyIptables
+			return false, ErrLegacyIptables
 		}
 		return false, nil // nothing drops here; looked at again at the next resync
 	}
@@ -115,7 +110,7 @@ func ensureForward(nsFD int, network netip.Prefix) (bool, error) {
 	if plan.empty() {
 		return false, legacyAlso(nsFD, network)
 	}
-	chain := c.AddChain(&nftables.Chain{Name: fwdChain, Table: table}) // kept if it exists
+	chain := c.AddChain(&nftables.Chain{Name: ForwardChain, Table: table}) // kept if it exists
 	for _, r := range plan.del {
 		if err := c.DelRule(r); err != nil {
 			return false, fmt.Errorf("nftables: %w", err)
@@ -131,7 +126,7 @@ func ensureForward(nsFD int, network netip.Prefix) (bool, error) {
 	}
 	if plan.jump {
 		c.AddRule(&nftables.Rule{Table: table, Chain: forward, UserData: fwdUserData(), Exprs: []expr.Any{
-			&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictJump, Chain: fwdChain},
+			&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictJump, Chain: ForwardChain},
 		}})
 	}
 	if err := c.Flush(); err != nil {
@@ -174,9 +169,9 @@ func planForward(c *nftables.Conn, table *nftables.Table, forward *nftables.Chai
 		}
 	}
 	plan.jump = jumps == 0
-	chained, err := c.GetRules(table, &nftables.Chain{Name: fwdChain, Table: table})
+	chained, err := c.GetRules(table, &nftables.Chain{Name: ForwardChain, Table: table})
 	if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, unix.ENOENT) {
-		return plan, fmt.Errorf("nftables: list %s: %w", fwdChain, err)
+		return plan, fmt.Errorf("nftables: list %s: %w", ForwardChain, err)
 	}
 	want := forwardRulesFor(network)
 	have := make([]*nftables.Rule, len(want)) // the rule in place for each wanted one
@@ -224,12 +219,12 @@ func planForward(c *nftables.Conn, table *nftables.Table, forward *nftables.Chai
 // iptables-nft write it, or in an xtables comment match as older
 // iptables-nft (and so flanneld through it) writes it.
 func isOurs(r *nftables.Rule) bool {
-	if comment, ok := userdata.GetString(r.UserData, userdata.TypeComment); ok && comment == fwdComment {
+	if comment, ok := userdata.GetString(r.UserData, userdata.TypeComment); ok && comment == ForwardComment {
 		return true
 	}
 	return slices.ContainsFunc(r.Exprs, func(e expr.Any) bool {
 		c, ok := commentMatch(e)
-		return ok && c == fwdComment
+		return ok && c == ForwardComment
 	})
 }
 
@@ -246,12 +241,12 @@ func commentMatch(e expr.Any) (string, bool) {
 	return string(*c), true
 }
 
-// legacyAlso reports errLegacyIptables when iptables-legacy's filter table
+// legacyAlso reports ErrLegacyIptables when iptables-legacy's filter table
 // is loaded beside the nftables one: its FORWARD chain, which weft does
 // not write, sees the packets too, and may drop them.
 func legacyAlso(nsFD int, network netip.Prefix) error {
 	if nsFD < 0 && legacyFilterInUse(network.Addr().Is6()) {
-		return errLegacyIptables
+		return ErrLegacyIptables
 	}
 	return nil
 }
@@ -281,7 +276,7 @@ func sameMatch(got, want []expr.Any) bool {
 
 func isJumpToFwd(r *nftables.Rule) bool {
 	for _, e := range r.Exprs {
-		if v, ok := e.(*expr.Verdict); ok && v.Kind == expr.VerdictJump && v.Chain == fwdChain {
+		if v, ok := e.(*expr.Verdict); ok && v.Kind == expr.VerdictJump && v.Chain == ForwardChain {
 			return true
 		}
 	}

@@ -1,4 +1,4 @@
-package main
+package hostrules
 
 import (
 	"fmt"
@@ -9,10 +9,11 @@ import (
 	"github.com/google/nftables/expr"
 )
 
-// masqTable is the nftables table --ip-masq owns, in the ip and ip6
-// families. Everything in it is rebuilt on each apply; nothing outside it
+// MasqueradeTable is the nftables table the masquerade rules live in, in
+// the ip and ip6 families, with one chain, "postrouting". The table is
+// weft's: everything in it is rebuilt on each apply, and nothing outside it
 // is touched.
-const masqTable = "weft"
+const MasqueradeTable = "weft"
 
 // kubeProxyMark is the bit kube-proxy's KUBE-MARK-MASQ sets on a packet it
 // will masquerade itself (its --iptables-masquerade-bit, 14 by default).
@@ -34,7 +35,8 @@ const kubeProxyMark = 0x4000
 // #1681).
 //
 // Masquerading is fully random (iptables' --random-fully) unless
-// randomFully is false (--ip-masq-fully-random-disable), as in flannel.
+// randomFully is false (flanneld's --ip-masq-fully-random-disable), as in
+// flannel.
 func masqRules(network, subnet netip.Prefix, randomFully bool) [][]expr.Any {
 	multicast := netip.MustParsePrefix("224.0.0.0/4")
 	if network.Addr().Is6() {
@@ -63,48 +65,6 @@ func markMatch(bits uint32) []expr.Any {
 	}
 }
 
-func join(parts ...any) []expr.Any {
-	var out []expr.Any
-	for _, p := range parts {
-		switch v := p.(type) {
-		case []expr.Any:
-			out = append(out, v...)
-		case expr.Any:
-			out = append(out, v)
-		}
-	}
-	return out
-}
-
-// match loads the source (or destination) address, masks it to p's length
-// and compares it with p: equal if in is true, else not equal.
-func match(source bool, p netip.Prefix, in bool) []expr.Any {
-	off, n := uint32(16), uint32(4) // IPv4 destination
-	if source {
-		off = 12
-	}
-	if p.Addr().Is6() {
-		off, n = 24, 16
-		if source {
-			off = 8
-		}
-	}
-	mask := netip.PrefixFrom(p.Addr(), p.Bits()).Masked()
-	maskBytes := make([]byte, n)
-	for i := 0; i < p.Bits(); i++ {
-		maskBytes[i/8] |= 0x80 >> (i % 8)
-	}
-	op := expr.CmpOpEq
-	if !in {
-		op = expr.CmpOpNeq
-	}
-	return []expr.Any{
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: n, Mask: maskBytes, Xor: make([]byte, n)},
-		&expr.Cmp{Op: op, Register: 1, Data: mask.Addr().AsSlice()},
-	}
-}
-
 // applyMasq makes the masquerade table for network (and this node's subnet
 // in it) exactly the rules above, in one transaction: the table and chain
 // are created if missing, emptied, and filled, so the result is the same
@@ -119,7 +79,7 @@ func applyMasq(nsFD int, network, subnet netip.Prefix, randomFully bool) error {
 	if network.Addr().Is6() {
 		fam = nftables.TableFamilyIPv6
 	}
-	table := c.AddTable(&nftables.Table{Name: masqTable, Family: fam})
+	table := c.AddTable(&nftables.Table{Name: MasqueradeTable, Family: fam})
 	chain := c.AddChain(&nftables.Chain{
 		Name: "postrouting", Table: table, Type: nftables.ChainTypeNAT,
 		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource,
@@ -150,7 +110,7 @@ func masqRuleCount(nsFD int, ipv6 bool) int {
 		return -1
 	}
 	for _, t := range tables {
-		if t.Name == masqTable {
+		if t.Name == MasqueradeTable {
 			rules, err := c.GetRules(t, &nftables.Chain{Name: "postrouting"})
 			if err != nil {
 				return -1
@@ -159,4 +119,29 @@ func masqRuleCount(nsFD int, ipv6 bool) int {
 		}
 	}
 	return -1
+}
+
+// masqIntact reports whether the masquerade chain of network's family
+// holds exactly the rules of masqRules, in order: what a resync checks, so
+// that a rule edited in place is repaired like a missing one.
+func masqIntact(nsFD int, network, subnet netip.Prefix, randomFully bool) bool {
+	c, err := nftConn(nsFD)
+	if err != nil {
+		return false
+	}
+	fam := nftables.TableFamilyIPv4
+	if network.Addr().Is6() {
+		fam = nftables.TableFamilyIPv6
+	}
+	rules, err := c.GetRules(&nftables.Table{Name: MasqueradeTable, Family: fam}, &nftables.Chain{Name: "postrouting"})
+	want := masqRules(network, subnet, randomFully)
+	if err != nil || len(rules) != len(want) {
+		return false
+	}
+	for i, r := range rules {
+		if !sameMatch(r.Exprs, want[i]) {
+			return false
+		}
+	}
+	return true
 }

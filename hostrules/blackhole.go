@@ -1,4 +1,4 @@
-package main
+package hostrules
 
 import (
 	"fmt"
@@ -9,16 +9,19 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// --ip-blackhole-route: a blackhole route for the node's own subnets, so
+// The blackhole routes (flanneld's --ip-blackhole-route): a blackhole route for the node's own subnets, so
 // that traffic to an address of them that no pod holds is dropped here
 // instead of leaving by the default route (where a CNI without a bridge,
 // such as Canal's, has no route covering the whole subnet). The routes
 // carry their own protocol number, apart from the datapath's 157, and a
-// metric of blackholeMetric, so that a bridge's connected route for the
+// metric of BlackholeMetric, so that a bridge's connected route for the
 // same subnet (metric 0) coexists with them and wins.
 const (
-	blackholeProto  = 158
-	blackholeMetric = 4096
+	// BlackholeProtocol is the routing protocol number of the blackhole
+	// routes: weft owns every blackhole route with it.
+	BlackholeProtocol = 158
+	// BlackholeMetric is the blackhole routes' metric.
+	BlackholeMetric = 4096
 )
 
 // ensureBlackholes makes this protocol's blackhole routes exactly want:
@@ -27,7 +30,7 @@ const (
 func ensureBlackholes(h *netlink.Handle, want []netip.Prefix) (added, removed []netip.Prefix, err error) {
 	have := map[netip.Prefix]*netlink.Route{}
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-		routes, err := h.RouteListFiltered(fam, &netlink.Route{Protocol: blackholeProto}, netlink.RT_FILTER_PROTOCOL)
+		routes, err := h.RouteListFiltered(fam, &netlink.Route{Protocol: BlackholeProtocol}, netlink.RT_FILTER_PROTOCOL)
 		if err != nil {
 			return nil, nil, fmt.Errorf("list blackhole routes: %w", err)
 		}
@@ -49,10 +52,10 @@ func ensureBlackholes(h *netlink.Handle, want []netip.Prefix) (added, removed []
 			continue
 		}
 		r := &netlink.Route{
-			Dst:      &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())},
+			Dst:      prefixNet(p),
 			Type:     unix.RTN_BLACKHOLE,
-			Protocol: blackholeProto,
-			Priority: blackholeMetric,
+			Protocol: BlackholeProtocol,
+			Priority: BlackholeMetric,
 		}
 		if err := h.RouteReplace(r); err != nil {
 			return added, removed, fmt.Errorf("add blackhole route %s: %w", p, err)
@@ -78,4 +81,9 @@ func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
 	}
 	ones, _ := n.Mask.Size()
 	return netip.PrefixFrom(a.Unmap(), ones), true
+}
+
+// prefixNet is p as netlink takes it.
+func prefixNet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }

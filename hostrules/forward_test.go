@@ -1,10 +1,9 @@
-package main
+package hostrules
 
 import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -14,37 +13,13 @@ import (
 	"github.com/weftnet/weft/internal/netnstest"
 )
 
-// requireIptables returns Debian's iptables-nft, the iptables that sets
-// the FORWARD policy in these tests. WEFT_REQUIRE_IPTABLES, set by
-// .ci/run, turns its absence into a failure.
-func requireIptables(t *testing.T) string {
-	t.Helper()
-	path, err := exec.LookPath("iptables-nft")
-	if err != nil {
-		if os.Getenv("WEFT_REQUIRE_IPTABLES") != "" {
-			t.Fatal("iptables-nft is missing and WEFT_REQUIRE_IPTABLES is set: apt-get install iptables")
-		}
-		t.Skip("iptables-nft is not installed (apt-get install iptables)")
-	}
-	return path
-}
-
-func iptablesIn(t *testing.T, tool string, ns *netnstest.Namespace, args ...string) string {
-	t.Helper()
-	out, err := exec.Command("ip", append([]string{"netns", "exec", ns.Name, tool}, args...)...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("iptables %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
 // forwardTopology is a router forwarding between a pod behind it, on
 // 10.244.5.0/24, and another host on the segment, where an echo server
 // answers. It returns iptables-nft, the router, the pod with its address,
 // and the echo's address.
 func forwardTopology(t *testing.T) (tool string, router *netnstest.Host, pod *netnstest.Namespace, podAddr netip.Addr, echoAddr netip.AddrPort) {
 	t.Helper()
-	tool = requireIptables(t)
+	tool = netnstest.RequireIptables(t)
 	seg := netnstest.NewSegment(t, 2)
 	outside := seg.Hosts[0]
 	router = seg.Hosts[1]
@@ -93,7 +68,7 @@ func forwardTopology(t *testing.T) (tool string, router *netnstest.Host, pod *ne
 func TestForwardRules(t *testing.T) {
 	tool, router, pod, podAddr, echoAddr := forwardTopology(t)
 	network := netip.MustParsePrefix("10.244.0.0/16")
-	iptablesIn(t, tool, router.Namespace, "-P", "FORWARD", "DROP")
+	router.Iptables(t, tool, "-P", "FORWARD", "DROP")
 	if err := pod.Exchange(podAddr, echoAddr, []byte("dropped"), 300*time.Millisecond); err == nil {
 		t.Fatal("traffic passed a FORWARD policy of DROP; the test proves nothing")
 	}
@@ -105,7 +80,7 @@ func TestForwardRules(t *testing.T) {
 	if err := pod.WaitExchange(podAddr, echoAddr, 5*time.Second); err != nil {
 		t.Fatalf("with the forward rules: %v", err)
 	}
-	rules := iptablesIn(t, tool, router.Namespace, "-S")
+	rules := router.Iptables(t, tool, "-S")
 	for _, want := range []string{
 		"-P FORWARD DROP",
 		"-N FLANNEL-FWD",
@@ -120,11 +95,11 @@ func TestForwardRules(t *testing.T) {
 	if wrote, err := ensureForward(int(router.Handle), network); err != nil || wrote {
 		t.Errorf("a second ensure: wrote %v, %v; want nothing to do", wrote, err)
 	}
-	iptablesIn(t, tool, router.Namespace, "-D", "FLANNEL-FWD", "-d", "10.244.0.0/16", "-m", "comment", "--comment", fwdComment, "-j", "ACCEPT")
+	router.Iptables(t, tool, "-D", "FLANNEL-FWD", "-d", "10.244.0.0/16", "-m", "comment", "--comment", ForwardComment, "-j", "ACCEPT")
 	if wrote, err := ensureForward(int(router.Handle), network); err != nil || !wrote {
 		t.Errorf("after a rule was deleted: wrote %v, %v; want it restored", wrote, err)
 	}
-	if n := strings.Count(iptablesIn(t, tool, router.Namespace, "-S"), fwdComment); n != 3 {
+	if n := strings.Count(router.Iptables(t, tool, "-S"), ForwardComment); n != 3 {
 		t.Errorf("%d rules of ours after the repair, want 3", n)
 	}
 	if err := pod.WaitExchange(podAddr, echoAddr, 5*time.Second); err != nil {
@@ -143,7 +118,7 @@ func TestForwardRules(t *testing.T) {
 func TestForwardRepairKeepsAdminRules(t *testing.T) {
 	tool, router, pod, podAddr, echoAddr := forwardTopology(t)
 	network := netip.MustParsePrefix("10.244.0.0/16")
-	iptablesIn(t, tool, router.Namespace, "-P", "FORWARD", "DROP")
+	router.Iptables(t, tool, "-P", "FORWARD", "DROP")
 	if wrote, err := ensureForward(int(router.Handle), network); err != nil || !wrote {
 		t.Fatalf("ensureForward: wrote %v, %v", wrote, err)
 	}
@@ -152,11 +127,11 @@ func TestForwardRepairKeepsAdminRules(t *testing.T) {
 	}
 	adminDrop := []string{"-s", podAddr.String() + "/32", "-j", "DROP"}
 	adminLast := []string{"-d", "198.51.100.0/24", "-m", "comment", "--comment", "admin: lab", "-j", "DROP"}
-	iptablesIn(t, tool, router.Namespace, append([]string{"-I", fwdChain, "1"}, adminDrop...)...)
-	iptablesIn(t, tool, router.Namespace, append([]string{"-A", fwdChain}, adminLast...)...)
+	router.Iptables(t, tool, append([]string{"-I", ForwardChain, "1"}, adminDrop...)...)
+	router.Iptables(t, tool, append([]string{"-A", ForwardChain}, adminLast...)...)
 	want := func(when string) {
 		t.Helper()
-		got := iptablesIn(t, tool, router.Namespace, "-S", fwdChain)
+		got := router.Iptables(t, tool, "-S", ForwardChain)
 		wantRules := "-N FLANNEL-FWD\n" +
 			"-A FLANNEL-FWD -s 10.244.5.2/32 -j DROP\n" +
 			`-A FLANNEL-FWD -s 10.244.0.0/16 -m comment --comment "flanneld forward" -j ACCEPT` + "\n" +
@@ -165,7 +140,7 @@ func TestForwardRepairKeepsAdminRules(t *testing.T) {
 		if got != wantRules {
 			t.Errorf("%s: FLANNEL-FWD is\n%s\nwant\n%s", when, got, wantRules)
 		}
-		if n := strings.Count(iptablesIn(t, tool, router.Namespace, "-S", "FORWARD"), "-j FLANNEL-FWD"); n != 1 {
+		if n := strings.Count(router.Iptables(t, tool, "-S", "FORWARD"), "-j FLANNEL-FWD"); n != 1 {
 			t.Errorf("%s: %d jumps to FLANNEL-FWD, want 1", when, n)
 		}
 		if err := pod.Exchange(podAddr, echoAddr, []byte("admin drops"), 300*time.Millisecond); err == nil {
@@ -178,8 +153,8 @@ func TestForwardRepairKeepsAdminRules(t *testing.T) {
 	want("after an ensure with nothing drifted")
 
 	// Drift: one of weft's rules deleted, and the jump.
-	iptablesIn(t, tool, router.Namespace, "-D", fwdChain, "-s", "10.244.0.0/16", "-m", "comment", "--comment", fwdComment, "-j", "ACCEPT")
-	iptablesIn(t, tool, router.Namespace, "-D", "FORWARD", "-m", "comment", "--comment", fwdComment, "-j", fwdChain)
+	router.Iptables(t, tool, "-D", ForwardChain, "-s", "10.244.0.0/16", "-m", "comment", "--comment", ForwardComment, "-j", "ACCEPT")
+	router.Iptables(t, tool, "-D", "FORWARD", "-m", "comment", "--comment", ForwardComment, "-j", ForwardChain)
 	if wrote, err := ensureForward(int(router.Handle), network); err != nil || !wrote {
 		t.Errorf("after weft's rules drifted: wrote %v, %v; want them restored", wrote, err)
 	}
@@ -187,7 +162,7 @@ func TestForwardRepairKeepsAdminRules(t *testing.T) {
 	want("after a repair of a deleted rule and jump")
 
 	// A rule of weft's for a network no longer in force goes.
-	iptablesIn(t, tool, router.Namespace, "-I", fwdChain, "2", "-s", "10.99.0.0/16", "-m", "comment", "--comment", fwdComment, "-j", "ACCEPT")
+	router.Iptables(t, tool, "-I", ForwardChain, "2", "-s", "10.99.0.0/16", "-m", "comment", "--comment", ForwardComment, "-j", "ACCEPT")
 	if wrote, err := ensureForward(int(router.Handle), network); err != nil || !wrote {
 		t.Errorf("with a stale rule of weft's: wrote %v, %v; want it removed", wrote, err)
 	}
@@ -195,14 +170,14 @@ func TestForwardRepairKeepsAdminRules(t *testing.T) {
 
 	// flanneld's own rule, as written through iptables, is taken for
 	// weft's: nothing to do.
-	iptablesIn(t, tool, router.Namespace, "-D", fwdChain, "-d", "10.244.0.0/16", "-m", "comment", "--comment", fwdComment, "-j", "ACCEPT")
-	iptablesIn(t, tool, router.Namespace, "-I", fwdChain, "3", "-d", "10.244.0.0/16", "-m", "comment", "--comment", fwdComment, "-j", "ACCEPT")
+	router.Iptables(t, tool, "-D", ForwardChain, "-d", "10.244.0.0/16", "-m", "comment", "--comment", ForwardComment, "-j", "ACCEPT")
+	router.Iptables(t, tool, "-I", ForwardChain, "3", "-d", "10.244.0.0/16", "-m", "comment", "--comment", ForwardComment, "-j", "ACCEPT")
 	if wrote, err := ensureForward(int(router.Handle), network); err != nil || wrote {
 		t.Errorf("with flanneld's rule written through iptables in place: wrote %v, %v; want nothing to do", wrote, err)
 	}
 	want("beside a rule iptables wrote for flanneld")
 
-	iptablesIn(t, tool, router.Namespace, append([]string{"-D", fwdChain}, adminDrop...)...)
+	router.Iptables(t, tool, append([]string{"-D", ForwardChain}, adminDrop...)...)
 	if err := pod.WaitExchange(podAddr, echoAddr, 5*time.Second); err != nil {
 		t.Fatalf("the administrator's drop removed, weft's rules do not carry the traffic: %v", err)
 	}

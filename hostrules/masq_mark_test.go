@@ -1,4 +1,4 @@
-package main
+package hostrules
 
 import (
 	"crypto/rand"
@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/weftnet/weft/internal/netnstest"
+	"github.com/weftnet/weft/internal/testutil"
 )
 
 // TestMasqRulesReadBack applies the masquerade rules in both families and
@@ -76,7 +77,7 @@ func readMasqRules(t *testing.T, nsFD int, ipv6 bool) []string {
 	if ipv6 {
 		fam = nftables.TableFamilyIPv6
 	}
-	rules, err := c.GetRules(&nftables.Table{Name: masqTable, Family: fam}, &nftables.Chain{Name: "postrouting"})
+	rules, err := c.GetRules(&nftables.Table{Name: MasqueradeTable, Family: fam}, &nftables.Chain{Name: "postrouting"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,17 +213,17 @@ func (r *sourceRecorder) sourceOf(t *testing.T, ns *netnstest.Host, src netip.Ad
 	}
 	defer conn.Close()
 	buf := make([]byte, 64)
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+	var from netip.AddrPort
+	testutil.WaitFor(t, 10*time.Second, fmt.Sprintf("a datagram from %s to reach %s", src, r.dst), func() bool {
 		if _, err := conn.Write([]byte("weft")); err != nil && !errors.Is(err, unix.ECONNREFUSED) {
 			t.Fatal(err)
 		}
 		r.conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-		if _, from, err := r.conn.ReadFromUDPAddrPort(buf); err == nil {
-			return from.Addr().Unmap()
-		}
-	}
-	t.Fatalf("nothing from %s reached %s", src, r.dst)
-	return netip.Addr{}
+		var err error
+		_, from, err = r.conn.ReadFromUDPAddrPort(buf)
+		return err == nil
+	})
+	return from.Addr().Unmap()
 }
 
 // markPort adds a table of the test's own in the namespace that marks

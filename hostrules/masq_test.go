@@ -1,4 +1,4 @@
-package main
+package hostrules
 
 import (
 	"net/netip"
@@ -60,7 +60,7 @@ func masqFullyRandom(t *testing.T, nsFD int) []bool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rules, err := c.GetRules(&nftables.Table{Name: masqTable, Family: nftables.TableFamilyIPv4}, &nftables.Chain{Name: "postrouting"})
+	rules, err := c.GetRules(&nftables.Table{Name: MasqueradeTable, Family: nftables.TableFamilyIPv4}, &nftables.Chain{Name: "postrouting"})
 	if err != nil {
 		t.Fatal(err)
 	}
