@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/lease/admit"
+	"github.com/weftnet/weft/probe"
 	"github.com/weftnet/weft/vxlan"
-	"github.com/weftnet/weft/vxlan/probe"
 )
 
 // A Source builds Documents from a running Network.

@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/localstate"
+	"github.com/weftnet/weft/probe"
 	"github.com/weftnet/weft/status"
 	"github.com/weftnet/weft/vxlan"
-	"github.com/weftnet/weft/vxlan/probe"
 )
 
 // config is flanneld's command line: every flag of flannel's flanneld,

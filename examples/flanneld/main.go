@@ -37,10 +37,10 @@ import (
 	"github.com/weftnet/weft/lease"
 	"github.com/weftnet/weft/lease/admit"
 	"github.com/weftnet/weft/localstate"
+	"github.com/weftnet/weft/probe"
 	"github.com/weftnet/weft/subnetenv"
 	"github.com/weftnet/weft/underlay"
 	"github.com/weftnet/weft/vxlan"
-	"github.com/weftnet/weft/vxlan/probe"
 )
 
 // defaultGCPercent is the garbage collector's target unless GOGC is set.

@@ -8,8 +8,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/weftnet/weft/lease/admit"
+	"github.com/weftnet/weft/probe"
 	"github.com/weftnet/weft/vxlan"
-	"github.com/weftnet/weft/vxlan/probe"
 )
 
 // registerMetrics exposes the agent's state. Every metric reads the

@@ -14,9 +14,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/weftnet/weft/probe"
 	"github.com/weftnet/weft/status"
 	"github.com/weftnet/weft/vxlan"
-	"github.com/weftnet/weft/vxlan/probe"
 )
 
 // statusView serves /status and on-demand probes from the Network and
