@@ -142,7 +142,7 @@ func TestProberIgnoresOtherPings(t *testing.T) {
 				return
 			case <-time.After(time.Millisecond):
 			}
-			if _, err := other.send(a.Addr.Addr(), replies); err != nil {
+			if _, err := other.send(a.Addr.Addr(), 0, replies); err != nil {
 				t.Error(err)
 				return
 			}

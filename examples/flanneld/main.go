@@ -261,7 +261,7 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 		prober, err = probe.New(probe.Config{
 			Targets: probe.NetworkTargets(n), Ready: func() bool { ok, _ := n.Ready(); return ok },
 			Sample: c.probeSample, Interval: c.probeInterval, Timeout: c.probeTimeout,
-			Logger: log, OnResult: a.observeProbe,
+			UnderlayTCPPort: c.probeUnderlayTCPPort, Logger: log, OnResult: a.observeProbe,
 		})
 		if err != nil {
 			return err
