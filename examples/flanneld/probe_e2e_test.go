@@ -78,8 +78,9 @@ func TestPathMTUBlackHole(t *testing.T) {
 	// Period(2 peers) = 2s, SearchRounds(1450) = 6 rounds of 1s, a 500ms
 	// timeout.
 	bound := 2*time.Second + 6*time.Second + 500*time.Millisecond
-	waitFor(t, 30*time.Second, "host 1 to name the black hole to host 3", func() bool {
-		return strings.Contains(peersLine(t, ctl, a, third.Host.Name), "mtu-black-hole")
+	waitFor(t, 30*time.Second, "host 1 to name the black hole to host 3, with its size", func() bool {
+		l := peersLine(t, ctl, a, third.Host.Name)
+		return strings.Contains(l, "mtu-black-hole") && strings.Contains(l, "lower Backend.MTU")
 	})
 	took := time.Since(lowered)
 	t.Logf("black hole named %v after the port's MTU went down (documented bound %v)", took.Round(time.Millisecond), bound)
@@ -109,7 +110,8 @@ func TestPathMTUBlackHole(t *testing.T) {
 	}
 	// Host 2 sees the same of host 3, and nothing of host 1.
 	waitFor(t, 30*time.Second, "host 2 to name the black hole to host 3", func() bool {
-		return strings.Contains(peersLine(t, ctl, b, third.Host.Name), "mtu-black-hole")
+		l := peersLine(t, ctl, b, third.Host.Name)
+		return strings.Contains(l, "mtu-black-hole") && strings.Contains(l, "lower Backend.MTU")
 	})
 	if l := peersLine(t, ctl, b, a.Host.Name); strings.Contains(l, "black") {
 		t.Errorf("host 2 names host 1: %s", l)
@@ -128,10 +130,10 @@ func TestPathMTUBlackHole(t *testing.T) {
 	third.WaitReady()
 	ready.Check(t, "hosts 1 and 2 not ready")
 	log := a.Out.String()
-	if n := strings.Count(log, "path MTU black hole"); n != 1 {
+	if n := strings.Count(log, `msg="path MTU black hole"`); n != 1 {
 		t.Errorf("the black hole was logged %d times, want once:\n%s", n, grepLines(log, "probe"))
 	}
-	if n := strings.Count(log, "carries full-size packets again"); n != 1 {
+	if n := strings.Count(log, `msg="path to peer carries full-size packets again"`); n != 1 {
 		t.Errorf("the repair was logged %d times, want once:\n%s", n, grepLines(log, "probe"))
 	}
 }
