@@ -18,6 +18,7 @@ import (
 // device, seven from a 9000-byte one.
 
 // searchSplits is how many sizes a search step sends besides the full one.
+// Once the size is found, each check sends it and the next one instead.
 const searchSplits = 3
 
 // pathState is what the Prober knows of one peer's path.
@@ -36,8 +37,14 @@ func (s *pathState) plan(t Target) []int {
 		return sizes
 	}
 	if s.hi-s.lo <= 1 {
-		// Found: check the size found still passes.
-		return append(sizes, s.lo)
+		// Found: check the size found still passes, and the next still
+		// does not (a loss by chance may have set it), so that a wrong
+		// answer corrects itself.
+		sizes = append(sizes, s.lo)
+		if s.hi < t.MTU {
+			sizes = append(sizes, s.hi)
+		}
+		return sizes
 	}
 	return append(sizes, splits(s.lo, s.hi)...)
 }
@@ -78,6 +85,8 @@ func (s *pathState) update(t Target, sizes []int, answered []bool, now time.Time
 			s.lo, s.hi = size, t.MTU
 		case answered[i+1]:
 			s.lo = max(s.lo, size)
+		case size <= small:
+			// Lost by chance: the small echo was answered.
 		case size <= s.lo:
 			// The size found no longer passes: start the lower bound
 			// again.
