@@ -178,7 +178,7 @@ func runProber(t *testing.T, cfg Config) (*Prober, context.Context) {
 	return p, ctx
 }
 
-func run(t *testing.T, args ...string) {
+func run(t testing.TB, args ...string) {
 	t.Helper()
 	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
 		t.Fatalf("%v: %v\n%s", args, err, out)
