@@ -111,6 +111,7 @@ type Prober struct {
 	running   bool
 	rot       rotation
 	peerOf    map[netip.Prefix]*peerState
+	roundNo   uint64          // marks the peerStates of the current peers
 	sent      [numKinds]int64 // echo requests and connections sent, by kind
 	sentBytes int64           // the echoes' bytes
 	peers     int             // how many peers the last round had
@@ -224,16 +225,25 @@ func (p *Prober) round(ctx context.Context) {
 		chosen[i] = true
 	}
 	var failing []int
-	current := make(map[netip.Prefix]bool, len(targets))
+	// Results of peers gone are swept by a round mark, not a set of the
+	// current ones: one lookup a peer, no map of tens of thousands built
+	// a round.
+	p.roundNo++
 	for i, t := range targets {
-		current[t.Subnet] = true
-		if ps, ok := p.peerOf[t.Subnet]; ok && ps.last.State != StateReachable && !chosen[i] {
+		ps, ok := p.peerOf[t.Subnet]
+		if !ok {
+			continue
+		}
+		ps.seen = p.roundNo
+		if ps.last.State != StateReachable && !chosen[i] {
 			failing = append(failing, i)
 		}
 	}
-	for s := range p.peerOf {
-		if !current[s] {
-			delete(p.peerOf, s)
+	if len(p.peerOf) > 0 {
+		for s, ps := range p.peerOf {
+			if ps.seen != p.roundNo {
+				delete(p.peerOf, s)
+			}
 		}
 	}
 	p.peers, p.last = len(targets), targets

@@ -107,6 +107,8 @@ type peerState struct {
 	// announced is the state last logged, "" before any: each change is
 	// logged once.
 	announced State
+	// seen is the last round whose targets named the peer.
+	seen uint64
 }
 
 // record keeps r as t's last result, logs a change of state, and returns
