@@ -20,11 +20,14 @@ func (p *Prober) check(ctx context.Context, t Target) (Result, bool) {
 	var sizes []int
 	if t.MTU > 0 && t.Addr.IsValid() && t.MTU > minSize(t.Addr.Is6()) {
 		p.mu.Lock()
-		if ps := p.peerOf[t.Subnet]; ps != nil {
-			sizes = ps.path.plan(t)
-		} else {
+		switch ps := p.peerOf[t.Subnet]; {
+		case ps == nil:
 			sizes = (&pathState{}).plan(t)
+		case ps.last.Reachable:
+			sizes = ps.path.plan(t)
 		}
+		// A peer unreachable at its last probe gets the small echo alone:
+		// its path is checked again once it answers.
 		p.mu.Unlock()
 	}
 	answered := make([]bool, len(sizes))
