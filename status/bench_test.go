@@ -19,8 +19,8 @@ import (
 	"github.com/weftnet/weft/internal/etcdtest"
 	"github.com/weftnet/weft/internal/netnstest"
 	"github.com/weftnet/weft/lease/etcd"
+	"github.com/weftnet/weft/probe"
 	"github.com/weftnet/weft/vxlan"
-	"github.com/weftnet/weft/vxlan/probe"
 )
 
 const benchPeers = 20000

@@ -131,6 +131,15 @@ type Probing struct {
 	Reachable     int     `json:"reachable"`
 	Unreachable   int     `json:"unreachable"`
 	Unprobed      int     `json:"unprobed"`
+	// MTUBlackHoles counts the reachable peers whose path drops
+	// full-size packets; UnderlayReachable and UnderlayUnreachable the
+	// unreachable peers by what their underlay check found.
+	MTUBlackHoles       int `json:"mtuBlackHoles"`
+	UnderlayReachable   int `json:"underlayReachable"`
+	UnderlayUnreachable int `json:"underlayUnreachable"`
+	// UnderlayTCPPort is the TCP port the underlay check tries when ICMP
+	// is not answered; absent: ICMP only.
+	UnderlayTCPPort int `json:"underlayTCPPort,omitempty"`
 }
 
 // Summary counts over every peer, whatever the query selects.
@@ -141,7 +150,7 @@ type Summary struct {
 	Rejected    int `json:"rejected"`   // leases admission keeps out
 	Unreachable int `json:"unreachable"`
 	// Failing counts the peers Query.Failing selects: failed, or
-	// unreachable by their last probe.
+	// unreachable or behind a path MTU black hole by their last probe.
 	Failing int `json:"failing"`
 	// RepairsLastHour counts the repairs of the last hour.
 	RepairsLastHour int `json:"repairsLastHour"`
@@ -187,10 +196,19 @@ type Written struct {
 }
 
 // Failing reports whether Query.Failing selects p: the kernel refused
-// it, or its last probe got no reply.
+// it, or its last probe got no reply or found a path MTU black hole.
 func (p Peer) Failing() bool {
-	return p.State == StateFailed || p.Probe != nil && !p.Probe.Reachable
+	return p.State == StateFailed || p.Probe != nil && (!p.Probe.Reachable || p.Probe.State == ProbeMTUBlackHole)
 }
+
+// Probe states: what a peer's last probe found (package probe's States).
+const (
+	ProbeReachable    = "reachable"      // answered, at full size too when last checked
+	ProbeMTUBlackHole = "mtu-black-hole" // small probes answered, full-size ones lost
+	ProbeOverlayDown  = "overlay-down"   // no reply over the overlay; the underlay reaches the peer
+	ProbeUnderlayDown = "underlay-down"  // no reply over the overlay nor the underlay
+	ProbeUnreachable  = "unreachable"    // no reply over the overlay; the underlay not checked
+)
 
 // Probe is a peer's last probe.
 type Probe struct {
@@ -198,8 +216,39 @@ type Probe struct {
 	Reachable  bool      `json:"reachable"`
 	RTTSeconds float64   `json:"rttSeconds,omitempty"`
 	Err        string    `json:"error,omitempty"`
-	// Since is when it last turned reachable or unreachable.
+	// Since is when its State last changed.
 	Since time.Time `json:"since"`
+	// State is one of the Probe states; absent from a daemon that does
+	// not say (then Reachable alone tells).
+	State string `json:"state,omitempty"`
+	// Diagnosis says, when State is not reachable, what is wrong and the
+	// fix, in one line.
+	Diagnosis string    `json:"diagnosis,omitempty"`
+	PathMTU   *PathMTU  `json:"pathMTU,omitempty"`
+	Underlay  *Underlay `json:"underlay,omitempty"`
+}
+
+// PathMTU is what full-size probes found of a peer's path. Sizes are of
+// the overlay's packets; the underlay's are Overhead larger.
+type PathMTU struct {
+	Checked   time.Time `json:"checked"`
+	DeviceMTU int       `json:"deviceMTU"`
+	Overhead  int       `json:"overhead"`
+	OK        bool      `json:"ok"` // the device's MTU passed
+	// Carries is the largest size known to pass, Drops the smallest
+	// known lost, when not OK; Exact once they are one apart.
+	Carries int  `json:"carries,omitempty"`
+	Drops   int  `json:"drops,omitempty"`
+	Exact   bool `json:"exact,omitempty"`
+}
+
+// Underlay is the check of a peer's public address, made when the overlay
+// does not answer.
+type Underlay struct {
+	Time      time.Time `json:"time"`
+	Reachable bool      `json:"reachable"`
+	By        string    `json:"by,omitempty"` // what answered, or what was tried
+	Err       string    `json:"error,omitempty"`
 }
 
 // A Repair is one correction of drift.

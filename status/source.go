@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/lease/admit"
+	"github.com/weftnet/weft/probe"
 	"github.com/weftnet/weft/vxlan"
-	"github.com/weftnet/weft/vxlan/probe"
 )
 
 // A Source builds Documents from a running Network.
@@ -145,9 +145,11 @@ func (s Source) Document(q Query) Document {
 			Sample: cfg.Sample, IntervalSeconds: cfg.Interval.Seconds(), TimeoutSeconds: cfg.Timeout.Seconds(),
 			PeriodSeconds: s.Prober.Period(c.Reachable + c.Unreachable + c.Unprobed).Seconds(),
 			Reachable:     c.Reachable, Unreachable: c.Unreachable, Unprobed: c.Unprobed,
+			MTUBlackHoles: c.MTUBlackHoles, UnderlayReachable: c.UnderlayReachable, UnderlayUnreachable: c.UnderlayUnreachable,
+			UnderlayTCPPort: cfg.UnderlayTCPPort,
 		}
 		doc.Summary.Unreachable = c.Unreachable
-		for _, sub := range s.Prober.Unreachable() {
+		for _, sub := range s.Prober.Failing() {
 			failing[sub] = true
 		}
 	}
@@ -267,9 +269,15 @@ func (s Source) addProbe(p *Peer, subnet netip.Prefix) {
 }
 
 func probeOf(r probe.Result) *Probe {
-	pr := &Probe{Time: r.Time, Reachable: r.Reachable, Err: r.Err, Since: r.Since}
+	pr := &Probe{Time: r.Time, Reachable: r.Reachable, Err: r.Err, Since: r.Since, State: string(r.State), Diagnosis: r.Diagnosis}
 	if r.Reachable {
 		pr.RTTSeconds = r.RTT.Seconds()
+	}
+	if m := r.PathMTU; m != nil {
+		pr.PathMTU = &PathMTU{Checked: m.Checked, DeviceMTU: m.DeviceMTU, Overhead: m.Overhead, OK: m.OK, Carries: m.Carries, Drops: m.Drops, Exact: m.Exact}
+	}
+	if u := r.Underlay; u != nil {
+		pr.Underlay = &Underlay{Time: u.Time, Reachable: u.Reachable, By: u.By, Err: u.Err}
 	}
 	return pr
 }

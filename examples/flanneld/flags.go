@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/localstate"
+	"github.com/weftnet/weft/probe"
 	"github.com/weftnet/weft/status"
 	"github.com/weftnet/weft/vxlan"
-	"github.com/weftnet/weft/vxlan/probe"
 )
 
 // config is flanneld's command line: every flag of flannel's flanneld,
@@ -75,6 +75,7 @@ type config struct {
 	probeSample           int
 	probeTimeout          time.Duration
 	probeAffectsReadiness bool
+	probeUnderlayTCPPort  int
 
 	healthzIP         netip.Addr
 	healthzPort       int
@@ -98,7 +99,7 @@ var flagGroups = []flagGroup{
 	{"what the node writes and keeps", []string{"subnet-file", "ip-masq", "ip-masq-fully-random-disable", "iptables-forward-rules", "iptables-resync", "ip-blackhole-route", "subnet-lease-renew-margin", "subnet-lease-ttl", "resync-interval", "vxlan-tx-checksum-offload"}},
 	{"local state, for a boot with the control plane unreachable (weft extensions)", []string{"state-dir", "state-max-age", "offline-after"}},
 	{"health and metrics", []string{"healthz-ip", "healthz-port"}},
-	{"status and probing (weft extensions)", []string{"status-socket", "probe-interval", "probe-sample", "probe-timeout", "probe-affects-readiness"}},
+	{"status and probing (weft extensions)", []string{"status-socket", "probe-interval", "probe-sample", "probe-timeout", "probe-underlay-tcp-port", "probe-affects-readiness"}},
 	{"logging (klog's flags, as flannel accepts them)", []string{"v", "vmodule", "logtostderr", "alsologtostderr", "log_dir", "log_file", "stderrthreshold", "log_file_max_size", "log_backtrace_at", "add_dir_header", "skip_headers", "skip_log_headers", "one_output"}},
 	{"other", []string{"version", "release-lease"}},
 }
@@ -176,7 +177,8 @@ func parseFlags(args []string, env func(string) string, stderr io.Writer) (confi
 	fs.DurationVar(&c.probeInterval, "probe-interval", probe.DefaultInterval, "time between rounds of node-to-node probing over the overlay; 0 turns probing off")
 	fs.IntVar(&c.probeSample, "probe-sample", probe.DefaultSample, "peers probed per round (besides re-probing the unreachable ones): every peer is probed within ceil(peers/sample) rounds")
 	fs.DurationVar(&c.probeTimeout, "probe-timeout", probe.DefaultTimeout, "how long a probe waits for a reply")
-	fs.BoolVar(&c.probeAffectsReadiness, "probe-affects-readiness", false, "report not ready while every peer probed is unreachable (the node's own overlay is cut); off, probing never affects readiness")
+	fs.BoolVar(&c.probeAffectsReadiness, "probe-affects-readiness", false, "report not ready while no peer probed answers full-size packets over the overlay (every one unreachable or behind a path MTU black hole: the node's own overlay or underlay is cut); off, probing never affects readiness")
+	fs.IntVar(&c.probeUnderlayTCPPort, "probe-underlay-tcp-port", 0, "when a peer answers neither over the overlay nor to an ICMP echo to its public address (a firewall dropping ICMP), open a TCP connection to this port there (kubelet's 10250, sshd's 22): accepted or refused, the underlay reaches the peer; the connection is reset at once; 0 checks with ICMP only")
 
 	fs.IntVar(&klogV, "v", 0, "log verbosity: 0 logs INFO and above, 1 or more DEBUG too")
 	fs.StringVar(&klogVModule, "vmodule", "", "accepted for klog compatibility; weft has no per-file verbosity, and -v applies everywhere")
@@ -271,6 +273,8 @@ func parseFlags(args []string, env func(string) string, stderr io.Writer) (confi
 		return config{}, fmt.Errorf("--probe-interval %v: want 0 (off) or a positive duration, such as 10s", c.probeInterval)
 	case c.probeInterval > 0 && (c.probeSample < 1 || c.probeSample > probe.MaxSample):
 		return config{}, fmt.Errorf("--probe-sample %d: want 1 to %d", c.probeSample, probe.MaxSample)
+	case c.probeUnderlayTCPPort < 0 || c.probeUnderlayTCPPort > 65535:
+		return config{}, fmt.Errorf("--probe-underlay-tcp-port %d: want 0 (ICMP only) or a TCP port up to 65535", c.probeUnderlayTCPPort)
 	case c.probeInterval > 0 && (c.probeTimeout < probe.MinTimeout || c.probeTimeout > c.probeInterval):
 		return config{}, fmt.Errorf("--probe-timeout %v: want %v to --probe-interval (%v)", c.probeTimeout, probe.MinTimeout, c.probeInterval)
 	case c.resync <= 0:

@@ -34,10 +34,10 @@ import (
 	"github.com/weftnet/weft/lease"
 	"github.com/weftnet/weft/lease/admit"
 	"github.com/weftnet/weft/localstate"
+	"github.com/weftnet/weft/probe"
 	"github.com/weftnet/weft/subnetenv"
 	"github.com/weftnet/weft/underlay"
 	"github.com/weftnet/weft/vxlan"
-	"github.com/weftnet/weft/vxlan/probe"
 )
 
 // defaultGCPercent is the garbage collector's target unless GOGC is set.
@@ -227,7 +227,7 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 		prober, err = probe.New(probe.Config{
 			Targets: probe.NetworkTargets(n), Ready: func() bool { ok, _ := n.Ready(); return ok },
 			Sample: c.probeSample, Interval: c.probeInterval, Timeout: c.probeTimeout,
-			Logger: log, OnResult: a.observeProbe,
+			UnderlayTCPPort: c.probeUnderlayTCPPort, Logger: log, OnResult: a.observeProbe,
 		})
 		if err != nil {
 			return err

@@ -8,8 +8,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/weftnet/weft/lease/admit"
+	"github.com/weftnet/weft/probe"
 	"github.com/weftnet/weft/vxlan"
-	"github.com/weftnet/weft/vxlan/probe"
 )
 
 // registerMetrics exposes the agent's state. Every metric reads the
@@ -158,6 +158,7 @@ func (a *agent) registerProbeMetrics(reg *prometheus.Registry) {
 	a.probes.WithLabelValues("reachable")
 	a.probes.WithLabelValues("unreachable")
 	reg.MustRegister(a.probeRTT, a.probes)
+	a.registerDiagnosisMetrics(reg)
 	for _, state := range []string{"reachable", "unreachable", "unprobed"} {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "weft_probe_peers", Help: "Peers by the result of their last probe over the overlay; unprobed: not probed yet.",
@@ -177,6 +178,54 @@ func (a *agent) registerProbeMetrics(reg *prometheus.Registry) {
 				return float64(c.Unreachable)
 			}
 			return float64(c.Unprobed)
+		}))
+	}
+}
+
+// registerDiagnosisMetrics exposes what probing found of the failing
+// peers, and what it sent: counts, never a series per peer.
+func (a *agent) registerDiagnosisMetrics(reg *prometheus.Registry) {
+	counts := func() probe.Counts {
+		a.mu.Lock()
+		p := a.prober
+		a.mu.Unlock()
+		if p == nil {
+			return probe.Counts{}
+		}
+		return p.Counts()
+	}
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "weft_probe_path_mtu_black_holes",
+		Help: "Peers whose small probes are answered and full-size ones (the device's MTU, DF set) lost: the underlay path carries less than the overlay needs; weftctl peers --failing names the sizes and the fix.",
+	}, func() float64 { return float64(counts().MTUBlackHoles) }))
+	for _, u := range []string{"reachable", "unreachable", "unknown"} {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "weft_probe_unreachable_peers", ConstLabels: prometheus.Labels{"underlay": u},
+			Help: "Peers unreachable over the overlay, by their underlay check: reachable (the overlay's UDP port dropped on the path or at the peer, or the peer's datapath), unreachable (host down or network cut), unknown (not checked).",
+		}, func() float64 {
+			c := counts()
+			switch u {
+			case "reachable":
+				return float64(c.UnderlayReachable)
+			case "unreachable":
+				return float64(c.UnderlayUnreachable)
+			}
+			return float64(c.Unreachable - c.UnderlayReachable - c.UnderlayUnreachable)
+		}))
+	}
+	for kind, name := range map[int]string{probe.KindSmall: "small", probe.KindFull: "full", probe.KindUnderlay: "underlay", probe.KindTCP: "tcp"} {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "weft_probe_sent_total", ConstLabels: prometheus.Labels{"kind": name},
+			Help: "What probing sent: small echoes over the overlay, full-size ones (path MTU checks), echoes to peers' public addresses, TCP connections to them.",
+		}, func() float64 {
+			a.mu.Lock()
+			p := a.prober
+			a.mu.Unlock()
+			if p == nil {
+				return 0
+			}
+			sent, _ := p.Sent()
+			return float64(sent[kind])
 		}))
 	}
 }

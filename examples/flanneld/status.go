@@ -14,9 +14,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/weftnet/weft/probe"
 	"github.com/weftnet/weft/status"
 	"github.com/weftnet/weft/vxlan"
-	"github.com/weftnet/weft/vxlan/probe"
 )
 
 // statusView serves /status and on-demand probes from the Network and
@@ -184,12 +184,17 @@ func runProber(ctx context.Context, p *probe.Prober, log *slog.Logger) {
 }
 
 // probeReadiness is the --probe-affects-readiness check: the node is not
-// ready while every peer it has probed is unreachable, which says its own
-// overlay is cut; one unreachable peer is that peer's problem.
+// ready while no peer it has probed answers full-size packets over the
+// overlay (each unreachable or behind a path MTU black hole), which says
+// its own overlay or underlay is cut; one failing peer is that peer's
+// problem.
 func probeReadiness(p *probe.Prober) (bool, string) {
 	c := p.Counts()
-	if c.Unreachable > 0 && c.Reachable == 0 {
-		return false, fmt.Sprintf("every peer probed (%d) is unreachable over the overlay", c.Unreachable)
+	if failing := c.Unreachable + c.MTUBlackHoles; failing > 0 && c.Reachable-c.MTUBlackHoles == 0 {
+		if c.MTUBlackHoles == 0 {
+			return false, fmt.Sprintf("every peer probed (%d) is unreachable over the overlay", c.Unreachable)
+		}
+		return false, fmt.Sprintf("no peer probed answers full-size packets over the overlay: %d unreachable, %d behind a path MTU black hole (weftctl peers --failing)", c.Unreachable, c.MTUBlackHoles)
 	}
 	return true, ""
 }

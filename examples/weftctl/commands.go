@@ -88,6 +88,9 @@ func cmdStatus(ctx context.Context, c *status.Client, o options, w io.Writer) (i
 	fmt.Fprintf(w, "Peers:         %d, %d programmed, %d failed, %d rejected\n", s.Peers, s.Programmed, s.Failed, s.Rejected)
 	if p := doc.Probing; p != nil {
 		fmt.Fprintf(w, "Probes:        %d reachable, %d unreachable, %d not probed yet (each peer within %s)\n", p.Reachable, p.Unreachable, p.Unprobed, time.Duration(p.PeriodSeconds*float64(time.Second)))
+		if p.MTUBlackHoles+p.UnderlayReachable+p.UnderlayUnreachable > 0 {
+			fmt.Fprintf(w, "Diagnosed:     %d path MTU black holes, %d unreachable over the overlay only (underlay reachable), %d unreachable over the underlay too\n", p.MTUBlackHoles, p.UnderlayReachable, p.UnderlayUnreachable)
+		}
 	} else {
 		fmt.Fprintf(w, "Probes:        off\n")
 	}
@@ -120,10 +123,26 @@ func describePeer(p status.Peer, now time.Time) string {
 			why[len(why)-1] += " (missing " + foreignList(p.Missing) + ")"
 		}
 	}
-	if p.Probe != nil && !p.Probe.Reachable {
-		why = append(why, fmt.Sprintf("unreachable for %s: %s", since(p.Probe.Since, now), foreign(p.Probe.Err)))
+	switch pr := p.Probe; {
+	case pr == nil:
+	case pr.Diagnosis != "":
+		why = append(why, fmt.Sprintf("%s for %s: %s", probeState(pr), since(pr.Since, now), foreign(pr.Diagnosis)))
+	case !pr.Reachable:
+		why = append(why, fmt.Sprintf("unreachable for %s: %s", since(pr.Since, now), foreign(pr.Err)))
 	}
 	return who + ": " + strings.Join(why, "; ")
+}
+
+// probeState is the PROBE column: the state of a peer's last probe, from
+// its Reachable alone for a daemon that does not say more.
+func probeState(pr *status.Probe) string {
+	switch {
+	case pr.State != "":
+		return foreign(pr.State)
+	case pr.Reachable:
+		return status.ProbeReachable
+	}
+	return status.ProbeUnreachable
 }
 
 // cmdPeers prints the peers as a table, kubectl-style.
@@ -147,9 +166,8 @@ func cmdPeers(ctx context.Context, c *status.Client, o options, peer string, w i
 	for _, p := range doc.Peers {
 		probe, rtt := "-", "-"
 		if p.Probe != nil {
-			probe = "unreachable"
+			probe = probeState(p.Probe)
 			if p.Probe.Reachable {
-				probe = "reachable"
 				rtt = time.Duration(p.Probe.RTTSeconds * float64(time.Second)).Round(time.Microsecond).String()
 			}
 		}
@@ -163,6 +181,8 @@ func cmdPeers(ctx context.Context, c *status.Client, o options, peer string, w i
 			switch {
 			case p.State == status.StateRejected:
 				detail = foreign(p.Reason) + ": " + foreign(p.Detail)
+			case detail == "" && p.Probe != nil && p.Probe.Diagnosis != "":
+				detail = foreign(p.Probe.Diagnosis)
 			case detail == "" && p.Probe != nil && !p.Probe.Reachable:
 				detail = foreign(p.Probe.Err)
 			}
@@ -203,7 +223,7 @@ func cmdProbe(ctx context.Context, c *status.Client, o options, peer string, w i
 		return 0, err
 	}
 	code := exitOK
-	if !a.Result.Reachable {
+	if !a.Result.Reachable || a.Result.State == status.ProbeMTUBlackHole {
 		code = exitUnhealthy
 	}
 	if o.output == "json" {
@@ -213,10 +233,15 @@ func cmdProbe(ctx context.Context, c *status.Client, o options, peer string, w i
 	if a.Node != "" {
 		who += " (" + foreign(a.Node) + ")"
 	}
-	if a.Result.Reachable {
-		fmt.Fprintf(w, "%s at %s: reachable, rtt %s\n", who, foreign(a.Addr), time.Duration(a.Result.RTTSeconds*float64(time.Second)).Round(time.Microsecond))
-	} else {
-		fmt.Fprintf(w, "%s at %s: unreachable: %s\n", who, foreign(a.Addr), foreign(a.Result.Err))
+	switch r := a.Result; {
+	case r.Reachable && r.Diagnosis != "":
+		fmt.Fprintf(w, "%s at %s: reachable, rtt %s, but %s\n", who, foreign(a.Addr), time.Duration(r.RTTSeconds*float64(time.Second)).Round(time.Microsecond), foreign(r.Diagnosis))
+	case r.Reachable:
+		fmt.Fprintf(w, "%s at %s: reachable, rtt %s\n", who, foreign(a.Addr), time.Duration(r.RTTSeconds*float64(time.Second)).Round(time.Microsecond))
+	case r.Diagnosis != "":
+		fmt.Fprintf(w, "%s at %s: unreachable: %s (%s)\n", who, foreign(a.Addr), foreign(r.Err), foreign(r.Diagnosis))
+	default:
+		fmt.Fprintf(w, "%s at %s: unreachable: %s\n", who, foreign(a.Addr), foreign(r.Err))
 	}
 	return code, nil
 }

@@ -21,7 +21,7 @@ import (
 // Exit codes, for scripts.
 const (
 	exitOK          = 0 // done; status: ready, nothing failing; probe: the peer answered
-	exitUnhealthy   = 1 // status: not ready; probe: no reply
+	exitUnhealthy   = 1 // status: not ready; probe: no reply, or a path MTU black hole
 	exitUsage       = 2 // bad command line, or the daemon refused the request (no such peer, probing off, busy)
 	exitUnreachable = 3 // the daemon could not be reached, or answered something unreadable
 	exitDegraded    = 4 // status: ready, but some peers are failing
@@ -33,14 +33,14 @@ Usage:
   weftctl [flags] status            ready or not and why, the lease, the peers, the repairs
   weftctl [flags] peers [PEER]      the peers, one a line (PEER: subnet, address, public IP or node)
   weftctl [flags] repairs           the drift the datapath repaired, oldest first
-  weftctl [flags] probe PEER        probe one peer over the overlay now
+  weftctl [flags] probe PEER        probe one peer now: over the overlay, at full size, and its underlay if need be
 
 Flags (before or after the command):
   --socket PATH   the daemon's status socket (default %s)
   --url URL       the daemon's health server instead, e.g. http://10.0.0.5:8080
   -o FORMAT       json, or wide for more columns (peers, repairs)
   --timeout D     give up after D (default 10s)
-  --failing       peers: only those the kernel refused or that do not answer probes
+  --failing       peers: only those the kernel refused, that do not answer probes, or behind a path MTU black hole
   --rejected      peers: only the leases admission rejects
   --since D       repairs: only those of the last D, e.g. 1h
 
@@ -55,7 +55,7 @@ Examples:
 
 Exit status:
   0  done; status: ready and no peer failing; probe: the peer answered
-  1  status: not ready; probe: no reply
+  1  status: not ready; probe: no reply, or a path MTU black hole
   2  usage error, or the daemon refused the request (no such peer, probing off, busy)
   3  the daemon could not be reached, or its answer was unreadable
   4  status: ready, but some peers are failing

@@ -50,8 +50,18 @@ const (
 type Target struct {
 	Subnet   netip.Prefix // the peer's subnet, which identifies it
 	Addr     netip.Addr   // the address probed: the peer's VTEP address
-	PublicIP netip.Addr   // where its VXLAN packets go, for logs
+	PublicIP netip.Addr   // its underlay address, checked when Addr does not answer
 	Node     string       // the node holding the lease, "" if unknown
+	// MTU is the overlay device's MTU: the largest packet the overlay must
+	// carry to the peer, which a path MTU check sends with DF set. 0
+	// skips path MTU checks.
+	MTU int
+	// Overhead is what the datapath adds to a packet on the underlay (50
+	// for VXLAN over IPv4, 70 over IPv6), for the diagnosis's figures.
+	Overhead int
+	// Encap names the datapath's traffic on the underlay for the
+	// diagnosis, e.g. "UDP 8472"; "" says "the overlay's packets".
+	Encap string
 }
 
 // Config configures a Prober.
@@ -78,28 +88,16 @@ type Config struct {
 	// OnResult, if set, is called with each probe's outcome, for
 	// metrics. It must not block.
 	OnResult func(Target, Result)
-	// Logger gets a line when a peer turns unreachable and when it
-	// recovers. Default slog.Default().
+	// UnderlayTCPPort, if set, is a TCP port every peer's host answers
+	// on (kubelet's 10250, sshd's 22): when neither the overlay nor an
+	// ICMP echo to the peer's public address is answered (a firewall
+	// that drops ICMP), a connection to it, accepted or refused, shows
+	// the underlay reaches the peer. It is reset at once. 0: ICMP only.
+	UnderlayTCPPort int
+	// Logger gets a line when a peer's state changes: unreachable,
+	// reachable again, a path MTU black hole named, its end. Default
+	// slog.Default().
 	Logger *slog.Logger
-}
-
-// A Result is the outcome of a peer's last probe.
-type Result struct {
-	Time      time.Time     // when the probe started
-	Reachable bool          // a reply came back
-	RTT       time.Duration // the round trip of the first reply
-	Sent      int           // echo requests sent
-	Err       string        // why the peer is unreachable: no reply, or the send's error
-	// Since is when the peer last turned reachable or unreachable: the
-	// time of its first probe with this outcome.
-	Since time.Time
-}
-
-// Counts aggregates the last results of the current peers.
-type Counts struct {
-	Reachable   int
-	Unreachable int
-	Unprobed    int // peers not probed yet
 }
 
 // A Prober probes a rotating sample of peers; see the package doc.
@@ -107,15 +105,18 @@ type Prober struct {
 	cfg Config
 	log *slog.Logger
 
-	mu       sync.Mutex
-	echoers  [2]*echoer // IPv4, IPv6; nil while Run does not run
-	openErr  [2]error
-	running  bool
-	rot      rotation
-	results  map[netip.Prefix]Result
-	peers    int      // how many peers the last round had
-	last     []Target // the last round's targets, for Find
-	onDemand chan struct{}
+	mu        sync.Mutex
+	echoers   [2]*echoer // IPv4, IPv6; nil while Run does not run
+	openErr   [2]error
+	running   bool
+	rot       rotation
+	peerOf    map[netip.Prefix]*peerState
+	roundNo   uint64          // marks the peerStates of the current peers
+	sent      [numKinds]int64 // echo requests and connections sent, by kind
+	sentBytes int64           // the echoes' bytes
+	peers     int             // how many peers the last round had
+	last      []Target        // the last round's targets, for Find
+	onDemand  chan struct{}
 	// nextOnDemand is the earliest start of the next on-demand probe.
 	nextOnDemand time.Time
 }
@@ -131,6 +132,9 @@ func New(cfg Config) (*Prober, error) {
 	if cfg.Sample < 0 || cfg.Sample > MaxSample || cfg.Interval < 0 || cfg.Timeout < MinTimeout {
 		return nil, fmt.Errorf("probe: Sample %d (want 1 to %d), Interval %s, Timeout %s (want at least %s)", cfg.Sample, MaxSample, cfg.Interval, cfg.Timeout, MinTimeout)
 	}
+	if cfg.UnderlayTCPPort < 0 || cfg.UnderlayTCPPort > 65535 {
+		return nil, fmt.Errorf("probe: UnderlayTCPPort %d: want 0 (ICMP only) or a TCP port", cfg.UnderlayTCPPort)
+	}
 	if cfg.Timeout > cfg.Interval {
 		return nil, fmt.Errorf("probe: Timeout %s is longer than Interval %s", cfg.Timeout, cfg.Interval)
 	}
@@ -139,7 +143,7 @@ func New(cfg Config) (*Prober, error) {
 	}
 	return &Prober{
 		cfg: cfg, log: cfg.Logger.With("component", "probe"), rot: newRotation(),
-		results: map[netip.Prefix]Result{}, onDemand: make(chan struct{}, maxOnDemand),
+		peerOf: map[netip.Prefix]*peerState{}, onDemand: make(chan struct{}, maxOnDemand),
 	}, nil
 }
 
@@ -206,8 +210,9 @@ func (p *Prober) Run(ctx context.Context) error {
 	}
 }
 
-// round probes the next Sample peers and up to Sample unreachable ones,
-// all at once, and forgets the results of peers gone.
+// round probes the next Sample peers, their path MTU included, and up to
+// Sample failing ones, all at once, and forgets the results of peers
+// gone.
 func (p *Prober) round(ctx context.Context) {
 	if p.cfg.Ready != nil && !p.cfg.Ready() {
 		return
@@ -220,22 +225,31 @@ func (p *Prober) round(ctx context.Context) {
 		chosen[i] = true
 	}
 	var failing []int
-	current := make(map[netip.Prefix]bool, len(targets))
+	// Results of peers gone are swept by a round mark, not a set of the
+	// current ones: one lookup a peer, no map of tens of thousands built
+	// a round.
+	p.roundNo++
 	for i, t := range targets {
-		current[t.Subnet] = true
-		if r, ok := p.results[t.Subnet]; ok && !r.Reachable && !chosen[i] {
+		ps, ok := p.peerOf[t.Subnet]
+		if !ok {
+			continue
+		}
+		ps.seen = p.roundNo
+		if ps.last.State != StateReachable && !chosen[i] {
 			failing = append(failing, i)
 		}
 	}
-	for s := range p.results {
-		if !current[s] {
-			delete(p.results, s)
+	if len(p.peerOf) > 0 {
+		for s, ps := range p.peerOf {
+			if ps.seen != p.roundNo {
+				delete(p.peerOf, s)
+			}
 		}
 	}
 	p.peers, p.last = len(targets), targets
 	// The longest unprobed first.
 	slices.SortFunc(failing, func(a, b int) int {
-		return p.results[targets[a].Subnet].Time.Compare(p.results[targets[b].Subnet].Time)
+		return p.peerOf[targets[a].Subnet].last.Time.Compare(p.peerOf[targets[b].Subnet].last.Time)
 	})
 	p.mu.Unlock()
 	picked = append(picked, failing[:min(len(failing), p.cfg.Sample)]...)
@@ -244,7 +258,7 @@ func (p *Prober) round(ctx context.Context) {
 	g.SetLimit(inFlight)
 	for _, i := range picked {
 		g.Go(func() error {
-			p.probe(ctx, targets[i])
+			p.check(ctx, targets[i])
 			return nil
 		})
 	}
@@ -282,7 +296,7 @@ func (p *Prober) Probe(ctx context.Context, target string) (Target, Result, erro
 	if !ok {
 		return Target{}, Result{}, fmt.Errorf("probe: %q is not a current peer: give its subnet, an address in it, its public IP or its node name", target)
 	}
-	r, recorded := p.probe(ctx, t)
+	r, recorded := p.check(ctx, t)
 	if !recorded {
 		return t, r, ctx.Err()
 	}
@@ -324,140 +338,4 @@ func (p *Prober) Find(target string) (Target, bool) {
 		}
 	}
 	return Target{}, false
-}
-
-// probe sends up to attempts echo requests to t, spread over the timeout,
-// and records the outcome, unless ctx ended first: a probe cut short says
-// nothing of the peer.
-func (p *Prober) probe(ctx context.Context, t Target) (Result, bool) {
-	r := Result{Time: time.Now()}
-	fam := 0
-	if t.Addr.Is6() {
-		fam = 1
-	}
-	p.mu.Lock()
-	e, openErr := p.echoers[fam], p.openErr[fam]
-	p.mu.Unlock()
-	switch {
-	case !t.Addr.IsValid():
-		r.Err = "no address to probe"
-	case e == nil && openErr != nil:
-		r.Err = openErr.Error()
-	case e == nil:
-		r.Err = "the prober is not running"
-	default:
-		p.echo(ctx, e, t.Addr, &r)
-	}
-	if ctx.Err() != nil {
-		return r, false
-	}
-	return p.record(t, r), true
-}
-
-func (p *Prober) echo(ctx context.Context, e *echoer, dst netip.Addr, r *Result) {
-	replies := make(chan time.Duration, attempts)
-	deadline := time.NewTimer(p.cfg.Timeout)
-	defer deadline.Stop()
-	gap := time.NewTicker(p.cfg.Timeout / attempts)
-	defer gap.Stop()
-	var sendErr error
-	for {
-		if r.Sent < attempts {
-			forget, err := e.send(dst, replies)
-			if err != nil {
-				sendErr = err
-			} else {
-				r.Sent++
-				defer forget()
-			}
-		}
-		select {
-		case rtt := <-replies:
-			r.Reachable, r.RTT = true, rtt
-			return
-		case <-deadline.C:
-			r.Err = fmt.Sprintf("no reply to %d echo requests in %s", r.Sent, p.cfg.Timeout)
-			if r.Sent == 0 && sendErr != nil {
-				r.Err = "send: " + sendErr.Error()
-			}
-			return
-		case <-ctx.Done():
-			r.Err = ctx.Err().Error()
-			return
-		case <-gap.C:
-		}
-	}
-}
-
-// record keeps r as t's last result, logs a change of reachability, and
-// returns r with Since set.
-func (p *Prober) record(t Target, r Result) Result {
-	p.mu.Lock()
-	prev, had := p.results[t.Subnet]
-	r.Since = r.Time
-	if had && prev.Reachable == r.Reachable {
-		r.Since = prev.Since
-	}
-	p.results[t.Subnet] = r
-	p.mu.Unlock()
-	switch {
-	case !r.Reachable && (!had || prev.Reachable):
-		p.log.Warn("peer unreachable over the overlay", "subnet", t.Subnet, "vtep", t.Addr, "public_ip", t.PublicIP, "node", t.Node, "err", r.Err)
-	case r.Reachable && had && !prev.Reachable:
-		p.log.Info("peer reachable over the overlay again", "subnet", t.Subnet, "vtep", t.Addr, "public_ip", t.PublicIP, "node", t.Node, "rtt", r.RTT, "unreachable_for", r.Time.Sub(prev.Since).Round(time.Millisecond))
-	}
-	if p.cfg.OnResult != nil {
-		p.cfg.OnResult(t, r)
-	}
-	return r
-}
-
-// Result returns the last probe of the peer at subnet.
-func (p *Prober) Result(subnet netip.Prefix) (Result, bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	r, ok := p.results[subnet]
-	return r, ok
-}
-
-// Results returns the last probe of every peer probed, by subnet.
-func (p *Prober) Results() map[netip.Prefix]Result {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	out := make(map[netip.Prefix]Result, len(p.results))
-	for s, r := range p.results {
-		out[s] = r
-	}
-	return out
-}
-
-// Unreachable returns the subnets of the peers whose last probe got no
-// reply.
-func (p *Prober) Unreachable() []netip.Prefix {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	var out []netip.Prefix
-	for s, r := range p.results {
-		if !r.Reachable {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
-// Counts aggregates the last results of the peers of the last round:
-// those of peers gone since are forgotten at the next one.
-func (p *Prober) Counts() Counts {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	var c Counts
-	for _, r := range p.results {
-		if r.Reachable {
-			c.Reachable++
-		} else {
-			c.Unreachable++
-		}
-	}
-	c.Unprobed = max(0, p.peers-c.Reachable-c.Unreachable)
-	return c
 }

@@ -142,7 +142,7 @@ func TestProberIgnoresOtherPings(t *testing.T) {
 				return
 			case <-time.After(time.Millisecond):
 			}
-			if _, err := other.send(a.Addr.Addr(), replies); err != nil {
+			if _, err := other.send(a.Addr.Addr(), 0, replies); err != nil {
 				t.Error(err)
 				return
 			}
@@ -178,7 +178,7 @@ func runProber(t *testing.T, cfg Config) (*Prober, context.Context) {
 	return p, ctx
 }
 
-func run(t *testing.T, args ...string) {
+func run(t testing.TB, args ...string) {
 	t.Helper()
 	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
 		t.Fatalf("%v: %v\n%s", args, err, out)
