@@ -8,8 +8,8 @@ import (
 
 	"github.com/weftnet/weft/hostrules"
 	"github.com/weftnet/weft/lease"
+	"github.com/weftnet/weft/probe"
 	"github.com/weftnet/weft/vxlan"
-	"github.com/weftnet/weft/vxlan/probe"
 )
 
 // agent is the running daemon's state, for the health endpoints.
