@@ -110,7 +110,18 @@ type Batch struct {
 	// Snapshot marks the first batch of a watch: Events then holds one Added
 	// event per lease that exists (possibly none), and the receiver should
 	// replace whatever it knew. Every later batch is incremental.
+	//
+	// A large snapshot may come in parts, each a Batch with Snapshot set:
+	// Part counts them from 0, and every part but the last has More set.
+	// The receiver replaces what it knew with the union of the parts once
+	// the last has arrived, and until then goes on with what it knew: so
+	// that neither the source nor the receiver holds every lease as events
+	// at once (tens of thousands of them, or as many as a writer makes). A
+	// part 0 while parts are arriving begins the snapshot again (the
+	// source's listing failed midway): the parts before it are dropped.
 	Snapshot bool
+	Part     int
+	More     bool
 	Events   []Event
 	// Revision is the store's revision the batch brings the receiver up
 	// to (etcd's), or 0 where the source has none (kube's Nodes).

@@ -55,6 +55,13 @@ func (n *Network) watchPeers(ctx context.Context) error {
 			n.push.Lock()
 			n.mu.Lock()
 			d := n.table.Apply(b)
+			if b.More {
+				// A snapshot's part: admission keeps it aside,
+				// and nothing changes until the last.
+				n.mu.Unlock()
+				n.push.Unlock()
+				continue
+			}
 			first, fromCache := !n.watched, n.off.peers
 			n.watched = true
 			if b.Snapshot {

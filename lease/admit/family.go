@@ -35,6 +35,12 @@ type family struct {
 	// again, costs a lookup.
 	wide map[netip.Prefix]*cand
 
+	// staged holds the candidates of a snapshot whose parts are still
+	// arriving (see lease.Batch), nil otherwise; stagedGen is the Table's
+	// factsGen when the first part came.
+	staged    map[leasekey.Packed]*cand
+	stagedGen uint64
+
 	// The pass in progress.
 	before map[netip.Prefix]*cand // the admitted peer at each touched subnet, before the pass
 	queue  candHeap
@@ -334,37 +340,6 @@ func (f *family) apply(events []lease.Event, facts *Facts, d *Delta) {
 		}
 	}
 	f.finish(d)
-}
-
-// replace makes events (a snapshot) the whole set of leases.
-func (f *family) replace(events []lease.Event, facts *Facts, d *Delta) {
-	if f.active {
-		for _, c := range f.cands {
-			if c.kind == peerKind && c.admitted() {
-				f.touch(c.subnet())
-			}
-		}
-	}
-	old := f.cands
-	n := 0
-	for _, e := range events {
-		if f.ipv6 && e.Lease.Key.IPv6.IsValid() || !f.ipv6 && e.Lease.Key.IPv4.IsValid() {
-			n++
-		}
-	}
-	f.cands = make(map[leasekey.Packed]*cand, n)
-	for _, e := range events {
-		if c, ok := f.newCand(e.Lease, facts); ok {
-			if o, had := old[c.key]; had {
-				c.inherit(o)
-			}
-			f.cands[c.key] = c
-		}
-	}
-	for _, c := range old {
-		c.gone = true
-	}
-	f.judgeAll(facts, d, false)
 }
 
 // rebuild judges every candidate again under new facts.

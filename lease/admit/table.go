@@ -14,6 +14,10 @@ import (
 type Table struct {
 	facts Facts
 	fams  [2]*family // IPv4, IPv6
+	// factsGen counts the changes of facts, so that a snapshot whose
+	// parts straddle one is classified again at its end.
+	factsGen uint64
+	staging  bool // a snapshot's parts are arriving
 }
 
 // A Verdict is the judgement on one candidate peer.
@@ -85,6 +89,7 @@ func (t *Table) SetFacts(f Facts) Delta {
 		return Delta{}
 	}
 	t.facts = f
+	t.factsGen++
 	var d Delta
 	for i, fam := range t.fams {
 		was := fam.active
@@ -98,13 +103,24 @@ func (t *Table) SetFacts(f Facts) Delta {
 // Apply takes one batch of lease events, as a lease.Manager's WatchLeases
 // sends them. A snapshot replaces every lease and recomputes everything;
 // an incremental batch recomputes only the verdicts that can depend on the
-// leases it changes.
+// leases it changes. A snapshot in parts (lease.Batch's More) changes
+// nothing until its last part: each part before returns an empty Delta,
+// and the table goes on judging and answering with what it held.
 func (t *Table) Apply(b lease.Batch) Delta {
 	var d Delta
-	for _, fam := range t.fams {
-		if b.Snapshot {
-			fam.replace(b.Events, &t.facts, &d)
-		} else {
+	if b.Snapshot {
+		begin := b.Part == 0 || !t.staging
+		for _, fam := range t.fams {
+			fam.stage(b.Events, &t.facts, begin, t.factsGen)
+		}
+		if t.staging = b.More; t.staging {
+			return d
+		}
+		for _, fam := range t.fams {
+			fam.replaceStaged(&t.facts, &d, t.factsGen)
+		}
+	} else {
+		for _, fam := range t.fams {
 			fam.apply(b.Events, &t.facts, &d)
 		}
 	}

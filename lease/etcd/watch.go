@@ -43,18 +43,21 @@ func (m *Manager) WatchLeases(ctx context.Context, ch chan<- lease.Batch) error 
 			err    error
 		)
 		if snapshot {
-			events, view, rev, err = m.snapshot(ctx)
+			view, rev, err = m.snapshot(ctx, ch)
 		} else {
 			events, rev, err = m.relist(ctx, view, hold)
 		}
 		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
 			if werr := retry.fail(ctx, fmt.Errorf("list %s: %w", m.subnetsPrefix(), err)); werr != nil {
 				return werr
 			}
 			continue
 		}
 		retry.ok()
-		if snapshot || len(events) > 0 {
+		if !snapshot && len(events) > 0 {
 			// rev is the listing's: it holds every change up to rev.
 			if err := ctxutil.Send(ctx, ch, lease.Batch{Snapshot: snapshot, Events: events, Revision: rev}); err != nil {
 				return err
@@ -93,42 +96,82 @@ const (
 	endSettled                       // the removals held back are due
 )
 
-// snapshot lists the subnets into one Added event per usable lease, in key
-// order, and returns them with the view they make and the revision listed.
-// It decodes page by page into the view, and makes the events from it at
-// the end, sized once, rather than through Diff: at tens of thousands of
-// leases the intermediate copies would set the agent's peak memory. Neither
-// is sized by the keys listed ahead of decoding: keys a writer made that
-// are no usable leases (100,000 of them, say) would cost an event (about
-// 500 bytes) each all the same.
-func (m *Manager) snapshot(ctx context.Context) ([]lease.Event, *leaseView, int64, error) {
+// snapshot lists the subnets and sends them to ch as a snapshot, one
+// Added event per usable lease, in parts (see lease.Batch): one a page of
+// the listing, each in key order. It returns the view they make and the
+// revision listed. Neither the listing nor its events are held whole: at
+// tens of thousands of leases, or the 100,000 keys a writer may make,
+// holding them (about 250 bytes an event, and the receiver's admission
+// table built from them at once) set a starting agent's peak memory.
+//
+// A listing that fails after parts were sent is listed again from the
+// start, whose part 0 tells the receiver to drop the parts before.
+func (m *Manager) snapshot(ctx context.Context, ch chan<- lease.Batch) (*leaseView, int64, error) {
 	view := newLeaseView()
-	add := func(kvs []*mvccpb.KeyValue, _ int64) {
-		for _, kv := range kvs {
+	var (
+		part  int
+		ready []lease.Event // the part being made
+		rev   int64
+	)
+	// send sends the part made so far; last marks the snapshot's end.
+	send := func(last bool) error {
+		slices.SortFunc(ready, func(a, b lease.Event) int { return a.Lease.Key.Compare(b.Lease.Key) })
+		// The listing's revision is known for sure at its end: the
+		// parts before carry none.
+		b := lease.Batch{Snapshot: true, Part: part, More: !last, Events: ready}
+		if last {
+			b.Revision = rev
+		}
+		part, ready = part+1, nil
+		return ctxutil.Send(ctx, ch, b)
+	}
+	var sendErr error
+	add := func(kvs []*mvccpb.KeyValue) {
+		for i, kv := range kvs {
+			kvs[i] = nil // the listing's values go as they are read
 			if l, ok := m.peerLease(kv); ok {
 				view.put(l)
+				ready = append(ready, lease.Event{Type: lease.Added, Lease: l})
 			}
+		}
+		if len(ready) >= snapshotPart && sendErr == nil {
+			sendErr = send(false)
 		}
 	}
 	// The listing Acquire made a moment ago, if there is one: the watch
 	// from just after it brings whatever changed since.
-	rev, err := int64(0), error(nil)
+	var err error
 	if kept, ok := m.recent.take(m.history.current(), byAcquire); ok {
-		kvs := kept.under(m.subnetsPrefix())
-		add(kvs, int64(len(kvs)))
 		rev = kept.rev
-	} else if rev, err = m.listPaged(ctx, m.subnetsPrefix(), add); err != nil {
-		return nil, nil, 0, err
+		kvs := kept.under(m.subnetsPrefix())
+		kept.kvs = nil
+		for len(kvs) > 0 && sendErr == nil {
+			n := min(len(kvs), listPage)
+			add(kvs[:n])
+			kvs = kvs[n:]
+		}
+	} else {
+		rev, err = m.listPaged(ctx, m.subnetsPrefix(), func(kvs []*mvccpb.KeyValue, _ int64) {
+			if sendErr == nil {
+				add(kvs)
+			}
+		})
 	}
-	events := make([]lease.Event, 0, view.len())
-	for l := range view.all() {
-		events = append(events, lease.Event{Type: lease.Added, Lease: l})
+	if err == nil {
+		err = sendErr
 	}
-	// etcd lists in byte order of the key, which is not the address order
-	// Diff promises.
-	slices.SortFunc(events, func(a, b lease.Event) int { return a.Lease.Key.Compare(b.Lease.Key) })
-	return events, view, rev, nil
+	if err == nil {
+		err = send(true)
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	return view, rev, nil
 }
+
+// snapshotPart is how many events one part of a snapshot holds, at least:
+// a page of the listing's.
+const snapshotPart = listPage
 
 // relist lists the subnets again after a compaction and returns how they
 // differ from view, which it replaces, and the revision listed. With hold
