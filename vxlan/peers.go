@@ -378,6 +378,9 @@ func (n *Network) report(d admit.Delta) {
 		n.log.Warn("rejected a peer lease; it is not programmed", "lease", v.Peer.Key, "node", v.Peer.Owner,
 			"family", fam, "rule", v.Reason, "why", v.Detail)
 	}
+	if d.Unlisted > 0 {
+		n.log.Warn("more peer leases changed verdict than are logged one by one; the status lists every rejected lease", "unlisted", d.Unlisted)
+	}
 }
 
 // Facts returns the facts admission judges peer leases by now: this node's

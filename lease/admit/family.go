@@ -419,6 +419,10 @@ func (f *family) finish(d *Delta) {
 			continue
 		}
 		c.reported, c.reportedWhy = c.verdict, c.why
+		if len(d.Verdicts) >= MaxNews {
+			d.Unlisted++
+			continue
+		}
 		d.Verdicts = append(d.Verdicts, f.verdict(c))
 	}
 	if cap(f.judged) > 1024 {

@@ -53,7 +53,16 @@ type Delta struct {
 	// candidate that is admitted, a candidate that went away, or a
 	// rejection whose detail alone changed (another blocker) is not news.
 	Verdicts []Verdict
+	// Unlisted counts the news past the first MaxNews, which Verdicts
+	// leaves out: Table.Rejected lists them all.
+	Unlisted int
 }
+
+// MaxNews is the most verdicts one Delta lists. A snapshot among a
+// writer's 100,000 bad leases is as many news at once: listed, each with
+// its detail, they cost a starting node about 300 bytes apiece, and as
+// many log lines.
+const MaxNews = 100
 
 // NewTable returns a Table with no leases.
 func NewTable(f Facts) *Table {
