@@ -91,12 +91,16 @@ func (t EventType) String() string {
 // An Event is one change to the set of leases.
 type Event struct {
 	Type EventType
-	// Lease is the lease after the change; for Removed, the lease as last seen.
+	// Lease is the lease after the change; for Removed, the lease as last
+	// seen, or only its Key and Seniority where the source does not keep
+	// what it sent (etcd's: the receiver does, and a second copy of every
+	// lease, a writer's 100,000 included, would cost each node as much
+	// again).
 	Lease Lease
-	// Prev is the lease before a Changed event, and nil otherwise. A
-	// pointer, not a Lease: a snapshot is one Added event per lease, and
-	// an inline zero Lease would double what each of them holds (about
-	// 240 bytes) while a starting node holds tens of thousands at once.
+	// Prev is the lease before a Changed event where the source keeps it
+	// (kube's), and nil otherwise. A pointer, not a Lease: a snapshot is
+	// one Added event per lease, and an inline zero Lease would double
+	// what each of them holds.
 	Prev *Lease
 }
 

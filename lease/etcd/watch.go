@@ -13,6 +13,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/weftnet/weft/internal/ctxutil"
+	"github.com/weftnet/weft/internal/leasekey"
 	"github.com/weftnet/weft/lease"
 )
 
@@ -191,11 +192,7 @@ func (m *Manager) relist(ctx context.Context, view *leaseView, hold bool) ([]lea
 	if err != nil {
 		return nil, 0, err
 	}
-	before := make([]lease.Lease, 0, view.len())
-	for l := range view.all() {
-		before = append(before, l)
-	}
-	events := lease.Diff(before, listed)
+	events := diffView(view, listed)
 	if hold {
 		kept := events[:0]
 		for _, e := range events {
@@ -345,22 +342,46 @@ func (m *Manager) apply(view *leaseView, evs []*clientv3.Event) []lease.Event {
 		if ev.Type == clientv3.EventTypePut {
 			l, ok = m.peerValue(k, ev.Kv)
 		}
-		prev, known := view.lease(k)
-		switch {
-		case ok && !known:
-			out = append(out, lease.Event{Type: lease.Added, Lease: l})
-		case ok && !prev.Same(l):
-			out = append(out, lease.Event{Type: lease.Changed, Lease: l, Prev: &prev})
-		case !ok && known:
-			out = append(out, lease.Event{Type: lease.Removed, Lease: prev})
-			view.remove(k)
+		if !ok {
+			if prev, known := view.stub(k); known {
+				out = append(out, lease.Event{Type: lease.Removed, Lease: prev})
+				view.remove(k)
+			}
 			continue
 		}
-		if ok {
-			view.put(l)
+		switch known, same := view.known(l); {
+		case !known:
+			out = append(out, lease.Event{Type: lease.Added, Lease: l})
+		case !same:
+			out = append(out, lease.Event{Type: lease.Changed, Lease: l})
 		}
+		view.put(l)
 	}
 	return out
+}
+
+// diffView returns the events that turn what view says was sent into
+// listed (at most one lease a key), ordered by key: lease.Diff, against
+// the view's digests rather than the leases.
+func diffView(view *leaseView, listed []lease.Lease) []lease.Event {
+	var events []lease.Event
+	in := make(map[leasekey.Packed]struct{}, len(listed))
+	for _, l := range listed {
+		in[leasekey.Pack(l.Key)] = struct{}{}
+		switch known, same := view.known(l); {
+		case !known:
+			events = append(events, lease.Event{Type: lease.Added, Lease: l})
+		case !same:
+			events = append(events, lease.Event{Type: lease.Changed, Lease: l})
+		}
+	}
+	for k, e := range view.m {
+		if _, ok := in[k]; !ok {
+			events = append(events, lease.Event{Type: lease.Removed, Lease: lease.Lease{Key: k.Key(), Seniority: e.seniority}})
+		}
+	}
+	slices.SortFunc(events, func(a, b lease.Event) int { return a.Lease.Key.Compare(b.Lease.Key) })
+	return events
 }
 
 // peerLease decodes a listed subnet key and value for a watcher, logging
