@@ -65,6 +65,8 @@ func main() {
 		fmt.Println("flanneld (weft)", version)
 		return
 	}
+	stopProfiling := startProfiling()
+	defer stopProfiling()
 	if os.Getenv("GOGC") == "" {
 		// An agent runs on every node, so its resident memory counts many
 		// times over. Collecting at 50% heap growth instead of 100% costs
