@@ -164,6 +164,7 @@ func (m *Manager) snapshot(ctx context.Context, ch chan<- lease.Batch) (*leaseVi
 	if err == nil {
 		err = send(true)
 	}
+	m.skips.flush(m.log)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -334,7 +335,7 @@ func (m *Manager) apply(view *leaseView, evs []*clientv3.Event) []lease.Event {
 	for _, ev := range evs {
 		k, err := lease.ParseKey(string(bytes.TrimPrefix(ev.Kv.Key, []byte(m.subnetsPrefix()))))
 		if err != nil {
-			m.log.Warn("skipping etcd key that is not a subnet key", "key", string(ev.Kv.Key), "err", err)
+			m.skips.warn(m.log, "skipping etcd key that is not a subnet key", string(ev.Kv.Key), "err", err)
 			continue
 		}
 		var l lease.Lease
@@ -357,6 +358,7 @@ func (m *Manager) apply(view *leaseView, evs []*clientv3.Event) []lease.Event {
 		}
 		view.put(l)
 	}
+	m.skips.flush(m.log)
 	return out
 }
 
@@ -389,7 +391,7 @@ func diffView(view *leaseView, listed []lease.Lease) []lease.Event {
 func (m *Manager) peerLease(kv *mvccpb.KeyValue) (lease.Lease, bool) {
 	k, err := lease.ParseKey(string(bytes.TrimPrefix(kv.Key, []byte(m.subnetsPrefix()))))
 	if err != nil {
-		m.log.Warn("skipping etcd key that is not a subnet key", "key", string(kv.Key), "err", err)
+		m.skips.warn(m.log, "skipping etcd key that is not a subnet key", string(kv.Key), "err", err)
 		return lease.Lease{}, false
 	}
 	return m.peerValue(k, kv)
@@ -413,11 +415,11 @@ func (m *Manager) peerValue(k lease.Key, kv *mvccpb.KeyValue) (lease.Lease, bool
 		return lease.Lease{Key: k, Seniority: kv.CreateRevision, Invalid: err.Error()}, true
 	}
 	if err != nil {
-		m.log.Warn("skipping lease with a malformed value", "key", string(kv.Key), "err", err)
+		m.skips.warn(m.log, "skipping lease with a malformed value", string(kv.Key), "err", err)
 		return lease.Lease{}, false
 	}
 	if err := l.Attrs.Validate(); err != nil {
-		m.log.Warn("skipping lease that names no reachable peer", "key", string(kv.Key), "err", err)
+		m.skips.warn(m.log, "skipping lease that names no reachable peer", string(kv.Key), "err", err)
 		return lease.Lease{}, false
 	}
 	return l, true
