@@ -129,6 +129,9 @@ func TestStoreHoldsNoEncoding(t *testing.T) {
 // and 12 MB for 20,000 peers, twice a save); by hand, about 20 times a
 // state.
 func TestEncodeAllocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocations are not counted under the race detector")
+	}
 	st := manyPeers(1000)
 	allocs := testing.AllocsPerRun(5, func() {
 		if err := localstate.EncodeTo(io.Discard, st); err != nil {
