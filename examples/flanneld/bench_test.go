@@ -111,6 +111,10 @@ func BenchmarkDaemon(b *testing.B) {
 				d := c.start(h, "--resync-interval", "30s")
 				waitFor(b, 5*time.Minute, "convergence", func() bool { code, _ := d.Readyz(); return code == http.StatusOK })
 				converge = append(converge, time.Since(start).Seconds())
+				if os.Getenv("WEFT_BENCH_LOG") != "" {
+					// The daemon's own timeline of its start.
+					b.Logf("start %v; daemon log:\n%s", start.Format("15:04:05.000"), d.Out.String())
+				}
 				if os.Getenv(profileEnv) != "" {
 					// The start's CPU profile ends here; the new peers'
 					// begins.
