@@ -91,12 +91,16 @@ func (t EventType) String() string {
 // An Event is one change to the set of leases.
 type Event struct {
 	Type EventType
-	// Lease is the lease after the change; for Removed, the lease as last seen.
+	// Lease is the lease after the change; for Removed, the lease as last
+	// seen, or only its Key and Seniority where the source does not keep
+	// what it sent (etcd's: the receiver does, and a second copy of every
+	// lease, a writer's 100,000 included, would cost each node as much
+	// again).
 	Lease Lease
-	// Prev is the lease before a Changed event, and nil otherwise. A
-	// pointer, not a Lease: a snapshot is one Added event per lease, and
-	// an inline zero Lease would double what each of them holds (about
-	// 240 bytes) while a starting node holds tens of thousands at once.
+	// Prev is the lease before a Changed event where the source keeps it
+	// (kube's), and nil otherwise. A pointer, not a Lease: a snapshot is
+	// one Added event per lease, and an inline zero Lease would double
+	// what each of them holds.
 	Prev *Lease
 }
 
@@ -110,7 +114,18 @@ type Batch struct {
 	// Snapshot marks the first batch of a watch: Events then holds one Added
 	// event per lease that exists (possibly none), and the receiver should
 	// replace whatever it knew. Every later batch is incremental.
+	//
+	// A large snapshot may come in parts, each a Batch with Snapshot set:
+	// Part counts them from 0, and every part but the last has More set.
+	// The receiver replaces what it knew with the union of the parts once
+	// the last has arrived, and until then goes on with what it knew: so
+	// that neither the source nor the receiver holds every lease as events
+	// at once (tens of thousands of them, or as many as a writer makes). A
+	// part 0 while parts are arriving begins the snapshot again (the
+	// source's listing failed midway): the parts before it are dropped.
 	Snapshot bool
+	Part     int
+	More     bool
 	Events   []Event
 	// Revision is the store's revision the batch brings the receiver up
 	// to (etcd's), or 0 where the source has none (kube's Nodes).

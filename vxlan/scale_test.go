@@ -245,8 +245,8 @@ func (c *scaleCluster) runControlPlane(ctx context.Context, a *scaleAgent) error
 		for {
 			select {
 			case b := <-batches:
-				if b.Snapshot {
-					leases = 0
+				if b.Snapshot && b.Part == 0 {
+					leases = 0 // a snapshot's later parts add to its first
 				}
 				for _, ev := range b.Events {
 					switch ev.Type {

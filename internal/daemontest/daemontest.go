@@ -45,7 +45,8 @@ func Flanneld(t testing.TB) string {
 
 // Build builds the main package pkg of this source tree (a path relative
 // to the repository's root, such as "./examples/embed-kube") once per test
-// process, with main.version "e2e", and returns the binary's path. Call
+// process, with main.version "e2e" and the image's flags (static,
+// stripped), and returns the binary's path. Call
 // RemoveBuilt from TestMain.
 func Build(t testing.TB, pkg string) string {
 	t.Helper()
@@ -64,7 +65,11 @@ func Build(t testing.TB, pkg string) string {
 		builtDir = dir
 	}
 	bin := filepath.Join(builtDir, filepath.Base(pkg))
-	cmd := exec.Command("go", "build", "-ldflags", "-X main.version=e2e", "-o", bin, pkg)
+	// Built as the image ships it (build/image): static, without the
+	// symbol table and DWARF, so that what a test or benchmark measures
+	// (the resident set's binary pages, say) is what a node runs.
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.version=e2e", "-o", bin, pkg)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build %s: %v\n%s", pkg, err, out)

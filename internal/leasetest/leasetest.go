@@ -17,6 +17,7 @@ import (
 type Watcher struct {
 	mu      sync.Mutex
 	batches []lease.Batch
+	partial *lease.Batch // a snapshot's parts so far
 }
 
 // Watch runs m.WatchLeases until the end of the test, which then checks
@@ -32,7 +33,7 @@ func Watch(t testing.TB, m lease.Manager) *Watcher {
 			select {
 			case b := <-ch:
 				w.mu.Lock()
-				w.batches = append(w.batches, b)
+				w.add(b)
 				w.mu.Unlock()
 			case <-ctx.Done():
 				return
@@ -46,6 +47,26 @@ func Watch(t testing.TB, m lease.Manager) *Watcher {
 		}
 	})
 	return w
+}
+
+// add records b. The parts of a snapshot (see lease.Batch) are recorded
+// as one batch, once the last has come, so that tests assert on a
+// snapshot whatever its size; a part 0 drops the parts before it.
+func (w *Watcher) add(b lease.Batch) {
+	if !b.Snapshot {
+		w.batches = append(w.batches, b)
+		return
+	}
+	if b.Part == 0 || w.partial == nil {
+		w.partial = &lease.Batch{Snapshot: true}
+	}
+	w.partial.Events = append(w.partial.Events, b.Events...)
+	if b.More {
+		return
+	}
+	w.partial.Revision = b.Revision
+	w.batches = append(w.batches, *w.partial)
+	w.partial = nil
 }
 
 // Batches returns every batch so far.

@@ -184,3 +184,53 @@ func (x *multiIndex[K]) each(k K, f func(*cand) bool) {
 		}
 	}
 }
+
+// index finds candidates by subnet, VTEP MAC and public IP.
+type index struct {
+	subnets subnetIndex
+	byMAC   multiIndex[MAC]
+	byIP    multiIndex[[16]byte]
+}
+
+func newIndex(size int) index {
+	return index{subnets: newSubnetIndex(), byMAC: newMultiIndex[MAC](size), byIP: newMultiIndex[[16]byte](size)}
+}
+
+func (x *index) add(c *cand) {
+	x.subnets.insert(c)
+	x.byMAC.insert(c.mac, c)
+	x.byIP.insert(c.public.As16(), c)
+}
+
+func (x *index) drop(c *cand) {
+	x.subnets.delete(c)
+	x.byMAC.delete(c.mac, c)
+	x.byIP.delete(c.public.As16(), c)
+}
+
+// conflicting calls fn with every candidate of the index that conflicts
+// with c (an overlapping subnet, or the same VTEP MAC or public IP as
+// another node's), subnets first, until fn returns false. A candidate may
+// be called more than once.
+func (x *index) conflicting(c *cand, fn func(o *cand, r Reason) bool) {
+	more := true
+	x.subnets.overlapping(c.subnet(), func(o *cand) bool {
+		if o != c {
+			more = fn(o, ReasonSubnetConflict)
+		}
+		return more
+	})
+	identity := func(o *cand) bool {
+		if o != c && !o.sameNode(c) {
+			more = fn(o, ReasonIdentityConflict)
+		}
+		return more
+	}
+	// One node's many leases under one MAC or address cost one look.
+	if more && !x.byMAC.onlyNodeOf(c.mac, c) {
+		x.byMAC.each(c.mac, identity)
+	}
+	if more && !x.byIP.onlyNodeOf(c.public.As16(), c) {
+		x.byIP.each(c.public.As16(), identity)
+	}
+}

@@ -1,9 +1,11 @@
 package etcd
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -128,19 +130,53 @@ func TestListPagedCompacted(t *testing.T) {
 	}
 }
 
-// TestWatchLeasesSnapshotPaged: a snapshot larger than a page holds every
-// lease, in address order.
+// TestWatchLeasesSnapshotPaged: a snapshot larger than a page comes in
+// parts (Part counting from 0, More on all but the last, the listing's
+// revision on the last), each in address order, together holding every
+// lease once.
 func TestWatchLeasesSnapshotPaged(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, `{"Network": "10.0.0.0/8", "Backend": {"Type": "vxlan"}}`)
-	want := e.putLeases(listPage + 500)
-	c := watchLeases(t, e.manager("watcher"))
-	waitFor(t, 15*time.Second, "the snapshot", func() bool { return len(c.Batches()) >= 1 })
+	want := e.putLeases(2*listPage + 500)
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan lease.Batch)
+	done := make(chan error, 1)
+	go func() { done <- e.manager("watcher").WatchLeases(ctx, ch) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
 	var events []lease.Event
-	for _, l := range want {
-		events = append(events, lease.Event{Type: lease.Added, Lease: l})
+	for part := 0; ; part++ {
+		var b lease.Batch
+		select {
+		case b = <-ch:
+		case <-time.After(15 * time.Second):
+			t.Fatalf("part %d of the snapshot did not come", part)
+		}
+		if !b.Snapshot || b.Part != part {
+			t.Fatalf("batch %d: Snapshot %v, Part %d", part, b.Snapshot, b.Part)
+		}
+		if !slices.IsSortedFunc(b.Events, func(a, b lease.Event) int { return a.Lease.Key.Compare(b.Lease.Key) }) {
+			t.Errorf("part %d is not in address order", part)
+		}
+		events = append(events, b.Events...)
+		if (b.Revision != 0) == b.More {
+			t.Errorf("part %d: More %v with revision %d; only the last carries it", part, b.More, b.Revision)
+		}
+		if !b.More {
+			if part < 2 {
+				t.Errorf("%d leases came in %d parts, want 3 or more", len(want), part+1)
+			}
+			break
+		}
 	}
-	sameEvents(t, c.Batches()[0].Events, events)
+	slices.SortFunc(events, func(a, b lease.Event) int { return a.Lease.Key.Compare(b.Lease.Key) })
+	var wantEvents []lease.Event
+	for _, l := range want {
+		wantEvents = append(wantEvents, lease.Event{Type: lease.Added, Lease: l})
+	}
+	sameEvents(t, events, wantEvents)
 }
 
 // TestListPagedResumes: a page that times out (here etcd is down for

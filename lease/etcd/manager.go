@@ -110,6 +110,7 @@ type Manager struct {
 	challengeTimeout time.Duration
 	claimLog         logLimiter // claims answered, by claimant
 	conflictLog      logLimiter // keys of this node's not used for an older overlapping lease, by key
+	skips            skipLog    // keys a watcher skips: a writer may make any number
 
 	history     *continuity // what the store's history has shown; see continuity.go
 	settle      time.Duration

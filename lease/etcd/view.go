@@ -1,92 +1,109 @@
 package etcd
 
 import (
-	"iter"
-	"net/netip"
+	"bytes"
+	"encoding/json"
+	"hash/maphash"
 
 	"github.com/weftnet/weft/internal/leasekey"
 	"github.com/weftnet/weft/lease"
 )
 
-// leaseView holds what a watcher has sent of each lease: the attributes
-// and seniority (peers' leases carry no expiration, see lease.Lease), to
-// tell a change from a renewal and to send the lease as it was.
+// leaseView holds what a watcher has sent of each lease, to tell a change
+// from a renewal: its seniority (peers' leases carry no expiration, see
+// lease.Lease) and a digest of what else it sent.
 //
-// It holds one entry for every usable subnet key, whoever wrote it, and is
-// among the agent's largest structures: tens of thousands of leases in a
-// large cluster, or as many as a hostile writer makes. Each entry is kept
-// in about half of what a lease.Key and lease.Attrs take (130 bytes
-// against 220, and one allocation rather than three): the key packed,
-// addresses as bytes, both backend data in one slice, and a known backend
-// type not allocated at all. lease returns it as a lease.Lease again.
-type leaseView struct{ m map[leasekey.Packed]viewed }
+// It holds one entry for every usable subnet key, whoever wrote it: tens
+// of thousands of leases in a large cluster, or as many as a hostile
+// writer makes. The receiver keeps each lease already (peer admission, in
+// its compact records), so the view keeps no second copy: about 40 bytes
+// an entry, where the lease itself took 200 (the key packed, the
+// attributes as bytes). Hence a Removed event carries the lease's key and
+// seniority only, and a Changed event no Prev (see lease.Event).
+//
+// The digest is over the attributes as decoded, the backend data with its
+// whitespace removed: a writer that reorders the keys of its backend data
+// sends a Changed event with the same meaning, which a receiver judges
+// again to the same verdict. The digest's seed is the process's own, so
+// that no writer can make two values collide on purpose.
+type leaseView struct {
+	m    map[leasekey.Packed]viewed
+	seed maphash.Seed
+	buf  bytes.Buffer // scratch for compacting backend data
+}
 
-func newLeaseView() *leaseView { return &leaseView{m: map[leasekey.Packed]viewed{}} }
+func newLeaseView() *leaseView {
+	return &leaseView{m: map[leasekey.Packed]viewed{}, seed: maphash.MakeSeed()}
+}
 
-// viewed is one lease's entry. The public addresses are plain (no zone,
-// and the IPv4 one not mapped): lease.Attrs.UnmarshalJSON accepts no other.
+// viewed is one lease's entry.
 type viewed struct {
 	seniority int64
-	data      []byte // BackendData, then BackendV6Data
-	owner     string
-	// typ is BackendType, or with invalid, lease.Lease.Invalid: a lease
-	// its source could not take has no attributes.
-	typ        string
-	split      uint16 // len(BackendData); both are within lease.MaxBackendDataSize
-	pub4       [4]byte
-	pub6       [16]byte
-	has4, has6 bool
-	invalid    bool
+	digest    uint64
 }
 
-func (v *leaseView) put(l lease.Lease) {
+func (v *leaseView) put(l lease.Lease) { v.m[leasekey.Pack(l.Key)] = v.entry(l) }
+
+// entry returns what the view keeps of l.
+func (v *leaseView) entry(l lease.Lease) viewed {
+	var h maphash.Hash
+	h.SetSeed(v.seed)
+	str := func(s string) {
+		var n [8]byte
+		for i := range n {
+			n[i] = byte(len(s) >> (8 * i))
+		}
+		h.Write(n[:])
+		h.WriteString(s)
+	}
+	data := func(raw json.RawMessage) {
+		v.buf.Reset()
+		if json.Compact(&v.buf, raw) != nil {
+			v.buf.Reset()
+			v.buf.Write(raw)
+		}
+		var n [8]byte
+		for i := range n {
+			n[i] = byte(v.buf.Len() >> (8 * i))
+		}
+		h.Write(n[:])
+		h.Write(v.buf.Bytes())
+	}
 	a := l.Attrs
-	if l.Invalid != "" {
-		v.m[leasekey.Pack(l.Key)] = viewed{seniority: l.Seniority, typ: l.Invalid, invalid: true}
-		return
-	}
-	e := viewed{seniority: l.Seniority, owner: a.Owner, typ: internType(a.BackendType), split: uint16(len(a.BackendData))}
-	if n := len(a.BackendData) + len(a.BackendV6Data); n > 0 {
-		e.data = append(append(make([]byte, 0, n), a.BackendData...), a.BackendV6Data...)
-	}
+	str(l.Invalid)
+	str(a.BackendType)
+	str(a.Owner)
+	b4, b6 := a.PublicIP.As16(), a.PublicIPv6.As16()
+	valid := []byte{0, 0}
 	if a.PublicIP.IsValid() {
-		e.pub4, e.has4 = a.PublicIP.As4(), true
+		valid[0] = 1
 	}
 	if a.PublicIPv6.IsValid() {
-		e.pub6, e.has6 = a.PublicIPv6.As16(), true
+		valid[1] = 1
 	}
-	v.m[leasekey.Pack(l.Key)] = e
+	h.Write(valid)
+	h.Write(b4[:])
+	h.Write(b6[:])
+	data(a.BackendData)
+	data(a.BackendV6Data)
+	if v.buf.Cap() > 64<<10 {
+		v.buf = bytes.Buffer{} // a large value's room is not kept
+	}
+	return viewed{seniority: l.Seniority, digest: h.Sum64()}
 }
 
-// lease returns the lease sent for k, if one was.
-func (v *leaseView) lease(k lease.Key) (lease.Lease, bool) {
+// known reports whether a lease was sent for k, and whether l is what was
+// sent.
+func (v *leaseView) known(l lease.Lease) (known, same bool) {
+	e, ok := v.m[leasekey.Pack(l.Key)]
+	return ok, ok && e == v.entry(l)
+}
+
+// stub returns what the view knows of the lease sent for k: its key and
+// seniority, as a Removed event carries them.
+func (v *leaseView) stub(k lease.Key) (lease.Lease, bool) {
 	e, ok := v.m[leasekey.Pack(k)]
-	if !ok {
-		return lease.Lease{}, false
-	}
-	return e.lease(k), true
-}
-
-func (e viewed) lease(k lease.Key) lease.Lease {
-	l := lease.Lease{Key: k, Seniority: e.seniority}
-	if e.invalid {
-		l.Invalid = e.typ
-		return l
-	}
-	l.Attrs = lease.Attrs{BackendType: e.typ, Owner: e.owner}
-	if e.split > 0 {
-		l.Attrs.BackendData = e.data[:e.split:e.split]
-	}
-	if int(e.split) < len(e.data) {
-		l.Attrs.BackendV6Data = e.data[e.split:]
-	}
-	if e.has4 {
-		l.Attrs.PublicIP = netip.AddrFrom4(e.pub4)
-	}
-	if e.has6 {
-		l.Attrs.PublicIPv6 = netip.AddrFrom16(e.pub6)
-	}
-	return l
+	return lease.Lease{Key: k, Seniority: e.seniority}, ok
 }
 
 func (v *leaseView) remove(k lease.Key) { delete(v.m, leasekey.Pack(k)) }
@@ -94,25 +111,3 @@ func (v *leaseView) remove(k lease.Key) { delete(v.m, leasekey.Pack(k)) }
 func (v *leaseView) len() int { return len(v.m) }
 
 func (v *leaseView) clear() { clear(v.m) }
-
-// all yields every lease sent, in no order.
-func (v *leaseView) all() iter.Seq[lease.Lease] {
-	return func(yield func(lease.Lease) bool) {
-		for vk, e := range v.m {
-			if !yield(e.lease(vk.Key())) {
-				return
-			}
-		}
-	}
-}
-
-// internType returns flannel's backend types as constants, so that the
-// view does not keep a copy of "vxlan" for every lease.
-func internType(t string) string {
-	for _, known := range []string{"vxlan", "host-gw", "wireguard", "udp", "ipip", "alloc", "extension"} {
-		if t == known {
-			return known
-		}
-	}
-	return t
-}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -43,18 +42,21 @@ func (m *Manager) WatchLeases(ctx context.Context, ch chan<- lease.Batch) error 
 			err    error
 		)
 		if snapshot {
-			events, view, rev, err = m.snapshot(ctx)
+			view, rev, err = m.snapshot(ctx, ch)
 		} else {
 			events, rev, err = m.relist(ctx, view, hold)
 		}
 		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
 			if werr := retry.fail(ctx, fmt.Errorf("list %s: %w", m.subnetsPrefix(), err)); werr != nil {
 				return werr
 			}
 			continue
 		}
 		retry.ok()
-		if snapshot || len(events) > 0 {
+		if !snapshot && len(events) > 0 {
 			// rev is the listing's: it holds every change up to rev.
 			if err := ctxutil.Send(ctx, ch, lease.Batch{Snapshot: snapshot, Events: events, Revision: rev}); err != nil {
 				return err
@@ -92,83 +94,6 @@ const (
 	endDiscontinuity                 // list again, holding back removals
 	endSettled                       // the removals held back are due
 )
-
-// snapshot lists the subnets into one Added event per usable lease, in key
-// order, and returns them with the view they make and the revision listed.
-// It decodes page by page into the view, and makes the events from it at
-// the end, sized once, rather than through Diff: at tens of thousands of
-// leases the intermediate copies would set the agent's peak memory. Neither
-// is sized by the keys listed ahead of decoding: keys a writer made that
-// are no usable leases (100,000 of them, say) would cost an event (about
-// 500 bytes) each all the same.
-func (m *Manager) snapshot(ctx context.Context) ([]lease.Event, *leaseView, int64, error) {
-	view := newLeaseView()
-	add := func(kvs []*mvccpb.KeyValue, _ int64) {
-		for _, kv := range kvs {
-			if l, ok := m.peerLease(kv); ok {
-				view.put(l)
-			}
-		}
-	}
-	// The listing Acquire made a moment ago, if there is one: the watch
-	// from just after it brings whatever changed since.
-	rev, err := int64(0), error(nil)
-	if kept, ok := m.recent.take(m.history.current(), byAcquire); ok {
-		kvs := kept.under(m.subnetsPrefix())
-		add(kvs, int64(len(kvs)))
-		rev = kept.rev
-	} else if rev, err = m.listPaged(ctx, m.subnetsPrefix(), add); err != nil {
-		return nil, nil, 0, err
-	}
-	events := make([]lease.Event, 0, view.len())
-	for l := range view.all() {
-		events = append(events, lease.Event{Type: lease.Added, Lease: l})
-	}
-	// etcd lists in byte order of the key, which is not the address order
-	// Diff promises.
-	slices.SortFunc(events, func(a, b lease.Event) int { return a.Lease.Key.Compare(b.Lease.Key) })
-	return events, view, rev, nil
-}
-
-// relist lists the subnets again after a compaction and returns how they
-// differ from view, which it replaces, and the revision listed. With hold
-// set (the store's history restarted), leases the listing lacks are kept
-// in view, and no Removed event is sent for them yet: their nodes are
-// about to re-assert them.
-func (m *Manager) relist(ctx context.Context, view *leaseView, hold bool) ([]lease.Event, int64, error) {
-	var listed []lease.Lease
-	// Not sized by the keys listed, for the reason snapshot gives.
-	rev, err := m.listPaged(ctx, m.subnetsPrefix(), func(kvs []*mvccpb.KeyValue, _ int64) {
-		for _, kv := range kvs {
-			if l, ok := m.peerLease(kv); ok {
-				listed = append(listed, l)
-			}
-		}
-	})
-	if err != nil {
-		return nil, 0, err
-	}
-	before := make([]lease.Lease, 0, view.len())
-	for l := range view.all() {
-		before = append(before, l)
-	}
-	events := lease.Diff(before, listed)
-	if hold {
-		kept := events[:0]
-		for _, e := range events {
-			if e.Type != lease.Removed {
-				kept = append(kept, e)
-			}
-		}
-		events = kept
-	} else {
-		view.clear()
-	}
-	for _, l := range listed {
-		view.put(l)
-	}
-	return events, rev, nil
-}
 
 // watchFrom watches subnets from rev, applying events to view and sending
 // them, and resuming after every break. It returns, with a nil error, why
@@ -294,7 +219,7 @@ func (m *Manager) apply(view *leaseView, evs []*clientv3.Event) []lease.Event {
 	for _, ev := range evs {
 		k, err := lease.ParseKey(string(bytes.TrimPrefix(ev.Kv.Key, []byte(m.subnetsPrefix()))))
 		if err != nil {
-			m.log.Warn("skipping etcd key that is not a subnet key", "key", string(ev.Kv.Key), "err", err)
+			m.skips.warn(m.log, "skipping etcd key that is not a subnet key", string(ev.Kv.Key), "err", err)
 			continue
 		}
 		var l lease.Lease
@@ -302,21 +227,22 @@ func (m *Manager) apply(view *leaseView, evs []*clientv3.Event) []lease.Event {
 		if ev.Type == clientv3.EventTypePut {
 			l, ok = m.peerValue(k, ev.Kv)
 		}
-		prev, known := view.lease(k)
-		switch {
-		case ok && !known:
-			out = append(out, lease.Event{Type: lease.Added, Lease: l})
-		case ok && !prev.Same(l):
-			out = append(out, lease.Event{Type: lease.Changed, Lease: l, Prev: &prev})
-		case !ok && known:
-			out = append(out, lease.Event{Type: lease.Removed, Lease: prev})
-			view.remove(k)
+		if !ok {
+			if prev, known := view.stub(k); known {
+				out = append(out, lease.Event{Type: lease.Removed, Lease: prev})
+				view.remove(k)
+			}
 			continue
 		}
-		if ok {
-			view.put(l)
+		switch known, same := view.known(l); {
+		case !known:
+			out = append(out, lease.Event{Type: lease.Added, Lease: l})
+		case !same:
+			out = append(out, lease.Event{Type: lease.Changed, Lease: l})
 		}
+		view.put(l)
 	}
+	m.skips.flush(m.log)
 	return out
 }
 
@@ -325,7 +251,7 @@ func (m *Manager) apply(view *leaseView, evs []*clientv3.Event) []lease.Event {
 func (m *Manager) peerLease(kv *mvccpb.KeyValue) (lease.Lease, bool) {
 	k, err := lease.ParseKey(string(bytes.TrimPrefix(kv.Key, []byte(m.subnetsPrefix()))))
 	if err != nil {
-		m.log.Warn("skipping etcd key that is not a subnet key", "key", string(kv.Key), "err", err)
+		m.skips.warn(m.log, "skipping etcd key that is not a subnet key", string(kv.Key), "err", err)
 		return lease.Lease{}, false
 	}
 	return m.peerValue(k, kv)
@@ -349,11 +275,11 @@ func (m *Manager) peerValue(k lease.Key, kv *mvccpb.KeyValue) (lease.Lease, bool
 		return lease.Lease{Key: k, Seniority: kv.CreateRevision, Invalid: err.Error()}, true
 	}
 	if err != nil {
-		m.log.Warn("skipping lease with a malformed value", "key", string(kv.Key), "err", err)
+		m.skips.warn(m.log, "skipping lease with a malformed value", string(kv.Key), "err", err)
 		return lease.Lease{}, false
 	}
 	if err := l.Attrs.Validate(); err != nil {
-		m.log.Warn("skipping lease that names no reachable peer", "key", string(kv.Key), "err", err)
+		m.skips.warn(m.log, "skipping lease that names no reachable peer", string(kv.Key), "err", err)
 		return lease.Lease{}, false
 	}
 	return l, true

@@ -1,0 +1,5 @@
+//go:build !race
+
+package localstate_test
+
+const raceEnabled = false
