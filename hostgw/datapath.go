@@ -63,11 +63,11 @@ type Datapath struct {
 	kick chan struct{}
 	runs atomic.Bool
 
-	mu     sync.Mutex
-	cfg    DatapathConfig
-	peers  []lease.Lease
-	known  bool // SetPeers was called: until then routes are left as they are
-	fams   []*family
+	mu    sync.Mutex
+	cfg   DatapathConfig
+	peers []lease.Lease
+	known bool // SetPeers was called: until then routes are left as they are
+	fams  []*family
 	// gen counts changes of desired state; syncedGen is the gen the
 	// last successful reconcile applied.
 	gen, syncedGen uint64
@@ -77,7 +77,7 @@ type Datapath struct {
 	// state and publish the outcome, so that Status never waits for the
 	// kernel. Lock order: work, mu.
 	work sync.Mutex
-	mtu    int
+	mtu  int
 	// repairs is copy-on-write: Status hands it out.
 	repairs  []Repair
 	repaired int
