@@ -127,26 +127,19 @@ func waitSynced(t *testing.T, nd *node, failed int) Status {
 	return st
 }
 
-// ping sends real ICMP echoes from src in ns to dst until one is answered.
+// ping checks that dst answers src's ICMP echoes within ten seconds.
 func ping(t *testing.T, ns *netnstest.Namespace, src, dst netip.Addr) {
 	t.Helper()
-	var out []byte
-	var err error
-	for range 20 {
-		out, err = exec.Command("ip", "netns", "exec", ns.Name, "ping", "-n", "-c", "1", "-W", "1", "-I", src.String(), dst.String()).CombinedOutput()
-		if err == nil {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := ns.WaitPing(src, dst, 10*time.Second); err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("ping %s -> %s in %s: %v\n%s", src, dst, ns.Name, err, out)
 }
 
 // noPing checks that dst does not answer src (one echo, a second's wait).
 func noPing(t *testing.T, ns *netnstest.Namespace, src, dst netip.Addr) {
 	t.Helper()
-	if out, err := exec.Command("ip", "netns", "exec", ns.Name, "ping", "-n", "-c", "1", "-W", "1", "-I", src.String(), dst.String()).CombinedOutput(); err == nil {
-		t.Fatalf("ping %s -> %s in %s answered, want no answer:\n%s", src, dst, ns.Name, out)
+	if err := ns.Ping(src, dst); err == nil {
+		t.Fatalf("ping %s -> %s in %s answered, want no answer", src, dst, ns.Name)
 	}
 }
 
