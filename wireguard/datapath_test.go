@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"testing"
@@ -158,11 +159,21 @@ func pingAll(t *testing.T, nodes []*node, v4, v6 bool) {
 			if a == b {
 				continue
 			}
-			if v4 {
-				ping(t, a.h.Namespace, a.pod4, b.pod4)
-			}
-			if v6 {
-				ping(t, a.h.Namespace, a.pod6, b.pod6)
+			for _, fam := range []struct {
+				on       bool
+				src, dst netip.Addr
+			}{{v4, a.pod4, b.pod4}, {v6, a.pod6, b.pod6}} {
+				if !fam.on {
+					continue
+				}
+				if err := a.h.WaitPing(fam.src, fam.dst, 10*time.Second); err != nil {
+					for _, n := range []*node{a, b} {
+						n.dp.Reconcile()
+						out, _ := exec.Command("sh", "-c", "ip -n "+n.h.Name+" route; ip -n "+n.h.Name+" -6 route; ip -n "+n.h.Name+" addr").CombinedOutput()
+						t.Logf("%s: %+v\n%s", n.h.Name, n.dp.Status().Devices, out)
+					}
+					t.Fatal(err)
+				}
 			}
 		}
 	}
@@ -236,3 +247,8 @@ func TestThreeNodesEveryMode(t *testing.T) {
 		})
 	}
 }
+
+type netipPrefix = netip.Prefix
+
+func mustPrefix(s string) netip.Prefix     { return netip.MustParsePrefix(s) }
+func mustAddrPort(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }

@@ -24,7 +24,10 @@ type wgdev struct {
 	// written is what the last reconcile left programmed per peer, to
 	// tell drift from news.
 	written map[Key]peerWant
-	status  DeviceStatus
+	// fresh: the device was made since its peers were last written; they
+	// are greeted once written (userDev.greet).
+	fresh  bool
+	status DeviceStatus
 }
 
 // ensureLink makes the device exist, of the engine in use, and returns

@@ -4,10 +4,13 @@ package wireguard
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -85,6 +88,10 @@ type userDev struct {
 	name  string
 	index int
 	dev   *device.Device
+
+	mu      sync.Mutex
+	timer   *time.Timer // a pending greeting
+	stopped bool
 }
 
 // newUserDev creates the TUN device in ns and starts wireguard-go on it.
@@ -104,12 +111,14 @@ func newUserDev(ns netns.NsHandle, nl *netlink.Handle, name string, mtu int, log
 		t.Close()
 		return nil, fmt.Errorf("wireguard: TUN device %s vanished: %w", name, err)
 	}
-	logger := &device.Logger{
-		Verbosef: device.DiscardLogf,
-		Errorf: func(format string, args ...any) {
+	// wireguard-go's own lines, at debug level: its handshakes and
+	// keepalives are what to look at when a tunnel will not come up.
+	debug := func(format string, args ...any) {
+		if log.Enabled(context.Background(), slog.LevelDebug) {
 			log.Debug("wireguard-go: "+fmt.Sprintf(format, args...), "device", name)
-		},
+		}
 	}
+	logger := &device.Logger{Verbosef: debug, Errorf: debug}
 	d := device.NewDevice(t, &nsBind{Bind: conn.NewStdNetBind(), ns: ns}, logger)
 	return &userDev{name: name, index: link.Attrs().Index, dev: d}, nil
 }
@@ -133,9 +142,80 @@ func (u *userDev) ConfigureDevice(name string, cfg wgtypes.Config) error {
 	return nil
 }
 
+// greetDelay is how long a device made anew waits before greeting a peer
+// whose key is smaller than its own, unless a handshake with it has
+// happened meanwhile.
+const greetDelay = 2 * time.Second
+
+// greet starts a handshake with each peer named: a device made anew has
+// no session, while its peers may still hold the old one (this node
+// restarted) and send into it, unanswered, until their rekey timeout
+// (15 s or more) makes them handshake again. Two devices made at once
+// (a cluster starting) must not both greet, or their handshakes cross and
+// leave the two sides with different sessions until that same timeout: a
+// device greets a peer with a larger key at once, and one with a smaller
+// key only after greetDelay, and only if no handshake with it has happened
+// by then.
+func (u *userDev) greet(own Key, keys []Key) {
+	// The device comes up on its own once wireguard-go reads the TUN
+	// device's up event; until then it sends nothing. Up is idempotent.
+	if err := u.dev.Up(); err != nil {
+		return
+	}
+	var later []Key
+	for _, k := range keys {
+		if bytes.Compare(k[:], own[:]) > 0 {
+			u.hello(k)
+		} else {
+			later = append(later, k)
+		}
+	}
+	if len(later) == 0 {
+		return
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.timer != nil {
+		u.timer.Stop()
+	}
+	u.timer = time.AfterFunc(greetDelay, func() {
+		u.mu.Lock()
+		defer u.mu.Unlock()
+		if u.stopped {
+			return
+		}
+		d, err := u.Device(u.name)
+		if err != nil {
+			return
+		}
+		shook := map[Key]bool{}
+		for _, p := range d.Peers {
+			shook[Key(p.PublicKey)] = !p.LastHandshakeTime.IsZero()
+		}
+		for _, k := range later {
+			if !shook[k] {
+				u.hello(k)
+			}
+		}
+	})
+}
+
+// hello makes the device start a handshake with peer k.
+func (u *userDev) hello(k Key) {
+	if p := u.dev.LookupPeer(device.NoisePublicKey(k)); p != nil {
+		p.SendKeepalive()
+	}
+}
+
 // Close stops the device and waits until its goroutines have ended; the
 // TUN device goes with it.
 func (u *userDev) Close() error {
+	u.mu.Lock()
+	u.stopped = true
+	if u.timer != nil {
+		u.timer.Stop()
+	}
+	u.mu.Unlock()
 	u.dev.Close()
 	<-u.dev.Wait()
 	return nil

@@ -92,6 +92,7 @@ func (d *Datapath) reconcileDevice(dev *wgdev, cfg DatapathConfig, peers []lease
 		// A new device has none of the old one's peers or routes: they
 		// are programmed again, as replays, not repairs.
 		clear(dev.written)
+		dev.fresh = true
 		for _, o := range dev.owners {
 			o.Forget()
 		}
@@ -191,6 +192,16 @@ func (d *Datapath) reconcileDevice(dev *wgdev, cfg DatapathConfig, peers []lease
 		why = append(why, r)
 	}
 	refused := d.applyPeers(client, dev.spec.Name, cfgs)
+	if dev.fresh && dev.user != nil {
+		var keys []Key
+		for k := range wantPeers {
+			if refused[k] == nil {
+				keys = append(keys, k)
+			}
+		}
+		dev.user.greet(d.pub, keys)
+	}
+	dev.fresh = false
 	for i, c := range cfgs {
 		k := Key(c.PublicKey)
 		if refused[k] == nil && !c.Remove && why[i] != "" {
