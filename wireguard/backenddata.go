@@ -105,19 +105,29 @@ func (c Config) Attrs(public Key, public4, public6 netip.Addr, ipv4, ipv6 bool) 
 // carrying another node's key can never take that node's AllowedIPs or
 // endpoint. The error says what is wrong and how to fix it.
 func Admit(l lease.Lease, ipv6 bool, own Key) (unique string, err error) {
+	d, err := admit(l, ipv6, own, ParseBackendData)
+	if err != nil {
+		return "", err
+	}
+	return d.PublicKey.String(), nil
+}
+
+// admit is Admit with the parser given, so that a datapath can cache what
+// it parsed (checking a key costs a scalar multiplication).
+func admit(l lease.Lease, ipv6 bool, own Key, parse func(json.RawMessage) (BackendData, error)) (BackendData, error) {
 	if l.Attrs.BackendType != BackendType {
-		return "", fmt.Errorf("BackendType %q, but this network runs %q; the two nodes' net-conf.json Backend.Type differ", l.Attrs.BackendType, BackendType)
+		return BackendData{}, fmt.Errorf("BackendType %q, but this network runs %q; the two nodes' net-conf.json Backend.Type differ", l.Attrs.BackendType, BackendType)
 	}
 	raw, field := l.Attrs.BackendData, "BackendData"
 	if ipv6 {
 		raw, field = l.Attrs.BackendV6Data, "BackendV6Data"
 	}
-	d, err := ParseBackendData(raw)
+	d, err := parse(raw)
 	if err != nil {
-		return "", fmt.Errorf("%s: %w; the node holding the lease must publish its WireGuard key", field, err)
+		return BackendData{}, fmt.Errorf("%s: %w; the node holding the lease must publish its WireGuard key", field, err)
 	}
 	if !own.IsZero() && d.PublicKey == own {
-		return "", fmt.Errorf("%s PublicKey %s is this node's own; a node that copied this node's key file must generate its own (delete its key file and restart it)", field, d.PublicKey)
+		return BackendData{}, fmt.Errorf("%s PublicKey %s is this node's own; a node that copied this node's key file must generate its own (delete its key file and restart it)", field, d.PublicKey)
 	}
-	return d.PublicKey.String(), nil
+	return d, nil
 }

@@ -64,6 +64,10 @@ type DatapathConfig struct {
 	// client, if set, wraps the client each device is configured through:
 	// tests use it to make the device refuse a peer.
 	client func(wgClient) wgClient
+	// noGreet leaves a new user-space device's peers ungreeted: the
+	// benchmarks' peers do not exist, and wireguard-go would retry their
+	// handshakes for 90 s, taking the CPU the benchmark measures.
+	noGreet bool
 }
 
 // A Datapath keeps the node's WireGuard devices, their peers and routes as
@@ -82,8 +86,9 @@ type Datapath struct {
 	nl     *netlink.Handle
 	kernel wgClient // wgctrl's client, made when a kernel device is
 	devs   []*wgdev
-	engine Engine // in use: kernel or userspace, once a device exists
-	why    string // why the user-space engine runs
+	engine Engine            // in use: kernel or userspace, once a device exists
+	parsed map[string]parsed // backend data parsed by the last reconcile
+	why    string            // why the user-space engine runs
 
 	mu        sync.Mutex
 	cfg       DatapathConfig

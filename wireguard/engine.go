@@ -89,9 +89,10 @@ type userDev struct {
 	index int
 	dev   *device.Device
 
-	mu      sync.Mutex
-	timer   *time.Timer // a pending greeting
-	stopped bool
+	mu       sync.Mutex
+	stop     chan struct{} // closed to end the greeting in progress
+	stopped  bool
+	greeting sync.WaitGroup
 }
 
 // newUserDev creates the TUN device in ns and starts wireguard-go on it.
@@ -157,32 +158,47 @@ const greetDelay = 2 * time.Second
 // key only after greetDelay, and only if no handshake with it has happened
 // by then.
 func (u *userDev) greet(own Key, keys []Key) {
-	// The device comes up on its own once wireguard-go reads the TUN
-	// device's up event; until then it sends nothing. Up is idempotent.
-	if err := u.dev.Up(); err != nil {
-		return
-	}
-	var later []Key
-	for _, k := range keys {
-		if bytes.Compare(k[:], own[:]) > 0 {
-			u.hello(k)
-		} else {
-			later = append(later, k)
-		}
-	}
-	if len(later) == 0 {
-		return
-	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if u.timer != nil {
-		u.timer.Stop()
+	if u.stopped {
+		return
 	}
-	u.timer = time.AfterFunc(greetDelay, func() {
-		u.mu.Lock()
-		defer u.mu.Unlock()
-		if u.stopped {
+	if u.stop != nil {
+		close(u.stop) // a newer set of peers replaces a pending greeting
+	}
+	stop := make(chan struct{})
+	u.stop = stop
+	u.greeting.Add(1)
+	// Each handshake costs a Diffie-Hellman: thousands of peers take a
+	// while, which the reconcile does not wait for.
+	go func() {
+		defer u.greeting.Done()
+		// The device comes up on its own once wireguard-go reads the TUN
+		// device's up event; until then it sends nothing. Up is
+		// idempotent.
+		if err := u.dev.Up(); err != nil {
 			return
+		}
+		var later []Key
+		for _, k := range keys {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if bytes.Compare(k[:], own[:]) > 0 {
+				u.hello(k)
+			} else {
+				later = append(later, k)
+			}
+		}
+		if len(later) == 0 {
+			return
+		}
+		select {
+		case <-stop:
+			return
+		case <-time.After(greetDelay):
 		}
 		d, err := u.Device(u.name)
 		if err != nil {
@@ -193,11 +209,16 @@ func (u *userDev) greet(own Key, keys []Key) {
 			shook[Key(p.PublicKey)] = !p.LastHandshakeTime.IsZero()
 		}
 		for _, k := range later {
+			select {
+			case <-stop:
+				return
+			default:
+			}
 			if !shook[k] {
 				u.hello(k)
 			}
 		}
-	})
+	}()
 }
 
 // hello makes the device start a handshake with peer k.
@@ -212,10 +233,12 @@ func (u *userDev) hello(k Key) {
 func (u *userDev) Close() error {
 	u.mu.Lock()
 	u.stopped = true
-	if u.timer != nil {
-		u.timer.Stop()
+	if u.stop != nil {
+		close(u.stop)
+		u.stop = nil
 	}
 	u.mu.Unlock()
+	u.greeting.Wait()
 	u.dev.Close()
 	<-u.dev.Wait()
 	return nil

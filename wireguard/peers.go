@@ -3,6 +3,7 @@
 package wireguard
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/netip"
@@ -91,6 +92,8 @@ func (d *Datapath) planPeers(spec DeviceSpec, cfg DatapathConfig, peers []lease.
 	owner := map[Key]lease.Key{}
 	taken := [2]*prefixSet{newPrefixSet(cfg.Network), newPrefixSet(cfg.IPv6Network)}
 	var status []PeerStatus
+	cache := &parseCache{old: d.parsed, now: make(map[string]parsed, len(d.parsed))}
+	defer func() { d.parsed = cache.now }()
 	for _, l := range sorted {
 		s := PeerStatus{Key: l.Key, Device: spec.Name}
 		var subnets []netip.Prefix
@@ -116,11 +119,11 @@ func (d *Datapath) planPeers(spec DeviceSpec, cfg DatapathConfig, peers []lease.
 			if !carried || !subnet.IsValid() || s.Reason != "" {
 				continue
 			}
-			if _, err := Admit(l, v6, d.pub); err != nil {
+			fd, err := admit(l, v6, d.pub, cache.parse)
+			if err != nil {
 				fail(ReasonLease, "%v", err)
 				continue
 			}
-			fd, _ := ParseBackendData(backendRaw(l.Attrs, v6))
 			datas[b2i(v6)] = &fd
 			switch {
 			case subnet != subnet.Masked():
@@ -180,11 +183,29 @@ func (d *Datapath) planPeers(spec DeviceSpec, cfg DatapathConfig, peers []lease.
 	return want, status
 }
 
-func backendRaw(a lease.Attrs, v6 bool) []byte {
-	if v6 {
-		return a.BackendV6Data
+// parseCache keeps what the last planPeers parsed, by the raw value, for
+// the next: checking a key costs a scalar multiplication, which for
+// thousands of peers at every reconcile would cost seconds. It keeps only
+// what the current pass used.
+type parseCache struct {
+	old, now map[string]parsed
+}
+
+type parsed struct {
+	d   BackendData
+	err error
+}
+
+func (c *parseCache) parse(raw json.RawMessage) (BackendData, error) {
+	if p, ok := c.now[string(raw)]; ok {
+		return p.d, p.err
 	}
-	return a.BackendData
+	p, ok := c.old[string(raw)]
+	if !ok {
+		p.d, p.err = ParseBackendData(raw)
+	}
+	c.now[string(raw)] = p
+	return p.d, p.err
 }
 
 func b2i(b bool) int {

@@ -192,7 +192,7 @@ func (d *Datapath) reconcileDevice(dev *wgdev, cfg DatapathConfig, peers []lease
 		why = append(why, r)
 	}
 	refused := d.applyPeers(client, dev.spec.Name, cfgs)
-	if dev.fresh && dev.user != nil {
+	if dev.fresh && dev.user != nil && !cfg.noGreet {
 		var keys []Key
 		for k := range wantPeers {
 			if refused[k] == nil {

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/curve25519"
+
 	"github.com/weftnet/weft/lease"
 )
 
@@ -200,5 +202,31 @@ func TestDevices(t *testing.T) {
 	c.Mode = ModeAuto
 	if d := c.Devices(true, true); len(d) != 1 || d[0] != (DeviceSpec{"flannel-wg", 51820, true, true}) {
 		t.Fatalf("auto: %+v", d)
+	}
+}
+
+// TestLowOrderKeys: every key checkPublic refuses is one X25519 refuses
+// (its shared secret would be all zeros), with the top bit either way,
+// and random keys pass both.
+func TestLowOrderKeys(t *testing.T) {
+	probe, _ := GenerateKey()
+	for _, l := range lowOrder {
+		for _, top := range []byte{0, 0x80} {
+			k := l
+			k[31] |= top
+			if checkPublic(k) == nil {
+				t.Errorf("%x passes", k)
+			}
+			if _, err := curve25519.X25519(probe[:], k[:]); err == nil {
+				t.Errorf("%x is not of low order: X25519 takes it", k)
+			}
+		}
+	}
+	for range 100 {
+		k, _ := GenerateKey()
+		pub := k.PublicKey()
+		if _, err := curve25519.X25519(probe[:], pub[:]); err != nil || checkPublic(pub) != nil {
+			t.Fatalf("%s refused", pub)
+		}
 	}
 }
