@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/weftnet/weft/internal/netnstest"
 	"github.com/weftnet/weft/lease"
 )
