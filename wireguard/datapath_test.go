@@ -144,9 +144,17 @@ func waitSynced(t *testing.T, nd *node, failed int) Status {
 	return st
 }
 
+// tunnelSettle bounds how long a new tunnel may take to carry traffic.
+// Two nodes that start handshakes with each other at the same moment
+// (their first packets cross) can each end up with a session the other
+// does not use; WireGuard recovers once its rekey timeout (keepalive 10 s
+// plus rekey 5 s) passes. The datapath's greeting avoids starting such
+// crossings, but traffic can still start one on a loaded machine.
+const tunnelSettle = 20 * time.Second
+
 func ping(t *testing.T, ns *netnstest.Namespace, src, dst netip.Addr) {
 	t.Helper()
-	if err := ns.WaitPing(src, dst, 10*time.Second); err != nil {
+	if err := ns.WaitPing(src, dst, tunnelSettle); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -166,7 +174,7 @@ func pingAll(t *testing.T, nodes []*node, v4, v6 bool) {
 				if !fam.on {
 					continue
 				}
-				if err := a.h.WaitPing(fam.src, fam.dst, 10*time.Second); err != nil {
+				if err := a.h.WaitPing(fam.src, fam.dst, tunnelSettle); err != nil {
 					for _, n := range []*node{a, b} {
 						n.dp.Reconcile()
 						out, _ := exec.Command("sh", "-c", "ip -n "+n.h.Name+" route; ip -n "+n.h.Name+" -6 route; ip -n "+n.h.Name+" addr").CombinedOutput()
