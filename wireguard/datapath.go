@@ -230,6 +230,24 @@ func (d *Datapath) SetLease(l lease.Lease) {
 	d.trigger()
 }
 
+// SetNetworks follows a change of the overlay networks (net-conf.json's
+// Network and IPv6Network): the routes to the devices and the bounds of
+// peer subnets. The families run are fixed at NewDatapath: a network given
+// for a family the datapath does not run is ignored, and turning a family
+// on or off takes a new Datapath.
+func (d *Datapath) SetNetworks(network, ipv6Network netip.Prefix) {
+	d.mu.Lock()
+	if d.cfg.Network.IsValid() && network.IsValid() {
+		d.cfg.Network = network.Masked()
+	}
+	if d.cfg.IPv6Network.IsValid() && ipv6Network.IsValid() {
+		d.cfg.IPv6Network = ipv6Network.Masked()
+	}
+	d.gen++
+	d.mu.Unlock()
+	d.trigger()
+}
+
 // SetUplink changes the interfaces whose MTU the devices follow.
 func (d *Datapath) SetUplink(uplink, uplink6 int) {
 	if uplink6 == 0 {

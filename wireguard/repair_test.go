@@ -4,12 +4,14 @@ package wireguard
 
 import (
 	"errors"
+	"net/netip"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/weftnet/weft/internal/testutil"
@@ -257,4 +259,45 @@ func TestPeerDriftRepaired(t *testing.T) {
 		t.Errorf("%d repairs, want b's and c's: %+v", st.Repaired, st.Repairs)
 	}
 	pingAll(t, nodes, true, true)
+}
+
+// TestNetworkWidened widens the Network under running nodes, as seed 003
+// does (/16 to /8): the route to the device follows, the old one goes,
+// and a peer outside the old Network but inside the new one is admitted.
+func TestNetworkWidened(t *testing.T) {
+	noLeaks(t)
+	cfg, _ := ParseConfig(nil)
+	cfg.Mode = ModeIPv4
+	_, nodes := newNodes(t, 2, cfg)
+	a, b := nodes[0], nodes[1]
+	far, _ := cfg.Attrs(b.key.PublicKey(), b.h.Addr.Addr(), netip.Addr{}, true, false)
+	wide := netip.MustParsePrefix("10.0.0.0/8")
+	b.lease = lease.Lease{Key: lease.Key{IPv4: netip.MustParsePrefix("10.99.2.0/24")}, Attrs: far, Seniority: 2}
+	a.start(t, a.config(), []lease.Lease{b.lease})
+	st := waitSynced(t, a, 1)
+	if p := st.Devices[0].Peers[0]; p.Reason != ReasonLease || !strings.Contains(p.Err, "Network") {
+		t.Fatalf("peer outside the Network: %+v", p)
+	}
+	a.dp.SetNetworks(wide, netip.Prefix{})
+	waitSynced(t, a, 0)
+	rs := ownRoutes(t, a)
+	if len(rs) != 1 || rs[0] != wide {
+		t.Fatalf("routes %v, want only %s", rs, wide)
+	}
+}
+
+// ownRoutes lists nd's IPv4 routes of the datapath's protocol.
+func ownRoutes(t *testing.T, nd *node) []netip.Prefix {
+	t.Helper()
+	rs, err := nd.h.Netlink().RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Protocol: DefaultRouteProtocol}, netlink.RT_FILTER_PROTOCOL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []netip.Prefix
+	for _, r := range rs {
+		a, _ := netip.AddrFromSlice(r.Dst.IP)
+		ones, _ := r.Dst.Mask.Size()
+		out = append(out, netip.PrefixFrom(a.Unmap(), ones))
+	}
+	return out
 }
