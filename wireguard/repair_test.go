@@ -301,3 +301,43 @@ func ownRoutes(t *testing.T, nd *node) []netip.Prefix {
 	}
 	return out
 }
+
+// TestEngines: asked for the kernel's WireGuard on a kernel without it,
+// NewDatapath fails naming the device and leaves nothing behind; asked for
+// user space, it says so; a link of another type holding the device's
+// name is replaced.
+func TestEngines(t *testing.T) {
+	noLeaks(t)
+	cfg, _ := ParseConfig(nil)
+	cfg.Mode = ModeIPv4
+	_, nodes := newNodes(t, 1, cfg)
+	a := nodes[0]
+	if err := a.h.Netlink().LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: DeviceName}}); err != nil {
+		t.Fatal(err)
+	}
+	c := a.config()
+	c.Engine = EngineKernel
+	if dp, err := NewDatapath(c); err == nil {
+		dp.Close()
+		if st := dp.Status(); st.Devices[0].Engine == EngineKernel {
+			t.Skip("this kernel has WireGuard")
+		}
+		t.Fatal("the kernel engine started on a kernel without WireGuard")
+	} else if !strings.Contains(err.Error(), DeviceName) {
+		t.Fatalf("error %v does not name the device", err)
+	}
+	c.Engine = EngineUserspace
+	a.start(t, c, nil)
+	st := waitSynced(t, a, 0)
+	if d := st.Devices[0]; d.Engine != EngineUserspace || !strings.Contains(d.EngineReason, "asked") {
+		t.Fatalf("device %+v; want user space, asked for", d)
+	}
+	link, err := a.h.Netlink().LinkByName(DeviceName)
+	if err != nil || link.Type() != "tuntap" {
+		t.Fatalf("%s is %v (%v); want the TUN device", DeviceName, link, err)
+	}
+	a.stop()
+	if _, err := a.h.Netlink().LinkByName(DeviceName); err == nil {
+		t.Fatal("the user-space device outlived its datapath")
+	}
+}
