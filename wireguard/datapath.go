@@ -52,6 +52,10 @@ type DatapathConfig struct {
 	Uplink, Uplink6 int
 	// Engine is what runs WireGuard. Default EngineAuto.
 	Engine Engine
+	// UAPIDir, if set, is where a user-space device's configuration
+	// socket is served, so that `wg show` sees it: DefaultUAPIDir for
+	// wg's. "" serves none. One process per host may serve a name.
+	UAPIDir string
 	// RouteProtocol tags the owned routes. Default 157.
 	RouteProtocol int
 	// ResyncInterval is the period of unprompted reconciles, the backstop

@@ -108,7 +108,7 @@ func (d *Datapath) ensureLink(dev *wgdev, mtu int) (wgClient, string, error) {
 				change = "re-created: a " + link.Type() + " device held its name"
 			}
 		}
-		u, err := newUserDev(d.ns, d.nl, name, mtu, d.log)
+		u, err := newUserDev(d.ns, d.nl, name, mtu, d.cfg.UAPIDir, d.log)
 		if err != nil {
 			return nil, "", err
 		}

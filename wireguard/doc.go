@@ -58,7 +58,9 @@
 // wgctrl calls (wgtypes.Config; the user-space device through WireGuard's
 // configuration protocol, as wgctrl speaks it to wireguard-go), and
 // everything above them is the same code. DeviceStatus.Engine says which
-// runs and why. A user-space device made anew greets its peers (starts a
+// runs and why. With DatapathConfig.UAPIDir, a user-space device serves
+// wireguard-go's configuration socket, so that `wg show` sees it as it sees
+// a kernel device. A user-space device made anew greets its peers (starts a
 // handshake), so that peers still holding a session with its previous run
 // reach it at once rather than after their rekey timeout.
 //

@@ -93,11 +93,12 @@ type userDev struct {
 	stop     chan struct{} // closed to end the greeting in progress
 	stopped  bool
 	greeting sync.WaitGroup
+	sock     *uapiSocket // nil without DatapathConfig.UAPIDir
 }
 
 // newUserDev creates the TUN device in ns and starts wireguard-go on it.
 // Its UDP sockets are opened in ns too, whatever thread opens them.
-func newUserDev(ns netns.NsHandle, nl *netlink.Handle, name string, mtu int, log *slog.Logger) (*userDev, error) {
+func newUserDev(ns netns.NsHandle, nl *netlink.Handle, name string, mtu int, uapiDir string, log *slog.Logger) (*userDev, error) {
 	var t tun.Device
 	err := inNS(ns, func() error {
 		var err error
@@ -121,7 +122,17 @@ func newUserDev(ns netns.NsHandle, nl *netlink.Handle, name string, mtu int, log
 	}
 	logger := &device.Logger{Verbosef: debug, Errorf: debug}
 	d := device.NewDevice(t, &nsBind{Bind: conn.NewStdNetBind(), ns: ns}, logger)
-	return &userDev{name: name, index: link.Attrs().Index, dev: d}, nil
+	u := &userDev{name: name, index: link.Attrs().Index, dev: d}
+	if uapiDir != "" {
+		s, err := serveUAPI(uapiDir, name, d)
+		if err != nil {
+			// `wg show` will not see the device; the datapath does not
+			// need the socket.
+			log.Warn("the user-space device's configuration socket is not served", "device", name, "err", err)
+		}
+		u.sock = s
+	}
+	return u, nil
 }
 
 func (u *userDev) Device(name string) (*wgtypes.Device, error) {
@@ -239,6 +250,9 @@ func (u *userDev) Close() error {
 	}
 	u.mu.Unlock()
 	u.greeting.Wait()
+	if u.sock != nil {
+		u.sock.close()
+	}
 	u.dev.Close()
 	<-u.dev.Wait()
 	return nil

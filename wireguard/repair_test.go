@@ -4,9 +4,11 @@ package wireguard
 
 import (
 	"errors"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -339,5 +341,36 @@ func TestEngines(t *testing.T) {
 	a.stop()
 	if _, err := a.h.Netlink().LinkByName(DeviceName); err == nil {
 		t.Fatal("the user-space device outlived its datapath")
+	}
+}
+
+// TestUAPISocket: with UAPIDir, the user-space device answers WireGuard's
+// configuration protocol on <dir>/flannel-wg.sock as `wg show` asks it,
+// and the socket goes with the datapath.
+func TestUAPISocket(t *testing.T) {
+	noLeaks(t)
+	cfg, _ := ParseConfig(nil)
+	cfg.Mode = ModeIPv4
+	_, nodes := newNodes(t, 2, cfg)
+	dir := t.TempDir()
+	c := nodes[0].config()
+	c.UAPIDir = dir
+	nodes[0].start(t, c, leasesOf(nodes, nodes[0]))
+	waitSynced(t, nodes[0], 0)
+	path := filepath.Join(dir, DeviceName+".sock")
+	conn, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	conn.Write([]byte("get=1\n\n"))
+	d, err := decodeUAPI(conn, DeviceName) // reads up to the blank line that ends the reply
+	conn.Close()
+	if err != nil || d.ListenPort != 51820 || len(d.Peers) != 1 || Key(d.Peers[0].PublicKey) != nodes[1].key.PublicKey() {
+		t.Fatalf("get over the socket: %+v, %v", d, err)
+	}
+	nodes[0].stop()
+	if _, err := os.Stat(path); err == nil {
+		t.Fatal("the socket outlived its device")
 	}
 }
