@@ -248,7 +248,7 @@ func (d *Datapath) Run(ctx context.Context) error {
 	d.mu.Lock()
 	resync := d.cfg.ResyncInterval
 	d.mu.Unlock()
-	return resyncloop.Run(ctx, d.kick, resync, d.log, d.reconcile)
+	return resyncloop.Run(ctx, d.kick, resync, d.log, func(bool) (int, error) { return d.reconcile() })
 }
 
 // expected reports whether a route notification leaves things as wanted:

@@ -109,6 +109,10 @@ type Datapath struct {
 	lastSync  time.Time
 
 	filter atomic.Pointer[filterState]
+	// drift is set by a notification that the kernel departs from the
+	// desired state: the next reconcile reads the devices back whole
+	// rather than writing what the desired peers changed.
+	drift atomic.Bool
 }
 
 // filterState is what the notification filter compares with.
@@ -169,7 +173,7 @@ func NewDatapath(cfg DatapathConfig) (*Datapath, error) {
 		}
 		d.devs = append(d.devs, dev)
 	}
-	if _, err := d.reconcile(); err != nil && cfg.Engine == EngineKernel && d.engine == "" {
+	if _, err := d.reconcile(true); err != nil && cfg.Engine == EngineKernel && d.engine == "" {
 		d.Close()
 		return nil, err
 	}
@@ -273,8 +277,14 @@ func (d *Datapath) trigger() {
 
 // Reconcile makes the kernel and the devices match the desired state now.
 func (d *Datapath) Reconcile() error {
-	_, err := d.reconcile()
+	_, err := d.reconcile(true)
 	return err
+}
+
+// kicked asks for a reconcile that reads the devices back whole.
+func (d *Datapath) kicked() {
+	d.drift.Store(true)
+	d.trigger()
 }
 
 // Synced reports whether the current desired state has been applied by a
@@ -298,23 +308,23 @@ func (d *Datapath) Run(ctx context.Context) error {
 		Link: func(u netlink.LinkUpdate) {
 			f := d.filter.Load()
 			if f == nil || f.links[int(u.Index)] || (u.Attrs() != nil && f.names[u.Attrs().Name]) {
-				d.trigger()
+				d.kicked()
 			}
 		},
 		Addr: func(u netlink.AddrUpdate) {
 			if f := d.filter.Load(); f == nil || f.links[u.LinkIndex] {
-				d.trigger()
+				d.kicked()
 			}
 		},
 		Route: func(u netlink.RouteUpdate) {
 			f := d.filter.Load()
 			if f == nil || int(u.Protocol) == f.proto || f.nets[ownroute.PrefixOf(u.Dst)] {
-				d.trigger()
+				d.kicked()
 			}
 		},
 		Lost: func(err error) {
 			d.log.Warn("kernel notifications lost; reconciling", "err", err)
-			d.trigger()
+			d.kicked()
 		},
 	})
 	defer stop()

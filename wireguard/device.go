@@ -26,7 +26,10 @@ type wgdev struct {
 	written map[Key]peerWant
 	// fresh: the device was made since its peers were last written; they
 	// are greeted once written (userDev.greet).
-	fresh  bool
+	fresh bool
+	// read: a full reconcile has read the device's peers back since it
+	// was made; until then every reconcile does.
+	read   bool
 	status DeviceStatus
 }
 

@@ -5,6 +5,7 @@ package wireguard
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"time"
@@ -19,8 +20,13 @@ import (
 const maxRepairs = 256
 
 // reconcile makes every device, its peers and routes as desired, and
-// returns how many peers failed.
-func (d *Datapath) reconcile() (int, error) {
+// returns how many peers failed. A full one reads each device's peers back
+// and corrects them; one for a change of desired peers writes the
+// difference from what it last wrote, as a device with thousands of peers
+// takes a while to read (a notification of drift, every resync and every
+// retry make it full).
+func (d *Datapath) reconcile(full bool) (int, error) {
+	full = d.drift.Swap(false) || full
 	d.work.Lock()
 	defer d.work.Unlock()
 	d.mu.Lock()
@@ -36,7 +42,7 @@ func (d *Datapath) reconcile() (int, error) {
 	views := make([]DeviceStatus, 0, len(d.devs))
 	for _, dev := range d.devs {
 		fs.names[dev.spec.Name] = true
-		st, r, err := d.reconcileDevice(dev, cfg, peers, known)
+		st, r, err := d.reconcileDevice(dev, cfg, peers, known, full)
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -65,7 +71,7 @@ func (d *Datapath) reconcile() (int, error) {
 
 // reconcileDevice is one device's reconcile. The status it returns keeps
 // the last known peers when the device could not be read.
-func (d *Datapath) reconcileDevice(dev *wgdev, cfg DatapathConfig, peers []lease.Lease, known bool) (DeviceStatus, []Repair, error) {
+func (d *Datapath) reconcileDevice(dev *wgdev, cfg DatapathConfig, peers []lease.Lease, known, full bool) (DeviceStatus, []Repair, error) {
 	st := dev.status
 	st.Name, st.Port = dev.spec.Name, dev.spec.Port
 	var repairs []Repair
@@ -92,7 +98,7 @@ func (d *Datapath) reconcileDevice(dev *wgdev, cfg DatapathConfig, peers []lease
 		// A new device has none of the old one's peers or routes: they
 		// are programmed again, as replays, not repairs.
 		clear(dev.written)
-		dev.fresh = true
+		dev.fresh, dev.read = true, false
 		for _, o := range dev.owners {
 			o.Forget()
 		}
@@ -121,19 +127,35 @@ func (d *Datapath) reconcileDevice(dev *wgdev, cfg DatapathConfig, peers []lease
 		}
 	}
 
-	// The device's own key and port.
-	cur0, err := client.Device(dev.spec.Name)
-	if err != nil {
-		return st, repairs, fmt.Errorf("wireguard: read %s: %w", dev.spec.Name, err)
-	}
-	if Key(cur0.PrivateKey) != cfg.PrivateKey || cur0.ListenPort != dev.spec.Port {
-		pk, port := wgtypes.Key(cfg.PrivateKey), dev.spec.Port
-		if err := client.ConfigureDevice(dev.spec.Name, wgtypes.Config{PrivateKey: &pk, ListenPort: &port}); err != nil {
-			return st, repairs, fmt.Errorf("wireguard: set the key and port %d of %s: %w", port, dev.spec.Name, err)
+	// The device's own key and port, and its peers as it has them: read
+	// back in a full pass, else what was last written.
+	fast := !full && !dev.fresh && change == "" && dev.read
+	cur := map[Key]peerWant{}
+	stats := map[Key]wgtypes.Peer{}
+	if fast {
+		maps.Copy(cur, dev.written)
+		for _, p := range dev.status.Peers {
+			stats[p.PublicKey] = wgtypes.Peer{LastHandshakeTime: p.LastHandshake, ReceiveBytes: p.ReceiveBytes, TransmitBytes: p.TransmitBytes}
 		}
-		if change == "" && cur0.ListenPort != 0 {
-			repair(dev.spec.Name, fmt.Sprintf("key %s port %d, want %s port %d", Key(cur0.PublicKey), cur0.ListenPort, d.pub, port))
+	} else {
+		have0, err := client.Device(dev.spec.Name)
+		if err != nil {
+			return st, repairs, fmt.Errorf("wireguard: read %s: %w", dev.spec.Name, err)
 		}
+		if Key(have0.PrivateKey) != cfg.PrivateKey || have0.ListenPort != dev.spec.Port {
+			pk, port := wgtypes.Key(cfg.PrivateKey), dev.spec.Port
+			if err := client.ConfigureDevice(dev.spec.Name, wgtypes.Config{PrivateKey: &pk, ListenPort: &port}); err != nil {
+				return st, repairs, fmt.Errorf("wireguard: set the key and port %d of %s: %w", port, dev.spec.Name, err)
+			}
+			if change == "" && have0.ListenPort != 0 {
+				repair(dev.spec.Name, fmt.Sprintf("key %s port %d, want %s port %d", Key(have0.PublicKey), have0.ListenPort, d.pub, port))
+			}
+		}
+		for _, p := range have0.Peers {
+			cur[Key(p.PublicKey)] = have(p)
+			stats[Key(p.PublicKey)] = p
+		}
+		dev.read = true
 	}
 
 	// Routes: the Network of each family carried, to the device.
@@ -162,10 +184,6 @@ func (d *Datapath) reconcileDevice(dev *wgdev, cfg DatapathConfig, peers []lease
 	}
 
 	wantPeers, status := d.planPeers(dev.spec, cfg, peers)
-	cur := map[Key]wgtypes.Peer{}
-	for _, p := range cur0.Peers {
-		cur[Key(p.PublicKey)] = p
-	}
 	var cfgs []wgtypes.PeerConfig
 	var why []string
 	for k := range cur {
@@ -176,8 +194,7 @@ func (d *Datapath) reconcileDevice(dev *wgdev, cfg DatapathConfig, peers []lease
 		}
 	}
 	for k, w := range wantPeers {
-		p, ok := cur[k]
-		h := have(p)
+		h, ok := cur[k]
 		if ok && h.equal(w) {
 			continue
 		}
@@ -218,7 +235,7 @@ func (d *Datapath) reconcileDevice(dev *wgdev, cfg DatapathConfig, peers []lease
 			} else {
 				s.Programmed = true
 				dev.written[s.PublicKey] = wantPeers[s.PublicKey]
-				if p, ok := cur[s.PublicKey]; ok {
+				if p, ok := stats[s.PublicKey]; ok {
 					s.LastHandshake, s.ReceiveBytes, s.TransmitBytes = p.LastHandshakeTime, p.ReceiveBytes, p.TransmitBytes
 				}
 			}

@@ -24,8 +24,11 @@ const (
 
 // Run reconciles until ctx ends. reconcile returns how many peers it could
 // not program (retried with backoff) and an error for a failure of the
-// datapath as a whole (retried with backoff, logged when it changes).
-func Run(ctx context.Context, kick <-chan struct{}, resync time.Duration, log *slog.Logger, reconcile func() (failed int, err error)) error {
+// datapath as a whole (retried with backoff, logged when it changes). Its
+// argument says whether the pass is a full one (periodic, a retry, the
+// first), which must read everything back from the kernel, or one a kick
+// asked for, which a datapath may narrow to what changed.
+func Run(ctx context.Context, kick <-chan struct{}, resync time.Duration, log *slog.Logger, reconcile func(full bool) (failed int, err error)) error {
 	ticker := time.NewTicker(resync)
 	defer ticker.Stop()
 	settle := time.NewTimer(time.Hour)
@@ -36,6 +39,7 @@ func Run(ctx context.Context, kick <-chan struct{}, resync time.Duration, log *s
 	settle.Reset(0)
 	var retry, peerDelay time.Duration
 	lastErr := ""
+	full := true // the first pass
 	for {
 		select {
 		case <-ctx.Done():
@@ -49,10 +53,14 @@ func Run(ctx context.Context, kick <-chan struct{}, resync time.Duration, log *s
 		case <-settle.C:
 			pending = false
 		case <-peerTimer.C:
+			full = true
 		case <-ticker.C:
+			full = true
 		}
-		failed, err := reconcile()
+		failed, err := reconcile(full)
+		full = false
 		if err != nil {
+			full = true
 			if err.Error() != lastErr {
 				log.Error("datapath reconcile failed; retrying", "err", err)
 				lastErr = err.Error()
