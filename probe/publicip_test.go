@@ -45,6 +45,7 @@ func TestSharedPublicIPBounded(t *testing.T) {
 		// b answers ICMP echoes: the underlay check ends there.
 		t.Errorf("sent %v: want underlay echoes and no TCP connection", sent)
 	}
+	t.Logf("%d rounds: sent %v (small, full, underlay, tcp)", n, sent)
 	if c := p.Counts(); c.UnderlayReachable == 0 {
 		t.Errorf("Counts %+v: want peers found overlay-down", c)
 	}
