@@ -46,6 +46,7 @@ func TestIPv6DroppedFromConfig(t *testing.T) {
 	if err := a.Stop(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
+	first := a
 	a = c.start(a.Host, "--ip-masq", "--iptables-resync", "1")
 	a.WaitReady()
 	waitFor(t, 20*time.Second, "subnet.env without IPv6", func() bool {
@@ -53,6 +54,11 @@ func TestIPv6DroppedFromConfig(t *testing.T) {
 		return err == nil && f.Subnet.IsValid() && !f.IPv6Network.IsValid()
 	})
 	waitFor(t, 20*time.Second, "the IPv6 masquerade table gone", func() bool { return !hasTable(nftables.TableFamilyIPv6) })
+	for _, d := range []*daemon{first, a} {
+		if strings.Contains(d.Out.String(), "!ERROR") {
+			t.Errorf("a log line could not encode a value:\n%s", d.Out)
+		}
+	}
 	if !hasTable(nftables.TableFamilyIPv4) {
 		t.Errorf("the IPv4 masquerade table is gone too")
 	}

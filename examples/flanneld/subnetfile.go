@@ -91,6 +91,11 @@ func (a *agent) removeFile(w vxlan.Withdrawal, networks hostrules.Target) {
 	a.lastErr = ""
 	switch {
 	case !removed:
+	case !w.Lease.IsValid():
+		// No Withdrawal: the file no longer matches the config in force
+		// (a change of families, which takes a restart), or the Network
+		// has not started; no lease to name.
+		a.log.Info("removed subnet.env; it is written again once the node holds a lease of the network config in force", "path", a.cfg.subnetFile)
 	case w.Reason == 0, w.Reason == vxlan.WithdrawStarting: // before the Network, or as it starts
 		a.log.Info("removed the subnet.env a previous run left; it is written again once the node holds its lease", "path", a.cfg.subnetFile, "subnet", w.Lease)
 	default:
