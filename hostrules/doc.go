@@ -24,9 +24,13 @@
 //
 // What a Target changes: the blackhole routes are exactly its subnets. The
 // forward rules of a family follow its Network, and the masquerade rules
-// its Network and Subnet; a family the Target leaves out (a zero Subnet,
-// as while the node holds no lease) keeps what it had, so that running
-// pods keep their outbound NAT until the node holds a lease again.
+// its Network and Subnet; a family whose Subnet the Target leaves out (as
+// while the node holds no lease) keeps what it had, so that running pods
+// keep their outbound NAT until the node holds a lease again. A family
+// whose Network is zero while the other family's is set (the network
+// config dropped it: dual-stack made single-stack) has its masquerade and
+// forward rules removed; a Target with no Network at all (the config not
+// known) removes nothing.
 //
 // Concurrency: a Rules is safe for concurrent use; Apply and Resync are
 // serialised, each a few netlink requests. Errors: Apply and Resync try

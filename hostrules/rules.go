@@ -153,17 +153,27 @@ func (r *Rules) nsFD() int {
 // ensure applies every rule set r keeps to r.target. r.mu is held.
 func (r *Rules) ensure() error {
 	var errs []error
+	// A family is dropped from the config when the other one's Network
+	// is set and its own is not (see remove.go).
+	networks := [2]netip.Prefix{r.target.Network, r.target.IPv6Network}
+	dropped := func(i int) bool { return !networks[i].IsValid() && networks[1-i].IsValid() }
 	if r.opts.Masquerade {
 		for i, fam := range [2]masqApplied{{r.target.Network, r.target.Subnet}, {r.target.IPv6Network, r.target.IPv6Subnet}} {
-			if fam.network.IsValid() && fam.subnet.IsValid() {
+			switch {
+			case fam.network.IsValid() && fam.subnet.IsValid():
 				errs = append(errs, r.ensureMasq(i, fam))
+			case dropped(i):
+				errs = append(errs, r.dropFamily(i, true))
 			}
 		}
 	}
 	if r.opts.Forward {
-		for _, network := range []netip.Prefix{r.target.Network, r.target.IPv6Network} {
-			if network.IsValid() {
+		for i, network := range networks {
+			switch {
+			case network.IsValid():
 				errs = append(errs, r.ensureForward(network))
+			case dropped(i):
+				errs = append(errs, r.dropFamily(i, false))
 			}
 		}
 	}
@@ -193,6 +203,37 @@ func (r *Rules) ensureMasq(i int, want masqApplied) error {
 		r.log.Warn("masquerade rules were changed from outside; restored", "network", want.network)
 	} else {
 		r.log.Info("masquerade rules applied", "network", want.network, "subnet", want.subnet)
+	}
+	return nil
+}
+
+// dropFamily removes family i's masquerade rules (masq) or forward rules,
+// and logs it once, naming the network last applied in this family if
+// known.
+func (r *Rules) dropFamily(i int, masq bool) error {
+	name, remove := "forward", removeForward
+	if masq {
+		name, remove = "masquerade", removeMasq
+	}
+	name += " " + [2]string{"IPv4", "IPv6"}[i]
+	removed, err := remove(r.nsFD(), i == 1)
+	if err != nil {
+		return r.failed(name, err)
+	}
+	r.recovered(name)
+	if removed {
+		var was netip.Prefix
+		if masq {
+			was, r.masq[i] = r.masq[i].network, masqApplied{}
+		} else {
+			for n := range r.forwarded {
+				if n.Addr().Is6() == (i == 1) {
+					was = n
+					delete(r.forwarded, n)
+				}
+			}
+		}
+		r.log.Info("host rules removed: the network config no longer has this family", "rules", name, "network", was)
 	}
 	return nil
 }

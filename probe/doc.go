@@ -58,7 +58,13 @@
 // re-probes up to Sample peers found failing (unreachable, or behind a
 // black hole), so that a recovery is seen within a round. A node therefore
 // probes at most 2·Sample peers a round, whatever the size of the cluster,
-// and the cluster N·2·Sample: O(N·k), never O(N²). Every peer is probed at
+// and the cluster N·2·Sample: O(N·k), never O(N²). A round probes at most
+// one peer of each public address: leases may share one (a node's, while
+// it moves subnets, or a writer's naming another host's address with
+// subnets routed to it), and any host, whatever was published, gets at
+// most one check's packets (a few echoes, one TCP connection) per node
+// per Interval. A peer sharing its address waits for a round without the
+// other. Every peer is probed at
 // least once per Period (ceil(N/Sample) rounds) while Config.Ready lets
 // the rounds run. A probe of a peer is a small echo and, on its turn, a
 // full-size one (four sizes while its black hole is searched), or when

@@ -252,7 +252,7 @@ func (p *Prober) round(ctx context.Context) {
 		return p.peerOf[targets[a].Subnet].last.Time.Compare(p.peerOf[targets[b].Subnet].last.Time)
 	})
 	p.mu.Unlock()
-	picked = append(picked, failing[:min(len(failing), p.cfg.Sample)]...)
+	picked = onePerPublicIP(targets, picked, failing, p.cfg.Sample)
 
 	var g errgroup.Group
 	g.SetLimit(inFlight)
@@ -263,6 +263,48 @@ func (p *Prober) round(ctx context.Context) {
 		})
 	}
 	g.Wait()
+}
+
+// onePerPublicIP returns the rotation's picks and up to n of the failing
+// peers, at most one of each public address: what a round probes. A
+// node's leases may share a PublicIP (admission lets them, as while a node
+// moves subnets), and a writer may publish any number of them naming
+// another host's address, with subnets routed to it: each probe of them
+// lands on that host, over the overlay and the underlay. One check a round
+// per address bounds what any one host gets from a node to one check's
+// packets an Interval (attempts small echoes and, for a peer that
+// answers, up to 1+searchSplits sizes; for one that does not, attempts
+// underlay echoes and one TCP connection), whatever was published. A peer
+// left out waits for the next round (failing) or its next turn (picked).
+func onePerPublicIP(targets []Target, picked, failing []int, n int) []int {
+	seen := make(map[netip.Addr]bool, len(picked)+n)
+	first := func(i int) bool {
+		ip := targets[i].PublicIP
+		if !ip.IsValid() {
+			return true
+		}
+		if seen[ip] {
+			return false
+		}
+		seen[ip] = true
+		return true
+	}
+	out := picked[:0:0]
+	for _, i := range picked {
+		if first(i) {
+			out = append(out, i)
+		}
+	}
+	for _, i := range failing {
+		if n == 0 {
+			break
+		}
+		if first(i) {
+			out = append(out, i)
+			n--
+		}
+	}
+	return out
 }
 
 // Probe probes one peer now, records the result as a round's would be,

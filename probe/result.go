@@ -105,8 +105,10 @@ type peerState struct {
 	last Result
 	path pathState
 	// announced is the state last logged, "" before any: each change is
-	// logged once.
-	announced State
+	// logged once. announcedPath is the size a black hole was announced
+	// with, so that a path whose size changes is logged once per size.
+	announced     State
+	announcedPath int
 	// seen is the last round whose targets named the peer.
 	seen uint64
 }
@@ -128,19 +130,28 @@ func (p *Prober) record(t Target, r Result) Result {
 	ps.last = r
 	// A black hole is announced once its size is known, so that the one
 	// line names the figures and the fix; until then it counts as
-	// reachable, as the small probe is answered.
+	// reachable, as the small probe is answered. One announced stays so
+	// while its path's size is searched again (the path changed): it is
+	// not carrying full-size packets, and the new size gets its own line.
 	say := r.State
+	was := ps.announced
 	if say == StateMTUBlackHole && (r.PathMTU == nil || !r.PathMTU.Exact) {
 		say = StateReachable
+		if was == StateMTUBlackHole {
+			say = was
+		}
 	}
-	was := ps.announced
+	resized := say == StateMTUBlackHole && was == say && r.PathMTU.Exact && r.PathMTU.Carries != ps.announcedPath
+	if say == StateMTUBlackHole && r.PathMTU.Exact {
+		ps.announcedPath = r.PathMTU.Carries
+	}
 	if say != was && (was != "" || say != StateReachable) {
 		ps.announced = say
-	} else {
+	} else if !resized {
 		was = say // nothing to log
 	}
 	p.mu.Unlock()
-	if say != was {
+	if say != was || resized {
 		p.logChange(t, r, was, say, prev)
 	}
 	if p.cfg.OnResult != nil {

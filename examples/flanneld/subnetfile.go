@@ -33,12 +33,15 @@ func (a *agent) update(change func()) {
 	a.mu.Lock()
 	f, ok := a.fileLocked()
 	withdrawn := a.withdrawn
+	// With no lease, the host rules keep the networks of the config in
+	// force: a family it dropped loses its rules, the others keep them.
+	networks := hostrules.Target{Network: a.netConf.Network, IPv6Network: a.netConf.IPv6Network}
 	if !ok {
 		a.written = false
 	}
 	a.mu.Unlock()
 	if !ok {
-		a.removeFile(withdrawn)
+		a.removeFile(withdrawn, networks)
 		return
 	}
 	if old, err := subnetenv.Read(a.cfg.subnetFile); err == nil && old == f {
@@ -67,10 +70,11 @@ func (a *agent) update(change func()) {
 // removeFile removes subnet.env, and the blackhole routes of the subnet
 // it named, while no State is in force: the node holds no lease, or has
 // not confirmed one yet (see vxlan.Withdrawal). rulesMu is held.
-func (a *agent) removeFile(w vxlan.Withdrawal) {
+func (a *agent) removeFile(w vxlan.Withdrawal, networks hostrules.Target) {
 	// The blackhole routes go with the lease; the masquerade and forward
-	// rules stay for the pods still running (see hostrules.Target).
-	_ = a.rules.Apply(hostrules.Target{})
+	// rules stay for the pods still running (see hostrules.Target), but
+	// those of a family the config no longer has.
+	_ = a.rules.Apply(networks)
 	// The subnet the file names is the one the node's pods are on, and
 	// the next run asks for it again (Previous): without a local state,
 	// a run restarted before it holds a lease has only this to go by.
@@ -87,6 +91,11 @@ func (a *agent) removeFile(w vxlan.Withdrawal) {
 	a.lastErr = ""
 	switch {
 	case !removed:
+	case !w.Lease.IsValid():
+		// No Withdrawal: the file no longer matches the config in force
+		// (a change of families, which takes a restart), or the Network
+		// has not started; no lease to name.
+		a.log.Info("removed subnet.env; it is written again once the node holds a lease of the network config in force", "path", a.cfg.subnetFile)
 	case w.Reason == 0, w.Reason == vxlan.WithdrawStarting: // before the Network, or as it starts
 		a.log.Info("removed the subnet.env a previous run left; it is written again once the node holds its lease", "path", a.cfg.subnetFile, "subnet", w.Lease)
 	default:
