@@ -62,6 +62,8 @@ func (m *Manager) Acquire(ctx context.Context, req lease.AcquireRequest) (lease.
 		return lease.Lease{}, fmt.Errorf("etcd: acquire: %w", err)
 	}
 
+	// The values Acquire decides by: a large listing keeps only these.
+	hints := ownershipHints(m.node, attrs)
 	var (
 		retry  = m.retrier("acquire")
 		known  listing
@@ -89,7 +91,7 @@ func (m *Manager) Acquire(ctx context.Context, req lease.AcquireRequest) (lease.
 			if relisted {
 				from = byNobody
 			}
-			kept, err := m.listAll(ctx, from, byAcquire)
+			kept, err := m.listAll(ctx, from, byAcquire, hints)
 			relisted = true
 			if err != nil {
 				if werr := retry.fail(ctx, err); werr != nil {

@@ -36,7 +36,8 @@ func (m *Manager) OwnLease(ctx context.Context, req lease.AcquireRequest) (lease
 			return l, found, err
 		}
 	}
-	kept, err := m.listAll(ctx, byNobody, byOwnLease)
+	hints := ownershipHints(m.node, mine)
+	kept, err := m.listAll(ctx, byNobody, byOwnLease, hints)
 	if err != nil {
 		return lease.Lease{}, false, fmt.Errorf("etcd: %w", err)
 	}
@@ -45,7 +46,6 @@ func (m *Manager) OwnLease(ctx context.Context, req lease.AcquireRequest) (lease
 	if err != nil {
 		return lease.Lease{}, false, nil // no config yet: Acquire would wait
 	}
-	hints := ownershipHints(m.node, mine)
 	var best *record
 	var bestAttrs lease.Attrs
 	for i := range records {

@@ -40,7 +40,7 @@ func (m *Manager) reassert(ctx context.Context, l lease.Lease, mine lease.Attrs,
 	for range 3 {
 		// Fresh (a wipe or restore brings every node here at once, so
 		// paged: see listAll).
-		listed, err := m.listAll(ctx, byNobody, byNobody)
+		listed, err := m.listAll(ctx, byNobody, byNobody, nil)
 		if err != nil {
 			return heldLease{}, false, err
 		}

@@ -65,6 +65,11 @@ type keptListing struct {
 	epoch <-chan struct{}
 	at    time.Time
 	by    lister
+	// compact says the values of keys that do not mention the node
+	// were dropped (see compactor); hints are the node's, which its
+	// reader must share.
+	compact bool
+	hints   [][]byte
 }
 
 // A lister is a reader of the whole prefix, in the order a starting node
@@ -117,7 +122,10 @@ func (r *recentListing) take(epoch <-chan struct{}, from lister) (keptListing, b
 	defer r.mu.Unlock()
 	l := r.kept
 	r.kept = keptListing{}
-	if l.kvs == nil || from == byNobody || l.by != from || l.epoch != epoch || time.Since(l.at) >= reuseFor(l.by) {
+	// Acquire's listing serves the first snapshot, which sends every
+	// value: not a compact one.
+	if l.kvs == nil || from == byNobody || l.by != from || l.epoch != epoch || time.Since(l.at) >= reuseFor(l.by) ||
+		l.compact && from == byAcquire {
 		return keptListing{}, false
 	}
 	// The reader may append to what it took.
@@ -152,10 +160,13 @@ func (l keptListing) under(prefix string) []*mvccpb.KeyValue {
 
 // listAll returns, for reader as, the listing from kept if it may be had
 // (see listingReuse), or else lists the whole prefix; and keeps what it
-// returns for the next reader, unless as is byNobody.
-func (m *Manager) listAll(ctx context.Context, from, as lister) (keptListing, error) {
+// returns for the next reader, unless as is byNobody. With hints (see
+// ownershipHints), a listing whose values pass listingValues keeps only
+// the values that mention the node (see compactor); with none, every
+// value.
+func (m *Manager) listAll(ctx context.Context, from, as lister, hints [][]byte) (keptListing, error) {
 	epoch := m.history.current()
-	if l, ok := m.recent.take(epoch, from); ok {
+	if l, ok := m.recent.take(epoch, from); ok && (!l.compact || hints != nil && sameHints(l.hints, hints)) {
 		l.by = as
 		m.recent.keep(l)
 		return l, nil
@@ -175,11 +186,14 @@ func (m *Manager) listAll(ctx context.Context, from, as lister) (keptListing, er
 		kvs     []*mvccpb.KeyValue
 		skipped int
 		example string
+		c       = compactor{hints: hints, budget: m.listingValues}
+		config  = m.configKey()
 	)
 	rev, err := m.listPaged(ctx, m.prefix+"/", func(page []*mvccpb.KeyValue, _ int64) {
 		for _, kv := range page {
 			if m.wanted(kv.Key) {
 				kvs = append(kvs, kv)
+				c.add(kvs, kv, config)
 				continue
 			}
 			if skipped == 0 {
@@ -197,7 +211,7 @@ func (m *Manager) listAll(ctx context.Context, from, as lister) (keptListing, er
 		m.log.Warn("skipping etcd keys under the network's prefix that are neither its config nor subnet keys; delete them",
 			"key", example, "count", skipped)
 	}
-	l := keptListing{slices.Clip(kvs), rev, epoch, time.Now(), as}
+	l := keptListing{kvs: slices.Clip(kvs), rev: rev, epoch: epoch, at: time.Now(), by: as, compact: c.compact, hints: hints}
 	if as != byNobody {
 		m.recent.keep(l)
 	}
