@@ -39,29 +39,30 @@ func TestLargeListingKeepsOnlyTheNodesValues(t *testing.T) {
 		t.Error("a listing past its budget is not compact")
 	}
 	withValue := map[string]bool{}
-	for _, kv := range kept.kvs {
-		withValue[string(kv.Key)] = kv.Value != nil
+	for _, r := range kept.compacted.records {
+		withValue[subnetPath(r.key)] = r.value != nil
 	}
-	if len(withValue) != len(others)+2 {
-		t.Errorf("the listing holds %d keys; want the config and %d subnet keys", len(withValue), len(others)+1)
+	if len(kept.kvs) != 0 || len(withValue) != len(others)+1 || !kept.compacted.hasConfig {
+		t.Errorf("the listing holds %d key-values and %d records (config %v); want the config and %d records",
+			len(kept.kvs), len(withValue), kept.compacted.hasConfig, len(others)+1)
 	}
 	for _, o := range others {
 		if has, ok := withValue[subnetPath(o.Key)]; !ok || has {
 			t.Errorf("%v: listed %v, with its value %v; want listed without", o.Key, ok, has)
 		}
 	}
-	if !withValue[subnetPath(la.Key)] || !withValue[testPrefix+"/config"] {
+	if !withValue[subnetPath(la.Key)] || len(kept.compacted.config) == 0 {
 		t.Errorf("the node's lease (%v) or the config lost its value", la.Key)
 	}
 
 	// Another node's plan from it counts every listed subnet as taken:
 	// it takes the one left.
-	raw, _, records := m2.parseListing(kept.kvs)
-	cfg, err := m2.parseConfig(raw, true)
+	pl := kept.parsed(m2)
+	cfg, err := m2.parseConfig(pl.config, pl.hasConfig)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := e.manager("node-c").plan(cfg, records, lease.Key{}, attrsFor(3000))
+	p, err := e.manager("node-c").plan(cfg, pl.records, lease.Key{}, attrsFor(3000))
 	if left := map[string]string{"10.0.40.0-24": "10.0.41.0-24", "10.0.41.0-24": "10.0.40.0-24"}[la.Key.String()]; err != nil || p.key.String() != left {
 		t.Errorf("node-c plans %v (%v); want the subnet left, %s", p.key, err, left)
 	}

@@ -41,7 +41,8 @@ func (m *Manager) OwnLease(ctx context.Context, req lease.AcquireRequest) (lease
 	if err != nil {
 		return lease.Lease{}, false, fmt.Errorf("etcd: %w", err)
 	}
-	raw, hasConfig, records := m.parseListing(kept.kvs)
+	p := kept.parsed(m)
+	raw, hasConfig, records := p.config, p.hasConfig, p.records
 	cfg, err := m.parseConfig(raw, hasConfig)
 	if err != nil {
 		return lease.Lease{}, false, nil // no config yet: Acquire would wait

@@ -44,7 +44,8 @@ func (m *Manager) reassert(ctx context.Context, l lease.Lease, mine lease.Attrs,
 		if err != nil {
 			return heldLease{}, false, err
 		}
-		raw, hasConfig, records := m.parseListing(listed.kvs)
+		p := listed.parsed(m)
+		raw, hasConfig, records := p.config, p.hasConfig, p.records
 		if hasConfig {
 			// Without a config (a wiped store not yet set up again)
 			// nothing says the key is wrong: keep it.
