@@ -7,15 +7,20 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 )
 
-// listingValues is how many bytes of values a listing of the whole
-// prefix holds, at most, before it is made compact (see compactor).
-// Leases as flannel writes them are about 250 bytes: a cluster of 20,000
-// nodes lists 5 MB of values, which the first snapshot then takes whole
-// rather than listing again. Past it, the listing is a writer's doing
-// (issue 29 item 6: 75,000 subnet keys of rejected leases, 23 MB as
-// etcd's client decodes them, held by OwnLease and Acquire through a
-// starting node's peak).
-const listingValues = 8 << 20
+// listingValues is how many bytes a listing of the whole prefix holds,
+// at most, as etcd's client decodes it (keys, values, and kvOverhead a
+// key), before it is made compact (see compactor). A lease as flannel
+// writes it is about 420 bytes so held: a cluster of 20,000 nodes lists
+// 8.4 MB, which the first snapshot then takes whole rather than listing
+// again. Past it, the listing is a writer's doing (issue 29 item 6:
+// 75,000 subnet keys of rejected leases, 23 MB, held by OwnLease and
+// Acquire through a starting node's peak).
+const listingValues = 10 << 20
+
+// kvOverhead is what etcd's client holds for a key besides its key's and
+// value's bytes: the KeyValue (128 bytes with protobuf's bookkeeping)
+// and the pointer to it.
+const kvOverhead = 136
 
 // A compactor bounds what a listing of the whole prefix holds for
 // OwnLease and Acquire. Once its values pass the budget, the listing is
@@ -56,7 +61,7 @@ func (c *compactor) add(kv *mvccpb.KeyValue) {
 		return
 	}
 	c.kvs = append(c.kvs, kv)
-	c.held += len(kv.Value)
+	c.held += len(kv.Key) + len(kv.Value) + kvOverhead
 	if c.hints == nil || c.held <= c.budget {
 		return
 	}
