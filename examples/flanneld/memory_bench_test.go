@@ -47,10 +47,10 @@ const newPeerBound = 250
 // with other builds (load 4 to 14), before the bounds and after each step:
 //
 //	                           no bounds   bounds       kept keys    parts+digest  compact listing
-//	rejected=100000, running   46–51 MiB   30.3–34.7    30.3–34.7    17.6–23.8     18.4–20.1
-//	rejected=100000, starting  157–181 MiB 110–128      89–107       50.8–56.3     27.3–29.8
+//	rejected=100000, running   46–51 MiB   30.3–34.7    30.3–34.7    17.6–23.8     17.4–22.7
+//	rejected=100000, starting  157–181 MiB 110–128      89–107       50.8–56.3     25.6–29.8
 //	padded=1000x1MB, running   2,076 MiB   9.2–16.2     9.3–11.1     7.2–12.4      7.6–8.5
-//	padded=1000x1MB, starting  2,722 MiB   11.2–19.1    12.3–16.5    9.6–17.0      9.4–14.9
+//	padded=1000x1MB, starting  2,722 MiB   11.2–19.1    12.3–16.5    9.6–17.0      9.0–14.9
 //
 // "kept keys": a kept listing held only the lease keys, and
 // lease.Event.Prev became a pointer. "parts+digest": the first snapshot
@@ -62,7 +62,7 @@ const newPeerBound = 250
 // that mention the node (lease/etcd compact.go); a heap profile of the
 // starting daemon at its peak held 23 MB live in it before (75,000 subnet
 // keys, about 300 bytes each with their values, as etcd's client decodes
-// them). Measured at load 2.4–8.4; the "parts+digest" column at 4.5–11.
+// them). Measured at load 2.0–8.6; the "parts+digest" column at 4.5–11.
 //
 // The figures move with the machine's load: a starved garbage collector
 // lets the heap run past its goal.
