@@ -218,27 +218,17 @@ func (t *Table) RejectedCounts() map[Reason]int {
 }
 
 func (t *Table) verdicts(rejectedOnly bool) []Verdict {
-	var out []Verdict
-	for _, f := range t.fams {
-		if !f.active {
-			continue
-		}
-		var cs []*cand
-		for _, c := range f.cands {
-			if c.kind == peerKind && !(rejectedOnly && c.admitted()) {
-				cs = append(cs, c)
-			}
-		}
-		slices.SortFunc(cs, func(a, b *cand) int {
-			switch {
-			case bySubnet(a, b):
-				return -1
-			case bySubnet(b, a):
-				return 1
-			}
-			return 0
-		})
-		for _, c := range cs {
+	fams := make([][]*cand, len(t.fams))
+	n := 0
+	for i, f := range t.fams {
+		fams[i] = f.sorted(rejectedOnly)
+		n += len(fams[i])
+	}
+	// Sized once: tens of thousands of verdicts, grown by doubling,
+	// would be held twice over while the last growth copies them.
+	out := make([]Verdict, 0, n)
+	for i, f := range t.fams {
+		for _, c := range fams[i] {
 			out = append(out, f.verdict(c))
 		}
 	}

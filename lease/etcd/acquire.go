@@ -62,9 +62,11 @@ func (m *Manager) Acquire(ctx context.Context, req lease.AcquireRequest) (lease.
 		return lease.Lease{}, fmt.Errorf("etcd: acquire: %w", err)
 	}
 
+	// The values Acquire decides by: a large listing keeps only these.
+	hints := ownershipHints(m.node, attrs)
 	var (
 		retry  = m.retrier("acquire")
-		known  listing
+		known  parsedListing
 		listed bool
 		// relisted is set once Acquire has listed, or tried to.
 		relisted bool
@@ -89,7 +91,7 @@ func (m *Manager) Acquire(ctx context.Context, req lease.AcquireRequest) (lease.
 			if relisted {
 				from = byNobody
 			}
-			kept, err := m.listAll(ctx, from, byAcquire)
+			kept, err := m.listAll(ctx, from, byAcquire, hints)
 			relisted = true
 			if err != nil {
 				if werr := retry.fail(ctx, err); werr != nil {
@@ -97,9 +99,9 @@ func (m *Manager) Acquire(ctx context.Context, req lease.AcquireRequest) (lease.
 				}
 				continue
 			}
-			known, listed = listing{kept.kvs, kept.rev}, true
+			known, listed = kept.parsed(m), true
 		}
-		rawConfig, hasConfig, records := m.parseListing(known.kvs)
+		rawConfig, hasConfig, records := known.config, known.hasConfig, known.records
 		cfg, err := m.parseConfig(rawConfig, hasConfig)
 		if err == nil {
 			var p plan
@@ -158,7 +160,7 @@ func (m *Manager) Acquire(ctx context.Context, req lease.AcquireRequest) (lease.
 					// listing and our write; the Txn returned what was
 					// written since. Keys deleted meanwhile still look
 					// taken, which only errs on the safe side.
-					known = listing{append(known.kvs, fresh.kvs...), fresh.rev}
+					known = known.with(m, fresh)
 					if len(fresh.kvs) == 0 {
 						// Nothing was written since, yet the create
 						// lost: the listing does not describe the

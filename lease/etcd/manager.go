@@ -122,6 +122,9 @@ type Manager struct {
 	// recent is Acquire's last listing, which the first WatchLeases
 	// snapshot takes instead of listing again (see reuse.go).
 	recent recentListing
+	// listingValues is the bytes of values a listing holds before it
+	// is compact (see compactor): the constant, but for tests.
+	listingValues int
 
 	// Counters and current conditions, for Stats.
 	renewals, losses, errs, collisions, conflicts atomic.Int64
@@ -250,6 +253,7 @@ func newManager(opts Options, observer bool) (*Manager, error) {
 		opts.SettleTime = DefaultSettleTime
 	}
 	m := &Manager{
+		listingValues:    listingValues,
 		challengeTimeout: opts.ChallengeTimeout,
 		history:          newContinuity(),
 		settle:           opts.SettleTime,

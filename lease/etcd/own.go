@@ -36,16 +36,17 @@ func (m *Manager) OwnLease(ctx context.Context, req lease.AcquireRequest) (lease
 			return l, found, err
 		}
 	}
-	kept, err := m.listAll(ctx, byNobody, byOwnLease)
+	hints := ownershipHints(m.node, mine)
+	kept, err := m.listAll(ctx, byNobody, byOwnLease, hints)
 	if err != nil {
 		return lease.Lease{}, false, fmt.Errorf("etcd: %w", err)
 	}
-	raw, hasConfig, records := m.parseListing(kept.kvs)
+	p := kept.parsed(m)
+	raw, hasConfig, records := p.config, p.hasConfig, p.records
 	cfg, err := m.parseConfig(raw, hasConfig)
 	if err != nil {
 		return lease.Lease{}, false, nil // no config yet: Acquire would wait
 	}
-	hints := ownershipHints(m.node, mine)
 	var best *record
 	var bestAttrs lease.Attrs
 	for i := range records {

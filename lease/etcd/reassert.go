@@ -40,11 +40,12 @@ func (m *Manager) reassert(ctx context.Context, l lease.Lease, mine lease.Attrs,
 	for range 3 {
 		// Fresh (a wipe or restore brings every node here at once, so
 		// paged: see listAll).
-		listed, err := m.listAll(ctx, byNobody, byNobody)
+		listed, err := m.listAll(ctx, byNobody, byNobody, nil)
 		if err != nil {
 			return heldLease{}, false, err
 		}
-		raw, hasConfig, records := m.parseListing(listed.kvs)
+		p := listed.parsed(m)
+		raw, hasConfig, records := p.config, p.hasConfig, p.records
 		if hasConfig {
 			// Without a config (a wiped store not yet set up again)
 			// nothing says the key is wrong: keep it.

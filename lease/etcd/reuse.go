@@ -65,6 +65,11 @@ type keptListing struct {
 	epoch <-chan struct{}
 	at    time.Time
 	by    lister
+	// compact says the listing is compacted, not kvs (see compactor),
+	// made with hints, the node's, which its reader must share.
+	compact   bool
+	compacted parsedListing
+	hints     [][]byte
 }
 
 // A lister is a reader of the whole prefix, in the order a starting node
@@ -117,11 +122,15 @@ func (r *recentListing) take(epoch <-chan struct{}, from lister) (keptListing, b
 	defer r.mu.Unlock()
 	l := r.kept
 	r.kept = keptListing{}
-	if l.kvs == nil || from == byNobody || l.by != from || l.epoch != epoch || time.Since(l.at) >= reuseFor(l.by) {
+	// Acquire's listing serves the first snapshot, which sends every
+	// value: not a compact one.
+	if l.kvs == nil && !l.compact || from == byNobody || l.by != from || l.epoch != epoch || time.Since(l.at) >= reuseFor(l.by) ||
+		l.compact && from == byAcquire {
 		return keptListing{}, false
 	}
 	// The reader may append to what it took.
 	l.kvs = slices.Clip(l.kvs)
+	l.compacted.records = slices.Clip(l.compacted.records)
 	return l, true
 }
 
@@ -152,12 +161,17 @@ func (l keptListing) under(prefix string) []*mvccpb.KeyValue {
 
 // listAll returns, for reader as, the listing from kept if it may be had
 // (see listingReuse), or else lists the whole prefix; and keeps what it
-// returns for the next reader, unless as is byNobody.
-func (m *Manager) listAll(ctx context.Context, from, as lister) (keptListing, error) {
+// returns for the next reader, unless as is byNobody. With hints (see
+// ownershipHints), a listing whose values pass listingValues keeps only
+// the values that mention the node (see compactor); with none, every
+// value.
+func (m *Manager) listAll(ctx context.Context, from, as lister, hints [][]byte) (keptListing, error) {
 	epoch := m.history.current()
-	if l, ok := m.recent.take(epoch, from); ok {
+	if l, ok := m.recent.take(epoch, from); ok && (!l.compact || hints != nil && sameHints(l.hints, hints)) {
 		l.by = as
-		m.recent.keep(l)
+		if !l.compact || as != byAcquire { // no snapshot takes it
+			m.recent.keep(l)
+		}
 		return l, nil
 	}
 	// Paged, as WatchLeases lists: when a whole cluster starts at once,
@@ -172,14 +186,14 @@ func (m *Manager) listAll(ctx context.Context, from, as lister) (keptListing, er
 	// as long as the listing serves the next reader. They are counted,
 	// and said once. Not sized by the keys listed, for that reason too.
 	var (
-		kvs     []*mvccpb.KeyValue
 		skipped int
 		example string
+		c       = compactor{m: m, hints: hints, budget: m.listingValues}
 	)
 	rev, err := m.listPaged(ctx, m.prefix+"/", func(page []*mvccpb.KeyValue, _ int64) {
 		for _, kv := range page {
 			if m.wanted(kv.Key) {
-				kvs = append(kvs, kv)
+				c.add(kv)
 				continue
 			}
 			if skipped == 0 {
@@ -197,8 +211,9 @@ func (m *Manager) listAll(ctx context.Context, from, as lister) (keptListing, er
 		m.log.Warn("skipping etcd keys under the network's prefix that are neither its config nor subnet keys; delete them",
 			"key", example, "count", skipped)
 	}
-	l := keptListing{slices.Clip(kvs), rev, epoch, time.Now(), as}
-	if as != byNobody {
+	l := keptListing{kvs: slices.Clip(c.kvs), rev: rev, epoch: epoch, at: time.Now(), by: as,
+		compact: c.compact, compacted: c.parsed, hints: hints}
+	if as == byOwnLease || as == byAcquire && !l.compact {
 		m.recent.keep(l)
 	}
 	return l, nil

@@ -165,7 +165,7 @@ func TestKeptListingHoldsOnlyLeaseKeys(t *testing.T) {
 	}
 	e.put(testPrefix+"/elsewhere", "y")
 	m := e.manager("node-a")
-	l, err := m.listAll(ctxFor(t, 10*time.Second), byNobody, byOwnLease)
+	l, err := m.listAll(ctxFor(t, 10*time.Second), byNobody, byOwnLease, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
