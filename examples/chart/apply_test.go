@@ -229,4 +229,3 @@ func TestChartApply(t *testing.T) {
 		}
 	}
 }
-

@@ -201,4 +201,3 @@ func agentArgs(t *testing.T, objs []*unstructured.Unstructured) []string {
 	}
 	return out
 }
-
