@@ -41,10 +41,13 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
 IMAGE ?= weft-flanneld:$(VERSION)
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+# The platforms make image builds: all (flannel's six), or a comma
+# separated list (amd64, arm64, arm/v7, ppc64le, s390x, riscv64).
+ARCH ?= all
 
 MODULES := $(shell find . -name go.mod -not -path './.git/*' -exec dirname {} \; | sort)
 
-.PHONY: test bench bench-check bench-baseline bench-scale lint fuzz image
+.PHONY: test bench bench-check bench-baseline bench-scale lint fuzz image image-local
 
 ## test: run every test with the race detector, in every module, then the
 ## etcd suites again against an old etcd server when one is installed.
@@ -111,13 +114,23 @@ bench-scale:
 	   (cd kube/apitest && $(GO) test -run '^$$' -bench '$(SCALE_BENCH)' -benchtime 1x -timeout 2h .) ) | $(GO) run ./internal/benchtable
 
 ## image: weft's container image as an OCI image tarball, weft-image.tar
-## (static flanneld, weft-ipam, weftctl and weft-install-cni on an empty
-## base), with no container runtime. Load it with docker load -i, podman
-## load -i or ctr -n k8s.io images import. See build/image and the README's
-## "Deploying".
+## (static flanneld, weft-ipam, weft-announce, weftctl and
+## weft-install-cni on an empty base), with no container runtime: one OCI
+## image index of linux/amd64, arm64, arm/v7, ppc64le, s390x and riscv64
+## (ARCH=all, the default), or ARCH's platforms alone (ARCH=arm64, or a
+## comma separated list). Import it with ctr -n k8s.io images import
+## [--all-platforms], skopeo copy --all oci-archive:weft-image.tar ..., or
+## docker load -i (each platform under the tag with "-<arch>" appended;
+## see docs/install.md). Reproducible: the same tree and Go release give
+## the same bytes. See build/image.
 image:
 	cd build/image && SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(GO) run . -root ../.. -o ../../weft-image.tar \
-		-tag '$(IMAGE)' -version '$(VERSION)' -revision '$(REVISION)'
+		-tag '$(IMAGE)' -version '$(VERSION)' -revision '$(REVISION)' -arch '$(ARCH)'
+
+## image-local: the image for this machine's architecture alone, quick to
+## build, named as make image names it (docker load -i takes it as it is).
+image-local:
+	@$(MAKE) --no-print-directory image ARCH=$$($(GO) env GOARCH)
 
 ## lint: gofmt, go vet and staticcheck, in every module.
 lint:

@@ -375,17 +375,27 @@ func (d *Datapath) reconcileLocked() (int, error) {
 	// reconcile while it could not be set.
 	offloadSet := false
 	dev, changes, err := ensureDevice(d.nl, d.cfg.Device, func(name string) {
-		d.ensureOffloadLocked(name)
+		// Before the first device, setting the offload is setting it up.
+		d.ensureOffloadLocked(name, d.rec == nil)
 		offloadSet = true
 	})
 	if err != nil {
 		return 0, err
 	}
+	// A device this Datapath creates with none before it is being set
+	// up, it and its first address: not drift, so not a repair (weftctl
+	// status would report repairs on every fresh start). A device it had
+	// and finds gone is, created again.
+	created := slices.Equal(changes, []string{"created"})
+	setup := created && d.rec == nil
+	if created && !setup {
+		changes = []string{"re-created: it was gone"}
+	}
 	for _, c := range changes {
-		d.noteRepair(dev.Name, c)
+		d.noteChange(dev.Name, c, !setup)
 	}
 	if !offloadSet && (d.offload.Err != "" || time.Since(d.offloadRead) >= d.cfg.ResyncInterval) {
-		d.ensureOffloadLocked(dev.Name)
+		d.ensureOffloadLocked(dev.Name, false)
 	}
 	dev.TXChecksumOffload = d.offload.State
 	if d.rec == nil || dev.Index != d.dev.Index {
@@ -416,8 +426,10 @@ func (d *Datapath) reconcileLocked() (int, error) {
 		if err != nil {
 			return 0, err
 		}
+		// A new device's address is part of making it: its creation is
+		// the one repair, when it is one.
 		for _, c := range addrChanges {
-			d.noteRepair(dev.Name, c)
+			d.noteChange(dev.Name, c, !created)
 		}
 	}
 	if !d.peersKnown {
@@ -427,7 +439,13 @@ func (d *Datapath) reconcileLocked() (int, error) {
 	return res.Failed, err
 }
 
-func (d *Datapath) noteRepair(what, why string) {
+// noteChange logs a change the reconcile made to the device, and records
+// it as a repair where it corrected drift.
+func (d *Datapath) noteChange(what, why string, repair bool) {
+	if !repair {
+		d.log.Info("device set up", "device", what, "change", why)
+		return
+	}
 	d.log.Info("device changed", "device", what, "change", why)
 	// A new array each time: published views share the old one. Device
 	// repairs are rare, so the copy costs nothing that matters.

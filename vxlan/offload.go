@@ -182,8 +182,9 @@ func (d *Datapath) initOffload(release string) {
 // device and once a ResyncInterval (see reconcileLocked), so that a device re-created (by weft or by hand) or changed
 // with ethtool gets it back. A failure is reported in the status and
 // logged when it changes, but does not fail the reconcile: the overlay
-// still carries traffic, and the operator is told what to fix.
-func (d *Datapath) ensureOffloadLocked(dev string) {
+// still carries traffic, and the operator is told what to fix. A change
+// made in setup (the first device's) is logged but is not a repair.
+func (d *Datapath) ensureOffloadLocked(dev string, setup bool) {
 	if d.csum == nil {
 		return
 	}
@@ -191,7 +192,7 @@ func (d *Datapath) ensureOffloadLocked(dev string) {
 	d.offloadRead = time.Now()
 	d.offload.State = state
 	if change != "" {
-		d.noteRepair(dev, change+" ("+d.offload.Why+")")
+		d.noteChange(dev, change+" ("+d.offload.Why+")", !setup)
 	}
 	msg := ""
 	if err != nil {

@@ -23,9 +23,9 @@ const (
 	labelGoVersion = "io.github.weftnet.go-version"
 )
 
-// assemble makes the image: one layer of files on an empty base, OCI
+// assemble makes p's image: one layer of files on an empty base, OCI
 // media types, flanneld as the entrypoint.
-func assemble(o options, files []file) (v1.Image, error) {
+func assemble(o options, p platform, files []file) (v1.Image, error) {
 	raw, err := layerTar(files, o.created)
 	if err != nil {
 		return nil, err
@@ -51,7 +51,7 @@ func assemble(o options, files []file) (v1.Image, error) {
 		return nil, err
 	}
 	cfg = cfg.DeepCopy()
-	cfg.Architecture, cfg.OS = o.arch, "linux"
+	cfg.Architecture, cfg.Variant, cfg.OS = p.arch, p.variant, "linux"
 	cfg.Created = v1.Time{Time: o.created}
 	cfg.Config.Entrypoint = []string{"/opt/bin/flanneld"}
 	cfg.Config.Cmd = nil

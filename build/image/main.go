@@ -2,7 +2,7 @@
 // with no container runtime: `make image` runs it.
 //
 //	go run ./build/image -root . -o weft-image.tar -tag weft-flanneld:dev \
-//	    -version v0.3.0 -revision $(git rev-parse HEAD)
+//	    -version v0.3.0 -revision $(git rev-parse HEAD) [-arch all|amd64|arm64,arm/v7]
 //
 // The image holds weft's static binaries on an empty base, in /opt/bin:
 // flanneld (the entrypoint), the CNI plugins weft-ipam and weft-announce,
@@ -13,6 +13,11 @@
 // carries no CA bundle: in kube mode the service account's CA is mounted,
 // and in etcd mode --etcd-cafile names one.
 //
+// By default (-arch all) it is built for every platform flannel
+// releases: linux/amd64, arm64, arm/v7, ppc64le, s390x and riscv64, each
+// cross-compiled with cgo off, one image each, under one OCI image index.
+// -arch names one platform (or a few) for a quicker local build.
+//
 // The build is reproducible: the binaries are built with -trimpath and
 // no build ID, from an environment that ignores the caller's go env file
 // and microarchitecture settings; every file in the layer and the archive
@@ -22,17 +27,24 @@
 // same bytes.
 //
 // The tarball is an OCI image layout (oci-layout, index.json, blobs/) with
-// docker's manifest.json beside it, as docker save writes since docker 25:
-// `docker load -i`, `podman load -i`, `ctr -n k8s.io images import` and skopeo's
-// oci-archive: all read it.
+// docker's manifest.json beside it, as docker save writes since docker 25.
+// With one platform, index.json names its image under the tag, and so
+// does manifest.json. With several, index.json names the image index
+// under the tag (as containerd and skopeo take a multi-platform image),
+// and manifest.json, which has no platforms, names each platform's image
+// under the tag with the platform appended (weft-flanneld:dev-arm64,
+// weft-flanneld:dev-armv7): `ctr images import [--all-platforms]`,
+// skopeo's oci-archive (copy --all), podman load and docker load with
+// the containerd image store take the index; docker's classic store
+// loads every platform's image under its own tag. See archive.go.
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"time"
 )
@@ -45,8 +57,13 @@ func main() {
 	flag.StringVar(&o.version, "version", "dev", "the version, in the binaries (flanneld --version) and the image's labels")
 	flag.StringVar(&o.revision, "revision", "", "the source revision, for the image's labels")
 	flag.StringVar(&o.source, "source", "https://github.com/weftnet/weft", "the source repository, for the image's labels")
-	flag.StringVar(&o.arch, "arch", runtime.GOARCH, "the architecture to build for")
+	arch := flag.String("arch", "all", "the platforms to build for: all, or a comma separated list of "+platformNames())
 	flag.Parse()
+	var err error
+	if o.platforms, err = parsePlatforms(*arch); err != nil {
+		fmt.Fprintln(os.Stderr, "image:", err)
+		os.Exit(2)
+	}
 	o.created = time.Unix(0, 0).UTC()
 	if s := os.Getenv("SOURCE_DATE_EPOCH"); s != "" {
 		sec, err := strconv.ParseInt(s, 10, 64)
@@ -67,37 +84,44 @@ func main() {
 type options struct {
 	root, out, tag            string
 	version, revision, source string
-	arch                      string
+	platforms                 []platform
 	created                   time.Time
 	goVersion                 string // set by build
 }
 
-// build compiles the binaries and writes the image.
+// build compiles the binaries for each platform and writes the image.
 func build(o options) error {
 	dir, err := os.MkdirTemp("", "weft-image-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	var files []file
-	for _, b := range binaries {
-		path := filepath.Join(dir, filepath.Base(b.pkg))
-		if err := compile(o, b.pkg, path); err != nil {
+	if len(o.platforms) == 0 {
+		return errors.New("no platform to build for")
+	}
+	if o.goVersion, err = goVersion(o.root); err != nil {
+		return err
+	}
+	var imgs []platformImage
+	for _, p := range o.platforms {
+		out := filepath.Join(dir, p.tagSuffix())
+		if err := compile(o, p, out); err != nil {
 			return err
 		}
-		data, err := os.ReadFile(path)
+		var files []file
+		for _, b := range binaries {
+			data, err := os.ReadFile(filepath.Join(out, filepath.Base(b.pkg)))
+			if err != nil {
+				return err
+			}
+			files = append(files, file{path: b.path, mode: 0o755, data: data})
+		}
+		files = append(files, etcFiles...)
+		img, err := assemble(o, p, files)
 		if err != nil {
 			return err
 		}
-		files = append(files, file{path: b.path, mode: 0o755, data: data})
+		imgs = append(imgs, platformImage{p, img})
 	}
-	files = append(files, etcFiles...)
-	if o.goVersion, err = goVersion(o.root, o.arch); err != nil {
-		return err
-	}
-	img, err := assemble(o, files)
-	if err != nil {
-		return err
-	}
-	return writeArchive(o.out, o.tag, img, o.created)
+	return writeArchive(o.out, o.tag, imgs, o.created)
 }

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"k8s.io/klog/v2"
 )
 
 // logConfig is where the log goes and how much of it, from klog's flags as
@@ -111,4 +113,13 @@ func (t teeHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 
 func (t teeHandler) WithGroup(name string) slog.Handler {
 	return teeHandler{t.a.WithGroup(name), t.b.WithGroup(name)}
+}
+
+// routeKlog sends what client-go logs through klog to log, so that every
+// line of the agent's log has one format: klog's own would print its
+// header format to standard error. klog's verbosity maps onto slog's
+// levels below INFO (V(1) is -1), so -v 0 drops client-go's detail as it
+// drops weft's DEBUG. The setting is klog's and so the process's.
+func routeKlog(log *slog.Logger) {
+	klog.SetSlogLogger(log.With("component", "client-go"))
 }

@@ -75,11 +75,10 @@ func etcdOptions(c config, log *slog.Logger) etcd.Options {
 // Node's annotations may choose the public IP (node-public-ip) and carry
 // VTEP MACs to keep, which the Network reads as the Manager's hints.
 func newKubeSource(ctx context.Context, c config, log *slog.Logger, status func(string)) (*source, error) {
-	// Both empty means in-cluster: the service account's token and the
-	// KUBERNETES_SERVICE_* environment.
-	rc, err := clientcmd.BuildConfigFromFlags(c.kubeAPIURL, c.kubeconfig)
+	routeKlog(log)
+	rc, err := kubeRESTConfig(c)
 	if err != nil {
-		return nil, fmt.Errorf("--kubeconfig-file %q / --kube-api-url %q: %w", c.kubeconfig, c.kubeAPIURL, err)
+		return nil, err
 	}
 	rc.UserAgent = "weft-flanneld/" + version
 	if c.node == "" {
@@ -175,4 +174,25 @@ func renewMargin(c config) time.Duration {
 		m = c.leaseTTL / 2
 	}
 	return m
+}
+
+// kubeRESTConfig is the API server's address and credentials: from
+// --kubeconfig-file and --kube-api-url, or with neither the in-cluster
+// config (the service account's token and the KUBERNETES_SERVICE_*
+// environment), asked for directly: clientcmd would log through klog that
+// neither flag was given before trying it, and fall back to an empty
+// config whose error names neither flag.
+func kubeRESTConfig(c config) (*rest.Config, error) {
+	if c.kubeconfig == "" && c.kubeAPIURL == "" {
+		rc, err := rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("kube mode without --kubeconfig-file or --kube-api-url needs the in-cluster config, which failed (run in a Pod with a service account, or give --kubeconfig-file): %w", err)
+		}
+		return rc, nil
+	}
+	rc, err := clientcmd.BuildConfigFromFlags(c.kubeAPIURL, c.kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("--kubeconfig-file %q / --kube-api-url %q: %w", c.kubeconfig, c.kubeAPIURL, err)
+	}
+	return rc, nil
 }

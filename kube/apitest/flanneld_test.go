@@ -154,6 +154,12 @@ func TestFlanneldKubeMode(t *testing.T) {
 	if !strings.Contains(metrics, "weft_apiserver_errors_total 0") {
 		t.Errorf("metrics lack weft_apiserver_errors_total 0:\n%s", grep(metrics, "weft_"))
 	}
+	// Every line of both logs, client-go's included, in the one format.
+	for _, d := range []*daemontest.Daemon{a, b} {
+		if bad := daemontest.OtherFormats(d.Out.String()); len(bad) != 0 {
+			t.Errorf("%s: log lines not in the log's format:\n%s", d.Host.Name, strings.Join(bad, "\n"))
+		}
+	}
 }
 
 // TestFlanneldNodeNameFromPod: as the upstream kube-flannel.yml runs it,
