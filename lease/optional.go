@@ -8,7 +8,7 @@ import (
 )
 
 // The interfaces below are optional: a Manager implements those its store
-// supports, and a consumer (vxlan.Network) detects them with a type
+// supports, and a consumer (agent.Network) detects them with a type
 // assertion, so that an embedder wires nothing by hand. A wrapper that
 // embeds a Manager hides them unless it passes them through.
 
@@ -46,7 +46,7 @@ type ReadyNotifier interface {
 
 // A ConditionReporter is a Manager that can say what it is waiting for or
 // why its requests fail right now ("etcd unreachable: ...", "waiting for
-// PodCIDR"), or "" when nothing is. vxlan.Network.Ready adds it to its own
+// PodCIDR"), or "" when nothing is. agent.Network.Ready adds it to its own
 // reason, so that a readiness probe names the cause. It must not block.
 type ConditionReporter interface {
 	Condition() string

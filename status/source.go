@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/weftnet/weft/agent"
 	"github.com/weftnet/weft/lease/admit"
 	"github.com/weftnet/weft/vxlan"
 	"github.com/weftnet/weft/vxlan/probe"
@@ -17,7 +18,7 @@ import (
 type Source struct {
 	// Network is the node's overlay; nil while the agent starts, when a
 	// Document says only Ready's answer.
-	Network *vxlan.Network
+	Network *agent.Network
 	// Prober, if set, adds probing's settings and each peer's last probe,
 	// and serves on-demand probes.
 	Prober *probe.Prober
@@ -370,7 +371,7 @@ func (q Query) selects(r *row, failing map[netip.Prefix]bool, m matcher) bool {
 	return m.matches(r)
 }
 
-func leaseOf(ls vxlan.LeaseStatus) *Lease {
+func leaseOf(ls agent.LeaseStatus) *Lease {
 	l := &Lease{From: string(ls.From), Since: ls.Since}
 	k, a := ls.Lease.Key, ls.Lease.Attrs
 	if k.IPv4.IsValid() {

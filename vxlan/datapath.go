@@ -16,8 +16,6 @@ import (
 
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
-
-	"github.com/weftnet/weft/lease/admit"
 )
 
 // DefaultResyncInterval is how often a Datapath reconciles with nothing
@@ -57,6 +55,10 @@ type DatapathConfig struct {
 	ResyncInterval time.Duration
 	// Logger gets one line per change and per repair. Default slog.Default().
 	Logger *slog.Logger
+	// OnReconcile, if set, is called after every reconcile, without the
+	// Datapath's lock held: Synced, MTU and the failed peers change only
+	// there. It must not block; nil: nothing is called.
+	OnReconcile func()
 
 	// host is the kernel to program; nil: the one in Namespace.
 	host host
@@ -103,14 +105,6 @@ type Datapath struct {
 	// repairs is copy-on-write: a published view shares it, so it is
 	// replaced, never changed in place.
 	repairs []Repair
-
-	// rejected lists the peers admission keeps out, for Status; set by
-	// the Network that owns the datapath before Run.
-	rejected func() []admit.Verdict
-	// reconciled is called after every reconcile, without d.mu: Synced
-	// and the device's MTU change only there. Set by the owning Network
-	// before Run; it must not block.
-	reconciled func()
 
 	// filter is dev and rec for the notification filter, which must not
 	// wait for d.mu: a reconcile holds it across a sync, and a blocked
@@ -327,8 +321,9 @@ func (d *Datapath) loadView() *datapathView {
 	return &datapathView{}
 }
 
-// mtu returns the device's MTU as last ensured, without d.mu.
-func (d *Datapath) mtu() int { return d.loadView().dev.MTU }
+// MTU returns the device's MTU as last ensured. It never waits for a
+// reconcile in progress.
+func (d *Datapath) MTU() int { return d.loadView().dev.MTU }
 
 // failed returns how many peers the last reconcile could not program.
 func (d *Datapath) failed() int { return d.loadView().failedPeers }
@@ -358,10 +353,9 @@ func (d *Datapath) reconcile() error {
 		d.failedPeers = failed
 	}
 	d.publishLocked()
-	reconciled := d.reconciled
 	d.mu.Unlock()
-	if reconciled != nil {
-		reconciled()
+	if f := d.cfg.OnReconcile; f != nil {
+		f()
 	}
 	return err
 }

@@ -15,8 +15,8 @@ import (
 // VXLAN's encapsulation overhead on an IPv4 and an IPv6 underlay: outer IP,
 // UDP, VXLAN and inner Ethernet headers.
 const (
-	overheadIPv4 = 50
-	overheadIPv6 = 70
+	OverheadIPv4 = 50
+	OverheadIPv6 = 70
 )
 
 // DeviceConfig describes the VTEP device.
@@ -91,9 +91,9 @@ func ensureDevice(h linkHandle, cfg DeviceConfig, beforeUp func(name string)) (D
 		if err != nil {
 			return Device{}, nil, fmt.Errorf("vxlan: underlay interface %d: %w", cfg.Underlay, err)
 		}
-		mtu = under.Attrs().MTU - overheadIPv4
+		mtu = under.Attrs().MTU - OverheadIPv4
 		if cfg.Local.Is6() {
-			mtu = under.Attrs().MTU - overheadIPv6
+			mtu = under.Attrs().MTU - OverheadIPv6
 		}
 	}
 	if cfg.Local.Is6() && mtu < 1280 {

@@ -21,9 +21,9 @@ import (
 
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/weftnet/weft/agent"
 	"github.com/weftnet/weft/kube"
 	"github.com/weftnet/weft/underlay"
-	"github.com/weftnet/weft/vxlan"
 )
 
 type options struct{ kubeconfig, node, netConf, iface, cniConf string }
@@ -62,9 +62,9 @@ func run(ctx context.Context, o options) error {
 	if o.iface != "" {
 		policy.Interfaces = []string{o.iface}
 	}
-	n, err := vxlan.NewNetwork(vxlan.NetworkConfig{
+	n, err := agent.NewNetwork(agent.NetworkConfig{
 		Manager: m, FindPublic: policy.FindPublic,
-		OnState: func(st vxlan.State) {
+		OnState: func(st agent.State) {
 			if err := writeCNIConfig(o.cniConf, st); err != nil {
 				slog.Error("write the CNI config", "err", err)
 			}
@@ -72,12 +72,12 @@ func run(ctx context.Context, o options) error {
 		// The config names the subnet: it goes with the lease, and the
 		// kubelet reports the node's network not ready until the next
 		// State writes it again.
-		OnWithdraw: func(w vxlan.Withdrawal) {
+		OnWithdraw: func(w agent.Withdrawal) {
 			if err := os.Remove(o.cniConf); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				slog.Error("remove the CNI config", "err", err, "reason", w.Reason.String())
 			}
 		},
-		OnPeers: func(events []vxlan.PeerEvent) {
+		OnPeers: func(events []agent.PeerEvent) {
 			for _, e := range events {
 				slog.Info("peer "+e.Kind.String(), "subnet", e.Peer.Subnet, "node", e.Owner, "public_ip", e.Peer.PublicIP, "reason", e.Reason)
 			}
@@ -90,7 +90,7 @@ func run(ctx context.Context, o options) error {
 }
 
 // writeCNIConfig replaces path by a rename: the kubelet never reads half.
-func writeCNIConfig(path string, st vxlan.State) error {
+func writeCNIConfig(path string, st agent.State) error {
 	ipam := map[string]any{"type": "host-local", "ranges": [][]map[string]string{{{"subnet": st.Lease.Key.IPv4.String()}}},
 		"routes": []map[string]string{{"dst": st.Config.Network.String()}}}
 	bridge := map[string]any{"type": "bridge", "bridge": "cni0", "isGateway": true, "mtu": st.MTU, "ipam": ipam}

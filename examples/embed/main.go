@@ -19,12 +19,12 @@ import (
 
 	"github.com/vishvananda/netns"
 
+	"github.com/weftnet/weft/agent"
 	"github.com/weftnet/weft/lease"
 	"github.com/weftnet/weft/lease/etcd"
 	"github.com/weftnet/weft/localstate"
 	"github.com/weftnet/weft/status"
 	"github.com/weftnet/weft/subnetenv"
-	"github.com/weftnet/weft/vxlan"
 )
 
 type options struct {
@@ -74,11 +74,11 @@ func run(ctx context.Context, o options) error {
 	}
 	defer m.Close()
 
-	cfg := vxlan.NetworkConfig{
+	cfg := agent.NetworkConfig{
 		Manager: m, PublicIP: o.publicIP, Namespace: o.ns, Previous: prev,
 		// subnet.env follows the lease, the network config and the MTU;
 		// the Network calls this in order, once the node can route.
-		OnState: func(st vxlan.State) {
+		OnState: func(st agent.State) {
 			f := subnetenv.File{Network: st.Config.Network, Subnet: st.Lease.Key.IPv4, MTU: st.MTU}
 			if err := subnetenv.Write(o.subnetFile, f); err != nil {
 				slog.Error("write subnet.env", "err", err)
@@ -87,12 +87,12 @@ func run(ctx context.Context, o options) error {
 		// ...and goes while the node holds no lease (lost, given up, not
 		// yet confirmed at start): no pod may get an address of a subnet
 		// that another node may hold.
-		OnWithdraw: func(w vxlan.Withdrawal) {
+		OnWithdraw: func(w agent.Withdrawal) {
 			if _, err := subnetenv.Withdraw(o.subnetFile); err != nil {
 				slog.Error("remove subnet.env", "err", err, "reason", w.Reason.String())
 			}
 		},
-		OnPeers: func(events []vxlan.PeerEvent) {
+		OnPeers: func(events []agent.PeerEvent) {
 			for _, e := range events {
 				slog.Info("peer "+e.Kind.String(), "subnet", e.Peer.Subnet, "node", e.Owner, "public_ip", e.Peer.PublicIP, "reason", e.Reason)
 			}
@@ -101,7 +101,7 @@ func run(ctx context.Context, o options) error {
 	if o.stateDir != "" { // an etcd cut off at boot: run on what the node last knew
 		cfg.LocalState = localstate.NewStore(o.stateDir, localstate.Identity{Network: "etcd " + etcd.DefaultPrefix, Node: o.node}, 0)
 	}
-	n, err := vxlan.NewNetwork(cfg)
+	n, err := agent.NewNetwork(cfg)
 	if err != nil {
 		return err
 	}

@@ -34,12 +34,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vishvananda/netlink"
 
+	weftagent "github.com/weftnet/weft/agent"
 	"github.com/weftnet/weft/lease"
 	"github.com/weftnet/weft/lease/admit"
 	"github.com/weftnet/weft/localstate"
 	"github.com/weftnet/weft/subnetenv"
 	"github.com/weftnet/weft/underlay"
-	"github.com/weftnet/weft/vxlan"
 	"github.com/weftnet/weft/vxlan/probe"
 )
 
@@ -138,7 +138,7 @@ type agent struct {
 	src *source
 
 	mu       sync.Mutex
-	net      *vxlan.Network
+	net      *weftagent.Network
 	starting string               // why there is no Network yet
 	reg      *prometheus.Registry // the metrics, when served
 	held     lease.Lease
@@ -148,7 +148,7 @@ type agent struct {
 	lastErr  string // of the last subnet.env write or removal
 	// withdrawn is why the Network last withdrew its State (and with it
 	// subnet.env); zero once a State holds again.
-	withdrawn vxlan.Withdrawal
+	withdrawn weftagent.Withdrawal
 	// rulesMu serialises the rules' and subnet.env's I/O, and guards what
 	// follows; mu is never held across that I/O.
 	rulesMu sync.Mutex
@@ -211,7 +211,7 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 	// so that an address that comes up after the daemon (SLAAC, a late
 	// DHCP lease), or a default route that appears, is found without a
 	// restart.
-	nc := vxlan.NetworkConfig{
+	nc := weftagent.NetworkConfig{
 		Manager: a.src.manager, Previous: a.src.previous,
 		PublicIP: c.publicIP, PublicIPv6: c.publicIPv6,
 		ResyncInterval: c.resync, Logger: log,
@@ -243,16 +243,16 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 		nc.LocalState = localstate.NewStore(c.stateDir, stateIdentity(c), c.stateMaxAge)
 		nc.OfflineAfter = c.offlineAfter
 	}
-	nc.OnState = func(st vxlan.State) {
-		a.update(func() { a.held, a.netConf, a.mtu, a.withdrawn = st.Lease, st.Config, st.MTU, vxlan.Withdrawal{} })
+	nc.OnState = func(st weftagent.State) {
+		a.update(func() { a.held, a.netConf, a.mtu, a.withdrawn = st.Lease, st.Config, st.MTU, weftagent.Withdrawal{} })
 	}
 	// The lease given up (or not yet confirmed, at start): subnet.env
 	// goes, so that no pod gets an address of a subnet another node may
 	// hold, until the next State.
-	nc.OnWithdraw = func(w vxlan.Withdrawal) {
+	nc.OnWithdraw = func(w weftagent.Withdrawal) {
 		a.update(func() { a.held, a.withdrawn = lease.Lease{}, w })
 	}
-	n, err := vxlan.NewNetwork(nc)
+	n, err := weftagent.NewNetwork(nc)
 	if err != nil {
 		return err
 	}
@@ -410,7 +410,7 @@ func (a *agent) ready() (bool, string) {
 	switch {
 	case a.lastErr != "":
 		return false, "cannot write or remove subnet.env: " + a.lastErr
-	case !a.written && a.withdrawn.Reason != 0 && a.withdrawn.Reason != vxlan.WithdrawStarting:
+	case !a.written && a.withdrawn.Reason != 0 && a.withdrawn.Reason != weftagent.WithdrawStarting:
 		return false, "subnet.env removed (" + a.withdrawn.Reason.String() + "); waiting for a lease"
 	case !a.written:
 		return false, "subnet.env not written yet"

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	weftagent "github.com/weftnet/weft/agent"
 	"github.com/weftnet/weft/lease/admit"
 	"github.com/weftnet/weft/vxlan"
 	"github.com/weftnet/weft/vxlan/probe"
@@ -35,12 +36,12 @@ func (a *agent) registerMetrics(reg *prometheus.Registry) {
 		return 0
 	})
 
-	offline := func() (vxlan.OfflineStatus, bool) {
+	offline := func() (weftagent.OfflineStatus, bool) {
 		a.mu.Lock()
 		n := a.net
 		a.mu.Unlock()
 		if n == nil {
-			return vxlan.OfflineStatus{}, false
+			return weftagent.OfflineStatus{}, false
 		}
 		return n.Offline()
 	}

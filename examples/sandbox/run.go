@@ -13,11 +13,11 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/weftnet/weft/agent"
 	"github.com/weftnet/weft/internal/etcdtest"
 	"github.com/weftnet/weft/internal/linkstate"
 	"github.com/weftnet/weft/internal/netnstest"
 	"github.com/weftnet/weft/lease/etcd"
-	"github.com/weftnet/weft/vxlan"
 )
 
 const netConf = `{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}`
@@ -25,7 +25,7 @@ const netConf = `{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}`
 // host is one simulated machine running the agent loop.
 type host struct {
 	*netnstest.Host
-	net  *vxlan.Network
+	net  *agent.Network
 	pods []*pod
 }
 
@@ -122,7 +122,7 @@ func run(ctx context.Context, e *env, o options) (report, error) {
 			return rep, err
 		}
 		e.Cleanup(func() { m.Close() })
-		n, err := vxlan.NewNetwork(vxlan.NetworkConfig{
+		n, err := agent.NewNetwork(agent.NetworkConfig{
 			Manager: m, PublicIP: h.Addr.Addr(), Namespace: h.Handle,
 			Logger: o.log.With("host", h.Name),
 		})

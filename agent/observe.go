@@ -1,6 +1,6 @@
 //go:build linux
 
-package vxlan
+package agent
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 
 	"github.com/weftnet/weft/lease"
 	"github.com/weftnet/weft/lease/admit"
+	"github.com/weftnet/weft/vxlan"
 )
 
 // A State is what a node's pods depend on, and what an agent writes
@@ -68,7 +69,7 @@ type PeerEvent struct {
 	// Peer is what was programmed (PeerProgrammed), or what the rejected
 	// lease would have given (PeerRejected). For PeerRemoved only
 	// Peer.Subnet is set.
-	Peer Peer
+	Peer vxlan.Peer
 	// Lease and Owner are the lease the peer comes from and its node
 	// ("" for a lease flannel wrote); zero for PeerRemoved.
 	Lease lease.Key
@@ -90,7 +91,7 @@ func (n *Network) peerEvents(d admit.Delta) []PeerEvent {
 			continue
 		}
 		if !c.Admitted {
-			out = append(out, PeerEvent{Kind: PeerRemoved, IPv6: c.IPv6, Peer: Peer{Subnet: c.Subnet}})
+			out = append(out, PeerEvent{Kind: PeerRemoved, IPv6: c.IPv6, Peer: vxlan.Peer{Subnet: c.Subnet}})
 			continue
 		}
 		out = append(out, PeerEvent{Kind: PeerProgrammed, IPv6: c.IPv6, Peer: n.toPeer(c.Peer), Lease: c.Peer.Key, Owner: c.Peer.Owner})
@@ -101,7 +102,7 @@ func (n *Network) peerEvents(d admit.Delta) []PeerEvent {
 		}
 		out = append(out, PeerEvent{
 			Kind: PeerRejected, IPv6: v.Peer.IPv6,
-			Peer:  Peer{Subnet: v.Peer.Subnet, PublicIP: v.Peer.PublicIP, VtepMAC: MAC(v.Peer.VtepMAC)},
+			Peer:  vxlan.Peer{Subnet: v.Peer.Subnet, PublicIP: v.Peer.PublicIP, VtepMAC: vxlan.MAC(v.Peer.VtepMAC)},
 			Lease: v.Peer.Key, Owner: v.Peer.Owner, Reason: v.Reason, Detail: v.Detail,
 		})
 	}

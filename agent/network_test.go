@@ -1,6 +1,6 @@
 //go:build linux
 
-package vxlan_test
+package agent_test
 
 import (
 	"context"
@@ -18,26 +18,26 @@ import (
 	"github.com/vishvananda/netlink"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/weftnet/weft/agent"
 	"github.com/weftnet/weft/internal/etcdtest"
 	"github.com/weftnet/weft/internal/netnstest"
 	"github.com/weftnet/weft/lease"
 	"github.com/weftnet/weft/lease/etcd"
-	"github.com/weftnet/weft/vxlan"
 )
 
-// agent is one simulated host running vxlan.Network against etcd.
-type agent struct {
+// agent is one simulated host running agent.Network against etcd.
+type simHost struct {
 	host   *netnstest.Host
-	net    *vxlan.Network
+	net    *agent.Network
 	mu     sync.Mutex
 	leases []lease.Lease
-	states []vxlan.State
+	states []agent.State
 	early  []string // States announced before the device held their subnet
 }
 
 // checkEarly fails t if a State was announced before the device carried
 // its subnet.
-func (a *agent) checkEarly(t *testing.T) {
+func (a *simHost) checkEarly(t *testing.T) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if len(a.early) > 0 {
@@ -47,7 +47,7 @@ func (a *agent) checkEarly(t *testing.T) {
 
 // record is the agent's OnState: it keeps each State, and each lease that
 // differs from the one before.
-func (a *agent) record(st vxlan.State) {
+func (a *simHost) record(st agent.State) {
 	// A State is announced only once the device carries its subnet.
 	held := false
 	if link, err := a.host.Netlink().LinkByName("flannel.1"); err == nil {
@@ -69,18 +69,18 @@ func (a *agent) record(st vxlan.State) {
 	}
 }
 
-func (a *agent) leaseHistory() []lease.Lease {
+func (a *simHost) leaseHistory() []lease.Lease {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return append([]lease.Lease(nil), a.leases...)
 }
 
-func (a *agent) current() lease.Lease {
+func (a *simHost) current() lease.Lease {
 	h := a.leaseHistory()
 	return h[len(h)-1]
 }
 
-func startAgents(t *testing.T, n int) ([]*agent, *etcdtest.Server) {
+func startAgents(t *testing.T, n int) ([]*simHost, *etcdtest.Server) {
 	t.Helper()
 	srv := etcdtest.Start(t)
 	admin := srv.Client(t)
@@ -89,15 +89,15 @@ func startAgents(t *testing.T, n int) ([]*agent, *etcdtest.Server) {
 	}
 	seg := netnstest.NewSegment(t, n)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	var agents []*agent
+	var agents []*simHost
 	for _, h := range seg.Hosts {
 		m, err := etcd.New(etcd.Options{Endpoints: []string{srv.Endpoint()}, Node: h.Name, TTL: 10 * time.Second, RenewMargin: 5 * time.Second, Logger: quiet})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { m.Close() })
-		a := &agent{host: h}
-		a.net, err = vxlan.NewNetwork(vxlan.NetworkConfig{
+		a := &simHost{host: h}
+		a.net, err = agent.NewNetwork(agent.NetworkConfig{
 			Manager: m, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet,
 			OnState: a.record,
 		})
@@ -121,7 +121,7 @@ func startAgents(t *testing.T, n int) ([]*agent, *etcdtest.Server) {
 
 // waitReady waits until every agent is ready and has announced its lease
 // through OnState.
-func waitReady(t *testing.T, agents []*agent) {
+func waitReady(t *testing.T, agents []*simHost) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for _, a := range agents {
@@ -139,7 +139,7 @@ func waitReady(t *testing.T, agents []*agent) {
 }
 
 // reach sends UDP between two agents' overlay addresses.
-func reach(t *testing.T, from, to *agent) error {
+func reach(t *testing.T, from, to *simHost) error {
 	t.Helper()
 	echo := to.host.ListenEcho(t, to.current().Key.IPv4.Addr())
 	return from.host.WaitExchange(from.current().Key.IPv4.Addr(), echo.Addr, 5*time.Second)
@@ -258,7 +258,7 @@ func TestNetworkWatchesAfterLease(t *testing.T) {
 	t.Parallel()
 	h, m, quiet := oneHost(t, `{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}`)
 	spy := &orderSpy{Manager: m}
-	n := runNetwork(t, vxlan.NetworkConfig{Manager: spy, Node: h.Name, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet})
+	n := runNetwork(t, agent.NetworkConfig{Manager: spy, Node: h.Name, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet})
 	deadline := time.Now().Add(15 * time.Second)
 	for ok, why := n.Ready(); !ok; ok, why = n.Ready() {
 		if time.Now().After(deadline) {
@@ -303,7 +303,7 @@ func TestNetworkOneFamilyChange(t *testing.T) {
 	t.Parallel()
 	h, m, quiet := oneHost(t, `{"Network": "10.244.0.0/16", "EnableIPv6": true, "IPv6Network": "fd00:10:244::/56", "Backend": {"Type": "vxlan"}}`)
 	script := &scriptedWatch{Manager: m, batches: make(chan lease.Batch)}
-	runNetwork(t, vxlan.NetworkConfig{Manager: script, Node: h.Name, PublicIP: h.Addr.Addr(), PublicIPv6: h.Addr6.Addr(), Namespace: h.Handle, Logger: quiet})
+	runNetwork(t, agent.NetworkConfig{Manager: script, Node: h.Name, PublicIP: h.Addr.Addr(), PublicIPv6: h.Addr6.Addr(), Namespace: h.Handle, Logger: quiet})
 
 	peer := func(v6 string) lease.Lease {
 		return lease.Lease{
@@ -355,9 +355,9 @@ func netipNet(p netip.Prefix) *net.IPNet {
 
 // runNetwork runs a Network until the end of the test, which then checks
 // that Run returned context.Canceled.
-func runNetwork(t *testing.T, cfg vxlan.NetworkConfig) *vxlan.Network {
+func runNetwork(t *testing.T, cfg agent.NetworkConfig) *agent.Network {
 	t.Helper()
-	n, err := vxlan.NewNetwork(cfg)
+	n, err := agent.NewNetwork(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -409,7 +409,7 @@ func TestNetworkMovedToDisjointRange(t *testing.T) {
 	waitReady(t, agents)
 	admin := srv.Client(t)
 	ctx := context.Background()
-	old := map[*agent]lease.Key{}
+	old := map[*simHost]lease.Key{}
 	for _, a := range agents {
 		old[a] = a.current().Key
 	}
@@ -478,7 +478,7 @@ func TestNetworkMovedToDisjointRange(t *testing.T) {
 	}
 
 	// Widening keeps every lease (seed 003).
-	before := map[*agent]int{}
+	before := map[*simHost]int{}
 	for _, a := range agents {
 		before[a] = len(a.leaseHistory())
 	}
@@ -536,7 +536,7 @@ func TestNetworkWaitsOutBadConfig(t *testing.T) {
 			// runNetwork's cleanup fails the test if Run returned
 			// anything but context.Canceled: a Run that gave up on the
 			// config instead of waiting.
-			n := runNetwork(t, vxlan.NetworkConfig{Manager: m, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet})
+			n := runNetwork(t, agent.NetworkConfig{Manager: m, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet})
 			var why string
 			deadline := time.Now().Add(10 * time.Second)
 			for {
@@ -606,12 +606,12 @@ func TestNetworkRunUnrecoverable(t *testing.T) {
 		t.Fatal(err)
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	n, err := vxlan.NewNetwork(vxlan.NetworkConfig{Manager: refusing{cfg}, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet})
+	n, err := agent.NewNetwork(agent.NetworkConfig{Manager: refusing{cfg}, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
 	err = n.Run(context.Background())
-	if !errors.Is(err, vxlan.ErrUnrecoverable) || !strings.Contains(err.Error(), "attributes refused") {
+	if !errors.Is(err, agent.ErrUnrecoverable) || !strings.Contains(err.Error(), "attributes refused") {
 		t.Errorf("Run: %v, want ErrUnrecoverable with the cause", err)
 	}
 }

@@ -1,6 +1,6 @@
 //go:build linux
 
-package vxlan
+package agent
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 
 	"github.com/weftnet/weft/lease"
 	"github.com/weftnet/weft/localstate"
+	"github.com/weftnet/weft/vxlan"
 )
 
 // A StateStore keeps a node's state across reboots, so that a Network can
@@ -437,7 +438,7 @@ func (n *Network) admittedLeasesLocked() []lease.Lease {
 	// grown by appending, it would leave its smaller copies, megabytes
 	// at 20,000 peers, as garbage at the moment of the save.
 	total := 0
-	for i, dp := range []*Datapath{n.v4, n.v6} {
+	for i, dp := range []*vxlan.Datapath{n.v4, n.v6} {
 		if dp != nil {
 			for range n.table.AllAdmitted(i == 1) {
 				total++
@@ -447,7 +448,7 @@ func (n *Network) admittedLeasesLocked() []lease.Lease {
 	out := make([]lease.Lease, 0, total)
 	var at map[lease.Key]int // the second family's merge, by key
 	var arena []byte
-	for i, dp := range []*Datapath{n.v4, n.v6} {
+	for i, dp := range []*vxlan.Datapath{n.v4, n.v6} {
 		if dp == nil {
 			continue
 		}
@@ -470,7 +471,7 @@ func (n *Network) admittedLeasesLocked() []lease.Lease {
 				arena = make([]byte, 0, 1024*maxBackendData)
 			}
 			start := len(arena)
-			arena = appendBackendData(arena, n.backend.VNI, MAC(p.VtepMAC))
+			arena = appendBackendData(arena, n.backend.VNI, vxlan.MAC(p.VtepMAC))
 			data := json.RawMessage(arena[start:len(arena):len(arena)])
 			if i == 1 {
 				out[j].Attrs.PublicIPv6, out[j].Attrs.BackendV6Data = p.PublicIP, data
@@ -489,7 +490,7 @@ const maxBackendData = len(`{"VNI":,"VtepMAC":""}`) + 20 + 17
 
 // appendBackendData appends BackendData{vni, mac} as json.Marshal encodes
 // it (TestAppendBackendData), without its reflection and copies.
-func appendBackendData(b []byte, vni int, mac MAC) []byte {
+func appendBackendData(b []byte, vni int, mac vxlan.MAC) []byte {
 	b = append(b, `{"VNI":`...)
 	b = strconv.AppendInt(b, int64(vni), 10)
 	b = append(b, `,"VtepMAC":"`...)

@@ -1,6 +1,6 @@
 //go:build linux
 
-package vxlan
+package agent
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"net/netip"
 
 	"github.com/weftnet/weft/lease"
+	"github.com/weftnet/weft/vxlan"
 )
 
 // underlayState is one family's underlay as its device uses it.
@@ -37,7 +38,7 @@ var errRepublish = errors.New("the node's public address changed")
 func (n *Network) followUnderlay() {
 	n.mu.Lock()
 	und := n.und
-	dps := [2]*Datapath{n.v4, n.v6}
+	dps := [2]*vxlan.Datapath{n.v4, n.v6}
 	netConf := n.netConf
 	n.mu.Unlock()
 	var found [2]netip.Addr

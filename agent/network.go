@@ -1,6 +1,6 @@
 //go:build linux
 
-package vxlan
+package agent
 
 import (
 	"cmp"
@@ -19,6 +19,7 @@ import (
 
 	"github.com/weftnet/weft/lease"
 	"github.com/weftnet/weft/lease/admit"
+	"github.com/weftnet/weft/vxlan"
 )
 
 // NetworkConfig configures a Network.
@@ -83,11 +84,11 @@ type NetworkConfig struct {
 	// A device found with another MAC is corrected. Keeping a published
 	// MAC means peers' entries stay valid, even on peers cut off from the
 	// control plane.
-	VtepMAC, VtepMACv6 MAC
+	VtepMAC, VtepMACv6 vxlan.MAC
 	// TXChecksumOffload overrides the network config's
 	// Backend.TXChecksumOffload for this node's devices; "" follows it
 	// (whose default is auto: off on kernels before 5.7).
-	TXChecksumOffload ChecksumOffload
+	TXChecksumOffload vxlan.ChecksumOffload
 	// ResyncInterval is the datapath's periodic reconcile. Default 30s.
 	ResyncInterval time.Duration
 	// Logger receives one line per state change. Default slog.Default().
@@ -176,7 +177,7 @@ type Network struct {
 	// waiting is why the config in force cannot be run yet; "" once it
 	// runs.
 	waiting string
-	backend Config
+	backend vxlan.Config
 	own     lease.Lease
 	hasOwn  bool
 	// ownSince and ownFrom are when and how own was obtained (see
@@ -193,7 +194,7 @@ type Network struct {
 	// localErr is the last failure to read them, under n.push.
 	localErr string
 	watched  bool // the first snapshot has arrived
-	v4, v6   *Datapath
+	v4, v6   *vxlan.Datapath
 	onLink   map[int]netip.Prefix // underlay connected prefixes, for DirectRouting
 
 	leased     chan struct{} // closed when the first lease is obtained
@@ -219,7 +220,7 @@ type Network struct {
 	devSubnets lease.Key
 	// macs are the devices' VTEP MACs, IPv4 and IPv6, for the local
 	// state.
-	macs [2]MAC
+	macs [2]vxlan.MAC
 	// off is the use of the local state; under mu.
 	off offline
 	// gone is why the node last stopped holding a lease; under mu.
@@ -300,7 +301,7 @@ func (n *Network) Run(ctx context.Context) error {
 	// every setupRetry, for what depends on the host (an address that
 	// appears, an underlay MTU raised).
 	var (
-		backend  Config
+		backend  vxlan.Config
 		logged   string
 		loggedAt time.Time
 	)
@@ -346,7 +347,7 @@ func (n *Network) Run(ctx context.Context) error {
 	n.netConf, n.backend, n.waiting, n.confLive = netConf, backend, "", live
 	n.confGen++
 	n.mu.Unlock()
-	for _, dp := range []*Datapath{n.v4, n.v6} {
+	for _, dp := range []*vxlan.Datapath{n.v4, n.v6} {
 		if dp != nil {
 			g.Go(func() error { defer dp.Close(); return dp.Run(ctx) })
 		}
@@ -388,10 +389,10 @@ const setupRetry = 10 * time.Second
 // address on an interface, and the MTU fits the underlay. Nothing is
 // created unless every check passes. It returns the backend and the
 // attributes to publish.
-func (n *Network) setUp(ctx context.Context, netConf lease.Config) (Config, lease.Attrs, error) {
-	backend, err := ParseConfig(netConf.Backend)
+func (n *Network) setUp(ctx context.Context, netConf lease.Config) (vxlan.Config, lease.Attrs, error) {
+	backend, err := vxlan.ParseConfig(netConf.Backend)
 	if err != nil {
-		return Config{}, lease.Attrs{}, err
+		return vxlan.Config{}, lease.Attrs{}, err
 	}
 	hints, err := n.readHints(ctx)
 	_, isHintReader := n.cfg.Manager.(lease.HintReader)
@@ -406,7 +407,7 @@ func (n *Network) setUp(ctx context.Context, netConf lease.Config) (Config, leas
 		n.answered() // the store answers
 	}
 	if err != nil {
-		return Config{}, lease.Attrs{}, err
+		return vxlan.Config{}, lease.Attrs{}, err
 	}
 	n.mu.Lock()
 	offline := hintsCached || !n.off.since.IsZero()
@@ -414,7 +415,7 @@ func (n *Network) setUp(ctx context.Context, netConf lease.Config) (Config, leas
 	type family struct {
 		ipv6          bool
 		public, local netip.Addr // advertised; sent from
-		dp            **Datapath
+		dp            **vxlan.Datapath
 		data          *json.RawMessage
 	}
 	// The interface's addresses, asked for once per attempt, and only
@@ -469,7 +470,7 @@ func (n *Network) setUp(ctx context.Context, netConf lease.Config) (Config, leas
 		n.pubFound[1] = n.cfg.PublicIPv6.IsValid()
 	}
 	if findErr != nil {
-		return Config{}, lease.Attrs{}, fmt.Errorf("vxlan: finding the public addresses: %w", findErr)
+		return vxlan.Config{}, lease.Attrs{}, fmt.Errorf("vxlan: finding the public addresses: %w", findErr)
 	}
 	attrs := lease.Attrs{PublicIP: n.cfg.PublicIP, PublicIPv6: n.cfg.PublicIPv6, BackendType: "vxlan"}
 	var fams []family
@@ -486,21 +487,21 @@ func (n *Network) setUp(ctx context.Context, netConf lease.Config) (Config, leas
 			}
 		}
 		if err := n.checkFamily(backend, f.public, fams[i].local, f.ipv6); err != nil {
-			return Config{}, lease.Attrs{}, err
+			return vxlan.Config{}, lease.Attrs{}, err
 		}
 	}
 	published := n.publishedMACs(ctx, backend, hints, offline)
-	made := make([]*Datapath, len(fams))
+	made := make([]*vxlan.Datapath, len(fams))
 	for i, f := range fams {
 		dp, mac, err := n.newDatapath(backend, f.local, f.ipv6, published[f.ipv6])
 		if err != nil {
 			for _, d := range made[:i] {
 				d.Close()
 			}
-			return Config{}, lease.Attrs{}, err
+			return vxlan.Config{}, lease.Attrs{}, err
 		}
 		made[i] = dp
-		*f.data, _ = json.Marshal(BackendData{VNI: backend.VNI, VtepMAC: mac})
+		*f.data, _ = json.Marshal(vxlan.BackendData{VNI: backend.VNI, VtepMAC: mac})
 	}
 	n.mu.Lock()
 	for i, f := range fams {
@@ -523,7 +524,7 @@ func (n *Network) setUp(ctx context.Context, netConf lease.Config) (Config, leas
 // checkFamily checks that one family can run: a public address, and a
 // local one (the same, or the interface's behind a NAT) on an interface
 // whose MTU carries Backend.MTU plus VXLAN's overhead.
-func (n *Network) checkFamily(backend Config, public, local netip.Addr, ipv6 bool) error {
+func (n *Network) checkFamily(backend vxlan.Config, public, local netip.Addr, ipv6 bool) error {
 	fam, field := "IPv4", "PublicIP"
 	if ipv6 {
 		fam, field = "IPv6", "PublicIPv6"
@@ -547,9 +548,9 @@ func (n *Network) checkFamily(backend Config, public, local netip.Addr, ipv6 boo
 	if err != nil {
 		return fmt.Errorf("vxlan: underlay interface %d: %w", under, err)
 	}
-	overhead := overheadIPv4
+	overhead := vxlan.OverheadIPv4
 	if ipv6 {
-		overhead = overheadIPv6
+		overhead = vxlan.OverheadIPv6
 	}
 	if most := link.Attrs().MTU - overhead; backend.MTU > most {
 		return fmt.Errorf("net-conf.json: Backend.MTU %d is more than the underlay carries: at most %d (%s's MTU %d less %d of VXLAN over %s); use 0 to derive it",
@@ -581,10 +582,10 @@ func (n *Network) wait(g *errgroup.Group) error {
 // Peers hold them, so keeping them changes nothing anywhere. A MAC
 // published for another VNI, or that is not a unicast address, is not
 // kept. If the store does not answer in time there are none from it.
-func (n *Network) publishedMACs(ctx context.Context, backend Config, hints lease.Hints, offline bool) map[bool]MAC {
-	out := map[bool]MAC{}
+func (n *Network) publishedMACs(ctx context.Context, backend vxlan.Config, hints lease.Hints, offline bool) map[bool]vxlan.MAC {
+	out := map[bool]vxlan.MAC{}
 	take := func(ipv6 bool, raw json.RawMessage) {
-		var bd BackendData
+		var bd vxlan.BackendData
 		if _, done := out[ipv6]; done || len(raw) == 0 || json.Unmarshal(raw, &bd) != nil || bd.VNI != backend.VNI || bd.VtepMAC.IsZero() || bd.VtepMAC[0]&1 != 0 {
 			return
 		}
@@ -601,7 +602,7 @@ func (n *Network) publishedMACs(ctx context.Context, backend Config, hints lease
 		}
 	}()
 	r, ok := n.cfg.Manager.(lease.OwnLeaseReader)
-	if !ok || offline || (!n.cfg.VtepMAC.IsZero() || out[false] != MAC{}) && (!n.cfg.VtepMACv6.IsZero() || out[true] != MAC{}) {
+	if !ok || offline || (!n.cfg.VtepMAC.IsZero() || out[false] != vxlan.MAC{}) && (!n.cfg.VtepMACv6.IsZero() || out[true] != vxlan.MAC{}) {
 		return out
 	}
 	rctx, cancel := context.WithTimeout(ctx, ownLeaseTimeout)
@@ -662,17 +663,17 @@ const ownLeaseTimeout = 5 * time.Second
 // NetworkConfig's, the one this node's lease publishes (published, zero
 // if none), or DeriveMAC of the node's name (with " ipv6" appended for
 // the IPv6 device) and the VNI.
-func (n *Network) newDatapath(backend Config, public netip.Addr, ipv6 bool, published MAC) (*Datapath, MAC, error) {
+func (n *Network) newDatapath(backend vxlan.Config, public netip.Addr, ipv6 bool, published vxlan.MAC) (*vxlan.Datapath, vxlan.MAC, error) {
 	if !public.IsValid() {
 		fam := "IPv4"
 		if ipv6 {
 			fam = "IPv6"
 		}
-		return nil, MAC{}, fmt.Errorf("vxlan: the network config enables %s but the node has no %s public IP", fam, fam)
+		return nil, vxlan.MAC{}, fmt.Errorf("vxlan: the network config enables %s but the node has no %s public IP", fam, fam)
 	}
 	under, onLink, err := n.underlay(public)
 	if err != nil {
-		return nil, MAC{}, err
+		return nil, vxlan.MAC{}, err
 	}
 	n.mu.Lock()
 	if n.onLink == nil {
@@ -683,43 +684,38 @@ func (n *Network) newDatapath(backend Config, public netip.Addr, ipv6 bool, publ
 	n.mu.Unlock()
 	seed := n.cfg.Node
 	if ipv6 {
-		seed += " ipv6" // a different MAC on each device, as flannel's
+		seed += " ipv6" // a different vxlan.MAC on each device, as flannel's
 	}
-	mac := DeriveMAC(seed, backend.VNI)
+	mac := vxlan.DeriveMAC(seed, backend.VNI)
 	switch {
-	case !ipv6 && n.cfg.VtepMAC != MAC{}:
+	case !ipv6 && n.cfg.VtepMAC != vxlan.MAC{}:
 		mac = n.cfg.VtepMAC
-	case ipv6 && n.cfg.VtepMACv6 != MAC{}:
+	case ipv6 && n.cfg.VtepMACv6 != vxlan.MAC{}:
 		mac = n.cfg.VtepMACv6
 	case !published.IsZero():
 		if published != mac {
-			n.log.Info("keeping the VTEP MAC published for this node, so that peers' entries stay valid", "mac", published, "derived", mac, "ipv6", ipv6)
+			n.log.Info("keeping the VTEP vxlan.MAC published for this node, so that peers' entries stay valid", "mac", published, "derived", mac, "ipv6", ipv6)
 		}
 		mac = published
 	}
-	dp, err := NewDatapath(DatapathConfig{
+	dp, err := vxlan.NewDatapath(vxlan.DatapathConfig{
 		Namespace: n.cfg.Namespace,
-		Device: DeviceConfig{
+		Device: vxlan.DeviceConfig{
 			VNI: backend.VNI, Port: backend.Port, GBP: backend.GBP, Learning: backend.Learning,
 			Local: public, Underlay: under, MAC: mac, MTU: backend.MTU,
 			TXChecksumOffload: cmp.Or(n.cfg.TXChecksumOffload, backend.TXChecksumOffload),
 		},
 		ResyncInterval: n.cfg.ResyncInterval,
 		Logger:         n.cfg.Logger,
-		host:           n.cfg.host,
+		OnReconcile:    n.kickState,
 	})
 	if err == nil {
-		dp.rejected = func() []admit.Verdict { return n.rejectedOf(ipv6) }
-		dp.reconciled = n.kickState
 		n.mu.Lock()
 		n.macs[famIndex(ipv6)] = mac
 		n.mu.Unlock()
 	}
 	return dp, mac, err
 }
-
-// host is the kernel the Network programs.
-func (n *Network) host() host { return hostOr(n.cfg.host, n.cfg.Namespace) }
 
 // famIndex indexes per-family arrays: 0 for IPv4, 1 for IPv6.
 func famIndex(ipv6 bool) int {
@@ -820,8 +816,8 @@ func (n *Network) applyConfig(c lease.Config) {
 
 // bytesEqualJSON compares two raw backend objects by what they parse to.
 func bytesEqualJSON(a, b json.RawMessage) bool {
-	ca, erra := ParseConfig(a)
-	cb, errb := ParseConfig(b)
+	ca, erra := vxlan.ParseConfig(a)
+	cb, errb := vxlan.ParseConfig(b)
 	return erra == nil && errb == nil && ca == cb
 }
 
@@ -893,9 +889,9 @@ func (n *Network) MTU() int {
 // mtuLocked is MTU; n.mu is held.
 func (n *Network) mtuLocked() int {
 	mtu := 0
-	for _, dp := range []*Datapath{n.v4, n.v6} {
+	for _, dp := range []*vxlan.Datapath{n.v4, n.v6} {
 		if dp != nil {
-			if m := dp.mtu(); mtu == 0 || m < mtu {
+			if m := dp.MTU(); mtu == 0 || m < mtu {
 				mtu = m
 			}
 		}
@@ -930,7 +926,7 @@ func (n *Network) Condition() string {
 
 // Datapaths returns the IPv4 and IPv6 datapaths, nil where disabled or not
 // created yet, for status output.
-func (n *Network) Datapaths() (v4, v6 *Datapath) {
+func (n *Network) Datapaths() (v4, v6 *vxlan.Datapath) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.v4, n.v6

@@ -1,9 +1,10 @@
 //go:build linux
 
-package vxlan
+package agent
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"slices"
 	"time"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/weftnet/weft/lease"
 	"github.com/weftnet/weft/lease/admit"
+	"github.com/weftnet/weft/vxlan"
 )
 
 // bulkChanges is how many admitted peers one delta may change before they
@@ -169,7 +171,7 @@ func (n *Network) readLocal() (localFacts, error) {
 	}
 	n.mu.Lock()
 	ours := map[int]bool{}
-	for _, dp := range []*Datapath{n.v4, n.v6} {
+	for _, dp := range []*vxlan.Datapath{n.v4, n.v6} {
 		if dp != nil {
 			ours[dp.Device().Index] = true
 		}
@@ -218,7 +220,7 @@ func (n *Network) watchLocal(ctx context.Context) error {
 	subscribe()
 	interval := n.cfg.ResyncInterval
 	if interval <= 0 {
-		interval = DefaultResyncInterval
+		interval = vxlan.DefaultResyncInterval
 	}
 	resync := time.NewTicker(interval)
 	defer resync.Stop()
@@ -281,7 +283,7 @@ func (n *Network) program(changes []admit.Change) {
 			} else {
 				err = dp.RemovePeer(c.Subnet)
 			}
-			if err != nil && !isPeerFailure(err) {
+			if err != nil && !errors.As(err, new(*vxlan.PeerError)) {
 				n.log.Warn("peer change not programmed yet; the next reconcile retries it", "subnet", c.Subnet, "err", err)
 			}
 		}
@@ -312,19 +314,19 @@ func (n *Network) pushAllLocked() {
 		n.mu.Unlock()
 		return
 	}
-	var sets [2][]Peer
-	for i, dp := range []*Datapath{n.v4, n.v6} {
+	var sets [2][]vxlan.Peer
+	for i, dp := range []*vxlan.Datapath{n.v4, n.v6} {
 		if dp == nil {
 			continue
 		}
-		sets[i] = make([]Peer, 0, n.table.Len())
+		sets[i] = make([]vxlan.Peer, 0, n.table.Len())
 		for p := range n.table.AllAdmitted(i == 1) {
 			sets[i] = append(sets[i], n.toPeer(p))
 		}
 	}
 	d4, d6 := n.v4, n.v6
 	n.mu.Unlock()
-	for i, dp := range []*Datapath{d4, d6} {
+	for i, dp := range []*vxlan.Datapath{d4, d6} {
 		if dp != nil {
 			if err := dp.SetPeers(sets[i]); err != nil {
 				n.log.Error("could not set peers", "err", err)
@@ -334,7 +336,7 @@ func (n *Network) pushAllLocked() {
 }
 
 // datapath returns the family's datapath. n.mu is held.
-func (n *Network) datapath(ipv6 bool) *Datapath {
+func (n *Network) datapath(ipv6 bool) *vxlan.Datapath {
 	if ipv6 {
 		return n.v6
 	}
@@ -344,8 +346,8 @@ func (n *Network) datapath(ipv6 bool) *Datapath {
 // toPeer turns an admitted peer into the datapath's: with DirectRouting,
 // a peer on one of the underlay's networks is routed to directly. n.mu is
 // held.
-func (n *Network) toPeer(p admit.Peer) Peer {
-	out := Peer{Subnet: p.Subnet, PublicIP: p.PublicIP, VtepMAC: MAC(p.VtepMAC)}
+func (n *Network) toPeer(p admit.Peer) vxlan.Peer {
+	out := vxlan.Peer{Subnet: p.Subnet, PublicIP: p.PublicIP, VtepMAC: vxlan.MAC(p.VtepMAC)}
 	if n.backend.DirectRouting {
 		for _, onLink := range n.onLink {
 			if onLink.Contains(p.PublicIP) {
