@@ -177,7 +177,7 @@ func honestPeers(t *testing.T, agents []*simHost, self *simHost) []admit.Peer {
 		if o == self {
 			continue
 		}
-		mac, err := vxlan.ParseMAC(o.vtepMAC(t))
+		mac, err := lease.ParseMAC(o.vtepMAC(t))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -17,11 +17,11 @@ import (
 )
 
 // TestAppendBackendData: the backend data a save writes for each peer is
-// json.Marshal's encoding of vxlan.BackendData, for any VNI and vxlan.MAC.
+// json.Marshal's encoding of vxlan.BackendData, for any VNI and lease.MAC.
 func TestAppendBackendData(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i := range 1000 {
-		var mac vxlan.MAC
+		var mac lease.MAC
 		for j := range mac {
 			mac[j] = byte(rng.IntN(256))
 		}
@@ -53,12 +53,12 @@ func TestAdmittedLeasesDualStack(t *testing.T) {
 		if v4 {
 			l.Key.IPv4 = netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 0, byte(i), 0}), 24)
 			l.Attrs.PublicIP = netip.AddrFrom4([4]byte{192, 0, 2, byte(i)})
-			l.Attrs.BackendData = appendBackendData(nil, 1, vxlan.MAC{0x0e, 0, 0, 0, 4, byte(i)})
+			l.Attrs.BackendData = appendBackendData(nil, 1, lease.MAC{0x0e, 0, 0, 0, 4, byte(i)})
 		}
 		if v6 {
 			l.Key.IPv6 = netip.PrefixFrom(netip.AddrFrom16([16]byte{0xfd, 7: byte(i)}), 64)
 			l.Attrs.PublicIPv6 = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: byte(i)})
-			l.Attrs.BackendV6Data = appendBackendData(nil, 1, vxlan.MAC{0x0e, 0, 0, 0, 6, byte(i)})
+			l.Attrs.BackendV6Data = appendBackendData(nil, 1, lease.MAC{0x0e, 0, 0, 0, 6, byte(i)})
 		}
 		return l
 	}

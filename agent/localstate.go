@@ -471,7 +471,7 @@ func (n *Network) admittedLeasesLocked() []lease.Lease {
 				arena = make([]byte, 0, 1024*maxBackendData)
 			}
 			start := len(arena)
-			arena = appendBackendData(arena, n.backend.VNI, vxlan.MAC(p.VtepMAC))
+			arena = appendBackendData(arena, n.backend.VNI, p.VtepMAC)
 			data := json.RawMessage(arena[start:len(arena):len(arena)])
 			if i == 1 {
 				out[j].Attrs.PublicIPv6, out[j].Attrs.BackendV6Data = p.PublicIP, data
@@ -490,7 +490,7 @@ const maxBackendData = len(`{"VNI":,"VtepMAC":""}`) + 20 + 17
 
 // appendBackendData appends BackendData{vni, mac} as json.Marshal encodes
 // it (TestAppendBackendData), without its reflection and copies.
-func appendBackendData(b []byte, vni int, mac vxlan.MAC) []byte {
+func appendBackendData(b []byte, vni int, mac lease.MAC) []byte {
 	b = append(b, `{"VNI":`...)
 	b = strconv.AppendInt(b, int64(vni), 10)
 	b = append(b, `,"VtepMAC":"`...)

@@ -84,7 +84,7 @@ type NetworkConfig struct {
 	// A device found with another MAC is corrected. Keeping a published
 	// MAC means peers' entries stay valid, even on peers cut off from the
 	// control plane.
-	VtepMAC, VtepMACv6 vxlan.MAC
+	VtepMAC, VtepMACv6 lease.MAC
 	// TXChecksumOffload overrides the network config's
 	// Backend.TXChecksumOffload for this node's devices; "" follows it
 	// (whose default is auto: off on kernels before 5.7).
@@ -220,7 +220,7 @@ type Network struct {
 	devSubnets lease.Key
 	// macs are the devices' VTEP MACs, IPv4 and IPv6, for the local
 	// state.
-	macs [2]vxlan.MAC
+	macs [2]lease.MAC
 	// off is the use of the local state; under mu.
 	off offline
 	// gone is why the node last stopped holding a lease; under mu.
@@ -582,8 +582,8 @@ func (n *Network) wait(g *errgroup.Group) error {
 // Peers hold them, so keeping them changes nothing anywhere. A MAC
 // published for another VNI, or that is not a unicast address, is not
 // kept. If the store does not answer in time there are none from it.
-func (n *Network) publishedMACs(ctx context.Context, backend vxlan.Config, hints lease.Hints, offline bool) map[bool]vxlan.MAC {
-	out := map[bool]vxlan.MAC{}
+func (n *Network) publishedMACs(ctx context.Context, backend vxlan.Config, hints lease.Hints, offline bool) map[bool]lease.MAC {
+	out := map[bool]lease.MAC{}
 	take := func(ipv6 bool, raw json.RawMessage) {
 		var bd vxlan.BackendData
 		if _, done := out[ipv6]; done || len(raw) == 0 || json.Unmarshal(raw, &bd) != nil || bd.VNI != backend.VNI || bd.VtepMAC.IsZero() || bd.VtepMAC[0]&1 != 0 {
@@ -602,7 +602,7 @@ func (n *Network) publishedMACs(ctx context.Context, backend vxlan.Config, hints
 		}
 	}()
 	r, ok := n.cfg.Manager.(lease.OwnLeaseReader)
-	if !ok || offline || (!n.cfg.VtepMAC.IsZero() || out[false] != vxlan.MAC{}) && (!n.cfg.VtepMACv6.IsZero() || out[true] != vxlan.MAC{}) {
+	if !ok || offline || (!n.cfg.VtepMAC.IsZero() || out[false] != lease.MAC{}) && (!n.cfg.VtepMACv6.IsZero() || out[true] != lease.MAC{}) {
 		return out
 	}
 	rctx, cancel := context.WithTimeout(ctx, ownLeaseTimeout)
@@ -663,17 +663,17 @@ const ownLeaseTimeout = 5 * time.Second
 // NetworkConfig's, the one this node's lease publishes (published, zero
 // if none), or DeriveMAC of the node's name (with " ipv6" appended for
 // the IPv6 device) and the VNI.
-func (n *Network) newDatapath(backend vxlan.Config, public netip.Addr, ipv6 bool, published vxlan.MAC) (*vxlan.Datapath, vxlan.MAC, error) {
+func (n *Network) newDatapath(backend vxlan.Config, public netip.Addr, ipv6 bool, published lease.MAC) (*vxlan.Datapath, lease.MAC, error) {
 	if !public.IsValid() {
 		fam := "IPv4"
 		if ipv6 {
 			fam = "IPv6"
 		}
-		return nil, vxlan.MAC{}, fmt.Errorf("vxlan: the network config enables %s but the node has no %s public IP", fam, fam)
+		return nil, lease.MAC{}, fmt.Errorf("vxlan: the network config enables %s but the node has no %s public IP", fam, fam)
 	}
 	under, onLink, err := n.underlay(public)
 	if err != nil {
-		return nil, vxlan.MAC{}, err
+		return nil, lease.MAC{}, err
 	}
 	n.mu.Lock()
 	if n.onLink == nil {
@@ -684,17 +684,17 @@ func (n *Network) newDatapath(backend vxlan.Config, public netip.Addr, ipv6 bool
 	n.mu.Unlock()
 	seed := n.cfg.Node
 	if ipv6 {
-		seed += " ipv6" // a different vxlan.MAC on each device, as flannel's
+		seed += " ipv6" // a different lease.MAC on each device, as flannel's
 	}
 	mac := vxlan.DeriveMAC(seed, backend.VNI)
 	switch {
-	case !ipv6 && n.cfg.VtepMAC != vxlan.MAC{}:
+	case !ipv6 && n.cfg.VtepMAC != lease.MAC{}:
 		mac = n.cfg.VtepMAC
-	case ipv6 && n.cfg.VtepMACv6 != vxlan.MAC{}:
+	case ipv6 && n.cfg.VtepMACv6 != lease.MAC{}:
 		mac = n.cfg.VtepMACv6
 	case !published.IsZero():
 		if published != mac {
-			n.log.Info("keeping the VTEP vxlan.MAC published for this node, so that peers' entries stay valid", "mac", published, "derived", mac, "ipv6", ipv6)
+			n.log.Info("keeping the VTEP lease.MAC published for this node, so that peers' entries stay valid", "mac", published, "derived", mac, "ipv6", ipv6)
 		}
 		mac = published
 	}

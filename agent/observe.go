@@ -102,7 +102,7 @@ func (n *Network) peerEvents(d admit.Delta) []PeerEvent {
 		}
 		out = append(out, PeerEvent{
 			Kind: PeerRejected, IPv6: v.Peer.IPv6,
-			Peer:  vxlan.Peer{Subnet: v.Peer.Subnet, PublicIP: v.Peer.PublicIP, VtepMAC: vxlan.MAC(v.Peer.VtepMAC)},
+			Peer:  vxlan.Peer{Subnet: v.Peer.Subnet, PublicIP: v.Peer.PublicIP, VtepMAC: v.Peer.VtepMAC},
 			Lease: v.Peer.Key, Owner: v.Peer.Owner, Reason: v.Reason, Detail: v.Detail,
 		})
 	}

@@ -347,7 +347,7 @@ func (n *Network) datapath(ipv6 bool) *vxlan.Datapath {
 // a peer on one of the underlay's networks is routed to directly. n.mu is
 // held.
 func (n *Network) toPeer(p admit.Peer) vxlan.Peer {
-	out := vxlan.Peer{Subnet: p.Subnet, PublicIP: p.PublicIP, VtepMAC: vxlan.MAC(p.VtepMAC)}
+	out := vxlan.Peer{Subnet: p.Subnet, PublicIP: p.PublicIP, VtepMAC: p.VtepMAC}
 	if n.backend.DirectRouting {
 		for _, onLink := range n.onLink {
 			if onLink.Contains(p.PublicIP) {

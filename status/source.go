@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/agent"
+	"github.com/weftnet/weft/lease"
 	"github.com/weftnet/weft/lease/admit"
 	"github.com/weftnet/weft/vxlan"
 	"github.com/weftnet/weft/vxlan/probe"
@@ -198,11 +199,11 @@ func joinRows(family string, programmed []vxlan.PeerStatus, admitted []admit.Pee
 	for i := range programmed {
 		ps := &programmed[i]
 		sub := ps.Peer.Subnet
-		for k < len(rejected) && vxlan.ComparePrefixes(rejected[k].Peer.Subnet, sub) < 0 {
+		for k < len(rejected) && rejected[k].Peer.Subnet.Compare(sub) < 0 {
 			out = append(out, row{family: family, subnet: rejected[k].Peer.Subnet, verdict: &rejected[k], owner: rejected[k].Peer.Owner})
 			k++
 		}
-		for j < len(admitted) && vxlan.ComparePrefixes(admitted[j].Subnet, sub) < 0 {
+		for j < len(admitted) && admitted[j].Subnet.Compare(sub) < 0 {
 			j++
 		}
 		r := row{family: family, subnet: sub, ps: ps}
@@ -230,8 +231,8 @@ func (s Source) render(r *row) Peer {
 		if v.Peer.PublicIP.IsValid() {
 			p.PublicIP = v.Peer.PublicIP.String()
 		}
-		if v.Peer.VtepMAC != (admit.MAC{}) {
-			p.VtepMAC = vxlan.MAC(v.Peer.VtepMAC).String()
+		if !v.Peer.VtepMAC.IsZero() {
+			p.VtepMAC = v.Peer.VtepMAC.String()
 		}
 		return p
 	}
@@ -241,7 +242,7 @@ func (s Source) render(r *row) Peer {
 		want = ps.Peer
 	}
 	p.PublicIP, p.Err = want.PublicIP.String(), ps.Err
-	if want.VtepMAC != (vxlan.MAC{}) { // none for a direct-routed peer
+	if want.VtepMAC != (lease.MAC{}) { // none for a direct-routed peer
 		p.VtepMAC = want.VtepMAC.String()
 	}
 	if ps.Wanted && ps.Needs != 0 {

@@ -145,7 +145,7 @@ func (c *scaleCluster) start(i int) *scaleAgent {
 // lease the harness seeds, and a Network keeps the MAC its lease
 // publishes.
 func attrsOf(i int) lease.Attrs {
-	vtep, _ := json.Marshal(BackendData{VNI: 1, VtepMAC: MAC{0x0e, 0, 0, byte(i >> 16), byte(i >> 8), byte(i)}})
+	vtep, _ := json.Marshal(BackendData{VNI: 1, VtepMAC: lease.MAC{0x0e, 0, 0, byte(i >> 16), byte(i >> 8), byte(i)}})
 	return lease.Attrs{PublicIP: scaletest.PublicOf(i), BackendType: "vxlan", BackendData: vtep}
 }
 

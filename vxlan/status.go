@@ -78,7 +78,7 @@ type Status struct {
 	Device   int
 	IPv6     bool
 	Nexthops bool         // routes use nexthop objects
-	Peers    []PeerStatus // sorted by subnet (ComparePrefixes)
+	Peers    []PeerStatus // sorted by subnet (netip.Prefix.Compare)
 	Repairs  []Repair     // most recent last, at most 256
 	Repaired int          // repairs ever made
 	LastSync SyncResult
@@ -119,10 +119,10 @@ func (r *Reconciler) snapshotLocked() peerTable {
 	return peerTable{recs: maps.Clone(r.peers.recs), wrote: maps.Clone(r.peers.wrote), errs: maps.Clone(r.peers.errs), missing: maps.Clone(r.peers.missing)}
 }
 
-// sortedStatuses is statuses in ComparePrefixes order.
+// sortedStatuses is statuses in netip.Prefix.Compare order.
 func (t *peerTable) sortedStatuses(needs func(Peer) Objects) []PeerStatus {
 	out := t.statuses(needs)
-	slices.SortFunc(out, func(a, b PeerStatus) int { return ComparePrefixes(a.Peer.Subnet, b.Peer.Subnet) })
+	slices.SortFunc(out, func(a, b PeerStatus) int { return a.Peer.Subnet.Compare(b.Peer.Subnet) })
 	return out
 }
 
@@ -251,7 +251,7 @@ func (r *Reconciler) Failed() []netip.Prefix {
 		}
 	}
 	r.mu.Unlock()
-	slices.SortFunc(out, ComparePrefixes)
+	slices.SortFunc(out, netip.Prefix.Compare)
 	return out
 }
 

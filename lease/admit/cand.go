@@ -72,7 +72,7 @@ type cand struct {
 // extra is what a candidate needs only when its lease has something wrong
 // with it that the rules cannot tell again from the candidate alone.
 type extra struct {
-	otherBackend bool   // BackendType is not DefaultBackendType but backendType
+	otherBackend bool   // BackendType is not lease.DefaultBackendType but backendType
 	backendType  string //
 	decodeErr    string // why the backend data does not decode
 	invalid      string // lease.Lease.Invalid: why the source could not take the value
