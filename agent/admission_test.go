@@ -80,7 +80,8 @@ func (o *overlay) start(t *testing.T, i int) *simHost {
 	t.Cleanup(func() { m.Close() })
 	a := &simHost{host: h}
 	a.net = runNetwork(t, agent.NetworkConfig{
-		Manager: m, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: o.log,
+		Datapaths: vxlanOnly,
+		Manager:   m, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: o.log,
 		ResyncInterval: time.Second, Protected: []netip.Prefix{protectedAddr},
 		OnState: a.record,
 	})
@@ -411,7 +412,7 @@ func TestKernelRefusalIsOnePeers(t *testing.T) {
 	a := o.start(t, 0)
 	waitReady(t, []*simHost{a, b, c})
 	testutil.WaitFor(t, 10*time.Second, "the refusal to show", func() bool {
-		v4, _ := a.net.Datapaths()
+		v4 := v4Datapath(a.net)
 		st := v4.Status()
 		for _, p := range st.Reconciler.Peers {
 			if p.Peer.Subnet == blocked {
@@ -432,7 +433,7 @@ func TestKernelRefusalIsOnePeers(t *testing.T) {
 		t.Fatal(err)
 	}
 	testutil.WaitFor(t, 15*time.Second, "the retry to program the peer", func() bool {
-		v4, _ := a.net.Datapaths()
+		v4 := v4Datapath(a.net)
 		return v4.Status().FailedPeers == 0
 	})
 	for _, pair := range [][2]*simHost{{a, b}, {b, a}} {
@@ -574,7 +575,7 @@ func TestOneNodesLeasesMoveTogether(t *testing.T) {
 	t.Parallel()
 	h, m, quiet := oneHost(t, `{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}`)
 	script := &scriptedWatch{Manager: m, batches: make(chan lease.Batch)}
-	n := runNetwork(t, agent.NetworkConfig{Manager: script, Node: h.Name, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet})
+	n := runNetwork(t, agent.NetworkConfig{Datapaths: vxlanOnly, Manager: script, Node: h.Name, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet})
 	leaseAt := func(subnet, public string) lease.Lease {
 		return lease.Lease{Key: lease.Key{IPv4: netip.MustParsePrefix(subnet)}, Seniority: 1, Attrs: lease.Attrs{
 			PublicIP: netip.MustParseAddr(public), BackendType: "vxlan", Owner: "mover",
@@ -594,7 +595,7 @@ func TestOneNodesLeasesMoveTogether(t *testing.T) {
 		{Type: lease.Changed, Lease: leaseAt("10.244.51.0/24", "172.30.9.2")},
 	}}
 	testutil.WaitFor(t, 10*time.Second, "the FDB entry to follow", func() bool { return fdbTo("172.30.9.2") })
-	v4, _ := n.Datapaths()
+	v4 := v4Datapath(n)
 	for _, p := range v4.Status().Reconciler.Peers {
 		if p.Err != "" {
 			t.Errorf("peer %s failed: %s", p.Peer.Subnet, p.Err)

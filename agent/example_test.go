@@ -32,6 +32,7 @@ func ExampleNewNetwork() {
 		prev = lease.Key{IPv4: f.Subnet, IPv6: f.IPv6Subnet}
 	}
 	n, err := agent.NewNetwork(agent.NetworkConfig{
+		Datapaths:  vxlanOnly,
 		Manager:    m, // Node defaults to m.Node()
 		FindPublic: underlay.Policy{Interfaces: []string{"eth0"}}.FindPublic,
 		Previous:   prev,

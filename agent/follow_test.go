@@ -117,7 +117,7 @@ func TestNetworkFollowsUnderlay(t *testing.T) {
 		}
 		t.Cleanup(func() { m.Close() })
 		a := &simHost{host: h}
-		cfg := agent.NetworkConfig{Manager: m, Namespace: h.Handle, OnState: a.record, ResyncInterval: 2 * time.Second, Logger: quiet}
+		cfg := agent.NetworkConfig{Datapaths: vxlanOnly, Manager: m, Namespace: h.Handle, OnState: a.record, ResyncInterval: 2 * time.Second, Logger: quiet}
 		if i == 0 {
 			// The moving host finds its address, as flanneld does
 			// without --public-ip.

@@ -3,11 +3,17 @@
 package agent
 
 import (
+	"time"
+
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
 	"github.com/weftnet/weft/internal/netnsutil"
 )
+
+// defaultResyncInterval is how often the node's addresses are read again
+// with no notification, as the datapaths' default resync.
+const defaultResyncInterval = 30 * time.Second
 
 // A host is what the agent reads of the kernel: the node's addresses and
 // interfaces, for the underlay and admission's facts. The datapaths

@@ -56,7 +56,7 @@ func (n *Network) LeaseStatus() LeaseStatus {
 		s.Lease, s.Held, s.Since, s.From = n.own, true, n.ownSince, n.ownFrom
 	}
 	n.mu.Unlock()
-	if rc, ok := n.cfg.Manager.(lease.RenewalCounter); ok {
+	if rc := n.opt.renewals; rc != nil {
 		s.Renewals = rc.Renewals()
 	}
 	if !s.Held {
@@ -70,7 +70,7 @@ func (n *Network) LeaseStatus() LeaseStatus {
 		s.Expires = time.Time{} // lost: it lapses no more
 		return s
 	}
-	if er, ok := n.cfg.Manager.(lease.ExpiryReader); ok {
+	if er := n.opt.expiry; er != nil {
 		if t, ok := er.Expiry(s.Lease.Key); ok {
 			s.Expires = t
 		}

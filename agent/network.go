@@ -3,47 +3,48 @@
 package agent
 
 import (
-	"cmp"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/weftnet/weft/lease"
 	"github.com/weftnet/weft/lease/admit"
-	"github.com/weftnet/weft/vxlan"
 )
 
 // NetworkConfig configures a Network.
 type NetworkConfig struct {
-	// Manager is the lease source. Required. The Network detects the
-	// optional interfaces of package lease on it: a lease.HintReader's
-	// hints (kube's Node annotations) choose the public addresses and
-	// VTEP MACs; a lease.ReadyNotifier is told once the datapath has
-	// converged on a lease (kube then clears the Node's NetworkUnavailable
-	// condition); a lease.ConditionReporter's condition is added to
-	// Ready's reason; a lease.OwnLeaseReader's view of this node's lease
-	// keeps the VTEP MACs it publishes. A wrapper that embeds the Manager
-	// hides these unless it passes them through.
+	// Manager is the lease source. Required. NewNetwork detects the
+	// optional interfaces of package lease on it, once (see the package
+	// doc's table), and Run logs which it found. A wrapper that embeds
+	// the Manager hides them unless it passes them through, and that line
+	// shows it.
 	Manager lease.Manager
 	// Node is this node's stable identity: the leases' owner and the seed
 	// of its VTEP MACs. Default Manager.Node(); set, it must equal it, as
 	// the two naming different nodes would have this node judge its own
 	// lease as a peer's.
 	Node string
-	// PublicIP and PublicIPv6 are the underlay addresses peers send VXLAN
-	// packets to, for the families the network config enables. Each must
-	// be an address of an interface in the namespace, unless FindPublic
-	// gives the local one (see there). A family left zero takes the
-	// Manager's hint (lease.HintReader) if it has one, else FindPublic's.
+	// PublicIP and PublicIPv6 are the underlay addresses peers send to,
+	// for the families the network config enables. Each must be an
+	// address of an interface in the namespace, unless FindPublic gives
+	// the local one (see there). A family left zero takes the Manager's
+	// hint (lease.HintReader) if it has one, else FindPublic's; with
+	// neither it cannot run. NewNetwork refuses a config with no
+	// PublicIP, no PublicIPv6 and no FindPublic, since a hint alone is
+	// not known to exist until Run: a kube embedder whose Nodes carry
+	// public-ip annotations still sets FindPublic, for the family the
+	// hints leave zero.
 	PublicIP, PublicIPv6 netip.Addr
 	// FindPublic, if set, returns the addresses of the underlay interface.
 	// It is asked for a family the network config enables that has no
@@ -66,30 +67,16 @@ type NetworkConfig struct {
 	// Previous is the subnet held before a restart (read from subnet.env),
 	// asked for again if it is still free.
 	Previous lease.Key
-	// VtepMAC and VtepMACv6 are the MACs of the IPv4 and IPv6 devices.
-	// Each device's MAC is, first match wins:
-	//
-	//  1. this field, when set;
-	//  2. the MAC the Manager's hints publish for the VNI, when it is a
-	//     lease.HintReader (kube's is: the Node's backend-data annotations);
-	//  3. the MAC the node's own lease already publishes for the VNI, when
-	//     the Manager is a lease.OwnLeaseReader (lease/etcd's is): flannel's
-	//     random MAC on a node migrating from it, or weft's own;
-	//  4. the MAC the local state recorded (LocalState), when the store
-	//     cannot say: the one the node ran with before a reboot;
-	//  5. DeriveMAC(Node, VNI) for the IPv4 device, DeriveMAC(Node+" ipv6",
-	//     VNI) for the IPv6 one (see DeriveMAC), which survive restarts and
-	//     reboots.
-	//
-	// A device found with another MAC is corrected. Keeping a published
-	// MAC means peers' entries stay valid, even on peers cut off from the
-	// control plane.
-	VtepMAC, VtepMACv6 lease.MAC
-	// TXChecksumOffload overrides the network config's
-	// Backend.TXChecksumOffload for this node's devices; "" follows it
-	// (whose default is auto: off on kernels before 5.7).
-	TXChecksumOffload vxlan.ChecksumOffload
-	// ResyncInterval is the datapath's periodic reconcile. Default 30s.
+	// Datapaths are the datapath factories the embedder links, by
+	// backend type (net-conf.json's Backend.Type, a lease's BackendType):
+	// {"vxlan": vxlan.NewFactory(vxlan.FactoryConfig{})} for flannel's
+	// default. A network config naming a type with no factory is waited
+	// out, not ready, with the type and the linked ones in the reason. A
+	// binary links the code of only the datapaths it names here.
+	Datapaths map[string]lease.DatapathFactory
+	// ResyncInterval is the datapaths' periodic reconcile, and how often
+	// the node's addresses are read again without a notification.
+	// Default 30s.
 	ResyncInterval time.Duration
 	// Logger receives one line per state change. Default slog.Default().
 	Logger *slog.Logger
@@ -130,11 +117,15 @@ type NetworkConfig struct {
 	// Rejected give the whole picture at any time.
 	OnPeers func([]PeerEvent)
 	// Protected are prefixes no peer's subnet may overlap: the addresses
-	// the node needs to reach its control plane (etcd endpoints, the API
-	// server) and any others the embedder names. A peer lease whose
-	// subnet overlaps one is rejected, so that no lease can route them
-	// into the overlay. This node's subnet and the prefixes of its
-	// interfaces are always protected; nil adds nothing.
+	// the node needs to reach its control plane, and any others the
+	// embedder names. A peer lease whose subnet overlaps one is rejected,
+	// so that no lease can route them into the overlay (under a /8
+	// Network, a peer's /24 could otherwise cover etcd's address). The
+	// Manager's own endpoints are added when it reports them
+	// (lease.EndpointReporter; lease/etcd's does), resolved once at
+	// start; an embedder whose lease source does not (kube's API server)
+	// adds them with admit.EndpointPrefixes. This node's subnet and the
+	// prefixes of its interfaces are always protected.
 	Protected []netip.Prefix
 	// LocalState, if set, keeps this node's state across reboots: the
 	// network config, the lease with its expiry, the VTEP MACs and the
@@ -158,8 +149,9 @@ type NetworkConfig struct {
 	// it runs from LocalState. Default DefaultOfflineAfter (5s).
 	OfflineAfter time.Duration
 
-	// host is the kernel to program; nil: the one in Namespace. The
-	// scale harness gives each of its thousands of Networks a recorder.
+	// host is the kernel to read the node's addresses from; nil: the one
+	// in Namespace. The scale harness gives each of its thousands of
+	// Networks one in memory.
 	host host
 }
 
@@ -177,9 +169,16 @@ type Network struct {
 	// waiting is why the config in force cannot be run yet; "" once it
 	// runs.
 	waiting string
-	backend vxlan.Config
-	own     lease.Lease
-	hasOwn  bool
+	// backend is net-conf.json's Backend object the datapaths were set
+	// up with (a change needs a restart).
+	backend json.RawMessage
+	// backendType is the network config's Backend.Type the datapaths
+	// were set up for.
+	backendType string
+	// opt are the Manager's optional interfaces, detected once.
+	opt    optionals
+	own    lease.Lease
+	hasOwn bool
 	// ownSince and ownFrom are when and how own was obtained (see
 	// LeaseStatus).
 	ownSince time.Time
@@ -194,8 +193,7 @@ type Network struct {
 	// localErr is the last failure to read them, under n.push.
 	localErr string
 	watched  bool // the first snapshot has arrived
-	v4, v6   *vxlan.Datapath
-	onLink   map[int]netip.Prefix // underlay connected prefixes, for DirectRouting
+	v4, v6   lease.Datapath
 
 	leased     chan struct{} // closed when the first lease is obtained
 	leasedOnce sync.Once
@@ -218,13 +216,20 @@ type Network struct {
 	started time.Time
 	// devSubnets is the lease whose subnets the devices were given last.
 	devSubnets lease.Key
-	// macs are the devices' VTEP MACs, IPv4 and IPv6, for the local
-	// state.
-	macs [2]lease.MAC
 	// off is the use of the local state; under mu.
 	off offline
 	// gone is why the node last stopped holding a lease; under mu.
 	gone gone
+
+	// ran is set by the first Run.
+	ran atomic.Bool
+	// changed is closed, and replaced, at every change a Snapshot could
+	// show (see Changed); under chMu, which is taken under no other lock.
+	chMu    sync.Mutex
+	changed chan struct{}
+	// protected is cfg.Protected with the Manager's endpoints; set by
+	// Run before admission starts.
+	protected []netip.Prefix
 
 	// push serialises every change of the datapaths' peers: a full set
 	// computed from the leases must not be applied after a newer per-peer
@@ -232,32 +237,49 @@ type Network struct {
 	push sync.Mutex
 }
 
-// NewNetwork checks cfg. It touches nothing until Run.
+// NewNetwork checks cfg and detects the Manager's optional interfaces.
+// It touches nothing until Run. It refuses a cfg:
+//
+//   - with no Manager;
+//   - whose Node is set and is not Manager.Node() (leave it empty), or
+//     whose Manager serves no node (an empty Manager.Node());
+//   - with no PublicIP, no PublicIPv6 and no FindPublic (see PublicIP);
+//   - with no Datapaths.
+//
+// Errors name the field and the fix.
 func NewNetwork(cfg NetworkConfig) (*Network, error) {
 	if cfg.Manager == nil {
-		return nil, errors.New("vxlan: NetworkConfig.Manager is required")
+		return nil, errors.New("agent: NetworkConfig.Manager is required")
 	}
 	switch node := cfg.Manager.Node(); {
 	case cfg.Node == "":
 		cfg.Node = node
 	case cfg.Node != node:
-		return nil, fmt.Errorf("vxlan: NetworkConfig.Node %q is not the Manager's node %q: leave it empty to take the Manager's", cfg.Node, node)
+		return nil, fmt.Errorf("agent: NetworkConfig.Node %q is not the Manager's node %q: leave it empty to take the Manager's", cfg.Node, node)
 	}
 	if cfg.Node == "" {
-		return nil, errors.New("vxlan: the Manager serves no node (Manager.Node is empty): a Network needs a stable node identity")
+		return nil, errors.New("agent: the Manager serves no node (Manager.Node is empty): a Network needs a stable node identity")
 	}
 	if !cfg.PublicIP.IsValid() && !cfg.PublicIPv6.IsValid() && cfg.FindPublic == nil {
-		return nil, errors.New("vxlan: NetworkConfig needs PublicIP, PublicIPv6 or FindPublic")
+		return nil, errors.New("agent: NetworkConfig needs PublicIP, PublicIPv6 or FindPublic")
+	}
+	if len(cfg.Datapaths) == 0 {
+		return nil, errors.New(`agent: NetworkConfig.Datapaths is empty: give the datapath of each backend type to run, e.g. {"vxlan": vxlan.NewFactory(vxlan.FactoryConfig{})}`)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Network{
+	n := &Network{
 		cfg: cfg, log: cfg.Logger.With("component", "network"), table: admit.NewTable(admit.Facts{}),
 		leased: make(chan struct{}), stateKick: make(chan struct{}, 1),
-		off: offline{saveKick: make(chan struct{}, 1)},
-	}, nil
+		off: offline{saveKick: make(chan struct{}, 1)}, opt: detect(cfg.Manager),
+		changed: make(chan struct{}),
+	}
+	return n, nil
 }
+
+// ErrRunTwice is Run's error when called again: a Network runs once.
+var ErrRunTwice = errors.New("agent: Network.Run was called before; a Network runs once (make a new one to run again)")
 
 // Run brings the overlay up and keeps it until ctx is done: it waits for
 // the network config, creates the devices, acquires the lease (with the
@@ -269,7 +291,15 @@ func NewNetwork(cfg NetworkConfig) (*Network, error) {
 // error matching ErrUnrecoverable that retrying cannot fix (lease
 // attributes the Manager refuses, say). The devices, routes and lease are
 // left in place, so that a restart does not drop traffic.
+//
+// Run is single-use: a second call, during or after the first, returns
+// ErrRunTwice at once and changes nothing.
 func (n *Network) Run(ctx context.Context) error {
+	if !n.ran.CompareAndSwap(false, true) {
+		return ErrRunTwice
+	}
+	n.logOptionals()
+	n.protectEndpoints(ctx)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	start := time.Now()
@@ -301,13 +331,12 @@ func (n *Network) Run(ctx context.Context) error {
 	// every setupRetry, for what depends on the host (an address that
 	// appears, an underlay MTU raised).
 	var (
-		backend  vxlan.Config
 		logged   string
 		loggedAt time.Time
 	)
 	for {
-		var err error
-		if backend, _, err = n.setUp(ctx, netConf); err == nil {
+		_, err := n.setUp(ctx, netConf)
+		if err == nil {
 			break
 		}
 		n.mu.Lock()
@@ -344,10 +373,11 @@ func (n *Network) Run(ctx context.Context) error {
 		n.log.Info("the network config can be run now", "network", netConf.Network, "ipv6_network", netConf.IPv6Network)
 	}
 	n.mu.Lock()
-	n.netConf, n.backend, n.waiting, n.confLive = netConf, backend, "", live
+	n.netConf, n.waiting, n.confLive = netConf, "", live
 	n.confGen++
+	n.noteChange()
 	n.mu.Unlock()
-	for _, dp := range []*vxlan.Datapath{n.v4, n.v6} {
+	for _, dp := range []lease.Datapath{n.v4, n.v6} {
 		if dp != nil {
 			g.Go(func() error { defer dp.Close(); return dp.Run(ctx) })
 		}
@@ -381,187 +411,9 @@ func (n *Network) Run(ctx context.Context) error {
 	return n.wait(g)
 }
 
-// setupRetry is how often a config that could not be run is tried again.
-const setupRetry = 10 * time.Second
-
-// setUp checks that the node can run netConf and creates its datapaths:
-// the backend settings parse, each family it enables has a public
-// address on an interface, and the MTU fits the underlay. Nothing is
-// created unless every check passes. It returns the backend and the
-// attributes to publish.
-func (n *Network) setUp(ctx context.Context, netConf lease.Config) (vxlan.Config, lease.Attrs, error) {
-	backend, err := vxlan.ParseConfig(netConf.Backend)
-	if err != nil {
-		return vxlan.Config{}, lease.Attrs{}, err
-	}
-	hints, err := n.readHints(ctx)
-	_, isHintReader := n.cfg.Manager.(lease.HintReader)
-	hintsCached := false
-	switch {
-	case err != nil && n.off.cached != nil && !errors.Is(err, lease.ErrInvalidAttrs):
-		// The settings cannot be read, but the node has run before:
-		// with those it ran with. It runs offline only if this setup
-		// succeeds.
-		hints, err, hintsCached = n.cachedHints(), nil, true
-	case err == nil && isHintReader:
-		n.answered() // the store answers
-	}
-	if err != nil {
-		return vxlan.Config{}, lease.Attrs{}, err
-	}
-	n.mu.Lock()
-	offline := hintsCached || !n.off.since.IsZero()
-	n.mu.Unlock()
-	type family struct {
-		ipv6          bool
-		public, local netip.Addr // advertised; sent from
-		dp            **vxlan.Datapath
-		data          *json.RawMessage
-	}
-	// The interface's addresses, asked for once per attempt, and only
-	// if needed: for a family without a public address, or whose public
-	// address is on no interface here (a NAT's, advertised to peers while
-	// the device sends from the interface's own).
-	var found [2]netip.Addr
-	var findErr error
-	asked := false
-	find := func(ipv6 bool) netip.Addr {
-		if !asked && n.cfg.FindPublic != nil {
-			asked = true
-			found[0], found[1], findErr = n.cfg.FindPublic(netConf.EnableIPv4, netConf.EnableIPv6)
-		}
-		if ipv6 {
-			return found[1]
-		}
-		return found[0]
-	}
-	// Before anything runs that reads them: setUp precedes every other
-	// goroutine of Run. The embedder's address wins, then the hint.
-	if hintsCached {
-		// What the node published before is no operator's choice, only
-		// a candidate: taken while it is still an address here, and
-		// then followed as a found one would be; else found again.
-		for i, a := range []netip.Addr{hints.PublicIP, hints.PublicIPv6} {
-			if _, _, err := n.underlay(a); !a.IsValid() || err != nil {
-				continue
-			}
-			if i == 0 && !n.cfg.PublicIP.IsValid() {
-				n.cfg.PublicIP, n.pubFound[0] = a, true
-			}
-			if i == 1 && !n.cfg.PublicIPv6.IsValid() {
-				n.cfg.PublicIPv6, n.pubFound[1] = a, true
-			}
-		}
-	}
-	if !n.cfg.PublicIP.IsValid() && hints.PublicIP.IsValid() && !hintsCached {
-		n.cfg.PublicIP = hints.PublicIP
-		n.log.Info("using the public IP the lease source names for this node", "public_ip", hints.PublicIP)
-	}
-	if !n.cfg.PublicIPv6.IsValid() && hints.PublicIPv6.IsValid() && !hintsCached {
-		n.cfg.PublicIPv6 = hints.PublicIPv6
-		n.log.Info("using the public IPv6 address the lease source names for this node", "public_ipv6", hints.PublicIPv6)
-	}
-	if netConf.EnableIPv4 && !n.cfg.PublicIP.IsValid() {
-		n.cfg.PublicIP = find(false)
-		n.pubFound[0] = n.cfg.PublicIP.IsValid()
-	}
-	if netConf.EnableIPv6 && !n.cfg.PublicIPv6.IsValid() {
-		n.cfg.PublicIPv6 = find(true)
-		n.pubFound[1] = n.cfg.PublicIPv6.IsValid()
-	}
-	if findErr != nil {
-		return vxlan.Config{}, lease.Attrs{}, fmt.Errorf("vxlan: finding the public addresses: %w", findErr)
-	}
-	attrs := lease.Attrs{PublicIP: n.cfg.PublicIP, PublicIPv6: n.cfg.PublicIPv6, BackendType: "vxlan"}
-	var fams []family
-	if netConf.EnableIPv4 {
-		fams = append(fams, family{false, n.cfg.PublicIP, n.cfg.PublicIP, &n.v4, &attrs.BackendData})
-	}
-	if netConf.EnableIPv6 {
-		fams = append(fams, family{true, n.cfg.PublicIPv6, n.cfg.PublicIPv6, &n.v6, &attrs.BackendV6Data})
-	}
-	for i, f := range fams {
-		if _, _, err := n.underlay(f.public); err != nil && f.public.IsValid() {
-			if local := find(f.ipv6); local.IsValid() && local != f.public {
-				fams[i].local = local
-			}
-		}
-		if err := n.checkFamily(backend, f.public, fams[i].local, f.ipv6); err != nil {
-			return vxlan.Config{}, lease.Attrs{}, err
-		}
-	}
-	published := n.publishedMACs(ctx, backend, hints, offline)
-	made := make([]*vxlan.Datapath, len(fams))
-	for i, f := range fams {
-		dp, mac, err := n.newDatapath(backend, f.local, f.ipv6, published[f.ipv6])
-		if err != nil {
-			for _, d := range made[:i] {
-				d.Close()
-			}
-			return vxlan.Config{}, lease.Attrs{}, err
-		}
-		made[i] = dp
-		*f.data, _ = json.Marshal(vxlan.BackendData{VNI: backend.VNI, VtepMAC: mac})
-	}
-	n.mu.Lock()
-	for i, f := range fams {
-		*f.dp = made[i]
-		u := &n.und[famIndex(f.ipv6)]
-		// The address sent from follows the interface when FindPublic
-		// chose it; so does the advertised one, unless it was set
-		// (by the embedder, or a hint) or is a NAT's.
-		u.localFound = n.pubFound[famIndex(f.ipv6)] || f.local != f.public
-		u.publicFound = n.pubFound[famIndex(f.ipv6)]
-	}
-	n.attrs = attrs
-	n.mu.Unlock()
-	if hintsCached {
-		n.goOffline("cannot read this node's settings from the lease source")
-	}
-	return backend, attrs, nil
-}
-
-// checkFamily checks that one family can run: a public address, and a
-// local one (the same, or the interface's behind a NAT) on an interface
-// whose MTU carries Backend.MTU plus VXLAN's overhead.
-func (n *Network) checkFamily(backend vxlan.Config, public, local netip.Addr, ipv6 bool) error {
-	fam, field := "IPv4", "PublicIP"
-	if ipv6 {
-		fam, field = "IPv6", "PublicIPv6"
-	}
-	if !public.IsValid() {
-		return fmt.Errorf("vxlan: the network config enables %s but the node has no %s public address (NetworkConfig.%s; flanneld: --public-ip/--public-ipv6, or a global %s address on the chosen interface)", fam, fam, field, fam)
-	}
-	under, _, err := n.underlay(local)
-	if err != nil {
-		return err
-	}
-	if backend.MTU == 0 {
-		return nil
-	}
-	h, err := n.host().handle()
-	if err != nil {
-		return fmt.Errorf("vxlan: %w", err)
-	}
-	defer h.Close()
-	link, err := h.LinkByIndex(under)
-	if err != nil {
-		return fmt.Errorf("vxlan: underlay interface %d: %w", under, err)
-	}
-	overhead := vxlan.OverheadIPv4
-	if ipv6 {
-		overhead = vxlan.OverheadIPv6
-	}
-	if most := link.Attrs().MTU - overhead; backend.MTU > most {
-		return fmt.Errorf("net-conf.json: Backend.MTU %d is more than the underlay carries: at most %d (%s's MTU %d less %d of VXLAN over %s); use 0 to derive it",
-			backend.MTU, most, link.Attrs().Name, link.Attrs().MTU, overhead, fam)
-	}
-	return nil
-}
-
 // ErrUnrecoverable is matched by every error Run returns other than the
 // context's: a restart with the same inputs would fail the same way.
-var ErrUnrecoverable = errors.New("vxlan: the network cannot run, and retrying would not help")
+var ErrUnrecoverable = errors.New("agent: the network cannot run, and retrying would not help")
 
 func (n *Network) wait(g *errgroup.Group) error {
 	err := g.Wait()
@@ -572,178 +424,6 @@ func (n *Network) wait(g *errgroup.Group) error {
 		return err
 	}
 	return fmt.Errorf("%w: %w", ErrUnrecoverable, err)
-}
-
-// publishedMACs returns the VTEP MACs published for this node, by family
-// (true for IPv6), for the families whose MAC NetworkConfig does not set:
-// first those of the Manager's hints (kube's Node annotations), then those
-// its own lease publishes in the store (lease.OwnLeaseReader): flannel's
-// random ones on a node migrating from it, or weft's own after a reboot.
-// Peers hold them, so keeping them changes nothing anywhere. A MAC
-// published for another VNI, or that is not a unicast address, is not
-// kept. If the store does not answer in time there are none from it.
-func (n *Network) publishedMACs(ctx context.Context, backend vxlan.Config, hints lease.Hints, offline bool) map[bool]lease.MAC {
-	out := map[bool]lease.MAC{}
-	take := func(ipv6 bool, raw json.RawMessage) {
-		var bd vxlan.BackendData
-		if _, done := out[ipv6]; done || len(raw) == 0 || json.Unmarshal(raw, &bd) != nil || bd.VNI != backend.VNI || bd.VtepMAC.IsZero() || bd.VtepMAC[0]&1 != 0 {
-			return
-		}
-		out[ipv6] = bd.VtepMAC
-	}
-	take(false, hints.BackendData)
-	take(true, hints.BackendV6Data)
-	// Last, those the node ran with, from the local state: what peers
-	// cut off from the store still hold.
-	defer func() {
-		if c := n.off.cached; c != nil {
-			take(false, c.Lease.Attrs.BackendData)
-			take(true, c.Lease.Attrs.BackendV6Data)
-		}
-	}()
-	r, ok := n.cfg.Manager.(lease.OwnLeaseReader)
-	if !ok || offline || (!n.cfg.VtepMAC.IsZero() || out[false] != lease.MAC{}) && (!n.cfg.VtepMACv6.IsZero() || out[true] != lease.MAC{}) {
-		return out
-	}
-	rctx, cancel := context.WithTimeout(ctx, ownLeaseTimeout)
-	defer cancel()
-	l, found, err := r.OwnLease(rctx, lease.AcquireRequest{Attrs: lease.Attrs{PublicIP: n.cfg.PublicIP, PublicIPv6: n.cfg.PublicIPv6}, Previous: n.cfg.Previous})
-	if err != nil {
-		if n.off.cached != nil {
-			n.log.Warn("cannot read this node's lease to keep the VTEP MACs it publishes; keeping those of the local state", "err", err)
-		} else {
-			n.log.Warn("cannot read this node's lease to keep the VTEP MACs it publishes; deriving them", "err", err)
-		}
-		return out
-	}
-	if found {
-		take(false, l.Attrs.BackendData)
-		take(true, l.Attrs.BackendV6Data)
-	}
-	return out
-}
-
-// errNoHints is setUp's error while a lease.HintReader cannot answer.
-var errNoHints = errors.New("vxlan: reading this node's settings from the lease source")
-
-// readHints asks a Manager that is a lease.HintReader for this node's
-// hints, bounded like every read before the devices exist. A failure is
-// setUp's: the config is waited out, saying why, and tried again.
-func (n *Network) readHints(ctx context.Context) (lease.Hints, error) {
-	r, ok := n.cfg.Manager.(lease.HintReader)
-	if !ok {
-		return lease.Hints{}, nil
-	}
-	deadline := time.Now().Add(ownLeaseTimeout)
-	if n.off.cached != nil {
-		// With a local state to fall back on, no longer than the
-		// control plane is given at start.
-		offline := n.started.Add(n.offlineAfter())
-		if soon := time.Now().Add(100 * time.Millisecond); offline.Before(soon) {
-			offline = soon
-		}
-		if offline.Before(deadline) {
-			deadline = offline
-		}
-	}
-	rctx, cancel := context.WithDeadline(ctx, deadline)
-	defer cancel()
-	h, err := r.Hints(rctx)
-	if err != nil {
-		return lease.Hints{}, fmt.Errorf("%w: %w", errNoHints, err)
-	}
-	return h, nil
-}
-
-// ownLeaseTimeout bounds the read of this node's lease before the
-// devices are made: an unreachable store means derived MACs, not a wait.
-const ownLeaseTimeout = 5 * time.Second
-
-// newDatapath creates one family's device. Its MAC is, in this order:
-// NetworkConfig's, the one this node's lease publishes (published, zero
-// if none), or DeriveMAC of the node's name (with " ipv6" appended for
-// the IPv6 device) and the VNI.
-func (n *Network) newDatapath(backend vxlan.Config, public netip.Addr, ipv6 bool, published lease.MAC) (*vxlan.Datapath, lease.MAC, error) {
-	if !public.IsValid() {
-		fam := "IPv4"
-		if ipv6 {
-			fam = "IPv6"
-		}
-		return nil, lease.MAC{}, fmt.Errorf("vxlan: the network config enables %s but the node has no %s public IP", fam, fam)
-	}
-	under, onLink, err := n.underlay(public)
-	if err != nil {
-		return nil, lease.MAC{}, err
-	}
-	n.mu.Lock()
-	if n.onLink == nil {
-		n.onLink = map[int]netip.Prefix{}
-	}
-	n.onLink[under] = onLink
-	n.und[famIndex(ipv6)] = underlayState{local: public, under: under}
-	n.mu.Unlock()
-	seed := n.cfg.Node
-	if ipv6 {
-		seed += " ipv6" // a different lease.MAC on each device, as flannel's
-	}
-	mac := vxlan.DeriveMAC(seed, backend.VNI)
-	switch {
-	case !ipv6 && n.cfg.VtepMAC != lease.MAC{}:
-		mac = n.cfg.VtepMAC
-	case ipv6 && n.cfg.VtepMACv6 != lease.MAC{}:
-		mac = n.cfg.VtepMACv6
-	case !published.IsZero():
-		if published != mac {
-			n.log.Info("keeping the VTEP lease.MAC published for this node, so that peers' entries stay valid", "mac", published, "derived", mac, "ipv6", ipv6)
-		}
-		mac = published
-	}
-	dp, err := vxlan.NewDatapath(vxlan.DatapathConfig{
-		Namespace: n.cfg.Namespace,
-		Device: vxlan.DeviceConfig{
-			VNI: backend.VNI, Port: backend.Port, GBP: backend.GBP, Learning: backend.Learning,
-			Local: public, Underlay: under, MAC: mac, MTU: backend.MTU,
-			TXChecksumOffload: cmp.Or(n.cfg.TXChecksumOffload, backend.TXChecksumOffload),
-		},
-		ResyncInterval: n.cfg.ResyncInterval,
-		Logger:         n.cfg.Logger,
-		OnReconcile:    n.kickState,
-	})
-	if err == nil {
-		n.mu.Lock()
-		n.macs[famIndex(ipv6)] = mac
-		n.mu.Unlock()
-	}
-	return dp, mac, err
-}
-
-// famIndex indexes per-family arrays: 0 for IPv4, 1 for IPv6.
-func famIndex(ipv6 bool) int {
-	if ipv6 {
-		return 1
-	}
-	return 0
-}
-
-// underlay finds the interface holding addr, and the prefix it is on.
-func (n *Network) underlay(addr netip.Addr) (int, netip.Prefix, error) {
-	h, err := n.host().handle()
-	if err != nil {
-		return 0, netip.Prefix{}, fmt.Errorf("vxlan: %w", err)
-	}
-	defer h.Close()
-	addrs, err := h.AddrList(nil, netlink.FAMILY_ALL)
-	if err != nil {
-		return 0, netip.Prefix{}, fmt.Errorf("vxlan: list addresses: %w", err)
-	}
-	for _, a := range addrs {
-		ip, _ := netip.AddrFromSlice(a.IP)
-		if ip.Unmap() == addr {
-			ones, _ := a.Mask.Size()
-			return a.LinkIndex, netip.PrefixFrom(addr, ones).Masked(), nil
-		}
-	}
-	return 0, netip.Prefix{}, fmt.Errorf("vxlan: public IP %s is not an address of any interface; set it to the node's underlay address", addr)
 }
 
 // setOwn takes a new lease of this node's: the devices are re-addressed,
@@ -814,120 +494,12 @@ func (n *Network) applyConfig(c lease.Config) {
 	n.kickSave()
 }
 
-// bytesEqualJSON compares two raw backend objects by what they parse to.
+// bytesEqualJSON compares two raw backend objects by the JSON values they
+// hold, so that spacing and key order do not count as a change.
 func bytesEqualJSON(a, b json.RawMessage) bool {
-	ca, erra := vxlan.ParseConfig(a)
-	cb, errb := vxlan.ParseConfig(b)
-	return erra == nil && errb == nil && ca == cb
-}
-
-// Lease returns the lease the node holds, if any yet.
-func (n *Network) Lease() (lease.Lease, bool) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.own, n.hasOwn
-}
-
-// Ready reports whether the node holds a lease and every datapath has
-// converged on the watched peers; if not, why not, with the Manager's
-// condition (lease.ConditionReporter) when it has one.
-//
-// A node that runs from its local state (see NetworkConfig.LocalState) is
-// ready once its datapath has converged on the cached lease and peers: its
-// pods can start and reach their neighbours. The reason then says so,
-// since when and how old the state is, with the Manager's condition.
-func (n *Network) Ready() (bool, string) {
-	ok, why := n.ready()
-	if ok {
-		if off, is := n.Offline(); is {
-			why = fmt.Sprintf("running from the local state since %s (written %s ago)",
-				off.Since.UTC().Format(time.RFC3339), time.Since(off.Written).Round(time.Second))
-		}
+	var va, vb any
+	if json.Unmarshal(a, &va) != nil || json.Unmarshal(b, &vb) != nil {
+		return bytes.Equal(a, b)
 	}
-	if why != "" {
-		if r, is := n.cfg.Manager.(lease.ConditionReporter); is {
-			if cond := r.Condition(); cond != "" {
-				why += ": " + cond
-			}
-		}
-	}
-	return ok, why
-}
-
-func (n *Network) ready() (bool, string) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.readyLocked()
-}
-
-// readyLocked is ready; n.mu is held.
-func (n *Network) readyLocked() (bool, string) {
-	switch {
-	case n.v4 == nil && n.v6 == nil && n.waiting != "":
-		return false, n.waiting
-	case n.v4 == nil && n.v6 == nil:
-		return false, "waiting for the network config"
-	case n.underlayWaitLocked() != "":
-		return false, n.underlayWaitLocked()
-	case !n.hasOwn:
-		return false, "waiting for a lease"
-	case !n.watched:
-		return false, "waiting for the peer list"
-	case n.v4 != nil && !n.v4.Synced(), n.v6 != nil && !n.v6.Synced():
-		return false, "programming the datapath"
-	}
-	return true, ""
-}
-
-// MTU returns the MTU pods should use: the smallest of the devices'.
-func (n *Network) MTU() int {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.mtuLocked()
-}
-
-// mtuLocked is MTU; n.mu is held.
-func (n *Network) mtuLocked() int {
-	mtu := 0
-	for _, dp := range []*vxlan.Datapath{n.v4, n.v6} {
-		if dp != nil {
-			if m := dp.MTU(); mtu == 0 || m < mtu {
-				mtu = m
-			}
-		}
-	}
-	return mtu
-}
-
-// Node returns the node's identity (NetworkConfig.Node).
-func (n *Network) Node() string { return n.cfg.Node }
-
-// Config returns the network config in force, and whether it came from
-// the Manager rather than the local state; ok is false until the node
-// runs one.
-func (n *Network) Config() (c lease.Config, live, ok bool) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.confGen == 0 {
-		return lease.Config{}, false, false
-	}
-	return n.netConf, n.confLive, true
-}
-
-// Condition returns the Manager's condition (lease.ConditionReporter): what
-// it waits for or why its requests fail, "" when nothing is wrong or it
-// does not say.
-func (n *Network) Condition() string {
-	if r, ok := n.cfg.Manager.(lease.ConditionReporter); ok {
-		return r.Condition()
-	}
-	return ""
-}
-
-// Datapaths returns the IPv4 and IPv6 datapaths, nil where disabled or not
-// created yet, for status output.
-func (n *Network) Datapaths() (v4, v6 *vxlan.Datapath) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.v4, n.v6
+	return reflect.DeepEqual(va, vb)
 }

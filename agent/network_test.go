@@ -98,7 +98,8 @@ func startAgents(t *testing.T, n int) ([]*simHost, *etcdtest.Server) {
 		t.Cleanup(func() { m.Close() })
 		a := &simHost{host: h}
 		a.net, err = agent.NewNetwork(agent.NetworkConfig{
-			Manager: m, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet,
+			Datapaths: vxlanOnly,
+			Manager:   m, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet,
 			OnState: a.record,
 		})
 		if err != nil {
@@ -258,7 +259,7 @@ func TestNetworkWatchesAfterLease(t *testing.T) {
 	t.Parallel()
 	h, m, quiet := oneHost(t, `{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}`)
 	spy := &orderSpy{Manager: m}
-	n := runNetwork(t, agent.NetworkConfig{Manager: spy, Node: h.Name, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet})
+	n := runNetwork(t, agent.NetworkConfig{Datapaths: vxlanOnly, Manager: spy, Node: h.Name, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet})
 	deadline := time.Now().Add(15 * time.Second)
 	for ok, why := n.Ready(); !ok; ok, why = n.Ready() {
 		if time.Now().After(deadline) {
@@ -303,7 +304,7 @@ func TestNetworkOneFamilyChange(t *testing.T) {
 	t.Parallel()
 	h, m, quiet := oneHost(t, `{"Network": "10.244.0.0/16", "EnableIPv6": true, "IPv6Network": "fd00:10:244::/56", "Backend": {"Type": "vxlan"}}`)
 	script := &scriptedWatch{Manager: m, batches: make(chan lease.Batch)}
-	runNetwork(t, agent.NetworkConfig{Manager: script, Node: h.Name, PublicIP: h.Addr.Addr(), PublicIPv6: h.Addr6.Addr(), Namespace: h.Handle, Logger: quiet})
+	runNetwork(t, agent.NetworkConfig{Datapaths: vxlanOnly, Manager: script, Node: h.Name, PublicIP: h.Addr.Addr(), PublicIPv6: h.Addr6.Addr(), Namespace: h.Handle, Logger: quiet})
 
 	peer := func(v6 string) lease.Lease {
 		return lease.Lease{
@@ -508,7 +509,7 @@ func TestNetworkWaitsOutBadConfig(t *testing.T) {
 		name, config string
 		want         []string
 	}{
-		{"host-gw", `{"Network": "10.244.0.0/16", "Backend": {"Type": "host-gw"}}`, []string{`Backend.Type "host-gw"`, "vxlan only"}},
+		{"host-gw", `{"Network": "10.244.0.0/16", "Backend": {"Type": "host-gw"}}`, []string{`Backend.Type "host-gw"`, "links vxlan", "NetworkConfig.Datapaths"}},
 		{"wireguard", `{"Network": "10.244.0.0/16", "Backend": {"Type": "wireguard"}}`, []string{`Backend.Type "wireguard"`}},
 		{"VNI", `{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan", "VNI": 16777216}}`, []string{"Backend.VNI 16777216", "0 to 16777215"}},
 		{"Port", `{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan", "Port": 70000}}`, []string{"Backend.Port 70000"}},
@@ -536,7 +537,7 @@ func TestNetworkWaitsOutBadConfig(t *testing.T) {
 			// runNetwork's cleanup fails the test if Run returned
 			// anything but context.Canceled: a Run that gave up on the
 			// config instead of waiting.
-			n := runNetwork(t, agent.NetworkConfig{Manager: m, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet})
+			n := runNetwork(t, agent.NetworkConfig{Datapaths: vxlanOnly, Manager: m, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet})
 			var why string
 			deadline := time.Now().Add(10 * time.Second)
 			for {
@@ -606,7 +607,7 @@ func TestNetworkRunUnrecoverable(t *testing.T) {
 		t.Fatal(err)
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	n, err := agent.NewNetwork(agent.NetworkConfig{Manager: refusing{cfg}, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet})
+	n, err := agent.NewNetwork(agent.NetworkConfig{Datapaths: vxlanOnly, Manager: refusing{cfg}, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

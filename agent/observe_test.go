@@ -78,7 +78,7 @@ func TestNetworkObserved(t *testing.T) {
 	h, m, quiet, srv := oneHostOn(t, `{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}`)
 	admin := srv.Client(t)
 	o := &observer{block: 100 * time.Millisecond}
-	n := runNetwork(t, agent.NetworkConfig{Manager: m, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet,
+	n := runNetwork(t, agent.NetworkConfig{Datapaths: vxlanOnly, Manager: m, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet,
 		ResyncInterval: time.Hour, // no periodic pass: what follows is prompted by events alone
 		OnState:        o.onState, OnPeers: o.onPeers})
 
@@ -106,7 +106,7 @@ func TestNetworkObserved(t *testing.T) {
 	put("10.244.201.0/24", `{"PublicIP":"172.30.0.201","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"01:00:5e:00:00:01"},"WeftOwner":"multicast"}`)
 	testutil.WaitFor(t, 10*time.Second, "the honest peer programmed", func() bool { _, ok := o.event(agent.PeerProgrammed, "10.244.200.0/24"); return ok })
 	e, _ := o.event(agent.PeerProgrammed, "10.244.200.0/24")
-	if e.Owner != "honest" || e.IPv6 || e.Peer.PublicIP != netip.MustParseAddr("172.30.0.200") || e.Peer.VtepMAC.String() != "0e:00:00:00:c8:01" {
+	if e.Owner != "honest" || e.IPv6 || e.Peer.PublicIP != netip.MustParseAddr("172.30.0.200") || e.Peer.MAC.String() != "0e:00:00:00:c8:01" {
 		t.Errorf("programmed event %+v", e)
 	}
 	testutil.WaitFor(t, 10*time.Second, "the multicast MAC rejected", func() bool { _, ok := o.event(agent.PeerRejected, "10.244.201.0/24"); return ok })
@@ -166,13 +166,13 @@ func (h *hinted) Condition() string                          { s, _ := h.cond.Lo
 func TestNetworkUsesOptionalInterfaces(t *testing.T) {
 	t.Parallel()
 	h, m, quiet := oneHost(t, `{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}`)
-	if _, err := agent.NewNetwork(agent.NetworkConfig{Manager: m, Node: "someone-else", PublicIP: h.Addr.Addr()}); err == nil || !strings.Contains(err.Error(), "not the Manager's node") {
+	if _, err := agent.NewNetwork(agent.NetworkConfig{Datapaths: vxlanOnly, Manager: m, Node: "someone-else", PublicIP: h.Addr.Addr()}); err == nil || !strings.Contains(err.Error(), "not the Manager's node") {
 		t.Errorf("a Node other than the Manager's: %v", err)
 	}
 	const mac = "0e:12:34:56:78:9a"
 	hm := &hinted{Manager: m, hints: lease.Hints{PublicIP: h.Addr.Addr(), BackendData: []byte(`{"VNI":1,"VtepMAC":"` + mac + `"}`)}}
 	hm.cond.Store("waiting for the test")
-	n, err := agent.NewNetwork(agent.NetworkConfig{Manager: hm, Namespace: h.Handle, Logger: quiet,
+	n, err := agent.NewNetwork(agent.NetworkConfig{Datapaths: vxlanOnly, Manager: hm, Namespace: h.Handle, Logger: quiet,
 		// Found only if the hint were ignored, which would then fail.
 		FindPublic: func(bool, bool) (netip.Addr, netip.Addr, error) {
 			return netip.MustParseAddr("192.0.2.1"), netip.Addr{}, nil
@@ -193,7 +193,7 @@ func TestNetworkUsesOptionalInterfaces(t *testing.T) {
 	if l.Attrs.PublicIP != h.Addr.Addr() {
 		t.Errorf("published public IP %v, want the hinted %v", l.Attrs.PublicIP, h.Addr.Addr())
 	}
-	v4, _ := n.Datapaths()
+	v4 := v4Datapath(n)
 	if got := v4.Device().MAC.String(); got != mac {
 		t.Errorf("device MAC %s, want the hinted %s", got, mac)
 	}
@@ -210,7 +210,7 @@ func TestNetworkWaitsForHints(t *testing.T) {
 	t.Parallel()
 	h, m, quiet := oneHost(t, `{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}`)
 	hm := &hinted{Manager: m, err: errors.New(`nodes "x" not found`)}
-	n := runNetwork(t, agent.NetworkConfig{Manager: hm, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet})
+	n := runNetwork(t, agent.NetworkConfig{Datapaths: vxlanOnly, Manager: hm, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet})
 	testutil.WaitFor(t, 10*time.Second, "the wait for hints on Ready", func() bool {
 		_, why := n.Ready()
 		return strings.Contains(why, "waiting for this node's settings") && strings.Contains(why, `nodes "x" not found`)

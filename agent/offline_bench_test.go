@@ -42,7 +42,7 @@ func BenchmarkOfflineBoot(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				nw, err := NewNetwork(NetworkConfig{Manager: m, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quietLog,
+				nw, err := NewNetwork(NetworkConfig{Datapaths: map[string]lease.DatapathFactory{"vxlan": vxlan.NewFactory(vxlan.FactoryConfig{})}, Manager: m, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quietLog,
 					LocalState: store, OfflineAfter: time.Millisecond, ResyncInterval: time.Hour})
 				if err != nil {
 					b.Fatal(err)
@@ -60,7 +60,7 @@ func BenchmarkOfflineBoot(b *testing.B) {
 				}
 				b.StopTimer()
 				programmed := 0
-				for _, p := range nw.v4.Status().Reconciler.Peers {
+				for _, p := range vxlan.DatapathOf(nw.v4).Status().Reconciler.Peers {
 					if p.Programmed {
 						programmed++
 					}

@@ -13,7 +13,6 @@ import (
 
 	"github.com/weftnet/weft/lease"
 	"github.com/weftnet/weft/lease/admit"
-	"github.com/weftnet/weft/vxlan"
 )
 
 // bulkChanges is how many admitted peers one delta may change before they
@@ -141,8 +140,8 @@ func (n *Network) refreshFactsLocked() {
 // held.
 func (n *Network) factsLocked() admit.Facts {
 	f := admit.Facts{
-		Node: n.cfg.Node, BackendType: "vxlan", VNI: n.backend.VNI,
-		Connected: n.local.connected, LocalAddrs: n.local.addrs, Protected: n.cfg.Protected,
+		Node: n.cfg.Node, BackendType: n.backendType, VNI: admit.VNI(n.backend),
+		Connected: n.local.connected, LocalAddrs: n.local.addrs, Protected: n.protected,
 	}
 	if n.hasOwn {
 		f.Own = n.own.Key
@@ -171,9 +170,11 @@ func (n *Network) readLocal() (localFacts, error) {
 	}
 	n.mu.Lock()
 	ours := map[int]bool{}
-	for _, dp := range []*vxlan.Datapath{n.v4, n.v6} {
+	for _, dp := range []lease.Datapath{n.v4, n.v6} {
 		if dp != nil {
-			ours[dp.Device().Index] = true
+			if dev := dp.Report().Device; dev != 0 {
+				ours[dev] = true
+			}
 		}
 	}
 	n.mu.Unlock()
@@ -220,7 +221,7 @@ func (n *Network) watchLocal(ctx context.Context) error {
 	subscribe()
 	interval := n.cfg.ResyncInterval
 	if interval <= 0 {
-		interval = vxlan.DefaultResyncInterval
+		interval = defaultResyncInterval
 	}
 	resync := time.NewTicker(interval)
 	defer resync.Stop()
@@ -272,7 +273,7 @@ func (n *Network) program(changes []admit.Change) {
 			}
 			n.mu.Lock()
 			dp := n.datapath(c.IPv6)
-			p := n.toPeer(c.Peer)
+			p := c.Peer.DatapathPeer()
 			n.mu.Unlock()
 			if dp == nil {
 				continue
@@ -283,7 +284,7 @@ func (n *Network) program(changes []admit.Change) {
 			} else {
 				err = dp.RemovePeer(c.Subnet)
 			}
-			if err != nil && !errors.As(err, new(*vxlan.PeerError)) {
+			if err != nil && !errors.Is(err, lease.ErrPeerRefused) {
 				n.log.Warn("peer change not programmed yet; the next reconcile retries it", "subnet", c.Subnet, "err", err)
 			}
 		}
@@ -314,19 +315,19 @@ func (n *Network) pushAllLocked() {
 		n.mu.Unlock()
 		return
 	}
-	var sets [2][]vxlan.Peer
-	for i, dp := range []*vxlan.Datapath{n.v4, n.v6} {
+	var sets [2][]lease.DatapathPeer
+	for i, dp := range []lease.Datapath{n.v4, n.v6} {
 		if dp == nil {
 			continue
 		}
-		sets[i] = make([]vxlan.Peer, 0, n.table.Len())
+		sets[i] = make([]lease.DatapathPeer, 0, n.table.Len())
 		for p := range n.table.AllAdmitted(i == 1) {
-			sets[i] = append(sets[i], n.toPeer(p))
+			sets[i] = append(sets[i], p.DatapathPeer())
 		}
 	}
 	d4, d6 := n.v4, n.v6
 	n.mu.Unlock()
-	for i, dp := range []*vxlan.Datapath{d4, d6} {
+	for i, dp := range []lease.Datapath{d4, d6} {
 		if dp != nil {
 			if err := dp.SetPeers(sets[i]); err != nil {
 				n.log.Error("could not set peers", "err", err)
@@ -336,26 +337,11 @@ func (n *Network) pushAllLocked() {
 }
 
 // datapath returns the family's datapath. n.mu is held.
-func (n *Network) datapath(ipv6 bool) *vxlan.Datapath {
+func (n *Network) datapath(ipv6 bool) lease.Datapath {
 	if ipv6 {
 		return n.v6
 	}
 	return n.v4
-}
-
-// toPeer turns an admitted peer into the datapath's: with DirectRouting,
-// a peer on one of the underlay's networks is routed to directly. n.mu is
-// held.
-func (n *Network) toPeer(p admit.Peer) vxlan.Peer {
-	out := vxlan.Peer{Subnet: p.Subnet, PublicIP: p.PublicIP, VtepMAC: p.VtepMAC}
-	if n.backend.DirectRouting {
-		for _, onLink := range n.onLink {
-			if onLink.Contains(p.PublicIP) {
-				out.Direct = true
-			}
-		}
-	}
-	return out
 }
 
 // report logs what admission decided that is news: once per lease and

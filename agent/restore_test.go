@@ -46,7 +46,8 @@ func startRestoreAgent(t *testing.T, srv *etcdtest.Server, h *netnstest.Host, en
 	}
 	a := &restoreAgent{simHost: &simHost{host: h}, env: env}
 	cfg := agent.NetworkConfig{
-		Manager: m, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet, Previous: previous,
+		Datapaths: vxlanOnly,
+		Manager:   m, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet, Previous: previous,
 		OnState: func(st agent.State) {
 			a.record(st)
 			if err := subnetenv.Write(env, subnetenv.File{Network: st.Config.Network, Subnet: st.Lease.Key.IPv4, MTU: st.MTU}); err != nil {

@@ -82,7 +82,8 @@ func TestNetworkWithdraws(t *testing.T) {
 	var log withdrawLog
 	previous := lease.Key{IPv4: netip.MustParsePrefix("10.244.2.0/24")}
 	runNetwork(t, agent.NetworkConfig{
-		Manager: m, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet, Previous: previous,
+		Datapaths: vxlanOnly,
+		Manager:   m, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet, Previous: previous,
 		LocalState: store, OnState: log.onState, OnWithdraw: log.onWithdraw,
 	})
 	first := log.waitFor(t, "state ")

@@ -94,6 +94,16 @@ type Releaser interface {
 	Release(ctx context.Context, l Lease) error
 }
 
+// An EndpointReporter is a Manager that knows the control-plane endpoints
+// it talks to (lease/etcd's: its etcd URLs). An agent protects their
+// addresses from peer leases (see admit.EndpointPrefixes): a peer subnet
+// that covers one is rejected, so that no lease can route the node's way
+// to its control plane into the overlay. Endpoints are URLs or
+// host[:port]; it must not block.
+type EndpointReporter interface {
+	Endpoints() []string
+}
+
 // A Watcher is the read-only half of a Manager: what an observer with no
 // lease of its own (a monitor, a status tool) needs. Manager implements
 // it, and so does lease/etcd's Observer, which needs no node identity.

@@ -105,7 +105,7 @@ func newBenchNode(b *testing.B) *benchNode {
 	return n
 }
 
-func (n *benchNode) v4() *vxlan.Datapath { v4, _ := n.net.Datapaths(); return v4 }
+func (n *benchNode) v4() *vxlan.Datapath { v4, _ := vxlan.DatapathsOf(n.net.Datapaths()); return v4 }
 
 func (n *benchNode) waitSynced(b *testing.B, d time.Duration) {
 	deadline := time.Now().Add(d)

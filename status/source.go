@@ -74,7 +74,7 @@ func (s Source) Document(q Query) Document {
 	}
 
 	rejected := n.Rejected()
-	v4, v6 := n.Datapaths()
+	v4, v6 := vxlan.DatapathsOf(n.Datapaths())
 	// Peers are listed only when the query asks for some: a summary
 	// reads counts, which copy nothing.
 	listing := q.limit() > 0

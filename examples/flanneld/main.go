@@ -40,6 +40,7 @@ import (
 	"github.com/weftnet/weft/localstate"
 	"github.com/weftnet/weft/subnetenv"
 	"github.com/weftnet/weft/underlay"
+	"github.com/weftnet/weft/vxlan"
 	"github.com/weftnet/weft/vxlan/probe"
 )
 
@@ -215,7 +216,9 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 		Manager: a.src.manager, Previous: a.src.previous,
 		PublicIP: c.publicIP, PublicIPv6: c.publicIPv6,
 		ResyncInterval: c.resync, Logger: log,
-		TXChecksumOffload: c.txChecksumOffload,
+		Datapaths: map[string]lease.DatapathFactory{
+			lease.DefaultBackendType: vxlan.NewFactory(vxlan.FactoryConfig{TXChecksumOffload: c.txChecksumOffload}),
+		},
 	}
 	var lastFound underlay.Choice
 	onInterface := c // the interface's own addresses, the flags aside

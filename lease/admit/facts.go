@@ -116,8 +116,13 @@ const (
 	ReasonIdentityConflict Reason = "identity-conflict"
 )
 
-// Reasons lists every Reason, for metrics that report each.
-var Reasons = []Reason{
+// reasons is every Reason, in the order rules are applied: an array, so
+// that no caller can change what a candidate's code means.
+var reasons = [...]Reason{
 	ReasonValue, ReasonBackend, ReasonVtepMAC, ReasonPublicIP, ReasonSubnet, ReasonOwnSubnet,
 	ReasonConnected, ReasonProtected, ReasonSubnetConflict, ReasonIdentityConflict,
 }
+
+// Reasons lists every Reason, for metrics that report each: a new slice at
+// each call, which the caller may keep or change.
+func Reasons() []Reason { return append([]Reason(nil), reasons[:]...) }

@@ -18,8 +18,8 @@ var _ lease.OwnLeaseReader = (*Manager)(nil)
 //
 // When req.Previous names a lease of this host's, OwnLease returns it from
 // one read of two keys (the config and that lease); otherwise, the lease
-// Acquire would keep, from one listing, which it hands on to Acquire (see
-// listingReuse). The two differ only when this node also holds a
+// Acquire would keep, from one listing, which it hands on to Acquire
+// (which then lists no more). The two differ only when this node also holds a
 // reservation elsewhere, which Acquire prefers: OwnLease then names the
 // lease the node ran with; or when that lease overlaps an older lease of
 // another node, which two keys cannot show and which Acquire does not

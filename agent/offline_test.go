@@ -58,7 +58,8 @@ func (o *offlineHost) start() *simHost {
 	}
 	a := &simHost{host: o.host}
 	a.net, err = agent.NewNetwork(agent.NetworkConfig{
-		Manager: m, PublicIP: o.host.Addr.Addr(), Namespace: o.host.Handle, Logger: logger,
+		Datapaths: vxlanOnly,
+		Manager:   m, PublicIP: o.host.Addr.Addr(), Namespace: o.host.Handle, Logger: logger,
 		OnState: a.record, LocalState: o.store, OfflineAfter: time.Second,
 	})
 	if err != nil {
@@ -318,7 +319,7 @@ func TestNetworkIgnoresUnusableState(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer m.Close()
-			n := runNetwork(t, agent.NetworkConfig{Manager: m, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: logger,
+			n := runNetwork(t, agent.NetworkConfig{Datapaths: vxlanOnly, Manager: m, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: logger,
 				LocalState: localstate.NewStore(dir, good.Identity, 0), OfflineAfter: 200 * time.Millisecond})
 			time.Sleep(time.Second)
 			if ok, why := n.Ready(); ok || !strings.Contains(why, "waiting for the network config") {
@@ -366,7 +367,7 @@ func TestNetworkStateOnlyWhenUnreachable(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	n := runNetwork(t, agent.NetworkConfig{Manager: m, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet,
+	n := runNetwork(t, agent.NetworkConfig{Datapaths: vxlanOnly, Manager: m, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet,
 		LocalState: store, OfflineAfter: 200 * time.Millisecond})
 	time.Sleep(2 * time.Second)
 	if ok, why := n.Ready(); ok || !strings.Contains(why, "waiting for a lease") {
@@ -412,7 +413,7 @@ func TestNetworkDropsCachedLeaseOnceAnswered(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv.Stop()
-	n := runNetwork(t, agent.NetworkConfig{Manager: m, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet,
+	n := runNetwork(t, agent.NetworkConfig{Datapaths: vxlanOnly, Manager: m, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet,
 		LocalState: store, OfflineAfter: 300 * time.Millisecond})
 	waitUntil(t, 10*time.Second, "the node to run from its local state", func() bool { ok, _ := n.Ready(); return ok })
 	srv.Restart()
@@ -426,7 +427,7 @@ func TestNetworkDropsCachedLeaseOnceAnswered(t *testing.T) {
 	if _, off := n.Offline(); off {
 		t.Error("still says it runs from the local state")
 	}
-	v4, _ := n.Datapaths()
+	v4 := v4Datapath(n)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("rejected: %+v\npeers: %+v", n.Rejected(), v4.Status().Reconciler.Peers)
@@ -481,7 +482,7 @@ func TestNetworkCachedAddressIsACandidate(t *testing.T) {
 			}); err != nil {
 				t.Fatal(err)
 			}
-			n := runNetwork(t, agent.NetworkConfig{Manager: hintless{m}, Namespace: h.Handle, Logger: quiet,
+			n := runNetwork(t, agent.NetworkConfig{Datapaths: vxlanOnly, Manager: hintless{m}, Namespace: h.Handle, Logger: quiet,
 				FindPublic: underlay.Policy{Interfaces: []string{netnstest.Underlay}, Namespace: h.Handle}.FindPublic,
 				LocalState: store, OfflineAfter: 300 * time.Millisecond})
 			admin := srv.Client(t)
