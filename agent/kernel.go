@@ -15,37 +15,40 @@ import (
 // with no notification, as the datapaths' default resync.
 const defaultResyncInterval = 30 * time.Second
 
-// A host is what the agent reads of the kernel: the node's addresses and
-// interfaces, for the underlay and admission's facts. The datapaths
-// program the kernel themselves. The control-plane scale harness gives
-// thousands of agents one in memory each.
-type host interface {
-	// handle returns a handle for links and addresses; the caller
-	// closes it.
-	handle() (linkReader, error)
-	// subscribeAddrs sends address changes on ch until done is closed.
-	subscribeAddrs(ch chan<- netlink.AddrUpdate, done <-chan struct{}, onErr func(error)) error
-}
-
-// linkReader is the part of *netlink.Handle the agent uses.
-type linkReader interface {
-	LinkByIndex(index int) (netlink.Link, error)
-	AddrList(link netlink.Link, family int) ([]netlink.Addr, error)
-	Close()
+// A Host is what a Network reads of the node's kernel: its addresses (to
+// find the underlay interface, and the connected prefixes no peer may
+// capture) and their changes. The datapaths program the kernel
+// themselves. NetworkConfig.Host nil means netlink in NetworkConfig's
+// Namespace; the control-plane scale harness gives each of its thousands
+// of Networks a kernel in memory.
+type Host interface {
+	// AddrList lists every address of every interface, as netlink's
+	// AddrList(nil, FAMILY_ALL).
+	AddrList() ([]netlink.Addr, error)
+	// SubscribeAddrs sends address changes on ch until done is closed,
+	// as netlink.AddrSubscribeWithOptions; onErr receives a broken
+	// subscription's error.
+	SubscribeAddrs(ch chan<- netlink.AddrUpdate, done <-chan struct{}, onErr func(error)) error
 }
 
 // netnsHost is the kernel in a namespace: the zero handle is the
 // caller's.
 type netnsHost struct{ ns netns.NsHandle }
 
-func (h netnsHost) handle() (linkReader, error) {
+func (h netnsHost) AddrList() ([]netlink.Addr, error) {
+	open := netlink.NewHandle
 	if netnsutil.InOther(h.ns) {
-		return netlink.NewHandleAt(h.ns)
+		open = func(...int) (*netlink.Handle, error) { return netlink.NewHandleAt(h.ns) }
 	}
-	return netlink.NewHandle()
+	nl, err := open()
+	if err != nil {
+		return nil, err
+	}
+	defer nl.Close()
+	return nl.AddrList(nil, netlink.FAMILY_ALL)
 }
 
-func (h netnsHost) subscribeAddrs(ch chan<- netlink.AddrUpdate, done <-chan struct{}, onErr func(error)) error {
+func (h netnsHost) SubscribeAddrs(ch chan<- netlink.AddrUpdate, done <-chan struct{}, onErr func(error)) error {
 	opts := netlink.AddrSubscribeOptions{ErrorCallback: onErr}
 	if netnsutil.InOther(h.ns) {
 		ns := h.ns
@@ -55,9 +58,9 @@ func (h netnsHost) subscribeAddrs(ch chan<- netlink.AddrUpdate, done <-chan stru
 }
 
 // host is the kernel the Network reads.
-func (n *Network) host() host {
-	if n.cfg.host != nil {
-		return n.cfg.host
+func (n *Network) host() Host {
+	if n.cfg.Host != nil {
+		return n.cfg.Host
 	}
 	return netnsHost{n.cfg.Namespace}
 }

@@ -148,11 +148,9 @@ type NetworkConfig struct {
 	// OfflineAfter is how long Run waits at start for the Manager before
 	// it runs from LocalState. Default DefaultOfflineAfter (5s).
 	OfflineAfter time.Duration
-
-	// host is the kernel to read the node's addresses from; nil: the one
-	// in Namespace. The scale harness gives each of its thousands of
-	// Networks one in memory.
-	host host
+	// Host is the kernel the Network reads the node's addresses from;
+	// nil: netlink in Namespace. See Host.
+	Host Host
 }
 
 // A Network runs a node's overlay: it acquires and keeps the node's lease,

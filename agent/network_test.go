@@ -21,6 +21,7 @@ import (
 	"github.com/weftnet/weft/agent"
 	"github.com/weftnet/weft/internal/etcdtest"
 	"github.com/weftnet/weft/internal/netnstest"
+	"github.com/weftnet/weft/internal/testutil"
 	"github.com/weftnet/weft/lease"
 	"github.com/weftnet/weft/lease/etcd"
 )
@@ -124,18 +125,11 @@ func startAgents(t *testing.T, n int) ([]*simHost, *etcdtest.Server) {
 // through OnState.
 func waitReady(t *testing.T, agents []*simHost) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
 	for _, a := range agents {
-		for {
-			ok, why := a.net.Ready()
-			if l, held := a.net.Lease(); ok && held && len(a.leaseHistory()) > 0 && a.current().Key == l.Key {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s not ready: %s", a.host.Name, why)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		testutil.WaitFor(t, 15*time.Second, a.host.Name+" ready, its lease announced", func() bool {
+			s := a.net.Snapshot()
+			return s.Ready && s.Held && len(a.leaseHistory()) > 0 && a.current().Key == s.Lease.Key
+		})
 	}
 }
 
@@ -189,13 +183,7 @@ func TestNetworkLeaseLost(t *testing.T) {
 	if _, err := srv.Client(t).Put(context.Background(), "/coreos.com/network/subnets/"+old.String(), intruder); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for len(a.leaseHistory()) < 2 {
-		if time.Now().After(deadline) {
-			t.Fatal("no new lease after the old one was deleted")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.WaitFor(t, 15*time.Second, "a new lease after the old one was deleted", func() bool { return len(a.leaseHistory()) >= 2 })
 	waitReady(t, agents)
 	if now := a.current().Key; now == old {
 		t.Fatalf("host kept %v, which the intruder holds", now)
@@ -260,13 +248,7 @@ func TestNetworkWatchesAfterLease(t *testing.T) {
 	h, m, quiet := oneHost(t, `{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}`)
 	spy := &orderSpy{Manager: m}
 	n := runNetwork(t, agent.NetworkConfig{Datapaths: vxlanOnly, Manager: spy, Node: h.Name, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet})
-	deadline := time.Now().Add(15 * time.Second)
-	for ok, why := n.Ready(); !ok; ok, why = n.Ready() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not ready: %s", why)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.WaitFor(t, 15*time.Second, "the node ready", func() bool { ok, _ := n.Ready(); return ok })
 	if !spy.watched.Load() {
 		t.Fatal("ready without watching the leases")
 	}
@@ -319,13 +301,9 @@ func TestNetworkOneFamilyChange(t *testing.T) {
 		routes, err := h.Netlink().RouteListFiltered(family, &netlink.Route{Dst: netipNet(dst)}, netlink.RT_FILTER_DST)
 		return err == nil && len(routes) > 0
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for !routeTo(before.Key.IPv4, netlink.FAMILY_V4) || !routeTo(before.Key.IPv6, netlink.FAMILY_V6) {
-		if time.Now().After(deadline) {
-			t.Fatal("the peer's routes did not appear")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.WaitFor(t, 15*time.Second, "the peer's routes", func() bool {
+		return routeTo(before.Key.IPv4, netlink.FAMILY_V4) && routeTo(before.Key.IPv6, netlink.FAMILY_V6)
+	})
 
 	updates, stop := make(chan netlink.RouteUpdate, 256), make(chan struct{})
 	defer close(stop)
@@ -333,12 +311,9 @@ func TestNetworkOneFamilyChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	script.batches <- lease.Batch{Events: []lease.Event{{Type: lease.Removed, Lease: before}, {Type: lease.Added, Lease: after}}}
-	for !routeTo(after.Key.IPv6, netlink.FAMILY_V6) || routeTo(before.Key.IPv6, netlink.FAMILY_V6) {
-		if time.Now().After(deadline) {
-			t.Fatal("the IPv6 route did not move")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.WaitFor(t, 15*time.Second, "the IPv6 route to move", func() bool {
+		return routeTo(after.Key.IPv6, netlink.FAMILY_V6) && !routeTo(before.Key.IPv6, netlink.FAMILY_V6)
+	})
 	for len(updates) > 0 {
 		u := <-updates
 		if u.Dst != nil && u.Dst.String() == before.Key.IPv4.String() {
@@ -419,19 +394,11 @@ func TestNetworkMovedToDisjointRange(t *testing.T) {
 		t.Fatal(err)
 	}
 	newNet := netip.MustParsePrefix("10.245.0.0/16")
-	deadline := time.Now().Add(20 * time.Second)
 	for _, a := range agents {
-		for {
-			l, held := a.net.Lease()
-			if ok, _ := a.net.Ready(); ok && held && newNet.Contains(l.Key.IPv4.Addr()) && a.current().Key == l.Key {
-				break
-			}
-			if time.Now().After(deadline) {
-				_, why := a.net.Ready()
-				t.Fatalf("%s did not move into %s: lease %v, %s", a.host.Name, newNet, l.Key, why)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		testutil.WaitFor(t, 20*time.Second, a.host.Name+" ready on a lease in "+newNet.String(), func() bool {
+			s := a.net.Snapshot()
+			return s.Ready && s.Held && newNet.Contains(s.Lease.Key.IPv4.Addr()) && a.current().Key == s.Lease.Key
+		})
 	}
 	t.Logf("all three hosts moved and ready %v after the change", time.Since(moved).Round(time.Millisecond))
 	seen := map[lease.Key]bool{}
@@ -483,10 +450,27 @@ func TestNetworkMovedToDisjointRange(t *testing.T) {
 	for _, a := range agents {
 		before[a] = len(a.leaseHistory())
 	}
-	if _, err := admin.Put(ctx, "/coreos.com/network/config", `{"Network": "10.244.0.0/15", "Backend": {"Type": "vxlan"}}`); err != nil {
+	put, err := admin.Put(ctx, "/coreos.com/network/config", `{"Network": "10.244.0.0/15", "Backend": {"Type": "vxlan"}}`)
+	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2 * time.Second)
+	// No sleep to prove nothing moved: each Network shows when it has
+	// applied the config (a lease it would give up is given up as it
+	// applies it), and etcd shows every write to a subnet key since.
+	widened := netip.MustParsePrefix("10.244.0.0/15")
+	for _, a := range agents {
+		testutil.WaitFor(t, 15*time.Second, a.host.Name+" running the widened config", func() bool {
+			s := a.net.Snapshot()
+			return s.HasConfig && s.Config.Network == widened
+		})
+	}
+	writes, err := admin.Get(ctx, "/coreos.com/network/subnets/", clientv3.WithPrefix(), clientv3.WithMinModRev(put.Header.Revision+1), clientv3.WithCountOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if writes.Count != 0 {
+		t.Errorf("%d subnet keys written after the widening", writes.Count)
+	}
 	for _, a := range agents {
 		if l, held := a.net.Lease(); !held || len(a.leaseHistory()) != before[a] || l.Key != a.current().Key {
 			t.Errorf("%s's lease changed on widening: %v (held %v), history %d, was %d", a.host.Name, l.Key, held, len(a.leaseHistory()), before[a])
@@ -539,23 +523,18 @@ func TestNetworkWaitsOutBadConfig(t *testing.T) {
 			// config instead of waiting.
 			n := runNetwork(t, agent.NetworkConfig{Datapaths: vxlanOnly, Manager: m, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet})
 			var why string
-			deadline := time.Now().Add(10 * time.Second)
-			for {
+			testutil.WaitFor(t, 10*time.Second, "a reason to wait", func() bool {
 				_, why = n.Ready()
-				if why != "starting" && why != "waiting for the network config" {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("Ready still says %q", why)
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
+				return why != "starting" && why != "waiting for the network config"
+			})
 			for _, w := range tc.want {
 				if !strings.Contains(why, w) {
 					t.Errorf("Ready says %q; want it to name %q", why, w)
 				}
 			}
-			time.Sleep(200 * time.Millisecond) // long enough for a Run that gives up to have done so
+			// No sleep for a Run that would give up: the same Network
+			// comes up once the config is fixed, which a Run that had
+			// returned never would.
 			if ok, _ := n.Ready(); ok {
 				t.Fatal("ready on a config the node cannot run")
 			}
@@ -563,17 +542,7 @@ func TestNetworkWaitsOutBadConfig(t *testing.T) {
 				t.Errorf("devices beside lo and eth0 while waiting: %d links", len(links))
 			}
 			put(`{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}`)
-			deadline = time.Now().Add(15 * time.Second)
-			for {
-				ok, why := n.Ready()
-				if ok {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("not ready after the fix: %s", why)
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
+			testutil.WaitFor(t, 15*time.Second, "the node ready after the fix", func() bool { ok, _ := n.Ready(); return ok })
 		})
 	}
 }

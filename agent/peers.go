@@ -156,15 +156,10 @@ func (n *Network) factsLocked() admit.Facts {
 }
 
 // readLocal lists the namespace's addresses: every one is this node's, and
-// the prefix of each, but those of the VXLAN devices, is a connected
+// the prefix of each, but those of the datapaths' devices, is a connected
 // network no peer may capture.
 func (n *Network) readLocal() (localFacts, error) {
-	h, err := n.host().handle()
-	if err != nil {
-		return localFacts{}, err
-	}
-	defer h.Close()
-	addrs, err := h.AddrList(nil, netlink.FAMILY_ALL)
+	addrs, err := n.host().AddrList()
 	if err != nil {
 		return localFacts{}, err
 	}
@@ -208,7 +203,7 @@ func (n *Network) watchLocal(ctx context.Context) error {
 				n.log.Debug("address notifications broke; subscribing again at the next resync", "err", err)
 			}
 		}
-		if err := n.host().subscribeAddrs(ch, ctx.Done(), onErr); err != nil {
+		if err := n.host().SubscribeAddrs(ch, ctx.Done(), onErr); err != nil {
 			if err.Error() != failed {
 				n.log.Warn("cannot subscribe to address changes; relying on the periodic resync", "err", err)
 				failed = err.Error()

@@ -15,8 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/vishvananda/netlink"
-
 	"github.com/weftnet/weft/lease"
 )
 
@@ -323,12 +321,7 @@ func famIndex(ipv6 bool) int {
 
 // underlay finds the interface holding addr, and the prefix it is on.
 func (n *Network) underlay(addr netip.Addr) (int, netip.Prefix, error) {
-	h, err := n.host().handle()
-	if err != nil {
-		return 0, netip.Prefix{}, fmt.Errorf("agent: %w", err)
-	}
-	defer h.Close()
-	addrs, err := h.AddrList(nil, netlink.FAMILY_ALL)
+	addrs, err := n.host().AddrList()
 	if err != nil {
 		return 0, netip.Prefix{}, fmt.Errorf("agent: list addresses: %w", err)
 	}

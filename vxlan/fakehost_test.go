@@ -66,6 +66,16 @@ func (h *fakeHost) subscribeAddrs(chan<- netlink.AddrUpdate, <-chan struct{}, fu
 	return nil
 }
 
+// AddrList and SubscribeAddrs make the fake an agent.Host, for the
+// Network the scale harness runs on it.
+func (h *fakeHost) AddrList() ([]netlink.Addr, error) {
+	return fakeLinks{h}.AddrList(nil, netlink.FAMILY_ALL)
+}
+
+func (h *fakeHost) SubscribeAddrs(ch chan<- netlink.AddrUpdate, done <-chan struct{}, onErr func(error)) error {
+	return h.subscribeAddrs(ch, done, onErr)
+}
+
 // counts returns how many routes, neighbours and FDB entries it holds.
 func (h *fakeHost) counts() (routes, neighs, fdbs int) {
 	h.mu.Lock()
