@@ -424,65 +424,17 @@ func (n *Network) wait(g *errgroup.Group) error {
 	return fmt.Errorf("%w: %w", ErrUnrecoverable, err)
 }
 
-// setOwn takes a new lease of this node's: the devices are re-addressed,
-// the peers recomputed without it, and the caller told once converged.
-func (n *Network) setOwn(l lease.Lease, from LeaseSource) {
-	// Under n.push, so that no peer change is made between the new lease
-	// and admission learning of it; the devices move to it under n.mu,
-	// so that no State pairs the new lease with a datapath synced on the
-	// old subnet.
-	n.push.Lock()
-	n.mu.Lock()
-	if n.off.lease && n.own.Key != l.Key {
-		n.log.Warn("the lease the node ran with from its local state is no longer its own; moving to the one the lease source gives",
-			"was", n.own.Key, "subnet", l.Key)
-	}
-	if !n.hasOwn || n.own.Key != l.Key {
-		n.ownSince = time.Now() // a new subnet; the same one, confirmed or re-acquired, keeps its time
-	}
-	if n.hasOwn && n.own.Key != l.Key && n.ownFrom != Reacquiring {
-		n.noteGoneLocked(n.own.Key, WithdrawReplaced, "now "+l.Key.String())
-	}
-	n.own, n.hasOwn, n.off.lease, n.ownFrom = l, true, false, from
-	n.leaseGen++
-	n.moveDevicesLocked(l.Key)
-	n.backOnlineLocked()
-	n.mu.Unlock()
-	n.refreshFactsLocked()
-	n.push.Unlock()
-	// The peer watch starts only now, with admission knowing the lease.
-	n.leasedOnce.Do(func() { close(n.leased) })
-	n.log.Info("holding lease", "subnet", l.Key)
-	n.kickState()
-	n.kickSave()
-}
-
-// moveDevicesLocked gives the devices the subnets of k, unless they have
-// them: a datapath given its subnet again would reconcile for nothing.
-// n.mu is held.
-func (n *Network) moveDevicesLocked(k lease.Key) {
-	if n.devSubnets == k {
-		return
-	}
-	n.devSubnets = k
-	if n.v4 != nil {
-		n.v4.SetSubnet(k.IPv4)
-	}
-	if n.v6 != nil {
-		n.v6.SetSubnet(k.IPv6)
-	}
-}
-
 func (n *Network) applyConfig(c lease.Config) {
 	n.mu.Lock()
 	old := n.netConf
 	n.netConf, n.confLive = c, true
 	n.confGen++
+	drop := n.dropIfOutsideLocked(c) // with the config: a Snapshot never shows it with a lease it leaves out
 	n.mu.Unlock()
 	if c.Network != old.Network || c.IPv6Network != old.IPv6Network {
 		n.log.Info("network config changed", "network", c.Network, "was", old.Network, "ipv6_network", c.IPv6Network, "ipv6_was", old.IPv6Network)
 	}
-	n.dropIfOutside(c)
+	drop()
 	if c.EnableIPv4 != old.EnableIPv4 || c.EnableIPv6 != old.EnableIPv6 || c.BackendType != old.BackendType || !bytesEqualJSON(c.Backend, old.Backend) {
 		n.log.Warn("network config changed in a way that needs a restart to take effect (families or backend); running with the old settings",
 			"enable_ipv4", c.EnableIPv4, "enable_ipv6", c.EnableIPv6, "backend", string(c.Backend))
