@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"net/netip"
-	"slices"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -378,12 +377,6 @@ func (n *Network) RejectedCounts() map[admit.Reason]int {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.table.RejectedCounts()
-}
-
-// rejectedOf returns one family's rejected verdicts, for its datapath's
-// status.
-func (n *Network) rejectedOf(ipv6 bool) []admit.Verdict {
-	return slices.DeleteFunc(n.Rejected(), func(v admit.Verdict) bool { return v.Peer.IPv6 != ipv6 })
 }
 
 // Peers returns the peers of a family that admission admits, by subnet:
