@@ -41,9 +41,11 @@
 // VtepMAC; host-gw has none, and requires the peer's public address on a
 // network this node is connected to; WireGuard's public key). Package
 // lease/admit applies the vxlan backend's rule today and passes a peer to
-// the datapath as a lease.DatapathPeer: subnet, public address, and the
-// backend's data (MAC for VXLAN, the raw data for a backend that needs
-// more). A datapath never sees a rejected lease.
+// the datapath as a lease.DatapathPeer: subnet, public address and MAC.
+// DatapathPeer.Data is where a backend whose rule keeps more (WireGuard's
+// key and port) gets it, once lease/admit applies that backend's rule: the
+// agent passes on what admission gives. A datapath never sees a rejected
+// lease.
 //
 // # The lease source's optional interfaces
 //
@@ -52,15 +54,15 @@
 // offers: hints, ready notification, ..."). A wrapper that embeds a
 // Manager hides those it does not pass through, and that line shows it.
 //
-//	interface             in the log          what the Network does with it
-//	lease.HintReader      hints               public addresses and backend data (kube's Node annotations)
-//	lease.ReadyNotifier   ready notification  told once the datapath converged on a lease (kube clears NetworkUnavailable)
-//	lease.ConditionReporter condition         added to Ready's reason
-//	lease.OwnLeaseReader  own-lease read      the backend data the node's lease publishes in the store is kept (its VTEP MAC)
-//	lease.ExpiryReader    expiry              the lease's expiry, in LeaseStatus and the local state
-//	lease.RenewalCounter  renewal count       LeaseStatus.Renewals
-//	lease.Republisher     republish           a new underlay address is published in place, not by a new lease
-//	lease.EndpointReporter endpoints          its endpoints' addresses are protected from peer leases
+//	interface               in the log          what the Network does with it
+//	lease.HintReader        hints               public addresses and backend data (kube's Node annotations)
+//	lease.ReadyNotifier     ready notification  told once the datapath converged on a lease (kube clears NetworkUnavailable)
+//	lease.ConditionReporter condition           added to Ready's reason
+//	lease.OwnLeaseReader    own-lease read      the backend data the node's lease publishes is kept (its VTEP MAC)
+//	lease.ExpiryReader      expiry              the lease's expiry, in LeaseStatus and the local state
+//	lease.RenewalCounter    renewal count       LeaseStatus.Renewals
+//	lease.Republisher       republish           a new underlay address is published in place, not by a new lease
+//	lease.EndpointReporter  endpoints           its endpoints' addresses are protected from peer leases
 //
 // # Reading the Network
 //
