@@ -26,7 +26,6 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/weftnet/weft/agent"
 	"github.com/weftnet/weft/internal/procstat"
 	"github.com/weftnet/weft/internal/scaletest"
 	"github.com/weftnet/weft/kube"
