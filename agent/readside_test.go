@@ -70,9 +70,9 @@ func TestSnapshotFollowsChanges(t *testing.T) {
 		if s.Ready && s.MTU == 0 {
 			t.Fatalf("ready with no MTU: %+v", s)
 		}
-		if s.Ready && s.PeerCounts()[agent.PeerProgrammedState] == 1 {
-			if s.Peers[0].Subnet != b.current().Key.IPv4 || s.Peers[0].Owner != b.host.Name {
-				t.Fatalf("programmed %+v, want %s's %v", s.Peers[0], b.host.Name, b.current().Key.IPv4)
+		if bl, held := b.net.Lease(); held && s.Ready && s.PeerCounts()[agent.PeerProgrammedState] == 1 {
+			if s.Peers[0].Subnet != bl.Key.IPv4 || s.Peers[0].Owner != b.host.Name {
+				t.Fatalf("programmed %+v, want %s's %v", s.Peers[0], b.host.Name, bl.Key.IPv4)
 			}
 			break
 		}
