@@ -19,7 +19,7 @@ import (
 
 // In a DaemonSet's pod: the service account's credentials, and the node's
 // name from NODE_NAME (the downward API's spec.nodeName). Hand m to
-// vxlan.NetworkConfig.Manager; the Network reads the Node's annotations
+// agent.NetworkConfig.Manager; the Network reads the Node's annotations
 // and clears its NetworkUnavailable condition itself.
 func ExampleNew() {
 	rc, err := rest.InClusterConfig()

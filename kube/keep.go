@@ -111,7 +111,7 @@ func (m *Manager) keepOnce(ctx context.Context, l lease.Lease, attrs lease.Attrs
 // NetworkReady implements lease.ReadyNotifier: the node's network is up,
 // and Keep sets the node's NetworkUnavailable condition to False, as
 // flannel does, and keeps it so, unless Options.LeaveNetworkCondition is
-// set. vxlan.Network calls it once its datapath has converged on the
+// set. agent.Network calls it once its datapath has converged on the
 // lease; an embedder with a datapath of its own calls it likewise.
 func (m *Manager) NetworkReady() {
 	if m.leaveCondition {

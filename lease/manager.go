@@ -81,8 +81,8 @@ type Manager interface {
 // An OwnLeaseReader is a Manager that can say, before Acquire, what the
 // store already holds under this node: the lease Acquire would keep, by
 // the same ownership rule (Attrs.Owner, or for a lease flannel wrote, the
-// public IP). A vxlan.Network uses it to keep the VTEP MACs that lease
-// publishes, so that a node migrating from flannel, or rebooting, changes
+// public IP). An agent.Network uses it to keep the backend data that
+// lease publishes (its VTEP MACs), so that a node migrating from flannel, or rebooting, changes
 // nothing its peers hold. It returns false if there is no such lease.
 //
 // req is what Acquire would be asked: Attrs for ownership, Previous for

@@ -8,7 +8,7 @@ import (
 )
 
 // The interfaces below are optional: a Manager implements those its store
-// supports, and a consumer (vxlan.Network) detects them with a type
+// supports, and a consumer (agent.Network) detects them with a type
 // assertion, so that an embedder wires nothing by hand. A wrapper that
 // embeds a Manager hides them unless it passes them through.
 
@@ -46,7 +46,7 @@ type ReadyNotifier interface {
 
 // A ConditionReporter is a Manager that can say what it is waiting for or
 // why its requests fail right now ("etcd unreachable: ...", "waiting for
-// PodCIDR"), or "" when nothing is. vxlan.Network.Ready adds it to its own
+// PodCIDR"), or "" when nothing is. agent.Network.Ready adds it to its own
 // reason, so that a readiness probe names the cause. It must not block.
 type ConditionReporter interface {
 	Condition() string
@@ -92,6 +92,16 @@ type Republisher interface {
 // before releasing it: a Keep that sees its key vanish re-creates it.
 type Releaser interface {
 	Release(ctx context.Context, l Lease) error
+}
+
+// An EndpointReporter is a Manager that knows the control-plane endpoints
+// it talks to (lease/etcd's: its etcd URLs). An agent protects their
+// addresses from peer leases (see admit.EndpointPrefixes): a peer subnet
+// that covers one is rejected, so that no lease can route the node's way
+// to its control plane into the overlay. Endpoints are URLs or
+// host[:port]; it must not block.
+type EndpointReporter interface {
+	Endpoints() []string
 }
 
 // A Watcher is the read-only half of a Manager: what an observer with no

@@ -38,7 +38,7 @@
 //
 // A Store is the usual way in: one network's file for one node, which
 // remembers what it last wrote so that an unchanged Save costs no I/O. It
-// is what vxlan.NetworkConfig.LocalState takes.
+// is what agent.NetworkConfig.LocalState takes.
 //
 // The functions are safe for concurrent use on different paths; writers of
 // one path must be serialised by the caller (one agent per network).

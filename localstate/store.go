@@ -23,8 +23,8 @@ const Refresh = time.Hour
 const DefaultMaxAge = 7 * 24 * time.Hour
 
 // A Store keeps one network's State for one node in its file: what a
-// vxlan.Network saves while it runs and boots from when its control plane
-// does not answer (vxlan.NetworkConfig.LocalState).
+// agent.Network saves while it runs and boots from when its control plane
+// does not answer (agent.NetworkConfig.LocalState).
 //
 // Save remembers what it last wrote (or Load read), so that a State equal
 // to it, Written aside, costs an encoding into a digest and no I/O; but once what the

@@ -105,7 +105,7 @@ func TestStoreRefresh(t *testing.T) {
 }
 
 // TestStoreLoadThenSaveRemovesStale: a restarted agent Loads its file
-// before it Saves (vxlan.Network boots from it); the first Save must still
+// before it Saves (agent.Network boots from it); the first Save must still
 // clear the temporary file a killed write left, or every crash mid-write
 // leaves one behind for good.
 func TestStoreLoadThenSaveRemovesStale(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"cmp"
 	"fmt"
 
+	"github.com/weftnet/weft/agent"
 	"github.com/weftnet/weft/lease/admit"
 	"github.com/weftnet/weft/vxlan"
 )
@@ -21,7 +22,7 @@ const (
 // admission admits, in both families, probed at its VTEP address (the
 // first address of its subnet, on the peer's VXLAN device), its path
 // checked at the family's device MTU, its underlay at its public address.
-func NetworkTargets(n *vxlan.Network) func() []Target {
+func NetworkTargets(n *agent.Network) func() []Target {
 	return func() []Target {
 		encap := fmt.Sprintf("UDP %d", vxlan.KernelDefaultPort)
 		if c, _, ok := n.Config(); ok {
@@ -34,12 +35,12 @@ func NetworkTargets(n *vxlan.Network) func() []Target {
 		out := make([]Target, 0, len(v4)+len(v6))
 		for _, fam := range []struct {
 			peers    []admit.Peer
-			dp       *vxlan.Datapath
+			dp       agent.DatapathReader
 			overhead int
 		}{{v4, dp4, vxlanOverheadIPv4}, {v6, dp6, vxlanOverheadIPv6}} {
 			mtu := 0
 			if fam.dp != nil {
-				mtu = fam.dp.Device().MTU
+				mtu = fam.dp.Report().MTU
 			}
 			for _, p := range fam.peers {
 				out = append(out, Target{

@@ -16,6 +16,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/weftnet/weft/agent"
 	"github.com/weftnet/weft/internal/etcdtest"
 	"github.com/weftnet/weft/internal/netnstest"
 	"github.com/weftnet/weft/lease/etcd"
@@ -30,7 +31,7 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // benchNode is a Network with benchPeers peers from a real etcd, in a
 // namespace of its own, with a Prober that has probed them.
 type benchNode struct {
-	net    *vxlan.Network
+	net    *agent.Network
 	prober *probe.Prober
 	cli    *clientv3.Client
 	lease  clientv3.LeaseID
@@ -82,9 +83,9 @@ func newBenchNode(b *testing.B) *benchNode {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { m.Close() })
-	n.net, err = vxlan.NewNetwork(vxlan.NetworkConfig{
+	n.net, err = agent.NewNetwork(agent.NetworkConfig{
 		Manager: m, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet, ResyncInterval: time.Hour,
-		OnPeers: func(evs []vxlan.PeerEvent) { n.handed.Add(int64(len(evs))) },
+		OnPeers: func(evs []agent.PeerEvent) { n.handed.Add(int64(len(evs))) },
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -104,7 +105,7 @@ func newBenchNode(b *testing.B) *benchNode {
 	return n
 }
 
-func (n *benchNode) v4() *vxlan.Datapath { v4, _ := n.net.Datapaths(); return v4 }
+func (n *benchNode) v4() *vxlan.Datapath { v4, _ := vxlan.DatapathsOf(n.net.Datapaths()); return v4 }
 
 func (n *benchNode) waitSynced(b *testing.B, d time.Duration) {
 	deadline := time.Now().Add(d)

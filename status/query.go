@@ -9,7 +9,6 @@ import (
 
 	"github.com/weftnet/weft/lease"
 	"github.com/weftnet/weft/lease/admit"
-	"github.com/weftnet/weft/vxlan"
 )
 
 // DefaultSocket is where flanneld serves the status by default, and
@@ -151,7 +150,7 @@ func (p place) compare(o place) int {
 		}
 		return -1
 	case p.subnet != o.subnet:
-		return vxlan.ComparePrefixes(p.subnet, o.subnet) // the order Documents list peers in
+		return p.subnet.Compare(o.subnet) // the order Documents list peers in
 	case p.rejected != o.rejected:
 		if p.rejected {
 			return 1

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/weftnet/weft/agent"
+	"github.com/weftnet/weft/lease"
 	"github.com/weftnet/weft/lease/admit"
 	"github.com/weftnet/weft/probe"
 	"github.com/weftnet/weft/vxlan"
@@ -17,7 +19,7 @@ import (
 type Source struct {
 	// Network is the node's overlay; nil while the agent starts, when a
 	// Document says only Ready's answer.
-	Network *vxlan.Network
+	Network *agent.Network
 	// Prober, if set, adds probing's settings and each peer's last probe,
 	// and serves on-demand probes.
 	Prober *probe.Prober
@@ -72,7 +74,7 @@ func (s Source) Document(q Query) Document {
 	}
 
 	rejected := n.Rejected()
-	v4, v6 := n.Datapaths()
+	v4, v6 := vxlan.DatapathsOf(n.Datapaths())
 	// Peers are listed only when the query asks for some: a summary
 	// reads counts, which copy nothing.
 	listing := q.limit() > 0
@@ -199,11 +201,11 @@ func joinRows(family string, programmed []vxlan.PeerStatus, admitted []admit.Pee
 	for i := range programmed {
 		ps := &programmed[i]
 		sub := ps.Peer.Subnet
-		for k < len(rejected) && vxlan.ComparePrefixes(rejected[k].Peer.Subnet, sub) < 0 {
+		for k < len(rejected) && rejected[k].Peer.Subnet.Compare(sub) < 0 {
 			out = append(out, row{family: family, subnet: rejected[k].Peer.Subnet, verdict: &rejected[k], owner: rejected[k].Peer.Owner})
 			k++
 		}
-		for j < len(admitted) && vxlan.ComparePrefixes(admitted[j].Subnet, sub) < 0 {
+		for j < len(admitted) && admitted[j].Subnet.Compare(sub) < 0 {
 			j++
 		}
 		r := row{family: family, subnet: sub, ps: ps}
@@ -231,8 +233,8 @@ func (s Source) render(r *row) Peer {
 		if v.Peer.PublicIP.IsValid() {
 			p.PublicIP = v.Peer.PublicIP.String()
 		}
-		if v.Peer.VtepMAC != (admit.MAC{}) {
-			p.VtepMAC = vxlan.MAC(v.Peer.VtepMAC).String()
+		if !v.Peer.VtepMAC.IsZero() {
+			p.VtepMAC = v.Peer.VtepMAC.String()
 		}
 		return p
 	}
@@ -242,7 +244,7 @@ func (s Source) render(r *row) Peer {
 		want = ps.Peer
 	}
 	p.PublicIP, p.Err = want.PublicIP.String(), ps.Err
-	if want.VtepMAC != (vxlan.MAC{}) { // none for a direct-routed peer
+	if want.VtepMAC != (lease.MAC{}) { // none for a direct-routed peer
 		p.VtepMAC = want.VtepMAC.String()
 	}
 	if ps.Wanted && ps.Needs != 0 {
@@ -378,7 +380,7 @@ func (q Query) selects(r *row, failing map[netip.Prefix]bool, m matcher) bool {
 	return m.matches(r)
 }
 
-func leaseOf(ls vxlan.LeaseStatus) *Lease {
+func leaseOf(ls agent.LeaseStatus) *Lease {
 	l := &Lease{From: string(ls.From), Since: ls.Since}
 	k, a := ls.Lease.Key, ls.Lease.Attrs
 	if k.IPv4.IsValid() {

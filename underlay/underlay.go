@@ -8,7 +8,7 @@
 // A Policy is a value: Choose reads the namespace's interfaces, addresses
 // and routes afresh on every call, so an address that comes up late (a
 // DHCP lease, SLAAC) is found by the next call. Policy.FindPublic fits
-// vxlan.NetworkConfig.FindPublic, which calls it each time the Network
+// agent.NetworkConfig.FindPublic, which calls it each time the Network
 // sets up. Choose is safe for concurrent use; it changes nothing.
 package underlay
 
@@ -68,7 +68,7 @@ type Choice struct {
 	By string
 }
 
-// FindPublic is Choose in the shape of vxlan.NetworkConfig.FindPublic.
+// FindPublic is Choose in the shape of agent.NetworkConfig.FindPublic.
 func (p Policy) FindPublic(ipv4, ipv6 bool) (v4, v6 netip.Addr, err error) {
 	c, err := p.Choose(ipv4, ipv6)
 	return c.IPv4, c.IPv6, err

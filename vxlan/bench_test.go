@@ -4,6 +4,7 @@ package vxlan
 
 import (
 	"fmt"
+	"github.com/weftnet/weft/lease"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -176,7 +177,7 @@ func BenchmarkOnePeerChange(b *testing.B) {
 		b.Fatal(err)
 	}
 	p := peers[2500]
-	macs := [2]MAC{DeriveMAC("x", 1), p.VtepMAC}
+	macs := [2]lease.MAC{DeriveMAC("x", 1), p.VtepMAC}
 	i := 0
 	for b.Loop() {
 		p.VtepMAC = macs[i%2]

@@ -5,6 +5,7 @@ package vxlan
 import (
 	"errors"
 	"fmt"
+	"github.com/weftnet/weft/lease"
 	"net"
 	"net/netip"
 
@@ -15,8 +16,8 @@ import (
 // VXLAN's encapsulation overhead on an IPv4 and an IPv6 underlay: outer IP,
 // UDP, VXLAN and inner Ethernet headers.
 const (
-	overheadIPv4 = 50
-	overheadIPv6 = 70
+	OverheadIPv4 = 50
+	OverheadIPv6 = 70
 )
 
 // DeviceConfig describes the VTEP device.
@@ -36,7 +37,7 @@ type DeviceConfig struct {
 	Underlay int
 	// MAC is the VTEP address; use DeriveMAC for one that survives restarts.
 	// Required.
-	MAC MAC
+	MAC lease.MAC
 	// MTU overrides the device MTU; 0 derives it from the underlay.
 	MTU int
 	// TXChecksumOffload is the device's TX checksum offload; "" is auto
@@ -51,7 +52,7 @@ type DeviceConfig struct {
 type Device struct {
 	Name  string
 	Index int
-	MAC   MAC
+	MAC   lease.MAC
 	MTU   int
 	// TXChecksumOffload is the device's TX checksum offload as a Datapath
 	// read it back after setting it: "on" or "off"; "" where it was not
@@ -91,9 +92,9 @@ func ensureDevice(h linkHandle, cfg DeviceConfig, beforeUp func(name string)) (D
 		if err != nil {
 			return Device{}, nil, fmt.Errorf("vxlan: underlay interface %d: %w", cfg.Underlay, err)
 		}
-		mtu = under.Attrs().MTU - overheadIPv4
+		mtu = under.Attrs().MTU - OverheadIPv4
 		if cfg.Local.Is6() {
-			mtu = under.Attrs().MTU - overheadIPv6
+			mtu = under.Attrs().MTU - OverheadIPv6
 		}
 	}
 	if cfg.Local.Is6() && mtu < 1280 {
@@ -194,7 +195,7 @@ func incompatible(link netlink.Link, cfg DeviceConfig, port int) string {
 	return ""
 }
 
-func equalMAC(hw net.HardwareAddr, m MAC) bool { return len(hw) == 6 && MAC(hw) == m }
+func equalMAC(hw net.HardwareAddr, m lease.MAC) bool { return len(hw) == 6 && lease.MAC(hw) == m }
 
 // EnsureAddress makes subnet's network address (as a /32 or /128) the
 // device's only address of its family, removing the others: the leftovers

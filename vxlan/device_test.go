@@ -3,6 +3,7 @@
 package vxlan
 
 import (
+	"github.com/weftnet/weft/lease"
 	"net"
 	"net/netip"
 	"reflect"
@@ -144,7 +145,7 @@ func TestDeriveMAC(t *testing.T) {
 	if a[0]&0x01 != 0 || a[0]&0x02 == 0 {
 		t.Errorf("%s is not a locally administered unicast address", a)
 	}
-	seen := map[MAC]string{}
+	seen := map[lease.MAC]string{}
 	for _, node := range []string{"node-a", "node-b", "node-c", ""} {
 		for vni := range 4 {
 			m := DeriveMAC(node, vni)
@@ -154,11 +155,11 @@ func TestDeriveMAC(t *testing.T) {
 			seen[m] = node
 		}
 	}
-	if p, err := ParseMAC(a.String()); err != nil || p != a {
+	if p, err := lease.ParseMAC(a.String()); err != nil || p != a {
 		t.Errorf("ParseMAC(%s) = %v, %v", a, p, err)
 	}
 	for _, bad := range []string{"", "0e:00:00:00:00", "00:00:00:00:00:00:00:01", "zz:00:00:00:00:00"} {
-		if _, err := ParseMAC(bad); err == nil {
+		if _, err := lease.ParseMAC(bad); err == nil {
 			t.Errorf("ParseMAC(%q) succeeded", bad)
 		}
 	}

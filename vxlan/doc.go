@@ -4,8 +4,8 @@
 //
 // The datapath builds on Linux only. The backend's wire types (Config and
 // ParseConfig for net-conf.json's Backend, BackendData for a lease's
-// backend data, MAC, ParseMAC and DeriveMAC) build everywhere, for tools
-// that read leases with no datapath.
+// backend data, DeriveMAC; the MAC type is lease.MAC) build everywhere, for
+// tools that read leases with no datapath.
 //
 // EnsureDevice creates or corrects the VTEP, with a MAC DeriveMAC makes
 // stable across restarts. A Reconciler owns the device's routes, nexthops,
@@ -36,55 +36,28 @@
 // is marked failed (PeerError, DatapathStatus.FailedPeers), retried with
 // backoff, and the datapath still counts as converged.
 //
-// Network is the loop an agent embeds: it holds the node's lease and feeds
-// every watched lease through peer admission (package lease/admit), so that
-// only admitted peers reach a Datapath. A lease that is malformed, out of
-// bounds or in conflict with an older peer is rejected, logged once per
-// reason and listed by Network.Rejected; it never affects another peer or
-// this node's readiness.
-//
-// subnet.env follows the lease through two callbacks: OnState once the
-// datapath has converged on a lease (write the file), OnWithdraw when the
-// node stops holding the lease the last State named (lost to another node,
-// the local state's refused once the control plane answers, left out by a
-// new network config) and once at start (remove the file): so the file
-// never names a subnet the node does not hold, and flannel's CNI plugin,
-// finding none, refuses to allocate rather than hand out another node's
-// addresses. A lease given up is removed from the local state too
-// (StateRemover).
-//
-// A Network with a LocalState (a StateStore, such as localstate.Store)
-// saves what it runs on and, when the control plane does not answer at
-// start, boots from it: an edge node that reboots cut off routes to its
-// neighbours before the cluster answers (see NetworkConfig.LocalState). It
-// follows the underlay too: a public address that leaves its interface is
-// chosen again by FindPublic, the device moved and the lease republished
-// in place (lease.Republisher), without a restart.
+// NewFactory is the backend's side of the datapath contract of package
+// lease (lease.DatapathFactory): package agent, given it for backend type
+// "vxlan", makes one Datapath per family with it, publishes its
+// BackendData, and hands it the node's subnet and the admitted peers. The
+// package imports nothing of weft's but lease.
 //
 // All netlink work happens in a namespace given in the configuration, so an
 // embedder or a test can point the datapath at any namespace.
 //
 // # Concurrency, ownership, errors, lifetimes
 //
-// A Network's and a Datapath's methods are safe for concurrent use, Run
-// included: Ready, State, Lease, MTU, Status and the rest may be called
-// from any goroutine while Run runs. A Reconciler is not: its owner (a
-// Datapath) serialises calls. A Network's callbacks (NetworkConfig.OnState,
-// OnWithdraw and OnPeers) are each called from one goroutine at a time, in
-// order; OnState and OnWithdraw from the same one.
+// A Datapath's methods are safe for concurrent use, Run included: Status,
+// Synced, MTU and the rest may be called from any goroutine while Run
+// runs. A Reconciler is not: its owner (a Datapath) serialises calls. The
+// Datapath's owner (an agent, or the caller of NewDatapath) calls Close
+// after Run returned; the namespace handle stays the caller's.
 //
-// A Network owns the Datapaths it makes (Network.Datapaths is for reading
-// their Status; do not Close them) but not its Manager, which the caller
-// closes after Run returns. The namespace handle stays the caller's.
+// A peer the kernel refuses is a *PeerError, which matches
+// lease.ErrPeerRefused; configuration errors are *lease.ConfigError.
 //
-// Network.Run returns only when its context ends, or with an error
-// matching ErrUnrecoverable; everything that can be waited out is, with
-// the reason on Ready. A peer the kernel refuses is a *PeerError, and
-// configuration errors are *lease.ConfigError.
-//
-// Nothing is torn down on return or Close: the devices, routes,
-// neighbours, FDB entries and the lease stay in place, so that a
-// restarting agent drops no traffic and peers keep routing to it. An
+// Nothing is torn down on Close: the device, routes, neighbours and FDB
+// entries stay in place, so that a restarting agent drops no traffic. An
 // agent that is being removed for good deletes the devices itself (ip
-// link del flannel.1) and releases its lease (lease.Releaser).
+// link del flannel.1).
 package vxlan

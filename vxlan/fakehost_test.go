@@ -4,6 +4,7 @@ package vxlan
 
 import (
 	"encoding/binary"
+	"github.com/weftnet/weft/lease"
 	"net"
 	"net/netip"
 	"sync"
@@ -29,7 +30,7 @@ type fakeHost struct {
 	nhs     map[uint32]nexthop
 	routes  map[routeKey]route
 	neighs  map[netip.Addr]neigh
-	fdbs    map[MAC]fdb
+	fdbs    map[lease.MAC]fdb
 	writes  atomic.Int64
 	onRoute func(dst netip.Prefix) // called on each route written, unlocked; may be nil
 }
@@ -47,7 +48,7 @@ const underlayIndex = 2
 func newFakeHost(public netip.Addr, bits int) *fakeHost {
 	h := &fakeHost{
 		links: map[int]netlink.Link{}, addrs: map[int][]netlink.Addr{}, next: underlayIndex + 1,
-		nhs: map[uint32]nexthop{}, routes: map[routeKey]route{}, neighs: map[netip.Addr]neigh{}, fdbs: map[MAC]fdb{},
+		nhs: map[uint32]nexthop{}, routes: map[routeKey]route{}, neighs: map[netip.Addr]neigh{}, fdbs: map[lease.MAC]fdb{},
 	}
 	h.links[underlayIndex] = &netlink.Device{LinkAttrs: netlink.LinkAttrs{Name: "eth0", Index: underlayIndex, MTU: 1500, Flags: net.FlagUp}}
 	h.addrs[underlayIndex] = []netlink.Addr{{IPNet: &net.IPNet{IP: public.AsSlice(), Mask: net.CIDRMask(bits, public.BitLen())}, LinkIndex: underlayIndex}}
@@ -63,6 +64,16 @@ func (h *fakeHost) subscribe(bool) (notifications, error) {
 }
 func (h *fakeHost) subscribeAddrs(chan<- netlink.AddrUpdate, <-chan struct{}, func(error)) error {
 	return nil
+}
+
+// AddrList and SubscribeAddrs make the fake an agent.Host, for the
+// Network the scale harness runs on it.
+func (h *fakeHost) AddrList() ([]netlink.Addr, error) {
+	return fakeLinks{h}.AddrList(nil, netlink.FAMILY_ALL)
+}
+
+func (h *fakeHost) SubscribeAddrs(ch chan<- netlink.AddrUpdate, done <-chan struct{}, onErr func(error)) error {
+	return h.subscribeAddrs(ch, done, onErr)
 }
 
 // counts returns how many routes, neighbours and FDB entries it holds.

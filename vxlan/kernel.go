@@ -4,6 +4,7 @@ package vxlan
 
 import (
 	"encoding/binary"
+	"github.com/weftnet/weft/lease"
 	"net/netip"
 
 	"golang.org/x/sys/unix"
@@ -173,7 +174,7 @@ func parseRoute(data []byte) (r route, ok bool) {
 // neigh is a permanent neighbour entry: ip is at mac on dev.
 type neigh struct {
 	ip    netip.Addr
-	mac   MAC
+	mac   lease.MAC
 	dev   int
 	state uint16
 }
@@ -222,7 +223,7 @@ func parseNeigh(data []byte) (neigh, bool) {
 // to the VTEP at dst. port, vni and ifindex are zero when the entry uses the
 // device's defaults, as the datapath's entries do.
 type fdb struct {
-	mac     MAC
+	mac     lease.MAC
 	dst     netip.Addr
 	dev     int
 	state   uint16

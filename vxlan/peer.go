@@ -4,6 +4,7 @@ package vxlan
 
 import (
 	"fmt"
+	"github.com/weftnet/weft/lease"
 	"net/netip"
 )
 
@@ -15,7 +16,7 @@ type Peer struct {
 	// PublicIP is the peer's underlay address, where its VXLAN packets go.
 	PublicIP netip.Addr
 	// VtepMAC is the MAC of the peer's VTEP device.
-	VtepMAC MAC
+	VtepMAC lease.MAC
 	// Direct routes the peer's subnet straight to PublicIP through the
 	// underlay, without encapsulation: DirectRouting for a peer on the same
 	// L2 network. Such a peer gets no neighbour or FDB entry.

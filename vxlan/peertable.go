@@ -3,6 +3,7 @@
 package vxlan
 
 import (
+	"github.com/weftnet/weft/lease"
 	"net/netip"
 	"slices"
 	"time"
@@ -34,14 +35,14 @@ type peerTable struct {
 	// byMAC holds, by VTEP MAC, a subnet of a peer with that MAC, and
 	// sharedMAC the others. A MAC is almost always one peer's: a slice per
 	// MAC would be an allocation per node in the cluster.
-	byMAC     map[MAC]netip.Prefix
-	sharedMAC map[MAC][]netip.Prefix
+	byMAC     map[lease.MAC]netip.Prefix
+	sharedMAC map[lease.MAC][]netip.Prefix
 }
 
 // remote is a peer less its subnet, which the table's key holds.
 type remote struct {
 	public netip.Addr
-	mac    MAC
+	mac    lease.MAC
 	direct bool
 	ok     bool // a peer is wanted (or was written) here
 }
@@ -93,8 +94,8 @@ func newPeerTable() peerTable {
 		errs:      map[netip.Prefix]string{},
 		missing:   map[netip.Prefix]Objects{},
 		gwBits:    map[int]int{},
-		byMAC:     map[MAC]netip.Prefix{},
-		sharedMAC: map[MAC][]netip.Prefix{},
+		byMAC:     map[lease.MAC]netip.Prefix{},
+		sharedMAC: map[lease.MAC][]netip.Prefix{},
 	}
 }
 
@@ -181,7 +182,7 @@ func (t *peerTable) wantOnly(peers []Peer) {
 		// once, rather than grown through a series of tables.
 		t.recs = make(map[netip.Prefix]peerRec, len(peers))
 		t.idOwner = make(map[uint32]netip.Prefix, len(peers))
-		t.byMAC = make(map[MAC]netip.Prefix, len(peers))
+		t.byMAC = make(map[lease.MAC]netip.Prefix, len(peers))
 	}
 	// Every wanted peer is let go and the new set wanted; a peer in both
 	// with the same remote keeps its time of last change.
@@ -358,7 +359,7 @@ func (t *peerTable) unindex(subnet netip.Prefix, w remote) {
 
 // withMAC calls f with the subnet of each wanted VXLAN peer whose VTEP MAC
 // is mac, until f returns false.
-func (t *peerTable) withMAC(mac MAC, f func(netip.Prefix) bool) {
+func (t *peerTable) withMAC(mac lease.MAC, f func(netip.Prefix) bool) {
 	first, ok := t.byMAC[mac]
 	if !ok || !f(first) {
 		return
@@ -387,7 +388,7 @@ func (t *peerTable) byGateway(ip netip.Addr) (Peer, bool) {
 
 // macSharer returns another wanted VXLAN peer than subnet's whose VTEP MAC
 // is mac.
-func (t *peerTable) macSharer(mac MAC, subnet netip.Prefix) (p Peer, ok bool) {
+func (t *peerTable) macSharer(mac lease.MAC, subnet netip.Prefix) (p Peer, ok bool) {
 	t.withMAC(mac, func(s netip.Prefix) bool {
 		if s != subnet {
 			p, ok = t.wanted(s)
@@ -399,7 +400,7 @@ func (t *peerTable) macSharer(mac MAC, subnet netip.Prefix) (p Peer, ok bool) {
 
 // fdbHolder returns the wanted peer Sync gives the FDB entry of mac: the
 // first in subnet order of those that share it (see fdbPlan).
-func (t *peerTable) fdbHolder(mac MAC) (Peer, bool) {
+func (t *peerTable) fdbHolder(mac lease.MAC) (Peer, bool) {
 	holder, ok := t.byMAC[mac]
 	if !ok {
 		return Peer{}, false

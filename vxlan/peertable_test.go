@@ -3,13 +3,14 @@
 package vxlan
 
 import (
+	"github.com/weftnet/weft/lease"
 	"net/netip"
 	"testing"
 	"time"
 )
 
 func tpeer(subnet string, public string, mac byte, direct bool) Peer {
-	return Peer{Subnet: netip.MustParsePrefix(subnet), PublicIP: netip.MustParseAddr(public), VtepMAC: MAC{0x0e, 0, 0, 0, 0, mac}, Direct: direct}
+	return Peer{Subnet: netip.MustParsePrefix(subnet), PublicIP: netip.MustParseAddr(public), VtepMAC: lease.MAC{0x0e, 0, 0, 0, 0, mac}, Direct: direct}
 }
 
 // checkTable asserts what t says about subnet s.

@@ -6,6 +6,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"github.com/weftnet/weft/lease"
 	"hash/fnv"
 	"log/slog"
 	"net/netip"
@@ -430,6 +431,9 @@ type PeerError struct {
 
 func (e *PeerError) Error() string { return fmt.Sprintf("vxlan: program peer %s: %v", e.Subnet, e.Err) }
 func (e *PeerError) Unwrap() error { return e.Err }
+
+// Is makes a PeerError match lease.ErrPeerRefused.
+func (e *PeerError) Is(target error) bool { return target == lease.ErrPeerRefused }
 
 // isPeerFailure reports whether err is one peer's failure.
 func isPeerFailure(err error) bool {

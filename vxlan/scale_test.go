@@ -28,6 +28,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/weftnet/weft/agent"
 	"github.com/weftnet/weft/internal/etcdtest"
 	"github.com/weftnet/weft/internal/procstat"
 	"github.com/weftnet/weft/internal/scaletest"
@@ -50,6 +51,10 @@ import (
 // the same Manager, making the same calls a Network makes (OwnLease, then
 // Acquire and Keep, WatchConfig and WatchLeases) and counting what
 // arrives, without admission and a datapath. etcd sees the same clients.
+
+// ownLeaseTimeout bounds a control-plane agent's OwnLease, as the
+// Network's read of its own lease is bounded.
+const ownLeaseTimeout = 5 * time.Second
 
 const scaleNetConf = `{"Network": "10.0.0.0/8", "SubnetLen": 24, "Backend": {"Type": "vxlan"}}`
 
@@ -76,7 +81,7 @@ type scaleAgent struct {
 	i      int
 	host   *fakeHost // nil for a control-plane agent
 	m      *etcd.Manager
-	net    *Network // nil for a control-plane agent
+	net    *agent.Network // nil for a control-plane agent
 	cancel context.CancelFunc
 	done   chan error
 	routed atomic.Int64 // Unix nanoseconds of the watched subnet's first route (or event); 0 before
@@ -133,7 +138,9 @@ func (c *scaleCluster) start(i int) *scaleAgent {
 	}
 	a.host = newFakeHost(scaletest.PublicOf(i), 12)
 	a.host.onRoute = func(dst netip.Prefix) { c.watched(a, dst) }
-	a.net, err = NewNetwork(NetworkConfig{Manager: m, PublicIP: scaletest.PublicOf(i), Previous: c.previous(i), host: a.host, ResyncInterval: time.Hour, Logger: c.log.logger})
+	a.net, err = agent.NewNetwork(agent.NetworkConfig{Manager: m, PublicIP: scaletest.PublicOf(i), Previous: c.previous(i), Host: a.host,
+		Datapaths:      map[string]lease.DatapathFactory{"vxlan": NewFactory(FactoryConfig{host: a.host})},
+		ResyncInterval: time.Hour, Logger: c.log.logger})
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -145,7 +152,7 @@ func (c *scaleCluster) start(i int) *scaleAgent {
 // lease the harness seeds, and a Network keeps the MAC its lease
 // publishes.
 func attrsOf(i int) lease.Attrs {
-	vtep, _ := json.Marshal(BackendData{VNI: 1, VtepMAC: MAC{0x0e, 0, 0, byte(i >> 16), byte(i >> 8), byte(i)}})
+	vtep, _ := json.Marshal(BackendData{VNI: 1, VtepMAC: lease.MAC{0x0e, 0, 0, byte(i >> 16), byte(i >> 8), byte(i)}})
 	return lease.Attrs{PublicIP: scaletest.PublicOf(i), BackendType: "vxlan", BackendData: vtep}
 }
 
@@ -304,7 +311,7 @@ func (a *scaleAgent) converged(want int) bool {
 	if ok, _ := a.net.Ready(); !ok {
 		return false
 	}
-	v4, _ := a.net.Datapaths()
+	v4, _ := DatapathsOf(a.net.Datapaths())
 	return v4 != nil && v4.Counts().Programmed == want
 }
 
@@ -325,7 +332,7 @@ func (c *scaleCluster) waitConverged(want int, timeout time.Duration, start time
 			}
 			ok, why := a.net.Ready()
 			var counts Counts
-			if v4, _ := a.net.Datapaths(); v4 != nil {
+			if v4, _ := DatapathsOf(a.net.Datapaths()); v4 != nil {
 				counts = v4.Counts()
 			}
 			c.t.Fatalf("%d agents not converged after %v; agent %d: ready %v (%s), %d of %d programmed\n%s", len(pending), timeout, a.i, ok, why, counts.Programmed, want, c.log)

@@ -8,9 +8,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/weftnet/weft/lease"
-	"github.com/weftnet/weft/lease/admit"
 )
 
 // Objects is a set of the kinds of kernel object a peer needs: a nexthop
@@ -81,7 +78,7 @@ type Status struct {
 	Device   int
 	IPv6     bool
 	Nexthops bool         // routes use nexthop objects
-	Peers    []PeerStatus // sorted by subnet (ComparePrefixes)
+	Peers    []PeerStatus // sorted by subnet (netip.Prefix.Compare)
 	Repairs  []Repair     // most recent last, at most 256
 	Repaired int          // repairs ever made
 	LastSync SyncResult
@@ -122,10 +119,10 @@ func (r *Reconciler) snapshotLocked() peerTable {
 	return peerTable{recs: maps.Clone(r.peers.recs), wrote: maps.Clone(r.peers.wrote), errs: maps.Clone(r.peers.errs), missing: maps.Clone(r.peers.missing)}
 }
 
-// sortedStatuses is statuses in ComparePrefixes order.
+// sortedStatuses is statuses in netip.Prefix.Compare order.
 func (t *peerTable) sortedStatuses(needs func(Peer) Objects) []PeerStatus {
 	out := t.statuses(needs)
-	slices.SortFunc(out, func(a, b PeerStatus) int { return ComparePrefixes(a.Peer.Subnet, b.Peer.Subnet) })
+	slices.SortFunc(out, func(a, b PeerStatus) int { return a.Peer.Subnet.Compare(b.Peer.Subnet) })
 	return out
 }
 
@@ -175,10 +172,6 @@ type DatapathStatus struct {
 	FailedPeers int
 	Repairs     []Repair // device repairs; peer repairs are in Reconciler
 	Reconciler  Status
-	// Rejected are the peer leases of this family that admission keeps
-	// out, each with the rule and what to fix; see package lease/admit.
-	// Only a Datapath run by a Network has them.
-	Rejected []admit.Verdict
 }
 
 // datapathView is what a Datapath last published for readers that must
@@ -203,9 +196,6 @@ func (d *Datapath) Status() DatapathStatus {
 	s := v.status()
 	if v.rec != nil {
 		s.Reconciler = v.rec.Status()
-	}
-	if d.rejected != nil {
-		s.Rejected = d.rejected()
 	}
 	return s
 }
@@ -250,76 +240,6 @@ func (d *Datapath) Counts() Counts {
 	return Counts{}
 }
 
-// LeaseSource says how a Network obtained the lease it holds.
-type LeaseSource string
-
-const (
-	// Acquired: Acquire gave the lease: one the store already held for
-	// this node, or a free subnet.
-	Acquired LeaseSource = "acquired"
-	// AcquiredPrevious: Acquire gave the subnet asked for
-	// (NetworkConfig.Previous, or the one held before it was lost).
-	AcquiredPrevious LeaseSource = "acquired the previous subnet"
-	// Republished: the lease held was published again with new
-	// attributes (a new public address).
-	Republished LeaseSource = "republished"
-	// FromLocalState: the lease is the local state's, while the Manager
-	// has given none (see NetworkConfig.LocalState).
-	FromLocalState LeaseSource = "local state"
-	// Reacquiring: the lease was lost (expired, deleted, taken) and
-	// another is being acquired; the devices keep its subnet meanwhile.
-	Reacquiring LeaseSource = "lost; acquiring again"
-)
-
-// LeaseStatus is what a Network knows of the lease it holds.
-type LeaseStatus struct {
-	Lease lease.Lease
-	Held  bool // false while the node has no lease; the rest is then zero
-	// Since is when the node took the lease's subnet, and From how it
-	// has the lease now.
-	Since time.Time
-	From  LeaseSource
-	// Expires is when the lease lapses as of its last renewal, from a
-	// lease.ExpiryReader Manager; zero if it does not lapse (a Node's
-	// PodCIDR, an etcd reservation) or the Manager does not say.
-	Expires time.Time
-	// Renewals counts the Manager's renewals of this node's lease since
-	// it was made, from a lease.RenewalCounter; -1 if it does not count
-	// them (kube's leases are never renewed).
-	Renewals int64
-}
-
-// LeaseStatus reports the lease the node holds, how it came by it, and
-// when it lapses.
-func (n *Network) LeaseStatus() LeaseStatus {
-	s := LeaseStatus{Renewals: -1}
-	n.mu.Lock()
-	if n.hasOwn {
-		s.Lease, s.Held, s.Since, s.From = n.own, true, n.ownSince, n.ownFrom
-	}
-	n.mu.Unlock()
-	if rc, ok := n.cfg.Manager.(lease.RenewalCounter); ok {
-		s.Renewals = rc.Renewals()
-	}
-	if !s.Held {
-		return s
-	}
-	s.Expires = s.Lease.Expiration
-	switch s.From {
-	case FromLocalState:
-		return s // the state's own record of the expiry
-	case Reacquiring:
-		s.Expires = time.Time{} // lost: it lapses no more
-		return s
-	}
-	if er, ok := n.cfg.Manager.(lease.ExpiryReader); ok {
-		if t, ok := er.Expiry(s.Lease.Key); ok {
-			s.Expires = t
-		}
-	}
-	return s
-}
-
 // Failed returns the subnets of the desired peers whose last write
 // failed, sorted: few, as a rule, so the cheap way to learn which.
 func (r *Reconciler) Failed() []netip.Prefix {
@@ -331,7 +251,7 @@ func (r *Reconciler) Failed() []netip.Prefix {
 		}
 	}
 	r.mu.Unlock()
-	slices.SortFunc(out, ComparePrefixes)
+	slices.SortFunc(out, netip.Prefix.Compare)
 	return out
 }
 

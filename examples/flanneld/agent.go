@@ -6,10 +6,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	weftagent "github.com/weftnet/weft/agent"
 	"github.com/weftnet/weft/hostrules"
 	"github.com/weftnet/weft/lease"
 	"github.com/weftnet/weft/probe"
-	"github.com/weftnet/weft/vxlan"
 )
 
 // agent is the running daemon's state, for the health endpoints.
@@ -19,7 +19,7 @@ type agent struct {
 	src *source
 
 	mu       sync.Mutex
-	net      *vxlan.Network
+	net      *weftagent.Network
 	starting string               // why there is no Network yet
 	reg      *prometheus.Registry // the metrics, when served
 	held     lease.Lease
@@ -29,7 +29,7 @@ type agent struct {
 	lastErr  string // of the last subnet.env write or removal
 	// withdrawn is why the Network last withdrew its State (and with it
 	// subnet.env); zero once a State holds again.
-	withdrawn vxlan.Withdrawal
+	withdrawn weftagent.Withdrawal
 	// rulesMu serialises the rules' and subnet.env's I/O; mu is never
 	// held across that I/O.
 	rulesMu sync.Mutex
@@ -69,7 +69,7 @@ func (a *agent) ready() (bool, string) {
 	switch {
 	case a.lastErr != "":
 		return false, "cannot write or remove subnet.env: " + a.lastErr
-	case !a.written && a.withdrawn.Reason != 0 && a.withdrawn.Reason != vxlan.WithdrawStarting:
+	case !a.written && a.withdrawn.Reason != 0 && a.withdrawn.Reason != weftagent.WithdrawStarting:
 		return false, "subnet.env removed (" + a.withdrawn.Reason.String() + "); waiting for a lease"
 	case !a.written:
 		return false, "subnet.env not written yet"

@@ -481,7 +481,9 @@ func TestRestartContinuity(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		for end := time.Now().Add(4 * time.Second); time.Now().Before(end); {
+		// Four seconds, and at least 100 packets however slow a loaded
+		// machine makes each exchange: the restart must fall inside.
+		for end := time.Now().Add(4 * time.Second); time.Now().Before(end) || sent < 100; {
 			sent++
 			if at := time.Now(); b.Host.Exchange(src, echo.Addr, []byte("tick"), 100*time.Millisecond) != nil {
 				lost++

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	weftagent "github.com/weftnet/weft/agent"
 	"github.com/weftnet/weft/localstate"
 	"github.com/weftnet/weft/probe"
 	"github.com/weftnet/weft/status"
@@ -168,7 +169,7 @@ func parseFlags(args []string, env func(string) string, stderr io.Writer) (confi
 
 	fs.StringVar(&c.stateDir, "state-dir", localstate.DefaultDir, `directory of the local state (the network config, this node's lease and VTEP MACs, the last admitted peers) the node boots from when the control plane does not answer; "" keeps none`)
 	fs.DurationVar(&c.stateMaxAge, "state-max-age", localstate.DefaultMaxAge, "oldest local state the node boots from")
-	fs.DurationVar(&c.offlineAfter, "offline-after", vxlan.DefaultOfflineAfter, "how long to wait at start for the control plane before booting from the local state")
+	fs.DurationVar(&c.offlineAfter, "offline-after", weftagent.DefaultOfflineAfter, "how long to wait at start for the control plane before booting from the local state")
 
 	fs.StringVar(&hzIP, "healthz-ip", "0.0.0.0", "the IP address for the healthz, readyz and metrics server to listen on")
 	fs.IntVar(&c.healthzPort, "healthz-port", 0, "the port for the healthz, readyz and metrics server; 0 disables it")

@@ -31,6 +31,8 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/hostrules"
+
+	weftagent "github.com/weftnet/weft/agent"
 	"github.com/weftnet/weft/lease"
 	"github.com/weftnet/weft/lease/admit"
 	"github.com/weftnet/weft/localstate"
@@ -181,11 +183,13 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 	// so that an address that comes up after the daemon (SLAAC, a late
 	// DHCP lease), or a default route that appears, is found without a
 	// restart.
-	nc := vxlan.NetworkConfig{
+	nc := weftagent.NetworkConfig{
 		Manager: a.src.manager, Previous: a.src.previous,
 		PublicIP: c.publicIP, PublicIPv6: c.publicIPv6,
 		ResyncInterval: c.resync, Logger: log,
-		TXChecksumOffload: c.txChecksumOffload,
+		Datapaths: map[string]lease.DatapathFactory{
+			lease.DefaultBackendType: vxlan.NewFactory(vxlan.FactoryConfig{TXChecksumOffload: c.txChecksumOffload}),
+		},
 	}
 	var lastFound underlay.Choice
 	onInterface := c // the interface's own addresses, the flags aside
@@ -213,16 +217,16 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 		nc.LocalState = localstate.NewStore(c.stateDir, stateIdentity(c), c.stateMaxAge)
 		nc.OfflineAfter = c.offlineAfter
 	}
-	nc.OnState = func(st vxlan.State) {
-		a.update(func() { a.held, a.netConf, a.mtu, a.withdrawn = st.Lease, st.Config, st.MTU, vxlan.Withdrawal{} })
+	nc.OnState = func(st weftagent.State) {
+		a.update(func() { a.held, a.netConf, a.mtu, a.withdrawn = st.Lease, st.Config, st.MTU, weftagent.Withdrawal{} })
 	}
 	// The lease given up (or not yet confirmed, at start): subnet.env
 	// goes, so that no pod gets an address of a subnet another node may
 	// hold, until the next State.
-	nc.OnWithdraw = func(w vxlan.Withdrawal) {
+	nc.OnWithdraw = func(w weftagent.Withdrawal) {
 		a.update(func() { a.held, a.withdrawn = lease.Lease{}, w })
 	}
-	n, err := vxlan.NewNetwork(nc)
+	n, err := weftagent.NewNetwork(nc)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	weftagent "github.com/weftnet/weft/agent"
 	"github.com/weftnet/weft/lease/admit"
 	"github.com/weftnet/weft/probe"
 	"github.com/weftnet/weft/vxlan"
@@ -35,12 +36,12 @@ func (a *agent) registerMetrics(reg *prometheus.Registry) {
 		return 0
 	})
 
-	offline := func() (vxlan.OfflineStatus, bool) {
+	offline := func() (weftagent.OfflineStatus, bool) {
 		a.mu.Lock()
 		n := a.net
 		a.mu.Unlock()
 		if n == nil {
-			return vxlan.OfflineStatus{}, false
+			return weftagent.OfflineStatus{}, false
 		}
 		return n.Offline()
 	}
@@ -60,7 +61,7 @@ func (a *agent) registerMetrics(reg *prometheus.Registry) {
 	a.registerProbeMetrics(reg)
 
 	// Peer leases admission rejects, by rule: none of them is programmed.
-	for _, reason := range admit.Reasons {
+	for _, reason := range admit.Reasons() {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "weft_peers_rejected", Help: "Peer leases admission rejects now, by the rule that rejects them; see the log or the datapath status for each.",
 			ConstLabels: prometheus.Labels{"reason": string(reason)},
@@ -89,7 +90,7 @@ func (a *agent) registerMetrics(reg *prometheus.Registry) {
 			if n == nil {
 				return nil
 			}
-			return fam.pick(n.Datapaths())
+			return fam.pick(vxlan.DatapathsOf(n.Datapaths()))
 		}
 		// One count serves every gauge of a scrape: each walks the
 		// peers under the reconciler's lock.

@@ -14,9 +14,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	weftagent "github.com/weftnet/weft/agent"
 	"github.com/weftnet/weft/probe"
 	"github.com/weftnet/weft/status"
-	"github.com/weftnet/weft/vxlan"
 )
 
 // statusView serves /status and on-demand probes from the Network and
@@ -25,7 +25,7 @@ type statusView struct {
 	ready func() (bool, string)
 
 	mu     sync.Mutex
-	net    *vxlan.Network
+	net    *weftagent.Network
 	prober *probe.Prober
 }
 
@@ -33,7 +33,7 @@ func newStatusView(ready func() (bool, string)) *statusView {
 	return &statusView{ready: ready}
 }
 
-func (v *statusView) set(n *vxlan.Network, p *probe.Prober) {
+func (v *statusView) set(n *weftagent.Network, p *probe.Prober) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.net, v.prober = n, p

@@ -5,13 +5,13 @@ import (
 	"net/netip"
 	"time"
 
+	weftagent "github.com/weftnet/weft/agent"
 	"github.com/weftnet/weft/hostrules"
 	"github.com/weftnet/weft/subnetenv"
-	"github.com/weftnet/weft/vxlan"
 )
 
 // subnet.env follows the Network's States and Withdrawals (see
-// vxlan.NetworkConfig.OnWithdraw): written, with the host rules before it,
+// weftagent.NetworkConfig.OnWithdraw): written, with the host rules before it,
 // once the node holds a lease the datapath has converged on; removed,
 // with the blackhole routes, while it holds none.
 
@@ -69,8 +69,8 @@ func (a *agent) update(change func()) {
 
 // removeFile removes subnet.env, and the blackhole routes of the subnet
 // it named, while no State is in force: the node holds no lease, or has
-// not confirmed one yet (see vxlan.Withdrawal). rulesMu is held.
-func (a *agent) removeFile(w vxlan.Withdrawal, networks hostrules.Target) {
+// not confirmed one yet (see weftagent.Withdrawal). rulesMu is held.
+func (a *agent) removeFile(w weftagent.Withdrawal, networks hostrules.Target) {
 	// The blackhole routes go with the lease; the masquerade and forward
 	// rules stay for the pods still running (see hostrules.Target), but
 	// those of a family the config no longer has.
@@ -96,7 +96,7 @@ func (a *agent) removeFile(w vxlan.Withdrawal, networks hostrules.Target) {
 		// (a change of families, which takes a restart), or the Network
 		// has not started; no lease to name.
 		a.log.Info("removed subnet.env; it is written again once the node holds a lease of the network config in force", "path", a.cfg.subnetFile)
-	case w.Reason == 0, w.Reason == vxlan.WithdrawStarting: // before the Network, or as it starts
+	case w.Reason == 0, w.Reason == weftagent.WithdrawStarting: // before the Network, or as it starts
 		a.log.Info("removed the subnet.env a previous run left; it is written again once the node holds its lease", "path", a.cfg.subnetFile, "subnet", w.Lease)
 	default:
 		a.log.Warn("removed subnet.env: the node does not hold the subnet it named; pods cannot start here until it holds a lease",

@@ -4,7 +4,7 @@
 //
 // It starts an embedded etcd, builds simulated hosts in network namespaces
 // on a shared L2 segment, gives each host pod namespaces on a bridge, runs
-// weft's agent loop (vxlan.Network with lease/etcd) on every host, waits
+// weft's agent loop (agent.Network with lease/etcd) on every host, waits
 // for the overlay to converge (every host ready, every host's route to
 // every other's subnet programmed, and every bridge and veth it made
 // operationally up), and proves pod-to-pod traffic across

@@ -13,9 +13,11 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/weftnet/weft/agent"
 	"github.com/weftnet/weft/internal/etcdtest"
 	"github.com/weftnet/weft/internal/linkstate"
 	"github.com/weftnet/weft/internal/netnstest"
+	"github.com/weftnet/weft/lease"
 	"github.com/weftnet/weft/lease/etcd"
 	"github.com/weftnet/weft/vxlan"
 )
@@ -25,7 +27,7 @@ const netConf = `{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}`
 // host is one simulated machine running the agent loop.
 type host struct {
 	*netnstest.Host
-	net  *vxlan.Network
+	net  *agent.Network
 	pods []*pod
 }
 
@@ -122,9 +124,10 @@ func run(ctx context.Context, e *env, o options) (report, error) {
 			return rep, err
 		}
 		e.Cleanup(func() { m.Close() })
-		n, err := vxlan.NewNetwork(vxlan.NetworkConfig{
+		n, err := agent.NewNetwork(agent.NetworkConfig{
 			Manager: m, PublicIP: h.Addr.Addr(), Namespace: h.Handle,
-			Logger: o.log.With("host", h.Name),
+			Logger:    o.log.With("host", h.Name),
+			Datapaths: map[string]lease.DatapathFactory{lease.DefaultBackendType: vxlan.NewFactory(vxlan.FactoryConfig{})},
 		})
 		if err != nil {
 			return rep, err
@@ -192,7 +195,7 @@ func run(ctx context.Context, e *env, o options) (report, error) {
 	fmt.Fprintln(tw, "HOST\tUNDERLAY\tSUBNET\tVTEP MAC\tPEERS\tDEVICE MTU")
 	for _, h := range hosts {
 		l, _ := h.net.Lease()
-		v4, _ := h.net.Datapaths()
+		v4, _ := vxlan.DatapathsOf(h.net.Datapaths())
 		st := v4.Status()
 		programmed := 0
 		for _, p := range st.Reconciler.Peers {
@@ -285,7 +288,7 @@ func waitConverged(ctx context.Context, hosts []*host, timeout time.Duration) er
 // programsAll reports whether h's datapath holds every other host's
 // subnet, every object of it in the kernel; if not, which it lacks.
 func programsAll(h *host, hosts []*host) (bool, string) {
-	v4, _ := h.net.Datapaths()
+	v4, _ := vxlan.DatapathsOf(h.net.Datapaths())
 	if v4 == nil {
 		return false, "no IPv4 datapath"
 	}

@@ -211,7 +211,7 @@ func (c *kubeScale) start(i int) *kubeAgent {
 	return a
 }
 
-// run is the agent: the calls a vxlan.Network makes of its Manager.
+// run is the agent: the calls an agent.Network makes of its Manager.
 func (c *kubeScale) run(ctx context.Context, a *kubeAgent) {
 	// A Network goes on without them (deriving its VTEP MACs).
 	if _, err := a.m.Hints(ctx); err != nil && ctx.Err() == nil {

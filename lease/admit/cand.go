@@ -17,14 +17,14 @@ const (
 )
 
 // code is a Reason as a candidate keeps it: 0 for admitted, then the
-// rules in the order of Reasons, and pending for a candidate queued to be
+// rules in the order of reasons, and pending for a candidate queued to be
 // judged (no pass ends with one).
 type code uint8
 
 const pending code = 255
 
 func codeOf(r Reason) code {
-	for i, x := range Reasons {
+	for i, x := range reasons {
 		if x == r {
 			return code(i + 1)
 		}
@@ -33,10 +33,10 @@ func codeOf(r Reason) code {
 }
 
 func (c code) reason() Reason {
-	if c == 0 || int(c) > len(Reasons) {
+	if c == 0 || int(c) > len(reasons) {
 		return ""
 	}
-	return Reasons[c-1]
+	return reasons[c-1]
 }
 
 // cand is one family's half of a lease, with its verdict. A table holds one
@@ -72,7 +72,7 @@ type cand struct {
 // extra is what a candidate needs only when its lease has something wrong
 // with it that the rules cannot tell again from the candidate alone.
 type extra struct {
-	otherBackend bool   // BackendType is not DefaultBackendType but backendType
+	otherBackend bool   // BackendType is not lease.DefaultBackendType but backendType
 	backendType  string //
 	decodeErr    string // why the backend data does not decode
 	invalid      string // lease.Lease.Invalid: why the source could not take the value

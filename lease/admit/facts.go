@@ -7,10 +7,6 @@ import (
 	"github.com/weftnet/weft/lease"
 )
 
-// DefaultBackendType is the backend a node runs when Facts.BackendType is
-// empty.
-const DefaultBackendType = "vxlan"
-
 // Facts are what admission knows of this node, beside the leases.
 type Facts struct {
 	// Node is this node's identity, the Owner of its leases. Leases it owns
@@ -22,7 +18,8 @@ type Facts struct {
 	// node runs. The zero Prefix means the family is not run: leases'
 	// halves of it are ignored, not rejected.
 	Network, IPv6Network netip.Prefix
-	// BackendType is the backend the node runs; "" means "vxlan".
+	// BackendType is the backend the node runs; "" means
+	// lease.DefaultBackendType.
 	BackendType string
 	// VNI is the VXLAN network identifier peers must share.
 	VNI int
@@ -49,7 +46,7 @@ func (f *Facts) network(ipv6 bool) netip.Prefix {
 
 func (f *Facts) backendType() string {
 	if f.BackendType == "" {
-		return DefaultBackendType
+		return lease.DefaultBackendType
 	}
 	return f.BackendType
 }
@@ -119,8 +116,13 @@ const (
 	ReasonIdentityConflict Reason = "identity-conflict"
 )
 
-// Reasons lists every Reason, for metrics that report each.
-var Reasons = []Reason{
+// reasons is every Reason, in the order rules are applied: an array, so
+// that no caller can change what a candidate's code means.
+var reasons = [...]Reason{
 	ReasonValue, ReasonBackend, ReasonVtepMAC, ReasonPublicIP, ReasonSubnet, ReasonOwnSubnet,
 	ReasonConnected, ReasonProtected, ReasonSubnetConflict, ReasonIdentityConflict,
 }
+
+// Reasons lists every Reason, for metrics that report each: a new slice at
+// each call, which the caller may keep or change.
+func Reasons() []Reason { return append([]Reason(nil), reasons[:]...) }

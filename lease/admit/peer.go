@@ -10,10 +10,10 @@ import (
 	"github.com/weftnet/weft/lease"
 )
 
-// A MAC is a VTEP's Ethernet address, comparable and usable as a map key.
-type MAC [6]byte
-
-func (m MAC) String() string { return net.HardwareAddr(m[:]).String() }
+// MAC is lease.MAC, the module's one MAC type: a VTEP's Ethernet address,
+// comparable, usable as a map key, and marshalled as text. The alias keeps
+// the package's indexes short to write.
+type MAC = lease.MAC
 
 // A Peer is one family's half of a lease, as the datapath would program it.
 type Peer struct {
@@ -29,8 +29,10 @@ type Peer struct {
 // maxVNI is the largest VXLAN network identifier: it is 24 bits wide.
 const maxVNI = 1<<24 - 1
 
-// backendData is the vxlan backend's part of a lease, flannel's
-// {"VNI":1,"VtepMAC":"0e:..."}.
+// backendData is how admission decodes vxlan.BackendData, flannel's
+// {"VNI":1,"VtepMAC":"0e:..."}, from an untrusted lease: the MAC as text,
+// so that a missing one, a malformed one and the zero MAC each get a rule
+// and a message of their own.
 type backendData struct {
 	VNI     int
 	VtepMAC string
@@ -53,7 +55,7 @@ func decode(l lease.Lease, ipv6 bool) (*cand, bool) {
 		c.ext().invalid = l.Invalid
 		return c, true
 	}
-	if l.Attrs.BackendType != DefaultBackendType {
+	if l.Attrs.BackendType != lease.DefaultBackendType {
 		c.ext().otherBackend, c.x.backendType = true, l.Attrs.BackendType
 	}
 	var data backendData
@@ -93,7 +95,7 @@ func (c *cand) staticRules(f *Facts) (Reason, string) {
 	if c.x != nil && c.x.invalid != "" {
 		return ReasonValue, c.x.invalid + "; the node holding the lease must write one within flannel's format, or the lease be deleted"
 	}
-	backendType := DefaultBackendType
+	backendType := lease.DefaultBackendType
 	if c.x != nil && c.x.otherBackend {
 		backendType = c.x.backendType
 	}

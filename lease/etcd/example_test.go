@@ -14,7 +14,7 @@ import (
 
 // A node's lease: acquired once, then kept until the context ends. Keep
 // returns an error matching lease.ErrLeaseLost if another node took the
-// subnet; acquire again then. (vxlan.Network runs this loop for you.)
+// subnet; acquire again then. (agent.Network runs this loop for you.)
 func ExampleNew() {
 	m, err := etcd.New(etcd.Options{
 		Endpoints: []string{"https://10.0.0.1:2379"},

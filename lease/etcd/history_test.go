@@ -20,7 +20,7 @@ import (
 
 // agent is what a node's daemon does with its Manager: acquire, keep, and
 // acquire again after a loss, giving up a lease the network config in
-// force leaves out (as vxlan.Network does). It records what it holds, the
+// force leaves out (as agent.Network does). It records what it holds, the
 // subnet it would route.
 type agent struct {
 	name  string

@@ -36,7 +36,7 @@ const (
 
 var noticeNames = [...]string{"natural", "keep", "renewal", "restart"}
 
-// runner is a node's daemon as vxlan.Network is, reduced to its lease:
+// runner is a node's daemon as agent.Network is, reduced to its lease:
 // acquire (asking for the subnet it runs on), keep, acquire again after a
 // loss. running is the subnet its datapath carries, from its first lease
 // until it is given another, across losses and restarts (a restart boots

@@ -1,6 +1,6 @@
 //go:build linux
 
-package vxlan_test
+package agent_test
 
 import (
 	"context"
@@ -14,26 +14,26 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/weftnet/weft/agent"
 	"github.com/weftnet/weft/internal/etcdtest"
 	"github.com/weftnet/weft/internal/netnstest"
 	"github.com/weftnet/weft/internal/testutil"
 	"github.com/weftnet/weft/lease"
 	"github.com/weftnet/weft/lease/etcd"
 	"github.com/weftnet/weft/subnetenv"
-	"github.com/weftnet/weft/vxlan"
 )
 
 // restoreAgent runs a Network on host as flanneld does: OnState writes
 // subnet.env, and a restart asks for the subnet subnet.env names.
 type restoreAgent struct {
-	*agent
+	*simHost
 	env  string
 	stop func()
 }
 
 // startRestoreAgent runs a Network on h. A restart asks for the subnet
 // env names, or, with store and no env, boots from the local state.
-func startRestoreAgent(t *testing.T, srv *etcdtest.Server, h *netnstest.Host, env string, store vxlan.StateStore) *restoreAgent {
+func startRestoreAgent(t *testing.T, srv *etcdtest.Server, h *netnstest.Host, env string, store agent.StateStore) *restoreAgent {
 	t.Helper()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	m, err := etcd.New(etcd.Options{Endpoints: []string{srv.Endpoint()}, Node: h.Name, TTL: 10 * time.Second, RenewMargin: 8 * time.Second, Logger: quiet})
@@ -44,10 +44,11 @@ func startRestoreAgent(t *testing.T, srv *etcdtest.Server, h *netnstest.Host, en
 	if f, err := subnetenv.Read(env); err == nil && store == nil {
 		previous = lease.Key{IPv4: f.Subnet.Masked()}
 	}
-	a := &restoreAgent{agent: &agent{host: h}, env: env}
-	cfg := vxlan.NetworkConfig{
-		Manager: m, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet, Previous: previous,
-		OnState: func(st vxlan.State) {
+	a := &restoreAgent{simHost: &simHost{host: h}, env: env}
+	cfg := agent.NetworkConfig{
+		Datapaths: vxlanOnly,
+		Manager:   m, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet, Previous: previous,
+		OnState: func(st agent.State) {
 			a.record(st)
 			if err := subnetenv.Write(env, subnetenv.File{Network: st.Config.Network, Subnet: st.Lease.Key.IPv4, MTU: st.MTU}); err != nil {
 				t.Errorf("%s: %v", h.Name, err)
@@ -57,7 +58,7 @@ func startRestoreAgent(t *testing.T, srv *etcdtest.Server, h *netnstest.Host, en
 	if store != nil {
 		cfg.LocalState = store
 	}
-	a.net, err = vxlan.NewNetwork(cfg)
+	a.net, err = agent.NewNetwork(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +83,7 @@ func startRestoreAgent(t *testing.T, srv *etcdtest.Server, h *netnstest.Host, en
 }
 
 // deviceHolds reports whether a's flannel.1 carries k's address.
-func deviceHolds(a *agent, k lease.Key) bool {
+func deviceHolds(a *simHost, k lease.Key) bool {
 	link, err := a.host.Netlink().LinkByName("flannel.1")
 	if err != nil {
 		return false
@@ -123,10 +124,10 @@ func TestNetworkRestoredFromBackup(t *testing.T) {
 			for _, h := range seg.Hosts {
 				agents = append(agents, startRestoreAgent(t, srv, h, filepath.Join(dir, h.Name+".env"), nil))
 			}
-			all := func() []*agent {
-				var out []*agent
+			all := func() []*simHost {
+				var out []*simHost
 				for _, a := range agents {
-					out = append(out, a.agent)
+					out = append(out, a.simHost)
 				}
 				return out
 			}
@@ -178,14 +179,14 @@ func TestNetworkRestoredFromBackup(t *testing.T) {
 				}
 				t.Fatalf("the host's leases after the restore: %v; it ran on %v", keys, running)
 			}
-			if !deviceHolds(b.agent, running) {
+			if !deviceHolds(b.simHost, running) {
 				t.Errorf("the host's device does not carry %v", running)
 			}
 			if f, err := subnetenv.Read(b.env); err != nil || f.Subnet.Masked() != running.IPv4 {
 				t.Errorf("subnet.env names %v (%v), want %v", f.Subnet, err, running)
 			}
 			for _, other := range []*restoreAgent{agents[0], agents[2]} {
-				if err := reach(t, other.agent, b.agent); err != nil {
+				if err := reach(t, other.simHost, b.simHost); err != nil {
 					t.Errorf("%s -> %s on %v: %v", other.host.Name, b.host.Name, running, err)
 				}
 			}

@@ -1,12 +1,11 @@
 //go:build linux
 
-package vxlan
+package agent
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
-	"math"
-	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"testing"
@@ -15,30 +14,6 @@ import (
 	"github.com/weftnet/weft/lease/admit"
 )
 
-// TestAppendBackendData: the backend data a save writes for each peer is
-// json.Marshal's encoding of BackendData, for any VNI and MAC.
-func TestAppendBackendData(t *testing.T) {
-	rng := rand.New(rand.NewPCG(1, 2))
-	for i := range 1000 {
-		var mac MAC
-		for j := range mac {
-			mac[j] = byte(rng.IntN(256))
-		}
-		vni := []int{0, 1, 4096, 1<<24 - 1, -1, math.MaxInt, math.MinInt}[i%7]
-		want, err := json.Marshal(BackendData{VNI: vni, VtepMAC: mac})
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := appendBackendData(nil, vni, mac)
-		if string(got) != string(want) {
-			t.Fatalf("appendBackendData(%d, %s) = %s, json.Marshal gives %s", vni, mac, got, want)
-		}
-		if len(got) > maxBackendData {
-			t.Fatalf("%s is %d bytes, more than maxBackendData (%d)", got, len(got), maxBackendData)
-		}
-	}
-}
-
 // TestAdmittedLeasesDualStack: the saved peer set holds each lease once,
 // by key, with the halves admission admitted: both for a dual-stack peer,
 // one for a peer of one family, each half's backend data as the peer
@@ -46,18 +21,18 @@ func TestAppendBackendData(t *testing.T) {
 func TestAdmittedLeasesDualStack(t *testing.T) {
 	facts := admit.Facts{Node: "me", Own: lease.Key{IPv4: netip.MustParsePrefix("10.0.0.0/24"), IPv6: netip.MustParsePrefix("fd00::/64")},
 		Network: netip.MustParsePrefix("10.0.0.0/16"), IPv6Network: netip.MustParsePrefix("fd00::/48"), BackendType: "vxlan", VNI: 1}
-	n := &Network{table: admit.NewTable(facts), v4: &Datapath{}, v6: &Datapath{}, backend: Config{VNI: 1}}
+	n := &Network{table: admit.NewTable(facts), v4: stubDatapath{}, v6: stubDatapath{}, backend: []byte(`{"Type":"vxlan","VNI":1}`), backendType: "vxlan"}
 	mk := func(i int, v4, v6 bool) lease.Lease {
 		l := lease.Lease{Seniority: int64(i), Attrs: lease.Attrs{BackendType: "vxlan", Owner: fmt.Sprint("n", i)}}
 		if v4 {
 			l.Key.IPv4 = netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 0, byte(i), 0}), 24)
 			l.Attrs.PublicIP = netip.AddrFrom4([4]byte{192, 0, 2, byte(i)})
-			l.Attrs.BackendData = appendBackendData(nil, 1, MAC{0x0e, 0, 0, 0, 4, byte(i)})
+			l.Attrs.BackendData = admit.AppendBackendData(nil, 1, lease.MAC{0x0e, 0, 0, 0, 4, byte(i)})
 		}
 		if v6 {
 			l.Key.IPv6 = netip.PrefixFrom(netip.AddrFrom16([16]byte{0xfd, 7: byte(i)}), 64)
 			l.Attrs.PublicIPv6 = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: byte(i)})
-			l.Attrs.BackendV6Data = appendBackendData(nil, 1, MAC{0x0e, 0, 0, 0, 6, byte(i)})
+			l.Attrs.BackendV6Data = admit.AppendBackendData(nil, 1, lease.MAC{0x0e, 0, 0, 0, 6, byte(i)})
 		}
 		return l
 	}
@@ -80,3 +55,17 @@ func TestAdmittedLeasesDualStack(t *testing.T) {
 		}
 	}
 }
+
+// stubDatapath is a datapath that programs nothing, for tests of the
+// agent's own state.
+type stubDatapath struct{}
+
+func (stubDatapath) BackendData() json.RawMessage              { return nil }
+func (stubDatapath) Run(ctx context.Context) error             { <-ctx.Done(); return ctx.Err() }
+func (stubDatapath) SetSubnet(netip.Prefix)                    {}
+func (stubDatapath) SetUnderlay(netip.Addr, int, netip.Prefix) {}
+func (stubDatapath) SetPeers([]lease.DatapathPeer) error       { return nil }
+func (stubDatapath) SetPeer(lease.DatapathPeer) error          { return nil }
+func (stubDatapath) RemovePeer(netip.Prefix) error             { return nil }
+func (stubDatapath) Report() lease.DatapathReport              { return lease.DatapathReport{Synced: true} }
+func (stubDatapath) Close()                                    {}

@@ -1,6 +1,6 @@
 //go:build linux
 
-package vxlan
+package agent
 
 import (
 	"context"
@@ -68,7 +68,7 @@ type PeerEvent struct {
 	// Peer is what was programmed (PeerProgrammed), or what the rejected
 	// lease would have given (PeerRejected). For PeerRemoved only
 	// Peer.Subnet is set.
-	Peer Peer
+	Peer lease.DatapathPeer
 	// Lease and Owner are the lease the peer comes from and its node
 	// ("" for a lease flannel wrote); zero for PeerRemoved.
 	Lease lease.Key
@@ -90,10 +90,10 @@ func (n *Network) peerEvents(d admit.Delta) []PeerEvent {
 			continue
 		}
 		if !c.Admitted {
-			out = append(out, PeerEvent{Kind: PeerRemoved, IPv6: c.IPv6, Peer: Peer{Subnet: c.Subnet}})
+			out = append(out, PeerEvent{Kind: PeerRemoved, IPv6: c.IPv6, Peer: lease.DatapathPeer{Subnet: c.Subnet}})
 			continue
 		}
-		out = append(out, PeerEvent{Kind: PeerProgrammed, IPv6: c.IPv6, Peer: n.toPeer(c.Peer), Lease: c.Peer.Key, Owner: c.Peer.Owner})
+		out = append(out, PeerEvent{Kind: PeerProgrammed, IPv6: c.IPv6, Peer: c.Peer.DatapathPeer(), Lease: c.Peer.Key, Owner: c.Peer.Owner})
 	}
 	for _, v := range d.Verdicts {
 		if v.Admitted() {
@@ -101,7 +101,7 @@ func (n *Network) peerEvents(d admit.Delta) []PeerEvent {
 		}
 		out = append(out, PeerEvent{
 			Kind: PeerRejected, IPv6: v.Peer.IPv6,
-			Peer:  Peer{Subnet: v.Peer.Subnet, PublicIP: v.Peer.PublicIP, VtepMAC: MAC(v.Peer.VtepMAC)},
+			Peer:  v.Peer.DatapathPeer(),
 			Lease: v.Peer.Key, Owner: v.Peer.Owner, Reason: v.Reason, Detail: v.Detail,
 		})
 	}
@@ -118,6 +118,7 @@ func (n *Network) tellPeers(events []PeerEvent) {
 
 // kickState wakes the State publisher. It never blocks.
 func (n *Network) kickState() {
+	n.noteChange()
 	select {
 	case n.stateKick <- struct{}{}:
 	default:
@@ -136,6 +137,11 @@ type stateVersion struct {
 func (n *Network) currentState() (State, stateVersion, bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	return n.currentStateLocked()
+}
+
+// currentStateLocked is currentState; n.mu is held.
+func (n *Network) currentStateLocked() (State, stateVersion, bool) {
 	if ok, _ := n.readyLocked(); !ok || n.outsideLocked(n.own.Key, n.netConf) || n.ownFrom == Reacquiring {
 		return State{}, stateVersion{}, false
 	}
@@ -156,7 +162,7 @@ func (n *Network) State() (State, bool) {
 // held. Every change that can make a new State, or end one, kicks it; a
 // State that has not changed is not announced again.
 func (n *Network) publishStates(ctx context.Context) error {
-	notifier, _ := n.cfg.Manager.(lease.ReadyNotifier)
+	notifier := n.opt.ready
 	var last stateVersion
 	var inForce lease.Key // the lease of the State announced, until withdrawn
 	announced, holds := false, false

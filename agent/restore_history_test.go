@@ -1,6 +1,6 @@
 //go:build linux
 
-package vxlan_test
+package agent_test
 
 import (
 	"context"
@@ -152,7 +152,7 @@ func TestNetworkRestoreHistories(t *testing.T) {
 			if len(own) != 1 || own[0] != k {
 				bad = append(bad, fmt.Sprintf("%s runs on %v; etcd stores %v as its", a.host.Name, k, own))
 			}
-			if !deviceHolds(a.agent, k) {
+			if !deviceHolds(a.simHost, k) {
 				bad = append(bad, fmt.Sprintf("%s's device does not carry %v", a.host.Name, k))
 			}
 			if f, err := subnetenv.Read(a.env); err != nil || f.Subnet.Masked() != k.IPv4 {
@@ -180,10 +180,10 @@ func TestNetworkRestoreHistories(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	all := func() []*agent {
-		var out []*agent
+	all := func() []*simHost {
+		var out []*simHost
 		for _, a := range agents {
-			out = append(out, a.agent)
+			out = append(out, a.simHost)
 		}
 		return out
 	}
@@ -269,7 +269,7 @@ func TestNetworkRestoreHistories(t *testing.T) {
 		}
 		from, to := agents[rnd.IntN(len(agents))], agents[rnd.IntN(len(agents))]
 		if from != to {
-			if err := reach(t, from.agent, to.agent); err != nil {
+			if err := reach(t, from.simHost, to.simHost); err != nil {
 				t.Fatalf("step %d (%s): %s -> %s: %v", s, log[len(log)-1], from.host.Name, to.host.Name, err)
 			}
 		}

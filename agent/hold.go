@@ -1,6 +1,6 @@
 //go:build linux
 
-package vxlan
+package agent
 
 import (
 	"context"
@@ -123,18 +123,28 @@ func (n *Network) outsideLocked(k lease.Key, c lease.Config) bool {
 // holdLease acquires in the new network.
 func (n *Network) dropIfOutside(c lease.Config) {
 	n.mu.Lock()
+	drop := n.dropIfOutsideLocked(c)
+	n.mu.Unlock()
+	drop()
+}
+
+// dropIfOutsideLocked is dropIfOutside's decision, made under n.mu, so
+// that a config and the lease it leaves out are never seen together; the
+// caller calls the returned func (a no-op when nothing is given up) after
+// letting n.mu go.
+func (n *Network) dropIfOutsideLocked(c lease.Config) func() {
 	if !n.hasOwn || !n.outsideLocked(n.own.Key, c) || n.dropOwn == nil {
-		n.mu.Unlock()
-		return
+		return func() {}
 	}
 	own, drop := n.own.Key, n.dropOwn
 	n.hasOwn, n.dropOwn = false, nil
 	n.leaseGen++ // an announcement pending for the old lease is void
 	n.noteGoneLocked(own, WithdrawOutsideNetwork, fmt.Sprintf("network %s, ipv6_network %s", c.Network, c.IPv6Network))
-	n.mu.Unlock()
-	n.log.Info("the network config no longer contains the node's subnet; acquiring one in the new network",
-		"subnet", own, "network", c.Network, "ipv6_network", c.IPv6Network)
-	drop(errOutsideNetwork)
+	return func() {
+		n.log.Info("the network config no longer contains the node's subnet; acquiring one in the new network",
+			"subnet", own, "network", c.Network, "ipv6_network", c.IPv6Network)
+		drop(errOutsideNetwork)
+	}
 }
 
 // markLost records that the lease held is lost (err says how) and
@@ -147,5 +157,54 @@ func (n *Network) markLost(err error) {
 	if n.hasOwn {
 		n.ownFrom = Reacquiring
 		n.noteGoneLocked(n.own.Key, WithdrawLost, err.Error())
+	}
+}
+
+// setOwn takes a new lease of this node's: the devices are re-addressed,
+// the peers recomputed without it, and the caller told once converged.
+func (n *Network) setOwn(l lease.Lease, from LeaseSource) {
+	// Under n.push, so that no peer change is made between the new lease
+	// and admission learning of it; the devices move to it under n.mu,
+	// so that no State pairs the new lease with a datapath synced on the
+	// old subnet.
+	n.push.Lock()
+	n.mu.Lock()
+	if n.off.lease && n.own.Key != l.Key {
+		n.log.Warn("the lease the node ran with from its local state is no longer its own; moving to the one the lease source gives",
+			"was", n.own.Key, "subnet", l.Key)
+	}
+	if !n.hasOwn || n.own.Key != l.Key {
+		n.ownSince = time.Now() // a new subnet; the same one, confirmed or re-acquired, keeps its time
+	}
+	if n.hasOwn && n.own.Key != l.Key && n.ownFrom != Reacquiring {
+		n.noteGoneLocked(n.own.Key, WithdrawReplaced, "now "+l.Key.String())
+	}
+	n.own, n.hasOwn, n.off.lease, n.ownFrom = l, true, false, from
+	n.leaseGen++
+	n.moveDevicesLocked(l.Key)
+	n.backOnlineLocked()
+	n.mu.Unlock()
+	n.refreshFactsLocked()
+	n.push.Unlock()
+	// The peer watch starts only now, with admission knowing the lease.
+	n.leasedOnce.Do(func() { close(n.leased) })
+	n.log.Info("holding lease", "subnet", l.Key)
+	n.kickState()
+	n.kickSave()
+}
+
+// moveDevicesLocked gives the devices the subnets of k, unless they have
+// them: a datapath given its subnet again would reconcile for nothing.
+// n.mu is held.
+func (n *Network) moveDevicesLocked(k lease.Key) {
+	if n.devSubnets == k {
+		return
+	}
+	n.devSubnets = k
+	if n.v4 != nil {
+		n.v4.SetSubnet(k.IPv4)
+	}
+	if n.v6 != nil {
+		n.v6.SetSubnet(k.IPv6)
 	}
 }

@@ -1,6 +1,6 @@
 //go:build linux
 
-package vxlan_test
+package agent_test
 
 import (
 	"context"
@@ -18,26 +18,27 @@ import (
 	"github.com/vishvananda/netlink"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/weftnet/weft/agent"
 	"github.com/weftnet/weft/internal/etcdtest"
 	"github.com/weftnet/weft/internal/netnstest"
+	"github.com/weftnet/weft/internal/testutil"
 	"github.com/weftnet/weft/lease"
 	"github.com/weftnet/weft/lease/etcd"
-	"github.com/weftnet/weft/vxlan"
 )
 
-// agent is one simulated host running vxlan.Network against etcd.
-type agent struct {
+// agent is one simulated host running agent.Network against etcd.
+type simHost struct {
 	host   *netnstest.Host
-	net    *vxlan.Network
+	net    *agent.Network
 	mu     sync.Mutex
 	leases []lease.Lease
-	states []vxlan.State
+	states []agent.State
 	early  []string // States announced before the device held their subnet
 }
 
 // checkEarly fails t if a State was announced before the device carried
 // its subnet.
-func (a *agent) checkEarly(t *testing.T) {
+func (a *simHost) checkEarly(t *testing.T) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if len(a.early) > 0 {
@@ -47,7 +48,7 @@ func (a *agent) checkEarly(t *testing.T) {
 
 // record is the agent's OnState: it keeps each State, and each lease that
 // differs from the one before.
-func (a *agent) record(st vxlan.State) {
+func (a *simHost) record(st agent.State) {
 	// A State is announced only once the device carries its subnet.
 	held := false
 	if link, err := a.host.Netlink().LinkByName("flannel.1"); err == nil {
@@ -69,18 +70,18 @@ func (a *agent) record(st vxlan.State) {
 	}
 }
 
-func (a *agent) leaseHistory() []lease.Lease {
+func (a *simHost) leaseHistory() []lease.Lease {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return append([]lease.Lease(nil), a.leases...)
 }
 
-func (a *agent) current() lease.Lease {
+func (a *simHost) current() lease.Lease {
 	h := a.leaseHistory()
 	return h[len(h)-1]
 }
 
-func startAgents(t *testing.T, n int) ([]*agent, *etcdtest.Server) {
+func startAgents(t *testing.T, n int) ([]*simHost, *etcdtest.Server) {
 	t.Helper()
 	srv := etcdtest.Start(t)
 	admin := srv.Client(t)
@@ -89,16 +90,17 @@ func startAgents(t *testing.T, n int) ([]*agent, *etcdtest.Server) {
 	}
 	seg := netnstest.NewSegment(t, n)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	var agents []*agent
+	var agents []*simHost
 	for _, h := range seg.Hosts {
 		m, err := etcd.New(etcd.Options{Endpoints: []string{srv.Endpoint()}, Node: h.Name, TTL: 10 * time.Second, RenewMargin: 5 * time.Second, Logger: quiet})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { m.Close() })
-		a := &agent{host: h}
-		a.net, err = vxlan.NewNetwork(vxlan.NetworkConfig{
-			Manager: m, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet,
+		a := &simHost{host: h}
+		a.net, err = agent.NewNetwork(agent.NetworkConfig{
+			Datapaths: vxlanOnly,
+			Manager:   m, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet,
 			OnState: a.record,
 		})
 		if err != nil {
@@ -121,25 +123,18 @@ func startAgents(t *testing.T, n int) ([]*agent, *etcdtest.Server) {
 
 // waitReady waits until every agent is ready and has announced its lease
 // through OnState.
-func waitReady(t *testing.T, agents []*agent) {
+func waitReady(t *testing.T, agents []*simHost) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
 	for _, a := range agents {
-		for {
-			ok, why := a.net.Ready()
-			if l, held := a.net.Lease(); ok && held && len(a.leaseHistory()) > 0 && a.current().Key == l.Key {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s not ready: %s", a.host.Name, why)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		testutil.WaitFor(t, 15*time.Second, a.host.Name+" ready, its lease announced", func() bool {
+			s := a.net.Snapshot()
+			return s.Ready && s.Held && len(a.leaseHistory()) > 0 && a.current().Key == s.Lease.Key
+		})
 	}
 }
 
 // reach sends UDP between two agents' overlay addresses.
-func reach(t *testing.T, from, to *agent) error {
+func reach(t *testing.T, from, to *simHost) error {
 	t.Helper()
 	echo := to.host.ListenEcho(t, to.current().Key.IPv4.Addr())
 	return from.host.WaitExchange(from.current().Key.IPv4.Addr(), echo.Addr, 5*time.Second)
@@ -188,13 +183,7 @@ func TestNetworkLeaseLost(t *testing.T) {
 	if _, err := srv.Client(t).Put(context.Background(), "/coreos.com/network/subnets/"+old.String(), intruder); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for len(a.leaseHistory()) < 2 {
-		if time.Now().After(deadline) {
-			t.Fatal("no new lease after the old one was deleted")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.WaitFor(t, 15*time.Second, "a new lease after the old one was deleted", func() bool { return len(a.leaseHistory()) >= 2 })
 	waitReady(t, agents)
 	if now := a.current().Key; now == old {
 		t.Fatalf("host kept %v, which the intruder holds", now)
@@ -258,14 +247,8 @@ func TestNetworkWatchesAfterLease(t *testing.T) {
 	t.Parallel()
 	h, m, quiet := oneHost(t, `{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}`)
 	spy := &orderSpy{Manager: m}
-	n := runNetwork(t, vxlan.NetworkConfig{Manager: spy, Node: h.Name, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet})
-	deadline := time.Now().Add(15 * time.Second)
-	for ok, why := n.Ready(); !ok; ok, why = n.Ready() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not ready: %s", why)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	n := runNetwork(t, agent.NetworkConfig{Datapaths: vxlanOnly, Manager: spy, Node: h.Name, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet})
+	testutil.WaitFor(t, 15*time.Second, "the node ready", func() bool { ok, _ := n.Ready(); return ok })
 	if !spy.watched.Load() {
 		t.Fatal("ready without watching the leases")
 	}
@@ -303,7 +286,7 @@ func TestNetworkOneFamilyChange(t *testing.T) {
 	t.Parallel()
 	h, m, quiet := oneHost(t, `{"Network": "10.244.0.0/16", "EnableIPv6": true, "IPv6Network": "fd00:10:244::/56", "Backend": {"Type": "vxlan"}}`)
 	script := &scriptedWatch{Manager: m, batches: make(chan lease.Batch)}
-	runNetwork(t, vxlan.NetworkConfig{Manager: script, Node: h.Name, PublicIP: h.Addr.Addr(), PublicIPv6: h.Addr6.Addr(), Namespace: h.Handle, Logger: quiet})
+	runNetwork(t, agent.NetworkConfig{Datapaths: vxlanOnly, Manager: script, Node: h.Name, PublicIP: h.Addr.Addr(), PublicIPv6: h.Addr6.Addr(), Namespace: h.Handle, Logger: quiet})
 
 	peer := func(v6 string) lease.Lease {
 		return lease.Lease{
@@ -318,13 +301,9 @@ func TestNetworkOneFamilyChange(t *testing.T) {
 		routes, err := h.Netlink().RouteListFiltered(family, &netlink.Route{Dst: netipNet(dst)}, netlink.RT_FILTER_DST)
 		return err == nil && len(routes) > 0
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for !routeTo(before.Key.IPv4, netlink.FAMILY_V4) || !routeTo(before.Key.IPv6, netlink.FAMILY_V6) {
-		if time.Now().After(deadline) {
-			t.Fatal("the peer's routes did not appear")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.WaitFor(t, 15*time.Second, "the peer's routes", func() bool {
+		return routeTo(before.Key.IPv4, netlink.FAMILY_V4) && routeTo(before.Key.IPv6, netlink.FAMILY_V6)
+	})
 
 	updates, stop := make(chan netlink.RouteUpdate, 256), make(chan struct{})
 	defer close(stop)
@@ -332,12 +311,9 @@ func TestNetworkOneFamilyChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	script.batches <- lease.Batch{Events: []lease.Event{{Type: lease.Removed, Lease: before}, {Type: lease.Added, Lease: after}}}
-	for !routeTo(after.Key.IPv6, netlink.FAMILY_V6) || routeTo(before.Key.IPv6, netlink.FAMILY_V6) {
-		if time.Now().After(deadline) {
-			t.Fatal("the IPv6 route did not move")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.WaitFor(t, 15*time.Second, "the IPv6 route to move", func() bool {
+		return routeTo(after.Key.IPv6, netlink.FAMILY_V6) && !routeTo(before.Key.IPv6, netlink.FAMILY_V6)
+	})
 	for len(updates) > 0 {
 		u := <-updates
 		if u.Dst != nil && u.Dst.String() == before.Key.IPv4.String() {
@@ -355,9 +331,9 @@ func netipNet(p netip.Prefix) *net.IPNet {
 
 // runNetwork runs a Network until the end of the test, which then checks
 // that Run returned context.Canceled.
-func runNetwork(t *testing.T, cfg vxlan.NetworkConfig) *vxlan.Network {
+func runNetwork(t *testing.T, cfg agent.NetworkConfig) *agent.Network {
 	t.Helper()
-	n, err := vxlan.NewNetwork(cfg)
+	n, err := agent.NewNetwork(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -409,7 +385,7 @@ func TestNetworkMovedToDisjointRange(t *testing.T) {
 	waitReady(t, agents)
 	admin := srv.Client(t)
 	ctx := context.Background()
-	old := map[*agent]lease.Key{}
+	old := map[*simHost]lease.Key{}
 	for _, a := range agents {
 		old[a] = a.current().Key
 	}
@@ -418,19 +394,11 @@ func TestNetworkMovedToDisjointRange(t *testing.T) {
 		t.Fatal(err)
 	}
 	newNet := netip.MustParsePrefix("10.245.0.0/16")
-	deadline := time.Now().Add(20 * time.Second)
 	for _, a := range agents {
-		for {
-			l, held := a.net.Lease()
-			if ok, _ := a.net.Ready(); ok && held && newNet.Contains(l.Key.IPv4.Addr()) && a.current().Key == l.Key {
-				break
-			}
-			if time.Now().After(deadline) {
-				_, why := a.net.Ready()
-				t.Fatalf("%s did not move into %s: lease %v, %s", a.host.Name, newNet, l.Key, why)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		testutil.WaitFor(t, 20*time.Second, a.host.Name+" ready on a lease in "+newNet.String(), func() bool {
+			s := a.net.Snapshot()
+			return s.Ready && s.Held && newNet.Contains(s.Lease.Key.IPv4.Addr()) && a.current().Key == s.Lease.Key
+		})
 	}
 	t.Logf("all three hosts moved and ready %v after the change", time.Since(moved).Round(time.Millisecond))
 	seen := map[lease.Key]bool{}
@@ -478,14 +446,38 @@ func TestNetworkMovedToDisjointRange(t *testing.T) {
 	}
 
 	// Widening keeps every lease (seed 003).
-	before := map[*agent]int{}
+	before := map[*simHost]int{}
 	for _, a := range agents {
 		before[a] = len(a.leaseHistory())
 	}
-	if _, err := admin.Put(ctx, "/coreos.com/network/config", `{"Network": "10.244.0.0/15", "Backend": {"Type": "vxlan"}}`); err != nil {
+	put, err := admin.Put(ctx, "/coreos.com/network/config", `{"Network": "10.244.0.0/15", "Backend": {"Type": "vxlan"}}`)
+	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2 * time.Second)
+	// No sleep to prove nothing moved: each Network shows when it has
+	// applied the config (a lease it would give up is given up as it
+	// applies it), and etcd shows every write to a subnet key since.
+	widened := netip.MustParsePrefix("10.244.0.0/15")
+	for _, a := range agents {
+		testutil.WaitFor(t, 15*time.Second, a.host.Name+" running the widened config", func() bool {
+			s := a.net.Snapshot()
+			return s.HasConfig && s.Config.Network == widened
+		})
+	}
+	// A lease given up or taken anew is a key deleted or created: the
+	// same three keys, none created since the change, say none was.
+	keys, err := admin.Get(ctx, "/coreos.com/network/subnets/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys.Kvs) != 3 {
+		t.Errorf("%d subnet keys after the widening, want the 3 held", len(keys.Kvs))
+	}
+	for _, kv := range keys.Kvs {
+		if kv.CreateRevision > put.Header.Revision {
+			t.Errorf("subnet key %s created after the widening", kv.Key)
+		}
+	}
 	for _, a := range agents {
 		if l, held := a.net.Lease(); !held || len(a.leaseHistory()) != before[a] || l.Key != a.current().Key {
 			t.Errorf("%s's lease changed on widening: %v (held %v), history %d, was %d", a.host.Name, l.Key, held, len(a.leaseHistory()), before[a])
@@ -508,7 +500,7 @@ func TestNetworkWaitsOutBadConfig(t *testing.T) {
 		name, config string
 		want         []string
 	}{
-		{"host-gw", `{"Network": "10.244.0.0/16", "Backend": {"Type": "host-gw"}}`, []string{`Backend.Type "host-gw"`, "vxlan only"}},
+		{"host-gw", `{"Network": "10.244.0.0/16", "Backend": {"Type": "host-gw"}}`, []string{`Backend.Type "host-gw"`, "links vxlan", "NetworkConfig.Datapaths"}},
 		{"wireguard", `{"Network": "10.244.0.0/16", "Backend": {"Type": "wireguard"}}`, []string{`Backend.Type "wireguard"`}},
 		{"VNI", `{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan", "VNI": 16777216}}`, []string{"Backend.VNI 16777216", "0 to 16777215"}},
 		{"Port", `{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan", "Port": 70000}}`, []string{"Backend.Port 70000"}},
@@ -536,25 +528,20 @@ func TestNetworkWaitsOutBadConfig(t *testing.T) {
 			// runNetwork's cleanup fails the test if Run returned
 			// anything but context.Canceled: a Run that gave up on the
 			// config instead of waiting.
-			n := runNetwork(t, vxlan.NetworkConfig{Manager: m, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet})
+			n := runNetwork(t, agent.NetworkConfig{Datapaths: vxlanOnly, Manager: m, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet})
 			var why string
-			deadline := time.Now().Add(10 * time.Second)
-			for {
+			testutil.WaitFor(t, 10*time.Second, "a reason to wait", func() bool {
 				_, why = n.Ready()
-				if why != "starting" && why != "waiting for the network config" {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("Ready still says %q", why)
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
+				return why != "starting" && why != "waiting for the network config"
+			})
 			for _, w := range tc.want {
 				if !strings.Contains(why, w) {
 					t.Errorf("Ready says %q; want it to name %q", why, w)
 				}
 			}
-			time.Sleep(200 * time.Millisecond) // long enough for a Run that gives up to have done so
+			// No sleep for a Run that would give up: the same Network
+			// comes up once the config is fixed, which a Run that had
+			// returned never would.
 			if ok, _ := n.Ready(); ok {
 				t.Fatal("ready on a config the node cannot run")
 			}
@@ -562,17 +549,7 @@ func TestNetworkWaitsOutBadConfig(t *testing.T) {
 				t.Errorf("devices beside lo and eth0 while waiting: %d links", len(links))
 			}
 			put(`{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}`)
-			deadline = time.Now().Add(15 * time.Second)
-			for {
-				ok, why := n.Ready()
-				if ok {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("not ready after the fix: %s", why)
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
+			testutil.WaitFor(t, 15*time.Second, "the node ready after the fix", func() bool { ok, _ := n.Ready(); return ok })
 		})
 	}
 }
@@ -606,12 +583,12 @@ func TestNetworkRunUnrecoverable(t *testing.T) {
 		t.Fatal(err)
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	n, err := vxlan.NewNetwork(vxlan.NetworkConfig{Manager: refusing{cfg}, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet})
+	n, err := agent.NewNetwork(agent.NetworkConfig{Datapaths: vxlanOnly, Manager: refusing{cfg}, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
 	err = n.Run(context.Background())
-	if !errors.Is(err, vxlan.ErrUnrecoverable) || !strings.Contains(err.Error(), "attributes refused") {
+	if !errors.Is(err, agent.ErrUnrecoverable) || !strings.Contains(err.Error(), "attributes refused") {
 		t.Errorf("Run: %v, want ErrUnrecoverable with the cause", err)
 	}
 }

@@ -1,6 +1,6 @@
 //go:build linux
 
-package vxlan_test
+package agent_test
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/weftnet/weft/agent"
 	"github.com/weftnet/weft/internal/etcdtest"
 	"github.com/weftnet/weft/internal/netnstest"
 	"github.com/weftnet/weft/internal/testutil"
@@ -22,7 +23,6 @@ import (
 	"github.com/weftnet/weft/lease/etcd"
 	"github.com/weftnet/weft/localstate"
 	"github.com/weftnet/weft/underlay"
-	"github.com/weftnet/weft/vxlan"
 )
 
 const offlineConfig = `{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}`
@@ -30,13 +30,13 @@ const offlineConfig = `{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}
 // offlineHost runs a Network on one host that can be stopped and started
 // again, as a reboot would, with a local state that survives.
 type offlineHost struct {
-	t     *testing.T
-	host  *netnstest.Host
-	srv   *etcdtest.Server
-	store *localstate.Store
-	log   *testutil.SyncBuffer
-	agent *agent
-	stop  func()
+	t       *testing.T
+	host    *netnstest.Host
+	srv     *etcdtest.Server
+	store   *localstate.Store
+	log     *testutil.SyncBuffer
+	simHost *simHost
+	stop    func()
 }
 
 func newOfflineHost(t *testing.T, h *netnstest.Host, srv *etcdtest.Server) *offlineHost {
@@ -47,7 +47,7 @@ func newOfflineHost(t *testing.T, h *netnstest.Host, srv *etcdtest.Server) *offl
 }
 
 // start runs the host's Network, with a fresh Manager, until stop.
-func (o *offlineHost) start() *agent {
+func (o *offlineHost) start() *simHost {
 	o.t.Helper()
 	logger := slog.New(slog.NewTextHandler(o.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	// A TTL long enough that no renewal falls inside a test, so that
@@ -56,9 +56,10 @@ func (o *offlineHost) start() *agent {
 	if err != nil {
 		o.t.Fatal(err)
 	}
-	a := &agent{host: o.host}
-	a.net, err = vxlan.NewNetwork(vxlan.NetworkConfig{
-		Manager: m, PublicIP: o.host.Addr.Addr(), Namespace: o.host.Handle, Logger: logger,
+	a := &simHost{host: o.host}
+	a.net, err = agent.NewNetwork(agent.NetworkConfig{
+		Datapaths: vxlanOnly,
+		Manager:   m, PublicIP: o.host.Addr.Addr(), Namespace: o.host.Handle, Logger: logger,
 		OnState: a.record, LocalState: o.store, OfflineAfter: time.Second,
 	})
 	if err != nil {
@@ -80,7 +81,7 @@ func (o *offlineHost) start() *agent {
 		m.Close()
 	}
 	o.t.Cleanup(o.stop)
-	o.agent = a
+	o.simHost = a
 	return a
 }
 
@@ -135,7 +136,7 @@ func TestNetworkBootsOffline(t *testing.T) {
 	}
 	seg := netnstest.NewSegment(t, 3)
 	hosts := make([]*offlineHost, 3)
-	agents := make([]*agent, 3)
+	agents := make([]*simHost, 3)
 	for i, h := range seg.Hosts {
 		hosts[i] = newOfflineHost(t, h, srv)
 		agents[i] = hosts[i].start()
@@ -223,7 +224,7 @@ func TestNetworkLeaseLostWhileAway(t *testing.T) {
 	}
 	seg := netnstest.NewSegment(t, 1)
 	a := newOfflineHost(t, seg.Hosts[0], srv)
-	waitReady(t, []*agent{a.start()})
+	waitReady(t, []*simHost{a.start()})
 	saved := a.waitSaved(0)
 	a.reboot()
 
@@ -247,7 +248,7 @@ func TestNetworkLeaseLostWhileAway(t *testing.T) {
 		h := ag.leaseHistory()
 		return len(h) == 2 && h[1].Key != saved.Lease.Key
 	})
-	waitReady(t, []*agent{ag})
+	waitReady(t, []*simHost{ag})
 	if !strings.Contains(a.log.String(), "is no longer its own") {
 		t.Errorf("the move was not logged:\n%s", a.log)
 	}
@@ -318,7 +319,7 @@ func TestNetworkIgnoresUnusableState(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer m.Close()
-			n := runNetwork(t, vxlan.NetworkConfig{Manager: m, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: logger,
+			n := runNetwork(t, agent.NetworkConfig{Datapaths: vxlanOnly, Manager: m, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: logger,
 				LocalState: localstate.NewStore(dir, good.Identity, 0), OfflineAfter: 200 * time.Millisecond})
 			time.Sleep(time.Second)
 			if ok, why := n.Ready(); ok || !strings.Contains(why, "waiting for the network config") {
@@ -366,7 +367,7 @@ func TestNetworkStateOnlyWhenUnreachable(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	n := runNetwork(t, vxlan.NetworkConfig{Manager: m, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet,
+	n := runNetwork(t, agent.NetworkConfig{Datapaths: vxlanOnly, Manager: m, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet,
 		LocalState: store, OfflineAfter: 200 * time.Millisecond})
 	time.Sleep(2 * time.Second)
 	if ok, why := n.Ready(); ok || !strings.Contains(why, "waiting for a lease") {
@@ -412,7 +413,7 @@ func TestNetworkDropsCachedLeaseOnceAnswered(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv.Stop()
-	n := runNetwork(t, vxlan.NetworkConfig{Manager: m, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet,
+	n := runNetwork(t, agent.NetworkConfig{Datapaths: vxlanOnly, Manager: m, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet,
 		LocalState: store, OfflineAfter: 300 * time.Millisecond})
 	waitUntil(t, 10*time.Second, "the node to run from its local state", func() bool { ok, _ := n.Ready(); return ok })
 	srv.Restart()
@@ -426,7 +427,7 @@ func TestNetworkDropsCachedLeaseOnceAnswered(t *testing.T) {
 	if _, off := n.Offline(); off {
 		t.Error("still says it runs from the local state")
 	}
-	v4, _ := n.Datapaths()
+	v4 := v4Datapath(n)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("rejected: %+v\npeers: %+v", n.Rejected(), v4.Status().Reconciler.Peers)
@@ -481,7 +482,7 @@ func TestNetworkCachedAddressIsACandidate(t *testing.T) {
 			}); err != nil {
 				t.Fatal(err)
 			}
-			n := runNetwork(t, vxlan.NetworkConfig{Manager: hintless{m}, Namespace: h.Handle, Logger: quiet,
+			n := runNetwork(t, agent.NetworkConfig{Datapaths: vxlanOnly, Manager: hintless{m}, Namespace: h.Handle, Logger: quiet,
 				FindPublic: underlay.Policy{Interfaces: []string{netnstest.Underlay}, Namespace: h.Handle}.FindPublic,
 				LocalState: store, OfflineAfter: 300 * time.Millisecond})
 			admin := srv.Client(t)

@@ -1,6 +1,6 @@
 //go:build linux
 
-package vxlan_test
+package agent_test
 
 import (
 	"context"
@@ -14,12 +14,12 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/weftnet/weft/agent"
 	"github.com/weftnet/weft/internal/etcdtest"
 	"github.com/weftnet/weft/internal/netnstest"
 	"github.com/weftnet/weft/internal/testutil"
 	"github.com/weftnet/weft/lease/etcd"
 	"github.com/weftnet/weft/underlay"
-	"github.com/weftnet/weft/vxlan"
 )
 
 // flow sends UDP from one agent's pod address to an echo on another's
@@ -32,7 +32,7 @@ type flow struct {
 	total int
 }
 
-func startFlow(t *testing.T, from, to *agent) *flow {
+func startFlow(t *testing.T, from, to *simHost) *flow {
 	t.Helper()
 	echo := to.host.ListenEcho(t, to.current().Key.IPv4.Addr())
 	src := from.current().Key.IPv4.Addr()
@@ -109,15 +109,15 @@ func TestNetworkFollowsUnderlay(t *testing.T) {
 			t.Logf("the moving host's log:\n%s", logs)
 		}
 	})
-	var agents []*agent
+	var agents []*simHost
 	for i, h := range seg.Hosts {
 		m, err := etcd.New(etcd.Options{Endpoints: []string{srv.Endpoint()}, Node: h.Name, TTL: time.Minute, RenewMargin: 10 * time.Second, Logger: quiet})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { m.Close() })
-		a := &agent{host: h}
-		cfg := vxlan.NetworkConfig{Manager: m, Namespace: h.Handle, OnState: a.record, ResyncInterval: 2 * time.Second, Logger: quiet}
+		a := &simHost{host: h}
+		cfg := agent.NetworkConfig{Datapaths: vxlanOnly, Manager: m, Namespace: h.Handle, OnState: a.record, ResyncInterval: 2 * time.Second, Logger: quiet}
 		if i == 0 {
 			// The moving host finds its address, as flanneld does
 			// without --public-ip.

@@ -1,6 +1,6 @@
 //go:build linux
 
-package vxlan
+package agent
 
 import (
 	"context"
@@ -15,6 +15,9 @@ import (
 type underlayState struct {
 	local netip.Addr // the address the device sends from
 	under int        // the interface holding it
+	// onLink is local's prefix on under: peers in it share the node's
+	// L2 segment.
+	onLink netip.Prefix
 	// localFound says local was chosen by FindPublic, and so is chosen
 	// again when it goes; publicFound says the same of the address the
 	// lease advertises (not the embedder's, a hint's or a NAT's).
@@ -37,7 +40,7 @@ var errRepublish = errors.New("the node's public address changed")
 func (n *Network) followUnderlay() {
 	n.mu.Lock()
 	und := n.und
-	dps := [2]*Datapath{n.v4, n.v6}
+	dps := [2]lease.Datapath{n.v4, n.v6}
 	netConf := n.netConf
 	n.mu.Unlock()
 	var found [2]netip.Addr
@@ -49,7 +52,6 @@ func (n *Network) followUnderlay() {
 			continue
 		}
 		u := und[i]
-		was := u
 		idx, onLink, err := n.underlay(u.local)
 		switch {
 		case err == nil && idx == u.under:
@@ -83,11 +85,10 @@ func (n *Network) followUnderlay() {
 			republish = republish || u.publicFound
 		}
 		u.under, u.waiting = idx, ""
-		dp.SetUnderlay(u.local, u.under)
+		u.onLink = onLink
+		dp.SetUnderlay(u.local, u.under, onLink)
 		n.mu.Lock()
 		n.und[i] = u
-		delete(n.onLink, was.under)
-		n.onLink[u.under] = onLink
 		if u.publicFound {
 			if i == 1 {
 				n.attrs.PublicIPv6 = u.local
@@ -151,8 +152,8 @@ func (n *Network) wantAttrs() (lease.Attrs, uint64) {
 // with the new attributes.
 func (n *Network) republish(ctx context.Context, l lease.Lease) (lease.Lease, uint64, error) {
 	attrs, gen := n.wantAttrs()
-	r, ok := n.cfg.Manager.(lease.Republisher)
-	if !ok {
+	r := n.opt.republish
+	if r == nil {
 		return lease.Lease{}, gen, fmt.Errorf("%w: the Manager cannot republish a lease; acquiring with the new address", lease.ErrLeaseLost)
 	}
 	nl, err := r.Republish(ctx, l, attrs)

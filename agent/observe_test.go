@@ -1,6 +1,6 @@
 //go:build linux
 
-package vxlan_test
+package agent_test
 
 import (
 	"context"
@@ -12,24 +12,24 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weftnet/weft/agent"
 	"github.com/weftnet/weft/internal/netnstest"
 	"github.com/weftnet/weft/internal/testutil"
 	"github.com/weftnet/weft/lease"
 	"github.com/weftnet/weft/lease/etcd"
-	"github.com/weftnet/weft/vxlan"
 )
 
 // observer records what a Network tells its embedder.
 type observer struct {
 	mu       sync.Mutex
-	states   []vxlan.State
-	events   []vxlan.PeerEvent
+	states   []agent.State
+	events   []agent.PeerEvent
 	inState  atomic.Int32 // OnState calls running now
 	overlaps atomic.Int32 // OnState calls that found another running
 	block    time.Duration
 }
 
-func (o *observer) onState(st vxlan.State) {
+func (o *observer) onState(st agent.State) {
 	if o.inState.Add(1) > 1 {
 		o.overlaps.Add(1)
 	}
@@ -40,23 +40,23 @@ func (o *observer) onState(st vxlan.State) {
 	o.mu.Unlock()
 }
 
-func (o *observer) onPeers(events []vxlan.PeerEvent) {
+func (o *observer) onPeers(events []agent.PeerEvent) {
 	o.mu.Lock()
 	o.events = append(o.events, events...)
 	o.mu.Unlock()
 }
 
-func (o *observer) lastState() (vxlan.State, int) {
+func (o *observer) lastState() (agent.State, int) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if len(o.states) == 0 {
-		return vxlan.State{}, 0
+		return agent.State{}, 0
 	}
 	return o.states[len(o.states)-1], len(o.states)
 }
 
 // event returns the first event of kind for subnet.
-func (o *observer) event(kind vxlan.PeerEventKind, subnet string) (vxlan.PeerEvent, bool) {
+func (o *observer) event(kind agent.PeerEventKind, subnet string) (agent.PeerEvent, bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for _, e := range o.events {
@@ -64,7 +64,7 @@ func (o *observer) event(kind vxlan.PeerEventKind, subnet string) (vxlan.PeerEve
 			return e, true
 		}
 	}
-	return vxlan.PeerEvent{}, false
+	return agent.PeerEvent{}, false
 }
 
 // TestNetworkObserved: OnState gets the lease, the config and the MTU
@@ -78,7 +78,7 @@ func TestNetworkObserved(t *testing.T) {
 	h, m, quiet, srv := oneHostOn(t, `{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}`)
 	admin := srv.Client(t)
 	o := &observer{block: 100 * time.Millisecond}
-	n := runNetwork(t, vxlan.NetworkConfig{Manager: m, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet,
+	n := runNetwork(t, agent.NetworkConfig{Datapaths: vxlanOnly, Manager: m, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet,
 		ResyncInterval: time.Hour, // no periodic pass: what follows is prompted by events alone
 		OnState:        o.onState, OnPeers: o.onPeers})
 
@@ -104,23 +104,23 @@ func TestNetworkObserved(t *testing.T) {
 	}
 	put("10.244.200.0/24", `{"PublicIP":"172.30.0.200","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:00:00:00:c8:01"},"WeftOwner":"honest"}`)
 	put("10.244.201.0/24", `{"PublicIP":"172.30.0.201","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"01:00:5e:00:00:01"},"WeftOwner":"multicast"}`)
-	testutil.WaitFor(t, 10*time.Second, "the honest peer programmed", func() bool { _, ok := o.event(vxlan.PeerProgrammed, "10.244.200.0/24"); return ok })
-	e, _ := o.event(vxlan.PeerProgrammed, "10.244.200.0/24")
-	if e.Owner != "honest" || e.IPv6 || e.Peer.PublicIP != netip.MustParseAddr("172.30.0.200") || e.Peer.VtepMAC.String() != "0e:00:00:00:c8:01" {
+	testutil.WaitFor(t, 10*time.Second, "the honest peer programmed", func() bool { _, ok := o.event(agent.PeerProgrammed, "10.244.200.0/24"); return ok })
+	e, _ := o.event(agent.PeerProgrammed, "10.244.200.0/24")
+	if e.Owner != "honest" || e.IPv6 || e.Peer.PublicIP != netip.MustParseAddr("172.30.0.200") || e.Peer.MAC.String() != "0e:00:00:00:c8:01" {
 		t.Errorf("programmed event %+v", e)
 	}
-	testutil.WaitFor(t, 10*time.Second, "the multicast MAC rejected", func() bool { _, ok := o.event(vxlan.PeerRejected, "10.244.201.0/24"); return ok })
-	if e, _ := o.event(vxlan.PeerRejected, "10.244.201.0/24"); e.Reason == "" || e.Detail == "" || e.Owner != "multicast" {
+	testutil.WaitFor(t, 10*time.Second, "the multicast MAC rejected", func() bool { _, ok := o.event(agent.PeerRejected, "10.244.201.0/24"); return ok })
+	if e, _ := o.event(agent.PeerRejected, "10.244.201.0/24"); e.Reason == "" || e.Detail == "" || e.Owner != "multicast" {
 		t.Errorf("rejected event %+v", e)
 	}
-	if _, ok := o.event(vxlan.PeerProgrammed, "10.244.201.0/24"); ok {
+	if _, ok := o.event(agent.PeerProgrammed, "10.244.201.0/24"); ok {
 		t.Error("the rejected lease was programmed")
 	}
 	if _, err := admin.Delete(context.Background(), prefix+"/subnets/10.244.200.0-24"); err != nil {
 		t.Fatal(err)
 	}
-	testutil.WaitFor(t, 10*time.Second, "the honest peer removed", func() bool { _, ok := o.event(vxlan.PeerRemoved, "10.244.200.0/24"); return ok })
-	for _, kind := range []vxlan.PeerEventKind{vxlan.PeerProgrammed, vxlan.PeerRemoved, vxlan.PeerRejected} {
+	testutil.WaitFor(t, 10*time.Second, "the honest peer removed", func() bool { _, ok := o.event(agent.PeerRemoved, "10.244.200.0/24"); return ok })
+	for _, kind := range []agent.PeerEventKind{agent.PeerProgrammed, agent.PeerRemoved, agent.PeerRejected} {
 		if e, ok := o.event(kind, held.Key.IPv4.String()); ok {
 			t.Errorf("this node's own lease came as a peer event: %+v", e)
 		}
@@ -166,13 +166,13 @@ func (h *hinted) Condition() string                          { s, _ := h.cond.Lo
 func TestNetworkUsesOptionalInterfaces(t *testing.T) {
 	t.Parallel()
 	h, m, quiet := oneHost(t, `{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}`)
-	if _, err := vxlan.NewNetwork(vxlan.NetworkConfig{Manager: m, Node: "someone-else", PublicIP: h.Addr.Addr()}); err == nil || !strings.Contains(err.Error(), "not the Manager's node") {
+	if _, err := agent.NewNetwork(agent.NetworkConfig{Datapaths: vxlanOnly, Manager: m, Node: "someone-else", PublicIP: h.Addr.Addr()}); err == nil || !strings.Contains(err.Error(), "not the Manager's node") {
 		t.Errorf("a Node other than the Manager's: %v", err)
 	}
 	const mac = "0e:12:34:56:78:9a"
 	hm := &hinted{Manager: m, hints: lease.Hints{PublicIP: h.Addr.Addr(), BackendData: []byte(`{"VNI":1,"VtepMAC":"` + mac + `"}`)}}
 	hm.cond.Store("waiting for the test")
-	n, err := vxlan.NewNetwork(vxlan.NetworkConfig{Manager: hm, Namespace: h.Handle, Logger: quiet,
+	n, err := agent.NewNetwork(agent.NetworkConfig{Datapaths: vxlanOnly, Manager: hm, Namespace: h.Handle, Logger: quiet,
 		// Found only if the hint were ignored, which would then fail.
 		FindPublic: func(bool, bool) (netip.Addr, netip.Addr, error) {
 			return netip.MustParseAddr("192.0.2.1"), netip.Addr{}, nil
@@ -193,7 +193,7 @@ func TestNetworkUsesOptionalInterfaces(t *testing.T) {
 	if l.Attrs.PublicIP != h.Addr.Addr() {
 		t.Errorf("published public IP %v, want the hinted %v", l.Attrs.PublicIP, h.Addr.Addr())
 	}
-	v4, _ := n.Datapaths()
+	v4 := v4Datapath(n)
 	if got := v4.Device().MAC.String(); got != mac {
 		t.Errorf("device MAC %s, want the hinted %s", got, mac)
 	}
@@ -210,7 +210,7 @@ func TestNetworkWaitsForHints(t *testing.T) {
 	t.Parallel()
 	h, m, quiet := oneHost(t, `{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}`)
 	hm := &hinted{Manager: m, err: errors.New(`nodes "x" not found`)}
-	n := runNetwork(t, vxlan.NetworkConfig{Manager: hm, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet})
+	n := runNetwork(t, agent.NetworkConfig{Datapaths: vxlanOnly, Manager: hm, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet})
 	testutil.WaitFor(t, 10*time.Second, "the wait for hints on Ready", func() bool {
 		_, why := n.Ready()
 		return strings.Contains(why, "waiting for this node's settings") && strings.Contains(why, `nodes "x" not found`)

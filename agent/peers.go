@@ -1,11 +1,11 @@
 //go:build linux
 
-package vxlan
+package agent
 
 import (
 	"context"
+	"errors"
 	"net/netip"
-	"slices"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -146,8 +146,8 @@ func (n *Network) refreshFactsLocked() {
 // held.
 func (n *Network) factsLocked() admit.Facts {
 	f := admit.Facts{
-		Node: n.cfg.Node, BackendType: "vxlan", VNI: n.backend.VNI,
-		Connected: n.local.connected, LocalAddrs: n.local.addrs, Protected: n.cfg.Protected,
+		Node: n.cfg.Node, BackendType: n.backendType, VNI: admit.VNI(n.backend),
+		Connected: n.local.connected, LocalAddrs: n.local.addrs, Protected: n.protected,
 	}
 	if n.hasOwn {
 		f.Own = n.own.Key
@@ -162,23 +162,20 @@ func (n *Network) factsLocked() admit.Facts {
 }
 
 // readLocal lists the namespace's addresses: every one is this node's, and
-// the prefix of each, but those of the VXLAN devices, is a connected
+// the prefix of each, but those of the datapaths' devices, is a connected
 // network no peer may capture.
 func (n *Network) readLocal() (localFacts, error) {
-	h, err := n.host().handle()
-	if err != nil {
-		return localFacts{}, err
-	}
-	defer h.Close()
-	addrs, err := h.AddrList(nil, netlink.FAMILY_ALL)
+	addrs, err := n.host().AddrList()
 	if err != nil {
 		return localFacts{}, err
 	}
 	n.mu.Lock()
 	ours := map[int]bool{}
-	for _, dp := range []*Datapath{n.v4, n.v6} {
+	for _, dp := range []lease.Datapath{n.v4, n.v6} {
 		if dp != nil {
-			ours[dp.Device().Index] = true
+			if dev := dp.Report().Device; dev != 0 {
+				ours[dev] = true
+			}
 		}
 	}
 	n.mu.Unlock()
@@ -212,7 +209,7 @@ func (n *Network) watchLocal(ctx context.Context) error {
 				n.log.Debug("address notifications broke; subscribing again at the next resync", "err", err)
 			}
 		}
-		if err := n.host().subscribeAddrs(ch, ctx.Done(), onErr); err != nil {
+		if err := n.host().SubscribeAddrs(ch, ctx.Done(), onErr); err != nil {
 			if err.Error() != failed {
 				n.log.Warn("cannot subscribe to address changes; relying on the periodic resync", "err", err)
 				failed = err.Error()
@@ -225,7 +222,7 @@ func (n *Network) watchLocal(ctx context.Context) error {
 	subscribe()
 	interval := n.cfg.ResyncInterval
 	if interval <= 0 {
-		interval = DefaultResyncInterval
+		interval = defaultResyncInterval
 	}
 	resync := time.NewTicker(interval)
 	defer resync.Stop()
@@ -277,7 +274,7 @@ func (n *Network) program(changes []admit.Change) {
 			}
 			n.mu.Lock()
 			dp := n.datapath(c.IPv6)
-			p := n.toPeer(c.Peer)
+			p := c.Peer.DatapathPeer()
 			n.mu.Unlock()
 			if dp == nil {
 				continue
@@ -288,7 +285,7 @@ func (n *Network) program(changes []admit.Change) {
 			} else {
 				err = dp.RemovePeer(c.Subnet)
 			}
-			if err != nil && !isPeerFailure(err) {
+			if err != nil && !errors.Is(err, lease.ErrPeerRefused) {
 				n.log.Warn("peer change not programmed yet; the next reconcile retries it", "subnet", c.Subnet, "err", err)
 			}
 		}
@@ -319,19 +316,19 @@ func (n *Network) pushAllLocked() {
 		n.mu.Unlock()
 		return
 	}
-	var sets [2][]Peer
-	for i, dp := range []*Datapath{n.v4, n.v6} {
+	var sets [2][]lease.DatapathPeer
+	for i, dp := range []lease.Datapath{n.v4, n.v6} {
 		if dp == nil {
 			continue
 		}
-		sets[i] = make([]Peer, 0, n.table.Len())
+		sets[i] = make([]lease.DatapathPeer, 0, n.table.Len())
 		for p := range n.table.AllAdmitted(i == 1) {
-			sets[i] = append(sets[i], n.toPeer(p))
+			sets[i] = append(sets[i], p.DatapathPeer())
 		}
 	}
 	d4, d6 := n.v4, n.v6
 	n.mu.Unlock()
-	for i, dp := range []*Datapath{d4, d6} {
+	for i, dp := range []lease.Datapath{d4, d6} {
 		if dp != nil {
 			if err := dp.SetPeers(sets[i]); err != nil {
 				n.log.Error("could not set peers", "err", err)
@@ -341,26 +338,11 @@ func (n *Network) pushAllLocked() {
 }
 
 // datapath returns the family's datapath. n.mu is held.
-func (n *Network) datapath(ipv6 bool) *Datapath {
+func (n *Network) datapath(ipv6 bool) lease.Datapath {
 	if ipv6 {
 		return n.v6
 	}
 	return n.v4
-}
-
-// toPeer turns an admitted peer into the datapath's: with DirectRouting,
-// a peer on one of the underlay's networks is routed to directly. n.mu is
-// held.
-func (n *Network) toPeer(p admit.Peer) Peer {
-	out := Peer{Subnet: p.Subnet, PublicIP: p.PublicIP, VtepMAC: MAC(p.VtepMAC)}
-	if n.backend.DirectRouting {
-		for _, onLink := range n.onLink {
-			if onLink.Contains(p.PublicIP) {
-				out.Direct = true
-			}
-		}
-	}
-	return out
 }
 
 // report logs what admission decided that is news: once per lease and
@@ -437,12 +419,6 @@ func (n *Network) RejectedCounts() map[admit.Reason]int {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.table.RejectedCounts()
-}
-
-// rejectedOf returns one family's rejected verdicts, for its datapath's
-// status.
-func (n *Network) rejectedOf(ipv6 bool) []admit.Verdict {
-	return slices.DeleteFunc(n.Rejected(), func(v admit.Verdict) bool { return v.Peer.IPv6 != ipv6 })
 }
 
 // Peers returns the peers of a family that admission admits, by subnet:

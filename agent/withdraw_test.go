@@ -1,4 +1,4 @@
-package vxlan_test
+package agent_test
 
 import (
 	"context"
@@ -11,10 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weftnet/weft/agent"
 	"github.com/weftnet/weft/internal/testutil"
 	"github.com/weftnet/weft/lease"
 	"github.com/weftnet/weft/localstate"
-	"github.com/weftnet/weft/vxlan"
 )
 
 // withdrawLog records a Network's OnState and OnWithdraw calls, in order.
@@ -28,7 +28,7 @@ type withdrawLog struct {
 	last lease.Key // of the State in force; zero once withdrawn
 }
 
-func (w *withdrawLog) onState(st vxlan.State) {
+func (w *withdrawLog) onState(st agent.State) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.last.IsValid() && w.last != st.Lease.Key {
@@ -38,10 +38,10 @@ func (w *withdrawLog) onState(st vxlan.State) {
 	w.events = append(w.events, "state "+st.Lease.Key.String())
 }
 
-func (w *withdrawLog) onWithdraw(wd vxlan.Withdrawal) {
+func (w *withdrawLog) onWithdraw(wd agent.Withdrawal) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if wd.Reason != vxlan.WithdrawStarting && wd.Lease != w.last {
+	if wd.Reason != agent.WithdrawStarting && wd.Lease != w.last {
 		w.bad = append(w.bad, fmt.Sprintf("Withdrawal of %s (%s) while the State in force is %v", wd.Lease, wd.Reason, w.last))
 	}
 	w.last = lease.Key{}
@@ -81,8 +81,9 @@ func TestNetworkWithdraws(t *testing.T) {
 	store := localstate.NewStore(t.TempDir(), localstate.Identity{Network: "etcd /coreos.com/network", Node: h.Name}, 0)
 	var log withdrawLog
 	previous := lease.Key{IPv4: netip.MustParsePrefix("10.244.2.0/24")}
-	runNetwork(t, vxlan.NetworkConfig{
-		Manager: m, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet, Previous: previous,
+	runNetwork(t, agent.NetworkConfig{
+		Datapaths: vxlanOnly,
+		Manager:   m, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet, Previous: previous,
 		LocalState: store, OnState: log.onState, OnWithdraw: log.onWithdraw,
 	})
 	first := log.waitFor(t, "state ")

@@ -1,6 +1,6 @@
 //go:build linux
 
-package vxlan
+package agent
 
 import (
 	"strconv"

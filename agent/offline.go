@@ -1,6 +1,6 @@
 //go:build linux
 
-package vxlan
+package agent
 
 import (
 	"context"
@@ -10,10 +10,10 @@ import (
 	"io/fs"
 	"net/netip"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/weftnet/weft/lease"
+	"github.com/weftnet/weft/lease/admit"
 	"github.com/weftnet/weft/localstate"
 )
 
@@ -266,10 +266,7 @@ func (n *Network) dropCachedLeaseAfter(ctx context.Context, grace time.Duration)
 		return
 	case <-t.C:
 	}
-	why := "" // asked before the locks: the Manager's own
-	if r, ok := n.cfg.Manager.(lease.ConditionReporter); ok {
-		why = r.Condition()
-	}
+	why := n.condition() // asked before the locks: the Manager's own
 	n.push.Lock()
 	defer n.push.Unlock()
 	n.mu.Lock()
@@ -397,7 +394,7 @@ func (n *Network) forgetState() bool {
 // the node should boot from: no lease (or a lost one), no listing yet, or
 // parts that still come from the local state itself.
 func (n *Network) stateToSave() (localstate.State, bool) {
-	expiry, _ := n.cfg.Manager.(lease.ExpiryReader)
+	expiry := n.opt.expiry
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if !n.hasOwn || n.ownFrom == Reacquiring || !n.watched || n.off.lease || n.off.peers || n.v4 == nil && n.v6 == nil {
@@ -415,10 +412,10 @@ func (n *Network) stateToSave() (localstate.State, bool) {
 	}
 	st := localstate.State{Config: conf, Lease: own, PeersAt: n.off.peersAt, PeersRevision: n.off.peersRev}
 	if n.v4 != nil {
-		st.VtepMAC = n.macs[0].String()
+		st.VtepMAC = vtepMAC(n.v4.BackendData())
 	}
 	if n.v6 != nil {
-		st.VtepMACv6 = n.macs[1].String()
+		st.VtepMACv6 = vtepMAC(n.v6.BackendData())
 	}
 	st.Peers = n.admittedLeasesLocked()
 	return st, true
@@ -437,7 +434,7 @@ func (n *Network) admittedLeasesLocked() []lease.Lease {
 	// grown by appending, it would leave its smaller copies, megabytes
 	// at 20,000 peers, as garbage at the moment of the save.
 	total := 0
-	for i, dp := range []*Datapath{n.v4, n.v6} {
+	for i, dp := range []lease.Datapath{n.v4, n.v6} {
 		if dp != nil {
 			for range n.table.AllAdmitted(i == 1) {
 				total++
@@ -445,9 +442,10 @@ func (n *Network) admittedLeasesLocked() []lease.Lease {
 		}
 	}
 	out := make([]lease.Lease, 0, total)
+	vni := admit.VNI(n.backend)
 	var at map[lease.Key]int // the second family's merge, by key
 	var arena []byte
-	for i, dp := range []*Datapath{n.v4, n.v6} {
+	for i, dp := range []lease.Datapath{n.v4, n.v6} {
 		if dp == nil {
 			continue
 		}
@@ -461,16 +459,16 @@ func (n *Network) admittedLeasesLocked() []lease.Lease {
 			j, ok := at[p.Key]
 			if !ok {
 				j = len(out)
-				out = append(out, lease.Lease{Key: p.Key, Seniority: p.Seniority, Attrs: lease.Attrs{Owner: p.Owner, BackendType: "vxlan"}})
+				out = append(out, lease.Lease{Key: p.Key, Seniority: p.Seniority, Attrs: lease.Attrs{Owner: p.Owner, BackendType: n.backendType}})
 				if at != nil {
 					at[p.Key] = j
 				}
 			}
-			if cap(arena)-len(arena) < maxBackendData {
-				arena = make([]byte, 0, 1024*maxBackendData)
+			if cap(arena)-len(arena) < admit.MaxBackendData {
+				arena = make([]byte, 0, 1024*admit.MaxBackendData)
 			}
 			start := len(arena)
-			arena = appendBackendData(arena, n.backend.VNI, MAC(p.VtepMAC))
+			arena = admit.AppendBackendData(arena, vni, p.VtepMAC)
 			data := json.RawMessage(arena[start:len(arena):len(arena)])
 			if i == 1 {
 				out[j].Attrs.PublicIPv6, out[j].Attrs.BackendV6Data = p.PublicIP, data
@@ -483,22 +481,12 @@ func (n *Network) admittedLeasesLocked() []lease.Lease {
 	return out
 }
 
-// maxBackendData bounds appendBackendData's output: the fixed text, a
-// VNI of up to 20 characters and a MAC's 17.
-const maxBackendData = len(`{"VNI":,"VtepMAC":""}`) + 20 + 17
-
-// appendBackendData appends BackendData{vni, mac} as json.Marshal encodes
-// it (TestAppendBackendData), without its reflection and copies.
-func appendBackendData(b []byte, vni int, mac MAC) []byte {
-	b = append(b, `{"VNI":`...)
-	b = strconv.AppendInt(b, int64(vni), 10)
-	b = append(b, `,"VtepMAC":"`...)
-	const hex = "0123456789abcdef"
-	for i, x := range mac {
-		if i > 0 {
-			b = append(b, ':')
-		}
-		b = append(b, hex[x>>4], hex[x&0xf])
+// vtepMAC returns the VtepMAC a backend data names, for the local
+// state's record of it; "" if it names none (a backend without one).
+func vtepMAC(data json.RawMessage) string {
+	var bd struct{ VtepMAC lease.MAC }
+	if json.Unmarshal(data, &bd) != nil || bd.VtepMAC.IsZero() {
+		return ""
 	}
-	return append(b, `"}`...)
+	return bd.VtepMAC.String()
 }

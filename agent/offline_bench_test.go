@@ -1,6 +1,6 @@
 //go:build linux
 
-package vxlan
+package agent
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	"github.com/weftnet/weft/lease"
 	"github.com/weftnet/weft/lease/etcd"
 	"github.com/weftnet/weft/localstate"
+	"github.com/weftnet/weft/vxlan"
 )
 
 // BenchmarkOfflineBoot is a reboot cut off from etcd, from the agent's
@@ -41,7 +42,7 @@ func BenchmarkOfflineBoot(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				nw, err := NewNetwork(NetworkConfig{Manager: m, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quietLog,
+				nw, err := NewNetwork(NetworkConfig{Datapaths: map[string]lease.DatapathFactory{"vxlan": vxlan.NewFactory(vxlan.FactoryConfig{})}, Manager: m, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quietLog,
 					LocalState: store, OfflineAfter: time.Millisecond, ResyncInterval: time.Hour})
 				if err != nil {
 					b.Fatal(err)
@@ -59,7 +60,7 @@ func BenchmarkOfflineBoot(b *testing.B) {
 				}
 				b.StopTimer()
 				programmed := 0
-				for _, p := range nw.v4.Status().Reconciler.Peers {
+				for _, p := range vxlan.DatapathOf(nw.v4).Status().Reconciler.Peers {
 					if p.Programmed {
 						programmed++
 					}
@@ -92,7 +93,7 @@ func offlineBenchState(h *netnstest.Host, n int) localstate.State {
 func offlineBenchPeers(n int) []lease.Lease {
 	out := make([]lease.Lease, n)
 	for i, p := range benchPeers(n) {
-		data, _ := json.Marshal(BackendData{VNI: 1, VtepMAC: p.VtepMAC})
+		data, _ := json.Marshal(vxlan.BackendData{VNI: 1, VtepMAC: p.VtepMAC})
 		out[i] = lease.Lease{Key: lease.Key{IPv4: p.Subnet}, Seniority: int64(i + 1),
 			Attrs: lease.Attrs{PublicIP: p.PublicIP, BackendType: "vxlan", Owner: fmt.Sprint("peer-", i+1), BackendData: data}}
 	}

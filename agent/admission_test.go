@@ -1,6 +1,6 @@
 //go:build linux
 
-package vxlan_test
+package agent_test
 
 import (
 	"context"
@@ -22,6 +22,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"golang.org/x/sys/unix"
 
+	"github.com/weftnet/weft/agent"
 	"github.com/weftnet/weft/internal/etcdtest"
 	"github.com/weftnet/weft/internal/netnstest"
 	"github.com/weftnet/weft/internal/testutil"
@@ -69,7 +70,7 @@ func (o *overlay) del(t *testing.T, key string) {
 }
 
 // start runs a Network on host i until the end of the test.
-func (o *overlay) start(t *testing.T, i int) *agent {
+func (o *overlay) start(t *testing.T, i int) *simHost {
 	t.Helper()
 	h := o.seg.Hosts[i]
 	m, err := etcd.New(etcd.Options{Endpoints: []string{o.srv.Endpoint()}, Node: h.Name, TTL: 30 * time.Second, RenewMargin: 10 * time.Second, Logger: o.log})
@@ -77,9 +78,10 @@ func (o *overlay) start(t *testing.T, i int) *agent {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close() })
-	a := &agent{host: h}
-	a.net = runNetwork(t, vxlan.NetworkConfig{
-		Manager: m, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: o.log,
+	a := &simHost{host: h}
+	a.net = runNetwork(t, agent.NetworkConfig{
+		Datapaths: vxlanOnly,
+		Manager:   m, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: o.log,
 		ResyncInterval: time.Second, Protected: []netip.Prefix{protectedAddr},
 		OnState: a.record,
 	})
@@ -87,7 +89,7 @@ func (o *overlay) start(t *testing.T, i int) *agent {
 }
 
 // vtepMAC returns the VTEP MAC an agent publishes.
-func (a *agent) vtepMAC(t *testing.T) string {
+func (a *simHost) vtepMAC(t *testing.T) string {
 	t.Helper()
 	var bd vxlan.BackendData
 	if err := json.Unmarshal(a.current().Attrs.BackendData, &bd); err != nil {
@@ -153,7 +155,7 @@ func readKernel(t *testing.T, h *netnstest.Host) kernelState {
 
 // expectPeers checks that a host's kernel state is exactly what the given
 // peers need.
-func expectPeers(t *testing.T, a *agent, peers []admit.Peer) {
+func expectPeers(t *testing.T, a *simHost, peers []admit.Peer) {
 	t.Helper()
 	ks := readKernel(t, a.host)
 	want := kernelState{routes: map[netip.Prefix]bool{}, neighs: map[netip.Addr]string{}, fdb: map[string]netip.Addr{}}
@@ -170,13 +172,13 @@ func expectPeers(t *testing.T, a *agent, peers []admit.Peer) {
 
 // honestPeers returns the peers each agent should program: every other
 // agent's lease.
-func honestPeers(t *testing.T, agents []*agent, self *agent) []admit.Peer {
+func honestPeers(t *testing.T, agents []*simHost, self *simHost) []admit.Peer {
 	var out []admit.Peer
 	for _, o := range agents {
 		if o == self {
 			continue
 		}
-		mac, err := vxlan.ParseMAC(o.vtepMAC(t))
+		mac, err := lease.ParseMAC(o.vtepMAC(t))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -187,7 +189,7 @@ func honestPeers(t *testing.T, agents []*agent, self *agent) []admit.Peer {
 
 // watchReadiness samples every agent's readiness every 5 ms until the
 // Sampler's Check.
-func watchReadiness(agents []*agent) *testutil.Sampler {
+func watchReadiness(agents []*simHost) *testutil.Sampler {
 	return testutil.Sample(5*time.Millisecond, func() (lapses []string) {
 		for _, a := range agents {
 			if ok, why := a.net.Ready(); !ok {
@@ -207,7 +209,7 @@ type kernelWatch struct {
 	stop    chan struct{}
 }
 
-func watchKernel(t *testing.T, agents []*agent) *kernelWatch {
+func watchKernel(t *testing.T, agents []*simHost) *kernelWatch {
 	t.Helper()
 	w := &kernelWatch{stop: make(chan struct{})}
 	for _, a := range agents {
@@ -263,7 +265,7 @@ func (w *kernelWatch) check(t *testing.T) {
 }
 
 // rejected reports whether an agent rejects the lease with key k, and why.
-func rejected(a *agent, k string) (admit.Reason, bool) {
+func rejected(a *simHost, k string) (admit.Reason, bool) {
 	for _, v := range a.net.Rejected() {
 		if v.Peer.Key.String() == k {
 			return v.Reason, true
@@ -281,7 +283,7 @@ func rejected(a *agent, k string) (admit.Reason, bool) {
 func TestHostileLeases(t *testing.T) {
 	t.Parallel()
 	o := newOverlay(t, 4)
-	agents := []*agent{o.start(t, 0), o.start(t, 1), o.start(t, 2)}
+	agents := []*simHost{o.start(t, 0), o.start(t, 1), o.start(t, 2)}
 	waitReady(t, agents)
 	for _, a := range agents {
 		// The others' leases may arrive a moment after this one's ready.
@@ -380,9 +382,14 @@ func TestHostileLeases(t *testing.T) {
 		testutil.WaitFor(t, 10*time.Second, "the late agent as a peer", func() bool { return len(readKernel(t, a.host).routes) == len(agents)-1 })
 	}
 	mesh("a node started among hostile keys")
-	st := late.net.Datapaths
-	if v4, _ := st(); len(v4.Status().Rejected) != len(seen) {
-		t.Errorf("the datapath status lists %d rejected peers, want %d", len(v4.Status().Rejected), len(seen))
+	v4 := 0
+	for _, v := range late.net.Rejected() {
+		if !v.Peer.IPv6 {
+			v4++
+		}
+	}
+	if v4 != len(seen) {
+		t.Errorf("the status lists %d rejected IPv4 peers, want %d", v4, len(seen))
 	}
 }
 
@@ -395,7 +402,7 @@ func TestKernelRefusalIsOnePeers(t *testing.T) {
 	t.Parallel()
 	o := newOverlay(t, 3)
 	b, c := o.start(t, 1), o.start(t, 2)
-	waitReady(t, []*agent{b, c})
+	waitReady(t, []*simHost{b, c})
 	h := o.seg.Hosts[0]
 	blocked := b.current().Key.IPv4
 	route := &netlink.Route{Dst: netipNet(blocked), Gw: netip.MustParseAddr("172.30.0.99").AsSlice(), Protocol: unix.RTPROT_STATIC}
@@ -403,9 +410,9 @@ func TestKernelRefusalIsOnePeers(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := o.start(t, 0)
-	waitReady(t, []*agent{a, b, c})
+	waitReady(t, []*simHost{a, b, c})
 	testutil.WaitFor(t, 10*time.Second, "the refusal to show", func() bool {
-		v4, _ := a.net.Datapaths()
+		v4 := v4Datapath(a.net)
 		st := v4.Status()
 		for _, p := range st.Reconciler.Peers {
 			if p.Peer.Subnet == blocked {
@@ -417,7 +424,7 @@ func TestKernelRefusalIsOnePeers(t *testing.T) {
 	if ok, why := a.net.Ready(); !ok {
 		t.Fatalf("one peer's refusal made the node not ready: %s", why)
 	}
-	for _, pair := range [][2]*agent{{a, c}, {c, a}} {
+	for _, pair := range [][2]*simHost{{a, c}, {c, a}} {
 		if err := reach(t, pair[0], pair[1]); err != nil {
 			t.Fatalf("%s -> %s: %v", pair[0].host.Name, pair[1].host.Name, err)
 		}
@@ -426,15 +433,15 @@ func TestKernelRefusalIsOnePeers(t *testing.T) {
 		t.Fatal(err)
 	}
 	testutil.WaitFor(t, 15*time.Second, "the retry to program the peer", func() bool {
-		v4, _ := a.net.Datapaths()
+		v4 := v4Datapath(a.net)
 		return v4.Status().FailedPeers == 0
 	})
-	for _, pair := range [][2]*agent{{a, b}, {b, a}} {
+	for _, pair := range [][2]*simHost{{a, b}, {b, a}} {
 		if err := reach(t, pair[0], pair[1]); err != nil {
 			t.Fatalf("%s -> %s: %v", pair[0].host.Name, pair[1].host.Name, err)
 		}
 	}
-	expectPeers(t, a, honestPeers(t, []*agent{a, b, c}, a))
+	expectPeers(t, a, honestPeers(t, []*simHost{a, b, c}, a))
 }
 
 // listLeases reads every subnet key as lease/etcd decodes them, skipping
@@ -475,7 +482,7 @@ func TestPropertyAdmissionOnKernel(t *testing.T) {
 		honest = append(honest, key)
 	}
 	a := o.start(t, 0)
-	waitReady(t, []*agent{a})
+	waitReady(t, []*simHost{a})
 	r := newRand(t)
 	subnets := func() string {
 		third := 100 + r.IntN(7)
@@ -568,7 +575,7 @@ func TestOneNodesLeasesMoveTogether(t *testing.T) {
 	t.Parallel()
 	h, m, quiet := oneHost(t, `{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}`)
 	script := &scriptedWatch{Manager: m, batches: make(chan lease.Batch)}
-	n := runNetwork(t, vxlan.NetworkConfig{Manager: script, Node: h.Name, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet})
+	n := runNetwork(t, agent.NetworkConfig{Datapaths: vxlanOnly, Manager: script, Node: h.Name, PublicIP: h.Addr.Addr(), Namespace: h.Handle, Logger: quiet})
 	leaseAt := func(subnet, public string) lease.Lease {
 		return lease.Lease{Key: lease.Key{IPv4: netip.MustParsePrefix(subnet)}, Seniority: 1, Attrs: lease.Attrs{
 			PublicIP: netip.MustParseAddr(public), BackendType: "vxlan", Owner: "mover",
@@ -588,7 +595,7 @@ func TestOneNodesLeasesMoveTogether(t *testing.T) {
 		{Type: lease.Changed, Lease: leaseAt("10.244.51.0/24", "172.30.9.2")},
 	}}
 	testutil.WaitFor(t, 10*time.Second, "the FDB entry to follow", func() bool { return fdbTo("172.30.9.2") })
-	v4, _ := n.Datapaths()
+	v4 := v4Datapath(n)
 	for _, p := range v4.Status().Reconciler.Peers {
 		if p.Err != "" {
 			t.Errorf("peer %s failed: %s", p.Peer.Subnet, p.Err)

@@ -1,6 +1,6 @@
 //go:build linux
 
-package vxlan_test
+package agent_test
 
 import (
 	"context"
@@ -10,11 +10,11 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/weftnet/weft/agent"
 	"github.com/weftnet/weft/lease"
 	"github.com/weftnet/weft/lease/etcd"
 	"github.com/weftnet/weft/subnetenv"
 	"github.com/weftnet/weft/underlay"
-	"github.com/weftnet/weft/vxlan"
 )
 
 // A whole node agent: the Network acquires and keeps the lease, builds the
@@ -31,17 +31,18 @@ func ExampleNewNetwork() {
 	if f, err := subnetenv.Read(subnetenv.DefaultPath); err == nil {
 		prev = lease.Key{IPv4: f.Subnet, IPv6: f.IPv6Subnet}
 	}
-	n, err := vxlan.NewNetwork(vxlan.NetworkConfig{
+	n, err := agent.NewNetwork(agent.NetworkConfig{
+		Datapaths:  vxlanOnly,
 		Manager:    m, // Node defaults to m.Node()
 		FindPublic: underlay.Policy{Interfaces: []string{"eth0"}}.FindPublic,
 		Previous:   prev,
-		OnState: func(st vxlan.State) {
+		OnState: func(st agent.State) {
 			f := subnetenv.File{Network: st.Config.Network, Subnet: st.Lease.Key.IPv4, MTU: st.MTU} // no IPMasq: no masquerade rules here (see package hostrules)
 			if err := subnetenv.Write(subnetenv.DefaultPath, f); err != nil {
 				slog.Error("write subnet.env", "err", err)
 			}
 		},
-		OnPeers: func(events []vxlan.PeerEvent) {
+		OnPeers: func(events []agent.PeerEvent) {
 			for _, e := range events {
 				slog.Info("peer "+e.Kind.String(), "subnet", e.Peer.Subnet, "node", e.Owner, "rule", e.Reason)
 			}
@@ -53,6 +54,6 @@ func ExampleNewNetwork() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	if err := n.Run(ctx); err != nil && ctx.Err() == nil {
-		log.Fatal(err) // vxlan.ErrUnrecoverable: a restart would fail alike
+		log.Fatal(err) // agent.ErrUnrecoverable: a restart would fail alike
 	}
 }
