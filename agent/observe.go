@@ -181,6 +181,9 @@ func (n *Network) publishStates(ctx context.Context) error {
 			n.mu.Unlock()
 			if gone {
 				holds = false
+				// The local state first: a restart once subnet.env
+				// is gone must not boot from the lease given up.
+				n.saveNow()
 				n.withdraw(w)
 			}
 		}
@@ -190,6 +193,11 @@ func (n *Network) publishStates(ctx context.Context) error {
 		}
 		newLease := !announced || v.lease != last.lease
 		last, announced, holds, inForce = v, true, true, st.Lease.Key
+		if newLease {
+			// The local state first: a restart once subnet.env names
+			// the new lease boots from it, not from the one before.
+			n.saveNow()
+		}
 		if n.cfg.OnState != nil {
 			n.cfg.OnState(st)
 		}

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"net/netip"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/weftnet/weft/lease"
@@ -89,6 +90,15 @@ type offline struct {
 	// forget says the node gave up the lease the state holds: the state
 	// is removed (StateRemover) unless a new lease is saved first.
 	forget bool
+
+	// saveMu serialises the saves and removals of saveStates and the
+	// State publisher, and guards saved and saveFailed.
+	saveMu sync.Mutex
+	// saved is the lease the state on disk holds, as last saved or
+	// removed by this run; zero if none or not known.
+	saved lease.Key
+	// saveFailed is the last save's error, logged once.
+	saveFailed string
 }
 
 // loadState reads the local state, if the Network has a store, and keeps
@@ -319,62 +329,92 @@ func (n *Network) kickSave() {
 
 // saveStates writes the local state whenever it may have changed, a
 // saveDelay after the first prompt so that a moment's changes make one
-// write, and then only if it did change (the store compares). At the end
-// of Run a pending change is saved before it returns.
+// write, and then only if it did change (the store compares). A lease
+// given up or changed is not delayed: a restart in that second would
+// boot from a lease the node no longer holds. The State publisher saves
+// such a change itself before it announces it (saveNow); this catches
+// the ones it does not announce (a state refused before any State). At
+// the end of Run a pending change is saved before it returns.
 func (n *Network) saveStates(ctx context.Context) error {
 	refresh := time.NewTicker(saveRefresh)
 	defer refresh.Stop()
-	failed := ""
-	save := func() {
-		if n.forgetState() {
-			if r, ok := n.cfg.LocalState.(StateRemover); ok {
-				if err := r.Remove(); err != nil {
-					n.log.Warn("cannot remove the local state holding a lease the node gave up", "err", err)
-				} else {
-					n.log.Info("removed the local state: it held a lease the node gave up")
-				}
-			}
-			return
-		}
-		st, ok := n.stateToSave()
-		if !ok {
-			return
-		}
-		wrote, err := n.cfg.LocalState.Save(st)
-		switch {
-		case err != nil && err.Error() != failed:
-			n.log.Warn("cannot save the local state; the node could not boot from it while the control plane is unreachable", "err", err)
-			failed = err.Error()
-		case err == nil && failed != "":
-			n.log.Info("saving the local state works again")
-			failed = ""
-		case wrote:
-			n.log.Debug("saved the local state", "subnet", st.Lease.Key, "peers", len(st.Peers))
-		}
-	}
 	for {
 		select {
 		case <-ctx.Done():
 			select {
 			case <-n.off.saveKick:
-				save()
+				n.saveNow()
 			default:
 			}
 			return ctx.Err()
 		case <-n.off.saveKick:
 		case <-refresh.C:
 		}
-		select {
-		case <-ctx.Done():
-			save()
-			return ctx.Err()
-		case <-time.After(saveDelay):
+		if !n.saveUrgent() {
+			select {
+			case <-ctx.Done():
+				n.saveNow()
+				return ctx.Err()
+			case <-time.After(saveDelay):
+			}
 		}
 		select {
 		case <-n.off.saveKick:
 		default:
 		}
-		save()
+		n.saveNow()
+	}
+}
+
+// saveUrgent reports whether the state on disk holds a lease the node
+// gave up, or another lease than the one it holds.
+func (n *Network) saveUrgent() bool {
+	n.mu.Lock()
+	forget, own, has := n.off.forget, n.own.Key, n.hasOwn && n.ownFrom != Reacquiring
+	n.mu.Unlock()
+	n.off.saveMu.Lock()
+	defer n.off.saveMu.Unlock()
+	return forget || has && own != n.off.saved
+}
+
+// saveNow removes the local state if the node gave up the lease it
+// holds, or else saves what the node runs on, if that may be saved yet.
+// It is safe to call from any goroutine but with n.mu held.
+func (n *Network) saveNow() {
+	if n.cfg.LocalState == nil {
+		return
+	}
+	n.off.saveMu.Lock()
+	defer n.off.saveMu.Unlock()
+	if n.forgetState() {
+		if r, ok := n.cfg.LocalState.(StateRemover); ok {
+			if err := r.Remove(); err != nil {
+				n.log.Warn("cannot remove the local state holding a lease the node gave up", "err", err)
+			} else {
+				n.off.saved = lease.Key{}
+				n.log.Info("removed the local state: it held a lease the node gave up")
+			}
+		}
+		return
+	}
+	st, ok := n.stateToSave()
+	if !ok {
+		return
+	}
+	wrote, err := n.cfg.LocalState.Save(st)
+	switch {
+	case err != nil && err.Error() != n.off.saveFailed:
+		n.log.Warn("cannot save the local state; the node could not boot from it while the control plane is unreachable", "err", err)
+		n.off.saveFailed = err.Error()
+	case err == nil && n.off.saveFailed != "":
+		n.log.Info("saving the local state works again")
+		n.off.saveFailed = ""
+	}
+	if err == nil {
+		n.off.saved = st.Lease.Key
+		if wrote {
+			n.log.Debug("saved the local state", "subnet", st.Lease.Key, "peers", len(st.Peers))
+		}
 	}
 }
 

@@ -26,6 +26,26 @@ type withdrawLog struct {
 	// last one was never withdrawn.
 	bad  []string
 	last lease.Key // of the State in force; zero once withdrawn
+	// store, if set, is the Network's local state, checked at each call:
+	// a restart at that moment boots from it, so it must already hold
+	// the lease a State names (when the State is of a lease the control
+	// plane gave), and no longer hold a lease given up.
+	store *localstate.Store
+}
+
+// checkStore records a local state that disagrees with the call being
+// made; w.mu is held.
+func (w *withdrawLog) checkStore(event string, want lease.Key, gone lease.Key) {
+	if w.store == nil {
+		return
+	}
+	st, err := w.store.Load()
+	switch {
+	case gone.IsValid() && err == nil && st.Lease.Key == gone:
+		w.bad = append(w.bad, fmt.Sprintf("%s: the local state still holds %s, given up: a restart now boots from it", event, gone))
+	case want.IsValid() && (err != nil || st.Lease.Key != want):
+		w.bad = append(w.bad, fmt.Sprintf("%s: the local state holds %v (%v), not the lease announced: a restart now boots from another subnet", event, st.Lease.Key, err))
+	}
 }
 
 func (w *withdrawLog) onState(st agent.State) {
@@ -36,6 +56,7 @@ func (w *withdrawLog) onState(st agent.State) {
 	}
 	w.last = st.Lease.Key
 	w.events = append(w.events, "state "+st.Lease.Key.String())
+	w.checkStore("state "+st.Lease.Key.String(), st.Lease.Key, lease.Key{})
 }
 
 func (w *withdrawLog) onWithdraw(wd agent.Withdrawal) {
@@ -46,6 +67,9 @@ func (w *withdrawLog) onWithdraw(wd agent.Withdrawal) {
 	}
 	w.last = lease.Key{}
 	w.events = append(w.events, "withdraw "+wd.Lease.String()+" "+wd.Reason.String())
+	if wd.Reason != agent.WithdrawStarting && wd.Reason != agent.WithdrawReplaced {
+		w.checkStore("withdraw "+wd.Lease.String(), lease.Key{}, wd.Lease)
+	}
 }
 
 func (w *withdrawLog) snapshot() []string {
@@ -79,7 +103,7 @@ func TestNetworkWithdraws(t *testing.T) {
 	h, m, quiet, srv := oneHostOn(t, two)
 	admin := srv.Client(t)
 	store := localstate.NewStore(t.TempDir(), localstate.Identity{Network: "etcd /coreos.com/network", Node: h.Name}, 0)
-	var log withdrawLog
+	log := withdrawLog{store: store}
 	previous := lease.Key{IPv4: netip.MustParsePrefix("10.244.2.0/24")}
 	runNetwork(t, agent.NetworkConfig{
 		Datapaths: vxlanOnly,
