@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"net/netip"
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/weftnet/weft/internal/daemontest"
 	"github.com/weftnet/weft/internal/flanneldtest"
@@ -27,6 +29,9 @@ func dataplane(t testing.TB, h *netnstest.Host) string {
 		ipOut(t, h, "ip", "neigh", "show", "dev", "flannel.1") +
 		ipOut(t, h, "bridge", "fdb", "show", "dev", "flannel.1")
 }
+
+// podOf is the address of the pod on d's node: the second of its subnet.
+func podOf(d *daemon) netip.Addr { return d.Env().Subnet.Addr().Next().Next() }
 
 func leaseOf(t testing.TB, c *cluster, f subnetenv.File) string {
 	t.Helper()
@@ -69,6 +74,13 @@ func TestRealFlanneldMixed(t *testing.T) {
 			w3.WaitPeers(2)
 			flanneldtest.WaitReady(t, f, w.Env(), w3.Env())
 			all := []*daemon{w, f, w3}
+			// A pod on each node: an address in its subnet on a bridge
+			// (the pods' bridge; no dummy driver here), which every other node's pods ping.
+			for _, d := range all {
+				ipOut(t, d.Host, "ip", "link", "add", "pod0", "type", "bridge")
+				ipOut(t, d.Host, "ip", "addr", "add", podOf(d).String()+"/32", "dev", "pod0")
+				ipOut(t, d.Host, "ip", "link", "set", "pod0", "up")
+			}
 			reachAll := func(step string) {
 				t.Helper()
 				for _, a := range all {
@@ -76,6 +88,9 @@ func TestRealFlanneldMixed(t *testing.T) {
 						if a != b {
 							if err := daemontest.Reach(t, a, b); err != nil {
 								t.Fatalf("%s: %s -> %s: %v", step, a.Host.Name, b.Host.Name, err)
+							}
+							if err := a.Host.WaitPing(podOf(a), podOf(b), 10*time.Second); err != nil {
+								t.Fatalf("%s: pod ping %s -> %s: %v", step, a.Host.Name, b.Host.Name, err)
 							}
 						}
 					}
