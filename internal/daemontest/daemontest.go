@@ -111,7 +111,6 @@ func Start(t testing.TB, h *netnstest.Host, bin, subnetFile string, args ...stri
 // daemon's environment: for tests of how the daemon finds its name.
 func StartEnv(t testing.TB, h *netnstest.Host, bin, subnetFile string, env []string, args ...string) *Daemon {
 	t.Helper()
-	d := &Daemon{T: t, Host: h, Out: &testutil.SyncBuffer{}, SubnetFile: subnetFile, exited: make(chan struct{})}
 	all := []string{"netns", "exec", h.Name, bin,
 		"--iface", netnstest.Underlay, "--subnet-file", subnetFile,
 		"--healthz-ip", h.Addr.Addr().String(), "--healthz-port", fmt.Sprint(HealthPort)}
@@ -125,7 +124,18 @@ func StartEnv(t testing.TB, h *netnstest.Host, bin, subnetFile string, env []str
 		all = append(all, "--status-socket", StatusSocket(subnetFile))
 	}
 	all = append(all, args...)
-	d.Cmd = exec.Command("ip", all...)
+	return StartCommand(t, h, subnetFile, env, all[3:]...)
+}
+
+// StartCommand runs argv in h as a Daemon, with env added to its
+// environment, and nothing else added: for daemons other than weft's,
+// such as flannel's own flanneld (package flanneldtest). The daemon is
+// stopped with SIGTERM at the end of the test, and its output logged if
+// the test failed.
+func StartCommand(t testing.TB, h *netnstest.Host, subnetFile string, env []string, argv ...string) *Daemon {
+	t.Helper()
+	d := &Daemon{T: t, Host: h, Out: &testutil.SyncBuffer{}, SubnetFile: subnetFile, exited: make(chan struct{})}
+	d.Cmd = exec.Command("ip", append([]string{"netns", "exec", h.Name}, argv...)...)
 	if env != nil {
 		d.Cmd.Env = append(os.Environ(), env...)
 	}
@@ -140,7 +150,7 @@ func StartEnv(t testing.TB, h *netnstest.Host, bin, subnetFile string, env []str
 	t.Cleanup(func() {
 		d.Stop(syscall.SIGTERM)
 		if t.Failed() {
-			t.Logf("flanneld on %s:\n%s", h.Name, d.Out)
+			t.Logf("%s on %s:\n%s", filepath.Base(argv[0]), h.Name, d.Out)
 		}
 	})
 	return d
