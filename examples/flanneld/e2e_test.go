@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -533,6 +534,8 @@ func TestEtcdWipedDaemons(t *testing.T) {
 	var sent, lost int
 	flowDone := make(chan struct{})
 	stopFlow := make(chan struct{})
+	var stopOnce sync.Once
+	stop := func() { stopOnce.Do(func() { close(stopFlow) }); <-flowDone }
 	go func() {
 		defer close(flowDone)
 		for {
@@ -548,6 +551,9 @@ func TestEtcdWipedDaemons(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}()
+	// Stopped before the namespaces are closed on a failure's way out too
+	// (cleanups run last first).
+	t.Cleanup(stop)
 	held := testutil.Sample(50*time.Millisecond, func() (lapses []string) {
 		for _, d := range []*daemon{a, b} {
 			if code, body := d.Readyz(); code != http.StatusOK {
@@ -570,8 +576,7 @@ func TestEtcdWipedDaemons(t *testing.T) {
 	waitFor(t, 5*time.Second, "both live daemons to re-create their keys", func() bool { return owned(a, ea) && owned(b, eb) })
 	recreated := time.Since(back)
 	time.Sleep(3 * time.Second) // well inside the 30 s settle window
-	close(stopFlow)
-	<-flowDone
+	stop()
 	held.Check(t, "during the wipe's settle window")
 	t.Logf("keys re-created %v after etcd was back (%v after the wipe began); %d of %d packets lost meanwhile",
 		recreated.Round(time.Millisecond), back.Add(recreated).Sub(wiped).Round(time.Millisecond), lost, sent)

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
@@ -52,6 +53,14 @@ func (s *Server) startEmbedded() error {
 	cfg.LogLevel = "error"
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
 	e, err := embed.StartEtcd(cfg)
+	// A server stopped a moment ago on the same ports may still hold a
+	// listener while its goroutines wind down (seen on a loaded machine:
+	// "bind: address already in use" on the peer port after a wipe):
+	// that is waited out, briefly.
+	for wait := time.Now().Add(5 * time.Second); errors.Is(err, syscall.EADDRINUSE) && time.Now().Before(wait); {
+		time.Sleep(100 * time.Millisecond)
+		e, err = embed.StartEtcd(cfg)
+	}
 	if err != nil {
 		return err
 	}
