@@ -182,8 +182,9 @@ func (n *Network) publishStates(ctx context.Context) error {
 			if gone {
 				holds = false
 				// The local state first: a restart once subnet.env
-				// is gone must not boot from the lease given up.
-				n.saveNow()
+				// is gone must not boot from the lease given up. Only
+				// the removal, not a save: subnet.env must not wait.
+				n.dropStale()
 				n.withdraw(w)
 			}
 		}

@@ -85,16 +85,19 @@ type offline struct {
 	peersAt  time.Time
 	peersRev int64
 	saveKick chan struct{}
-	// forget says the node gave up the lease the state holds: the state
-	// is removed (StateRemover) unless a new lease is saved first.
+	// forget says the node gave up the lease it held (lost, refused,
+	// left outside the network), under n.mu: with no lease held, the
+	// state is removed only then, never merely because no lease is held
+	// yet (a starting node boots from it).
 	forget bool
 
 	// saveMu serialises the saves and removals of saveStates and the
 	// State publisher, and guards saved and saveFailed.
 	saveMu sync.Mutex
-	// saved is the lease the state on disk holds, as last saved or
-	// removed by this run; zero if none or not known.
-	saved lease.Key
+	// saved is the lease the state on disk holds, as loaded, last saved
+	// or removed by this run; zero if none (or none this run can boot
+	// from). tried is the lease held when a save was last tried.
+	saved, tried lease.Key
 	// saveFailed is the last save's error, logged once.
 	saveFailed string
 }
@@ -124,6 +127,7 @@ func (n *Network) loadState() {
 		return
 	}
 	n.off.cached, n.off.conf = &st, conf
+	n.off.saved = st.Lease.Key
 	n.log.Info("read the local state; the node boots from it if the control plane does not answer",
 		"written", st.Written.Format(time.RFC3339), "subnet", st.Lease.Key, "peers", len(st.Peers), "offline_after", n.offlineAfter())
 }

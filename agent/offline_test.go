@@ -37,6 +37,24 @@ type offlineHost struct {
 	log     *testutil.SyncBuffer
 	simHost *simHost
 	stop    func()
+	// slowWatch, if set, delays the lease watch of the next start.
+	slowWatch time.Duration
+}
+
+// slowWatch delays the lease watch's start: a listing that takes long
+// (100,000 keys) after the lease is had.
+type slowWatch struct {
+	lease.Manager
+	delay time.Duration
+}
+
+func (s *slowWatch) WatchLeases(ctx context.Context, ch chan<- lease.Batch) error {
+	select {
+	case <-time.After(s.delay):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return s.Manager.WatchLeases(ctx, ch)
 }
 
 func newOfflineHost(t *testing.T, h *netnstest.Host, srv *etcdtest.Server) *offlineHost {
@@ -57,10 +75,23 @@ func (o *offlineHost) start() *simHost {
 		o.t.Fatal(err)
 	}
 	a := &simHost{host: o.host}
+	var src lease.Manager = m
+	if o.slowWatch > 0 {
+		src = &slowWatch{Manager: m, delay: o.slowWatch}
+	}
 	a.net, err = agent.NewNetwork(agent.NetworkConfig{
 		Datapaths: vxlanOnly,
-		Manager:   m, PublicIP: o.host.Addr.Addr(), Namespace: o.host.Handle, Logger: logger,
-		OnState: a.record, LocalState: o.store, OfflineAfter: time.Second,
+		Manager:   src, PublicIP: o.host.Addr.Addr(), Namespace: o.host.Handle, Logger: logger,
+		OnState: func(st agent.State) {
+			// A restart at this moment boots from the local state, so
+			// it must not hold a lease other than the one announced
+			// (it may hold none yet).
+			if on, err := o.store.Load(); err == nil && on.Lease.Key != st.Lease.Key {
+				o.t.Errorf("State %s announced while the local state holds %s", st.Lease.Key, on.Lease.Key)
+			}
+			a.record(st)
+		},
+		LocalState: o.store, OfflineAfter: time.Second,
 	})
 	if err != nil {
 		o.t.Fatal(err)
@@ -259,6 +290,48 @@ func TestNetworkLeaseLostWhileAway(t *testing.T) {
 	a.waitSaved(1) // the other node's lease is a peer now
 	if st, _ := a.store.Load(); st.Lease.Key == saved.Lease.Key {
 		t.Errorf("the local state still holds the lost lease %v", st.Lease.Key)
+	}
+}
+
+// TestReplacedLeaseLeavesNoStaleState: a host booted from its local state
+// is given another lease once etcd answers, while its peer listing is
+// still to come (it takes seconds at 100,000 keys). From the State of the
+// new lease on, the local state must not hold the old one: a reboot with
+// etcd down would boot from a subnet etcd gave another node.
+func TestReplacedLeaseLeavesNoStaleState(t *testing.T) {
+	t.Parallel()
+	srv := etcdtest.Start(t)
+	admin := srv.Client(t)
+	if _, err := admin.Put(context.Background(), "/coreos.com/network/config", offlineConfig); err != nil {
+		t.Fatal(err)
+	}
+	seg := netnstest.NewSegment(t, 1)
+	a := newOfflineHost(t, seg.Hosts[0], srv)
+	waitReady(t, []*simHost{a.start()})
+	saved := a.waitSaved(0)
+	a.reboot()
+	key := "/coreos.com/network/subnets/" + saved.Lease.Key.String()
+	if _, err := admin.Delete(context.Background(), key); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Put(context.Background(), key, `{"PublicIP":"172.30.0.99","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:00:00:00:00:99"},"WeftOwner":"other"}`); err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	a.slowWatch = 4 * time.Second
+	ag := a.start()
+	waitUntil(t, 10*time.Second, "the host to be ready from its local state", func() bool {
+		ok, _ := ag.net.Ready()
+		return ok && len(ag.leaseHistory()) > 0
+	})
+	srv.Restart()
+	waitUntil(t, 20*time.Second, "the host to move off the subnet it lost", func() bool {
+		h := ag.leaseHistory()
+		return len(h) == 2 && h[1].Key != saved.Lease.Key
+	})
+	// The check is in start's OnState; and now, before the listing.
+	if st, err := a.store.Load(); err == nil && st.Lease.Key == saved.Lease.Key {
+		t.Errorf("after the move, the local state still holds the lost lease %v", st.Lease.Key)
 	}
 }
 

@@ -63,39 +63,45 @@ func (n *Network) saveStates(ctx context.Context) error {
 	}
 }
 
-// saveUrgent reports whether the state on disk holds a lease the node
-// gave up, or another lease than the one it holds.
+// heldKeyLocked is the lease the node holds now, zero while it holds
+// none or is acquiring one again. n.mu is held.
+func (n *Network) heldKeyLocked() lease.Key {
+	if n.hasOwn && n.ownFrom != Reacquiring {
+		return n.own.Key
+	}
+	return lease.Key{}
+}
+
+// saveUrgent reports whether the lease the node holds (or that it holds
+// none) changed since the last save was tried: such a change is saved, or
+// the state removed, at once.
 func (n *Network) saveUrgent() bool {
 	n.mu.Lock()
-	forget, own, has := n.off.forget, n.own.Key, n.hasOwn && n.ownFrom != Reacquiring
+	held := n.heldKeyLocked()
 	n.mu.Unlock()
 	n.off.saveMu.Lock()
 	defer n.off.saveMu.Unlock()
-	return forget || has && own != n.off.saved
+	return held != n.off.tried
 }
 
-// saveNow removes the local state if the node gave up the lease it
-// holds, or else saves what the node runs on, if that may be saved yet.
-// It is safe to call from any goroutine but with n.mu held.
+// saveNow saves what the node runs on, if that may be saved yet; and
+// where it cannot be, removes a local state that holds a lease the node
+// does not hold now (given up, or replaced by one whose peers are still
+// being listed). It is safe to call from any goroutine but with n.mu
+// held.
 func (n *Network) saveNow() {
 	if n.cfg.LocalState == nil {
 		return
 	}
 	n.off.saveMu.Lock()
 	defer n.off.saveMu.Unlock()
-	if n.forgetState() {
-		if r, ok := n.cfg.LocalState.(StateRemover); ok {
-			if err := r.Remove(); err != nil {
-				n.log.Warn("cannot remove the local state holding a lease the node gave up", "err", err)
-			} else {
-				n.off.saved = lease.Key{}
-				n.log.Info("removed the local state: it held a lease the node gave up")
-			}
-		}
-		return
-	}
+	n.mu.Lock()
+	held, forget := n.heldKeyLocked(), n.off.forget
+	n.mu.Unlock()
+	n.off.tried = held
 	st, ok := n.stateToSave()
-	if !ok {
+	if !ok || st.Lease.Key != held {
+		n.dropStaleLocked(held, forget)
 		return
 	}
 	wrote, err := n.cfg.LocalState.Save(st)
@@ -107,24 +113,63 @@ func (n *Network) saveNow() {
 		n.log.Info("saving the local state works again")
 		n.off.saveFailed = ""
 	}
-	if err == nil {
-		n.off.saved = st.Lease.Key
-		if wrote {
-			n.log.Debug("saved the local state", "subnet", st.Lease.Key, "peers", len(st.Peers))
-		}
+	if err != nil {
+		// What is on disk is the state before: it must not name a
+		// lease the node no longer holds.
+		n.dropStaleLocked(held, forget)
+		return
+	}
+	n.off.saved = st.Lease.Key
+	n.mu.Lock()
+	n.off.forget = false
+	n.mu.Unlock()
+	if wrote {
+		n.log.Debug("saved the local state", "subnet", st.Lease.Key, "peers", len(st.Peers))
 	}
 }
 
-// forgetState reports, once, that the state should be removed: the node
-// gave up the lease it holds, and holds none since.
-func (n *Network) forgetState() bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if !n.off.forget {
-		return false
+// dropStale removes the local state if it holds a lease the node does not
+// hold now: what the State publisher does before it withdraws a lease
+// given up, without waiting for a save.
+func (n *Network) dropStale() {
+	if n.cfg.LocalState == nil {
+		return
 	}
+	n.off.saveMu.Lock()
+	defer n.off.saveMu.Unlock()
+	n.mu.Lock()
+	held, forget := n.heldKeyLocked(), n.off.forget
+	n.mu.Unlock()
+	n.dropStaleLocked(held, forget)
+}
+
+// dropStaleLocked removes the local state if it holds a lease the node
+// no longer holds: another than held, or, with none held, one the node
+// gave up (forget). With none held and nothing given up (a node that
+// has not had its lease yet) the state stays: it is what the node boots
+// from. A removal that fails is tried again at the next save.
+// n.off.saveMu is held.
+func (n *Network) dropStaleLocked(held lease.Key, forget bool) {
+	switch {
+	case !n.off.saved.IsValid(), held.IsValid() && n.off.saved == held, !held.IsValid() && !forget:
+		return
+	}
+	r, ok := n.cfg.LocalState.(StateRemover)
+	if !ok {
+		return
+	}
+	if err := r.Remove(); err != nil {
+		if err.Error() != n.off.saveFailed {
+			n.log.Warn("cannot remove the local state holding a lease the node no longer holds; a restart while the control plane is unreachable would boot from it", "subnet", n.off.saved, "err", err)
+			n.off.saveFailed = err.Error()
+		}
+		return
+	}
+	n.log.Info("removed the local state: it held a lease the node no longer holds", "subnet", n.off.saved)
+	n.off.saved = lease.Key{}
+	n.mu.Lock()
 	n.off.forget = false
-	return !n.hasOwn || n.ownFrom == Reacquiring
+	n.mu.Unlock()
 }
 
 // stateToSave returns the state to save, and false while there is none

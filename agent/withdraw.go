@@ -83,12 +83,12 @@ type gone struct {
 func (n *Network) noteGoneLocked(k lease.Key, reason WithdrawReason, detail string) {
 	n.gone = gone{key: k, reason: reason, detail: detail}
 	n.kickState()
+	// The local state must not keep a lease given up or replaced:
+	// saveStates removes or overwrites it at once (see saveNow).
 	if reason != WithdrawReplaced {
-		// Given up, not replaced: the local state must not keep it
-		// (see StateRemover).
 		n.off.forget = true
-		n.kickSave()
 	}
+	n.kickSave()
 }
 
 // withdrawalLocked returns the Withdrawal of k, the lease of the State
