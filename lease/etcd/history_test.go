@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -341,6 +343,10 @@ func (h *history) step() {
 // than the 5 s recovery target, and within it every name in use is held
 // by exactly one of its hosts, on a key etcd stores as that host's,
 // inside the Network in force.
+//
+// History i draws from a PCG seeded (seed, i). The seed is the time unless
+// WEFT_HISTORY_SEED gives it: "S" replays the three histories of seed S,
+// "S/i" history i alone. A failure names both (subtest seed-S/history-i).
 func TestRandomHistories(t *testing.T) {
 	t.Parallel()
 	const (
@@ -348,9 +354,13 @@ func TestRandomHistories(t *testing.T) {
 		steps     = 12
 		target    = 5 * time.Second
 	)
+	seed, only := historySeed(t)
+	t.Logf("seed %d (WEFT_HISTORY_SEED=%d replays it, WEFT_HISTORY_SEED=%d/N history N alone)", seed, seed, seed)
 	for i := range histories {
-		seed := uint64(time.Now().UnixNano())
-		t.Run(fmt.Sprint("seed-", seed), func(t *testing.T) {
+		if only >= 0 && i != only {
+			continue
+		}
+		t.Run(fmt.Sprintf("seed-%d/history-%d", seed, i), func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t, historyConfigs[0])
 			h := &history{t: t, e: e, rnd: rand.New(rand.NewPCG(seed, uint64(i))), config: historyConfigs[0]}
@@ -403,4 +413,24 @@ func TestRandomHistories(t *testing.T) {
 			t.Logf("history: %q", h.log)
 		})
 	}
+}
+
+// historySeed returns the seed TestRandomHistories draws from, and the one
+// history to run (-1 for all), from WEFT_HISTORY_SEED ("S" or "S/i"), or
+// the time if it is unset.
+func historySeed(t *testing.T) (seed uint64, only int) {
+	v := os.Getenv("WEFT_HISTORY_SEED")
+	if v == "" {
+		return uint64(time.Now().UnixNano()), -1
+	}
+	s, i, one := strings.Cut(v, "/")
+	seed, err := strconv.ParseUint(s, 10, 64)
+	only = -1
+	if err == nil && one {
+		only, err = strconv.Atoi(i)
+	}
+	if err != nil || one && only < 0 {
+		t.Fatalf("WEFT_HISTORY_SEED=%q: want a seed, or seed/history (e.g. 1796696230589590797/1)", v)
+	}
+	return seed, only
 }
