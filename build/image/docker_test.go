@@ -12,8 +12,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
 // dockerTools is Debian's dockerd and the docker client shipped beside it,
@@ -192,7 +190,7 @@ func TestImageDocker(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		checkDockerImage(t, docker, host, tag, p, id.String(), imgs[i])
+		checkDockerImage(t, docker, host, tag, p, id.String())
 	}
 	if out, err := exec.Command(docker, "-H", host, "image", "inspect", "weft-flanneld:test").CombinedOutput(); err == nil {
 		t.Errorf("the classic store has an image under the plain tag after loading the index:\n%s", out)
@@ -221,34 +219,27 @@ func TestImageDocker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkDockerImage(t, docker, host, "weft-flanneld:test", p, id.String(), li)
+	checkDockerImage(t, docker, host, "weft-flanneld:test", p, id.String())
 }
 
 // checkDockerImage: docker image inspect shows tag as p's image whose ID
-// (the digest of its config) is id. docker 20.10 (API 1.41) shows no
-// Variant; the ID, being the config's digest, says the config is the
-// image's byte for byte, so its variant is the config's, checked here.
-func checkDockerImage(t *testing.T, docker, host, tag string, p platform, id string, img v1.Image) {
+// (the digest of its config) is id, with p's architecture and variant.
+// docker 20.10 leaves Variant out where it is empty (all but arm/v7), so
+// a template naming it fails; the JSON is read instead.
+func checkDockerImage(t *testing.T, docker, host, tag string, p platform, id string) {
 	t.Helper()
 	var got []struct {
 		ID           string `json:"Id"`
 		Os           string
 		Architecture string
-		Variant      *string
+		Variant      string
 	}
 	out := dockerRun(t, docker, host, "image", "inspect", tag)
 	if err := json.Unmarshal([]byte(out), &got); err != nil || len(got) != 1 {
 		t.Fatalf("docker image inspect %s: %v:\n%s", tag, err, out)
 	}
 	g := got[0]
-	if g.ID != id || g.Os != "linux" || g.Architecture != p.arch || (g.Variant != nil && *g.Variant != p.variant) {
-		t.Errorf("%s: docker image inspect says %s %s/%s (variant %v), want the image %s for %s", tag, g.ID, g.Os, g.Architecture, g.Variant, id, p)
-	}
-	cfg, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if g.Variant == nil && cfg.Variant != p.variant {
-		t.Errorf("%s: its config's variant is %q, want %q", tag, cfg.Variant, p.variant)
+	if g.ID != id || g.Os != "linux" || g.Architecture != p.arch || g.Variant != p.variant {
+		t.Errorf("%s: docker image inspect says %s %s/%s variant %q, want the image %s for %s", tag, g.ID, g.Os, g.Architecture, g.Variant, id, p)
 	}
 }
