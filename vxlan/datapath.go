@@ -110,6 +110,9 @@ type Datapath struct {
 	// unaddress says the device must hold no address: SetSubnet was
 	// given none. Under mu.
 	unaddress bool
+	// addressed is the subnet whose address the last reconcile ensured:
+	// an address added for another (asked for since) is no repair.
+	addressed netip.Prefix
 	// ipv6 is the device's family, which never changes (SetUnderlay
 	// keeps it): read without d.mu.
 	ipv6 bool

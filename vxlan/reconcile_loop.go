@@ -101,10 +101,15 @@ func (d *Datapath) reconcileLocked() (int, error) {
 			return 0, err
 		}
 		// A new device's address is part of making it: its creation is
-		// the one repair, when it is one.
+		// the one repair, when it is one. So is the address of a subnet
+		// asked for since the last reconcile (the first lease, often
+		// given after the device is made, or a move): only an address
+		// lost from a subnet already in place is drift.
+		asked := d.cfg.Subnet != d.addressed
 		for _, c := range addrChanges {
-			d.noteChange(dev.Name, c, !created)
+			d.noteChange(dev.Name, c, !created && !asked)
 		}
+		d.addressed = d.cfg.Subnet
 	}
 	if !d.peersKnown {
 		return 0, nil

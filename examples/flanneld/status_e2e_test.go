@@ -188,6 +188,11 @@ func TestWeftctl(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "Ready:         yes") || !strings.Contains(out, "Node:          "+a.Host.Name) || !strings.Contains(out, a.Env().Subnet.Masked().String()) {
 		t.Errorf("weftctl status: exit %d\n%s%s", code, out, stderr)
 	}
+	// A fresh start sets the device up: that is no repair (it showed
+	// "Repairs: 2" on a real node before).
+	if !strings.Contains(out, "Repairs:       0 in the last hour") {
+		t.Errorf("weftctl status after a fresh start counts repairs:\n%s", out)
+	}
 	for _, where := range [][]string{sock, {"--url", fmt.Sprintf("http://%s:%d", a.Host.Addr.Addr(), daemontest.HealthPort)}} {
 		out, stderr, code = weftctl(t, ctl, a.Host, append(where, "status", "-o", "json")...)
 		var doc status.Document
