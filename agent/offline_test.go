@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/weftnet/weft/agent"
 	"github.com/weftnet/weft/internal/etcdtest"
@@ -248,49 +249,73 @@ func TestNetworkBootsOffline(t *testing.T) {
 // embedder, and leaves the other node's key alone.
 func TestNetworkLeaseLostWhileAway(t *testing.T) {
 	t.Parallel()
+	w := loseLeaseWhileAway(t, 0)
+	waitReady(t, []*simHost{w.ag})
+	if !strings.Contains(w.a.log.String(), "is no longer its own") {
+		t.Errorf("the move was not logged:\n%s", w.a.log)
+	}
+	resp, err := w.admin.Get(context.Background(), w.key)
+	if err != nil || len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != w.other || resp.Kvs[0].ModRevision != w.put.Header.Revision {
+		t.Errorf("the other node's key after the move: %+v, %v", resp, err)
+	}
+	w.a.waitSaved(1) // the other node's lease is a peer now
+	if st, _ := w.a.store.Load(); st.Lease.Key == w.lost {
+		t.Errorf("the local state still holds the lost lease %v", st.Lease.Key)
+	}
+}
+
+// lostWhileAway is a host that lost its subnet while it was down (see
+// loseLeaseWhileAway), and what the test needs to check it by.
+type lostWhileAway struct {
+	a     *offlineHost
+	ag    *simHost
+	admin *clientv3.Client
+	lost  lease.Key // the subnet the local state holds, now another node's
+	key   string    // its etcd key
+	other string    // the other node's value there
+	put   *clientv3.PutResponse
+}
+
+// loseLeaseWhileAway runs a host until its local state is saved, reboots
+// it, gives its subnet to another node while it is down, starts it with
+// etcd down (it runs from its local state), and brings etcd back: it
+// returns once the host holds another subnet. slowWatch delays the host's
+// peer listing after that start (0: none).
+func loseLeaseWhileAway(t *testing.T, slowWatch time.Duration) lostWhileAway {
+	t.Helper()
 	srv := etcdtest.Start(t)
-	admin := srv.Client(t)
-	if _, err := admin.Put(context.Background(), "/coreos.com/network/config", offlineConfig); err != nil {
+	w := lostWhileAway{admin: srv.Client(t)}
+	if _, err := w.admin.Put(context.Background(), "/coreos.com/network/config", offlineConfig); err != nil {
 		t.Fatal(err)
 	}
 	seg := netnstest.NewSegment(t, 1)
-	a := newOfflineHost(t, seg.Hosts[0], srv)
-	waitReady(t, []*simHost{a.start()})
-	saved := a.waitSaved(0)
-	a.reboot()
+	w.a = newOfflineHost(t, seg.Hosts[0], srv)
+	waitReady(t, []*simHost{w.a.start()})
+	w.lost = w.a.waitSaved(0).Lease.Key
+	w.a.reboot()
 
-	key := "/coreos.com/network/subnets/" + saved.Lease.Key.String()
-	other := `{"PublicIP":"172.30.0.99","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:00:00:00:00:99"},"WeftOwner":"other"}`
-	if _, err := admin.Delete(context.Background(), key); err != nil {
+	w.key = "/coreos.com/network/subnets/" + w.lost.String()
+	w.other = `{"PublicIP":"172.30.0.99","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:00:00:00:00:99"},"WeftOwner":"other"}`
+	if _, err := w.admin.Delete(context.Background(), w.key); err != nil {
 		t.Fatal(err)
 	}
-	put, err := admin.Put(context.Background(), key, other)
-	if err != nil {
+	var err error
+	if w.put, err = w.admin.Put(context.Background(), w.key, w.other); err != nil {
 		t.Fatal(err)
 	}
 	srv.Stop()
-	ag := a.start()
+	w.a.slowWatch = slowWatch
+	w.ag = w.a.start()
 	waitUntil(t, 10*time.Second, "the host to be ready from its local state", func() bool {
-		ok, _ := ag.net.Ready()
-		return ok && len(ag.leaseHistory()) > 0
+		ok, _ := w.ag.net.Ready()
+		return ok && len(w.ag.leaseHistory()) > 0
 	})
 	srv.Restart()
 	waitUntil(t, 20*time.Second, "the host to move off the subnet it lost", func() bool {
-		h := ag.leaseHistory()
-		return len(h) == 2 && h[1].Key != saved.Lease.Key
+		h := w.ag.leaseHistory()
+		return len(h) == 2 && h[1].Key != w.lost
 	})
-	waitReady(t, []*simHost{ag})
-	if !strings.Contains(a.log.String(), "is no longer its own") {
-		t.Errorf("the move was not logged:\n%s", a.log)
-	}
-	resp, err := admin.Get(context.Background(), key)
-	if err != nil || len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != other || resp.Kvs[0].ModRevision != put.Header.Revision {
-		t.Errorf("the other node's key after the move: %+v, %v", resp, err)
-	}
-	a.waitSaved(1) // the other node's lease is a peer now
-	if st, _ := a.store.Load(); st.Lease.Key == saved.Lease.Key {
-		t.Errorf("the local state still holds the lost lease %v", st.Lease.Key)
-	}
+	return w
 }
 
 // TestReplacedLeaseLeavesNoStaleState: a host booted from its local state
@@ -300,37 +325,9 @@ func TestNetworkLeaseLostWhileAway(t *testing.T) {
 // etcd down would boot from a subnet etcd gave another node.
 func TestReplacedLeaseLeavesNoStaleState(t *testing.T) {
 	t.Parallel()
-	srv := etcdtest.Start(t)
-	admin := srv.Client(t)
-	if _, err := admin.Put(context.Background(), "/coreos.com/network/config", offlineConfig); err != nil {
-		t.Fatal(err)
-	}
-	seg := netnstest.NewSegment(t, 1)
-	a := newOfflineHost(t, seg.Hosts[0], srv)
-	waitReady(t, []*simHost{a.start()})
-	saved := a.waitSaved(0)
-	a.reboot()
-	key := "/coreos.com/network/subnets/" + saved.Lease.Key.String()
-	if _, err := admin.Delete(context.Background(), key); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := admin.Put(context.Background(), key, `{"PublicIP":"172.30.0.99","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:00:00:00:00:99"},"WeftOwner":"other"}`); err != nil {
-		t.Fatal(err)
-	}
-	srv.Stop()
-	a.slowWatch = 4 * time.Second
-	ag := a.start()
-	waitUntil(t, 10*time.Second, "the host to be ready from its local state", func() bool {
-		ok, _ := ag.net.Ready()
-		return ok && len(ag.leaseHistory()) > 0
-	})
-	srv.Restart()
-	waitUntil(t, 20*time.Second, "the host to move off the subnet it lost", func() bool {
-		h := ag.leaseHistory()
-		return len(h) == 2 && h[1].Key != saved.Lease.Key
-	})
+	w := loseLeaseWhileAway(t, 4*time.Second)
 	// The check is in start's OnState; and now, before the listing.
-	if st, err := a.store.Load(); err == nil && st.Lease.Key == saved.Lease.Key {
+	if st, err := w.a.store.Load(); err == nil && st.Lease.Key == w.lost {
 		t.Errorf("after the move, the local state still holds the lost lease %v", st.Lease.Key)
 	}
 }

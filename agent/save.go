@@ -72,6 +72,14 @@ func (n *Network) heldKeyLocked() lease.Key {
 	return lease.Key{}
 }
 
+// heldAndForget returns the lease the node holds now (see heldKeyLocked)
+// and whether it gave one up since the state was last saved or removed.
+func (n *Network) heldAndForget() (lease.Key, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.heldKeyLocked(), n.off.forget
+}
+
 // saveUrgent reports whether the lease the node holds (or that it holds
 // none) changed since the last save was tried: such a change is saved, or
 // the state removed, at once.
@@ -95,9 +103,7 @@ func (n *Network) saveNow() {
 	}
 	n.off.saveMu.Lock()
 	defer n.off.saveMu.Unlock()
-	n.mu.Lock()
-	held, forget := n.heldKeyLocked(), n.off.forget
-	n.mu.Unlock()
+	held, forget := n.heldAndForget()
 	n.off.tried = held
 	st, ok := n.stateToSave()
 	if !ok || st.Lease.Key != held {
@@ -137,9 +143,7 @@ func (n *Network) dropStale() {
 	}
 	n.off.saveMu.Lock()
 	defer n.off.saveMu.Unlock()
-	n.mu.Lock()
-	held, forget := n.heldKeyLocked(), n.off.forget
-	n.mu.Unlock()
+	held, forget := n.heldAndForget()
 	n.dropStaleLocked(held, forget)
 }
 
